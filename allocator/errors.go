@@ -1,0 +1,36 @@
+package allocator
+
+import "errors"
+
+// Sentinel errors. Each refusal of a domain rule has its own sentinel so that
+// the HTTP edge can map it to one stable error code of DESIGN §3. Callers
+// compare with errors.Is; the engine wraps them with context.
+var (
+	// ErrValidation wraps every malformed input: bad config, bad date, a start
+	// off the office grid. The edge maps it to 400 validation_failed.
+	ErrValidation = errors.New("allocator: validation failed")
+
+	ErrOfficeNotFound  = errors.New("allocator: office not found")
+	ErrServiceNotFound = errors.New("allocator: service not found")
+	ErrBookingNotFound = errors.New("allocator: booking not found")
+
+	ErrSlotTaken         = errors.New("allocator: slot taken")
+	ErrInvalidTransition = errors.New("allocator: invalid transition")
+	ErrDuplicateBooking  = errors.New("allocator: duplicate booking")
+
+	ErrNotReleased         = errors.New("allocator: date not bookable")
+	ErrTooLateToCancel     = errors.New("allocator: too late to cancel")
+	ErrTooLateToReschedule = errors.New("allocator: too late to reschedule")
+	ErrNotReschedulable    = errors.New("allocator: service not reschedulable")
+	ErrRescheduleLimit     = errors.New("allocator: reschedule limit reached")
+	ErrLimitReached        = errors.New("allocator: active booking limit reached")
+	ErrApplicantBlocked    = errors.New("allocator: applicant blocked")
+
+	// ErrLayoutInUse refuses a config replacement that would move seats under
+	// existing active bookings (timezone, grid, windows or hours change).
+	ErrLayoutInUse = errors.New("allocator: office layout in use")
+
+	// ErrDegraded is returned for every state change after the journal failed
+	// to sync: the disk state is unknown, so the engine stops writing.
+	ErrDegraded = errors.New("allocator: degraded after journal failure")
+)

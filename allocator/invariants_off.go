@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package allocator
+
+const invariantsEnabled = false

@@ -1,0 +1,232 @@
+package allocator
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// The durability seam.
+//
+// Every state change leaves the engine as one Change, handed to
+// Journal.Commit before anyone is told it happened. The engine follows
+// DESIGN invariant 3 around that call:
+//
+//	hold:    claim bits (CAS) → Commit → publish booking → acknowledge
+//	release: status CAS (lock) → Commit → free bits → unlock → acknowledge
+//	abort:   Commit failed → give the bits back / restore the status,
+//	         mark the engine degraded, return the error
+//
+// So a seat freed by cancel or expiry is never claimable before the release
+// is durable (the bits are still 0 while Commit runs), and a claim that fails
+// to persist never becomes visible (the booking is published after Commit).
+//
+// A Change carries the full new state of every booking it touches, not a
+// delta: recovery loads the latest record per booking and needs nothing
+// else. Records are immutable once handed to Commit; the journal may keep
+// references to them.
+
+// ID is a booking id: 128 random bits, written as 22 URL-safe characters.
+type ID [16]byte
+
+// String returns the URL-safe form.
+func (id ID) String() string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// ParseID reads the URL-safe form.
+func ParseID(s string) (ID, error) {
+	var id ID
+	if len(s) != 22 {
+		return id, fmt.Errorf("%w: booking id %q is not 22 URL-safe characters", ErrValidation, s)
+	}
+	n, err := base64.RawURLEncoding.Decode(id[:], []byte(s))
+	if err != nil || n != 16 {
+		return id, fmt.Errorf("%w: booking id %q is not 22 URL-safe characters", ErrValidation, s)
+	}
+	return id, nil
+}
+
+// Transition is one entry of a booking's history.
+type Transition struct {
+	AtUnixNano int64
+	Status     Status
+	Actor      string // API key name, "system", or the applicant's portal
+	Reason     string
+}
+
+// BookingRecord is the durable state of one booking. Start and end times are
+// derived from Date, Step and the office layout; they are not stored.
+type BookingRecord struct {
+	ID        ID
+	Office    string
+	Service   string
+	Applicant string
+	Date      Date
+	Step      uint16 // grid step of the start within Date
+	Slots     uint16 // run length in steps
+	Window    uint16 // 0-based desk index
+	Seq       uint32 // per (office, date) serial, tail of the human number
+	Status    Status
+	// Reschedules counts reschedules done.
+	Reschedules uint8
+	// HoldExpiresUnixNano is when a held booking expires; 0 otherwise.
+	HoldExpiresUnixNano int64
+	// RemindedUnixNano is the start time whose reminder.due was emitted; 0 if none.
+	RemindedUnixNano int64
+	History          []Transition
+}
+
+// Check asserts the record's own consistency. The journal calls it right
+// before writing and right after reading a record.
+func (r *BookingRecord) Check() error {
+	switch {
+	case !r.Status.Valid():
+		return fmt.Errorf("booking %s: invalid status %d", r.ID, r.Status)
+	case r.Office == "" || r.Service == "" || r.Applicant == "":
+		return fmt.Errorf("booking %s: office, service and applicant are required", r.ID)
+	case r.Slots == 0:
+		return fmt.Errorf("booking %s: zero-length run", r.ID)
+	case len(r.History) == 0:
+		return fmt.Errorf("booking %s: empty history", r.ID)
+	case r.History[len(r.History)-1].Status != r.Status:
+		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, r.History[len(r.History)-1].Status)
+	case r.Status == StatusHeld && r.HoldExpiresUnixNano == 0:
+		return fmt.Errorf("booking %s: held without expiry", r.ID)
+	}
+	return nil
+}
+
+// OfficeRecord is the durable state of one office.
+type OfficeRecord struct {
+	Config          OfficeConfig
+	ReleasedThrough Date
+}
+
+// Event is one entry of the outbox. Cursor is assigned by the journal in
+// commit order.
+type Event struct {
+	Cursor     uint64
+	Type       string
+	AtUnixNano int64
+	Office     string
+	Booking    *BookingRecord // booking.*, reminder.due, watch.matched
+	Through    Date           // slots.released
+	Reason     string
+}
+
+// IdempotencyRecord is the first response to a request that carried an
+// Idempotency-Key. The edge builds it; the journal stores it in the same
+// atomic write as the change it describes.
+type IdempotencyRecord struct {
+	Key         string // namespaced by the caller (API key name + header value)
+	Fingerprint [32]byte
+	Status      int
+	Body        []byte
+	AtUnixNano  int64
+}
+
+// Change is one atomic, durable state change.
+type Change struct {
+	Bookings    []*BookingRecord
+	Office      *OfficeRecord
+	Events      []Event
+	Idempotency *IdempotencyRecord
+}
+
+// Journal persists changes. Commit must not return nil before the change is
+// on stable storage; it is called concurrently from many goroutines and
+// should let them share syncs (group commit). Implementations must be safe
+// for concurrent use.
+type Journal interface {
+	Commit(c *Change) error
+}
+
+// Meta says who asks for a change and why, and lets the edge attach its
+// idempotent response to the change before it is committed.
+type Meta struct {
+	Actor  string
+	Reason string
+	// Attach, if set, is called once with the change right before Commit
+	// (and only when there is a change to commit).
+	Attach func(c *Change)
+}
+
+// MemJournal keeps committed changes in memory. For tests and for running
+// the engine without durability. Safe for concurrent use.
+type MemJournal struct {
+	mu      sync.Mutex
+	cursor  uint64
+	changes []*Change
+	// Fail, if set, is called before each commit; a non-nil result fails it.
+	Fail func(c *Change) error
+	// Hook, if set, runs inside Commit after the change is stored; tests use
+	// it to block a commit in flight.
+	Hook func(c *Change)
+}
+
+// ErrJournalClosed is returned by journals that no longer accept commits.
+var ErrJournalClosed = errors.New("allocator: journal closed")
+
+// Commit stores c and numbers its events.
+func (j *MemJournal) Commit(c *Change) error {
+	if j.Fail != nil {
+		if err := j.Fail(c); err != nil {
+			return err
+		}
+	}
+	j.mu.Lock()
+	for i := range c.Events {
+		j.cursor++
+		c.Events[i].Cursor = j.cursor
+	}
+	j.changes = append(j.changes, c)
+	j.mu.Unlock()
+	if j.Hook != nil {
+		j.Hook(c)
+	}
+	return nil
+}
+
+// Changes returns the committed changes in commit order.
+func (j *MemJournal) Changes() []*Change {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return append([]*Change(nil), j.changes...)
+}
+
+// Latest returns the last committed record of every booking and office,
+// as a recovery would read them.
+func (j *MemJournal) Latest() (offices []OfficeRecord, bookings []*BookingRecord) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	om := map[string]int{}
+	bm := map[ID]int{}
+	for _, c := range j.changes {
+		if c.Office != nil {
+			if i, ok := om[c.Office.Config.ID]; ok {
+				offices[i] = *c.Office
+			} else {
+				om[c.Office.Config.ID] = len(offices)
+				offices = append(offices, *c.Office)
+			}
+		}
+		for _, b := range c.Bookings {
+			if i, ok := bm[b.ID]; ok {
+				bookings[i] = b
+			} else {
+				bm[b.ID] = len(bookings)
+				bookings = append(bookings, b)
+			}
+		}
+	}
+	return offices, bookings
+}
+
+// unixNano converts t, zero for the zero time.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}

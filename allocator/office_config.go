@@ -1,0 +1,454 @@
+package allocator
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Limits on office configuration. Every one is a named refusal, never a
+// silent truncation.
+const (
+	windowsMax         = 256  // service desks per office
+	servicesMax        = 64   // services per office
+	closuresMax        = 1024 // closure dates per office
+	horizonDaysMax     = 366
+	intervalsPerDayMax = 8
+	slotMinutesMin     = 5 // 288 steps a day at most: 5 words per window
+	textBytesMax       = 512
+)
+
+// idPattern is the shape of office and service ids: they appear in URLs and
+// booking numbers.
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// Duration is a time.Duration that reads and writes Go duration strings
+// ("10m", "24h") in JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the Go duration string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("%w: duration must be a string such as \"10m\"", ErrValidation)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%w: duration %q: use a Go duration such as \"10m\" or \"24h\"", ErrValidation, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// OfficeConfig is the shape of PUT /v1/offices/{id} and of the -offices file.
+// Decode it with DecodeOfficeConfig so omitted policy fields take defaults and
+// unknown fields are refused.
+type OfficeConfig struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Region   string `json:"region"`
+	City     string `json:"city"`
+	Address  string `json:"address"`
+	Timezone string `json:"timezone"` // IANA name, e.g. Europe/Moscow
+	// SlotMinutes is the grid step in minutes; it divides every hours interval.
+	SlotMinutes int `json:"slot_minutes"`
+	// Windows is the number of parallel desks: seats per grid step.
+	Windows  int                 `json:"windows"`
+	Hours    map[string][]string `json:"hours"`    // "mon": ["09:00-13:00", …]
+	Closures []string            `json:"closures"` // YYYY-MM-DD, office-local
+	Services []ServiceConfig     `json:"services"`
+	Policy   PolicyConfig        `json:"policy"`
+}
+
+// ServiceConfig is one service an office offers.
+type ServiceConfig struct {
+	ID            string   `json:"id"`
+	Name          string   `json:"name"`
+	Slots         int      `json:"slots"`    // run length in grid steps, ≥ 1
+	Weekdays      []string `json:"weekdays"` // empty: every day the office is open
+	Reschedulable bool     `json:"reschedulable"`
+}
+
+// PolicyConfig is an office's booking policy. Zero values are meaningful
+// (a zero cancel_cutoff allows cancelling until the start), so defaults come
+// from DefaultPolicy, not from zero.
+type PolicyConfig struct {
+	HorizonDays           int           `json:"horizon_days"`
+	ReleaseTime           string        `json:"release_time"` // HH:MM office-local
+	HoldTTL               Duration      `json:"hold_ttl"`
+	CancelCutoff          Duration      `json:"cancel_cutoff"`
+	LateCancelFloor       Duration      `json:"late_cancel_floor"`
+	RescheduleCutoff      Duration      `json:"reschedule_cutoff"`
+	MaxReschedules        int           `json:"max_reschedules"`
+	MaxActivePerApplicant int           `json:"max_active_per_applicant"`
+	CancelPenalty         PenaltyConfig `json:"cancel_penalty"`
+	NoShowGrace           Duration      `json:"no_show_grace"`
+	ReleaseLottery        Duration      `json:"release_lottery"`
+	ReminderBefore        Duration      `json:"reminder_before"`
+}
+
+// PenaltyConfig: Count applicant cancels or no-shows within Window block new
+// bookings for Block. A zero Count disables the penalty.
+type PenaltyConfig struct {
+	Count  int      `json:"count"`
+	Window Duration `json:"window"`
+	Block  Duration `json:"block"`
+}
+
+// DefaultPolicy returns the defaults of DESIGN §1.
+func DefaultPolicy() PolicyConfig {
+	return PolicyConfig{
+		HorizonDays:           30,
+		ReleaseTime:           "00:00",
+		HoldTTL:               Duration(10 * time.Minute),
+		CancelCutoff:          Duration(24 * time.Hour),
+		LateCancelFloor:       Duration(12 * time.Hour),
+		RescheduleCutoff:      Duration(24 * time.Hour),
+		MaxReschedules:        2,
+		MaxActivePerApplicant: 3,
+		CancelPenalty:         PenaltyConfig{Count: 3, Window: Duration(720 * time.Hour), Block: Duration(168 * time.Hour)},
+		NoShowGrace:           Duration(15 * time.Minute),
+		ReleaseLottery:        0,
+		ReminderBefore:        Duration(24 * time.Hour),
+	}
+}
+
+// DecodeOfficeConfig decodes one office object: unknown fields are refused,
+// omitted policy fields take DefaultPolicy's values.
+func DecodeOfficeConfig(data []byte) (OfficeConfig, error) {
+	cfg := OfficeConfig{Policy: DefaultPolicy()}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cfg); err != nil {
+		return OfficeConfig{}, fmt.Errorf("%w: office: %s", ErrValidation, jsonProblem(err))
+	}
+	if dec.More() {
+		return OfficeConfig{}, fmt.Errorf("%w: office: trailing data after the object", ErrValidation)
+	}
+	return cfg, nil
+}
+
+// DecodeOfficeConfigs decodes a JSON array of office objects (the -offices file).
+func DecodeOfficeConfigs(data []byte) ([]OfficeConfig, error) {
+	var raws []json.RawMessage
+	if err := json.Unmarshal(data, &raws); err != nil {
+		return nil, fmt.Errorf("%w: offices: expected a JSON array of office objects: %s", ErrValidation, jsonProblem(err))
+	}
+	out := make([]OfficeConfig, 0, len(raws))
+	for i, raw := range raws {
+		cfg, err := DecodeOfficeConfig(raw)
+		if err != nil {
+			return nil, fmt.Errorf("offices[%d]: %w", i, err)
+		}
+		out = append(out, cfg)
+	}
+	return out, nil
+}
+
+// jsonProblem turns a decoding error into a sentence without Go type names.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	if ok := asType(err, &te); ok {
+		return fmt.Sprintf("field %q has the wrong type (got JSON %s)", te.Field, te.Value)
+	}
+	msg := err.Error()
+	msg = strings.TrimPrefix(msg, "json: ")
+	return msg
+}
+
+var weekdayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+func parseWeekday(s string) (time.Weekday, bool) {
+	for i, n := range weekdayNames {
+		if n == s {
+			return time.Weekday(i), true
+		}
+	}
+	return 0, false
+}
+
+// parseClock parses HH:MM into minutes of the day; 24:00 is allowed when end is set.
+func parseClock(s string, end bool) (int, bool) {
+	if len(s) != 5 || s[2] != ':' {
+		return 0, false
+	}
+	h, m := 0, 0
+	for _, c := range s[0:2] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		h = h*10 + int(c-'0')
+	}
+	for _, c := range s[3:5] {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		m = m*10 + int(c-'0')
+	}
+	if m > 59 || h > 24 || (h == 24 && (m != 0 || !end)) {
+		return 0, false
+	}
+	return h*60 + m, true
+}
+
+// layout is the compiled, immutable form of an OfficeConfig.
+// It is shared read-only by all goroutines.
+type layout struct {
+	cfg         OfficeConfig
+	loc         *time.Location
+	stepMinutes int
+	steps       int // grid steps per day
+	words       int // uint64 words per window bitmap
+	windows     int
+	open        [7][]uint64 // per weekday: 1 = step within opening hours
+	openSteps   [7]int      // popcount of open
+	services    map[string]*service
+	policy      policy
+	releaseMin  int           // minute of day of the daily release
+	closures    map[Date]bool // closed dates
+}
+
+// service is the compiled form of a ServiceConfig.
+type service struct {
+	id            string
+	name          string
+	slots         int
+	weekdays      [7]bool
+	reschedulable bool
+}
+
+// policy is PolicyConfig with time.Duration fields.
+type policy struct {
+	horizonDays           int
+	holdTTL               time.Duration
+	cancelCutoff          time.Duration
+	lateCancelFloor       time.Duration
+	rescheduleCutoff      time.Duration
+	maxReschedules        int
+	maxActivePerApplicant int
+	penaltyCount          int
+	penaltyWindow         time.Duration
+	penaltyBlock          time.Duration
+	noShowGrace           time.Duration
+	releaseLottery        time.Duration
+	reminderBefore        time.Duration
+}
+
+// Validate checks cfg and returns the first problem as an ErrValidation
+// wrapped with a sentence an office administrator can act on.
+func (cfg *OfficeConfig) Validate() error {
+	_, err := compileLayout(*cfg)
+	return err
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrValidation}, args...)...)
+}
+
+// compileLayout validates cfg and builds its layout.
+func compileLayout(cfg OfficeConfig) (*layout, error) {
+	if !idPattern.MatchString(cfg.ID) {
+		return nil, invalid("office id %q: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit", cfg.ID)
+	}
+	for name, v := range map[string]string{"name": cfg.Name, "region": cfg.Region, "city": cfg.City, "address": cfg.Address} {
+		if len(v) > textBytesMax {
+			return nil, invalid("office %s: %s is longer than %d bytes", cfg.ID, name, textBytesMax)
+		}
+	}
+	if cfg.Name == "" {
+		return nil, invalid("office %s: name is required", cfg.ID)
+	}
+	if cfg.Region == "" {
+		return nil, invalid("office %s: region is required", cfg.ID)
+	}
+	if cfg.Timezone == "" {
+		return nil, invalid("office %s: timezone is required (an IANA name such as Europe/Moscow)", cfg.ID)
+	}
+	loc, err := time.LoadLocation(cfg.Timezone)
+	if err != nil || cfg.Timezone == "Local" {
+		return nil, invalid("office %s: unknown timezone %q (use an IANA name such as Europe/Moscow)", cfg.ID, cfg.Timezone)
+	}
+	if cfg.SlotMinutes < slotMinutesMin || cfg.SlotMinutes > 240 || 1440%cfg.SlotMinutes != 0 {
+		return nil, invalid("office %s: slot_minutes %d must divide 1440 and lie in %d..240", cfg.ID, cfg.SlotMinutes, slotMinutesMin)
+	}
+	if cfg.Windows < 1 || cfg.Windows > windowsMax {
+		return nil, invalid("office %s: windows %d must be in 1..%d", cfg.ID, cfg.Windows, windowsMax)
+	}
+	l := &layout{
+		cfg:         cfg,
+		loc:         loc,
+		stepMinutes: cfg.SlotMinutes,
+		steps:       1440 / cfg.SlotMinutes,
+		windows:     cfg.Windows,
+		services:    make(map[string]*service, len(cfg.Services)),
+		closures:    make(map[Date]bool, len(cfg.Closures)),
+	}
+	l.words = (l.steps + 63) / 64
+	for wd := range l.open {
+		l.open[wd] = make([]uint64, l.words)
+	}
+	if len(cfg.Hours) == 0 {
+		return nil, invalid("office %s: hours are required, e.g. {\"mon\": [\"09:00-18:00\"]}", cfg.ID)
+	}
+	// Hours: sorted, non-overlapping intervals on the grid.
+	for name, ivs := range cfg.Hours {
+		wd, ok := parseWeekday(name)
+		if !ok {
+			return nil, invalid("office %s: hours: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", cfg.ID, name)
+		}
+		if len(ivs) > intervalsPerDayMax {
+			return nil, invalid("office %s: hours %s: at most %d intervals a day", cfg.ID, name, intervalsPerDayMax)
+		}
+		type span struct{ from, to int }
+		spans := make([]span, 0, len(ivs))
+		for _, iv := range ivs {
+			a, b, ok := strings.Cut(iv, "-")
+			from, ok1 := parseClock(a, false)
+			to, ok2 := parseClock(b, true)
+			if !ok || !ok1 || !ok2 {
+				return nil, invalid("office %s: hours %s: %q is not HH:MM-HH:MM", cfg.ID, name, iv)
+			}
+			if from >= to {
+				return nil, invalid("office %s: hours %s: %q ends before it starts", cfg.ID, name, iv)
+			}
+			if from%cfg.SlotMinutes != 0 || to%cfg.SlotMinutes != 0 {
+				return nil, invalid("office %s: hours %s: %q is not on the %d-minute grid (slot_minutes must divide both ends)", cfg.ID, name, iv, cfg.SlotMinutes)
+			}
+			spans = append(spans, span{from, to})
+		}
+		sort.Slice(spans, func(i, j int) bool { return spans[i].from < spans[j].from })
+		for i := 1; i < len(spans); i++ {
+			if spans[i].from < spans[i-1].to {
+				return nil, invalid("office %s: hours %s: intervals overlap", cfg.ID, name)
+			}
+		}
+		for _, s := range spans {
+			for st := s.from / cfg.SlotMinutes; st < s.to/cfg.SlotMinutes; st++ {
+				l.open[wd][st/64] |= 1 << (st % 64)
+				l.openSteps[wd]++
+			}
+		}
+	}
+	if len(cfg.Closures) > closuresMax {
+		return nil, invalid("office %s: at most %d closures", cfg.ID, closuresMax)
+	}
+	for _, c := range cfg.Closures {
+		d, err := ParseDate(c)
+		if err != nil {
+			return nil, invalid("office %s: closure %q is not YYYY-MM-DD", cfg.ID, c)
+		}
+		l.closures[d] = true
+	}
+	if len(cfg.Services) == 0 {
+		return nil, invalid("office %s: at least one service is required", cfg.ID)
+	}
+	if len(cfg.Services) > servicesMax {
+		return nil, invalid("office %s: at most %d services", cfg.ID, servicesMax)
+	}
+	for _, sc := range cfg.Services {
+		if !idPattern.MatchString(sc.ID) {
+			return nil, invalid("office %s: service id %q: use 1-63 lowercase letters, digits and dashes", cfg.ID, sc.ID)
+		}
+		if _, dup := l.services[sc.ID]; dup {
+			return nil, invalid("office %s: service %q is listed twice", cfg.ID, sc.ID)
+		}
+		if sc.Slots < 1 || sc.Slots > 64 {
+			return nil, invalid("office %s: service %s: slots %d must be in 1..64 grid steps", cfg.ID, sc.ID, sc.Slots)
+		}
+		if len(sc.Name) > textBytesMax {
+			return nil, invalid("office %s: service %s: name is longer than %d bytes", cfg.ID, sc.ID, textBytesMax)
+		}
+		s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable}
+		if len(sc.Weekdays) == 0 {
+			for i := range s.weekdays {
+				s.weekdays[i] = true
+			}
+		}
+		for _, n := range sc.Weekdays {
+			wd, ok := parseWeekday(n)
+			if !ok {
+				return nil, invalid("office %s: service %s: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", cfg.ID, sc.ID, n)
+			}
+			s.weekdays[wd] = true
+		}
+		l.services[sc.ID] = s
+	}
+	p := cfg.Policy
+	if p.HorizonDays < 1 || p.HorizonDays > horizonDaysMax {
+		return nil, invalid("office %s: policy.horizon_days %d must be in 1..%d", cfg.ID, p.HorizonDays, horizonDaysMax)
+	}
+	rm, ok := parseClock(p.ReleaseTime, false)
+	if !ok {
+		return nil, invalid("office %s: policy.release_time %q is not HH:MM", cfg.ID, p.ReleaseTime)
+	}
+	l.releaseMin = rm
+	for name, d := range map[string]Duration{
+		"hold_ttl": p.HoldTTL, "cancel_cutoff": p.CancelCutoff, "late_cancel_floor": p.LateCancelFloor,
+		"reschedule_cutoff": p.RescheduleCutoff, "no_show_grace": p.NoShowGrace,
+		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore,
+		"cancel_penalty.window": p.CancelPenalty.Window, "cancel_penalty.block": p.CancelPenalty.Block,
+	} {
+		if d < 0 || time.Duration(d) > 400*24*time.Hour {
+			return nil, invalid("office %s: policy.%s %s must be between 0s and 9600h", cfg.ID, name, time.Duration(d))
+		}
+	}
+	if p.HoldTTL < Duration(time.Second) {
+		return nil, invalid("office %s: policy.hold_ttl must be at least 1s", cfg.ID)
+	}
+	if p.LateCancelFloor > p.CancelCutoff {
+		return nil, invalid("office %s: policy.late_cancel_floor %s must not exceed cancel_cutoff %s", cfg.ID, time.Duration(p.LateCancelFloor), time.Duration(p.CancelCutoff))
+	}
+	if p.ReleaseLottery > Duration(time.Minute) {
+		return nil, invalid("office %s: policy.release_lottery must be at most 1m", cfg.ID)
+	}
+	if p.MaxReschedules < 0 || p.MaxReschedules > 100 {
+		return nil, invalid("office %s: policy.max_reschedules must be in 0..100", cfg.ID)
+	}
+	if p.MaxActivePerApplicant < 1 || p.MaxActivePerApplicant > 100 {
+		return nil, invalid("office %s: policy.max_active_per_applicant must be in 1..100", cfg.ID)
+	}
+	if p.CancelPenalty.Count < 0 || p.CancelPenalty.Count > 100 {
+		return nil, invalid("office %s: policy.cancel_penalty.count must be in 0..100 (0 turns the penalty off)", cfg.ID)
+	}
+	l.policy = policy{
+		horizonDays:           p.HorizonDays,
+		holdTTL:               time.Duration(p.HoldTTL),
+		cancelCutoff:          time.Duration(p.CancelCutoff),
+		lateCancelFloor:       time.Duration(p.LateCancelFloor),
+		rescheduleCutoff:      time.Duration(p.RescheduleCutoff),
+		maxReschedules:        p.MaxReschedules,
+		maxActivePerApplicant: p.MaxActivePerApplicant,
+		penaltyCount:          p.CancelPenalty.Count,
+		penaltyWindow:         time.Duration(p.CancelPenalty.Window),
+		penaltyBlock:          time.Duration(p.CancelPenalty.Block),
+		noShowGrace:           time.Duration(p.NoShowGrace),
+		releaseLottery:        time.Duration(p.ReleaseLottery),
+		reminderBefore:        time.Duration(p.ReminderBefore),
+	}
+	return l, nil
+}
+
+// sameSeats reports whether two layouts place seats identically, so bookings
+// made under one stay valid under the other.
+func (l *layout) sameSeats(o *layout) bool {
+	if l.loc.String() != o.loc.String() || l.stepMinutes != o.stepMinutes || l.windows != o.windows {
+		return false
+	}
+	for wd := range l.open {
+		for i := range l.open[wd] {
+			if l.open[wd][i] != o.open[wd][i] {
+				return false
+			}
+		}
+	}
+	return true
+}
