@@ -39,9 +39,12 @@ type day struct {
 	free atomic.Int64
 	_    [56]byte
 	// seq numbers the day's bookings (the tail of the human booking number).
-	seq   atomic.Uint32
-	date  Date
-	words int // words per window
+	seq atomic.Uint32
+	// closed is set, under the office's write gate, when the date closes;
+	// frees into a closed day leave the bits at 0.
+	closed atomic.Bool
+	date   Date
+	words  int // words per window
 	// bits is window-major: window w, word i is bits[w*words+i].
 	bits []atomic.Uint64
 }
@@ -49,6 +52,7 @@ type day struct {
 func newDay(l *layout, date Date) *day {
 	d := &day{date: date, words: l.words, bits: make([]atomic.Uint64, l.windows*l.words)}
 	if l.closures[date] {
+		d.closed.Store(true)
 		return d
 	}
 	open := l.open[date.Weekday()]

@@ -53,6 +53,10 @@ type Transition struct {
 	Status     Status
 	Actor      string // API key name, "system", or the applicant's portal
 	Reason     string
+	// Penalty marks a transition that counts towards the applicant's cancel
+	// penalty (an applicant's cancel of a confirmed booking, a no-show).
+	// Recovery rebuilds blocks from these marks.
+	Penalty bool
 }
 
 // BookingRecord is the durable state of one booking. Start and end times are

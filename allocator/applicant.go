@@ -1,0 +1,185 @@
+package allocator
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// Applicant rules (DESIGN §1) are kept per applicant across all offices:
+// the active count, the (office, service) pairs with an active booking
+// (duplicates), the penalty history and block, and the list of the
+// applicant's bookings for "my bookings". The limit that applies is the one
+// of the office being booked.
+
+const applicantShards = 256
+
+// applicantState must be accessed with its shard's mutex held.
+type applicantState struct {
+	active   int
+	services map[string]int // "office/service" → active bookings
+	// penaltiesUnixNano are the times of penalised events (applicant cancels
+	// of confirmed bookings, no-shows), oldest first, trimmed to the window.
+	penaltiesUnixNano    []int64
+	blockedUntilUnixNano int64
+	bookings             []*booking // archive included, in creation order
+}
+
+type applicantShard struct {
+	mu sync.Mutex
+	m  map[string]*applicantState
+	_  [40]byte
+}
+
+// applicants is the sharded applicant table. Safe for concurrent use.
+type applicants struct {
+	seed   maphash.Seed
+	shards [applicantShards]applicantShard
+}
+
+func newApplicants() *applicants {
+	a := &applicants{seed: maphash.MakeSeed()}
+	for i := range a.shards {
+		a.shards[i].m = make(map[string]*applicantState)
+	}
+	return a
+}
+
+func (a *applicants) shard(id string) *applicantShard {
+	return &a.shards[maphash.String(a.seed, id)%applicantShards]
+}
+
+func serviceKey(office, service string) string { return office + "/" + service }
+
+// stateLocked returns the state of id, creating it. Caller holds sh.mu.
+func (sh *applicantShard) stateLocked(id string) *applicantState {
+	st := sh.m[id]
+	if st == nil {
+		st = &applicantState{services: make(map[string]int)}
+		sh.m[id] = st
+	}
+	return st
+}
+
+// reserve checks the block, the active limit and duplicates, and counts one
+// more active booking for (office, service). Undo with unreserve.
+func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) error {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.stateLocked(id)
+	if st.blockedUntilUnixNano > now.UnixNano() {
+		return ErrApplicantBlocked
+	}
+	key := serviceKey(office, svc)
+	if st.services[key] > 0 {
+		return ErrDuplicateBooking
+	}
+	if st.active >= p.maxActivePerApplicant {
+		return ErrLimitReached
+	}
+	st.active++
+	st.services[key]++
+	return nil
+}
+
+// unreserve undoes reserve: the booking left its active statuses.
+func (a *applicants) unreserve(id, office, svc string) {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	st := sh.stateLocked(id)
+	key := serviceKey(office, svc)
+	if invariantsEnabled && (st.active <= 0 || st.services[key] <= 0) {
+		sh.mu.Unlock()
+		panic("BUG: allocator: applicant active count below zero")
+	}
+	st.active--
+	if st.services[key]--; st.services[key] == 0 {
+		delete(st.services, key)
+	}
+	sh.mu.Unlock()
+}
+
+// move re-keys one active booking from one (office, service) to another
+// (a reschedule to another office). It refuses a duplicate at the target.
+func (a *applicants) move(id, fromOffice, toOffice, svc string) error {
+	if fromOffice == toOffice {
+		return nil
+	}
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.stateLocked(id)
+	to := serviceKey(toOffice, svc)
+	if st.services[to] > 0 {
+		return ErrDuplicateBooking
+	}
+	from := serviceKey(fromOffice, svc)
+	if st.services[from]--; st.services[from] <= 0 {
+		delete(st.services, from)
+	}
+	st.services[to]++
+	return nil
+}
+
+// penalise records a penalised event at t under p and blocks the applicant
+// when the count within the window is reached.
+func (a *applicants) penalise(id string, p *policy, t time.Time) {
+	if p.penaltyCount == 0 {
+		return
+	}
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.stateLocked(id)
+	penaliseLocked(st, p, t.UnixNano())
+}
+
+func penaliseLocked(st *applicantState, p *policy, at int64) {
+	from := at - int64(p.penaltyWindow)
+	keep := st.penaltiesUnixNano[:0]
+	for _, x := range st.penaltiesUnixNano {
+		if x > from {
+			keep = append(keep, x)
+		}
+	}
+	st.penaltiesUnixNano = append(keep, at)
+	if len(st.penaltiesUnixNano) >= p.penaltyCount {
+		if until := at + int64(p.penaltyBlock); until > st.blockedUntilUnixNano {
+			st.blockedUntilUnixNano = until
+		}
+		st.penaltiesUnixNano = st.penaltiesUnixNano[:0]
+	}
+}
+
+// add appends b to the applicant's list.
+func (a *applicants) add(id string, b *booking) {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	st := sh.stateLocked(id)
+	st.bookings = append(st.bookings, b)
+	sh.mu.Unlock()
+}
+
+// list returns the applicant's bookings in creation order.
+func (a *applicants) list(id string) []*booking {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.m[id]
+	if st == nil {
+		return nil
+	}
+	return append([]*booking(nil), st.bookings...)
+}
+
+// snapshot returns active count and block (tests, oracle comparison).
+func (a *applicants) snapshot(id string) (active int, blockedUntilUnixNano int64) {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if st := sh.m[id]; st != nil {
+		return st.active, st.blockedUntilUnixNano
+	}
+	return 0, 0
+}

@@ -1,0 +1,340 @@
+package allocator
+
+import (
+	"fmt"
+	"math/bits"
+	"slices"
+	"time"
+)
+
+// Availability reads. Their cost depends on offices, days, windows and grid
+// steps, never on the number of bookings: free counts come from the per-day
+// counters and bitmaps.
+
+// rangeDaysMax bounds a Days query.
+const rangeDaysMax = 400
+
+// DayFree is one released date and its free starts for a service.
+type DayFree struct {
+	Date Date
+	Free int
+}
+
+// SlotFree is one start of a date and the number of windows free for it.
+type SlotFree struct {
+	Start time.Time
+	Free  int
+}
+
+// Opening is a free start at an office (search results, alternatives).
+type Opening struct {
+	Office string
+	Start  time.Time
+	Free   int
+}
+
+// freeStarts counts the free starts of svc on d at or after step first.
+func (l *layout) freeStarts(d *day, svc *service, first int) int {
+	if svc.slots == 1 && first == 0 {
+		return int(max(d.free.Load(), 0)) // the counter: O(1)
+	}
+	var starts [8]uint64
+	n := 0
+	for w := 0; w < l.windows; w++ {
+		d.startsOf(w, svc.slots, starts[:l.words])
+		n += popcountFrom(starts[:l.words], first)
+	}
+	return n
+}
+
+func popcountFrom(words []uint64, from int) int {
+	n := 0
+	for i := from / 64; i < len(words); i++ {
+		w := words[i]
+		if i == from/64 {
+			w &= ^uint64(0) << (from % 64)
+		}
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// Days lists the bookable dates in [from, to] with their free starts for
+// service (dates with no start for the service are left out).
+func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) ([]DayFree, error) {
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil, err
+	}
+	l := o.lay.Load()
+	svc := l.services[serviceID]
+	if svc == nil {
+		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
+	}
+	if to < from {
+		return nil, fmt.Errorf("%w: to %s is before from %s", ErrValidation, to, from)
+	}
+	if to-from > rangeDaysMax {
+		return nil, fmt.Errorf("%w: at most %d days per query", ErrValidation, rangeDaysMax)
+	}
+	from = max(from, l.today(now))
+	to = min(to, Date(o.releasedThrough.Load()))
+	out := []DayFree{}
+	for date := from; date <= to; date++ {
+		if o.bookableDate(l, svc, date, now) != nil {
+			continue
+		}
+		out = append(out, DayFree{Date: date, Free: l.freeStarts(o.day(l, date), svc, l.firstStep(date, now, now))})
+	}
+	return out, nil
+}
+
+// Slots lists the starts of service on date with the number of windows
+// free for each; starts already past are left out.
+func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID string) ([]SlotFree, error) {
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil, err
+	}
+	l := o.lay.Load()
+	svc := l.services[serviceID]
+	if svc == nil {
+		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
+	}
+	if err := o.bookableDate(l, svc, date, now); err != nil {
+		return nil, err
+	}
+	d := o.day(l, date)
+	first := l.firstStep(date, now, now)
+	// Possible starts: the run fits inside opening hours.
+	var open, starts [8]uint64
+	openDay := l.open[date.Weekday()]
+	copy(open[:], openDay)
+	shiftAnd(open[:l.words], svc.slots)
+	var counts [1440 / slotMinutesMin]uint16
+	for w := 0; w < l.windows; w++ {
+		d.startsOf(w, svc.slots, starts[:l.words])
+		for i := 0; i < l.words; i++ {
+			for x := starts[i]; x != 0; x &= x - 1 {
+				counts[i*64+bits.TrailingZeros64(x)]++
+			}
+		}
+	}
+	out := []SlotFree{}
+	for s := first; s < l.steps; s++ {
+		if open[s/64]&(1<<(s%64)) != 0 {
+			out = append(out, SlotFree{Start: l.startOf(date, s), Free: int(counts[s])})
+		}
+	}
+	return out, nil
+}
+
+// shiftAnd keeps the bits at which a run of n set bits starts.
+func shiftAnd(words []uint64, n int) {
+	for k := 1; k < n; k++ {
+		for i := range words {
+			v := words[i] >> 1
+			if i+1 < len(words) {
+				v |= words[i+1] << 63
+			}
+			words[i] &= v
+		}
+	}
+}
+
+// firstFree returns the first free start of svc at o at or after from,
+// scanning at most the released dates.
+func (o *office) firstFree(l *layout, svc *service, from, now time.Time, limit int, out []Opening) []Opening {
+	if from.Before(now) {
+		from = now
+	}
+	last := Date(o.releasedThrough.Load())
+	var starts [8]uint64
+	var counts [1440 / slotMinutesMin]uint16
+	for date := DateOf(from.In(l.loc)); date <= last && limit > 0; date++ {
+		if o.bookableDate(l, svc, date, now) != nil {
+			continue
+		}
+		d := o.day(l, date)
+		if d.free.Load() < int64(svc.slots) {
+			continue
+		}
+		first := l.firstStep(date, from, now)
+		clear(counts[:])
+		any := false
+		for w := 0; w < l.windows; w++ {
+			d.startsOf(w, svc.slots, starts[:l.words])
+			for i := 0; i < l.words; i++ {
+				for x := starts[i]; x != 0; x &= x - 1 {
+					if s := i*64 + bits.TrailingZeros64(x); s >= first {
+						counts[s]++
+						any = true
+					}
+				}
+			}
+		}
+		if !any {
+			continue
+		}
+		for s := first; s < l.steps && limit > 0; s++ {
+			if counts[s] > 0 {
+				out = append(out, Opening{Office: o.id, Start: l.startOf(date, s), Free: int(counts[s])})
+				limit--
+			}
+		}
+	}
+	return out
+}
+
+// FirstFree returns up to limit free starts of service at an office, at or
+// after from, earliest first.
+func (e *Engine) FirstFree(now time.Time, officeID, serviceID string, from time.Time, limit int) ([]Opening, error) {
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil, err
+	}
+	l := o.lay.Load()
+	svc := l.services[serviceID]
+	if svc == nil {
+		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
+	}
+	return o.firstFree(l, svc, from, now, limit, nil), nil
+}
+
+// searchLimitMax bounds results of Search and Alternatives.
+const searchLimitMax = 100
+
+// Search returns the nearest free starts of service across the offices of
+// region (all regions when empty), earliest first, at most limit.
+func (e *Engine) Search(now time.Time, region, serviceID string, after time.Time, limit int) []Opening {
+	limit = min(max(limit, 1), searchLimitMax)
+	var out []Opening
+	for _, id := range e.OfficeIDs() {
+		o, _ := e.office(id)
+		l := o.lay.Load()
+		svc := l.services[serviceID]
+		if svc == nil || (region != "" && l.cfg.Region != region) {
+			continue
+		}
+		out = o.firstFree(l, svc, after, now, limit, out)
+	}
+	slices.SortStableFunc(out, func(a, b Opening) int { return a.Start.Compare(b.Start) })
+	return out[:min(len(out), limit)]
+}
+
+// Alternatives returns free starts near a wanted one: the same office
+// first (earliest from the wanted start on), then other offices of its
+// region. Used to answer slot_taken.
+func (e *Engine) Alternatives(now time.Time, officeID, serviceID string, wanted time.Time, limit int) []Opening {
+	limit = min(max(limit, 1), searchLimitMax)
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil
+	}
+	l := o.lay.Load()
+	out := []Opening{}
+	if svc := l.services[serviceID]; svc != nil {
+		out = o.firstFree(l, svc, wanted, now, limit, out)
+	}
+	if len(out) < limit {
+		for _, alt := range e.Search(now, l.cfg.Region, serviceID, wanted, limit) {
+			if alt.Office != officeID && len(out) < limit {
+				out = append(out, alt)
+			}
+		}
+	}
+	return out
+}
+
+// Load levels of an office, part of the API.
+const (
+	LoadFree = "free"
+	LoadBusy = "busy"
+	LoadFull = "full"
+)
+
+// busyFraction: under this share of capacity left, an office is busy.
+const busyFraction = 0.2
+
+// OfficeSummary is an office with its availability.
+type OfficeSummary struct {
+	Config          OfficeConfig
+	ReleasedThrough Date
+	FreeSeats       int
+	NextFree        *Opening
+	Load            string
+}
+
+// OfficeFilter selects offices. Zero fields select all.
+type OfficeFilter struct {
+	Region, City, Service string
+	HasFree               bool
+}
+
+// Offices lists offices with their free seats over the released dates
+// (for a service when the filter names one), next free start and load.
+func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
+	out := []OfficeSummary{}
+	for _, id := range e.OfficeIDs() {
+		o, _ := e.office(id)
+		l := o.lay.Load()
+		if (f.Region != "" && l.cfg.Region != f.Region) || (f.City != "" && l.cfg.City != f.City) {
+			continue
+		}
+		var svcs []*service
+		if f.Service != "" {
+			svc := l.services[f.Service]
+			if svc == nil {
+				continue
+			}
+			svcs = []*service{svc}
+		} else {
+			for _, sc := range l.cfg.Services {
+				svcs = append(svcs, l.services[sc.ID])
+			}
+		}
+		s := OfficeSummary{Config: l.cfg, ReleasedThrough: Date(o.releasedThrough.Load())}
+		capacity := 0
+		today := l.today(now)
+		for date := today; date <= s.ReleasedThrough; date++ {
+			// a seat counts once even if several services could use it
+			var open bool
+			for _, svc := range svcs {
+				if o.bookableDate(l, svc, date, now) == nil {
+					open = true
+					break
+				}
+			}
+			if !open {
+				continue
+			}
+			d := o.day(l, date)
+			capacity += l.openSteps[date.Weekday()] * l.windows
+			if f.Service != "" {
+				s.FreeSeats += l.freeStarts(d, svcs[0], l.firstStep(date, now, now))
+			} else {
+				s.FreeSeats += l.freeStarts(d, &service{slots: 1}, l.firstStep(date, now, now))
+			}
+		}
+		var next *Opening
+		for _, svc := range svcs {
+			if got := o.firstFree(l, svc, now, now, 1, nil); len(got) > 0 && (next == nil || got[0].Start.Before(next.Start)) {
+				next = &got[0]
+			}
+		}
+		s.NextFree = next
+		switch {
+		case s.FreeSeats == 0:
+			s.Load = LoadFull
+		case float64(s.FreeSeats) < busyFraction*float64(capacity):
+			s.Load = LoadBusy
+		default:
+			s.Load = LoadFree
+		}
+		if f.HasFree && s.FreeSeats == 0 {
+			continue
+		}
+		out = append(out, s)
+	}
+	return out
+}

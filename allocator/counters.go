@@ -1,0 +1,62 @@
+package allocator
+
+import "sync/atomic"
+
+// paddedCounter sits alone on a cache line: hot counters bumped by every
+// core would otherwise share lines and bounce between caches.
+type paddedCounter struct {
+	atomic.Uint64
+	_ [56]byte
+}
+
+// Counters are the engine's cumulative counts. The edge turns them into
+// Prometheus metrics; the engine knows nothing of Prometheus.
+type Counters struct {
+	Holds        paddedCounter // bookings created (held or held+confirmed)
+	SlotTaken    paddedCounter // claims that found the seat taken
+	Transitions  [statusEnd]paddedCounter
+	Reschedules  paddedCounter
+	Reminders    paddedCounter
+	Releases     paddedCounter // slots.released events
+	CommitErrors paddedCounter
+}
+
+// Stats is a snapshot of Counters and gauges.
+type Stats struct {
+	Holds, SlotTaken, Reschedules, Reminders, Releases, CommitErrors uint64
+	// Transitions counts transitions into each status, by status name.
+	Transitions map[string]uint64
+	// Bookings is the number of bookings in memory, archive included.
+	Bookings int
+	// TimersPending is the number of scheduled expiries, no-shows, reminders.
+	TimersPending int
+	Degraded      bool
+}
+
+// Stats returns a snapshot. It walks offices, not bookings, except for
+// Bookings which sums the index shard sizes.
+func (e *Engine) Stats() Stats {
+	s := Stats{
+		Holds:        e.counter.Holds.Load(),
+		SlotTaken:    e.counter.SlotTaken.Load(),
+		Reschedules:  e.counter.Reschedules.Load(),
+		Reminders:    e.counter.Reminders.Load(),
+		Releases:     e.counter.Releases.Load(),
+		CommitErrors: e.counter.CommitErrors.Load(),
+		Transitions:  make(map[string]uint64, statusEnd),
+		Degraded:     e.degraded.Load(),
+	}
+	for st := StatusHeld; st < statusEnd; st++ {
+		s.Transitions[st.String()] = e.counter.Transitions[st].Load()
+	}
+	for i := range e.index.shards {
+		sh := &e.index.shards[i]
+		sh.mu.RLock()
+		s.Bookings += len(sh.m)
+		sh.mu.RUnlock()
+	}
+	for _, o := range *e.offices.Load() {
+		s.TimersPending += o.wheel.len()
+	}
+	return s
+}

@@ -1,0 +1,293 @@
+package allocator
+
+import (
+	"crypto/rand"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Engine is the in-memory allocator. Safe for concurrent use.
+//
+// Offices are shards: each has its own days, gate and timer wheel, and no
+// operation takes a lock that spans offices (a reschedule across offices
+// takes the two gates in id order).
+//
+// Lock order, outermost first: office.cfgMu → office.gate (several in id
+// order) → booking lock bit → applicant shard mutex → index shard mutex.
+type Engine struct {
+	journal Journal
+
+	officesMu sync.Mutex // serialises office creation (copy-on-write of offices)
+	offices   atomic.Pointer[map[string]*office]
+
+	index *bookingIndex
+	apps  *applicants
+
+	// degraded is set once a Commit failed: from then on every state change
+	// is refused with ErrDegraded, because the disk state is unknown.
+	degraded atomic.Bool
+
+	tickMu  sync.Mutex // one Tick at a time
+	dueBuf  []timerEntry
+	counter Counters
+}
+
+// Config configures an Engine.
+type Config struct {
+	// Journal persists every change before it is acknowledged. Required.
+	Journal Journal
+}
+
+// New returns an empty engine.
+func New(cfg Config) (*Engine, error) {
+	if cfg.Journal == nil {
+		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
+	}
+	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants()}
+	m := map[string]*office{}
+	e.offices.Store(&m)
+	return e, nil
+}
+
+// Degraded reports whether a journal failure stopped all writes.
+func (e *Engine) Degraded() bool { return e.degraded.Load() }
+
+// office is one shard. Safe for concurrent use.
+type office struct {
+	id string
+	// cfgMu serialises administrative changes (config, release, closure)
+	// and their commits.
+	cfgMu sync.Mutex
+	// gate: seat changes (claims, frees) hold it for reading from the claim
+	// to the publish; closures and layout changes hold it for writing, so
+	// they never see a claim or a free half done.
+	gate sync.RWMutex
+	lay  atomic.Pointer[layout]
+	// releasedThrough is the last released date; written under cfgMu.
+	releasedThrough atomic.Int32
+	daysMu          sync.Mutex                    // serialises day creation
+	days            atomic.Pointer[map[Date]*day] // copy-on-write
+	wheel           *wheel
+}
+
+func (e *Engine) office(id string) (*office, error) {
+	if o := (*e.offices.Load())[id]; o != nil {
+		return o, nil
+	}
+	return nil, fmt.Errorf("%w: office %q", ErrOfficeNotFound, id)
+}
+
+// day returns the day of o at date, creating it from the layout.
+func (o *office) day(l *layout, date Date) *day {
+	if d := (*o.days.Load())[date]; d != nil {
+		return d
+	}
+	o.daysMu.Lock()
+	defer o.daysMu.Unlock()
+	old := *o.days.Load()
+	if d := old[date]; d != nil {
+		return d
+	}
+	d := newDay(l, date)
+	m := make(map[Date]*day, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[date] = d
+	o.days.Store(&m)
+	return d
+}
+
+// today returns the office-local date of now.
+func (l *layout) today(now time.Time) Date { return DateOf(now.In(l.loc)) }
+
+// startOf returns the instant of step on date.
+func (l *layout) startOf(date Date, step int) time.Time {
+	return date.At(step*l.stepMinutes, l.loc)
+}
+
+// autoReleased is the released_through the daily schedule gives at now.
+func (l *layout) autoReleased(now time.Time) Date {
+	lt := now.In(l.loc)
+	d := DateOf(lt) + Date(l.policy.horizonDays)
+	if lt.Hour()*60+lt.Minute() < l.releaseMin {
+		d--
+	}
+	return d
+}
+
+// lockBit in booking.state marks a transition in flight.
+const lockBit = 1 << 8
+
+// booking is the live form of a booking. Readers load rec, the last durable
+// state, without locks. Writers first win the lock bit of state by CAS (the
+// lifecycle invariant L1 below), so at most one transition is in flight.
+type booking struct {
+	state atomic.Uint32 // Status | lockBit
+	rec   atomic.Pointer[BookingRecord]
+	day   *day // the seat's day; written only by the lock holder
+}
+
+// Lifecycle invariants ("lifecycle invariant N" in tests):
+//
+//	L1. A status change first CASes the state word from (s) to (s|lockBit).
+//	    Of racing confirm, cancel, expiry and reschedule exactly one wins the
+//	    CAS; the others wait and then decide against the new status, so the
+//	    outcome is that of some serial order.
+//	L2. rec only ever holds a committed record: it is stored after Commit
+//	    returned nil and before the lock bit is cleared.
+//	L3. The seat of a booking leaving an active status is freed after its
+//	    record is durable and before the lock bit is cleared (invariant 3).
+
+// lock waits for the lock bit and takes it.
+func (b *booking) lock() {
+	for spins := 0; ; spins++ {
+		s := b.state.Load()
+		if s&lockBit == 0 && b.state.CompareAndSwap(s, s|lockBit) {
+			return
+		}
+		if spins < 64 {
+			runtime.Gosched()
+		} else {
+			time.Sleep(20 * time.Microsecond)
+		}
+	}
+}
+
+// tryLock takes the lock bit if it is free.
+func (b *booking) tryLock() bool {
+	s := b.state.Load()
+	return s&lockBit == 0 && b.state.CompareAndSwap(s, s|lockBit)
+}
+
+// unlock publishes status s and clears the lock bit.
+func (b *booking) unlock(s Status) { b.state.Store(uint32(s)) }
+
+// bookingIndex maps ids to bookings. Safe for concurrent use.
+type bookingIndex struct {
+	shards [64]struct {
+		mu sync.RWMutex
+		m  map[ID]*booking
+		_  [32]byte
+	}
+}
+
+func newBookingIndex() *bookingIndex {
+	x := &bookingIndex{}
+	for i := range x.shards {
+		x.shards[i].m = make(map[ID]*booking)
+	}
+	return x
+}
+
+func (x *bookingIndex) get(id ID) *booking {
+	sh := &x.shards[id[0]%64]
+	sh.mu.RLock()
+	b := sh.m[id]
+	sh.mu.RUnlock()
+	return b
+}
+
+func (x *bookingIndex) put(id ID, b *booking) bool {
+	sh := &x.shards[id[0]%64]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.m[id] != nil {
+		return false
+	}
+	sh.m[id] = b
+	return true
+}
+
+// each calls f for every booking until f returns false.
+func (x *bookingIndex) each(f func(*booking) bool) {
+	for i := range x.shards {
+		sh := &x.shards[i]
+		sh.mu.RLock()
+		list := make([]*booking, 0, len(sh.m))
+		for _, b := range sh.m {
+			list = append(list, b)
+		}
+		sh.mu.RUnlock()
+		for _, b := range list {
+			if !f(b) {
+				return
+			}
+		}
+	}
+}
+
+// Booking is the view of a booking the API returns: the record plus the
+// values derived from the office (number, times).
+type Booking struct {
+	BookingRecord
+	Number        string
+	Start, End    time.Time
+	HoldExpiresAt time.Time // zero unless held
+}
+
+// View renders rec with its office's zone and grid. It returns false when
+// the office is unknown.
+func (e *Engine) View(rec *BookingRecord) (Booking, bool) {
+	o, err := e.office(rec.Office)
+	if err != nil {
+		return Booking{BookingRecord: *rec}, false
+	}
+	return viewOf(o.lay.Load(), rec), true
+}
+
+func viewOf(l *layout, rec *BookingRecord) Booking {
+	v := Booking{
+		BookingRecord: *rec,
+		Number:        bookingNumber(rec.Office, rec.Date, rec.Seq),
+		Start:         l.startOf(rec.Date, int(rec.Step)),
+		End:           l.startOf(rec.Date, int(rec.Step)+int(rec.Slots)),
+	}
+	if rec.HoldExpiresUnixNano != 0 {
+		v.HoldExpiresAt = time.Unix(0, rec.HoldExpiresUnixNano).In(l.loc)
+	}
+	return v
+}
+
+func bookingNumber(office string, d Date, seq uint32) string {
+	return fmt.Sprintf("%s-%s-%04d", strings.ToUpper(office), d.compact(), seq)
+}
+
+func newID() ID {
+	var id ID
+	if _, err := rand.Read(id[:]); err != nil {
+		panic("BUG: allocator: crypto/rand failed: " + err.Error())
+	}
+	return id
+}
+
+// commit hands c to the journal and marks the engine degraded on failure.
+func (e *Engine) commit(c *Change, meta Meta) error {
+	if invariantsEnabled {
+		for _, r := range c.Bookings {
+			if err := r.Check(); err != nil {
+				panic("BUG: allocator: committing a bad record: " + err.Error())
+			}
+		}
+	}
+	if meta.Attach != nil {
+		meta.Attach(c)
+	}
+	if err := e.journal.Commit(c); err != nil {
+		e.degraded.Store(true)
+		e.counter.CommitErrors.Add(1)
+		return fmt.Errorf("cannot persist change: %w", err)
+	}
+	return nil
+}
+
+func (e *Engine) writable() error {
+	if e.degraded.Load() {
+		return ErrDegraded
+	}
+	return nil
+}

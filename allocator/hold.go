@@ -1,0 +1,252 @@
+package allocator
+
+import (
+	"fmt"
+	"math/bits"
+	"time"
+)
+
+// applicantBytesMax bounds the opaque applicant id from the portal.
+const applicantBytesMax = 128
+
+// HoldRequest asks for a new booking.
+type HoldRequest struct {
+	Office, Service, Applicant string
+	// Start is the exact start wanted; when zero, EarliestAfter is used and
+	// the first free start at or after it is taken.
+	Start         time.Time
+	EarliestAfter time.Time
+	// Confirm holds and confirms in one step.
+	Confirm bool
+}
+
+// Hold claims a seat and creates a held (or confirmed) booking. Claim in
+// memory → commit → publish → return (invariant 3).
+func (e *Engine) Hold(now time.Time, req HoldRequest, meta Meta) (Booking, error) {
+	if err := e.writable(); err != nil {
+		return Booking{}, err
+	}
+	if req.Applicant == "" || len(req.Applicant) > applicantBytesMax {
+		return Booking{}, fmt.Errorf("%w: applicant must be 1..%d bytes", ErrValidation, applicantBytesMax)
+	}
+	o, err := e.office(req.Office)
+	if err != nil {
+		return Booking{}, err
+	}
+	o.gate.RLock()
+	defer o.gate.RUnlock()
+	l := o.lay.Load()
+	svc := l.services[req.Service]
+	if svc == nil {
+		return Booking{}, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, req.Service)
+	}
+	var date Date
+	var step int
+	if !req.Start.IsZero() {
+		if date, step, err = l.gridStep(req.Start); err != nil {
+			return Booking{}, err
+		}
+		if err := o.bookable(l, svc, date, step, now); err != nil {
+			return Booking{}, err
+		}
+	}
+	if err := e.apps.reserve(req.Applicant, o.id, svc.id, &l.policy, now); err != nil {
+		return Booking{}, fmt.Errorf("%w: applicant at office %s", err, o.id)
+	}
+	var d *day
+	w := -1
+	if !req.Start.IsZero() {
+		d = o.day(l, date)
+		w = d.claimAny(l.windows, step, svc.slots)
+	} else {
+		d, step, w = o.claimFirstFree(l, svc, req.EarliestAfter, now)
+	}
+	if w < 0 {
+		e.apps.unreserve(req.Applicant, o.id, svc.id)
+		e.counter.SlotTaken.Add(1)
+		return Booking{}, ErrSlotTaken
+	}
+	rec := &BookingRecord{
+		ID: newID(), Office: o.id, Service: svc.id, Applicant: req.Applicant,
+		Date: d.date, Step: uint16(step), Slots: uint16(svc.slots), Window: uint16(w),
+		Seq: d.seq.Add(1), Status: StatusHeld,
+		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),
+	}
+	rec.History = make([]Transition, 1, 2)
+	rec.History[0] = Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
+	c := &Change{Bookings: []*BookingRecord{rec}, Events: make([]Event, 1, 2)}
+	c.Events[0] = Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec}
+	if req.Confirm {
+		rec.Status = StatusConfirmed
+		rec.HoldExpiresUnixNano = 0
+		rec.History = append(rec.History, Transition{AtUnixNano: now.UnixNano(), Status: StatusConfirmed, Actor: meta.Actor})
+		c.Events = append(c.Events, Event{Type: EventConfirmed, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
+	}
+	if err := e.commit(c, meta); err != nil {
+		d.release(w, step, svc.slots)
+		e.apps.unreserve(req.Applicant, o.id, svc.id)
+		return Booking{}, err
+	}
+	b := &booking{day: d}
+	b.rec.Store(rec)
+	b.state.Store(uint32(rec.Status))
+	if !e.index.put(rec.ID, b) {
+		panic("BUG: allocator: booking id collision")
+	}
+	e.apps.add(req.Applicant, b)
+	e.schedule(o, l, b, rec)
+	e.counter.Holds.Add(1)
+	e.counter.Transitions[StatusHeld].Add(1)
+	if req.Confirm {
+		e.counter.Transitions[StatusConfirmed].Add(1)
+	}
+	return viewOf(l, rec), nil
+}
+
+// schedule puts the timers a record in its status needs on o's wheel.
+func (e *Engine) schedule(o *office, l *layout, b *booking, rec *BookingRecord) {
+	switch rec.Status {
+	case StatusHeld:
+		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b, timerHoldExpiry)
+	case StatusConfirmed:
+		start := l.startOf(rec.Date, int(rec.Step))
+		o.wheel.add(start.Add(l.policy.noShowGrace), b, timerNoShow)
+		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() {
+			o.wheel.add(start.Add(-l.policy.reminderBefore), b, timerReminder)
+		}
+	}
+}
+
+// claimAny claims the run at the lowest window that has it free, or
+// returns -1.
+func (d *day) claimAny(windows, step, slots int) int {
+	for w := 0; w < windows; w++ {
+		if d.isFree(w, step, slots) && d.claim(w, step, slots) {
+			return w
+		}
+	}
+	return -1
+}
+
+// gridStep maps a start instant to its office-local date and grid step.
+func (l *layout) gridStep(t time.Time) (Date, int, error) {
+	lt := t.In(l.loc)
+	minute := lt.Hour()*60 + lt.Minute()
+	if lt.Second() != 0 || lt.Nanosecond() != 0 || minute%l.stepMinutes != 0 {
+		return 0, 0, fmt.Errorf("%w: start %s is not on the office's %d-minute grid", ErrValidation, t.Format(time.RFC3339), l.stepMinutes)
+	}
+	return DateOf(lt), minute / l.stepMinutes, nil
+}
+
+// bookable checks the release rule for a run of svc at (date, step).
+func (o *office) bookable(l *layout, svc *service, date Date, step int, now time.Time) error {
+	if err := o.bookableDate(l, svc, date, now); err != nil {
+		return err
+	}
+	if step+svc.slots > l.steps {
+		return fmt.Errorf("%w: a %d-step %s does not fit before midnight", ErrNotReleased, svc.slots, svc.id)
+	}
+	open := l.open[date.Weekday()]
+	for s := step; s < step+svc.slots; s++ {
+		if open[s/64]&(1<<(s%64)) == 0 {
+			return fmt.Errorf("%w: %s at %s is outside the office's hours", ErrNotReleased, svc.id, l.startOf(date, step).Format(time.RFC3339))
+		}
+	}
+	if !l.startOf(date, step).After(now) {
+		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, l.startOf(date, step).Format(time.RFC3339))
+	}
+	return nil
+}
+
+// bookableDate checks the date part of the release rule.
+func (o *office) bookableDate(l *layout, svc *service, date Date, now time.Time) error {
+	switch {
+	case date < l.today(now):
+		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, date)
+	case date > Date(o.releasedThrough.Load()):
+		return fmt.Errorf("%w: %s is not released yet (released through %s)", ErrNotReleased, date, Date(o.releasedThrough.Load()))
+	case l.closures[date]:
+		return fmt.Errorf("%w: office %s is closed on %s", ErrNotReleased, o.id, date)
+	case !svc.weekdays[date.Weekday()]:
+		return fmt.Errorf("%w: %s is not offered on %s", ErrNotReleased, svc.id, date.Weekday())
+	case l.openSteps[date.Weekday()] == 0:
+		return fmt.Errorf("%w: office %s is not open on %s", ErrNotReleased, o.id, date.Weekday())
+	}
+	return nil
+}
+
+// firstStep returns the first grid step of date that starts at or after
+// from and strictly after now; l.steps when there is none.
+func (l *layout) firstStep(date Date, from, now time.Time) int {
+	first := 0
+	if lf := from.In(l.loc); DateOf(lf) > date {
+		return l.steps
+	} else if DateOf(lf) == date {
+		minute := lf.Hour()*60 + lf.Minute()
+		s := (minute + l.stepMinutes - 1) / l.stepMinutes
+		if s < l.steps && l.startOf(date, s).Before(from) {
+			s++ // from has seconds past the step boundary
+		}
+		first = s
+	}
+	if ln := now.In(l.loc); DateOf(ln) > date {
+		return l.steps
+	} else if DateOf(ln) == date {
+		minute := ln.Hour()*60 + ln.Minute()
+		first = max(first, minute/l.stepMinutes+1) // the step holding now has started
+	}
+	return min(first, l.steps)
+}
+
+// claimFirstFree claims the first free run of svc at or after from. It
+// returns the day, step and window, or window -1.
+func (o *office) claimFirstFree(l *layout, svc *service, from, now time.Time) (*day, int, int) {
+	if from.Before(now) {
+		from = now
+	}
+	last := Date(o.releasedThrough.Load())
+	var starts, union [8]uint64
+	for date := DateOf(from.In(l.loc)); date <= last; date++ {
+		if o.bookableDate(l, svc, date, now) != nil {
+			continue
+		}
+		d := o.day(l, date)
+		if d.free.Load() < int64(svc.slots) {
+			continue
+		}
+		first := l.firstStep(date, from, now)
+		for {
+			u := union[:l.words]
+			clear(u)
+			for w := 0; w < l.windows; w++ {
+				d.startsOf(w, svc.slots, starts[:l.words])
+				for i := range u {
+					u[i] |= starts[i]
+				}
+			}
+			step := nextSet(u, first)
+			if step < 0 {
+				break
+			}
+			if w := d.claimAny(l.windows, step, svc.slots); w >= 0 {
+				return d, step, w
+			}
+			first = step // lost a race for it: look again from the same step
+		}
+	}
+	return nil, 0, -1
+}
+
+// nextSet returns the first set bit at index ≥ from, or -1.
+func nextSet(words []uint64, from int) int {
+	for i := from / 64; i < len(words); i++ {
+		w := words[i]
+		if i == from/64 {
+			w &= ^uint64(0) << (from % 64)
+		}
+		if w != 0 {
+			return i*64 + bits.TrailingZeros64(w)
+		}
+	}
+	return -1
+}

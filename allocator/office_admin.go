@@ -1,0 +1,272 @@
+package allocator
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// PutOffice creates an office or replaces its config. A replacement that
+// moves seats (zone, grid, windows, hours), drops a service, changes a
+// service's length, or closes a date while active bookings depend on it is
+// refused with ErrLayoutInUse: close dates with CloseDate, which cancels
+// the affected bookings.
+func (e *Engine) PutOffice(now time.Time, cfg OfficeConfig, meta Meta) (created bool, err error) {
+	if err := e.writable(); err != nil {
+		return false, err
+	}
+	l, err := compileLayout(cfg)
+	if err != nil {
+		return false, err
+	}
+	e.officesMu.Lock()
+	o := (*e.offices.Load())[cfg.ID]
+	if o == nil {
+		defer e.officesMu.Unlock()
+		o = newOffice(l, now)
+		through := l.autoReleased(now)
+		rec := &OfficeRecord{Config: cfg, ReleasedThrough: through}
+		if err := e.commit(&Change{Office: rec}, meta); err != nil {
+			return false, err
+		}
+		o.releasedThrough.Store(int32(through))
+		e.addOfficeLocked(o)
+		return true, nil
+	}
+	e.officesMu.Unlock()
+
+	o.cfgMu.Lock()
+	defer o.cfgMu.Unlock()
+	o.gate.Lock()
+	defer o.gate.Unlock()
+	old := o.lay.Load()
+	if err := e.checkReplacementLocked(o, old, l); err != nil {
+		return false, err
+	}
+	rec := &OfficeRecord{Config: cfg, ReleasedThrough: Date(o.releasedThrough.Load())}
+	if err := e.commit(&Change{Office: rec}, meta); err != nil {
+		return false, err
+	}
+	o.lay.Store(l)
+	if !old.sameSeats(l) {
+		m := map[Date]*day{}
+		o.days.Store(&m)
+		return false, nil
+	}
+	// Same seats: only closures may differ. Newly closed days (no active
+	// bookings, checked above) lose their seats; reopened days are rebuilt.
+	days := *o.days.Load()
+	for date, d := range days {
+		switch {
+		case l.closures[date] && !old.closures[date]:
+			d.closed.Store(true)
+			d.withdraw()
+		case !l.closures[date] && old.closures[date]:
+			o.replaceDay(l, date)
+		}
+	}
+	return false, nil
+}
+
+func newOffice(l *layout, now time.Time) *office {
+	o := &office{id: l.cfg.ID, wheel: newWheel(now)}
+	o.lay.Store(l)
+	m := map[Date]*day{}
+	o.days.Store(&m)
+	return o
+}
+
+// addOfficeLocked publishes o. Caller holds e.officesMu.
+func (e *Engine) addOfficeLocked(o *office) {
+	old := *e.offices.Load()
+	m := make(map[string]*office, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[o.id] = o
+	e.offices.Store(&m)
+}
+
+// replaceDay rebuilds the day at date from the layout. Only for days that
+// no active booking owns a seat of; caller holds o.gate for writing.
+func (o *office) replaceDay(l *layout, date Date) {
+	o.daysMu.Lock()
+	defer o.daysMu.Unlock()
+	old := *o.days.Load()
+	m := make(map[Date]*day, len(old))
+	for k, v := range old {
+		m[k] = v
+	}
+	d := newDay(l, date)
+	if prev := old[date]; prev != nil {
+		d.seq.Store(prev.seq.Load())
+	}
+	m[date] = d
+	o.days.Store(&m)
+}
+
+// checkReplacementLocked refuses a new layout that would strand active
+// bookings. Caller holds o.gate for writing.
+func (e *Engine) checkReplacementLocked(o *office, old, l *layout) error {
+	sameSeats := old.sameSeats(l)
+	var problem error
+	e.index.each(func(b *booking) bool {
+		r := b.rec.Load()
+		if r.Office != o.id || !r.Status.Active() {
+			return true
+		}
+		svc := l.services[r.Service]
+		switch {
+		case !sameSeats:
+			problem = fmt.Errorf("%w: office %s: timezone, slot_minutes, windows or hours cannot change while active bookings exist (first: %s on %s)", ErrLayoutInUse, o.id, bookingNumber(r.Office, r.Date, r.Seq), r.Date)
+		case svc == nil:
+			problem = fmt.Errorf("%w: office %s: service %q has active bookings and cannot be removed", ErrLayoutInUse, o.id, r.Service)
+		case svc.slots != int(r.Slots):
+			problem = fmt.Errorf("%w: office %s: service %q has active bookings and its length cannot change", ErrLayoutInUse, o.id, r.Service)
+		case l.closures[r.Date] && !old.closures[r.Date]:
+			problem = fmt.Errorf("%w: office %s: %s has active bookings; close it with POST /v1/offices/%s/closures, which cancels them", ErrLayoutInUse, o.id, r.Date, o.id)
+		}
+		return problem == nil
+	})
+	return problem
+}
+
+// Office returns the config and released_through of an office.
+func (e *Engine) Office(id string) (OfficeRecord, error) {
+	o, err := e.office(id)
+	if err != nil {
+		return OfficeRecord{}, err
+	}
+	return OfficeRecord{Config: o.lay.Load().cfg, ReleasedThrough: Date(o.releasedThrough.Load())}, nil
+}
+
+// OfficeIDs returns the ids of all offices, sorted.
+func (e *Engine) OfficeIDs() []string {
+	m := *e.offices.Load()
+	ids := make([]string, 0, len(m))
+	for id := range m {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// Release moves released_through of an office forward to through (a
+// special release) and emits slots.released. A date at or before the
+// current released_through changes nothing and returns the current one.
+func (e *Engine) Release(now time.Time, officeID string, through Date, meta Meta) (Date, error) {
+	if err := e.writable(); err != nil {
+		return 0, err
+	}
+	o, err := e.office(officeID)
+	if err != nil {
+		return 0, err
+	}
+	l := o.lay.Load()
+	if through > l.today(now)+horizonDaysMax {
+		return 0, fmt.Errorf("%w: release through %s is more than %d days ahead", ErrValidation, through, horizonDaysMax)
+	}
+	o.cfgMu.Lock()
+	defer o.cfgMu.Unlock()
+	return e.releaseLocked(now, o, through, meta)
+}
+
+// releaseLocked commits a release. Caller holds o.cfgMu.
+func (e *Engine) releaseLocked(now time.Time, o *office, through Date, meta Meta) (Date, error) {
+	cur := Date(o.releasedThrough.Load())
+	if through <= cur {
+		return cur, nil
+	}
+	c := &Change{
+		Office: &OfficeRecord{Config: o.lay.Load().cfg, ReleasedThrough: through},
+		Events: []Event{{Type: EventSlotsReleased, AtUnixNano: now.UnixNano(), Office: o.id, Through: through, Reason: meta.Reason}},
+	}
+	if err := e.commit(c, meta); err != nil {
+		return cur, err
+	}
+	o.releasedThrough.Store(int32(through))
+	e.counter.Releases.Add(1)
+	return through, nil
+}
+
+// CloseDate closes an office on date: its free seats are withdrawn and
+// every held, confirmed or cancel_requested booking on it is cancelled with
+// reason office_closed, all in one durable change. Closing a closed date
+// changes nothing.
+func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta) ([]Booking, error) {
+	if err := e.writable(); err != nil {
+		return nil, err
+	}
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil, err
+	}
+	o.cfgMu.Lock()
+	defer o.cfgMu.Unlock()
+	o.gate.Lock()
+	defer o.gate.Unlock()
+	l := o.lay.Load()
+	if l.closures[date] {
+		return nil, nil
+	}
+	if len(l.cfg.Closures) >= closuresMax {
+		return nil, fmt.Errorf("%w: office %s already has %d closures", ErrValidation, o.id, closuresMax)
+	}
+	cfg := l.cfg
+	cfg.Closures = append(slices.Clip(cfg.Closures), date.String())
+	nl, err := compileLayout(cfg)
+	if err != nil {
+		return nil, err
+	}
+	// Under the write gate no transition of this office is in flight, so
+	// every affected booking's lock is free.
+	var affected []*booking
+	e.index.each(func(b *booking) bool {
+		r := b.rec.Load()
+		if r.Office == o.id && r.Date == date && (r.Status == StatusHeld || r.Status == StatusConfirmed || r.Status == StatusCancelRequested) {
+			if !b.tryLock() {
+				panic("BUG: allocator: booking locked under the office write gate")
+			}
+			affected = append(affected, b)
+		}
+		return true
+	})
+	c := &Change{Office: &OfficeRecord{Config: cfg, ReleasedThrough: Date(o.releasedThrough.Load())}}
+	for _, b := range affected {
+		next := b.rec.Load().next(now, StatusCancelled, meta.Actor, ReasonOfficeClosed)
+		c.Bookings = append(c.Bookings, next)
+		c.Events = append(c.Events, Event{Type: EventCancelled, AtUnixNano: now.UnixNano(), Office: o.id, Booking: next, Reason: ReasonOfficeClosed})
+	}
+	if err := e.commit(c, meta); err != nil {
+		for _, b := range affected {
+			b.unlock(b.rec.Load().Status)
+		}
+		return nil, err
+	}
+	o.lay.Store(nl)
+	d := o.day(nl, date)
+	d.closed.Store(true)
+	d.withdraw()
+	out := make([]Booking, 0, len(affected))
+	for i, b := range affected {
+		prev := b.rec.Load()
+		b.rec.Store(c.Bookings[i])
+		e.apps.unreserve(prev.Applicant, prev.Office, prev.Service)
+		e.counter.Transitions[StatusCancelled].Add(1)
+		b.unlock(StatusCancelled)
+		out = append(out, viewOf(nl, c.Bookings[i]))
+	}
+	return out, nil
+}
+
+// autoRelease advances released_through on the daily schedule.
+func (e *Engine) autoRelease(now time.Time, o *office) error {
+	target := o.lay.Load().autoReleased(now)
+	if target <= Date(o.releasedThrough.Load()) {
+		return nil
+	}
+	o.cfgMu.Lock()
+	defer o.cfgMu.Unlock()
+	_, err := e.releaseLocked(now, o, target, Meta{Actor: ActorSystem})
+	return err
+}

@@ -1,0 +1,134 @@
+package allocator
+
+import (
+	"fmt"
+	"time"
+)
+
+// RescheduleRequest moves a confirmed booking to a new start, at the same
+// office or (Office set) at another office offering the same service.
+type RescheduleRequest struct {
+	Applicant string
+	Office    string // empty: the booking's office
+	Start     time.Time
+}
+
+// Reschedule moves a confirmed booking to a new seat, keeping its id. The
+// new seat is claimed and the change committed before the old seat is
+// freed; any failure leaves the booking exactly as it was.
+func (e *Engine) Reschedule(now time.Time, id ID, req RescheduleRequest, meta Meta) (Booking, error) {
+	if err := e.writable(); err != nil {
+		return Booking{}, err
+	}
+	b := e.index.get(id)
+	if b == nil || (req.Applicant != "" && b.rec.Load().Applicant != req.Applicant) {
+		return Booking{}, fmt.Errorf("%w: %s", ErrBookingNotFound, id)
+	}
+	for {
+		cur := b.rec.Load()
+		oo, err := e.office(cur.Office)
+		if err != nil {
+			panic("BUG: allocator: booking of an unknown office")
+		}
+		no := oo
+		if req.Office != "" && req.Office != cur.Office {
+			if no, err = e.office(req.Office); err != nil {
+				return Booking{}, err
+			}
+		}
+		unlock := rlockGates(oo, no)
+		b.lock()
+		if b.rec.Load().Office != cur.Office {
+			b.unlock(b.rec.Load().Status)
+			unlock()
+			continue
+		}
+		v, err := e.rescheduleLocked(now, b, oo, no, req.Start, meta)
+		unlock()
+		return v, err
+	}
+}
+
+// rlockGates takes the read gates of a and b in id order (lock order).
+func rlockGates(a, b *office) (unlock func()) {
+	if a == b {
+		a.gate.RLock()
+		return a.gate.RUnlock
+	}
+	if b.id < a.id {
+		a, b = b, a
+	}
+	a.gate.RLock()
+	b.gate.RLock()
+	return func() { b.gate.RUnlock(); a.gate.RUnlock() }
+}
+
+// rescheduleLocked: caller holds both gates for reading and b's lock bit,
+// which is released here.
+func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, start time.Time, meta Meta) (Booking, error) {
+	cur := b.rec.Load()
+	ol, nl := oo.lay.Load(), no.lay.Load()
+	fail := func(err error) (Booking, error) {
+		b.unlock(cur.Status)
+		return Booking{}, err
+	}
+	if cur.Status != StatusConfirmed {
+		return fail(refuse(cur, "reschedule"))
+	}
+	if svc := ol.services[cur.Service]; svc == nil || !svc.reschedulable {
+		return fail(fmt.Errorf("%w: %s cannot be rescheduled; cancel and book again", ErrNotReschedulable, cur.Service))
+	}
+	if int(cur.Reschedules) >= ol.policy.maxReschedules {
+		return fail(fmt.Errorf("%w: already rescheduled %d times", ErrRescheduleLimit, cur.Reschedules))
+	}
+	if left := ol.startOf(cur.Date, int(cur.Step)).Sub(now); left < ol.policy.rescheduleCutoff {
+		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))
+	}
+	svc := nl.services[cur.Service]
+	if svc == nil {
+		return fail(fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, no.id, cur.Service))
+	}
+	date, step, err := nl.gridStep(start)
+	if err != nil {
+		return fail(err)
+	}
+	if no == oo && date == cur.Date && step == int(cur.Step) {
+		return fail(fmt.Errorf("%w: the booking is already at %s", ErrInvalidTransition, start.Format(time.RFC3339)))
+	}
+	if err := no.bookable(nl, svc, date, step, now); err != nil {
+		return fail(err)
+	}
+	if err := e.apps.move(cur.Applicant, oo.id, no.id, cur.Service); err != nil {
+		return fail(fmt.Errorf("%w: applicant at office %s", err, no.id))
+	}
+	nd := no.day(nl, date)
+	w := nd.claimAny(nl.windows, step, svc.slots)
+	if w < 0 {
+		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
+		e.counter.SlotTaken.Add(1)
+		return fail(ErrSlotTaken)
+	}
+	reason := meta.Reason
+	if reason == "" {
+		reason = "rescheduled from " + ol.startOf(cur.Date, int(cur.Step)).Format(time.RFC3339)
+	}
+	next := cur.next(now, StatusConfirmed, meta.Actor, reason)
+	next.Office, next.Date, next.Step, next.Slots, next.Window = no.id, date, uint16(step), uint16(svc.slots), uint16(w)
+	next.Seq = nd.seq.Add(1)
+	next.Reschedules++
+	ev := Event{Type: EventRescheduled, AtUnixNano: now.UnixNano(), Office: no.id, Booking: next, Reason: reason}
+	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}}, meta); err != nil {
+		nd.release(w, step, svc.slots)
+		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
+		return fail(err)
+	}
+	b.rec.Store(next)
+	if !b.day.closed.Load() {
+		b.day.release(int(cur.Window), int(cur.Step), int(cur.Slots))
+	}
+	b.day = nd
+	e.schedule(no, nl, b, next)
+	e.counter.Reschedules.Add(1)
+	b.unlock(StatusConfirmed)
+	return viewOf(nl, next), nil
+}

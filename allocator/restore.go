@@ -1,0 +1,129 @@
+package allocator
+
+import (
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Recovery. The journal reads back the latest record of every office and
+// booking and feeds them here before the engine serves: offices first
+// (RestoreOffice), then bookings in any order (RestoreBooking), then
+// RestoreDone. Afterwards the caller runs Tick(now), which expires the holds
+// whose time passed while the process was down, through the journal like
+// any other change. Restore methods are not safe for concurrent use with
+// each other or with serving.
+
+// RestoreOffice loads one office as it was last committed.
+func (e *Engine) RestoreOffice(rec OfficeRecord) error {
+	l, err := compileLayout(rec.Config)
+	if err != nil {
+		return fmt.Errorf("cannot restore office %q: %w", rec.Config.ID, err)
+	}
+	e.officesMu.Lock()
+	defer e.officesMu.Unlock()
+	if (*e.offices.Load())[l.cfg.ID] != nil {
+		return fmt.Errorf("cannot restore office %q: loaded twice", l.cfg.ID)
+	}
+	o := newOffice(l, time.Time{})
+	o.wheel.nextTick = 0 // the first advance sweeps a full lap
+	o.releasedThrough.Store(int32(rec.ReleasedThrough))
+	e.addOfficeLocked(o)
+	return nil
+}
+
+// RestoreBooking loads one booking as it was last committed. An active
+// booking takes its seat back; a seat found taken means two active
+// bookings own it, and recovery stops with an error naming both.
+func (e *Engine) RestoreBooking(rec *BookingRecord) error {
+	if err := rec.Check(); err != nil {
+		return fmt.Errorf("cannot restore booking: %w", err)
+	}
+	o, err := e.office(rec.Office)
+	if err != nil {
+		return fmt.Errorf("cannot restore booking %s: %w", rec.ID, err)
+	}
+	l := o.lay.Load()
+	if int(rec.Window) >= l.windows || int(rec.Step)+int(rec.Slots) > l.steps {
+		return fmt.Errorf("cannot restore booking %s: seat window %d step %d+%d is outside office %s", rec.ID, rec.Window, rec.Step, rec.Slots, o.id)
+	}
+	d := o.day(l, rec.Date)
+	if rec.Status.Active() {
+		if !d.claim(int(rec.Window), int(rec.Step), int(rec.Slots)) {
+			return fmt.Errorf("cannot restore booking %s (%s): its seat is taken by another active booking or lies outside the office's hours", rec.ID, bookingNumber(rec.Office, rec.Date, rec.Seq))
+		}
+	}
+	for {
+		cur := d.seq.Load()
+		if cur >= rec.Seq || d.seq.CompareAndSwap(cur, rec.Seq) {
+			break
+		}
+	}
+	b := &booking{day: d}
+	b.rec.Store(rec)
+	b.state.Store(uint32(rec.Status))
+	if !e.index.put(rec.ID, b) {
+		return fmt.Errorf("cannot restore booking %s: loaded twice", rec.ID)
+	}
+	sh := e.apps.shard(rec.Applicant)
+	sh.mu.Lock()
+	st := sh.stateLocked(rec.Applicant)
+	st.bookings = append(st.bookings, b)
+	if rec.Status.Active() {
+		st.active++
+		st.services[serviceKey(rec.Office, rec.Service)]++
+	}
+	sh.mu.Unlock()
+	e.schedule(o, l, b, rec)
+	return nil
+}
+
+// RestoreDone finishes recovery: it orders each applicant's bookings by
+// creation and replays the penalty history to restore blocks.
+func (e *Engine) RestoreDone(now time.Time) error {
+	for i := range e.apps.shards {
+		sh := &e.apps.shards[i]
+		sh.mu.Lock()
+		for _, st := range sh.m {
+			slices.SortStableFunc(st.bookings, func(a, b *booking) int {
+				return compareInt64(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
+			})
+			type penalty struct {
+				at int64
+				p  *policy
+			}
+			var ps []penalty
+			for _, b := range st.bookings {
+				r := b.rec.Load()
+				o, err := e.office(r.Office)
+				if err != nil {
+					continue
+				}
+				for _, t := range r.History {
+					if t.Penalty {
+						ps = append(ps, penalty{t.AtUnixNano, &o.lay.Load().policy})
+					}
+				}
+			}
+			slices.SortFunc(ps, func(a, b penalty) int { return compareInt64(a.at, b.at) })
+			st.penaltiesUnixNano, st.blockedUntilUnixNano = nil, 0
+			for _, p := range ps {
+				if p.p.penaltyCount > 0 {
+					penaliseLocked(st, p.p, p.at)
+				}
+			}
+		}
+		sh.mu.Unlock()
+	}
+	return nil
+}
+
+func compareInt64(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

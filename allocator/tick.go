@@ -1,0 +1,80 @@
+package allocator
+
+import (
+	"errors"
+	"time"
+)
+
+// Tick advances the engine to now: daily releases, hold expiries, automatic
+// no-shows and reminders that are due. The server calls it a few times a
+// second from one goroutine; tests call it with their own clock. It returns
+// the first journal failure, after which the engine is degraded.
+func (e *Engine) Tick(now time.Time) error {
+	e.tickMu.Lock()
+	defer e.tickMu.Unlock()
+	for _, o := range *e.offices.Load() {
+		if err := e.autoRelease(now, o); err != nil {
+			return err
+		}
+		due := o.wheel.advance(now, e.dueBuf[:0])
+		for i, t := range due {
+			if err := e.fire(now, o, t); err != nil {
+				for _, rest := range due[i+1:] { // keep what was not done
+					o.wheel.add(time.Unix(0, rest.atUnixNano), rest.b, rest.kind)
+				}
+				clear(due)
+				return err
+			}
+		}
+		clear(due)
+		e.dueBuf = due[:0]
+	}
+	return nil
+}
+
+// fire runs one due timer. Timers are not removed when a booking moves on,
+// so each checks that the booking is still in the state that set it.
+func (e *Engine) fire(now time.Time, o *office, t timerEntry) error {
+	rec := t.b.rec.Load()
+	var err error
+	switch t.kind {
+	case timerHoldExpiry:
+		if rec.Status != StatusHeld {
+			return nil
+		}
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "hold expired"}, func(l *layout, cur *BookingRecord) (effect, error) {
+			if cur.Status != StatusHeld || now.UnixNano() < cur.HoldExpiresUnixNano {
+				return effect{}, ErrInvalidTransition
+			}
+			return effect{next: cur.next(now, StatusExpired, ActorSystem, "hold expired"), event: EventExpired, free: true, leave: true}, nil
+		})
+	case timerNoShow:
+		if rec.Status != StatusConfirmed {
+			return nil
+		}
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "not checked in"}, func(l *layout, cur *BookingRecord) (effect, error) {
+			if cur.Status != StatusConfirmed || now.Before(l.startOf(cur.Date, int(cur.Step)).Add(l.policy.noShowGrace)) {
+				return effect{}, ErrInvalidTransition
+			}
+			return effect{next: cur.next(now, StatusNoShow, ActorSystem, "not checked in"), event: EventNoShow, free: true, leave: true, penalise: true}, nil
+		})
+	case timerReminder:
+		if rec.Status != StatusConfirmed {
+			return nil
+		}
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
+			start := l.startOf(cur.Date, int(cur.Step))
+			if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() ||
+				now.Before(start.Add(-l.policy.reminderBefore)) || !now.Before(start) {
+				return effect{}, ErrInvalidTransition
+			}
+			n := *cur // not a status change: no history entry
+			n.RemindedUnixNano = start.UnixNano()
+			return effect{next: &n, event: EventReminderDue, reminder: true}, nil
+		})
+	}
+	if errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrBookingNotFound) {
+		return nil // the booking moved on: the timer is stale
+	}
+	return err
+}
