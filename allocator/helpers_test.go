@@ -1,0 +1,89 @@
+package allocator
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// Test fixtures shared by the package's tests.
+
+var msk = mustLoc("Europe/Moscow")
+
+func mustLoc(name string) *time.Location {
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		panic(err)
+	}
+	return l
+}
+
+// t0 is a Monday morning in Moscow, before the release minute of the next day.
+var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, msk)
+
+// testOffice: 2 windows, 15-minute grid, Mon–Fri 09:00–13:00 and 14:00–18:00,
+// a 1-step reschedulable service and a 2-step non-reschedulable one.
+func testOffice(id string) OfficeConfig {
+	wk := []string{"09:00-13:00", "14:00-18:00"}
+	return OfficeConfig{
+		ID: id, Name: "Office " + id, Region: "moscow", City: "Москва", Address: "ул. Тестовая, 1",
+		Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: 2,
+		Hours: map[string][]string{"mon": wk, "tue": wk, "wed": wk, "thu": wk, "fri": wk},
+		Services: []ServiceConfig{
+			{ID: "patent", Name: "Патент", Slots: 1, Reschedulable: true},
+			{ID: "rvp", Name: "РВП", Slots: 2},
+		},
+		Policy: DefaultPolicy(),
+	}
+}
+
+func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal) {
+	t.Helper()
+	j := &MemJournal{}
+	e, err := New(Config{Journal: j})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cfg := range offices {
+		if _, err := e.PutOffice(t0, cfg, Meta{Actor: "admin"}); err != nil {
+			t.Fatalf("PutOffice %s: %v", cfg.ID, err)
+		}
+	}
+	return e, j
+}
+
+// at returns the Moscow instant on the given day offset from t0's date.
+func at(dayOffset, hour, minute int) time.Time {
+	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)
+}
+
+func portal() Meta { return Meta{Actor: "portal-a"} }
+
+func mustHold(t testing.TB, e *Engine, now time.Time, req HoldRequest) Booking {
+	t.Helper()
+	b, err := e.Hold(now, req, portal())
+	if err != nil {
+		t.Fatalf("Hold(%+v): %v", req, err)
+	}
+	return b
+}
+
+func wantErr(t testing.TB, err, want error) {
+	t.Helper()
+	if !errors.Is(err, want) {
+		t.Fatalf("got error %v, want %v", err, want)
+	}
+}
+
+// checkCounters asserts claim invariant C3 on every materialised day.
+func checkCounters(t testing.TB, e *Engine) {
+	t.Helper()
+	for _, id := range e.OfficeIDs() {
+		o, _ := e.office(id)
+		for date, d := range *o.days.Load() {
+			if got, want := int(d.free.Load()), d.popcount(); got != want {
+				t.Fatalf("office %s %s: free counter %d, bitmap popcount %d", id, date, got, want)
+			}
+		}
+	}
+}

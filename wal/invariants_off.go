@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package wal
+
+const invariantsEnabled = false
