@@ -1,0 +1,54 @@
+// Package allocator is slotd's in-memory engine: office calendars as
+// bitmaps, seat claims by compare-and-swap, the booking lifecycle and the
+// office policy of DESIGN §1. It does no I/O, reads no clock (every call
+// takes now), and knows nothing of HTTP; durability plugs in through the
+// Journal seam (journal.go).
+//
+// # Shape
+//
+// An Engine holds offices; each office is a shard with its own days, timer
+// wheel and gate, so no lock spans offices. A day holds one bitmap per
+// window (calendar.go). Bookings live in a sharded index; applicants'
+// limits, duplicates and penalties in a sharded table (applicant.go).
+//
+// # Invariants
+//
+// The numbered invariants of DESIGN §2 and how the engine keeps them:
+//
+//  1. A seat is owned by at most one non-terminal booking: seats change
+//     hands only through the CAS claim (claim invariants C1–C2 in
+//     calendar.go) and are freed only by the lock holder of the owning
+//     booking (lifecycle invariant L3 in engine.go).
+//  2. No acknowledgement before the record is synced: every operation
+//     returns success only after Journal.Commit returned nil.
+//  3. Claim → commit → publish; status CAS → commit → free → acknowledge:
+//     see the seam in journal.go. A failed commit rolls the claim back and
+//     degrades the engine (ErrDegraded).
+//  4. Recovery (restore.go) rebuilds the bitmaps by claiming every active
+//     booking's seat again; a seat found taken stops recovery.
+//
+// Invariant 5 (idempotency) and 6 (shedding) belong to the edge.
+//
+// # Concurrency
+//
+// Engine is safe for concurrent use. Restore* methods are for start-up and
+// must not run concurrently with anything else. Lock order, outermost
+// first: office.cfgMu → office.gate (by office id) → booking lock bit →
+// applicant shard → index shard.
+//
+// # Policy notes
+//
+// Applicant limits (max active, duplicates, cancel penalty) are kept per
+// applicant across all offices; the limit applied is the one of the office
+// being booked. A duplicate is a second active booking of the same service
+// at the same office. The penalty counts an applicant's cancel of a
+// confirmed booking (directly or through an approved late cancel) and
+// no-shows; cancelling a hold, operator force-cancels and office closures
+// do not count.
+//
+// An office config replacement may rename, re-describe, change policy, add
+// services and close dates that have no active bookings; changing the seat
+// layout (timezone, grid, windows, hours), removing a service or changing a
+// service's length is refused with ErrLayoutInUse while active bookings
+// depend on it.
+package allocator
