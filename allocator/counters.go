@@ -12,18 +12,19 @@ type paddedCounter struct {
 // Counters are the engine's cumulative counts. The edge turns them into
 // Prometheus metrics; the engine knows nothing of Prometheus.
 type Counters struct {
-	Holds        paddedCounter // bookings created (held or held+confirmed)
-	SlotTaken    paddedCounter // claims that found the seat taken
-	Transitions  [statusEnd]paddedCounter
-	Reschedules  paddedCounter
-	Reminders    paddedCounter
-	Releases     paddedCounter // slots.released events
-	CommitErrors paddedCounter
+	Holds          paddedCounter // bookings created (held or held+confirmed)
+	SlotTaken      paddedCounter // claims that found the seat taken
+	Transitions    [statusEnd]paddedCounter
+	Reschedules    paddedCounter
+	Reminders      paddedCounter
+	Releases       paddedCounter // slots.released events
+	CommitErrors   paddedCounter
+	LotteryEntries paddedCounter // hold requests that waited for a release draw
 }
 
 // Stats is a snapshot of Counters and gauges.
 type Stats struct {
-	Holds, SlotTaken, Reschedules, Reminders, Releases, CommitErrors uint64
+	Holds, SlotTaken, Reschedules, Reminders, Releases, CommitErrors, LotteryEntries uint64
 	// Transitions counts transitions into each status, by status name.
 	Transitions map[string]uint64
 	// Bookings is the number of bookings in memory, archive included.
@@ -37,14 +38,15 @@ type Stats struct {
 // Bookings which sums the index shard sizes.
 func (e *Engine) Stats() Stats {
 	s := Stats{
-		Holds:        e.counter.Holds.Load(),
-		SlotTaken:    e.counter.SlotTaken.Load(),
-		Reschedules:  e.counter.Reschedules.Load(),
-		Reminders:    e.counter.Reminders.Load(),
-		Releases:     e.counter.Releases.Load(),
-		CommitErrors: e.counter.CommitErrors.Load(),
-		Transitions:  make(map[string]uint64, statusEnd),
-		Degraded:     e.degraded.Load(),
+		Holds:          e.counter.Holds.Load(),
+		SlotTaken:      e.counter.SlotTaken.Load(),
+		Reschedules:    e.counter.Reschedules.Load(),
+		Reminders:      e.counter.Reminders.Load(),
+		Releases:       e.counter.Releases.Load(),
+		CommitErrors:   e.counter.CommitErrors.Load(),
+		LotteryEntries: e.counter.LotteryEntries.Load(),
+		Transitions:    make(map[string]uint64, statusEnd),
+		Degraded:       e.degraded.Load(),
 	}
 	for st := StatusHeld; st < statusEnd; st++ {
 		s.Transitions[st.String()] = e.counter.Transitions[st].Load()

@@ -31,6 +31,9 @@ type Engine struct {
 	// is refused with ErrDegraded, because the disk state is unknown.
 	degraded atomic.Bool
 
+	// fixedLotterySeed, when set, makes lottery draws reproducible (tests).
+	fixedLotterySeed []byte
+
 	tickMu  sync.Mutex // one Tick at a time
 	dueBuf  []timerEntry
 	counter Counters
@@ -40,6 +43,9 @@ type Engine struct {
 type Config struct {
 	// Journal persists every change before it is acknowledged. Required.
 	Journal Journal
+	// LotterySeed, when set, seeds every release lottery draw so that its
+	// order can be reproduced (tests). Nil: a fresh secret seed per draw.
+	LotterySeed []byte
 }
 
 // New returns an empty engine.
@@ -47,7 +53,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Journal == nil {
 		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
 	}
-	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants()}
+	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed}
 	m := map[string]*office{}
 	e.offices.Store(&m)
 	return e, nil
@@ -72,6 +78,8 @@ type office struct {
 	daysMu          sync.Mutex                    // serialises day creation
 	days            atomic.Pointer[map[Date]*day] // copy-on-write
 	wheel           *wheel
+	// lottery is the open release lottery, if any (lottery.go).
+	lottery atomic.Pointer[lottery]
 }
 
 func (e *Engine) office(id string) (*office, error) {

@@ -30,6 +30,10 @@ var (
 	// existing active bookings (timezone, grid, windows or hours change).
 	ErrLayoutInUse = errors.New("allocator: office layout in use")
 
+	// ErrOverloaded refuses work beyond a bounded queue (a full release
+	// lottery); the edge answers 503 overloaded with Retry-After.
+	ErrOverloaded = errors.New("allocator: overloaded")
+
 	// ErrDegraded is returned for every state change after the journal failed
 	// to sync: the disk state is unknown, so the engine stops writing.
 	ErrDegraded = errors.New("allocator: degraded after journal failure")

@@ -21,7 +21,8 @@ type HoldRequest struct {
 }
 
 // Hold claims a seat and creates a held (or confirmed) booking. Claim in
-// memory → commit → publish → return (invariant 3).
+// memory → commit → publish → return (invariant 3). Inside an office's
+// release lottery window the request waits for the draw (lottery.go).
 func (e *Engine) Hold(now time.Time, req HoldRequest, meta Meta) (Booking, error) {
 	if err := e.writable(); err != nil {
 		return Booking{}, err
@@ -33,6 +34,17 @@ func (e *Engine) Hold(now time.Time, req HoldRequest, meta Meta) (Booking, error
 	if err != nil {
 		return Booking{}, err
 	}
+	if lot := o.lottery.Load(); lot != nil && now.Before(lot.closes) {
+		if res, entered := e.enterLottery(now, o, lot, req, meta); entered {
+			return res.booking, res.err
+		}
+	}
+	return e.hold(now, o, req, meta)
+}
+
+// hold is Hold without the lottery.
+func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Booking, error) {
+	var err error
 	o.gate.RLock()
 	defer o.gate.RUnlock()
 	l := o.lay.Load()

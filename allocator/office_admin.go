@@ -168,11 +168,13 @@ func (e *Engine) Release(now time.Time, officeID string, through Date, meta Meta
 	}
 	o.cfgMu.Lock()
 	defer o.cfgMu.Unlock()
-	return e.releaseLocked(now, o, through, meta)
+	return e.releaseLocked(now, now, o, through, meta)
 }
 
 // releaseLocked commits a release. Caller holds o.cfgMu.
-func (e *Engine) releaseLocked(now time.Time, o *office, through Date, meta Meta) (Date, error) {
+// instant is the release minute the lottery window counts from: now for a
+// special release, the scheduled minute for the daily one.
+func (e *Engine) releaseLocked(now, instant time.Time, o *office, through Date, meta Meta) (Date, error) {
 	cur := Date(o.releasedThrough.Load())
 	if through <= cur {
 		return cur, nil
@@ -186,6 +188,7 @@ func (e *Engine) releaseLocked(now time.Time, o *office, through Date, meta Meta
 	}
 	o.releasedThrough.Store(int32(through))
 	e.counter.Releases.Add(1)
+	e.openLottery(o, o.lay.Load(), cur+1, through, instant)
 	return through, nil
 }
 
@@ -261,12 +264,17 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 
 // autoRelease advances released_through on the daily schedule.
 func (e *Engine) autoRelease(now time.Time, o *office) error {
-	target := o.lay.Load().autoReleased(now)
+	l := o.lay.Load()
+	target := l.autoReleased(now)
 	if target <= Date(o.releasedThrough.Load()) {
 		return nil
 	}
 	o.cfgMu.Lock()
 	defer o.cfgMu.Unlock()
-	_, err := e.releaseLocked(now, o, target, Meta{Actor: ActorSystem})
+	instant := l.today(now).At(l.releaseMin, l.loc)
+	if instant.After(now) { // before today's release minute: the catch-up of an earlier one
+		instant = now
+	}
+	_, err := e.releaseLocked(now, instant, o, target, Meta{Actor: ActorSystem})
 	return err
 }

@@ -16,6 +16,7 @@ func (e *Engine) Tick(now time.Time) error {
 		if err := e.autoRelease(now, o); err != nil {
 			return err
 		}
+		e.drawDue(now, o)
 		due := o.wheel.advance(now, e.dueBuf[:0])
 		for i, t := range due {
 			if err := e.fire(now, o, t); err != nil {

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// options are slotd's command line (DESIGN §4). Every flag can also be set
+// by the environment variable SLOTD_<NAME> (dashes as underscores); a flag
+// given on the command line wins over the environment.
+type options struct {
+	addr      string // API listener
+	adminAddr string // metrics, health, pprof
+	data      string // Pebble directory
+	keys      string // API keys file; empty: none (or development keys with -demo)
+	offices   string // office configs to load at start; empty: none
+	demo      bool   // load demo offices; print development keys when no keys file
+	logLevel  string // debug, info, warn, error
+}
+
+func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("slotd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.addr, "addr", ":8080", "API listener `address`")
+	fs.StringVar(&o.adminAddr, "admin-addr", ":9090", "metrics, health and pprof listener `address`")
+	fs.StringVar(&o.data, "data", "./data", "Pebble data `directory`")
+	fs.StringVar(&o.keys, "keys", "", "API keys `file` (JSON)")
+	fs.StringVar(&o.offices, "offices", "", "office configs `file` to load at start (JSON array)")
+	fs.BoolVar(&o.demo, "demo", false, "load demo offices; create and print development keys when -keys is not given")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var err error
+	fs.VisitAll(func(f *flag.Flag) {
+		env := "SLOTD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
+			if e := fs.Set(f.Name, v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+		}
+	})
+	if err != nil {
+		return o, err
+	}
+	switch o.logLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		return o, fmt.Errorf("-log-level %q: use debug, info, warn or error", o.logLevel)
+	}
+	return o, nil
+}

@@ -1,0 +1,24 @@
+package main
+
+import (
+	"io"
+	"testing"
+)
+
+func TestOptionsFlagsEnvDefaults(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+	o, err := parseOptions(nil, env(nil), io.Discard)
+	if err != nil || o.addr != ":8080" || o.adminAddr != ":9090" || o.data != "./data" || o.demo || o.logLevel != "info" {
+		t.Fatalf("defaults: %+v %v", o, err)
+	}
+	o, err = parseOptions([]string{"-addr", ":1"}, env(map[string]string{"SLOTD_ADDR": ":2", "SLOTD_ADMIN_ADDR": ":3", "SLOTD_DEMO": "true"}), io.Discard)
+	if err != nil || o.addr != ":1" || o.adminAddr != ":3" || !o.demo {
+		t.Fatalf("flag over env: %+v %v", o, err)
+	}
+	if _, err := parseOptions(nil, env(map[string]string{"SLOTD_DEMO": "maybe"}), io.Discard); err == nil {
+		t.Fatal("bad boolean in the environment accepted")
+	}
+	if _, err := parseOptions([]string{"-log-level", "loud"}, env(nil), io.Discard); err == nil {
+		t.Fatal("bad log level accepted")
+	}
+}
