@@ -35,3 +35,7 @@ lint:
 
 clean:
 	rm -rf bin
+
+# Many more kill-and-restart rounds than make test runs.
+stress:
+	$(GO) test -tags invariants -run 'TestCrashRecovery' -count=1 -timeout 60m ./wal/ -args -crash.rounds=500
