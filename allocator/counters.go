@@ -20,11 +20,14 @@ type Counters struct {
 	Releases       paddedCounter // slots.released events
 	CommitErrors   paddedCounter
 	LotteryEntries paddedCounter // hold requests that waited for a release draw
+	WatchMatches   paddedCounter // watches served (W1, W4)
 }
 
 // Stats is a snapshot of Counters and gauges.
 type Stats struct {
-	Holds, SlotTaken, Reschedules, Reminders, Releases, CommitErrors, LotteryEntries uint64
+	Holds, SlotTaken, Reschedules, Reminders, Releases, CommitErrors, LotteryEntries, WatchMatches uint64
+	// Watches is the number of active watches.
+	Watches int
 	// Transitions counts transitions into each status, by status name.
 	Transitions map[string]uint64
 	// Bookings is the number of bookings in memory, archive included.
@@ -45,6 +48,8 @@ func (e *Engine) Stats() Stats {
 		Releases:       e.counter.Releases.Load(),
 		CommitErrors:   e.counter.CommitErrors.Load(),
 		LotteryEntries: e.counter.LotteryEntries.Load(),
+		WatchMatches:   e.counter.WatchMatches.Load(),
+		Watches:        int(e.watches.n.Load()),
 		Transitions:    make(map[string]uint64, statusEnd),
 		Degraded:       e.degraded.Load(),
 	}

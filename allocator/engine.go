@@ -24,8 +24,9 @@ type Engine struct {
 	officesMu sync.Mutex // serialises office creation (copy-on-write of offices)
 	offices   atomic.Pointer[map[string]*office]
 
-	index *bookingIndex
-	apps  *applicants
+	index   *bookingIndex
+	apps    *applicants
+	watches watchList
 
 	// degraded is set once a Commit failed: from then on every state change
 	// is refused with ErrDegraded, because the disk state is unknown.

@@ -78,8 +78,17 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 		e.counter.SlotTaken.Add(1)
 		return Booking{}, ErrSlotTaken
 	}
+	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, req.Confirm, meta, nil)
+}
+
+// commitNewBooking creates the booking of a seat already claimed (bits 0)
+// and reserved for applicant: commit → publish. extra, if set, adds to the
+// change before the commit (a watch hand-over). On failure it gives the
+// seat and the reservation back.
+func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *service, d *day, w, step int,
+	applicant string, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
 	rec := &BookingRecord{
-		ID: newID(), Office: o.id, Service: svc.id, Applicant: req.Applicant,
+		ID: newID(), Office: o.id, Service: svc.id, Applicant: applicant,
 		Date: d.date, Step: uint16(step), Slots: uint16(svc.slots), Window: uint16(w),
 		Seq: d.seq.Add(1), Status: StatusHeld,
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),
@@ -88,15 +97,18 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	rec.History[0] = Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
 	c := &Change{Bookings: []*BookingRecord{rec}, Events: make([]Event, 1, 2)}
 	c.Events[0] = Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec}
-	if req.Confirm {
+	if confirm {
 		rec.Status = StatusConfirmed
 		rec.HoldExpiresUnixNano = 0
 		rec.History = append(rec.History, Transition{AtUnixNano: now.UnixNano(), Status: StatusConfirmed, Actor: meta.Actor})
 		c.Events = append(c.Events, Event{Type: EventConfirmed, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
 	}
+	if extra != nil {
+		extra(c, rec)
+	}
 	if err := e.commit(c, meta); err != nil {
 		d.release(w, step, svc.slots)
-		e.apps.unreserve(req.Applicant, o.id, svc.id)
+		e.apps.unreserve(applicant, o.id, svc.id)
 		return Booking{}, err
 	}
 	b := &booking{day: d}
@@ -105,11 +117,11 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
-	e.apps.add(req.Applicant, b)
+	e.apps.add(applicant, b)
 	e.schedule(o, l, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.Transitions[StatusHeld].Add(1)
-	if req.Confirm {
+	if confirm {
 		e.counter.Transitions[StatusConfirmed].Add(1)
 	}
 	return viewOf(l, rec), nil

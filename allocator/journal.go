@@ -117,6 +117,11 @@ type Event struct {
 	Booking    *BookingRecord // booking.*, reminder.due, watch.matched
 	Through    Date           // slots.released
 	Reason     string
+	// Watch and StartUnixNano describe a watch.matched: the watch that was
+	// served and the start it was offered (Booking is set when it was
+	// held for the applicant).
+	Watch         *WatchRecord
+	StartUnixNano int64
 }
 
 // IdempotencyRecord is the first response to a request that carried an
@@ -130,8 +135,25 @@ type IdempotencyRecord struct {
 	AtUnixNano  int64
 }
 
+// WatchRecord is the durable state of one watch ("notify me when a seat
+// frees"). Exactly one of Office and Region is set.
+type WatchRecord struct {
+	ID              ID
+	Applicant       string
+	Service         string
+	Office          string
+	Region          string
+	From, To        Date
+	AutoHold        bool
+	CreatedUnixNano int64
+	// Active is false once the watch matched or was deleted; the journal
+	// then removes it.
+	Active bool
+}
+
 // Change is one atomic, durable state change.
 type Change struct {
+	Watches     []*WatchRecord
 	Bookings    []*BookingRecord
 	Office      *OfficeRecord
 	Events      []Event
@@ -225,6 +247,30 @@ func (j *MemJournal) Latest() (offices []OfficeRecord, bookings []*BookingRecord
 		}
 	}
 	return offices, bookings
+}
+
+// ActiveWatches returns the watches active after the last commit, as a
+// recovery would read them.
+func (j *MemJournal) ActiveWatches() []*WatchRecord {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	m := map[ID]*WatchRecord{}
+	var order []ID
+	for _, c := range j.changes {
+		for _, w := range c.Watches {
+			if _, seen := m[w.ID]; !seen {
+				order = append(order, w.ID)
+			}
+			m[w.ID] = w
+		}
+	}
+	var out []*WatchRecord
+	for _, id := range order {
+		if m[id].Active {
+			out = append(out, m[id])
+		}
+	}
+	return out
 }
 
 // unixNano converts t, zero for the zero time.

@@ -84,8 +84,8 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		return Booking{}, err
 	}
 	b.rec.Store(ef.next) // L2
-	if ef.free && !b.day.closed.Load() {
-		b.day.release(int(cur.Window), int(cur.Step), int(cur.Slots)) // L3
+	if ef.free {
+		e.freeSeat(now, o, b.day, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
 	}
 	if ef.leave {
 		e.apps.unreserve(cur.Applicant, cur.Office, cur.Service)

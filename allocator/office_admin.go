@@ -188,6 +188,7 @@ func (e *Engine) releaseLocked(now, instant time.Time, o *office, through Date, 
 	}
 	o.releasedThrough.Store(int32(through))
 	e.counter.Releases.Add(1)
+	e.offerReleased(now, o, cur+1, through)
 	e.openLottery(o, o.lay.Load(), cur+1, through, instant)
 	return through, nil
 }

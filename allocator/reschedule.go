@@ -123,10 +123,9 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 		return fail(err)
 	}
 	b.rec.Store(next)
-	if !b.day.closed.Load() {
-		b.day.release(int(cur.Window), int(cur.Step), int(cur.Slots))
-	}
+	oldDay := b.day
 	b.day = nd
+	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
 	e.schedule(no, nl, b, next)
 	e.counter.Reschedules.Add(1)
 	b.unlock(StatusConfirmed)
