@@ -1,0 +1,632 @@
+package wal
+
+// Keys and values. The layout is drawn in the package doc; this file is the
+// only place that reads or writes it. Changing anything here breaks data
+// already on disk: add a new version byte and keep decoding the old one.
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"slotd/allocator"
+)
+
+// Key prefixes (the first byte of every key).
+const (
+	prefixMeta        = 'm'
+	prefixOffice      = 'o'
+	prefixBooking     = 'b'
+	prefixApplicant   = 'a'
+	prefixEvent       = 'e'
+	prefixIdempotency = 'i'
+	prefixIdemByTime  = 't'
+)
+
+// Meta keys (after prefixMeta).
+const (
+	metaFormat               = "format"
+	metaEventsDeletedThrough = "events-deleted-through"
+)
+
+// Value versions: the first byte of every value that has one.
+const (
+	formatVersion      byte = 1 // value of the meta "format" key
+	bookingVersion     byte = 1
+	eventVersion       byte = 1
+	officeVersion      byte = 1
+	idempotencyVersion byte = 1
+)
+
+// historyPenaltyBit marks Transition.Penalty in a history entry's status
+// byte; the low 7 bits are the status.
+const historyPenaltyBit = 0x80
+
+// Limits on what a record may hold. The encoder refuses more with
+// ErrRecordTooLarge; the decoder calls more corruption.
+const (
+	// textBytesMax bounds every string inside a record (ids, actor, reason,
+	// event type).
+	textBytesMax = 4096
+	// historyEntriesMax bounds a booking's history.
+	historyEntriesMax = 1024
+	// IdempotencyBodyBytesMax bounds the stored response body of one
+	// idempotency record.
+	IdempotencyBodyBytesMax = 64 << 10
+	// idempotencyKeyBytesMax bounds an idempotency key (namespace + header).
+	idempotencyKeyBytesMax = 512
+	// officeValueBytesMax bounds an office value (its config is JSON).
+	officeValueBytesMax = 1 << 20
+)
+
+// errShort and friends describe corruption; callers wrap them with the key.
+var (
+	errTruncated   = errors.New("value truncated")
+	errTrailing    = errors.New("trailing bytes after value")
+	errVersion     = errors.New("unknown value version")
+	errFieldRange  = errors.New("field out of range")
+	errKeyMismatch = errors.New("value does not belong to its key")
+)
+
+// Event type codes. 0 means the type string follows literally, so a type
+// added to the allocator later is still stored, only less compactly. The
+// codes are part of the on-disk format: append, never renumber.
+var eventTypeCodes = [...]string{
+	1:  allocator.EventHeld,
+	2:  allocator.EventConfirmed,
+	3:  allocator.EventCancelRequested,
+	4:  allocator.EventCancelled,
+	5:  allocator.EventExpired,
+	6:  allocator.EventRescheduled,
+	7:  allocator.EventCheckedIn,
+	8:  allocator.EventCompleted,
+	9:  allocator.EventNoShow,
+	10: allocator.EventReminderDue,
+	11: allocator.EventSlotsReleased,
+	12: allocator.EventWatchMatched,
+}
+
+func eventTypeCode(typ string) byte {
+	for i := 1; i < len(eventTypeCodes); i++ {
+		if eventTypeCodes[i] == typ {
+			return byte(i)
+		}
+	}
+	return 0
+}
+
+// ---- keys ----
+
+func metaKey(name string) []byte { return append([]byte{prefixMeta}, name...) }
+
+func officeKey(dst []byte, id string) []byte {
+	return append(append(dst, prefixOffice), id...)
+}
+
+func bookingKey(dst []byte, id allocator.ID) []byte {
+	return append(append(dst, prefixBooking), id[:]...)
+}
+
+// applicantPrefix is the key prefix of one applicant's index entries. The
+// length prefix keeps "ab"+id apart from "a"+"b…".
+func applicantPrefix(dst []byte, applicant string) []byte {
+	dst = append(dst, prefixApplicant)
+	dst = binary.AppendUvarint(dst, uint64(len(applicant)))
+	return append(dst, applicant...)
+}
+
+func applicantKey(dst []byte, applicant string, id allocator.ID) []byte {
+	return append(applicantPrefix(dst, applicant), id[:]...)
+}
+
+func eventKey(dst []byte, cursor uint64) []byte {
+	return binary.BigEndian.AppendUint64(append(dst, prefixEvent), cursor)
+}
+
+func idempotencyKey(dst []byte, key string) []byte {
+	return append(append(dst, prefixIdempotency), key...)
+}
+
+// idemByTimeKey orders idempotency records by creation time for the
+// sweep. The sign bit is flipped so that negative times sort first.
+func idemByTimeKey(dst []byte, atUnixNano int64, key string) []byte {
+	dst = append(dst, prefixIdemByTime)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(atUnixNano)^(1<<63))
+	return append(dst, key...)
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := append([]byte(nil), p...)
+	for i := len(end) - 1; i >= 0; i-- {
+		if end[i] < 0xff {
+			end[i]++
+			return end[:i+1]
+		}
+	}
+	return nil // p is all 0xff: no upper bound
+}
+
+// parseEventKey returns the cursor of an event key.
+func parseEventKey(k []byte) (uint64, bool) {
+	if len(k) != 9 || k[0] != prefixEvent {
+		return 0, false
+	}
+	return binary.BigEndian.Uint64(k[1:]), true
+}
+
+// parseIdemByTimeKey returns the time and idempotency key of a sweep index key.
+func parseIdemByTimeKey(k []byte) (atUnixNano int64, key []byte, ok bool) {
+	if len(k) < 9 || k[0] != prefixIdemByTime {
+		return 0, nil, false
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9]) ^ (1 << 63)), k[9:], true
+}
+
+// KeyString names a key for people: "booking/<id>", "event/42",
+// "office/msk-1". Errors that concern a stored value name its key this way.
+func KeyString(k []byte) string {
+	if len(k) == 0 {
+		return "<empty key>"
+	}
+	switch k[0] {
+	case prefixBooking:
+		if len(k) == 17 {
+			return "booking/" + allocator.ID(k[1:]).String()
+		}
+	case prefixEvent:
+		if c, ok := parseEventKey(k); ok {
+			return "event/" + strconv.FormatUint(c, 10)
+		}
+	case prefixOffice:
+		return "office/" + strconv.Quote(string(k[1:]))
+	case prefixIdempotency:
+		return "idempotency/" + strconv.Quote(string(k[1:]))
+	case prefixMeta:
+		return "meta/" + strconv.Quote(string(k[1:]))
+	case prefixApplicant:
+		n, w := binary.Uvarint(k[1:])
+		if w > 0 && uint64(len(k)-1-w) == n+16 {
+			rest := k[1+w:]
+			return "applicant/" + strconv.Quote(string(rest[:n])) + "/" + allocator.ID(rest[n:]).String()
+		}
+	case prefixIdemByTime:
+		if at, key, ok := parseIdemByTimeKey(k); ok {
+			return "idempotency-by-time/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))
+		}
+	}
+	return fmt.Sprintf("%x", k)
+}
+
+// ---- encoding ----
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func checkText(what, s string) error {
+	if len(s) > textBytesMax {
+		return fmt.Errorf("%w: %s is %d bytes, at most %d", ErrRecordTooLarge, what, len(s), textBytesMax)
+	}
+	return nil
+}
+
+// appendBooking appends the version-1 encoding of r. It calls r.Check
+// first: a record that fails its own check is never written.
+func appendBooking(dst []byte, r *allocator.BookingRecord) ([]byte, error) {
+	if err := r.Check(); err != nil {
+		return dst, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	if err := checkBookingLimits(r); err != nil {
+		return dst, err
+	}
+	dst = append(dst, bookingVersion)
+	dst = append(dst, r.ID[:]...)
+	dst = append(dst, byte(r.Status))
+	dst = appendString(dst, r.Office)
+	dst = appendString(dst, r.Service)
+	dst = appendString(dst, r.Applicant)
+	dst = binary.AppendVarint(dst, int64(r.Date))
+	dst = binary.AppendUvarint(dst, uint64(r.Step))
+	dst = binary.AppendUvarint(dst, uint64(r.Slots))
+	dst = binary.AppendUvarint(dst, uint64(r.Window))
+	dst = binary.AppendUvarint(dst, uint64(r.Seq))
+	dst = append(dst, r.Reschedules)
+	dst = binary.AppendVarint(dst, r.HoldExpiresUnixNano)
+	dst = binary.AppendVarint(dst, r.RemindedUnixNano)
+	dst = binary.AppendUvarint(dst, uint64(len(r.History)))
+	var prev int64
+	for i := range r.History {
+		h := &r.History[i]
+		dst = binary.AppendVarint(dst, h.AtUnixNano-prev) // delta from the previous entry
+		prev = h.AtUnixNano
+		flags := byte(h.Status)
+		if h.Penalty {
+			flags |= historyPenaltyBit
+		}
+		dst = append(dst, flags)
+		dst = appendString(dst, h.Actor)
+		dst = appendString(dst, h.Reason)
+	}
+	return dst, nil
+}
+
+func checkBookingLimits(r *allocator.BookingRecord) error {
+	if len(r.History) > historyEntriesMax {
+		return fmt.Errorf("%w: booking %s has %d history entries, at most %d", ErrRecordTooLarge, r.ID, len(r.History), historyEntriesMax)
+	}
+	for _, f := range [...]struct{ what, s string }{{"office", r.Office}, {"service", r.Service}, {"applicant", r.Applicant}} {
+		if err := checkText(f.what, f.s); err != nil {
+			return fmt.Errorf("booking %s: %w", r.ID, err)
+		}
+	}
+	for i := range r.History {
+		if !r.History[i].Status.Valid() {
+			return fmt.Errorf("%w: booking %s: history entry %d has invalid status %d", ErrInvalidRecord, r.ID, i, r.History[i].Status)
+		}
+		if err := checkText("history actor", r.History[i].Actor); err != nil {
+			return fmt.Errorf("booking %s: %w", r.ID, err)
+		}
+		if err := checkText("history reason", r.History[i].Reason); err != nil {
+			return fmt.Errorf("booking %s: %w", r.ID, err)
+		}
+	}
+	return nil
+}
+
+// appendEventValue appends the version-1 encoding of e (the cursor lives in
+// the key). An embedded booking is checked like any other.
+func appendEventValue(dst []byte, e *allocator.Event) ([]byte, error) {
+	if e.Type == "" {
+		return dst, fmt.Errorf("%w: event without type", ErrInvalidRecord)
+	}
+	for _, f := range [...]struct{ what, s string }{{"event type", e.Type}, {"event office", e.Office}, {"event reason", e.Reason}} {
+		if err := checkText(f.what, f.s); err != nil {
+			return dst, err
+		}
+	}
+	dst = append(dst, eventVersion)
+	code := eventTypeCode(e.Type)
+	dst = append(dst, code)
+	if code == 0 {
+		dst = appendString(dst, e.Type)
+	}
+	dst = binary.AppendVarint(dst, e.AtUnixNano)
+	dst = appendString(dst, e.Office)
+	dst = binary.AppendVarint(dst, int64(e.Through))
+	dst = appendString(dst, e.Reason)
+	if e.Booking == nil {
+		return binary.AppendUvarint(dst, 0), nil
+	}
+	// Length prefix, then the booking: encode in place and patch the length.
+	// The length takes at most 2 bytes for any booking within the limits
+	// above, but the general case is handled by a shift.
+	start := len(dst)
+	dst = append(dst, 0)
+	dst, err := appendBooking(dst, e.Booking)
+	if err != nil {
+		return dst[:start], err
+	}
+	n := uint64(len(dst) - start - 1)
+	var lenBuf [binary.MaxVarintLen64]byte
+	w := binary.PutUvarint(lenBuf[:], n)
+	if w > 1 {
+		dst = append(dst, lenBuf[:w-1]...)
+		copy(dst[start+w:], dst[start+1:len(dst)-(w-1)])
+	}
+	copy(dst[start:], lenBuf[:w])
+	return dst, nil
+}
+
+// appendOffice appends the version-1 encoding of r.
+func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
+	if r.Config.ID == "" {
+		return dst, fmt.Errorf("%w: office without id", ErrInvalidRecord)
+	}
+	cfg, err := json.Marshal(&r.Config)
+	if err != nil {
+		return dst, fmt.Errorf("%w: office %q: %w", ErrInvalidRecord, r.Config.ID, err)
+	}
+	if len(cfg)+16 > officeValueBytesMax {
+		return dst, fmt.Errorf("%w: office %q config is %d bytes, at most %d", ErrRecordTooLarge, r.Config.ID, len(cfg), officeValueBytesMax-16)
+	}
+	dst = append(dst, officeVersion)
+	dst = binary.AppendVarint(dst, int64(r.ReleasedThrough))
+	return append(dst, cfg...), nil
+}
+
+// checkIdempotency asserts what the decoder will demand of the record.
+func checkIdempotency(r *allocator.IdempotencyRecord) error {
+	switch {
+	case r.Key == "":
+		return fmt.Errorf("%w: idempotency record without key", ErrInvalidRecord)
+	case len(r.Key) > idempotencyKeyBytesMax:
+		return fmt.Errorf("%w: idempotency key is %d bytes, at most %d", ErrRecordTooLarge, len(r.Key), idempotencyKeyBytesMax)
+	case r.Status < 100 || r.Status > 599:
+		return fmt.Errorf("%w: idempotency record %q: HTTP status %d", ErrInvalidRecord, r.Key, r.Status)
+	case len(r.Body) > IdempotencyBodyBytesMax:
+		return fmt.Errorf("%w: idempotency record %q: body is %d bytes, at most %d", ErrRecordTooLarge, r.Key, len(r.Body), IdempotencyBodyBytesMax)
+	}
+	return nil
+}
+
+// appendIdempotency appends the version-1 encoding of r (the key lives in
+// the key).
+func appendIdempotency(dst []byte, r *allocator.IdempotencyRecord) ([]byte, error) {
+	if err := checkIdempotency(r); err != nil {
+		return dst, err
+	}
+	dst = append(dst, idempotencyVersion)
+	dst = append(dst, r.Fingerprint[:]...)
+	dst = binary.AppendUvarint(dst, uint64(r.Status))
+	dst = binary.AppendVarint(dst, r.AtUnixNano)
+	dst = binary.AppendUvarint(dst, uint64(len(r.Body)))
+	return append(dst, r.Body...), nil
+}
+
+// ---- decoding ----
+
+// interner shares the strings that repeat across records (office, service,
+// actor, reason) so that a million recovered bookings do not hold a million
+// copies of "msk-sakharovo". Not safe for concurrent use; nil interns nothing.
+type interner map[string]string
+
+// internMax bounds the interner; strings beyond it are copied.
+const internMax = 1 << 16
+
+func (in interner) str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	if in == nil {
+		return string(b)
+	}
+	if s, ok := in[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if len(in) < internMax {
+		in[s] = s
+	}
+	return s
+}
+
+// decoder reads a value front to back. The first failure sticks in err and
+// every later read returns zero, so callers check err once at the end.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(err error) {
+	if d.err == nil {
+		d.err = err
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail(errTruncated)
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bytes(n int) []byte {
+	if n < 0 || len(d.b) < n {
+		d.fail(errTruncated)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail(errTruncated)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// uvarintMax reads a uvarint and fails unless it is ≤ max.
+func (d *decoder) uvarintMax(max uint64, what string) uint64 {
+	v := d.uvarint()
+	if v > max {
+		d.fail(fmt.Errorf("%w: %s %d exceeds %d", errFieldRange, what, v, max))
+		return 0
+	}
+	return v
+}
+
+// text reads a length-prefixed byte string of at most textBytesMax bytes.
+func (d *decoder) text(what string) []byte {
+	n := d.uvarintMax(textBytesMax, what+" length")
+	return d.bytes(int(n))
+}
+
+func (d *decoder) end() error {
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errTrailing
+	}
+	return d.err
+}
+
+// decodeBooking decodes a booking value and checks it (BookingRecord.Check).
+func decodeBooking(v []byte, in interner) (*allocator.BookingRecord, error) {
+	d := decoder{b: v}
+	r := &allocator.BookingRecord{}
+	if err := d.decodeBookingInto(r, in); err != nil {
+		return nil, err
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if err := r.Check(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+func (d *decoder) decodeBookingInto(r *allocator.BookingRecord, in interner) error {
+	if v := d.byte(); d.err == nil && v != bookingVersion {
+		return fmt.Errorf("%w: booking version %d", errVersion, v)
+	}
+	copy(r.ID[:], d.bytes(16))
+	r.Status = allocator.Status(d.byte())
+	r.Office = in.str(d.text("office"))
+	r.Service = in.str(d.text("service"))
+	r.Applicant = string(d.text("applicant"))
+	date := d.varint()
+	if date < -1<<31 || date > 1<<31-1 {
+		d.fail(fmt.Errorf("%w: date %d", errFieldRange, date))
+	}
+	r.Date = allocator.Date(date)
+	r.Step = uint16(d.uvarintMax(0xffff, "step"))
+	r.Slots = uint16(d.uvarintMax(0xffff, "slots"))
+	r.Window = uint16(d.uvarintMax(0xffff, "window"))
+	r.Seq = uint32(d.uvarintMax(0xffffffff, "seq"))
+	r.Reschedules = d.byte()
+	r.HoldExpiresUnixNano = d.varint()
+	r.RemindedUnixNano = d.varint()
+	// Each entry takes at least 4 bytes: bound the allocation by what is left.
+	n := d.uvarintMax(historyEntriesMax, "history length")
+	if n > uint64(len(d.b)/4) {
+		d.fail(errTruncated)
+		return d.err
+	}
+	if d.err != nil {
+		return d.err
+	}
+	r.History = make([]allocator.Transition, n)
+	var prev int64
+	for i := range r.History {
+		h := &r.History[i]
+		h.AtUnixNano = prev + d.varint()
+		prev = h.AtUnixNano
+		flags := d.byte()
+		h.Status = allocator.Status(flags &^ historyPenaltyBit)
+		h.Penalty = flags&historyPenaltyBit != 0
+		if d.err == nil && !h.Status.Valid() {
+			d.fail(fmt.Errorf("%w: history entry %d status %d", errFieldRange, i, h.Status))
+		}
+		h.Actor = in.str(d.text("actor"))
+		h.Reason = in.str(d.text("reason"))
+	}
+	return d.err
+}
+
+// decodeEventValue decodes an event value; the caller sets Cursor from the key.
+func decodeEventValue(v []byte, in interner) (allocator.Event, error) {
+	d := decoder{b: v}
+	var e allocator.Event
+	if ver := d.byte(); d.err == nil && ver != eventVersion {
+		return e, fmt.Errorf("%w: event version %d", errVersion, ver)
+	}
+	code := d.byte()
+	switch {
+	case d.err != nil:
+	case code == 0:
+		e.Type = in.str(d.text("event type"))
+		if d.err == nil && e.Type == "" {
+			d.fail(fmt.Errorf("%w: empty event type", errFieldRange))
+		}
+	case int(code) < len(eventTypeCodes):
+		e.Type = eventTypeCodes[code]
+	default:
+		d.fail(fmt.Errorf("%w: event type code %d", errFieldRange, code))
+	}
+	e.AtUnixNano = d.varint()
+	e.Office = in.str(d.text("event office"))
+	through := d.varint()
+	if through < -1<<31 || through > 1<<31-1 {
+		d.fail(fmt.Errorf("%w: date %d", errFieldRange, through))
+	}
+	e.Through = allocator.Date(through)
+	e.Reason = in.str(d.text("event reason"))
+	n := d.uvarint()
+	if d.err != nil {
+		return allocator.Event{}, d.err
+	}
+	if n > 0 {
+		if n != uint64(len(d.b)) {
+			return allocator.Event{}, fmt.Errorf("%w: embedded booking length %d, %d bytes left", errTruncated, n, len(d.b))
+		}
+		b, err := decodeBooking(d.b, in)
+		if err != nil {
+			return allocator.Event{}, fmt.Errorf("embedded booking: %w", err)
+		}
+		e.Booking = b
+		d.b = nil
+	}
+	if err := d.end(); err != nil {
+		return allocator.Event{}, err
+	}
+	return e, nil
+}
+
+// decodeOffice decodes an office value and checks that it belongs to id.
+func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
+	var r allocator.OfficeRecord
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != officeVersion {
+		return r, fmt.Errorf("%w: office version %d", errVersion, ver)
+	}
+	through := d.varint()
+	if d.err != nil {
+		return r, d.err
+	}
+	if through < -1<<31 || through > 1<<31-1 {
+		return r, fmt.Errorf("%w: date %d", errFieldRange, through)
+	}
+	r.ReleasedThrough = allocator.Date(through)
+	if err := json.Unmarshal(d.b, &r.Config); err != nil {
+		return allocator.OfficeRecord{}, fmt.Errorf("office config: %w", err)
+	}
+	if r.Config.ID != id {
+		return allocator.OfficeRecord{}, fmt.Errorf("%w: office %q stored under %q", errKeyMismatch, r.Config.ID, id)
+	}
+	return r, nil
+}
+
+// decodeIdempotency decodes an idempotency value stored under key.
+func decodeIdempotency(v []byte, key string) (*allocator.IdempotencyRecord, error) {
+	d := decoder{b: v}
+	if ver := d.byte(); d.err == nil && ver != idempotencyVersion {
+		return nil, fmt.Errorf("%w: idempotency version %d", errVersion, ver)
+	}
+	r := &allocator.IdempotencyRecord{Key: key}
+	copy(r.Fingerprint[:], d.bytes(32))
+	r.Status = int(d.uvarintMax(599, "status"))
+	r.AtUnixNano = d.varint()
+	n := d.uvarintMax(IdempotencyBodyBytesMax, "body length")
+	if body := d.bytes(int(n)); len(body) > 0 {
+		r.Body = append([]byte(nil), body...)
+	}
+	if err := d.end(); err != nil {
+		return nil, err
+	}
+	if err := checkIdempotency(r); err != nil {
+		return nil, err
+	}
+	return r, nil
+}

@@ -1,0 +1,402 @@
+package wal
+
+import (
+	"bytes"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+
+	"slotd/allocator"
+)
+
+func encodeBooking(t testing.TB, r *allocator.BookingRecord) []byte {
+	t.Helper()
+	v, err := appendBooking(nil, r)
+	if err != nil {
+		t.Fatalf("appendBooking(%s): %v", r.ID, err)
+	}
+	return v
+}
+
+func TestBookingRoundTrip(t *testing.T) {
+	f := func(name string, r *allocator.BookingRecord) {
+		t.Helper()
+		v := encodeBooking(t, r)
+		for _, in := range []interner{nil, make(interner)} {
+			got, err := decodeBooking(v, in)
+			if err != nil {
+				t.Fatalf("%s: decode: %v", name, err)
+			}
+			if !reflect.DeepEqual(got, r) {
+				t.Fatalf("%s: round trip changed the record:\nwant %+v\ngot  %+v", name, r, got)
+			}
+		}
+	}
+	held := heldBooking(1)
+	f("held, one history entry", held)
+	confirmed := advanced(held, allocator.StatusConfirmed, held.History[0].AtUnixNano+int64(3e9), "")
+	confirmed.RemindedUnixNano = t0.UnixNano() + 86400e9
+	f("confirmed with reminder", confirmed)
+	cancelled := advanced(confirmed, allocator.StatusCancelled, confirmed.History[1].AtUnixNano+1, "changed plans")
+	cancelled.History[2].Penalty = true
+	f("penalised cancel keeps the penalty flag", cancelled)
+	back := advanced(confirmed, allocator.StatusCancelled, confirmed.History[0].AtUnixNano-5e9, "")
+	f("history time going backwards (negative delta)", back)
+	wide := heldBooking(2)
+	wide.Step, wide.Slots, wide.Window, wide.Seq, wide.Reschedules = 0xffff, 0xffff, 0xffff, 0xffffffff, 255
+	wide.Date = -1 << 31
+	f("every field at its range limit", wide)
+	uni := heldBooking(3)
+	uni.Applicant = "заявитель-№1\x00tail"
+	uni.History[0].Actor, uni.History[0].Reason = "портал", strings.Repeat("x", textBytesMax)
+	f("unicode, NUL and a maximal string", uni)
+}
+
+func TestBookingEncodeRefuses(t *testing.T) {
+	f := func(name string, mutate func(r *allocator.BookingRecord), want error) {
+		t.Helper()
+		r := heldBooking(7)
+		mutate(r)
+		if _, err := appendBooking(nil, r); !errors.Is(err, want) {
+			t.Fatalf("%s: got %v, want %v", name, err, want)
+		}
+	}
+	f("invalid status", func(r *allocator.BookingRecord) { r.Status = 0 }, ErrInvalidRecord)
+	f("no office", func(r *allocator.BookingRecord) { r.Office = "" }, ErrInvalidRecord)
+	f("held without expiry", func(r *allocator.BookingRecord) { r.HoldExpiresUnixNano = 0 }, ErrInvalidRecord)
+	f("status differs from history", func(r *allocator.BookingRecord) { r.Status = allocator.StatusConfirmed }, ErrInvalidRecord)
+	f("invalid status inside history", func(r *allocator.BookingRecord) {
+		r.History = append([]allocator.Transition{{Status: 99}}, r.History...)
+	}, ErrInvalidRecord)
+	f("applicant too long", func(r *allocator.BookingRecord) { r.Applicant = strings.Repeat("a", textBytesMax+1) }, ErrRecordTooLarge)
+	f("history too long", func(r *allocator.BookingRecord) {
+		h := r.History[0]
+		r.History = make([]allocator.Transition, historyEntriesMax+1)
+		for i := range r.History {
+			r.History[i] = h
+		}
+	}, ErrRecordTooLarge)
+}
+
+func TestBookingDecodeRejects(t *testing.T) {
+	v := encodeBooking(t, advanced(heldBooking(9), allocator.StatusConfirmed, t0.UnixNano()+1e9, "ok"))
+	f := func(name string, b []byte) {
+		t.Helper()
+		if r, err := decodeBooking(b, nil); err == nil {
+			t.Fatalf("%s: decoded %+v, want an error", name, r)
+		}
+	}
+	for n := 0; n < len(v); n++ {
+		f("truncated", v[:n])
+	}
+	f("trailing byte", append(append([]byte(nil), v...), 0))
+	f("unknown version", append([]byte{2}, v[1:]...))
+	bad := append([]byte(nil), v...)
+	bad[17] = 0 // status byte: 0 is no status
+	f("invalid status", bad)
+}
+
+func TestEventRoundTrip(t *testing.T) {
+	f := func(name string, e allocator.Event) {
+		t.Helper()
+		v, err := appendEventValue(nil, &e)
+		if err != nil {
+			t.Fatalf("%s: encode: %v", name, err)
+		}
+		got, err := decodeEventValue(v, nil)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		e.Cursor = 0 // lives in the key
+		if !reflect.DeepEqual(got, e) {
+			t.Fatalf("%s: round trip changed the event:\nwant %+v\ngot  %+v", name, e, got)
+		}
+	}
+	b := heldBooking(11)
+	f("booking.held with its booking", allocator.Event{Cursor: 5, Type: allocator.EventHeld, AtUnixNano: 42, Office: b.Office, Booking: b})
+	f("slots.released without booking", allocator.Event{Type: allocator.EventSlotsReleased, AtUnixNano: -1, Office: "o", Through: date0 + 30})
+	f("type unknown to the code table", allocator.Event{Type: "booking.teleported", Reason: "why"})
+	big := heldBooking(12)
+	big.History[0].Reason = strings.Repeat("r", 300) // length prefix of 2 bytes: the shift path
+	f("embedded booking longer than 127 bytes", allocator.Event{Type: allocator.EventHeld, Booking: big})
+	huge := heldBooking(13)
+	for i := 0; i < 5; i++ {
+		huge = advanced(huge, allocator.StatusHeld, int64(i), strings.Repeat("q", textBytesMax))
+	}
+	f("embedded booking longer than 16 KiB (3-byte length)", allocator.Event{Type: allocator.EventHeld, Booking: huge})
+	for i := 1; i < len(eventTypeCodes); i++ {
+		f("type code "+eventTypeCodes[i], allocator.Event{Type: eventTypeCodes[i]})
+	}
+}
+
+func TestEventEncodeRefuses(t *testing.T) {
+	f := func(name string, e allocator.Event, want error) {
+		t.Helper()
+		if _, err := appendEventValue(nil, &e); !errors.Is(err, want) {
+			t.Fatalf("%s: got %v, want %v", name, err, want)
+		}
+	}
+	f("no type", allocator.Event{Office: "o"}, ErrInvalidRecord)
+	bad := heldBooking(1)
+	bad.Slots = 0
+	f("embedded booking fails its check", allocator.Event{Type: allocator.EventHeld, Booking: bad}, ErrInvalidRecord)
+	f("reason too long", allocator.Event{Type: allocator.EventHeld, Reason: strings.Repeat("r", textBytesMax+1)}, ErrRecordTooLarge)
+}
+
+func TestOfficeRoundTrip(t *testing.T) {
+	f := func(name string, r allocator.OfficeRecord) {
+		t.Helper()
+		v, err := appendOffice(nil, &r)
+		if err != nil {
+			t.Fatalf("%s: encode: %v", name, err)
+		}
+		got, err := decodeOffice(v, r.Config.ID)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		if !reflect.DeepEqual(got, r) {
+			t.Fatalf("%s: round trip changed the office:\nwant %+v\ngot  %+v", name, r, got)
+		}
+		if _, err := decodeOffice(v, r.Config.ID+"x"); !errors.Is(err, errKeyMismatch) {
+			t.Fatalf("%s: decoding under another id: got %v, want errKeyMismatch", name, err)
+		}
+	}
+	f("full config", allocator.OfficeRecord{Config: testOffice("msk-1"), ReleasedThrough: date0 + 30})
+	cfg := testOffice("spb-2")
+	cfg.Closures = []string{"2027-01-01"}
+	cfg.Policy.CancelPenalty.Count = 0
+	f("closures and a disabled penalty", allocator.OfficeRecord{Config: cfg})
+}
+
+func TestIdempotencyRoundTrip(t *testing.T) {
+	f := func(name string, r allocator.IdempotencyRecord) {
+		t.Helper()
+		v, err := appendIdempotency(nil, &r)
+		if err != nil {
+			t.Fatalf("%s: encode: %v", name, err)
+		}
+		got, err := decodeIdempotency(v, r.Key)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		if len(r.Body) == 0 {
+			r.Body = nil
+		}
+		if !reflect.DeepEqual(*got, r) {
+			t.Fatalf("%s: round trip changed the record:\nwant %+v\ngot  %+v", name, r, *got)
+		}
+	}
+	f("201 with a body", allocator.IdempotencyRecord{Key: "portal-a/k1", Fingerprint: [32]byte{1, 2, 3}, Status: 201, Body: []byte(`{"id":"x"}`), AtUnixNano: t0.UnixNano()})
+	f("409 with an empty body", allocator.IdempotencyRecord{Key: "k", Status: 409, Body: []byte{}})
+	f("maximal body", allocator.IdempotencyRecord{Key: "k", Status: 200, Body: bytes.Repeat([]byte{'b'}, IdempotencyBodyBytesMax)})
+}
+
+func TestKeyString(t *testing.T) {
+	f := func(k []byte, want string) {
+		t.Helper()
+		if got := KeyString(k); got != want {
+			t.Fatalf("KeyString(%x) = %q, want %q", k, got, want)
+		}
+	}
+	id := testID(1)
+	f(bookingKey(nil, id), "booking/"+id.String())
+	f(eventKey(nil, 42), "event/42")
+	f(officeKey(nil, "msk-1"), `office/"msk-1"`)
+	f(idempotencyKey(nil, "a/b"), `idempotency/"a/b"`)
+	f(applicantKey(nil, "a-1", id), `applicant/"a-1"/`+id.String())
+	f(idemByTimeKey(nil, -5, "k"), `idempotency-by-time/-5/"k"`)
+	f(metaKey(metaFormat), `meta/"format"`)
+	f([]byte{'b', 1, 2}, "620102")
+	f(nil, "<empty key>")
+}
+
+func TestPrefixEnd(t *testing.T) {
+	f := func(p, want []byte) {
+		t.Helper()
+		if got := prefixEnd(p); !bytes.Equal(got, want) {
+			t.Fatalf("prefixEnd(%x) = %x, want %x", p, got, want)
+		}
+	}
+	f([]byte{'a'}, []byte{'b'})
+	f([]byte{'a', 0xff}, []byte{'b'})
+	f([]byte{0xff, 0xff}, nil)
+}
+
+// ---- fuzz targets ----
+//
+// Every decoder must return an error or a record, never panic; a record it
+// returns must pass its check and survive encode → decode unchanged.
+
+func FuzzDecodeBooking(f *testing.F) {
+	held := heldBooking(1)
+	confirmed := advanced(held, allocator.StatusConfirmed, held.History[0].AtUnixNano+1e9, "")
+	confirmed.History[1].Penalty = true
+	valid := encodeBooking(f, confirmed)
+	// A valid two-entry booking with a penalty flag: the happy path.
+	f.Add(valid)
+	// The same value cut in the middle of the history: truncation handling.
+	f.Add(valid[:len(valid)-3])
+	// A valid value followed by a stray byte: trailing-bytes check.
+	f.Add(append(append([]byte(nil), valid...), 0x7f))
+	// Version byte 2: unknown versions are refused, not guessed at.
+	f.Add(append([]byte{2}, valid[1:]...))
+	// A history count of 2^63 with nothing behind it: the allocation bound.
+	f.Add(append(append([]byte(nil), valid[:len(valid)-len(valid)/2]...), 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f))
+	// The empty value.
+	f.Add([]byte{})
+	// A single version byte.
+	f.Add([]byte{bookingVersion})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		r, err := decodeBooking(v, nil)
+		if err != nil {
+			return
+		}
+		if err := r.Check(); err != nil {
+			t.Fatalf("decoded a record that fails its check: %v", err)
+		}
+		again, err := appendBooking(nil, r)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		r2, err := decodeBooking(again, make(interner))
+		if err != nil {
+			t.Fatalf("decode of re-encoded: %v", err)
+		}
+		if !reflect.DeepEqual(r, r2) {
+			t.Fatalf("not stable:\n%+v\n%+v", r, r2)
+		}
+	})
+}
+
+func FuzzDecodeEvent(f *testing.F) {
+	b := heldBooking(3)
+	withBooking, _ := appendEventValue(nil, &allocator.Event{Type: allocator.EventHeld, AtUnixNano: 7, Office: b.Office, Booking: b})
+	literal, _ := appendEventValue(nil, &allocator.Event{Type: "x.y", Reason: "r", Through: -3})
+	// A booking.held event embedding its booking: the common value.
+	f.Add(withBooking)
+	// An event whose type is stored as a literal string (code 0).
+	f.Add(literal)
+	// The embedded booking's length claims one byte more than is left.
+	f.Add(append(append([]byte(nil), withBooking...), 0)[:len(withBooking)-1])
+	// Type code 13, beyond the table.
+	f.Add([]byte{eventVersion, 13, 0, 0, 0, 0, 0})
+	// Code 0 with an empty literal type.
+	f.Add([]byte{eventVersion, 0, 0, 0, 0, 0, 0, 0})
+	// The smallest valid event: known type, no office, no booking.
+	f.Add([]byte{eventVersion, 1, 0, 0, 0, 0, 0})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		e, err := decodeEventValue(v, nil)
+		if _, terr := decodeEventTime(v); err == nil && terr != nil {
+			t.Fatalf("decodeEventTime refuses a value decodeEventValue accepts: %v", terr)
+		}
+		if err != nil {
+			return
+		}
+		again, err := appendEventValue(nil, &e)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		e2, err := decodeEventValue(again, nil)
+		if err != nil {
+			t.Fatalf("decode of re-encoded: %v", err)
+		}
+		if !reflect.DeepEqual(e, e2) {
+			t.Fatalf("not stable:\n%+v\n%+v", e, e2)
+		}
+	})
+}
+
+func FuzzDecodeOffice(f *testing.F) {
+	valid, _ := appendOffice(nil, &allocator.OfficeRecord{Config: testOffice("msk-1"), ReleasedThrough: 20000})
+	// A full office stored under its own id.
+	f.Add(valid, "msk-1")
+	// The same value under another id: the key check.
+	f.Add(valid, "msk-2")
+	// JSON that is not an object.
+	f.Add([]byte{officeVersion, 0, '[', ']'}, "")
+	// A released_through beyond the int32 range of a Date.
+	f.Add([]byte{officeVersion, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'}, "")
+	// Only the version byte.
+	f.Add([]byte{officeVersion}, "x")
+	f.Fuzz(func(t *testing.T, v []byte, id string) {
+		r, err := decodeOffice(v, id)
+		if err != nil {
+			return
+		}
+		if r.Config.ID != id {
+			t.Fatalf("office %q decoded under %q", r.Config.ID, id)
+		}
+		if r.Config.ID == "" {
+			return // the encoder refuses an office without id
+		}
+		again, err := appendOffice(nil, &r)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		r2, err := decodeOffice(again, id)
+		if err != nil {
+			t.Fatalf("decode of re-encoded: %v", err)
+		}
+		if !reflect.DeepEqual(r, r2) {
+			t.Fatalf("not stable:\n%+v\n%+v", r, r2)
+		}
+	})
+}
+
+func FuzzDecodeIdempotency(f *testing.F) {
+	valid, _ := appendIdempotency(nil, &allocator.IdempotencyRecord{Key: "k", Status: 201, Body: []byte("{}"), AtUnixNano: 9})
+	// A 201 with a small body.
+	f.Add(valid, "k")
+	// The same value under an empty key: refused, a record needs a key.
+	f.Add(valid, "")
+	// Status 600, out of the HTTP range.
+	f.Add(append(append([]byte{idempotencyVersion}, make([]byte, 32)...), 0xd8, 0x04, 0, 0), "k")
+	// A body length beyond the limit.
+	f.Add(append(append([]byte{idempotencyVersion}, make([]byte, 32)...), 0xc8, 0x01, 0, 0xff, 0xff, 0x7f), "k")
+	// Truncated inside the fingerprint.
+	f.Add(valid[:10], "k")
+	f.Fuzz(func(t *testing.T, v []byte, key string) {
+		r, err := decodeIdempotency(v, key)
+		if err != nil {
+			return
+		}
+		again, err := appendIdempotency(nil, r)
+		if err != nil {
+			t.Fatalf("re-encode: %v", err)
+		}
+		r2, err := decodeIdempotency(again, key)
+		if err != nil {
+			t.Fatalf("decode of re-encoded: %v", err)
+		}
+		if !reflect.DeepEqual(r, r2) {
+			t.Fatalf("not stable:\n%+v\n%+v", r, r2)
+		}
+	})
+}
+
+func FuzzKeys(f *testing.F) {
+	// A booking key.
+	f.Add(bookingKey(nil, testID(1)))
+	// An event key.
+	f.Add(eventKey(nil, 1<<40))
+	// An applicant index key whose length prefix matches.
+	f.Add(applicantKey(nil, "a-1", testID(2)))
+	// An applicant index key whose length prefix claims more than is there.
+	f.Add([]byte{prefixApplicant, 0x7f, 'a'})
+	// An idempotency time key with a negative time.
+	f.Add(idemByTimeKey(nil, -1, "k"))
+	// A lone prefix byte.
+	f.Add([]byte{prefixEvent})
+	f.Fuzz(func(t *testing.T, k []byte) {
+		if KeyString(k) == "" {
+			t.Fatal("empty key name")
+		}
+		if c, ok := parseEventKey(k); ok && !bytes.Equal(eventKey(nil, c), k) {
+			t.Fatalf("event key %x parses to %d", k, c)
+		}
+		if at, key, ok := parseIdemByTimeKey(k); ok && !bytes.Equal(idemByTimeKey(nil, at, string(key)), k) {
+			t.Fatalf("time key %x parses to %d %q", k, at, key)
+		}
+	})
+}

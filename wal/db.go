@@ -1,0 +1,343 @@
+package wal
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"slotd/allocator"
+)
+
+// Sentinel errors. Callers compare with errors.Is.
+var (
+	// ErrDegraded is returned by every write after a write or sync failed:
+	// the disk state is unknown, so the DB stops writing until it is
+	// reopened. The first failing Commit returns it too, wrapped around
+	// the cause.
+	ErrDegraded = errors.New("wal: degraded after a failed write or sync")
+	// ErrCorrupt wraps every stored value or key that fails to decode or
+	// fails its check. The message names the key.
+	ErrCorrupt = errors.New("wal: corrupt record")
+	// ErrInvalidRecord refuses to write a record that fails its own check.
+	ErrInvalidRecord = errors.New("wal: invalid record")
+	// ErrRecordTooLarge refuses to write a record beyond the format's limits.
+	ErrRecordTooLarge = errors.New("wal: record too large")
+	// ErrFormat refuses to open data written in a format this version does
+	// not know.
+	ErrFormat = errors.New("wal: unknown on-disk format")
+	// ErrEventLimit refuses a ReadEvents limit outside 1..EventsPerReadMax.
+	ErrEventLimit = errors.New("wal: event read limit out of range")
+)
+
+// DB is the durable store of slotd. It implements allocator.Journal. Safe
+// for concurrent use; Close must not race with Open's return.
+type DB struct {
+	pdb  *pebble.DB
+	opts Options
+	fs   *syncCountingFS
+
+	// closeMu is held for reading by every operation that touches pdb and
+	// for writing by Close, so Close waits for operations in flight and no
+	// operation starts on a closed Pebble.
+	closeMu sync.RWMutex
+	closed  bool          // guarded by closeMu
+	closeCh chan struct{} // closed by Close; wakes WaitEvents
+
+	// degraded is set once, by the first failed write; degradedErr holds
+	// its cause. Readers Load degraded on every commit (hot, read-mostly).
+	degraded    atomic.Bool
+	degradedMu  sync.Mutex
+	degradedErr error // guarded by degradedMu
+
+	feed  eventFeed
+	stats stats
+
+	// sweepMu serialises Sweep calls.
+	sweepMu sync.Mutex
+}
+
+var _ allocator.Journal = (*DB)(nil)
+
+// Open opens (or creates) the store in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	if err := opts.validate(); err != nil {
+		return nil, err
+	}
+	opts = opts.withDefaults()
+	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), closeCh: make(chan struct{})}
+	db.feed.init()
+	cache := pebble.NewCache(opts.CacheBytes)
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:                 db.fs,
+		Cache:              cache,
+		MemTableSize:       opts.MemTableBytes,
+		FormatMajorVersion: pebble.FormatNewest,
+		Logger:             pebbleLogger{l: opts.Logger},
+		EventListener: &pebble.EventListener{
+			BackgroundError: func(err error) {
+				db.stats.backgroundErrors.Add(1)
+				pebbleLogger{l: opts.Logger}.Errorf("background error: %v", err)
+			},
+			// Pebble's default turns corruption into Fatalf. Reads already
+			// return the error; count it and let the caller decide.
+			DataCorruption: func(info pebble.DataCorruptionInfo) {
+				db.stats.corruptions.Add(1)
+				pebbleLogger{l: opts.Logger}.Errorf("data corruption: %s", info)
+			},
+		},
+	}
+	pdb, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
+	}
+	db.pdb = pdb
+	if err := db.checkFormat(); err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	last, err := db.lastCursor()
+	if err != nil {
+		_ = pdb.Close()
+		return nil, err
+	}
+	db.feed.start(last)
+	return db, nil
+}
+
+// checkFormat refuses data of another format and stamps a new store.
+func (db *DB) checkFormat() error {
+	v, closer, err := db.pdb.Get(metaKey(metaFormat))
+	if err == nil {
+		defer closer.Close()
+		if len(v) != 1 || v[0] != formatVersion {
+			return fmt.Errorf("%w: %s is %x, this version reads %d", ErrFormat, KeyString(metaKey(metaFormat)), v, formatVersion)
+		}
+		return nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return fmt.Errorf("wal: cannot read the format version: %w", err)
+	}
+	// No stamp: the store must be empty, else it is not ours.
+	it, err := db.pdb.NewIter(nil)
+	if err != nil {
+		return fmt.Errorf("wal: cannot read the store: %w", err)
+	}
+	nonEmpty := it.First()
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("wal: cannot read the store: %w", err)
+	}
+	if nonEmpty {
+		return fmt.Errorf("%w: the store holds data but no %s key", ErrFormat, KeyString(metaKey(metaFormat)))
+	}
+	if err := db.pdb.Set(metaKey(metaFormat), []byte{formatVersion}, pebble.Sync); err != nil {
+		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
+	}
+	return nil
+}
+
+// lastCursor returns the highest event cursor ever assigned by a committed
+// batch: the last stored event, or the sweep's deletion mark if the sweep
+// deleted every event (invariant W5).
+func (db *DB) lastCursor() (uint64, error) {
+	var last uint64
+	lo := []byte{prefixEvent}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+	}
+	if it.Last() {
+		c, ok := parseEventKey(it.Key())
+		if !ok {
+			_ = it.Close()
+			return 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
+		}
+		last = c
+	}
+	if err := it.Close(); err != nil {
+		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+	}
+	deleted, err := db.eventsDeletedThrough()
+	if err != nil {
+		return 0, err
+	}
+	return max(last, deleted), nil
+}
+
+// eventsDeletedThrough reads the sweep's mark: every event ≤ it is deleted.
+func (db *DB) eventsDeletedThrough() (uint64, error) {
+	k := metaKey(metaEventsDeletedThrough)
+	v, closer, err := db.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: %s: value of %d bytes, want 8", ErrCorrupt, KeyString(k), len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Close waits for operations in flight and closes the store. Later calls
+// return allocator.ErrJournalClosed.
+func (db *DB) Close() error {
+	db.closeMu.Lock()
+	defer db.closeMu.Unlock()
+	if db.closed {
+		return allocator.ErrJournalClosed
+	}
+	db.closed = true
+	close(db.closeCh)
+	if err := db.pdb.Close(); err != nil {
+		return fmt.Errorf("wal: close: %w", err)
+	}
+	return nil
+}
+
+// Degraded reports whether a write or sync failed. A degraded DB refuses
+// every write until it is reopened.
+func (db *DB) Degraded() bool { return db.degraded.Load() }
+
+// degrade records the first write failure and stops all later writes.
+func (db *DB) degrade(cause error) {
+	db.degradedMu.Lock()
+	if db.degradedErr == nil {
+		db.degradedErr = cause
+		pebbleLogger{l: db.opts.Logger}.Errorf("write failed, refusing further writes: %v", cause)
+	}
+	db.degradedMu.Unlock()
+	db.degraded.Store(true)
+}
+
+// errIfDegraded returns ErrDegraded wrapped around the first cause, or nil.
+func (db *DB) errIfDegraded() error {
+	if !db.degraded.Load() {
+		return nil
+	}
+	db.degradedMu.Lock()
+	defer db.degradedMu.Unlock()
+	return fmt.Errorf("%w (first failure: %v)", ErrDegraded, db.degradedErr)
+}
+
+// Stats returns a snapshot of the counters.
+func (db *DB) Stats() Stats {
+	s := &db.stats
+	return Stats{
+		Commits:                 s.commits.Load(),
+		CommitErrors:            s.commitErrors.Load(),
+		WALSyncs:                db.fs.syncs.Load(),
+		WALSyncErrors:           db.fs.syncErrors.Load(),
+		BatchBytes:              s.batchBytes.Load(),
+		Events:                  s.events.Load(),
+		IdempotencyRecords:      s.idempotency.Load(),
+		CommitLatency:           s.commitLatency.snapshot(),
+		PublishedCursor:         db.feed.published.Load(),
+		Degraded:                db.degraded.Load(),
+		BackgroundErrors:        s.backgroundErrors.Load(),
+		Corruptions:             s.corruptions.Load(),
+		SweepIdempotencyDeleted: s.sweepIdempotencyDeleted.Load(),
+		SweepEventsDeleted:      s.sweepEventsDeleted.Load(),
+		RecoveryOffices:         s.recoveryOffices.Load(),
+		RecoveryBookings:        s.recoveryBookings.Load(),
+		RecoveryDuration:        time.Duration(s.recoveryNanos.Load()),
+	}
+}
+
+// DiskBytes returns the bytes Pebble holds on disk (sstables, WAL, manifest).
+func (db *DB) DiskBytes() uint64 {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return 0
+	}
+	return db.pdb.Metrics().DiskSpaceUsage()
+}
+
+// Flush flushes the memtable to an sstable (tests and size measurements).
+func (db *DB) Flush() error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return allocator.ErrJournalClosed
+	}
+	return db.pdb.Flush()
+}
+
+// LoadBooking reads the latest record of one booking.
+func (db *DB) LoadBooking(id allocator.ID) (*allocator.BookingRecord, bool, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, false, allocator.ErrJournalClosed
+	}
+	k := bookingKey(nil, id)
+	v, closer, err := db.pdb.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
+	}
+	defer closer.Close()
+	r, err := decodeBookingAt(k, v, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	return r, true, nil
+}
+
+// decodeBookingAt decodes the value stored under booking key k and checks
+// that it is that booking.
+func decodeBookingAt(k, v []byte, in interner) (*allocator.BookingRecord, error) {
+	r, err := decodeBooking(v, in)
+	if err != nil {
+		return nil, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
+	}
+	if len(k) != 17 || !bytes.Equal(k[1:], r.ID[:]) {
+		return nil, fmt.Errorf("%w: key %s: %w: holds booking %s", ErrCorrupt, KeyString(k), errKeyMismatch, r.ID)
+	}
+	return r, nil
+}
+
+// ApplicantBookingsMax bounds one ApplicantBookings call.
+const ApplicantBookingsMax = 10000
+
+// ApplicantBookings lists the ids of an applicant's bookings from the
+// applicant index, in id order, at most limit (1..ApplicantBookingsMax).
+func (db *DB) ApplicantBookings(applicant string, limit int) ([]allocator.ID, error) {
+	if limit < 1 || limit > ApplicantBookingsMax {
+		return nil, fmt.Errorf("wal: applicant bookings limit %d must be in 1..%d", limit, ApplicantBookingsMax)
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, allocator.ErrJournalClosed
+	}
+	lo := applicantPrefix(nil, applicant)
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot read applicant index: %w", err)
+	}
+	var ids []allocator.ID
+	for ok := it.First(); ok && len(ids) < limit; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(lo)+16 {
+			_ = it.Close()
+			return nil, fmt.Errorf("%w: key %s is not an applicant index key", ErrCorrupt, KeyString(k))
+		}
+		ids = append(ids, allocator.ID(k[len(lo):]))
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("wal: cannot read applicant index: %w", err)
+	}
+	return ids, nil
+}

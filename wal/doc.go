@@ -1,0 +1,167 @@
+// Package wal makes slotd's state durable on Pebble.
+//
+// The allocator hands every state change to DB.Commit (it is the
+// allocator.Journal). Each change becomes one Pebble batch — booking
+// records, applicant index entries, events and the idempotency record —
+// committed with pebble.Sync. Concurrent commits share fsyncs through
+// Pebble's commit pipeline (group commit): while one fsync of the log runs,
+// the batches that arrive queue up and the next fsync covers them all.
+// Stats.Commits / Stats.WALSyncs is the group size.
+//
+// At start, Recover reads the latest record of every office and booking and
+// feeds them to the engine; the event feed continues from the last cursor.
+//
+// # Invariants
+//
+// Tests refer to them as "wal invariant WN".
+//
+//	W1. Commit returns nil only after its batch is synced: a change is
+//	    acknowledged only once it survives a crash (DESIGN invariant 2).
+//	W2. After a failed write or sync the DB is degraded: Commit, Sweep and
+//	    PutIdempotency refuse with ErrDegraded until the DB is reopened.
+//	    Pebble applies a batch to its memtable before the fsync result is
+//	    known, so after a failure the in-memory view may hold writes that
+//	    are not on disk; the only safe course is to stop writing and let
+//	    the next Open read what the disk really holds.
+//	W3. Every record is checked before it is written (BookingRecord.Check
+//	    and the format limits) and after it is read. A change that fails
+//	    the check is refused before any event cursor is taken, so a refused
+//	    change consumes no cursor. A stored value that fails the check
+//	    stops Recover (and any read) with ErrCorrupt naming the key; it is
+//	    never skipped.
+//	W4. Events are published through a watermark. Cursors are taken
+//	    atomically before the batch is committed, so concurrent batches can
+//	    finish out of cursor order. A batch's cursors are marked done only
+//	    after its Commit returned nil; the watermark is the highest cursor
+//	    below which every cursor is done; readers read only up to it. So a
+//	    reader that has read through cursor c never later finds an event
+//	    ≤ c appear: no event is skipped. The cursors of a batch whose
+//	    commit failed are never marked done, so the watermark stops below
+//	    them for the rest of the process: that batch may sit in Pebble's
+//	    memtable without being durable (W2), and publishing past it could
+//	    show readers an event that vanishes at restart, or let them pass
+//	    a cursor whose event does exist at restart. The next Open decides
+//	    from the disk.
+//	W5. Cursors only grow across restarts: Open continues from the highest
+//	    stored event, or from the sweep's deletion mark
+//	    (meta/events-deleted-through) when retention deleted every event.
+//	    A cursor whose batch failed before a crash may be reused after it;
+//	    no reader can have seen it (W4).
+//	W6. Recover restores every office, then every booking in its latest
+//	    committed record, then calls RestoreDone. The engine never commits
+//	    two changes of one booking concurrently, so the latest record in
+//	    Pebble's order is the latest acknowledged one.
+//	W7. Sweep deletes only records past their retention, at most
+//	    Options.SweepBatchMax of each kind per call, and only events at or
+//	    below the watermark, oldest cursor first.
+//
+// # Commit pipeline
+//
+//	Commit(c):
+//	  1. check every record (W3)                        — may refuse, no cursor taken
+//	  2. encode bookings, applicant index, office, idempotency into batch b;
+//	     encode event values into scratch
+//	  3. first..last = cursors.Add(len(events)); key the events
+//	  4. b.Commit(pebble.Sync)                          — queues behind the group's fsync
+//	       error → mark cursors failed, degrade (W2), return error
+//	  5. mark first..last done; advance the watermark over contiguous
+//	     done ranges; wake long-pollers (W4); return nil
+//
+// Rejected design: a single writer goroutine that drains a queue of changes
+// into one big batch per fsync. Pebble's pipeline already groups syncs, and
+// the queue would add a hand-off per commit plus a second place to bound.
+//
+// Rejected design: treating a failed batch's cursors as done-and-absent,
+// so the feed moves on past them. With Pebble the failed batch may be
+// readable from the memtable, and whether it survives is known only at the
+// next Open (W4).
+//
+// # On-disk format
+//
+// Changing anything below breaks existing data: a new layout needs a new
+// version byte and a decoder that still reads the old one. The store is
+// stamped with the format version at creation; Open refuses another.
+//
+// Keys (the first byte is the prefix; BE = big-endian):
+//
+//	prefix  rest                                   value
+//	'm'     name                                   meta: "format" → 1 byte (1);
+//	                                               "events-deleted-through" → 8 bytes BE cursor
+//	'o'     office id (bytes)                      office value
+//	'b'     booking id (16 bytes)                  booking value
+//	'a'     uvarint len, applicant, id (16 bytes)  empty (applicant index)
+//	'e'     cursor (8 bytes BE)                    event value
+//	'i'     idempotency key (bytes)                idempotency value
+//	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
+//	        flipped), idempotency key              idempotency records)
+//
+// Varints are encoding/binary's: uvarint for unsigned, zig-zag varint for
+// signed. A string is a uvarint length then its bytes (at most 4096).
+//
+// Booking value, version 1:
+//
+//	field                  size
+//	version                1 byte = 1
+//	id                     16 bytes (must equal the key's id)
+//	status                 1 byte (allocator.Status)
+//	office                 string
+//	service                string
+//	applicant              string
+//	date                   varint (days since 1970-01-01)
+//	step                   uvarint (≤ 65535)
+//	slots                  uvarint (≤ 65535)
+//	window                 uvarint (≤ 65535)
+//	seq                    uvarint (≤ 2³²−1)
+//	reschedules            1 byte
+//	hold_expires_unix_ns   varint (0: none)
+//	reminded_unix_ns       varint (0: none)
+//	history count          uvarint (1..1024)
+//	per history entry:
+//	  at                   varint: unix ns for the first entry, then the
+//	                       difference from the previous entry
+//	  status | flags       1 byte: low 7 bits status, bit 7 = penalty
+//	  actor                string
+//	  reason               string
+//
+// A typical booking (three history entries) takes about 110 bytes; see
+// BenchmarkRecover for the measured bytes on disk per booking.
+//
+// Event value, version 1 (the cursor is in the key):
+//
+//	field                  size
+//	version                1 byte = 1
+//	type code              1 byte: 1..12 the allocator's event types in
+//	                       the order of eventTypeCodes; 0 = a string follows
+//	type                   string (only when the code is 0)
+//	at_unix_ns             varint
+//	office                 string
+//	through                varint (date; slots.released)
+//	reason                 string
+//	booking length         uvarint (0: no booking)
+//	booking                booking value as above (rest of the value)
+//
+// Office value, version 1:
+//
+//	field                  size
+//	version                1 byte = 1
+//	released_through       varint (date)
+//	config                 JSON of allocator.OfficeConfig (rest of the
+//	                       value; its id must equal the key's)
+//
+// Idempotency value, version 1 (the key is in the key):
+//
+//	field                  size
+//	version                1 byte = 1
+//	fingerprint            32 bytes
+//	status                 uvarint (HTTP status, 100..599)
+//	at_unix_ns             varint
+//	body                   uvarint length (≤ 64 KiB), bytes
+//
+// No value may have trailing bytes.
+//
+// # Time
+//
+// The package never reads the clock to decide anything: Sweep and Recover
+// take now. It measures elapsed time only for the statistics it reports
+// (commit latency comes from Pebble's own measure of each commit).
+package wal

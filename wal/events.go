@@ -1,0 +1,184 @@
+package wal
+
+// The event feed: cursors, the published watermark and the readers.
+// Invariants W3–W5 of the package doc.
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"slotd/allocator"
+)
+
+// EventsPerReadMax bounds one ReadEvents call.
+const EventsPerReadMax = 10000
+
+// eventFeed numbers events and publishes them in cursor order. Safe for
+// concurrent use.
+type eventFeed struct {
+	// allocated is the highest cursor handed out. Committers take ranges
+	// with Add, so ranges never overlap; it never decreases.
+	allocated paddedUint64
+	// published is the watermark: every cursor ≤ published belongs to a
+	// committed batch or to none (W4). Stored only with mu held, after the
+	// batches below it returned from Commit, so a reader that Loads it and
+	// then reads Pebble sees every event up to it.
+	published atomic.Uint64
+
+	mu sync.Mutex
+	// done maps the first cursor of each committed range above
+	// published+1 to its last cursor. Guarded by mu. Its size is bounded
+	// by the number of commits in flight.
+	done map[uint64]uint64
+	// wake is closed and replaced whenever published advances. Guarded by mu.
+	wake chan struct{}
+	// stuckAt is the first cursor of the first failed batch, 0 if none:
+	// published never reaches it in this process. Guarded by mu.
+	stuckAt uint64
+}
+
+func (f *eventFeed) init() {
+	f.done = make(map[uint64]uint64)
+	f.wake = make(chan struct{})
+}
+
+// start sets both counters to the last cursor found on disk (W5).
+func (f *eventFeed) start(last uint64) {
+	f.allocated.Store(last)
+	f.published.Store(last)
+}
+
+// allocate takes n consecutive cursors.
+func (f *eventFeed) allocate(n int) (first, last uint64) {
+	last = f.allocated.Add(uint64(n))
+	return last - uint64(n) + 1, last
+}
+
+// markDone records that the batch holding [first, last] committed, and
+// advances the watermark over every contiguous committed range.
+func (f *eventFeed) markDone(first, last uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p := f.published.Load()
+	if invariantsEnabled {
+		if first <= p || last < first {
+			panic(fmt.Sprintf("BUG: wal: event range [%d, %d] done at or below the watermark %d", first, last, p))
+		}
+		if _, dup := f.done[first]; dup {
+			panic(fmt.Sprintf("BUG: wal: event range starting at %d done twice", first))
+		}
+	}
+	if first != p+1 {
+		f.done[first] = last
+		return
+	}
+	p = last
+	for {
+		l, ok := f.done[p+1]
+		if !ok {
+			break
+		}
+		delete(f.done, p+1)
+		p = l
+	}
+	f.published.Store(p)
+	close(f.wake)
+	f.wake = make(chan struct{})
+}
+
+// markFailed records a batch whose commit failed. Its cursors are never
+// marked done, so the watermark stops below them for good (W4).
+func (f *eventFeed) markFailed(first uint64) {
+	f.mu.Lock()
+	if f.stuckAt == 0 || first < f.stuckAt {
+		f.stuckAt = first
+	}
+	f.mu.Unlock()
+}
+
+// waitChan returns the watermark and a channel closed when it next advances.
+func (f *eventFeed) waitChan() (uint64, <-chan struct{}) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.published.Load(), f.wake
+}
+
+// PublishedCursor returns the watermark: readers can read every event up
+// to it, and no event at or below it will appear later (W4).
+func (db *DB) PublishedCursor() uint64 { return db.feed.published.Load() }
+
+// WaitEvents blocks until the watermark passes after, ctx is done or the
+// DB closes, and returns the watermark. Long-pollers call it, then
+// ReadEvents.
+func (db *DB) WaitEvents(ctx context.Context, after uint64) (uint64, error) {
+	for {
+		p, wake := db.feed.waitChan()
+		if p > after {
+			return p, nil
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return p, ctx.Err()
+		case <-db.closeCh:
+			return p, allocator.ErrJournalClosed
+		}
+	}
+}
+
+// ReadEvents returns up to limit events with cursor > after, in cursor
+// order, never beyond the watermark. Cursors may have gaps (events swept
+// by retention, batches that failed before a restart); an empty result
+// means nothing is published after the cursor yet.
+func (db *DB) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
+	if limit < 1 || limit > EventsPerReadMax {
+		return nil, fmt.Errorf("%w: %d, must be in 1..%d", ErrEventLimit, limit, EventsPerReadMax)
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, allocator.ErrJournalClosed
+	}
+	published := db.feed.published.Load()
+	if after >= published {
+		return nil, nil
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: eventKey(nil, after+1),
+		UpperBound: eventKey(nil, published+1),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot read events: %w", err)
+	}
+	var out []allocator.Event
+	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
+		e, err := decodeEventAt(it.Key(), it.Value(), nil)
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	if err := it.Close(); err != nil {
+		return nil, fmt.Errorf("wal: cannot read events: %w", err)
+	}
+	return out, nil
+}
+
+// decodeEventAt decodes the event stored under key k.
+func decodeEventAt(k, v []byte, in interner) (allocator.Event, error) {
+	c, ok := parseEventKey(k)
+	if !ok {
+		return allocator.Event{}, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(k))
+	}
+	e, err := decodeEventValue(v, in)
+	if err != nil {
+		return allocator.Event{}, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
+	}
+	e.Cursor = c
+	return e, nil
+}

@@ -1,0 +1,152 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"slotd/allocator"
+)
+
+// Test fixtures shared by the package's tests.
+
+// t0 is the fixed "now" of the tests.
+var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+
+var date0 = allocator.DateOf(t0)
+
+// testID returns a deterministic booking id for n.
+func testID(n uint64) allocator.ID {
+	var id allocator.ID
+	binary.BigEndian.PutUint64(id[:8], n*0x9E3779B97F4A7C15)
+	binary.BigEndian.PutUint64(id[8:], n)
+	return id
+}
+
+// heldBooking returns a valid held booking numbered n.
+func heldBooking(n uint64) *allocator.BookingRecord {
+	at := t0.UnixNano() + int64(n)
+	return &allocator.BookingRecord{
+		ID:                  testID(n),
+		Office:              "msk-sakharovo",
+		Service:             "patent",
+		Applicant:           "a-" + time.Duration(n).String(),
+		Date:                date0 + allocator.Date(n%30),
+		Step:                uint16(36 + n%40),
+		Slots:               1,
+		Window:              uint16(n % 12),
+		Seq:                 uint32(n),
+		Status:              allocator.StatusHeld,
+		HoldExpiresUnixNano: at + int64(10*time.Minute),
+		History:             []allocator.Transition{{AtUnixNano: at, Status: allocator.StatusHeld, Actor: "portal-a"}},
+	}
+}
+
+// advanced returns a copy of r moved to status s at time at.
+func advanced(r *allocator.BookingRecord, s allocator.Status, at int64, reason string) *allocator.BookingRecord {
+	c := *r
+	c.Status = s
+	if s != allocator.StatusHeld {
+		c.HoldExpiresUnixNano = 0
+	}
+	c.History = append(append([]allocator.Transition(nil), r.History...), allocator.Transition{AtUnixNano: at, Status: s, Actor: "portal-a", Reason: reason})
+	return &c
+}
+
+// holdChange is the change of a new hold: the booking and its event.
+func holdChange(n uint64) *allocator.Change {
+	b := heldBooking(n)
+	return &allocator.Change{
+		Bookings: []*allocator.BookingRecord{b},
+		Events:   []allocator.Event{{Type: allocator.EventHeld, AtUnixNano: b.History[0].AtUnixNano, Office: b.Office, Booking: b}},
+	}
+}
+
+func testOffice(id string) allocator.OfficeConfig {
+	wk := []string{"09:00-13:00", "14:00-18:00"}
+	return allocator.OfficeConfig{
+		ID: id, Name: "Office " + id, Region: "moscow", City: "Москва", Address: "ул. Тестовая, 1",
+		Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: 12,
+		Hours: map[string][]string{"mon": wk, "tue": wk, "wed": wk, "thu": wk, "fri": wk},
+		Services: []allocator.ServiceConfig{
+			{ID: "patent", Name: "Патент", Slots: 1, Reschedulable: true},
+			{ID: "rvp", Name: "РВП", Slots: 2},
+		},
+		Policy: allocator.DefaultPolicy(),
+	}
+}
+
+// openTest opens a DB in a fresh temporary directory on the real file system.
+func openTest(t testing.TB, opts Options) (*DB, string) {
+	t.Helper()
+	dir := t.TempDir()
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db, dir
+}
+
+func mustCommit(t testing.TB, db *DB, c *allocator.Change) {
+	t.Helper()
+	if err := db.Commit(c); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+}
+
+// memFS returns a crash-testable in-memory file system with dir created.
+func memFS(t testing.TB, dir string) *vfs.MemFS {
+	t.Helper()
+	fs := vfs.NewCrashableMem()
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return fs
+}
+
+// checkFor polls cond until it holds or the deadline passes.
+func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %s: %v", timeout, err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// collector is a Restorer that keeps what it is given, in order.
+type collector struct {
+	offices  []allocator.OfficeRecord
+	bookings []*allocator.BookingRecord
+	doneAt   time.Time
+	done     int
+}
+
+func (c *collector) RestoreOffice(rec allocator.OfficeRecord) error {
+	c.offices = append(c.offices, rec)
+	return nil
+}
+
+func (c *collector) RestoreBooking(rec *allocator.BookingRecord) error {
+	if c.done > 0 {
+		return errors.New("RestoreBooking after RestoreDone")
+	}
+	c.bookings = append(c.bookings, rec)
+	return nil
+}
+
+func (c *collector) RestoreDone(now time.Time) error {
+	c.done++
+	c.doneAt = now
+	return nil
+}

@@ -1,0 +1,123 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultEventRetention = 7 * 24 * time.Hour
+	DefaultIdempotencyTTL = 24 * time.Hour
+	DefaultSweepBatchMax  = 1024
+	DefaultCacheBytes     = 64 << 20
+	DefaultMemTableBytes  = 64 << 20
+
+	// sweepBatchMaxLimit bounds Options.SweepBatchMax: one sweep batch must
+	// stay small next to the commits it shares the pipeline with.
+	sweepBatchMaxLimit = 1 << 16
+)
+
+// Options configure Open. The zero value is usable: every zero field takes
+// the default its comment names.
+type Options struct {
+	// FS is the file system Pebble writes through. Nil means vfs.Default
+	// (the operating system's). Tests pass vfs.NewCrashableMem() or an
+	// errorfs wrapper to inject faults.
+	FS vfs.FS
+	// Logger receives Pebble's messages. Nil means silent.
+	Logger Logger
+	// EventRetention is how long events are kept before Sweep deletes them,
+	// measured from the event's own time. Zero means DefaultEventRetention
+	// (7 days).
+	EventRetention time.Duration
+	// IdempotencyTTL is how long idempotency records are kept before Sweep
+	// deletes them, measured from the record's time. Zero means
+	// DefaultIdempotencyTTL (24 h).
+	IdempotencyTTL time.Duration
+	// SweepBatchMax is the most records of each kind (idempotency records,
+	// events) one Sweep call deletes. Zero means DefaultSweepBatchMax.
+	SweepBatchMax int
+	// CacheBytes is the size of Pebble's block cache in bytes. Zero means
+	// DefaultCacheBytes (64 MiB).
+	CacheBytes int64
+	// MemTableBytes is the size of one Pebble memtable in bytes. Zero means
+	// DefaultMemTableBytes (64 MiB).
+	MemTableBytes uint64
+}
+
+// Logger is where Pebble's messages go. A *zap.SugaredLogger satisfies it;
+// the package does not import zap. Implementations must be safe for
+// concurrent use.
+type Logger interface {
+	Infof(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
+// validate returns the first problem with o, in words a user can act on.
+func (o *Options) validate() error {
+	switch {
+	case o.EventRetention < 0:
+		return fmt.Errorf("wal: EventRetention %s is negative; use 0 for the default of %s", o.EventRetention, DefaultEventRetention)
+	case o.IdempotencyTTL < 0:
+		return fmt.Errorf("wal: IdempotencyTTL %s is negative; use 0 for the default of %s", o.IdempotencyTTL, DefaultIdempotencyTTL)
+	case o.SweepBatchMax < 0 || o.SweepBatchMax > sweepBatchMaxLimit:
+		return fmt.Errorf("wal: SweepBatchMax %d must be in 0..%d (0 means %d)", o.SweepBatchMax, sweepBatchMaxLimit, DefaultSweepBatchMax)
+	case o.CacheBytes < 0:
+		return fmt.Errorf("wal: CacheBytes %d is negative; use 0 for the default of %d", o.CacheBytes, DefaultCacheBytes)
+	case o.MemTableBytes != 0 && (o.MemTableBytes < 1<<20 || o.MemTableBytes >= 4<<30):
+		return errors.New("wal: MemTableBytes must be between 1 MiB and 4 GiB (0 means 64 MiB)")
+	}
+	return nil
+}
+
+// withDefaults returns o with every zero field set to its default.
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = vfs.Default
+	}
+	if o.EventRetention == 0 {
+		o.EventRetention = DefaultEventRetention
+	}
+	if o.IdempotencyTTL == 0 {
+		o.IdempotencyTTL = DefaultIdempotencyTTL
+	}
+	if o.SweepBatchMax == 0 {
+		o.SweepBatchMax = DefaultSweepBatchMax
+	}
+	if o.CacheBytes == 0 {
+		o.CacheBytes = DefaultCacheBytes
+	}
+	if o.MemTableBytes == 0 {
+		o.MemTableBytes = DefaultMemTableBytes
+	}
+	return o
+}
+
+// pebbleLogger adapts Logger to Pebble's, which also has Fatalf. Pebble
+// expects Fatalf not to return; it panics after logging. Safe for
+// concurrent use if the wrapped Logger is.
+type pebbleLogger struct{ l Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	if p.l != nil {
+		p.l.Infof("pebble: "+format, args...)
+	}
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	if p.l != nil {
+		p.l.Errorf("pebble: "+format, args...)
+	}
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.Errorf(format, args...)
+	panic(fmt.Sprintf("wal: pebble fatal: "+format, args...))
+}
+
+var _ pebble.Logger = pebbleLogger{}
