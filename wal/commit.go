@@ -88,7 +88,7 @@ func (db *DB) Commit(c *allocator.Change) error {
 	}
 	batchBytes := uint64(b.Len())
 	// Step 4: write and sync, sharing the fsync with concurrent commits.
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := commitSynced(b); err != nil {
 		// The batch may already sit in the memtable although its sync
 		// failed: its cursors are never published (W4), and no write
 		// follows (W2).
@@ -113,6 +113,23 @@ func (db *DB) Commit(c *allocator.Change) error {
 		db.stats.idempotency.Add(1)
 	}
 	return nil
+}
+
+// commitSynced commits b with pebble.Sync. Pebble reports a failed WAL
+// write or sync through Logger.Fatalf, which panics with pebbleFatal (see
+// pebbleLogger); that panic becomes the error here. No Pebble lock is held
+// at that point: the commit pipeline has finished with the batch.
+func commitSynced(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(pebbleFatal)
+			if !ok {
+				panic(r)
+			}
+			err = f
+		}
+	}()
+	return b.Commit(pebble.Sync)
 }
 
 // stage checks and encodes every record of c. Bookings, office and

@@ -39,6 +39,9 @@ type eventFeed struct {
 	// stuckAt is the first cursor of the first failed batch, 0 if none:
 	// published never reaches it in this process. Guarded by mu.
 	stuckAt uint64
+	// parked counts ranges that finished before a lower range and waited
+	// in done: how often commits complete out of cursor order.
+	parked atomic.Uint64
 }
 
 func (f *eventFeed) init() {
@@ -74,6 +77,7 @@ func (f *eventFeed) markDone(first, last uint64) {
 	}
 	if first != p+1 {
 		f.done[first] = last
+		f.parked.Add(1)
 		return
 	}
 	p = last

@@ -99,8 +99,12 @@ func (o Options) withDefaults() Options {
 }
 
 // pebbleLogger adapts Logger to Pebble's, which also has Fatalf. Pebble
-// expects Fatalf not to return; it panics after logging. Safe for
-// concurrent use if the wrapped Logger is.
+// expects Fatalf not to return (its default exits the process): after a
+// failed WAL write or sync it calls Fatalf from inside Batch.Commit and
+// would report success if Fatalf returned. So Fatalf logs and panics with a
+// pebbleFatal, which commitSynced turns back into an error; anywhere else
+// (Pebble's background work) the panic ends the process, as Pebble
+// intends. Safe for concurrent use if the wrapped Logger is.
 type pebbleLogger struct{ l Logger }
 
 func (p pebbleLogger) Infof(format string, args ...any) {
@@ -117,7 +121,12 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.Errorf(format, args...)
-	panic(fmt.Sprintf("wal: pebble fatal: "+format, args...))
+	panic(pebbleFatal{msg: fmt.Sprintf(format, args...)})
 }
+
+// pebbleFatal is the panic value of pebbleLogger.Fatalf.
+type pebbleFatal struct{ msg string }
+
+func (f pebbleFatal) Error() string { return "wal: pebble fatal: " + f.msg }
 
 var _ pebble.Logger = pebbleLogger{}

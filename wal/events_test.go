@@ -1,0 +1,215 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"slotd/allocator"
+)
+
+// TestWatermarkOutOfOrder: ranges that finish out of cursor order are
+// published only once everything below them is done; a failed range stops
+// the watermark for good (wal invariant W4).
+func TestWatermarkOutOfOrder(t *testing.T) {
+	var f eventFeed
+	f.init()
+	f.start(10)
+	want := func(p uint64) {
+		t.Helper()
+		if got := f.published.Load(); got != p {
+			t.Fatalf("published %d, want %d", got, p)
+		}
+	}
+	a1, a2 := f.allocate(2) // 11..12
+	b1, b2 := f.allocate(1) // 13
+	c1, c2 := f.allocate(3) // 14..16
+	if a1 != 11 || a2 != 12 || b1 != 13 || b2 != 13 || c1 != 14 || c2 != 16 {
+		t.Fatalf("ranges %d-%d %d-%d %d-%d", a1, a2, b1, b2, c1, c2)
+	}
+	_, wake := f.waitChan()
+	f.markDone(c1, c2)
+	want(10)
+	f.markDone(b1, b2)
+	want(10)
+	select {
+	case <-wake:
+		t.Fatal("woken before the watermark moved")
+	default:
+	}
+	f.markDone(a1, a2)
+	want(16)
+	select {
+	case <-wake:
+	default:
+		t.Fatal("not woken when the watermark moved")
+	}
+	d1, _ := f.allocate(1) // 17: fails
+	e1, e2 := f.allocate(2)
+	f.markDone(e1, e2)
+	f.markFailed(d1)
+	want(16)
+	g1, g2 := f.allocate(1)
+	f.markDone(g1, g2)
+	want(16)
+}
+
+// TestEventFeedHammer: many goroutines commit concurrently while readers
+// follow the feed; every reader sees every event exactly once, in cursor
+// order, and never finds an event below a cursor it has passed (W4).
+func TestEventFeedHammer(t *testing.T) {
+	db, _ := openTest(t, Options{})
+	const writers, perWriter, readers = 32, 40, 4
+	var wg sync.WaitGroup
+	var total atomic.Uint64
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < perWriter; i++ {
+				n := uint64(w*perWriter + i + 1)
+				c := holdChange(n)
+				if i%3 == 0 { // some changes carry several events
+					c.Events = append(c.Events, allocator.Event{Type: allocator.EventWatchMatched, Office: "o", Booking: c.Bookings[0]})
+				}
+				if err := db.Commit(c); err != nil {
+					t.Errorf("commit: %v", err)
+					return
+				}
+				total.Add(uint64(len(c.Events)))
+			}
+		}()
+	}
+	writersDone := make(chan struct{})
+	go func() { wg.Wait(); close(writersDone) }()
+
+	errs := make(chan error, readers)
+	for r := 0; r < readers; r++ {
+		go func() {
+			errs <- followFeed(db, writersDone, &total)
+		}()
+	}
+	for r := 0; r < readers; r++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d events; %d batches finished before a lower cursor and waited for it", total.Load(), db.feed.parked.Load())
+}
+
+// followFeed reads the feed until the writers are done and everything they
+// wrote was read, checking order and completeness.
+func followFeed(db *DB, writersDone <-chan struct{}, total *atomic.Uint64) error {
+	// The wait ends when an event arrives or the writers finish.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		<-writersDone
+		cancel()
+	}()
+	var cursor uint64
+	seen := 0
+	for {
+		evs, err := db.ReadEvents(cursor, 7)
+		if err != nil {
+			return err
+		}
+		for _, e := range evs {
+			if e.Cursor != cursor+1 {
+				// No commit fails here, so the cursors are dense: a jump
+				// means an event was skipped.
+				return fmt.Errorf("after cursor %d came %d", cursor, e.Cursor)
+			}
+			cursor = e.Cursor
+			seen++
+		}
+		if len(evs) > 0 {
+			continue
+		}
+		if ctx.Err() != nil { // writers done and nothing left to read
+			if uint64(seen) != total.Load() || db.PublishedCursor() != cursor {
+				return fmt.Errorf("saw %d events of %d, cursor %d, published %d", seen, total.Load(), cursor, db.PublishedCursor())
+			}
+			return nil
+		}
+		if _, err := db.WaitEvents(ctx, cursor); err != nil && !errors.Is(err, context.Canceled) {
+			return fmt.Errorf("wait: %w", err)
+		}
+	}
+}
+
+func TestWaitEvents(t *testing.T) {
+	db, err := Open(t.TempDir(), Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan uint64, 1)
+	go func() {
+		p, err := db.WaitEvents(context.Background(), 0)
+		if err != nil {
+			t.Error(err)
+		}
+		got <- p
+	}()
+	mustCommit(t, db, holdChange(1))
+	if p := <-got; p != 1 {
+		t.Fatalf("woke at %d, want 1", p)
+	}
+	// Already past: returns at once.
+	if p, err := db.WaitEvents(context.Background(), 0); err != nil || p != 1 {
+		t.Fatalf("got %d %v", p, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := db.WaitEvents(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled wait: %v", err)
+	}
+	closed := make(chan error, 1)
+	go func() {
+		_, err := db.WaitEvents(context.Background(), 1)
+		closed <- err
+	}()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; !errors.Is(err, allocator.ErrJournalClosed) {
+		t.Fatalf("wait across Close: %v", err)
+	}
+}
+
+func TestReadEventsLimits(t *testing.T) {
+	db, _ := openTest(t, Options{})
+	for i := uint64(1); i <= 5; i++ {
+		mustCommit(t, db, holdChange(i))
+	}
+	f := func(after uint64, limit int, want []uint64) {
+		t.Helper()
+		evs, err := db.ReadEvents(after, limit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []uint64
+		for _, e := range evs {
+			got = append(got, e.Cursor)
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("ReadEvents(%d, %d) = %v, want %v", after, limit, got, want)
+		}
+	}
+	f(0, 2, []uint64{1, 2})
+	f(2, 10, []uint64{3, 4, 5})
+	f(5, 10, nil)
+	f(99, 10, nil)
+	for _, limit := range []int{0, -1, EventsPerReadMax + 1} {
+		if _, err := db.ReadEvents(0, limit); !errors.Is(err, ErrEventLimit) {
+			t.Fatalf("limit %d: %v", limit, err)
+		}
+	}
+	evs, _ := db.ReadEvents(0, 1)
+	if evs[0].Booking == nil || evs[0].Booking.ID != testID(1) || evs[0].Type != allocator.EventHeld {
+		t.Fatalf("event %+v", evs[0])
+	}
+}
