@@ -1,0 +1,213 @@
+package loadtest
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// The bot rush (DESIGN "Fairness in the rush"): the rush date is released,
+// and inside the office's release-lottery window every human sends one
+// hold request while every bot sends BotFactor of them, all for the first
+// free start of the date (earliest_after). Humans and bots go through the
+// same portal key, as they would in life. An applicant who gets a hold
+// confirms it.
+//
+// The verdict compares the bots' share of the seats won with their share
+// of the applicants. With S seats won and a bot share p, a fair draw gives
+// the bots a share of about p ± √(p(1−p)/S); the run fails when the bots'
+// share exceeds p by more than three of those standard deviations (the
+// chance of a false alarm is about 0.1%).
+
+// Fairness is the botrush verdict.
+type Fairness struct {
+	Humans, Bots               int
+	HumanRequests, BotRequests int
+	HumanSeats, BotSeats       int
+	BotApplicantShare          float64
+	BotSeatShare               float64
+	BotSeatShareMax            float64 // BotApplicantShare + 3σ
+	LotteryWindow              time.Duration
+	OK                         bool
+	Note                       string
+}
+
+func (f *Fairness) String() string {
+	verdict := "OK"
+	if !f.OK {
+		verdict = "FAILED"
+	}
+	s := fmt.Sprintf("fairness: %s — bots are %.1f%% of applicants (%d of %d) and sent %d requests to the humans' %d; "+
+		"they won %.1f%% of the seats (%d of %d), limit %.1f%%; lottery window %s",
+		verdict, 100*f.BotApplicantShare, f.Bots, f.Bots+f.Humans, f.BotRequests, f.HumanRequests,
+		100*f.BotSeatShare, f.BotSeats, f.BotSeats+f.HumanSeats, 100*f.BotSeatShareMax, f.LotteryWindow)
+	if f.Note != "" {
+		s += "; " + f.Note
+	}
+	return s
+}
+
+// judgeFairness computes the verdict from the counts.
+func judgeFairness(humans, bots, humanSeats, botSeats int) Fairness {
+	f := Fairness{Humans: humans, Bots: bots, HumanSeats: humanSeats, BotSeats: botSeats}
+	if humans+bots > 0 {
+		f.BotApplicantShare = float64(bots) / float64(humans+bots)
+	}
+	seats := humanSeats + botSeats
+	if seats == 0 {
+		f.Note = "no seat was won: nothing to judge"
+		return f
+	}
+	p := f.BotApplicantShare
+	f.BotSeatShare = float64(botSeats) / float64(seats)
+	f.BotSeatShareMax = p + 3*math.Sqrt(p*(1-p)/float64(seats))
+	f.OK = f.BotSeatShare <= f.BotSeatShareMax
+	if seats >= humans+bots {
+		f.Note = "every applicant could get a seat: add applicants for a real contest"
+	}
+	return f
+}
+
+// botrush is the state of a botrush run. Handler goroutine only, except
+// order and shot (read by the arrival Targeter).
+type botrush struct {
+	e         *engine
+	earliest  string // earliest_after: the rush date's midnight, office-local
+	order     []int  // applicant index per shot, shuffled
+	shot      atomic.Int64
+	shotsLeft []int
+	lastFail  []Class
+	won       []bool
+	botReqs   int
+	humanReqs int
+	fairness  Fairness
+}
+
+func runBotRush(ctx context.Context, e *engine, admin *apiClient) (string, *Fairness, error) {
+	cfg := e.cfg
+	if admin == nil {
+		return "", nil, fmt.Errorf("botrush needs an admin key to release the date at the start of the lottery")
+	}
+	plan, err := planRelease(ctx, cfg, e.api, admin)
+	if err != nil {
+		return "", nil, err
+	}
+	e.days[CheckDay{Office: cfg.Office, Service: cfg.Service, Date: plan.date}] = true
+	midnight, _ := time.ParseInLocation(time.DateOnly, plan.date, plan.loc)
+
+	bots := int(math.Round(float64(cfg.Applicants) * cfg.BotRatio))
+	humans := cfg.Applicants - bots
+	b := &botrush{e: e, earliest: midnight.Format(time.RFC3339)}
+	for i := range cfg.Applicants {
+		a := e.newApplicant()
+		a.bot = i < bots
+		shots := 1
+		if a.bot {
+			shots = cfg.BotFactor
+		}
+		for range shots {
+			b.order = append(b.order, a.idx)
+		}
+		b.shotsLeft = append(b.shotsLeft, shots)
+	}
+	b.lastFail = make([]Class, cfg.Applicants)
+	b.won = make([]bool, cfg.Applicants)
+	e.rng.Shuffle(len(b.order), func(i, j int) { b.order[i], b.order[j] = b.order[j], b.order[i] })
+	e.arrive = b.arrive
+	e.react = b.react
+
+	// Every shot lands inside the lottery window, with a margin for the
+	// network; without a lottery the shots spread over Spread.
+	spread := cfg.Spread
+	if plan.lottery > 0 {
+		spread = min(spread, plan.lottery*8/10)
+	}
+	shots := len(b.order)
+	pacer, err := NewProfilePacer(flatProfile(float64(shots)/spread.Seconds(), spread), uint64(shots))
+	if err != nil {
+		return "", nil, err
+	}
+	if err := admin.release(ctx, cfg.Office, plan.date); err != nil {
+		return "", nil, fmt.Errorf("cannot release %s through %s: %w", cfg.Office, plan.date, err)
+	}
+	note := fmt.Sprintf("released %s through %s (%s); %d shots over %s", cfg.Office, plan.date, plan.detected, shots, spread)
+	e.logf("%s", note)
+	e.attack(ctx, vegeta.Pacer(pacer), spread+time.Second)
+
+	humanSeats, botSeats := 0, 0
+	for i, w := range b.won {
+		switch {
+		case !w:
+		case e.apps[i].bot:
+			botSeats++
+		default:
+			humanSeats++
+		}
+	}
+	b.fairness = judgeFairness(humans, bots, humanSeats, botSeats)
+	b.fairness.HumanRequests, b.fairness.BotRequests = b.humanReqs, b.botReqs
+	b.fairness.LotteryWindow = plan.lottery
+	if plan.lottery == 0 {
+		b.fairness.Note += "office has no release lottery: first come, first served"
+	}
+	return note, &b.fairness, nil
+}
+
+// arrive sends the next shot. Each shot has its own Idempotency-Key: a bot
+// sends distinct requests, not retries.
+func (b *botrush) arrive() request {
+	e := b.e
+	n := int(b.shot.Add(1) - 1)
+	if n >= len(b.order) {
+		panic("BUG: botrush: more arrivals than shots")
+	}
+	a := e.applicant(b.order[n])
+	body := map[string]any{"office": e.cfg.Office, "service": e.cfg.Service, "applicant": a.id,
+		"earliest_after": b.earliest}
+	return request{app: a.idx, step: stepHold, method: "POST", path: "/v1/bookings", body: mustJSON(body),
+		idemKey: fmt.Sprintf("slotload-%s-%s-shot-%d", e.runID, a.id, n)}
+}
+
+func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p problem) {
+	e := b.e
+	if s, _, _ := parseTag(r.URL); s == stepConfirm {
+		switch c {
+		case ClassOK:
+			e.recordAnswer(a, r, statusConfirmed)
+			e.finish(a, OutcomeBooked)
+		case ClassError:
+			e.unansweredChange(a, statusConfirmed)
+			e.finish(a, OutcomeHeld)
+		default:
+			e.finish(a, OutcomeHeld)
+		}
+		return
+	}
+	if a.bot {
+		b.botReqs++
+	} else {
+		b.humanReqs++
+	}
+	b.shotsLeft[a.idx]--
+	switch {
+	case c == ClassOK:
+		bk := e.recordAnswer(a, r, statusHeld)
+		if !b.won[a.idx] {
+			b.won[a.idx] = true
+			if bk.Status == statusConfirmed {
+				e.finish(a, OutcomeBooked)
+			} else {
+				e.send(a, e.bookingRequest(a, stepConfirm, bk.ID, map[string]any{}), 0)
+			}
+		}
+	case b.lastFail[a.idx] == "" || c != ClassDuplicate:
+		b.lastFail[a.idx] = c // a duplicate says less than why the first shot lost
+	}
+	if b.shotsLeft[a.idx] == 0 && !b.won[a.idx] {
+		e.finish(a, outcomeOf(b.lastFail[a.idx]))
+	}
+}
