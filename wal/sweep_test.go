@@ -1,0 +1,146 @@
+package wal
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"slotd/allocator"
+)
+
+// TestSweepIdempotencyBounded: records older than the TTL go, at most
+// SweepBatchMax per call; newer ones stay (wal invariant W7).
+func TestSweepIdempotencyBounded(t *testing.T) {
+	db, _ := openTest(t, Options{SweepBatchMax: 3, IdempotencyTTL: time.Hour})
+	now := t0.Add(10 * time.Hour)
+	put := func(key string, at time.Time) {
+		t.Helper()
+		if err := db.PutIdempotency(&allocator.IdempotencyRecord{Key: key, Status: 409, AtUnixNano: at.UnixNano()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 7; i++ {
+		put(fmt.Sprint("old-", i), now.Add(-2*time.Hour-time.Duration(i)*time.Minute))
+	}
+	put("edge", now.Add(-time.Hour)) // exactly the TTL: kept
+	put("new", now.Add(-time.Minute))
+	f := func(wantDeleted int, wantMore bool) {
+		t.Helper()
+		st, err := db.Sweep(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.IdempotencyDeleted != wantDeleted || st.More != wantMore || st.EventsDeleted != 0 {
+			t.Fatalf("sweep %+v, want %d deleted, more=%v", st, wantDeleted, wantMore)
+		}
+	}
+	f(3, true)
+	f(3, true)
+	f(1, false)
+	f(0, false)
+	for i := 0; i < 7; i++ {
+		if _, ok, _ := db.LookupIdempotency(fmt.Sprint("old-", i)); ok {
+			t.Fatalf("old-%d survived the sweep", i)
+		}
+	}
+	for _, k := range []string{"edge", "new"} {
+		if _, ok, err := db.LookupIdempotency(k); !ok || err != nil {
+			t.Fatalf("%s swept too early (%v)", k, err)
+		}
+	}
+	if got := db.Stats().SweepIdempotencyDeleted; got != 7 {
+		t.Fatalf("stats count %d deletions, want 7", got)
+	}
+}
+
+// TestSweepKeepsRewrittenIdempotency: an index entry of an older write
+// does not delete a newer record under the same key.
+func TestSweepKeepsRewrittenIdempotency(t *testing.T) {
+	db, _ := openTest(t, Options{})
+	if err := db.PutIdempotency(&allocator.IdempotencyRecord{Key: "k", Status: 409, AtUnixNano: t0.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	later := t0.Add(30 * time.Hour)
+	if err := db.PutIdempotency(&allocator.IdempotencyRecord{Key: "k", Status: 201, AtUnixNano: later.UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	st, err := db.Sweep(t0.Add(25 * time.Hour))
+	if err != nil || st.IdempotencyDeleted != 1 {
+		t.Fatalf("sweep %+v %v", st, err)
+	}
+	if r, ok, err := db.LookupIdempotency("k"); !ok || err != nil || r.Status != 201 {
+		t.Fatalf("newer record lost: %+v %v %v", r, ok, err)
+	}
+}
+
+// TestSweepEvents: events past retention go oldest first, bounded; when
+// every event is gone the cursor still continues after a reopen (W5, W7).
+func TestSweepEvents(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SweepBatchMax: 4, EventRetention: 24 * time.Hour}
+	db, err := Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 10; i++ {
+		c := holdChange(i)
+		c.Events[0].AtUnixNano = t0.Add(time.Duration(i) * time.Hour).UnixNano()
+		mustCommit(t, db, c)
+	}
+	// At t0+30h events at ≤ t0+5h are past retention (5 of them).
+	now := t0.Add(30 * time.Hour)
+	f := func(wantDeleted int, wantMore bool, wantFirst uint64) {
+		t.Helper()
+		st, err := db.Sweep(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.EventsDeleted != wantDeleted || st.More != wantMore {
+			t.Fatalf("sweep %+v, want %d events deleted, more=%v", st, wantDeleted, wantMore)
+		}
+		evs, err := db.ReadEvents(0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if evs[0].Cursor != wantFirst {
+			t.Fatalf("first event %d, want %d", evs[0].Cursor, wantFirst)
+		}
+	}
+	f(4, true, 5)
+	f(1, false, 6)
+	f(0, false, 6)
+
+	now = t0.Add(100 * time.Hour)
+	f2 := func() SweepStats {
+		st, err := db.Sweep(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	if st := f2(); st.EventsDeleted != 4 || !st.More {
+		t.Fatalf("sweep %+v", st)
+	}
+	if st := f2(); st.EventsDeleted != 1 || st.More {
+		t.Fatalf("sweep %+v", st)
+	}
+	if evs, _ := db.ReadEvents(0, 100); len(evs) != 0 {
+		t.Fatalf("%d events left", len(evs))
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	c := holdChange(11)
+	mustCommit(t, db, c)
+	if c.Events[0].Cursor != 11 {
+		t.Fatalf("cursor after sweeping everything and reopening: %d, want 11", c.Events[0].Cursor)
+	}
+	if got := db.Stats().SweepEventsDeleted; got != 0 {
+		t.Fatalf("fresh DB reports %d swept events", got)
+	}
+}
