@@ -171,8 +171,11 @@ func (pp *ProfilePacer) String() string {
 func spikeProfile(n int, lead, spread time.Duration) Profile {
 	peak := 2 * float64(n) / (lead + spread).Seconds()
 	pts := []ProfilePoint{{At: 0, RatePerSecond: 0}, {At: lead, RatePerSecond: peak}, {At: lead + spread, RatePerSecond: 0}}
-	if lead == 0 {
+	switch {
+	case lead == 0:
 		pts = pts[1:]
+	case spread == 0:
+		pts = pts[:2]
 	}
 	return Profile{Points: pts}
 }
