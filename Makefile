@@ -39,3 +39,11 @@ clean:
 # Many more kill-and-restart rounds than make test runs.
 stress:
 	$(GO) test -tags invariants -run 'TestCrashRecovery' -count=1 -timeout 60m ./wal/ -args -crash.rounds=500
+
+# Replays the rush against a slotd started with demo data on loopback ports
+# and a temporary data directory; reports land in loadtest/out/. Other
+# scenarios: make loadtest LOADTEST_FLAGS='-scenario botrush'.
+.PHONY: loadtest
+LOADTEST_FLAGS ?= -scenario rush
+loadtest: build
+	sh loadtest/scripts/loadtest.sh $(LOADTEST_FLAGS)

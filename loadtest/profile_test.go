@@ -87,14 +87,14 @@ func TestSampleProfile(t *testing.T) {
 
 func FuzzParseProfile(f *testing.F) {
 	f.Add("time,rate\n00:00,1800\n00:01,950\n") // header and two rows
-	f.Add("# comment\n\n09:00,1.5e2\n")           // comment, blank line, exponent
-	f.Add("00:00,0\n")                            // a zero rate
-	f.Add("167:59,1\n")                           // the last minute of a week
-	f.Add("00:01,1\n00:00,1\n")                   // minutes going backwards
-	f.Add("00:00,NaN\n")                          // a rate that is not finite
-	f.Add("00:00,1,\n")                           // a trailing separator
-	f.Add(" 12 : 30 ,5\r\n")                      // spaces inside the time
-	f.Add("\xff\xfe00:00,1")                      // bytes that are not UTF-8
+	f.Add("# comment\n\n09:00,1.5e2\n")         // comment, blank line, exponent
+	f.Add("00:00,0\n")                          // a zero rate
+	f.Add("167:59,1\n")                         // the last minute of a week
+	f.Add("00:01,1\n00:00,1\n")                 // minutes going backwards
+	f.Add("00:00,NaN\n")                        // a rate that is not finite
+	f.Add("00:00,1,\n")                         // a trailing separator
+	f.Add(" 12 : 30 ,5\r\n")                    // spaces inside the time
+	f.Add("\xff\xfe00:00,1")                    // bytes that are not UTF-8
 	f.Fuzz(func(t *testing.T, in string) {
 		p, err := ParseProfile(strings.NewReader(in))
 		if err != nil {
