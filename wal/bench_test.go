@@ -114,7 +114,8 @@ func (c *countingRestorer) RestoreBooking(*allocator.BookingRecord) error {
 	c.bookings++
 	return nil
 }
-func (c *countingRestorer) RestoreDone(time.Time) error { return nil }
+func (c *countingRestorer) RestoreWatch(*allocator.WatchRecord) error { return nil }
+func (c *countingRestorer) RestoreDone(time.Time) error               { return nil }
 
 // BenchmarkRecover measures Recover (decoding and handing over every
 // booking; the engine's own restore work is not included) and the bytes on

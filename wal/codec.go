@@ -23,6 +23,7 @@ const (
 	prefixEvent       = 'e'
 	prefixIdempotency = 'i'
 	prefixIdemByTime  = 't'
+	prefixWatch       = 'w'
 )
 
 // Meta keys (after prefixMeta).
@@ -192,6 +193,10 @@ func KeyString(k []byte) string {
 			rest := k[1+w:]
 			return "applicant/" + strconv.Quote(string(rest[:n])) + "/" + allocator.ID(rest[n:]).String()
 		}
+	case prefixWatch:
+		if len(k) == 17 {
+			return "watch/" + allocator.ID(k[1:]).String()
+		}
 	case prefixIdemByTime:
 		if at, key, ok := parseIdemByTimeKey(k); ok {
 			return "idempotency-by-time/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))
@@ -298,6 +303,16 @@ func appendEventValue(dst []byte, e *allocator.Event) ([]byte, error) {
 	dst = appendString(dst, e.Office)
 	dst = binary.AppendVarint(dst, int64(e.Through))
 	dst = appendString(dst, e.Reason)
+	dst = binary.AppendVarint(dst, e.StartUnixNano)
+	if e.Watch == nil {
+		dst = append(dst, 0)
+	} else {
+		dst = append(dst, 1)
+		var err error
+		if dst, err = appendWatch(dst, e.Watch); err != nil {
+			return dst, err
+		}
+	}
 	if e.Booking == nil {
 		return binary.AppendUvarint(dst, 0), nil
 	}
@@ -563,6 +578,16 @@ func decodeEventValue(v []byte, in interner) (allocator.Event, error) {
 	}
 	e.Through = allocator.Date(through)
 	e.Reason = in.str(d.text("event reason"))
+	e.StartUnixNano = d.varint()
+	switch d.byte() {
+	case 0:
+	case 1:
+		e.Watch = &allocator.WatchRecord{}
+		d.decodeWatchInto(e.Watch, in)
+		e.Watch.Active = false // an event carries the watch as it ended
+	default:
+		d.fail(fmt.Errorf("%w: event watch flag", errFieldRange))
+	}
 	n := d.uvarint()
 	if d.err != nil {
 		return allocator.Event{}, d.err

@@ -97,6 +97,8 @@
 //	'i'     idempotency key (bytes)                idempotency value
 //	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
 //	        flipped), idempotency key              idempotency records)
+//	'w'     watch id (16 bytes)                    watch value (active watches
+//	                                               only; ending one deletes it)
 //
 // Varints are encoding/binary's: uvarint for unsigned, zig-zag varint for
 // signed. A string is a uvarint length then its bytes (at most 4096).
@@ -141,6 +143,9 @@
 //	office                 string
 //	through                varint (date; slots.released)
 //	reason                 string
+//	start_unix_ns          varint (watch.matched: the start offered; else 0)
+//	watch flag             1 byte: 0 none, 1 a watch value follows
+//	watch                  watch value as below (watch.matched)
 //	booking length         uvarint (0: no booking)
 //	booking                booking value as above (rest of the value)
 //
@@ -151,6 +156,19 @@
 //	released_through       varint (date)
 //	config                 JSON of allocator.OfficeConfig (rest of the
 //	                       value; its id must equal the key's)
+//
+// Watch value, version 1:
+//
+//	field                  size
+//	version                1 byte = 1
+//	id                     16 bytes (must equal the key's id)
+//	applicant              string
+//	service                string
+//	office                 string (empty when region is set)
+//	region                 string (empty when office is set)
+//	from, to               varint each (dates)
+//	auto_hold              1 byte: 0 or 1
+//	created_unix_ns        varint
 //
 // Idempotency value, version 1 (the key is in the key):
 //

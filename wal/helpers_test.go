@@ -128,6 +128,7 @@ func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
 type collector struct {
 	offices  []allocator.OfficeRecord
 	bookings []*allocator.BookingRecord
+	watches  []*allocator.WatchRecord
 	doneAt   time.Time
 	done     int
 }
@@ -142,6 +143,11 @@ func (c *collector) RestoreBooking(rec *allocator.BookingRecord) error {
 		return errors.New("RestoreBooking after RestoreDone")
 	}
 	c.bookings = append(c.bookings, rec)
+	return nil
+}
+
+func (c *collector) RestoreWatch(rec *allocator.WatchRecord) error {
+	c.watches = append(c.watches, rec)
 	return nil
 }
 

@@ -15,6 +15,8 @@ import (
 type Restorer interface {
 	RestoreOffice(rec allocator.OfficeRecord) error
 	RestoreBooking(rec *allocator.BookingRecord) error
+	// RestoreWatch loads one active watch.
+	RestoreWatch(rec *allocator.WatchRecord) error
 	// RestoreDone finishes the restore (applicant penalties). The caller
 	// then calls the engine's Tick(now), which expires, through the
 	// journal, the holds whose TTL passed while the process was down.
@@ -26,6 +28,7 @@ type RecoveryStats struct {
 	Offices        int
 	Bookings       int
 	ActiveBookings int // bookings in a status that owns a seat
+	Watches        int // active watches
 	// LastCursor is the event cursor the feed continues from.
 	LastCursor uint64
 	// Duration is the wall time Recover took (measured for the report;
@@ -72,6 +75,20 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 		if rec.Status.Active() {
 			st.ActiveBookings++
 		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	err = db.scan(prefixWatch, func(k, v []byte) error {
+		w, err := decodeWatch(k, v, in)
+		if err != nil {
+			return err
+		}
+		if err := r.RestoreWatch(w); err != nil {
+			return fmt.Errorf("wal: recovery: cannot restore watch %s: %w", w.ID, err)
+		}
+		st.Watches++
 		return nil
 	})
 	if err != nil {
