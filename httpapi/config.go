@@ -1,0 +1,252 @@
+package httpapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"slotd/allocator"
+)
+
+// IdempotencyStore keeps the first responses of requests that carried an
+// Idempotency-Key. Responses that came with a state change reach it inside
+// the change (allocator.Change.Idempotency, written by the journal in the
+// same atomic commit); responses without one (refusals) through
+// PutIdempotency. Implementations must be safe for concurrent use and must
+// not return from PutIdempotency before the record is durable.
+type IdempotencyStore interface {
+	// LookupIdempotency returns the record stored under key, if any.
+	LookupIdempotency(key string) (*allocator.IdempotencyRecord, bool, error)
+	// PutIdempotency stores rec durably.
+	PutIdempotency(rec *allocator.IdempotencyRecord) error
+}
+
+// EventFeed is the ordered, durable outbox the journal writes. Safe for
+// concurrent use.
+type EventFeed interface {
+	// ReadEvents returns up to limit events with cursor > after, in cursor
+	// order, only ever events whose commit has completed.
+	ReadEvents(after uint64, limit int) ([]allocator.Event, error)
+	// Wait returns when an event with cursor > after is readable, or ctx
+	// ends (then with ctx's error).
+	Wait(ctx context.Context, after uint64) error
+}
+
+// JournalStats is a snapshot of the journal's counters, polled at each
+// scrape of /metrics (Config.JournalStats). Counters only grow.
+type JournalStats struct {
+	// Commits counts acknowledged commits; CommitErrors failed ones.
+	Commits, CommitErrors uint64
+	// Syncs counts fsyncs of the log; Commits/Syncs is the mean group size.
+	Syncs, SyncErrors uint64
+	// BatchBytes is the sum of the sizes of committed batches.
+	BatchBytes uint64
+	// Events and IdempotencyRecords count what commits appended.
+	Events, IdempotencyRecords uint64
+	// CommitLatency is the latency of acknowledged commits.
+	CommitLatency LatencyHistogram
+	// RecoveryDuration is how long the last recovery took; RecoveryBookings
+	// how many bookings it restored.
+	RecoveryDuration time.Duration
+	RecoveryBookings uint64
+}
+
+// LatencyHistogram is a histogram snapshot: Counts[i] counts observations
+// in (Bounds[i-1], Bounds[i]], per bucket (not cumulative); the last entry
+// of Counts, one more than Bounds, is the +Inf bucket.
+type LatencyHistogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Sum    time.Duration
+	Count  uint64
+}
+
+// Defaults for the zero values of Config.
+const (
+	DefaultBodyBytesMax    = 64 << 10
+	DefaultHeaderBytesMax  = 8 << 10
+	DefaultInFlightMax     = 4096
+	DefaultPollersMax      = 1024
+	DefaultRatePerSecond   = 1000
+	DefaultReadTimeout     = 10 * time.Second
+	DefaultWriteTimeout    = 10 * time.Second
+	DefaultIdleTimeout     = 60 * time.Second
+	DefaultConnsMax        = 64 << 10
+	DefaultConnsPerIPMax   = 4096
+	DefaultEventsWaitMax   = 30 * time.Second
+	DefaultIdempotencyTTL  = 24 * time.Hour
+	DefaultAlternativesMax = 5
+)
+
+// secretBytesMin is the shortest ticket-signing secret accepted.
+const secretBytesMin = 32
+
+// Config configures a Server. Zero values take the Default* constants
+// unless said otherwise.
+type Config struct {
+	// Engine is the allocator. Required.
+	Engine *allocator.Engine
+	// Idempotency stores first responses. Required.
+	Idempotency IdempotencyStore
+	// Events is the outbox read by GET /v1/events. Required.
+	Events EventFeed
+	// Keys are the API keys (LoadKeys). At least one is required.
+	Keys []Key
+	// Secret signs ticket tokens (HMAC-SHA256); at least 32 bytes. Tickets
+	// stay valid as long as the secret does.
+	Secret []byte
+	// Logger receives the access log and errors. Nil: no logs. NewLogger
+	// builds the production one (JSON, sampled).
+	Logger *zap.Logger
+	// Registry receives the metrics. Nil: a private registry, still
+	// served by AdminHandler.
+	Registry *prometheus.Registry
+	// Now is the clock passed to every engine call. Nil: time.Now.
+	Now func() time.Time
+	// JournalStats, if set, is polled at each scrape for the journal
+	// metrics. Nil: no journal metrics.
+	JournalStats func() JournalStats
+
+	// BodyBytesMax bounds a request body, in bytes.
+	BodyBytesMax int
+	// HeaderBytesMax bounds the request line and headers, in bytes.
+	HeaderBytesMax int
+	// InFlightMax bounds the requests inside the engine at once; beyond
+	// it requests are shed with 503 overloaded at once, never queued.
+	InFlightMax int
+	// PollersMax bounds the GET /v1/events long-polls waiting at once.
+	PollersMax int
+	// RatePerSecond is each API key's sustained request rate (token
+	// bucket refill, requests per second).
+	RatePerSecond float64
+	// RateBurst is each API key's bucket size, in requests. Zero: twice
+	// RatePerSecond, at least 1.
+	RateBurst int
+	// ReadTimeout bounds reading one request (headers and body), so a slow
+	// client cannot hold a connection (slowloris).
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration
+	// IdleTimeout bounds a keep-alive connection's wait for its next request.
+	IdleTimeout time.Duration
+	// ConnsMax bounds open connections in total.
+	ConnsMax int
+	// ConnsPerIPMax bounds open connections per client IP. Load generators
+	// on one host need it high.
+	ConnsPerIPMax int
+	// EventsWaitMax bounds the wait= of a GET /v1/events long-poll.
+	EventsWaitMax time.Duration
+	// IdempotencyTTL is how long a first response is returned again.
+	IdempotencyTTL time.Duration
+	// AlternativesMax bounds the alternatives of a slot_taken answer.
+	AlternativesMax int
+}
+
+// withDefaults returns cfg with zero values replaced by defaults.
+func (cfg Config) withDefaults() Config {
+	setInt := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setDur := func(v *time.Duration, d time.Duration) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	setInt(&cfg.BodyBytesMax, DefaultBodyBytesMax)
+	setInt(&cfg.HeaderBytesMax, DefaultHeaderBytesMax)
+	setInt(&cfg.InFlightMax, DefaultInFlightMax)
+	setInt(&cfg.PollersMax, DefaultPollersMax)
+	if cfg.RatePerSecond == 0 {
+		cfg.RatePerSecond = DefaultRatePerSecond
+	}
+	setInt(&cfg.RateBurst, max(1, int(2*cfg.RatePerSecond)))
+	setDur(&cfg.ReadTimeout, DefaultReadTimeout)
+	setDur(&cfg.WriteTimeout, DefaultWriteTimeout)
+	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
+	setInt(&cfg.ConnsMax, DefaultConnsMax)
+	setInt(&cfg.ConnsPerIPMax, DefaultConnsPerIPMax)
+	setDur(&cfg.EventsWaitMax, DefaultEventsWaitMax)
+	setDur(&cfg.IdempotencyTTL, DefaultIdempotencyTTL)
+	setInt(&cfg.AlternativesMax, DefaultAlternativesMax)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	return cfg
+}
+
+// validate checks a Config after withDefaults.
+func (cfg *Config) validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("httpapi: "+format, args...)) }
+	if cfg.Engine == nil {
+		add("Config.Engine is required")
+	}
+	if cfg.Idempotency == nil {
+		add("Config.Idempotency is required (the journal's idempotency store)")
+	}
+	if cfg.Events == nil {
+		add("Config.Events is required (the journal's event feed)")
+	}
+	if err := validateKeys(cfg.Keys); err != nil {
+		add("Config.Keys: %v", err)
+	}
+	if len(cfg.Secret) < secretBytesMin {
+		add("Config.Secret must be at least %d bytes (it signs tickets)", secretBytesMin)
+	}
+	positive := func(name string, v int, lo, hi int) {
+		if v < lo || v > hi {
+			add("Config.%s %d must be in %d..%d", name, v, lo, hi)
+		}
+	}
+	positive("BodyBytesMax", cfg.BodyBytesMax, 1<<10, 16<<20)
+	positive("HeaderBytesMax", cfg.HeaderBytesMax, 1<<10, 1<<20)
+	positive("InFlightMax", cfg.InFlightMax, 1, 1<<20)
+	positive("PollersMax", cfg.PollersMax, 1, 1<<20)
+	positive("RateBurst", cfg.RateBurst, 1, 1<<30)
+	positive("ConnsMax", cfg.ConnsMax, 1, 1<<24)
+	positive("ConnsPerIPMax", cfg.ConnsPerIPMax, 1, 1<<24)
+	positive("AlternativesMax", cfg.AlternativesMax, 1, 100)
+	if cfg.RatePerSecond < 0 || cfg.RatePerSecond > 1e9 {
+		add("Config.RatePerSecond %g must be in (0, 1e9]", cfg.RatePerSecond)
+	}
+	for name, d := range map[string]time.Duration{
+		"ReadTimeout": cfg.ReadTimeout, "WriteTimeout": cfg.WriteTimeout, "IdleTimeout": cfg.IdleTimeout,
+		"EventsWaitMax": cfg.EventsWaitMax, "IdempotencyTTL": cfg.IdempotencyTTL,
+	} {
+		if d < 0 {
+			add("Config.%s %s must not be negative", name, d)
+		}
+	}
+	if cfg.EventsWaitMax > 10*time.Minute {
+		add("Config.EventsWaitMax %s must be at most 10m", cfg.EventsWaitMax)
+	}
+	return errors.Join(errs...)
+}
+
+// NewLogger builds the production logger: JSON to stderr, sampled (the
+// first 100 identical messages a second, then every 100th), at level
+// ("debug", "info", "warn", "error").
+func NewLogger(level string) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("log level %q: use debug, info, warn or error", level)
+	}
+	zc := zap.NewProductionConfig()
+	zc.Level = zap.NewAtomicLevelAt(lvl)
+	zc.EncoderConfig.TimeKey = "ts"
+	zc.EncoderConfig.EncodeTime = zapcore.RFC3339NanoTimeEncoder
+	return zc.Build()
+}

@@ -1,0 +1,279 @@
+package httpapi
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"slotd/allocator"
+)
+
+// Limits on request fields.
+const (
+	applicantBytesMax = 128 // as the engine's
+	reasonBytesMax    = 512
+	ticketBytesMax    = 256
+	idBytesMax        = 64 // office and service ids (the engine allows 63)
+)
+
+// decodeBody decodes a JSON object body into v strictly: unknown fields,
+// wrong types and trailing data are refused with a detail naming the
+// field. An empty body is an empty object.
+func decodeBody(body []byte, v any) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return errors.New(jsonProblem(err))
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// jsonProblem turns a decoding error into a sentence without Go type names.
+func jsonProblem(err error) string {
+	var te *json.UnmarshalTypeError
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return fmt.Sprintf("the body must be a JSON object, got JSON %s", te.Value)
+		}
+		return fmt.Sprintf("field %q must be %s, got JSON %s", te.Field, kindName(te.Type), te.Value)
+	case errors.As(err, &se):
+		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "malformed JSON: the body ends early"
+	}
+	msg := strings.TrimPrefix(err.Error(), "json: ")
+	return strings.ReplaceAll(msg, "allocator: validation failed: ", "")
+}
+
+// kindName names a Go type the way a JSON client thinks of it.
+func kindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	}
+	return "another type"
+}
+
+// appendJSON appends v encoded by encoding/json (cold paths only).
+func appendJSON(b []byte, v any) []byte {
+	out, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: httpapi: cannot encode a response: " + err.Error())
+	}
+	return append(b, out...)
+}
+
+// parseTime parses an RFC 3339 time with an explicit offset.
+func parseTime(field, s string) (time.Time, error) {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		hint := ""
+		if strings.Contains(s, " ") {
+			hint = " (in a query string, write + as %2B)"
+		}
+		return time.Time{}, fmt.Errorf("%s %q is not an RFC 3339 time such as 2026-12-01T09:15:00+03:00%s", field, s, hint)
+	}
+	return t, nil
+}
+
+// parseDate parses a YYYY-MM-DD date.
+func parseDate(field, s string) (allocator.Date, error) {
+	d, err := allocator.ParseDate(s)
+	if err != nil {
+		return 0, fmt.Errorf("%s %q is not a date YYYY-MM-DD", field, s)
+	}
+	return d, nil
+}
+
+// checkText bounds a free-text or id field.
+func checkText(field, s string, maxBytes int) error {
+	if len(s) > maxBytes {
+		return fmt.Errorf("%s is %d bytes, at most %d", field, len(s), maxBytes)
+	}
+	return nil
+}
+
+// query reads the query string strictly: only the named parameters are
+// accepted, each at most once.
+type query struct {
+	r   *request
+	err error
+}
+
+// newQuery checks that the query has only the allowed names, each once.
+func newQuery(r *request, allowed ...string) *query {
+	q := &query{r: r}
+	seen := map[string]bool{}
+	r.ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+		if q.err != nil {
+			return
+		}
+		name := string(k)
+		ok := false
+		for _, a := range allowed {
+			if a == name {
+				ok = true
+				break
+			}
+		}
+		switch {
+		case !ok:
+			q.err = fmt.Errorf("unknown query parameter %q (accepted: %s)", name, strings.Join(allowed, ", "))
+		case seen[name]:
+			q.err = fmt.Errorf("query parameter %q is given twice", name)
+		}
+		seen[name] = true
+	})
+	return q
+}
+
+// str returns a parameter ("" when absent).
+func (q *query) str(name string, maxBytes int) string {
+	v := string(q.r.ctx.QueryArgs().Peek(name))
+	if q.err == nil {
+		if err := checkText(name, v, maxBytes); err != nil {
+			q.err = err
+		}
+	}
+	return v
+}
+
+// date returns a date parameter, ok false when absent.
+func (q *query) date(name string) (allocator.Date, bool) {
+	v := q.r.ctx.QueryArgs().Peek(name)
+	if v == nil {
+		return 0, false
+	}
+	d, err := parseDate(name, string(v))
+	if err != nil && q.err == nil {
+		q.err = err
+	}
+	return d, err == nil
+}
+
+// time returns an RFC 3339 parameter, ok false when absent.
+func (q *query) time(name string) (time.Time, bool) {
+	v := q.r.ctx.QueryArgs().Peek(name)
+	if v == nil {
+		return time.Time{}, false
+	}
+	t, err := parseTime(name, string(v))
+	if err != nil && q.err == nil {
+		q.err = err
+	}
+	return t, err == nil
+}
+
+// int returns an integer parameter in [lo, hi], def when absent.
+func (q *query) int(name string, def, lo, hi int) int {
+	v := q.r.ctx.QueryArgs().Peek(name)
+	if v == nil {
+		return def
+	}
+	n, err := strconv.Atoi(string(v))
+	if (err != nil || n < lo || n > hi) && q.err == nil {
+		q.err = fmt.Errorf("%s %q must be an integer in %d..%d", name, v, lo, hi)
+		return def
+	}
+	return n
+}
+
+// uint64 returns an unsigned parameter, def when absent.
+func (q *query) uint64(name string, def uint64) uint64 {
+	v := q.r.ctx.QueryArgs().Peek(name)
+	if v == nil {
+		return def
+	}
+	n, err := strconv.ParseUint(string(v), 10, 64)
+	if err != nil && q.err == nil {
+		q.err = fmt.Errorf("%s %q must be a cursor from a previous next_cursor", name, v)
+		return def
+	}
+	return n
+}
+
+// bool returns a true/false parameter, false when absent.
+func (q *query) bool(name string) bool {
+	v := q.r.ctx.QueryArgs().Peek(name)
+	switch string(v) {
+	case "", "false":
+		if v != nil && len(v) == 0 && q.err == nil {
+			q.err = fmt.Errorf("%s must be true or false", name)
+		}
+		return false
+	case "true":
+		return true
+	}
+	if q.err == nil {
+		q.err = fmt.Errorf("%s %q must be true or false", name, v)
+	}
+	return false
+}
+
+// ok answers 400 with the first problem and returns false if there was one.
+func (q *query) ok() bool {
+	if q.err != nil {
+		q.r.invalid("%s", q.err.Error())
+		return false
+	}
+	return true
+}
+
+// applicant resolves the applicant from the body and ?applicant=: one of
+// them, or both equal. required refuses neither.
+func (r *request) applicant(fromBody string, required bool) (string, bool) {
+	qv := r.ctx.QueryArgs().Peek("applicant")
+	a := fromBody
+	switch {
+	case qv != nil && a != "" && string(qv) != a:
+		r.invalid("applicant differs between the body and ?applicant=")
+		return "", false
+	case qv != nil:
+		a = string(qv)
+	}
+	if a == "" && required {
+		r.invalid("applicant is required (in the body or as ?applicant=)")
+		return "", false
+	}
+	if len(a) > applicantBytesMax {
+		r.invalid("applicant is %d bytes, at most %d", len(a), applicantBytesMax)
+		return "", false
+	}
+	return a, true
+}
+
+// bookingID parses the {id} path parameter. A malformed id answers 404:
+// no booking has it.
+func (r *request) bookingID() (allocator.ID, bool) {
+	id, err := allocator.ParseID(r.param(0))
+	if err != nil {
+		r.fail(problem{code: CodeNotFound, detail: "no booking has this id (ids are 22 URL-safe characters)"})
+		return id, false
+	}
+	return id, true
+}

@@ -1,0 +1,408 @@
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"slotd/allocator"
+)
+
+// Server is the HTTP edge of API v1. Safe for concurrent use.
+type Server struct {
+	cfg    Config
+	engine *allocator.Engine
+	log    *zap.Logger
+	now    func() time.Time
+	keys   *keyring
+	router *router
+	http   *fasthttp.Server
+	m      *metrics
+
+	// ready gates the API: false until SetReady(true) (after recovery) and
+	// again from SetReady(false) or Shutdown on.
+	ready atomic.Bool
+
+	engineSlots semaphore // Config.InFlightMax
+	pollerSlots semaphore // Config.PollersMax
+	idem        idempotency
+
+	// base is cancelled by Shutdown: long-polls return at once.
+	base       context.Context
+	cancelBase context.CancelFunc
+
+	reqPrefix string        // random per process: request ids are unique across restarts
+	reqSeq    atomic.Uint64 // request ids are reqPrefix + sequence
+
+	locMu sync.Mutex
+	locs  map[string]*time.Location // timezone name → location; guarded by locMu
+}
+
+// New builds a Server from cfg. It registers the metrics on cfg.Registry.
+// The server answers 503 not_ready until SetReady(true).
+func New(cfg Config) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	var prefix [6]byte
+	if _, err := rand.Read(prefix[:]); err != nil {
+		return nil, fmt.Errorf("httpapi: cannot seed request ids: %w", err)
+	}
+	s := &Server{
+		cfg:         cfg,
+		engine:      cfg.Engine,
+		log:         cfg.Logger,
+		now:         cfg.Now,
+		engineSlots: make(semaphore, cfg.InFlightMax),
+		pollerSlots: make(semaphore, cfg.PollersMax),
+		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
+		locs:        map[string]*time.Location{},
+	}
+	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
+	s.keys = newKeyring(cfg.Keys, func() *tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
+	s.router = newRouter(s.routes())
+	m, err := newMetrics(s, cfg.Registry, s.router.routes)
+	if err != nil {
+		return nil, err
+	}
+	s.m = m
+	s.http = &fasthttp.Server{
+		Handler:               s.serveHTTP,
+		ErrorHandler:          s.serveReadError,
+		Name:                  "slotd",
+		Concurrency:           cfg.ConnsMax,
+		MaxConnsPerIP:         cfg.ConnsPerIPMax,
+		ReadBufferSize:        cfg.HeaderBytesMax,
+		MaxRequestBodySize:    cfg.BodyBytesMax,
+		ReadTimeout:           cfg.ReadTimeout,
+		WriteTimeout:          cfg.WriteTimeout,
+		IdleTimeout:           cfg.IdleTimeout,
+		CloseOnShutdown:       true,
+		NoDefaultServerHeader: true,
+		Logger:                zapPrintf{cfg.Logger},
+	}
+	return s, nil
+}
+
+// routes is the route table: method, pattern, who may call, handler.
+func (s *Server) routes() []*route {
+	get, post, put := fasthttp.MethodGet, fasthttp.MethodPost, fasthttp.MethodPut
+	r := func(method, pattern string, a access, h func(*Server, *request)) *route {
+		return &route{method: method, pattern: pattern, access: a, handle: h, engine: pattern != RouteEvents}
+	}
+	return []*route{
+		r(get, RouteOffices, accessAny, (*Server).listOffices),
+		r(get, RouteOffice, accessAny, (*Server).getOffice),
+		r(put, RouteOffice, accessAdmin, (*Server).putOffice),
+		r(get, RouteDays, accessAny, (*Server).days),
+		r(get, RouteSlots, accessAny, (*Server).slots),
+		r(post, RouteRelease, accessAdmin, (*Server).release),
+		r(post, RouteClosures, accessAdmin, (*Server).closure),
+		r(get, RouteSearch, accessAny, (*Server).search),
+		r(post, RouteBookings, accessPortal, (*Server).hold),
+		r(get, RouteBookings, accessPortal, (*Server).listBookings),
+		r(get, RouteBooking, accessBooking, (*Server).getBooking),
+		r(post, RouteConfirm, accessPortal, (*Server).confirm),
+		r(post, RouteCancel, accessPortal, (*Server).cancel),
+		r(post, RouteReschedule, accessPortal, (*Server).reschedule),
+		r(post, RouteCheckIn, accessOperator, (*Server).checkIn),
+		r(post, RouteComplete, accessOperator, operatorAction((*allocator.Engine).Complete)),
+		r(post, RouteNoShow, accessOperator, operatorAction((*allocator.Engine).NoShow)),
+		r(post, RouteApproveCancel, accessOperator, operatorAction((*allocator.Engine).ApproveCancel)),
+		r(post, RouteRejectCancel, accessOperator, operatorAction((*allocator.Engine).RejectCancel)),
+		r(post, RouteForceCancel, accessOperator, operatorAction((*allocator.Engine).ForceCancel)),
+		r(get, RouteTicket, accessBooking, (*Server).ticket),
+		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
+		r(get, RouteCalendar, accessBooking, (*Server).calendar),
+		r(get, RouteEvents, accessEvents, (*Server).listEvents),
+	}
+}
+
+// Serve serves the API on ln until Shutdown. It returns nil after Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections, turns readiness off, wakes the
+// long-polls, and waits for in-flight requests to finish or ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.SetReady(false)
+	s.cancelBase()
+	return s.http.ShutdownWithContext(ctx)
+}
+
+// SetReady sets readiness: /readyz and the API answer accordingly.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// request is the state of one request. Owned by the handler goroutine.
+type request struct {
+	srv    *Server
+	ctx    *fasthttp.RequestCtx
+	route  *route
+	key    *principal
+	params [paramsMax]string
+	now    time.Time
+	id     string
+	// code is the error code answered, "" for success (access log).
+	code string
+	// idem is the Idempotency-Key state; nil without the header.
+	idem *idemCall
+	// alternatives, when set, lists free starts for a slot_taken answer.
+	alternatives func() []allocator.Opening
+}
+
+// param returns the path parameter at index i.
+func (r *request) param(i int) string { return r.params[i] }
+
+const (
+	contentJSON    = "application/json"
+	contentProblem = "application/problem+json"
+	headerReqID    = "X-Request-Id"
+	requestIDMax   = 128
+)
+
+// serveHTTP is the fasthttp handler: request id, recovery, metrics and
+// access log around dispatch.
+func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
+	started := time.Now()
+	r := request{srv: s, ctx: ctx, now: s.now(), id: s.requestID(ctx)}
+	ctx.Response.Header.Set(headerReqID, r.id)
+	s.m.inFlight.Inc()
+	defer func() {
+		if v := recover(); v != nil {
+			s.log.Error("BUG: panic in handler", zap.Any("panic", v), zap.String("route", routeName(r.route)),
+				zap.String("request_id", r.id), zap.ByteString("stack", debug.Stack()))
+			ctx.Response.Reset()
+			ctx.Response.Header.Set(headerReqID, r.id)
+			r.fail(problem{code: CodeInternal, detail: "the server failed to process the request; it has been logged with the request id"})
+		}
+		s.m.inFlight.Dec()
+		s.finish(&r, time.Since(started))
+	}()
+	s.dispatch(&r)
+}
+
+// dispatch runs the checks in order — route, readiness, key, scope, rate,
+// shedding, idempotency — then the handler.
+func (s *Server) dispatch(r *request) {
+	ctx := r.ctx
+	rt, allow := s.router.match(string(ctx.Method()), string(ctx.Path()), &r.params)
+	if rt == nil {
+		if allow != "" {
+			r.fail(problem{code: CodeMethodNotAllowed, detail: "use " + allow, allow: allow})
+			return
+		}
+		r.fail(problem{code: CodeNotFound, detail: "no such endpoint; see docs/openapi.yaml"})
+		return
+	}
+	r.route = rt
+	if !s.ready.Load() {
+		r.fail(problem{code: CodeNotReady, detail: "the server is starting or stopping", retryAfterSeconds: retryAfterNotReadySeconds})
+		return
+	}
+	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+	if r.key == nil {
+		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="slotd"`)
+		r.fail(problem{code: CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
+		return
+	}
+	if !r.key.may(rt.access) {
+		r.fail(problem{code: CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
+		return
+	}
+	if ok, wait := r.key.limiter.take(r.now); !ok {
+		r.fail(problem{code: CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
+			retryAfterSeconds: retryAfterSeconds(wait)})
+		return
+	}
+	slots := s.pollerSlots
+	if rt.engine {
+		slots = s.engineSlots
+	}
+	if !slots.tryAcquire() {
+		r.fail(problem{code: CodeOverloaded, detail: "too many requests in progress; retry after the pause", retryAfterSeconds: retryAfterOverloadedSeconds})
+		return
+	}
+	defer slots.release()
+	if rt.method == fasthttp.MethodPost {
+		if hk := ctx.Request.Header.Peek(headerIdempotencyKey); hk != nil {
+			if !s.idem.begin(r, hk) {
+				return
+			}
+			defer s.idem.end(s, r)
+		}
+	}
+	rt.handle(s, r)
+}
+
+// may reports whether the key's scopes allow access a.
+func (p *principal) may(a access) bool {
+	switch a {
+	case accessAny:
+		return true
+	case accessPortal:
+		return p.portal
+	case accessOperator:
+		return p.operator
+	case accessAdmin:
+		return p.admin
+	case accessBooking:
+		return p.portal || p.operator
+	case accessEvents:
+		return p.portal || p.admin
+	}
+	panic("BUG: httpapi: unknown access " + strconv.Itoa(int(a)))
+}
+
+// requestID echoes a sane X-Request-Id or makes one.
+func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
+	if v := ctx.Request.Header.Peek(headerReqID); len(v) > 0 && len(v) <= requestIDMax && printable(v) {
+		return string(v)
+	}
+	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
+}
+
+func printable(b []byte) bool {
+	for _, c := range b {
+		if c <= ' ' || c > '~' {
+			return false
+		}
+	}
+	return true
+}
+
+func routeName(rt *route) string {
+	if rt == nil {
+		return routeUnmatched
+	}
+	return rt.pattern
+}
+
+// finish records the metrics and the access log line. The line carries
+// no applicant ids, query strings or bodies: nothing personal.
+func (s *Server) finish(r *request, latency time.Duration) {
+	status := r.ctx.Response.StatusCode()
+	s.m.observe(r.route, string(r.ctx.Method()), status, latency)
+	lvl := zapcore.InfoLevel
+	if status >= 500 {
+		lvl = zapcore.WarnLevel
+	}
+	if ce := s.log.Check(lvl, "request"); ce != nil {
+		key := ""
+		if r.key != nil {
+			key = r.key.name
+		}
+		ce.Write(
+			zap.String("route", routeName(r.route)),
+			zap.ByteString("method", r.ctx.Method()),
+			zap.Int("status", status),
+			zap.String("code", r.code),
+			zap.Duration("latency", latency),
+			zap.String("request_id", r.id),
+			zap.String("key", key),
+		)
+	}
+}
+
+// serveReadError answers requests fasthttp could not read: too large,
+// malformed, too slow. Always a 4xx problem.
+func (s *Server) serveReadError(ctx *fasthttp.RequestCtx, err error) {
+	r := request{srv: s, ctx: ctx, id: s.requestID(ctx)}
+	ctx.Response.Header.Set(headerReqID, r.id)
+	var p problem
+	switch err.(type) {
+	case *fasthttp.ErrSmallBuffer:
+		p = problem{code: CodeHeadersTooLarge, detail: fmt.Sprintf("request line and headers must fit in %d bytes", s.cfg.HeaderBytesMax)}
+	default:
+		if err == fasthttp.ErrBodyTooLarge {
+			p = problem{code: CodeBodyTooLarge, detail: fmt.Sprintf("request bodies are limited to %d bytes", s.cfg.BodyBytesMax)}
+		} else {
+			p = problem{code: CodeValidationFailed, detail: "the HTTP request could not be read: malformed, or too slow"}
+		}
+	}
+	r.fail(p)
+	s.m.observe(nil, "", ctx.Response.StatusCode(), 0)
+}
+
+// reply sends a JSON body.
+func (r *request) reply(status int, body []byte) {
+	r.ctx.SetStatusCode(status)
+	if status >= 400 {
+		r.ctx.SetContentType(contentProblem)
+	} else {
+		r.ctx.SetContentType(contentJSON)
+	}
+	r.ctx.SetBody(body)
+}
+
+// fail sends a problem.
+func (r *request) fail(p problem) {
+	info := codes[p.code]
+	r.code = p.code
+	r.ctx.SetStatusCode(info.status)
+	r.ctx.SetContentType(contentProblem)
+	if p.retryAfterSeconds > 0 {
+		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(p.retryAfterSeconds))
+	}
+	if p.allow != "" {
+		r.ctx.Response.Header.Set(fasthttp.HeaderAllow, p.allow)
+	}
+	r.ctx.SetBody(appendProblem(nil, &p))
+}
+
+// failErr answers an engine error.
+func (r *request) failErr(err error) {
+	p := problemOf(err)
+	if p.code == errNotMapped {
+		// Not a refusal: the journal or a store failed. A failed commit
+		// has degraded the engine; say so, with the pause to retry after.
+		r.srv.log.Error("engine call failed", zap.String("route", routeName(r.route)), zap.String("request_id", r.id), zap.Error(err))
+		if r.srv.engine.Degraded() {
+			p = problemOf(allocator.ErrDegraded)
+		}
+	}
+	if p.code == CodeSlotTaken && r.alternatives != nil {
+		p.alternatives = r.alternatives()
+	}
+	r.fail(p)
+}
+
+// invalid answers 400 validation_failed with detail.
+func (r *request) invalid(format string, args ...any) {
+	r.fail(problem{code: CodeValidationFailed, detail: fmt.Sprintf(format, args...)})
+}
+
+// location returns the time zone of an office config, cached.
+func (s *Server) location(tz string) *time.Location {
+	s.locMu.Lock()
+	defer s.locMu.Unlock()
+	if loc := s.locs[tz]; loc != nil {
+		return loc
+	}
+	loc, err := time.LoadLocation(tz)
+	if err != nil {
+		loc = time.UTC // the engine validated tz; unreachable unless the zone database changed
+	}
+	if len(s.locs) < 1024 {
+		s.locs[tz] = loc
+	}
+	return loc
+}
+
+// zapPrintf adapts zap to fasthttp's Logger.
+type zapPrintf struct{ l *zap.Logger }
+
+func (z zapPrintf) Printf(format string, args ...any) {
+	z.l.Debug("fasthttp", zap.String("msg", fmt.Sprintf(format, args...)))
+}
