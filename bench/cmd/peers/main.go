@@ -1,0 +1,85 @@
+// Command peers runs the rush against slotd, the PostgreSQL peer and the
+// Redis peer and prints the HTTP and engine tables (DESIGN §6). The peers'
+// addresses come from SLOTD_PEERS_PG and SLOTD_PEERS_REDIS, which
+// bench/peers/scripts/peers.sh sets after starting both servers; a peer
+// whose variable is empty is skipped.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"slotd/bench/peers"
+)
+
+func main() {
+	var cfg peers.Config
+	conns := flag.String("conns", "64,256", "comma-separated connection counts of the HTTP table")
+	engine := flag.String("engine", "", "comma-separated goroutine counts of the engine table (default: as -conns; \"none\" skips it)")
+	flag.IntVar(&cfg.Dates, "dates", 0, "dates rushed per run (0: 3)")
+	flag.IntVar(&cfg.ApplicantsPct, "applicants-pct", 0, "applicants per date in percent of its seats (0: 125)")
+	flag.IntVar(&cfg.CancelEvery, "cancel-every", 0, "every n-th booked applicant cancels at once (0: 20, -1: none)")
+	flag.DurationVar(&cfg.RunTimeMax, "run-time-max", 0, "cut one run after this long (0: 2m)")
+	flag.IntVar(&cfg.PostgresConnsMax, "pg-conns-max", 0, "PostgreSQL pool size (0: one per worker)")
+	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fail(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fail(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	cfg.PostgresDSN = os.Getenv("SLOTD_PEERS_PG")
+	cfg.RedisURL = os.Getenv("SLOTD_PEERS_REDIS")
+	cfg.Progress = os.Stderr
+	var err error
+	if cfg.Connections, err = parseInts(*conns); err != nil {
+		fail(fmt.Errorf("-conns: %w", err))
+	}
+	switch *engine {
+	case "":
+	case "none":
+		cfg.EngineGoroutines = []int{}
+	default:
+		if cfg.EngineGoroutines, err = parseInts(*engine); err != nil {
+			fail(fmt.Errorf("-engine: %w", err))
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := peers.Run(ctx, cfg)
+	rep.WriteTables(os.Stdout)
+	if err != nil {
+		pprof.StopCPUProfile()
+		fail(err)
+	}
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("%q is not a number", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "peers:", err)
+	os.Exit(1)
+}

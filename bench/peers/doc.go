@@ -1,0 +1,43 @@
+// Package peers runs one contended booking rush against slotd and against
+// two peer implementations of the same API subset — one on PostgreSQL, one
+// on Redis — and reports them side by side (DESIGN §6 Targets).
+//
+// # What is compared
+//
+// Three Backends implement the same subset of DESIGN §3: availability of a
+// date, hold+confirm in one step (a booking with confirm:true) and cancel.
+// Each one makes the same durable work per booking before it answers:
+//
+//	               claim                        durable record                    sync
+//	slotd     bitmap CAS in memory            booking, applicant index,        Pebble batch, pebble.Sync,
+//	                                          booking.held + .confirmed        group commit
+//	postgres  UPDATE seats … FOR UPDATE       bookings row (+ applicant and    synchronous_commit=on,
+//	          SKIP LOCKED (one statement)     active indexes), two events      fsync=on
+//	redis     Lua: BITPOS/SETBIT on a         booking hash, applicant set,     appendonly yes,
+//	          per-(office,date) bitmap        active key, two stream entries   appendfsync always
+//
+// All three enforce the duplicate rule (one active booking per applicant,
+// office and service) and hand a seat out at most once. The per-applicant
+// limit and the cancel penalty are slotd rules the rush never reaches (every
+// applicant books once and cancels at most once), so the peers leave them out.
+//
+// One fasthttp edge (NewEdge) serves every Backend with the same routes and
+// JSON, so the HTTP table differs only in the allocator and its durability.
+// The engine table drives the Backends directly (no HTTP): slotd's Go API,
+// a pgbench-style loop of the claim statement over database/sql, and a
+// redis-benchmark-style loop of EVALSHA.
+//
+// # The rush
+//
+// Every date of the Layout is released at once and applicants arrive in
+// order, date after date, more applicants than seats. N closed-loop workers
+// (one connection each) take the next applicant: read the date's slots, try
+// the first start with a free seat, and on slot_taken the next one, until
+// booked or sold out. Every CancelEvery-th booked applicant cancels right
+// away, freeing its seat for a later applicant. Afterwards the run checks the
+// backend's stored state against the acknowledged answers: every
+// acknowledged booking that was not cancelled owns its seat, no seat has two
+// owners, and nothing unacknowledged owns one (Verify).
+//
+// The package owns no globals: everything a run needs is in Config.
+package peers

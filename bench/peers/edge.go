@@ -1,0 +1,201 @@
+package peers
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// The edge: the routes and JSON of DESIGN §3 that the rush uses, the same
+// for every Backend. It has no auth, idempotency or metrics — none of the
+// three pays for them — so what differs between the runs is the Backend.
+
+// requestBodyBytesMax bounds a request body; larger ones are refused with
+// 400 before they are decoded.
+const requestBodyBytesMax = 4 << 10
+
+// Error codes of DESIGN §3 the edge answers with.
+const (
+	codeValidation  = "validation_failed"
+	codeNotFound    = "not_found"
+	codeSlotTaken   = "slot_taken"
+	codeDuplicate   = "duplicate_booking"
+	codeTransition  = "invalid_transition"
+	codeNotReleased = "not_released"
+	codeInternal    = "internal"
+)
+
+type bookingJSON struct {
+	ID        string    `json:"id"`
+	Number    string    `json:"number"`
+	Office    string    `json:"office"`
+	Service   string    `json:"service"`
+	Applicant string    `json:"applicant"`
+	Window    int       `json:"window"`
+	Start     time.Time `json:"start"`
+	End       time.Time `json:"end"`
+	Status    string    `json:"status"`
+}
+
+type slotJSON struct {
+	Start time.Time `json:"start"`
+	Free  int       `json:"free"`
+}
+
+type slotsJSON struct {
+	Slots []slotJSON `json:"slots"`
+}
+
+type holdJSON struct {
+	Office    string    `json:"office"`
+	Service   string    `json:"service"`
+	Applicant string    `json:"applicant"`
+	Start     time.Time `json:"start"`
+	Confirm   bool      `json:"confirm"`
+}
+
+type cancelJSON struct {
+	Applicant string `json:"applicant"`
+	Reason    string `json:"reason"`
+}
+
+type problemJSON struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+}
+
+// NewEdge returns the HTTP handler serving b:
+//
+//	GET  /v1/offices/{office}/days/{date}/slots?service=  → 200 {"slots": [{start, free}]}
+//	POST /v1/bookings {office, service, applicant, start} → 201 booking (confirmed), 409 slot_taken
+//	POST /v1/bookings/{id}/cancel {applicant, reason}     → 200 booking id and status
+//
+// Every booking is held and confirmed in one step, as with confirm:true.
+// Safe for concurrent use if b is.
+func NewEdge(b Backend) fasthttp.RequestHandler {
+	return func(ctx *fasthttp.RequestCtx) {
+		path := string(ctx.Path())
+		switch {
+		case ctx.IsGet() && strings.HasPrefix(path, "/v1/offices/") && strings.HasSuffix(path, "/slots"):
+			edgeSlots(ctx, b, path)
+		case ctx.IsPost() && path == "/v1/bookings":
+			edgeHold(ctx, b)
+		case ctx.IsPost() && strings.HasPrefix(path, "/v1/bookings/") && strings.HasSuffix(path, "/cancel"):
+			edgeCancel(ctx, b, path)
+		default:
+			problem(ctx, fasthttp.StatusNotFound, codeNotFound, "no route "+string(ctx.Method())+" "+path)
+		}
+	}
+}
+
+func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, path string) {
+	// /v1/offices/{office}/days/{date}/slots
+	parts := strings.Split(path, "/")
+	if len(parts) != 7 || parts[4] != "days" {
+		problem(ctx, fasthttp.StatusNotFound, codeNotFound, "no route GET "+path)
+		return
+	}
+	slots, err := b.Availability(ctx, parts[3], parts[5], string(ctx.QueryArgs().Peek("service")))
+	if err != nil {
+		backendProblem(ctx, err)
+		return
+	}
+	out := slotsJSON{Slots: make([]slotJSON, len(slots))}
+	for i, s := range slots {
+		out.Slots[i] = slotJSON(s)
+	}
+	reply(ctx, fasthttp.StatusOK, out)
+}
+
+func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
+	var req holdJSON
+	if !decode(ctx, &req) {
+		return
+	}
+	if req.Office == "" || req.Service == "" || req.Applicant == "" || req.Start.IsZero() {
+		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "office, service, applicant and start are required")
+		return
+	}
+	bk, err := b.Hold(ctx, HoldRequest{Office: req.Office, Service: req.Service, Applicant: req.Applicant, Start: req.Start})
+	if err != nil {
+		backendProblem(ctx, err)
+		return
+	}
+	reply(ctx, fasthttp.StatusCreated, bookingJSON(bk))
+}
+
+func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
+	id := strings.TrimSuffix(strings.TrimPrefix(path, "/v1/bookings/"), "/cancel")
+	var req cancelJSON
+	if !decode(ctx, &req) {
+		return
+	}
+	if err := b.Cancel(ctx, id, req.Applicant); err != nil {
+		backendProblem(ctx, err)
+		return
+	}
+	reply(ctx, fasthttp.StatusOK, struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}{id, statusCancelled})
+}
+
+// decode reads the JSON body into v, refusing unknown fields, and answers
+// 400 itself when it cannot.
+func decode(ctx *fasthttp.RequestCtx, v any) bool {
+	body := ctx.PostBody()
+	if len(body) > requestBodyBytesMax {
+		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "request body too large")
+		return false
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "malformed JSON: "+err.Error())
+		return false
+	}
+	return true
+}
+
+func reply(ctx *fasthttp.RequestCtx, status int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: peers: cannot encode a reply: " + err.Error())
+	}
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+func backendProblem(ctx *fasthttp.RequestCtx, err error) {
+	switch {
+	case errors.Is(err, ErrSlotTaken):
+		problem(ctx, fasthttp.StatusConflict, codeSlotTaken, err.Error())
+	case errors.Is(err, ErrDuplicate):
+		problem(ctx, fasthttp.StatusConflict, codeDuplicate, err.Error())
+	case errors.Is(err, ErrTransition):
+		problem(ctx, fasthttp.StatusConflict, codeTransition, err.Error())
+	case errors.Is(err, ErrNotFound):
+		problem(ctx, fasthttp.StatusNotFound, codeNotFound, err.Error())
+	case errors.Is(err, ErrNotBookable):
+		problem(ctx, fasthttp.StatusUnprocessableEntity, codeNotReleased, err.Error())
+	case errors.Is(err, ErrValidation):
+		problem(ctx, fasthttp.StatusBadRequest, codeValidation, err.Error())
+	default:
+		problem(ctx, fasthttp.StatusInternalServerError, codeInternal, err.Error())
+	}
+}
+
+func problem(ctx *fasthttp.RequestCtx, status int, code, detail string) {
+	body, _ := json.Marshal(problemJSON{Type: "about:blank", Title: fasthttp.StatusMessage(status), Status: status, Detail: detail, Code: code})
+	ctx.SetStatusCode(status)
+	ctx.SetContentType("application/problem+json")
+	ctx.SetBody(body)
+}

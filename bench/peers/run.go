@@ -1,0 +1,342 @@
+package peers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// Limits on a Config, so that a typo cannot start a run that never ends.
+const (
+	connectionsMax   = 4096
+	datesMax         = 28
+	applicantsPctMax = 1000
+)
+
+// Config is one comparison run. The zero value of every field but the
+// peers' addresses takes the default its comment names; Run validates it.
+type Config struct {
+	// Connections are the concurrency levels of the HTTP table, each run
+	// against every backend: closed-loop workers, one connection each.
+	// Nil means 64 and 256.
+	Connections []int
+	// EngineGoroutines are the concurrency levels of the engine table (no
+	// HTTP). Nil means the same as Connections; empty (non-nil) skips the
+	// engine table.
+	EngineGoroutines []int
+	// Dates is the number of dates rushed in each run, one after the
+	// other. Zero means 3.
+	Dates int
+	// ApplicantsPct is how many applicants arrive per date, in percent of
+	// the date's seats (9216 with the default layout). Zero means 125.
+	ApplicantsPct int
+	// CancelEvery makes every n-th booked applicant of the HTTP table
+	// cancel at once. Zero means 20; negative means nobody cancels. The
+	// engine table never cancels.
+	CancelEvery int
+	// RunTimeMax cuts one run (one backend at one concurrency). Zero means
+	// 2 minutes.
+	RunTimeMax time.Duration
+	// RequestTimeout bounds one HTTP request. Zero means 30 seconds.
+	RequestTimeout time.Duration
+	// PostgresDSN is the PostgreSQL peer's DSN (the script exports it as
+	// SLOTD_PEERS_PG). Empty skips the peer.
+	PostgresDSN string
+	// PostgresConnsMax bounds its connection pool. Zero means the run's
+	// concurrency (one server connection per worker).
+	PostgresConnsMax int
+	// RedisURL is the Redis peer's URL, redis://host:port/db (the script
+	// exports it as SLOTD_PEERS_REDIS). Empty skips the peer.
+	RedisURL string
+	// DataDir is where slotd's temporary stores are made (each run's is
+	// removed after it). Empty means the system's temporary directory.
+	// Put it on the same disk as the peers' data for a fair comparison.
+	DataDir string
+	// Now is the clock the dates are chosen from. Zero means time.Now().
+	Now time.Time
+	// Progress, if set, receives one line as each run starts and ends.
+	Progress io.Writer
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Connections == nil {
+		out.Connections = []int{64, 256}
+	}
+	if out.EngineGoroutines == nil {
+		out.EngineGoroutines = out.Connections
+	}
+	if out.Dates == 0 {
+		out.Dates = 3
+	}
+	if out.ApplicantsPct == 0 {
+		out.ApplicantsPct = 125
+	}
+	if out.CancelEvery == 0 {
+		out.CancelEvery = 20
+	}
+	if out.RunTimeMax == 0 {
+		out.RunTimeMax = 2 * time.Minute
+	}
+	if out.RequestTimeout == 0 {
+		out.RequestTimeout = 30 * time.Second
+	}
+	if out.Now.IsZero() {
+		out.Now = time.Now()
+	}
+	if out.Progress == nil {
+		out.Progress = io.Discard
+	}
+	return out
+}
+
+// validate returns the first problem with c (after defaults).
+func (c *Config) validate() error {
+	for _, n := range append(append([]int(nil), c.Connections...), c.EngineGoroutines...) {
+		if n < 1 || n > connectionsMax {
+			return fmt.Errorf("peers: concurrency %d must be in 1..%d", n, connectionsMax)
+		}
+	}
+	switch {
+	case len(c.Connections) == 0:
+		return errors.New("peers: Config.Connections is empty; nil means 64 and 256")
+	case c.Dates < 1 || c.Dates > datesMax:
+		return fmt.Errorf("peers: Config.Dates %d must be in 1..%d", c.Dates, datesMax)
+	case c.ApplicantsPct < 1 || c.ApplicantsPct > applicantsPctMax:
+		return fmt.Errorf("peers: Config.ApplicantsPct %d must be in 1..%d", c.ApplicantsPct, applicantsPctMax)
+	case c.RunTimeMax < 0 || c.RequestTimeout < 0:
+		return errors.New("peers: Config.RunTimeMax and RequestTimeout must not be negative; 0 means the default")
+	case c.PostgresConnsMax < 0:
+		return errors.New("peers: Config.PostgresConnsMax must not be negative; 0 means one per worker")
+	}
+	return nil
+}
+
+// Report is the outcome of Run: the rows of the two tables.
+type Report struct {
+	Layout Layout
+	HTTP   []Result
+	Engine []Result
+	// Skipped names the peers that were not configured.
+	Skipped []string
+}
+
+// Run rushes every configured backend at every concurrency, through the
+// edge and then directly, and returns the rows. An error of one backend's
+// setup ends the run; errors during a rush are counted in its row.
+func Run(ctx context.Context, cfg Config) (Report, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return Report{}, err
+	}
+	lay := DefaultLayout(cfg.Now, cfg.Dates)
+	rep := Report{Layout: lay}
+	type opener struct {
+		name string
+		open func(workers int) (Backend, func(), error)
+	}
+	openers := []opener{{"slotd", func(int) (Backend, func(), error) {
+		dir, err := os.MkdirTemp(cfg.DataDir, "slotd-peers-*")
+		if err != nil {
+			return nil, nil, err
+		}
+		b, err := OpenSlotd(dir, lay)
+		if err != nil {
+			_ = os.RemoveAll(dir)
+			return nil, nil, err
+		}
+		return b, func() { _ = os.RemoveAll(dir) }, nil
+	}}}
+	if cfg.PostgresDSN != "" {
+		openers = append(openers, opener{"postgres", func(workers int) (Backend, func(), error) {
+			b, err := OpenPostgres(ctx, cfg.PostgresDSN, lay, cmp(cfg.PostgresConnsMax, workers))
+			return b, func() {}, err
+		}})
+	} else {
+		rep.Skipped = append(rep.Skipped, "postgres")
+	}
+	if cfg.RedisURL != "" {
+		openers = append(openers, opener{"redis", func(workers int) (Backend, func(), error) {
+			b, err := OpenRedis(ctx, cfg.RedisURL, lay, workers)
+			return b, func() {}, err
+		}})
+	} else {
+		rep.Skipped = append(rep.Skipped, "redis")
+	}
+	rc := rushConfig{
+		lay:               lay,
+		applicantsPerDate: lay.Seats() * cfg.ApplicantsPct / 100,
+		cancelEvery:       max(cfg.CancelEvery, 0),
+		readAvailability:  true,
+		durationMax:       cfg.RunTimeMax,
+	}
+	for _, n := range cfg.Connections {
+		for _, o := range openers {
+			rc.workers = n
+			res, err := runOne(ctx, cfg, o.name, "http", rc, o.open)
+			if err != nil {
+				return rep, err
+			}
+			rep.HTTP = append(rep.HTTP, res)
+		}
+	}
+	rc.cancelEvery, rc.readAvailability = 0, false
+	for _, n := range cfg.EngineGoroutines {
+		for _, o := range openers {
+			rc.workers = n
+			res, err := runOne(ctx, cfg, o.name, "engine", rc, o.open)
+			if err != nil {
+				return rep, err
+			}
+			rep.Engine = append(rep.Engine, res)
+		}
+	}
+	return rep, nil
+}
+
+// cmp returns a if it is set, else b.
+func cmp(a, b int) int {
+	if a > 0 {
+		return a
+	}
+	return b
+}
+
+// runOne opens a fresh backend, rushes it (through a loopback edge in
+// mode "http"), verifies and closes it.
+func runOne(ctx context.Context, cfg Config, name, mode string, rc rushConfig,
+	open func(workers int) (Backend, func(), error)) (Result, error) {
+	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, mode, rc.workers)
+	b, cleanup, err := open(rc.workers)
+	if err != nil {
+		return Result{}, fmt.Errorf("cannot open %s: %w", name, err)
+	}
+	defer cleanup()
+	defer b.Close()
+	var newClient func() client
+	if mode == "http" {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return Result{}, err
+		}
+		srv := &fasthttp.Server{
+			Handler:            NewEdge(b),
+			Name:               "slotd-peers",
+			MaxRequestBodySize: requestBodyBytesMax,
+			ReadTimeout:        cfg.RequestTimeout,
+			WriteTimeout:       cfg.RequestTimeout,
+		}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() { _ = srv.Shutdown() }()
+		hc := &fasthttp.HostClient{
+			Addr:         ln.Addr().String(),
+			MaxConns:     rc.workers,
+			ReadTimeout:  cfg.RequestTimeout,
+			WriteTimeout: cfg.RequestTimeout,
+		}
+		newClient = func() client { return newHTTPClient(hc, &rc.lay, cfg.RequestTimeout) }
+	} else {
+		newClient = func() client { return &directClient{b: b, lay: &rc.lay} }
+	}
+	res, err := rush(ctx, rc, b, newClient)
+	if err != nil {
+		return Result{}, err
+	}
+	res.Backend, res.Mode = name, mode
+	if n, ok := b.(interface{ Note() string }); ok {
+		res.Note = n.Note()
+	}
+	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
+		name, mode, rc.workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
+	return res, nil
+}
+
+// WriteTables prints the HTTP table and the engine table.
+func (r *Report) WriteTables(w io.Writer) {
+	l := &r.Layout
+	fmt.Fprintf(w, "Rush: office %s, %d dates × %d seats (%d windows × %d starts), applicants in order, more than seats.\n",
+		l.Office, len(l.Dates), l.Seats(), l.Windows, l.Steps())
+	if len(r.Skipped) > 0 {
+		fmt.Fprintf(w, "Skipped (not configured): %s\n", strings.Join(r.Skipped, ", "))
+	}
+	if len(r.HTTP) > 0 {
+		fmt.Fprintf(w, "\nHTTP (one fasthttp edge, closed loop over loopback; latency of POST /v1/bookings)\n")
+		writeTable(w, r.HTTP, true)
+	}
+	if len(r.Engine) > 0 {
+		fmt.Fprintf(w, "\nEngine (no HTTP: slotd Go API / claim statement over database/sql / EVALSHA; latency of one claim)\n")
+		writeTable(w, r.Engine, false)
+	}
+}
+
+func writeTable(w io.Writer, rows []Result, http bool) {
+	head := "%-9s %5s %10s %9s %9s %9s %7s %7s %7s  %-18s %s\n"
+	fmt.Fprintf(w, head, "backend", "conns", "bookings/s", "p50", "p99", "conflicts", "cancels", "errors", "soldout", "slotd ×", "verified")
+	slotdRate := map[int]float64{}
+	for _, r := range rows {
+		if r.Backend == "slotd" {
+			slotdRate[r.Connections] = r.BookingsPerSecond()
+		}
+	}
+	for _, r := range rows {
+		ratio := "-"
+		if s, ok := slotdRate[r.Connections]; ok && r.Backend != "slotd" && r.BookingsPerSecond() > 0 {
+			ratio = fmt.Sprintf("%.1f×", s/r.BookingsPerSecond())
+			if t := target(r.Backend); t > 0 {
+				ok := "met"
+				if s/r.BookingsPerSecond() < t {
+					ok = "MISSED"
+				}
+				ratio += fmt.Sprintf(" (≥%.0f× %s)", t, ok)
+			}
+		}
+		verified := "ok"
+		if !r.Verified {
+			verified = "FAILED: " + r.VerifyError
+		}
+		if r.Cut {
+			verified += " (cut by time limit)"
+		}
+		cancels := fmt.Sprint(r.Cancels)
+		if !http {
+			cancels = "-"
+		}
+		fmt.Fprintf(w, "%-9s %5d %10.0f %9s %9s %9d %7s %7d %7d  %-18s %s\n",
+			r.Backend, r.Connections, r.BookingsPerSecond(), fmtLatency(r.HoldP50), fmtLatency(r.HoldP99),
+			r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
+		if r.FirstError != "" {
+			fmt.Fprintf(w, "          first error: %s\n", r.FirstError)
+		}
+		if r.Note != "" {
+			fmt.Fprintf(w, "          %s\n", r.Note)
+		}
+	}
+}
+
+// target is DESIGN §6's ratio of slotd to the peer.
+func target(backend string) float64 {
+	switch backend {
+	case "postgres":
+		return 10
+	case "redis":
+		return 2
+	}
+	return 0
+}
+
+func fmtLatency(d time.Duration) string {
+	switch {
+	case d >= time.Second:
+		return fmt.Sprintf("%.2fs", d.Seconds())
+	case d >= time.Millisecond:
+		return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.0fµs", float64(d)/float64(time.Microsecond))
+}

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Runs the peer comparison (DESIGN §6): installs PostgreSQL and Redis if
+# missing, starts both on 127.0.0.1 with temporary data directories and
+# every write synced (PostgreSQL: fsync=on, synchronous_commit=on; Redis:
+# appendonly yes, appendfsync always), runs the Go program with their
+# addresses in SLOTD_PEERS_PG and SLOTD_PEERS_REDIS, and stops both and
+# removes the directories on exit, however it exits.
+#
+# Usage: bench/peers/scripts/peers.sh [flags of bench/cmd/peers]
+# Environment: GO (default go), PEERS_TMP (parent of the temporary
+# directories; default the system's; slotd's stores go there too, so all
+# three sync to the same disk).
+set -euo pipefail
+
+cd "$(dirname "$0")/../../.."
+GO=${GO:-go}
+
+need_install=()
+command -v redis-server >/dev/null || need_install+=(redis-server)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_install+=(postgresql)
+if ((${#need_install[@]})); then
+	as_root=()
+	[ "$(id -u)" -eq 0 ] || as_root=(sudo)
+	echo "peers: installing ${need_install[*]}" >&2
+	if ! "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_install[@]}" >&2; then
+		"${as_root[@]}" apt-get update >&2
+		"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y "${need_install[@]}" >&2
+	fi
+fi
+# The Debian packages start their own services; this script uses its own
+# instances and leaves those alone.
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+
+# free_port prints a TCP port nobody listens on at 127.0.0.1.
+free_port() {
+	local p
+	for _ in $(seq 1 200); do
+		p=$((20000 + RANDOM % 20000))
+		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+			echo "$p"
+			return
+		fi
+	done
+	echo "peers: no free port found" >&2
+	return 1
+}
+
+TMP=$(mktemp -d "${PEERS_TMP:-${TMPDIR:-/tmp}}/slotd-peers.XXXXXX")
+PGDATA=$TMP/pg
+REDISDIR=$TMP/redis
+mkdir -p "$PGDATA" "$REDISDIR" "$TMP/slotd"
+PG_STARTED=
+REDIS_PID=
+
+# PostgreSQL refuses to run as root: run it as the postgres user then.
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+	chown -R postgres: "$PGDATA"
+	chmod 755 "$TMP"
+	as_pg=(runuser -u postgres --)
+fi
+
+cleanup() {
+	local rc=$?
+	if [ -n "$PG_STARTED" ]; then
+		"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 || true
+	fi
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+	fi
+	rm -rf "$TMP"
+	exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+PGPORT=$(free_port)
+"${as_pg[@]}" "$PGBIN/initdb" -D "$PGDATA" -U postgres -A trust -E UTF8 --no-locale >"$TMP/initdb.log" 2>&1 ||
+	{ cat "$TMP/initdb.log" >&2; exit 1; }
+"${as_pg[@]}" "$PGBIN/pg_ctl" -D "$PGDATA" -l "$PGDATA/server.log" -w -t 60 start -o \
+	"-c listen_addresses=127.0.0.1 -p $PGPORT -c unix_socket_directories=$PGDATA \
+	 -c fsync=on -c synchronous_commit=on -c full_page_writes=on \
+	 -c max_connections=600 -c shared_buffers=256MB" >/dev/null ||
+	{ cat "$PGDATA/server.log" >&2; exit 1; }
+PG_STARTED=1
+
+REDISPORT=$(free_port)
+redis-server --port "$REDISPORT" --bind 127.0.0.1 --dir "$REDISDIR" \
+	--appendonly yes --appendfsync always --save '' --protected-mode yes \
+	--maxclients 4096 --daemonize no --logfile "$REDISDIR/redis.log" &
+REDIS_PID=$!
+for _ in $(seq 1 100); do
+	redis-cli -p "$REDISPORT" ping >/dev/null 2>&1 && break
+	sleep 0.1
+done
+redis-cli -p "$REDISPORT" ping >/dev/null || { cat "$REDISDIR/redis.log" >&2; exit 1; }
+
+export SLOTD_PEERS_PG="postgres://postgres@127.0.0.1:$PGPORT/postgres?sslmode=disable"
+export SLOTD_PEERS_REDIS="redis://127.0.0.1:$REDISPORT/0"
+echo "peers: PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT, Redis $(redis-server --version | awk '{print $3}' | cut -d= -f2) on 127.0.0.1:$REDISPORT, data in $TMP" >&2
+
+if [ -n "${PEERS_CMD:-}" ]; then
+	# Used by make to run the tests against the live peers instead.
+	eval "$PEERS_CMD"
+else
+	"$GO" run ./bench/cmd/peers -data-dir "$TMP/slotd" "$@"
+fi
