@@ -163,7 +163,10 @@ func (e *Engine) RejectCancel(now time.Time, id ID, meta Meta) (Booking, error) 
 		if cur.Status != StatusCancelRequested {
 			return effect{}, refuse(cur, "reject the cancel of")
 		}
-		return effect{next: cur.next(now, StatusConfirmed, meta.Actor, meta.Reason), event: EventConfirmed}, nil
+		// scheduled: the no-show timer set at confirm may have fired while
+		// the booking was cancel_requested and been dropped as stale; the
+		// booking is confirmed again, so it needs its timers again.
+		return effect{next: cur.next(now, StatusConfirmed, meta.Actor, meta.Reason), event: EventConfirmed, scheduled: true}, nil
 	})
 }
 

@@ -48,7 +48,10 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 		return fmt.Errorf("cannot restore booking %s: seat window %d step %d+%d is outside office %s", rec.ID, rec.Window, rec.Step, rec.Slots, o.id)
 	}
 	d := o.day(l, rec.Date)
-	if rec.Status.Active() {
+	// A closed day has every bit at 0 (CloseDate withdrew them), yet a
+	// checked_in booking keeps its status through the closure: its seat
+	// stays taken without a claim, as in the running engine.
+	if rec.Status.Active() && !d.closed.Load() {
 		if !d.claim(int(rec.Window), int(rec.Step), int(rec.Slots)) {
 			return fmt.Errorf("cannot restore booking %s (%s): its seat is taken by another active booking or lies outside the office's hours", rec.ID, bookingNumber(rec.Office, rec.Date, rec.Seq))
 		}

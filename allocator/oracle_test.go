@@ -1,0 +1,1453 @@
+package allocator
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Oracle tests, in the spirit of raft's quick.CheckEqual: the lock-free
+// engine and a plain model — maps and slices, one goroutine, no bitmaps, no
+// CAS, no timer wheel, no shared code with the engine beyond the public
+// types — run the same long random operation sequences and must agree on
+// every result (success or which sentinel error; for a success the seat,
+// status and booking serial) and on the state at checkpoints and at the end
+// (every booking, every applicant's active count and block, free starts per
+// day and per step, counters against bitmaps).
+//
+// The model states the semantics of DESIGN §1 directly: a seat is free when
+// it is in opening hours, its date is not closed, and no active booking owns
+// it; an exact start takes the lowest free window; earliest_after takes the
+// earliest start, then the lowest window; holds expire and no-shows fire on
+// Tick by time alone.
+//
+// A failure prints the seed and the operations that led to it. Scale a run
+// with -oracle.ops and -oracle.seeds (for example -oracle.ops=200000).
+
+var (
+	oracleOpsFlag   = flag.Int("oracle.ops", 2500, "operations per seed in the oracle tests")
+	oracleSeedsFlag = flag.Int("oracle.seeds", 4, "seeds per oracle test")
+)
+
+// ---------------------------------------------------------------------------
+// The model.
+
+type oracleSeat struct {
+	office string
+	date   Date
+	window int
+	step   int
+}
+
+type modelService struct {
+	id            string
+	slots         int
+	weekdays      []time.Weekday // nil: every day the office is open
+	reschedulable bool
+}
+
+type modelPolicy struct {
+	horizonDays                                              int
+	releaseMinute                                            int
+	holdTTL, cancelCutoff, lateCancelFloor, rescheduleCutoff time.Duration
+	noShowGrace                                              time.Duration
+	maxReschedules, maxActive                                int
+}
+
+// The cancel penalty is the same at every office of the oracle: Tick visits
+// offices in no fixed order, and penalties of one instant under different
+// policies would then depend on that order.
+const (
+	modelPenaltyCount  = 3
+	modelPenaltyWindow = 720 * time.Hour
+	modelPenaltyBlock  = 72 * time.Hour
+)
+
+type modelOffice struct {
+	id, region  string
+	stepMinutes int
+	windows     int
+	hours       map[time.Weekday][][2]int // [from, to) in minutes of the day
+	services    []modelService
+	policy      modelPolicy
+	closed      map[Date]bool
+	released    Date
+	seq         map[Date]uint32
+}
+
+type modelBooking struct {
+	office, service, applicant string
+	date                       Date
+	window, step, slots        int
+	status                     Status
+	holdExpiresUnixNano        int64
+	reschedules                int
+	seq                        uint32
+}
+
+type modelApplicant struct {
+	active               int
+	services             map[string]int
+	penaltiesUnixNano    []int64
+	blockedUntilUnixNano int64
+}
+
+type oracleModel struct {
+	offices  map[string]*modelOffice
+	order    []string
+	bookings []*modelBooking
+	owner    map[oracleSeat]int
+	apps     map[string]*modelApplicant
+}
+
+var modelDayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
+
+func modelCivil(d Date) (int, time.Month, int) { return time.Unix(int64(d)*86400, 0).UTC().Date() }
+
+func modelWeekday(d Date) time.Weekday { return time.Unix(int64(d)*86400, 0).UTC().Weekday() }
+
+// modelToday is the Moscow date of t (every oracle office is in Moscow).
+func modelToday(t time.Time) Date {
+	y, m, dd := t.In(msk).Date()
+	return Date(time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix() / 86400)
+}
+
+func (mo *modelOffice) steps() int { return 1440 / mo.stepMinutes }
+
+func (mo *modelOffice) start(date Date, step int) time.Time {
+	y, m, dd := modelCivil(date)
+	return time.Date(y, m, dd, 0, step*mo.stepMinutes, 0, 0, msk)
+}
+
+func (mo *modelOffice) service(id string) *modelService {
+	for i := range mo.services {
+		if mo.services[i].id == id {
+			return &mo.services[i]
+		}
+	}
+	return nil
+}
+
+func (mo *modelOffice) open(date Date, step int) bool {
+	minute := step * mo.stepMinutes
+	for _, iv := range mo.hours[modelWeekday(date)] {
+		if iv[0] <= minute && minute < iv[1] {
+			return true
+		}
+	}
+	return false
+}
+
+func (mo *modelOffice) config() OfficeConfig {
+	clock := func(m int) string { return fmt.Sprintf("%02d:%02d", m/60, m%60) }
+	hours := map[string][]string{}
+	for wd, ivs := range mo.hours {
+		for _, iv := range ivs {
+			hours[modelDayNames[wd]] = append(hours[modelDayNames[wd]], clock(iv[0])+"-"+clock(iv[1]))
+		}
+	}
+	var svcs []ServiceConfig
+	for _, s := range mo.services {
+		sc := ServiceConfig{ID: s.id, Name: strings.ToUpper(s.id), Slots: s.slots, Reschedulable: s.reschedulable}
+		for _, wd := range s.weekdays {
+			sc.Weekdays = append(sc.Weekdays, modelDayNames[wd])
+		}
+		svcs = append(svcs, sc)
+	}
+	p := mo.policy
+	return OfficeConfig{
+		ID: mo.id, Name: "Office " + mo.id, Region: mo.region, City: "Москва", Timezone: "Europe/Moscow",
+		SlotMinutes: mo.stepMinutes, Windows: mo.windows, Hours: hours, Services: svcs,
+		Policy: PolicyConfig{
+			HorizonDays: p.horizonDays, ReleaseTime: clock(p.releaseMinute), HoldTTL: Duration(p.holdTTL),
+			CancelCutoff: Duration(p.cancelCutoff), LateCancelFloor: Duration(p.lateCancelFloor),
+			RescheduleCutoff: Duration(p.rescheduleCutoff), MaxReschedules: p.maxReschedules,
+			MaxActivePerApplicant: p.maxActive, NoShowGrace: Duration(p.noShowGrace),
+			ReminderBefore: Duration(24 * time.Hour),
+			CancelPenalty:  PenaltyConfig{Count: modelPenaltyCount, Window: Duration(modelPenaltyWindow), Block: Duration(modelPenaltyBlock)},
+		},
+	}
+}
+
+// oracleOffices are the offices of every oracle run:
+//   - a:  15-minute grid, 2 windows, weekdays with a lunch break, the
+//     default policy;
+//   - a2: the same services at 1 window, a 48h cancel cutoff, one
+//     reschedule, two active bookings, a 09:00 release;
+//   - f:  5-minute grid around the clock (288 steps, runs crossing the
+//     63/64, 127/128 … word boundaries), 1- to 3-step services.
+func oracleOffices() []*modelOffice {
+	def := modelPolicy{horizonDays: 30, holdTTL: 10 * time.Minute, cancelCutoff: 24 * time.Hour,
+		lateCancelFloor: 12 * time.Hour, rescheduleCutoff: 24 * time.Hour, noShowGrace: 15 * time.Minute,
+		maxReschedules: 2, maxActive: 3}
+	weekdays := map[time.Weekday][][2]int{}
+	for wd := time.Monday; wd <= time.Friday; wd++ {
+		weekdays[wd] = [][2]int{{9 * 60, 13 * 60}, {14 * 60, 18 * 60}}
+	}
+	allDay := map[time.Weekday][][2]int{}
+	for wd := time.Sunday; wd <= time.Saturday; wd++ {
+		allDay[wd] = [][2]int{{0, 1440}}
+	}
+	a := &modelOffice{id: "a", region: "moscow", stepMinutes: 15, windows: 2, hours: weekdays, policy: def,
+		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, weekdays: []time.Weekday{time.Monday, time.Wednesday}}}}
+	p2 := def
+	p2.cancelCutoff, p2.maxReschedules, p2.maxActive, p2.releaseMinute = 48*time.Hour, 1, 2, 9*60
+	a2 := &modelOffice{id: "a2", region: "moscow", stepMinutes: 15, windows: 1, hours: weekdays, policy: p2,
+		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true}}}
+	p3 := def
+	p3.holdTTL, p3.noShowGrace = 3*time.Minute, 0
+	f := &modelOffice{id: "f", region: "spb", stepMinutes: 5, windows: 2, hours: allDay, policy: p3,
+		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true},
+			{id: "three", slots: 3, weekdays: []time.Weekday{time.Monday, time.Wednesday, time.Friday, time.Saturday}}}}
+	return []*modelOffice{a, a2, f}
+}
+
+// hotSteps are the steps the generator aims at, so that requests collide.
+func (mo *modelOffice) hotSteps() []int {
+	if mo.stepMinutes == 5 {
+		return []int{62, 63, 64, 127, 128, 287}
+	}
+	return []int{36, 37, 52, 56, 71}
+}
+
+func newOracleModel(now time.Time) *oracleModel {
+	m := &oracleModel{offices: map[string]*modelOffice{}, owner: map[oracleSeat]int{}, apps: map[string]*modelApplicant{}}
+	for _, mo := range oracleOffices() {
+		mo.closed, mo.seq = map[Date]bool{}, map[Date]uint32{}
+		mo.released = m.autoReleased(mo, now)
+		m.offices[mo.id] = mo
+		m.order = append(m.order, mo.id)
+	}
+	return m
+}
+
+func (m *oracleModel) autoReleased(mo *modelOffice, now time.Time) Date {
+	lt := now.In(msk)
+	through := modelToday(now) + Date(mo.policy.horizonDays)
+	if lt.Hour()*60+lt.Minute() < mo.policy.releaseMinute {
+		through--
+	}
+	return through
+}
+
+func (m *oracleModel) app(id string) *modelApplicant {
+	a := m.apps[id]
+	if a == nil {
+		a = &modelApplicant{services: map[string]int{}}
+		m.apps[id] = a
+	}
+	return a
+}
+
+func (m *oracleModel) seatFree(mo *modelOffice, date Date, w, s int) bool {
+	if mo.closed[date] || !mo.open(date, s) {
+		return false
+	}
+	_, taken := m.owner[oracleSeat{mo.id, date, w, s}]
+	return !taken
+}
+
+func (m *oracleModel) runFree(mo *modelOffice, date Date, w, s, slots int) bool {
+	if s+slots > mo.steps() {
+		return false
+	}
+	for i := s; i < s+slots; i++ {
+		if !m.seatFree(mo, date, w, i) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *oracleModel) bookableDate(mo *modelOffice, svc *modelService, date Date, now time.Time) error {
+	offered := svc.weekdays == nil || slices.Contains(svc.weekdays, modelWeekday(date))
+	if date < modelToday(now) || date > mo.released || mo.closed[date] || !offered || len(mo.hours[modelWeekday(date)]) == 0 {
+		return ErrNotReleased
+	}
+	return nil
+}
+
+func (m *oracleModel) bookable(mo *modelOffice, svc *modelService, date Date, step int, now time.Time) error {
+	if err := m.bookableDate(mo, svc, date, now); err != nil {
+		return err
+	}
+	if step+svc.slots > mo.steps() {
+		return ErrNotReleased
+	}
+	for s := step; s < step+svc.slots; s++ {
+		if !mo.open(date, s) {
+			return ErrNotReleased
+		}
+	}
+	if !mo.start(date, step).After(now) {
+		return ErrNotReleased
+	}
+	return nil
+}
+
+// gridStep maps a start to (date, step) or refuses it as off the grid.
+func (m *oracleModel) gridStep(mo *modelOffice, t time.Time) (Date, int, error) {
+	lt := t.In(msk)
+	minute := lt.Hour()*60 + lt.Minute()
+	if lt.Second() != 0 || lt.Nanosecond() != 0 || minute%mo.stepMinutes != 0 {
+		return 0, 0, ErrValidation
+	}
+	return modelToday(t), minute / mo.stepMinutes, nil
+}
+
+func (m *oracleModel) reserve(app string, mo *modelOffice, svc string, now time.Time) error {
+	a := m.app(app)
+	key := mo.id + "/" + svc
+	switch {
+	case a.blockedUntilUnixNano > now.UnixNano():
+		return ErrApplicantBlocked
+	case a.services[key] > 0:
+		return ErrDuplicateBooking
+	case a.active >= mo.policy.maxActive:
+		return ErrLimitReached
+	}
+	a.active++
+	a.services[key]++
+	return nil
+}
+
+func (m *oracleModel) unreserve(app, office, svc string) {
+	a := m.app(app)
+	key := office + "/" + svc
+	a.active--
+	if a.services[key]--; a.services[key] == 0 {
+		delete(a.services, key)
+	}
+}
+
+// penalise: the count of penalised events within the window reaching the
+// limit blocks the applicant for the block time and starts the count over.
+func (m *oracleModel) penalise(app string, now time.Time) {
+	a := m.app(app)
+	var keep []int64
+	for _, x := range a.penaltiesUnixNano {
+		if x > now.UnixNano()-int64(modelPenaltyWindow) {
+			keep = append(keep, x)
+		}
+	}
+	a.penaltiesUnixNano = append(keep, now.UnixNano())
+	if len(a.penaltiesUnixNano) >= modelPenaltyCount {
+		a.blockedUntilUnixNano = max(a.blockedUntilUnixNano, now.UnixNano()+int64(modelPenaltyBlock))
+		a.penaltiesUnixNano = nil
+	}
+}
+
+func (m *oracleModel) take(k int, b *modelBooking) {
+	for s := b.step; s < b.step+b.slots; s++ {
+		m.owner[oracleSeat{b.office, b.date, b.window, s}] = k
+	}
+}
+
+func (m *oracleModel) free(b *modelBooking) {
+	for s := b.step; s < b.step+b.slots; s++ {
+		delete(m.owner, oracleSeat{b.office, b.date, b.window, s})
+	}
+}
+
+// leave ends an active booking: seat and applicant count go back.
+func (m *oracleModel) leave(b *modelBooking, to Status) {
+	b.status = to
+	b.holdExpiresUnixNano = 0
+	m.free(b)
+	m.unreserve(b.applicant, b.office, b.service)
+}
+
+func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
+	mo := m.offices[op.office]
+	if mo == nil {
+		return errResult(ErrOfficeNotFound)
+	}
+	svc := mo.service(op.service)
+	if svc == nil {
+		return errResult(ErrServiceNotFound)
+	}
+	var date Date
+	var step int
+	if !op.start.IsZero() {
+		var err error
+		if date, step, err = m.gridStep(mo, op.start); err != nil {
+			return errResult(err)
+		}
+		if err := m.bookable(mo, svc, date, step, now); err != nil {
+			return errResult(err)
+		}
+	}
+	if err := m.reserve(op.applicant, mo, svc.id, now); err != nil {
+		return errResult(err)
+	}
+	w := -1
+	if !op.start.IsZero() {
+		for x := 0; x < mo.windows && w < 0; x++ {
+			if m.runFree(mo, date, x, step, svc.slots) {
+				w = x
+			}
+		}
+	} else {
+		date, step, w = m.earliest(mo, svc, op.after, now)
+	}
+	if w < 0 {
+		m.unreserve(op.applicant, mo.id, svc.id)
+		return errResult(ErrSlotTaken)
+	}
+	mo.seq[date]++
+	b := &modelBooking{office: mo.id, service: svc.id, applicant: op.applicant, date: date, window: w, step: step,
+		slots: svc.slots, status: StatusHeld, holdExpiresUnixNano: now.Add(mo.policy.holdTTL).UnixNano(), seq: mo.seq[date]}
+	if op.confirm {
+		b.status, b.holdExpiresUnixNano = StatusConfirmed, 0
+	}
+	m.bookings = append(m.bookings, b)
+	m.take(len(m.bookings)-1, b)
+	return bookingResultOf(b)
+}
+
+// earliest is the first (date, start) at or after from and after now with
+// a free run, at its lowest free window.
+func (m *oracleModel) earliest(mo *modelOffice, svc *modelService, from, now time.Time) (Date, int, int) {
+	if from.Before(now) {
+		from = now
+	}
+	for date := modelToday(from); date <= mo.released; date++ {
+		if m.bookableDate(mo, svc, date, now) != nil {
+			continue
+		}
+		for s := 0; s < mo.steps(); s++ {
+			if st := mo.start(date, s); st.Before(from) || !st.After(now) {
+				continue
+			}
+			for w := 0; w < mo.windows; w++ {
+				if m.runFree(mo, date, w, s, svc.slots) {
+					return date, s, w
+				}
+			}
+		}
+	}
+	return 0, 0, -1
+}
+
+func (m *oracleModel) booking(k int, applicant string) (*modelBooking, error) {
+	if k < 0 || k >= len(m.bookings) || (applicant != "" && m.bookings[k].applicant != applicant) {
+		return nil, ErrBookingNotFound
+	}
+	return m.bookings[k], nil
+}
+
+func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
+	b, err := m.booking(op.k, op.applicant)
+	if err != nil {
+		return errResult(err)
+	}
+	mo := m.offices[b.office]
+	start := mo.start(b.date, b.step)
+	switch op.kind {
+	case opConfirm:
+		if b.status != StatusHeld || now.UnixNano() >= b.holdExpiresUnixNano {
+			return errResult(ErrInvalidTransition)
+		}
+		b.status, b.holdExpiresUnixNano = StatusConfirmed, 0
+	case opCancel:
+		switch b.status {
+		case StatusHeld:
+			m.leave(b, StatusCancelled)
+		case StatusConfirmed:
+			switch left := start.Sub(now); {
+			case left >= mo.policy.cancelCutoff:
+				m.leave(b, StatusCancelled)
+				m.penalise(b.applicant, now)
+			case left >= mo.policy.lateCancelFloor:
+				b.status = StatusCancelRequested
+			default:
+				return errResult(ErrTooLateToCancel)
+			}
+		default:
+			return errResult(ErrInvalidTransition)
+		}
+	case opApprove:
+		if b.status != StatusCancelRequested {
+			return errResult(ErrInvalidTransition)
+		}
+		m.leave(b, StatusCancelled)
+		m.penalise(b.applicant, now)
+	case opReject:
+		if b.status != StatusCancelRequested {
+			return errResult(ErrInvalidTransition)
+		}
+		b.status = StatusConfirmed
+	case opForceCancel:
+		if b.status != StatusHeld && b.status != StatusConfirmed && b.status != StatusCancelRequested {
+			return errResult(ErrInvalidTransition)
+		}
+		m.leave(b, StatusCancelled)
+	case opCheckIn:
+		if b.status != StatusConfirmed || modelToday(now) != b.date {
+			return errResult(ErrInvalidTransition)
+		}
+		b.status = StatusCheckedIn
+	case opComplete:
+		if b.status != StatusCheckedIn {
+			return errResult(ErrInvalidTransition)
+		}
+		m.leave(b, StatusCompleted)
+	case opNoShow:
+		if b.status != StatusConfirmed || now.Before(start) {
+			return errResult(ErrInvalidTransition)
+		}
+		m.leave(b, StatusNoShow)
+		m.penalise(b.applicant, now)
+	}
+	return bookingResultOf(b)
+}
+
+func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
+	b, err := m.booking(op.k, op.applicant)
+	if err != nil {
+		return errResult(err)
+	}
+	oo := m.offices[b.office]
+	no := oo
+	if op.office != "" && op.office != b.office {
+		if no = m.offices[op.office]; no == nil {
+			return errResult(ErrOfficeNotFound)
+		}
+	}
+	switch {
+	case b.status != StatusConfirmed:
+		return errResult(ErrInvalidTransition)
+	case !oo.service(b.service).reschedulable:
+		return errResult(ErrNotReschedulable)
+	case b.reschedules >= oo.policy.maxReschedules:
+		return errResult(ErrRescheduleLimit)
+	case oo.start(b.date, b.step).Sub(now) < oo.policy.rescheduleCutoff:
+		return errResult(ErrTooLateToReschedule)
+	}
+	svc := no.service(b.service)
+	if svc == nil {
+		return errResult(ErrServiceNotFound)
+	}
+	date, step, err := m.gridStep(no, op.start)
+	if err != nil {
+		return errResult(err)
+	}
+	if no == oo && date == b.date && step == b.step {
+		return errResult(ErrInvalidTransition)
+	}
+	if err := m.bookable(no, svc, date, step, now); err != nil {
+		return errResult(err)
+	}
+	a := m.app(b.applicant)
+	if no != oo && a.services[no.id+"/"+b.service] > 0 {
+		return errResult(ErrDuplicateBooking)
+	}
+	w := -1
+	for x := 0; x < no.windows && w < 0; x++ {
+		if m.runFree(no, date, x, step, svc.slots) { // the booking's own seat counts as taken
+			w = x
+		}
+	}
+	if w < 0 {
+		return errResult(ErrSlotTaken)
+	}
+	if no != oo {
+		m.unreserve(b.applicant, oo.id, b.service)
+		a.active++
+		a.services[no.id+"/"+b.service]++
+	}
+	m.free(b)
+	no.seq[date]++
+	b.office, b.date, b.step, b.slots, b.window, b.seq = no.id, date, step, svc.slots, w, no.seq[date]
+	b.reschedules++
+	m.take(op.k, b)
+	return bookingResultOf(b)
+}
+
+func (m *oracleModel) tick(now time.Time) oracleResult {
+	for _, id := range m.order {
+		mo := m.offices[id]
+		mo.released = max(mo.released, m.autoReleased(mo, now))
+	}
+	for _, b := range m.bookings {
+		mo := m.offices[b.office]
+		switch {
+		case b.status == StatusHeld && b.holdExpiresUnixNano <= now.UnixNano():
+			m.leave(b, StatusExpired)
+		case b.status == StatusConfirmed && !now.Before(mo.start(b.date, b.step).Add(mo.policy.noShowGrace)):
+			m.leave(b, StatusNoShow)
+			m.penalise(b.applicant, now)
+		}
+	}
+	return oracleResult{}
+}
+
+func (m *oracleModel) closeDate(now time.Time, op oracleOp) oracleResult {
+	mo := m.offices[op.office]
+	if mo.closed[op.date] {
+		return oracleResult{Affected: []int{}}
+	}
+	res := oracleResult{Affected: []int{}}
+	for k, b := range m.bookings {
+		if b.office == mo.id && b.date == op.date && (b.status == StatusHeld || b.status == StatusConfirmed || b.status == StatusCancelRequested) {
+			m.leave(b, StatusCancelled)
+			res.Affected = append(res.Affected, k)
+		}
+	}
+	mo.closed[op.date] = true
+	return res
+}
+
+func (m *oracleModel) days(now time.Time, op oracleOp) oracleResult {
+	mo := m.offices[op.office]
+	svc := mo.service(op.service)
+	if svc == nil {
+		return errResult(ErrServiceNotFound)
+	}
+	res := oracleResult{Days: []DayFree{}}
+	for date := max(op.date, modelToday(now)); date <= min(op.through, mo.released); date++ {
+		if m.bookableDate(mo, svc, date, now) != nil {
+			continue
+		}
+		n := 0
+		for s := 0; s < mo.steps(); s++ {
+			if !mo.start(date, s).After(now) {
+				continue
+			}
+			for w := 0; w < mo.windows; w++ {
+				if m.runFree(mo, date, w, s, svc.slots) {
+					n++
+				}
+			}
+		}
+		res.Days = append(res.Days, DayFree{Date: date, Free: n})
+	}
+	return res
+}
+
+func (m *oracleModel) slots(now time.Time, op oracleOp) oracleResult {
+	mo := m.offices[op.office]
+	svc := mo.service(op.service)
+	if svc == nil {
+		return errResult(ErrServiceNotFound)
+	}
+	if err := m.bookableDate(mo, svc, op.date, now); err != nil {
+		return errResult(err)
+	}
+	res := oracleResult{Slots: [][2]int64{}}
+	for s := 0; s+svc.slots <= mo.steps(); s++ {
+		st := mo.start(op.date, s)
+		if !st.After(now) {
+			continue
+		}
+		open := true
+		for i := s; i < s+svc.slots; i++ {
+			open = open && mo.open(op.date, i)
+		}
+		if !open {
+			continue
+		}
+		n := 0
+		for w := 0; w < mo.windows; w++ {
+			if m.runFree(mo, op.date, w, s, svc.slots) {
+				n++
+			}
+		}
+		res.Slots = append(res.Slots, [2]int64{st.Unix(), int64(n)})
+	}
+	return res
+}
+
+func (m *oracleModel) apply(now time.Time, op oracleOp) oracleResult {
+	switch op.kind {
+	case opHold:
+		return m.hold(now, op)
+	case opReschedule:
+		return m.reschedule(now, op)
+	case opTick:
+		return m.tick(now)
+	case opRelease:
+		mo := m.offices[op.office]
+		if op.through > modelToday(now)+horizonDaysMax {
+			return errResult(ErrValidation)
+		}
+		mo.released = max(mo.released, op.through)
+		return oracleResult{Date: mo.released}
+	case opClose:
+		return m.closeDate(now, op)
+	case opDays:
+		return m.days(now, op)
+	case opSlots:
+		return m.slots(now, op)
+	}
+	return m.transition(now, op)
+}
+
+// ---------------------------------------------------------------------------
+// Operations, results and the engine side.
+
+type oracleOpKind int
+
+const (
+	opHold oracleOpKind = iota
+	opConfirm
+	opCancel
+	opApprove
+	opReject
+	opForceCancel
+	opCheckIn
+	opComplete
+	opNoShow
+	opReschedule
+	opTick
+	opRelease
+	opClose
+	opDays
+	opSlots
+)
+
+var oracleOpNames = [...]string{"hold", "confirm", "cancel", "approve-cancel", "reject-cancel", "force-cancel",
+	"check-in", "complete", "no-show", "reschedule", "tick", "release", "close", "days", "slots"}
+
+type oracleOp struct {
+	kind            oracleOpKind
+	k               int // booking, by creation index; -1: an unknown id
+	applicant       string
+	office, service string
+	start, after    time.Time
+	confirm         bool
+	date, through   Date
+}
+
+func (op oracleOp) String() string {
+	s := oracleOpNames[op.kind]
+	if op.kind != opHold && op.kind <= opReschedule {
+		s += fmt.Sprintf(" #%d", op.k)
+	}
+	if op.applicant != "" {
+		s += " by " + op.applicant
+	}
+	if op.office != "" {
+		s += " at " + op.office
+	}
+	if op.service != "" {
+		s += " " + op.service
+	}
+	if !op.start.IsZero() {
+		s += " start " + op.start.Format("2006-01-02T15:04:05")
+	}
+	if !op.after.IsZero() {
+		s += " after " + op.after.Format("2006-01-02T15:04:05")
+	}
+	if op.confirm {
+		s += " +confirm"
+	}
+	if op.date != 0 {
+		s += " date " + op.date.String()
+	}
+	if op.through != 0 {
+		s += " through " + op.through.String()
+	}
+	return s
+}
+
+// oracleBooking is what both sides report about a booking.
+type oracleBooking struct {
+	Status              Status
+	Office              string
+	Date                Date
+	Window, Step, Slots int
+	Seq                 uint32
+	Reschedules         int
+}
+
+type oracleResult struct {
+	Err      string // the sentinel's text; "" on success
+	Booking  oracleBooking
+	Date     Date
+	Affected []int
+	Days     []DayFree
+	Slots    [][2]int64 // (unix start, free windows)
+}
+
+func errResult(err error) oracleResult { return oracleResult{Err: err.Error()} }
+
+func bookingResultOf(b *modelBooking) oracleResult {
+	return oracleResult{Booking: oracleBooking{Status: b.status, Office: b.office, Date: b.date, Window: b.window,
+		Step: b.step, Slots: b.slots, Seq: b.seq, Reschedules: b.reschedules}}
+}
+
+func recordView(r *BookingRecord) oracleBooking {
+	return oracleBooking{Status: r.Status, Office: r.Office, Date: r.Date, Window: int(r.Window), Step: int(r.Step),
+		Slots: int(r.Slots), Seq: r.Seq, Reschedules: int(r.Reschedules)}
+}
+
+var oracleSentinels = []error{ErrValidation, ErrOfficeNotFound, ErrServiceNotFound, ErrBookingNotFound,
+	ErrSlotTaken, ErrInvalidTransition, ErrDuplicateBooking, ErrNotReleased, ErrTooLateToCancel,
+	ErrTooLateToReschedule, ErrNotReschedulable, ErrRescheduleLimit, ErrLimitReached, ErrApplicantBlocked,
+	ErrLayoutInUse, ErrOverloaded, ErrDegraded}
+
+// sentinelOf names the sentinel err wraps.
+func sentinelOf(err error) string {
+	if err == nil {
+		return ""
+	}
+	for _, s := range oracleSentinels {
+		if errors.Is(err, s) {
+			return s.Error()
+		}
+	}
+	return "no sentinel: " + err.Error()
+}
+
+// oracleEngine drives an Engine with oracle operations.
+type oracleEngine struct {
+	// restored engines continue each day's serial after the highest one a
+	// booking record still carries (a booking that rescheduled away took
+	// its old serial with it), so their serials are checked for
+	// uniqueness, not against the model.
+	restored bool
+	e        *Engine
+	j        *MemJournal
+	ids      []ID
+	byID     map[ID]int
+}
+
+func newOracleEngine(t testing.TB, m *oracleModel, now time.Time) *oracleEngine {
+	t.Helper()
+	x := &oracleEngine{j: &MemJournal{}, byID: map[ID]int{}}
+	var err error
+	if x.e, err = New(Config{Journal: x.j}); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range m.order {
+		if _, err := x.e.PutOffice(now, m.offices[id].config(), Meta{Actor: "admin"}); err != nil {
+			t.Fatalf("PutOffice %s: %v", id, err)
+		}
+	}
+	return x
+}
+
+func (x *oracleEngine) id(k int) ID {
+	if k < 0 || k >= len(x.ids) {
+		return ID{}
+	}
+	return x.ids[k]
+}
+
+func (x *oracleEngine) booked(b Booking, err error) oracleResult {
+	if err != nil {
+		return oracleResult{Err: sentinelOf(err)}
+	}
+	return oracleResult{Booking: recordView(&b.BookingRecord)}
+}
+
+func (x *oracleEngine) apply(now time.Time, op oracleOp) oracleResult {
+	meta := Meta{Actor: "oracle"}
+	id := x.id(op.k)
+	switch op.kind {
+	case opHold:
+		b, err := x.e.Hold(now, HoldRequest{Office: op.office, Service: op.service, Applicant: op.applicant,
+			Start: op.start, EarliestAfter: op.after, Confirm: op.confirm}, meta)
+		if err == nil {
+			x.byID[b.ID] = len(x.ids)
+			x.ids = append(x.ids, b.ID)
+		}
+		return x.booked(b, err)
+	case opConfirm:
+		return x.booked(x.e.Confirm(now, id, op.applicant, meta))
+	case opCancel:
+		return x.booked(x.e.Cancel(now, id, op.applicant, meta))
+	case opApprove:
+		return x.booked(x.e.ApproveCancel(now, id, meta))
+	case opReject:
+		return x.booked(x.e.RejectCancel(now, id, meta))
+	case opForceCancel:
+		return x.booked(x.e.ForceCancel(now, id, meta))
+	case opCheckIn:
+		return x.booked(x.e.CheckIn(now, id, meta))
+	case opComplete:
+		return x.booked(x.e.Complete(now, id, meta))
+	case opNoShow:
+		return x.booked(x.e.NoShow(now, id, meta))
+	case opReschedule:
+		return x.booked(x.e.Reschedule(now, id, RescheduleRequest{Applicant: op.applicant, Office: op.office, Start: op.start}, meta))
+	case opTick:
+		return oracleResult{Err: sentinelOf(x.e.Tick(now))}
+	case opRelease:
+		through, err := x.e.Release(now, op.office, op.through, meta)
+		if err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		return oracleResult{Date: through}
+	case opClose:
+		bs, err := x.e.CloseDate(now, op.office, op.date, meta)
+		if err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		res := oracleResult{Affected: []int{}}
+		for _, b := range bs {
+			res.Affected = append(res.Affected, x.byID[b.ID])
+		}
+		slices.Sort(res.Affected)
+		return res
+	case opDays:
+		days, err := x.e.Days(now, op.office, op.service, op.date, op.through)
+		if err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		return oracleResult{Days: days}
+	case opSlots:
+		slots, err := x.e.Slots(now, op.office, op.date, op.service)
+		if err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		res := oracleResult{Slots: [][2]int64{}}
+		for _, s := range slots {
+			res.Slots = append(res.Slots, [2]int64{s.Start.Unix(), int64(s.Free)})
+		}
+		return res
+	}
+	panic("BUG: unknown oracle op")
+}
+
+// ---------------------------------------------------------------------------
+// The generator: random operations aimed where they collide.
+
+type oracleGen struct {
+	r          *rand.Rand
+	m          *oracleModel
+	applicants []string
+}
+
+func (g *oracleGen) pick(filter func(*modelBooking) bool) int {
+	if len(g.m.bookings) == 0 || g.r.IntN(40) == 0 {
+		return -1
+	}
+	if g.r.IntN(8) != 0 {
+		var match []int
+		for k, b := range g.m.bookings {
+			if filter(b) {
+				match = append(match, k)
+			}
+		}
+		if len(match) > 0 {
+			return match[g.r.IntN(len(match))]
+		}
+	}
+	return g.r.IntN(len(g.m.bookings))
+}
+
+// applicantOf returns the booking's applicant, now and then another one.
+func (g *oracleGen) applicantOf(k int) string {
+	if k < 0 || g.r.IntN(25) == 0 {
+		return g.applicants[g.r.IntN(len(g.applicants))]
+	}
+	return g.m.bookings[k].applicant
+}
+
+func (g *oracleGen) office() *modelOffice {
+	return g.m.offices[g.m.order[g.r.IntN(len(g.m.order))]]
+}
+
+func (g *oracleGen) service(mo *modelOffice) string {
+	if g.r.IntN(60) == 0 {
+		return "nope"
+	}
+	return mo.services[g.r.IntN(len(mo.services))].id
+}
+
+// start is a start near now at a hot step, sometimes anywhere, in the
+// past, beyond the release or off the grid.
+func (g *oracleGen) start(mo *modelOffice, now time.Time) time.Time {
+	date := modelToday(now) + Date(g.r.IntN(6))
+	switch g.r.IntN(30) {
+	case 0:
+		date = modelToday(now) - 1
+	case 1:
+		date = mo.released + Date(g.r.IntN(3))
+	}
+	hot := mo.hotSteps()
+	step := hot[g.r.IntN(len(hot))]
+	if g.r.IntN(4) == 0 {
+		step = g.r.IntN(mo.steps())
+	}
+	t := mo.start(date, step)
+	if g.r.IntN(50) == 0 {
+		t = t.Add(time.Minute)
+	}
+	return t
+}
+
+func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
+	r := g.r
+	isStatus := func(s ...Status) func(*modelBooking) bool {
+		return func(b *modelBooking) bool { return slices.Contains(s, b.status) }
+	}
+	switch n := r.IntN(100); {
+	case n < 30:
+		mo := g.office()
+		op = oracleOp{kind: opHold, office: mo.id, service: g.service(mo), applicant: g.applicants[r.IntN(len(g.applicants))], confirm: r.IntN(3) == 0}
+		if r.IntN(200) == 0 {
+			op.office = "zz"
+		}
+		if r.IntN(3) == 0 {
+			op.after = now.Add(time.Duration(r.IntN(5*24*60)) * time.Minute).Add(time.Duration(r.IntN(60)) * time.Second)
+		} else {
+			op.start = g.start(mo, now)
+		}
+	case n < 42:
+		op = oracleOp{kind: opConfirm, k: g.pick(isStatus(StatusHeld))}
+		op.applicant = g.applicantOf(op.k)
+	case n < 48:
+		op = oracleOp{kind: opCancel, k: g.pick(isStatus(StatusHeld, StatusConfirmed))}
+		op.applicant = g.applicantOf(op.k)
+	case n < 50:
+		op = oracleOp{kind: opApprove, k: g.pick(isStatus(StatusCancelRequested))}
+	case n < 53:
+		op = oracleOp{kind: opReject, k: g.pick(isStatus(StatusCancelRequested))}
+	case n < 55:
+		op = oracleOp{kind: opForceCancel, k: g.pick(func(b *modelBooking) bool { return b.status.Active() })}
+	case n < 60:
+		today := modelToday(now)
+		op = oracleOp{kind: opCheckIn, k: g.pick(func(b *modelBooking) bool { return b.status == StatusConfirmed && b.date == today })}
+	case n < 63:
+		op = oracleOp{kind: opComplete, k: g.pick(isStatus(StatusCheckedIn))}
+	case n < 65:
+		op = oracleOp{kind: opNoShow, k: g.pick(func(b *modelBooking) bool {
+			return b.status == StatusConfirmed && !now.Before(g.m.offices[b.office].start(b.date, b.step))
+		})}
+	case n < 74:
+		op = oracleOp{kind: opReschedule, k: g.pick(isStatus(StatusConfirmed))}
+		op.applicant = g.applicantOf(op.k)
+		mo := g.office()
+		if op.k >= 0 && r.IntN(4) != 0 {
+			mo = g.m.offices[g.m.bookings[op.k].office]
+		} else {
+			op.office = mo.id
+		}
+		op.start = g.start(mo, now)
+	case n < 81:
+		op = oracleOp{kind: opTick}
+	case n < 82:
+		mo := g.office()
+		op = oracleOp{kind: opRelease, office: mo.id, through: mo.released + Date(r.IntN(5)) - 1}
+		if r.IntN(10) == 0 {
+			op.through = modelToday(now) + horizonDaysMax + 1
+		}
+	case n < 83:
+		if r.IntN(3) == 0 {
+			mo := g.office()
+			op = oracleOp{kind: opClose, office: mo.id, date: modelToday(now) + Date(r.IntN(8))}
+			break
+		}
+		op = oracleOp{kind: opTick}
+	case n < 86:
+		mo := g.office()
+		op = oracleOp{kind: opDays, office: mo.id, service: g.service(mo), date: modelToday(now) - 1, through: modelToday(now) + 35}
+	case n < 88:
+		mo := g.office()
+		op = oracleOp{kind: opSlots, office: mo.id, service: g.service(mo), date: modelToday(now) + Date(r.IntN(8))}
+	default:
+		// The clock moves on; no Tick, so stale holds and missed
+		// no-shows linger until the next one.
+		switch r.IntN(20) {
+		case 0, 1:
+			advance = time.Duration(r.IntN(12*60)) * time.Minute
+		case 2, 3, 4, 5, 6, 7:
+			advance = time.Duration(r.IntN(2*3600)) * time.Second
+		default:
+			advance = time.Duration(r.IntN(600)) * time.Second
+		}
+		op = oracleOp{kind: opTick}
+		if r.IntN(2) == 0 {
+			op.kind = opDays
+			mo := g.office()
+			op.office, op.service, op.date, op.through = mo.id, mo.services[0].id, modelToday(now), modelToday(now)+3
+		}
+	}
+	return op, advance
+}
+
+// ---------------------------------------------------------------------------
+// Running and comparing.
+
+// oracleRun holds one seeded run: the model and one or more engines that
+// must all agree with it.
+type oracleRun struct {
+	t       *testing.T
+	seed    uint64
+	now     time.Time
+	gen     *oracleGen
+	m       *oracleModel
+	engines []*oracleEngine
+	log     []string // the last operations, for the failure message
+	counts  map[string]int
+}
+
+func newOracleRun(t *testing.T, seed uint64) *oracleRun {
+	m := newOracleModel(t0)
+	run := &oracleRun{t: t, seed: seed, now: t0, m: m, counts: map[string]int{}}
+	run.gen = &oracleGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), m: m}
+	for i := range 12 {
+		run.gen.applicants = append(run.gen.applicants, fmt.Sprintf("p%02d", i))
+	}
+	run.engines = []*oracleEngine{newOracleEngine(t, m, t0)}
+	return run
+}
+
+func (run *oracleRun) fail(format string, args ...any) {
+	run.t.Helper()
+	run.t.Fatalf("seed %d at %s: %s\nlast operations:\n  %s", run.seed, run.now.Format(time.RFC3339),
+		fmt.Sprintf(format, args...), strings.Join(run.log, "\n  "))
+}
+
+func (run *oracleRun) steps(n int) {
+	run.t.Helper()
+	for i := range n {
+		op, advance := run.gen.next(run.now)
+		run.now = run.now.Add(advance)
+		want := run.m.apply(run.now, op)
+		run.log = append(run.log, fmt.Sprintf("%s: %s → %s", run.now.Format("01-02 15:04:05"), op, describeResult(want)))
+		if len(run.log) > 40 {
+			run.log = run.log[1:]
+		}
+		key := oracleOpNames[op.kind] + " " + want.Err
+		run.counts[key]++
+		for ei, x := range run.engines {
+			got := x.apply(run.now, op)
+			if x.restored {
+				got.Booking.Seq = want.Booking.Seq
+			}
+			if !reflect.DeepEqual(got, want) {
+				run.fail("engine %d: %s\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
+			}
+		}
+		if i%500 == 499 {
+			run.compareState()
+		}
+	}
+	run.compareState()
+}
+
+func describeResult(r oracleResult) string {
+	switch {
+	case r.Err != "":
+		return "error " + r.Err
+	case r.Days != nil:
+		return fmt.Sprintf("days %v", r.Days)
+	case r.Slots != nil:
+		return fmt.Sprintf("%d slots %v", len(r.Slots), r.Slots)
+	case r.Affected != nil:
+		return fmt.Sprintf("cancelled %v", r.Affected)
+	case r.Date != 0:
+		return "released through " + r.Date.String()
+	case r.Booking.Status != 0:
+		b := r.Booking
+		return fmt.Sprintf("%s %s %s window %d step %d+%d seq %d resched %d", b.Status, b.Office, b.Date, b.Window, b.Step, b.Slots, b.Seq, b.Reschedules)
+	}
+	return "ok"
+}
+
+// compareState compares everything the model knows with every engine:
+// each booking, each applicant, free starts per day and per step, and the
+// engine's own invariants (DESIGN invariant 1, claim invariant C3).
+func (run *oracleRun) compareState() {
+	run.t.Helper()
+	m := run.m
+	today := modelToday(run.now)
+	for ei, x := range run.engines {
+		if len(x.ids) != len(m.bookings) {
+			run.fail("engine %d has %d bookings, model %d", ei, len(x.ids), len(m.bookings))
+		}
+		for k, mb := range m.bookings {
+			b := x.e.index.get(x.ids[k])
+			if b == nil {
+				run.fail("engine %d lost booking #%d", ei, k)
+			}
+			got, want := recordView(b.rec.Load()), bookingResultOf(mb).Booking
+			if x.restored {
+				got.Seq = want.Seq
+			}
+			if got != want {
+				run.fail("engine %d booking #%d (%s):\n  engine: %+v\n  model:  %+v", ei, k, mb.applicant, got, want)
+			}
+			if s := Status(b.state.Load()); s != mb.status {
+				run.fail("engine %d booking #%d: state word %v, status %s", ei, k, s, mb.status)
+			}
+		}
+		for _, id := range run.gen.applicants {
+			a := m.app(id)
+			active, blocked := x.e.apps.snapshot(id)
+			if active != a.active || blocked != a.blockedUntilUnixNano {
+				run.fail("engine %d applicant %s: active %d blocked until %s; model %d, %s", ei, id,
+					active, time.Unix(0, blocked), a.active, time.Unix(0, a.blockedUntilUnixNano))
+			}
+		}
+		for _, oid := range m.order {
+			mo := m.offices[oid]
+			if rec, _ := x.e.Office(oid); rec.ReleasedThrough != mo.released {
+				run.fail("engine %d office %s released through %s, model %s", ei, oid, rec.ReleasedThrough, mo.released)
+			}
+			for _, svc := range mo.services {
+				op := oracleOp{kind: opDays, office: oid, service: svc.id, date: today - 2, through: today + 40}
+				if got, want := x.apply(run.now, op), m.apply(run.now, op); !reflect.DeepEqual(got, want) {
+					run.fail("engine %d %s:\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
+				}
+				for date := today; date <= today+9; date++ {
+					op := oracleOp{kind: opSlots, office: oid, service: svc.id, date: date}
+					if got, want := x.apply(run.now, op), m.apply(run.now, op); !reflect.DeepEqual(got, want) {
+						run.fail("engine %d %s:\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
+					}
+				}
+			}
+		}
+		numbers := map[string]int{}
+		for k := range m.bookings {
+			r := x.e.index.get(x.ids[k]).rec.Load()
+			n := bookingNumber(r.Office, r.Date, r.Seq)
+			if other, dup := numbers[n]; dup {
+				run.fail("engine %d: bookings #%d and #%d both carry number %s", ei, other, k, n)
+			}
+			numbers[n] = k
+		}
+		checkCounters(run.t, x.e)
+		if err := x.e.Verify(); err != nil {
+			run.fail("engine %d: %v", ei, err)
+		}
+	}
+}
+
+func oracleSeeds(t *testing.T) []uint64 {
+	seeds := make([]uint64, *oracleSeedsFlag)
+	for i := range seeds {
+		seeds[i] = uint64(i + 1)
+	}
+	return seeds
+}
+
+// TestOracleEngineMatchesModel: every result and the final state of the
+// engine equal the model's on long random sequences of holds (exact and
+// earliest_after, with and without confirm), confirms, cancels, operator
+// transitions, reschedules, Ticks, releases and closures.
+func TestOracleEngineMatchesModel(t *testing.T) {
+	outcomes := map[string]int{}
+	for _, seed := range oracleSeeds(t) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			run := newOracleRun(t, seed)
+			run.steps(*oracleOpsFlag)
+			for k, n := range run.counts {
+				outcomes[k] += n
+			}
+		})
+	}
+	checkCoverage(t, outcomes)
+}
+
+// checkCoverage keeps the test honest: a generator that stopped producing
+// successes or collisions would make the comparison vacuous.
+func checkCoverage(t *testing.T, outcomes map[string]int) {
+	t.Helper()
+	if *oracleOpsFlag**oracleSeedsFlag < 8000 || t.Failed() {
+		return
+	}
+	for _, key := range []string{"hold ", "hold " + ErrSlotTaken.Error(), "hold " + ErrDuplicateBooking.Error(),
+		"hold " + ErrLimitReached.Error(), "hold " + ErrApplicantBlocked.Error(), "confirm ", "cancel ",
+		"cancel " + ErrTooLateToCancel.Error(), "approve-cancel ", "reject-cancel ", "force-cancel ",
+		"reschedule ", "reschedule " + ErrSlotTaken.Error(), "reschedule " + ErrRescheduleLimit.Error(),
+		"check-in ", "complete ", "no-show ", "close ", "release "} {
+		if outcomes[key] == 0 {
+			t.Errorf("no %q outcome in %d operations; outcomes: %v", key, *oracleOpsFlag**oracleSeedsFlag, outcomes)
+		}
+	}
+	t.Logf("outcomes: %v", outcomes)
+}
+
+// TestOracleRecoveryEquality: after a random run, an engine rebuilt from
+// the journal (MemJournal.Latest → RestoreOffice, RestoreBooking,
+// RestoreDone) has the same bookings, bitmaps, free counters, released
+// dates and applicant counts and blocks as the engine that wrote it
+// (DESIGN invariant 4); then both, and the model, go on with the same
+// operations and must keep agreeing.
+func TestOracleRecoveryEquality(t *testing.T) {
+	for _, seed := range oracleSeeds(t) {
+		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
+			run := newOracleRun(t, 100+seed)
+			run.steps(*oracleOpsFlag / 2)
+			x := run.engines[0]
+			r := restoreOracleEngine(t, x, run.now)
+			compareEngines(t, seed, x, r, true)
+			run.engines = append(run.engines, r)
+			run.steps(*oracleOpsFlag / 2)
+			compareEngines(t, seed, x, r, false)
+		})
+	}
+}
+
+// restoreOracleEngine builds a fresh engine from x's journal, as a restart
+// would.
+func restoreOracleEngine(t *testing.T, x *oracleEngine, now time.Time) *oracleEngine {
+	t.Helper()
+	r := &oracleEngine{restored: true, j: &MemJournal{}, ids: slices.Clone(x.ids), byID: map[ID]int{}}
+	for id, k := range x.byID {
+		r.byID[id] = k
+	}
+	var err error
+	if r.e, err = New(Config{Journal: r.j}); err != nil {
+		t.Fatal(err)
+	}
+	offices, bookings := x.j.Latest()
+	for _, o := range offices {
+		if err := r.e.RestoreOffice(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range bookings {
+		if err := r.e.RestoreBooking(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.e.RestoreDone(now); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// compareEngines requires identical state of an engine a and the engine b
+// restored from it, bookings paired by creation index (bookings made after
+// the restore have different ids): every booking record, every office's
+// released date and every day's bitmap words and free counter (which must
+// equal its popcount), every applicant's active count, block and booking
+// list. Serials are compared only right at the restore (see
+// oracleEngine.restored).
+func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine, compareSeq bool) {
+	t.Helper()
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Fatalf("seed %d: restored engine differs: %s", seed, fmt.Sprintf(format, args...))
+	}
+	if len(a.ids) != len(b.ids) || a.e.Stats().Bookings != b.e.Stats().Bookings {
+		fail("%d/%d bookings, want %d/%d", len(b.ids), b.e.Stats().Bookings, len(a.ids), a.e.Stats().Bookings)
+	}
+	applicants := map[string]bool{}
+	for k := range a.ids {
+		ba, bb := a.e.index.get(a.ids[k]), b.e.index.get(b.ids[k])
+		if ba == nil || bb == nil {
+			fail("booking #%d missing", k)
+		}
+		ra, rb := *ba.rec.Load(), *bb.rec.Load()
+		applicants[ra.Applicant] = true
+		rb.ID = ra.ID
+		if !compareSeq {
+			rb.Seq = ra.Seq
+		}
+		if !reflect.DeepEqual(ra, rb) {
+			fail("booking #%d:\n  before: %+v\n  after:  %+v", k, ra, rb)
+		}
+		if ba.state.Load() != bb.state.Load() || ba.day.date != bb.day.date {
+			fail("booking #%d: state %d/%d, day %s/%s", k, ba.state.Load(), bb.state.Load(), ba.day.date, bb.day.date)
+		}
+	}
+	for app := range applicants {
+		act1, blk1 := a.e.apps.snapshot(app)
+		act2, blk2 := b.e.apps.snapshot(app)
+		if act1 != act2 || blk1 != blk2 {
+			fail("applicant %s: active %d/%d, blocked until %d/%d", app, act1, act2, blk1, blk2)
+		}
+		var l1, l2 []int
+		for _, x := range a.e.apps.list(app) {
+			l1 = append(l1, a.byID[x.rec.Load().ID])
+		}
+		for _, x := range b.e.apps.list(app) {
+			l2 = append(l2, b.byID[x.rec.Load().ID])
+		}
+		if !slices.Equal(l1, l2) {
+			fail("applicant %s: bookings listed as %v, want %v", app, l2, l1)
+		}
+	}
+	if !slices.Equal(a.e.OfficeIDs(), b.e.OfficeIDs()) {
+		fail("offices %v, want %v", b.e.OfficeIDs(), a.e.OfficeIDs())
+	}
+	for _, id := range a.e.OfficeIDs() {
+		oa, _ := a.e.office(id)
+		ob, _ := b.e.office(id)
+		if oa.releasedThrough.Load() != ob.releasedThrough.Load() {
+			fail("office %s released through %s, want %s", id, Date(ob.releasedThrough.Load()), Date(oa.releasedThrough.Load()))
+		}
+		dates := map[Date]bool{}
+		for date := range *oa.days.Load() {
+			dates[date] = true
+		}
+		for date := range *ob.days.Load() {
+			dates[date] = true
+		}
+		for date := range dates {
+			da, db := oa.day(oa.lay.Load(), date), ob.day(ob.lay.Load(), date)
+			for i := range da.bits {
+				if wa, wb := da.bits[i].Load(), db.bits[i].Load(); wa != wb {
+					fail("office %s %s word %d: %#x, want %#x", id, date, i, wb, wa)
+				}
+			}
+			if da.free.Load() != db.free.Load() || int(db.free.Load()) != db.popcount() || da.closed.Load() != db.closed.Load() {
+				fail("office %s %s: free %d/%d, popcount %d, closed %v/%v", id, date, da.free.Load(), db.free.Load(), db.popcount(), da.closed.Load(), db.closed.Load())
+			}
+		}
+	}
+}
+
+// TestRecoveryKeepsCheckedInSeatOnClosedDay: a closure leaves a checked_in
+// booking checked_in (only held, confirmed and cancel_requested ones are
+// cancelled) while the day's bits all go to 0; recovery must accept that
+// booking on the closed day instead of failing to claim its seat.
+func TestRecoveryKeepsCheckedInSeatOnClosedDay(t *testing.T) {
+	e, j := newTestEngine(t, testOffice("a"))
+	b := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "x", Start: at(0, 11, 0), Confirm: true})
+	if _, err := e.CheckIn(at(0, 10, 50), b.ID, Meta{Actor: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CloseDate(at(0, 10, 55), "a", d(0), Meta{Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	x := &oracleEngine{e: e, j: j, ids: []ID{b.ID}, byID: map[ID]int{b.ID: 0}}
+	r := restoreOracleEngine(t, x, at(0, 10, 56))
+	compareEngines(t, 0, x, r, true)
+	if _, err := r.e.Complete(at(0, 11, 10), b.ID, Meta{Actor: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	checkCounters(t, r.e)
+}
+
+// TestRejectedLateCancelStillBecomesNoShow: the no-show timer of a booking
+// fires while it waits as cancel_requested and is dropped; when the
+// operator then rejects the cancel, the booking is confirmed again and must
+// still become a no-show (and leave the applicant's active count), as it
+// would after a restart, which schedules timers from the status alone.
+func TestRejectedLateCancelStillBecomesNoShow(t *testing.T) {
+	e, _ := newTestEngine(t, testOffice("a"))
+	b := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "x", Start: at(1, 9, 0), Confirm: true})
+	if got, err := e.Cancel(at(0, 15, 0), b.ID, "x", portal()); err != nil || got.Status != StatusCancelRequested {
+		t.Fatalf("cancel: %v %v", got.Status, err)
+	}
+	if err := e.Tick(at(1, 9, 30)); err != nil { // start + grace passes while cancel_requested
+		t.Fatal(err)
+	}
+	if _, err := e.RejectCancel(at(1, 10, 0), b.ID, Meta{Actor: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tick(at(1, 10, 1)); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := e.Get(b.ID, "")
+	if got.Status != StatusNoShow {
+		t.Fatalf("status %s after the rejected cancel and the grace, want no_show", got.Status)
+	}
+	if active, _ := e.apps.snapshot("x"); active != 0 {
+		t.Fatalf("applicant still has %d active bookings", active)
+	}
+}
