@@ -16,13 +16,46 @@ const applicantShards = 256
 
 // applicantState must be accessed with its shard's mutex held.
 type applicantState struct {
-	active   int
-	services map[string]int // "office/service" → active bookings
+	active int
+	// services are the (office, service) pairs with active bookings. A
+	// slice, not a map: an applicant has a handful at most, and a map per
+	// applicant would cost more memory than the booking itself.
+	services []serviceCount
 	// penaltiesUnixNano are the times of penalised events (applicant cancels
 	// of confirmed bookings, no-shows), oldest first, trimmed to the window.
 	penaltiesUnixNano    []int64
 	blockedUntilUnixNano int64
 	bookings             []*booking // archive included, in creation order
+}
+
+type serviceCount struct {
+	office, service string
+	n               int
+}
+
+// count returns the active bookings of (office, service).
+func (st *applicantState) count(office, svc string) int {
+	for _, c := range st.services {
+		if c.office == office && c.service == svc {
+			return c.n
+		}
+	}
+	return 0
+}
+
+// addService adds delta to the count of (office, service), dropping it at 0.
+func (st *applicantState) addService(office, svc string, delta int) {
+	for i := range st.services {
+		if c := &st.services[i]; c.office == office && c.service == svc {
+			if c.n += delta; c.n <= 0 {
+				st.services = append(st.services[:i], st.services[i+1:]...)
+			}
+			return
+		}
+	}
+	if delta > 0 {
+		st.services = append(st.services, serviceCount{office, svc, delta})
+	}
 }
 
 type applicantShard struct {
@@ -55,7 +88,7 @@ func serviceKey(office, service string) string { return office + "/" + service }
 func (sh *applicantShard) stateLocked(id string) *applicantState {
 	st := sh.m[id]
 	if st == nil {
-		st = &applicantState{services: make(map[string]int)}
+		st = &applicantState{}
 		sh.m[id] = st
 	}
 	return st
@@ -71,15 +104,14 @@ func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) e
 	if st.blockedUntilUnixNano > now.UnixNano() {
 		return ErrApplicantBlocked
 	}
-	key := serviceKey(office, svc)
-	if st.services[key] > 0 {
+	if st.count(office, svc) > 0 {
 		return ErrDuplicateBooking
 	}
 	if st.active >= p.maxActivePerApplicant {
 		return ErrLimitReached
 	}
 	st.active++
-	st.services[key]++
+	st.addService(office, svc, 1)
 	return nil
 }
 
@@ -88,15 +120,12 @@ func (a *applicants) unreserve(id, office, svc string) {
 	sh := a.shard(id)
 	sh.mu.Lock()
 	st := sh.stateLocked(id)
-	key := serviceKey(office, svc)
-	if invariantsEnabled && (st.active <= 0 || st.services[key] <= 0) {
+	if invariantsEnabled && (st.active <= 0 || st.count(office, svc) <= 0) {
 		sh.mu.Unlock()
 		panic("BUG: allocator: applicant active count below zero")
 	}
 	st.active--
-	if st.services[key]--; st.services[key] == 0 {
-		delete(st.services, key)
-	}
+	st.addService(office, svc, -1)
 	sh.mu.Unlock()
 }
 
@@ -110,15 +139,11 @@ func (a *applicants) move(id, fromOffice, toOffice, svc string) error {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.stateLocked(id)
-	to := serviceKey(toOffice, svc)
-	if st.services[to] > 0 {
+	if st.count(toOffice, svc) > 0 {
 		return ErrDuplicateBooking
 	}
-	from := serviceKey(fromOffice, svc)
-	if st.services[from]--; st.services[from] <= 0 {
-		delete(st.services, from)
-	}
-	st.services[to]++
+	st.addService(fromOffice, svc, -1)
+	st.addService(toOffice, svc, 1)
 	return nil
 }
 

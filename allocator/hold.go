@@ -118,7 +118,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		panic("BUG: allocator: booking id collision")
 	}
 	e.apps.add(applicant, b)
-	e.schedule(o, l, b, rec)
+	e.schedule(now, o, l, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.Transitions[StatusHeld].Add(1)
 	if confirm {
@@ -128,15 +128,18 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 }
 
 // schedule puts the timers a record in its status needs on o's wheel.
-func (e *Engine) schedule(o *office, l *layout, b *booking, rec *BookingRecord) {
+func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *BookingRecord) {
 	switch rec.Status {
 	case StatusHeld:
 		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b, timerHoldExpiry)
 	case StatusConfirmed:
+		// One timer per booking: the reminder when one is still due (its
+		// firing schedules the no-show), else the no-show.
 		start := l.startOf(rec.Date, int(rec.Step))
-		o.wheel.add(start.Add(l.policy.noShowGrace), b, timerNoShow)
-		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() {
+		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() && now.Before(start) {
 			o.wheel.add(start.Add(-l.policy.reminderBefore), b, timerReminder)
+		} else {
+			o.wheel.add(start.Add(l.policy.noShowGrace), b, timerNoShow)
 		}
 	}
 }

@@ -50,9 +50,9 @@ func ParseID(s string) (ID, error) {
 // Transition is one entry of a booking's history.
 type Transition struct {
 	AtUnixNano int64
-	Status     Status
 	Actor      string // API key name, "system", or the applicant's portal
 	Reason     string
+	Status     Status
 	// Penalty marks a transition that counts towards the applicant's cancel
 	// penalty (an applicant's cancel of a confirmed booking, a no-show).
 	// Recovery rebuilds blocks from these marks.

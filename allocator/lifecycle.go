@@ -94,7 +94,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.apps.penalise(cur.Applicant, &l.policy, now)
 	}
 	if ef.scheduled {
-		e.schedule(o, l, b, ef.next)
+		e.schedule(now, o, l, b, ef.next)
 	}
 	if ef.reminder {
 		e.counter.Reminders.Add(1)

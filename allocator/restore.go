@@ -74,10 +74,12 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	st.bookings = append(st.bookings, b)
 	if rec.Status.Active() {
 		st.active++
-		st.services[serviceKey(rec.Office, rec.Service)]++
+		st.addService(rec.Office, rec.Service, 1)
 	}
 	sh.mu.Unlock()
-	e.schedule(o, l, b, rec)
+	// The time is not known yet: schedule as if before the start; a
+	// reminder whose moment passed hands over to the no-show when it fires.
+	e.schedule(time.Time{}, o, l, b, rec)
 	return nil
 }
 

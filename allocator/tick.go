@@ -65,13 +65,16 @@ func (e *Engine) fire(now time.Time, o *office, t timerEntry) error {
 		}
 		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
 			start := l.startOf(cur.Date, int(cur.Step))
-			if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() ||
-				now.Before(start.Add(-l.policy.reminderBefore)) || !now.Before(start) {
+			if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
+				return effect{}, ErrInvalidTransition
+			}
+			if !now.Before(start) { // too late to remind: only the no-show is left
+				o.wheel.add(start.Add(l.policy.noShowGrace), t.b, timerNoShow)
 				return effect{}, ErrInvalidTransition
 			}
 			n := *cur // not a status change: no history entry
 			n.RemindedUnixNano = start.UnixNano()
-			return effect{next: &n, event: EventReminderDue, reminder: true}, nil
+			return effect{next: &n, event: EventReminderDue, reminder: true, scheduled: true}, nil
 		})
 	}
 	if errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrBookingNotFound) {
