@@ -1,14 +1,264 @@
-// Command slotd will serve the slot allocation API. The HTTP edge is not
-// built yet; until it is, this binary says so and exits instead of
-// pretending to serve.
+// Command slotd serves the slot allocation API (DESIGN §3) on fasthttp,
+// with the engine in memory and its journal on Pebble. It parses flags,
+// builds the parts, recovers, serves, and drains on SIGTERM.
 package main
 
 import (
+	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
+	"os/signal"
+	"reflect"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"slotd/allocator"
+	"slotd/httpapi"
+	"slotd/wal"
+)
+
+const (
+	tickInterval    = 100 * time.Millisecond // hold expiry, releases, lottery draws
+	sweepInterval   = time.Minute            // idempotency and event retention
+	shutdownTimeout = 30 * time.Second       // in-flight requests get this long to finish
 )
 
 func main() {
-	fmt.Fprintln(os.Stderr, "slotd: the HTTP server is not built yet; the allocator and its tests are (make test)")
-	os.Exit(2)
+	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	opts, err := parseOptions(args, getenv, stderr)
+	if err != nil {
+		if errors.Is(err, errHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "slotd:", err)
+		return 2
+	}
+	log, err := httpapi.NewLogger(opts.logLevel)
+	if err != nil {
+		fmt.Fprintln(stderr, "slotd:", err)
+		return 2
+	}
+	defer log.Sync()
+	if err := serve(opts, log, stdout); err != nil {
+		log.Error("slotd stopped", zap.Error(err))
+		return 1
+	}
+	return 0
+}
+
+func serve(opts options, log *zap.Logger, stdout io.Writer) error {
+	keysJSON, err := loadKeys(opts, stdout)
+	if err != nil {
+		return err
+	}
+	keys, err := httpapi.LoadKeys(keysJSON)
+	if err != nil {
+		return fmt.Errorf("keys: %w", err)
+	}
+	offices, err := loadOffices(opts)
+	if err != nil {
+		return err
+	}
+	secret, err := ticketSecret(opts.data)
+	if err != nil {
+		return err
+	}
+	db, err := wal.Open(opts.data, wal.Options{Logger: log.Sugar().Named("pebble")})
+	if err != nil {
+		return fmt.Errorf("cannot open data directory %s: %w", opts.data, err)
+	}
+	defer db.Close()
+	engine, err := allocator.New(allocator.Config{Journal: db})
+	if err != nil {
+		return err
+	}
+	srv, err := httpapi.New(httpapi.Config{
+		Engine: engine, Idempotency: db, Events: feed{db}, Keys: keys, Secret: secret,
+		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
+	})
+	if err != nil {
+		return err
+	}
+
+	// The admin listener comes up first: /readyz says false until recovery ends.
+	adminLn, err := net.Listen("tcp", opts.adminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go admin.Serve(adminLn)
+	defer admin.Close()
+
+	st, err := wal.Recover(db, engine, time.Now())
+	if err != nil {
+		return fmt.Errorf("recovery: %w", err)
+	}
+	if err := engine.Tick(time.Now()); err != nil {
+		return fmt.Errorf("after recovery: %w", err)
+	}
+	log.Info("recovered", zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings),
+		zap.Int("active_bookings", st.ActiveBookings), zap.Int("watches", st.Watches), zap.Duration("took", st.Duration))
+	for _, cfg := range offices {
+		if cur, err := engine.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
+			continue
+		}
+		if _, err := engine.PutOffice(time.Now(), cfg, allocator.Meta{Actor: "config"}); err != nil {
+			return fmt.Errorf("office %s: %w", cfg.ID, err)
+		}
+	}
+
+	apiLn, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		return fmt.Errorf("API listener: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(apiLn) }()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go background(engine, db, log, stop, done)
+	srv.SetReady(true)
+	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
+		zap.String("data", opts.data))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Info("draining", zap.String("signal", s.String()))
+	case err := <-served:
+		return fmt.Errorf("API listener: %w", err)
+	}
+	srv.SetReady(false)
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		log.Warn("shutdown did not finish cleanly", zap.Error(err))
+	}
+	close(stop)
+	<-done
+	if err := db.Close(); err != nil {
+		return fmt.Errorf("closing the store: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// background drives time: Tick (expiries, releases, lottery draws,
+// reminders) and the journal's retention sweep.
+func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	tick := time.NewTicker(tickInterval)
+	defer tick.Stop()
+	sweep := time.NewTicker(sweepInterval)
+	defer sweep.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-tick.C:
+			if err := e.Tick(now); err != nil && !e.Degraded() {
+				log.Error("tick", zap.Error(err))
+			}
+		case now := <-sweep.C:
+			for range 100 { // bounded: at most 100 batches a minute
+				st, err := db.Sweep(now)
+				if err != nil {
+					log.Warn("sweep", zap.Error(err))
+					break
+				}
+				if !st.More {
+					break
+				}
+			}
+		}
+	}
+}
+
+// loadKeys returns the keys file, or with -demo and no file the
+// development keys, which it prints.
+func loadKeys(opts options, stdout io.Writer) ([]byte, error) {
+	if opts.keys != "" {
+		data, err := os.ReadFile(opts.keys)
+		if err != nil {
+			return nil, fmt.Errorf("keys file: %w", err)
+		}
+		return data, nil
+	}
+	if !opts.demo {
+		return nil, errors.New("no API keys: give -keys FILE, or -demo for development keys")
+	}
+	data, err := devKeys(opts.data)
+	if err != nil {
+		return nil, err
+	}
+	var entries []keyFileEntry
+	if err := json.Unmarshal(data, &entries); err != nil {
+		return nil, fmt.Errorf("development keys %s/%s: %w", opts.data, devKeysFile, err)
+	}
+	fmt.Fprintf(stdout, "Development keys (kept in %s/%s; never use them in production):\n", opts.data, devKeysFile)
+	for _, k := range entries {
+		fmt.Fprintf(stdout, "  %-14s %-24s Authorization: Bearer %s\n", k.Name, strings.Join(k.Scopes, ","), k.Key)
+	}
+	return data, nil
+}
+
+// loadOffices returns the -offices file's offices, then the demo offices.
+func loadOffices(opts options) ([]allocator.OfficeConfig, error) {
+	var out []allocator.OfficeConfig
+	if opts.offices != "" {
+		data, err := os.ReadFile(opts.offices)
+		if err != nil {
+			return nil, fmt.Errorf("offices file: %w", err)
+		}
+		cfgs, err := allocator.DecodeOfficeConfigs(data)
+		if err != nil {
+			return nil, fmt.Errorf("offices file %s: %w", opts.offices, err)
+		}
+		out = append(out, cfgs...)
+	}
+	if opts.demo {
+		cfgs, err := allocator.DecodeOfficeConfigs(demoOffices)
+		if err != nil {
+			return nil, fmt.Errorf("BUG: demo offices: %w", err)
+		}
+		out = append(out, cfgs...)
+	}
+	return out, nil
+}
+
+// feed adapts the journal's event feed to the edge.
+type feed struct{ db *wal.DB }
+
+func (f feed) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
+	return f.db.ReadEvents(after, limit)
+}
+
+func (f feed) Wait(ctx context.Context, after uint64) error {
+	_, err := f.db.WaitEvents(ctx, after)
+	return err
+}
+
+func journalStats(db *wal.DB) func() httpapi.JournalStats {
+	return func() httpapi.JournalStats {
+		s := db.Stats()
+		return httpapi.JournalStats{
+			Commits: s.Commits, CommitErrors: s.CommitErrors, Syncs: s.WALSyncs, SyncErrors: s.WALSyncErrors,
+			BatchBytes: s.BatchBytes, Events: s.Events, IdempotencyRecords: s.IdempotencyRecords,
+			CommitLatency: httpapi.LatencyHistogram{Bounds: s.CommitLatency.Bounds, Counts: s.CommitLatency.Counts,
+				Sum: s.CommitLatency.Sum, Count: s.CommitLatency.Count},
+			RecoveryDuration: s.RecoveryDuration, RecoveryBookings: s.RecoveryBookings,
+		}
+	}
 }

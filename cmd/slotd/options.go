@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,9 @@ type options struct {
 	logLevel  string // debug, info, warn, error
 }
 
+// errHelp: -h was asked for; usage is printed, nothing runs.
+var errHelp = errors.New("help requested")
+
 func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("slotd", flag.ContinueOnError)
@@ -36,6 +40,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return o, errHelp
+		}
 		return o, err
 	}
 	if fs.NArg() > 0 {
