@@ -166,7 +166,7 @@ func (cfg Config) withDefaults() Config {
 	if cfg.RatePerSecond == 0 {
 		cfg.RatePerSecond = DefaultRatePerSecond
 	}
-	setInt(&cfg.RateBurst, max(1, int(2*cfg.RatePerSecond)))
+	setInt(&cfg.RateBurst, int(min(max(1, 2*cfg.RatePerSecond), 1<<30)))
 	setDur(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDur(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)

@@ -94,3 +94,10 @@ func (m *memStore) Wait(ctx context.Context, after uint64) error {
 		}
 	}
 }
+
+// putCount returns the number of PutIdempotency calls.
+func (m *memStore) putCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.puts
+}
