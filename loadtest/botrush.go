@@ -32,6 +32,8 @@ type Fairness struct {
 	BotSeatShare               float64
 	BotSeatShareMax            float64 // BotApplicantShare + 3σ
 	LotteryWindow              time.Duration
+	LateHumanShots             int // sent after the window closed
+	LateBotShots               int
 	OK                         bool
 	Note                       string
 }
@@ -82,6 +84,9 @@ type botrush struct {
 	shotsLeft []int
 	lastFail  []Class
 	won       []bool
+	windowEnd time.Time // estimated end of the lottery window
+	lateHuman int       // shots sent after windowEnd
+	lateBot   int
 	botReqs   int
 	humanReqs int
 	fairness  Fairness
@@ -131,12 +136,18 @@ func runBotRush(ctx context.Context, e *engine, admin *apiClient) (string, *Fair
 	if err != nil {
 		return "", nil, err
 	}
+	// The window opens when the server handles the release; the end is
+	// estimated from the moment its answer arrived (a little late).
 	if err := admin.release(ctx, cfg.Office, plan.date); err != nil {
 		return "", nil, fmt.Errorf("cannot release %s through %s: %w", cfg.Office, plan.date, err)
 	}
 	note := fmt.Sprintf("released %s through %s (%s); %d shots over %s", cfg.Office, plan.date, plan.detected, shots, spread)
 	e.logf("%s", note)
-	e.attack(ctx, vegeta.Pacer(pacer), spread+time.Second)
+	b.windowEnd = time.Now().Add(plan.lottery)
+	e.attack(ctx, vegeta.Pacer(pacer), 0) // count-bounded: every shot is sent
+	for _, a := range e.apps {
+		e.finish(a, OutcomeUnfinished) // no-op for those who finished
+	}
 
 	humanSeats, botSeats := 0, 0
 	for i, w := range b.won {
@@ -151,8 +162,12 @@ func runBotRush(ctx context.Context, e *engine, admin *apiClient) (string, *Fair
 	b.fairness = judgeFairness(humans, bots, humanSeats, botSeats)
 	b.fairness.HumanRequests, b.fairness.BotRequests = b.humanReqs, b.botReqs
 	b.fairness.LotteryWindow = plan.lottery
+	b.fairness.LateHumanShots, b.fairness.LateBotShots = b.lateHuman, b.lateBot
 	if plan.lottery == 0 {
 		b.fairness.Note += "office has no release lottery: first come, first served"
+	} else if b.lateHuman > 0 {
+		b.fairness.Note += fmt.Sprintf("%d human and %d bot shots left after the window closed: "+
+			"the load generator fell behind, and late humans lose to bots' earlier shots", b.lateHuman, b.lateBot)
 	}
 	return note, &b.fairness, nil
 }
@@ -187,10 +202,17 @@ func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p pr
 		}
 		return
 	}
+	late := !b.windowEnd.IsZero() && r.Timestamp.After(b.windowEnd)
 	if a.bot {
 		b.botReqs++
+		if late {
+			b.lateBot++
+		}
 	} else {
 		b.humanReqs++
+		if late {
+			b.lateHuman++
+		}
 	}
 	b.shotsLeft[a.idx]--
 	switch {

@@ -42,7 +42,8 @@ type Config struct {
 	// peakday's profile is rescaled to (0: the profile's own rates).
 	RatePerSecond float64
 	// Duration caps the arrival phase [mixed 10s; peakday the compressed
-	// profile's length; rush and botrush Lead+Spread].
+	// profile's length; rush and botrush: none, their spike ends by itself
+	// after Applicants arrivals, in about Lead+Spread].
 	Duration time.Duration
 
 	// Profile is peakday's per-minute rate profile (ParseProfile) [the
@@ -92,7 +93,9 @@ type Config struct {
 	// invariant check [60s].
 	RequestTimeout, DrainTimeout, CheckTimeout time.Duration
 	// WorkersMax caps vegeta's workers per attack, i.e. requests in flight
-	// [4096]. ConnectionsMax caps open connections per attack [1024].
+	// [4096]. ConnectionsMax caps open connections per attack [4096]: a
+	// lottery parks every hold of its window, and a connection cap below
+	// that would queue requests in the load generator, not the server.
 	WorkersMax     uint64
 	ConnectionsMax int
 
@@ -154,8 +157,6 @@ func (cfg Config) withDefaults() Config {
 		switch cfg.Scenario {
 		case ScenarioMixed:
 			cfg.Duration = 10 * time.Second
-		case ScenarioRush, ScenarioBotRush:
-			cfg.Duration = cfg.Lead + cfg.Spread
 		}
 	}
 	ratio := func(p *float64, d float64) { // 0: default; negative: none
@@ -189,7 +190,7 @@ func (cfg Config) withDefaults() Config {
 		cfg.WorkersMax = 4096
 	}
 	if cfg.ConnectionsMax == 0 {
-		cfg.ConnectionsMax = 1024
+		cfg.ConnectionsMax = 4096
 	}
 	return cfg
 }
