@@ -47,3 +47,16 @@ stress:
 LOADTEST_FLAGS ?= -scenario rush
 loadtest: build
 	sh loadtest/scripts/loadtest.sh $(LOADTEST_FLAGS)
+
+
+.PHONY: bench-peers bench-peers-test
+
+# The peer comparison (DESIGN §6): slotd, PostgreSQL and Redis behind one
+# fasthttp edge, the same rush; prints the HTTP and engine tables. The
+# script installs and starts both servers on loopback and stops them after.
+bench-peers:
+	GO=$(GO) bench/peers/scripts/peers.sh $(PEERSFLAGS)
+
+# The peers' tests against live servers (without them they skip).
+bench-peers-test:
+	GO=$(GO) PEERS_CMD='$(GO) test -count=1 -v -run "Postgres|Redis" ./bench/peers/' bench/peers/scripts/peers.sh

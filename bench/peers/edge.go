@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,11 +108,9 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, path string) {
 		backendProblem(ctx, err)
 		return
 	}
-	out := slotsJSON{Slots: make([]slotJSON, len(slots))}
-	for i, s := range slots {
-		out.Slots[i] = slotJSON(s)
-	}
-	reply(ctx, fasthttp.StatusOK, out)
+	ctx.SetStatusCode(fasthttp.StatusOK)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendSlotsJSON(make([]byte, 0, 64+48*len(slots)), slots))
 }
 
 func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
@@ -128,7 +127,9 @@ func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
 		backendProblem(ctx, err)
 		return
 	}
-	reply(ctx, fasthttp.StatusCreated, bookingJSON(bk))
+	ctx.SetStatusCode(fasthttp.StatusCreated)
+	ctx.SetContentType("application/json")
+	ctx.SetBody(appendBookingJSON(make([]byte, 0, 320), &bk))
 }
 
 func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
@@ -145,6 +146,62 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 		ID     string `json:"id"`
 		Status string `json:"status"`
 	}{id, statusCancelled})
+}
+
+// appendSlotsJSON writes {"slots": [{start, free}, …]} as json.Marshal
+// would (the encoder by hand: the availability answer is the largest the
+// rush reads, once per applicant, and reflection on it would dominate the
+// edge's CPU for every backend alike).
+func appendSlotsJSON(b []byte, slots []Slot) []byte {
+	b = append(b, `{"slots":[`...)
+	for i, s := range slots {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"start":"`...)
+		b = s.Start.AppendFormat(b, time.RFC3339)
+		b = append(b, `","free":`...)
+		b = strconv.AppendInt(b, int64(s.Free), 10)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// appendBookingJSON writes the booking as json.Marshal of bookingJSON would.
+func appendBookingJSON(b []byte, bk *Booking) []byte {
+	field := func(b []byte, name, v string) []byte {
+		b = append(b, '"')
+		b = append(b, name...)
+		b = append(b, `":`...)
+		return appendJSONString(b, v)
+	}
+	b = field(append(b, '{'), "id", bk.ID)
+	b = field(append(b, ','), "number", bk.Number)
+	b = field(append(b, ','), "office", bk.Office)
+	b = field(append(b, ','), "service", bk.Service)
+	b = field(append(b, ','), "applicant", bk.Applicant)
+	b = append(b, `,"window":`...)
+	b = strconv.AppendInt(b, int64(bk.Window), 10)
+	b = append(b, `,"start":"`...)
+	b = bk.Start.AppendFormat(b, time.RFC3339)
+	b = append(b, `","end":"`...)
+	b = bk.End.AppendFormat(b, time.RFC3339)
+	b = field(append(b, `",`...), "status", bk.Status)
+	return append(b, '}')
+}
+
+// appendJSONString quotes v as encoding/json does: plain printable ASCII
+// directly, anything else through json.Marshal.
+func appendJSONString(b []byte, v string) []byte {
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(v)
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, v...)
+	return append(b, '"')
 }
 
 // decode reads the JSON body into v, refusing unknown fields, and answers

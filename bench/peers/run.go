@@ -1,12 +1,15 @@
 package peers
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"strings"
 	"time"
 
@@ -34,6 +37,9 @@ type Config struct {
 	// Dates is the number of dates rushed in each run, one after the
 	// other. Zero means 3.
 	Dates int
+	// Layout, if set, replaces DefaultLayout(Now, Dates) (tests use a
+	// small office).
+	Layout *Layout
 	// ApplicantsPct is how many applicants arrive per date, in percent of
 	// the date's seats (9216 with the default layout). Zero means 125.
 	ApplicantsPct int
@@ -59,6 +65,13 @@ type Config struct {
 	// removed after it). Empty means the system's temporary directory.
 	// Put it on the same disk as the peers' data for a fair comparison.
 	DataDir string
+	// GeneratorCommand, if set, runs the HTTP table's load generator in a
+	// child process: the command gets a Rush as JSON on its standard input
+	// and must call GenerateHTTP and write the Outcome as JSON to its
+	// standard output (bench/cmd/peers -generator does). Nil runs the
+	// generator in this process, where its goroutines share the Go
+	// scheduler with the server under test.
+	GeneratorCommand []string
 	// Now is the clock the dates are chosen from. Zero means time.Now().
 	Now time.Time
 	// Progress, if set, receives one line as each run starts and ends.
@@ -137,6 +150,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, err
 	}
 	lay := DefaultLayout(cfg.Now, cfg.Dates)
+	if cfg.Layout != nil {
+		lay = *cfg.Layout
+		if err := lay.validate(); err != nil {
+			return Report{}, err
+		}
+	}
 	rep := Report{Layout: lay}
 	type opener struct {
 		name string
@@ -170,28 +189,29 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	} else {
 		rep.Skipped = append(rep.Skipped, "redis")
 	}
-	rc := rushConfig{
-		lay:               lay,
-		applicantsPerDate: lay.Seats() * cfg.ApplicantsPct / 100,
-		cancelEvery:       max(cfg.CancelEvery, 0),
-		readAvailability:  true,
-		durationMax:       cfg.RunTimeMax,
+	r := Rush{
+		Layout:            lay,
+		ApplicantsPerDate: lay.Seats() * cfg.ApplicantsPct / 100,
+		CancelEvery:       max(cfg.CancelEvery, 0),
+		ReadAvailability:  true,
+		DurationMax:       cfg.RunTimeMax,
+		RequestTimeout:    cfg.RequestTimeout,
 	}
 	for _, n := range cfg.Connections {
 		for _, o := range openers {
-			rc.workers = n
-			res, err := runOne(ctx, cfg, o.name, "http", rc, o.open)
+			r.Workers = n
+			res, err := runOne(ctx, cfg, o.name, "http", r, o.open)
 			if err != nil {
 				return rep, err
 			}
 			rep.HTTP = append(rep.HTTP, res)
 		}
 	}
-	rc.cancelEvery, rc.readAvailability = 0, false
+	r.CancelEvery, r.ReadAvailability = 0, false
 	for _, n := range cfg.EngineGoroutines {
 		for _, o := range openers {
-			rc.workers = n
-			res, err := runOne(ctx, cfg, o.name, "engine", rc, o.open)
+			r.Workers = n
+			res, err := runOne(ctx, cfg, o.name, "engine", r, o.open)
 			if err != nil {
 				return rep, err
 			}
@@ -211,16 +231,16 @@ func cmp(a, b int) int {
 
 // runOne opens a fresh backend, rushes it (through a loopback edge in
 // mode "http"), verifies and closes it.
-func runOne(ctx context.Context, cfg Config, name, mode string, rc rushConfig,
+func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	open func(workers int) (Backend, func(), error)) (Result, error) {
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, mode, rc.workers)
-	b, cleanup, err := open(rc.workers)
+	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, mode, r.Workers)
+	b, cleanup, err := open(r.Workers)
 	if err != nil {
 		return Result{}, fmt.Errorf("cannot open %s: %w", name, err)
 	}
 	defer cleanup()
 	defer b.Close()
-	var newClient func() client
+	var out Outcome
 	if mode == "http" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -235,27 +255,52 @@ func runOne(ctx context.Context, cfg Config, name, mode string, rc rushConfig,
 		}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() { _ = srv.Shutdown() }()
-		hc := &fasthttp.HostClient{
-			Addr:         ln.Addr().String(),
-			MaxConns:     rc.workers,
-			ReadTimeout:  cfg.RequestTimeout,
-			WriteTimeout: cfg.RequestTimeout,
+		r.Addr = ln.Addr().String()
+		if len(cfg.GeneratorCommand) > 0 {
+			out, err = generateInChild(ctx, cfg.GeneratorCommand, r)
+		} else {
+			out, err = GenerateHTTP(ctx, r)
 		}
-		newClient = func() client { return newHTTPClient(hc, &rc.lay, cfg.RequestTimeout) }
+		if err != nil {
+			return Result{}, fmt.Errorf("%s: generator: %w", name, err)
+		}
 	} else {
-		newClient = func() client { return &directClient{b: b, lay: &rc.lay} }
+		out = rush(ctx, r, func() client { return &directClient{b: b, lay: &r.Layout} })
 	}
-	res, err := rush(ctx, rc, b, newClient)
-	if err != nil {
-		return Result{}, err
-	}
+	res := out.Result
 	res.Backend, res.Mode = name, mode
+	if err := verify(ctx, b, &r.Layout, out.Acked, res.Errors > 0); err != nil {
+		res.VerifyError = err.Error()
+	} else {
+		res.Verified = true
+	}
 	if n, ok := b.(interface{ Note() string }); ok {
 		res.Note = n.Note()
 	}
 	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
-		name, mode, rc.workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
+		name, mode, r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
 	return res, nil
+}
+
+// generateInChild runs the generator command with r on its standard input
+// and reads its Outcome from its standard output.
+func generateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error) {
+	in, err := json.Marshal(r)
+	if err != nil {
+		return Outcome{}, err
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.Output()
+	if err != nil {
+		return Outcome{}, fmt.Errorf("%s: %w", strings.Join(argv, " "), err)
+	}
+	var out Outcome
+	if err := json.Unmarshal(stdout, &out); err != nil {
+		return Outcome{}, fmt.Errorf("%s answered: %w", strings.Join(argv, " "), err)
+	}
+	return out, nil
 }
 
 // WriteTables prints the HTTP table and the engine table.

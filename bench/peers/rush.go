@@ -1,6 +1,7 @@
 package peers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,23 +27,28 @@ type client interface {
 	cancel(ctx context.Context, id, applicant string) error
 }
 
-// rushConfig is one run of the rush.
-type rushConfig struct {
-	lay Layout
-	// workers is the number of closed-loop workers (connections).
-	workers int
-	// applicantsPerDate arrive for each date, in order.
-	applicantsPerDate int
-	// cancelEvery: every cancelEvery-th booked applicant cancels at once;
+// Rush is one run of the rush. It is also what Run sends to a generator
+// child process (GenerateHTTP), as JSON.
+type Rush struct {
+	Layout Layout
+	// Workers is the number of closed-loop workers (connections).
+	Workers int
+	// ApplicantsPerDate arrive for each date, in order.
+	ApplicantsPerDate int
+	// CancelEvery: every CancelEvery-th booked applicant cancels at once;
 	// 0 means nobody cancels.
-	cancelEvery int
-	// readAvailability: an applicant reads the date's slots first and
+	CancelEvery int
+	// ReadAvailability: an applicant reads the date's slots first and
 	// tries the starts shown free. Without it (the engine table's claim
 	// loop) a worker tries starts in order from the first one that has not
 	// yet answered slot_taken to it.
-	readAvailability bool
-	// durationMax stops the run early; the result says it was cut.
-	durationMax time.Duration
+	ReadAvailability bool
+	// DurationMax stops the run early; the outcome says it was cut.
+	DurationMax time.Duration
+	// Addr is the edge's host:port (HTTP runs only).
+	Addr string
+	// RequestTimeout bounds one HTTP request.
+	RequestTimeout time.Duration
 }
 
 // Result is one row of a table.
@@ -59,7 +65,7 @@ type Result struct {
 	Errors      int // anything else: transport errors, 5xx, unexpected codes
 	FirstError  string
 	Elapsed     time.Duration
-	// Cut is set when durationMax stopped the run before every applicant
+	// Cut is set when DurationMax stopped the run before every applicant
 	// was served.
 	Cut bool
 	// HoldP50 and HoldP99 are latencies of hold attempts (201 and 409 alike).
@@ -80,12 +86,19 @@ func (r *Result) BookingsPerSecond() float64 {
 	return float64(r.Bookings) / r.Elapsed.Seconds()
 }
 
-// acked is one acknowledged booking as the client saw it.
-type acked struct {
-	id, date  string
-	start     time.Time
-	window    int
-	cancelled bool
+// Acked is one acknowledged booking as the client saw it.
+type Acked struct {
+	ID, Date  string
+	Start     time.Time
+	Window    int
+	Cancelled bool
+}
+
+// Outcome is what the generator saw: the counts and every acknowledged
+// booking, for verify.
+type Outcome struct {
+	Result Result
+	Acked  []Acked
 }
 
 // workerTally is one worker's counts. Owned by its worker until the run ends.
@@ -93,7 +106,7 @@ type workerTally struct {
 	bookings, cancels, conflicts, soldOut, reads, errors int
 	firstError                                           error
 	holdNanos                                            []int64
-	acked                                                []acked
+	acked                                                []Acked
 }
 
 func (t *workerTally) fail(err error) {
@@ -103,21 +116,40 @@ func (t *workerTally) fail(err error) {
 	}
 }
 
-// rush runs cfg with one client per worker from newClient, then verifies
-// the backend. It returns the result without Backend and Mode.
-func rush(ctx context.Context, cfg rushConfig, b Backend, newClient func() client) (Result, error) {
-	lay := &cfg.lay
-	total := int64(cfg.applicantsPerDate * len(lay.Dates))
+// GenerateHTTP runs r against the edge at r.Addr from this process. Run
+// calls it in a child process when Config.GeneratorCommand is set, so that
+// the generator's goroutines do not share a Go scheduler with the server
+// under test.
+func GenerateHTTP(ctx context.Context, r Rush) (Outcome, error) {
+	if err := r.Layout.validate(); err != nil {
+		return Outcome{}, err
+	}
+	if r.Workers < 1 || r.Workers > connectionsMax || r.ApplicantsPerDate < 1 || r.Addr == "" || r.RequestTimeout <= 0 || r.DurationMax <= 0 {
+		return Outcome{}, fmt.Errorf("peers: rush %+v: needs 1..%d workers, applicants, an address and positive timeouts", r, connectionsMax)
+	}
+	hc := &fasthttp.HostClient{
+		Addr:         r.Addr,
+		MaxConns:     r.Workers,
+		ReadTimeout:  r.RequestTimeout,
+		WriteTimeout: r.RequestTimeout,
+	}
+	return rush(ctx, r, func() client { return newHTTPClient(hc, &r.Layout, r.RequestTimeout) }), nil
+}
+
+// rush runs r with one client per worker from newClient.
+func rush(ctx context.Context, r Rush, newClient func() client) Outcome {
+	lay := &r.Layout
+	total := int64(r.ApplicantsPerDate * len(lay.Dates))
 	var next atomic.Int64
-	tallies := make([]workerTally, cfg.workers)
-	deadline := time.Now().Add(cfg.durationMax)
+	tallies := make([]workerTally, r.Workers)
+	deadline := time.Now().Add(r.DurationMax)
 	var cut atomic.Bool
 	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range cfg.workers {
+	for w := range r.Workers {
 		c := newClient()
 		t := &tallies[w]
-		t.holdNanos = make([]int64, 0, int(total)/cfg.workers*2)
+		t.holdNanos = make([]int64, 0, int(total)/r.Workers*2)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -131,16 +163,16 @@ func rush(ctx context.Context, cfg rushConfig, b Backend, newClient func() clien
 					cut.Store(true)
 					return
 				}
-				di := int(k) / cfg.applicantsPerDate
+				di := int(k) / r.ApplicantsPerDate
 				applicant := "a-" + strconv.FormatInt(k, 10)
-				serveApplicant(ctx, cfg, c, t, lay.Dates[di], &hint[di], applicant, k)
+				serveApplicant(ctx, &r, c, t, lay.Dates[di], &hint[di], applicant, k)
 			}
 		}()
 	}
 	wg.Wait()
-	res := Result{Connections: cfg.workers, Elapsed: time.Since(start), Cut: cut.Load()}
+	out := Outcome{Result: Result{Connections: r.Workers, Elapsed: time.Since(start), Cut: cut.Load()}}
+	res := &out.Result
 	var nanos []int64
-	var all []acked
 	for i := range tallies {
 		t := &tallies[i]
 		res.Bookings += t.bookings
@@ -153,23 +185,18 @@ func rush(ctx context.Context, cfg rushConfig, b Backend, newClient func() clien
 			res.FirstError = t.firstError.Error()
 		}
 		nanos = append(nanos, t.holdNanos...)
-		all = append(all, t.acked...)
+		out.Acked = append(out.Acked, t.acked...)
 	}
 	res.HoldP50, res.HoldP99 = percentile(nanos, 0.50), percentile(nanos, 0.99)
-	if err := verify(ctx, b, lay, all, res.Errors > 0); err != nil {
-		res.VerifyError = err.Error()
-	} else {
-		res.Verified = true
-	}
-	return res, nil
+	return out
 }
 
 // serveApplicant is one applicant's attempt: read (or guess) the free
 // starts, try them in order until booked.
-func serveApplicant(ctx context.Context, cfg rushConfig, c client, t *workerTally, date string, hint *int, applicant string, k int64) {
-	lay := &cfg.lay
+func serveApplicant(ctx context.Context, r *Rush, c client, t *workerTally, date string, hint *int, applicant string, k int64) {
+	lay := &r.Layout
 	var starts []time.Time
-	if cfg.readAvailability {
+	if r.ReadAvailability {
 		slots, err := c.slots(ctx, date)
 		t.reads++
 		if err != nil {
@@ -193,7 +220,7 @@ func serveApplicant(ctx context.Context, cfg rushConfig, c client, t *workerTall
 		switch {
 		case errors.Is(err, ErrSlotTaken):
 			t.conflicts++
-			if !cfg.readAvailability {
+			if !r.ReadAvailability {
 				*hint = int(st.Sub(lay.Start(date, 0))/(time.Duration(lay.StepMinutes)*time.Minute)) + 1
 			}
 			continue
@@ -202,13 +229,13 @@ func serveApplicant(ctx context.Context, cfg rushConfig, c client, t *workerTall
 			return
 		}
 		t.bookings++
-		a := acked{id: bk.ID, date: date, start: bk.Start, window: bk.Window}
-		if cfg.cancelEvery > 0 && k%int64(cfg.cancelEvery) == 0 {
+		a := Acked{ID: bk.ID, Date: date, Start: bk.Start, Window: bk.Window}
+		if r.CancelEvery > 0 && k%int64(r.CancelEvery) == 0 {
 			if err := c.cancel(ctx, bk.ID, applicant); err != nil {
 				t.fail(fmt.Errorf("cancel: %w", err))
 			} else {
 				t.cancels++
-				a.cancelled = true
+				a.Cancelled = true
 			}
 		}
 		t.acked = append(t.acked, a)
@@ -221,11 +248,11 @@ func serveApplicant(ctx context.Context, cfg rushConfig, c client, t *workerTall
 // acknowledged, uncancelled booking owns its seat; no seat has two owners;
 // nothing else owns a seat. After errors (a request that failed may still
 // have committed) unacknowledged owners are allowed.
-func verify(ctx context.Context, b Backend, lay *Layout, all []acked, hadErrors bool) error {
-	want := map[string]acked{}
+func verify(ctx context.Context, b Backend, lay *Layout, all []Acked, hadErrors bool) error {
+	want := map[string]Acked{}
 	for _, a := range all {
-		if !a.cancelled {
-			want[a.id] = a
+		if !a.Cancelled {
+			want[a.ID] = a
 		}
 	}
 	type seat struct {
@@ -248,14 +275,14 @@ func verify(ctx context.Context, b Backend, lay *Layout, all []acked, hadErrors 
 			switch {
 			case !ok && !hadErrors:
 				return fmt.Errorf("booking %s owns seat %s window %d but was never acknowledged (or was cancelled)", bk.ID, bk.Start.Format(time.RFC3339), bk.Window)
-			case ok && (a.date != date || !a.start.Equal(bk.Start) || a.window != bk.Window):
-				return fmt.Errorf("booking %s acknowledged at %s window %d but stored at %s window %d", bk.ID, a.start.Format(time.RFC3339), a.window, bk.Start.Format(time.RFC3339), bk.Window)
+			case ok && (a.Date != date || !a.Start.Equal(bk.Start) || a.Window != bk.Window):
+				return fmt.Errorf("booking %s acknowledged at %s window %d but stored at %s window %d", bk.ID, a.Start.Format(time.RFC3339), a.Window, bk.Start.Format(time.RFC3339), bk.Window)
 			}
 			delete(want, bk.ID)
 		}
 	}
 	for id, a := range want {
-		return fmt.Errorf("acknowledged booking %s (%s window %d) is not stored as active (%d such)", id, a.start.Format(time.RFC3339), a.window, len(want))
+		return fmt.Errorf("acknowledged booking %s (%s window %d) is not stored as active (%d such)", id, a.Start.Format(time.RFC3339), a.Window, len(want))
 	}
 	return nil
 }
@@ -325,15 +352,60 @@ func (c *httpClient) slots(_ context.Context, date string) ([]Slot, error) {
 	if status != fasthttp.StatusOK {
 		return nil, c.unexpected(status)
 	}
-	var out slotsJSON
-	if err := json.Unmarshal(c.resp.Body(), &out); err != nil {
-		return nil, fmt.Errorf("slots answer: %w", err)
+	return parseSlots(c.resp.Body())
+}
+
+// parseSlots reads the availability answer {"slots":[{"start":…,"free":n},…]}
+// in the field order the edge writes (appendSlotsJSON). The generator is
+// on the same cores as the server, so its parsing is kept as cheap as the
+// edge's encoding; anything unexpected is an error, never a guess.
+func parseSlots(body []byte) ([]Slot, error) {
+	const head, startKey, freeKey = `{"slots":[`, `{"start":"`, `","free":`
+	bad := func(at int) error {
+		return fmt.Errorf("slots answer: unexpected JSON at byte %d: %.40q", at, body[min(at, len(body)):])
 	}
-	slots := make([]Slot, len(out.Slots))
-	for i, s := range out.Slots {
-		slots[i] = Slot(s)
+	if !bytes.HasPrefix(body, []byte(head)) {
+		return nil, bad(0)
 	}
-	return slots, nil
+	i := len(head)
+	out := make([]Slot, 0, 160)
+	for i < len(body) && body[i] != ']' {
+		if body[i] == ',' && len(out) > 0 {
+			i++
+		}
+		if !bytes.HasPrefix(body[i:], []byte(startKey)) {
+			return nil, bad(i)
+		}
+		i += len(startKey)
+		end := bytes.IndexByte(body[i:], '"')
+		if end < 0 {
+			return nil, bad(i)
+		}
+		t, err := time.Parse(time.RFC3339, string(body[i:i+end]))
+		if err != nil {
+			return nil, fmt.Errorf("slots answer: %w", err)
+		}
+		i += end
+		if !bytes.HasPrefix(body[i:], []byte(freeKey)) {
+			return nil, bad(i)
+		}
+		i += len(freeKey)
+		n := 0
+		j := i
+		for j < len(body) && body[j] >= '0' && body[j] <= '9' {
+			n = n*10 + int(body[j]-'0')
+			j++
+		}
+		if j == i || j >= len(body) || body[j] != '}' {
+			return nil, bad(j)
+		}
+		i = j + 1
+		out = append(out, Slot{Start: t, Free: n})
+	}
+	if !bytes.Equal(body[min(i, len(body)):], []byte("]}")) {
+		return nil, bad(i)
+	}
+	return out, nil
 }
 
 func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) (Booking, error) {

@@ -7,6 +7,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -30,7 +31,13 @@ func main() {
 	flag.IntVar(&cfg.PostgresConnsMax, "pg-conns-max", 0, "PostgreSQL pool size (0: one per worker)")
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
+	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
+	if *generator {
+		generate()
+		return
+	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -57,6 +64,13 @@ func main() {
 			fail(fmt.Errorf("-engine: %w", err))
 		}
 	}
+	if !*inProcess {
+		self, err := os.Executable()
+		if err != nil {
+			fail(err)
+		}
+		cfg.GeneratorCommand = []string{self, "-generator"}
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	rep, err := peers.Run(ctx, cfg)
@@ -64,6 +78,24 @@ func main() {
 	if err != nil {
 		pprof.StopCPUProfile()
 		fail(err)
+	}
+}
+
+// generate is the generator child: it runs one rush against the edge
+// named in the request and reports the outcome.
+func generate() {
+	var r peers.Rush
+	if err := json.NewDecoder(os.Stdin).Decode(&r); err != nil {
+		fail(fmt.Errorf("generator: cannot read the rush: %w", err))
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	out, err := peers.GenerateHTTP(ctx, r)
+	if err != nil {
+		fail(fmt.Errorf("generator: %w", err))
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
+		fail(fmt.Errorf("generator: %w", err))
 	}
 }
 

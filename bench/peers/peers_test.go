@@ -1,0 +1,288 @@
+package peers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// testLayout is a small office: 4 windows × 12 starts = 48 seats a date.
+func testLayout(dates int) Layout {
+	l := DefaultLayout(time.Now(), dates)
+	l.Windows, l.OpenMinute, l.CloseMinute = 4, 8*60, 9*60
+	return l
+}
+
+func openTestSlotd(t *testing.T, lay Layout) Backend {
+	t.Helper()
+	b, err := OpenSlotd(t.TempDir(), lay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// serveEdge serves b on a real loopback listener and returns its address.
+func serveEdge(t *testing.T, b Backend) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: NewEdge(b), MaxRequestBodySize: requestBodyBytesMax}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Shutdown() })
+	return ln.Addr().String()
+}
+
+// rushTest runs a small contended rush through the edge and checks the
+// outcome and the stored state (Verify).
+func rushTest(t *testing.T, b Backend, lay Layout) {
+	t.Helper()
+	r := Rush{
+		Layout: lay, Workers: 8, ApplicantsPerDate: lay.Seats() * 3 / 2, CancelEvery: 5, ReadAvailability: true,
+		DurationMax: time.Minute, Addr: serveEdge(t, b), RequestTimeout: 10 * time.Second,
+	}
+	out, err := GenerateHTTP(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := out.Result
+	if res.Errors != 0 || res.Cut {
+		t.Fatalf("%d errors (first: %s), cut %v", res.Errors, res.FirstError, res.Cut)
+	}
+	// More applicants than seats: every seat is sold at least once, and
+	// an applicant is turned away only once all seats were taken.
+	seats := lay.Seats() * len(lay.Dates)
+	if res.Bookings < seats || res.Bookings-res.Cancels > seats || res.SoldOut == 0 || res.Cancels == 0 {
+		t.Fatalf("result %+v: want every one of %d seats sold, some cancels, some turned away", res, seats)
+	}
+	if res.Bookings+res.SoldOut != r.ApplicantsPerDate*len(lay.Dates) {
+		t.Fatalf("%d booked + %d turned away, want %d applicants", res.Bookings, res.SoldOut, r.ApplicantsPerDate*len(lay.Dates))
+	}
+	if err := verify(context.Background(), b, &lay, out.Acked, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlotdRushOverHTTP runs the generator against the edge on the real
+// slotd path (engine on a wal in a temporary directory).
+func TestSlotdRushOverHTTP(t *testing.T) {
+	lay := testLayout(2)
+	rushTest(t, openTestSlotd(t, lay), lay)
+}
+
+// TestSlotdClaimLoop runs the engine table's claim loop (no HTTP, no
+// availability reads) and verifies it.
+func TestSlotdClaimLoop(t *testing.T) {
+	lay := testLayout(1)
+	b := openTestSlotd(t, lay)
+	r := Rush{Layout: lay, Workers: 8, ApplicantsPerDate: lay.Seats() + 10, DurationMax: time.Minute}
+	out := rush(context.Background(), r, func() client { return &directClient{b: b, lay: &lay} })
+	if out.Result.Bookings != lay.Seats() || out.Result.SoldOut != 10 || out.Result.Errors != 0 {
+		t.Fatalf("result %+v, want %d bookings and 10 turned away", out.Result, lay.Seats())
+	}
+	if err := verify(context.Background(), b, &lay, out.Acked, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestVerifyCatchesLoss: a booking acknowledged but not stored, or stored
+// twice on one seat, fails verify.
+func TestVerifyCatchesLoss(t *testing.T) {
+	lay := testLayout(1)
+	b := openTestSlotd(t, lay)
+	bk, err := b.Hold(context.Background(), HoldRequest{Office: lay.Office, Service: lay.Service, Applicant: "a", Start: lay.Start(lay.Dates[0], 0)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ghost := Acked{ID: "ghost", Date: lay.Dates[0], Start: bk.Start, Window: 2}
+	if err := verify(context.Background(), b, &lay, []Acked{{ID: bk.ID, Date: bk.Start.Format(time.DateOnly), Start: bk.Start, Window: bk.Window}, ghost}, false); err == nil || !strings.Contains(err.Error(), "ghost") {
+		t.Fatalf("verify with a lost booking: %v", err)
+	}
+	if err := verify(context.Background(), b, &lay, nil, false); err == nil || !strings.Contains(err.Error(), "never acknowledged") {
+		t.Fatalf("verify with an unacknowledged owner: %v", err)
+	}
+}
+
+// TestEdgeRoutes checks each route's codes and shapes on slotd.
+func TestEdgeRoutes(t *testing.T) {
+	lay := testLayout(1)
+	lay.Windows = 1
+	addr := serveEdge(t, openTestSlotd(t, lay))
+	do := func(method, path, body string, wantStatus int, wantCode string) []byte {
+		t.Helper()
+		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+		defer fasthttp.ReleaseRequest(req)
+		defer fasthttp.ReleaseResponse(resp)
+		req.Header.SetMethod(method)
+		req.SetRequestURI("http://" + addr + path)
+		req.SetBodyString(body)
+		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		var p problemJSON
+		_ = json.Unmarshal(resp.Body(), &p)
+		if resp.StatusCode() != wantStatus || p.Code != wantCode {
+			t.Fatalf("%s %s: %d %q, want %d %q: %s", method, path, resp.StatusCode(), p.Code, wantStatus, wantCode, resp.Body())
+		}
+		return append([]byte(nil), resp.Body()...)
+	}
+	date := lay.Dates[0]
+	var slots slotsJSON
+	if err := json.Unmarshal(do("GET", "/v1/offices/bench/days/"+date+"/slots?service=patent", "", 200, ""), &slots); err != nil {
+		t.Fatal(err)
+	}
+	if len(slots.Slots) != lay.Steps() || slots.Slots[0].Free != 1 || !slots.Slots[0].Start.Equal(lay.Start(date, 0)) {
+		t.Fatalf("slots %+v", slots)
+	}
+	start := lay.Start(date, 0).Format(time.RFC3339)
+	hold := func(applicant string) string {
+		return `{"office":"bench","service":"patent","applicant":"` + applicant + `","start":"` + start + `","confirm":true}`
+	}
+	var bk bookingJSON
+	if err := json.Unmarshal(do("POST", "/v1/bookings", hold("a-1"), 201, ""), &bk); err != nil {
+		t.Fatal(err)
+	}
+	if bk.Status != statusConfirmed || bk.Window != 1 || bk.Start.Format(time.RFC3339) != start || bk.ID == "" || bk.Number == "" {
+		t.Fatalf("booking %+v", bk)
+	}
+	do("POST", "/v1/bookings", hold("a-2"), 409, codeSlotTaken)
+	do("POST", "/v1/bookings", strings.Replace(hold("a-1"), start, lay.Start(date, 1).Format(time.RFC3339), 1), 409, codeDuplicate)
+	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-2"}`, 404, codeNotFound)
+	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1","reason":"x"}`, 200, "")
+	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1"}`, 409, codeTransition)
+	do("POST", "/v1/bookings", hold("a-2"), 201, "")
+	do("POST", "/v1/bookings", `{"office":"bench","bogus":1}`, 400, codeValidation)
+	do("POST", "/v1/bookings", strings.Replace(hold("a-3"), start, "2001-01-01T09:00:00Z", 1), 422, codeNotReleased)
+	do("GET", "/v1/offices/nowhere/days/"+date+"/slots?service=patent", "", 404, codeNotFound)
+	do("DELETE", "/v1/bookings", "", 404, codeNotFound)
+}
+
+// TestJSONByHand: the hand-written encoders write what encoding/json
+// would, and parseSlots reads it back.
+func TestJSONByHand(t *testing.T) {
+	lay := testLayout(1)
+	slots := lay.slotsFrom(lay.Dates[0], []int{0, 3, 12, 4, 0, 0, 1, 2, 3, 4, 5, 6})
+	js := make([]slotJSON, len(slots))
+	for i, s := range slots {
+		js[i] = slotJSON(s)
+	}
+	want, _ := json.Marshal(slotsJSON{Slots: js})
+	got := appendSlotsJSON(nil, slots)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("slots:\n%s\nwant\n%s", got, want)
+	}
+	back, err := parseSlots(got)
+	if err != nil || len(back) != len(slots) || !back[1].Start.Equal(slots[1].Start) || back[2].Free != 12 {
+		t.Fatalf("parseSlots: %v %+v", err, back)
+	}
+	for _, bad := range []string{``, `{"slots":[`, `{"slots":[{"start":"x","free":1}]}`, `{"slots":[]}x`, `{"slots":[{"start":"2026-01-01T08:00:00Z","free":}]}`} {
+		if _, err := parseSlots([]byte(bad)); err == nil {
+			t.Errorf("parseSlots(%q) accepted", bad)
+		}
+	}
+	if s, err := parseSlots(appendSlotsJSON(nil, nil)); err != nil || len(s) != 0 {
+		t.Fatalf("empty slots: %v %v", s, err)
+	}
+	bk := Booking{ID: "id", Number: "N-1", Office: "o", Service: "s", Applicant: `a"<é>\`, Window: 3,
+		Start: lay.Start(lay.Dates[0], 1), End: lay.Start(lay.Dates[0], 2), Status: statusConfirmed}
+	want, _ = json.Marshal(bookingJSON(bk))
+	if got := appendBookingJSON(nil, &bk); !bytes.Equal(got, want) {
+		t.Fatalf("booking:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestRunSlotdOnly runs Run end to end with the peers unset: both tables
+// have a verified slotd row and the peers are listed as skipped.
+func TestRunSlotdOnly(t *testing.T) {
+	lay := testLayout(1)
+	rep, err := Run(context.Background(), Config{Connections: []int{4}, Layout: &lay, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.HTTP) != 1 || len(rep.Engine) != 1 || !rep.HTTP[0].Verified || !rep.Engine[0].Verified {
+		t.Fatalf("report %+v", rep)
+	}
+	var out bytes.Buffer
+	rep.WriteTables(&out)
+	if !strings.Contains(out.String(), "Skipped (not configured): postgres, redis") || strings.Count(out.String(), "\nslotd ") != 2 {
+		t.Fatalf("tables:\n%s", out.String())
+	}
+}
+
+// peerEnv returns the peer's address from the environment the script
+// sets, or skips.
+func peerEnv(t *testing.T, name string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		t.Skipf("%s is not set: run under bench/peers/scripts/peers.sh (make bench-peers-test) to test against a live server", name)
+	}
+	return v
+}
+
+func TestPostgresRushOverHTTP(t *testing.T) {
+	dsn := peerEnv(t, "SLOTD_PEERS_PG")
+	lay := testLayout(2)
+	b, err := OpenPostgres(context.Background(), dsn, lay, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rushTest(t, b, lay)
+	checkRefusals(t, b, lay)
+}
+
+func TestRedisRushOverHTTP(t *testing.T) {
+	url := peerEnv(t, "SLOTD_PEERS_REDIS")
+	lay := testLayout(2)
+	b, err := OpenRedis(context.Background(), url, lay, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	rushTest(t, b, lay)
+	checkRefusals(t, b, lay)
+}
+
+// checkRefusals checks the refusals a peer shares with slotd directly
+// on the Backend: duplicate, wrong applicant, double cancel.
+func checkRefusals(t *testing.T, b Backend, lay Layout) {
+	ctx := context.Background()
+	last := lay.Start(lay.Dates[0], lay.Steps()-1)
+	bk, err := b.Hold(ctx, HoldRequest{Office: lay.Office, Service: lay.Service, Applicant: "solo", Start: last})
+	if err != nil {
+		// The rush sold out this date; cancel one booking to make room.
+		active, err2 := b.Active(ctx, lay.Office, lay.Dates[0])
+		if err2 != nil || len(active) == 0 {
+			t.Fatal(err, err2)
+		}
+		if err := b.Cancel(ctx, active[0].ID, active[0].Applicant); err != nil {
+			t.Fatal(err)
+		}
+		if bk, err = b.Hold(ctx, HoldRequest{Office: lay.Office, Service: lay.Service, Applicant: "solo", Start: active[0].Start}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := b.Hold(ctx, HoldRequest{Office: lay.Office, Service: lay.Service, Applicant: "solo", Start: last}); err == nil {
+		t.Fatal("second active booking of one applicant accepted")
+	}
+	if err := b.Cancel(ctx, bk.ID, "other"); err == nil {
+		t.Fatal("cancel by another applicant accepted")
+	}
+	if err := b.Cancel(ctx, bk.ID, "solo"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Cancel(ctx, bk.ID, "solo"); err == nil {
+		t.Fatal("second cancel accepted")
+	}
+}
