@@ -145,3 +145,24 @@ func TestICSFolding(t *testing.T) {
 		t.Fatalf("icsEscape: %s", got)
 	}
 }
+
+// TestPanicIsInternal: a panicking handler answers 500 internal and is
+// logged as a bug; the server keeps serving.
+func TestPanicIsInternal(t *testing.T) {
+	e := newFuzzEnv(t)
+	for _, rt := range e.srv.router.routes {
+		if rt.pattern == RouteSearch {
+			rt.handle = func(*Server, *request) { panic("boom") }
+		}
+	}
+	ctx := serveDirect(e.srv, "GET", "/v1/search?service=patent", "")
+	if ctx.Response.StatusCode() != 500 || !strings.Contains(string(ctx.Response.Body()), `"code":"internal"`) {
+		t.Fatalf("panic answered %d: %s", ctx.Response.StatusCode(), ctx.Response.Body())
+	}
+	if e.logs.FilterMessage("BUG: panic in handler").Len() != 1 {
+		t.Fatal("the panic was not logged")
+	}
+	if ctx := serveDirect(e.srv, "GET", "/v1/offices", ""); ctx.Response.StatusCode() != 200 {
+		t.Fatalf("after the panic: %d", ctx.Response.StatusCode())
+	}
+}
