@@ -1,0 +1,273 @@
+package allocator
+
+import (
+	"fmt"
+	"runtime"
+	"sync/atomic"
+	"testing"
+)
+
+// Benchmarks of DESIGN §6's allocator targets (measured by `make bench`,
+// never asserted by tests): claim+release spread over offices (≥ 20M/s on
+// 2 cores) and on one office-date (≥ 3M/s), 0 allocations per claim, and
+// memory per office-day and per active booking (≤ 256 B).
+
+// benchDays materialises offices × dates days of a 10-window, 48-step
+// layout (30-minute grid around the clock): one word per window.
+func benchDays(b *testing.B, offices, dates int) []*day {
+	b.Helper()
+	cfg := allDayOffice("b", 10)
+	cfg.SlotMinutes = 30
+	l := mustLayout(b, cfg)
+	days := make([]*day, 0, offices*dates)
+	for range offices {
+		for i := range dates {
+			days = append(days, newDay(l, d(i)))
+		}
+	}
+	return days
+}
+
+func reportRate(b *testing.B, unit string) {
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), unit)
+}
+
+// BenchmarkClaimReleaseSpread: the raw claim path (day.claim, day.release)
+// on pre-resolved days of 1,000 offices × 4 dates; each goroutine walks
+// the days from its own offset, so goroutines rarely meet.
+func BenchmarkClaimReleaseSpread(b *testing.B) {
+	days := benchDays(b, 1000, 4)
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1) * 7919)
+		for pb.Next() {
+			i++
+			dy := days[i%len(days)]
+			w, s := i%10, (i/10)%48
+			if dy.claim(w, s, 1) {
+				dy.release(w, s, 1)
+			}
+		}
+	})
+	reportRate(b, "claims/s")
+}
+
+// BenchmarkClaimReleaseHotDay: every goroutine on one office-date (10
+// windows × 48 steps), all bumping the same free counter.
+func BenchmarkClaimReleaseHotDay(b *testing.B) {
+	dy := benchDays(b, 1, 1)[0]
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1) * 241)
+		for pb.Next() {
+			i++
+			w, s := i%10, (i/10)%48
+			if dy.claim(w, s, 1) {
+				dy.release(w, s, 1)
+			}
+		}
+	})
+	reportRate(b, "claims/s")
+}
+
+// BenchmarkClaimAnyHotDay: claimAny (lowest free window) on one day.
+func BenchmarkClaimAnyHotDay(b *testing.B) {
+	dy := benchDays(b, 1, 1)[0]
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := int(next.Add(1) * 241)
+		for pb.Next() {
+			i++
+			s := i % 48
+			if w := dy.claimAny(10, s, 1); w >= 0 {
+				dy.release(w, s, 1)
+			}
+		}
+	})
+	reportRate(b, "claims/s")
+}
+
+// trimmedJournal is a MemJournal that forgets committed changes, so that a
+// long benchmark measures the engine, not the journal's growing history.
+func trimmedJournal() *MemJournal {
+	j := &MemJournal{}
+	j.Hook = func(*Change) {
+		j.mu.Lock()
+		clear(j.changes)
+		j.changes = j.changes[:0]
+		j.mu.Unlock()
+	}
+	return j
+}
+
+// BenchmarkEngineHoldCancel: the full Engine.Hold + Cancel path (applicant
+// limits, booking record, commit to a MemJournal, timer wheel, index)
+// spread over 100 offices. Bookings stay in the index as archive, so
+// memory grows with b.N.
+func BenchmarkEngineHoldCancel(b *testing.B) {
+	e, err := New(Config{Journal: trimmedJournal()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	const offices = 100
+	for i := range offices {
+		cfg := hammerOffice(fmt.Sprintf("o%03d", i), 10, "00:00-24:00")
+		if _, err := e.PutOffice(t0, cfg, Meta{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var next atomic.Uint64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		g := next.Add(1)
+		applicant := fmt.Sprintf("bench-%d", g)
+		ids := make([]string, offices)
+		for i := range ids {
+			ids[i] = fmt.Sprintf("o%03d", i)
+		}
+		i := int(g * 7919)
+		for pb.Next() {
+			i++
+			req := HoldRequest{Office: ids[i%offices], Service: "patent", Applicant: applicant,
+				Start: d(1+(i/offices)%20).At(15*((i/offices/20)%96), msk)}
+			bk, err := e.Hold(t0, req, portal())
+			if err != nil {
+				continue // the seat was taken by another goroutine
+			}
+			if _, err := e.Cancel(t0, bk.ID, applicant, portal()); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	reportRate(b, "holds/s")
+}
+
+// BenchmarkDays30: availability of 30 days of one office (Days).
+func BenchmarkDays30(b *testing.B) {
+	e, _ := newTestEngine(b, testOffice("a"))
+	for i := range 200 { // some seats taken, so counters are not all full
+		e.Hold(t0, HoldRequest{Office: "a", Service: "patent", Applicant: fmt.Sprintf("x%d", i), EarliestAfter: d(1+i%20).At(0, msk)}, portal())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if days, err := e.Days(t0, "a", "patent", d(0), d(29)); err != nil || len(days) == 0 {
+			b.Fatal(days, err)
+		}
+	}
+	reportRate(b, "reads/s")
+}
+
+// BenchmarkSearch200: the nearest free starts across 200 offices (Search),
+// each office's first week partly booked.
+func BenchmarkSearch200(b *testing.B) {
+	var cfgs []OfficeConfig
+	for i := range 200 {
+		cfgs = append(cfgs, testOffice(fmt.Sprintf("s%03d", i)))
+	}
+	e, _ := newTestEngine(b, cfgs...)
+	for i := range 2000 {
+		e.Hold(t0, HoldRequest{Office: cfgs[i%200].ID, Service: "patent", Applicant: fmt.Sprintf("x%d", i), EarliestAfter: d(1).At(0, msk)}, portal())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if got := e.Search(t0, "moscow", "patent", d(1).At(0, msk), 10); len(got) != 10 {
+			b.Fatal(got)
+		}
+	}
+	reportRate(b, "searches/s")
+}
+
+func heapBytes() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// BenchmarkMemoryOfficeDays: 1,000 offices × 30 days × 10 windows × 48
+// steps materialised. Reports the bytes of the days alone and of an office
+// without days. The timed loop only reads counters.
+func BenchmarkMemoryOfficeDays(b *testing.B) {
+	const offices, dates = 1000, 30
+	before := heapBytes()
+	e, err := New(Config{Journal: trimmedJournal()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range offices {
+		cfg := allDayOffice(fmt.Sprintf("m%04d", i), 10)
+		cfg.SlotMinutes = 30
+		if _, err := e.PutOffice(t0, cfg, Meta{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	withOffices := heapBytes()
+	var days []*day
+	for _, id := range e.OfficeIDs() {
+		o, _ := e.office(id)
+		for i := range dates {
+			days = append(days, o.day(o.lay.Load(), d(i)))
+		}
+	}
+	withDays := heapBytes()
+	var sum int64
+	for i := 0; b.Loop(); i++ {
+		sum += days[i%len(days)].free.Load()
+	}
+	// After the loop: b.Loop's first call drops metrics reported before it.
+	b.ReportMetric(float64(withOffices-before)/offices, "bytes/office")
+	b.ReportMetric(float64(withDays-withOffices)/(offices*dates), "bytes/office-day")
+	runtime.KeepAlive(e)
+	runtime.KeepAlive(sum)
+}
+
+// BenchmarkMemoryPerBooking: 100,000 active (held) bookings of 33,334
+// applicants (three each, the default limit) over 4 offices. Reports heap
+// bytes per booking; DESIGN §6 targets ≤ 256 B.
+func BenchmarkMemoryPerBooking(b *testing.B) {
+	const n, offices = 100_000, 4
+	e, err := New(Config{Journal: trimmedJournal()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range offices {
+		cfg := hammerOffice(fmt.Sprintf("p%d", i), 10, "00:00-24:00")
+		if _, err := e.PutOffice(t0, cfg, Meta{}); err != nil {
+			b.Fatal(err)
+		}
+		o, _ := e.office(cfg.ID)
+		for day := 1; day <= 30; day++ { // days exist before: count bookings only
+			o.day(o.lay.Load(), d(day))
+		}
+	}
+	applicants := make([]string, n/3+1)
+	for i := range applicants {
+		applicants[i] = fmt.Sprintf("applicant-%06d", i)
+	}
+	before := heapBytes()
+	for i := range n {
+		seat := i / offices // 10 windows × 96 steps × 30 days per office
+		req := HoldRequest{Office: fmt.Sprintf("p%d", i%offices), Service: "patent", Applicant: applicants[i/3],
+			Start: d(1+seat/960).At(15*((seat/10)%96), msk)}
+		if _, err := e.Hold(t0, req, portal()); err != nil {
+			b.Fatalf("hold %d: %v", i, err)
+		}
+	}
+	perBooking := float64(heapBytes()-before) / n
+	for b.Loop() {
+		e.Stats()
+	}
+	b.ReportMetric(perBooking, "B/booking")
+	runtime.KeepAlive(e)
+}
