@@ -31,7 +31,7 @@ import (
 // with -oracle.ops and -oracle.seeds (for example -oracle.ops=200000).
 
 var (
-	oracleOpsFlag   = flag.Int("oracle.ops", 2500, "operations per seed in the oracle tests")
+	oracleOpsFlag   = flag.Int("oracle.ops", 2000, "operations per seed in the oracle tests")
 	oracleSeedsFlag = flag.Int("oracle.seeds", 4, "seeds per oracle test")
 )
 
@@ -1129,7 +1129,7 @@ func (run *oracleRun) steps(n int) {
 				run.fail("engine %d: %s\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
 			}
 		}
-		if i%500 == 499 {
+		if i%1000 == 999 {
 			run.compareState()
 		}
 	}
@@ -1200,7 +1200,7 @@ func (run *oracleRun) compareState() {
 				if got, want := x.apply(run.now, op), m.apply(run.now, op); !reflect.DeepEqual(got, want) {
 					run.fail("engine %d %s:\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
 				}
-				for date := today; date <= today+9; date++ {
+				for date := today; date <= today+5; date++ {
 					op := oracleOp{kind: opSlots, office: oid, service: svc.id, date: date}
 					if got, want := x.apply(run.now, op), m.apply(run.now, op); !reflect.DeepEqual(got, want) {
 						run.fail("engine %d %s:\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
