@@ -48,7 +48,6 @@ LOADTEST_FLAGS ?= -scenario rush
 loadtest: build
 	sh loadtest/scripts/loadtest.sh $(LOADTEST_FLAGS)
 
-
 .PHONY: bench-peers bench-peers-test
 
 # The peer comparison (DESIGN §6): slotd, PostgreSQL and Redis behind one

@@ -15,7 +15,9 @@ import (
 // hold request while every bot sends BotFactor of them, all for the first
 // free start of the date (earliest_after). Humans and bots go through the
 // same portal key, as they would in life. An applicant who gets a hold
-// confirms it.
+// confirms it. A human's request refused with 429 or 503 is retried as
+// Retry-After says (up to RetriesMax), as a portal would; bots never
+// retry, they send more.
 //
 // The verdict compares the bots' share of the seats won with their share
 // of the applicants. With S seats won and a bot share p, a fair draw gives
@@ -183,8 +185,12 @@ func (b *botrush) arrive() request {
 	a := e.applicant(b.order[n])
 	body := map[string]any{"office": e.cfg.Office, "service": e.cfg.Service, "applicant": a.id,
 		"earliest_after": b.earliest}
-	return request{app: a.idx, step: stepHold, method: "POST", path: "/v1/bookings", body: mustJSON(body),
+	r := request{app: a.idx, step: stepHold, method: "POST", path: "/v1/bookings", body: mustJSON(body),
 		idemKey: fmt.Sprintf("slotload-%s-%s-shot-%d", e.runID, a.id, n)}
+	if !a.bot {
+		a.last = r // a human's only shot; the handler reads it after the answer
+	}
+	return r
 }
 
 func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p problem) {
@@ -194,9 +200,13 @@ func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p pr
 		case ClassOK:
 			e.recordAnswer(a, r, statusConfirmed)
 			e.finish(a, OutcomeBooked)
-		case ClassError:
-			e.unansweredChange(a, statusConfirmed)
-			e.finish(a, OutcomeHeld)
+		case ClassError, ClassRateLimited, ClassShed:
+			if c == ClassError {
+				e.unansweredChange(a, statusConfirmed)
+			}
+			if !e.retry(a, e.backoff(r)) {
+				e.finish(a, OutcomeHeld)
+			}
 		default:
 			e.finish(a, OutcomeHeld)
 		}
@@ -213,6 +223,11 @@ func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p pr
 		if late {
 			b.lateHuman++
 		}
+	}
+	if !a.bot && (c == ClassRateLimited || c == ClassShed) && e.retry(a, e.backoff(r)) {
+		// The portal retries a person's request as Retry-After says; a
+		// bot needs no retries, it sends more.
+		return
 	}
 	b.shotsLeft[a.idx]--
 	switch {

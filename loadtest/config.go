@@ -36,7 +36,7 @@ type Config struct {
 
 	// Applicants is the number of distinct applicants (rush, botrush), or a
 	// cap on arrivals (peakday, mixed; 0: no cap besides Duration)
-	// [rush 1000, botrush 2000].
+	// [rush 1000, botrush 1000].
 	Applicants int
 	// RatePerSecond is the arrival rate of mixed [200], or the peak rate
 	// peakday's profile is rescaled to (0: the profile's own rates).
@@ -142,7 +142,7 @@ func (cfg Config) withDefaults() Config {
 		case ScenarioRush:
 			cfg.Applicants = 1000
 		case ScenarioBotRush:
-			cfg.Applicants = 2000
+			cfg.Applicants = 1000
 		}
 	}
 	if cfg.RatePerSecond == 0 && cfg.Scenario == ScenarioMixed {

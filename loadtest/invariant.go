@@ -66,6 +66,7 @@ func (r CheckReport) OK() bool { return r.ViolationsTotal == 0 }
 const (
 	violationsMax      = 50
 	checkConcurrency   = 16
+	checkAttemptsMax   = 30 // per read, waiting out 429s
 	counterAttemptsMax = 5
 	checkBookingsMax   = 1 << 20
 	checkDaysMax       = 1 << 12

@@ -60,10 +60,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Release, rep.Fairness, rep.Bookings = note, fairness, len(e.created)
 
 	if !cfg.NoCheck {
-		checkAPI := api
+		// The check reads every booking back through a key that has a
+		// rate limit: it waits out 429s patiently rather than report a
+		// booking it could not read.
+		checkAPI := *api
 		if admin != nil {
-			checkAPI = admin
+			checkAPI = *admin
 		}
+		checkAPI.attemptsMax = checkAttemptsMax
 		checkCtx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout)
 		defer cancel()
 		in := CheckInput{Bookings: e.created}
@@ -79,7 +83,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		})
 		e.logf("checking invariants: %d bookings, %d dates", len(in.Bookings), len(in.Days))
 		began := time.Now()
-		check, err := CheckInvariants(checkCtx, checkAPI, in)
+		check, err := CheckInvariants(checkCtx, &checkAPI, in)
 		if err != nil {
 			return rep, fmt.Errorf("slotload: %w", err)
 		}

@@ -74,7 +74,7 @@ func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
 	fs.StringVar(&cfg.Scenario, "scenario", loadtest.ScenarioRush, "rush, peakday, mixed or botrush")
 	fs.StringVar(&cfg.Office, "office", "", "office `id` [msk-sakharovo]")
 	fs.StringVar(&cfg.Service, "service", "", "service `id` [patent]")
-	fs.IntVar(&cfg.Applicants, "applicants", 0, "distinct applicants (rush, botrush) or cap on arrivals [rush 1000, botrush 2000]")
+	fs.IntVar(&cfg.Applicants, "applicants", 0, "distinct applicants (rush, botrush) or cap on arrivals [1000 for rush and botrush]")
 	fs.Float64Var(&cfg.RatePerSecond, "rate", 0, "mixed: operations per second [200]; peakday: peak rate to rescale the profile to")
 	fs.DurationVar(&cfg.Duration, "duration", 0, "cap on the arrival phase [mixed 10s, peakday the compressed profile]")
 	fs.StringVar(&profile, "profile", "", "peakday rate profile `CSV` (HH:MM,rate) [the shipped migration-centre day]")

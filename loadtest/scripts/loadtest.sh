@@ -30,7 +30,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-"$SLOTD" -demo -addr "127.0.0.1:$API_PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -data "$data" >"$log" 2>&1 &
+"$SLOTD" -demo -log-level warn -addr "127.0.0.1:$API_PORT" -admin-addr "127.0.0.1:$ADMIN_PORT" -data "$data" >"$log" 2>&1 &
 pid=$!
 
 # Ready after recovery: poll /readyz with a deadline.
