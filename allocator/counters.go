@@ -62,8 +62,8 @@ func (e *Engine) Stats() Stats {
 		s.Bookings += len(sh.m)
 		sh.mu.RUnlock()
 	}
-	for _, o := range *e.offices.Load() {
-		s.TimersPending += o.wheel.len()
+	for _, w := range e.wheels {
+		s.TimersPending += w.len()
 	}
 	return s
 }

@@ -12,7 +12,8 @@ import (
 
 // Engine is the in-memory allocator. Safe for concurrent use.
 //
-// Offices are shards: each has its own days, gate and timer wheel, and no
+// Offices are shards: each has its own days and gate (timer wheels are
+// shared by a fixed number of offices each), and no
 // operation takes a lock that spans offices (a reschedule across offices
 // takes the two gates in id order).
 //
@@ -35,6 +36,8 @@ type Engine struct {
 	// fixedLotterySeed, when set, makes lottery draws reproducible (tests).
 	fixedLotterySeed []byte
 
+	wheels [wheelShards]*wheel // offices hashed onto them (wheel.go)
+
 	tickMu  sync.Mutex // one Tick at a time
 	dueBuf  []timerEntry
 	counter Counters
@@ -55,6 +58,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
 	}
 	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed}
+	for i := range e.wheels {
+		e.wheels[i] = newWheel()
+	}
 	m := map[string]*office{}
 	e.offices.Store(&m)
 	return e, nil
@@ -78,7 +84,7 @@ type office struct {
 	releasedThrough atomic.Int32
 	daysMu          sync.Mutex                    // serialises day creation
 	days            atomic.Pointer[map[Date]*day] // copy-on-write
-	wheel           *wheel
+	wheel           *wheel                        // shared with the other offices hashed onto it
 	// lottery is the open release lottery, if any (lottery.go).
 	lottery atomic.Pointer[lottery]
 }

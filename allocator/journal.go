@@ -151,8 +151,19 @@ type WatchRecord struct {
 	Active bool
 }
 
+// SeqMark records that booking number Seq was issued for (Office, Date).
+// A reschedule writes one for the date it leaves, because the booking's
+// record then carries its new number and recovery would otherwise restart
+// that date's counter below a number already given out.
+type SeqMark struct {
+	Office string
+	Date   Date
+	Seq    uint32
+}
+
 // Change is one atomic, durable state change.
 type Change struct {
+	SeqMarks    []SeqMark
 	Watches     []*WatchRecord
 	Bookings    []*BookingRecord
 	Office      *OfficeRecord
@@ -247,6 +258,17 @@ func (j *MemJournal) Latest() (offices []OfficeRecord, bookings []*BookingRecord
 		}
 	}
 	return offices, bookings
+}
+
+// SeqMarks returns every number mark committed so far.
+func (j *MemJournal) SeqMarks() []SeqMark {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	var out []SeqMark
+	for _, c := range j.changes {
+		out = append(out, c.SeqMarks...)
+	}
+	return out
 }
 
 // ActiveWatches returns the watches active after the last commit, as a

@@ -23,7 +23,7 @@ func (e *Engine) PutOffice(now time.Time, cfg OfficeConfig, meta Meta) (created 
 	o := (*e.offices.Load())[cfg.ID]
 	if o == nil {
 		defer e.officesMu.Unlock()
-		o = newOffice(l, now)
+		o = e.newOffice(l)
 		through := l.autoReleased(now)
 		rec := &OfficeRecord{Config: cfg, ReleasedThrough: through}
 		if err := e.commit(&Change{Office: rec}, meta); err != nil {
@@ -68,8 +68,12 @@ func (e *Engine) PutOffice(now time.Time, cfg OfficeConfig, meta Meta) (created 
 	return false, nil
 }
 
-func newOffice(l *layout, now time.Time) *office {
-	o := &office{id: l.cfg.ID, wheel: newWheel(now)}
+func (e *Engine) newOffice(l *layout) *office {
+	h := uint32(2166136261) // FNV-1a of the id picks the wheel
+	for i := 0; i < len(l.cfg.ID); i++ {
+		h = (h ^ uint32(l.cfg.ID[i])) * 16777619
+	}
+	o := &office{id: l.cfg.ID, wheel: e.wheels[h%wheelShards]}
 	o.lay.Store(l)
 	m := map[Date]*day{}
 	o.days.Store(&m)

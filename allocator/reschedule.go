@@ -117,7 +117,8 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	next.Seq = nd.seq.Add(1)
 	next.Reschedules++
 	ev := Event{Type: EventRescheduled, AtUnixNano: now.UnixNano(), Office: no.id, Booking: next, Reason: reason}
-	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}}, meta); err != nil {
+	mark := SeqMark{Office: cur.Office, Date: cur.Date, Seq: cur.Seq}
+	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}, SeqMarks: []SeqMark{mark}}, meta); err != nil {
 		nd.release(w, step, svc.slots)
 		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
 		return fail(err)

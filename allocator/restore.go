@@ -25,8 +25,7 @@ func (e *Engine) RestoreOffice(rec OfficeRecord) error {
 	if (*e.offices.Load())[l.cfg.ID] != nil {
 		return fmt.Errorf("cannot restore office %q: loaded twice", l.cfg.ID)
 	}
-	o := newOffice(l, time.Time{})
-	o.wheel.nextTick = 0 // the first advance sweeps a full lap
+	o := e.newOffice(l)
 	o.releasedThrough.Store(int32(rec.ReleasedThrough))
 	e.addOfficeLocked(o)
 	return nil
@@ -81,6 +80,22 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	// reminder whose moment passed hands over to the no-show when it fires.
 	e.schedule(time.Time{}, o, l, b, rec)
 	return nil
+}
+
+// RestoreSeqMark raises the number counter of (office, date) to at least
+// m.Seq, so no booking number is issued twice across restarts.
+func (e *Engine) RestoreSeqMark(m SeqMark) error {
+	o, err := e.office(m.Office)
+	if err != nil {
+		return fmt.Errorf("cannot restore number mark %s/%s: %w", m.Office, m.Date, err)
+	}
+	d := o.day(o.lay.Load(), m.Date)
+	for {
+		cur := d.seq.Load()
+		if cur >= m.Seq || d.seq.CompareAndSwap(cur, m.Seq) {
+			return nil
+		}
+	}
 }
 
 // RestoreDone finishes recovery: it orders each applicant's bookings by

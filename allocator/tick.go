@@ -17,11 +17,13 @@ func (e *Engine) Tick(now time.Time) error {
 			return err
 		}
 		e.drawDue(now, o)
-		due := o.wheel.advance(now, e.dueBuf[:0])
+	}
+	for _, w := range e.wheels {
+		due := w.advance(now, e.dueBuf[:0])
 		for i, t := range due {
-			if err := e.fire(now, o, t); err != nil {
+			if err := e.fire(now, t); err != nil {
 				for _, rest := range due[i+1:] { // keep what was not done
-					o.wheel.add(time.Unix(0, rest.atUnixNano), rest.b, rest.kind)
+					w.add(time.Unix(0, rest.atUnixNano), rest.b, rest.kind)
 				}
 				clear(due)
 				return err
@@ -35,7 +37,7 @@ func (e *Engine) Tick(now time.Time) error {
 
 // fire runs one due timer. Timers are not removed when a booking moves on,
 // so each checks that the booking is still in the state that set it.
-func (e *Engine) fire(now time.Time, o *office, t timerEntry) error {
+func (e *Engine) fire(now time.Time, t timerEntry) error {
 	rec := t.b.rec.Load()
 	var err error
 	switch t.kind {
@@ -69,7 +71,9 @@ func (e *Engine) fire(now time.Time, o *office, t timerEntry) error {
 				return effect{}, ErrInvalidTransition
 			}
 			if !now.Before(start) { // too late to remind: only the no-show is left
-				o.wheel.add(start.Add(l.policy.noShowGrace), t.b, timerNoShow)
+				if o, err := e.office(cur.Office); err == nil {
+					o.wheel.add(start.Add(l.policy.noShowGrace), t.b, timerNoShow)
+				}
 				return effect{}, ErrInvalidTransition
 			}
 			n := *cur // not a status change: no history entry

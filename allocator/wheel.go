@@ -16,7 +16,11 @@ import (
 
 const (
 	wheelTick    = 100 * time.Millisecond
-	wheelBuckets = 1 << 15 // ≈ 55 minutes a lap
+	wheelBuckets = 1 << 12 // ≈ 7 minutes a lap
+	// wheelShards: the engine has this many wheels, offices hashed onto
+	// them. One wheel per office would cost its bucket array per office
+	// (≈ 100 KB); one wheel for all would put every hold on one mutex.
+	wheelShards = 16
 )
 
 type timerKind uint8
@@ -42,8 +46,9 @@ type wheel struct {
 	size     int
 }
 
-func newWheel(now time.Time) *wheel {
-	return &wheel{buckets: make([][]timerEntry, wheelBuckets), nextTick: now.UnixNano() / int64(wheelTick)}
+// newWheel returns a wheel whose first advance sweeps a full lap.
+func newWheel() *wheel {
+	return &wheel{buckets: make([][]timerEntry, wheelBuckets)}
 }
 
 func (w *wheel) add(at time.Time, b *booking, kind timerKind) {
@@ -69,7 +74,7 @@ func (w *wheel) advance(now time.Time, due []timerEntry) []timerEntry {
 		return due
 	}
 	n := last - w.nextTick + 1
-	if n > wheelBuckets {
+	if w.nextTick == 0 || n > wheelBuckets {
 		n = wheelBuckets // a long jump: one full lap sees every bucket
 	}
 	for t := last - n + 1; t <= last; t++ {

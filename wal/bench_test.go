@@ -115,6 +115,7 @@ func (c *countingRestorer) RestoreBooking(*allocator.BookingRecord) error {
 	return nil
 }
 func (c *countingRestorer) RestoreWatch(*allocator.WatchRecord) error { return nil }
+func (c *countingRestorer) RestoreSeqMark(allocator.SeqMark) error    { return nil }
 func (c *countingRestorer) RestoreDone(time.Time) error               { return nil }
 
 // BenchmarkRecover measures Recover (decoding and handing over every

@@ -24,6 +24,7 @@ const (
 	prefixIdempotency = 'i'
 	prefixIdemByTime  = 't'
 	prefixWatch       = 'w'
+	prefixSeqMark     = 'n'
 )
 
 // Meta keys (after prefixMeta).
@@ -192,6 +193,10 @@ func KeyString(k []byte) string {
 		if w > 0 && uint64(len(k)-1-w) == n+16 {
 			rest := k[1+w:]
 			return "applicant/" + strconv.Quote(string(rest[:n])) + "/" + allocator.ID(rest[n:]).String()
+		}
+	case prefixSeqMark:
+		if m, ok := parseSeqMarkKey(k); ok {
+			return fmt.Sprintf("number-mark/%s/%s/%d", m.Office, m.Date, m.Seq)
 		}
 	case prefixWatch:
 		if len(k) == 17 {

@@ -51,7 +51,7 @@ func set(b *pebble.Batch, k, v []byte) {
 // Commit, DESIGN invariant 3), so the latest record of a booking is the one
 // of its latest change.
 func (db *DB) Commit(c *allocator.Change) error {
-	if c == nil || (len(c.Bookings) == 0 && len(c.Watches) == 0 && c.Office == nil && len(c.Events) == 0 && c.Idempotency == nil) {
+	if c == nil || (len(c.Bookings) == 0 && len(c.Watches) == 0 && len(c.SeqMarks) == 0 && c.Office == nil && len(c.Events) == 0 && c.Idempotency == nil) {
 		return nil
 	}
 	db.closeMu.RLock()
@@ -139,6 +139,13 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 	var err error
 	if err := enc.stageWatches(b, c.Watches); err != nil {
 		return err
+	}
+	for _, m := range c.SeqMarks {
+		if err := checkText("number mark office", m.Office); err != nil || m.Office == "" {
+			return fmt.Errorf("%w: number mark without a valid office", ErrInvalidRecord)
+		}
+		enc.key = seqMarkKey(enc.key[:0], m)
+		set(b, enc.key, nil)
 	}
 	for _, r := range c.Bookings {
 		if r == nil {

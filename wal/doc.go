@@ -97,6 +97,9 @@
 //	'i'     idempotency key (bytes)                idempotency value
 //	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
 //	        flipped), idempotency key              idempotency records)
+//	'n'     office id, 0x00, date (4 bytes BE,     empty (a booking-number mark:
+//	        sign bit flipped), seq (4 bytes BE)    recovery raises that date's
+//	                                               counter to the highest seq)
 //	'w'     watch id (16 bytes)                    watch value (active watches
 //	                                               only; ending one deletes it)
 //

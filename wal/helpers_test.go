@@ -129,6 +129,7 @@ type collector struct {
 	offices  []allocator.OfficeRecord
 	bookings []*allocator.BookingRecord
 	watches  []*allocator.WatchRecord
+	marks    []allocator.SeqMark
 	doneAt   time.Time
 	done     int
 }
@@ -148,6 +149,11 @@ func (c *collector) RestoreBooking(rec *allocator.BookingRecord) error {
 
 func (c *collector) RestoreWatch(rec *allocator.WatchRecord) error {
 	c.watches = append(c.watches, rec)
+	return nil
+}
+
+func (c *collector) RestoreSeqMark(m allocator.SeqMark) error {
+	c.marks = append(c.marks, m)
 	return nil
 }
 

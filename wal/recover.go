@@ -18,6 +18,8 @@ type Restorer interface {
 	RestoreBooking(rec *allocator.BookingRecord) error
 	// RestoreWatch loads one active watch.
 	RestoreWatch(rec *allocator.WatchRecord) error
+	// RestoreSeqMark raises a date's booking-number counter.
+	RestoreSeqMark(m allocator.SeqMark) error
 	// RestoreDone finishes the restore (applicant penalties). The caller
 	// then calls the engine's Tick(now), which expires, through the
 	// journal, the holds whose TTL passed while the process was down.
@@ -80,6 +82,19 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 		st.Bookings++
 		if rec.Status.Active() {
 			st.ActiveBookings++
+		}
+		return nil
+	})
+	if err != nil {
+		return st, err
+	}
+	err = db.scan(prefixSeqMark, func(k, v []byte) error {
+		m, ok := parseSeqMarkKey(k)
+		if !ok || len(v) != 0 {
+			return fmt.Errorf("%w: key %s: not a number mark", ErrCorrupt, KeyString(k))
+		}
+		if err := r.RestoreSeqMark(m); err != nil {
+			return fmt.Errorf("wal: recovery: %w", err)
 		}
 		return nil
 	})

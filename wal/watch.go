@@ -111,3 +111,26 @@ func (enc *encoder) stageWatches(b *pebble.Batch, ws []*allocator.WatchRecord) e
 	}
 	return nil
 }
+
+// Number marks (allocator.SeqMark) are stored as keys only, one per mark,
+// never overwritten: recovery takes the highest per (office, date).
+//
+//	'n' office id, 0x00, date (4 bytes BE, sign bit flipped), seq (4 bytes BE) → empty
+
+func seqMarkKey(dst []byte, m allocator.SeqMark) []byte {
+	dst = append(append(append(dst, prefixSeqMark), m.Office...), 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(m.Date)^1<<31)
+	return binary.BigEndian.AppendUint32(dst, m.Seq)
+}
+
+func parseSeqMarkKey(k []byte) (allocator.SeqMark, bool) {
+	if len(k) < 1+1+1+8 || k[0] != prefixSeqMark || k[len(k)-9] != 0 {
+		return allocator.SeqMark{}, false
+	}
+	tail := k[len(k)-8:]
+	return allocator.SeqMark{
+		Office: string(k[1 : len(k)-9]),
+		Date:   allocator.Date(binary.BigEndian.Uint32(tail[:4]) ^ 1<<31),
+		Seq:    binary.BigEndian.Uint32(tail[4:]),
+	}, true
+}

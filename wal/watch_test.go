@@ -87,3 +87,32 @@ func FuzzDecodeWatch(f *testing.F) {
 		}
 	})
 }
+
+// Number marks come back at recovery (allocator.SeqMark).
+func TestSeqMarksPersist(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	marks := []allocator.SeqMark{{Office: "msk-1", Date: 20500, Seq: 7}, {Office: "msk-1", Date: -3, Seq: 2}}
+	if err := db.Commit(&allocator.Change{SeqMarks: marks}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	db, _ = Open(dir, Options{})
+	defer db.Close()
+	var col collector
+	if _, err := Recover(db, &col, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if len(col.marks) != 2 {
+		t.Fatalf("marks %+v", col.marks)
+	}
+	got := map[allocator.SeqMark]bool{col.marks[0]: true, col.marks[1]: true}
+	for _, m := range marks {
+		if !got[m] {
+			t.Fatalf("mark %+v lost: %+v", m, col.marks)
+		}
+	}
+}
