@@ -83,12 +83,12 @@ WITH seat AS (
 	RETURNING s.win
 ), booked AS (
 	INSERT INTO bookings (id, number, office, service, applicant, day, step, win, status, history)
-	SELECT $4, upper($1) || '-' || to_char($2::date, 'YYYYMMDD') || '-' || lpad(nextval('booking_seq')::text, 4, '0'),
+	SELECT $4, upper($1) || '-' || to_char($2::date, 'YYYYMMDD') || '-' || lpad(seq.n, greatest(4, length(seq.n)), '0'),
 		$1, $5, $6, $2::date, $3, win, 'confirmed',
 		jsonb_build_array(
 			jsonb_build_object('at', now(), 'status', 'held', 'actor', $7::text),
 			jsonb_build_object('at', now(), 'status', 'confirmed', 'actor', $7::text))
-	FROM claimed
+	FROM claimed, (SELECT nextval('booking_seq')::text AS n) seq
 	RETURNING id, number, win
 ), ev AS (
 	INSERT INTO events (type, at, office, booking_id, status)

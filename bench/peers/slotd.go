@@ -107,9 +107,10 @@ func (b *slotdBackend) Cancel(_ context.Context, id, applicant string) error {
 	return mapEngineError(err)
 }
 
-// Active reads the bookings back from the store, as a restart would
-// (wal.Recover into a collector), after checking the engine's own state
-// (allocator.Engine.Verify).
+// Active reads the bookings back from the store as a restart does: it
+// recovers the store into a fresh engine (which refuses a seat owned twice)
+// and keeps the active bookings of the date it is handed. Both the serving
+// engine and the recovered one must pass allocator.Engine.Verify.
 func (b *slotdBackend) Active(_ context.Context, office, date string) ([]Booking, error) {
 	if err := b.engine.Verify(); err != nil {
 		return nil, fmt.Errorf("engine state: %w", err)
@@ -118,15 +119,22 @@ func (b *slotdBackend) Active(_ context.Context, office, date string) ([]Booking
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrValidation, err)
 	}
-	c := &activeCollector{office: office, date: d}
-	if _, err := wal.Recover(b.db, c, time.Now()); err != nil {
+	fresh, err := allocator.New(allocator.Config{Journal: &allocator.MemJournal{}})
+	if err != nil {
 		return nil, err
+	}
+	c := &activeCollector{Engine: fresh, office: office, date: d}
+	if _, err := wal.Recover(b.db, c, time.Now()); err != nil {
+		return nil, fmt.Errorf("recovery: %w", err)
+	}
+	if err := fresh.Verify(); err != nil {
+		return nil, fmt.Errorf("recovered state: %w", err)
 	}
 	out := make([]Booking, 0, len(c.recs))
 	for _, r := range c.recs {
-		v, ok := b.engine.View(r)
+		v, ok := fresh.View(r)
 		if !ok {
-			return nil, fmt.Errorf("booking %s: office %q unknown to the engine", r.ID, r.Office)
+			return nil, fmt.Errorf("booking %s: office %q unknown after recovery", r.ID, r.Office)
 		}
 		out = append(out, viewBooking(v))
 	}
@@ -149,22 +157,21 @@ func (b *slotdBackend) Note() string {
 		st.Commits, st.WALSyncs, float64(st.Commits)/float64(st.WALSyncs), mean.Round(time.Microsecond))
 }
 
-// activeCollector keeps the active bookings of one office-date that
-// wal.Recover hands over. Used from one goroutine.
+// activeCollector is a fresh engine that wal.Recover restores into, and
+// that also keeps the active bookings of one office-date it is handed.
+// Used from one goroutine.
 type activeCollector struct {
+	*allocator.Engine
 	office string
 	date   allocator.Date
 	recs   []*allocator.BookingRecord
 }
 
-func (c *activeCollector) RestoreOffice(allocator.OfficeRecord) error { return nil }
-func (c *activeCollector) RestoreDone(time.Time) error                { return nil }
-func (c *activeCollector) RestoreWatch(*allocator.WatchRecord) error  { return nil }
 func (c *activeCollector) RestoreBooking(r *allocator.BookingRecord) error {
 	if r.Office == c.office && r.Date == c.date && r.Status.Active() {
 		c.recs = append(c.recs, r)
 	}
-	return nil
+	return c.Engine.RestoreBooking(r)
 }
 
 func viewBooking(v allocator.Booking) Booking {

@@ -104,5 +104,6 @@ if [ -n "${PEERS_CMD:-}" ]; then
 	# Used by make to run the tests against the live peers instead.
 	eval "$PEERS_CMD"
 else
-	"$GO" run ./bench/cmd/peers -data-dir "$TMP/slotd" "$@"
+	"$GO" build -o "$TMP/peers" ./bench/cmd/peers
+	"$TMP/peers" -data-dir "$TMP/slotd" "$@"
 fi
