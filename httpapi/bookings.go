@@ -68,7 +68,7 @@ func (s *Server) hold(r *request) {
 		return
 	}
 	var err error
-	wanted := r.now
+	var wanted time.Time
 	if body.Start != "" {
 		if req.Start, err = parseTime("start", body.Start); err != nil {
 			r.invalid("%v", err)

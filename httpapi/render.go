@@ -194,8 +194,19 @@ func appendOfficeSummary(b []byte, s *allocator.OfficeSummary) []byte {
 }
 
 // appendOfficeRecord appends an office config with released_through.
+// Absent lists render as [], not null.
 func appendOfficeRecord(b []byte, cfg *allocator.OfficeConfig, releasedThrough allocator.Date) []byte {
-	b = appendJSON(b, cfg)
+	c := *cfg
+	if c.Closures == nil {
+		c.Closures = []string{}
+	}
+	c.Services = append([]allocator.ServiceConfig(nil), c.Services...)
+	for i := range c.Services {
+		if c.Services[i].Weekdays == nil {
+			c.Services[i].Weekdays = []string{}
+		}
+	}
+	b = appendJSON(b, &c)
 	b = b[:len(b)-1]
 	b = append(b, `,"released_through":"`...)
 	b = append(b, releasedThrough.String()...)

@@ -38,6 +38,10 @@ type Server struct {
 	pollerSlots semaphore // Config.PollersMax
 	idem        idempotency
 
+	lnMu     sync.Mutex
+	lns      []net.Listener // guarded by lnMu
+	stopping bool           // guarded by lnMu; set by Shutdown
+
 	// base is cancelled by Shutdown: long-polls return at once.
 	base       context.Context
 	cancelBase context.CancelFunc
@@ -131,15 +135,36 @@ func (s *Server) routes() []*route {
 	}
 }
 
-// Serve serves the API on ln until Shutdown. It returns nil after Shutdown.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+// Serve serves the API on ln until Shutdown. It returns nil after
+// Shutdown, also when Shutdown came first.
+func (s *Server) Serve(ln net.Listener) error {
+	s.lnMu.Lock()
+	if s.stopping {
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.lns = append(s.lns, ln)
+	s.lnMu.Unlock()
+	return s.http.Serve(ln)
+}
 
 // Shutdown stops accepting connections, turns readiness off, wakes the
 // long-polls, and waits for in-flight requests to finish or ctx to end.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.SetReady(false)
 	s.cancelBase()
-	return s.http.ShutdownWithContext(ctx)
+	s.lnMu.Lock()
+	s.stopping = true
+	lns := s.lns
+	s.lnMu.Unlock()
+	err := s.http.ShutdownWithContext(ctx)
+	// A Serve that had not yet handed its listener to fasthttp when the
+	// shutdown began is stopped here: its Accept fails and it returns nil.
+	for _, ln := range lns {
+		_ = ln.Close()
+	}
+	return err
 }
 
 // SetReady sets readiness: /readyz and the API answer accordingly.
