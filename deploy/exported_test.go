@@ -1,0 +1,355 @@
+package deploy
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+)
+
+const (
+	// waitMax bounds every wait on the server; the tests poll, they never
+	// assert how long anything took.
+	waitMax = 60 * time.Second
+	// slotOffice is a demo office with few windows, so a start fills up
+	// after a handful of bookings.
+	slotOffice  = "msk-mfc-mitino"
+	slotService = "patent"
+)
+
+// server is a slotd process started by startSlotd.
+type server struct {
+	addr, adminAddr, portalKey string
+	cmd                        *exec.Cmd
+}
+
+// startSlotd builds cmd/slotd, starts it with demo offices on ephemeral
+// loopback ports and a scratch data directory, and waits for its
+// "slotd ready" log line, which carries the listeners' addresses.
+func startSlotd(t *testing.T) *server {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "slotd")
+	if out, err := exec.Command("go", "build", "-o", bin, "slotd/cmd/slotd").CombinedOutput(); err != nil {
+		t.Fatalf("go build slotd/cmd/slotd: %v\n%s", err, out)
+	}
+	data := t.TempDir()
+	cmd := exec.Command(bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	cmd.Stdout = io.Discard
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	s := &server{cmd: cmd}
+	t.Cleanup(func() { s.stop(t) })
+
+	type readyLine struct {
+		Msg       string `json:"msg"`
+		Addr      string `json:"addr"`
+		AdminAddr string `json:"admin_addr"`
+	}
+	ready := make(chan readyLine, 1)
+	go func() {
+		defer close(ready)
+		sc := bufio.NewScanner(stderr)
+		sent := false
+		for sc.Scan() {
+			var l readyLine
+			if !sent && json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "slotd ready" {
+				ready <- l
+				sent = true
+			}
+		}
+	}()
+	select {
+	case l, ok := <-ready:
+		if !ok {
+			t.Fatal("slotd exited before it logged \"slotd ready\"")
+		}
+		s.addr, s.adminAddr = l.Addr, l.AdminAddr
+	case <-time.After(waitMax):
+		t.Fatalf("slotd did not log \"slotd ready\" within %v", waitMax)
+	}
+
+	var keys []struct {
+		Key, Name string
+		Scopes    []string
+	}
+	raw, err := os.ReadFile(filepath.Join(data, "dev-keys.json"))
+	if err != nil {
+		t.Fatalf("development keys: %v", err)
+	}
+	if err := json.Unmarshal(raw, &keys); err != nil {
+		t.Fatalf("development keys: %v", err)
+	}
+	for _, k := range keys {
+		if len(k.Scopes) == 1 && k.Scopes[0] == "portal" {
+			s.portalKey = k.Key
+		}
+	}
+	if s.portalKey == "" {
+		t.Fatalf("no portal key among the development keys %s", raw)
+	}
+	return s
+}
+
+// stop sends SIGTERM and waits for the drain; a process that does not
+// exit in time is killed.
+func (s *server) stop(t *testing.T) {
+	if s.cmd.ProcessState != nil {
+		return
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- s.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("slotd after SIGTERM: %v", err)
+		}
+	case <-time.After(waitMax):
+		_ = s.cmd.Process.Kill()
+		<-done
+		t.Errorf("slotd did not exit within %v of SIGTERM", waitMax)
+	}
+}
+
+var client = &http.Client{Timeout: waitMax}
+
+// call sends an API request with key and decodes the JSON answer.
+func (s *server) call(t *testing.T, key, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
+}
+
+func (s *server) must(t *testing.T, want int, method, path, body string) map[string]any {
+	t.Helper()
+	code, out := s.call(t, s.portalKey, method, path, body)
+	if code != want {
+		t.Fatalf("%s %s: %d %v, want %d", method, path, code, out, want)
+	}
+	return out
+}
+
+// list returns the objects of the collection named name in a response.
+func list(t *testing.T, out map[string]any, name string) []map[string]any {
+	t.Helper()
+	raw, _ := out[name].([]any)
+	var xs []map[string]any
+	for _, r := range raw {
+		if m, ok := r.(map[string]any); ok {
+			xs = append(xs, m)
+		}
+	}
+	return xs
+}
+
+// driveTraffic makes the requests a portal makes in a small rush: reads,
+// bookings by earliest_after with confirm, one start booked until it is
+// full and then once more (409 slot_taken), and one unknown key (401).
+func driveTraffic(t *testing.T, s *server) {
+	t.Helper()
+	s.must(t, 200, "GET", "/v1/offices?service="+slotService, "")
+	days := list(t, s.must(t, 200, "GET", "/v1/offices/"+slotOffice+"/days?service="+slotService, ""), "days")
+	var start string
+	var free int
+	for _, d := range days {
+		if n, _ := d["free"].(float64); n > 0 && start == "" {
+			date, _ := d["date"].(string)
+			slots := list(t, s.must(t, 200, "GET", "/v1/offices/"+slotOffice+"/days/"+date+"/slots?service="+slotService, ""), "slots")
+			for _, sl := range slots {
+				if n, _ := sl["free"].(float64); n > 0 {
+					start, _ = sl["start"].(string)
+					free = int(n)
+					break
+				}
+			}
+		}
+	}
+	if start == "" {
+		t.Fatalf("no free %s start at %s in %v", slotService, slotOffice, days)
+	}
+
+	after := time.Now().AddDate(0, 0, 2).Format("2006-01-02") + "T00:00:00+03:00"
+	for i := range 3 {
+		body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":%q,"applicant":"metrics-early-%d","earliest_after":%q,"confirm":true}`,
+			slotService, i, after)
+		if b := s.must(t, 201, "POST", "/v1/bookings", body); b["status"] != "confirmed" {
+			t.Fatalf("booking with confirm: status %v", b["status"])
+		}
+	}
+	for i := range free {
+		body := fmt.Sprintf(`{"office":%q,"service":%q,"applicant":"metrics-fill-%d","start":%q}`, slotOffice, slotService, i, start)
+		s.must(t, 201, "POST", "/v1/bookings", body)
+	}
+	body := fmt.Sprintf(`{"office":%q,"service":%q,"applicant":"metrics-late","start":%q}`, slotOffice, slotService, start)
+	if out := s.must(t, 409, "POST", "/v1/bookings", body); out["code"] != "slot_taken" {
+		t.Fatalf("booking a full start: code %v, want slot_taken", out["code"])
+	}
+	if code, out := s.call(t, "not-a-key", "GET", "/v1/offices", ""); code != 401 {
+		t.Fatalf("unknown key: %d %v, want 401", code, out)
+	}
+}
+
+// scrapeUntil polls /metrics until it contains every one of lines, and
+// returns the last scrape. A request's metrics may be recorded just
+// after its answer is sent, hence the poll.
+func scrapeUntil(t *testing.T, s *server, lines ...string) string {
+	t.Helper()
+	deadline := time.Now().Add(waitMax)
+	for {
+		resp, err := client.Get("http://" + s.adminAddr + "/metrics")
+		if err != nil {
+			t.Fatalf("GET /metrics: %v", err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
+		}
+		var missing []string
+		for _, l := range lines {
+			if !strings.Contains(string(body), l) {
+				missing = append(missing, l)
+			}
+		}
+		if len(missing) == 0 {
+			return string(body)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics still lacks %q after %v", missing, waitMax)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// exportedTypes reads "# TYPE name type" lines of the text exposition.
+func exportedTypes(exposition string) map[string]string {
+	types := map[string]string{}
+	for _, line := range strings.Split(exposition, "\n") {
+		if rest, ok := strings.CutPrefix(line, "# TYPE "); ok {
+			if name, typ, ok := strings.Cut(rest, " "); ok {
+				types[name] = typ
+			}
+		}
+	}
+	return types
+}
+
+// isExported reports whether name is a family in types or a series of
+// one: histograms export name_bucket, name_sum and name_count, summaries
+// name_sum and name_count.
+func isExported(types map[string]string, name string) bool {
+	if _, ok := types[name]; ok {
+		return true
+	}
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		base, ok := strings.CutSuffix(name, suffix)
+		if !ok {
+			continue
+		}
+		switch types[base] {
+		case "histogram":
+			return true
+		case "summary":
+			return suffix != "_bucket"
+		}
+	}
+	return false
+}
+
+// TestExportedMetrics runs the real server: after a little traffic its
+// /metrics passes promlint (and promtool check metrics when promtool is
+// installed), carries the series the SLO rules select on, and exports
+// every metric name the rules and the dashboard use.
+func TestExportedMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs slotd")
+	}
+	s := startSlotd(t)
+	driveTraffic(t, s)
+	body := scrapeUntil(t, s,
+		`slotd_http_requests_total{code="201",method="POST",route="/v1/bookings"}`,
+		`slotd_http_requests_total{code="409",method="POST",route="/v1/bookings"}`,
+		`slotd_http_requests_total{code="401",method="GET",route="/v1/offices"}`,
+		`slotd_engine_slot_conflicts_total 1`,
+	)
+
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatalf("promlint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
+	if tool, err := exec.LookPath("promtool"); err == nil {
+		cmd := exec.Command(tool, "check", "metrics")
+		cmd.Stdin = strings.NewReader(body)
+		if out, err := cmd.CombinedOutput(); err != nil || len(out) > 0 {
+			t.Errorf("promtool check metrics: %v\n%s", err, out)
+		}
+	}
+
+	// The SLO rules select these series by exact label values and bucket
+	// bounds: the booking routes, POST, le="0.05" (50 ms latency SLO) and
+	// the journal's le="0.025" (commit alert threshold).
+	for _, series := range []string{
+		`slotd_http_request_duration_seconds_bucket{method="POST",route="/v1/bookings",le="0.05"}`,
+		`slotd_http_request_duration_seconds_bucket{method="POST",route="/v1/bookings/{id}/confirm",le="0.05"}`,
+		`slotd_http_request_duration_seconds_bucket{method="POST",route="/v1/bookings/{id}/cancel",le="0.05"}`,
+		`slotd_http_request_duration_seconds_bucket{method="POST",route="/v1/bookings/{id}/reschedule",le="0.05"}`,
+		`slotd_journal_commit_duration_seconds_bucket{le="0.025"}`,
+		`slotd_engine_transitions_total{status="held"}`,
+		`slotd_engine_transitions_total{status="confirmed"}`,
+		`slotd_engine_transitions_total{status="expired"}`,
+		`slotd_engine_transitions_total{status="cancelled"}`,
+		`slotd_office_free_seats{office="` + slotOffice + `"}`,
+		`slotd_ready 1`,
+		`slotd_engine_degraded 0`,
+	} {
+		if !strings.Contains(body, series) {
+			t.Errorf("/metrics lacks %s, which the rules or the dashboard select on", series)
+		}
+	}
+
+	types := exportedTypes(body)
+	check := func(where string, names []string) {
+		for _, name := range names {
+			if !isExported(types, name) {
+				t.Errorf("%s uses %s, which slotd does not export", where, name)
+			}
+		}
+	}
+	rules, _ := referencedNames(rulesText(t))
+	dash, _ := referencedNames(dashboardExprText(t))
+	check("the rules", rules)
+	check(dashboardFile, dash)
+	t.Logf("%d exported families; the rules use %d names, the dashboard %d", len(types), len(rules), len(dash))
+}
