@@ -13,7 +13,7 @@ import (
 )
 
 // End-to-end tests over a real listener: every endpoint and every error
-// code of DESIGN §3 (watches excepted).
+// code of DESIGN §3 (watches in watches_test.go).
 
 func TestAvailability(t *testing.T) {
 	e := newEnv(t, nil)

@@ -99,6 +99,7 @@ var sentinelCodes = []struct {
 	{allocator.ErrOfficeNotFound, CodeNotFound},
 	{allocator.ErrServiceNotFound, CodeNotFound},
 	{allocator.ErrBookingNotFound, CodeNotFound},
+	{allocator.ErrWatchNotFound, CodeNotFound},
 	{allocator.ErrSlotTaken, CodeSlotTaken},
 	{allocator.ErrInvalidTransition, CodeInvalidTransition},
 	{allocator.ErrDuplicateBooking, CodeDuplicateBooking},

@@ -30,6 +30,8 @@ const (
 	RouteTicketPNG     = "/v1/bookings/{id}/ticket.png"
 	RouteCalendar      = "/v1/bookings/{id}/calendar.ics"
 	RouteEvents        = "/v1/events"
+	RouteWatches       = "/v1/watches"
+	RouteWatch         = "/v1/watches/{id}"
 
 	// routeUnmatched labels requests that matched no route.
 	routeUnmatched = "unmatched"

@@ -132,6 +132,8 @@ func (s *Server) routes() []*route {
 		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
 		r(get, RouteCalendar, accessBooking, (*Server).calendar),
 		r(get, RouteEvents, accessEvents, (*Server).listEvents),
+		r(post, RouteWatches, accessPortal, (*Server).createWatch),
+		r(fasthttp.MethodDelete, RouteWatch, accessPortal, (*Server).deleteWatch),
 	}
 }
 

@@ -1,0 +1,59 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// Watches over HTTP: a freed seat is held for the oldest auto-hold watch
+// and shows up in its applicant's bookings and in the event feed.
+func TestWatches(t *testing.T) {
+	e := newEnv(t, nil)
+	start := "2026-12-02T10:00:00+03:00"
+	var ids []string
+	for _, a := range []string{"x", "y"} { // office-a has two windows: the start is full
+		r := e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"`+a+`","start":"`+start+`","confirm":true}`)
+		want(t, r, 201, "")
+		var b struct{ ID string }
+		json.Unmarshal(r.body, &b)
+		ids = append(ids, b.ID)
+	}
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)        // no service
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)       // neither office nor region
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"nope","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 404, CodeNotFound)
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","colour":1}`), 400, CodeValidationFailed)
+	r := e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","auto_hold":true}`)
+	want(t, r, 201, "")
+	var w struct {
+		ID       string `json:"id"`
+		AutoHold bool   `json:"auto_hold"`
+	}
+	if err := json.Unmarshal(r.body, &w); err != nil || len(w.ID) != 22 || !w.AutoHold {
+		t.Fatalf("watch: %s", r.body)
+	}
+	// A second watch to delete.
+	r = e.post("/v1/watches", keyPortal, `{"applicant":"v","service":"patent","region":"moscow","from":"2026-12-01","to":"2026-12-05"}`)
+	want(t, r, 201, "")
+	var v struct{ ID string }
+	json.Unmarshal(r.body, &v)
+	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=w", keyPortal, ""), 404, CodeNotFound) // another applicant's
+	if r := e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=v", keyPortal, ""); r.status != 204 {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=v", keyPortal, ""), 404, CodeNotFound)
+	want(t, e.call("DELETE", "/v1/watches/short?applicant=v", keyPortal, ""), 404, CodeNotFound)
+
+	// x cancels: the seat goes to w's watch, never to the fastest caller.
+	want(t, e.post("/v1/bookings/"+ids[0]+"/cancel", keyPortal, `{"applicant":"x"}`), 200, "")
+	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"bot","start":"`+start+`"}`), 409, CodeSlotTaken)
+	r = e.get("/v1/bookings?applicant=w", keyPortal)
+	want(t, r, 200, "")
+	if !strings.Contains(string(r.body), `"status":"held"`) || !strings.Contains(string(r.body), start) {
+		t.Fatalf("watcher's bookings: %s", r.body)
+	}
+	r = e.get("/v1/events?after=0&limit=100", keyPortal)
+	if !strings.Contains(string(r.body), `"type":"watch.matched"`) {
+		t.Fatalf("no watch.matched event: %s", r.body)
+	}
+}
