@@ -19,8 +19,8 @@ func TestWatches(t *testing.T) {
 		json.Unmarshal(r.body, &b)
 		ids = append(ids, b.ID)
 	}
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)        // no service
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)       // neither office nor region
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed) // no service
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)  // neither office nor region
 	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"nope","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 404, CodeNotFound)
 	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","colour":1}`), 400, CodeValidationFailed)
 	r := e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","auto_hold":true}`)
