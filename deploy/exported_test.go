@@ -178,11 +178,14 @@ func driveTraffic(t *testing.T, s *server) {
 	t.Helper()
 	s.must(t, 200, "GET", "/v1/offices?service="+slotService, "")
 	days := list(t, s.must(t, 200, "GET", "/v1/offices/"+slotOffice+"/days?service="+slotService, ""), "days")
+	// Two days ahead at least, so the start cannot pass while the test
+	// books it.
+	minDate := time.Now().AddDate(0, 0, 2).Format("2006-01-02")
 	var start string
 	var free int
 	for _, d := range days {
-		if n, _ := d["free"].(float64); n > 0 && start == "" {
-			date, _ := d["date"].(string)
+		date, _ := d["date"].(string)
+		if n, _ := d["free"].(float64); n > 0 && start == "" && date >= minDate {
 			slots := list(t, s.must(t, 200, "GET", "/v1/offices/"+slotOffice+"/days/"+date+"/slots?service="+slotService, ""), "slots")
 			for _, sl := range slots {
 				if n, _ := sl["free"].(float64); n > 0 {
