@@ -120,10 +120,11 @@ func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID stri
 			}
 		}
 	}
-	out := []SlotFree{}
+	out := make([]SlotFree, 0, l.openSteps[date.Weekday()])
+	startOf := l.stepClock(date)
 	for s := first; s < l.steps; s++ {
 		if open[s/64]&(1<<(s%64)) != 0 {
-			out = append(out, SlotFree{Start: l.startOf(date, s), Free: int(counts[s])})
+			out = append(out, SlotFree{Start: startOf(s), Free: int(counts[s])})
 		}
 	}
 	return out, nil

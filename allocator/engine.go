@@ -125,6 +125,21 @@ func (l *layout) startOf(date Date, step int) time.Time {
 	return date.At(step*l.stepMinutes, l.loc)
 }
 
+// stepClock returns a function giving the start of each step of date. On
+// a day without a zone transition it adds minutes to midnight (cheap); on a
+// transition day it asks time.Date for the wall-clock instant of each step.
+func (l *layout) stepClock(date Date) func(step int) time.Time {
+	midnight := date.At(0, l.loc)
+	next := (date + 1).At(0, l.loc)
+	if _, off1 := midnight.Zone(); true {
+		if _, off2 := next.Zone(); off1 == off2 && next.Sub(midnight) == 24*time.Hour {
+			step := time.Duration(l.stepMinutes) * time.Minute
+			return func(s int) time.Time { return midnight.Add(time.Duration(s) * step) }
+		}
+	}
+	return func(s int) time.Time { return l.startOf(date, s) }
+}
+
 // autoReleased is the released_through the daily schedule gives at now.
 func (l *layout) autoReleased(now time.Time) Date {
 	lt := now.In(l.loc)
