@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"runtime/debug"
@@ -345,6 +346,17 @@ func (s *Server) finish(r *request, latency time.Duration) {
 // serveReadError answers requests fasthttp could not read: too large,
 // malformed, too slow. Always a 4xx problem.
 func (s *Server) serveReadError(ctx *fasthttp.RequestCtx, err error) {
+	// A read that timed out (a stalled or slowloris request, or a
+	// keep-alive connection that went idle part-way) answers 408 Request
+	// Timeout and closes, as HTTP says; clients take a 408 on an idle
+	// connection as a quiet close, where a 400 reaches them as an
+	// unsolicited response.
+	if netErr := (net.Error)(nil); errors.As(err, &netErr) && netErr.Timeout() {
+		ctx.SetConnectionClose()
+		ctx.Error("", fasthttp.StatusRequestTimeout)
+		s.m.observe(nil, "", fasthttp.StatusRequestTimeout, 0)
+		return
+	}
 	r := request{srv: s, ctx: ctx, id: s.requestID(ctx)}
 	ctx.Response.Header.Set(headerReqID, r.id)
 	var p problem
