@@ -25,7 +25,7 @@ test-rest:
 	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal)
 
 bench:
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s $(CORE) ./bench/...
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s $(CORE) ./httpapi/ ./bench/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
