@@ -20,7 +20,7 @@ func TestStalledRequestGets408(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an assertion
+	conn.SetDeadline(time.Now().Add(20 * time.Second))              // a bound, not an assertion
 	io.WriteString(conn, "GET /v1/offices HTTP/1.1\r\nHost: x\r\n") // headers never end
 	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
