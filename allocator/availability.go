@@ -33,6 +33,42 @@ type Opening struct {
 	Free   int
 }
 
+// officeService resolves an office and one of its services.
+func (e *Engine) officeService(officeID, serviceID string) (*office, *layout, *service, error) {
+	o, err := e.office(officeID)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	l := o.lay.Load()
+	svc := l.services[serviceID]
+	if svc == nil {
+		return nil, nil, nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
+	}
+	return o, l, svc, nil
+}
+
+// eachCandidateDay calls f, in date order, for every bookable date of svc
+// from from's date through released_through whose day has room for a run,
+// with the first step to consider; f returns false to stop.
+func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, f func(d *day, first int) bool) {
+	if from.Before(now) {
+		from = now
+	}
+	last := Date(o.releasedThrough.Load())
+	for date := DateOf(from.In(l.loc)); date <= last; date++ {
+		if o.bookableDate(l, svc, date, now) != nil {
+			continue
+		}
+		d := o.day(l, date)
+		if d.free.Load() < int64(svc.slots) {
+			continue
+		}
+		if !f(d, l.firstStep(date, from, now)) {
+			return
+		}
+	}
+}
+
 // freeStarts counts the free starts of svc on d at or after step first.
 func (l *layout) freeStarts(d *day, svc *service, first int) int {
 	if svc.slots == 1 && first == 0 {
@@ -62,14 +98,9 @@ func popcountFrom(words []uint64, from int) int {
 // Days lists the bookable dates in [from, to] with their free starts for
 // service (dates with no start for the service are left out).
 func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) ([]DayFree, error) {
-	o, err := e.office(officeID)
+	o, l, svc, err := e.officeService(officeID, serviceID)
 	if err != nil {
 		return nil, err
-	}
-	l := o.lay.Load()
-	svc := l.services[serviceID]
-	if svc == nil {
-		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
 	}
 	if to < from {
 		return nil, fmt.Errorf("%w: to %s is before from %s", ErrValidation, to, from)
@@ -92,14 +123,9 @@ func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) 
 // Slots lists the starts of service on date with the number of windows
 // free for each; starts already past are left out.
 func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID string) ([]SlotFree, error) {
-	o, err := e.office(officeID)
+	o, l, svc, err := e.officeService(officeID, serviceID)
 	if err != nil {
 		return nil, err
-	}
-	l := o.lay.Load()
-	svc := l.services[serviceID]
-	if svc == nil {
-		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
 	}
 	if err := o.bookableDate(l, svc, date, now); err != nil {
 		return nil, err
@@ -146,58 +172,41 @@ func shiftAnd(words []uint64, n int) {
 // firstFree returns the first free start of svc at o at or after from,
 // scanning at most the released dates.
 func (o *office) firstFree(l *layout, svc *service, from, now time.Time, limit int, out []Opening) []Opening {
-	if from.Before(now) {
-		from = now
+	if limit <= 0 {
+		return out
 	}
-	last := Date(o.releasedThrough.Load())
 	var starts [8]uint64
 	var counts [1440 / slotMinutesMin]uint16
-	for date := DateOf(from.In(l.loc)); date <= last && limit > 0; date++ {
-		if o.bookableDate(l, svc, date, now) != nil {
-			continue
-		}
-		d := o.day(l, date)
-		if d.free.Load() < int64(svc.slots) {
-			continue
-		}
-		first := l.firstStep(date, from, now)
+	o.eachCandidateDay(l, svc, from, now, func(d *day, first int) bool {
 		clear(counts[:])
-		any := false
 		for w := 0; w < l.windows; w++ {
 			d.startsOf(w, svc.slots, starts[:l.words])
 			for i := 0; i < l.words; i++ {
 				for x := starts[i]; x != 0; x &= x - 1 {
 					if s := i*64 + bits.TrailingZeros64(x); s >= first {
 						counts[s]++
-						any = true
 					}
 				}
 			}
 		}
-		if !any {
-			continue
-		}
+		startOf := l.stepClock(d.date)
 		for s := first; s < l.steps && limit > 0; s++ {
 			if counts[s] > 0 {
-				out = append(out, Opening{Office: o.id, Start: l.startOf(date, s), Free: int(counts[s])})
+				out = append(out, Opening{Office: o.id, Start: startOf(s), Free: int(counts[s])})
 				limit--
 			}
 		}
-	}
+		return limit > 0
+	})
 	return out
 }
 
 // FirstFree returns up to limit free starts of service at an office, at or
 // after from, earliest first.
 func (e *Engine) FirstFree(now time.Time, officeID, serviceID string, from time.Time, limit int) ([]Opening, error) {
-	o, err := e.office(officeID)
+	o, l, svc, err := e.officeService(officeID, serviceID)
 	if err != nil {
 		return nil, err
-	}
-	l := o.lay.Load()
-	svc := l.services[serviceID]
-	if svc == nil {
-		return nil, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, serviceID)
 	}
 	return o.firstFree(l, svc, from, now, limit, nil), nil
 }

@@ -228,20 +228,10 @@ func (l *layout) firstStep(date Date, from, now time.Time) int {
 // claimFirstFree claims the first free run of svc at or after from. It
 // returns the day, step and window, or window -1.
 func (o *office) claimFirstFree(l *layout, svc *service, from, now time.Time) (*day, int, int) {
-	if from.Before(now) {
-		from = now
-	}
-	last := Date(o.releasedThrough.Load())
 	var starts, union [8]uint64
-	for date := DateOf(from.In(l.loc)); date <= last; date++ {
-		if o.bookableDate(l, svc, date, now) != nil {
-			continue
-		}
-		d := o.day(l, date)
-		if d.free.Load() < int64(svc.slots) {
-			continue
-		}
-		first := l.firstStep(date, from, now)
+	var got *day
+	step, window := 0, -1
+	o.eachCandidateDay(l, svc, from, now, func(d *day, first int) bool {
 		for {
 			u := union[:l.words]
 			clear(u)
@@ -251,17 +241,18 @@ func (o *office) claimFirstFree(l *layout, svc *service, from, now time.Time) (*
 					u[i] |= starts[i]
 				}
 			}
-			step := nextSet(u, first)
-			if step < 0 {
-				break
+			s := nextSet(u, first)
+			if s < 0 {
+				return true // nothing left on this day: the next one
 			}
-			if w := d.claimAny(l.windows, step, svc.slots); w >= 0 {
-				return d, step, w
+			if w := d.claimAny(l.windows, s, svc.slots); w >= 0 {
+				got, step, window = d, s, w
+				return false
 			}
-			first = step // lost a race for it: look again from the same step
+			first = s // lost a race for it: look again from the same step
 		}
-	}
-	return nil, 0, -1
+	})
+	return got, step, window
 }
 
 // nextSet returns the first set bit at index ≥ from, or -1.

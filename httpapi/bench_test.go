@@ -25,16 +25,6 @@ const benchOffices = 64
 
 var benchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
 
-type benchFeed struct{ db *wal.DB }
-
-func (f benchFeed) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
-	return f.db.ReadEvents(after, limit)
-}
-func (f benchFeed) Wait(ctx context.Context, after uint64) error {
-	_, err := f.db.WaitEvents(ctx, after)
-	return err
-}
-
 // startBenchServer serves a real engine on a synced Pebble journal.
 func startBenchServer(b *testing.B) (addr, key string) {
 	b.Helper()
@@ -56,7 +46,7 @@ func startBenchServer(b *testing.B) (addr, key string) {
 		}
 	}
 	key = "bench-portal-key-0123456789"
-	srv, err := httpapi.New(httpapi.Config{Engine: e, Idempotency: db, Events: benchFeed{db},
+	srv, err := httpapi.New(httpapi.Config{Engine: e, Idempotency: db, Events: db,
 		Keys:   []httpapi.Key{{Key: key, Name: "bench", Scopes: []string{httpapi.ScopePortal}, Offices: []string{"*"}}},
 		Secret: []byte("bench-secret-bench-secret-bench-secret"), Now: func() time.Time { return benchNow },
 		RatePerSecond: 1e9, InFlightMax: 1 << 16})

@@ -108,8 +108,7 @@ func (s *Server) applicantAction(r *request, act func(e *allocator.Engine, now t
 	if !ok {
 		return
 	}
-	if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-		r.invalid("%v", err)
+	if !r.reasonOK(body.Reason) {
 		return
 	}
 	v, err := act(s.engine, r.now, id, applicant, r.meta(body.Reason, s.renderBooking(200)))
@@ -140,17 +139,11 @@ func (s *Server) reschedule(r *request) {
 	if !ok {
 		return
 	}
-	if body.Start == "" {
-		r.invalid("start is required")
+	start, ok := r.requiredTime("start", body.Start)
+	if !ok {
 		return
 	}
-	start, err := parseTime("start", body.Start)
-	if err != nil {
-		r.invalid("%v", err)
-		return
-	}
-	if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-		r.invalid("%v", err)
+	if !r.reasonOK(body.Reason) {
 		return
 	}
 	if len(body.Office) > idBytesMax {
@@ -213,8 +206,7 @@ func operatorAction(act func(e *allocator.Engine, now time.Time, id allocator.ID
 		if !r.decode(&body) {
 			return
 		}
-		if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-			r.invalid("%v", err)
+		if !r.reasonOK(body.Reason) {
 			return
 		}
 		id, _, ok := s.operatorBooking(r)
@@ -240,8 +232,7 @@ func (s *Server) checkIn(r *request) {
 		r.invalid("ticket is required: the qr token of GET /v1/bookings/{id}/ticket")
 		return
 	}
-	if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-		r.invalid("%v", err)
+	if !r.reasonOK(body.Reason) {
 		return
 	}
 	id, cur, ok := s.operatorBooking(r)

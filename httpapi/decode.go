@@ -277,3 +277,43 @@ func (r *request) bookingID() (allocator.ID, bool) {
 	}
 	return id, true
 }
+
+// reasonOK answers 400 and reports false when a reason is too long or not
+// printable text.
+func (r *request) reasonOK(reason string) bool {
+	if err := checkText("reason", reason, reasonBytesMax); err != nil {
+		r.invalid("%v", err)
+		return false
+	}
+	return true
+}
+
+// requiredDate parses a required YYYY-MM-DD field, answering 400 when it is
+// missing or malformed.
+func (r *request) requiredDate(field, value string) (allocator.Date, bool) {
+	if value == "" {
+		r.invalid("%s is required, YYYY-MM-DD", field)
+		return 0, false
+	}
+	d, err := parseDate(field, value)
+	if err != nil {
+		r.invalid("%v", err)
+		return 0, false
+	}
+	return d, true
+}
+
+// requiredTime parses a required RFC 3339 field, answering 400 when it is
+// missing or malformed.
+func (r *request) requiredTime(field, value string) (time.Time, bool) {
+	if value == "" {
+		r.invalid("%s is required, an RFC 3339 time with the office's offset", field)
+		return time.Time{}, false
+	}
+	t, err := parseTime(field, value)
+	if err != nil {
+		r.invalid("%v", err)
+		return time.Time{}, false
+	}
+	return t, true
+}

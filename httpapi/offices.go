@@ -91,17 +91,11 @@ func (s *Server) release(r *request) {
 	if !r.decodeAdmin(&body) {
 		return
 	}
-	if body.Through == "" {
-		r.invalid("through is required: the last date to release, YYYY-MM-DD")
+	through, ok := r.requiredDate("through", body.Through)
+	if !ok {
 		return
 	}
-	through, err := parseDate("through", body.Through)
-	if err != nil {
-		r.invalid("%v", err)
-		return
-	}
-	if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-		r.invalid("%v", err)
+	if !r.reasonOK(body.Reason) {
 		return
 	}
 	office := r.param(0)
@@ -138,17 +132,11 @@ func (s *Server) closure(r *request) {
 	if !r.decodeAdmin(&body) {
 		return
 	}
-	if body.Date == "" {
-		r.invalid("date is required, YYYY-MM-DD")
+	date, ok := r.requiredDate("date", body.Date)
+	if !ok {
 		return
 	}
-	date, err := parseDate("date", body.Date)
-	if err != nil {
-		r.invalid("%v", err)
-		return
-	}
-	if err := checkText("reason", body.Reason, reasonBytesMax); err != nil {
-		r.invalid("%v", err)
+	if !r.reasonOK(body.Reason) {
 		return
 	}
 	office := r.param(0)

@@ -60,14 +60,12 @@ func (s *Server) createWatch(r *request) {
 		r.invalid("service is required; service, office and region are at most %d bytes", idBytesMax)
 		return
 	}
-	from, err := parseDate("from", body.From)
-	if err != nil {
-		r.invalid("%v", err)
+	from, ok := r.requiredDate("from", body.From)
+	if !ok {
 		return
 	}
-	to, err := parseDate("to", body.To)
-	if err != nil {
-		r.invalid("%v", err)
+	to, ok := r.requiredDate("to", body.To)
+	if !ok {
 		return
 	}
 	req := allocator.WatchRequest{Applicant: applicant, Service: body.Service, Office: body.Office, Region: body.Region,

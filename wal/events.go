@@ -134,6 +134,14 @@ func (db *DB) WaitEvents(ctx context.Context, after uint64) (uint64, error) {
 	}
 }
 
+// Wait returns when an event with cursor > after is readable, or with the
+// error of ctx or of a closed DB. It is WaitEvents for callers that need
+// only the wake-up (the edge's long-poll).
+func (db *DB) Wait(ctx context.Context, after uint64) error {
+	_, err := db.WaitEvents(ctx, after)
+	return err
+}
+
 // ReadEvents returns up to limit events with cursor > after, in cursor
 // order, never beyond the watermark. Cursors may have gaps (events swept
 // by retention, batches that failed before a restart); an empty result

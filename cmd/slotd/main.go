@@ -85,7 +85,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 		return err
 	}
 	srv, err := httpapi.New(httpapi.Config{
-		Engine: engine, Idempotency: db, Events: feed{db}, Keys: keys, Secret: secret,
+		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret,
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 	})
 	if err != nil {
@@ -236,18 +236,6 @@ func loadOffices(opts options) ([]allocator.OfficeConfig, error) {
 		out = append(out, cfgs...)
 	}
 	return out, nil
-}
-
-// feed adapts the journal's event feed to the edge.
-type feed struct{ db *wal.DB }
-
-func (f feed) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
-	return f.db.ReadEvents(after, limit)
-}
-
-func (f feed) Wait(ctx context.Context, after uint64) error {
-	_, err := f.db.WaitEvents(ctx, after)
-	return err
 }
 
 func journalStats(db *wal.DB) func() httpapi.JournalStats {
