@@ -1,20 +1,19 @@
 package deploy
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"slotd/internal/slotdtest"
 )
 
 const (
@@ -30,100 +29,24 @@ const (
 // server is a slotd process started by startSlotd.
 type server struct {
 	addr, adminAddr, portalKey string
-	cmd                        *exec.Cmd
 }
 
-// startSlotd builds cmd/slotd, starts it with demo offices on ephemeral
-// loopback ports and a scratch data directory, and waits for its
-// "slotd ready" log line, which carries the listeners' addresses.
+// startSlotd builds cmd/slotd and starts it with demo offices on ephemeral
+// loopback ports and a scratch data directory; at the end of the test it
+// is stopped with SIGTERM and must drain cleanly.
 func startSlotd(t *testing.T) *server {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "slotd")
-	if out, err := exec.Command("go", "build", "-o", bin, "slotd/cmd/slotd").CombinedOutput(); err != nil {
-		t.Fatalf("go build slotd/cmd/slotd: %v\n%s", err, out)
-	}
-	data := t.TempDir()
-	cmd := exec.Command(bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	s := &server{cmd: cmd}
-	t.Cleanup(func() { s.stop(t) })
-
-	type readyLine struct {
-		Msg       string `json:"msg"`
-		Addr      string `json:"addr"`
-		AdminAddr string `json:"admin_addr"`
-	}
-	ready := make(chan readyLine, 1)
-	go func() {
-		defer close(ready)
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			var l readyLine
-			if !sent && json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "slotd ready" {
-				ready <- l
-				sent = true
-			}
+	srv := slotdtest.Start(t, slotdtest.Build(t), t.TempDir())
+	t.Cleanup(func() {
+		if !srv.Stop(t, syscall.SIGTERM) {
+			t.Errorf("slotd did not exit cleanly on SIGTERM")
 		}
-	}()
-	select {
-	case l, ok := <-ready:
-		if !ok {
-			t.Fatal("slotd exited before it logged \"slotd ready\"")
-		}
-		s.addr, s.adminAddr = l.Addr, l.AdminAddr
-	case <-time.After(waitMax):
-		t.Fatalf("slotd did not log \"slotd ready\" within %v", waitMax)
-	}
-
-	var keys []struct {
-		Key, Name string
-		Scopes    []string
-	}
-	raw, err := os.ReadFile(filepath.Join(data, "dev-keys.json"))
-	if err != nil {
-		t.Fatalf("development keys: %v", err)
-	}
-	if err := json.Unmarshal(raw, &keys); err != nil {
-		t.Fatalf("development keys: %v", err)
-	}
-	for _, k := range keys {
-		if len(k.Scopes) == 1 && k.Scopes[0] == "portal" {
-			s.portalKey = k.Key
-		}
-	}
+	})
+	s := &server{addr: srv.Addr, adminAddr: srv.AdminAddr, portalKey: srv.Keys["demo-portal"]}
 	if s.portalKey == "" {
-		t.Fatalf("no portal key among the development keys %s", raw)
+		t.Fatal("no portal key among the development keys")
 	}
 	return s
-}
-
-// stop sends SIGTERM and waits for the drain; a process that does not
-// exit in time is killed.
-func (s *server) stop(t *testing.T) {
-	if s.cmd.ProcessState != nil {
-		return
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan error, 1)
-	go func() { done <- s.cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Errorf("slotd after SIGTERM: %v", err)
-		}
-	case <-time.After(waitMax):
-		_ = s.cmd.Process.Kill()
-		<-done
-		t.Errorf("slotd did not exit within %v of SIGTERM", waitMax)
-	}
 }
 
 var client = &http.Client{Timeout: waitMax}

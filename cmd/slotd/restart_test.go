@@ -6,91 +6,31 @@ package main
 // invariants 2 and 4 end to end).
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest"
 )
 
 type slotdProc struct {
-	cmd       *exec.Cmd
-	addr      string
-	adminAddr string
+	*slotdtest.Server
 	portalKey string
 }
 
-func buildSlotd(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "slotd")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	return bin
-}
-
-// startSlotd runs the binary with -demo on ephemeral loopback ports and
-// waits for its "slotd ready" log line.
 func startSlotd(t *testing.T, bin, data string) *slotdProc {
 	t.Helper()
-	cmd := exec.Command(bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0", "-log-level", "info")
-	cmd.Stdout = io.Discard
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &slotdProc{cmd: cmd}
-	ready := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		sent := false
-		for sc.Scan() {
-			var raw map[string]any
-			if json.Unmarshal(sc.Bytes(), &raw) == nil && raw["msg"] == "slotd ready" && !sent {
-				p.addr, _ = raw["addr"].(string)
-				p.adminAddr, _ = raw["admin_addr"].(string)
-				ready <- true
-				sent = true
-			}
-		}
-		if !sent {
-			ready <- false
-		}
-	}()
-	select {
-	case ok := <-ready:
-		if !ok {
-			t.Fatal("slotd exited before it was ready")
-		}
-	case <-time.After(60 * time.Second):
-		cmd.Process.Kill()
-		t.Fatal("slotd not ready within 60s")
-	}
-	var keys []keyFileEntry
-	data2, _ := os.ReadFile(filepath.Join(data, devKeysFile))
-	json.Unmarshal(data2, &keys)
-	for _, k := range keys {
-		if k.Name == "demo-portal" {
-			p.portalKey = k.Key
-		}
-	}
-	return p
+	srv := slotdtest.Start(t, bin, data)
+	return &slotdProc{Server: srv, portalKey: srv.Keys["demo-portal"]}
 }
 
 func (p *slotdProc) call(t *testing.T, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+p.addr+path, strings.NewReader(body))
+	req, _ := http.NewRequest(method, "http://"+p.Addr+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+p.portalKey)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -128,7 +68,7 @@ func TestRestartKeepsAcknowledgedBookings(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the server")
 	}
-	bin := buildSlotd(t)
+	bin := slotdtest.Build(t)
 	data := t.TempDir()
 	p := startSlotd(t, bin, data)
 	want := map[string]string{}
@@ -137,9 +77,8 @@ func TestRestartKeepsAcknowledgedBookings(t *testing.T) {
 		want[app+"/"+p.book(t, app, 3, i%2 == 0)] = map[bool]string{true: "confirmed", false: "held"}[i%2 == 0]
 	}
 	// SIGTERM: drains, exits 0.
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	if err := p.cmd.Wait(); err != nil {
-		t.Fatalf("SIGTERM exit: %v", err)
+	if !p.Stop(t, syscall.SIGTERM) {
+		t.Fatal("slotd did not exit cleanly on SIGTERM")
 	}
 	p = startSlotd(t, bin, data)
 	check := func() {
@@ -156,10 +95,8 @@ func TestRestartKeepsAcknowledgedBookings(t *testing.T) {
 		want[app+"/"+p.book(t, app, 4, true)] = "confirmed"
 	}
 	// SIGKILL: no drain at all.
-	p.cmd.Process.Signal(syscall.SIGKILL)
-	p.cmd.Wait()
+	p.Stop(t, syscall.SIGKILL)
 	p = startSlotd(t, bin, data)
 	check()
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	p.cmd.Wait()
+	p.Stop(t, syscall.SIGTERM)
 }
