@@ -28,6 +28,7 @@ const (
 	RouteForceCancel   = "/v1/bookings/{id}/force-cancel"
 	RouteTicket        = "/v1/bookings/{id}/ticket"
 	RouteTicketPNG     = "/v1/bookings/{id}/ticket.png"
+	RouteTicketPDF     = "/v1/bookings/{id}/ticket.pdf"
 	RouteCalendar      = "/v1/bookings/{id}/calendar.ics"
 	RouteEvents        = "/v1/events"
 	RouteWatches       = "/v1/watches"

@@ -131,6 +131,7 @@ func (s *Server) routes() []*route {
 		r(post, RouteForceCancel, accessOperator, operatorAction((*allocator.Engine).ForceCancel)),
 		r(get, RouteTicket, accessBooking, (*Server).ticket),
 		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
+		r(get, RouteTicketPDF, accessBooking, (*Server).ticketPDF),
 		r(get, RouteCalendar, accessBooking, (*Server).calendar),
 		r(get, RouteEvents, accessEvents, (*Server).listEvents),
 		r(post, RouteWatches, accessPortal, (*Server).createWatch),
