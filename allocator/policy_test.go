@@ -757,3 +757,35 @@ func TestBookingNumbersNotReusedAfterRescheduleAndRestore(t *testing.T) {
 		t.Fatalf("number %s issued again (first %s, second %s)", next.Number, first.Number, second.Number)
 	}
 }
+
+// reminder.due is emitted once per start even across a restart: the
+// reminded start is part of the durable record.
+func TestReminderOnceAcrossRestore(t *testing.T) {
+	e, j := newTestEngine(t, testOffice("a"))
+	start := at(3, 10, 0)
+	confirmed(t, e, t0, "x", start)
+	if err := e.Tick(start.Add(-23 * time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if n := countEvents(j, EventReminderDue); n != 1 {
+		t.Fatalf("%d reminders before the restart", n)
+	}
+	offices, bookings := j.Latest()
+	j2 := &MemJournal{}
+	r, _ := New(Config{Journal: j2})
+	for _, o := range offices {
+		r.RestoreOffice(o)
+	}
+	for _, b := range bookings {
+		r.RestoreBooking(b)
+	}
+	r.RestoreDone(start.Add(-22 * time.Hour))
+	for _, now := range []time.Time{start.Add(-22 * time.Hour), start.Add(-time.Hour)} {
+		if err := r.Tick(now); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := countEvents(j2, EventReminderDue); n != 0 {
+		t.Fatalf("%d reminders again after the restart", n)
+	}
+}
