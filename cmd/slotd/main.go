@@ -87,6 +87,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	srv, err := httpapi.New(httpapi.Config{
 		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret,
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
+		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 	})
 	if err != nil {
 		return err

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"slotd/httpapi"
 )
 
 // options are slotd's command line (DESIGN §4). Every flag can also be set
@@ -19,6 +21,12 @@ type options struct {
 	offices   string // office configs to load at start; empty: none
 	demo      bool   // load demo offices; print development keys when no keys file
 	logLevel  string // debug, info, warn, error
+	// ratePerKey is each API key's sustained rate in requests per second;
+	// rateBurst its bucket size (0: twice the rate). A portal backend sends
+	// all its applicants' requests under one key: size it for the rush.
+	ratePerKey  float64
+	rateBurst   int
+	inFlightMax int // requests inside the engine at once; beyond, 503 overloaded
 }
 
 // errHelp: -h was asked for; usage is printed, nothing runs.
@@ -35,6 +43,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.offices, "offices", "", "office configs `file` to load at start (JSON array)")
 	fs.BoolVar(&o.demo, "demo", false, "load demo offices; create and print development keys when -keys is not given")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.Float64Var(&o.ratePerKey, "rate-per-key", httpapi.DefaultRatePerSecond, "each API key's sustained `requests per second` (token bucket)")
+	fs.IntVar(&o.rateBurst, "rate-burst", 0, "each API key's bucket `size` in requests (0: twice -rate-per-key)")
+	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()
@@ -61,6 +72,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	})
 	if err != nil {
 		return o, err
+	}
+	if o.ratePerKey <= 0 || o.rateBurst < 0 || o.inFlightMax < 1 {
+		return o, fmt.Errorf("-rate-per-key must be positive, -rate-burst not negative, -in-flight-max at least 1")
 	}
 	switch o.logLevel {
 	case "debug", "info", "warn", "error":

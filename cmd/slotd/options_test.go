@@ -18,6 +18,13 @@ func TestOptionsFlagsEnvDefaults(t *testing.T) {
 	if _, err := parseOptions(nil, env(map[string]string{"SLOTD_DEMO": "maybe"}), io.Discard); err == nil {
 		t.Fatal("bad boolean in the environment accepted")
 	}
+	o, err = parseOptions(nil, env(map[string]string{"SLOTD_RATE_PER_KEY": "50000", "SLOTD_IN_FLIGHT_MAX": "128"}), io.Discard)
+	if err != nil || o.ratePerKey != 50000 || o.inFlightMax != 128 || o.rateBurst != 0 {
+		t.Fatalf("limits from the environment: %+v %v", o, err)
+	}
+	if _, err := parseOptions([]string{"-rate-per-key", "0"}, env(nil), io.Discard); err == nil {
+		t.Fatal("zero rate accepted")
+	}
 	if _, err := parseOptions([]string{"-log-level", "loud"}, env(nil), io.Discard); err == nil {
 		t.Fatal("bad log level accepted")
 	}
