@@ -21,6 +21,26 @@ type Counters struct {
 	CommitErrors   paddedCounter
 	LotteryEntries paddedCounter // hold requests that waited for a release draw
 	WatchMatches   paddedCounter // watches served (W1, W4)
+	// InStatus counts the bookings now in each status (a gauge): moved by
+	// every transition, set by recovery.
+	InStatus [statusEnd]paddedGauge
+}
+
+// paddedGauge is a padded atomic.Int64.
+type paddedGauge struct {
+	atomic.Int64
+	_ [56]byte
+}
+
+// moved records one booking going from status from (0: new) to to.
+func (c *Counters) moved(from, to Status) {
+	if from == to {
+		return
+	}
+	if from != 0 {
+		c.InStatus[from].Add(-1)
+	}
+	c.InStatus[to].Add(1)
 }
 
 // Stats is a snapshot of Counters and gauges.
@@ -30,6 +50,8 @@ type Stats struct {
 	Watches int
 	// Transitions counts transitions into each status, by status name.
 	Transitions map[string]uint64
+	// InStatus is the number of bookings now in each status, by name.
+	InStatus map[string]int64
 	// Bookings is the number of bookings in memory, archive included.
 	Bookings int
 	// TimersPending is the number of scheduled expiries, no-shows, reminders.
@@ -51,10 +73,12 @@ func (e *Engine) Stats() Stats {
 		WatchMatches:   e.counter.WatchMatches.Load(),
 		Watches:        int(e.watches.n.Load()),
 		Transitions:    make(map[string]uint64, statusEnd),
+		InStatus:       make(map[string]int64, statusEnd),
 		Degraded:       e.degraded.Load(),
 	}
 	for st := StatusHeld; st < statusEnd; st++ {
 		s.Transitions[st.String()] = e.counter.Transitions[st].Load()
+		s.InStatus[st.String()] = e.counter.InStatus[st].Load()
 	}
 	for i := range e.index.shards {
 		sh := &e.index.shards[i]

@@ -120,6 +120,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	e.apps.add(applicant, b)
 	e.schedule(now, o, l, b, rec)
 	e.counter.Holds.Add(1)
+	e.counter.moved(0, rec.Status)
 	e.counter.Transitions[StatusHeld].Add(1)
 	if confirm {
 		e.counter.Transitions[StatusConfirmed].Add(1)

@@ -99,6 +99,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	if ef.reminder {
 		e.counter.Reminders.Add(1)
 	} else {
+		e.counter.moved(cur.Status, ef.next.Status)
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
 	b.unlock(ef.next.Status)

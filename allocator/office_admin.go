@@ -261,6 +261,7 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 		b.rec.Store(c.Bookings[i])
 		e.apps.unreserve(prev.Applicant, prev.Office, prev.Service)
 		e.counter.Transitions[StatusCancelled].Add(1)
+		e.counter.moved(prev.Status, StatusCancelled)
 		b.unlock(StatusCancelled)
 		out = append(out, viewOf(nl, c.Bookings[i]))
 	}

@@ -67,6 +67,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	if !e.index.put(rec.ID, b) {
 		return fmt.Errorf("cannot restore booking %s: loaded twice", rec.ID)
 	}
+	e.counter.moved(0, rec.Status)
 	sh := e.apps.shard(rec.Applicant)
 	sh.mu.Lock()
 	st := sh.stateLocked(rec.Applicant)

@@ -15,15 +15,18 @@ type seatKey struct {
 
 // Verify checks the engine's state against DESIGN invariant 1 and claim
 // invariant C3 by brute force: no seat is owned by two active bookings,
-// every active booking's seat is taken in the bitmap, and every day's free
-// counter equals its bitmap popcount. It costs O(bookings + seats) and is
+// every active booking's seat is taken in the bitmap, every day's free
+// counter equals its bitmap popcount, and the bookings-by-status gauges
+// equal a count of the bookings. It costs O(bookings + seats) and is
 // meant for tests, crash checks and load-test verification, on a quiet
 // engine (in-flight operations make the counters differ transiently).
 func (e *Engine) Verify() error {
 	owners := map[seatKey]ID{}
 	var problem error
+	var inStatus [statusEnd]int64
 	e.index.each(func(b *booking) bool {
 		r := b.rec.Load()
+		inStatus[r.Status]++
 		if !r.Status.Active() {
 			return true
 		}
@@ -55,6 +58,11 @@ func (e *Engine) Verify() error {
 	})
 	if problem != nil {
 		return problem
+	}
+	for st := StatusHeld; st < statusEnd; st++ {
+		if got := e.counter.InStatus[st].Load(); got != inStatus[st] {
+			return fmt.Errorf("%d bookings are %s but the gauge says %d", inStatus[st], st, got)
+		}
 	}
 	for _, id := range e.OfficeIDs() {
 		o, _ := e.office(id)

@@ -31,6 +31,7 @@ const (
 	metricLotteryEntries    = "slotd_engine_lottery_entries_total"
 	metricWatchMatches      = "slotd_engine_watch_matches_total"
 	metricBookings          = "slotd_engine_bookings"
+	metricBookingsInStatus  = "slotd_engine_bookings_in_status"
 	metricTimersPending     = "slotd_engine_timers_pending"
 	metricWatches           = "slotd_engine_watches"
 	metricDegraded          = "slotd_engine_degraded"
@@ -141,6 +142,7 @@ var (
 	descLotteryEntries = prometheus.NewDesc(metricLotteryEntries, "Hold requests that waited for a release lottery draw.", nil, nil)
 	descWatchMatches   = prometheus.NewDesc(metricWatchMatches, "Watches served a freed or released seat.", nil, nil)
 	descBookings       = prometheus.NewDesc(metricBookings, "Bookings in memory, archive included.", nil, nil)
+	descInStatus       = prometheus.NewDesc(metricBookingsInStatus, "Bookings now in each status (held ones are the hold backlog).", []string{"status"}, nil)
 	descTimers         = prometheus.NewDesc(metricTimersPending, "Scheduled hold expiries, no-shows and reminders.", nil, nil)
 	descWatches        = prometheus.NewDesc(metricWatches, "Active watches.", nil, nil)
 	descDegraded       = prometheus.NewDesc(metricDegraded, "1 after a journal failure stopped all writes.", nil, nil)
@@ -149,7 +151,7 @@ var (
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHolds, descConflicts, descTransitions, descReschedules, descReminders,
-		descReleases, descCommitErrs, descLotteryEntries, descWatchMatches, descBookings, descTimers, descWatches,
+		descReleases, descCommitErrs, descLotteryEntries, descWatchMatches, descBookings, descInStatus, descTimers, descWatches,
 		descDegraded, descFreeSeats} {
 		ch <- d
 	}
@@ -176,6 +178,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descLotteryEntries, st.LotteryEntries)
 	counter(descWatchMatches, st.WatchMatches)
 	gauge(descBookings, float64(st.Bookings))
+	for status, n := range st.InStatus {
+		gauge(descInStatus, float64(n), status)
+	}
 	gauge(descTimers, float64(st.TimersPending))
 	gauge(descWatches, float64(st.Watches))
 	gauge(descDegraded, boolFloat(st.Degraded))
