@@ -91,15 +91,8 @@ func (s *Server) release(r *request) {
 	if !r.decodeAdmin(&body) {
 		return
 	}
-	through, ok := r.requiredDate("through", body.Through)
+	office, through, ok := r.officeDate("through", body.Through, body.Reason)
 	if !ok {
-		return
-	}
-	if !r.reasonOK(body.Reason) {
-		return
-	}
-	office := r.param(0)
-	if !r.officeAllowed(office) {
 		return
 	}
 	render := func(c *allocator.Change) (int, []byte) {
@@ -132,15 +125,8 @@ func (s *Server) closure(r *request) {
 	if !r.decodeAdmin(&body) {
 		return
 	}
-	date, ok := r.requiredDate("date", body.Date)
+	office, date, ok := r.officeDate("date", body.Date, body.Reason)
 	if !ok {
-		return
-	}
-	if !r.reasonOK(body.Reason) {
-		return
-	}
-	office := r.param(0)
-	if !r.officeAllowed(office) {
 		return
 	}
 	render := func(c *allocator.Change) (int, []byte) {
@@ -160,4 +146,19 @@ func (r *request) decodeAdmin(v any) bool {
 		return false
 	}
 	return true
+}
+
+// officeDate checks the parts an administrative action on one date of the
+// path's office shares: the required date field, the reason, and that the
+// key may act on the office. It answers the refusal itself.
+func (r *request) officeDate(field, value, reason string) (string, allocator.Date, bool) {
+	d, ok := r.requiredDate(field, value)
+	if !ok || !r.reasonOK(reason) {
+		return "", 0, false
+	}
+	office := r.param(0)
+	if !r.officeAllowed(office) {
+		return "", 0, false
+	}
+	return office, d, true
 }

@@ -274,23 +274,34 @@ func (db *DB) Flush() error {
 
 // LoadBooking reads the latest record of one booking.
 func (db *DB) LoadBooking(id allocator.ID) (*allocator.BookingRecord, bool, error) {
+	k := bookingKey(nil, id)
+	return getDecoded(db, k, func(v []byte) (*allocator.BookingRecord, error) { return decodeBookingAt(k, v, nil) })
+}
+
+// getDecoded reads key k and decodes its value while Pebble's buffer is
+// valid. A missing key is (zero, false, nil); a value that fails to decode
+// is ErrCorrupt naming the key.
+func getDecoded[T any](db *DB, k []byte, decode func(v []byte) (T, error)) (T, bool, error) {
+	var zero T
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	if db.closed {
-		return nil, false, allocator.ErrJournalClosed
+		return zero, false, allocator.ErrJournalClosed
 	}
-	k := bookingKey(nil, id)
 	v, closer, err := db.pdb.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
+		return zero, false, nil
 	}
 	if err != nil {
-		return nil, false, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
+		return zero, false, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
 	}
 	defer closer.Close()
-	r, err := decodeBookingAt(k, v, nil)
+	r, err := decode(v)
 	if err != nil {
-		return nil, false, err
+		if !errors.Is(err, ErrCorrupt) {
+			err = fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
+		}
+		return zero, false, err
 	}
 	return r, true, nil
 }

@@ -1,10 +1,7 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
-
-	"github.com/cockroachdb/pebble/v2"
 
 	"slotd/allocator"
 )
@@ -13,25 +10,9 @@ import (
 // past its TTL but not yet swept is still returned: the caller compares
 // AtUnixNano with its own clock if it must.
 func (db *DB) LookupIdempotency(key string) (*allocator.IdempotencyRecord, bool, error) {
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if db.closed {
-		return nil, false, allocator.ErrJournalClosed
-	}
-	k := idempotencyKey(nil, key)
-	v, closer, err := db.pdb.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
-	}
-	if err != nil {
-		return nil, false, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
-	}
-	defer closer.Close()
-	r, err := decodeIdempotency(v, key)
-	if err != nil {
-		return nil, false, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
-	}
-	return r, true, nil
+	return getDecoded(db, idempotencyKey(nil, key), func(v []byte) (*allocator.IdempotencyRecord, error) {
+		return decodeIdempotency(v, key)
+	})
 }
 
 // PutIdempotency stores the first response of a request that changed no
