@@ -11,8 +11,10 @@ import (
 // (RestoreOffice), then bookings in any order (RestoreBooking), then
 // RestoreDone. Afterwards the caller runs Tick(now), which expires the holds
 // whose time passed while the process was down, through the journal like
-// any other change. Restore methods are not safe for concurrent use with
-// each other or with serving.
+// any other change. RestoreBooking (and RestoreWatch, RestoreSeqMark) are
+// safe for concurrent use with each other, so a journal may feed them from
+// several goroutines; every RestoreOffice must come before them and
+// RestoreDone after them, and none may run while the engine serves.
 
 // RestoreOffice loads one office as it was last committed.
 func (e *Engine) RestoreOffice(rec OfficeRecord) error {

@@ -1,8 +1,11 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
+	"runtime"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -71,21 +74,7 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if err != nil {
 		return st, err
 	}
-	err = db.scan(prefixBooking, func(k, v []byte) error {
-		rec, err := decodeBookingAt(k, v, in)
-		if err != nil {
-			return err
-		}
-		if err := r.RestoreBooking(rec); err != nil {
-			return fmt.Errorf("wal: recovery: cannot restore booking %s: %w", rec.ID, err)
-		}
-		st.Bookings++
-		if rec.Status.Active() {
-			st.ActiveBookings++
-		}
-		return nil
-	})
-	if err != nil {
+	if err := restoreBookings(db, r, &st); err != nil {
 		return st, err
 	}
 	err = db.scan(prefixSeqMark, func(k, v []byte) error {
@@ -125,6 +114,90 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	db.stats.recoveryNanos.Store(int64(st.Duration))
 	return st, nil
 }
+
+// recoverBatch is how many stored bookings the scan hands to a worker at
+// once: large enough to amortise the hand-off, small enough to spread.
+const recoverBatch = 512
+
+// restoreBookings decodes and restores every booking. Decoding and
+// restoring dominate recovery and need no order among bookings (the
+// engine's RestoreBooking is safe for concurrent use), so the scan hands
+// batches of copied values to one worker per core. The first error wins;
+// nothing is skipped.
+func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
+	type kv struct{ k, v []byte }
+	workers := runtime.GOMAXPROCS(0)
+	batches := make(chan []kv, workers)
+	var (
+		wg               sync.WaitGroup
+		mu               sync.Mutex
+		firstErr         error
+		bookings, active int
+	)
+	failed := func() bool { mu.Lock(); defer mu.Unlock(); return firstErr != nil }
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			in := make(interner) // per worker: an interner is not safe for concurrent use
+			n, a := 0, 0
+			var err error
+			for batch := range batches {
+				for _, e := range batch {
+					if err != nil {
+						break
+					}
+					var rec *allocator.BookingRecord
+					if rec, err = decodeBookingAt(e.k, e.v, in); err != nil {
+						break
+					}
+					if err = r.RestoreBooking(rec); err != nil {
+						err = fmt.Errorf("wal: recovery: cannot restore booking %s: %w", rec.ID, err)
+						break
+					}
+					n++
+					if rec.Status.Active() {
+						a++
+					}
+				}
+			}
+			mu.Lock()
+			bookings, active = bookings+n, active+a
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
+		}()
+	}
+	batch := make([]kv, 0, recoverBatch)
+	scanErr := db.scan(prefixBooking, func(k, v []byte) error {
+		batch = append(batch, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
+		if len(batch) == recoverBatch {
+			if failed() {
+				return errRecoveryStopped
+			}
+			batches <- batch
+			batch = make([]kv, 0, recoverBatch)
+		}
+		return nil
+	})
+	if len(batch) > 0 && scanErr == nil {
+		batches <- batch
+	}
+	close(batches)
+	wg.Wait()
+	st.Bookings, st.ActiveBookings = bookings, active
+	if firstErr != nil {
+		return firstErr
+	}
+	if scanErr != nil && !errors.Is(scanErr, errRecoveryStopped) {
+		return scanErr
+	}
+	return nil
+}
+
+// errRecoveryStopped ends the scan early once a worker failed.
+var errRecoveryStopped = errors.New("wal: recovery stopped")
 
 // scan calls fn for every key with the one-byte prefix p, in key order.
 // Caller holds closeMu for reading. The slices are valid only during fn.
