@@ -107,11 +107,14 @@ func writeBookings(tb testing.TB, db *DB, n int) {
 }
 
 // countingRestorer counts what Recover hands over and keeps nothing.
-type countingRestorer struct{ offices, bookings int }
+type countingRestorer struct {
+	offices  int
+	bookings atomic.Int64 // RestoreBooking runs on several goroutines
+}
 
 func (c *countingRestorer) RestoreOffice(allocator.OfficeRecord) error { c.offices++; return nil }
 func (c *countingRestorer) RestoreBooking(*allocator.BookingRecord) error {
-	c.bookings++
+	c.bookings.Add(1)
 	return nil
 }
 func (c *countingRestorer) RestoreWatch(*allocator.WatchRecord) error { return nil }

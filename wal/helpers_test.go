@@ -3,6 +3,7 @@ package wal
 import (
 	"encoding/binary"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -126,6 +127,7 @@ func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
 
 // collector is a Restorer that keeps what it is given, in order.
 type collector struct {
+	mu       sync.Mutex
 	offices  []allocator.OfficeRecord
 	bookings []*allocator.BookingRecord
 	watches  []*allocator.WatchRecord
@@ -140,6 +142,8 @@ func (c *collector) RestoreOffice(rec allocator.OfficeRecord) error {
 }
 
 func (c *collector) RestoreBooking(rec *allocator.BookingRecord) error {
+	c.mu.Lock() // Recover calls it from several goroutines
+	defer c.mu.Unlock()
 	if c.done > 0 {
 		return errors.New("RestoreBooking after RestoreDone")
 	}

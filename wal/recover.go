@@ -14,8 +14,10 @@ import (
 )
 
 // Restorer receives the stored state at start. *allocator.Engine satisfies
-// it; the calls come from one goroutine, in this order: every office, then
-// every booking (in id order), then RestoreDone once.
+// it. The calls come in this order: every office (one goroutine), then
+// every booking, number mark and watch — bookings from several goroutines
+// at once, in no particular order, so RestoreBooking must be safe for
+// concurrent use — then RestoreDone once.
 type Restorer interface {
 	RestoreOffice(rec allocator.OfficeRecord) error
 	RestoreBooking(rec *allocator.BookingRecord) error
