@@ -21,11 +21,26 @@ type applicantState struct {
 	// slice, not a map: an applicant has a handful at most, and a map per
 	// applicant would cost more memory than the booking itself.
 	services []serviceCount
-	// penaltiesUnixNano are the times of penalised events (applicant cancels
-	// of confirmed bookings, no-shows), oldest first, trimmed to the window.
-	penaltiesUnixNano    []int64
+	// pen is nil until the applicant's first penalised event: most
+	// applicants never have one, and the fields would cost every one.
+	pen      *applicantPenalties
+	bookings []*booking // archive included, in creation order
+}
+
+// applicantPenalties: the times of penalised events (applicant cancels of
+// confirmed bookings, no-shows), oldest first, trimmed to the window, and
+// the end of the current block.
+type applicantPenalties struct {
+	atUnixNano           []int64
 	blockedUntilUnixNano int64
-	bookings             []*booking // archive included, in creation order
+}
+
+// blockedUntil returns the end of the applicant's block, 0 if none.
+func (st *applicantState) blockedUntil() int64 {
+	if st.pen == nil {
+		return 0
+	}
+	return st.pen.blockedUntilUnixNano
 }
 
 type serviceCount struct {
@@ -101,7 +116,7 @@ func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) e
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.stateLocked(id)
-	if st.blockedUntilUnixNano > now.UnixNano() {
+	if st.blockedUntil() > now.UnixNano() {
 		return ErrApplicantBlocked
 	}
 	if st.count(office, svc) > 0 {
@@ -162,18 +177,22 @@ func (a *applicants) penalise(id string, p *policy, t time.Time) {
 
 func penaliseLocked(st *applicantState, p *policy, at int64) {
 	from := at - int64(p.penaltyWindow)
-	keep := st.penaltiesUnixNano[:0]
-	for _, x := range st.penaltiesUnixNano {
+	if st.pen == nil {
+		st.pen = &applicantPenalties{}
+	}
+	pen := st.pen
+	keep := pen.atUnixNano[:0]
+	for _, x := range pen.atUnixNano {
 		if x > from {
 			keep = append(keep, x)
 		}
 	}
-	st.penaltiesUnixNano = append(keep, at)
-	if len(st.penaltiesUnixNano) >= p.penaltyCount {
-		if until := at + int64(p.penaltyBlock); until > st.blockedUntilUnixNano {
-			st.blockedUntilUnixNano = until
+	pen.atUnixNano = append(keep, at)
+	if len(pen.atUnixNano) >= p.penaltyCount {
+		if until := at + int64(p.penaltyBlock); until > pen.blockedUntilUnixNano {
+			pen.blockedUntilUnixNano = until
 		}
-		st.penaltiesUnixNano = st.penaltiesUnixNano[:0]
+		pen.atUnixNano = pen.atUnixNano[:0]
 	}
 }
 
@@ -204,7 +223,7 @@ func (a *applicants) snapshot(id string) (active int, blockedUntilUnixNano int64
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if st := sh.m[id]; st != nil {
-		return st.active, st.blockedUntilUnixNano
+		return st.active, st.blockedUntil()
 	}
 	return 0, 0
 }

@@ -93,7 +93,13 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		Seq: d.seq.Add(1), Status: StatusHeld,
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),
 	}
-	rec.History = make([]Transition, 1, 2)
+	// History is sized exactly: the next transition copies it anyway
+	// (BookingRecord.next), so spare capacity would only cost memory.
+	n := 1
+	if confirm {
+		n = 2
+	}
+	rec.History = make([]Transition, 1, n)
 	rec.History[0] = Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
 	c := &Change{Bookings: []*BookingRecord{rec}, Events: make([]Event, 1, 2)}
 	c.Events[0] = Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec}

@@ -129,7 +129,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 				}
 			}
 			slices.SortFunc(ps, func(a, b penalty) int { return compareInt64(a.at, b.at) })
-			st.penaltiesUnixNano, st.blockedUntilUnixNano = nil, 0
+			st.pen = nil
 			for _, p := range ps {
 				if p.p.penaltyCount > 0 {
 					penaliseLocked(st, p.p, p.at)
