@@ -187,6 +187,13 @@ type Meta struct {
 	// Attach, if set, is called once with the change right before Commit
 	// (and only when there is a change to commit).
 	Attach func(c *Change)
+	// Waiting, if set, is called at most once when the operation is about
+	// to wait rather than work: a hold queued for a release lottery's draw.
+	// The edge frees its in-flight slot then; the lottery bounds its own
+	// waiters (lottery invariant F4), so they need not count against the
+	// requests in the engine, and a crowd larger than the edge's bound
+	// still all gets into the draw.
+	Waiting func()
 }
 
 // MemJournal keeps committed changes in memory. For tests and for running

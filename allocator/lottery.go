@@ -139,6 +139,9 @@ func (e *Engine) enterLottery(now time.Time, o *office, lot *lottery, req HoldRe
 	lot.entries = append(lot.entries, en)
 	lot.mu.Unlock()
 	e.counter.LotteryEntries.Add(1)
+	if meta.Waiting != nil {
+		meta.Waiting()
+	}
 	return <-en.done, true
 }
 

@@ -85,7 +85,9 @@ func (s *Server) hold(r *request) {
 	r.alternatives = func() []allocator.Opening {
 		return s.engine.Alternatives(r.now, req.Office, req.Service, wanted, s.cfg.AlternativesMax)
 	}
-	v, err := s.engine.Hold(r.now, req, r.meta("", s.renderBooking(201)))
+	meta := r.meta("", s.renderBooking(201))
+	meta.Waiting = r.freeSlot // waiting for a lottery draw is not work in the engine
+	v, err := s.engine.Hold(r.now, req, meta)
 	r.answer(err, bookingReply(201, &v))
 }
 

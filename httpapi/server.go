@@ -189,6 +189,9 @@ type request struct {
 	idem *idemCall
 	// alternatives, when set, lists free starts for a slot_taken answer.
 	alternatives func() []allocator.Opening
+	// freeSlot gives back the request's in-flight slot early (idempotent);
+	// a hold waiting for a release lottery's draw calls it.
+	freeSlot func()
 }
 
 // param returns the path parameter at index i.
@@ -263,7 +266,14 @@ func (s *Server) dispatch(r *request) {
 		r.fail(problem{code: CodeOverloaded, detail: "too many requests in progress; retry after the pause", retryAfterSeconds: retryAfterOverloadedSeconds})
 		return
 	}
-	defer slots.release()
+	var freed bool
+	r.freeSlot = func() {
+		if !freed {
+			freed = true
+			slots.release()
+		}
+	}
+	defer r.freeSlot()
 	if rt.method == fasthttp.MethodPost {
 		if hk := ctx.Request.Header.Peek(headerIdempotencyKey); hk != nil {
 			if !s.idem.begin(r, hk) {

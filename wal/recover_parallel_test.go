@@ -42,7 +42,7 @@ func TestRecoverParallelCompleteAndStrict(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	recover := func(dir string) (RecoveryStats, *allocator.Engine, error) {
+	restoreFrom := func(dir string) (RecoveryStats, *allocator.Engine, error) {
 		db, err := Open(dir, Options{})
 		if err != nil {
 			t.Fatal(err)
@@ -55,7 +55,7 @@ func TestRecoverParallelCompleteAndStrict(t *testing.T) {
 	const n = 5*recoverBatch + 17
 	ok := t.TempDir()
 	write(ok, n, false)
-	st, e, err := recover(ok)
+	st, e, err := restoreFrom(ok)
 	if err != nil || st.Bookings != n || st.ActiveBookings != n {
 		t.Fatalf("recovered %+v: %v", st, err)
 	}
@@ -64,7 +64,7 @@ func TestRecoverParallelCompleteAndStrict(t *testing.T) {
 	}
 	bad := t.TempDir()
 	write(bad, n, true)
-	if _, _, err := recover(bad); err == nil || !strings.Contains(err.Error(), "taken") {
+	if _, _, err := restoreFrom(bad); err == nil || !strings.Contains(err.Error(), "taken") {
 		t.Fatalf("a double-owned seat recovered: %v", err)
 	}
 }
