@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"slotd/allocator"
@@ -164,12 +165,15 @@ type activeCollector struct {
 	*allocator.Engine
 	office string
 	date   allocator.Date
+	mu     sync.Mutex // recovery restores bookings from several goroutines
 	recs   []*allocator.BookingRecord
 }
 
 func (c *activeCollector) RestoreBooking(r *allocator.BookingRecord) error {
 	if r.Office == c.office && r.Date == c.date && r.Status.Active() {
+		c.mu.Lock()
 		c.recs = append(c.recs, r)
+		c.mu.Unlock()
 	}
 	return c.Engine.RestoreBooking(r)
 }
