@@ -97,8 +97,6 @@ func (a *applicants) shard(id string) *applicantShard {
 	return &a.shards[maphash.String(a.seed, id)%applicantShards]
 }
 
-func serviceKey(office, service string) string { return office + "/" + service }
-
 // stateLocked returns the state of id, creating it. Caller holds sh.mu.
 func (sh *applicantShard) stateLocked(id string) *applicantState {
 	st := sh.m[id]

@@ -306,6 +306,7 @@ func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
 		s := OfficeSummary{Config: l.cfg, ReleasedThrough: Date(o.releasedThrough.Load())}
 		capacity := 0
 		today := l.today(now)
+		seat := &service{slots: 1} // free seats, whatever service uses them
 		for date := today; date <= s.ReleasedThrough; date++ {
 			// a seat counts once even if several services could use it
 			var open bool
@@ -323,7 +324,7 @@ func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
 			if f.Service != "" {
 				s.FreeSeats += l.freeStarts(d, svcs[0], l.firstStep(date, now, now))
 			} else {
-				s.FreeSeats += l.freeStarts(d, &service{slots: 1}, l.firstStep(date, now, now))
+				s.FreeSeats += l.freeStarts(d, seat, l.firstStep(date, now, now))
 			}
 		}
 		var next *Opening

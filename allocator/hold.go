@@ -152,7 +152,10 @@ func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *
 }
 
 // claimAny claims the run at the lowest window that has it free, or
-// returns -1.
+// returns -1. The isFree look before claim is not redundant: for a run
+// across two words it keeps claim from taking the first word and giving it
+// back (C2) whenever the second is taken, which would briefly hide free
+// seats from racing claimers.
 func (d *day) claimAny(windows, step, slots int) int {
 	for w := 0; w < windows; w++ {
 		if d.isFree(w, step, slots) && d.claim(w, step, slots) {

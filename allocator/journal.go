@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 )
 
 // The durability seam.
@@ -171,6 +170,12 @@ type Change struct {
 	Idempotency *IdempotencyRecord
 }
 
+// Empty reports whether c carries nothing to persist.
+func (c *Change) Empty() bool {
+	return c == nil || (len(c.Watches) == 0 && len(c.SeqMarks) == 0 && len(c.Bookings) == 0 &&
+		c.Office == nil && len(c.Events) == 0 && c.Idempotency == nil)
+}
+
 // Journal persists changes. Commit must not return nil before the change is
 // on stable storage; it is called concurrently from many goroutines and
 // should let them share syncs (group commit). Implementations must be safe
@@ -300,12 +305,4 @@ func (j *MemJournal) ActiveWatches() []*WatchRecord {
 		}
 	}
 	return out
-}
-
-// unixNano converts t, zero for the zero time.
-func unixNano(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
 }

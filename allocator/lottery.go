@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"bytes"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/binary"
@@ -58,6 +59,11 @@ type lotteryResult struct {
 	err     error
 }
 
+// entryKey names an applicant's one entry per (office, service) (F2).
+func entryKey(applicant, office, service string) string {
+	return applicant + "/" + office + "/" + service
+}
+
 // openLottery starts a draw for (from, through] released at instant.
 // Caller holds o.cfgMu.
 func (e *Engine) openLottery(o *office, l *layout, from, through Date, instant time.Time) {
@@ -111,7 +117,7 @@ func (e *Engine) enterLottery(now time.Time, o *office, lot *lottery, req HoldRe
 			return lotteryResult{}, false
 		}
 	}
-	key := serviceKey(req.Applicant, serviceKey(o.id, req.Service))
+	key := entryKey(req.Applicant, o.id, req.Service)
 	h := sha256.New()
 	h.Write(lot.seed[:])
 	for _, s := range []string{req.Applicant, o.id, req.Service} {
@@ -153,7 +159,7 @@ func (e *Engine) drawLottery(now time.Time, o *office, lot *lottery) {
 	lot.entries = nil
 	lot.mu.Unlock()
 	slices.SortFunc(entries, func(a, b *lotteryEntry) int {
-		if c := compareBytes(a.rank[:], b.rank[:]); c != 0 {
+		if c := bytes.Compare(a.rank[:], b.rank[:]); c != 0 {
 			return c
 		}
 		return a.seq - b.seq
@@ -171,13 +177,4 @@ func (e *Engine) drawDue(now time.Time, o *office) {
 			e.drawLottery(now, o, lot)
 		}
 	}
-}
-
-func compareBytes(a, b []byte) int {
-	for i := range a {
-		if a[i] != b[i] {
-			return int(a[i]) - int(b[i])
-		}
-	}
-	return 0
 }

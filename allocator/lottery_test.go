@@ -76,7 +76,7 @@ func enter(t *testing.T, e *Engine, now time.Time, reqs []HoldRequest) []lottery
 func lotteryRefused(lot *lottery, r HoldRequest) bool {
 	lot.mu.Lock()
 	defer lot.mu.Unlock()
-	return lot.keys[serviceKey(r.Applicant, serviceKey("a", r.Service))]
+	return lot.keys[entryKey(r.Applicant, "a", r.Service)]
 }
 
 func winners(out []lotteryOutcome) map[string]time.Time {

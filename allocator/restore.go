@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"time"
@@ -109,7 +110,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 		sh.mu.Lock()
 		for _, st := range sh.m {
 			slices.SortStableFunc(st.bookings, func(a, b *booking) int {
-				return compareInt64(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
+				return cmp.Compare(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
 			})
 			type penalty struct {
 				at int64
@@ -128,7 +129,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 					}
 				}
 			}
-			slices.SortFunc(ps, func(a, b penalty) int { return compareInt64(a.at, b.at) })
+			slices.SortFunc(ps, func(a, b penalty) int { return cmp.Compare(a.at, b.at) })
 			st.pen = nil
 			for _, p := range ps {
 				if p.p.penaltyCount > 0 {
@@ -139,14 +140,4 @@ func (e *Engine) RestoreDone(now time.Time) error {
 		sh.mu.Unlock()
 	}
 	return nil
-}
-
-func compareInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

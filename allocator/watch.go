@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"bytes"
 	"cmp"
 	"fmt"
 	"slices"
@@ -69,7 +70,7 @@ func compareWatch(a, b *WatchRecord) int {
 	if c := cmp.Compare(a.CreatedUnixNano, b.CreatedUnixNano); c != 0 {
 		return c
 	}
-	return compareBytes(a.ID[:], b.ID[:])
+	return bytes.Compare(a.ID[:], b.ID[:])
 }
 
 // WatchRequest asks to be told (or handed a hold) when a matching seat frees.

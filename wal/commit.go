@@ -51,7 +51,7 @@ func set(b *pebble.Batch, k, v []byte) {
 // Commit, DESIGN invariant 3), so the latest record of a booking is the one
 // of its latest change.
 func (db *DB) Commit(c *allocator.Change) error {
-	if c == nil || (len(c.Bookings) == 0 && len(c.Watches) == 0 && len(c.SeqMarks) == 0 && c.Office == nil && len(c.Events) == 0 && c.Idempotency == nil) {
+	if c.Empty() {
 		return nil
 	}
 	db.closeMu.RLock()
