@@ -9,19 +9,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"slotd/httpapi"
 )
 
 // devKeysFile holds the development keys -demo creates, inside the data
 // directory, so a restarted demo keeps its keys.
 const devKeysFile = "dev-keys.json"
-
-// keyFileEntry is one entry of a keys file (DESIGN §4).
-type keyFileEntry struct {
-	Key     string   `json:"key"`
-	Name    string   `json:"name"`
-	Scopes  []string `json:"scopes"`
-	Offices []string `json:"offices"`
-}
 
 // devKeys reads the development keys from dataDir, creating them on first use.
 func devKeys(dataDir string) ([]byte, error) {
@@ -33,7 +27,7 @@ func devKeys(dataDir string) ([]byte, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("cannot read development keys: %w", err)
 	}
-	entries := []keyFileEntry{
+	entries := []httpapi.Key{
 		{Key: "dev-portal-" + randomToken(), Name: "demo-portal", Scopes: []string{"portal"}, Offices: []string{"*"}},
 		{Key: "dev-operator-" + randomToken(), Name: "demo-operator", Scopes: []string{"operator"}, Offices: []string{"*"}},
 		{Key: "dev-admin-" + randomToken(), Name: "demo-admin", Scopes: []string{"admin", "portal", "operator"}, Offices: []string{"*"}},

@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -59,13 +58,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 }
 
 func serve(opts options, log *zap.Logger, stdout io.Writer) error {
-	keysJSON, err := loadKeys(opts, stdout)
+	keys, err := loadKeys(opts, stdout)
 	if err != nil {
 		return err
-	}
-	keys, err := httpapi.LoadKeys(keysJSON)
-	if err != nil {
-		return fmt.Errorf("keys: %w", err)
 	}
 	offices, err := loadOffices(opts)
 	if err != nil {
@@ -187,15 +182,19 @@ func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan st
 	}
 }
 
-// loadKeys returns the keys file, or with -demo and no file the
+// loadKeys reads and checks the keys file, or with -demo and no file the
 // development keys, which it prints.
-func loadKeys(opts options, stdout io.Writer) ([]byte, error) {
+func loadKeys(opts options, stdout io.Writer) ([]httpapi.Key, error) {
 	if opts.keys != "" {
 		data, err := os.ReadFile(opts.keys)
 		if err != nil {
 			return nil, fmt.Errorf("keys file: %w", err)
 		}
-		return data, nil
+		keys, err := httpapi.LoadKeys(data)
+		if err != nil {
+			return nil, fmt.Errorf("keys file %s: %w", opts.keys, err)
+		}
+		return keys, nil
 	}
 	if !opts.demo {
 		return nil, errors.New("no API keys: give -keys FILE, or -demo for development keys")
@@ -204,15 +203,15 @@ func loadKeys(opts options, stdout io.Writer) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	var entries []keyFileEntry
-	if err := json.Unmarshal(data, &entries); err != nil {
+	keys, err := httpapi.LoadKeys(data)
+	if err != nil {
 		return nil, fmt.Errorf("development keys %s/%s: %w", opts.data, devKeysFile, err)
 	}
 	fmt.Fprintf(stdout, "Development keys (kept in %s/%s; never use them in production):\n", opts.data, devKeysFile)
-	for _, k := range entries {
+	for _, k := range keys {
 		fmt.Fprintf(stdout, "  %-14s %-24s Authorization: Bearer %s\n", k.Name, strings.Join(k.Scopes, ","), k.Key)
 	}
-	return data, nil
+	return keys, nil
 }
 
 // loadOffices returns the -offices file's offices, then the demo offices.
