@@ -65,6 +65,17 @@ func newDay(l *layout, date Date) *day {
 	return d
 }
 
+// raiseSeq lifts the day's number counter to at least n (recovery: the
+// counter continues after every number already issued).
+func (d *day) raiseSeq(n uint32) {
+	for {
+		cur := d.seq.Load()
+		if cur >= n || d.seq.CompareAndSwap(cur, n) {
+			return
+		}
+	}
+}
+
 // runMask returns the bits of word i covered by the run [step, step+slots).
 func runMask(i, step, slots int) uint64 {
 	lo, hi := i*64, i*64+64

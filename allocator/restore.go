@@ -58,12 +58,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 			return fmt.Errorf("cannot restore booking %s (%s): its seat is taken by another active booking or lies outside the office's hours", rec.ID, bookingNumber(rec.Office, rec.Date, rec.Seq))
 		}
 	}
-	for {
-		cur := d.seq.Load()
-		if cur >= rec.Seq || d.seq.CompareAndSwap(cur, rec.Seq) {
-			break
-		}
-	}
+	d.raiseSeq(rec.Seq)
 	b := &booking{day: d}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
@@ -94,12 +89,8 @@ func (e *Engine) RestoreSeqMark(m SeqMark) error {
 		return fmt.Errorf("cannot restore number mark %s/%s: %w", m.Office, m.Date, err)
 	}
 	d := o.day(o.lay.Load(), m.Date)
-	for {
-		cur := d.seq.Load()
-		if cur >= m.Seq || d.seq.CompareAndSwap(cur, m.Seq) {
-			return nil
-		}
-	}
+	d.raiseSeq(m.Seq)
+	return nil
 }
 
 // RestoreDone finishes recovery: it orders each applicant's bookings by
