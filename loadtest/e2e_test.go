@@ -3,151 +3,36 @@ package loadtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
-	"net"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest"
 )
 
 // The end-to-end tests build cmd/slotd, start it with -demo on loopback
 // ports and a temporary data directory, and run short, bounded scenarios
-// against it followed by the invariant check. They skip under -short and
-// when the slotd binary does not serve yet.
+// against it followed by the invariant check. They skip under -short.
 
 type slotdProcess struct {
-	url     string
-	portal  string
-	admin   string
-	stderr  *bytes.Buffer
-	dataDir string
+	url    string
+	portal string
+	admin  string
 }
 
-// The slotd binary is built once per test binary run.
-var slotdBuild struct {
-	once sync.Once
-	dir  string
-	bin  string
-	err  error
-}
-
-func slotdBinary(goBin string) (string, error) {
-	slotdBuild.once.Do(func() {
-		slotdBuild.dir, slotdBuild.err = os.MkdirTemp("", "slotload-e2e-")
-		if slotdBuild.err != nil {
-			return
-		}
-		slotdBuild.bin = filepath.Join(slotdBuild.dir, "slotd")
-		out, err := exec.Command(goBin, "build", "-o", slotdBuild.bin, "slotd/cmd/slotd").CombinedOutput()
-		if err != nil {
-			slotdBuild.err = fmt.Errorf("cannot build slotd: %v\n%s", err, out)
-		}
-	})
-	return slotdBuild.bin, slotdBuild.err
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if slotdBuild.dir != "" {
-		os.RemoveAll(slotdBuild.dir)
-	}
-	os.Exit(code)
-}
-
-// freePort asks the kernel for a loopback port. Another process could take
-// it before slotd binds it; the start then fails loudly, not silently.
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
+// startSlotd builds and starts the real slotd with demo offices on
+// ephemeral loopback ports (slotdtest).
 func startSlotd(t *testing.T) *slotdProcess {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: starts slotd")
 	}
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("end-to-end: no go tool to build slotd")
-	}
-	dir := t.TempDir()
-	bin, err := slotdBinary(goBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr, adminAddr := freePort(t), freePort(t)
-	p := &slotdProcess{url: "http://" + addr, stderr: &bytes.Buffer{}, dataDir: filepath.Join(dir, "data")}
-	cmd := exec.Command(bin, "-demo", "-addr", addr, "-admin-addr", adminAddr, "-data", p.dataDir, "-log-level", "warn")
-	cmd.Stdout, cmd.Stderr = p.stderr, p.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{}) // closed when slotd exits; then waitErr is set
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-	})
-	// Poll /readyz with a deadline.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		select {
-		case <-exited:
-			if strings.Contains(p.stderr.String(), "not built yet") {
-				t.Skip("end-to-end: slotd does not serve yet")
-			}
-			t.Fatalf("slotd exited before ready: %v\n%s", waitErr, p.stderr)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("slotd not ready after 30s\n%s", p.stderr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	data, err := os.ReadFile(filepath.Join(p.dataDir, "dev-keys.json"))
-	if err != nil {
-		t.Fatalf("no development keys: %v", err)
-	}
-	var keys []struct {
-		Key, Name string
-	}
-	if err := json.Unmarshal(data, &keys); err != nil {
-		t.Fatal(err)
-	}
-	for _, k := range keys {
-		switch k.Name {
-		case "demo-portal":
-			p.portal = k.Key
-		case "demo-admin":
-			p.admin = k.Key
-		}
-	}
+	srv := slotdtest.Start(t, slotdtest.Build(t), t.TempDir())
+	p := &slotdProcess{url: "http://" + srv.Addr, portal: srv.Keys["demo-portal"], admin: srv.Keys["demo-admin"]}
 	if p.portal == "" || p.admin == "" {
-		t.Fatalf("dev-keys.json lacks demo-portal or demo-admin: %s", data)
+		t.Fatalf("development keys lack demo-portal or demo-admin: %v", srv.Keys)
 	}
 	return p
 }
