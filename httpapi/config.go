@@ -42,7 +42,11 @@ type EventFeed interface {
 type JournalStats struct {
 	// Commits counts acknowledged commits; CommitErrors failed ones.
 	Commits, CommitErrors uint64
-	// Syncs counts fsyncs of the log; Commits/Syncs is the mean group size.
+	// Groups counts the batches the commits were written in; Commits/Groups
+	// is the mean group size.
+	Groups uint64
+	// Syncs counts fsyncs of the log; Commits/Syncs is how many commits
+	// one fsync made durable.
 	Syncs, SyncErrors uint64
 	// BatchBytes is the sum of the sizes of committed batches.
 	BatchBytes uint64

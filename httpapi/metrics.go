@@ -38,6 +38,7 @@ const (
 	metricOfficeFreeSeats   = "slotd_office_free_seats"
 	metricJournalCommits    = "slotd_journal_commits_total"
 	metricJournalCommitErrs = "slotd_journal_commit_errors_total"
+	metricJournalGroups     = "slotd_journal_groups_total"
 	metricJournalSyncs      = "slotd_journal_syncs_total"
 	metricJournalSyncErrs   = "slotd_journal_sync_errors_total"
 	metricJournalBatchBytes = "slotd_journal_batch_bytes_total"
@@ -195,6 +196,7 @@ type journalCollector struct{ stats func() JournalStats }
 var (
 	descJCommits    = prometheus.NewDesc(metricJournalCommits, "Acknowledged journal commits.", nil, nil)
 	descJCommitErrs = prometheus.NewDesc(metricJournalCommitErrs, "Journal commits that failed.", nil, nil)
+	descJGroups     = prometheus.NewDesc(metricJournalGroups, "Batches the journal's commits were written in; commits per group is the group-commit size.", nil, nil)
 	descJSyncs      = prometheus.NewDesc(metricJournalSyncs, "fsyncs of the journal's log; commits per sync is the group-commit size.", nil, nil)
 	descJSyncErrs   = prometheus.NewDesc(metricJournalSyncErrs, "fsyncs of the journal's log that failed.", nil, nil)
 	descJBatchBytes = prometheus.NewDesc(metricJournalBatchBytes, "Bytes of committed journal batches.", nil, nil)
@@ -206,7 +208,7 @@ var (
 )
 
 func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descJCommits, descJCommitErrs, descJSyncs, descJSyncErrs, descJBatchBytes,
+	for _, d := range []*prometheus.Desc{descJCommits, descJCommitErrs, descJGroups, descJSyncs, descJSyncErrs, descJBatchBytes,
 		descJEvents, descJIdem, descJCommitDur, descJRecovery, descJRecovered} {
 		ch <- d
 	}
@@ -215,7 +217,7 @@ func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *journalCollector) Collect(ch chan<- prometheus.Metric) {
 	st := c.stats()
 	for d, v := range map[*prometheus.Desc]uint64{
-		descJCommits: st.Commits, descJCommitErrs: st.CommitErrors, descJSyncs: st.Syncs, descJSyncErrs: st.SyncErrors,
+		descJCommits: st.Commits, descJCommitErrs: st.CommitErrors, descJGroups: st.Groups, descJSyncs: st.Syncs, descJSyncErrs: st.SyncErrors,
 		descJBatchBytes: st.BatchBytes, descJEvents: st.Events, descJIdem: st.IdempotencyRecords,
 	} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))

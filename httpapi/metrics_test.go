@@ -24,7 +24,7 @@ func TestMetricsLint(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
 		c.JournalStats = func() JournalStats {
 			return JournalStats{
-				Commits: 10, Syncs: 4, BatchBytes: 4096, Events: 12, IdempotencyRecords: 2,
+				Commits: 10, Groups: 5, Syncs: 4, BatchBytes: 4096, Events: 12, IdempotencyRecords: 2,
 				CommitLatency: LatencyHistogram{
 					Bounds: []time.Duration{time.Millisecond, 10 * time.Millisecond},
 					Counts: []uint64{6, 3, 1}, Sum: 40 * time.Millisecond, Count: 10,
@@ -58,6 +58,7 @@ func TestMetricsLint(t *testing.T) {
 		`slotd_ready 1`,
 		`slotd_journal_commit_duration_seconds_bucket{le="0.01"} 9`,
 		`slotd_journal_syncs_total 4`,
+		`slotd_journal_groups_total 5`,
 		`slotd_journal_recovery_duration_seconds 1.5`,
 		`go_goroutines`,
 		`process_cpu_seconds_total`,

@@ -7,27 +7,36 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
 	"slotd/allocator"
 )
 
-// encoder holds the scratch buffers of one commit. Pooled; owned by one
-// goroutine between Get and Put.
+// encoder holds the scratch buffers of one commit and its place in the
+// commit queue. Pooled; owned by the committing caller between Get and
+// Put, except while queued, when the committer goroutine that took it
+// reads b, c and events and writes err before signalling done.
 type encoder struct {
 	key       []byte
 	val       []byte
 	events    []byte // encoded event values, back to back
 	eventEnds []int  // end offset of each event value in events
+
+	b    *pebble.Batch // the change's records, events not yet keyed
+	c    *allocator.Change
+	err  error
+	done chan struct{} // capacity 1; the committer sends once per commit
 }
 
-var encoderPool = sync.Pool{New: func() any { return new(encoder) }}
+var encoderPool = sync.Pool{New: func() any { return &encoder{done: make(chan struct{}, 1)} }}
 
 // encoderBytesMax: buffers that grew beyond this are not pooled.
 const encoderBytesMax = 256 << 10
 
 func (enc *encoder) release() {
+	enc.b, enc.c, enc.err = nil, nil, nil
 	if cap(enc.val) > encoderBytesMax || cap(enc.events) > encoderBytesMax {
 		return
 	}
@@ -42,14 +51,17 @@ func set(b *pebble.Batch, k, v []byte) {
 	}
 }
 
-// Commit makes c durable: one Pebble batch, synced, shared with concurrent
-// commits through Pebble's group commit. It assigns c's event cursors. It
-// returns nil only after the batch is on stable storage (invariant W1), and
-// an error otherwise; after a failed write or sync every later Commit
-// returns ErrDegraded (W2). The caller must not commit two changes that
-// touch the same booking concurrently (the engine holds the booking across
-// Commit, DESIGN invariant 3), so the latest record of a booking is the one
-// of its latest change.
+// Commit makes c durable. It assigns c's event cursors. It returns nil
+// only after c's records are on stable storage (invariant W1), and an
+// error otherwise; after a failed write or sync every later Commit returns
+// ErrDegraded (W2). The caller must not commit two changes that touch the
+// same booking concurrently (the engine holds the booking across Commit,
+// DESIGN invariant 3), so the latest record of a booking is the one of its
+// latest change.
+//
+// The caller checks and encodes its change (steps 1–2, on its own core);
+// a committer goroutine then writes it together with every other change
+// queued meanwhile, in one synced batch (steps 3–5).
 func (db *DB) Commit(c *allocator.Change) error {
 	if c.Empty() {
 		return nil
@@ -74,20 +86,141 @@ func (db *DB) Commit(c *allocator.Change) error {
 		db.stats.commitErrors.Add(1)
 		return err
 	}
-	// Step 3: number the events.
+	enc.b, enc.c = b, c
+	start := time.Now()
+	db.queue.push(enc)
+	<-enc.done
+	if enc.err != nil {
+		return enc.err
+	}
+	db.stats.commitLatency.observe(time.Since(start))
+	return nil
+}
+
+// commitQueue hands encoded changes to the committer goroutines. Safe for
+// concurrent use.
+type commitQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond  // L is &mu; signalled when pending grows or on stop
+	pending []*encoder // guarded by mu; in arrival order
+	idle    int        // committers waiting on cond; guarded by mu
+	pushed  uint64     // changes queued since Open; guarded by mu
+	stopped bool       // guarded by mu
+	wg      sync.WaitGroup
+}
+
+// committers is how many goroutines write groups. Two let one group's
+// memtable insert run while the previous group waits for its fsync;
+// Pebble's log writer then covers every group that arrived during one
+// fsync with the next.
+const committers = 2
+
+func (q *commitQueue) push(enc *encoder) {
+	q.mu.Lock()
+	q.pending = append(q.pending, enc)
+	q.pushed++
+	if q.idle > 0 {
+		q.cond.Signal()
+	}
+	q.mu.Unlock()
+}
+
+// take waits for pending changes and takes all of them, swapping in spare
+// (emptied) as the new queue. It returns nil once the queue is stopped and
+// empty.
+func (q *commitQueue) take(spare []*encoder) []*encoder {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.pending) == 0 && !q.stopped {
+		q.idle++
+		q.cond.Wait()
+		q.idle--
+	}
+	if len(q.pending) == 0 {
+		return nil
+	}
+	group := q.pending
+	q.pending = spare[:0]
+	return group
+}
+
+// startCommitters starts the committer goroutines; stopCommitters ends
+// them once the queue is empty. Close stops them only after every Commit
+// in flight returned (closeMu), so no change is left queued.
+func (db *DB) startCommitters() {
+	db.queue.cond.L = &db.queue.mu
+	for range committers {
+		db.queue.wg.Add(1)
+		go func() {
+			defer db.queue.wg.Done()
+			var spare []*encoder
+			for {
+				group := db.queue.take(spare)
+				if group == nil {
+					return
+				}
+				db.commitGroup(group)
+				clear(group)
+				spare = group
+			}
+		}()
+	}
+}
+
+func (db *DB) stopCommitters() {
+	db.queue.mu.Lock()
+	db.queue.stopped = true
+	db.queue.cond.Broadcast()
+	db.queue.mu.Unlock()
+	db.queue.wg.Wait()
+}
+
+// commitGroup writes every change of group in one synced batch and
+// signals each. The first change's batch carries the group: the others'
+// records are appended to it in arrival order (a later Set of the same key
+// wins, as it would have in Pebble's pipeline), then every event is keyed
+// with its cursor.
+func (db *DB) commitGroup(group []*encoder) {
+	fail := func(err error) {
+		for _, enc := range group {
+			enc.err = err
+			enc.done <- struct{}{}
+		}
+		db.stats.commitErrors.Add(uint64(len(group)))
+	}
+	// W2: once degraded, nothing more is written, queued changes included.
+	if err := db.errIfDegraded(); err != nil {
+		fail(err)
+		return
+	}
+	// Step 3: number the events, in arrival order.
+	events := 0
+	for _, enc := range group {
+		events += len(enc.c.Events)
+	}
 	var first, last uint64
-	if n := len(c.Events); n > 0 {
-		first, last = db.feed.allocate(n)
+	if events > 0 {
+		first, last = db.feed.allocate(events)
+	}
+	b := group[0].b
+	for _, enc := range group[1:] {
+		if err := b.Apply(enc.b, nil); err != nil {
+			panic(fmt.Sprintf("BUG: wal: batch apply: %v", err))
+		}
+	}
+	cursor := first
+	for _, enc := range group {
 		start := 0
-		for i := range c.Events {
-			c.Events[i].Cursor = first + uint64(i)
-			enc.key = eventKey(enc.key[:0], c.Events[i].Cursor)
+		for i := range enc.c.Events {
+			enc.c.Events[i].Cursor = cursor
+			enc.key = eventKey(enc.key[:0], cursor)
 			set(b, enc.key, enc.events[start:enc.eventEnds[i]])
 			start = enc.eventEnds[i]
+			cursor++
 		}
 	}
 	batchBytes := uint64(b.Len())
-	// Step 4: write and sync, sharing the fsync with concurrent commits.
+	// Step 4: write and sync, sharing the fsync with the other committer.
 	if err := commitSynced(b); err != nil {
 		// The batch may already sit in the memtable although its sync
 		// failed: its cursors are never published (W4), and no write
@@ -96,23 +229,27 @@ func (db *DB) Commit(c *allocator.Change) error {
 			db.feed.markFailed(first)
 		}
 		db.degrade(err)
-		db.stats.commitErrors.Add(1)
-		return fmt.Errorf("%w: commit: %w", ErrDegraded, err)
+		fail(fmt.Errorf("%w: commit: %w", ErrDegraded, err))
+		return
 	}
-	// Step 5: publish.
+	// Step 5: publish, then acknowledge.
 	if last != 0 {
 		db.feed.markDone(first, last)
 	}
-	db.stats.commits.Add(1)
+	var idem uint64
+	for _, enc := range group {
+		if enc.c.Idempotency != nil {
+			idem++
+		}
+	}
+	db.stats.commits.Add(uint64(len(group)))
+	db.stats.groups.Add(1)
 	db.stats.batchBytes.Add(batchBytes)
-	db.stats.commitLatency.observe(b.CommitStats().TotalDuration)
-	if n := len(c.Events); n > 0 {
-		db.stats.events.Add(uint64(n))
+	db.stats.events.Add(uint64(events))
+	db.stats.idempotency.Add(idem)
+	for _, enc := range group {
+		enc.done <- struct{}{}
 	}
-	if c.Idempotency != nil {
-		db.stats.idempotency.Add(1)
-	}
-	return nil
 }
 
 // commitSynced commits b with pebble.Sync. Pebble reports a failed WAL

@@ -57,6 +57,7 @@ type DB struct {
 
 	feed  eventFeed
 	stats stats
+	queue commitQueue
 
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
@@ -108,6 +109,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	db.feed.start(last)
+	db.startCommitters()
 	return db, nil
 }
 
@@ -197,6 +199,7 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	close(db.closeCh)
+	db.stopCommitters()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
 	}
@@ -234,6 +237,7 @@ func (db *DB) Stats() Stats {
 	return Stats{
 		Commits:                 s.commits.Load(),
 		CommitErrors:            s.commitErrors.Load(),
+		Groups:                  s.groups.Load(),
 		WALSyncs:                db.fs.syncs.Load(),
 		WALSyncErrors:           db.fs.syncErrors.Load(),
 		BatchBytes:              s.batchBytes.Load(),

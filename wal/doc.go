@@ -1,12 +1,13 @@
 // Package wal makes slotd's state durable on Pebble.
 //
 // The allocator hands every state change to DB.Commit (it is the
-// allocator.Journal). Each change becomes one Pebble batch — booking
+// allocator.Journal). Each change becomes a set of Pebble writes — booking
 // records, applicant index entries, events and the idempotency record —
-// committed with pebble.Sync. Concurrent commits share fsyncs through
-// Pebble's commit pipeline (group commit): while one fsync of the log runs,
-// the batches that arrive queue up and the next fsync covers them all.
-// Stats.Commits / Stats.WALSyncs is the group size.
+// encoded by the caller. Committer goroutines then write every change that
+// queued up meanwhile as one batch committed with pebble.Sync (group
+// commit): while one group waits for its fsync, the next one gathers.
+// Stats.Commits / Stats.Groups is the mean group size, Stats.Commits /
+// Stats.WALSyncs the number of changes one fsync made durable.
 //
 // At start, Recover reads the latest record of every office and booking and
 // feeds them to the engine; the event feed continues from the last cursor.
@@ -60,19 +61,27 @@
 //
 // # Commit pipeline
 //
-//	Commit(c):
+//	Commit(c), on the caller's goroutine:
 //	  1. check every record (W3)                        — may refuse, no cursor taken
 //	  2. encode bookings, applicant index, office, idempotency into batch b;
-//	     encode event values into scratch
-//	  3. first..last = cursors.Add(len(events)); key the events
-//	  4. b.Commit(pebble.Sync)                          — queues behind the group's fsync
-//	       error → mark cursors failed, degrade (W2), return error
-//	  5. mark first..last done; advance the watermark over contiguous
-//	     done ranges; wake long-pollers (W4); return nil
+//	     encode event values into scratch; queue (b, c); wait
 //
-// Rejected design: a single writer goroutine that drains a queue of changes
-// into one big batch per fsync. Pebble's pipeline already groups syncs, and
-// the queue would add a hand-off per commit plus a second place to bound.
+//	committer goroutine (two of them), for each group taken off the queue:
+//	  3. if degraded, refuse the whole group (W2)
+//	     first..last = cursors.Add(events of the group); append every other
+//	     change's batch to the first's in arrival order; key the events
+//	  4. commit the group batch with pebble.Sync        — one fsync for the group
+//	       error → mark cursors failed, degrade (W2), every change gets the error
+//	  5. mark first..last done; advance the watermark over contiguous
+//	     done ranges; wake long-pollers (W4); acknowledge every change
+//
+// Tried and measured against this: one Pebble batch per change, grouped
+// only by Pebble's commit pipeline. It spends a pipeline pass, a memtable
+// insert setup and a wake-up of Pebble's sync queue per change; on two
+// cores the queue above gives 20–40% more durable bookings per second at
+// 16 to 1,024 callers (BenchmarkEngineDurableHold, both versions run
+// alternately on one machine). The hand-off it adds is one channel send
+// per change, next to an fsync of 0.3 ms or more.
 //
 // Rejected design: treating a failed batch's cursors as done-and-absent,
 // so the feed moves on past them. With Pebble the failed batch may be

@@ -78,6 +78,7 @@ func (h *latencyHistogram) snapshot() Histogram {
 type stats struct {
 	commits       paddedUint64 // successful Commit calls that wrote something
 	commitErrors  paddedUint64
+	groups        paddedUint64 // batches the committers wrote
 	batchBytes    paddedUint64 // sum of committed batch sizes
 	events        paddedUint64 // events appended
 	idempotency   paddedUint64 // idempotency records written
@@ -102,6 +103,9 @@ type Stats struct {
 	Commits uint64
 	// CommitErrors counts commits that returned an error.
 	CommitErrors uint64
+	// Groups counts the batches the committers wrote; Commits/Groups is
+	// the mean number of changes per batch.
+	Groups uint64
 	// WALSyncs counts fsyncs of the write-ahead log. Commits/WALSyncs is the
 	// mean group-commit size.
 	WALSyncs uint64

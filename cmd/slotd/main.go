@@ -242,7 +242,7 @@ func journalStats(db *wal.DB) func() httpapi.JournalStats {
 	return func() httpapi.JournalStats {
 		s := db.Stats()
 		return httpapi.JournalStats{
-			Commits: s.Commits, CommitErrors: s.CommitErrors, Syncs: s.WALSyncs, SyncErrors: s.WALSyncErrors,
+			Commits: s.Commits, CommitErrors: s.CommitErrors, Groups: s.Groups, Syncs: s.WALSyncs, SyncErrors: s.WALSyncErrors,
 			BatchBytes: s.BatchBytes, Events: s.Events, IdempotencyRecords: s.IdempotencyRecords,
 			CommitLatency: httpapi.LatencyHistogram{Bounds: s.CommitLatency.Bounds, Counts: s.CommitLatency.Counts,
 				Sum: s.CommitLatency.Sum, Count: s.CommitLatency.Count},

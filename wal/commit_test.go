@@ -1,0 +1,123 @@
+package wal
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"slotd/allocator"
+)
+
+// gateLogSyncs holds every sync of a log file until gate is closed, while
+// on; waiting counts the syncs held.
+func gateLogSyncs(on *atomic.Bool, gate <-chan struct{}, waiting *atomic.Int32) errorfs.Injector {
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !on.Load() || !strings.HasSuffix(op.Path, ".log") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			waiting.Add(1)
+			<-gate
+		}
+		return nil
+	})
+}
+
+// Group commit: changes that arrive while the log's fsync runs are written
+// together, as one batch per committer, and each still gets its own
+// cursors in arrival order (wal invariants W1, W4).
+func TestCommitsQueuedDuringSyncShareOneBatch(t *testing.T) {
+	const dir = "/db"
+	mem := memFS(t, dir)
+	var on atomic.Bool
+	var waiting atomic.Int32
+	gate := make(chan struct{})
+	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, gateLogSyncs(&on, gate, &waiting))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	pushed := func() uint64 {
+		db.queue.mu.Lock()
+		defer db.queue.mu.Unlock()
+		return db.queue.pushed
+	}
+	before, pushed0 := db.Stats(), pushed()
+	on.Store(true)
+
+	const n = 40
+	changes := make([]*allocator.Change, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	commit := func(i int) {
+		defer wg.Done()
+		changes[i] = holdChange(uint64(i + 1))
+		errs[i] = db.Commit(changes[i])
+	}
+	// The first change takes a committer into its fsync, which holds.
+	wg.Add(1)
+	go commit(0)
+	checkFor(t, 10*time.Second, func() error {
+		if waiting.Load() == 0 {
+			return errors.New("the first commit has not reached its fsync")
+		}
+		return nil
+	})
+	// The others queue up: the second committer takes some of them and
+	// waits behind the held fsync, the rest wait for a free committer.
+	for i := 1; i < n; i++ {
+		wg.Add(1)
+		go commit(i)
+	}
+	checkFor(t, 10*time.Second, func() error {
+		if p := pushed() - pushed0; p < n {
+			return fmt.Errorf("%d of %d changes queued", p, n)
+		}
+		return nil
+	})
+	on.Store(false)
+	close(gate)
+	wg.Wait()
+
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("commit %d: %v", i, err)
+		}
+	}
+	after := db.Stats()
+	commits, groups := after.Commits-before.Commits, after.Groups-before.Groups
+	if commits != n {
+		t.Fatalf("%d commits acknowledged, want %d", commits, n)
+	}
+	// The first change alone, what the second committer took, the rest.
+	if groups > 3 {
+		t.Fatalf("%d changes were written in %d batches; queued changes must share a batch", n, groups)
+	}
+	seen := make(map[uint64]bool, n)
+	for i, c := range changes {
+		cur := c.Events[0].Cursor
+		if cur == 0 || seen[cur] {
+			t.Fatalf("change %d got cursor %d, zero or taken twice", i, cur)
+		}
+		seen[cur] = true
+	}
+	evs, err := db.ReadEvents(before.PublishedCursor, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != n {
+		t.Fatalf("the feed holds %d new events, want %d", len(evs), n)
+	}
+	for i, ev := range evs {
+		if want := before.PublishedCursor + uint64(i) + 1; ev.Cursor != want || !seen[ev.Cursor] {
+			t.Fatalf("event %d has cursor %d, want %d, one of the changes'", i, ev.Cursor, want)
+		}
+	}
+}
