@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"bufio"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -10,42 +11,88 @@ import (
 	"time"
 )
 
-// ConnsPerIPMax: connections from one address beyond the cap are answered
-// 429 and closed, while the ones within it keep working.
-func TestConnectionsPerIPCapped(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.ConnsPerIPMax = 2 })
-	addr := strings.TrimPrefix(e.url, "http://")
-	get := func(conn net.Conn) (*http.Response, error) {
-		conn.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an assertion
-		io.WriteString(conn, "GET /v1/offices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+keyPortal+"\r\n\r\n")
-		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
-		if err == nil {
-			io.Copy(io.Discard, resp.Body)
-		}
-		return resp, err
-	}
-	var kept []net.Conn
-	for i := 0; i < 2; i++ {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		if resp, err := get(c); err != nil || resp.StatusCode != 200 {
-			t.Fatalf("connection %d within the cap: %v %v", i, resp, err)
-		}
-		kept = append(kept, c)
-	}
-	extra, err := net.Dial("tcp", addr)
+// rawGet sends one request on conn and reads the answer, body included.
+func rawGet(t *testing.T, conn net.Conn) (*http.Response, []byte, error) {
+	t.Helper()
+	conn.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an assertion
+	io.WriteString(conn, "GET /v1/offices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+keyPortal+"\r\n\r\n")
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, nil, err
 	}
-	defer extra.Close()
-	resp, err := get(extra)
-	if err == nil && resp.StatusCode != http.StatusTooManyRequests {
-		t.Fatalf("third connection from one address: %d, want 429 or a closed connection", resp.StatusCode)
+	body, err := io.ReadAll(resp.Body)
+	return resp, body, err
+}
+
+// wantProblem checks that resp is the problem+json answer with the code,
+// the status and a Retry-After, on a connection the server closes.
+func wantProblem(t *testing.T, what string, resp *http.Response, body []byte, status int, code string) {
+	t.Helper()
+	var p struct {
+		Status int    `json:"status"`
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
 	}
-	if resp, err := get(kept[0]); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("a connection within the cap stopped working: %v %v", resp, err)
+	if resp.StatusCode != status || resp.Header.Get("Content-Type") != contentProblem || !resp.Close {
+		t.Fatalf("%s: %d %q close %v, want %d %s closed", what, resp.StatusCode, resp.Header.Get("Content-Type"), resp.Close, status, contentProblem)
+	}
+	if err := json.Unmarshal(body, &p); err != nil || p.Code != code || p.Status != status || p.Detail == "" {
+		t.Fatalf("%s: body %s (%v), want code %s", what, body, err, code)
+	}
+	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+		if resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%s: no Retry-After", what)
+		}
+	}
+}
+
+// ConnsPerIPMax and ConnsMax: connections beyond a cap are answered with
+// a problem (429 rate_limited, 503 overloaded) and closed, while the ones
+// within it keep working, and a closed one frees its place.
+func TestConnectionsCapped(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		cfg    func(*Config)
+		status int
+		code   string
+	}{
+		{"per address", func(c *Config) { c.ConnsPerIPMax = 2 }, http.StatusTooManyRequests, CodeRateLimited},
+		{"in total", func(c *Config) { c.ConnsMax = 2 }, http.StatusServiceUnavailable, CodeOverloaded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, tc.cfg)
+			addr := strings.TrimPrefix(e.url, "http://")
+			dial := func() net.Conn {
+				c, err := net.Dial("tcp", addr)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { c.Close() })
+				return c
+			}
+			var kept []net.Conn
+			for i := 0; i < 2; i++ {
+				c := dial()
+				if resp, _, err := rawGet(t, c); err != nil || resp.StatusCode != 200 {
+					t.Fatalf("connection %d within the cap: %v %v", i, resp, err)
+				}
+				kept = append(kept, c)
+			}
+			resp, body, err := rawGet(t, dial())
+			if err != nil {
+				t.Fatalf("third connection: %v", err)
+			}
+			wantProblem(t, "third connection", resp, body, tc.status, tc.code)
+			if resp, _, err := rawGet(t, kept[0]); err != nil || resp.StatusCode != 200 {
+				t.Fatalf("a connection within the cap stopped working: %v %v", resp, err)
+			}
+			// Closing one frees its place (the server sees the close
+			// when it next reads, so poll).
+			kept[1].Close()
+			eventually(t, "a closed connection's place to free", func() bool {
+				resp, _, err := rawGet(t, dial())
+				return err == nil && resp.StatusCode == 200
+			})
+		})
 	}
 }

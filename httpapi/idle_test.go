@@ -11,8 +11,8 @@ import (
 )
 
 // A request that stalls half-way (slowloris) is cut off by the read
-// timeout with 408 Request Timeout and a closed connection, not with a
-// 400 validation problem.
+// timeout with a 408 request_timeout problem and a closed connection, not
+// with a 400 validation problem.
 func TestStalledRequestGets408(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.ReadTimeout = 300 * time.Millisecond })
 	conn, err := net.Dial("tcp", strings.TrimPrefix(e.url, "http://"))
@@ -26,7 +26,9 @@ func TestStalledRequestGets408(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.StatusCode != http.StatusRequestTimeout || !resp.Close {
-		t.Fatalf("stalled request: %d, close %v", resp.StatusCode, resp.Close)
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
 	}
+	wantProblem(t, "stalled request", resp, body, http.StatusRequestTimeout, CodeRequestTimeout)
 }

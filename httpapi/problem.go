@@ -27,6 +27,9 @@ const (
 	CodeLayoutInUse = "layout_in_use"
 	// CodeBodyTooLarge: the request body exceeds Config.BodyBytesMax (413).
 	CodeBodyTooLarge = "body_too_large"
+	// CodeRequestTimeout (408): the request was not received within the
+	// read timeout (a stalled or slowloris client); the connection closes.
+	CodeRequestTimeout = "request_timeout"
 	// CodeHeadersTooLarge: the request headers exceed Config.HeaderBytesMax (431).
 	CodeHeadersTooLarge     = "headers_too_large"
 	CodeNotReleased         = "not_released"           // 422
@@ -72,6 +75,7 @@ var codes = map[string]codeInfo{
 	CodeDuplicateBooking:    {409, "The applicant already has an active booking for this service at this office"},
 	CodeIdempotencyInFlight: {409, "A request with this Idempotency-Key is still running"},
 	CodeLayoutInUse:         {409, "Active bookings depend on the office layout"},
+	CodeRequestTimeout:      {408, "The request was not received in time"},
 	CodeBodyTooLarge:        {413, "The request body is too large"},
 	CodeHeadersTooLarge:     {431, "The request headers are too large"},
 	CodeNotReleased:         {422, "The date or time is not bookable"},
@@ -83,7 +87,7 @@ var codes = map[string]codeInfo{
 	CodeApplicantBlocked:    {422, "The applicant is blocked from booking for a while"},
 	CodeIdempotencyMismatch: {422, "The Idempotency-Key was used with a different request"},
 	CodeTicketInvalid:       {422, "The ticket is not valid for this booking"},
-	CodeRateLimited:         {429, "Too many requests for this API key"},
+	CodeRateLimited:         {429, "Too many requests"},
 	CodeInternal:            {500, "Internal server error"},
 	CodeOverloaded:          {503, "The server is overloaded"},
 	CodeNotReady:            {503, "The server is not ready"},

@@ -85,11 +85,13 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.m = m
 	s.http = &fasthttp.Server{
-		Handler:               s.serveHTTP,
-		ErrorHandler:          s.serveReadError,
-		Name:                  "slotd",
-		Concurrency:           cfg.ConnsMax,
-		MaxConnsPerIP:         cfg.ConnsPerIPMax,
+		Handler:      s.serveHTTP,
+		ErrorHandler: s.serveReadError,
+		Name:         "slotd",
+		// A backstop only: admitListener enforces ConnsMax and
+		// ConnsPerIPMax, and fasthttp counts a connection until its
+		// worker returns, a moment after the close.
+		Concurrency:           2 * cfg.ConnsMax,
 		ReadBufferSize:        cfg.HeaderBytesMax,
 		MaxRequestBodySize:    cfg.BodyBytesMax,
 		ReadTimeout:           cfg.ReadTimeout,
@@ -150,7 +152,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
-	return s.http.Serve(ln)
+	return s.http.Serve(newAdmitListener(ln, s))
 }
 
 // Shutdown stops accepting connections, turns readiness off, wakes the
@@ -357,29 +359,25 @@ func (s *Server) finish(r *request, latency time.Duration) {
 // serveReadError answers requests fasthttp could not read: too large,
 // malformed, too slow. Always a 4xx problem.
 func (s *Server) serveReadError(ctx *fasthttp.RequestCtx, err error) {
-	// A read that timed out (a stalled or slowloris request, or a
-	// keep-alive connection that went idle part-way) answers 408 Request
-	// Timeout and closes, as HTTP says; clients take a 408 on an idle
-	// connection as a quiet close, where a 400 reaches them as an
-	// unsolicited response.
-	if netErr := (net.Error)(nil); errors.As(err, &netErr) && netErr.Timeout() {
-		ctx.SetConnectionClose()
-		ctx.Error("", fasthttp.StatusRequestTimeout)
-		s.m.observe(nil, "", fasthttp.StatusRequestTimeout, 0)
-		return
-	}
 	r := request{srv: s, ctx: ctx, id: s.requestID(ctx)}
 	ctx.Response.Header.Set(headerReqID, r.id)
 	var p problem
-	switch err.(type) {
-	case *fasthttp.ErrSmallBuffer:
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
 		p = problem{code: CodeHeadersTooLarge, detail: fmt.Sprintf("request line and headers must fit in %d bytes", s.cfg.HeaderBytesMax)}
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		p = problem{code: CodeBodyTooLarge, detail: fmt.Sprintf("request bodies are limited to %d bytes", s.cfg.BodyBytesMax)}
+	case errors.As(err, &netErr) && netErr.Timeout():
+		// A stalled or slowloris request, or a keep-alive connection
+		// that went idle part-way: 408 and close, as HTTP says. Clients
+		// take a 408 on an idle connection as a quiet close, where a 400
+		// reaches them as an unsolicited response.
+		ctx.SetConnectionClose()
+		p = problem{code: CodeRequestTimeout, detail: fmt.Sprintf("the request was not received within %s; the connection is closed", s.cfg.ReadTimeout)}
 	default:
-		if err == fasthttp.ErrBodyTooLarge {
-			p = problem{code: CodeBodyTooLarge, detail: fmt.Sprintf("request bodies are limited to %d bytes", s.cfg.BodyBytesMax)}
-		} else {
-			p = problem{code: CodeValidationFailed, detail: "the HTTP request could not be read: malformed, or too slow"}
-		}
+		p = problem{code: CodeValidationFailed, detail: "the HTTP request could not be read: it is not valid HTTP/1.1"}
 	}
 	r.fail(p)
 	s.m.observe(nil, "", ctx.Response.StatusCode(), 0)

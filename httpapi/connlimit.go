@@ -1,0 +1,159 @@
+package httpapi
+
+// Connection admission: the caps on open connections, enforced before
+// fasthttp sees a connection so that a refused one is answered in
+// problem+json with Retry-After like every other refusal (fasthttp's own
+// caps answer in plain text).
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	// refuseLinger bounds how long a refused connection stays open: the
+	// answer is written, the sending side closed, and what the client
+	// sent is read and dropped until it closes too. Closing at once with
+	// its request unread would make the kernel reset the connection, and
+	// the client could lose the answer.
+	refuseLinger = time.Second
+	// refusingMax bounds the refused connections lingering at once;
+	// beyond it a refused connection is closed without an answer.
+	refusingMax = 256
+)
+
+// admitListener counts open connections, in total and per client address,
+// and answers the ones beyond Config.ConnsMax (503 overloaded) or
+// Config.ConnsPerIPMax (429 rate_limited) itself, then closes them. Safe
+// for concurrent use; Accept is called by fasthttp's accept loop.
+type admitListener struct {
+	net.Listener
+	s *Server
+
+	refusing semaphore // one slot per lingering refused connection
+
+	mu    sync.Mutex
+	total int                // open admitted connections; guarded by mu
+	perIP map[netip.Addr]int // open admitted connections per address; guarded by mu
+}
+
+func newAdmitListener(ln net.Listener, s *Server) *admitListener {
+	return &admitListener{Listener: ln, s: s, refusing: make(semaphore, refusingMax), perIP: make(map[netip.Addr]int)}
+}
+
+func (l *admitListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip := remoteIP(c)
+		if p, refused := l.admit(ip); refused {
+			l.refuse(c, &p)
+			continue
+		}
+		return &admittedConn{Conn: c, l: l, ip: ip}, nil
+	}
+}
+
+// admit counts a new connection from ip, or says why it is refused.
+func (l *admitListener) admit(ip netip.Addr) (problem, bool) {
+	cfg := &l.s.cfg
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.total >= cfg.ConnsMax {
+		return problem{code: CodeOverloaded, retryAfterSeconds: retryAfterOverloadedSeconds,
+			detail: "the server holds its maximum of " + strconv.Itoa(cfg.ConnsMax) + " open connections; retry after the pause"}, true
+	}
+	if ip.IsValid() && l.perIP[ip] >= cfg.ConnsPerIPMax {
+		return problem{code: CodeRateLimited, retryAfterSeconds: retryAfterOverloadedSeconds,
+			detail: "this address already holds " + strconv.Itoa(cfg.ConnsPerIPMax) + " open connections, the most allowed; reuse them (keep-alive) or close some"}, true
+	}
+	l.total++
+	if ip.IsValid() {
+		l.perIP[ip]++
+	}
+	return problem{}, false
+}
+
+func (l *admitListener) release(ip netip.Addr) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.total--
+	if !ip.IsValid() {
+		return
+	}
+	if n := l.perIP[ip] - 1; n > 0 {
+		l.perIP[ip] = n
+	} else {
+		delete(l.perIP, ip)
+	}
+}
+
+// refuse answers c with p and closes it, on its own goroutine so that a
+// slow client cannot hold up the accept loop. The request, if the client
+// sent one, is not served.
+func (l *admitListener) refuse(c net.Conn, p *problem) {
+	info := codes[p.code]
+	l.s.m.observe(nil, "", info.status, 0)
+	if !l.refusing.tryAcquire() {
+		_ = c.Close()
+		return
+	}
+	body := appendProblem(nil, p)
+	b := make([]byte, 0, 256+len(body))
+	b = append(b, "HTTP/1.1 "...)
+	b = strconv.AppendInt(b, int64(info.status), 10)
+	b = append(b, ' ')
+	b = append(b, fasthttp.StatusMessage(info.status)...)
+	b = append(b, "\r\nConnection: close\r\nContent-Type: "+contentProblem+"\r\nRetry-After: "...)
+	b = strconv.AppendInt(b, int64(p.retryAfterSeconds), 10)
+	b = append(b, "\r\nContent-Length: "...)
+	b = strconv.AppendInt(b, int64(len(body)), 10)
+	b = append(b, "\r\n\r\n"...)
+	b = append(b, body...)
+	go func() {
+		defer l.refusing.release()
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(refuseLinger))
+		if _, err := c.Write(b); err != nil {
+			return
+		}
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.CloseWrite()
+		}
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+	}()
+}
+
+// admittedConn gives its place back once, on the first Close.
+type admittedConn struct {
+	net.Conn
+	l      *admitListener
+	ip     netip.Addr
+	closed atomic.Bool
+}
+
+func (c *admittedConn) Close() error {
+	if c.closed.CompareAndSwap(false, true) {
+		c.l.release(c.ip)
+	}
+	return c.Conn.Close()
+}
+
+// remoteIP is the peer's address without port, IPv4 in IPv4 form; the
+// zero Addr (not counted per address) when the listener is not TCP.
+func remoteIP(c net.Conn) netip.Addr {
+	if a, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(a.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
