@@ -56,7 +56,7 @@ func runE2E(t *testing.T, cfg Config) Report {
 	if rep.Check == nil || !rep.Check.OK() {
 		t.Fatalf("invariant check failed")
 	}
-	for _, name := range []string{"hold.txt", "hold.json", "hold.hdr", "all.txt", "plot.html", "summary.json"} {
+	for _, name := range []string{"hold.txt", "hold.json", "hold.hdr", "all.txt", "plot.html", "plot.png", "summary.json"} {
 		if _, err := os.Stat(filepath.Join(cfg.OutDir, name)); err != nil {
 			t.Errorf("report %s: %v", name, err)
 		}

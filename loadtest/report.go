@@ -23,6 +23,7 @@ type stats struct {
 	outcomes    map[Outcome]int
 	botOutcomes map[Outcome]int
 	plot        *plot.Plot
+	chart       chartSeries
 }
 
 // plotPointsMax bounds the points per plotted series (LTTB downsampling).
@@ -39,6 +40,7 @@ func newStats() *stats {
 		s.steps[i] = &vegeta.Metrics{}
 		s.classes[i] = map[Class]int{}
 	}
+	s.chart.began = s.began
 	s.plot = plot.New(plot.Title("slotload"), plot.Downsample(plotPointsMax), plot.Label(plot.ErrorLabeler))
 	return s
 }
@@ -54,6 +56,7 @@ func (s *stats) add(st step, r *vegeta.Result, c Class) {
 	pr.Attack = st.String()
 	pr.Body = nil
 	_ = s.plot.Add(&pr) // only fails on out-of-order results, which it buffers
+	s.chart.add(r.Timestamp, r.Latency, c)
 }
 
 // StepReport is the vegeta metrics and answer classes of one step.
@@ -182,9 +185,9 @@ func (r *Report) WriteSummary(w io.Writer) error {
 
 // writeFiles writes into dir, per step and for all steps together:
 // <step>.txt (vegeta text report), <step>.json (vegeta JSON report),
-// <step>.hdr (vegeta HDR histogram plot data); plus plot.html and
-// summary.txt / summary.json.
-func (r *Report) writeFiles(dir string, p *plot.Plot) error {
+// <step>.hdr (vegeta HDR histogram plot data); plus plot.html, plot.png
+// and summary.txt / summary.json.
+func (r *Report) writeFiles(dir string, p *plot.Plot, c *chartSeries) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("cannot create report directory: %w", err)
 	}
@@ -219,6 +222,10 @@ func (r *Report) writeFiles(dir string, p *plot.Plot) error {
 	}
 	p.Close()
 	if err := write("plot.html", func(w io.Writer) error { _, err := p.WriteTo(w); return err }); err != nil {
+		return err
+	}
+	title := fmt.Sprintf("slotload %s: %d requests in %s, %d bookings", r.Scenario, r.All.Requests, r.Elapsed, r.Bookings)
+	if err := write("plot.png", func(w io.Writer) error { return c.writePNG(w, title) }); err != nil {
 		return err
 	}
 	if err := write("summary.txt", r.WriteSummary); err != nil {

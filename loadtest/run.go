@@ -91,7 +91,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		rep.Check = &check
 	}
 	if cfg.OutDir != "" {
-		if err := rep.writeFiles(cfg.OutDir, e.stats.plot); err != nil {
+		if err := rep.writeFiles(cfg.OutDir, e.stats.plot, &e.stats.chart); err != nil {
 			return rep, fmt.Errorf("slotload: %w", err)
 		}
 	}
