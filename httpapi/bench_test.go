@@ -68,16 +68,34 @@ func startBenchServer(b *testing.B) (addr, key string) {
 	return ln.Addr().String(), key
 }
 
-// drive sends b.N requests over conns connections and reports requests/s
-// and latency percentiles; build fills request i.
+// doer is the client side: one request, one answer.
+type doer interface {
+	Do(req *fasthttp.Request, resp *fasthttp.Response) error
+}
+
+// drive sends b.N requests over conns connections, one at a time on each,
+// and reports requests/s and latency percentiles; build fills request i.
 func drive(b *testing.B, addr string, conns int, build func(i int64, req *fasthttp.Request), wantStatus int) {
 	client := &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	driveWith(b, client, conns, build, wantStatus)
+}
+
+// drivePipelined sends b.N requests from callers goroutines over conns
+// connections with HTTP/1.1 pipelining: each connection carries many
+// requests in flight, so one read and one write system call serve many.
+func drivePipelined(b *testing.B, addr string, conns, callers int, build func(i int64, req *fasthttp.Request), wantStatus int) {
+	client := &fasthttp.PipelineClient{Addr: addr, MaxConns: conns, MaxPendingRequests: callers,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	driveWith(b, client, callers, build, wantStatus)
+}
+
+func driveWith(b *testing.B, client doer, callers int, build func(i int64, req *fasthttp.Request), wantStatus int) {
 	var next, failed atomic.Int64
-	lat := make([][]time.Duration, conns)
+	lat := make([][]time.Duration, callers)
 	var wg sync.WaitGroup
 	b.ResetTimer()
 	start := time.Now()
-	for c := 0; c < conns; c++ {
+	for c := 0; c < callers; c++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -113,14 +131,20 @@ func drive(b *testing.B, addr string, conns int, build func(i int64, req *fastht
 
 func BenchmarkHTTPAvailability(b *testing.B) {
 	addr, key := startBenchServer(b)
+	build := func(i int64, req *fasthttp.Request) {
+		req.SetRequestURI(fmt.Sprintf("http://%s/v1/offices/o%03d/days/2026-12-0%d/slots?service=s", addr, i%benchOffices, 1+i%9))
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
 	for _, conns := range []int{64, 512} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			drive(b, addr, conns, func(i int64, req *fasthttp.Request) {
-				req.SetRequestURI(fmt.Sprintf("http://%s/v1/offices/o%03d/days/2026-12-0%d/slots?service=s", addr, i%benchOffices, 1+i%9))
-				req.Header.Set("Authorization", "Bearer "+key)
-			}, 200)
+			drive(b, addr, conns, build, 200)
 		})
 	}
+	// The same reads pipelined: what the server answers when the system
+	// calls per request no longer dominate.
+	b.Run("pipelined/conns=8/in-flight=512", func(b *testing.B) {
+		drivePipelined(b, addr, 8, 512, build, 200)
+	})
 }
 
 func BenchmarkHTTPDurableBooking(b *testing.B) {
