@@ -3,7 +3,10 @@ package allocator
 import (
 	"cmp"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -94,41 +97,63 @@ func (e *Engine) RestoreSeqMark(m SeqMark) error {
 }
 
 // RestoreDone finishes recovery: it orders each applicant's bookings by
-// creation and replays the penalty history to restore blocks.
+// creation and replays the penalty history to restore blocks. Applicant
+// shards are independent, so one worker per core takes shards in turn.
 func (e *Engine) RestoreDone(now time.Time) error {
-	for i := range e.apps.shards {
-		sh := &e.apps.shards[i]
-		sh.mu.Lock()
-		for _, st := range sh.m {
-			slices.SortStableFunc(st.bookings, func(a, b *booking) int {
-				return cmp.Compare(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
-			})
-			type penalty struct {
-				at int64
-				p  *policy
-			}
-			var ps []penalty
-			for _, b := range st.bookings {
-				r := b.rec.Load()
-				o, err := e.office(r.Office)
-				if err != nil {
-					continue
+	var next atomic.Int32
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < len(e.apps.shards); i = int(next.Add(1)) - 1 {
+				sh := &e.apps.shards[i]
+				sh.mu.Lock()
+				for _, st := range sh.m {
+					e.restoreApplicantLocked(st)
 				}
-				for _, t := range r.History {
-					if t.Penalty {
-						ps = append(ps, penalty{t.AtUnixNano, &o.lay.Load().policy})
-					}
-				}
+				sh.mu.Unlock()
 			}
-			slices.SortFunc(ps, func(a, b penalty) int { return cmp.Compare(a.at, b.at) })
-			st.pen = nil
-			for _, p := range ps {
-				if p.p.penaltyCount > 0 {
-					penaliseLocked(st, p.p, p.at)
-				}
-			}
-		}
-		sh.mu.Unlock()
+		}()
 	}
+	wg.Wait()
 	return nil
+}
+
+// restoreApplicantLocked orders st's bookings and rebuilds its penalties.
+// Caller holds st's shard mutex.
+func (e *Engine) restoreApplicantLocked(st *applicantState) {
+	if len(st.bookings) > 1 {
+		slices.SortStableFunc(st.bookings, func(a, b *booking) int {
+			return cmp.Compare(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
+		})
+	}
+	type penalty struct {
+		at int64
+		p  *policy
+	}
+	var ps []penalty
+	for _, b := range st.bookings {
+		r := b.rec.Load()
+		var o *office
+		for _, t := range r.History {
+			if !t.Penalty {
+				continue
+			}
+			if o == nil { // most bookings have no penalty: look the office up only for those that do
+				var err error
+				if o, err = e.office(r.Office); err != nil {
+					break
+				}
+			}
+			ps = append(ps, penalty{t.AtUnixNano, &o.lay.Load().policy})
+		}
+	}
+	slices.SortFunc(ps, func(a, b penalty) int { return cmp.Compare(a.at, b.at) })
+	st.pen = nil
+	for _, p := range ps {
+		if p.p.penaltyCount > 0 {
+			penaliseLocked(st, p.p, p.at)
+		}
+	}
 }

@@ -121,15 +121,25 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 // once: large enough to amortise the hand-off, small enough to spread.
 const recoverBatch = 512
 
+// recoverBatchBytes is the buffer one batch copies its keys and values
+// into; a batch is handed over when either bound is reached.
+const recoverBatchBytes = 128 << 10
+
 // restoreBookings decodes and restores every booking. Decoding and
 // restoring dominate recovery and need no order among bookings (the
 // engine's RestoreBooking is safe for concurrent use), so the scan hands
 // batches of copied values to one worker per core. The first error wins;
 // nothing is skipped.
 func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
+	// kv is one stored booking; k and v point into its batch's buf, one
+	// copy per batch instead of two allocations per booking.
 	type kv struct{ k, v []byte }
+	type kvBatch struct {
+		buf []byte
+		kvs []kv
+	}
 	workers := runtime.GOMAXPROCS(0)
-	batches := make(chan []kv, workers)
+	batches := make(chan *kvBatch, workers)
 	var (
 		wg               sync.WaitGroup
 		mu               sync.Mutex
@@ -145,7 +155,7 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
 			n, a := 0, 0
 			var err error
 			for batch := range batches {
-				for _, e := range batch {
+				for _, e := range batch.kvs {
 					if err != nil {
 						break
 					}
@@ -171,19 +181,32 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
 			mu.Unlock()
 		}()
 	}
-	batch := make([]kv, 0, recoverBatch)
+	newBatch := func() *kvBatch {
+		return &kvBatch{buf: make([]byte, 0, recoverBatchBytes), kvs: make([]kv, 0, recoverBatch)}
+	}
+	batch := newBatch()
 	scanErr := db.scan(prefixBooking, func(k, v []byte) error {
-		batch = append(batch, kv{append([]byte(nil), k...), append([]byte(nil), v...)})
-		if len(batch) == recoverBatch {
+		if len(batch.buf)+len(k)+len(v) > cap(batch.buf) && len(batch.kvs) > 0 {
+			// Full: the slices already taken must not move.
 			if failed() {
 				return errRecoveryStopped
 			}
 			batches <- batch
-			batch = make([]kv, 0, recoverBatch)
+			batch = newBatch()
+		}
+		n := len(batch.buf)
+		batch.buf = append(append(batch.buf, k...), v...)
+		batch.kvs = append(batch.kvs, kv{batch.buf[n : n+len(k) : n+len(k)], batch.buf[n+len(k) : len(batch.buf) : len(batch.buf)]})
+		if len(batch.kvs) == recoverBatch {
+			if failed() {
+				return errRecoveryStopped
+			}
+			batches <- batch
+			batch = newBatch()
 		}
 		return nil
 	})
-	if len(batch) > 0 && scanErr == nil {
+	if len(batch.kvs) > 0 && scanErr == nil {
 		batches <- batch
 	}
 	close(batches)
