@@ -42,8 +42,11 @@ func (d Date) String() string {
 }
 
 // compact formats d as YYYYMMDD, for booking numbers.
-func (d Date) compact() string {
-	return time.Unix(int64(d)*86400, 0).UTC().Format("20060102")
+func (d Date) compact() string { return string(d.appendCompact(nil)) }
+
+// appendCompact appends d as YYYYMMDD.
+func (d Date) appendCompact(b []byte) []byte {
+	return time.Unix(int64(d)*86400, 0).UTC().AppendFormat(b, "20060102")
 }
 
 // Weekday of d.

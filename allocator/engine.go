@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -284,7 +285,25 @@ func viewOf(l *layout, rec *BookingRecord) Booking {
 }
 
 func bookingNumber(office string, d Date, seq uint32) string {
-	return fmt.Sprintf("%s-%s-%04d", strings.ToUpper(office), d.compact(), seq)
+	b := make([]byte, 0, len(office)+1+8+1+10)
+	for i := 0; i < len(office); i++ {
+		c := office[i]
+		if c >= 0x80 { // not ASCII: let strings.ToUpper decide
+			b = append(b[:0], strings.ToUpper(office)...)
+			break
+		}
+		if 'a' <= c && c <= 'z' {
+			c -= 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	b = append(b, '-')
+	b = d.appendCompact(b)
+	b = append(b, '-')
+	for p := uint32(1000); p > 1 && seq < p; p /= 10 { // at least four digits
+		b = append(b, '0')
+	}
+	return string(strconv.AppendUint(b, uint64(seq), 10))
 }
 
 func newID() ID {
