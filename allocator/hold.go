@@ -101,8 +101,8 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	}
 	rec.History = make([]Transition, 1, n)
 	rec.History[0] = Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
-	c := &Change{Bookings: []*BookingRecord{rec}, Events: make([]Event, 1, 2)}
-	c.Events[0] = Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec}
+	c := newBookingChange(rec)
+	c.Events = append(c.Events, Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
 	if confirm {
 		rec.Status = StatusConfirmed
 		rec.HoldExpiresUnixNano = 0

@@ -170,6 +170,24 @@ type Change struct {
 	Idempotency *IdempotencyRecord
 }
 
+// bookingChange is a Change of one booking with room for two events, in
+// one allocation: every hold and every transition makes one.
+type bookingChange struct {
+	Change
+	bookings [1]*BookingRecord
+	events   [2]Event
+}
+
+// newBookingChange returns a Change of rec with no events yet; appending
+// up to two stays in the same allocation.
+func newBookingChange(rec *BookingRecord) *Change {
+	bc := &bookingChange{}
+	bc.bookings[0] = rec
+	bc.Bookings = bc.bookings[:]
+	bc.Events = bc.events[:0]
+	return &bc.Change
+}
+
 // Empty reports whether c carries nothing to persist.
 func (c *Change) Empty() bool {
 	return c == nil || (len(c.Watches) == 0 && len(c.SeqMarks) == 0 && len(c.Bookings) == 0 &&

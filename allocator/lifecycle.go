@@ -78,8 +78,9 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	if ef.penalise {
 		ef.next.History[len(ef.next.History)-1].Penalty = true
 	}
-	ev := Event{Type: ef.event, AtUnixNano: now.UnixNano(), Office: o.id, Booking: ef.next, Reason: meta.Reason}
-	if err := e.commit(&Change{Bookings: []*BookingRecord{ef.next}, Events: []Event{ev}}, meta); err != nil {
+	c := newBookingChange(ef.next)
+	c.Events = append(c.Events, Event{Type: ef.event, AtUnixNano: now.UnixNano(), Office: o.id, Booking: ef.next, Reason: meta.Reason})
+	if err := e.commit(c, meta); err != nil {
 		b.unlock(cur.Status)
 		return Booking{}, err
 	}
