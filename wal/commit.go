@@ -4,6 +4,7 @@ package wal
 // pipeline; this file implements steps 1–5 of it.
 
 import (
+	"encoding/binary"
 	"fmt"
 	"reflect"
 	"sync"
@@ -175,11 +176,15 @@ func (db *DB) stopCommitters() {
 	db.queue.wg.Wait()
 }
 
+// eventEntryOverhead bounds what a batch adds to an event value: its kind
+// byte, the key and value lengths (varints) and the 9-byte key.
+const eventEntryOverhead = 1 + 2*binary.MaxVarintLen32 + 9
+
 // commitGroup writes every change of group in one synced batch and
-// signals each. The first change's batch carries the group: the others'
-// records are appended to it in arrival order (a later Set of the same key
-// wins, as it would have in Pebble's pipeline), then every event is keyed
-// with its cursor.
+// signals each. The changes' records go into the batch in arrival order (a
+// later Set of the same key wins, as it would have in Pebble's pipeline),
+// then every event is keyed with its cursor. A group of one commits its
+// own batch.
 func (db *DB) commitGroup(group []*encoder) {
 	fail := func(err error) {
 		for _, enc := range group {
@@ -203,9 +208,19 @@ func (db *DB) commitGroup(group []*encoder) {
 		first, last = db.feed.allocate(events)
 	}
 	b := group[0].b
-	for _, enc := range group[1:] {
-		if err := b.Apply(enc.b, nil); err != nil {
-			panic(fmt.Sprintf("BUG: wal: batch apply: %v", err))
+	if len(group) > 1 {
+		// One batch sized for the whole group, so appending copies each
+		// change once instead of growing the first change's batch.
+		size := 0
+		for _, enc := range group {
+			size += enc.b.Len() + len(enc.events) + len(enc.c.Events)*eventEntryOverhead
+		}
+		b = db.pdb.NewBatchWithSize(size)
+		defer b.Close()
+		for _, enc := range group {
+			if err := b.Apply(enc.b, nil); err != nil {
+				panic(fmt.Sprintf("BUG: wal: batch apply: %v", err))
+			}
 		}
 	}
 	cursor := first
