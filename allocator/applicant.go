@@ -3,6 +3,7 @@ package allocator
 import (
 	"hash/maphash"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -43,34 +44,57 @@ func (st *applicantState) blockedUntil() int64 {
 	return st.pen.blockedUntilUnixNano
 }
 
+// serviceCount is an applicant's count of active bookings of one (office,
+// service) pair, the pair by its number (pairs): 8 bytes, where the two
+// strings took 40.
 type serviceCount struct {
-	office, service string
-	n               int
+	pair uint32
+	n    int32
 }
 
-// count returns the active bookings of (office, service).
-func (st *applicantState) count(office, svc string) int {
+// count returns the active bookings of pair.
+func (st *applicantState) count(pair uint32) int {
 	for _, c := range st.services {
-		if c.office == office && c.service == svc {
-			return c.n
+		if c.pair == pair {
+			return int(c.n)
 		}
 	}
 	return 0
 }
 
-// addService adds delta to the count of (office, service), dropping it at 0.
-func (st *applicantState) addService(office, svc string, delta int) {
+// addService adds delta to the count of pair, dropping it at 0.
+func (st *applicantState) addService(pair uint32, delta int) {
 	for i := range st.services {
-		if c := &st.services[i]; c.office == office && c.service == svc {
-			if c.n += delta; c.n <= 0 {
+		if c := &st.services[i]; c.pair == pair {
+			if c.n += int32(delta); c.n <= 0 {
 				st.services = append(st.services[:i], st.services[i+1:]...)
 			}
 			return
 		}
 	}
 	if delta > 0 {
-		st.services = append(st.services, serviceCount{office, svc, delta})
+		st.services = append(st.services, serviceCount{pair, int32(delta)})
 	}
+}
+
+// pairs numbers (office, service) pairs for serviceCount. Numbers are
+// never reused; there are at most as many as pairs ever configured. Safe
+// for concurrent use.
+type pairs struct {
+	ids  sync.Map // officeService → uint32
+	next atomic.Uint32
+}
+
+type officeService struct{ office, service string }
+
+// id returns the number of (office, service), giving it one on first use.
+func (p *pairs) id(office, service string) uint32 {
+	k := officeService{office, service}
+	if v, ok := p.ids.Load(k); ok {
+		return v.(uint32)
+	}
+	v, _ := p.ids.LoadOrStore(k, p.next.Add(1))
+	return v.(uint32)
 }
 
 type applicantShard struct {
@@ -82,6 +106,7 @@ type applicantShard struct {
 // applicants is the sharded applicant table. Safe for concurrent use.
 type applicants struct {
 	seed   maphash.Seed
+	pairs  pairs
 	shards [applicantShards]applicantShard
 }
 
@@ -113,32 +138,34 @@ func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) e
 	sh := a.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
+	pair := a.pairs.id(office, svc)
 	st := sh.stateLocked(id)
 	if st.blockedUntil() > now.UnixNano() {
 		return ErrApplicantBlocked
 	}
-	if st.count(office, svc) > 0 {
+	if st.count(pair) > 0 {
 		return ErrDuplicateBooking
 	}
 	if st.active >= p.maxActivePerApplicant {
 		return ErrLimitReached
 	}
 	st.active++
-	st.addService(office, svc, 1)
+	st.addService(pair, 1)
 	return nil
 }
 
 // unreserve undoes reserve: the booking left its active statuses.
 func (a *applicants) unreserve(id, office, svc string) {
+	pair := a.pairs.id(office, svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	st := sh.stateLocked(id)
-	if invariantsEnabled && (st.active <= 0 || st.count(office, svc) <= 0) {
+	if invariantsEnabled && (st.active <= 0 || st.count(pair) <= 0) {
 		sh.mu.Unlock()
 		panic("BUG: allocator: applicant active count below zero")
 	}
 	st.active--
-	st.addService(office, svc, -1)
+	st.addService(pair, -1)
 	sh.mu.Unlock()
 }
 
@@ -148,15 +175,16 @@ func (a *applicants) move(id, fromOffice, toOffice, svc string) error {
 	if fromOffice == toOffice {
 		return nil
 	}
+	from, to := a.pairs.id(fromOffice, svc), a.pairs.id(toOffice, svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.stateLocked(id)
-	if st.count(toOffice, svc) > 0 {
+	if st.count(to) > 0 {
 		return ErrDuplicateBooking
 	}
-	st.addService(fromOffice, svc, -1)
-	st.addService(toOffice, svc, 1)
+	st.addService(from, -1)
+	st.addService(to, 1)
 	return nil
 }
 
