@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -72,19 +73,24 @@ type LatencyHistogram struct {
 
 // Defaults for the zero values of Config.
 const (
-	DefaultBodyBytesMax    = 64 << 10
-	DefaultHeaderBytesMax  = 8 << 10
-	DefaultInFlightMax     = 4096
-	DefaultPollersMax      = 1024
-	DefaultRatePerSecond   = 1000
-	DefaultReadTimeout     = 10 * time.Second
-	DefaultWriteTimeout    = 10 * time.Second
-	DefaultIdleTimeout     = 60 * time.Second
-	DefaultConnsMax        = 64 << 10
-	DefaultConnsPerIPMax   = 4096
-	DefaultEventsWaitMax   = 30 * time.Second
-	DefaultIdempotencyTTL  = 24 * time.Hour
-	DefaultAlternativesMax = 5
+	DefaultBodyBytesMax   = 64 << 10
+	DefaultHeaderBytesMax = 8 << 10
+	DefaultInFlightMax    = 4096
+	DefaultPollersMax     = 1024
+	DefaultRatePerSecond  = 1000
+	// DefaultRatePerApplicant and DefaultRateApplicantBurst: a person
+	// presses "book" once and perhaps again; a bot that fires ten times
+	// in a second gets two through.
+	DefaultRatePerApplicant   = 1
+	DefaultRateApplicantBurst = 2
+	DefaultReadTimeout        = 10 * time.Second
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultIdleTimeout        = 60 * time.Second
+	DefaultConnsMax           = 64 << 10
+	DefaultConnsPerIPMax      = 4096
+	DefaultEventsWaitMax      = 30 * time.Second
+	DefaultIdempotencyTTL     = 24 * time.Hour
+	DefaultAlternativesMax    = 5
 )
 
 // secretBytesMin is the shortest ticket-signing secret accepted.
@@ -131,6 +137,15 @@ type Config struct {
 	// RateBurst is each API key's bucket size, in requests. Zero: twice
 	// RatePerSecond, at least 1.
 	RateBurst int
+	// RatePerApplicant is each applicant's sustained rate of hold requests
+	// (POST /v1/bookings) per API key, in requests per second. It is
+	// checked before the key's own bucket, so one applicant's repeats do
+	// not spend the budget of the key's other applicants. Zero:
+	// DefaultRatePerApplicant; negative: no per-applicant limit.
+	RatePerApplicant float64
+	// RateApplicantBurst is each applicant's bucket size. Zero:
+	// DefaultRateApplicantBurst.
+	RateApplicantBurst int
 	// ReadTimeout bounds reading one request (headers and body), so a slow
 	// client cannot hold a connection (slowloris).
 	ReadTimeout time.Duration
@@ -171,6 +186,10 @@ func (cfg Config) withDefaults() Config {
 		cfg.RatePerSecond = DefaultRatePerSecond
 	}
 	setInt(&cfg.RateBurst, int(min(max(1, 2*cfg.RatePerSecond), 1<<30)))
+	if cfg.RatePerApplicant == 0 {
+		cfg.RatePerApplicant = DefaultRatePerApplicant
+	}
+	setInt(&cfg.RateApplicantBurst, DefaultRateApplicantBurst)
 	setDur(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDur(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
@@ -220,11 +239,15 @@ func (cfg *Config) validate() error {
 	positive("InFlightMax", cfg.InFlightMax, 1, 1<<20)
 	positive("PollersMax", cfg.PollersMax, 1, 1<<20)
 	positive("RateBurst", cfg.RateBurst, 1, 1<<30)
+	positive("RateApplicantBurst", cfg.RateApplicantBurst, 1, 1<<20)
 	positive("ConnsMax", cfg.ConnsMax, 1, 1<<24)
 	positive("ConnsPerIPMax", cfg.ConnsPerIPMax, 1, 1<<24)
 	positive("AlternativesMax", cfg.AlternativesMax, 1, 100)
 	if cfg.RatePerSecond < 0 || cfg.RatePerSecond > 1e9 {
 		add("Config.RatePerSecond %g must be in (0, 1e9]", cfg.RatePerSecond)
+	}
+	if cfg.RatePerApplicant > 1e6 || math.IsNaN(cfg.RatePerApplicant) {
+		add("Config.RatePerApplicant %g must be at most 1e6 (negative: off)", cfg.RatePerApplicant)
 	}
 	for name, d := range map[string]time.Duration{
 		"ReadTimeout": cfg.ReadTimeout, "WriteTimeout": cfg.WriteTimeout, "IdleTimeout": cfg.IdleTimeout,

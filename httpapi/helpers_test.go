@@ -133,6 +133,7 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 		Engine: eng, Idempotency: e.store, Events: e.store, Keys: testKeys(),
 		Secret: []byte("test-secret-test-secret-test-secret!"), Logger: zap.New(core),
 		Registry: e.reg, Now: e.clock.Now, RatePerSecond: 1e6, EventsWaitMax: 5 * time.Second,
+		RatePerApplicant: -1, // the clock stands still: buckets never refill; see TestApplicantRate
 	}
 	if mutate != nil {
 		mutate(&cfg)

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"encoding/json"
+	"hash/maphash"
 	"math"
 	"sync"
 	"time"
@@ -65,3 +67,109 @@ func retryAfterSeconds(d time.Duration) int {
 
 // len returns the slots taken.
 func (s semaphore) len() int { return len(s) }
+
+// applicantLimiter is the per-applicant rate of hold requests: a token
+// bucket per (API key, applicant), checked before the key's own bucket. A
+// bot that repeats its request is refused by its own bucket and leaves the
+// key's budget to the other applicants; without it, in a rush through one
+// portal key, the repeats drain the key's bucket and the 429s fall on
+// people's single requests (DESIGN "Fairness in the rush"). Safe for
+// concurrent use.
+type applicantLimiter struct {
+	rate, burst float64
+	// idle is how long a bucket takes to fill up again: an entry idle that
+	// long is the same as none, so a sweep may drop it.
+	idle   int64
+	shards [applicantLimiterShards]applicantLimiterShard
+}
+
+const (
+	applicantLimiterShards = 64
+	// applicantBucketsPerShardMax bounds the tracked applicants (about
+	// 1M in all, 48 bytes each). A shard that is full after dropping its
+	// idle entries lets new applicants through untracked: the key's own
+	// bucket still bounds them.
+	applicantBucketsPerShardMax = 1 << 14
+)
+
+type applicantLimiterShard struct {
+	mu sync.Mutex
+	m  map[string]applicantBucket // guarded by mu
+	// sweptUnixNano is when the shard was last swept; guarded by mu. A
+	// full shard is swept at most once per idle period, so a flood of
+	// new applicants cannot make every request walk the map.
+	sweptUnixNano int64
+	_             [32]byte
+}
+
+type applicantBucket struct {
+	tokens       float64
+	lastUnixNano int64
+}
+
+func newApplicantLimiter(rate float64, burst int) *applicantLimiter {
+	l := &applicantLimiter{rate: rate, burst: float64(burst), idle: int64(float64(burst) / rate * 1e9)}
+	for i := range l.shards {
+		l.shards[i].m = make(map[string]applicantBucket)
+	}
+	return l
+}
+
+// take takes a token of (key, applicant) at now. When none is left it
+// returns false and how long until one is.
+func (l *applicantLimiter) take(key, applicant string, now time.Time) (bool, time.Duration) {
+	k := key + "\x00" + applicant
+	sh := &l.shards[maphash.String(limiterSeed, k)%applicantLimiterShards]
+	t := now.UnixNano()
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	b, ok := sh.m[k]
+	if !ok {
+		if len(sh.m) >= applicantBucketsPerShardMax && !l.sweepLocked(sh, t) {
+			return true, 0
+		}
+		b = applicantBucket{tokens: l.burst, lastUnixNano: t}
+	}
+	if t > b.lastUnixNano {
+		b.tokens = math.Min(l.burst, b.tokens+float64(t-b.lastUnixNano)/1e9*l.rate)
+		b.lastUnixNano = t
+	}
+	if b.tokens < 1 {
+		sh.m[k] = b
+		return false, time.Duration((1 - b.tokens) / l.rate * 1e9)
+	}
+	b.tokens--
+	sh.m[k] = b
+	return true, 0
+}
+
+// sweepLocked drops the entries of sh that filled up again by t, unless
+// it swept less than an idle period ago, and says whether there is room
+// now. Caller holds sh.mu.
+func (l *applicantLimiter) sweepLocked(sh *applicantLimiterShard, t int64) bool {
+	if t-sh.sweptUnixNano < l.idle {
+		return false
+	}
+	sh.sweptUnixNano = t
+	for k, b := range sh.m {
+		if t-b.lastUnixNano >= l.idle {
+			delete(sh.m, k)
+		}
+	}
+	return len(sh.m) < applicantBucketsPerShardMax
+}
+
+var limiterSeed = maphash.MakeSeed()
+
+// peekApplicant returns the "applicant" of a JSON request body, "" when
+// the body is not a JSON object with a string applicant (the handler then
+// refuses it with its own, complete, check).
+func peekApplicant(body []byte) string {
+	var b struct {
+		Applicant string `json:"applicant"`
+	}
+	if json.Unmarshal(body, &b) != nil {
+		return ""
+	}
+	return b.Applicant
+}

@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"fmt"
+	"hash/maphash"
 	"sync"
 	"testing"
 	"time"
@@ -26,6 +27,48 @@ func TestRateLimit(t *testing.T) {
 	// The clock refills the bucket.
 	e.clock.Add(time.Second)
 	want(t, e.get("/v1/offices", keyPortal), 200, "")
+}
+
+// The per-applicant rate of holds (DESIGN "Fairness in the rush"): an
+// applicant's repeats beyond its burst are refused with 429 before they
+// reach the key's bucket, so they leave the key's budget to the others.
+func TestApplicantRate(t *testing.T) {
+	e := newEnv(t, func(c *Config) {
+		c.RatePerSecond, c.RateBurst = 1, 4 // the clock stands still: 4 requests in all for the key
+		c.RatePerApplicant, c.RateApplicantBurst = 1, 2
+	})
+	hold := func(applicant string, minute int) resp {
+		return e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", applicant, at(1, 9, minute)))
+	}
+	// A bot fires five times: two get through (the second a duplicate),
+	// three are refused by its own bucket.
+	want(t, hold("bot", 0), 201, "")
+	want(t, hold("bot", 15), 409, CodeDuplicateBooking)
+	for i := 0; i < 3; i++ {
+		r := hold("bot", 30)
+		want(t, r, 429, CodeRateLimited)
+		if r.header.Get("Retry-After") == "" {
+			t.Fatal("no Retry-After")
+		}
+	}
+	// The key spent two of its four tokens: two people still get through.
+	want(t, hold("person-1", 45), 201, "")
+	want(t, hold("person-2", 60), 201, "")
+	// Now the key's own bucket is empty, for everyone.
+	want(t, hold("person-3", 75), 429, CodeRateLimited)
+	// The applicant's bucket refills with the clock.
+	e.clock.Add(5 * time.Second)
+	want(t, hold("bot", 90), 409, CodeDuplicateBooking)
+}
+
+// Other routes and another key's applicant of the same name are not
+// limited by an applicant's hold bucket.
+func TestApplicantRateScope(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RatePerApplicant, c.RateApplicantBurst = 1, 1 })
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "x", at(1, 9, 0))), 201, "")
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "x", at(1, 9, 15))), 429, CodeRateLimited)
+	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-b", "patent", "x", at(1, 9, 30))), 201, "")
+	want(t, e.get("/v1/bookings?applicant=x", keyPortal), 200, "")
 }
 
 func TestShedding(t *testing.T) {
@@ -138,5 +181,51 @@ func TestRaceForSeats(t *testing.T) {
 	}
 	if err := e.eng.Verify(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The applicant table stays bounded: a full shard drops the buckets that
+// filled up again, at most once per idle period, and lets a new applicant
+// through untracked while it is full of active ones.
+func TestApplicantLimiterBounded(t *testing.T) {
+	l := newApplicantLimiter(1, 2) // a bucket is idle after 2 s
+	now := time.Unix(1_000_000, 0)
+	k := "k\x00" + "new"
+	sh := &l.shards[maphash.String(limiterSeed, k)%applicantLimiterShards]
+	fill := func(at time.Time) {
+		clear(sh.m)
+		for i := 0; len(sh.m) < applicantBucketsPerShardMax; i++ {
+			sh.m[fmt.Sprintf("filler-%d", i)] = applicantBucket{tokens: 0, lastUnixNano: at.UnixNano()}
+		}
+	}
+	// Full of active buckets: the newcomer passes, untracked.
+	fill(now)
+	for i := 0; i < 5; i++ {
+		if ok, _ := l.take("k", "new", now); !ok {
+			t.Fatal("a newcomer to a full table of active applicants was refused")
+		}
+	}
+	if _, tracked := sh.m[k]; tracked || len(sh.m) != applicantBucketsPerShardMax {
+		t.Fatalf("tracked %v, %d entries", tracked, len(sh.m))
+	}
+	// Full of idle buckets: they are swept and the newcomer is tracked.
+	fill(now.Add(-3 * time.Second))
+	sh.sweptUnixNano = 0
+	if ok, _ := l.take("k", "new", now); !ok {
+		t.Fatal("refused after the sweep")
+	}
+	if _, tracked := sh.m[k]; !tracked || len(sh.m) != 1 {
+		t.Fatalf("after the sweep: tracked %v, %d entries", tracked, len(sh.m))
+	}
+	// A sweep that just ran is not repeated within the idle period.
+	fill(now.Add(-3 * time.Second))
+	sh.sweptUnixNano = now.UnixNano()
+	other := "other"
+	for i := 0; &l.shards[maphash.String(limiterSeed, "k\x00"+other)%applicantLimiterShards] != sh; i++ {
+		other = fmt.Sprintf("other-%d", i) // a newcomer of the same shard
+	}
+	l.take("k", other, now.Add(time.Second))
+	if len(sh.m) != applicantBucketsPerShardMax {
+		t.Fatalf("swept again within the idle period: %d entries", len(sh.m))
 	}
 }

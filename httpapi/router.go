@@ -67,9 +67,12 @@ type route struct {
 	access  access
 	// engine routes count against Config.InFlightMax; the events
 	// long-poll has its own bound (Config.PollersMax) instead.
-	engine  bool
-	handle  func(s *Server, r *request)
-	metrics routeMetrics
+	engine bool
+	// perApplicant routes carry an applicant in their body and count
+	// against Config.RatePerApplicant before the key's rate.
+	perApplicant bool
+	handle       func(s *Server, r *request)
+	metrics      routeMetrics
 }
 
 // router matches paths against the routes. Immutable after newRouter;

@@ -27,9 +27,11 @@ type Server struct {
 	log    *zap.Logger
 	now    func() time.Time
 	keys   *keyring
-	router *router
-	http   *fasthttp.Server
-	m      *metrics
+	// applicants is the per-applicant rate of holds; nil when switched off.
+	applicants *applicantLimiter
+	router     *router
+	http       *fasthttp.Server
+	m          *metrics
 
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
@@ -77,6 +79,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
+	if cfg.RatePerApplicant > 0 {
+		s.applicants = newApplicantLimiter(cfg.RatePerApplicant, cfg.RateApplicantBurst)
+	}
 	s.keys = newKeyring(cfg.Keys, func() *tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
 	s.router = newRouter(s.routes())
 	m, err := newMetrics(s, cfg.Registry, s.router.routes)
@@ -110,6 +115,8 @@ func (s *Server) routes() []*route {
 	r := func(method, pattern string, a access, h func(*Server, *request)) *route {
 		return &route{method: method, pattern: pattern, access: a, handle: h, engine: pattern != RouteEvents}
 	}
+	hold := r(post, RouteBookings, accessPortal, (*Server).hold)
+	hold.perApplicant = true
 	return []*route{
 		r(get, RouteOffices, accessAny, (*Server).listOffices),
 		r(get, RouteOffice, accessAny, (*Server).getOffice),
@@ -119,7 +126,7 @@ func (s *Server) routes() []*route {
 		r(post, RouteRelease, accessAdmin, (*Server).release),
 		r(post, RouteClosures, accessAdmin, (*Server).closure),
 		r(get, RouteSearch, accessAny, (*Server).search),
-		r(post, RouteBookings, accessPortal, (*Server).hold),
+		hold,
 		r(get, RouteBookings, accessPortal, (*Server).listBookings),
 		r(get, RouteBooking, accessBooking, (*Server).getBooking),
 		r(post, RouteConfirm, accessPortal, (*Server).confirm),
@@ -254,6 +261,16 @@ func (s *Server) dispatch(r *request) {
 	if !r.key.may(rt.access) {
 		r.fail(problem{code: CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
 		return
+	}
+	if rt.perApplicant && s.applicants != nil {
+		if a := peekApplicant(ctx.PostBody()); a != "" {
+			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
+				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
+					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
+						s.cfg.RatePerApplicant, s.cfg.RateApplicantBurst)})
+				return
+			}
+		}
 	}
 	if ok, wait := r.key.limiter.take(r.now); !ok {
 		r.fail(problem{code: CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),

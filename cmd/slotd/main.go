@@ -83,6 +83,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret,
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
+		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 	})
 	if err != nil {
 		return err
@@ -249,4 +250,12 @@ func journalStats(db *wal.DB) func() httpapi.JournalStats {
 			RecoveryDuration: s.RecoveryDuration, RecoveryBookings: s.RecoveryBookings,
 		}
 	}
+}
+
+// applicantRate maps the flag (0: off) onto httpapi.Config (negative: off).
+func applicantRate(perSecond float64) float64 {
+	if perSecond == 0 {
+		return -1
+	}
+	return perSecond
 }

@@ -24,9 +24,13 @@ type options struct {
 	// ratePerKey is each API key's sustained rate in requests per second;
 	// rateBurst its bucket size (0: twice the rate). A portal backend sends
 	// all its applicants' requests under one key: size it for the rush.
-	ratePerKey  float64
-	rateBurst   int
-	inFlightMax int // requests inside the engine at once; beyond, 503 overloaded
+	ratePerKey float64
+	rateBurst  int
+	// ratePerApplicant is each applicant's rate of holds per key (0: off),
+	// rateApplicantBurst its bucket size; checked before the key's bucket.
+	ratePerApplicant   float64
+	rateApplicantBurst int
+	inFlightMax        int // requests inside the engine at once; beyond, 503 overloaded
 }
 
 // errHelp: -h was asked for; usage is printed, nothing runs.
@@ -45,6 +49,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.Float64Var(&o.ratePerKey, "rate-per-key", httpapi.DefaultRatePerSecond, "each API key's sustained `requests per second` (token bucket)")
 	fs.IntVar(&o.rateBurst, "rate-burst", 0, "each API key's bucket `size` in requests (0: twice -rate-per-key)")
+	fs.Float64Var(&o.ratePerApplicant, "rate-per-applicant", httpapi.DefaultRatePerApplicant,
+		"each applicant's sustained hold `requests per second` per key, checked before the key's bucket (0: off)")
+	fs.IntVar(&o.rateApplicantBurst, "rate-applicant-burst", httpapi.DefaultRateApplicantBurst, "each applicant's hold bucket `size` in requests")
 	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
@@ -75,6 +82,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if o.ratePerKey <= 0 || o.rateBurst < 0 || o.inFlightMax < 1 {
 		return o, fmt.Errorf("-rate-per-key must be positive, -rate-burst not negative, -in-flight-max at least 1")
+	}
+	if o.ratePerApplicant < 0 || o.rateApplicantBurst < 1 {
+		return o, fmt.Errorf("-rate-per-applicant must not be negative (0 switches it off), -rate-applicant-burst at least 1")
 	}
 	switch o.logLevel {
 	case "debug", "info", "warn", "error":

@@ -25,6 +25,13 @@ func TestOptionsFlagsEnvDefaults(t *testing.T) {
 	if _, err := parseOptions([]string{"-rate-per-key", "0"}, env(nil), io.Discard); err == nil {
 		t.Fatal("zero rate accepted")
 	}
+	o, err = parseOptions(nil, env(map[string]string{"SLOTD_RATE_PER_APPLICANT": "0"}), io.Discard)
+	if err != nil || o.ratePerApplicant != 0 || applicantRate(o.ratePerApplicant) >= 0 {
+		t.Fatalf("-rate-per-applicant 0 must switch the limit off: %+v %v", o, err)
+	}
+	if _, err := parseOptions([]string{"-rate-applicant-burst", "0"}, env(nil), io.Discard); err == nil {
+		t.Fatal("zero applicant burst accepted")
+	}
 	if _, err := parseOptions([]string{"-log-level", "loud"}, env(nil), io.Discard); err == nil {
 		t.Fatal("bad log level accepted")
 	}

@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -29,13 +30,26 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	cfg, err := parseFlags(args, stderr)
+	cfg, cpuProfile, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
 		fmt.Fprintln(stderr, "slotload:", err)
 		return 2
+	}
+	if cpuProfile != "" {
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			fmt.Fprintln(stderr, "slotload:", err)
+			return 2
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(stderr, "slotload:", err)
+			return 2
+		}
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -58,9 +72,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
+// parseFlags returns the run's configuration and where to write a CPU
+// profile of the generator ("" for none).
+func parseFlags(args []string, stderr io.Writer) (cfg loadtest.Config, cpuProfile string, err error) {
 	var (
-		cfg      loadtest.Config
 		keysFile string
 		profile  string
 		mix      string
@@ -92,12 +107,13 @@ func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
 	fs.BoolVar(&cfg.NoCheck, "no-check", false, "skip the invariant check")
 	fs.StringVar(&cfg.OutDir, "out", "", "`directory` for the reports and plot.html")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the applicants' choices [random]")
+	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to `file`")
 	quiet := fs.Bool("quiet", false, "no progress lines")
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return cfg, "", err
 	}
 	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return cfg, "", fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	if !*quiet {
 		cfg.Log = stderr
@@ -105,7 +121,7 @@ func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
 	if keysFile != "" {
 		portal, admin, err := keysFromFile(keysFile)
 		if err != nil {
-			return cfg, err
+			return cfg, "", err
 		}
 		if cfg.Key == "" {
 			cfg.Key = portal
@@ -117,12 +133,12 @@ func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
 	if profile != "" {
 		f, err := os.Open(profile)
 		if err != nil {
-			return cfg, fmt.Errorf("cannot open profile: %w", err)
+			return cfg, "", fmt.Errorf("cannot open profile: %w", err)
 		}
 		defer f.Close()
 		p, err := loadtest.ParseProfile(f)
 		if err != nil {
-			return cfg, fmt.Errorf("%s: %w", profile, err)
+			return cfg, "", fmt.Errorf("%s: %w", profile, err)
 		}
 		cfg.Profile = &p
 	}
@@ -130,18 +146,18 @@ func parseFlags(args []string, stderr io.Writer) (loadtest.Config, error) {
 		var w [5]int
 		parts := strings.Split(mix, ",")
 		if len(parts) != len(w) {
-			return cfg, fmt.Errorf("-mix %q: want five weights read,hold,confirm,cancel,reschedule", mix)
+			return cfg, "", fmt.Errorf("-mix %q: want five weights read,hold,confirm,cancel,reschedule", mix)
 		}
 		for i, p := range parts {
 			n, err := strconv.Atoi(strings.TrimSpace(p))
 			if err != nil || n < 0 {
-				return cfg, fmt.Errorf("-mix %q: weight %q is not an integer ≥ 0", mix, p)
+				return cfg, "", fmt.Errorf("-mix %q: weight %q is not an integer ≥ 0", mix, p)
 			}
 			w[i] = n
 		}
 		cfg.Mix = loadtest.Mix{Read: w[0], Hold: w[1], Confirm: w[2], Cancel: w[3], Reschedule: w[4]}
 	}
-	return cfg, nil
+	return cfg, cpuProfile, nil
 }
 
 // keysFromFile picks the portal and admin keys of a keys file: the entries
