@@ -103,6 +103,9 @@ func (l *admitListener) release(ip netip.Addr) {
 func (l *admitListener) refuse(c net.Conn, p *problem) {
 	info := codes[p.code]
 	l.s.m.observe(nil, "", info.status, 0)
+	if p.code == CodeRateLimited {
+		l.s.m.limitedConns.Inc()
+	}
 	if !l.refusing.tryAcquire() {
 		_ = c.Close()
 		return

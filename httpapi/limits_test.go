@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"slotd/allocator"
 )
 
@@ -59,6 +61,10 @@ func TestApplicantRate(t *testing.T) {
 	// The applicant's bucket refills with the clock.
 	e.clock.Add(5 * time.Second)
 	want(t, hold("bot", 90), 409, CodeDuplicateBooking)
+	// SREs see which limit refused.
+	if a, k := testutil.ToFloat64(e.srv.m.limitedApplicant), testutil.ToFloat64(e.srv.m.limitedKey); a != 3 || k != 1 {
+		t.Fatalf("%s: applicant %g, key %g; want 3 and 1", metricRateLimited, a, k)
+	}
 }
 
 // Other routes and another key's applicant of the same name are not

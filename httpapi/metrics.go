@@ -20,6 +20,7 @@ const (
 	metricRequests          = "slotd_http_requests_total"
 	metricRequestDuration   = "slotd_http_request_duration_seconds"
 	metricRequestsInFlight  = "slotd_http_requests_in_flight"
+	metricRateLimited       = "slotd_http_rate_limited_total"
 	metricReady             = "slotd_ready"
 	metricHolds             = "slotd_engine_holds_total"
 	metricConflicts         = "slotd_engine_slot_conflicts_total"
@@ -62,6 +63,10 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
 	unmatched prometheus.Observer
+	// limited counts 429 answers by the limit that refused: a key's
+	// bucket, an applicant's hold bucket, or an address's connections.
+	limited                                    *prometheus.CounterVec
+	limitedKey, limitedApplicant, limitedConns prometheus.Counter
 }
 
 // routeMetrics are a route's pre-resolved latency observer.
@@ -81,7 +86,13 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: metricRequestsInFlight, Help: "API requests being served.",
 		}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: metricRateLimited, Help: "Requests and connections refused with 429, by the limit that refused them: key, applicant or connections.",
+		}, []string{"limit"}),
 	}
+	m.limitedKey = m.limited.WithLabelValues("key")
+	m.limitedApplicant = m.limited.WithLabelValues("applicant")
+	m.limitedConns = m.limited.WithLabelValues("connections")
 	for _, rt := range routes {
 		rt.metrics.latency = m.latency.WithLabelValues(rt.pattern, rt.method)
 	}
@@ -89,7 +100,7 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: metricReady, Help: "1 when the server accepts API requests (recovered, not shutting down).",
 	}, func() float64 { return boolFloat(s.ready.Load()) })
-	cs := []prometheus.Collector{m.requests, m.latency, m.inFlight, ready, &engineCollector{s: s}}
+	cs := []prometheus.Collector{m.requests, m.latency, m.inFlight, m.limited, ready, &engineCollector{s: s}}
 	if s.cfg.JournalStats != nil {
 		cs = append(cs, &journalCollector{stats: s.cfg.JournalStats})
 	}

@@ -265,6 +265,7 @@ func (s *Server) dispatch(r *request) {
 	if rt.perApplicant && s.applicants != nil {
 		if a := peekApplicant(ctx.PostBody()); a != "" {
 			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
+				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
 						s.cfg.RatePerApplicant, s.cfg.RateApplicantBurst)})
@@ -273,6 +274,7 @@ func (s *Server) dispatch(r *request) {
 		}
 	}
 	if ok, wait := r.key.limiter.take(r.now); !ok {
+		s.m.limitedKey.Inc()
 		r.fail(problem{code: CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})
 		return
