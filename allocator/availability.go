@@ -158,6 +158,7 @@ func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID stri
 // operations (a ripple carry that stops as soon as it is zero) instead of
 // one increment per set bit; a day of 96 free starts on 64 windows is
 // counted about five times faster. Nine planes count up to windowsMax.
+// A value owned by one Slots call.
 type startCounts [9][8]uint64
 
 // Nine planes count to 511: windowsMax must stay below (a compile error

@@ -136,7 +136,8 @@ func (l *admitListener) refuse(c net.Conn, p *problem) {
 	}()
 }
 
-// admittedConn gives its place back once, on the first Close.
+// admittedConn gives its place back once, on the first Close. Safe for
+// concurrent use, as a net.Conn is.
 type admittedConn struct {
 	net.Conn
 	l      *admitListener

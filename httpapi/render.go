@@ -77,7 +77,8 @@ func appendTime(b []byte, t time.Time) []byte {
 // zone offset are written once, and each start that falls on the same
 // date at the same offset with whole seconds is written from its distance
 // to the first. Any other time takes appendTime's way. An answer of 96
-// starts spent most of its encoding in time.Time.AppendFormat.
+// starts spent most of its encoding in time.Time.AppendFormat. Owned by
+// the one appendSlots call that made it.
 type dayClock struct {
 	first    time.Time
 	offset   int    // seconds east of UTC at first
