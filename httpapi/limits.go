@@ -86,9 +86,9 @@ type applicantLimiter struct {
 const (
 	applicantLimiterShards = 64
 	// applicantBucketsPerShardMax bounds the tracked applicants (about
-	// 1M in all, 48 bytes each). A shard that is full after dropping its
-	// idle entries lets new applicants through untracked: the key's own
-	// bucket still bounds them.
+	// 1M in all). A shard that is full after dropping its idle entries
+	// lets new applicants through untracked: the key's own bucket still
+	// bounds them.
 	applicantBucketsPerShardMax = 1 << 14
 )
 
