@@ -157,9 +157,9 @@ func FuzzRouter(f *testing.F) {
 func FuzzPeekApplicant(f *testing.F) {
 	f.Add(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T09:00:00+03:00"}`)
 	f.Add(`{"applicant":"a\u0000b","applicant":"second"}`) // a repeated key: the last wins
-	f.Add(`{"applicant":"\ud800"}`)                         // a lone surrogate
-	f.Add(`{"applicant":7}`)                                // a number for a string
-	f.Add(`{"Applicant":"case"}`)                           // another case
+	f.Add(`{"applicant":"\ud800"}`)                        // a lone surrogate
+	f.Add(`{"applicant":7}`)                               // a number for a string
+	f.Add(`{"Applicant":"case"}`)                          // another case
 	f.Add(`[{"applicant":"x"}]`)
 	f.Add(``)
 	f.Fuzz(func(t *testing.T, body string) {
