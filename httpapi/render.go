@@ -6,6 +6,7 @@ import (
 	"unicode/utf8"
 
 	"slotd/allocator"
+	"slotd/internal/jsontime"
 )
 
 // Hand-written JSON appenders for the hot responses (bookings, slots,
@@ -67,53 +68,7 @@ func appendString(b []byte, s string) []byte {
 
 // appendTime appends t as an RFC 3339 JSON string in t's own zone (the
 // office's, for engine times).
-func appendTime(b []byte, t time.Time) []byte {
-	b = append(b, '"')
-	b = t.AppendFormat(b, time.RFC3339)
-	return append(b, '"')
-}
-
-// dayClock formats the many starts of one day quickly: the date and the
-// zone offset are written once, and each start that falls on the same
-// date at the same offset with whole seconds is written from its distance
-// to the first. Any other time takes appendTime's way. An answer of 96
-// starts spent most of its encoding in time.Time.AppendFormat. Owned by
-// the one appendSlots call that made it.
-type dayClock struct {
-	first    time.Time
-	offset   int    // seconds east of UTC at first
-	secOfDay int    // first's wall clock, in seconds since midnight
-	date     []byte // `"2006-01-02T`
-	zone     []byte // `Z"` or `+03:00"`
-}
-
-func (c *dayClock) init(first time.Time) {
-	c.first = first
-	_, c.offset = first.Zone()
-	h, m, s := first.Clock()
-	c.secOfDay = h*3600 + m*60 + s
-	c.date = first.AppendFormat([]byte{'"'}, "2006-01-02T")
-	c.zone = append(first.AppendFormat(nil, "Z07:00"), '"')
-}
-
-func (c *dayClock) appendTime(b []byte, t time.Time) []byte {
-	since := t.Sub(c.first)
-	sec := c.secOfDay + int(since/time.Second)
-	if _, off := t.Zone(); off != c.offset || since < 0 || since%time.Second != 0 ||
-		sec >= 86400 || c.first.Nanosecond() != 0 {
-		return appendTime(b, t)
-	}
-	b = append(b, c.date...)
-	b = append2(b, sec/3600)
-	b = append2(append(b, ':'), sec/60%60)
-	b = append2(append(b, ':'), sec%60)
-	return append(b, c.zone...)
-}
-
-// append2 appends v (0..99) as two digits.
-func append2(b []byte, v int) []byte {
-	return append(b, byte('0'+v/10), byte('0'+v%10))
-}
+func appendTime(b []byte, t time.Time) []byte { return jsontime.Append(b, t) }
 
 // appendBooking appends the booking JSON of DESIGN §1. window is 1-based
 // (desk 1 is the first window); times are in the office's offset.
@@ -188,16 +143,16 @@ func appendOpenings(b []byte, list []allocator.Opening) []byte {
 // appendSlots appends {"slots":[{"start","free"}…]}.
 func appendSlots(b []byte, list []allocator.SlotFree) []byte {
 	b = append(b, `{"slots":[`...)
-	var day dayClock
+	var day jsontime.DayClock
 	if len(list) > 0 {
-		day.init(list[0].Start)
+		day.Init(list[0].Start)
 	}
 	for i := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"start":`...)
-		b = day.appendTime(b, list[i].Start)
+		b = day.AppendTime(b, list[i].Start)
 		b = append(b, `,"free":`...)
 		b = strconv.AppendInt(b, int64(list[i].Free), 10)
 		b = append(b, '}')

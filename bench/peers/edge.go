@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"slotd/internal/jsontime"
 )
 
 // The edge: the routes and JSON of DESIGN §3 that the rush uses, the same
@@ -154,13 +156,17 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 // edge's CPU for every backend alike).
 func appendSlotsJSON(b []byte, slots []Slot) []byte {
 	b = append(b, `{"slots":[`...)
+	var day jsontime.DayClock
+	if len(slots) > 0 {
+		day.Init(slots[0].Start)
+	}
 	for i, s := range slots {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(b, `{"start":"`...)
-		b = s.Start.AppendFormat(b, time.RFC3339)
-		b = append(b, `","free":`...)
+		b = append(b, `{"start":`...)
+		b = day.AppendTime(b, s.Start)
+		b = append(b, `,"free":`...)
 		b = strconv.AppendInt(b, int64(s.Free), 10)
 		b = append(b, '}')
 	}

@@ -1,4 +1,4 @@
-package httpapi
+package jsontime
 
 import (
 	"math/rand/v2"
@@ -7,7 +7,7 @@ import (
 	_ "time/tzdata" // the zones below on machines without a zoneinfo database
 )
 
-// dayClock writes exactly what time.Time.AppendFormat(RFC3339) writes, for
+// DayClock writes exactly what time.Time.AppendFormat(RFC3339) writes, for
 // the starts of whole days in zones with odd offsets and on the days their
 // clocks change, past midnight, and for times with fractions of a second.
 func TestDayClockMatchesRFC3339(t *testing.T) {
@@ -29,11 +29,11 @@ func TestDayClockMatchesRFC3339(t *testing.T) {
 				// Some with a fraction of a second, and a first one with one.
 				times = append(times, first.Add(time.Duration(r.IntN(1e9))), first.Add(-time.Minute))
 				for _, start := range []time.Time{first, first.Add(time.Millisecond)} {
-					var c dayClock
-					c.init(start)
+					var c DayClock
+					c.Init(start)
 					for _, at := range times {
-						got := string(c.appendTime(nil, at))
-						want := string(appendTime(nil, at))
+						got := string(c.AppendTime(nil, at))
+						want := string(at.AppendFormat([]byte{'"'}, time.RFC3339)) + `"`
 						if got != want {
 							t.Fatalf("%s %s: first %s, time %s: got %s, want %s", zone, day, start, at, got, want)
 						}
