@@ -166,6 +166,25 @@ func BenchmarkDays30(b *testing.B) {
 	reportRate(b, "reads/s")
 }
 
+// BenchmarkSlots64: the free starts of one day with their free counts
+// (Slots) at an office of 64 windows open around the clock on a 15-minute
+// grid (96 starts), a few seats taken: what every availability read of a
+// rush asks.
+func BenchmarkSlots64(b *testing.B) {
+	e, _ := newTestEngine(b, hammerOffice("w", 64, "00:00-24:00"))
+	for i := range 200 {
+		e.Hold(t0, HoldRequest{Office: "w", Service: "patent", Applicant: fmt.Sprintf("x%d", i), EarliestAfter: d(1).At(0, msk)}, portal())
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if slots, err := e.Slots(t0, "w", d(1), "patent"); err != nil || len(slots) != 96 {
+			b.Fatal(len(slots), err)
+		}
+	}
+	reportRate(b, "reads/s")
+}
+
 // BenchmarkSearch200: the nearest free starts across 200 offices (Search),
 // each office's first week partly booked.
 func BenchmarkSearch200(b *testing.B) {
