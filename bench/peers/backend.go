@@ -127,6 +127,27 @@ func (l *Layout) Start(date string, step int) time.Time {
 	return d.Add(time.Duration(l.OpenMinute+step*l.StepMinutes) * time.Minute)
 }
 
+// checkDay refuses an availability read of another office or service
+// (ErrNotFound) or of a date the rush does not release (ErrNotBookable).
+func (l *Layout) checkDay(office, service, date string) error {
+	if office != l.Office || service != l.Service {
+		return ErrNotFound
+	}
+	if !l.hasDate(date) {
+		return ErrNotBookable
+	}
+	return nil
+}
+
+// seatOf maps a hold request to its date and step, refusing another
+// office or service (ErrNotFound) and starts stepOf refuses.
+func (l *Layout) seatOf(req HoldRequest) (date string, step int, err error) {
+	if req.Office != l.Office || req.Service != l.Service {
+		return "", 0, ErrNotFound
+	}
+	return l.stepOf(req.Start)
+}
+
 // stepOf maps a start to its date and step, or fails with ErrNotBookable
 // (outside the rush's dates or hours) or ErrValidation (off the grid).
 func (l *Layout) stepOf(t time.Time) (date string, step int, err error) {

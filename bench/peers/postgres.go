@@ -178,11 +178,8 @@ func (b *pgBackend) setup(ctx context.Context) error {
 func (b *pgBackend) Name() string { return "postgres" }
 
 func (b *pgBackend) Availability(ctx context.Context, office, date, service string) ([]Slot, error) {
-	if office != b.lay.Office || service != b.lay.Service {
-		return nil, ErrNotFound
-	}
-	if !b.lay.hasDate(date) {
-		return nil, ErrNotBookable
+	if err := b.lay.checkDay(office, service, date); err != nil {
+		return nil, err
 	}
 	rows, err := b.db.QueryContext(ctx, pgAvailability, office, date)
 	if err != nil {
@@ -204,10 +201,7 @@ func (b *pgBackend) Availability(ctx context.Context, office, date, service stri
 }
 
 func (b *pgBackend) Hold(ctx context.Context, req HoldRequest) (Booking, error) {
-	if req.Office != b.lay.Office || req.Service != b.lay.Service {
-		return Booking{}, ErrNotFound
-	}
-	date, step, err := b.lay.stepOf(req.Start)
+	date, step, err := b.lay.seatOf(req)
 	if err != nil {
 		return Booking{}, err
 	}

@@ -132,11 +132,8 @@ func (b *redisBackend) tag(office, date string) string { return "{" + office + "
 func (b *redisBackend) Name() string { return "redis" }
 
 func (b *redisBackend) Availability(ctx context.Context, office, date, service string) ([]Slot, error) {
-	if office != b.lay.Office || service != b.lay.Service {
-		return nil, ErrNotFound
-	}
-	if !b.lay.hasDate(date) {
-		return nil, ErrNotBookable
+	if err := b.lay.checkDay(office, service, date); err != nil {
+		return nil, err
 	}
 	m, err := b.rdb.HGetAll(ctx, "free:"+b.tag(office, date)).Result()
 	if err != nil {
@@ -155,10 +152,7 @@ func (b *redisBackend) Availability(ctx context.Context, office, date, service s
 }
 
 func (b *redisBackend) Hold(ctx context.Context, req HoldRequest) (Booking, error) {
-	if req.Office != b.lay.Office || req.Service != b.lay.Service {
-		return Booking{}, ErrNotFound
-	}
-	date, step, err := b.lay.stepOf(req.Start)
+	date, step, err := b.lay.seatOf(req)
 	if err != nil {
 		return Booking{}, err
 	}

@@ -197,26 +197,26 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		DurationMax:       cfg.RunTimeMax,
 		RequestTimeout:    cfg.RequestTimeout,
 	}
-	for _, n := range cfg.Connections {
-		for _, o := range openers {
-			r.Workers = n
-			res, err := runOne(ctx, cfg, o.name, "http", r, o.open)
-			if err != nil {
-				return rep, err
+	// table runs the rush r for every worker count and backend.
+	table := func(mode string, workers []int, rows *[]Result) error {
+		for _, n := range workers {
+			for _, o := range openers {
+				r.Workers = n
+				res, err := runOne(ctx, cfg, o.name, mode, r, o.open)
+				if err != nil {
+					return err
+				}
+				*rows = append(*rows, res)
 			}
-			rep.HTTP = append(rep.HTTP, res)
 		}
+		return nil
+	}
+	if err := table("http", cfg.Connections, &rep.HTTP); err != nil {
+		return rep, err
 	}
 	r.CancelEvery, r.ReadAvailability = 0, false
-	for _, n := range cfg.EngineGoroutines {
-		for _, o := range openers {
-			r.Workers = n
-			res, err := runOne(ctx, cfg, o.name, "engine", r, o.open)
-			if err != nil {
-				return rep, err
-			}
-			rep.Engine = append(rep.Engine, res)
-		}
+	if err := table("engine", cfg.EngineGoroutines, &rep.Engine); err != nil {
+		return rep, err
 	}
 	return rep, nil
 }
