@@ -18,6 +18,7 @@ import (
 
 	"slotd/allocator"
 	"slotd/httpapi"
+	"slotd/internal/slotdtest"
 	"slotd/wal"
 )
 
@@ -33,15 +34,8 @@ func startBenchServer(b *testing.B) (addr, key string) {
 		b.Fatal(err)
 	}
 	e, _ := allocator.New(allocator.Config{Journal: db})
-	all := []string{"00:00-24:00"}
 	for i := 0; i < benchOffices; i++ {
-		p := allocator.DefaultPolicy()
-		p.HorizonDays = 60
-		cfg := allocator.OfficeConfig{ID: fmt.Sprintf("o%03d", i), Name: "Bench", Region: "r", City: "c", Address: "a",
-			Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: 64,
-			Hours:    map[string][]string{"mon": all, "tue": all, "wed": all, "thu": all, "fri": all, "sat": all, "sun": all},
-			Services: []allocator.ServiceConfig{{ID: "s", Name: "S", Slots: 1}}, Policy: p}
-		if _, err := e.PutOffice(benchNow, cfg, allocator.Meta{Actor: "bench"}); err != nil {
+		if _, err := e.PutOffice(benchNow, slotdtest.BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -71,16 +71,8 @@ func TestAvailability(t *testing.T) {
 
 	r = e.get("/v1/offices/office-a/days/2026-12-01/slots?service=patent", keyPortal)
 	want(t, r, 200, "")
-	var slots struct {
-		Slots []struct {
-			Start string `json:"start"`
-			Free  int    `json:"free"`
-		} `json:"slots"`
-	}
-	if err := json.Unmarshal(r.body, &slots); err != nil {
-		t.Fatal(err)
-	}
-	if len(slots.Slots) != 32 || slots.Slots[0].Start != "2026-12-01T09:00:00+03:00" || slots.Slots[0].Free != 2 {
+	slots := decodeSlots(t, r)
+	if len(slots) != 32 || slots[0].Start != "2026-12-01T09:00:00+03:00" || slots[0].Free != 2 {
 		t.Fatalf("slots: %s", r.body)
 	}
 	want(t, e.get("/v1/offices/office-a/days/2026-13-01/slots?service=patent", keyPortal), 400, CodeValidationFailed)

@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 )
 
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
@@ -64,20 +65,25 @@ func testKeys() []Key {
 	}
 }
 
-// testOffice: 2 windows, 15-minute grid, Mon–Fri 09:00–13:00 and
-// 14:00–18:00, a 1-step reschedulable service and a 2-step one that is not.
-func testOffice(id string) allocator.OfficeConfig {
-	wk := []string{"09:00-13:00", "14:00-18:00"}
-	return allocator.OfficeConfig{
-		ID: id, Name: "Office " + id, Region: "moscow", City: "Москва", Address: "ул. Тестовая, 1",
-		Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: 2,
-		Hours: map[string][]string{"mon": wk, "tue": wk, "wed": wk, "thu": wk, "fri": wk},
-		Services: []allocator.ServiceConfig{
-			{ID: "patent", Name: "Патент", Slots: 1, Reschedulable: true},
-			{ID: "rvp", Name: "РВП", Slots: 2},
-		},
-		Policy: allocator.DefaultPolicy(),
+// testOffice: 2 windows (slotdtest.Office).
+func testOffice(id string) allocator.OfficeConfig { return slotdtest.Office(id, 2) }
+
+// slotJSON is one start of a slots answer.
+type slotJSON struct {
+	Start string `json:"start"`
+	Free  int    `json:"free"`
+}
+
+// decodeSlots reads a {"slots":[…]} answer.
+func decodeSlots(t testing.TB, r resp) []slotJSON {
+	t.Helper()
+	var v struct {
+		Slots []slotJSON `json:"slots"`
 	}
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		t.Fatalf("slots answer %s: %v", r.body, err)
+	}
+	return v.Slots
 }
 
 // fakeClock is a settable clock. Safe for concurrent use.

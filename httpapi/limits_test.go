@@ -171,18 +171,10 @@ func TestRaceForSeats(t *testing.T) {
 		}
 	}
 	r := e.get("/v1/offices/office-a/days/2026-12-01/slots?service=patent", keyPortal)
-	var slots struct {
-		Slots []struct {
-			Start string `json:"start"`
-			Free  int    `json:"free"`
-		} `json:"slots"`
-	}
-	if err := json.Unmarshal(r.body, &slots); err != nil {
-		t.Fatal(err)
-	}
+	slots := decodeSlots(t, r)
 	for i := range starts {
-		if slots.Slots[i].Free != 0 {
-			t.Fatalf("slot %s still has %d free", slots.Slots[i].Start, slots.Slots[i].Free)
+		if slots[i].Free != 0 {
+			t.Fatalf("slot %s still has %d free", slots[i].Start, slots[i].Free)
 		}
 	}
 	if err := e.eng.Verify(); err != nil {

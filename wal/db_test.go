@@ -69,15 +69,7 @@ func TestCommitReopen(t *testing.T) {
 	if got := db.PublishedCursor(); got != lastCursor {
 		t.Fatalf("published %d, last cursor %d", got, lastCursor)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, dir)
 	var col collector
 	st, err := Recover(db, &col, t0)
 	if err != nil {
@@ -132,14 +124,7 @@ func TestRecoverCorruptNamesKey(t *testing.T) {
 			mustCommit(t, db, holdChange(i))
 		}
 		key := corrupt(db)
-		if err := db.Close(); err != nil {
-			t.Fatal(err)
-		}
-		db, err = Open(dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer db.Close()
+		db = reopen(t, db, dir)
 		_, err = Recover(db, &collector{}, t0)
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), KeyString(key)) {
 			t.Fatalf("%s: got %v, want ErrCorrupt naming %s", name, err, KeyString(key))

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 	"slotd/wal"
 )
 
@@ -19,19 +20,6 @@ import (
 const benchOffices = 64
 
 var benchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
-
-func benchOffice(i int) allocator.OfficeConfig {
-	all := []string{"00:00-24:00"}
-	p := allocator.DefaultPolicy()
-	p.HorizonDays = 60
-	return allocator.OfficeConfig{
-		ID: fmt.Sprintf("o%03d", i), Name: "Bench", Region: "r", City: "c", Address: "a", Timezone: "Europe/Moscow",
-		SlotMinutes: 15, Windows: 64,
-		Hours:    map[string][]string{"mon": all, "tue": all, "wed": all, "thu": all, "fri": all, "sat": all, "sun": all},
-		Services: []allocator.ServiceConfig{{ID: "s", Name: "S", Slots: 1}},
-		Policy:   p,
-	}
-}
 
 func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
 	b.Helper()
@@ -44,7 +32,7 @@ func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
 		b.Fatal(err)
 	}
 	for i := 0; i < benchOffices; i++ {
-		if _, err := e.PutOffice(benchNow, benchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
+		if _, err := e.PutOffice(benchNow, slotdtest.BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -117,7 +105,7 @@ func BenchmarkEngineRecover1M(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := 0; i < benchOffices; i++ {
-		cfg := benchOffice(i)
+		cfg := slotdtest.BenchOffice(i)
 		if err := db.Commit(&allocator.Change{Office: &allocator.OfficeRecord{Config: cfg, ReleasedThrough: allocator.DateOf(benchNow) + 60}}); err != nil {
 			b.Fatal(err)
 		}

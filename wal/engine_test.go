@@ -52,15 +52,7 @@ func TestEngineRecover(t *testing.T) {
 		want[b.ID] = b.Status
 	}
 	published := db.PublishedCursor()
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-
-	db, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db = reopen(t, db, dir)
 	e2, err := allocator.New(allocator.Config{Journal: db})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 )
 
 // Test fixtures shared by the package's tests.
@@ -66,19 +67,8 @@ func holdChange(n uint64) *allocator.Change {
 	}
 }
 
-func testOffice(id string) allocator.OfficeConfig {
-	wk := []string{"09:00-13:00", "14:00-18:00"}
-	return allocator.OfficeConfig{
-		ID: id, Name: "Office " + id, Region: "moscow", City: "Москва", Address: "ул. Тестовая, 1",
-		Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: 12,
-		Hours: map[string][]string{"mon": wk, "tue": wk, "wed": wk, "thu": wk, "fri": wk},
-		Services: []allocator.ServiceConfig{
-			{ID: "patent", Name: "Патент", Slots: 1, Reschedulable: true},
-			{ID: "rvp", Name: "РВП", Slots: 2},
-		},
-		Policy: allocator.DefaultPolicy(),
-	}
-}
+// testOffice: 12 windows (slotdtest.Office).
+func testOffice(id string) allocator.OfficeConfig { return slotdtest.Office(id, 12) }
 
 // openTest opens a DB in a fresh temporary directory on the real file system.
 func openTest(t testing.TB, opts Options) (*DB, string) {
@@ -90,6 +80,21 @@ func openTest(t testing.TB, opts Options) (*DB, string) {
 	}
 	t.Cleanup(func() { _ = db.Close() })
 	return db, dir
+}
+
+// reopen closes db and opens dir again, as a restart does; the new DB
+// closes when the test ends.
+func reopen(t testing.TB, db *DB, dir string) *DB {
+	t.Helper()
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = db.Close() })
+	return db
 }
 
 func mustCommit(t testing.TB, db *DB, c *allocator.Change) {

@@ -1,0 +1,43 @@
+package slotdtest
+
+import (
+	"fmt"
+
+	"slotd/allocator"
+)
+
+// The office configs the packages' tests and benchmarks share (the
+// allocator's own tests keep theirs: they cannot import this package).
+
+// Office is the test office: a 15-minute grid, Mon–Fri 09:00–13:00 and
+// 14:00–18:00 in Moscow, a 1-step reschedulable service "patent" and a
+// 2-step service "rvp" that is not.
+func Office(id string, windows int) allocator.OfficeConfig {
+	wk := []string{"09:00-13:00", "14:00-18:00"}
+	return allocator.OfficeConfig{
+		ID: id, Name: "Office " + id, Region: "moscow", City: "Москва", Address: "ул. Тестовая, 1",
+		Timezone: "Europe/Moscow", SlotMinutes: 15, Windows: windows,
+		Hours: map[string][]string{"mon": wk, "tue": wk, "wed": wk, "thu": wk, "fri": wk},
+		Services: []allocator.ServiceConfig{
+			{ID: "patent", Name: "Патент", Slots: 1, Reschedulable: true},
+			{ID: "rvp", Name: "РВП", Slots: 2},
+		},
+		Policy: allocator.DefaultPolicy(),
+	}
+}
+
+// BenchOffice is office i ("o000", "o001", …) of the benchmarks: open
+// around the clock every day, 64 windows on a 15-minute grid (96 starts),
+// one 1-step service "s", a 60-day horizon.
+func BenchOffice(i int) allocator.OfficeConfig {
+	all := []string{"00:00-24:00"}
+	p := allocator.DefaultPolicy()
+	p.HorizonDays = 60
+	return allocator.OfficeConfig{
+		ID: fmt.Sprintf("o%03d", i), Name: "Bench", Region: "r", City: "c", Address: "a", Timezone: "Europe/Moscow",
+		SlotMinutes: 15, Windows: 64,
+		Hours:    map[string][]string{"mon": all, "tue": all, "wed": all, "thu": all, "fri": all, "sat": all, "sun": all},
+		Services: []allocator.ServiceConfig{{ID: "s", Name: "S", Slots: 1}},
+		Policy:   p,
+	}
+}
