@@ -36,35 +36,26 @@ func reportRate(b *testing.B, unit string) {
 // on pre-resolved days of 1,000 offices × 4 dates; each goroutine walks
 // the days from its own offset, so goroutines rarely meet.
 func BenchmarkClaimReleaseSpread(b *testing.B) {
-	days := benchDays(b, 1000, 4)
-	var next atomic.Uint64
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1) * 7919)
-		for pb.Next() {
-			i++
-			dy := days[i%len(days)]
-			w, s := i%10, (i/10)%48
-			if dy.claim(w, s, 1) {
-				dy.release(w, s, 1)
-			}
-		}
-	})
-	reportRate(b, "claims/s")
+	claimRelease(b, benchDays(b, 1000, 4), 7919)
 }
 
 // BenchmarkClaimReleaseHotDay: every goroutine on one office-date (10
 // windows × 48 steps), all bumping the same free counter.
 func BenchmarkClaimReleaseHotDay(b *testing.B) {
-	dy := benchDays(b, 1, 1)[0]
+	claimRelease(b, benchDays(b, 1, 1), 241)
+}
+
+// claimRelease claims and releases one seat at a time on the days, each
+// goroutine walking them from its own offset (a multiple of stride).
+func claimRelease(b *testing.B, days []*day, stride uint64) {
 	var next atomic.Uint64
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1) * 241)
+		i := int(next.Add(1) * stride)
 		for pb.Next() {
 			i++
+			dy := days[i%len(days)]
 			w, s := i%10, (i/10)%48
 			if dy.claim(w, s, 1) {
 				dy.release(w, s, 1)
