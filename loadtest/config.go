@@ -126,73 +126,46 @@ const (
 
 // withDefaults returns cfg with zero fields replaced by their defaults.
 func (cfg Config) withDefaults() Config {
-	def := func(p *time.Duration, d time.Duration) {
-		if *p == 0 {
-			*p = d
-		}
+	setDefault(&cfg.Office, "msk-sakharovo")
+	setDefault(&cfg.Service, "patent")
+	switch cfg.Scenario {
+	case ScenarioRush, ScenarioBotRush:
+		setDefault(&cfg.Applicants, 1000)
+	case ScenarioMixed:
+		setDefault(&cfg.RatePerSecond, 200)
+		setDefault(&cfg.Duration, 10*time.Second)
 	}
-	if cfg.Office == "" {
-		cfg.Office = "msk-sakharovo"
-	}
-	if cfg.Service == "" {
-		cfg.Service = "patent"
-	}
-	if cfg.Applicants == 0 {
-		switch cfg.Scenario {
-		case ScenarioRush:
-			cfg.Applicants = 1000
-		case ScenarioBotRush:
-			cfg.Applicants = 1000
-		}
-	}
-	if cfg.RatePerSecond == 0 && cfg.Scenario == ScenarioMixed {
-		cfg.RatePerSecond = 200
-	}
-	if cfg.Compress == 0 {
-		cfg.Compress = 60
-	}
-	def(&cfg.Lead, time.Second)
-	def(&cfg.Spread, 2*time.Second)
-	if cfg.Duration == 0 {
-		switch cfg.Scenario {
-		case ScenarioMixed:
-			cfg.Duration = 10 * time.Second
-		}
-	}
+	setDefault(&cfg.Compress, 60)
+	setDefault(&cfg.Lead, time.Second)
+	setDefault(&cfg.Spread, 2*time.Second)
 	ratio := func(p *float64, d float64) { // 0: default; negative: none
-		if *p == 0 {
-			*p = d
-		}
+		setDefault(p, d)
 		*p = max(*p, 0)
 	}
 	ratio(&cfg.GiveUpRatio, 0.1)
-	def(&cfg.ConfirmThinkMax, 500*time.Millisecond)
-	def(&cfg.PollInterval, 250*time.Millisecond)
-	if cfg.PollsMax == 0 {
-		cfg.PollsMax = 40
-	}
-	if cfg.RetriesMax == 0 {
-		cfg.RetriesMax = 3
-	}
-	def(&cfg.RetryAfterMax, 2*time.Second)
+	setDefault(&cfg.ConfirmThinkMax, 500*time.Millisecond)
+	setDefault(&cfg.PollInterval, 250*time.Millisecond)
+	setDefault(&cfg.PollsMax, 40)
+	setDefault(&cfg.RetriesMax, 3)
+	setDefault(&cfg.RetryAfterMax, 2*time.Second)
 	ratio(&cfg.BrowseRatio, 0.6)
 	ratio(&cfg.BotRatio, 0.2)
-	if cfg.BotFactor == 0 {
-		cfg.BotFactor = 10
-	}
-	if cfg.Mix == (Mix{}) {
-		cfg.Mix = Mix{Read: 60, Hold: 20, Confirm: 10, Cancel: 5, Reschedule: 5}
-	}
-	def(&cfg.RequestTimeout, 10*time.Second)
-	def(&cfg.DrainTimeout, 30*time.Second)
-	def(&cfg.CheckTimeout, 60*time.Second)
-	if cfg.WorkersMax == 0 {
-		cfg.WorkersMax = 4096
-	}
-	if cfg.ConnectionsMax == 0 {
-		cfg.ConnectionsMax = 4096
-	}
+	setDefault(&cfg.BotFactor, 10)
+	setDefault(&cfg.Mix, Mix{Read: 60, Hold: 20, Confirm: 10, Cancel: 5, Reschedule: 5})
+	setDefault(&cfg.RequestTimeout, 10*time.Second)
+	setDefault(&cfg.DrainTimeout, 30*time.Second)
+	setDefault(&cfg.CheckTimeout, 60*time.Second)
+	setDefault(&cfg.WorkersMax, 4096)
+	setDefault(&cfg.ConnectionsMax, 4096)
 	return cfg
+}
+
+// setDefault sets *p to d when *p is its zero value.
+func setDefault[T comparable](p *T, d T) {
+	var zero T
+	if *p == zero {
+		*p = d
+	}
 }
 
 // validate reports the first setting a user must fix.

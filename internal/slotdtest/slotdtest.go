@@ -1,7 +1,8 @@
 // Package slotdtest starts the real slotd binary for tests: built from
 // cmd/slotd, run with demo offices on ephemeral loopback ports and a
 // scratch data directory, its addresses read from its "slotd ready" log
-// line. Tests talk to it only over 127.0.0.1.
+// line. Tests talk to it only over 127.0.0.1. It also holds the office
+// configs the packages' tests and benchmarks share (offices.go).
 package slotdtest
 
 import (
