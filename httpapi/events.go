@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"slotd/allocator"
+	"slotd/internal/jsontime"
 )
 
 // The outbox: GET /v1/events?after=<cursor>&limit=&wait=<seconds>.
@@ -72,7 +73,7 @@ func (s *Server) appendEvent(b []byte, e *allocator.Event) []byte {
 	b = append(b, `","type":`...)
 	b = appendString(b, e.Type)
 	b = append(b, `,"at":`...)
-	b = appendTime(b, time.Unix(0, e.AtUnixNano).In(loc))
+	b = jsontime.Append(b, time.Unix(0, e.AtUnixNano).In(loc))
 	b = append(b, `,"office":`...)
 	b = appendString(b, e.Office)
 	if e.Booking != nil {
@@ -93,7 +94,7 @@ func (s *Server) appendEvent(b []byte, e *allocator.Event) []byte {
 	}
 	if e.StartUnixNano != 0 {
 		b = append(b, `,"start":`...)
-		b = appendTime(b, time.Unix(0, e.StartUnixNano).In(loc))
+		b = jsontime.Append(b, time.Unix(0, e.StartUnixNano).In(loc))
 	}
 	b = append(b, `,"reason":`...)
 	b = appendString(b, e.Reason)

@@ -66,10 +66,6 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendTime appends t as an RFC 3339 JSON string in t's own zone (the
-// office's, for engine times).
-func appendTime(b []byte, t time.Time) []byte { return jsontime.Append(b, t) }
-
 // appendBooking appends the booking JSON of DESIGN §1. window is 1-based
 // (desk 1 is the first window); times are in the office's offset.
 func appendBooking(b []byte, v *allocator.Booking) []byte {
@@ -87,15 +83,15 @@ func appendBooking(b []byte, v *allocator.Booking) []byte {
 	b = append(b, `,"window":`...)
 	b = strconv.AppendInt(b, int64(v.Window)+1, 10)
 	b = append(b, `,"start":`...)
-	b = appendTime(b, v.Start)
+	b = jsontime.Append(b, v.Start)
 	b = append(b, `,"end":`...)
-	b = appendTime(b, v.End)
+	b = jsontime.Append(b, v.End)
 	b = append(b, `,"status":"`...)
 	b = append(b, v.Status.String()...)
 	b = append(b, '"')
 	if !v.HoldExpiresAt.IsZero() {
 		b = append(b, `,"hold_expires_at":`...)
-		b = appendTime(b, v.HoldExpiresAt)
+		b = jsontime.Append(b, v.HoldExpiresAt)
 	}
 	b = append(b, `,"reschedules":`...)
 	b = strconv.AppendInt(b, int64(v.Reschedules), 10)
@@ -105,7 +101,7 @@ func appendBooking(b []byte, v *allocator.Booking) []byte {
 			b = append(b, ',')
 		}
 		b = append(b, `{"at":`...)
-		b = appendTime(b, time.Unix(0, h.AtUnixNano).In(loc))
+		b = jsontime.Append(b, time.Unix(0, h.AtUnixNano).In(loc))
 		b = append(b, `,"status":"`...)
 		b = append(b, h.Status.String()...)
 		b = append(b, `","actor":`...)
@@ -122,7 +118,7 @@ func appendOpening(b []byte, o *allocator.Opening) []byte {
 	b = append(b, `{"office":`...)
 	b = appendString(b, o.Office)
 	b = append(b, `,"start":`...)
-	b = appendTime(b, o.Start)
+	b = jsontime.Append(b, o.Start)
 	b = append(b, `,"free":`...)
 	b = strconv.AppendInt(b, int64(o.Free), 10)
 	return append(b, '}')

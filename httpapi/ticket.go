@@ -13,6 +13,7 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"slotd/allocator"
+	"slotd/internal/jsontime"
 )
 
 // Tickets.
@@ -97,7 +98,7 @@ func (s *Server) ticket(r *request) {
 	b = append(b, `,"office":`...)
 	b = appendString(b, v.Office)
 	b = append(b, `,"start":`...)
-	b = appendTime(b, v.Start)
+	b = jsontime.Append(b, v.Start)
 	b = append(b, `,"qr":`...)
 	b = appendString(b, signTicket(s.cfg.Secret, &v))
 	r.reply(200, append(b, '}'))

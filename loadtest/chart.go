@@ -156,13 +156,15 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	ry0 := ry1 + chartRateH
 	bins := min(chartRateBinsMax, max(1, int(span*10)))
 	binSec := span / float64(bins)
-	counts := make([][]int, len(classes))
+	counts := make([][]int, len(classes)) // answers per class and bin
+	total := make([]int, len(classes))    // answers per class
 	for ci := range counts {
 		counts[ci] = make([]int, bins)
 	}
 	for _, p := range c.points {
 		b := min(bins-1, int(float64(p.at)/binSec))
 		counts[p.class][b] += max(1, c.stride)
+		total[p.class] += max(1, c.stride)
 	}
 	var peak float64
 	for ci := range counts {
@@ -183,7 +185,7 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	text(img, x0+6, ry1+16, "answers per second")
 	text(img, (x0+x1)/2-60, ry0+34, "seconds since the start")
 	for ci := range counts {
-		if allZero(counts[ci]) {
+		if total[ci] == 0 {
 			continue
 		}
 		px, py := -1, 0
@@ -197,13 +199,9 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	}
 
 	// Legend: the classes that occur, with their counts.
-	seen := make([]int, len(classes))
-	for _, p := range c.points {
-		seen[p.class] += max(1, c.stride)
-	}
 	ly := chartTop + 10
 	for ci, k := range classes {
-		if seen[ci] == 0 {
+		if total[ci] == 0 {
 			continue
 		}
 		for dx := 0; dx < 10; dx++ {
@@ -211,22 +209,13 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 				img.Set(x1+14+dx, ly-9+dy, classColors[ci])
 			}
 		}
-		text(img, x1+30, ly, fmt.Sprintf("%s %d", k, seen[ci]))
+		text(img, x1+30, ly, fmt.Sprintf("%s %d", k, total[ci]))
 		ly += 18
 	}
 	if c.stride > 1 {
 		text(img, x1+14, ly+8, fmt.Sprintf("1 dot per %d", c.stride))
 	}
 	return png.Encode(w, img)
-}
-
-func allZero(ns []int) bool {
-	for _, n := range ns {
-		if n != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // xTicks labels the time axis below y with about ten round values.

@@ -199,9 +199,14 @@ func (db *DB) commitGroup(group []*encoder) {
 		return
 	}
 	// Step 3: number the events, in arrival order.
-	events := 0
+	var events, size int
+	var idem uint64
 	for _, enc := range group {
 		events += len(enc.c.Events)
+		size += enc.b.Len() + len(enc.events) + len(enc.c.Events)*eventEntryOverhead
+		if enc.c.Idempotency != nil {
+			idem++
+		}
 	}
 	var first, last uint64
 	if events > 0 {
@@ -211,10 +216,6 @@ func (db *DB) commitGroup(group []*encoder) {
 	if len(group) > 1 {
 		// One batch sized for the whole group, so appending copies each
 		// change once instead of growing the first change's batch.
-		size := 0
-		for _, enc := range group {
-			size += enc.b.Len() + len(enc.events) + len(enc.c.Events)*eventEntryOverhead
-		}
 		b = db.pdb.NewBatchWithSize(size)
 		defer b.Close()
 		for _, enc := range group {
@@ -250,12 +251,6 @@ func (db *DB) commitGroup(group []*encoder) {
 	// Step 5: publish, then acknowledge.
 	if last != 0 {
 		db.feed.markDone(first, last)
-	}
-	var idem uint64
-	for _, enc := range group {
-		if enc.c.Idempotency != nil {
-			idem++
-		}
 	}
 	db.stats.commits.Add(uint64(len(group)))
 	db.stats.groups.Add(1)

@@ -186,8 +186,9 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
 	}
 	batch := newBatch()
 	scanErr := db.scan(prefixBooking, func(k, v []byte) error {
-		if len(batch.buf)+len(k)+len(v) > cap(batch.buf) && len(batch.kvs) > 0 {
-			// Full: the slices already taken must not move.
+		// Hand over a full batch: full by count, or by bytes, since the
+		// slices already taken from buf must not move.
+		if len(batch.kvs) == recoverBatch || len(batch.kvs) > 0 && len(batch.buf)+len(k)+len(v) > cap(batch.buf) {
 			if failed() {
 				return errRecoveryStopped
 			}
@@ -197,13 +198,6 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
 		n := len(batch.buf)
 		batch.buf = append(append(batch.buf, k...), v...)
 		batch.kvs = append(batch.kvs, kv{batch.buf[n : n+len(k) : n+len(k)], batch.buf[n+len(k) : len(batch.buf) : len(batch.buf)]})
-		if len(batch.kvs) == recoverBatch {
-			if failed() {
-				return errRecoveryStopped
-			}
-			batches <- batch
-			batch = newBatch()
-		}
 		return nil
 	})
 	if len(batch.kvs) > 0 && scanErr == nil {
