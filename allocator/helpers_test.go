@@ -52,6 +52,43 @@ func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal)
 	return e, j
 }
 
+// restored is a fresh engine recovered from what j holds, the way the
+// journal's recovery feeds it: offices, bookings, number marks, watches,
+// then RestoreDone at now. It returns the engine and its own journal.
+func restored(t testing.TB, j *MemJournal, now time.Time) (*Engine, *MemJournal) {
+	t.Helper()
+	j2 := &MemJournal{}
+	r, err := New(Config{Journal: j2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	offices, bookings := j.Latest()
+	for _, o := range offices {
+		if err := r.RestoreOffice(o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, b := range bookings {
+		if err := r.RestoreBooking(b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range j.SeqMarks() {
+		if err := r.RestoreSeqMark(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, w := range j.ActiveWatches() {
+		if err := r.RestoreWatch(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := r.RestoreDone(now); err != nil {
+		t.Fatal(err)
+	}
+	return r, j2
+}
+
 // at returns the Moscow instant on the given day offset from t0's date.
 func at(dayOffset, hour, minute int) time.Time {
 	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)

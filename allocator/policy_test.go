@@ -683,22 +683,8 @@ func TestRestoreRebuildsPenaltiesAndTimers(t *testing.T) {
 		e.Cancel(t0, b.ID, "x", portal())
 	}
 	h := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "y", Start: at(2, 10, 0)})
-	offices, bookings := j.Latest()
-	j2 := &MemJournal{}
-	r, _ := New(Config{Journal: j2})
-	for _, o := range offices {
-		if err := r.RestoreOffice(o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, b := range bookings {
-		if err := r.RestoreBooking(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.RestoreDone(t0); err != nil {
-		t.Fatal(err)
-	}
+	offices, _ := j.Latest()
+	r, _ := restored(t, j, t0)
 	_, err := hold(r, t0.Add(time.Hour), "x", "patent", at(10, 10, 0))
 	wantErr(t, err, ErrApplicantBlocked)
 	// The hold's TTL passed while "down": the first Tick expires it.
@@ -738,20 +724,7 @@ func TestBookingNumbersNotReusedAfterRescheduleAndRestore(t *testing.T) {
 	if _, err := e.Reschedule(t0, second.ID, RescheduleRequest{Applicant: "y", Start: at(4, 11, 0)}, portal()); err != nil {
 		t.Fatal(err)
 	}
-	offices, bookings := j.Latest()
-	r, _ := New(Config{Journal: &MemJournal{}})
-	for _, o := range offices {
-		r.RestoreOffice(o)
-	}
-	for _, b := range bookings {
-		r.RestoreBooking(b)
-	}
-	for _, m := range j.SeqMarks() {
-		if err := r.RestoreSeqMark(m); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r.RestoreDone(t0)
+	r, _ := restored(t, j, t0)
 	next := mustHold(t, r, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "z", Start: at(3, 12, 0)})
 	if next.Number == second.Number || next.Number == first.Number || next.Seq != 3 {
 		t.Fatalf("number %s issued again (first %s, second %s)", next.Number, first.Number, second.Number)
@@ -770,16 +743,7 @@ func TestReminderOnceAcrossRestore(t *testing.T) {
 	if n := countEvents(j, EventReminderDue); n != 1 {
 		t.Fatalf("%d reminders before the restart", n)
 	}
-	offices, bookings := j.Latest()
-	j2 := &MemJournal{}
-	r, _ := New(Config{Journal: j2})
-	for _, o := range offices {
-		r.RestoreOffice(o)
-	}
-	for _, b := range bookings {
-		r.RestoreBooking(b)
-	}
-	r.RestoreDone(start.Add(-22 * time.Hour))
+	r, j2 := restored(t, j, start.Add(-22*time.Hour))
 	for _, now := range []time.Time{start.Add(-22 * time.Hour), start.Add(-time.Hour)} {
 		if err := r.Tick(now); err != nil {
 			t.Fatal(err)

@@ -160,18 +160,7 @@ func TestWatchSurvivesClosureAndRestore(t *testing.T) {
 	if _, err := e.GetWatch(w.ID, "x"); err != nil {
 		t.Fatalf("closure ended the watch: %v", err)
 	}
-	offices, bookings := j.Latest()
-	r, _ := New(Config{Journal: &MemJournal{}})
-	for _, o := range offices {
-		r.RestoreOffice(o)
-	}
-	for _, b := range bookings {
-		r.RestoreBooking(b)
-	}
-	for _, w := range j.ActiveWatches() {
-		r.RestoreWatch(w)
-	}
-	r.RestoreDone(t0)
+	r, _ := restored(t, j, t0)
 	if _, err := r.GetWatch(w.ID, "x"); err != nil {
 		t.Fatalf("watch lost in restore: %v", err)
 	}
