@@ -1,9 +1,11 @@
 package httpapi
 
-// Connection admission: the caps on open connections, enforced before
-// fasthttp sees a connection so that a refused one is answered in
-// problem+json with Retry-After like every other refusal (fasthttp's own
-// caps answer in plain text).
+// Connection admission and closing: the caps on open connections,
+// enforced before fasthttp sees a connection so that a refused one is
+// answered in problem+json with Retry-After like every other refusal
+// (fasthttp's own caps answer in plain text); and a lingering close, so
+// that an answer the server closes after (a refusal, a body over the
+// limit) reaches the client instead of a reset.
 
 import (
 	"io"
@@ -18,15 +20,18 @@ import (
 )
 
 const (
-	// refuseLinger bounds how long a refused connection stays open: the
+	// lingerMax bounds how long a closing connection stays open: its
 	// answer is written, the sending side closed, and what the client
-	// sent is read and dropped until it closes too. Closing at once with
-	// its request unread would make the kernel reset the connection, and
-	// the client could lose the answer.
-	refuseLinger = time.Second
-	// refusingMax bounds the refused connections lingering at once;
-	// beyond it a refused connection is closed without an answer.
-	refusingMax = 256
+	// still sends is read and dropped until it closes too. Closing at once
+	// with a request unread (a body over the limit, a refused connection)
+	// makes the kernel reset the connection, and the client loses the
+	// answer.
+	lingerMax = time.Second
+	// lingerBytesMax bounds what a lingering connection reads.
+	lingerBytesMax = 1 << 20
+	// lingeringMax bounds the connections lingering at once; beyond it a
+	// connection closes at once (and a refused one without an answer).
+	lingeringMax = 1024
 )
 
 // admitListener counts open connections, in total and per client address,
@@ -37,7 +42,7 @@ type admitListener struct {
 	net.Listener
 	s *Server
 
-	refusing semaphore // one slot per lingering refused connection
+	lingering semaphore // one slot per lingering connection
 
 	mu    sync.Mutex
 	total int                // open admitted connections; guarded by mu
@@ -45,7 +50,7 @@ type admitListener struct {
 }
 
 func newAdmitListener(ln net.Listener, s *Server) *admitListener {
-	return &admitListener{Listener: ln, s: s, refusing: make(semaphore, refusingMax), perIP: make(map[netip.Addr]int)}
+	return &admitListener{Listener: ln, s: s, lingering: make(semaphore, lingeringMax), perIP: make(map[netip.Addr]int)}
 }
 
 func (l *admitListener) Accept() (net.Conn, error) {
@@ -97,18 +102,13 @@ func (l *admitListener) release(ip netip.Addr) {
 	}
 }
 
-// refuse answers c with p and closes it, on its own goroutine so that a
-// slow client cannot hold up the accept loop. The request, if the client
-// sent one, is not served.
+// refuse answers c with p and closes it. The request, if the client sent
+// one, is not served.
 func (l *admitListener) refuse(c net.Conn, p *problem) {
 	info := codes[p.code]
 	l.s.m.observe(nil, "", info.status, 0)
 	if p.code == CodeRateLimited {
 		l.s.m.limitedConns.Inc()
-	}
-	if !l.refusing.tryAcquire() {
-		_ = c.Close()
-		return
 	}
 	body := appendProblem(nil, p)
 	b := make([]byte, 0, 256+len(body))
@@ -122,22 +122,36 @@ func (l *admitListener) refuse(c net.Conn, p *problem) {
 	b = strconv.AppendInt(b, int64(len(body)), 10)
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)
+	l.linger(c, b)
+}
+
+// linger writes answer (if any) to c and closes it without losing the
+// answer to a reset (lingerMax), on its own goroutine so that a slow
+// client holds up neither the accept loop nor a server worker.
+func (l *admitListener) linger(c net.Conn, answer []byte) {
+	if !l.lingering.tryAcquire() {
+		_ = c.Close()
+		return
+	}
 	go func() {
-		defer l.refusing.release()
+		defer l.lingering.release()
 		defer c.Close()
-		_ = c.SetDeadline(time.Now().Add(refuseLinger))
-		if _, err := c.Write(b); err != nil {
-			return
+		_ = c.SetDeadline(time.Now().Add(lingerMax))
+		if len(answer) > 0 {
+			if _, err := c.Write(answer); err != nil {
+				return
+			}
 		}
 		if tc, ok := c.(*net.TCPConn); ok {
 			_ = tc.CloseWrite()
 		}
-		_, _ = io.Copy(io.Discard, io.LimitReader(c, 64<<10))
+		_, _ = io.Copy(io.Discard, io.LimitReader(c, lingerBytesMax))
 	}()
 }
 
-// admittedConn gives its place back once, on the first Close. Safe for
-// concurrent use, as a net.Conn is.
+// admittedConn gives its place back once, on the first Close, and closes
+// by lingering (the server may close with a request still arriving: a
+// body over the limit). Safe for concurrent use, as a net.Conn is.
 type admittedConn struct {
 	net.Conn
 	l      *admitListener
@@ -148,8 +162,9 @@ type admittedConn struct {
 func (c *admittedConn) Close() error {
 	if c.closed.CompareAndSwap(false, true) {
 		c.l.release(c.ip)
+		c.l.linger(c.Conn, nil)
 	}
-	return c.Conn.Close()
+	return nil
 }
 
 // remoteIP is the peer's address without port, IPv4 in IPv4 form; the

@@ -96,3 +96,14 @@ func TestConnectionsCapped(t *testing.T) {
 		})
 	}
 }
+
+// A body over the limit is answered 413 even while the client is still
+// sending it: the server reads and drops the rest before closing, so the
+// client's write is not cut off by a reset before it reads the answer.
+func TestBodyOverLimitAnswerArrives(t *testing.T) {
+	e := newEnv(t, nil)
+	big := `{"office":"` + strings.Repeat("x", 512<<10) + `"}`
+	for i := 0; i < 5; i++ {
+		want(t, e.post("/v1/bookings", keyPortal, big), 413, CodeBodyTooLarge)
+	}
+}
