@@ -19,7 +19,6 @@ const (
 	prefixMeta        = 'm'
 	prefixOffice      = 'o'
 	prefixBooking     = 'b'
-	prefixApplicant   = 'a'
 	prefixEvent       = 'e'
 	prefixIdempotency = 'i'
 	prefixIdemByTime  = 't'
@@ -111,18 +110,6 @@ func bookingKey(dst []byte, id allocator.ID) []byte {
 	return append(append(dst, prefixBooking), id[:]...)
 }
 
-// applicantPrefix is the key prefix of one applicant's index entries. The
-// length prefix keeps "ab"+id apart from "a"+"b…".
-func applicantPrefix(dst []byte, applicant string) []byte {
-	dst = append(dst, prefixApplicant)
-	dst = binary.AppendUvarint(dst, uint64(len(applicant)))
-	return append(dst, applicant...)
-}
-
-func applicantKey(dst []byte, applicant string, id allocator.ID) []byte {
-	return append(applicantPrefix(dst, applicant), id[:]...)
-}
-
 func eventKey(dst []byte, cursor uint64) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, prefixEvent), cursor)
 }
@@ -188,12 +175,6 @@ func KeyString(k []byte) string {
 		return "idempotency/" + strconv.Quote(string(k[1:]))
 	case prefixMeta:
 		return "meta/" + strconv.Quote(string(k[1:]))
-	case prefixApplicant:
-		n, w := binary.Uvarint(k[1:])
-		if w > 0 && uint64(len(k)-1-w) == n+16 {
-			rest := k[1+w:]
-			return "applicant/" + strconv.Quote(string(rest[:n])) + "/" + allocator.ID(rest[n:]).String()
-		}
 	case prefixSeqMark:
 		if m, ok := parseSeqMarkKey(k); ok {
 			return fmt.Sprintf("number-mark/%s/%s/%d", m.Office, m.Date, m.Seq)

@@ -306,8 +306,6 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		}
 		enc.key = bookingKey(enc.key[:0], r.ID)
 		set(b, enc.key, enc.val)
-		enc.key = applicantKey(enc.key[:0], r.Applicant, r.ID)
-		set(b, enc.key, nil)
 	}
 	if c.Office != nil {
 		if enc.val, err = appendOffice(enc.val[:0], c.Office); err != nil {

@@ -322,37 +322,3 @@ func decodeBookingAt(k, v []byte, in interner) (*allocator.BookingRecord, error)
 	}
 	return r, nil
 }
-
-// ApplicantBookingsMax bounds one ApplicantBookings call.
-const ApplicantBookingsMax = 10000
-
-// ApplicantBookings lists the ids of an applicant's bookings from the
-// applicant index, in id order, at most limit (1..ApplicantBookingsMax).
-func (db *DB) ApplicantBookings(applicant string, limit int) ([]allocator.ID, error) {
-	if limit < 1 || limit > ApplicantBookingsMax {
-		return nil, fmt.Errorf("wal: applicant bookings limit %d must be in 1..%d", limit, ApplicantBookingsMax)
-	}
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if db.closed {
-		return nil, allocator.ErrJournalClosed
-	}
-	lo := applicantPrefix(nil, applicant)
-	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
-	if err != nil {
-		return nil, fmt.Errorf("wal: cannot read applicant index: %w", err)
-	}
-	var ids []allocator.ID
-	for ok := it.First(); ok && len(ids) < limit; ok = it.Next() {
-		k := it.Key()
-		if len(k) != len(lo)+16 {
-			_ = it.Close()
-			return nil, fmt.Errorf("%w: key %s is not an applicant index key", ErrCorrupt, KeyString(k))
-		}
-		ids = append(ids, allocator.ID(k[len(lo):]))
-	}
-	if err := it.Close(); err != nil {
-		return nil, fmt.Errorf("wal: cannot read applicant index: %w", err)
-	}
-	return ids, nil
-}

@@ -2,8 +2,7 @@
 //
 // The allocator hands every state change to DB.Commit (it is the
 // allocator.Journal). Each change becomes a set of Pebble writes — booking
-// records, applicant index entries, events and the idempotency record —
-// encoded by the caller. Committer goroutines then write every change that
+// records, events and the idempotency record — encoded by the caller. Committer goroutines then write every change that
 // queued up meanwhile as one batch committed with pebble.Sync (group
 // commit): while one group waits for its fsync, the next one gathers.
 // Stats.Commits / Stats.Groups is the mean group size, Stats.Commits /
@@ -63,7 +62,7 @@
 //
 //	Commit(c), on the caller's goroutine:
 //	  1. check every record (W3)                        — may refuse, no cursor taken
-//	  2. encode bookings, applicant index, office, idempotency into batch b;
+//	  2. encode bookings, office, idempotency into batch b;
 //	     encode event values into scratch; queue (b, c); wait
 //
 //	committer goroutine (two of them), for each group taken off the queue:
@@ -101,7 +100,7 @@
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
 //	'b'     booking id (16 bytes)                  booking value
-//	'a'     uvarint len, applicant, id (16 bytes)  empty (applicant index)
+//	'a'     reserved; never written (see below)
 //	'e'     cursor (8 bytes BE)                    event value
 //	'i'     idempotency key (bytes)                idempotency value
 //	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
@@ -141,8 +140,14 @@
 //	  reason               string
 //
 // A booking with two history entries encodes to about 100 bytes; with its
-// event (which embeds it) and applicant index entry, BenchmarkRecover
-// measured about 360 bytes on disk per booking after compaction.
+// event (which embeds it), BenchmarkRecover measured about 360 bytes on disk
+// per booking after compaction.
+//
+// There is no applicant index on disk. An applicant's bookings, archive
+// included, are listed from the engine's memory, which Recover rebuilds
+// from the booking records (each names its applicant); an index entry per
+// change would be a third memtable insert per booking with no reader. The
+// prefix 'a' stays reserved so that a store never reuses it.
 //
 // Event value, version 1 (the cursor is in the key):
 //

@@ -9,8 +9,8 @@
 // Each one makes the same durable work per booking before it answers:
 //
 //	               claim                        durable record                    sync
-//	slotd     bitmap CAS in memory            booking, applicant index,        Pebble batch, pebble.Sync,
-//	                                          booking.held + .confirmed        group commit
+//	slotd     bitmap CAS in memory            booking, booking.held +          Pebble batch, pebble.Sync,
+//	                                          .confirmed events                group commit
 //	postgres  UPDATE seats … FOR UPDATE       bookings row (+ applicant and    synchronous_commit=on,
 //	          SKIP LOCKED (one statement)     active indexes), two events      fsync=on
 //	redis     Lua: BITPOS/SETBIT on a         booking hash, applicant set,     appendonly yes,
@@ -20,6 +20,9 @@
 // office and service) and hand a seat out at most once. The per-applicant
 // limit and the cancel penalty are slotd rules the rush never reaches (every
 // applicant books once and cancels at most once), so the peers leave them out.
+// Each keeps what it needs to list an applicant's bookings ("my bookings"):
+// the peers an applicant index or set, slotd its memory, rebuilt at start
+// from the booking records, so it writes no index.
 //
 // One fasthttp edge (NewEdge) serves every Backend with the same routes and
 // JSON, so the HTTP table differs only in the allocator and its durability.
