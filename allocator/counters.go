@@ -80,12 +80,7 @@ func (e *Engine) Stats() Stats {
 		s.Transitions[st.String()] = e.counter.Transitions[st].Load()
 		s.InStatus[st.String()] = e.counter.InStatus[st].Load()
 	}
-	for i := range e.index.shards {
-		sh := &e.index.shards[i]
-		sh.mu.RLock()
-		s.Bookings += len(sh.m)
-		sh.mu.RUnlock()
-	}
+	s.Bookings = e.index.len()
 	for _, w := range e.wheels {
 		s.TimersPending += w.len()
 	}

@@ -198,60 +198,6 @@ func (b *booking) tryLock() bool {
 // unlock publishes status s and clears the lock bit.
 func (b *booking) unlock(s Status) { b.state.Store(uint32(s)) }
 
-// bookingIndex maps ids to bookings. Safe for concurrent use.
-type bookingIndex struct {
-	shards [64]struct {
-		mu sync.RWMutex
-		m  map[ID]*booking
-		_  [32]byte
-	}
-}
-
-func newBookingIndex() *bookingIndex {
-	x := &bookingIndex{}
-	for i := range x.shards {
-		x.shards[i].m = make(map[ID]*booking)
-	}
-	return x
-}
-
-func (x *bookingIndex) get(id ID) *booking {
-	sh := &x.shards[id[0]%64]
-	sh.mu.RLock()
-	b := sh.m[id]
-	sh.mu.RUnlock()
-	return b
-}
-
-func (x *bookingIndex) put(id ID, b *booking) bool {
-	sh := &x.shards[id[0]%64]
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.m[id] != nil {
-		return false
-	}
-	sh.m[id] = b
-	return true
-}
-
-// each calls f for every booking until f returns false.
-func (x *bookingIndex) each(f func(*booking) bool) {
-	for i := range x.shards {
-		sh := &x.shards[i]
-		sh.mu.RLock()
-		list := make([]*booking, 0, len(sh.m))
-		for _, b := range sh.m {
-			list = append(list, b)
-		}
-		sh.mu.RUnlock()
-		for _, b := range list {
-			if !f(b) {
-				return
-			}
-		}
-	}
-}
-
 // Booking is the view of a booking the API returns: the record plus the
 // values derived from the office (number, times).
 type Booking struct {
