@@ -138,15 +138,15 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *BookingRecord) {
 	switch rec.Status {
 	case StatusHeld:
-		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b, timerHoldExpiry)
+		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b)
 	case StatusConfirmed:
 		// One timer per booking: the reminder when one is still due (its
 		// firing schedules the no-show), else the no-show.
 		start := l.startOf(rec.Date, int(rec.Step))
 		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() && now.Before(start) {
-			o.wheel.add(start.Add(-l.policy.reminderBefore), b, timerReminder)
+			o.wheel.add(start.Add(-l.policy.reminderBefore), b)
 		} else {
-			o.wheel.add(start.Add(l.policy.noShowGrace), b, timerNoShow)
+			o.wheel.add(start.Add(l.policy.noShowGrace), b)
 		}
 	}
 }

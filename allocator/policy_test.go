@@ -373,6 +373,35 @@ func TestNoShowAfterGraceCountsAsPenalty(t *testing.T) {
 	wantErr(t, err, ErrApplicantBlocked)
 }
 
+// TestTimerFollowsTheBooking: a timer stores no kind; the booking's state
+// decides what it does when it fires. The hold-expiry timer of a booking
+// confirmed since neither expires nor reminds it. A reminder timer that
+// fires only after the start (the engine did not tick in between) sends
+// no reminder and leaves the no-show, which then comes after the grace.
+func TestTimerFollowsTheBooking(t *testing.T) {
+	e, j := newTestEngine(t, testOffice("a"))
+	start := at(3, 10, 0)
+	h, err := hold(e, t0, "x", "patent", start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Confirm(t0, h.ID, "x", portal()); err != nil {
+		t.Fatal(err)
+	}
+	e.Tick(t0.Add(time.Hour)) // the hold's expiry timer fires
+	if got, _ := e.Get(h.ID, ""); got.Status != StatusConfirmed || countEvents(j, EventExpired)+countEvents(j, EventReminderDue) != 0 {
+		t.Fatalf("stale hold timer acted: %s, %d expired, %d reminders", got.Status, countEvents(j, EventExpired), countEvents(j, EventReminderDue))
+	}
+	e.Tick(start.Add(time.Minute)) // the reminder timer, late
+	if got, _ := e.Get(h.ID, ""); got.Status != StatusConfirmed || countEvents(j, EventReminderDue) != 0 {
+		t.Fatalf("late reminder timer: %s, %d reminders", got.Status, countEvents(j, EventReminderDue))
+	}
+	e.Tick(start.Add(15 * time.Minute))
+	if got, _ := e.Get(h.ID, ""); got.Status != StatusNoShow {
+		t.Fatalf("after grace: %s, want no_show", got.Status)
+	}
+}
+
 func TestOperatorTransitions(t *testing.T) {
 	e, _ := newTestEngine(t, testOffice("a"))
 	start := at(1, 10, 0)

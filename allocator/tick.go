@@ -23,7 +23,7 @@ func (e *Engine) Tick(now time.Time) error {
 		for i, t := range due {
 			if err := e.fire(now, t); err != nil {
 				for _, rest := range due[i+1:] { // keep what was not done
-					w.add(time.Unix(0, rest.atUnixNano), rest.b, rest.kind)
+					w.add(time.Unix(0, rest.atUnixNano), rest.b)
 				}
 				clear(due)
 				return err
@@ -36,24 +36,31 @@ func (e *Engine) Tick(now time.Time) error {
 }
 
 // fire runs one due timer. Timers are not removed when a booking moves on,
-// so each checks that the booking is still in the state that set it.
+// so each checks that the booking is still in the state that set it. The
+// booking says what the timer is for: held, its hold expiry; confirmed, its
+// reminder if the timer is due before the start, else its no-show. A
+// timer left from an earlier state (a hold expiry after a confirm, a
+// reminder after a reschedule) so runs a decision that refuses unless it is
+// due anyway: each one checks the time against the record.
 func (e *Engine) fire(now time.Time, t timerEntry) error {
 	rec := t.b.rec.Load()
 	var err error
-	switch t.kind {
-	case timerHoldExpiry:
-		if rec.Status != StatusHeld {
-			return nil
-		}
+	switch rec.Status {
+	case StatusHeld:
 		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "hold expired"}, func(l *layout, cur *BookingRecord) (effect, error) {
 			if cur.Status != StatusHeld || now.UnixNano() < cur.HoldExpiresUnixNano {
 				return effect{}, ErrInvalidTransition
 			}
 			return effect{next: cur.next(now, StatusExpired, ActorSystem, "hold expired"), event: EventExpired, free: true, leave: true}, nil
 		})
-	case timerNoShow:
-		if rec.Status != StatusConfirmed {
+	case StatusConfirmed:
+		o, oerr := e.office(rec.Office)
+		if oerr != nil {
 			return nil
+		}
+		if t.atUnixNano < o.lay.Load().startOf(rec.Date, int(rec.Step)).UnixNano() {
+			err = e.remind(now, t.b, rec.ID)
+			break
 		}
 		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "not checked in"}, func(l *layout, cur *BookingRecord) (effect, error) {
 			if cur.Status != StatusConfirmed || now.Before(l.startOf(cur.Date, int(cur.Step)).Add(l.policy.noShowGrace)) {
@@ -61,28 +68,30 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			}
 			return effect{next: cur.next(now, StatusNoShow, ActorSystem, "not checked in"), event: EventNoShow, free: true, leave: true, penalise: true}, nil
 		})
-	case timerReminder:
-		if rec.Status != StatusConfirmed {
-			return nil
-		}
-		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
-			start := l.startOf(cur.Date, int(cur.Step))
-			if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
-				return effect{}, ErrInvalidTransition
-			}
-			if !now.Before(start) { // too late to remind: only the no-show is left
-				if o, err := e.office(cur.Office); err == nil {
-					o.wheel.add(start.Add(l.policy.noShowGrace), t.b, timerNoShow)
-				}
-				return effect{}, ErrInvalidTransition
-			}
-			n := *cur // not a status change: no history entry
-			n.RemindedUnixNano = start.UnixNano()
-			return effect{next: &n, event: EventReminderDue, reminder: true, scheduled: true}, nil
-		})
 	}
 	if errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrBookingNotFound) {
 		return nil // the booking moved on: the timer is stale
 	}
+	return err
+}
+
+// remind sends the reminder of a confirmed booking when it is due, or, when
+// the start has passed, sets the no-show timer instead.
+func (e *Engine) remind(now time.Time, b *booking, id ID) error {
+	_, err := e.transition(now, id, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
+		start := l.startOf(cur.Date, int(cur.Step))
+		if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
+			return effect{}, ErrInvalidTransition
+		}
+		if !now.Before(start) { // too late to remind: only the no-show is left
+			if o, err := e.office(cur.Office); err == nil {
+				o.wheel.add(start.Add(l.policy.noShowGrace), b)
+			}
+			return effect{}, ErrInvalidTransition
+		}
+		n := *cur // not a status change: no history entry
+		n.RemindedUnixNano = start.UnixNano()
+		return effect{next: &n, event: EventReminderDue, reminder: true, scheduled: true}, nil
+	})
 	return err
 }

@@ -23,18 +23,13 @@ const (
 	wheelShards = 16
 )
 
-type timerKind uint8
-
-const (
-	timerHoldExpiry timerKind = iota + 1
-	timerNoShow
-	timerReminder
-)
-
+// timerEntry is 16 bytes: what it is for is not stored but read off the
+// booking when it fires (Engine.fire): a held booking's timer is its hold
+// expiry; a confirmed booking's is its reminder when due before the start,
+// else its no-show.
 type timerEntry struct {
 	atUnixNano int64
 	b          *booking
-	kind       timerKind
 }
 
 // wheel is safe for concurrent use: add from any goroutine, advance from one.
@@ -51,8 +46,8 @@ func newWheel() *wheel {
 	return &wheel{buckets: make([][]timerEntry, wheelBuckets)}
 }
 
-func (w *wheel) add(at time.Time, b *booking, kind timerKind) {
-	e := timerEntry{atUnixNano: at.UnixNano(), b: b, kind: kind}
+func (w *wheel) add(at time.Time, b *booking) {
+	e := timerEntry{atUnixNano: at.UnixNano(), b: b}
 	tick := e.atUnixNano / int64(wheelTick)
 	w.mu.Lock()
 	if tick < w.nextTick {
