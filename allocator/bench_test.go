@@ -242,10 +242,21 @@ func BenchmarkMemoryOfficeDays(b *testing.B) {
 	runtime.KeepAlive(sum)
 }
 
-// BenchmarkMemoryPerBooking: 100,000 active (held) bookings of 33,334
-// applicants (three each, the default limit) over 4 offices. Reports heap
-// bytes per booking; DESIGN §6 targets ≤ 256 B.
+// BenchmarkMemoryPerBooking: 100,000 active bookings of 33,334 applicants
+// (three each, the default limit) over 4 offices, held or confirmed (one
+// history entry more). Reports heap bytes per booking; DESIGN §6 targets
+// ≤ 256 B.
 func BenchmarkMemoryPerBooking(b *testing.B) {
+	for _, confirm := range []bool{false, true} {
+		name := "held"
+		if confirm {
+			name = "confirmed"
+		}
+		b.Run(name, func(b *testing.B) { benchMemoryPerBooking(b, confirm) })
+	}
+}
+
+func benchMemoryPerBooking(b *testing.B, confirm bool) {
 	const n, offices = 100_000, 4
 	e, err := New(Config{Journal: trimmedJournal()})
 	if err != nil {
@@ -269,7 +280,7 @@ func BenchmarkMemoryPerBooking(b *testing.B) {
 	for i := range n {
 		seat := i / offices // 10 windows × 96 steps × 30 days per office
 		req := HoldRequest{Office: fmt.Sprintf("p%d", i%offices), Service: "patent", Applicant: applicants[i/3],
-			Start: d(1+seat/960).At(15*((seat/10)%96), msk)}
+			Start: d(1+seat/960).At(15*((seat/10)%96), msk), Confirm: confirm}
 		if _, err := e.Hold(t0, req, portal()); err != nil {
 			b.Fatalf("hold %d: %v", i, err)
 		}

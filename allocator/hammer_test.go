@@ -407,7 +407,7 @@ func TestHammerLifecycleInvariantL1(t *testing.T) {
 		})
 		for i, b := range ids {
 			got, _ := e.Get(b.ID, "")
-			h := got.History
+			h := got.History.Transitions()
 			succeeded := map[string]bool{}
 			for _, o := range results[i] {
 				if o.err == nil {

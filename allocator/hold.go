@@ -93,20 +93,15 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		Seq: d.seq.Add(1), Status: StatusHeld,
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),
 	}
-	// History is sized exactly: the next transition copies it anyway
-	// (BookingRecord.next), so spare capacity would only cost memory.
-	n := 1
-	if confirm {
-		n = 2
-	}
-	rec.History = make([]Transition, 1, n)
-	rec.History[0] = Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
+	held := Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
 	c := newBookingChange(rec)
 	c.Events = append(c.Events, Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
-	if confirm {
+	if !confirm {
+		rec.History = HistoryOf(held)
+	} else {
 		rec.Status = StatusConfirmed
 		rec.HoldExpiresUnixNano = 0
-		rec.History = append(rec.History, Transition{AtUnixNano: now.UnixNano(), Status: StatusConfirmed, Actor: meta.Actor})
+		rec.History = HistoryOf(held, Transition{AtUnixNano: now.UnixNano(), Status: StatusConfirmed, Actor: meta.Actor})
 		c.Events = append(c.Events, Event{Type: EventConfirmed, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
 	}
 	if extra != nil {

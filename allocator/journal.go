@@ -59,7 +59,8 @@ type Transition struct {
 }
 
 // BookingRecord is the durable state of one booking. Start and end times are
-// derived from Date, Step and the office layout; they are not stored.
+// derived from Date, Step and the office layout; they are not stored. The
+// engine keeps one per booking: its fields are ordered to fit 112 bytes.
 type BookingRecord struct {
 	ID        ID
 	Office    string
@@ -69,15 +70,15 @@ type BookingRecord struct {
 	Step      uint16 // grid step of the start within Date
 	Slots     uint16 // run length in steps
 	Window    uint16 // 0-based desk index
-	Seq       uint32 // per (office, date) serial, tail of the human number
 	Status    Status
 	// Reschedules counts reschedules done.
 	Reschedules uint8
+	Seq         uint32 // per (office, date) serial, tail of the human number
 	// HoldExpiresUnixNano is when a held booking expires; 0 otherwise.
 	HoldExpiresUnixNano int64
 	// RemindedUnixNano is the start time whose reminder.due was emitted; 0 if none.
 	RemindedUnixNano int64
-	History          []Transition
+	History          History
 }
 
 // Check asserts the record's own consistency. The journal calls it right
@@ -90,10 +91,10 @@ func (r *BookingRecord) Check() error {
 		return fmt.Errorf("booking %s: office, service and applicant are required", r.ID)
 	case r.Slots == 0:
 		return fmt.Errorf("booking %s: zero-length run", r.ID)
-	case len(r.History) == 0:
+	case r.History == "":
 		return fmt.Errorf("booking %s: empty history", r.ID)
-	case r.History[len(r.History)-1].Status != r.Status:
-		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, r.History[len(r.History)-1].Status)
+	case r.History.Last().Status != r.Status:
+		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, r.History.Last().Status)
 	case r.Status == StatusHeld && r.HoldExpiresUnixNano == 0:
 		return fmt.Errorf("booking %s: held without expiry", r.ID)
 	}

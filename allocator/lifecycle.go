@@ -12,9 +12,7 @@ func (r *BookingRecord) next(now time.Time, s Status, actor, reason string) *Boo
 	if s != StatusHeld {
 		n.HoldExpiresUnixNano = 0
 	}
-	n.History = make([]Transition, len(r.History), len(r.History)+1)
-	copy(n.History, r.History)
-	n.History = append(n.History, Transition{AtUnixNano: now.UnixNano(), Status: s, Actor: actor, Reason: reason})
+	n.History = r.History.Append(Transition{AtUnixNano: now.UnixNano(), Status: s, Actor: actor, Reason: reason})
 	return &n
 }
 
@@ -76,7 +74,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		return Booking{}, err
 	}
 	if ef.penalise {
-		ef.next.History[len(ef.next.History)-1].Penalty = true
+		ef.next.History = ef.next.History.withLastPenalty()
 	}
 	c := newBookingChange(ef.next)
 	c.Events = append(c.Events, Event{Type: ef.event, AtUnixNano: now.UnixNano(), Office: o.id, Booking: ef.next, Reason: meta.Reason})

@@ -160,7 +160,7 @@ func TestHoldTTLExpiresAndFreesSeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ := e.Get(b1.ID, "")
-	if got.Status != StatusExpired || got.History[1].Actor != ActorSystem {
+	if got.Status != StatusExpired || got.History.Transitions()[1].Actor != ActorSystem {
 		t.Fatalf("after ttl: %+v", got)
 	}
 	if _, err := hold(e, t0.Add(11*time.Minute), "z", "patent", start); err != nil {
@@ -275,7 +275,7 @@ func TestRescheduleIsAtomicWhenTargetTaken(t *testing.T) {
 	_, err := e.Reschedule(t0, b.ID, RescheduleRequest{Applicant: "x", Start: at(4, 10, 0)}, portal())
 	wantErr(t, err, ErrSlotTaken)
 	after, _ := e.Get(b.ID, "")
-	if after.Start != before.Start || after.Window != before.Window || after.Reschedules != 0 || len(after.History) != len(before.History) {
+	if after.Start != before.Start || after.Window != before.Window || after.Reschedules != 0 || after.History != before.History {
 		t.Fatalf("failed reschedule changed the booking: %+v", after)
 	}
 	if len(j.Changes()) != changes {
@@ -366,7 +366,7 @@ func TestNoShowAfterGraceCountsAsPenalty(t *testing.T) {
 	}
 	e.Tick(start.Add(15 * time.Minute))
 	got, _ := e.Get(b.ID, "")
-	if got.Status != StatusNoShow || !got.History[len(got.History)-1].Penalty {
+	if got.Status != StatusNoShow || !got.History.Last().Penalty {
 		t.Fatalf("after grace: %+v", got)
 	}
 	_, err := hold(e, start.Add(time.Hour), "x", "patent", at(2, 10, 0))
@@ -464,11 +464,12 @@ func TestHistoryRecordsEveryTransition(t *testing.T) {
 		s          Status
 		actor, why string
 	}{{StatusHeld, "portal-a", ""}, {StatusConfirmed, "portal-a", "sms code"}, {StatusCancelRequested, "portal-b", "changed plans"}}
-	if len(got.History) != len(want) {
-		t.Fatalf("history %+v", got.History)
+	hist := got.History.Transitions()
+	if len(hist) != len(want) {
+		t.Fatalf("history %+v", hist)
 	}
 	for i, w := range want {
-		h := got.History[i]
+		h := hist[i]
 		if h.Status != w.s || h.Actor != w.actor || h.Reason != w.why || h.AtUnixNano == 0 {
 			t.Fatalf("history[%d] = %+v, want %+v", i, h, w)
 		}
@@ -487,7 +488,7 @@ func TestOfficeClosureCancelsAffectedBookings(t *testing.T) {
 	}
 	for _, id := range []ID{h.ID, c.ID} {
 		b, _ := e.Get(id, "")
-		last := b.History[len(b.History)-1]
+		last := b.History.Last()
 		if b.Status != StatusCancelled || last.Reason != ReasonOfficeClosed {
 			t.Fatalf("booking %s after closure: %s %+v", id, b.Status, last)
 		}

@@ -125,7 +125,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 func (e *Engine) restoreApplicantLocked(st *applicantState) {
 	if len(st.bookings) > 1 {
 		slices.SortStableFunc(st.bookings, func(a, b *booking) int {
-			return cmp.Compare(a.rec.Load().History[0].AtUnixNano, b.rec.Load().History[0].AtUnixNano)
+			return cmp.Compare(a.rec.Load().History.First().AtUnixNano, b.rec.Load().History.First().AtUnixNano)
 		})
 	}
 	type penalty struct {
@@ -136,7 +136,7 @@ func (e *Engine) restoreApplicantLocked(st *applicantState) {
 	for _, b := range st.bookings {
 		r := b.rec.Load()
 		var o *office
-		for _, t := range r.History {
+		for _, t := range r.History.All() {
 			if !t.Penalty {
 				continue
 			}

@@ -96,7 +96,7 @@ func appendBooking(b []byte, v *allocator.Booking) []byte {
 	b = append(b, `,"reschedules":`...)
 	b = strconv.AppendInt(b, int64(v.Reschedules), 10)
 	b = append(b, `,"history":[`...)
-	for i, h := range v.History {
+	for i, h := range v.History.All() {
 		if i > 0 {
 			b = append(b, ',')
 		}

@@ -77,7 +77,7 @@ func TestAppendersMatchEncodingJSON(t *testing.T) {
 	v := allocator.Booking{
 		BookingRecord: allocator.BookingRecord{ID: id, Office: "o", Service: "s", Applicant: "a\"1", Window: 2,
 			Status: allocator.StatusHeld, Reschedules: 1,
-			History: []allocator.Transition{{AtUnixNano: 1e18, Status: allocator.StatusHeld, Actor: "p", Reason: "r<"}}},
+			History: allocator.HistoryOf(allocator.Transition{AtUnixNano: 1e18, Status: allocator.StatusHeld, Actor: "p", Reason: "r<"})},
 		Number: "O-1", Start: time.Date(2026, 12, 1, 9, 0, 0, 0, loc), End: time.Date(2026, 12, 1, 9, 15, 0, 0, loc),
 		HoldExpiresAt: time.Date(2026, 12, 1, 8, 10, 0, 0, loc),
 	}

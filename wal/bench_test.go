@@ -88,7 +88,7 @@ func writeBookings(tb testing.TB, db *DB, n int) {
 			r := advanced(heldBooking(uint64(i+1)), allocator.StatusConfirmed, t0.UnixNano()+int64(i)+int64(time.Minute), "")
 			c := &allocator.Change{
 				Bookings: []*allocator.BookingRecord{r},
-				Events:   []allocator.Event{{Type: allocator.EventConfirmed, AtUnixNano: r.History[1].AtUnixNano, Office: r.Office, Booking: r}},
+				Events:   []allocator.Event{{Type: allocator.EventConfirmed, AtUnixNano: r.History.Last().AtUnixNano, Office: r.Office, Booking: r}},
 			}
 			if err := enc.stage(b, c); err != nil {
 				tb.Fatal(err)

@@ -41,10 +41,6 @@ const (
 	idempotencyVersion byte = 1
 )
 
-// historyPenaltyBit marks Transition.Penalty in a history entry's status
-// byte; the low 7 bits are the status.
-const historyPenaltyBit = 0x80
-
 // Limits on what a record may hold. The encoder refuses more with
 // ErrRecordTooLarge; the decoder calls more corruption.
 const (
@@ -228,41 +224,34 @@ func appendBooking(dst []byte, r *allocator.BookingRecord) ([]byte, error) {
 	dst = append(dst, r.Reschedules)
 	dst = binary.AppendVarint(dst, r.HoldExpiresUnixNano)
 	dst = binary.AppendVarint(dst, r.RemindedUnixNano)
-	dst = binary.AppendUvarint(dst, uint64(len(r.History)))
-	var prev int64
-	for i := range r.History {
-		h := &r.History[i]
-		dst = binary.AppendVarint(dst, h.AtUnixNano-prev) // delta from the previous entry
-		prev = h.AtUnixNano
-		flags := byte(h.Status)
-		if h.Penalty {
-			flags |= historyPenaltyBit
-		}
-		dst = append(dst, flags)
-		dst = appendString(dst, h.Actor)
-		dst = appendString(dst, h.Reason)
-	}
-	return dst, nil
+	// The engine keeps a history in this encoding (allocator.History).
+	return append(dst, r.History...), nil
 }
 
 func checkBookingLimits(r *allocator.BookingRecord) error {
-	if len(r.History) > historyEntriesMax {
-		return fmt.Errorf("%w: booking %s has %d history entries, at most %d", ErrRecordTooLarge, r.ID, len(r.History), historyEntriesMax)
-	}
 	for _, f := range [...]struct{ what, s string }{{"office", r.Office}, {"service", r.Service}, {"applicant", r.Applicant}} {
 		if err := checkText(f.what, f.s); err != nil {
 			return fmt.Errorf("booking %s: %w", r.ID, err)
 		}
 	}
-	for i := range r.History {
-		if !r.History[i].Status.Valid() {
-			return fmt.Errorf("%w: booking %s: history entry %d has invalid status %d", ErrInvalidRecord, r.ID, i, r.History[i].Status)
+	if err := r.History.Check(); err != nil {
+		return fmt.Errorf("%w: booking %s: %w", ErrInvalidRecord, r.ID, err)
+	}
+	return checkHistoryLimits(r.History)
+}
+
+// checkHistoryLimits checks the count and the texts of a well-formed
+// history against the format's limits.
+func checkHistoryLimits(h allocator.History) error {
+	if n := h.Len(); n > historyEntriesMax {
+		return fmt.Errorf("%w: %d history entries, at most %d", ErrRecordTooLarge, n, historyEntriesMax)
+	}
+	for _, t := range h.All() {
+		if err := checkText("history actor", t.Actor); err != nil {
+			return err
 		}
-		if err := checkText("history actor", r.History[i].Actor); err != nil {
-			return fmt.Errorf("booking %s: %w", r.ID, err)
-		}
-		if err := checkText("history reason", r.History[i].Reason); err != nil {
-			return fmt.Errorf("booking %s: %w", r.ID, err)
+		if err := checkText("history reason", t.Reason); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -509,30 +498,20 @@ func (d *decoder) decodeBookingInto(r *allocator.BookingRecord, in interner) err
 	r.Reschedules = d.byte()
 	r.HoldExpiresUnixNano = d.varint()
 	r.RemindedUnixNano = d.varint()
-	// Each entry takes at least 4 bytes: bound the allocation by what is left.
-	n := d.uvarintMax(historyEntriesMax, "history length")
-	if n > uint64(len(d.b)/4) {
-		d.fail(errTruncated)
-		return d.err
-	}
 	if d.err != nil {
 		return d.err
 	}
-	r.History = make([]allocator.Transition, n)
-	var prev int64
-	for i := range r.History {
-		h := &r.History[i]
-		h.AtUnixNano = prev + d.varint()
-		prev = h.AtUnixNano
-		flags := d.byte()
-		h.Status = allocator.Status(flags &^ historyPenaltyBit)
-		h.Penalty = flags&historyPenaltyBit != 0
-		if d.err == nil && !h.Status.Valid() {
-			d.fail(fmt.Errorf("%w: history entry %d status %d", errFieldRange, i, h.Status))
-		}
-		h.Actor = in.str(d.text("actor"))
-		h.Reason = in.str(d.text("reason"))
+	h, n, err := allocator.ParseHistory(d.b)
+	if err != nil {
+		d.fail(fmt.Errorf("%w: %w", errFieldRange, err))
+		return d.err
 	}
+	if err := checkHistoryLimits(h); err != nil {
+		d.fail(err)
+		return d.err
+	}
+	r.History = h
+	d.b = d.b[n:]
 	return d.err
 }
 

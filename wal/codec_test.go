@@ -35,13 +35,13 @@ func TestBookingRoundTrip(t *testing.T) {
 	}
 	held := heldBooking(1)
 	f("held, one history entry", held)
-	confirmed := advanced(held, allocator.StatusConfirmed, held.History[0].AtUnixNano+int64(3e9), "")
+	confirmed := advanced(held, allocator.StatusConfirmed, held.History.First().AtUnixNano+int64(3e9), "")
 	confirmed.RemindedUnixNano = t0.UnixNano() + 86400e9
 	f("confirmed with reminder", confirmed)
-	cancelled := advanced(confirmed, allocator.StatusCancelled, confirmed.History[1].AtUnixNano+1, "changed plans")
-	cancelled.History[2].Penalty = true
+	cancelled := advanced(confirmed, allocator.StatusCancelled, confirmed.History.Last().AtUnixNano+1, "changed plans")
+	cancelled.History = withPenalty(cancelled.History, 2)
 	f("penalised cancel keeps the penalty flag", cancelled)
-	back := advanced(confirmed, allocator.StatusCancelled, confirmed.History[0].AtUnixNano-5e9, "")
+	back := advanced(confirmed, allocator.StatusCancelled, confirmed.History.First().AtUnixNano-5e9, "")
 	f("history time going backwards (negative delta)", back)
 	wide := heldBooking(2)
 	wide.Step, wide.Slots, wide.Window, wide.Seq, wide.Reschedules = 0xffff, 0xffff, 0xffff, 0xffffffff, 255
@@ -49,7 +49,8 @@ func TestBookingRoundTrip(t *testing.T) {
 	f("every field at its range limit", wide)
 	uni := heldBooking(3)
 	uni.Applicant = "заявитель-№1\x00tail"
-	uni.History[0].Actor, uni.History[0].Reason = "портал", strings.Repeat("x", textBytesMax)
+	uni.History = allocator.HistoryOf(allocator.Transition{AtUnixNano: uni.History.First().AtUnixNano, Status: allocator.StatusHeld,
+		Actor: "портал", Reason: strings.Repeat("x", textBytesMax)})
 	f("unicode, NUL and a maximal string", uni)
 }
 
@@ -67,15 +68,15 @@ func TestBookingEncodeRefuses(t *testing.T) {
 	f("held without expiry", func(r *allocator.BookingRecord) { r.HoldExpiresUnixNano = 0 }, ErrInvalidRecord)
 	f("status differs from history", func(r *allocator.BookingRecord) { r.Status = allocator.StatusConfirmed }, ErrInvalidRecord)
 	f("invalid status inside history", func(r *allocator.BookingRecord) {
-		r.History = append([]allocator.Transition{{Status: 99}}, r.History...)
+		r.History = allocator.History("\x02\x00\x63\x00\x00") + r.History[1:] // a first entry of status 99
 	}, ErrInvalidRecord)
 	f("applicant too long", func(r *allocator.BookingRecord) { r.Applicant = strings.Repeat("a", textBytesMax+1) }, ErrRecordTooLarge)
 	f("history too long", func(r *allocator.BookingRecord) {
-		h := r.History[0]
-		r.History = make([]allocator.Transition, historyEntriesMax+1)
-		for i := range r.History {
-			r.History[i] = h
+		h := make([]allocator.Transition, historyEntriesMax+1)
+		for i := range h {
+			h[i] = r.History.First()
 		}
+		r.History = allocator.HistoryOf(h...)
 	}, ErrRecordTooLarge)
 }
 
@@ -118,7 +119,8 @@ func TestEventRoundTrip(t *testing.T) {
 	f("slots.released without booking", allocator.Event{Type: allocator.EventSlotsReleased, AtUnixNano: -1, Office: "o", Through: date0 + 30})
 	f("type unknown to the code table", allocator.Event{Type: "booking.teleported", Reason: "why"})
 	big := heldBooking(12)
-	big.History[0].Reason = strings.Repeat("r", 300) // length prefix of 2 bytes: the shift path
+	big.History = allocator.HistoryOf(allocator.Transition{AtUnixNano: 1, Status: allocator.StatusHeld,
+		Reason: strings.Repeat("r", 300)}) // length prefix of 2 bytes: the shift path
 	f("embedded booking longer than 127 bytes", allocator.Event{Type: allocator.EventHeld, Booking: big})
 	huge := heldBooking(13)
 	for i := 0; i < 5; i++ {
@@ -229,8 +231,8 @@ func TestPrefixEnd(t *testing.T) {
 
 func FuzzDecodeBooking(f *testing.F) {
 	held := heldBooking(1)
-	confirmed := advanced(held, allocator.StatusConfirmed, held.History[0].AtUnixNano+1e9, "")
-	confirmed.History[1].Penalty = true
+	confirmed := advanced(held, allocator.StatusConfirmed, held.History.First().AtUnixNano+1e9, "")
+	confirmed.History = withPenalty(confirmed.History, 1)
 	valid := encodeBooking(f, confirmed)
 	// A valid two-entry booking with a penalty flag: the happy path.
 	f.Add(valid)

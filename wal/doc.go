@@ -131,6 +131,8 @@
 //	reschedules            1 byte
 //	hold_expires_unix_ns   varint (0: none)
 //	reminded_unix_ns       varint (0: none)
+//	history                allocator.History's encoding, as the engine
+//	                       keeps it in memory; written and read as is:
 //	history count          uvarint (1..1024)
 //	per history entry:
 //	  at                   varint: unix ns for the first entry, then the

@@ -127,10 +127,10 @@ func BenchmarkEngineRecover1M(b *testing.B) {
 						Office: fmt.Sprintf("o%03d", office), Service: "s", Applicant: fmt.Sprintf("a%d", i),
 						Date: allocator.DateOf(benchNow) + 1 + allocator.Date(k/(96*64)), Step: uint16(k % 96), Slots: 1,
 						Window: uint16((k / 96) % 64), Seq: uint32(k + 1), Status: allocator.StatusConfirmed,
-						History: []allocator.Transition{
-							{AtUnixNano: benchNow.UnixNano(), Status: allocator.StatusHeld, Actor: "portal-a"},
-							{AtUnixNano: benchNow.UnixNano() + 1e9, Status: allocator.StatusConfirmed, Actor: "portal-a"},
-						},
+						History: allocator.HistoryOf(
+							allocator.Transition{AtUnixNano: benchNow.UnixNano(), Status: allocator.StatusHeld, Actor: "portal-a"},
+							allocator.Transition{AtUnixNano: benchNow.UnixNano() + 1e9, Status: allocator.StatusConfirmed, Actor: "portal-a"},
+						),
 					}
 					rec.ID[0], rec.ID[1], rec.ID[2], rec.ID[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
 					rec.ID[15] = 1

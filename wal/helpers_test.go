@@ -43,7 +43,7 @@ func heldBooking(n uint64) *allocator.BookingRecord {
 		Seq:                 uint32(n),
 		Status:              allocator.StatusHeld,
 		HoldExpiresUnixNano: at + int64(10*time.Minute),
-		History:             []allocator.Transition{{AtUnixNano: at, Status: allocator.StatusHeld, Actor: "portal-a"}},
+		History:             allocator.HistoryOf(allocator.Transition{AtUnixNano: at, Status: allocator.StatusHeld, Actor: "portal-a"}),
 	}
 }
 
@@ -54,8 +54,15 @@ func advanced(r *allocator.BookingRecord, s allocator.Status, at int64, reason s
 	if s != allocator.StatusHeld {
 		c.HoldExpiresUnixNano = 0
 	}
-	c.History = append(append([]allocator.Transition(nil), r.History...), allocator.Transition{AtUnixNano: at, Status: s, Actor: "portal-a", Reason: reason})
+	c.History = r.History.Append(allocator.Transition{AtUnixNano: at, Status: s, Actor: "portal-a", Reason: reason})
 	return &c
+}
+
+// withPenalty returns h with the penalty mark on entry i.
+func withPenalty(h allocator.History, i int) allocator.History {
+	ts := h.Transitions()
+	ts[i].Penalty = true
+	return allocator.HistoryOf(ts...)
 }
 
 // holdChange is the change of a new hold: the booking and its event.
@@ -63,7 +70,7 @@ func holdChange(n uint64) *allocator.Change {
 	b := heldBooking(n)
 	return &allocator.Change{
 		Bookings: []*allocator.BookingRecord{b},
-		Events:   []allocator.Event{{Type: allocator.EventHeld, AtUnixNano: b.History[0].AtUnixNano, Office: b.Office, Booking: b}},
+		Events:   []allocator.Event{{Type: allocator.EventHeld, AtUnixNano: b.History.First().AtUnixNano, Office: b.Office, Booking: b}},
 	}
 }
 

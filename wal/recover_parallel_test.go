@@ -34,7 +34,7 @@ func TestRecoverParallelCompleteAndStrict(t *testing.T) {
 			}
 			rec := &allocator.BookingRecord{Office: "p", Service: "s", Applicant: "a", Date: base + allocator.Date(seat/(96*8)),
 				Step: uint16(seat % 96), Slots: 1, Window: uint16((seat / 96) % 8), Seq: uint32(i + 1), Status: allocator.StatusConfirmed,
-				History: []allocator.Transition{{AtUnixNano: 1, Status: allocator.StatusConfirmed, Actor: "x"}}}
+				History: allocator.HistoryOf(allocator.Transition{AtUnixNano: 1, Status: allocator.StatusConfirmed, Actor: "x"})}
 			rec.ID[0], rec.ID[1], rec.ID[15] = byte(i), byte(i>>8), 7
 			c.Bookings = append(c.Bookings, rec)
 		}

@@ -1,0 +1,243 @@
+package allocator
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"iter"
+)
+
+// History is a booking's transitions, oldest first, kept encoded: a record
+// holds one string instead of a slice of Transition (48 bytes each, two
+// string headers among them), and the journal writes and reads the same
+// bytes as they are. Like the record that holds it, a History never
+// changes; Append returns a new one. The zero value has no transitions.
+//
+// Encoding (the journal's on-disk format depends on it; see package wal):
+//
+//	count                  uvarint (≥ 1)
+//	per transition:
+//	  at                   varint: unix ns for the first, then the
+//	                       difference from the previous transition
+//	  status | flags       1 byte: low 7 bits status, bit 7 = penalty
+//	  actor                uvarint length, bytes
+//	  reason               uvarint length, bytes
+type History string
+
+const historyPenaltyBit = 0x80
+
+// HistoryOf encodes ts.
+func HistoryOf(ts ...Transition) History {
+	if len(ts) == 0 {
+		return ""
+	}
+	b := binary.AppendUvarint(nil, uint64(len(ts)))
+	var prev int64
+	for _, t := range ts {
+		b = appendTransition(b, t, prev)
+		prev = t.AtUnixNano
+	}
+	return History(b)
+}
+
+func appendTransition(b []byte, t Transition, prevAt int64) []byte {
+	b = binary.AppendVarint(b, t.AtUnixNano-prevAt)
+	flags := byte(t.Status)
+	if t.Penalty {
+		flags |= historyPenaltyBit
+	}
+	b = append(b, flags)
+	b = binary.AppendUvarint(b, uint64(len(t.Actor)))
+	b = append(b, t.Actor...)
+	b = binary.AppendUvarint(b, uint64(len(t.Reason)))
+	return append(b, t.Reason...)
+}
+
+// Append returns h with t added last.
+func (h History) Append(t Transition) History {
+	n, body := h.count()
+	var last Transition
+	if n > 0 {
+		last = h.Last()
+	}
+	b := make([]byte, 0, binary.MaxVarintLen16+len(body)+2*binary.MaxVarintLen64+len(t.Actor)+len(t.Reason)+3)
+	b = binary.AppendUvarint(b, uint64(n+1))
+	b = append(b, body...)
+	return History(appendTransition(b, t, last.AtUnixNano))
+}
+
+// Len returns the number of transitions.
+func (h History) Len() int {
+	n, _ := h.count()
+	return n
+}
+
+// count splits h into its transition count and the encoded transitions.
+func (h History) count() (int, string) {
+	if h == "" {
+		return 0, ""
+	}
+	n, w := uvarint(string(h))
+	return int(n), string(h[w:])
+}
+
+// All yields the transitions in order with their index.
+func (h History) All() iter.Seq2[int, Transition] {
+	return func(yield func(int, Transition) bool) {
+		n, body := h.count()
+		var t Transition
+		for i := range n {
+			body, t = nextTransition(body, t.AtUnixNano)
+			if !yield(i, t) {
+				return
+			}
+		}
+	}
+}
+
+// Transitions returns the transitions decoded, oldest first.
+func (h History) Transitions() []Transition {
+	out := make([]Transition, 0, h.Len())
+	for _, t := range h.All() {
+		out = append(out, t)
+	}
+	return out
+}
+
+// First returns the first transition; the zero Transition if there is none.
+func (h History) First() Transition {
+	n, body := h.count()
+	if n == 0 {
+		return Transition{}
+	}
+	_, t := nextTransition(body, 0)
+	return t
+}
+
+// Last returns the last transition; the zero Transition if there is none.
+func (h History) Last() Transition {
+	var last Transition
+	for _, t := range h.All() {
+		last = t
+	}
+	return last
+}
+
+// withLastPenalty returns h with the penalty mark set on its last
+// transition.
+func (h History) withLastPenalty() History {
+	n, body := h.count()
+	if n == 0 {
+		return h
+	}
+	off := len(h) - len(body)
+	var t Transition
+	for range n - 1 {
+		rest, next := nextTransition(body, t.AtUnixNano)
+		off += len(body) - len(rest)
+		body, t = rest, next
+	}
+	_, w := varintString(body)
+	b := []byte(h)
+	b[off+w] |= historyPenaltyBit
+	return History(b)
+}
+
+// nextTransition decodes the transition at the front of body, whose time
+// is relative to prevAt. body must be well formed (ParseHistory).
+func nextTransition(body string, prevAt int64) (string, Transition) {
+	var t Transition
+	d, w := varintString(body)
+	t.AtUnixNano = prevAt + d
+	body = body[w:]
+	t.Status = Status(body[0] &^ historyPenaltyBit)
+	t.Penalty = body[0]&historyPenaltyBit != 0
+	body = body[1:]
+	n, w := uvarint(body)
+	t.Actor, body = body[w:w+int(n)], body[w+int(n):]
+	n, w = uvarint(body)
+	t.Reason, body = body[w:w+int(n)], body[w+int(n):]
+	return body, t
+}
+
+// ErrHistoryMalformed is returned by ParseHistory for bytes that are not a
+// well-formed History.
+var ErrHistoryMalformed = errors.New("malformed history")
+
+// ParseHistory reads the History at the front of b: a count of at least
+// one, then that many transitions whose statuses are valid. It returns the
+// History (a copy) and the number of bytes it took.
+func ParseHistory(b []byte) (History, int, error) {
+	n, err := historyLen(b)
+	if err != nil {
+		return "", 0, err
+	}
+	return History(b[:n]), n, nil
+}
+
+// Check reports whether h is well formed, as ParseHistory would read it,
+// with nothing after it.
+func (h History) Check() error {
+	n, err := historyLen(h)
+	if err == nil && n != len(h) {
+		err = fmt.Errorf("%w: %d bytes after the last transition", ErrHistoryMalformed, len(h)-n)
+	}
+	return err
+}
+
+// historyLen returns the length of the well-formed History at the front of
+// b, or why there is none.
+func historyLen[T ~string | ~[]byte](b T) (int, error) {
+	n, off := uvarint(b)
+	if off <= 0 || n == 0 || n > uint64(len(b)/4) { // a transition takes at least 4 bytes
+		return 0, fmt.Errorf("%w: bad transition count", ErrHistoryMalformed)
+	}
+	for i := range n {
+		_, w := uvarint(b[off:]) // the time, zig-zag: its length is all that matters here
+		if w <= 0 {
+			return 0, fmt.Errorf("%w: transition %d: bad time", ErrHistoryMalformed, i)
+		}
+		off += w
+		if off >= len(b) || !Status(b[off]&^historyPenaltyBit).Valid() {
+			return 0, fmt.Errorf("%w: transition %d: bad status", ErrHistoryMalformed, i)
+		}
+		off++
+		for range 2 { // actor, reason
+			l, w := uvarint(b[off:])
+			if w <= 0 || l > uint64(len(b)-off-w) {
+				return 0, fmt.Errorf("%w: transition %d: bad text length", ErrHistoryMalformed, i)
+			}
+			off += w + int(l)
+		}
+	}
+	return off, nil
+}
+
+// uvarint is binary.Uvarint for strings and byte slices alike: the value
+// and its length, or 0 and a length ≤ 0 when b holds no valid uvarint.
+func uvarint[T ~string | ~[]byte](b T) (uint64, int) {
+	var x uint64
+	var shift uint
+	for i := 0; i < len(b) && i < binary.MaxVarintLen64; i++ {
+		c := b[i]
+		if c < 0x80 {
+			if i == binary.MaxVarintLen64-1 && c > 1 {
+				return 0, -(i + 1) // overflow
+			}
+			return x | uint64(c)<<shift, i + 1
+		}
+		x |= uint64(c&0x7f) << shift
+		shift += 7
+	}
+	return 0, 0
+}
+
+// varintString is binary.Varint on a string of a well-formed History.
+func varintString(s string) (int64, int) {
+	ux, n := uvarint(s)
+	x := int64(ux >> 1)
+	if ux&1 != 0 {
+		x = ^x
+	}
+	return x, n
+}
