@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"strings"
 )
 
 // History is a booking's transitions, oldest first, kept encoded: a record
@@ -19,12 +20,20 @@ import (
 //	per transition:
 //	  at                   varint: unix ns for the first, then the
 //	                       difference from the previous transition
-//	  status | flags       1 byte: low 7 bits status, bit 7 = penalty
-//	  actor                uvarint length, bytes
+//	  status | flags       1 byte: low 6 bits status, bit 7 = penalty,
+//	                       bit 6 = same actor as the previous transition
+//	  actor                uvarint length, bytes (absent with bit 6)
 //	  reason               uvarint length, bytes
+//
+// Most transitions after the first are made by the actor of the one before
+// (a portal holds, then confirms): bit 6 spares repeating its name.
 type History string
 
-const historyPenaltyBit = 0x80
+const (
+	historyPenaltyBit   = 0x80
+	historySameActorBit = 0x40
+	historyStatusMask   = 0x3f
+)
 
 // HistoryOf encodes ts.
 func HistoryOf(ts ...Transition) History {
@@ -32,23 +41,36 @@ func HistoryOf(ts ...Transition) History {
 		return ""
 	}
 	b := binary.AppendUvarint(nil, uint64(len(ts)))
-	var prev int64
-	for _, t := range ts {
+	for i, t := range ts {
+		var prev *Transition
+		if i > 0 {
+			prev = &ts[i-1]
+		}
 		b = appendTransition(b, t, prev)
-		prev = t.AtUnixNano
 	}
 	return History(b)
 }
 
-func appendTransition(b []byte, t Transition, prevAt int64) []byte {
+// appendTransition encodes t after prev (nil for the first transition).
+func appendTransition(b []byte, t Transition, prev *Transition) []byte {
+	var prevAt int64
+	if prev != nil {
+		prevAt = prev.AtUnixNano
+	}
 	b = binary.AppendVarint(b, t.AtUnixNano-prevAt)
 	flags := byte(t.Status)
 	if t.Penalty {
 		flags |= historyPenaltyBit
 	}
+	same := prev != nil && prev.Actor == t.Actor
+	if same {
+		flags |= historySameActorBit
+	}
 	b = append(b, flags)
-	b = binary.AppendUvarint(b, uint64(len(t.Actor)))
-	b = append(b, t.Actor...)
+	if !same {
+		b = binary.AppendUvarint(b, uint64(len(t.Actor)))
+		b = append(b, t.Actor...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(t.Reason)))
 	return append(b, t.Reason...)
 }
@@ -56,14 +78,35 @@ func appendTransition(b []byte, t Transition, prevAt int64) []byte {
 // Append returns h with t added last.
 func (h History) Append(t Transition) History {
 	n, body := h.count()
-	var last Transition
+	var prev *Transition
 	if n > 0 {
-		last = h.Last()
+		last := h.Last()
+		prev = &last
 	}
 	b := make([]byte, 0, binary.MaxVarintLen16+len(body)+2*binary.MaxVarintLen64+len(t.Actor)+len(t.Reason)+3)
 	b = binary.AppendUvarint(b, uint64(n+1))
 	b = append(b, body...)
-	return History(appendTransition(b, t, last.AtUnixNano))
+	return History(appendTransition(b, t, prev))
+}
+
+// String lists the transitions for people (test failures, logs).
+func (h History) String() string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i, t := range h.All() {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s at %d by %q", t.Status, t.AtUnixNano, t.Actor)
+		if t.Reason != "" {
+			fmt.Fprintf(&b, " (%q)", t.Reason)
+		}
+		if t.Penalty {
+			b.WriteString(" penalty")
+		}
+	}
+	b.WriteByte(']')
+	return b.String()
 }
 
 // Len returns the number of transitions.
@@ -87,7 +130,7 @@ func (h History) All() iter.Seq2[int, Transition] {
 		n, body := h.count()
 		var t Transition
 		for i := range n {
-			body, t = nextTransition(body, t.AtUnixNano)
+			body, t = nextTransition(body, t)
 			if !yield(i, t) {
 				return
 			}
@@ -110,7 +153,7 @@ func (h History) First() Transition {
 	if n == 0 {
 		return Transition{}
 	}
-	_, t := nextTransition(body, 0)
+	_, t := nextTransition(body, Transition{})
 	return t
 }
 
@@ -133,7 +176,7 @@ func (h History) withLastPenalty() History {
 	off := len(h) - len(body)
 	var t Transition
 	for range n - 1 {
-		rest, next := nextTransition(body, t.AtUnixNano)
+		rest, next := nextTransition(body, t)
 		off += len(body) - len(rest)
 		body, t = rest, next
 	}
@@ -143,19 +186,25 @@ func (h History) withLastPenalty() History {
 	return History(b)
 }
 
-// nextTransition decodes the transition at the front of body, whose time
-// is relative to prevAt. body must be well formed (ParseHistory).
-func nextTransition(body string, prevAt int64) (string, Transition) {
+// nextTransition decodes the transition at the front of body, which
+// follows prev (the zero Transition for the first). body must be well
+// formed (ParseHistory).
+func nextTransition(body string, prev Transition) (string, Transition) {
 	var t Transition
 	d, w := varintString(body)
-	t.AtUnixNano = prevAt + d
+	t.AtUnixNano = prev.AtUnixNano + d
 	body = body[w:]
-	t.Status = Status(body[0] &^ historyPenaltyBit)
-	t.Penalty = body[0]&historyPenaltyBit != 0
+	flags := body[0]
+	t.Status = Status(flags & historyStatusMask)
+	t.Penalty = flags&historyPenaltyBit != 0
 	body = body[1:]
+	if flags&historySameActorBit != 0 {
+		t.Actor = prev.Actor
+	} else {
+		n, w := uvarint(body)
+		t.Actor, body = body[w:w+int(n)], body[w+int(n):]
+	}
 	n, w := uvarint(body)
-	t.Actor, body = body[w:w+int(n)], body[w+int(n):]
-	n, w = uvarint(body)
 	t.Reason, body = body[w:w+int(n)], body[w+int(n):]
 	return body, t
 }
@@ -189,7 +238,7 @@ func (h History) Check() error {
 // b, or why there is none.
 func historyLen[T ~string | ~[]byte](b T) (int, error) {
 	n, off := uvarint(b)
-	if off <= 0 || n == 0 || n > uint64(len(b)/4) { // a transition takes at least 4 bytes
+	if off <= 0 || n == 0 || n > uint64(len(b)/3) { // a transition takes at least 3 bytes
 		return 0, fmt.Errorf("%w: bad transition count", ErrHistoryMalformed)
 	}
 	for i := range n {
@@ -198,11 +247,18 @@ func historyLen[T ~string | ~[]byte](b T) (int, error) {
 			return 0, fmt.Errorf("%w: transition %d: bad time", ErrHistoryMalformed, i)
 		}
 		off += w
-		if off >= len(b) || !Status(b[off]&^historyPenaltyBit).Valid() {
+		if off >= len(b) || !Status(b[off]&historyStatusMask).Valid() {
 			return 0, fmt.Errorf("%w: transition %d: bad status", ErrHistoryMalformed, i)
 		}
+		texts := 2 // actor, reason
+		if b[off]&historySameActorBit != 0 {
+			if i == 0 {
+				return 0, fmt.Errorf("%w: the first transition has no previous actor", ErrHistoryMalformed)
+			}
+			texts = 1
+		}
 		off++
-		for range 2 { // actor, reason
+		for range texts {
 			l, w := uvarint(b[off:])
 			if w <= 0 || l > uint64(len(b)-off-w) {
 				return 0, fmt.Errorf("%w: transition %d: bad text length", ErrHistoryMalformed, i)

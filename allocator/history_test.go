@@ -45,6 +45,28 @@ func TestHistoryRoundTrip(t *testing.T) {
 	}
 }
 
+// TestHistorySameActor: a transition by the actor of the one before does
+// not repeat the name, and reads back with it; a first transition cannot
+// refer to a previous actor.
+func TestHistorySameActor(t *testing.T) {
+	held := Transition{AtUnixNano: 1e18, Status: StatusHeld, Actor: "portal-a"}
+	same := Transition{AtUnixNano: 1e18 + 5, Status: StatusConfirmed, Actor: "portal-a"}
+	other := Transition{AtUnixNano: 1e18 + 5, Status: StatusConfirmed, Actor: "portal-b"}
+	hs, ho := HistoryOf(held, same), HistoryOf(held, other)
+	if len(hs) != len(ho)-len(other.Actor)-1 {
+		t.Fatalf("same actor: %d bytes, another: %d; want the name and its length spared", len(hs), len(ho))
+	}
+	if got := hs.Transitions(); !reflect.DeepEqual(got, []Transition{held, same}) {
+		t.Fatalf("same actor decodes to %+v", got)
+	}
+	if got := ho.Transitions(); !reflect.DeepEqual(got, []Transition{held, other}) {
+		t.Fatalf("another actor decodes to %+v", got)
+	}
+	if _, _, err := ParseHistory([]byte{1, 0, byte(StatusHeld) | historySameActorBit, 0}); !errors.Is(err, ErrHistoryMalformed) {
+		t.Fatalf("first transition with the same-actor bit: %v", err)
+	}
+}
+
 // TestHistoryPenaltyMark: withLastPenalty marks the last transition only
 // and leaves the History it came from unchanged.
 func TestHistoryPenaltyMark(t *testing.T) {

@@ -93,6 +93,11 @@ func (r *BookingRecord) Check() error {
 		return fmt.Errorf("booking %s: zero-length run", r.ID)
 	case r.History == "":
 		return fmt.Errorf("booking %s: empty history", r.ID)
+	}
+	if err := r.History.Check(); err != nil {
+		return fmt.Errorf("booking %s: %w", r.ID, err)
+	}
+	switch {
 	case r.History.Last().Status != r.Status:
 		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, r.History.Last().Status)
 	case r.Status == StatusHeld && r.HoldExpiresUnixNano == 0:

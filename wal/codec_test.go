@@ -68,7 +68,7 @@ func TestBookingEncodeRefuses(t *testing.T) {
 	f("held without expiry", func(r *allocator.BookingRecord) { r.HoldExpiresUnixNano = 0 }, ErrInvalidRecord)
 	f("status differs from history", func(r *allocator.BookingRecord) { r.Status = allocator.StatusConfirmed }, ErrInvalidRecord)
 	f("invalid status inside history", func(r *allocator.BookingRecord) {
-		r.History = allocator.History("\x02\x00\x63\x00\x00") + r.History[1:] // a first entry of status 99
+		r.History = allocator.History("\x02\x00\x3f\x00\x00") + r.History[1:] // a first entry of status 63
 	}, ErrInvalidRecord)
 	f("applicant too long", func(r *allocator.BookingRecord) { r.Applicant = strings.Repeat("a", textBytesMax+1) }, ErrRecordTooLarge)
 	f("history too long", func(r *allocator.BookingRecord) {
@@ -92,7 +92,7 @@ func TestBookingDecodeRejects(t *testing.T) {
 		f("truncated", v[:n])
 	}
 	f("trailing byte", append(append([]byte(nil), v...), 0))
-	f("unknown version", append([]byte{2}, v[1:]...))
+	f("unknown version", append([]byte{3}, v[1:]...))
 	bad := append([]byte(nil), v...)
 	bad[17] = 0 // status byte: 0 is no status
 	f("invalid status", bad)

@@ -113,15 +113,23 @@ func Open(dir string, opts Options) (*DB, error) {
 	return db, nil
 }
 
-// checkFormat refuses data of another format and stamps a new store.
+// checkFormat refuses data of another format and stamps a new store. A
+// store of format 1 (booking values of version 1, which this version
+// reads) is stamped 2 before anything is written to it, so that a reader
+// of format 1 only, which cannot read version-2 booking values, refuses
+// it at Open.
 func (db *DB) checkFormat() error {
 	v, closer, err := db.pdb.Get(metaKey(metaFormat))
 	if err == nil {
-		defer closer.Close()
-		if len(v) != 1 || v[0] != formatVersion {
-			return fmt.Errorf("%w: %s is %x, this version reads %d", ErrFormat, KeyString(metaKey(metaFormat)), v, formatVersion)
+		stamp := append([]byte(nil), v...)
+		_ = closer.Close()
+		switch {
+		case len(stamp) == 1 && stamp[0] == formatVersion:
+			return nil
+		case len(stamp) == 1 && stamp[0] == 1:
+			return db.stampFormat()
 		}
-		return nil
+		return fmt.Errorf("%w: %s is %x, this version reads 1 and %d", ErrFormat, KeyString(metaKey(metaFormat)), stamp, formatVersion)
 	}
 	if !errors.Is(err, pebble.ErrNotFound) {
 		return fmt.Errorf("wal: cannot read the format version: %w", err)
@@ -138,6 +146,10 @@ func (db *DB) checkFormat() error {
 	if nonEmpty {
 		return fmt.Errorf("%w: the store holds data but no %s key", ErrFormat, KeyString(metaKey(metaFormat)))
 	}
+	return db.stampFormat()
+}
+
+func (db *DB) stampFormat() error {
 	if err := db.pdb.Set(metaKey(metaFormat), []byte{formatVersion}, pebble.Sync); err != nil {
 		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
 	}

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"strings"
@@ -197,6 +198,53 @@ func TestFormatStamp(t *testing.T) {
 	}
 	if _, err := Open(dir, Options{}); !errors.Is(err, ErrFormat) {
 		t.Fatalf("future format: got %v, want ErrFormat", err)
+	}
+}
+
+// TestFormat1StoreIsReadAndRestamped: a store of format 1, whose booking
+// values are of version 1, opens; its bookings recover unchanged, and it is
+// stamped 2 before anything new is written.
+func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A version-1 value: the version-2 encoding of a history whose
+	// transitions all name their actor, under version byte 1.
+	r := advanced(heldBooking(1), allocator.StatusConfirmed, t0.UnixNano()+1e9, "")
+	r.History = allocator.HistoryOf(allocator.Transition{AtUnixNano: t0.UnixNano(), Status: allocator.StatusHeld, Actor: "portal-a"},
+		allocator.Transition{AtUnixNano: t0.UnixNano() + 1e9, Status: allocator.StatusConfirmed, Actor: "portal-b"})
+	v, err := appendBooking(nil, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v[0] = 1
+	b := db.pdb.NewBatch()
+	_ = b.Set(bookingKey(nil, r.ID), v, nil)
+	_ = b.Set(metaKey(metaFormat), []byte{1}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("format 1 store: %v", err)
+	}
+	defer db.Close()
+	got, ok, err := db.LoadBooking(r.ID)
+	if err != nil || !ok || !reflect.DeepEqual(got, r) {
+		t.Fatalf("version-1 booking: %+v %v %v, want %+v", got, ok, err, r)
+	}
+	stamp, closer, err := db.pdb.Get(metaKey(metaFormat))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if !bytes.Equal(stamp, []byte{formatVersion}) {
+		t.Fatalf("stamp after open %x, want %x", stamp, formatVersion)
 	}
 }
 

@@ -92,11 +92,13 @@
 // Changing anything below breaks existing data: a new layout needs a new
 // version byte and a decoder that still reads the old one. The store is
 // stamped with the format version at creation; Open refuses another.
+// Format 2 changed the booking value to version 2; Open reads a store of
+// format 1 and stamps it 2 before writing to it.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (1);
+//	'm'     name                                   meta: "format" → 1 byte (2);
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
 //	'b'     booking id (16 bytes)                  booking value
@@ -114,10 +116,11 @@
 // Varints are encoding/binary's: uvarint for unsigned, zig-zag varint for
 // signed. A string is a uvarint length then its bytes (at most 4096).
 //
-// Booking value, version 1:
+// Booking value, version 2 (version 1, still read, never has bit 6 set in
+// a history entry's status byte: it had no same-actor mark):
 //
 //	field                  size
-//	version                1 byte = 1
+//	version                1 byte = 2
 //	id                     16 bytes (must equal the key's id)
 //	status                 1 byte (allocator.Status)
 //	office                 string
@@ -137,8 +140,9 @@
 //	per history entry:
 //	  at                   varint: unix ns for the first entry, then the
 //	                       difference from the previous entry
-//	  status | flags       1 byte: low 7 bits status, bit 7 = penalty
-//	  actor                string
+//	  status | flags       1 byte: low 6 bits status, bit 7 = penalty,
+//	                       bit 6 = same actor as the previous entry
+//	  actor                string (absent when bit 6 is set)
 //	  reason               string
 //
 // A booking with two history entries encodes to about 100 bytes; with its
