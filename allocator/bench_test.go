@@ -33,30 +33,50 @@ func reportRate(b *testing.B, unit string) {
 }
 
 // BenchmarkClaimReleaseSpread: the raw claim path (day.claim, day.release)
-// on pre-resolved days of 1,000 offices × 4 dates; each goroutine walks
-// the days from its own offset, so goroutines rarely meet.
+// on pre-resolved days of 1,000 offices × 4 dates, spread so that no two
+// goroutines share a day: each claims on its own share of the days, a
+// random day, window and step at a time. This is the claim path without
+// contention.
 func BenchmarkClaimReleaseSpread(b *testing.B) {
-	claimRelease(b, benchDays(b, 1000, 4), 7919)
+	claimRelease(b, benchDays(b, 1000, 4), true)
+}
+
+// BenchmarkClaimReleaseShared: as Spread, but every goroutine picks from
+// all the days. Two rarely meet on one day, yet each day's cache lines are
+// written by both cores in turn, and moving them between cores is most of
+// the cost.
+func BenchmarkClaimReleaseShared(b *testing.B) {
+	claimRelease(b, benchDays(b, 1000, 4), false)
 }
 
 // BenchmarkClaimReleaseHotDay: every goroutine on one office-date (10
 // windows × 48 steps), all bumping the same free counter.
 func BenchmarkClaimReleaseHotDay(b *testing.B) {
-	claimRelease(b, benchDays(b, 1, 1), 241)
+	claimRelease(b, benchDays(b, 1, 1), false)
 }
 
-// claimRelease claims and releases one seat at a time on the days, each
-// goroutine walking them from its own offset (a multiple of stride).
-func claimRelease(b *testing.B, days []*day, stride uint64) {
-	var next atomic.Uint64
+// claimRelease claims and releases one seat at a time: a random day, window
+// and step, from a generator of each goroutine's own. With own, goroutine
+// g of GOMAXPROCS picks only from the g-th part of days.
+func claimRelease(b *testing.B, days []*day, own bool) {
+	var started atomic.Uint64
+	parts := uint64(runtime.GOMAXPROCS(0))
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
-		i := int(next.Add(1) * stride)
+		g := started.Add(1) - 1
+		mine := days
+		if own && uint64(len(days)) >= parts {
+			g %= parts
+			mine = days[g*uint64(len(days))/parts : (g+1)*uint64(len(days))/parts]
+		}
+		x := (g+1)*0x9e3779b97f4a7c15 | 1
 		for pb.Next() {
-			i++
-			dy := days[i%len(days)]
-			w, s := i%10, (i/10)%48
+			x ^= x << 13 // xorshift64
+			x ^= x >> 7
+			x ^= x << 17
+			dy := mine[x%uint64(len(mine))]
+			w, s := int(x>>32)%10, int(x>>40)%48
 			if dy.claim(w, s, 1) {
 				dy.release(w, s, 1)
 			}
