@@ -30,9 +30,9 @@ func benchOpen(b *testing.B) *DB {
 	return db
 }
 
-// BenchmarkCommit measures synced commits of a one-booking change (booking and
-// event) with 1 to 1024 concurrent callers, and how many
-// commits share one fsync of the log.
+// BenchmarkCommit measures synced commits of a one-booking change (booking
+// and event) with 1 to 1024 concurrent callers, and how many commits share
+// one fsync of the log.
 func BenchmarkCommit(b *testing.B) {
 	for _, callers := range []int{1, 16, 256, 1024} {
 		b.Run(fmt.Sprint("callers=", callers), func(b *testing.B) {

@@ -31,12 +31,18 @@ fi
 # instances and leaves those alone.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 
-# free_port prints a TCP port nobody listens on at 127.0.0.1.
+# free_port prints a TCP port no socket uses, listening or connected. It
+# picks below the kernel's range for outgoing connections, so that no
+# client connection takes the port between this check and the server's
+# bind.
 free_port() {
-	local p
+	local p low=32768 hex
+	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
 	for _ in $(seq 1 200); do
-		p=$((20000 + RANDOM % 20000))
-		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		p=$((10000 + RANDOM % (low - 10000)))
+		hex=$(printf ':%04X ' "$p")
+		if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2}' | grep -q "${hex% }\$" &&
+			! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
 		fi
