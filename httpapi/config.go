@@ -53,8 +53,9 @@ type JournalStats struct {
 	BatchBytes uint64
 	// Events and IdempotencyRecords count what commits appended.
 	Events, IdempotencyRecords uint64
-	// CommitLatency is the latency of acknowledged commits.
-	CommitLatency LatencyHistogram
+	// CommitLatency is the latency of acknowledged commits; SyncLatency
+	// that of the log's fsyncs.
+	CommitLatency, SyncLatency LatencyHistogram
 	// RecoveryDuration is how long the last recovery took; RecoveryBookings
 	// how many bookings it restored.
 	RecoveryDuration time.Duration

@@ -46,6 +46,7 @@ const (
 	metricJournalEvents     = "slotd_journal_events_total"
 	metricJournalIdem       = "slotd_journal_idempotency_records_total"
 	metricJournalCommitDur  = "slotd_journal_commit_duration_seconds"
+	metricJournalSyncDur    = "slotd_journal_fsync_duration_seconds"
 	metricJournalRecovery   = "slotd_journal_recovery_duration_seconds"
 	metricJournalRecovered  = "slotd_journal_recovered_bookings"
 )
@@ -214,13 +215,14 @@ var (
 	descJEvents     = prometheus.NewDesc(metricJournalEvents, "Events appended to the outbox.", nil, nil)
 	descJIdem       = prometheus.NewDesc(metricJournalIdem, "Idempotency records written.", nil, nil)
 	descJCommitDur  = prometheus.NewDesc(metricJournalCommitDur, "Latency of acknowledged journal commits, in seconds.", nil, nil)
+	descJSyncDur    = prometheus.NewDesc(metricJournalSyncDur, "Latency of the journal log's fsyncs, in seconds.", nil, nil)
 	descJRecovery   = prometheus.NewDesc(metricJournalRecovery, "Duration of the last recovery, in seconds.", nil, nil)
 	descJRecovered  = prometheus.NewDesc(metricJournalRecovered, "Bookings the last recovery restored.", nil, nil)
 )
 
 func (c *journalCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descJCommits, descJCommitErrs, descJGroups, descJSyncs, descJSyncErrs, descJBatchBytes,
-		descJEvents, descJIdem, descJCommitDur, descJRecovery, descJRecovered} {
+		descJEvents, descJIdem, descJCommitDur, descJSyncDur, descJRecovery, descJRecovered} {
 		ch <- d
 	}
 }
@@ -233,18 +235,25 @@ func (c *journalCollector) Collect(ch chan<- prometheus.Metric) {
 	} {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
 	}
-	h := st.CommitLatency
-	if len(h.Counts) == len(h.Bounds)+1 {
-		buckets := make(map[float64]uint64, len(h.Bounds))
-		var cum uint64
-		for i, b := range h.Bounds {
-			cum += h.Counts[i]
-			buckets[b.Seconds()] = cum
-		}
-		ch <- prometheus.MustNewConstHistogram(descJCommitDur, h.Count, h.Sum.Seconds(), buckets)
-	}
+	constHistogram(ch, descJCommitDur, st.CommitLatency)
+	constHistogram(ch, descJSyncDur, st.SyncLatency)
 	ch <- prometheus.MustNewConstMetric(descJRecovery, prometheus.GaugeValue, st.RecoveryDuration.Seconds())
 	ch <- prometheus.MustNewConstMetric(descJRecovered, prometheus.GaugeValue, float64(st.RecoveryBookings))
+}
+
+// constHistogram sends h as a Prometheus histogram (cumulative buckets);
+// nothing for a malformed snapshot.
+func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHistogram) {
+	if len(h.Counts) != len(h.Bounds)+1 {
+		return
+	}
+	buckets := make(map[float64]uint64, len(h.Bounds))
+	var cum uint64
+	for i, b := range h.Bounds {
+		cum += h.Counts[i]
+		buckets[b.Seconds()] = cum
+	}
+	ch <- prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets)
 }
 
 // AdminHandler serves the operations endpoints for the admin listener:

@@ -29,6 +29,10 @@ func TestMetricsLint(t *testing.T) {
 					Bounds: []time.Duration{time.Millisecond, 10 * time.Millisecond},
 					Counts: []uint64{6, 3, 1}, Sum: 40 * time.Millisecond, Count: 10,
 				},
+				SyncLatency: LatencyHistogram{
+					Bounds: []time.Duration{time.Millisecond, 10 * time.Millisecond},
+					Counts: []uint64{3, 0, 1}, Sum: 80 * time.Millisecond, Count: 4,
+				},
 				RecoveryDuration: 1500 * time.Millisecond, RecoveryBookings: 7,
 			}
 		}
@@ -57,6 +61,8 @@ func TestMetricsLint(t *testing.T) {
 		`slotd_office_free_seats{office="office-b"}`,
 		`slotd_ready 1`,
 		`slotd_journal_commit_duration_seconds_bucket{le="0.01"} 9`,
+		`slotd_journal_fsync_duration_seconds_bucket{le="0.001"} 3`,
+		`slotd_journal_fsync_duration_seconds_count 4`,
 		`slotd_journal_syncs_total 4`,
 		`slotd_journal_groups_total 5`,
 		`slotd_journal_recovery_duration_seconds 1.5`,

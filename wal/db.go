@@ -252,6 +252,7 @@ func (db *DB) Stats() Stats {
 		Groups:                  s.groups.Load(),
 		WALSyncs:                db.fs.syncs.Load(),
 		WALSyncErrors:           db.fs.syncErrors.Load(),
+		WALSyncLatency:          db.fs.syncLatency.snapshot(),
 		BatchBytes:              s.batchBytes.Load(),
 		Events:                  s.events.Load(),
 		IdempotencyRecords:      s.idempotency.Load(),

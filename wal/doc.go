@@ -207,6 +207,6 @@
 // # Time
 //
 // The package never reads the clock to decide anything: Sweep and Recover
-// take now. It measures elapsed time only for the statistics it reports
-// (commit latency comes from Pebble's own measure of each commit).
+// take now. It measures elapsed time only for the statistics it reports:
+// the latency of each commit and of each fsync of the log.
 package wal

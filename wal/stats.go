@@ -13,10 +13,10 @@ type paddedUint64 struct {
 	_ [56]byte
 }
 
-// CommitLatencyBuckets are the upper bounds of the commit latency histogram
-// (Stats.CommitLatency), in the style of Prometheus buckets; a final +Inf
-// bucket is implied. A commit's latency is Pebble's own measure of it
-// (write, group commit wait and fsync).
+// CommitLatencyBuckets are the upper bounds of the latency histograms
+// (Stats.CommitLatency, Stats.WALSyncLatency), in the style of Prometheus
+// buckets; a final +Inf bucket is implied. A commit's latency runs from its
+// queueing to its acknowledgement (group commit wait, write and fsync).
 var CommitLatencyBuckets = [...]time.Duration{
 	50 * time.Microsecond,
 	100 * time.Microsecond,
@@ -111,6 +111,9 @@ type Stats struct {
 	WALSyncs uint64
 	// WALSyncErrors counts fsyncs of the write-ahead log that failed.
 	WALSyncErrors uint64
+	// WALSyncLatency is the latency of the successful fsyncs of the
+	// write-ahead log.
+	WALSyncLatency Histogram
 	// BatchBytes is the sum of the sizes of committed batches.
 	BatchBytes uint64
 	// Events counts events appended; IdempotencyRecords counts idempotency

@@ -3,17 +3,21 @@ package wal
 import (
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
-// syncCountingFS wraps the FS Pebble writes through and counts fsyncs of
-// write-ahead log files (names ending in ".log"). Commits divided by these
-// syncs is the group-commit factor. Safe for concurrent use.
+// syncCountingFS wraps the FS Pebble writes through and counts and times
+// fsyncs of write-ahead log files (names ending in ".log"). Commits divided
+// by these syncs is the group-commit factor; their latency is what every
+// commit waits for, and what a slow or busy disk shows in first. Safe for
+// concurrent use.
 type syncCountingFS struct {
 	vfs.FS
-	syncs      paddedUint64
-	syncErrors atomic.Uint64
+	syncs       paddedUint64
+	syncErrors  atomic.Uint64
+	syncLatency latencyHistogram
 }
 
 func newSyncCountingFS(fs vfs.FS) *syncCountingFS { return &syncCountingFS{FS: fs} }
@@ -52,27 +56,32 @@ type syncCountingFile struct {
 	fs *syncCountingFS
 }
 
-func (f *syncCountingFile) count(err error) error {
+func (f *syncCountingFile) count(start time.Time, err error) error {
 	if err != nil {
 		f.fs.syncErrors.Add(1)
 	} else {
 		f.fs.syncs.Add(1)
+		f.fs.syncLatency.observe(time.Since(start))
 	}
 	return err
 }
 
 // Sync implements vfs.File.
-func (f *syncCountingFile) Sync() error { return f.count(f.File.Sync()) }
+func (f *syncCountingFile) Sync() error { start := time.Now(); return f.count(start, f.File.Sync()) }
 
 // SyncData implements vfs.File.
-func (f *syncCountingFile) SyncData() error { return f.count(f.File.SyncData()) }
+func (f *syncCountingFile) SyncData() error {
+	start := time.Now()
+	return f.count(start, f.File.SyncData())
+}
 
 // SyncTo implements vfs.File. Only a full sync counts: a partial one gives
 // no durability.
 func (f *syncCountingFile) SyncTo(length int64) (bool, error) {
+	start := time.Now()
 	full, err := f.File.SyncTo(length)
 	if full || err != nil {
-		f.count(err)
+		f.count(start, err)
 	}
 	return full, err
 }

@@ -245,11 +245,14 @@ func journalStats(db *wal.DB) func() httpapi.JournalStats {
 		return httpapi.JournalStats{
 			Commits: s.Commits, CommitErrors: s.CommitErrors, Groups: s.Groups, Syncs: s.WALSyncs, SyncErrors: s.WALSyncErrors,
 			BatchBytes: s.BatchBytes, Events: s.Events, IdempotencyRecords: s.IdempotencyRecords,
-			CommitLatency: httpapi.LatencyHistogram{Bounds: s.CommitLatency.Bounds, Counts: s.CommitLatency.Counts,
-				Sum: s.CommitLatency.Sum, Count: s.CommitLatency.Count},
+			CommitLatency: latencyHistogram(s.CommitLatency), SyncLatency: latencyHistogram(s.WALSyncLatency),
 			RecoveryDuration: s.RecoveryDuration, RecoveryBookings: s.RecoveryBookings,
 		}
 	}
+}
+
+func latencyHistogram(h wal.Histogram) httpapi.LatencyHistogram {
+	return httpapi.LatencyHistogram{Bounds: h.Bounds, Counts: h.Counts, Sum: h.Sum, Count: h.Count}
 }
 
 // applicantRate maps the flag (0: off) onto httpapi.Config (negative: off).
