@@ -91,6 +91,10 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 				// The mean fsync of the log: what every group waits for.
 				b.ReportMetric(float64(st.WALSyncLatency.Sum-st0.WALSyncLatency.Sum)/1e6/float64(syncs), "fsync-ms")
 			}
+			if n := st.CommitLatency.Count - st0.CommitLatency.Count; n > 0 {
+				// The mean commit: queueing for a committer, then the write and fsync.
+				b.ReportMetric(float64(st.CommitLatency.Sum-st0.CommitLatency.Sum)/1e6/float64(n), "commit-ms")
+			}
 			b.ReportMetric(float64(conflicts.Load()), "conflicts")
 		})
 	}
