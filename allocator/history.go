@@ -29,6 +29,10 @@ import (
 // (a portal holds, then confirms): bit 6 spares repeating its name.
 type History string
 
+// historyStackBytes is the stack buffer a History is encoded in before it
+// becomes a string; longer ones move to the heap.
+const historyStackBytes = 256
+
 const (
 	historyPenaltyBit   = 0x80
 	historySameActorBit = 0x40
@@ -40,7 +44,8 @@ func HistoryOf(ts ...Transition) History {
 	if len(ts) == 0 {
 		return ""
 	}
-	b := binary.AppendUvarint(nil, uint64(len(ts)))
+	var buf [historyStackBytes]byte // encoded on the stack: one allocation, the string
+	b := binary.AppendUvarint(buf[:0], uint64(len(ts)))
 	for i, t := range ts {
 		var prev *Transition
 		if i > 0 {
@@ -83,8 +88,8 @@ func (h History) Append(t Transition) History {
 		last := h.Last()
 		prev = &last
 	}
-	b := make([]byte, 0, binary.MaxVarintLen16+len(body)+2*binary.MaxVarintLen64+len(t.Actor)+len(t.Reason)+3)
-	b = binary.AppendUvarint(b, uint64(n+1))
+	var buf [historyStackBytes]byte
+	b := binary.AppendUvarint(buf[:0], uint64(n+1))
 	b = append(b, body...)
 	return History(appendTransition(b, t, prev))
 }

@@ -4,7 +4,6 @@ package wal
 // pipeline; this file implements steps 1–5 of it.
 
 import (
-	"encoding/binary"
 	"fmt"
 	"reflect"
 	"sync"
@@ -155,12 +154,16 @@ func (db *DB) startCommitters() {
 		go func() {
 			defer db.queue.wg.Done()
 			var spare []*encoder
+			// The batch groups are written in, reused: its buffer keeps the
+			// size of the groups seen (up to Pebble's retention limit).
+			gb := db.pdb.NewBatch()
+			defer gb.Close()
 			for {
 				group := db.queue.take(spare)
 				if group == nil {
 					return
 				}
-				db.commitGroup(group)
+				db.commitGroup(group, gb)
 				clear(group)
 				spare = group
 			}
@@ -176,16 +179,12 @@ func (db *DB) stopCommitters() {
 	db.queue.wg.Wait()
 }
 
-// eventEntryOverhead bounds what a batch adds to an event value: its kind
-// byte, the key and value lengths (varints) and the 9-byte key.
-const eventEntryOverhead = 1 + 2*binary.MaxVarintLen32 + 9
-
 // commitGroup writes every change of group in one synced batch and
 // signals each. The changes' records go into the batch in arrival order (a
 // later Set of the same key wins, as it would have in Pebble's pipeline),
 // then every event is keyed with its cursor. A group of one commits its
-// own batch.
-func (db *DB) commitGroup(group []*encoder) {
+// own batch; a larger group is written in gb, reset first.
+func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 	fail := func(err error) {
 		for _, enc := range group {
 			enc.err = err
@@ -199,11 +198,10 @@ func (db *DB) commitGroup(group []*encoder) {
 		return
 	}
 	// Step 3: number the events, in arrival order.
-	var events, size int
+	var events int
 	var idem uint64
 	for _, enc := range group {
 		events += len(enc.c.Events)
-		size += enc.b.Len() + len(enc.events) + len(enc.c.Events)*eventEntryOverhead
 		if enc.c.Idempotency != nil {
 			idem++
 		}
@@ -214,10 +212,8 @@ func (db *DB) commitGroup(group []*encoder) {
 	}
 	b := group[0].b
 	if len(group) > 1 {
-		// One batch sized for the whole group, so appending copies each
-		// change once instead of growing the first change's batch.
-		b = db.pdb.NewBatchWithSize(size)
-		defer b.Close()
+		b = gb
+		b.Reset()
 		for _, enc := range group {
 			if err := b.Apply(enc.b, nil); err != nil {
 				panic(fmt.Sprintf("BUG: wal: batch apply: %v", err))
