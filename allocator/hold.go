@@ -94,7 +94,9 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),
 	}
 	held := Transition{AtUnixNano: now.UnixNano(), Status: StatusHeld, Actor: meta.Actor, Reason: meta.Reason}
-	c := newBookingChange(rec)
+	bc := newBookingChange(rec)
+	defer bc.release()
+	c := &bc.Change
 	c.Events = append(c.Events, Event{Type: EventHeld, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
 	if !confirm {
 		rec.History = HistoryOf(held)

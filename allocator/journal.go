@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -177,21 +178,31 @@ type Change struct {
 }
 
 // bookingChange is a Change of one booking with room for two events, in
-// one allocation: every hold and every transition makes one.
+// one allocation: every hold and every transition makes one. They are
+// pooled: a journal keeps nothing of a Change after Commit returns.
 type bookingChange struct {
 	Change
 	bookings [1]*BookingRecord
 	events   [2]Event
 }
 
+var bookingChangePool = sync.Pool{New: func() any { return new(bookingChange) }}
+
 // newBookingChange returns a Change of rec with no events yet; appending
-// up to two stays in the same allocation.
-func newBookingChange(rec *BookingRecord) *Change {
-	bc := &bookingChange{}
+// up to two stays in the same allocation. Give it back with release once
+// the commit returned.
+func newBookingChange(rec *BookingRecord) *bookingChange {
+	bc := bookingChangePool.Get().(*bookingChange)
 	bc.bookings[0] = rec
 	bc.Bookings = bc.bookings[:]
 	bc.Events = bc.events[:0]
-	return &bc.Change
+	return bc
+}
+
+// release clears bc (it must not keep records alive) and pools it.
+func (bc *bookingChange) release() {
+	*bc = bookingChange{}
+	bookingChangePool.Put(bc)
 }
 
 // Empty reports whether c carries nothing to persist.
@@ -203,7 +214,9 @@ func (c *Change) Empty() bool {
 // Journal persists changes. Commit must not return nil before the change is
 // on stable storage; it is called concurrently from many goroutines and
 // should let them share syncs (group commit). Implementations must be safe
-// for concurrent use.
+// for concurrent use. Commit may set the events' cursors, but must not
+// keep c, its slices or its events once it returns: the engine reuses
+// them. The records c points to are immutable and may be kept.
 type Journal interface {
 	Commit(c *Change) error
 }
@@ -253,10 +266,13 @@ func (j *MemJournal) Commit(c *Change) error {
 		j.cursor++
 		c.Events[i].Cursor = j.cursor
 	}
-	j.changes = append(j.changes, c)
+	kept := *c // the engine reuses c: keep a copy
+	kept.SeqMarks, kept.Watches = slices.Clone(c.SeqMarks), slices.Clone(c.Watches)
+	kept.Bookings, kept.Events = slices.Clone(c.Bookings), slices.Clone(c.Events)
+	j.changes = append(j.changes, &kept)
 	j.mu.Unlock()
 	if j.Hook != nil {
-		j.Hook(c)
+		j.Hook(&kept)
 	}
 	return nil
 }

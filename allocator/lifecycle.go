@@ -76,7 +76,9 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	if ef.penalise {
 		ef.next.History = ef.next.History.withLastPenalty()
 	}
-	c := newBookingChange(ef.next)
+	bc := newBookingChange(ef.next)
+	defer bc.release()
+	c := &bc.Change
 	c.Events = append(c.Events, Event{Type: ef.event, AtUnixNano: now.UnixNano(), Office: o.id, Booking: ef.next, Reason: meta.Reason})
 	if err := e.commit(c, meta); err != nil {
 		b.unlock(cur.Status)
