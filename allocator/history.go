@@ -274,8 +274,11 @@ func historyLen[T ~string | ~[]byte](b T) (int, error) {
 	return off, nil
 }
 
-// uvarint is binary.Uvarint for strings and byte slices alike: the value
-// and its length, or 0 and a length ≤ 0 when b holds no valid uvarint.
+// uvarint is binary.Uvarint for strings and byte slices alike, but strict:
+// the value and its length, or 0 and a length ≤ 0 when b holds no valid
+// uvarint in its shortest form. Every encoder of a History writes the
+// shortest form; a longer one in stored bytes is corruption, not a
+// second spelling of the same value.
 func uvarint[T ~string | ~[]byte](b T) (uint64, int) {
 	var x uint64
 	var shift uint
@@ -284,6 +287,9 @@ func uvarint[T ~string | ~[]byte](b T) (uint64, int) {
 		if c < 0x80 {
 			if i == binary.MaxVarintLen64-1 && c > 1 {
 				return 0, -(i + 1) // overflow
+			}
+			if c == 0 && i > 0 {
+				return 0, -(i + 1) // a longer form than needed
 			}
 			return x | uint64(c)<<shift, i + 1
 		}

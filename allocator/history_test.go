@@ -100,6 +100,8 @@ func TestParseHistoryRejects(t *testing.T) {
 	f("status 99", []byte{1, 0, 99, 0, 0})
 	f("count beyond the bytes", []byte{100, 0, 1, 0, 0})
 	f("overlong varint time", []byte{1, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x02, 1, 0, 0})
+	f("count not in its shortest form", []byte{0x81, 0x00, 0, 1, 0, 0})
+	f("text length not in its shortest form", []byte{1, 0, 1, 0x80, 0x00, 0})
 	if err := History(append(valid[:len(valid):len(valid)], 0)).Check(); !errors.Is(err, ErrHistoryMalformed) {
 		t.Fatalf("Check with a trailing byte: %v", err)
 	}

@@ -76,7 +76,10 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 }
 
 // remind sends the reminder of a confirmed booking when it is due, or, when
-// the start has passed, sets the no-show timer instead.
+// the start has passed, sets the no-show timer instead. A stale timer due
+// before the start (a hold expiry, once confirmed) that fires only after
+// it also lands here and may so add a second no-show timer; whichever
+// fires second finds the booking no longer confirmed and does nothing.
 func (e *Engine) remind(now time.Time, b *booking, id ID) error {
 	_, err := e.transition(now, id, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
 		start := l.startOf(cur.Date, int(cur.Step))

@@ -24,6 +24,10 @@ const (
 	prefixIdemByTime  = 't'
 	prefixWatch       = 'w'
 	prefixSeqMark     = 'n'
+
+	// prefixReservedApplicant held format 1's applicant index; format 2
+	// deletes it on upgrade and never writes it.
+	prefixReservedApplicant = 'a'
 )
 
 // Meta keys (after prefixMeta).

@@ -117,7 +117,9 @@ func Open(dir string, opts Options) (*DB, error) {
 // store of format 1 (booking values of version 1, which this version
 // reads) is stamped 2 before anything is written to it, so that a reader
 // of format 1 only, which cannot read version-2 booking values, refuses
-// it at Open.
+// it at Open (an older binary cannot open the store from then on). The
+// same batch deletes format 1's applicant index (prefix 'a'), which
+// format 2 neither writes nor reads.
 func (db *DB) checkFormat() error {
 	v, closer, err := db.pdb.Get(metaKey(metaFormat))
 	if err == nil {
@@ -127,7 +129,12 @@ func (db *DB) checkFormat() error {
 		case len(stamp) == 1 && stamp[0] == formatVersion:
 			return nil
 		case len(stamp) == 1 && stamp[0] == 1:
-			return db.stampFormat()
+			b := db.pdb.NewBatch()
+			defer b.Close()
+			if err := b.DeleteRange([]byte{prefixReservedApplicant}, []byte{prefixReservedApplicant + 1}, nil); err != nil {
+				return fmt.Errorf("wal: cannot upgrade the store from format 1: %w", err)
+			}
+			return db.stampFormat(b)
 		}
 		return fmt.Errorf("%w: %s is %x, this version reads 1 and %d", ErrFormat, KeyString(metaKey(metaFormat)), stamp, formatVersion)
 	}
@@ -146,11 +153,17 @@ func (db *DB) checkFormat() error {
 	if nonEmpty {
 		return fmt.Errorf("%w: the store holds data but no %s key", ErrFormat, KeyString(metaKey(metaFormat)))
 	}
-	return db.stampFormat()
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	return db.stampFormat(b)
 }
 
-func (db *DB) stampFormat() error {
-	if err := db.pdb.Set(metaKey(metaFormat), []byte{formatVersion}, pebble.Sync); err != nil {
+// stampFormat commits b with the format stamp added.
+func (db *DB) stampFormat(b *pebble.Batch) error {
+	if err := b.Set(metaKey(metaFormat), []byte{formatVersion}, nil); err != nil {
+		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
 	}
 	return nil

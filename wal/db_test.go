@@ -202,8 +202,9 @@ func TestFormatStamp(t *testing.T) {
 }
 
 // TestFormat1StoreIsReadAndRestamped: a store of format 1, whose booking
-// values are of version 1, opens; its bookings recover unchanged, and it is
-// stamped 2 before anything new is written.
+// values are of version 1, opens; its bookings recover unchanged, it is
+// stamped 2 before anything new is written, and its applicant index is
+// gone.
 func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	dir := t.TempDir()
 	db, err := Open(dir, Options{})
@@ -223,6 +224,8 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	b := db.pdb.NewBatch()
 	_ = b.Set(bookingKey(nil, r.ID), v, nil)
 	_ = b.Set(metaKey(metaFormat), []byte{1}, nil)
+	indexKey := append([]byte{prefixReservedApplicant, 5}, "a-1\x00\x01"...) // format 1's applicant index
+	_ = b.Set(indexKey, nil, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
@@ -245,6 +248,12 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	defer closer.Close()
 	if !bytes.Equal(stamp, []byte{formatVersion}) {
 		t.Fatalf("stamp after open %x, want %x", stamp, formatVersion)
+	}
+	if _, closer, err := db.pdb.Get(indexKey); !errors.Is(err, pebble.ErrNotFound) {
+		if err == nil {
+			closer.Close()
+		}
+		t.Fatalf("format 1's applicant index survived the upgrade: %v", err)
 	}
 }
 

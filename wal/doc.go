@@ -102,7 +102,8 @@
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
 //	'b'     booking id (16 bytes)                  booking value
-//	'a'     reserved; never written (see below)
+//	'a'     reserved; not written (format 1's applicant index, deleted
+//	        when Open stamps such a store 2; see below)
 //	'e'     cursor (8 bytes BE)                    event value
 //	'i'     idempotency key (bytes)                idempotency value
 //	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
