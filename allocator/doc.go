@@ -11,6 +11,13 @@
 // window (calendar.go). Bookings live in a sharded index; applicants'
 // limits, duplicates and penalties in a sharded table (applicant.go).
 //
+// Per active booking the engine keeps its BookingRecord (112 bytes, the
+// history encoded as the journal stores it: history.go), the booking (24
+// bytes), one 16-byte timer entry (wheel.go), a slot of the id index
+// (index.go) and a share of its applicant's state.
+// BenchmarkMemoryPerBooking measures the whole (DESIGN §6: at most 256
+// bytes per active booking).
+//
 // # Invariants
 //
 // The numbered invariants of DESIGN §2 and how the engine keeps them:
