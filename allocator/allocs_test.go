@@ -87,7 +87,7 @@ func TestClaimInvariantC2RollbackAcrossWordBoundary(t *testing.T) {
 		t.Fatal("claim of step 64 failed")
 	}
 	word0, word1 := dy.bits[1*dy.words].Load(), dy.bits[1*dy.words+1].Load()
-	free := dy.free.Load()
+	free := dy.freeSeats()
 	for _, run := range [][2]int{{62, 3}, {63, 2}, {60, 8}, {64, 1}, {0, 65}} {
 		if dy.claim(1, run[0], run[1]) {
 			t.Fatalf("claim of [%d,+%d) over a taken step 64 succeeded", run[0], run[1])
@@ -98,7 +98,7 @@ func TestClaimInvariantC2RollbackAcrossWordBoundary(t *testing.T) {
 		if got := dy.bits[1*dy.words+1].Load(); got != word1 {
 			t.Fatalf("after failed claim [%d,+%d): word 1 is %#x, was %#x", run[0], run[1], got, word1)
 		}
-		if got := dy.free.Load(); got != free {
+		if got := dy.freeSeats(); got != free {
 			t.Fatalf("after failed claim: free %d, was %d", got, free)
 		}
 	}
@@ -127,7 +127,7 @@ func TestClaimInvariantC2RollbackAcrossWordBoundary(t *testing.T) {
 // checkDay asserts claim invariant C3 on one quiet day.
 func checkDay(t testing.TB, dy *day) {
 	t.Helper()
-	if got, want := int(dy.free.Load()), dy.popcount(); got != want {
+	if got, want := int(dy.freeSeats()), dy.popcount(); got != want {
 		t.Fatalf("day %s: free counter %d, popcount %d (claim invariant C3)", dy.date, got, want)
 	}
 }

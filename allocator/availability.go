@@ -60,7 +60,7 @@ func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, 
 			continue
 		}
 		d := o.day(l, date)
-		if d.free.Load() < int64(svc.slots) {
+		if d.freeSeats() < int64(svc.slots) {
 			continue
 		}
 		if !f(d, l.firstStep(date, from, now)) {
@@ -72,7 +72,7 @@ func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, 
 // freeStarts counts the free starts of svc on d at or after step first.
 func (l *layout) freeStarts(d *day, svc *service, first int) int {
 	if svc.slots == 1 && first == 0 {
-		return int(max(d.free.Load(), 0)) // the counter: O(1)
+		return int(max(d.freeSeats(), 0)) // the counter: O(1)
 	}
 	var starts [8]uint64
 	n := 0

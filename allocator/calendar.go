@@ -34,10 +34,6 @@ import (
 // day holds the seats of one (office, date). Safe for concurrent use; the
 // bitmap words and counters are owned by no one and changed only by atomics.
 type day struct {
-	// free counts free seats (1-bits) over all windows. Hot: every claim and
-	// release adds to it, so it sits alone on its cache line.
-	free atomic.Int64
-	_    [56]byte
 	// seq numbers the day's bookings (the tail of the human booking number).
 	seq atomic.Uint32
 	// closed is set, under the office's write gate, when the date closes;
@@ -47,10 +43,23 @@ type day struct {
 	words  int // words per window
 	// bits is window-major: window w, word i is bits[w*words+i].
 	bits []atomic.Uint64
+	// free counts free seats (1-bits) over all windows, as a two's
+	// complement int64. It is the word before bits[0] in the same
+	// allocation: every claim and release writes it and a bitmap word,
+	// and for the first windows both share a cache line, so a claim moves
+	// one line between cores where it would move two.
+	free *atomic.Uint64
 }
 
+// freeSeats returns the counter (C3).
+func (d *day) freeSeats() int64 { return int64(d.free.Load()) }
+
+// addFree adds n (may be negative) to the counter.
+func (d *day) addFree(n int64) { d.free.Add(uint64(n)) }
+
 func newDay(l *layout, date Date) *day {
-	d := &day{date: date, words: l.words, bits: make([]atomic.Uint64, l.windows*l.words)}
+	words := make([]atomic.Uint64, 1+l.windows*l.words)
+	d := &day{date: date, words: l.words, free: &words[0], bits: words[1:]}
 	if l.closures[date] {
 		d.closed.Store(true)
 		return d
@@ -61,7 +70,7 @@ func newDay(l *layout, date Date) *day {
 			d.bits[w*l.words+i].Store(m)
 		}
 	}
-	d.free.Store(int64(l.openSteps[date.Weekday()] * l.windows))
+	d.free.Store(uint64(l.openSteps[date.Weekday()] * l.windows))
 	return d
 }
 
@@ -114,7 +123,7 @@ func (d *day) claim(w, step, slots int) bool {
 			}
 		}
 	}
-	d.free.Add(-int64(slots))
+	d.addFree(-int64(slots))
 	return true
 }
 
@@ -130,7 +139,7 @@ func (d *day) release(w, step, slots int) {
 			panic("BUG: allocator: release of a seat that was free")
 		}
 	}
-	d.free.Add(int64(slots))
+	d.addFree(int64(slots))
 }
 
 // withdraw takes every free seat of the day away (office closure) and
@@ -142,7 +151,7 @@ func (d *day) withdraw() int {
 		old := d.bits[i].Swap(0)
 		n += bits.OnesCount64(old)
 	}
-	d.free.Add(-int64(n))
+	d.addFree(-int64(n))
 	return n
 }
 

@@ -235,7 +235,7 @@ func TestHammerClaimInvariantC1RawDayAcrossWordBoundary(t *testing.T) {
 		if t.Failed() {
 			return
 		}
-		if got, want := int(dy.free.Load()), 2*288; got != want || dy.popcount() != want {
+		if got, want := int(dy.freeSeats()), 2*288; got != want || dy.popcount() != want {
 			t.Fatalf("round %d: free %d, popcount %d after releasing everything; want %d (claim invariant C3)", round, got, dy.popcount(), want)
 		}
 	}

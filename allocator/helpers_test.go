@@ -118,7 +118,7 @@ func checkCounters(t testing.TB, e *Engine) {
 	for _, id := range e.OfficeIDs() {
 		o, _ := e.office(id)
 		for date, d := range *o.days.Load() {
-			if got, want := int(d.free.Load()), d.popcount(); got != want {
+			if got, want := int(d.freeSeats()), d.popcount(); got != want {
 				t.Fatalf("office %s %s: free counter %d, bitmap popcount %d", id, date, got, want)
 			}
 		}

@@ -1394,8 +1394,8 @@ func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine, compareSeq bo
 					fail("office %s %s word %d: %#x, want %#x", id, date, i, wb, wa)
 				}
 			}
-			if da.free.Load() != db.free.Load() || int(db.free.Load()) != db.popcount() || da.closed.Load() != db.closed.Load() {
-				fail("office %s %s: free %d/%d, popcount %d, closed %v/%v", id, date, da.free.Load(), db.free.Load(), db.popcount(), da.closed.Load(), db.closed.Load())
+			if da.freeSeats() != db.freeSeats() || int(db.freeSeats()) != db.popcount() || da.closed.Load() != db.closed.Load() {
+				fail("office %s %s: free %d/%d, popcount %d, closed %v/%v", id, date, da.freeSeats(), db.freeSeats(), db.popcount(), da.closed.Load(), db.closed.Load())
 			}
 		}
 	}

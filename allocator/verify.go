@@ -67,7 +67,7 @@ func (e *Engine) Verify() error {
 	for _, id := range e.OfficeIDs() {
 		o, _ := e.office(id)
 		for date, d := range *o.days.Load() {
-			if got, want := int(d.free.Load()), d.popcount(); got != want {
+			if got, want := int(d.freeSeats()), d.popcount(); got != want {
 				return fmt.Errorf("office %s %s: free counter %d but bitmap popcount %d", id, date, got, want)
 			}
 		}
