@@ -330,7 +330,8 @@ func (s *Server) requestID(ctx *fasthttp.RequestCtx) string {
 	if v := ctx.Request.Header.Peek(headerReqID); len(v) > 0 && len(v) <= requestIDMax && printable(v) {
 		return string(v)
 	}
-	return s.reqPrefix + strconv.FormatUint(s.reqSeq.Add(1), 36)
+	var buf [64]byte
+	return string(strconv.AppendUint(append(buf[:0], s.reqPrefix...), s.reqSeq.Add(1), 36))
 }
 
 func printable(b []byte) bool {

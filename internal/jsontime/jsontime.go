@@ -21,10 +21,15 @@ func Append(b []byte, t time.Time) []byte {
 // the one caller that made it.
 type DayClock struct {
 	first    time.Time
-	offset   int    // seconds east of UTC at first
-	secOfDay int    // first's wall clock, in seconds since midnight
-	date     []byte // `"2006-01-02T`
-	zone     []byte // `Z"` or `+03:00"`
+	offset   int // seconds east of UTC at first
+	secOfDay int // first's wall clock, in seconds since midnight
+	// date holds `"2006-01-02T` and zone `Z"` or `+03:00"`, in arrays so
+	// that Init allocates nothing; slow is set when they do not fit (a
+	// year of more than four digits), and every time then takes Append's
+	// way.
+	date, zone       [16]byte
+	dateLen, zoneLen int
+	slow             bool
 }
 
 // Init readies c for the starts of first's day, first among them.
@@ -33,23 +38,26 @@ func (c *DayClock) Init(first time.Time) {
 	_, c.offset = first.Zone()
 	h, m, s := first.Clock()
 	c.secOfDay = h*3600 + m*60 + s
-	c.date = first.AppendFormat([]byte{'"'}, "2006-01-02T")
-	c.zone = append(first.AppendFormat(nil, "Z07:00"), '"')
+	var buf [64]byte
+	d := first.AppendFormat(append(buf[:0], '"'), "2006-01-02T")
+	z := append(first.AppendFormat(buf[len(d):len(d)], "Z07:00"), '"')
+	c.slow = len(d) > len(c.date) || len(z) > len(c.zone)
+	c.dateLen, c.zoneLen = copy(c.date[:], d), copy(c.zone[:], z)
 }
 
 // AppendTime appends t exactly as Append would.
 func (c *DayClock) AppendTime(b []byte, t time.Time) []byte {
 	since := t.Sub(c.first)
 	sec := c.secOfDay + int(since/time.Second)
-	if _, off := t.Zone(); off != c.offset || since < 0 || since%time.Second != 0 ||
+	if _, off := t.Zone(); c.slow || off != c.offset || since < 0 || since%time.Second != 0 ||
 		sec >= 86400 || c.first.Nanosecond() != 0 {
 		return Append(b, t)
 	}
-	b = append(b, c.date...)
+	b = append(b, c.date[:c.dateLen]...)
 	b = append2(b, sec/3600)
 	b = append2(append(b, ':'), sec/60%60)
 	b = append2(append(b, ':'), sec%60)
-	return append(b, c.zone...)
+	return append(b, c.zone[:c.zoneLen]...)
 }
 
 // append2 appends v (0..99) as two digits.

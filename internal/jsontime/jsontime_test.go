@@ -43,3 +43,28 @@ func TestDayClockMatchesRFC3339(t *testing.T) {
 		}
 	}
 }
+
+// A year of more than four digits does not fit DayClock's arrays: every
+// time then takes Append's way, and still matches. Init allocates nothing.
+func TestDayClockLongYearsAndNoAllocs(t *testing.T) {
+	for _, first := range []time.Time{
+		time.Date(12345, 6, 7, 8, 0, 0, 0, time.FixedZone("", 3*3600)),
+		time.Date(-5, 1, 2, 0, 0, 0, 0, time.UTC),
+		time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -(9*3600 + 30*60))),
+	} {
+		var c DayClock
+		c.Init(first)
+		for _, at := range []time.Time{first, first.Add(15 * time.Minute), first.Add(90 * time.Minute)} {
+			got := string(c.AppendTime(nil, at))
+			want := string(at.AppendFormat([]byte{'"'}, time.RFC3339)) + `"`
+			if got != want {
+				t.Fatalf("first %s, time %s: got %s, want %s", first, at, got, want)
+			}
+		}
+	}
+	first := time.Date(2026, 11, 30, 8, 0, 0, 0, time.FixedZone("MSK", 3*3600))
+	var c DayClock
+	if n := testing.AllocsPerRun(100, func() { c.Init(first) }); n != 0 {
+		t.Fatalf("Init allocates %v times", n)
+	}
+}
