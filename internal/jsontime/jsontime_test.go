@@ -50,7 +50,7 @@ func TestDayClockLongYearsAndNoAllocs(t *testing.T) {
 	for _, first := range []time.Time{
 		time.Date(12345, 6, 7, 8, 0, 0, 0, time.FixedZone("", 3*3600)),
 		time.Date(-5, 1, 2, 0, 0, 0, 0, time.UTC),
-		time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -(9*3600 + 30*60))),
+		time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("", -(9*3600+30*60))),
 	} {
 		var c DayClock
 		c.Init(first)
