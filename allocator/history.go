@@ -216,7 +216,7 @@ func nextTransition(body string, prev Transition) (string, Transition) {
 
 // ErrHistoryMalformed is returned by ParseHistory for bytes that are not a
 // well-formed History.
-var ErrHistoryMalformed = errors.New("malformed history")
+var ErrHistoryMalformed = errors.New("allocator: malformed history")
 
 // ParseHistory reads the History at the front of b: a count of at least
 // one, then that many transitions whose statuses are valid. It returns the

@@ -111,9 +111,18 @@ func TestParseHistoryRejects(t *testing.T) {
 // transitions decode without panicking and encode back to transitions
 // that read the same.
 func FuzzParseHistory(f *testing.F) {
+	// Three transitions: a negative time delta, a penalty, a same-actor
+	// mark and a 300-byte reason (two-byte length).
 	f.Add([]byte(HistoryOf(testTransitions...)))
+	// The smallest well-formed History: one held transition, no texts.
 	f.Add([]byte{1, 0, 1, 0, 0})
+	// Two transitions: a penalised held one by "a", then one by "" (the
+	// actor written out, not marked same).
 	f.Add([]byte{2, 0, 0x81, 1, 'a', 0, 1, 2, 0, 0})
+	// A second transition marked same-actor: it reads the first's actor.
+	f.Add([]byte{2, 0, 1, 1, 'a', 0, 2, 2 | historySameActorBit, 0})
+	// The same-actor mark on the first transition: malformed.
+	f.Add([]byte{1, 0, 1 | historySameActorBit, 0})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		h, n, err := ParseHistory(b)
 		if err != nil {
