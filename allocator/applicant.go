@@ -135,10 +135,10 @@ func (sh *applicantShard) stateLocked(id string) *applicantState {
 // reserve checks the block, the active limit and duplicates, and counts one
 // more active booking for (office, service). Undo with unreserve.
 func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) error {
+	pair := a.pairs.id(office, svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	pair := a.pairs.id(office, svc)
 	st := sh.stateLocked(id)
 	if st.blockedUntil() > now.UnixNano() {
 		return ErrApplicantBlocked

@@ -111,7 +111,8 @@ type discardJournal struct{}
 func (discardJournal) Commit(*Change) error { return nil }
 
 // BenchmarkEngineHoldCancel: the full Engine.Hold + Cancel path (applicant
-// limits, booking record, commit to a MemJournal, timer wheel, index)
+// limits, booking record, commit to a journal that keeps nothing, timer
+// wheel, index)
 // spread over 100 offices. Bookings stay in the index as archive, so
 // memory grows with b.N.
 func BenchmarkEngineHoldCancel(b *testing.B) {

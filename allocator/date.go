@@ -41,9 +41,6 @@ func (d Date) String() string {
 	return time.Unix(int64(d)*86400, 0).UTC().Format(dateLayout)
 }
 
-// compact formats d as YYYYMMDD, for booking numbers.
-func (d Date) compact() string { return string(d.appendCompact(nil)) }
-
 // appendCompact appends d as YYYYMMDD.
 func (d Date) appendCompact(b []byte) []byte {
 	return time.Unix(int64(d)*86400, 0).UTC().AppendFormat(b, "20060102")

@@ -172,23 +172,15 @@ func (h History) Last() Transition {
 }
 
 // withLastPenalty returns h with the penalty mark set on its last
-// transition.
+// transition. Penalties are rare (no-shows, late cancels): it encodes
+// again rather than patch a byte.
 func (h History) withLastPenalty() History {
-	n, body := h.count()
-	if n == 0 {
+	ts := h.Transitions()
+	if len(ts) == 0 {
 		return h
 	}
-	off := len(h) - len(body)
-	var t Transition
-	for range n - 1 {
-		rest, next := nextTransition(body, t)
-		off += len(body) - len(rest)
-		body, t = rest, next
-	}
-	_, w := varintString(body)
-	b := []byte(h)
-	b[off+w] |= historyPenaltyBit
-	return History(b)
+	ts[len(ts)-1].Penalty = true
+	return HistoryOf(ts...)
 }
 
 // nextTransition decodes the transition at the front of body, which
@@ -222,7 +214,7 @@ var ErrHistoryMalformed = errors.New("allocator: malformed history")
 // one, then that many transitions whose statuses are valid. It returns the
 // History (a copy) and the number of bytes it took.
 func ParseHistory(b []byte) (History, int, error) {
-	n, err := historyLen(b)
+	n, _, err := historyLen(b)
 	if err != nil {
 		return "", 0, err
 	}
@@ -232,33 +224,42 @@ func ParseHistory(b []byte) (History, int, error) {
 // Check reports whether h is well formed, as ParseHistory would read it,
 // with nothing after it.
 func (h History) Check() error {
-	n, err := historyLen(h)
-	if err == nil && n != len(h) {
-		err = fmt.Errorf("%w: %d bytes after the last transition", ErrHistoryMalformed, len(h)-n)
-	}
+	_, err := h.checkLast()
 	return err
 }
 
+// checkLast is Check that also returns the status of the last transition,
+// read on the way.
+func (h History) checkLast() (Status, error) {
+	n, last, err := historyLen(h)
+	if err == nil && n != len(h) {
+		err = fmt.Errorf("%w: %d bytes after the last transition", ErrHistoryMalformed, len(h)-n)
+	}
+	return last, err
+}
+
 // historyLen returns the length of the well-formed History at the front of
-// b, or why there is none.
-func historyLen[T ~string | ~[]byte](b T) (int, error) {
+// b and the status of its last transition, or why there is none.
+func historyLen[T ~string | ~[]byte](b T) (int, Status, error) {
 	n, off := uvarint(b)
 	if off <= 0 || n == 0 || n > uint64(len(b)/3) { // a transition takes at least 3 bytes
-		return 0, fmt.Errorf("%w: bad transition count", ErrHistoryMalformed)
+		return 0, 0, fmt.Errorf("%w: bad transition count", ErrHistoryMalformed)
 	}
+	var last Status
 	for i := range n {
 		_, w := uvarint(b[off:]) // the time, zig-zag: its length is all that matters here
 		if w <= 0 {
-			return 0, fmt.Errorf("%w: transition %d: bad time", ErrHistoryMalformed, i)
+			return 0, 0, fmt.Errorf("%w: transition %d: bad time", ErrHistoryMalformed, i)
 		}
 		off += w
 		if off >= len(b) || !Status(b[off]&historyStatusMask).Valid() {
-			return 0, fmt.Errorf("%w: transition %d: bad status", ErrHistoryMalformed, i)
+			return 0, 0, fmt.Errorf("%w: transition %d: bad status", ErrHistoryMalformed, i)
 		}
+		last = Status(b[off] & historyStatusMask)
 		texts := 2 // actor, reason
 		if b[off]&historySameActorBit != 0 {
 			if i == 0 {
-				return 0, fmt.Errorf("%w: the first transition has no previous actor", ErrHistoryMalformed)
+				return 0, 0, fmt.Errorf("%w: the first transition has no previous actor", ErrHistoryMalformed)
 			}
 			texts = 1
 		}
@@ -266,12 +267,12 @@ func historyLen[T ~string | ~[]byte](b T) (int, error) {
 		for range texts {
 			l, w := uvarint(b[off:])
 			if w <= 0 || l > uint64(len(b)-off-w) {
-				return 0, fmt.Errorf("%w: transition %d: bad text length", ErrHistoryMalformed, i)
+				return 0, 0, fmt.Errorf("%w: transition %d: bad text length", ErrHistoryMalformed, i)
 			}
 			off += w + int(l)
 		}
 	}
-	return off, nil
+	return off, last, nil
 }
 
 // uvarint is binary.Uvarint for strings and byte slices alike, but strict:

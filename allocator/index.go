@@ -24,6 +24,9 @@ const (
 	indexSlotShift = 6  // the hash's low bits pick the shard
 )
 
+// The shard bits and the slot bits of a hash must not overlap.
+const _ = uint(1<<indexSlotShift - indexShards)
+
 type indexShard struct {
 	mu    sync.RWMutex
 	slots []*booking // nil = empty; len is 0 or a power of two

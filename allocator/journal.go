@@ -95,12 +95,12 @@ func (r *BookingRecord) Check() error {
 	case r.History == "":
 		return fmt.Errorf("booking %s: empty history", r.ID)
 	}
-	if err := r.History.Check(); err != nil {
-		return fmt.Errorf("booking %s: %w", r.ID, err)
-	}
+	last, err := r.History.checkLast()
 	switch {
-	case r.History.Last().Status != r.Status:
-		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, r.History.Last().Status)
+	case err != nil:
+		return fmt.Errorf("booking %s: %w", r.ID, err)
+	case last != r.Status:
+		return fmt.Errorf("booking %s: status %s differs from last history entry %s", r.ID, r.Status, last)
 	case r.Status == StatusHeld && r.HoldExpiresUnixNano == 0:
 		return fmt.Errorf("booking %s: held without expiry", r.ID)
 	}

@@ -103,9 +103,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 	var next atomic.Int32
 	var wg sync.WaitGroup
 	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := int(next.Add(1)) - 1; i < len(e.apps.shards); i = int(next.Add(1)) - 1 {
 				sh := &e.apps.shards[i]
 				sh.mu.Lock()
@@ -114,7 +112,7 @@ func (e *Engine) RestoreDone(now time.Time) error {
 				}
 				sh.mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return nil
@@ -123,11 +121,9 @@ func (e *Engine) RestoreDone(now time.Time) error {
 // restoreApplicantLocked orders st's bookings and rebuilds its penalties.
 // Caller holds st's shard mutex.
 func (e *Engine) restoreApplicantLocked(st *applicantState) {
-	if len(st.bookings) > 1 {
-		slices.SortStableFunc(st.bookings, func(a, b *booking) int {
-			return cmp.Compare(a.rec.Load().History.First().AtUnixNano, b.rec.Load().History.First().AtUnixNano)
-		})
-	}
+	slices.SortStableFunc(st.bookings, func(a, b *booking) int {
+		return cmp.Compare(a.rec.Load().History.First().AtUnixNano, b.rec.Load().History.First().AtUnixNano)
+	})
 	type penalty struct {
 		at int64
 		p  *policy

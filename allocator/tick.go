@@ -58,7 +58,14 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 		if oerr != nil {
 			return nil
 		}
-		if t.atUnixNano < o.lay.Load().startOf(rec.Date, int(rec.Step)).UnixNano() {
+		l := o.lay.Load()
+		start := l.startOf(rec.Date, int(rec.Step))
+		if t.atUnixNano < start.UnixNano() {
+			// Most such timers are the hold expiry of a booking confirmed
+			// since: refuse them here, as remind's decision would.
+			if rec.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
+				return nil
+			}
 			err = e.remind(now, t.b, rec.ID)
 			break
 		}
