@@ -44,10 +44,14 @@ func bookingReply(status int, v *allocator.Booking) func() (int, []byte) {
 
 // hold: POST /v1/bookings.
 func (s *Server) hold(r *request) {
-	var body holdBody
-	if !r.decode(&body) {
+	if !newQuery(r, "applicant").ok() {
 		return
 	}
+	if r.holdErr != nil {
+		r.invalid("%v", r.holdErr)
+		return
+	}
+	body := *r.hold
 	applicant, ok := r.applicant(body.Applicant, true)
 	if !ok {
 		return

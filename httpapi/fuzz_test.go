@@ -150,26 +150,3 @@ func FuzzRouter(f *testing.F) {
 		}
 	})
 }
-
-// FuzzPeekApplicant: the applicant the per-applicant limiter keys on is
-// the one the hold handler reads, whenever the handler accepts the body;
-// no body makes it panic.
-func FuzzPeekApplicant(f *testing.F) {
-	f.Add(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T09:00:00+03:00"}`)
-	f.Add(`{"applicant":"a\u0000b","applicant":"second"}`) // a repeated key: the last wins
-	f.Add(`{"applicant":"\ud800"}`)                        // a lone surrogate
-	f.Add(`{"applicant":7}`)                               // a number for a string
-	f.Add(`{"Applicant":"case"}`)                          // another case
-	f.Add(`[{"applicant":"x"}]`)
-	f.Add(``)
-	f.Fuzz(func(t *testing.T, body string) {
-		got := peekApplicant([]byte(body))
-		var hb holdBody
-		if decodeBody([]byte(body), &hb) != nil {
-			return
-		}
-		if got != hb.Applicant {
-			t.Fatalf("body %q: the limiter keys on %q, the handler reads %q", body, got, hb.Applicant)
-		}
-	})
-}

@@ -1,7 +1,6 @@
 package httpapi
 
 import (
-	"encoding/json"
 	"hash/maphash"
 	"math"
 	"sync"
@@ -160,16 +159,3 @@ func (l *applicantLimiter) sweepLocked(sh *applicantLimiterShard, t int64) bool 
 }
 
 var limiterSeed = maphash.MakeSeed()
-
-// peekApplicant returns the "applicant" of a JSON request body, "" when
-// the body is not a JSON object with a string applicant (the handler then
-// refuses it with its own, complete, check).
-func peekApplicant(body []byte) string {
-	var b struct {
-		Applicant string `json:"applicant"`
-	}
-	if json.Unmarshal(body, &b) != nil {
-		return ""
-	}
-	return b.Applicant
-}

@@ -201,6 +201,10 @@ type request struct {
 	// freeSlot gives back the request's in-flight slot early (idempotent);
 	// a hold waiting for a release lottery's draw calls it.
 	freeSlot func()
+	// hold and holdErr are the decoded body of a perApplicant route
+	// (dispatch decodes it to find the applicant) and the decoding error.
+	hold    *holdBody
+	holdErr error
 }
 
 // param returns the path parameter at index i.
@@ -262,8 +266,12 @@ func (s *Server) dispatch(r *request) {
 		r.fail(problem{code: CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
 		return
 	}
-	if rt.perApplicant && s.applicants != nil {
-		if a := peekApplicant(ctx.PostBody()); a != "" {
+	if rt.perApplicant {
+		// The body is decoded once, here, so that the applicant's bucket
+		// comes before the key's; the handler takes r.hold.
+		r.hold = new(holdBody)
+		r.holdErr = decodeBody(ctx.PostBody(), r.hold)
+		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
 			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
