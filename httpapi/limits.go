@@ -15,33 +15,43 @@ type tokenBucket struct {
 	rate  float64 // tokens per second, > 0
 	burst float64
 
-	mu           sync.Mutex
-	tokens       float64 // guarded by mu
-	lastUnixNano int64   // guarded by mu; 0 before the first take
+	mu     sync.Mutex
+	bucket bucket // guarded by mu
 }
 
 func newTokenBucket(rate float64, burst int) *tokenBucket {
-	return &tokenBucket{rate: rate, burst: float64(burst), tokens: float64(burst)}
+	return &tokenBucket{rate: rate, burst: float64(burst), bucket: bucket{tokens: float64(burst)}}
 }
 
 // take takes a token at now. When none is left it returns false and how
 // long until one is.
 func (b *tokenBucket) take(now time.Time) (bool, time.Duration) {
-	t := now.UnixNano()
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.lastUnixNano != 0 && t > b.lastUnixNano {
-		b.tokens = math.Min(b.burst, b.tokens+float64(t-b.lastUnixNano)/1e9*b.rate)
-	}
-	if b.lastUnixNano == 0 || t > b.lastUnixNano {
+	return b.bucket.take(now.UnixNano(), b.rate, b.burst)
+}
+
+// bucket is the state of one token bucket; the caller owns it (a lock or
+// a map entry under a lock) and passes the rate and burst.
+type bucket struct {
+	tokens       float64
+	lastUnixNano int64 // 0 before the first take: no refill then
+}
+
+// take refills b up to t, then takes a token. When none is left it returns
+// false and how long until one is.
+func (b *bucket) take(t int64, rate, burst float64) (bool, time.Duration) {
+	if t > b.lastUnixNano {
+		if b.lastUnixNano != 0 {
+			b.tokens = math.Min(burst, b.tokens+float64(t-b.lastUnixNano)/1e9*rate)
+		}
 		b.lastUnixNano = t
 	}
 	if b.tokens >= 1 {
 		b.tokens--
 		return true, 0
 	}
-	wait := time.Duration((1 - b.tokens) / b.rate * 1e9)
-	return false, wait
+	return false, time.Duration((1 - b.tokens) / rate * 1e9)
 }
 
 // semaphore bounds work in progress; acquire never waits (shed, never
@@ -93,7 +103,7 @@ const (
 
 type applicantLimiterShard struct {
 	mu sync.Mutex
-	m  map[string]applicantBucket // guarded by mu
+	m  map[applicantKey]bucket // guarded by mu
 	// sweptUnixNano is when the shard was last swept; guarded by mu. A
 	// full shard is swept at most once per idle period, so a flood of
 	// new applicants cannot make every request walk the map.
@@ -101,15 +111,13 @@ type applicantLimiterShard struct {
 	_             [32]byte
 }
 
-type applicantBucket struct {
-	tokens       float64
-	lastUnixNano int64
-}
+// applicantKey is an API key's name and an applicant id.
+type applicantKey struct{ key, applicant string }
 
 func newApplicantLimiter(rate float64, burst int) *applicantLimiter {
 	l := &applicantLimiter{rate: rate, burst: float64(burst), idle: int64(float64(burst) / rate * 1e9)}
 	for i := range l.shards {
-		l.shards[i].m = make(map[string]applicantBucket)
+		l.shards[i].m = make(map[applicantKey]bucket)
 	}
 	return l
 }
@@ -117,8 +125,8 @@ func newApplicantLimiter(rate float64, burst int) *applicantLimiter {
 // take takes a token of (key, applicant) at now. When none is left it
 // returns false and how long until one is.
 func (l *applicantLimiter) take(key, applicant string, now time.Time) (bool, time.Duration) {
-	k := key + "\x00" + applicant
-	sh := &l.shards[maphash.String(limiterSeed, k)%applicantLimiterShards]
+	k := applicantKey{key, applicant}
+	sh := &l.shards[maphash.Comparable(limiterSeed, k)%applicantLimiterShards]
 	t := now.UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -127,19 +135,11 @@ func (l *applicantLimiter) take(key, applicant string, now time.Time) (bool, tim
 		if len(sh.m) >= applicantBucketsPerShardMax && !l.sweepLocked(sh, t) {
 			return true, 0
 		}
-		b = applicantBucket{tokens: l.burst, lastUnixNano: t}
+		b = bucket{tokens: l.burst, lastUnixNano: t}
 	}
-	if t > b.lastUnixNano {
-		b.tokens = math.Min(l.burst, b.tokens+float64(t-b.lastUnixNano)/1e9*l.rate)
-		b.lastUnixNano = t
-	}
-	if b.tokens < 1 {
-		sh.m[k] = b
-		return false, time.Duration((1 - b.tokens) / l.rate * 1e9)
-	}
-	b.tokens--
+	took, wait := b.take(t, l.rate, l.burst)
 	sh.m[k] = b
-	return true, 0
+	return took, wait
 }
 
 // sweepLocked drops the entries of sh that filled up again by t, unless

@@ -188,12 +188,12 @@ func TestRaceForSeats(t *testing.T) {
 func TestApplicantLimiterBounded(t *testing.T) {
 	l := newApplicantLimiter(1, 2) // a bucket is idle after 2 s
 	now := time.Unix(1_000_000, 0)
-	k := "k\x00" + "new"
-	sh := &l.shards[maphash.String(limiterSeed, k)%applicantLimiterShards]
+	k := applicantKey{"k", "new"}
+	sh := &l.shards[maphash.Comparable(limiterSeed, k)%applicantLimiterShards]
 	fill := func(at time.Time) {
 		clear(sh.m)
 		for i := 0; len(sh.m) < applicantBucketsPerShardMax; i++ {
-			sh.m[fmt.Sprintf("filler-%d", i)] = applicantBucket{tokens: 0, lastUnixNano: at.UnixNano()}
+			sh.m[applicantKey{"k", fmt.Sprintf("filler-%d", i)}] = bucket{tokens: 0, lastUnixNano: at.UnixNano()}
 		}
 	}
 	// Full of active buckets: the newcomer passes, untracked.
@@ -219,7 +219,7 @@ func TestApplicantLimiterBounded(t *testing.T) {
 	fill(now.Add(-3 * time.Second))
 	sh.sweptUnixNano = now.UnixNano()
 	other := "other"
-	for i := 0; &l.shards[maphash.String(limiterSeed, "k\x00"+other)%applicantLimiterShards] != sh; i++ {
+	for i := 0; &l.shards[maphash.Comparable(limiterSeed, applicantKey{"k", other})%applicantLimiterShards] != sh; i++ {
 		other = fmt.Sprintf("other-%d", i) // a newcomer of the same shard
 	}
 	l.take("k", other, now.Add(time.Second))
