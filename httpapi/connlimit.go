@@ -34,12 +34,11 @@ const (
 	lingeringMax = 1024
 )
 
-// admitListener counts open connections, in total and per client address,
-// and answers the ones beyond Config.ConnsMax (503 overloaded) or
-// Config.ConnsPerIPMax (429 rate_limited) itself, then closes them. Safe
-// for concurrent use; Accept is called by fasthttp's accept loop.
-type admitListener struct {
-	net.Listener
+// connAdmission counts the server's open connections, in total and per
+// client address, over all its listeners, and answers the ones beyond
+// Config.ConnsMax (503 overloaded) or Config.ConnsPerIPMax (429
+// rate_limited) itself, then closes them. Safe for concurrent use.
+type connAdmission struct {
 	s *Server
 
 	lingering semaphore // one slot per lingering connection
@@ -49,13 +48,21 @@ type admitListener struct {
 	perIP map[netip.Addr]int // open admitted connections per address; guarded by mu
 }
 
-func newAdmitListener(ln net.Listener, s *Server) *admitListener {
-	return &admitListener{Listener: ln, s: s, lingering: make(semaphore, lingeringMax), perIP: make(map[netip.Addr]int)}
+func newConnAdmission(s *Server) *connAdmission {
+	return &connAdmission{s: s, lingering: make(semaphore, lingeringMax), perIP: make(map[netip.Addr]int)}
 }
 
-func (l *admitListener) Accept() (net.Conn, error) {
+// admitListener admits the connections of one listener through the
+// server's connAdmission. Accept is called by fasthttp's accept loop.
+type admitListener struct {
+	net.Listener
+	l *connAdmission
+}
+
+func (al admitListener) Accept() (net.Conn, error) {
+	l := al.l
 	for {
-		c, err := l.Listener.Accept()
+		c, err := al.Listener.Accept()
 		if err != nil {
 			return nil, err
 		}
@@ -69,7 +76,7 @@ func (l *admitListener) Accept() (net.Conn, error) {
 }
 
 // admit counts a new connection from ip, or says why it is refused.
-func (l *admitListener) admit(ip netip.Addr) (problem, bool) {
+func (l *connAdmission) admit(ip netip.Addr) (problem, bool) {
 	cfg := &l.s.cfg
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -88,7 +95,7 @@ func (l *admitListener) admit(ip netip.Addr) (problem, bool) {
 	return problem{}, false
 }
 
-func (l *admitListener) release(ip netip.Addr) {
+func (l *connAdmission) release(ip netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.total--
@@ -104,7 +111,7 @@ func (l *admitListener) release(ip netip.Addr) {
 
 // refuse answers c with p and closes it. The request, if the client sent
 // one, is not served.
-func (l *admitListener) refuse(c net.Conn, p *problem) {
+func (l *connAdmission) refuse(c net.Conn, p *problem) {
 	info := codes[p.code]
 	l.s.m.observe(nil, "", info.status, 0)
 	if p.code == CodeRateLimited {
@@ -128,7 +135,7 @@ func (l *admitListener) refuse(c net.Conn, p *problem) {
 // linger writes answer (if any) to c and closes it without losing the
 // answer to a reset (lingerMax), on its own goroutine so that a slow
 // client holds up neither the accept loop nor a server worker.
-func (l *admitListener) linger(c net.Conn, answer []byte) {
+func (l *connAdmission) linger(c net.Conn, answer []byte) {
 	if !l.lingering.tryAcquire() {
 		_ = c.Close()
 		return
@@ -154,7 +161,7 @@ func (l *admitListener) linger(c net.Conn, answer []byte) {
 // body over the limit). Safe for concurrent use, as a net.Conn is.
 type admittedConn struct {
 	net.Conn
-	l      *admitListener
+	l      *connAdmission
 	ip     netip.Addr
 	closed atomic.Bool
 }

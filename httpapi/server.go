@@ -32,6 +32,7 @@ type Server struct {
 	router     *router
 	http       *fasthttp.Server
 	m          *metrics
+	conns      *connAdmission // the connection caps, over every listener
 
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
@@ -77,6 +78,7 @@ func New(cfg Config) (*Server, error) {
 		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
 		locs:        map[string]*time.Location{},
 	}
+	s.conns = newConnAdmission(s)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
 	if cfg.RatePerApplicant > 0 {
@@ -93,7 +95,7 @@ func New(cfg Config) (*Server, error) {
 		Handler:      s.serveHTTP,
 		ErrorHandler: s.serveReadError,
 		Name:         "slotd",
-		// A backstop only: admitListener enforces ConnsMax and
+		// A backstop only: connAdmission enforces ConnsMax and
 		// ConnsPerIPMax, and fasthttp counts a connection until its
 		// worker returns, a moment after the close.
 		Concurrency:           2 * cfg.ConnsMax,
@@ -159,7 +161,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
-	return s.http.Serve(newAdmitListener(ln, s))
+	return s.http.Serve(admitListener{Listener: ln, l: s.conns})
 }
 
 // Shutdown stops accepting connections, turns readiness off, wakes the
