@@ -64,9 +64,9 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
 	unmatched prometheus.Observer
-	// limited counts 429 answers by the limit that refused: a key's
-	// bucket, an applicant's hold bucket, or an address's connections.
-	limited                                    *prometheus.CounterVec
+	// limitedKey, limitedApplicant and limitedConns count 429 answers by
+	// the limit that refused: a key's bucket, an applicant's hold bucket,
+	// or an address's connections (one metric, labelled by limit).
 	limitedKey, limitedApplicant, limitedConns prometheus.Counter
 }
 
@@ -87,13 +87,13 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: metricRequestsInFlight, Help: "API requests being served.",
 		}),
-		limited: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: metricRateLimited, Help: "Requests and connections refused with 429, by the limit that refused them: key, applicant or connections.",
-		}, []string{"limit"}),
 	}
-	m.limitedKey = m.limited.WithLabelValues("key")
-	m.limitedApplicant = m.limited.WithLabelValues("applicant")
-	m.limitedConns = m.limited.WithLabelValues("connections")
+	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: metricRateLimited, Help: "Requests and connections refused with 429, by the limit that refused them: key, applicant or connections.",
+	}, []string{"limit"})
+	m.limitedKey = limited.WithLabelValues("key")
+	m.limitedApplicant = limited.WithLabelValues("applicant")
+	m.limitedConns = limited.WithLabelValues("connections")
 	for _, rt := range routes {
 		rt.metrics.latency = m.latency.WithLabelValues(rt.pattern, rt.method)
 	}
@@ -101,7 +101,7 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 	ready := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: metricReady, Help: "1 when the server accepts API requests (recovered, not shutting down).",
 	}, func() float64 { return boolFloat(s.ready.Load()) })
-	cs := []prometheus.Collector{m.requests, m.latency, m.inFlight, m.limited, ready, &engineCollector{s: s}}
+	cs := []prometheus.Collector{m.requests, m.latency, m.inFlight, limited, ready, &engineCollector{s: s}}
 	if s.cfg.JournalStats != nil {
 		cs = append(cs, &journalCollector{stats: s.cfg.JournalStats})
 	}

@@ -188,11 +188,11 @@ func appendBookingJSON(b []byte, bk *Booking) []byte {
 	b = field(append(b, ','), "applicant", bk.Applicant)
 	b = append(b, `,"window":`...)
 	b = strconv.AppendInt(b, int64(bk.Window), 10)
-	b = append(b, `,"start":"`...)
-	b = bk.Start.AppendFormat(b, time.RFC3339)
-	b = append(b, `","end":"`...)
-	b = bk.End.AppendFormat(b, time.RFC3339)
-	b = field(append(b, `",`...), "status", bk.Status)
+	b = append(b, `,"start":`...)
+	b = jsontime.Append(b, bk.Start)
+	b = append(b, `,"end":`...)
+	b = jsontime.Append(b, bk.End)
+	b = field(append(b, ','), "status", bk.Status)
 	return append(b, '}')
 }
 

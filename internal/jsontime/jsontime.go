@@ -25,8 +25,8 @@ type DayClock struct {
 	secOfDay int // first's wall clock, in seconds since midnight
 	// date holds `"2006-01-02T` and zone `Z"` or `+03:00"`, in arrays so
 	// that Init allocates nothing; slow is set when they do not fit (a
-	// year of more than four digits), and every time then takes Append's
-	// way.
+	// year of more than four digits) or first has a fraction of a second,
+	// and every time then takes Append's way.
 	date, zone       [16]byte
 	dateLen, zoneLen int
 	slow             bool
@@ -41,7 +41,7 @@ func (c *DayClock) Init(first time.Time) {
 	var buf [64]byte
 	d := first.AppendFormat(append(buf[:0], '"'), "2006-01-02T")
 	z := append(first.AppendFormat(buf[len(d):len(d)], "Z07:00"), '"')
-	c.slow = len(d) > len(c.date) || len(z) > len(c.zone)
+	c.slow = len(d) > len(c.date) || len(z) > len(c.zone) || first.Nanosecond() != 0
 	c.dateLen, c.zoneLen = copy(c.date[:], d), copy(c.zone[:], z)
 }
 
@@ -49,8 +49,7 @@ func (c *DayClock) Init(first time.Time) {
 func (c *DayClock) AppendTime(b []byte, t time.Time) []byte {
 	since := t.Sub(c.first)
 	sec := c.secOfDay + int(since/time.Second)
-	if _, off := t.Zone(); c.slow || off != c.offset || since < 0 || since%time.Second != 0 ||
-		sec >= 86400 || c.first.Nanosecond() != 0 {
+	if _, off := t.Zone(); c.slow || off != c.offset || since < 0 || since%time.Second != 0 || sec >= 86400 {
 		return Append(b, t)
 	}
 	b = append(b, c.date[:c.dateLen]...)
