@@ -33,20 +33,24 @@ type chartPoint struct {
 
 // chartSeries collects the dots of a run. Handler goroutine only.
 type chartSeries struct {
-	began  time.Time
+	// total counts every answer per class, sampled or not: the legend's
+	// figures, exact however many dots were dropped.
+	total  [len(classes)]int
 	points []chartPoint
 	stride int // keep one answer in stride
 	seen   int
 }
 
-func (c *chartSeries) add(at time.Time, latency time.Duration, class Class) {
+// add records an answer at, after the run began.
+func (c *chartSeries) add(at, latency time.Duration, class Class) {
+	ci := classIndex(class)
+	c.total[ci]++
 	c.seen++
 	if c.stride > 1 && c.seen%c.stride != 0 {
 		return
 	}
-	ci := classIndex(class)
 	c.points = append(c.points, chartPoint{
-		at:      float32(at.Sub(c.began).Seconds()),
+		at:      float32(at.Seconds()),
 		latency: float32(latency.Seconds() * 1e3),
 		class:   uint8(ci),
 	})
@@ -156,15 +160,13 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	ry0 := ry1 + chartRateH
 	bins := min(chartRateBinsMax, max(1, int(span*10)))
 	binSec := span / float64(bins)
-	counts := make([][]int, len(classes)) // answers per class and bin
-	total := make([]int, len(classes))    // answers per class
+	counts := make([][]int, len(classes)) // answers per class and bin, from the dots
 	for ci := range counts {
 		counts[ci] = make([]int, bins)
 	}
 	for _, p := range c.points {
 		b := min(bins-1, int(float64(p.at)/binSec))
 		counts[p.class][b] += max(1, c.stride)
-		total[p.class] += max(1, c.stride)
 	}
 	var peak float64
 	for ci := range counts {
@@ -185,7 +187,7 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	text(img, x0+6, ry1+16, "answers per second")
 	text(img, (x0+x1)/2-60, ry0+34, "seconds since the start")
 	for ci := range counts {
-		if total[ci] == 0 {
+		if c.total[ci] == 0 {
 			continue
 		}
 		px, py := -1, 0
@@ -201,15 +203,11 @@ func (c *chartSeries) writePNG(w io.Writer, title string) error {
 	// Legend: the classes that occur, with their counts.
 	ly := chartTop + 10
 	for ci, k := range classes {
-		if total[ci] == 0 {
+		if c.total[ci] == 0 {
 			continue
 		}
-		for dx := 0; dx < 10; dx++ {
-			for dy := 0; dy < 10; dy++ {
-				img.Set(x1+14+dx, ly-9+dy, classColors[ci])
-			}
-		}
-		text(img, x1+30, ly, fmt.Sprintf("%s %d", k, total[ci]))
+		draw.Draw(img, image.Rect(x1+14, ly-9, x1+24, ly+1), image.NewUniform(classColors[ci]), image.Point{}, draw.Src)
+		text(img, x1+30, ly, fmt.Sprintf("%s %d", k, c.total[ci]))
 		ly += 18
 	}
 	if c.stride > 1 {

@@ -40,7 +40,6 @@ func newStats() *stats {
 		s.steps[i] = &vegeta.Metrics{}
 		s.classes[i] = map[Class]int{}
 	}
-	s.chart.began = s.began
 	s.plot = plot.New(plot.Title("slotload"), plot.Downsample(plotPointsMax), plot.Label(plot.ErrorLabeler))
 	return s
 }
@@ -56,7 +55,7 @@ func (s *stats) add(st step, r *vegeta.Result, c Class) {
 	pr.Attack = st.String()
 	pr.Body = nil
 	_ = s.plot.Add(&pr) // only fails on out-of-order results, which it buffers
-	s.chart.add(r.Timestamp, r.Latency, c)
+	s.chart.add(r.Timestamp.Sub(s.began), r.Latency, c)
 }
 
 // StepReport is the vegeta metrics and answer classes of one step.
