@@ -36,12 +36,15 @@ PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
 # client connection takes the port between this check and the server's
 # bind.
 free_port() {
-	local p low=32768 hex
+	local p low=32768
 	read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || true
+	[ "$low" -gt 11000 ] || low=32768
 	for _ in $(seq 1 200); do
 		p=$((10000 + RANDOM % (low - 10000)))
-		hex=$(printf ':%04X ' "$p")
-		if ! cat /proc/net/tcp /proc/net/tcp6 2>/dev/null | awk '{print $2}' | grep -q "${hex% }\$" &&
+		# awk reads the whole table (no early exit that a pipefail would
+		# count), and a missing tcp6 table (IPv6 off) is no error.
+		if ! { cat /proc/net/tcp /proc/net/tcp6 2>/dev/null || true; } |
+			awk -v h="$(printf ':%04X' "$p")" '$2 ~ h"$" {f = 1} END {exit !f}' &&
 			! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			echo "$p"
 			return
