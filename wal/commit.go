@@ -103,8 +103,7 @@ type commitQueue struct {
 	mu      sync.Mutex
 	cond    sync.Cond  // L is &mu; signalled when pending grows or on stop
 	pending []*encoder // guarded by mu; in arrival order
-	idle    int        // committers waiting on cond; guarded by mu
-	pushed  uint64     // changes queued since Open; guarded by mu
+	pushed  uint64     // changes queued since Open, for tests; guarded by mu
 	stopped bool       // guarded by mu
 	wg      sync.WaitGroup
 }
@@ -119,9 +118,7 @@ func (q *commitQueue) push(enc *encoder) {
 	q.mu.Lock()
 	q.pending = append(q.pending, enc)
 	q.pushed++
-	if q.idle > 0 {
-		q.cond.Signal()
-	}
+	q.cond.Signal()
 	q.mu.Unlock()
 }
 
@@ -132,9 +129,7 @@ func (q *commitQueue) take(spare []*encoder) []*encoder {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for len(q.pending) == 0 && !q.stopped {
-		q.idle++
 		q.cond.Wait()
-		q.idle--
 	}
 	if len(q.pending) == 0 {
 		return nil
