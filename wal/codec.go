@@ -40,6 +40,7 @@ const (
 const (
 	formatVersion      byte = 2 // value of the meta "format" key
 	bookingVersion     byte = 2
+	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 1
 	officeVersion      byte = 1
 	idempotencyVersion byte = 1
@@ -205,7 +206,7 @@ func checkText(what, s string) error {
 	return nil
 }
 
-// appendBooking appends the version-1 encoding of r. It calls r.Check
+// appendBooking appends the version-2 encoding of r. It calls r.Check
 // first: a record that fails its own check is never written.
 func appendBooking(dst []byte, r *allocator.BookingRecord) ([]byte, error) {
 	if err := r.Check(); err != nil {
@@ -246,6 +247,9 @@ func checkBookingLimits(r *allocator.BookingRecord) error {
 func checkHistoryLimits(h allocator.History) error {
 	if n := h.Len(); n > historyEntriesMax {
 		return fmt.Errorf("%w: %d history entries, at most %d", ErrRecordTooLarge, n, historyEntriesMax)
+	}
+	if len(h) <= textBytesMax {
+		return nil // no text inside is longer than the whole
 	}
 	for _, t := range h.All() {
 		if err := checkText("history actor", t.Actor); err != nil {
@@ -481,7 +485,7 @@ func decodeBooking(v []byte, in interner) (*allocator.BookingRecord, error) {
 func (d *decoder) decodeBookingInto(r *allocator.BookingRecord, in interner) error {
 	// Version 1 differs only in the history: no transition has the
 	// same-actor bit, which is what a version-2 reader reads it as.
-	if v := d.byte(); d.err == nil && v != bookingVersion && v != 1 {
+	if v := d.byte(); d.err == nil && v != bookingVersion && v != bookingVersion1 {
 		return fmt.Errorf("%w: booking version %d", errVersion, v)
 	}
 	copy(r.ID[:], d.bytes(16))

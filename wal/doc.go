@@ -2,9 +2,10 @@
 //
 // The allocator hands every state change to DB.Commit (it is the
 // allocator.Journal). Each change becomes a set of Pebble writes — booking
-// records, events and the idempotency record — encoded by the caller. Committer goroutines then write every change that
-// queued up meanwhile as one batch committed with pebble.Sync (group
-// commit): while one group waits for its fsync, the next one gathers.
+// records, events and the idempotency record — encoded by the caller.
+// Committer goroutines then write every change that queued up meanwhile
+// as one batch committed with pebble.Sync (group commit): while one group
+// waits for its fsync, the next one gathers.
 // Stats.Commits / Stats.Groups is the mean group size, Stats.Commits /
 // Stats.WALSyncs the number of changes one fsync made durable.
 //
