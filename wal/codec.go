@@ -263,8 +263,10 @@ func checkHistoryLimits(h allocator.History) error {
 }
 
 // appendEventValue appends the version-1 encoding of e (the cursor lives in
-// the key). An embedded booking is checked like any other.
-func appendEventValue(dst []byte, e *allocator.Event) ([]byte, error) {
+// the key). An embedded booking is checked and encoded like any other,
+// unless booking holds its value already (appendBooking's output for
+// e.Booking), which is then copied as is.
+func appendEventValue(dst []byte, e *allocator.Event, booking []byte) ([]byte, error) {
 	if e.Type == "" {
 		return dst, fmt.Errorf("%w: event without type", ErrInvalidRecord)
 	}
@@ -295,6 +297,9 @@ func appendEventValue(dst []byte, e *allocator.Event) ([]byte, error) {
 	}
 	if e.Booking == nil {
 		return binary.AppendUvarint(dst, 0), nil
+	}
+	if booking != nil {
+		return append(binary.AppendUvarint(dst, uint64(len(booking))), booking...), nil
 	}
 	// Length prefix, then the booking: encode in place and patch the length.
 	// The length takes at most 2 bytes for any booking within the limits

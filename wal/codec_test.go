@@ -101,7 +101,7 @@ func TestBookingDecodeRejects(t *testing.T) {
 func TestEventRoundTrip(t *testing.T) {
 	f := func(name string, e allocator.Event) {
 		t.Helper()
-		v, err := appendEventValue(nil, &e)
+		v, err := appendEventValue(nil, &e, nil)
 		if err != nil {
 			t.Fatalf("%s: encode: %v", name, err)
 		}
@@ -112,6 +112,14 @@ func TestEventRoundTrip(t *testing.T) {
 		e.Cursor = 0 // lives in the key
 		if !reflect.DeepEqual(got, e) {
 			t.Fatalf("%s: round trip changed the event:\nwant %+v\ngot  %+v", name, e, got)
+		}
+		// The commit path hands over the booking's value it already
+		// encoded: the event must come out byte for byte the same.
+		if e.Booking != nil {
+			bv := encodeBooking(t, e.Booking)
+			if w, err := appendEventValue(nil, &e, bv); err != nil || !bytes.Equal(w, v) {
+				t.Fatalf("%s: with the booking's value given: %x (%v), want %x", name, w, err, v)
+			}
 		}
 	}
 	b := heldBooking(11)
@@ -135,7 +143,7 @@ func TestEventRoundTrip(t *testing.T) {
 func TestEventEncodeRefuses(t *testing.T) {
 	f := func(name string, e allocator.Event, want error) {
 		t.Helper()
-		if _, err := appendEventValue(nil, &e); !errors.Is(err, want) {
+		if _, err := appendEventValue(nil, &e, nil); !errors.Is(err, want) {
 			t.Fatalf("%s: got %v, want %v", name, err, want)
 		}
 	}
@@ -272,8 +280,8 @@ func FuzzDecodeBooking(f *testing.F) {
 
 func FuzzDecodeEvent(f *testing.F) {
 	b := heldBooking(3)
-	withBooking, _ := appendEventValue(nil, &allocator.Event{Type: allocator.EventHeld, AtUnixNano: 7, Office: b.Office, Booking: b})
-	literal, _ := appendEventValue(nil, &allocator.Event{Type: "x.y", Reason: "r", Through: -3})
+	withBooking, _ := appendEventValue(nil, &allocator.Event{Type: allocator.EventHeld, AtUnixNano: 7, Office: b.Office, Booking: b}, nil)
+	literal, _ := appendEventValue(nil, &allocator.Event{Type: "x.y", Reason: "r", Through: -3}, nil)
 	// A booking.held event embedding its booking: the common value.
 	f.Add(withBooking)
 	// An event whose type is stored as a literal string (code 0).
@@ -294,7 +302,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again, err := appendEventValue(nil, &e)
+		again, err := appendEventValue(nil, &e, nil)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}

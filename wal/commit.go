@@ -298,6 +298,25 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		enc.key = bookingKey(enc.key[:0], r.ID)
 		set(b, enc.key, enc.val)
 	}
+	// The events next, while enc.val still holds the last booking's
+	// value: an event that embeds that booking (a hold's, a transition's)
+	// takes the bytes as they are instead of checking and encoding again.
+	var last *allocator.BookingRecord
+	if n := len(c.Bookings); n > 0 {
+		last = c.Bookings[n-1]
+	}
+	enc.events = enc.events[:0]
+	enc.eventEnds = enc.eventEnds[:0]
+	for i := range c.Events {
+		var encoded []byte
+		if last != nil && c.Events[i].Booking == last {
+			encoded = enc.val
+		}
+		if enc.events, err = appendEventValue(enc.events, &c.Events[i], encoded); err != nil {
+			return err
+		}
+		enc.eventEnds = append(enc.eventEnds, len(enc.events))
+	}
 	if c.Office != nil {
 		if enc.val, err = appendOffice(enc.val[:0], c.Office); err != nil {
 			return err
@@ -313,14 +332,6 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		set(b, enc.key, enc.val)
 		enc.key = idemByTimeKey(enc.key[:0], r.AtUnixNano, r.Key)
 		set(b, enc.key, nil)
-	}
-	enc.events = enc.events[:0]
-	enc.eventEnds = enc.eventEnds[:0]
-	for i := range c.Events {
-		if enc.events, err = appendEventValue(enc.events, &c.Events[i]); err != nil {
-			return err
-		}
-		enc.eventEnds = append(enc.eventEnds, len(enc.events))
 	}
 	return nil
 }
