@@ -123,12 +123,46 @@ func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) 
 // Slots lists the starts of service on date with the number of windows
 // free for each; starts already past are left out.
 func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID string) ([]SlotFree, error) {
-	o, l, svc, err := e.officeService(officeID, serviceID)
+	steps, grid, err := e.AppendSlotSteps(nil, now, officeID, date, serviceID)
 	if err != nil {
 		return nil, err
 	}
+	out := make([]SlotFree, len(steps))
+	for i, s := range steps {
+		out[i] = SlotFree{Start: grid.Start(int(s.Step)), Free: int(s.Free)}
+	}
+	return out, nil
+}
+
+// StepFree is Slots' answer in compact form: a start as its step on the
+// office's grid (DayGrid turns it into a time), and its free windows.
+type StepFree struct {
+	Step, Free uint16
+}
+
+// DayGrid turns the grid steps of one date at one office into times.
+type DayGrid struct{ c stepClock }
+
+// Start returns the start of step.
+func (g *DayGrid) Start(step int) time.Time { return g.c.at(step) }
+
+// Uniform reports whether every step of the date starts at midnight plus
+// step × length — true on any day without a zone transition — with the
+// midnight and the length.
+func (g *DayGrid) Uniform() (midnight time.Time, length time.Duration, ok bool) {
+	return g.c.midnight, g.c.step, g.c.step != 0
+}
+
+// AppendSlotSteps is Slots in compact form, appended to dst so that a
+// caller answering many reads reuses one slice and makes no time.Time per
+// start. With an error it returns dst unchanged.
+func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string, date Date, serviceID string) ([]StepFree, DayGrid, error) {
+	o, l, svc, err := e.officeService(officeID, serviceID)
+	if err != nil {
+		return dst, DayGrid{}, err
+	}
 	if err := o.bookableDate(l, svc, date, now); err != nil {
-		return nil, err
+		return dst, DayGrid{}, err
 	}
 	d := o.day(l, date)
 	first := l.firstStep(date, now, now)
@@ -142,14 +176,14 @@ func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID stri
 		d.startsOf(w, svc.slots, starts[:l.words])
 		counts.add(starts[:l.words])
 	}
-	out := make([]SlotFree, 0, l.openSteps[date.Weekday()])
-	startOf := l.stepClock(date)
+	planes := bits.Len(uint(l.windows))
+	out := slices.Grow(dst, l.openSteps[date.Weekday()])
 	for s := first; s < l.steps; s++ {
 		if open[s/64]&(1<<(s%64)) != 0 {
-			out = append(out, SlotFree{Start: startOf(s), Free: counts.at(s)})
+			out = append(out, StepFree{Step: uint16(s), Free: uint16(counts.at(s, planes))})
 		}
 	}
-	return out, nil
+	return out, DayGrid{l.stepClock(date)}, nil
 }
 
 // startCounts counts, for every grid step of a day, the windows whose
@@ -176,10 +210,10 @@ func (c *startCounts) add(words []uint64) {
 	}
 }
 
-// at returns the count of step s.
-func (c *startCounts) at(s int) int {
+// at returns the count of step s, whose bits are in the low planes.
+func (c *startCounts) at(s, planes int) int {
 	n := 0
-	for k := range c {
+	for k := range planes {
 		n |= int(c[k][s/64]>>(s%64)&1) << k
 	}
 	return n
@@ -221,7 +255,7 @@ func (o *office) firstFree(l *layout, svc *service, from, now time.Time, limit i
 		startOf := l.stepClock(d.date)
 		for s := first; s < l.steps && limit > 0; s++ {
 			if counts[s] > 0 {
-				out = append(out, Opening{Office: o.id, Start: startOf(s), Free: int(counts[s])})
+				out = append(out, Opening{Office: o.id, Start: startOf.at(s), Free: int(counts[s])})
 				limit--
 			}
 		}

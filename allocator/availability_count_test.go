@@ -34,7 +34,7 @@ func TestStartCountsMatchNaiveCount(t *testing.T) {
 			c.add(bm)
 		}
 		for s := range naive {
-			if got := c.at(s); got != naive[s] {
+			if got := c.at(s, bits.Len(uint(windows))); got != naive[s] {
 				t.Fatalf("trial %d (%d windows): step %d counted %d, want %d", trial, windows, s, got, naive[s])
 			}
 		}

@@ -126,19 +126,33 @@ func (l *layout) startOf(date Date, step int) time.Time {
 	return date.At(step*l.stepMinutes, l.loc)
 }
 
-// stepClock returns a function giving the start of each step of date. On
-// a day without a zone transition it adds minutes to midnight (cheap); on a
-// transition day it asks time.Date for the wall-clock instant of each step.
-func (l *layout) stepClock(date Date) func(step int) time.Time {
-	midnight := date.At(0, l.loc)
+// stepClock gives the start of each step of one date. On a day without a
+// zone transition it adds minutes to midnight (cheap); on a transition day
+// it asks time.Date for the wall-clock instant of each step. A value, so
+// that a read makes no allocation for it.
+type stepClock struct {
+	l        *layout
+	date     Date
+	midnight time.Time
+	step     time.Duration // 0 on a transition day
+}
+
+func (l *layout) stepClock(date Date) stepClock {
+	c := stepClock{l: l, date: date, midnight: date.At(0, l.loc)}
 	next := (date + 1).At(0, l.loc)
-	if _, off1 := midnight.Zone(); true {
-		if _, off2 := next.Zone(); off1 == off2 && next.Sub(midnight) == 24*time.Hour {
-			step := time.Duration(l.stepMinutes) * time.Minute
-			return func(s int) time.Time { return midnight.Add(time.Duration(s) * step) }
-		}
+	_, off1 := c.midnight.Zone()
+	if _, off2 := next.Zone(); off1 == off2 && next.Sub(c.midnight) == 24*time.Hour {
+		c.step = time.Duration(l.stepMinutes) * time.Minute
 	}
-	return func(s int) time.Time { return l.startOf(date, s) }
+	return c
+}
+
+// at returns the start of step s.
+func (c *stepClock) at(s int) time.Time {
+	if c.step != 0 {
+		return c.midnight.Add(time.Duration(s) * c.step)
+	}
+	return c.l.startOf(c.date, s)
 }
 
 // autoReleased is the released_through the daily schedule gives at now.

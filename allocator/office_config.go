@@ -22,6 +22,10 @@ const (
 	textBytesMax       = 512
 )
 
+// StepsMax is the most grid steps a day has (the finest grid): a bound for
+// callers of AppendSlotSteps that keep the starts on the stack.
+const StepsMax = 24 * 60 / slotMinutesMin
+
 // idPattern is the shape of office and service ids: they appear in URLs and
 // booking numbers.
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)

@@ -19,7 +19,7 @@ func TestStepClockMatchesStartOf(t *testing.T) {
 		date := DateOf(time.Date(y, m, d, 12, 0, 0, 0, time.UTC))
 		clock := l.stepClock(date)
 		for s := 0; s < l.steps; s++ {
-			if got, want := clock(s), l.startOf(date, s); !got.Equal(want) {
+			if got, want := clock.at(s), l.startOf(date, s); !got.Equal(want) {
 				t.Fatalf("%s %s step %d: %s, want %s", zone, date, s, got, want)
 			}
 		}

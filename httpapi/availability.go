@@ -85,12 +85,15 @@ func (s *Server) slots(r *request) {
 		r.invalid("%v", err)
 		return
 	}
-	list, err := s.engine.Slots(r.now, r.param(0), date, service)
+	// The starts stay on the stack, and the answer is written into the
+	// response's own buffer.
+	var steps [allocator.StepsMax]allocator.StepFree
+	list, grid, err := s.engine.AppendSlotSteps(steps[:0], r.now, r.param(0), date, service)
 	if err != nil {
 		r.failErr(err)
 		return
 	}
-	r.reply(200, appendSlots(make([]byte, 0, 48*len(list)+16), list))
+	r.replyBody(200, appendSlots(r.body(), &grid, list))
 }
 
 // search: GET /v1/search?service=&region=&after=&limit= — the nearest free

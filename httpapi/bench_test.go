@@ -2,22 +2,20 @@ package httpapi_test
 
 // Benchmarks of the edge over loopback with the real journal: availability
 // reads and durable bookings at 64 and 512 connections, the load generator
-// (a fasthttp client) in the same process on the same machine.
+// (internal/httpload, lean enough that the server's cost shows) in the
+// same process on the same machine.
 
 import (
 	"context"
 	"fmt"
 	"net"
-	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/valyala/fasthttp"
-
 	"slotd/allocator"
 	"slotd/httpapi"
+	"slotd/internal/httpload"
 	"slotd/internal/slotdtest"
 	"slotd/wal"
 )
@@ -62,83 +60,40 @@ func startBenchServer(b *testing.B) (addr, key string) {
 	return ln.Addr().String(), key
 }
 
-// doer is the client side: one request, one answer.
-type doer interface {
-	Do(req *fasthttp.Request, resp *fasthttp.Response) error
-}
-
-// drive sends b.N requests over conns connections, one at a time on each,
-// and reports requests/s and latency percentiles; build fills request i.
-func drive(b *testing.B, addr string, conns int, build func(i int64, req *fasthttp.Request), wantStatus int) {
-	client := &fasthttp.HostClient{Addr: addr, MaxConns: conns, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	driveWith(b, client, conns, build, wantStatus)
-}
-
-// drivePipelined sends b.N requests from callers goroutines over conns
-// connections with HTTP/1.1 pipelining: each connection carries many
-// requests in flight, so one read and one write system call serve many.
-func drivePipelined(b *testing.B, addr string, conns, callers int, build func(i int64, req *fasthttp.Request), wantStatus int) {
-	client := &fasthttp.PipelineClient{Addr: addr, MaxConns: conns, MaxPendingRequests: callers,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
-	driveWith(b, client, callers, build, wantStatus)
-}
-
-func driveWith(b *testing.B, client doer, callers int, build func(i int64, req *fasthttp.Request), wantStatus int) {
-	var next, failed atomic.Int64
-	lat := make([][]time.Duration, callers)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for c := 0; c < callers; c++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
-			defer fasthttp.ReleaseRequest(req)
-			defer fasthttp.ReleaseResponse(resp)
-			for {
-				i := next.Add(1)
-				if i > int64(b.N) {
-					return
-				}
-				req.Reset()
-				build(i, req)
-				t := time.Now()
-				err := client.Do(req, resp)
-				lat[c] = append(lat[c], time.Since(t))
-				if err != nil || resp.StatusCode() != wantStatus {
-					failed.Add(1)
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
-	b.ReportMetric(float64(failed.Load()), "failed")
-}
-
 func BenchmarkHTTPAvailability(b *testing.B) {
 	addr, key := startBenchServer(b)
-	build := func(i int64, req *fasthttp.Request) {
-		req.SetRequestURI(fmt.Sprintf("http://%s/v1/offices/o%03d/days/2026-12-0%d/slots?service=s", addr, i%benchOffices, 1+i%9))
-		req.Header.Set("Authorization", "Bearer "+key)
+	// Every office and the nine days after the first: 576 distinct reads,
+	// built once, as a portal's cache-less polling would send them.
+	var reqs [][]byte
+	for i := range benchOffices * 9 {
+		reqs = append(reqs, fmt.Appendf(nil, "GET /v1/offices/o%03d/days/2026-12-0%d/slots?service=s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n",
+			i%benchOffices, 1+i/benchOffices, addr, key))
 	}
-	for _, conns := range []int{64, 512} {
-		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
-			drive(b, addr, conns, build, 200)
+	for _, c := range []struct{ conns, depth int }{{64, 1}, {512, 1}, {8, 64}} {
+		name := fmt.Sprintf("conns=%d", c.conns)
+		if c.depth > 1 {
+			// Pipelined: one read and one write system call serve many
+			// requests, so the server's own work shows.
+			name = fmt.Sprintf("pipelined/conns=%d/depth=%d", c.conns, c.depth)
+		}
+		b.Run(name, func(b *testing.B) {
+			res, err := httpload.Run(httpload.Config{Addr: addr, Conns: c.conns, Depth: c.depth, Requests: b.N,
+				Request: func(i int) []byte { return reqs[i%len(reqs)] }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			reportLoad(b, &res, 200)
 		})
 	}
-	// The same reads pipelined: what the server answers when the system
-	// calls per request no longer dominate.
-	b.Run("pipelined/conns=8/in-flight=512", func(b *testing.B) {
-		drivePipelined(b, addr, 8, 512, build, 200)
-	})
+}
+
+// reportLoad reports an httpload run: requests/s, latency percentiles, and
+// the answers whose status was not want.
+func reportLoad(b *testing.B, res *httpload.Result, want int) {
+	b.ReportMetric(res.PerSecond(), "req/s")
+	b.ReportMetric(float64(res.Percentile(50).Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(res.Percentile(99).Microseconds())/1000, "p99-ms")
+	b.ReportMetric(float64(res.Requests-res.Status[want]), "failed")
 }
 
 func BenchmarkHTTPDurableBooking(b *testing.B) {
@@ -147,17 +102,21 @@ func BenchmarkHTTPDurableBooking(b *testing.B) {
 	for _, conns := range []int{64, 512} {
 		b.Run(fmt.Sprintf("conns=%d", conns), func(b *testing.B) {
 			off := base.Add(int64(b.N) + 1)
-			drive(b, addr, conns, func(i int64, req *fasthttp.Request) {
-				n := off + i
-				office := n % benchOffices
-				k := n / benchOffices
-				start := time.Date(2026, 11, 31+int((k/(64*96))%58), 0, 15*int((k/64)%96), 0, 0, benchNow.Location())
-				req.Header.SetMethod("POST")
-				req.SetRequestURI("http://" + addr + "/v1/bookings")
-				req.Header.Set("Authorization", "Bearer "+key)
-				req.SetBodyString(fmt.Sprintf(`{"office":"o%03d","service":"s","applicant":"a%d","start":%q,"confirm":true}`,
-					office, n, start.Format(time.RFC3339)))
-			}, 201)
+			res, err := httpload.Run(httpload.Config{Addr: addr, Conns: conns, Depth: 1, Requests: b.N,
+				Request: func(i int) []byte {
+					n := off + int64(i)
+					office := n % benchOffices
+					k := n / benchOffices
+					start := time.Date(2026, 11, 31+int((k/(64*96))%58), 0, 15*int((k/64)%96), 0, 0, benchNow.Location())
+					body := fmt.Sprintf(`{"office":"o%03d","service":"s","applicant":"a%d","start":%q,"confirm":true}`,
+						office, n, start.Format(time.RFC3339))
+					return fmt.Appendf(nil, "POST /v1/bookings HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+						addr, key, len(body), body)
+				}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			reportLoad(b, &res, 201)
 			base.Add(int64(b.N))
 		})
 	}

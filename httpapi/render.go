@@ -136,21 +136,32 @@ func appendOpenings(b []byte, list []allocator.Opening) []byte {
 	return append(b, ']')
 }
 
-// appendSlots appends {"slots":[{"start","free"}…]}.
-func appendSlots(b []byte, list []allocator.SlotFree) []byte {
+// appendSlots appends {"slots":[{"start","free"}…]} from the compact form
+// of a day's starts: on a day without a zone transition each start is
+// written from its offset to midnight, with no time.Time.
+func appendSlots(b []byte, grid *allocator.DayGrid, list []allocator.StepFree) []byte {
 	b = append(b, `{"slots":[`...)
+	midnight, length, uniform := grid.Uniform()
 	var day jsontime.DayClock
-	if len(list) > 0 {
-		day.Init(list[0].Start)
+	switch {
+	case uniform:
+		day.Init(midnight)
+	case len(list) > 0:
+		day.Init(grid.Start(int(list[0].Step)))
 	}
-	for i := range list {
+	stepSeconds := int(length / time.Second)
+	for i, s := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"start":`...)
-		b = day.AppendTime(b, list[i].Start)
+		if uniform {
+			b = day.AppendAfter(b, int(s.Step)*stepSeconds)
+		} else {
+			b = day.AppendTime(b, grid.Start(int(s.Step)))
+		}
 		b = append(b, `,"free":`...)
-		b = strconv.AppendInt(b, int64(list[i].Free), 10)
+		b = strconv.AppendUint(b, uint64(s.Free), 10)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)

@@ -424,6 +424,18 @@ func (r *request) reply(status int, body []byte) {
 	r.ctx.SetBody(body)
 }
 
+// body returns the response's body buffer, empty, for an answer to be
+// appended to and sent with replyBody: no copy, and the buffer's capacity
+// is reused across requests.
+func (r *request) body() []byte { return r.ctx.Response.SwapBody(nil)[:0] }
+
+// replyBody sends a JSON body appended to r.body().
+func (r *request) replyBody(status int, body []byte) {
+	r.ctx.SetStatusCode(status)
+	r.ctx.SetContentType(contentJSON)
+	r.ctx.Response.SwapBody(body)
+}
+
 // fail sends a problem.
 func (r *request) fail(p problem) {
 	info := codes[p.code]

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 )
 
 func TestLoadKeys(t *testing.T) {
@@ -164,5 +165,54 @@ func TestPanicIsInternal(t *testing.T) {
 	}
 	if ctx := serveDirect(e.srv, "GET", "/v1/offices", ""); ctx.Response.StatusCode() != 200 {
 		t.Fatalf("after the panic: %d", ctx.Response.StatusCode())
+	}
+}
+
+// appendSlots, fed the compact starts, writes what encoding/json writes
+// for Slots' answer: on an ordinary day and on the days the clocks change,
+// where the starts no longer sit a fixed step apart.
+func TestAppendSlotsMatchesEncodingJSON(t *testing.T) {
+	cfg := slotdtest.BenchOffice(0)
+	cfg.Timezone = "Europe/Berlin"
+	cfg.SlotMinutes = 20
+	loc := mustLoc("Europe/Berlin")
+	for _, date := range []string{"2026-03-29", "2026-10-25", "2026-07-01"} {
+		d, err := allocator.ParseDate(date)
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := (d - 5).At(12*60, loc)
+		e, _ := allocator.New(allocator.Config{Journal: &allocator.MemJournal{}})
+		if _, err := e.PutOffice(now, cfg, allocator.Meta{Actor: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.Hold(now, allocator.HoldRequest{Office: cfg.ID, Service: "s", Applicant: "x", Start: d.At(60, loc)}, allocator.Meta{Actor: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		list, err := e.Slots(now, cfg.ID, d, "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		type slot struct {
+			Start string `json:"start"`
+			Free  int    `json:"free"`
+		}
+		ref := struct {
+			Slots []slot `json:"slots"`
+		}{}
+		for _, s := range list {
+			ref.Slots = append(ref.Slots, slot{s.Start.Format(time.RFC3339), s.Free})
+		}
+		want, _ := json.Marshal(ref)
+		steps, grid, err := e.AppendSlotSteps(nil, now, cfg.ID, d, "s")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, uniform := grid.Uniform(); uniform != (date == "2026-07-01") {
+			t.Fatalf("%s: uniform %v", date, uniform)
+		}
+		if got := appendSlots(nil, &grid, steps); string(got) != string(want) {
+			t.Fatalf("%s:\n got %s\nwant %s", date, got, want)
+		}
 	}
 }

@@ -48,18 +48,32 @@ func (c *DayClock) Init(first time.Time) {
 // AppendTime appends t exactly as Append would.
 func (c *DayClock) AppendTime(b []byte, t time.Time) []byte {
 	since := t.Sub(c.first)
-	sec := c.secOfDay + int(since/time.Second)
-	if _, off := t.Zone(); c.slow || off != c.offset || since < 0 || since%time.Second != 0 || sec >= 86400 {
+	if _, off := t.Zone(); off != c.offset || since%time.Second != 0 {
+		return Append(b, t)
+	}
+	return c.appendAfter(b, int(since/time.Second), t, true)
+}
+
+// AppendAfter appends the time sec seconds after first exactly as Append
+// would, for a caller that knows no zone transition falls between the two
+// (allocator.DayGrid.Uniform tells).
+func (c *DayClock) AppendAfter(b []byte, sec int) []byte {
+	return c.appendAfter(b, sec, time.Time{}, false)
+}
+
+// appendAfter writes first + sec from the date and zone of Init; t, when
+// known, is that time, for Append's way.
+func (c *DayClock) appendAfter(b []byte, sec int, t time.Time, known bool) []byte {
+	s := c.secOfDay + sec
+	if c.slow || sec < 0 || s >= 86400 {
+		if !known {
+			t = c.first.Add(time.Duration(sec) * time.Second)
+		}
 		return Append(b, t)
 	}
 	b = append(b, c.date[:c.dateLen]...)
-	b = append2(b, sec/3600)
-	b = append2(append(b, ':'), sec/60%60)
-	b = append2(append(b, ':'), sec%60)
+	h, m := s/3600, s/60%60
+	s %= 60
+	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
 	return append(b, c.zone[:c.zoneLen]...)
-}
-
-// append2 appends v (0..99) as two digits.
-func append2(b []byte, v int) []byte {
-	return append(b, byte('0'+v/10), byte('0'+v%10))
 }

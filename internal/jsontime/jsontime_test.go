@@ -68,3 +68,25 @@ func TestDayClockLongYearsAndNoAllocs(t *testing.T) {
 		t.Fatalf("Init allocates %v times", n)
 	}
 }
+
+// AppendAfter writes what Append writes for first plus the seconds, inside
+// the day and past its end (Append's way then).
+func TestDayClockAppendAfter(t *testing.T) {
+	for _, first := range []time.Time{
+		time.Date(2026, 12, 1, 0, 0, 0, 0, time.FixedZone("MSK", 3*3600)),
+		time.Date(2026, 12, 1, 9, 30, 0, 0, time.FixedZone("", -(3*3600+30*60))),
+		time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(12345, 1, 1, 0, 0, 0, 0, time.UTC), // too long a year: always Append's way
+	} {
+		var c DayClock
+		c.Init(first)
+		for _, sec := range []int{0, 1, 59, 900, 3599, 45000, 86399, 86400, 90000, -60} {
+			at := first.Add(time.Duration(sec) * time.Second)
+			got := string(c.AppendAfter(nil, sec))
+			want := string(at.AppendFormat([]byte{'"'}, time.RFC3339)) + `"`
+			if got != want {
+				t.Fatalf("first %s + %ds: got %s, want %s", first, sec, got, want)
+			}
+		}
+	}
+}

@@ -1,0 +1,263 @@
+// Package httpload is a lean HTTP/1.1 load generator for the read
+// benchmarks: each connection keeps up to Depth requests unanswered
+// (Depth 1 is plain keep-alive, one request at a time), writes the
+// requests that replace the answered ones in one system call, and reads
+// the answers in order, looking only at the status line and the
+// Content-Length. It costs the machine a small part of what a full HTTP
+// client does per request, so that on a small machine shared with the
+// server the server's own cost shows.
+//
+// It speaks only what a benchmark needs: answers must carry a
+// Content-Length (no chunked bodies, no 1xx), and it never follows a
+// redirect or retries.
+package httpload
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config is one run.
+type Config struct {
+	Addr string // host:port
+	// Conns is the number of connections, Depth the requests each keeps
+	// unanswered (pipelining when above 1).
+	Conns, Depth int
+	// Requests is the number to send in all.
+	Requests int
+	// Request returns the raw bytes of request i (0 ≤ i < Requests),
+	// request line to end of headers and any body, keep-alive. It is
+	// called from many goroutines.
+	Request func(i int) []byte
+}
+
+// Result is what a run measured.
+type Result struct {
+	Requests int           // answered
+	Elapsed  time.Duration // first write to last answer
+	// Status counts the answers by status code.
+	Status map[int]int
+	// Latencies holds every request's time from its write to the end of
+	// its answer, sorted.
+	Latencies []time.Duration
+}
+
+// PerSecond is answers per second.
+func (r *Result) PerSecond() float64 { return float64(r.Requests) / r.Elapsed.Seconds() }
+
+// Percentile returns latency percentile p (0–100).
+func (r *Result) Percentile(p float64) time.Duration {
+	if len(r.Latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.Latencies)-1) * p / 100)
+	return r.Latencies[i]
+}
+
+// Run sends cfg.Requests requests and waits for every answer. It fails on
+// the first connection or protocol error.
+func Run(cfg Config) (Result, error) {
+	if cfg.Conns < 1 || cfg.Depth < 1 || cfg.Requests < 1 || cfg.Request == nil {
+		return Result{}, errors.New("httpload: Conns, Depth and Requests must be positive and Request set")
+	}
+	conns := make([]*conn, cfg.Conns)
+	for i := range conns {
+		nc, err := net.Dial("tcp", cfg.Addr)
+		if err != nil {
+			for _, c := range conns[:i] {
+				c.nc.Close()
+			}
+			return Result{}, fmt.Errorf("httpload: %w", err)
+		}
+		conns[i] = &conn{nc: nc, cfg: &cfg, status: map[int]int{}}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, len(conns))
+	start := time.Now()
+	for i, c := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer c.nc.Close()
+			errs[i] = c.run(&next)
+		}()
+	}
+	wg.Wait()
+	res := Result{Elapsed: time.Since(start), Status: map[int]int{}}
+	for _, c := range conns {
+		res.Requests += c.answered
+		for code, n := range c.status {
+			res.Status[code] += n
+		}
+		res.Latencies = append(res.Latencies, c.latencies...)
+	}
+	slices.Sort(res.Latencies)
+	return res, errors.Join(errs...)
+}
+
+// conn is one connection's state, owned by its goroutine.
+type conn struct {
+	nc        net.Conn
+	cfg       *Config
+	out       []byte      // requests to write
+	in        []byte      // bytes read, not yet parsed
+	sent      []time.Time // write time of each unanswered request, oldest first
+	answered  int
+	status    map[int]int
+	latencies []time.Duration
+}
+
+// run keeps Depth requests in flight until the shared counter passes
+// Requests and every answer is in.
+func (c *conn) run(next *atomic.Int64) error {
+	c.in = make([]byte, 0, 64<<10)
+	for {
+		// Top the window up, in one write.
+		c.out = c.out[:0]
+		for len(c.sent) < c.cfg.Depth {
+			i := next.Add(1) - 1
+			if i >= int64(c.cfg.Requests) {
+				break
+			}
+			c.out = append(c.out, c.cfg.Request(int(i))...)
+			c.sent = append(c.sent, time.Time{})
+		}
+		if len(c.out) > 0 {
+			now := time.Now()
+			for i := range c.sent {
+				if c.sent[i].IsZero() {
+					c.sent[i] = now
+				}
+			}
+			if _, err := c.nc.Write(c.out); err != nil {
+				return fmt.Errorf("httpload: write: %w", err)
+			}
+		}
+		if len(c.sent) == 0 {
+			return nil
+		}
+		if cap(c.in)-len(c.in) < 16<<10 {
+			c.in = slices.Grow(c.in, 64<<10)
+		}
+		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
+		if n > 0 {
+			c.in = c.in[:len(c.in)+n]
+			if perr := c.parse(time.Now()); perr != nil {
+				return perr
+			}
+		}
+		if err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return fmt.Errorf("httpload: read with %d answers due: %w", len(c.sent), err)
+		}
+	}
+}
+
+// parse consumes the complete answers at the start of c.in.
+func (c *conn) parse(now time.Time) error {
+	done := 0
+	for {
+		status, size, err := parseAnswer(c.in[done:])
+		if err != nil {
+			return err
+		}
+		if size == 0 {
+			break
+		}
+		if len(c.sent) == 0 {
+			return errors.New("httpload: an answer to no request")
+		}
+		c.status[status]++
+		c.latencies = append(c.latencies, now.Sub(c.sent[0]))
+		c.sent = c.sent[1:]
+		c.answered++
+		done += size
+	}
+	c.in = append(c.in[:0], c.in[done:]...)
+	if len(c.sent) == 0 {
+		c.sent = c.sent[:0:0] // let the backing array go when idle
+	}
+	return nil
+}
+
+var (
+	headEnd       = []byte("\r\n\r\n")
+	contentLength = []byte("\r\ncontent-length:")
+)
+
+// parseAnswer returns the status and the size of the answer at the start
+// of b, or size 0 when b does not yet hold all of it.
+func parseAnswer(b []byte) (status, size int, err error) {
+	end := bytes.Index(b, headEnd)
+	if end < 0 {
+		if len(b) > 64<<10 {
+			return 0, 0, errors.New("httpload: answer headers over 64 KiB")
+		}
+		return 0, 0, nil
+	}
+	head := b[:end+2]
+	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) {
+		return 0, 0, fmt.Errorf("httpload: not an HTTP/1.1 answer: %q", head[:min(len(head), 40)])
+	}
+	for _, d := range head[9:12] {
+		if d < '0' || d > '9' {
+			return 0, 0, fmt.Errorf("httpload: bad status line %q", head[:min(len(head), 40)])
+		}
+		status = status*10 + int(d-'0')
+	}
+	i := indexFold(head, contentLength)
+	if i < 0 {
+		return 0, 0, errors.New("httpload: an answer without Content-Length")
+	}
+	n, digits := 0, 0
+	for _, d := range head[i+len(contentLength):] {
+		if d == ' ' && digits == 0 {
+			continue
+		}
+		if d < '0' || d > '9' {
+			break
+		}
+		n = n*10 + int(d-'0')
+		if digits++; digits > 12 {
+			return 0, 0, errors.New("httpload: Content-Length too large")
+		}
+	}
+	if digits == 0 {
+		return 0, 0, errors.New("httpload: bad Content-Length")
+	}
+	size = end + len(headEnd) + n
+	if len(b) < size {
+		return 0, 0, nil
+	}
+	return status, size, nil
+}
+
+// indexFold is bytes.Index ignoring ASCII case; sep is lower case.
+func indexFold(b, sep []byte) int {
+	for i := 0; i+len(sep) <= len(b); i++ {
+		j := 0
+		for ; j < len(sep); j++ {
+			c := b[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != sep[j] {
+				break
+			}
+		}
+		if j == len(sep) {
+			return i
+		}
+	}
+	return -1
+}

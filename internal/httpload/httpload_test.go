@@ -1,0 +1,110 @@
+package httpload
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"strconv"
+	"testing"
+
+	"github.com/valyala/fasthttp"
+)
+
+// A run against a real fasthttp server on loopback answers every request,
+// in order on each connection, plain and pipelined: the server echoes the
+// request's number and the generator checks it came back to the right
+// request.
+func TestRunAgainstServer(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		n, _ := strconv.Atoi(string(ctx.QueryArgs().Peek("n")))
+		if n%7 == 0 {
+			ctx.SetStatusCode(404)
+		}
+		ctx.SetBody(bytes.Repeat([]byte{'x'}, n%5000)) // answers of many sizes, some split across reads
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	for _, c := range []struct{ conns, depth, n int }{{1, 1, 50}, {4, 1, 400}, {3, 32, 2000}, {8, 5, 1001}} {
+		res, err := Run(Config{Addr: ln.Addr().String(), Conns: c.conns, Depth: c.depth, Requests: c.n,
+			Request: func(i int) []byte { return fmt.Appendf(nil, "GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", i) }})
+		if err != nil {
+			t.Fatalf("%+v: %v", c, err)
+		}
+		want404 := (c.n + 6) / 7
+		if res.Requests != c.n || res.Status[404] != want404 || res.Status[200] != c.n-want404 || len(res.Latencies) != c.n {
+			t.Fatalf("%+v: %d answered, statuses %v, %d latencies", c, res.Requests, res.Status, len(res.Latencies))
+		}
+		if res.Percentile(0) > res.Percentile(99) {
+			t.Fatalf("latencies not sorted")
+		}
+	}
+}
+
+// A server that closes the connection early makes Run fail, naming how
+// many answers were due, instead of hanging or counting them answered.
+func TestRunReportsEarlyClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+			c.Close()
+		}
+	}()
+	res, err := Run(Config{Addr: ln.Addr().String(), Conns: 1, Depth: 4, Requests: 10,
+		Request: func(int) []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }})
+	if err == nil {
+		t.Fatalf("no error; %d answered", res.Requests)
+	}
+	if res.Requests > 1 {
+		t.Fatalf("%d answered, the server sent one", res.Requests)
+	}
+}
+
+func TestParseAnswer(t *testing.T) {
+	for _, c := range []struct {
+		in           string
+		status, size int
+		bad          bool
+	}{
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 200, 40, false},
+		{"HTTP/1.1 404 Not Found\r\ncontent-length:0\r\n\r\nHTTP/1.1", 404, 44, false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nok", 0, 0, false}, // body not all here
+		{"HTTP/1.1 200 OK\r\nContent-Len", 0, 0, false},                 // head not all here
+		{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 0, 0, true},
+		{"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1 2x0 OK\r\nContent-Length: 0\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1\r\n\r\n", 0, 0, true},
+	} {
+		status, size, err := parseAnswer([]byte(c.in))
+		if (err != nil) != c.bad || status != c.status || size != c.size {
+			t.Errorf("%q: %d, %d, %v; want %d, %d, error %v", c.in, status, size, err, c.status, c.size, c.bad)
+		}
+	}
+}
+
+// parseAnswer never panics and never claims more bytes than it was given.
+func FuzzParseAnswer(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+	f.Add([]byte("HTTP/1.1 404 Not Found\r\ncontent-length:0\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551617\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		status, size, err := parseAnswer(b)
+		if err == nil && size > 0 && (size > len(b) || status < 0 || status > 999) {
+			t.Fatalf("status %d size %d of %d bytes", status, size, len(b))
+		}
+	})
+}
