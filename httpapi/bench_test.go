@@ -6,12 +6,15 @@ package httpapi_test
 // same process on the same machine.
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/valyala/fasthttp"
 
 	"slotd/allocator"
 	"slotd/httpapi"
@@ -60,6 +63,9 @@ func startBenchServer(b *testing.B) (addr, key string) {
 	return ln.Addr().String(), key
 }
 
+// readLoads are the read benchmarks' connection counts and depths.
+var readLoads = []struct{ conns, depth int }{{64, 1}, {512, 1}, {8, 64}}
+
 func BenchmarkHTTPAvailability(b *testing.B) {
 	addr, key := startBenchServer(b)
 	// Every office and the nine days after the first: 576 distinct reads,
@@ -69,7 +75,32 @@ func BenchmarkHTTPAvailability(b *testing.B) {
 		reqs = append(reqs, fmt.Appendf(nil, "GET /v1/offices/o%03d/days/2026-12-0%d/slots?service=s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\n\r\n",
 			i%benchOffices, 1+i/benchOffices, addr, key))
 	}
-	for _, c := range []struct{ conns, depth int }{{64, 1}, {512, 1}, {8, 64}} {
+	benchReads(b, addr, reqs)
+}
+
+// BenchmarkHTTPStaticAnswer is the machine's ceiling for the reads above:
+// a bare fasthttp server answering every request with a fixed body of an
+// availability answer's size, driven the same way. What separates
+// BenchmarkHTTPAvailability from it is slotd's own work.
+func BenchmarkHTTPStaticAnswer(b *testing.B) {
+	body := bytes.Repeat([]byte{'x'}, 4500)
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBody(body)
+	}}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go srv.Serve(ln)
+	b.Cleanup(func() { srv.Shutdown() })
+	addr := ln.Addr().String()
+	benchReads(b, addr, [][]byte{fmt.Appendf(nil, "GET /v1/offices/o001/days/2026-12-01/slots?service=s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer bench-portal-key-0123456789\r\n\r\n", addr)})
+}
+
+// benchReads sends reqs round-robin at each of readLoads.
+func benchReads(b *testing.B, addr string, reqs [][]byte) {
+	for _, c := range readLoads {
 		name := fmt.Sprintf("conns=%d", c.conns)
 		if c.depth > 1 {
 			// Pipelined: one read and one write system call serve many
