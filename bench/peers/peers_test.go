@@ -167,6 +167,35 @@ func TestEdgeRoutes(t *testing.T) {
 	do("DELETE", "/v1/bookings", "", 404, codeNotFound)
 }
 
+// parseSlots reads every start as time.Parse would, its text included:
+// in UTC, at an odd offset, and across a day whose zone changes, where a
+// later start no longer shares the first's offset.
+func TestParseSlotsStarts(t *testing.T) {
+	berlin, err := time.LoadLocation("Europe/Berlin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, first := range []time.Time{
+		time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
+		time.Date(2026, 12, 1, 8, 0, 0, 0, time.FixedZone("", -(3*3600+30*60))),
+		time.Date(2026, 10, 25, 0, 0, 0, 0, berlin),
+	} {
+		var slots []Slot
+		for k := range 30 {
+			slots = append(slots, Slot{Start: first.Add(time.Duration(k) * 20 * time.Minute), Free: k})
+		}
+		back, err := parseSlots(appendSlotsJSON(nil, slots))
+		if err != nil || len(back) != len(slots) {
+			t.Fatalf("%s: %v, %d starts", first, err, len(back))
+		}
+		for i := range back {
+			if got, want := back[i].Start.Format(time.RFC3339), slots[i].Start.Format(time.RFC3339); got != want || !back[i].Start.Equal(slots[i].Start) {
+				t.Fatalf("%s: start %d read as %s, want %s", first, i, got, want)
+			}
+		}
+	}
+}
+
 // TestJSONByHand: the hand-written encoders write what encoding/json
 // would, and parseSlots reads it back.
 func TestJSONByHand(t *testing.T) {
@@ -182,10 +211,17 @@ func TestJSONByHand(t *testing.T) {
 		t.Fatalf("slots:\n%s\nwant\n%s", got, want)
 	}
 	back, err := parseSlots(got)
-	if err != nil || len(back) != len(slots) || !back[1].Start.Equal(slots[1].Start) || back[2].Free != 12 {
+	if err != nil || len(back) != len(slots) || back[2].Free != 12 {
 		t.Fatalf("parseSlots: %v %+v", err, back)
 	}
-	for _, bad := range []string{``, `{"slots":[`, `{"slots":[{"start":"x","free":1}]}`, `{"slots":[]}x`, `{"slots":[{"start":"2026-01-01T08:00:00Z","free":}]}`} {
+	for i := range back {
+		if !back[i].Start.Equal(slots[i].Start) {
+			t.Fatalf("parseSlots: start %d is %s, want %s", i, back[i].Start, slots[i].Start)
+		}
+	}
+	for _, bad := range []string{``, `{"slots":[`, `{"slots":[{"start":"x","free":1}]}`,
+		`{"slots":[{"start":"2026-01-01T08:00:00Z","free":1},{"start":"2026-01-01T24:00:00Z","free":1}]}`,
+		`{"slots":[{"start":"2026-01-01T08:00:00Z","free":1},{"start":"2026-01-01T08:0x:00Z","free":1}]}`, `{"slots":[]}x`, `{"slots":[{"start":"2026-01-01T08:00:00Z","free":}]}`} {
 		if _, err := parseSlots([]byte(bad)); err == nil {
 			t.Errorf("parseSlots(%q) accepted", bad)
 		}

@@ -78,13 +78,14 @@ func (b *slotdBackend) Availability(_ context.Context, office, date, service str
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrValidation, err)
 	}
-	free, err := b.engine.Slots(time.Now(), office, d, service)
+	var steps [allocator.StepsMax]allocator.StepFree
+	free, grid, err := b.engine.AppendSlotSteps(steps[:0], time.Now(), office, d, service)
 	if err != nil {
 		return nil, mapEngineError(err)
 	}
 	out := make([]Slot, len(free))
 	for i, s := range free {
-		out[i] = Slot{Start: s.Start, Free: s.Free}
+		out[i] = Slot{Start: grid.Start(int(s.Step)), Free: int(s.Free)}
 	}
 	return out, nil
 }

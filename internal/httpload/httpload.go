@@ -1,11 +1,14 @@
-// Package httpload is a lean HTTP/1.1 load generator for the read
-// benchmarks: each connection keeps up to Depth requests unanswered
+// Package httpload is a lean HTTP/1.1 load generator for the benchmarks.
+// Run drives fixed requests: each connection keeps up to Depth requests unanswered
 // (Depth 1 is plain keep-alive, one request at a time), writes the
 // requests that replace the answered ones in one system call, and reads
 // the answers in order, looking only at the status line and the
 // Content-Length. It costs the machine a small part of what a full HTTP
 // client does per request, so that on a small machine shared with the
 // server the server's own cost shows.
+//
+// Conn is the same for a closed loop whose next request depends on the
+// last answer: one request at a time on one connection.
 //
 // It speaks only what a benchmark needs: answers must carry a
 // Content-Length (no chunked bodies, no 1xx), and it never follows a
@@ -167,7 +170,7 @@ func (c *conn) run(next *atomic.Int64) error {
 func (c *conn) parse(now time.Time) error {
 	done := 0
 	for {
-		status, size, err := parseAnswer(c.in[done:])
+		status, _, size, err := parseAnswer(c.in[done:])
 		if err != nil {
 			return err
 		}
@@ -195,29 +198,30 @@ var (
 	contentLength = []byte("\r\ncontent-length:")
 )
 
-// parseAnswer returns the status and the size of the answer at the start
-// of b, or size 0 when b does not yet hold all of it.
-func parseAnswer(b []byte) (status, size int, err error) {
+// parseAnswer returns the status, where the body starts and the size of
+// the answer at the start of b, or size 0 when b does not yet hold all of
+// it.
+func parseAnswer(b []byte) (status, bodyAt, size int, err error) {
 	end := bytes.Index(b, headEnd)
 	if end < 0 {
 		if len(b) > 64<<10 {
-			return 0, 0, errors.New("httpload: answer headers over 64 KiB")
+			return 0, 0, 0, errors.New("httpload: answer headers over 64 KiB")
 		}
-		return 0, 0, nil
+		return 0, 0, 0, nil
 	}
 	head := b[:end+2]
 	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) {
-		return 0, 0, fmt.Errorf("httpload: not an HTTP/1.1 answer: %q", head[:min(len(head), 40)])
+		return 0, 0, 0, fmt.Errorf("httpload: not an HTTP/1.1 answer: %q", head[:min(len(head), 40)])
 	}
 	for _, d := range head[9:12] {
 		if d < '0' || d > '9' {
-			return 0, 0, fmt.Errorf("httpload: bad status line %q", head[:min(len(head), 40)])
+			return 0, 0, 0, fmt.Errorf("httpload: bad status line %q", head[:min(len(head), 40)])
 		}
 		status = status*10 + int(d-'0')
 	}
 	i := indexFold(head, contentLength)
 	if i < 0 {
-		return 0, 0, errors.New("httpload: an answer without Content-Length")
+		return 0, 0, 0, errors.New("httpload: an answer without Content-Length")
 	}
 	n, digits := 0, 0
 	for _, d := range head[i+len(contentLength):] {
@@ -229,17 +233,18 @@ func parseAnswer(b []byte) (status, size int, err error) {
 		}
 		n = n*10 + int(d-'0')
 		if digits++; digits > 12 {
-			return 0, 0, errors.New("httpload: Content-Length too large")
+			return 0, 0, 0, errors.New("httpload: Content-Length too large")
 		}
 	}
 	if digits == 0 {
-		return 0, 0, errors.New("httpload: bad Content-Length")
+		return 0, 0, 0, errors.New("httpload: bad Content-Length")
 	}
-	size = end + len(headEnd) + n
+	bodyAt = end + len(headEnd)
+	size = bodyAt + n
 	if len(b) < size {
-		return 0, 0, nil
+		return 0, 0, 0, nil
 	}
-	return status, size, nil
+	return status, bodyAt, size, nil
 }
 
 // indexFold is bytes.Index ignoring ASCII case; sep is lower case.
@@ -260,4 +265,75 @@ func indexFold(b, sep []byte) int {
 		}
 	}
 	return -1
+}
+
+// Conn is one keep-alive connection that sends a request and waits for its
+// answer. A failed request closes it; the next Do dials again. Not safe
+// for concurrent use.
+type Conn struct {
+	addr    string
+	timeout time.Duration
+	nc      net.Conn
+	in      []byte
+}
+
+// NewConn returns a Conn to addr whose requests each get timeout to be
+// answered. It dials on the first Do.
+func NewConn(addr string, timeout time.Duration) *Conn {
+	return &Conn{addr: addr, timeout: timeout}
+}
+
+// Do sends req, the raw bytes of one keep-alive request, and returns the
+// answer's status and body. The body is valid until the next Do.
+func (c *Conn) Do(req []byte) (status int, body []byte, err error) {
+	if c.nc == nil {
+		if c.nc, err = net.DialTimeout("tcp", c.addr, c.timeout); err != nil {
+			c.nc = nil
+			return 0, nil, fmt.Errorf("httpload: %w", err)
+		}
+		c.in = make([]byte, 0, 16<<10)
+	}
+	defer func() {
+		if err != nil {
+			c.Close()
+		}
+	}()
+	if err := c.nc.SetDeadline(time.Now().Add(c.timeout)); err != nil {
+		return 0, nil, fmt.Errorf("httpload: %w", err)
+	}
+	if _, err := c.nc.Write(req); err != nil {
+		return 0, nil, fmt.Errorf("httpload: write: %w", err)
+	}
+	c.in = c.in[:0]
+	for {
+		status, bodyAt, size, err := parseAnswer(c.in)
+		if err != nil {
+			return 0, nil, err
+		}
+		if size > 0 {
+			if size != len(c.in) {
+				return 0, nil, errors.New("httpload: bytes after the answer")
+			}
+			return status, c.in[bodyAt:size], nil
+		}
+		if cap(c.in)-len(c.in) < 4<<10 {
+			c.in = slices.Grow(c.in, 16<<10)
+		}
+		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
+		c.in = c.in[:len(c.in)+n]
+		if err != nil && n == 0 {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return 0, nil, fmt.Errorf("httpload: read: %w", err)
+		}
+	}
+}
+
+// Close closes the connection; a later Do dials again.
+func (c *Conn) Close() {
+	if c.nc != nil {
+		_ = c.nc.Close()
+		c.nc = nil
+	}
 }

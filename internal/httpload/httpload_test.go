@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/valyala/fasthttp"
 )
@@ -89,7 +91,7 @@ func TestParseAnswer(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n", 0, 0, true},
 		{"HTTP/1.1\r\n\r\n", 0, 0, true},
 	} {
-		status, size, err := parseAnswer([]byte(c.in))
+		status, _, size, err := parseAnswer([]byte(c.in))
 		if (err != nil) != c.bad || status != c.status || size != c.size {
 			t.Errorf("%q: %d, %d, %v; want %d, %d, error %v", c.in, status, size, err, c.status, c.size, c.bad)
 		}
@@ -102,9 +104,48 @@ func FuzzParseAnswer(f *testing.F) {
 	f.Add([]byte("HTTP/1.1 404 Not Found\r\ncontent-length:0\r\n\r\n"))
 	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551617\r\n\r\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		status, size, err := parseAnswer(b)
-		if err == nil && size > 0 && (size > len(b) || status < 0 || status > 999) {
-			t.Fatalf("status %d size %d of %d bytes", status, size, len(b))
+		status, bodyAt, size, err := parseAnswer(b)
+		if err == nil && size > 0 && (size > len(b) || bodyAt > size || status < 0 || status > 999) {
+			t.Fatalf("status %d body at %d size %d of %d bytes", status, bodyAt, size, len(b))
 		}
 	})
+}
+
+// A Conn sends one request at a time and hands back each answer's status
+// and body; after the server closed the connection the failed request is
+// an error and the next one dials again.
+func TestConn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/close" {
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(c net.Conn) {}) // closes without an answer
+			return
+		}
+		ctx.SetStatusCode(201)
+		ctx.SetBody(append([]byte("echo:"), ctx.PostBody()...))
+	}}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Shutdown() })
+	c := NewConn(ln.Addr().String(), 5*time.Second)
+	defer c.Close()
+	post := func(body string) []byte {
+		return fmt.Appendf(nil, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	for i := range 50 {
+		body := strings.Repeat("b", i*300) // some answers span several reads
+		status, got, err := c.Do(post(body))
+		if err != nil || status != 201 || string(got) != "echo:"+body {
+			t.Fatalf("request %d: %d %.40q %v", i, status, got, err)
+		}
+	}
+	if _, _, err := c.Do([]byte("GET /close HTTP/1.1\r\nHost: x\r\n\r\n")); err == nil {
+		t.Fatal("a closed connection answered")
+	}
+	if status, got, err := c.Do(post("again")); err != nil || status != 201 || string(got) != "echo:again" {
+		t.Fatalf("after the close: %d %q %v", status, got, err)
+	}
 }
