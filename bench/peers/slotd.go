@@ -145,7 +145,8 @@ func (b *slotdBackend) Active(_ context.Context, office, date string) ([]Booking
 
 func (b *slotdBackend) Close() error { return b.db.Close() }
 
-// Note says how well group commit worked: commits per WAL fsync.
+// Note says how well group commit worked: commits per WAL fsync, and
+// the mean commit and fsync.
 func (b *slotdBackend) Note() string {
 	st := b.db.Stats()
 	if st.WALSyncs == 0 {
@@ -155,8 +156,9 @@ func (b *slotdBackend) Note() string {
 	if n := st.CommitLatency.Count; n > 0 {
 		mean = st.CommitLatency.Sum / time.Duration(n)
 	}
-	return fmt.Sprintf("wal: %d commits, %d fsyncs, %.1f commits/fsync, mean commit %s",
-		st.Commits, st.WALSyncs, float64(st.Commits)/float64(st.WALSyncs), mean.Round(time.Microsecond))
+	return fmt.Sprintf("wal: %d commits, %d fsyncs, %.1f commits/fsync, mean commit %s, mean fsync %s",
+		st.Commits, st.WALSyncs, float64(st.Commits)/float64(st.WALSyncs), mean.Round(time.Microsecond),
+		(st.WALSyncLatency.Sum / time.Duration(max(st.WALSyncLatency.Count, 1))).Round(time.Microsecond))
 }
 
 // activeCollector is a fresh engine that wal.Recover restores into, and

@@ -30,14 +30,10 @@ func main() {
 	flag.DurationVar(&cfg.RunTimeMax, "run-time-max", 0, "cut one run after this long (0: 2m)")
 	flag.IntVar(&cfg.PostgresConnsMax, "pg-conns-max", 0, "PostgreSQL pool size (0: one per worker)")
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file, and of the last HTTP run's generator child to this file + \".generator\"")
 	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
-	if *generator {
-		generate()
-		return
-	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -47,6 +43,10 @@ func main() {
 			fail(err)
 		}
 		defer pprof.StopCPUProfile()
+	}
+	if *generator {
+		generate()
+		return
 	}
 	cfg.PostgresDSN = os.Getenv("SLOTD_PEERS_PG")
 	cfg.RedisURL = os.Getenv("SLOTD_PEERS_REDIS")
@@ -70,6 +70,10 @@ func main() {
 			fail(err)
 		}
 		cfg.GeneratorCommand = []string{self, "-generator"}
+		if *cpuProfile != "" {
+			// The child profiles itself: the last run's generator.
+			cfg.GeneratorCommand = append(cfg.GeneratorCommand, "-cpuprofile", *cpuProfile+".generator")
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
