@@ -36,11 +36,15 @@
 // order, date after date, more applicants than seats. N closed-loop workers
 // (one connection each) take the next applicant: read the date's slots, try
 // the first start with a free seat, and on slot_taken the next one, until
-// booked or sold out. Every CancelEvery-th booked applicant cancels right
-// away, freeing its seat for a later applicant. Afterwards the run checks the
-// backend's stored state against the acknowledged answers: every
-// acknowledged booking that was not cancelled owns its seat, no seat has two
-// owners, and nothing unacknowledged owns one (Verify).
+// booked or sold out. The workers run in a child process by default and
+// speak HTTP through httpload.Conn: raw requests, answers read by status and
+// length, the starts of an answer read from the first one's date and zone,
+// so that the generator takes as little as it can of the cores it shares
+// with the edge and the backends. Every CancelEvery-th booked applicant
+// cancels right away, freeing its seat for a later applicant. Afterwards the
+// run checks the backend's stored state against the acknowledged answers:
+// every acknowledged booking that was not cancelled owns its seat, no seat
+// has two owners, and nothing unacknowledged owns one (Verify).
 //
 // The package owns no globals: everything a run needs is in Config.
 package peers
