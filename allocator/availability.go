@@ -279,9 +279,14 @@ const searchLimitMax = 100
 
 // Search returns the nearest free starts of service across the offices of
 // region (all regions when empty), earliest first, at most limit.
+//
+// Each office's earliest starts are merged into the best limit so far, so
+// a search costs offices × limit, not a sort of every office's openings
+// (it also answers every slot_taken, through Alternatives). Among equal
+// starts the office listed first comes first.
 func (e *Engine) Search(now time.Time, region, serviceID string, after time.Time, limit int) []Opening {
 	limit = min(max(limit, 1), searchLimitMax)
-	var out []Opening
+	var out, spare, office []Opening
 	for _, id := range e.OfficeIDs() {
 		o, _ := e.office(id)
 		l := o.lay.Load()
@@ -289,10 +294,31 @@ func (e *Engine) Search(now time.Time, region, serviceID string, after time.Time
 		if svc == nil || (region != "" && l.cfg.Region != region) {
 			continue
 		}
-		out = o.firstFree(l, svc, after, now, limit, out)
+		office = o.firstFree(l, svc, after, now, limit, office[:0])
+		if !slices.IsSortedFunc(office, byStart) { // a day whose clocks go back
+			slices.SortStableFunc(office, byStart)
+		}
+		out, spare = mergeEarliest(spare[:0], out, office, limit), out
 	}
-	slices.SortStableFunc(out, func(a, b Opening) int { return a.Start.Compare(b.Start) })
-	return out[:min(len(out), limit)]
+	return out
+}
+
+func byStart(a, b Opening) int { return a.Start.Compare(b.Start) }
+
+// mergeEarliest appends to dst the first limit openings of a and b, both
+// sorted by start; a's come first among equal starts.
+func mergeEarliest(dst, a, b []Opening, limit int) []Opening {
+	i, j := 0, 0
+	for len(dst) < limit && (i < len(a) || j < len(b)) {
+		if j == len(b) || (i < len(a) && !b[j].Start.Before(a[i].Start)) {
+			dst = append(dst, a[i])
+			i++
+		} else {
+			dst = append(dst, b[j])
+			j++
+		}
+	}
+	return dst
 }
 
 // Alternatives returns free starts near a wanted one: the same office

@@ -1,0 +1,60 @@
+package allocator
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+// Search is the earliest limit starts of the union of every matching
+// office's FirstFree, ties in office order: what a stable sort of all of
+// them gives. Offices on 15-, 20- and 30-minute grids in two regions, some
+// partly booked, so that starts interleave and tie across offices.
+func TestSearchIsTheEarliestAcrossOffices(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 0))
+	var cfgs []OfficeConfig
+	for i := range 24 {
+		cfg := testOffice(fmt.Sprintf("s%02d", i))
+		cfg.SlotMinutes = []int{15, 20, 30}[i%3]
+		if i%4 == 3 {
+			cfg.Region = "spb"
+		}
+		cfgs = append(cfgs, cfg)
+	}
+	e, _ := newTestEngine(t, cfgs...)
+	for i := range 600 {
+		cfg := cfgs[r.IntN(len(cfgs))]
+		_, _ = e.Hold(t0, HoldRequest{Office: cfg.ID, Service: "patent", Applicant: fmt.Sprintf("x%d", i),
+			EarliestAfter: at(1+r.IntN(3), 9+r.IntN(8), 0)}, portal())
+	}
+	for trial := range 200 {
+		region := []string{"", "moscow", "spb", "nowhere"}[trial%4]
+		service := []string{"patent", "rvp"}[trial%2]
+		after := at(1+r.IntN(4), r.IntN(24), r.IntN(60))
+		limit := 1 + r.IntN(40)
+		var want []Opening
+		for _, id := range e.OfficeIDs() {
+			o, _ := e.office(id)
+			if region != "" && o.lay.Load().cfg.Region != region {
+				continue
+			}
+			ff, err := e.FirstFree(t0, id, service, after, limit)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, ff...)
+		}
+		slices.SortStableFunc(want, byStart)
+		want = want[:min(len(want), limit)]
+		got := e.Search(t0, region, service, after, limit)
+		if len(got) != len(want) {
+			t.Fatalf("trial %d: %d openings, want %d", trial, len(got), len(want))
+		}
+		for i := range got {
+			if got[i].Office != want[i].Office || !got[i].Start.Equal(want[i].Start) || got[i].Free != want[i].Free {
+				t.Fatalf("trial %d (%q %s after %s, limit %d): opening %d is %+v, want %+v", trial, region, service, after, limit, i, got[i], want[i])
+			}
+		}
+	}
+}
