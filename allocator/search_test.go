@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"time"
 )
 
 // Search is the earliest limit starts of the union of every matching
@@ -55,6 +56,43 @@ func TestSearchIsTheEarliestAcrossOffices(t *testing.T) {
 			if got[i].Office != want[i].Office || !got[i].Start.Equal(want[i].Start) || got[i].Free != want[i].Free {
 				t.Fatalf("trial %d (%q %s after %s, limit %d): opening %d is %+v, want %+v", trial, region, service, after, limit, i, got[i], want[i])
 			}
+		}
+	}
+}
+
+// On the night the clocks go back, an office's starts and those of an
+// office an hour east still come out earliest first, ties in office order.
+func TestSearchAcrossTheClockChange(t *testing.T) {
+	var cfgs []OfficeConfig
+	for i, zone := range []string{"Europe/Berlin", "Europe/Moscow", "Europe/Berlin", "Europe/Kaliningrad"} {
+		cfg := hammerOffice(fmt.Sprintf("z%d", i), 2, "00:00-24:00")
+		cfg.Timezone, cfg.Region = zone, "eu"
+		cfg.SlotMinutes = []int{15, 20, 30, 10}[i]
+		cfg.Policy.HorizonDays = horizonDaysMax
+		cfgs = append(cfgs, cfg)
+	}
+	e, _ := newTestEngine(t, cfgs...)
+	berlin := mustLoc("Europe/Berlin")
+	after := time.Date(2027, 10, 31, 1, 30, 0, 0, berlin) // the night of 31 October 2027: 03:00 CEST becomes 02:00 CET
+	got := e.Search(t0, "eu", "patent", after, 100)
+	if len(got) != 100 {
+		t.Fatalf("%d openings", len(got))
+	}
+	if !slices.IsSortedFunc(got, byStart) {
+		t.Fatalf("not earliest first: %v", got)
+	}
+	var want []Opening
+	for _, cfg := range cfgs {
+		ff, err := e.FirstFree(t0, cfg.ID, "patent", after, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, ff...)
+	}
+	slices.SortStableFunc(want, byStart)
+	for i := range got {
+		if got[i].Office != want[i].Office || !got[i].Start.Equal(want[i].Start) {
+			t.Fatalf("opening %d is %+v, want %+v", i, got[i], want[i])
 		}
 	}
 }

@@ -10,8 +10,9 @@
 // Conn is the same for a closed loop whose next request depends on the
 // last answer: one request at a time on one connection.
 //
-// It speaks only what a benchmark needs: answers must carry a
-// Content-Length (no chunked bodies, no 1xx), and it never follows a
+// It speaks only what a benchmark needs: every answer must carry a
+// Content-Length (no chunked bodies, no 1xx, no HEAD requests or 204 and
+// 304 answers, whose bodies go by other rules), and it never follows a
 // redirect or retries.
 package httpload
 
@@ -39,6 +40,13 @@ type Config struct {
 	// request line to end of headers and any body, keep-alive. It is
 	// called from many goroutines.
 	Request func(i int) []byte
+	// Check, if set, sees every answer with the number of its request;
+	// an error ends that connection and the run fails with it. Called
+	// from many goroutines.
+	Check func(i, status int, body []byte) error
+	// Timeout bounds each write and each wait for bytes of an answer;
+	// zero means 30 s.
+	Timeout time.Duration
 }
 
 // Result is what a run measured.
@@ -64,11 +72,16 @@ func (r *Result) Percentile(p float64) time.Duration {
 	return r.Latencies[i]
 }
 
-// Run sends cfg.Requests requests and waits for every answer. It fails on
-// the first connection or protocol error.
+// Run sends cfg.Requests requests and waits for every answer. A
+// connection stops at its first error (a failed connection, an answer it
+// cannot read, a Check that refuses, a timeout); the others go on, and
+// Run returns the errors joined with what was answered.
 func Run(cfg Config) (Result, error) {
 	if cfg.Conns < 1 || cfg.Depth < 1 || cfg.Requests < 1 || cfg.Request == nil {
 		return Result{}, errors.New("httpload: Conns, Depth and Requests must be positive and Request set")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
 	}
 	conns := make([]*conn, cfg.Conns)
 	for i := range conns {
@@ -113,6 +126,7 @@ type conn struct {
 	out       []byte      // requests to write
 	in        []byte      // bytes read, not yet parsed
 	sent      []time.Time // write time of each unanswered request, oldest first
+	ids       []int       // the number of each unanswered request, in the same order
 	answered  int
 	status    map[int]int
 	latencies []time.Duration
@@ -132,6 +146,7 @@ func (c *conn) run(next *atomic.Int64) error {
 			}
 			c.out = append(c.out, c.cfg.Request(int(i))...)
 			c.sent = append(c.sent, time.Time{})
+			c.ids = append(c.ids, int(i))
 		}
 		if len(c.out) > 0 {
 			now := time.Now()
@@ -140,12 +155,18 @@ func (c *conn) run(next *atomic.Int64) error {
 					c.sent[i] = now
 				}
 			}
+			if err := c.nc.SetWriteDeadline(now.Add(c.cfg.Timeout)); err != nil {
+				return fmt.Errorf("httpload: %w", err)
+			}
 			if _, err := c.nc.Write(c.out); err != nil {
 				return fmt.Errorf("httpload: write: %w", err)
 			}
 		}
 		if len(c.sent) == 0 {
 			return nil
+		}
+		if err := c.nc.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
+			return fmt.Errorf("httpload: %w", err)
 		}
 		if cap(c.in)-len(c.in) < 16<<10 {
 			c.in = slices.Grow(c.in, 64<<10)
@@ -170,7 +191,7 @@ func (c *conn) run(next *atomic.Int64) error {
 func (c *conn) parse(now time.Time) error {
 	done := 0
 	for {
-		status, _, size, err := parseAnswer(c.in[done:])
+		status, bodyAt, size, err := parseAnswer(c.in[done:])
 		if err != nil {
 			return err
 		}
@@ -180,22 +201,28 @@ func (c *conn) parse(now time.Time) error {
 		if len(c.sent) == 0 {
 			return errors.New("httpload: an answer to no request")
 		}
+		if c.cfg.Check != nil {
+			if err := c.cfg.Check(c.ids[0], status, c.in[done+bodyAt:done+size]); err != nil {
+				return fmt.Errorf("httpload: request %d: %w", c.ids[0], err)
+			}
+		}
 		c.status[status]++
 		c.latencies = append(c.latencies, now.Sub(c.sent[0]))
-		c.sent = c.sent[1:]
+		c.sent, c.ids = c.sent[1:], c.ids[1:]
 		c.answered++
 		done += size
 	}
 	c.in = append(c.in[:0], c.in[done:]...)
 	if len(c.sent) == 0 {
-		c.sent = c.sent[:0:0] // let the backing array go when idle
+		c.sent, c.ids = c.sent[:0:0], c.ids[:0:0] // let the backing arrays go when idle
 	}
 	return nil
 }
 
 var (
-	headEnd       = []byte("\r\n\r\n")
-	contentLength = []byte("\r\ncontent-length:")
+	headEnd         = []byte("\r\n\r\n")
+	contentLength   = []byte("\r\ncontent-length:")
+	connectionClose = []byte("\r\nconnection: close\r\n")
 )
 
 // parseAnswer returns the status, where the body starts and the size of
@@ -210,7 +237,7 @@ func parseAnswer(b []byte) (status, bodyAt, size int, err error) {
 		return 0, 0, 0, nil
 	}
 	head := b[:end+2]
-	if len(head) < 12 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) {
+	if len(head) < 13 || !bytes.HasPrefix(head, []byte("HTTP/1.1 ")) {
 		return 0, 0, 0, fmt.Errorf("httpload: not an HTTP/1.1 answer: %q", head[:min(len(head), 40)])
 	}
 	for _, d := range head[9:12] {
@@ -219,25 +246,23 @@ func parseAnswer(b []byte) (status, bodyAt, size int, err error) {
 		}
 		status = status*10 + int(d-'0')
 	}
+	if head[12] != ' ' && head[12] != '\r' {
+		return 0, 0, 0, fmt.Errorf("httpload: bad status line %q", head[:min(len(head), 40)])
+	}
 	i := indexFold(head, contentLength)
 	if i < 0 {
 		return 0, 0, 0, errors.New("httpload: an answer without Content-Length")
 	}
-	n, digits := 0, 0
-	for _, d := range head[i+len(contentLength):] {
-		if d == ' ' && digits == 0 {
-			continue
-		}
+	v := bytes.Trim(head[i+len(contentLength):][:bytes.IndexByte(head[i+len(contentLength):], '\r')], " \t")
+	n := 0
+	for _, d := range v {
 		if d < '0' || d > '9' {
-			break
+			return 0, 0, 0, fmt.Errorf("httpload: bad Content-Length %q", v)
 		}
 		n = n*10 + int(d-'0')
-		if digits++; digits > 12 {
-			return 0, 0, 0, errors.New("httpload: Content-Length too large")
-		}
 	}
-	if digits == 0 {
-		return 0, 0, 0, errors.New("httpload: bad Content-Length")
+	if len(v) == 0 || len(v) > 12 {
+		return 0, 0, 0, fmt.Errorf("httpload: bad Content-Length %q", v)
 	}
 	bodyAt = end + len(headEnd)
 	size = bodyAt + n
@@ -268,8 +293,10 @@ func indexFold(b, sep []byte) int {
 }
 
 // Conn is one keep-alive connection that sends a request and waits for its
-// answer. A failed request closes it; the next Do dials again. Not safe
-// for concurrent use.
+// answer. A failed request closes it, and so does an answer that says
+// Connection: close; the next Do dials again. It never retries: a request
+// sent on a connection the server has just closed fails. Not safe for
+// concurrent use.
 type Conn struct {
 	addr    string
 	timeout time.Duration
@@ -313,6 +340,12 @@ func (c *Conn) Do(req []byte) (status int, body []byte, err error) {
 		if size > 0 {
 			if size != len(c.in) {
 				return 0, nil, errors.New("httpload: bytes after the answer")
+			}
+			if indexFold(c.in[:bodyAt], connectionClose) >= 0 {
+				// The server closes after this answer: the next Do dials.
+				// The body stays readable in c.in until then.
+				_ = c.nc.Close()
+				c.nc = nil
 			}
 			return status, c.in[bodyAt:size], nil
 		}

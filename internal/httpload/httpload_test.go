@@ -14,8 +14,8 @@ import (
 
 // A run against a real fasthttp server on loopback answers every request,
 // in order on each connection, plain and pipelined: the server echoes the
-// request's number and the generator checks it came back to the right
-// request.
+// request's number and Check sees each answer with the number of the
+// request it was sent for.
 func TestRunAgainstServer(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -26,13 +26,21 @@ func TestRunAgainstServer(t *testing.T) {
 		if n%7 == 0 {
 			ctx.SetStatusCode(404)
 		}
-		ctx.SetBody(bytes.Repeat([]byte{'x'}, n%5000)) // answers of many sizes, some split across reads
+		// Answers of many sizes, some split across reads.
+		ctx.SetBody(append(strconv.AppendInt(nil, int64(n), 10), bytes.Repeat([]byte{'-'}, n%5000)...))
 	}}
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Shutdown() })
 	for _, c := range []struct{ conns, depth, n int }{{1, 1, 50}, {4, 1, 400}, {3, 32, 2000}, {8, 5, 1001}} {
 		res, err := Run(Config{Addr: ln.Addr().String(), Conns: c.conns, Depth: c.depth, Requests: c.n,
-			Request: func(i int) []byte { return fmt.Appendf(nil, "GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", i) }})
+			Request: func(i int) []byte { return fmt.Appendf(nil, "GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", i) },
+			Check: func(i, status int, body []byte) error {
+				want := append(strconv.AppendInt(nil, int64(i), 10), bytes.Repeat([]byte{'-'}, i%5000)...)
+				if !bytes.Equal(body, want) || (status == 404) != (i%7 == 0) {
+					return fmt.Errorf("answer %d %.20q is not request %d's", status, body, i)
+				}
+				return nil
+			}})
 		if err != nil {
 			t.Fatalf("%+v: %v", c, err)
 		}
@@ -43,6 +51,41 @@ func TestRunAgainstServer(t *testing.T) {
 		if res.Percentile(0) > res.Percentile(99) {
 			t.Fatalf("latencies not sorted")
 		}
+	}
+	// A Check that refuses fails the run.
+	_, err = Run(Config{Addr: ln.Addr().String(), Conns: 2, Depth: 4, Requests: 40,
+		Request: func(i int) []byte { return fmt.Appendf(nil, "GET /?n=%d HTTP/1.1\r\nHost: x\r\n\r\n", i) },
+		Check: func(i, status int, body []byte) error {
+			if i == 17 {
+				return fmt.Errorf("refused")
+			}
+			return nil
+		}})
+	if err == nil || !strings.Contains(err.Error(), "request 17: refused") {
+		t.Fatalf("a refusing Check: %v", err)
+	}
+}
+
+// A server that answers nothing makes Run fail at its timeout, not hang.
+func TestRunTimesOut(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close() // reads nothing, answers nothing
+		}
+	}()
+	_, err = Run(Config{Addr: ln.Addr().String(), Conns: 1, Depth: 1, Requests: 1, Timeout: 50 * time.Millisecond,
+		Request: func(int) []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }})
+	if err == nil || !strings.Contains(err.Error(), "timeout") {
+		t.Fatalf("a silent server: %v", err)
 	}
 }
 
@@ -90,6 +133,11 @@ func TestParseAnswer(t *testing.T) {
 		{"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", 0, 0, true},
 		{"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999\r\n\r\n", 0, 0, true},
 		{"HTTP/1.1\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n", 0, 0, true},
+		{"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", 200, 35, false},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 2x\r\n\r\nok", 0, 0, true},
+		{"HTTP/1.1 200 OK\r\nContent-Length: 1, 2\r\n\r\nok", 0, 0, true},
+		{"HTTP/1.1 200 OK\r\nContent-Length:  2 \r\n\r\nok", 200, 42, false},
 	} {
 		status, _, size, err := parseAnswer([]byte(c.in))
 		if (err != nil) != c.bad || status != c.status || size != c.size {
@@ -120,6 +168,11 @@ func TestConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		if string(ctx.Path()) == "/last" {
+			ctx.SetConnectionClose() // answers, then closes
+			ctx.SetBodyString("last")
+			return
+		}
 		if string(ctx.Path()) == "/close" {
 			ctx.HijackSetNoResponse(true)
 			ctx.Hijack(func(c net.Conn) {}) // closes without an answer
@@ -147,5 +200,11 @@ func TestConn(t *testing.T) {
 	}
 	if status, got, err := c.Do(post("again")); err != nil || status != 201 || string(got) != "echo:again" {
 		t.Fatalf("after the close: %d %q %v", status, got, err)
+	}
+	if status, got, err := c.Do([]byte("GET /last HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil || status != 200 || string(got) != "last" {
+		t.Fatalf("an answer with Connection: close: %d %q %v", status, got, err)
+	}
+	if status, got, err := c.Do(post("after")); err != nil || status != 201 || string(got) != "echo:after" {
+		t.Fatalf("after Connection: close: %d %q %v", status, got, err)
 	}
 }

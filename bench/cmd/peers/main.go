@@ -30,7 +30,7 @@ func main() {
 	flag.DurationVar(&cfg.RunTimeMax, "run-time-max", 0, "cut one run after this long (0: 2m)")
 	flag.IntVar(&cfg.PostgresConnsMax, "pg-conns-max", 0, "PostgreSQL pool size (0: one per worker)")
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
-	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file, and of the last HTTP run's generator child to this file + \".generator\"")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file and, unless -in-process, of the last HTTP run's generator child to this file + \".generator\"")
 	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
@@ -80,7 +80,6 @@ func main() {
 	rep, err := peers.Run(ctx, cfg)
 	rep.WriteTables(os.Stdout)
 	if err != nil {
-		pprof.StopCPUProfile()
 		fail(err)
 	}
 }
@@ -116,6 +115,7 @@ func parseInts(s string) ([]int, error) {
 }
 
 func fail(err error) {
+	pprof.StopCPUProfile() // a profile being written is completed, not cut
 	fmt.Fprintln(os.Stderr, "peers:", err)
 	os.Exit(1)
 }
