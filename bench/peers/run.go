@@ -3,6 +3,7 @@ package peers
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -240,6 +242,9 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	}
 	defer cleanup()
 	defer b.Close()
+	if err := settle(ctx, cfg); err != nil {
+		return Result{}, fmt.Errorf("before %s: %w", name, err)
+	}
 	var out Outcome
 	if mode == "http" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -280,6 +285,26 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
 		name, mode, r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
 	return res, nil
+}
+
+// settle gives every run a quiet disk to start on: PostgreSQL, when it
+// takes part, writes its dirty pages now (CHECKPOINT) rather than during a
+// later run, then every file system flushes what it holds (sync(2)). The
+// backends' own setup writes land before the clock starts, whoever runs
+// next.
+func settle(ctx context.Context, cfg Config) error {
+	if cfg.PostgresDSN != "" {
+		db, err := sql.Open("pgx", cfg.PostgresDSN)
+		if err != nil {
+			return err
+		}
+		defer db.Close()
+		if _, err := db.ExecContext(ctx, "CHECKPOINT"); err != nil {
+			return fmt.Errorf("PostgreSQL CHECKPOINT: %w", err)
+		}
+	}
+	syscall.Sync()
+	return nil
 }
 
 // generateInChild runs the generator command with r on its standard input
