@@ -56,7 +56,7 @@ func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, 
 	}
 	last := Date(o.releasedThrough.Load())
 	for date := DateOf(from.In(l.loc)); date <= last; date++ {
-		if o.bookableDate(l, svc, date, now) != nil {
+		if o.refuseDate(l, svc, date, now) != dateBookable {
 			continue
 		}
 		d := o.day(l, date)
@@ -112,7 +112,7 @@ func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) 
 	to = min(to, Date(o.releasedThrough.Load()))
 	out := []DayFree{}
 	for date := from; date <= to; date++ {
-		if o.bookableDate(l, svc, date, now) != nil {
+		if o.refuseDate(l, svc, date, now) != dateBookable {
 			continue
 		}
 		out = append(out, DayFree{Date: date, Free: l.freeStarts(o.day(l, date), svc, l.firstStep(date, now, now))})
@@ -407,7 +407,7 @@ func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
 			// a seat counts once even if several services could use it
 			var open bool
 			for _, svc := range svcs {
-				if o.bookableDate(l, svc, date, now) == nil {
+				if o.refuseDate(l, svc, date, now) == dateBookable {
 					open = true
 					break
 				}

@@ -194,19 +194,49 @@ func (o *office) bookable(l *layout, svc *service, date Date, step int, now time
 
 // bookableDate checks the date part of the release rule.
 func (o *office) bookableDate(l *layout, svc *service, date Date, now time.Time) error {
-	switch {
-	case date < l.today(now):
+	switch o.refuseDate(l, svc, date, now) {
+	case datePast:
 		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, date)
-	case date > Date(o.releasedThrough.Load()):
+	case dateNotReleased:
 		return fmt.Errorf("%w: %s is not released yet (released through %s)", ErrNotReleased, date, Date(o.releasedThrough.Load()))
-	case l.closures[date]:
+	case dateClosed:
 		return fmt.Errorf("%w: office %s is closed on %s", ErrNotReleased, o.id, date)
-	case !svc.weekdays[date.Weekday()]:
+	case dateServiceOff:
 		return fmt.Errorf("%w: %s is not offered on %s", ErrNotReleased, svc.id, date.Weekday())
-	case l.openSteps[date.Weekday()] == 0:
+	case dateOfficeShut:
 		return fmt.Errorf("%w: office %s is not open on %s", ErrNotReleased, o.id, date.Weekday())
 	}
 	return nil
+}
+
+// dateRefusal is why a date cannot be booked, dateBookable when it can:
+// bookableDate's verdict without the error, for the availability reads
+// that pass over many dates and only skip the refused ones.
+type dateRefusal uint8
+
+const (
+	dateBookable dateRefusal = iota
+	datePast
+	dateNotReleased
+	dateClosed
+	dateServiceOff
+	dateOfficeShut
+)
+
+func (o *office) refuseDate(l *layout, svc *service, date Date, now time.Time) dateRefusal {
+	switch {
+	case date < l.today(now):
+		return datePast
+	case date > Date(o.releasedThrough.Load()):
+		return dateNotReleased
+	case l.closures[date]:
+		return dateClosed
+	case !svc.weekdays[date.Weekday()]:
+		return dateServiceOff
+	case l.openSteps[date.Weekday()] == 0:
+		return dateOfficeShut
+	}
+	return dateBookable
 }
 
 // firstStep returns the first grid step of date that starts at or after
