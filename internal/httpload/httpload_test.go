@@ -66,23 +66,33 @@ func TestRunAgainstServer(t *testing.T) {
 	}
 }
 
-// A server that answers nothing makes Run fail at its timeout, not hang.
-func TestRunTimesOut(t *testing.T) {
+// rawServer serves each connection with serve, on loopback, until the
+// test ends; it returns the address.
+func rawServer(t *testing.T, serve func(net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
+	t.Cleanup(func() { ln.Close() })
 	go func() {
 		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
-			defer c.Close() // reads nothing, answers nothing
+			go serve(c)
 		}
 	}()
-	_, err = Run(Config{Addr: ln.Addr().String(), Conns: 1, Depth: 1, Requests: 1, Timeout: 50 * time.Millisecond,
+	return ln.Addr().String()
+}
+
+// A server that answers nothing makes Run fail at its timeout, not hang.
+func TestRunTimesOut(t *testing.T) {
+	addr := rawServer(t, func(c net.Conn) {
+		time.Sleep(time.Second) // reads nothing, answers nothing
+		c.Close()
+	})
+	_, err := Run(Config{Addr: addr, Conns: 1, Depth: 1, Requests: 1, Timeout: 50 * time.Millisecond,
 		Request: func(int) []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }})
 	if err == nil || !strings.Contains(err.Error(), "timeout") {
 		t.Fatalf("a silent server: %v", err)
@@ -92,22 +102,11 @@ func TestRunTimesOut(t *testing.T) {
 // A server that closes the connection early makes Run fail, naming how
 // many answers were due, instead of hanging or counting them answered.
 func TestRunReportsEarlyClose(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
-			c.Close()
-		}
-	}()
-	res, err := Run(Config{Addr: ln.Addr().String(), Conns: 1, Depth: 4, Requests: 10,
+	addr := rawServer(t, func(c net.Conn) {
+		c.Write([]byte("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+		c.Close()
+	})
+	res, err := Run(Config{Addr: addr, Conns: 1, Depth: 4, Requests: 10,
 		Request: func(int) []byte { return []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n") }})
 	if err == nil {
 		t.Fatalf("no error; %d answered", res.Requests)
