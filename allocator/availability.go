@@ -302,7 +302,9 @@ func (e *Engine) Search(now time.Time, region, serviceID string, after time.Time
 			continue
 		}
 		office = o.firstFree(l, svc, after, now, limit, office[:0])
-		if !slices.IsSortedFunc(office, byStart) { // a day whose clocks go back
+		if !slices.IsSortedFunc(office, byStart) {
+			// The night the clocks go forward: the steps of the missing
+			// hour start in the hour after it.
 			slices.SortStableFunc(office, byStart)
 		}
 		out, spare = mergeEarliest(spare[:0], out, office, limit), out

@@ -60,8 +60,11 @@ func TestSearchIsTheEarliestAcrossOffices(t *testing.T) {
 	}
 }
 
-// On the night the clocks go back, an office's starts and those of an
-// office an hour east still come out earliest first, ties in office order.
+// On the nights the clocks change, an office's starts and those of
+// offices an hour east still come out earliest first, ties in office
+// order. When the clocks go forward, a Berlin office's grid steps of the
+// missing hour (02:00–02:59) fall on the hour after it, so that office's
+// own openings come out of order: Search sorts them before merging.
 func TestSearchAcrossTheClockChange(t *testing.T) {
 	var cfgs []OfficeConfig
 	for i, zone := range []string{"Europe/Berlin", "Europe/Moscow", "Europe/Berlin", "Europe/Kaliningrad"} {
@@ -73,26 +76,36 @@ func TestSearchAcrossTheClockChange(t *testing.T) {
 	}
 	e, _ := newTestEngine(t, cfgs...)
 	berlin := mustLoc("Europe/Berlin")
-	after := time.Date(2027, 10, 31, 1, 30, 0, 0, berlin) // the night of 31 October 2027: 03:00 CEST becomes 02:00 CET
-	got := e.Search(t0, "eu", "patent", after, 100)
-	if len(got) != 100 {
-		t.Fatalf("%d openings", len(got))
-	}
-	if !slices.IsSortedFunc(got, byStart) {
-		t.Fatalf("not earliest first: %v", got)
-	}
-	var want []Opening
-	for _, cfg := range cfgs {
-		ff, err := e.FirstFree(t0, cfg.ID, "patent", after, 100)
-		if err != nil {
-			t.Fatal(err)
+	for _, night := range []struct {
+		after     time.Time
+		unordered bool // the first Berlin office's own openings are out of order
+	}{
+		{time.Date(2027, 3, 28, 1, 30, 0, 0, berlin), true},   // 02:00 CET becomes 03:00 CEST
+		{time.Date(2027, 10, 31, 1, 30, 0, 0, berlin), false}, // 03:00 CEST becomes 02:00 CET
+	} {
+		got := e.Search(t0, "eu", "patent", night.after, 100)
+		if len(got) != 100 {
+			t.Fatalf("%s: %d openings", night.after, len(got))
 		}
-		want = append(want, ff...)
-	}
-	slices.SortStableFunc(want, byStart)
-	for i := range got {
-		if got[i].Office != want[i].Office || !got[i].Start.Equal(want[i].Start) {
-			t.Fatalf("opening %d is %+v, want %+v", i, got[i], want[i])
+		if !slices.IsSortedFunc(got, byStart) {
+			t.Fatalf("%s: not earliest first: %v", night.after, got)
+		}
+		var want []Opening
+		for i, cfg := range cfgs {
+			ff, err := e.FirstFree(t0, cfg.ID, "patent", night.after, 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 && slices.IsSortedFunc(ff, byStart) == night.unordered {
+				t.Fatalf("%s: %s's own openings sorted: %v, want %v", night.after, cfg.ID, !night.unordered, night.unordered)
+			}
+			want = append(want, ff...)
+		}
+		slices.SortStableFunc(want, byStart)
+		for i := range got {
+			if got[i].Office != want[i].Office || !got[i].Start.Equal(want[i].Start) {
+				t.Fatalf("%s: opening %d is %+v, want %+v", night.after, i, got[i], want[i])
+			}
 		}
 	}
 }
