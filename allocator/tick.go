@@ -59,11 +59,10 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			return nil
 		}
 		l := o.lay.Load()
-		start := l.startOf(rec.Date, int(rec.Step))
-		if t.atUnixNano < start.UnixNano() {
+		if start, due := reminderDue(l, rec, now); t.atUnixNano < start.UnixNano() {
 			// Most such timers are the hold expiry of a booking confirmed
 			// since: refuse them here, as remind's decision would.
-			if rec.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
+			if !due {
 				return nil
 			}
 			err = e.remind(now, t.b, rec.ID)
@@ -89,8 +88,8 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 // fires second finds the booking no longer confirmed and does nothing.
 func (e *Engine) remind(now time.Time, b *booking, id ID) error {
 	_, err := e.transition(now, id, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
-		start := l.startOf(cur.Date, int(cur.Step))
-		if cur.Status != StatusConfirmed || cur.RemindedUnixNano == start.UnixNano() || now.Before(start.Add(-l.policy.reminderBefore)) {
+		start, due := reminderDue(l, cur, now)
+		if cur.Status != StatusConfirmed || !due {
 			return effect{}, ErrInvalidTransition
 		}
 		if !now.Before(start) { // too late to remind: only the no-show is left
@@ -104,4 +103,12 @@ func (e *Engine) remind(now time.Time, b *booking, id ID) error {
 		return effect{next: &n, event: EventReminderDue, reminder: true, scheduled: true}, nil
 	})
 	return err
+}
+
+// reminderDue returns the start of rec's booking and whether its reminder
+// is due at now: not sent yet for this start, and the reminder time is
+// reached.
+func reminderDue(l *layout, rec *BookingRecord, now time.Time) (start time.Time, due bool) {
+	start = l.startOf(rec.Date, int(rec.Step))
+	return start, rec.RemindedUnixNano != start.UnixNano() && !now.Before(start.Add(-l.policy.reminderBefore))
 }

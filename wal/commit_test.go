@@ -126,3 +126,24 @@ func TestCommitsQueuedDuringSyncShareOneBatch(t *testing.T) {
 		}
 	}
 }
+
+// A latency histogram puts each observation in the first bucket whose
+// bound it does not exceed, the rest in +Inf, and its mean is the sum over
+// the count (0 before any).
+func TestLatencyHistogram(t *testing.T) {
+	var h latencyHistogram
+	if m := h.snapshot().Mean(); m != 0 {
+		t.Fatalf("empty mean %s", m)
+	}
+	top := CommitLatencyBuckets[len(CommitLatencyBuckets)-1]
+	for _, d := range []time.Duration{CommitLatencyBuckets[0], CommitLatencyBuckets[0] + 1, top + time.Second} {
+		h.observe(d)
+	}
+	s := h.snapshot()
+	if s.Count != 3 || s.Counts[0] != 1 || s.Counts[1] != 1 || s.Counts[len(s.Counts)-1] != 1 {
+		t.Fatalf("counts %v of %d", s.Counts, s.Count)
+	}
+	if want := (2*CommitLatencyBuckets[0] + 1 + top + time.Second) / 3; s.Mean() != want {
+		t.Fatalf("mean %s, want %s", s.Mean(), want)
+	}
+}

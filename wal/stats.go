@@ -63,6 +63,14 @@ type Histogram struct {
 	Count  uint64
 }
 
+// Mean returns the mean observation, 0 when there is none.
+func (h Histogram) Mean() time.Duration {
+	if h.Count == 0 {
+		return 0
+	}
+	return h.Sum / time.Duration(h.Count)
+}
+
 func (h *latencyHistogram) snapshot() Histogram {
 	s := Histogram{Bounds: CommitLatencyBuckets[:], Counts: make([]uint64, len(h.counts))}
 	for i := range h.counts {

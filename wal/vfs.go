@@ -66,14 +66,17 @@ func (f *syncCountingFile) count(start time.Time, err error) error {
 	return err
 }
 
+// timed runs sync and counts it.
+func (f *syncCountingFile) timed(sync func() error) error {
+	start := time.Now()
+	return f.count(start, sync())
+}
+
 // Sync implements vfs.File.
-func (f *syncCountingFile) Sync() error { start := time.Now(); return f.count(start, f.File.Sync()) }
+func (f *syncCountingFile) Sync() error { return f.timed(f.File.Sync) }
 
 // SyncData implements vfs.File.
-func (f *syncCountingFile) SyncData() error {
-	start := time.Now()
-	return f.count(start, f.File.SyncData())
-}
+func (f *syncCountingFile) SyncData() error { return f.timed(f.File.SyncData) }
 
 // SyncTo implements vfs.File. Only a full sync counts: a partial one gives
 // no durability.

@@ -451,16 +451,14 @@ func clockSeconds(c []byte) (int, bool) {
 		return 0, false
 	}
 	n := 0
-	for _, k := range []int{0, 1, 3, 4, 6, 7} {
-		if c[k] < '0' || c[k] > '9' {
+	for i, limit := range [...]int{23, 59, 59} { // hours, minutes, seconds
+		hi, lo := c[3*i]-'0', c[3*i+1]-'0'
+		v := int(hi)*10 + int(lo)
+		if hi > 9 || lo > 9 || v > limit {
 			return 0, false
 		}
+		n = n*60 + v
 	}
-	h, m, sec := int(c[0]-'0')*10+int(c[1]-'0'), int(c[3]-'0')*10+int(c[4]-'0'), int(c[6]-'0')*10+int(c[7]-'0')
-	if h > 23 || m > 59 || sec > 59 {
-		return 0, false
-	}
-	n = h*3600 + m*60 + sec
 	return n, true
 }
 

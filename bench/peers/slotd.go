@@ -152,13 +152,9 @@ func (b *slotdBackend) Note() string {
 	if st.WALSyncs == 0 {
 		return ""
 	}
-	mean := time.Duration(0)
-	if n := st.CommitLatency.Count; n > 0 {
-		mean = st.CommitLatency.Sum / time.Duration(n)
-	}
 	return fmt.Sprintf("wal: %d commits, %d fsyncs, %.1f commits/fsync, mean commit %s, mean fsync %s",
-		st.Commits, st.WALSyncs, float64(st.Commits)/float64(st.WALSyncs), mean.Round(time.Microsecond),
-		(st.WALSyncLatency.Sum / time.Duration(max(st.WALSyncLatency.Count, 1))).Round(time.Microsecond))
+		st.Commits, st.WALSyncs, float64(st.Commits)/float64(st.WALSyncs),
+		st.CommitLatency.Mean().Round(time.Microsecond), st.WALSyncLatency.Mean().Round(time.Microsecond))
 }
 
 // activeCollector is a fresh engine that wal.Recover restores into, and

@@ -99,12 +99,10 @@ func Run(cfg Config) (Result, error) {
 	errs := make([]error, len(conns))
 	start := time.Now()
 	for i, c := range conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			defer c.nc.Close()
 			errs[i] = c.run(&next)
-		}()
+		})
 	}
 	wg.Wait()
 	res := Result{Elapsed: time.Since(start), Status: map[int]int{}}
@@ -135,26 +133,21 @@ type conn struct {
 // run keeps Depth requests in flight until the shared counter passes
 // Requests and every answer is in.
 func (c *conn) run(next *atomic.Int64) error {
-	c.in = make([]byte, 0, 64<<10)
+	c.in = make([]byte, 0, 64<<10) // pipelined answers arrive many at a time
 	for {
 		// Top the window up, in one write.
 		c.out = c.out[:0]
+		now := time.Now()
 		for len(c.sent) < c.cfg.Depth {
 			i := next.Add(1) - 1
 			if i >= int64(c.cfg.Requests) {
 				break
 			}
 			c.out = append(c.out, c.cfg.Request(int(i))...)
-			c.sent = append(c.sent, time.Time{})
+			c.sent = append(c.sent, now)
 			c.ids = append(c.ids, int(i))
 		}
 		if len(c.out) > 0 {
-			now := time.Now()
-			for i := range c.sent {
-				if c.sent[i].IsZero() {
-					c.sent[i] = now
-				}
-			}
 			if err := c.nc.SetWriteDeadline(now.Add(c.cfg.Timeout)); err != nil {
 				return fmt.Errorf("httpload: %w", err)
 			}
@@ -168,23 +161,28 @@ func (c *conn) run(next *atomic.Int64) error {
 		if err := c.nc.SetReadDeadline(time.Now().Add(c.cfg.Timeout)); err != nil {
 			return fmt.Errorf("httpload: %w", err)
 		}
-		if cap(c.in)-len(c.in) < 16<<10 {
-			c.in = slices.Grow(c.in, 64<<10)
-		}
-		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
-		if n > 0 {
-			c.in = c.in[:len(c.in)+n]
-			if perr := c.parse(time.Now()); perr != nil {
-				return perr
-			}
+		var err error
+		c.in, err = readMore(c.nc, c.in)
+		if perr := c.parse(time.Now()); perr != nil {
+			return perr
 		}
 		if err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
 			return fmt.Errorf("httpload: read with %d answers due: %w", len(c.sent), err)
 		}
 	}
+}
+
+// readMore appends what nc has to buf, growing it; the end of the stream
+// is an unexpected end here, since an answer is always due.
+func readMore(nc net.Conn, buf []byte) ([]byte, error) {
+	if cap(buf)-len(buf) < 4<<10 {
+		buf = slices.Grow(buf, 16<<10)
+	}
+	n, err := nc.Read(buf[len(buf):cap(buf)])
+	if err == io.EOF {
+		err = io.ErrUnexpectedEOF
+	}
+	return buf[:len(buf)+n], err
 }
 
 // parse consumes the complete answers at the start of c.in.
@@ -318,7 +316,6 @@ func (c *Conn) Do(req []byte) (status int, body []byte, err error) {
 			c.nc = nil
 			return 0, nil, fmt.Errorf("httpload: %w", err)
 		}
-		c.in = make([]byte, 0, 16<<10)
 	}
 	defer func() {
 		if err != nil {
@@ -333,14 +330,15 @@ func (c *Conn) Do(req []byte) (status int, body []byte, err error) {
 	}
 	c.in = c.in[:0]
 	for {
+		var rerr error
+		c.in, rerr = readMore(c.nc, c.in)
 		status, bodyAt, size, err := parseAnswer(c.in)
-		if err != nil {
+		switch {
+		case err != nil:
 			return 0, nil, err
-		}
-		if size > 0 {
-			if size != len(c.in) {
-				return 0, nil, errors.New("httpload: bytes after the answer")
-			}
+		case size > 0 && size != len(c.in):
+			return 0, nil, errors.New("httpload: bytes after the answer")
+		case size > 0:
 			if indexFold(c.in[:bodyAt], connectionClose) >= 0 {
 				// The server closes after this answer: the next Do dials.
 				// The body stays readable in c.in until then.
@@ -348,17 +346,8 @@ func (c *Conn) Do(req []byte) (status int, body []byte, err error) {
 				c.nc = nil
 			}
 			return status, c.in[bodyAt:size], nil
-		}
-		if cap(c.in)-len(c.in) < 4<<10 {
-			c.in = slices.Grow(c.in, 16<<10)
-		}
-		n, err := c.nc.Read(c.in[len(c.in):cap(c.in)])
-		c.in = c.in[:len(c.in)+n]
-		if err != nil && n == 0 {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, nil, fmt.Errorf("httpload: read: %w", err)
+		case rerr != nil:
+			return 0, nil, fmt.Errorf("httpload: read: %w", rerr)
 		}
 	}
 }

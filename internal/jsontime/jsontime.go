@@ -48,32 +48,35 @@ func (c *DayClock) Init(first time.Time) {
 // AppendTime appends t exactly as Append would.
 func (c *DayClock) AppendTime(b []byte, t time.Time) []byte {
 	since := t.Sub(c.first)
-	if _, off := t.Zone(); off != c.offset || since%time.Second != 0 {
-		return Append(b, t)
+	if _, off := t.Zone(); off == c.offset && since%time.Second == 0 {
+		if out, ok := c.appendClock(b, int(since/time.Second)); ok {
+			return out
+		}
 	}
-	return c.appendAfter(b, int(since/time.Second), t, true)
+	return Append(b, t)
 }
 
 // AppendAfter appends the time sec seconds after first exactly as Append
 // would, for a caller that knows no zone transition falls between the two
 // (allocator.DayGrid.Uniform tells).
 func (c *DayClock) AppendAfter(b []byte, sec int) []byte {
-	return c.appendAfter(b, sec, time.Time{}, false)
+	if out, ok := c.appendClock(b, sec); ok {
+		return out
+	}
+	return Append(b, c.first.Add(time.Duration(sec)*time.Second))
 }
 
-// appendAfter writes first + sec from the date and zone of Init; t, when
-// known, is that time, for Append's way.
-func (c *DayClock) appendAfter(b []byte, sec int, t time.Time, known bool) []byte {
+// appendClock writes first + sec from the date and zone of Init; false
+// when that time is not of first's day (or Init found it cannot write
+// any), and Append's way must be taken.
+func (c *DayClock) appendClock(b []byte, sec int) ([]byte, bool) {
 	s := c.secOfDay + sec
 	if c.slow || sec < 0 || s >= 86400 {
-		if !known {
-			t = c.first.Add(time.Duration(sec) * time.Second)
-		}
-		return Append(b, t)
+		return b, false
 	}
 	b = append(b, c.date[:c.dateLen]...)
 	h, m := s/3600, s/60%60
 	s %= 60
 	b = append(b, byte('0'+h/10), byte('0'+h%10), ':', byte('0'+m/10), byte('0'+m%10), ':', byte('0'+s/10), byte('0'+s%10))
-	return append(b, c.zone[:c.zoneLen]...)
+	return append(b, c.zone[:c.zoneLen]...), true
 }
