@@ -112,8 +112,7 @@ func (discardJournal) Commit(*Change) error { return nil }
 
 // BenchmarkEngineHoldCancel: the full Engine.Hold + Cancel path (applicant
 // limits, booking record, commit to a journal that keeps nothing, timer
-// wheel, index)
-// spread over 100 offices. Bookings stay in the index as archive, so
+// wheel, index) spread over 100 offices. Bookings stay in the index as archive, so
 // memory grows with b.N.
 func BenchmarkEngineHoldCancel(b *testing.B) {
 	e, err := New(Config{Journal: discardJournal{}})
@@ -172,9 +171,9 @@ func BenchmarkDays30(b *testing.B) {
 }
 
 // BenchmarkSlots64: the free starts of one day with their free counts
-// (AppendSlotSteps, reusing its slice as the API edge does) at an office of 64 windows open around the clock on a 15-minute
-// grid (96 starts), a few seats taken: what every availability read of a
-// rush asks.
+// (AppendSlotSteps, reusing its slice as the API edge does) at an office
+// of 64 windows open around the clock on a 15-minute grid (96 starts), a
+// few seats taken: what every availability read of a rush asks.
 func BenchmarkSlots64(b *testing.B) {
 	e, _ := newTestEngine(b, hammerOffice("w", 64, "00:00-24:00"))
 	for i := range 200 {

@@ -71,9 +71,7 @@ func TestBookingIndexConcurrent(t *testing.T) {
 	x := newBookingIndex()
 	var wg sync.WaitGroup
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			for i := range per {
 				k := w*per + i
 				if !x.put(seqID(k), indexedBooking(seqID(k))) {
@@ -86,7 +84,7 @@ func TestBookingIndexConcurrent(t *testing.T) {
 					return
 				}
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	for k := range workers * per {

@@ -23,9 +23,10 @@ import (
 	"slotd/wal"
 )
 
-const benchOffices = 64
+// The bench offices and clock of every benchmark.
+const benchOffices = slotdtest.BenchOffices
 
-var benchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
+var benchNow = slotdtest.BenchNow
 
 // startBenchServer serves a real engine on a synced Pebble journal.
 func startBenchServer(b *testing.B) (addr, key string) {
@@ -35,11 +36,7 @@ func startBenchServer(b *testing.B) (addr, key string) {
 		b.Fatal(err)
 	}
 	e, _ := allocator.New(allocator.Config{Journal: db})
-	for i := 0; i < benchOffices; i++ {
-		if _, err := e.PutOffice(benchNow, slotdtest.BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	slotdtest.PutBenchOffices(b, e)
 	key = "bench-portal-key-0123456789"
 	srv, err := httpapi.New(httpapi.Config{Engine: e, Idempotency: db, Events: db,
 		Keys:   []httpapi.Key{{Key: key, Name: "bench", Scopes: []string{httpapi.ScopePortal}, Offices: []string{"*"}}},
@@ -136,10 +133,8 @@ func BenchmarkHTTPDurableBooking(b *testing.B) {
 			res, err := httpload.Run(httpload.Config{Addr: addr, Conns: conns, Depth: 1, Requests: b.N,
 				Request: func(i int) []byte {
 					n := off + int64(i)
-					office := n % benchOffices
-					k := n / benchOffices
-					start := time.Date(2026, 11, 31+int((k/(64*96))%58), 0, 15*int((k/64)%96), 0, 0, benchNow.Location())
-					body := fmt.Sprintf(`{"office":"o%03d","service":"s","applicant":"a%d","start":%q,"confirm":true}`,
+					office, start := slotdtest.BenchSeat(n)
+					body := fmt.Sprintf(`{"office":%q,"service":"s","applicant":"a%d","start":%q,"confirm":true}`,
 						office, n, start.Format(time.RFC3339))
 					return fmt.Appendf(nil, "POST /v1/bookings HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
 						addr, key, len(body), body)

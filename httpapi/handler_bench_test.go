@@ -18,13 +18,9 @@ import (
 // the metrics and the access log — what a server core spends on each read
 // besides the system calls. The starts of 64 offices over nine days.
 func BenchmarkHandlerSlots(b *testing.B) {
-	now := time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
+	now := slotdtest.BenchNow
 	e, _ := allocator.New(allocator.Config{Journal: &allocator.MemJournal{}})
-	for i := range 64 {
-		if _, err := e.PutOffice(now, slotdtest.BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	slotdtest.PutBenchOffices(b, e)
 	key := "bench-portal-key-0123456789"
 	srv, err := New(Config{Engine: e, Idempotency: newMemStore(), Events: newMemStore(), Registry: prometheus.NewRegistry(),
 		Keys:   []Key{{Key: key, Name: "bench", Scopes: []string{ScopePortal}, Offices: []string{"*"}}},
@@ -35,9 +31,9 @@ func BenchmarkHandlerSlots(b *testing.B) {
 	}
 	srv.SetReady(true)
 	var reqs []*fasthttp.Request
-	for i := range 64 * 9 {
+	for i := range slotdtest.BenchOffices * 9 {
 		req := &fasthttp.Request{}
-		req.SetRequestURI(fmt.Sprintf("http://x/v1/offices/o%03d/days/2026-12-0%d/slots?service=s", i%64, 1+i%9))
+		req.SetRequestURI(fmt.Sprintf("http://x/v1/offices/%s/days/2026-12-0%d/slots?service=s", slotdtest.BenchOffice(i%slotdtest.BenchOffices).ID, 1+i%9))
 		req.Header.Set("Authorization", "Bearer "+key)
 		reqs = append(reqs, req)
 	}

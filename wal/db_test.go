@@ -229,14 +229,7 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
-	if err := db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	db, err = Open(dir, Options{})
-	if err != nil {
-		t.Fatalf("format 1 store: %v", err)
-	}
-	defer db.Close()
+	db = reopen(t, db, dir)
 	got, ok, err := db.LoadBooking(r.ID)
 	if err != nil || !ok || !reflect.DeepEqual(got, r) {
 		t.Fatalf("version-1 booking: %+v %v %v, want %+v", got, ok, err, r)

@@ -17,9 +17,10 @@ import (
 // synced commits, the production path without HTTP (DESIGN §6: ≥ 200k
 // bookings/s through group commit on 2 cores).
 
-const benchOffices = 64
+// The bench offices and clock of every benchmark.
+const benchOffices = slotdtest.BenchOffices
 
-var benchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
+var benchNow = slotdtest.BenchNow
 
 func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
 	b.Helper()
@@ -31,22 +32,8 @@ func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	for i := 0; i < benchOffices; i++ {
-		if _, err := e.PutOffice(benchNow, slotdtest.BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
-			b.Fatal(err)
-		}
-	}
+	slotdtest.PutBenchOffices(b, e)
 	return e, db
-}
-
-// seatOf gives request i its own seat: offices round-robin, then 64
-// bookings per start (one per window), 96 starts a day, 58 days: 22.8M seats.
-func seatOf(i int64) (string, time.Time) {
-	office := fmt.Sprintf("o%03d", i%benchOffices)
-	k := i / benchOffices
-	step := (k / 64) % 96
-	day := 1 + (k/(64*96))%58
-	return office, time.Date(2026, 11, 30+int(day), 0, 15*int(step), 0, 0, benchNow.Location())
 }
 
 func BenchmarkEngineDurableHold(b *testing.B) {
@@ -70,7 +57,7 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 						if i > int64(b.N) {
 							return
 						}
-						office, st := seatOf(i)
+						office, st := slotdtest.BenchSeat(i)
 						_, err := e.Hold(benchNow, allocator.HoldRequest{Office: office, Service: "s",
 							Applicant: fmt.Sprintf("g%d-%d", g, n), Start: st, Confirm: true}, allocator.Meta{Actor: "bench"})
 						if err != nil {

@@ -2,6 +2,8 @@ package slotdtest
 
 import (
 	"fmt"
+	"testing"
+	"time"
 
 	"slotd/allocator"
 )
@@ -40,4 +42,32 @@ func BenchOffice(i int) allocator.OfficeConfig {
 		Services: []allocator.ServiceConfig{{ID: "s", Name: "S", Slots: 1}},
 		Policy:   p,
 	}
+}
+
+// BenchOffices is how many BenchOffice offices the benchmarks put.
+const BenchOffices = 64
+
+// BenchNow is the benchmarks' clock: the bench offices' next 60 dates are
+// released at it.
+var BenchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
+
+// PutBenchOffices puts the BenchOffices offices into e at BenchNow.
+func PutBenchOffices(tb testing.TB, e *allocator.Engine) {
+	tb.Helper()
+	for i := range BenchOffices {
+		if _, err := e.PutOffice(BenchNow, BenchOffice(i), allocator.Meta{Actor: "bench"}); err != nil {
+			tb.Fatal(err)
+		}
+	}
+}
+
+// BenchSeat gives booking i of a benchmark its own seat at the bench
+// offices: offices round-robin, then 64 bookings per start (one per
+// window), 96 starts a day, 58 days from the day after BenchNow: 22.8M
+// seats before one repeats.
+func BenchSeat(i int64) (office string, start time.Time) {
+	k := i / BenchOffices
+	step := (k / 64) % 96
+	day := 1 + (k/(64*96))%58
+	return fmt.Sprintf("o%03d", i%BenchOffices), time.Date(2026, 11, 30+int(day), 0, 15*int(step), 0, 0, BenchNow.Location())
 }
