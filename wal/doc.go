@@ -158,8 +158,8 @@
 //	  reason               string
 //
 // A booking with two history entries encodes to about 100 bytes; with its
-// event (which embeds it), BenchmarkRecover measured about 360 bytes on disk
-// per booking after compaction.
+// event (which embeds it), BenchmarkRecover measured 232 bytes on disk per
+// booking at 100,000 bookings and 305 at 1M, after a full compaction.
 //
 // There is no applicant index on disk. An applicant's bookings, archive
 // included, are listed from the engine's memory, which Recover rebuilds
