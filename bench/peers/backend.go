@@ -10,8 +10,10 @@ import (
 // Backend is the API subset the rush needs, implemented on slotd, on
 // PostgreSQL and on Redis. Implementations must be safe for concurrent use.
 type Backend interface {
-	// Availability lists every start of the date with its free seats.
-	Availability(ctx context.Context, office, date, service string) ([]Slot, error)
+	// Availability appends to free the free seats of every start of the
+	// date, in order: the s-th count is Layout.Start(date, s)'s. The
+	// edge writes the starts from the Layout.
+	Availability(ctx context.Context, office, date, service string, free []int) ([]int, error)
 	// Hold holds and confirms one seat at req.Start in one durable step
 	// (confirm:true in DESIGN §3). ErrSlotTaken when no window is free.
 	Hold(ctx context.Context, req HoldRequest) (Booking, error)
@@ -23,12 +25,6 @@ type Backend interface {
 	// Name is the backend's row label in the tables.
 	Name() string
 	Close() error
-}
-
-// Slot is one start of a date and how many windows are free for it.
-type Slot struct {
-	Start time.Time
-	Free  int
 }
 
 // HoldRequest asks for a confirmed booking at an exact start.
@@ -175,11 +171,13 @@ func (l *Layout) hasDate(date string) bool {
 	return false
 }
 
-// slotsFrom turns per-step free counts into the Availability answer.
-func (l *Layout) slotsFrom(date string, free []int) []Slot {
-	out := make([]Slot, len(free))
-	for s, n := range free {
-		out[s] = Slot{Start: l.Start(date, s), Free: n}
+// stepsMax bounds Layout.Steps: a step is at least 5 minutes (validate).
+const stepsMax = 1440 / 5
+
+// zeroFree appends a count of 0 for every start of a date to free.
+func (l *Layout) zeroFree(free []int) []int {
+	for range l.Steps() {
+		free = append(free, 0)
 	}
-	return out
+	return free
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -82,12 +83,12 @@ type problemJSON struct {
 //
 // Every booking is held and confirmed in one step, as with confirm:true.
 // Safe for concurrent use if b is.
-func NewEdge(b Backend) fasthttp.RequestHandler {
+func NewEdge(b Backend, lay Layout) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		path := string(ctx.Path())
 		switch {
 		case ctx.IsGet() && strings.HasPrefix(path, "/v1/offices/") && strings.HasSuffix(path, "/slots"):
-			edgeSlots(ctx, b, path)
+			edgeSlots(ctx, b, &lay, path)
 		case ctx.IsPost() && path == "/v1/bookings":
 			edgeHold(ctx, b)
 		case ctx.IsPost() && strings.HasPrefix(path, "/v1/bookings/") && strings.HasSuffix(path, "/cancel"):
@@ -98,21 +99,30 @@ func NewEdge(b Backend) fasthttp.RequestHandler {
 	}
 }
 
-func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, path string) {
+// freePool holds the edge's arrays of free counts, one per availability
+// read in flight.
+var freePool = sync.Pool{New: func() any { return new([stepsMax]int) }}
+
+func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
 	// /v1/offices/{office}/days/{date}/slots
 	parts := strings.Split(path, "/")
 	if len(parts) != 7 || parts[4] != "days" {
 		problem(ctx, fasthttp.StatusNotFound, codeNotFound, "no route GET "+path)
 		return
 	}
-	slots, err := b.Availability(ctx, parts[3], parts[5], string(ctx.QueryArgs().Peek("service")))
+	date := parts[5]
+	buf := freePool.Get().(*[stepsMax]int)
+	defer freePool.Put(buf)
+	free, err := b.Availability(ctx, parts[3], date, string(ctx.QueryArgs().Peek("service")), buf[:0])
 	if err != nil {
 		backendProblem(ctx, err)
 		return
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendSlotsJSON(make([]byte, 0, 64+48*len(slots)), slots))
+	// Written into the response's own buffer, kept from one answer to the next.
+	body := ctx.Response.SwapBody(nil)
+	ctx.Response.SwapBody(appendSlotsJSON(body[:0], lay, date, free))
 }
 
 func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
@@ -150,24 +160,24 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 	}{id, statusCancelled})
 }
 
-// appendSlotsJSON writes {"slots": [{start, free}, …]} as json.Marshal
-// would (the encoder by hand: the availability answer is the largest the
-// rush reads, once per applicant, and reflection on it would dominate the
-// edge's CPU for every backend alike).
-func appendSlotsJSON(b []byte, slots []Slot) []byte {
+// appendSlotsJSON writes {"slots": [{start, free}, …]} for the free
+// counts of date's starts in lay, as json.Marshal would (the encoder by
+// hand: the availability answer is the largest the rush reads, once per
+// applicant, and reflection on it would dominate the edge's CPU for every
+// backend alike). A layout is in UTC, so every start is its step's
+// distance from the first.
+func appendSlotsJSON(b []byte, lay *Layout, date string, free []int) []byte {
 	b = append(b, `{"slots":[`...)
 	var day jsontime.DayClock
-	if len(slots) > 0 {
-		day.Init(slots[0].Start)
-	}
-	for i, s := range slots {
-		if i > 0 {
+	day.Init(lay.Start(date, 0))
+	for s, n := range free {
+		if s > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"start":`...)
-		b = day.AppendTime(b, s.Start)
+		b = day.AppendAfter(b, s*lay.StepMinutes*60)
 		b = append(b, `,"free":`...)
-		b = strconv.AppendInt(b, int64(s.Free), 10)
+		b = strconv.AppendInt(b, int64(n), 10)
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,13 +32,13 @@ func openTestSlotd(t *testing.T, lay Layout) Backend {
 }
 
 // serveEdge serves b on a real loopback listener and returns its address.
-func serveEdge(t *testing.T, b Backend) string {
+func serveEdge(t *testing.T, b Backend, lay Layout) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &fasthttp.Server{Handler: NewEdge(b), MaxRequestBodySize: requestBodyBytesMax}
+	srv := &fasthttp.Server{Handler: NewEdge(b, lay), MaxRequestBodySize: requestBodyBytesMax}
 	go func() { _ = srv.Serve(ln) }()
 	t.Cleanup(func() { _ = srv.Shutdown() })
 	return ln.Addr().String()
@@ -49,7 +50,7 @@ func rushTest(t *testing.T, b Backend, lay Layout) {
 	t.Helper()
 	r := Rush{
 		Layout: lay, Workers: 8, ApplicantsPerDate: lay.Seats() * 3 / 2, CancelEvery: 5, ReadAvailability: true,
-		DurationMax: time.Minute, Addr: serveEdge(t, b), RequestTimeout: 10 * time.Second,
+		DurationMax: time.Minute, Addr: serveEdge(t, b, lay), RequestTimeout: 10 * time.Second,
 	}
 	out, err := GenerateHTTP(context.Background(), r)
 	if err != nil {
@@ -117,7 +118,7 @@ func TestVerifyCatchesLoss(t *testing.T) {
 func TestEdgeRoutes(t *testing.T) {
 	lay := testLayout(1)
 	lay.Windows = 1
-	addr := serveEdge(t, openTestSlotd(t, lay))
+	addr := serveEdge(t, openTestSlotd(t, lay), lay)
 	do := func(method, path, body string, wantStatus int, wantCode string) []byte {
 		t.Helper()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
@@ -167,67 +168,49 @@ func TestEdgeRoutes(t *testing.T) {
 	do("DELETE", "/v1/bookings", "", 404, codeNotFound)
 }
 
-// parseSlots reads every start as time.Parse would, its text included:
-// in UTC, at an odd offset, and across a day whose zone changes, where a
-// later start no longer shares the first's offset.
-func TestParseSlotsStarts(t *testing.T) {
-	berlin, err := time.LoadLocation("Europe/Berlin")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, first := range []time.Time{
-		time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
-		time.Date(2026, 12, 1, 8, 0, 0, 0, time.FixedZone("", -(3*3600+30*60))),
-		time.Date(2026, 10, 25, 0, 0, 0, 0, berlin),
-	} {
-		var slots []Slot
-		for k := range 30 {
-			slots = append(slots, Slot{Start: first.Add(time.Duration(k) * 20 * time.Minute), Free: k})
-		}
-		back, err := parseSlots(appendSlotsJSON(nil, slots))
-		if err != nil || len(back) != len(slots) {
-			t.Fatalf("%s: %v, %d starts", first, err, len(back))
-		}
-		for i := range back {
-			if got, want := back[i].Start.Format(time.RFC3339), slots[i].Start.Format(time.RFC3339); got != want || !back[i].Start.Equal(slots[i].Start) {
-				t.Fatalf("%s: start %d read as %s, want %s", first, i, got, want)
-			}
-		}
-	}
-}
-
 // TestJSONByHand: the hand-written encoders write what encoding/json
-// would, and parseSlots reads it back.
+// would, and the generator reads the slots back.
 func TestJSONByHand(t *testing.T) {
 	lay := testLayout(1)
-	slots := lay.slotsFrom(lay.Dates[0], []int{0, 3, 12, 4, 0, 0, 1, 2, 3, 4, 5, 6})
-	js := make([]slotJSON, len(slots))
-	for i, s := range slots {
-		js[i] = slotJSON(s)
+	lay.OpenMinute, lay.CloseMinute = 0, 1440 // every clock of the day, to midnight
+	date := lay.Dates[0]
+	free := make([]int, lay.Steps())
+	for s := range free {
+		free[s] = s % 13
+	}
+	js := make([]slotJSON, len(free))
+	for s, n := range free {
+		js[s] = slotJSON{Start: lay.Start(date, s), Free: n}
 	}
 	want, _ := json.Marshal(slotsJSON{Slots: js})
-	got := appendSlotsJSON(nil, slots)
+	got := appendSlotsJSON(nil, &lay, date, free)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("slots:\n%s\nwant\n%s", got, want)
 	}
-	back, err := parseSlots(got)
-	if err != nil || len(back) != len(slots) || back[2].Free != 12 {
-		t.Fatalf("parseSlots: %v %+v", err, back)
+	p := freeParser{lay: &lay}
+	back, err := p.parse(got, date, nil)
+	if err != nil || !slices.Equal(back, free) {
+		t.Fatalf("parse: %v %v, want %v", err, back, free)
 	}
-	for i := range back {
-		if !back[i].Start.Equal(slots[i].Start) {
-			t.Fatalf("parseSlots: start %d is %s, want %s", i, back[i].Start, slots[i].Start)
+	// The parser is told the date: the same answer for another date, a
+	// start missing or moved, a count cut or too long, more after the
+	// end: all refused.
+	if _, err := p.parse(got, lay.Start(date, 0).AddDate(0, 0, 1).Format(time.DateOnly), nil); err == nil {
+		t.Error("an answer read as another date's")
+	}
+	first := lay.Start(date, 0).Format("15:04:05")
+	second := lay.Start(date, 1).Format("15:04:05")
+	for _, bad := range []string{``, slotsHead, slotsHead + slotsTail,
+		strings.Replace(string(got), first, second, 1),
+		strings.Replace(string(got), `"free":1}`, `"free":}`, 1),
+		strings.Replace(string(got), `"free":1}`, `"free":1234567890}`, 1),
+		strings.Replace(string(got), `"free":1}`, `"free":-1}`, 1),
+		strings.Replace(string(got), `"free":1}`, `"free":01}`, 1),
+		string(got) + " ", string(got[:len(got)-len(slotsTail)]) + `,{"start":"x","free":1}` + slotsTail,
+	} {
+		if _, err := p.parse([]byte(bad), date, nil); err == nil {
+			t.Errorf("parse(%.80q) accepted", bad)
 		}
-	}
-	for _, bad := range []string{``, `{"slots":[`, `{"slots":[{"start":"x","free":1}]}`,
-		`{"slots":[{"start":"2026-01-01T08:00:00Z","free":1},{"start":"2026-01-01T24:00:00Z","free":1}]}`,
-		`{"slots":[{"start":"2026-01-01T08:00:00Z","free":1},{"start":"2026-01-01T08:0x:00Z","free":1}]}`, `{"slots":[]}x`, `{"slots":[{"start":"2026-01-01T08:00:00Z","free":}]}`} {
-		if _, err := parseSlots([]byte(bad)); err == nil {
-			t.Errorf("parseSlots(%q) accepted", bad)
-		}
-	}
-	if s, err := parseSlots(appendSlotsJSON(nil, nil)); err != nil || len(s) != 0 {
-		t.Fatalf("empty slots: %v %v", s, err)
 	}
 	bk := Booking{ID: "id", Number: "N-1", Office: "o", Service: "s", Applicant: `a"<é>\`, Window: 3,
 		Start: lay.Start(lay.Dates[0], 1), End: lay.Start(lay.Dates[0], 2), Status: statusConfirmed}

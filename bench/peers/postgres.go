@@ -177,7 +177,7 @@ func (b *pgBackend) setup(ctx context.Context) error {
 
 func (b *pgBackend) Name() string { return "postgres" }
 
-func (b *pgBackend) Availability(ctx context.Context, office, date, service string) ([]Slot, error) {
+func (b *pgBackend) Availability(ctx context.Context, office, date, service string, out []int) ([]int, error) {
 	if err := b.lay.checkDay(office, service, date); err != nil {
 		return nil, err
 	}
@@ -186,7 +186,9 @@ func (b *pgBackend) Availability(ctx context.Context, office, date, service stri
 		return nil, err
 	}
 	defer rows.Close()
-	free := make([]int, b.lay.Steps())
+	base := len(out)
+	out = b.lay.zeroFree(out)
+	free := out[base:]
 	for rows.Next() {
 		var step, n int
 		if err := rows.Scan(&step, &n); err != nil {
@@ -197,7 +199,7 @@ func (b *pgBackend) Availability(ctx context.Context, office, date, service stri
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	return b.lay.slotsFrom(date, free), nil
+	return out, nil
 }
 
 func (b *pgBackend) Hold(ctx context.Context, req HoldRequest) (Booking, error) {

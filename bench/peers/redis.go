@@ -131,7 +131,7 @@ func (b *redisBackend) tag(office, date string) string { return "{" + office + "
 
 func (b *redisBackend) Name() string { return "redis" }
 
-func (b *redisBackend) Availability(ctx context.Context, office, date, service string) ([]Slot, error) {
+func (b *redisBackend) Availability(ctx context.Context, office, date, service string, out []int) ([]int, error) {
 	if err := b.lay.checkDay(office, service, date); err != nil {
 		return nil, err
 	}
@@ -139,7 +139,9 @@ func (b *redisBackend) Availability(ctx context.Context, office, date, service s
 	if err != nil {
 		return nil, err
 	}
-	free := make([]int, b.lay.Steps())
+	base := len(out)
+	out = b.lay.zeroFree(out)
+	free := out[base:]
 	for k, v := range m {
 		s, err1 := strconv.Atoi(k)
 		n, err2 := strconv.Atoi(v)
@@ -148,7 +150,7 @@ func (b *redisBackend) Availability(ctx context.Context, office, date, service s
 		}
 		free[s] = n
 	}
-	return b.lay.slotsFrom(date, free), nil
+	return out, nil
 }
 
 func (b *redisBackend) Hold(ctx context.Context, req HoldRequest) (Booking, error) {

@@ -252,7 +252,7 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 			return Result{}, err
 		}
 		srv := &fasthttp.Server{
-			Handler:            NewEdge(b),
+			Handler:            NewEdge(b, r.Layout),
 			Name:               "slotd-peers",
 			MaxRequestBodySize: requestBodyBytesMax,
 			ReadTimeout:        cfg.RequestTimeout,

@@ -1,23 +1,54 @@
 package peers
 
 import (
+	"bytes"
 	"testing"
 	"time"
 )
 
-// BenchmarkParseSlots144: the generator reading one availability answer of
+// BenchmarkParseFree144: the generator reading one availability answer of
 // 144 starts, what each applicant of the rush does first.
-func BenchmarkParseSlots144(b *testing.B) {
-	first := time.Date(2026, 12, 1, 8, 0, 0, 0, time.FixedZone("", 3*3600))
-	var slots []Slot
-	for k := range 144 {
-		slots = append(slots, Slot{Start: first.Add(time.Duration(k) * 5 * time.Minute), Free: k})
+func BenchmarkParseFree144(b *testing.B) {
+	lay := DefaultLayout(time.Now(), 1)
+	date := lay.Dates[0]
+	free := make([]int, lay.Steps())
+	for s := range free {
+		free[s] = s % 64
 	}
-	body := appendSlotsJSON(nil, slots)
+	body := appendSlotsJSON(nil, &lay, date, free)
+	p := freeParser{lay: &lay}
+	dst := make([]int, 0, len(free))
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := parseSlots(body); err != nil {
+		var err error
+		if dst, err = p.parse(body, date, dst[:0]); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzParseFree: the generator's reader of availability answers never
+// panics, and it accepts an answer only if the edge would write exactly
+// those bytes for the counts it read.
+func FuzzParseFree(f *testing.F) {
+	lay := testLayout(1)
+	date := lay.Dates[0]
+	free := make([]int, lay.Steps())
+	for s := range free {
+		free[s] = s % 3
+	}
+	good := appendSlotsJSON(nil, &lay, date, free)
+	f.Add(good)
+	f.Add(good[:len(good)/2])
+	f.Add([]byte(slotsHead + slotsTail))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		p := freeParser{lay: &lay}
+		got, err := p.parse(body, date, nil)
+		if err != nil {
+			return
+		}
+		if again := appendSlotsJSON(nil, &lay, date, got); !bytes.Equal(again, body) {
+			t.Fatalf("accepted %q, read as %v, which is written %q", body, got, again)
+		}
+	})
 }

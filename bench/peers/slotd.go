@@ -73,19 +73,28 @@ func (b *slotdBackend) setup() error {
 
 func (b *slotdBackend) Name() string { return "slotd" }
 
-func (b *slotdBackend) Availability(_ context.Context, office, date, service string) ([]Slot, error) {
+func (b *slotdBackend) Availability(_ context.Context, office, date, service string, out []int) ([]int, error) {
 	d, err := allocator.ParseDate(date)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrValidation, err)
+		return out, fmt.Errorf("%w: %v", ErrValidation, err)
 	}
 	var steps [allocator.StepsMax]allocator.StepFree
 	free, grid, err := b.engine.AppendSlotSteps(steps[:0], time.Now(), office, d, service)
 	if err != nil {
-		return nil, mapEngineError(err)
+		return out, mapEngineError(err)
 	}
-	out := make([]Slot, len(free))
-	for i, s := range free {
-		out[i] = Slot{Start: grid.Start(int(s.Step)), Free: int(s.Free)}
+	// The office's grid is the layout's (setup), so each start is one of
+	// the layout's; a start the layout does not have is a setup error.
+	first, step := b.lay.Start(date, 0), time.Duration(b.lay.StepMinutes)*time.Minute
+	base := len(out)
+	out = b.lay.zeroFree(out)
+	for _, s := range free {
+		at := grid.Start(int(s.Step)).Sub(first)
+		i := int(at / step)
+		if at%step != 0 || i < 0 || i >= len(out)-base {
+			return out[:base], fmt.Errorf("start %s of %s is not on the layout", grid.Start(int(s.Step)), date)
+		}
+		out[base+i] = int(s.Free)
 	}
 	return out, nil
 }
