@@ -4,6 +4,7 @@ package wal
 // pipeline; this file implements steps 1–5 of it.
 
 import (
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
@@ -61,7 +62,8 @@ func set(b *pebble.Batch, k, v []byte) {
 //
 // The caller checks and encodes its change (steps 1–2, on its own core);
 // a committer goroutine then writes it together with every other change
-// queued meanwhile, in one synced batch (steps 3–5).
+// queued meanwhile, in one batch (steps 3–4), and the syncer acknowledges
+// it once an fsync covers that batch (step 5).
 func (db *DB) Commit(c *allocator.Change) error {
 	if c.Empty() {
 		return nil
@@ -103,21 +105,18 @@ type commitQueue struct {
 	mu      sync.Mutex
 	cond    sync.Cond  // L is &mu; signalled when pending grows or on stop
 	pending []*encoder // guarded by mu; in arrival order
-	pushed  uint64     // changes queued since Open, for tests; guarded by mu
 	stopped bool       // guarded by mu
 	wg      sync.WaitGroup
 }
 
-// committers is how many goroutines write groups. Two let one group's
-// memtable insert run while the previous group waits for its fsync;
-// Pebble's log writer then covers every group that arrived during one
-// fsync with the next.
+// committers is how many goroutines write groups. A committer never waits
+// for the disk (the syncer does); two let two groups' memtable inserts run
+// at once, one per core.
 const committers = 2
 
 func (q *commitQueue) push(enc *encoder) {
 	q.mu.Lock()
 	q.pending = append(q.pending, enc)
-	q.pushed++
 	q.cond.Signal()
 	q.mu.Unlock()
 }
@@ -139,11 +138,15 @@ func (q *commitQueue) take(spare []*encoder) []*encoder {
 	return group
 }
 
-// startCommitters starts the committer goroutines; stopCommitters ends
-// them once the queue is empty. Close stops them only after every Commit
-// in flight returned (closeMu), so no change is left queued.
+// startCommitters starts the committer goroutines and the syncer;
+// stopCommitters ends them once their queues are empty. Close stops them
+// only after every Commit in flight returned (closeMu), so no change is
+// left queued.
 func (db *DB) startCommitters() {
 	db.queue.cond.L = &db.queue.mu
+	db.syncer.cond.L = &db.syncer.mu
+	db.syncer.done = make(chan struct{})
+	go db.runSyncer()
 	for range committers {
 		db.queue.wg.Add(1)
 		go func() {
@@ -172,38 +175,37 @@ func (db *DB) stopCommitters() {
 	db.queue.cond.Broadcast()
 	db.queue.mu.Unlock()
 	db.queue.wg.Wait()
+	db.syncer.mu.Lock()
+	db.syncer.stopped = true
+	db.syncer.cond.Signal()
+	db.syncer.mu.Unlock()
+	<-db.syncer.done
 }
 
-// commitGroup writes every change of group in one synced batch and
-// signals each. The changes' records go into the batch in arrival order (a
-// later Set of the same key wins, as it would have in Pebble's pipeline),
-// then every event is keyed with its cursor. A group of one commits its
-// own batch; a larger group is written in gb, reset first.
+// commitGroup writes every change of group in one batch, without waiting
+// for the disk, and hands the group to the syncer, which acknowledges it
+// once an fsync covers it. The changes' records go into the batch in
+// arrival order (a later Set of the same key wins, as it would have in
+// Pebble's pipeline), then every event is keyed with its cursor. A group
+// of one commits its own batch; a larger group is written in gb, reset
+// first.
 func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
-	fail := func(err error) {
-		for _, enc := range group {
-			enc.err = err
-			enc.done <- struct{}{}
-		}
-		db.stats.commitErrors.Add(uint64(len(group)))
-	}
 	// W2: once degraded, nothing more is written, queued changes included.
 	if err := db.errIfDegraded(); err != nil {
-		fail(err)
+		failChanges(group, err)
+		db.stats.commitErrors.Add(uint64(len(group)))
 		return
 	}
 	// Step 3: number the events, in arrival order.
-	var events int
-	var idem uint64
+	w := written{changes: len(group)}
 	for _, enc := range group {
-		events += len(enc.c.Events)
+		w.events += len(enc.c.Events)
 		if enc.c.Idempotency != nil {
-			idem++
+			w.idempotency++
 		}
 	}
-	var first, last uint64
-	if events > 0 {
-		first, last = db.feed.allocate(events)
+	if w.events > 0 {
+		w.first, w.last = db.feed.allocate(w.events)
 	}
 	b := group[0].b
 	if len(group) > 1 {
@@ -215,7 +217,7 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 			}
 		}
 	}
-	cursor := first
+	cursor := w.first
 	for _, enc := range group {
 		start := 0
 		for i := range enc.c.Events {
@@ -226,38 +228,82 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 			cursor++
 		}
 	}
-	batchBytes := uint64(b.Len())
-	// Step 4: write and sync, sharing the fsync with the other committer.
-	if err := commitSynced(b); err != nil {
-		// The batch may already sit in the memtable although its sync
-		// failed: its cursors are never published (W4), and no write
-		// follows (W2).
-		if last != 0 {
-			db.feed.markFailed(first)
+	w.bytes = uint64(b.Len())
+	// Step 4: write to the log and the memtable; the fsync comes later.
+	w.err = pebbleCommit(func() error { return b.Commit(pebble.NoSync) })
+	db.stats.groups.Add(1)
+	db.syncer.push(group, w)
+}
+
+// runSyncer acknowledges the written groups. Each round takes every group
+// written since the last fsync and makes them durable at once with one
+// synced, empty log record: Pebble's log is written in order, an fsync
+// covers every record before the one it was asked for, and Pebble syncs a
+// log file before it starts the next. So a group never waits for a
+// committer to come back from the disk, only for the fsync in progress to
+// end and its own to run.
+func (db *DB) runSyncer() {
+	defer close(db.syncer.done)
+	var encs []*encoder
+	var groups []written
+	for {
+		encs, groups = db.syncer.take(encs, groups)
+		if groups == nil {
+			return
 		}
-		db.degrade(err)
-		fail(fmt.Errorf("%w: commit: %w", ErrDegraded, err))
+		db.syncGroups(encs, groups)
+		clear(encs)
+	}
+}
+
+// syncGroups makes groups durable, then publishes their cursors and
+// acknowledges their changes (step 5), or fails all of them.
+func (db *DB) syncGroups(encs []*encoder, groups []written) {
+	err := db.errIfDegraded()
+	for _, w := range groups {
+		if err == nil {
+			err = w.err
+		}
+	}
+	if err == nil {
+		err = pebbleCommit(func() error { return db.pdb.LogData(nil, pebble.Sync) })
+	}
+	if err != nil {
+		// The groups may already sit in the memtable although they are
+		// not durable: their cursors are never published (W4), and no
+		// write follows (W2).
+		for _, w := range groups {
+			if w.last != 0 {
+				db.feed.markFailed(w.first)
+			}
+		}
+		if !errors.Is(err, ErrDegraded) {
+			db.degrade(err)
+			err = fmt.Errorf("%w: commit: %w", ErrDegraded, err)
+		}
+		failChanges(encs, err)
+		db.stats.commitErrors.Add(uint64(len(encs)))
 		return
 	}
-	// Step 5: publish, then acknowledge.
-	if last != 0 {
-		db.feed.markDone(first, last)
+	for _, w := range groups {
+		if w.last != 0 {
+			db.feed.markDone(w.first, w.last)
+		}
+		db.stats.commits.Add(uint64(w.changes))
+		db.stats.batchBytes.Add(w.bytes)
+		db.stats.events.Add(uint64(w.events))
+		db.stats.idempotency.Add(w.idempotency)
 	}
-	db.stats.commits.Add(uint64(len(group)))
-	db.stats.groups.Add(1)
-	db.stats.batchBytes.Add(batchBytes)
-	db.stats.events.Add(uint64(events))
-	db.stats.idempotency.Add(idem)
-	for _, enc := range group {
+	for _, enc := range encs {
 		enc.done <- struct{}{}
 	}
 }
 
-// commitSynced commits b with pebble.Sync. Pebble reports a failed WAL
+// pebbleCommit runs commit, a Pebble write. Pebble reports a failed WAL
 // write or sync through Logger.Fatalf, which panics with pebbleFatal (see
 // pebbleLogger); that panic becomes the error here. No Pebble lock is held
 // at that point: the commit pipeline has finished with the batch.
-func commitSynced(b *pebble.Batch) (err error) {
+func pebbleCommit(commit func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(pebbleFatal)
@@ -267,7 +313,60 @@ func commitSynced(b *pebble.Batch) (err error) {
 			err = f
 		}
 	}()
-	return b.Commit(pebble.Sync)
+	return commit()
+}
+
+// written is what the syncer needs of one group the committers wrote.
+type written struct {
+	first, last uint64 // the group's event cursors, 0 if it has none
+	changes     int
+	events      int
+	idempotency uint64
+	bytes       uint64 // the group batch's size
+	err         error  // the write's error; the group is failed, not synced
+}
+
+// failChanges hands err to every change and wakes its caller.
+func failChanges(encs []*encoder, err error) {
+	for _, enc := range encs {
+		enc.err = err
+		enc.done <- struct{}{}
+	}
+}
+
+// syncQueue holds the groups written to Pebble's log and not yet covered
+// by an fsync. Safe for concurrent use.
+type syncQueue struct {
+	mu      sync.Mutex
+	cond    sync.Cond  // L is &mu; signalled when a group arrives or on stop
+	encs    []*encoder // guarded by mu; the groups' changes, in write order
+	groups  []written  // guarded by mu
+	stopped bool       // guarded by mu
+	done    chan struct{}
+}
+
+func (q *syncQueue) push(group []*encoder, w written) {
+	q.mu.Lock()
+	q.encs = append(q.encs, group...)
+	q.groups = append(q.groups, w)
+	q.cond.Signal()
+	q.mu.Unlock()
+}
+
+// take waits for written groups and takes all of them, swapping in the
+// spare slices. It returns nil groups once stopped and empty.
+func (q *syncQueue) take(encs []*encoder, groups []written) ([]*encoder, []written) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.groups) == 0 && !q.stopped {
+		q.cond.Wait()
+	}
+	if len(q.groups) == 0 {
+		return nil, nil
+	}
+	e, g := q.encs, q.groups
+	q.encs, q.groups = encs[:0], groups[:0]
+	return e, g
 }
 
 // stage checks and encodes every record of c. Bookings, office and

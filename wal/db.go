@@ -55,9 +55,10 @@ type DB struct {
 	degradedMu  sync.Mutex
 	degradedErr error // guarded by degradedMu
 
-	feed  eventFeed
-	stats stats
-	queue commitQueue
+	feed   eventFeed
+	stats  stats
+	queue  commitQueue
+	syncer syncQueue
 
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
