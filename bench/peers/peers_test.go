@@ -305,3 +305,15 @@ func checkRefusals(t *testing.T, b Backend, lay Layout) {
 		t.Fatal("second cancel accepted")
 	}
 }
+
+// The rush's plain bodies take decodeFlat's way, not encoding/json's.
+func TestDecodeFlatTakesPlainBodies(t *testing.T) {
+	var h holdJSON
+	if !decodeFlat([]byte(holdBody), &h) || h.Applicant != "a-1042" || !h.Confirm || h.Start.Minute() != 5 {
+		t.Fatalf("hold body: %+v", h)
+	}
+	var c cancelJSON
+	if !decodeFlat([]byte(`{"applicant":"a-7","reason":"bench"}`), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
+		t.Fatalf("cancel body: %+v", c)
+	}
+}

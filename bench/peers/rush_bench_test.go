@@ -2,6 +2,7 @@ package peers
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 )
@@ -51,4 +52,60 @@ func FuzzParseFree(f *testing.F) {
 			t.Fatalf("accepted %q, read as %v, which is written %q", body, got, again)
 		}
 	})
+}
+
+// holdBody is a hold as the rush sends it.
+const holdBody = `{"office":"bench","service":"patent","applicant":"a-1042","start":"2026-12-01T08:05:00Z","confirm":true}`
+
+// BenchmarkDecodeHold: the edge reading one hold request.
+func BenchmarkDecodeHold(b *testing.B) {
+	body := []byte(holdBody)
+	b.ReportAllocs()
+	for b.Loop() {
+		var h holdJSON
+		if err := decodeJSON(body, &h); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzDecodeFlat: whatever the body, the edge's decoder gives what a
+// json.Decoder that refuses unknown fields gives, for both request types:
+// an error for the same bodies, the same values otherwise.
+func FuzzDecodeFlat(f *testing.F) {
+	for _, s := range []string{holdBody, ` { "applicant" : "a-1" , "reason":"x" } `, `{}`, ``, `{"applicant":"a\"b"}`,
+		`{"Applicant":"a"}`, `{"applicant":"a"} x`, `{"applicant":"a","applicant":"b"}`, `{"confirm":null}`,
+		`{"confirm":true,"start":"2026-13-01T08:00:00Z"}`, `{"bogus":1}`, `{"applicant":"é"}`, `{"applicant":"a",}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var got, want holdJSON
+		if !sameDecode(t, body, &got, &want) {
+			return
+		}
+		if got.Office != want.Office || got.Service != want.Service || got.Applicant != want.Applicant ||
+			got.Confirm != want.Confirm || !got.Start.Equal(want.Start) ||
+			got.Start.Format(time.RFC3339Nano) != want.Start.Format(time.RFC3339Nano) {
+			t.Fatalf("%q: read as %+v, encoding/json reads %+v", body, got, want)
+		}
+		var gotC, wantC cancelJSON
+		if sameDecode(t, body, &gotC, &wantC) && gotC != wantC {
+			t.Fatalf("%q: read as %+v, encoding/json reads %+v", body, gotC, wantC)
+		}
+	})
+}
+
+// sameDecode decodes body into got with decodeJSON and into want with
+// encoding/json, fails unless both refuse or both accept, and reports
+// whether they accepted.
+func sameDecode(t *testing.T, body []byte, got, want any) bool {
+	t.Helper()
+	errGot := decodeJSON(body, got)
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	errWant := dec.Decode(want)
+	if (errGot == nil) != (errWant == nil) {
+		t.Fatalf("%q: decodeJSON says %v, encoding/json says %v", body, errGot, errWant)
+	}
+	return errGot == nil
 }
