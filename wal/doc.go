@@ -106,7 +106,7 @@
 // group's fsync queued behind the other's: in the HTTP rush of the peer
 // comparison a commit took about three fsyncs (3.4–4.7 ms against 1.2–1.5
 // ms). With the syncer it takes 2.8–3.4 ms, and the rush at 64
-// connections makes 7,188–8,083 bookings/s against 6,034–8,000/s, 7 of 8
+// connections makes 6,896–8,083 bookings/s against 6,034–8,000/s, 7 of 8
 // alternating runs in its favour (peers -conns 64 -engine none).
 // BenchmarkEngineDurableHold did not move beyond its run-to-run spread.
 // Pebble's ApplyNoSyncWait would give the same split, but Pebble marks it
