@@ -38,9 +38,9 @@
 // the first start with a free seat, and on slot_taken the next one, until
 // booked or sold out. The workers run in a child process by default and
 // speak HTTP through httpload.Conn: raw requests, answers read by status and
-// length, the starts of an answer read from the first one's date and zone,
-// so that the generator takes as little as it can of the cores it shares
-// with the edge and the backends. Every CancelEvery-th booked applicant
+// length, an availability answer compared with the layout's starts known
+// beforehand (freeParser), so that the generator takes as little as it can
+// of the cores it shares with the edge and the backends. Every CancelEvery-th booked applicant
 // cancels right away, freeing its seat for a later applicant. Afterwards the
 // run checks the backend's stored state against the acknowledged answers:
 // every acknowledged booking that was not cancelled owns its seat, no seat
