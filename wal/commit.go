@@ -17,8 +17,8 @@ import (
 
 // encoder holds the scratch buffers of one commit and its place in the
 // commit queue. Pooled; owned by the committing caller between Get and
-// Put, except while queued, when the committer goroutine that took it
-// reads b, c and events and writes err before signalling done.
+// Put, except while queued: the committer goroutine that took it reads b,
+// c and events, and then it or the syncer writes err and signals done.
 type encoder struct {
 	key       []byte
 	val       []byte
@@ -28,7 +28,7 @@ type encoder struct {
 	b    *pebble.Batch // the change's records, events not yet keyed
 	c    *allocator.Change
 	err  error
-	done chan struct{} // capacity 1; the committer sends once per commit
+	done chan struct{} // capacity 1; signalled once per commit
 }
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{done: make(chan struct{}, 1)} }}
@@ -230,7 +230,18 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 	}
 	w.bytes = uint64(b.Len())
 	// Step 4: write to the log and the memtable; the fsync comes later.
-	w.err = pebbleCommit(func() error { return b.Commit(pebble.NoSync) })
+	if err := pebbleCommit(func() error { return b.Commit(pebble.NoSync) }); err != nil {
+		// Pebble's pipeline is unusable after a failed write, so the
+		// group is failed here, not left to the syncer, whose next sync
+		// may never return (W2).
+		if w.last != 0 {
+			db.feed.markFailed(w.first)
+		}
+		db.degrade(err)
+		failChanges(group, fmt.Errorf("%w: commit: %w", ErrDegraded, err))
+		db.stats.commitErrors.Add(uint64(len(group)))
+		return
+	}
 	db.stats.groups.Add(1)
 	db.syncer.push(group, w)
 }
@@ -260,18 +271,13 @@ func (db *DB) runSyncer() {
 // acknowledges their changes (step 5), or fails all of them.
 func (db *DB) syncGroups(encs []*encoder, groups []written) {
 	err := db.errIfDegraded()
-	for _, w := range groups {
-		if err == nil {
-			err = w.err
-		}
-	}
 	if err == nil {
 		err = pebbleCommit(func() error { return db.pdb.LogData(nil, pebble.Sync) })
 	}
 	if err != nil {
-		// The groups may already sit in the memtable although they are
-		// not durable: their cursors are never published (W4), and no
-		// write follows (W2).
+		// The groups sit in the memtable although they may not be
+		// durable: their cursors are never published (W4), and no write
+		// follows (W2).
 		for _, w := range groups {
 			if w.last != 0 {
 				db.feed.markFailed(w.first)
@@ -302,7 +308,9 @@ func (db *DB) syncGroups(encs []*encoder, groups []written) {
 // pebbleCommit runs commit, a Pebble write. Pebble reports a failed WAL
 // write or sync through Logger.Fatalf, which panics with pebbleFatal (see
 // pebbleLogger); that panic becomes the error here. No Pebble lock is held
-// at that point: the commit pipeline has finished with the batch.
+// at that point, but after a failed write Pebble's commit pipeline may
+// never finish another commit: the caller degrades the DB and writes
+// nothing more (W2).
 func pebbleCommit(commit func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
@@ -323,7 +331,6 @@ type written struct {
 	events      int
 	idempotency uint64
 	bytes       uint64 // the group batch's size
-	err         error  // the write's error; the group is failed, not synced
 }
 
 // failChanges hands err to every change and wakes its caller.

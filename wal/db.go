@@ -311,13 +311,17 @@ func (db *DB) LoadBooking(id allocator.ID) (*allocator.BookingRecord, bool, erro
 
 // getDecoded reads key k and decodes its value while Pebble's buffer is
 // valid. A missing key is (zero, false, nil); a value that fails to decode
-// is ErrCorrupt naming the key.
+// is ErrCorrupt naming the key. A degraded DB refuses with ErrDegraded:
+// its memtable may hold a change that failed and is not on disk (W2).
 func getDecoded[T any](db *DB, k []byte, decode func(v []byte) (T, error)) (T, bool, error) {
 	var zero T
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	if db.closed {
 		return zero, false, allocator.ErrJournalClosed
+	}
+	if err := db.errIfDegraded(); err != nil {
+		return zero, false, err
 	}
 	v, closer, err := db.pdb.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {

@@ -19,8 +19,9 @@
 //
 //	W1. Commit returns nil only after its batch is synced: a change is
 //	    acknowledged only once it survives a crash (DESIGN invariant 2).
-//	W2. After a failed write or sync the DB is degraded: Commit, Sweep and
-//	    PutIdempotency refuse with ErrDegraded until the DB is reopened.
+//	W2. After a failed write or sync the DB is degraded: Commit, Sweep,
+//	    PutIdempotency, LookupIdempotency and LoadBooking refuse with
+//	    ErrDegraded until the DB is reopened.
 //	    Pebble applies a batch to its memtable before the fsync result is
 //	    known, so after a failure the in-memory view may hold writes that
 //	    are not on disk; the only safe course is to stop writing and let
@@ -28,6 +29,12 @@
 //	    treats a failed commit as fatal (Logger.Fatalf) and would report
 //	    success if Fatalf returned; the package's logger panics there and
 //	    the commit path turns that panic into the error (pebbleCommit).
+//	    Two failures end the process instead, as Pebble decides: a failed
+//	    sync while Pebble switches to a new log file (Pebble panics in
+//	    rotateWAL), and any failure in Pebble's background work. After a
+//	    failed write, Pebble's commit pipeline may not finish another
+//	    commit; a change already waiting for the syncer's fsync then waits
+//	    until the process ends.
 //	W3. Every record is checked before it is written (BookingRecord.Check
 //	    and the format limits) and after it is read. A change that fails
 //	    the check is refused before any event cursor is taken, so a refused
@@ -37,7 +44,8 @@
 //	W4. Events are published through a watermark. Cursors are taken
 //	    atomically before the batch is committed, so concurrent batches can
 //	    finish out of cursor order. A batch's cursors are marked done only
-//	    after its Commit returned nil; the watermark is the highest cursor
+//	    after the fsync that covers it succeeded (step 5 below); the
+//	    watermark is the highest cursor
 //	    below which every cursor is done; readers read only up to it. So a
 //	    reader that has read through cursor c never later finds an event
 //	    ≤ c appear: no event is skipped. The cursors of a batch whose
@@ -87,31 +95,38 @@
 // after its commit returned, so its records precede the synced record of
 // the round that takes it. Pebble makes a batch readable once it is in the
 // memtable, before any fsync, with or without pebble.Sync. The feed's
-// readers see only up to the watermark (W4); LoadBooking and
-// LookupIdempotency read a key as Pebble holds it, so their callers read
-// a key only once the change that wrote it was answered (httpapi keeps an
-// Idempotency-Key in flight until then).
+// readers see only up to the watermark (W4). LoadBooking and
+// LookupIdempotency read a key as Pebble holds it: their callers read a
+// key only once the change that wrote it was answered (httpapi keeps an
+// Idempotency-Key in flight until then), and a degraded DB, whose
+// memtable may hold a change that failed, refuses them (W2).
 //
 // Tried and measured against this: one Pebble batch per change, grouped
 // only by Pebble's commit pipeline. It spends a pipeline pass, a memtable
 // insert setup and a wake-up of Pebble's sync queue per change; on two
 // cores the queue above gives 20–40% more durable bookings per second at
 // 16 to 1,024 callers (BenchmarkEngineDurableHold, both versions run
-// alternately on one machine). The hand-off it adds is one channel send
-// per change, next to an fsync of 0.3 ms or more.
+// alternately on one machine). The hand-offs it adds (to a committer, to
+// the syncer, back to the caller) cost a few microseconds per change, next
+// to an fsync of 0.3 ms or more.
 //
 // Before the syncer, each committer committed its group with pebble.Sync
 // and waited for that fsync itself. A change that arrived while both
 // committers waited for the disk then waited for a committer, and its
 // group's fsync queued behind the other's: in the HTTP rush of the peer
 // comparison a commit took about three fsyncs (3.4–4.7 ms against 1.2–1.5
-// ms). With the syncer it takes 2.8–3.4 ms, and the rush at 64
-// connections makes 6,896–8,083 bookings/s against 6,034–8,000/s, 7 of 8
-// alternating runs in its favour (peers -conns 64 -engine none).
-// BenchmarkEngineDurableHold did not move beyond its run-to-run spread.
-// Pebble's ApplyNoSyncWait would give the same split, but Pebble marks it
-// experimental and for its own project's use; the syncer uses only
-// pebble.NoSync and pebble.Sync.
+// ms). With the syncer it takes 2.8–3.4 ms. The rush's bookings/s gained
+// less than its run-to-run spread: at 64 connections 6,896–8,083/s
+// against 6,034–8,000/s, but 7 of 8 alternating pairs in the syncer's
+// favour and about 6% on their mean (peers -conns 64 -engine none).
+// The same split measured no gain at all earlier, in 4 alternating runs
+// each, while the edge and generator of the rush still took more of the
+// two cores; so did Pebble's ApplyNoSyncWait, which splits the same way
+// (30–50% more at 16 callers then, nothing at 256 and 1,024 callers,
+// nothing in the rush). BenchmarkEngineDurableHold did not move beyond its
+// run-to-run spread this time. ApplyNoSyncWait is marked experimental and
+// for Pebble's own project's use; the syncer uses only pebble.NoSync and
+// pebble.Sync.
 // Sorting a group's entries by key before the batch is written halved the
 // memtable's skiplist search in the profile, with no measurable gain in
 // throughput either.

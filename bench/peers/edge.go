@@ -265,9 +265,10 @@ func decode(ctx *fasthttp.RequestCtx, v any) bool {
 	return true
 }
 
-// decodeJSON reads body into v as a json.Decoder that refuses unknown
-// fields reads it. A request type that is flatFields is read by
-// decodeFlat first, and by encoding/json only when decodeFlat declines.
+// decodeJSON reads body into v, a pointer to a zero value, as a
+// json.Decoder that refuses unknown fields reads it. A request type that
+// is flatFields is read by decodeFlat first, and by encoding/json only
+// when decodeFlat declines.
 func decodeJSON(body []byte, v any) error {
 	if f, ok := v.(flatFields); ok {
 		if decodeFlat(body, f) {
