@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/flatjson"
 )
 
 // Limits on request fields.
@@ -22,10 +23,23 @@ const (
 	idBytesMax        = 64 // office and service ids (the engine allows 63)
 )
 
-// decodeBody decodes a JSON object body into v strictly: unknown fields,
-// wrong types and trailing data are refused with a detail naming the
-// field. An empty body is an empty object.
+// decodeBody decodes a JSON object body into v, a pointer to a zero
+// value, strictly: unknown fields, wrong types and trailing data are
+// refused with a detail naming the field. An empty body is an empty
+// object. A plain body is read by flatjson.Decode, without
+// encoding/json's decoder; whatever that declines takes encoding/json's
+// way, with its messages (FuzzDecodeBody holds the two to the same
+// result).
 func decodeBody(body []byte, v any) error {
+	if flatjson.Decode(body, v) {
+		return nil
+	}
+	reflect.ValueOf(v).Elem().SetZero() // forget what Decode set
+	return decodeBodyJSON(body, v)
+}
+
+// decodeBodyJSON is decodeBody by encoding/json alone.
+func decodeBodyJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"slotd/internal/flatjson"
 )
 
 // Fuzz targets. The property of both: never a panic, never a 5xx, for any
@@ -149,4 +151,47 @@ func FuzzRouter(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzDecodeBody: for any body, decodeBody (flatjson first) gives what
+// encoding/json alone gives, for each body type that takes flatjson's way:
+// the same error, word for word, or the same values.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{
+		`{"office":"msk-mfc-tverskoy","service":"patent","applicant":"a-123","earliest_after":"2026-12-01T10:00:00+03:00"}`,
+		`{"office":"o","service":"s","applicant":"a","start":"2026-12-01T10:00:00+03:00","confirm":true}`,
+		` {"applicant" : "a-1", "reason":"plans changed"} `, `{"applicant":"a-1","start":"x","office":"o"}`,
+		``, `   `, `{}`, `{"applicant":"a\u0041"}`, `{"Applicant":"a"}`, `{"applicant":"a"} {}`, `{"confirm":"yes"}`,
+		`{"applicant":null}`, `{"bogus":1}`, `{"applicant":"é"}`, `{"applicant":"a",}`, `[]`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		sameDecodeBody(t, body, new(holdBody), new(holdBody))
+		sameDecodeBody(t, body, new(applicantBody), new(applicantBody))
+		sameDecodeBody(t, body, new(rescheduleBody), new(rescheduleBody))
+	})
+}
+
+func sameDecodeBody[T comparable](t *testing.T, body []byte, got, want *T) {
+	t.Helper()
+	errGot, errWant := decodeBody(body, got), decodeBodyJSON(body, want)
+	if (errGot == nil) != (errWant == nil) || errGot != nil && errGot.Error() != errWant.Error() {
+		t.Fatalf("%q into %T: decodeBody says %v, encoding/json says %v", body, got, errGot, errWant)
+	}
+	if errGot == nil && *got != *want {
+		t.Fatalf("%q into %T: read as %+v, encoding/json reads %+v", body, got, *got, *want)
+	}
+}
+
+// The portal's plain bodies take flatjson's way.
+func TestDecodeBodyPlainIsFlat(t *testing.T) {
+	var h holdBody
+	if !flatjson.Decode([]byte(`{"office":"o","service":"s","applicant":"a","start":"2026-12-01T10:00:00+03:00","confirm":true}`), &h) || !h.Confirm || h.Start == "" {
+		t.Fatalf("hold body: %+v", h)
+	}
+	var a applicantBody
+	if !flatjson.Decode([]byte(`{"applicant":"a-1","reason":"x"}`), &a) || a.Reason != "x" {
+		t.Fatalf("applicant body: %+v", a)
+	}
 }

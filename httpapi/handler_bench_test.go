@@ -54,3 +54,23 @@ func BenchmarkHandlerSlots(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkDecodeHoldBody: reading a portal's hold body, by flatjson
+// (decodeBody) and by encoding/json alone (decodeBodyJSON).
+func BenchmarkDecodeHoldBody(b *testing.B) {
+	body := []byte(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":"a-123","earliest_after":"2026-12-01T10:00:00+03:00"}`)
+	for _, c := range []struct {
+		name   string
+		decode func([]byte, any) error
+	}{{"flatjson", decodeBody}, {"encoding-json", decodeBodyJSON}} {
+		b.Run(c.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var h holdBody
+				if err := c.decode(body, &h); err != nil || h.Applicant == "" {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"slotd/internal/flatjson"
 )
 
 // testLayout is a small office: 4 windows × 12 starts = 48 seats a date.
@@ -306,14 +308,14 @@ func checkRefusals(t *testing.T, b Backend, lay Layout) {
 	}
 }
 
-// The rush's plain bodies take decodeFlat's way, not encoding/json's.
+// The rush's plain bodies take flatjson's way, not encoding/json's.
 func TestDecodeFlatTakesPlainBodies(t *testing.T) {
 	var h holdJSON
-	if !decodeFlat([]byte(holdBody), &h) || h.Applicant != "a-1042" || !h.Confirm || h.Start.Minute() != 5 {
+	if !flatjson.Decode([]byte(holdBody), &h) || h.Applicant != "a-1042" || !h.Confirm || h.Start.Minute() != 5 {
 		t.Fatalf("hold body: %+v", h)
 	}
 	var c cancelJSON
-	if !decodeFlat([]byte(`{"applicant":"a-7","reason":"bench"}`), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
+	if !flatjson.Decode([]byte(`{"applicant":"a-7","reason":"bench"}`), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
 		t.Fatalf("cancel body: %+v", c)
 	}
 }
