@@ -18,7 +18,8 @@ import (
 // encoder holds the scratch buffers of one commit and its place in the
 // commit queue. Pooled; owned by the committing caller between Get and
 // Put, except while queued: the committer goroutine that took it reads b,
-// c and events, and then it or the syncer writes err and signals done.
+// c and events and, on a group's first change, writes group; then it or
+// the syncer writes err and signals done.
 type encoder struct {
 	key       []byte
 	val       []byte
@@ -29,6 +30,10 @@ type encoder struct {
 	c    *allocator.Change
 	err  error
 	done chan struct{} // capacity 1; signalled once per commit
+
+	// group is set on the first change of each group a committer wrote:
+	// what the syncer needs of the group, whose changes follow it.
+	group written
 }
 
 var encoderPool = sync.Pool{New: func() any { return &encoder{done: make(chan struct{}, 1)} }}
@@ -99,14 +104,56 @@ func (db *DB) Commit(c *allocator.Change) error {
 	return nil
 }
 
-// commitQueue hands encoded changes to the committer goroutines. Safe for
+// queue hands items to the goroutines that take them, all that have
+// gathered at once. Both stages of the pipeline use one: the committers
+// take changes, the syncer takes the changes of written groups. Safe for
 // concurrent use.
-type commitQueue struct {
+type queue[T any] struct {
 	mu      sync.Mutex
-	cond    sync.Cond  // L is &mu; signalled when pending grows or on stop
-	pending []*encoder // guarded by mu; in arrival order
-	stopped bool       // guarded by mu
+	cond    sync.Cond // L is &mu; signalled when items arrive or on stop
+	items   []T       // guarded by mu; in arrival order
+	stopped bool      // guarded by mu
 	wg      sync.WaitGroup
+}
+
+// start runs n goroutines of run, which take from q until it stops.
+func (q *queue[T]) start(n int, run func()) {
+	q.cond.L = &q.mu
+	for range n {
+		q.wg.Go(run)
+	}
+}
+
+func (q *queue[T]) push(items ...T) {
+	q.mu.Lock()
+	q.items = append(q.items, items...)
+	q.cond.Signal()
+	q.mu.Unlock()
+}
+
+// take waits for items and takes all of them, swapping in spare (emptied)
+// as the new queue. It returns nil once the queue is stopped and empty.
+func (q *queue[T]) take(spare []T) []T {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	for len(q.items) == 0 && !q.stopped {
+		q.cond.Wait()
+	}
+	if len(q.items) == 0 {
+		return nil
+	}
+	items := q.items
+	q.items = spare[:0]
+	return items
+}
+
+// stop wakes the takers and waits until they have emptied q and returned.
+func (q *queue[T]) stop() {
+	q.mu.Lock()
+	q.stopped = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+	q.wg.Wait()
 }
 
 // committers is how many goroutines write groups. A committer never waits
@@ -114,72 +161,33 @@ type commitQueue struct {
 // at once, one per core.
 const committers = 2
 
-func (q *commitQueue) push(enc *encoder) {
-	q.mu.Lock()
-	q.pending = append(q.pending, enc)
-	q.cond.Signal()
-	q.mu.Unlock()
-}
-
-// take waits for pending changes and takes all of them, swapping in spare
-// (emptied) as the new queue. It returns nil once the queue is stopped and
-// empty.
-func (q *commitQueue) take(spare []*encoder) []*encoder {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.pending) == 0 && !q.stopped {
-		q.cond.Wait()
-	}
-	if len(q.pending) == 0 {
-		return nil
-	}
-	group := q.pending
-	q.pending = spare[:0]
-	return group
-}
-
 // startCommitters starts the committer goroutines and the syncer;
 // stopCommitters ends them once their queues are empty. Close stops them
 // only after every Commit in flight returned (closeMu), so no change is
 // left queued.
 func (db *DB) startCommitters() {
-	db.queue.cond.L = &db.queue.mu
-	db.syncer.cond.L = &db.syncer.mu
-	db.syncer.done = make(chan struct{})
-	go db.runSyncer()
-	for range committers {
-		db.queue.wg.Add(1)
-		go func() {
-			defer db.queue.wg.Done()
-			var spare []*encoder
-			// The batch groups are written in, reused: its buffer keeps the
-			// size of the groups seen (up to Pebble's retention limit).
-			gb := db.pdb.NewBatch()
-			defer gb.Close()
-			for {
-				group := db.queue.take(spare)
-				if group == nil {
-					return
-				}
-				db.commitGroup(group, gb)
-				clear(group)
-				spare = group
+	db.syncer.start(1, db.runSyncer)
+	db.queue.start(committers, func() {
+		var spare []*encoder
+		// The batch groups are written in, reused: its buffer keeps the
+		// size of the groups seen (up to Pebble's retention limit).
+		gb := db.pdb.NewBatch()
+		defer gb.Close()
+		for {
+			group := db.queue.take(spare)
+			if group == nil {
+				return
 			}
-		}()
-	}
+			db.commitGroup(group, gb)
+			clear(group)
+			spare = group
+		}
+	})
 }
 
 func (db *DB) stopCommitters() {
-	db.queue.mu.Lock()
-	db.queue.stopped = true
-	db.queue.cond.Broadcast()
-	db.queue.mu.Unlock()
-	db.queue.wg.Wait()
-	db.syncer.mu.Lock()
-	db.syncer.stopped = true
-	db.syncer.cond.Signal()
-	db.syncer.mu.Unlock()
-	<-db.syncer.done
+	db.queue.stop()
+	db.syncer.stop()
 }
 
 // commitGroup writes every change of group in one batch, without waiting
@@ -190,14 +198,14 @@ func (db *DB) stopCommitters() {
 // of one commits its own batch; a larger group is written in gb, reset
 // first.
 func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
+	w := &group[0].group
+	*w = written{changes: len(group)}
 	// W2: once degraded, nothing more is written, queued changes included.
 	if err := db.errIfDegraded(); err != nil {
-		failChanges(group, err)
-		db.stats.commitErrors.Add(uint64(len(group)))
+		db.fail(group, err)
 		return
 	}
 	// Step 3: number the events, in arrival order.
-	w := written{changes: len(group)}
 	for _, enc := range group {
 		w.events += len(enc.c.Events)
 		if enc.c.Idempotency != nil {
@@ -234,16 +242,11 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 		// Pebble's pipeline is unusable after a failed write, so the
 		// group is failed here, not left to the syncer, whose next sync
 		// may never return (W2).
-		if w.last != 0 {
-			db.feed.markFailed(w.first)
-		}
-		db.degrade(err)
-		failChanges(group, fmt.Errorf("%w: commit: %w", ErrDegraded, err))
-		db.stats.commitErrors.Add(uint64(len(group)))
+		db.fail(group, err)
 		return
 	}
 	db.stats.groups.Add(1)
-	db.syncer.push(group, w)
+	db.syncer.push(group...)
 }
 
 // runSyncer acknowledges the written groups. Each round takes every group
@@ -254,55 +257,62 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 // committer to come back from the disk, only for the fsync in progress to
 // end and its own to run.
 func (db *DB) runSyncer() {
-	defer close(db.syncer.done)
 	var encs []*encoder
-	var groups []written
 	for {
-		encs, groups = db.syncer.take(encs, groups)
-		if groups == nil {
+		encs = db.syncer.take(encs)
+		if encs == nil {
 			return
 		}
-		db.syncGroups(encs, groups)
+		db.syncGroups(encs)
 		clear(encs)
 	}
 }
 
-// syncGroups makes groups durable, then publishes their cursors and
-// acknowledges their changes (step 5), or fails all of them.
-func (db *DB) syncGroups(encs []*encoder, groups []written) {
+// syncGroups makes the groups of encs durable, then publishes their
+// cursors and acknowledges their changes (step 5), or fails all of them.
+func (db *DB) syncGroups(encs []*encoder) {
 	err := db.errIfDegraded()
 	if err == nil {
 		err = pebbleCommit(func() error { return db.pdb.LogData(nil, pebble.Sync) })
 	}
 	if err != nil {
-		// The groups sit in the memtable although they may not be
-		// durable: their cursors are never published (W4), and no write
-		// follows (W2).
-		for _, w := range groups {
-			if w.last != 0 {
-				db.feed.markFailed(w.first)
-			}
-		}
-		if !errors.Is(err, ErrDegraded) {
-			db.degrade(err)
-			err = fmt.Errorf("%w: commit: %w", ErrDegraded, err)
-		}
-		failChanges(encs, err)
-		db.stats.commitErrors.Add(uint64(len(encs)))
+		db.fail(encs, err)
 		return
 	}
-	for _, w := range groups {
+	for i := 0; i < len(encs); i += encs[i].group.changes {
+		w := &encs[i].group
 		if w.last != 0 {
 			db.feed.markDone(w.first, w.last)
 		}
-		db.stats.commits.Add(uint64(w.changes))
 		db.stats.batchBytes.Add(w.bytes)
 		db.stats.events.Add(uint64(w.events))
 		db.stats.idempotency.Add(w.idempotency)
 	}
+	db.stats.commits.Add(uint64(len(encs)))
 	for _, enc := range encs {
 		enc.done <- struct{}{}
 	}
+}
+
+// fail fails the changes of whole groups, encs, with err. Their batches
+// may sit in the memtable without being durable: their cursors are never
+// published (W4), the DB degrades unless it already had, and no write
+// follows (W2).
+func (db *DB) fail(encs []*encoder, err error) {
+	if !errors.Is(err, ErrDegraded) {
+		db.degrade(err)
+		err = fmt.Errorf("%w: commit: %w", ErrDegraded, err)
+	}
+	for i := 0; i < len(encs); i += encs[i].group.changes {
+		if w := &encs[i].group; w.last != 0 {
+			db.feed.markFailed(w.first)
+		}
+	}
+	for _, enc := range encs {
+		enc.err = err
+		enc.done <- struct{}{}
+	}
+	db.stats.commitErrors.Add(uint64(len(encs)))
 }
 
 // pebbleCommit runs commit, a Pebble write. Pebble reports a failed WAL
@@ -324,56 +334,13 @@ func pebbleCommit(commit func() error) (err error) {
 	return commit()
 }
 
-// written is what the syncer needs of one group the committers wrote.
+// written is one group the committers wrote, as the syncer needs it.
 type written struct {
+	changes     int    // the group's changes: this one and those after it
 	first, last uint64 // the group's event cursors, 0 if it has none
-	changes     int
 	events      int
 	idempotency uint64
 	bytes       uint64 // the group batch's size
-}
-
-// failChanges hands err to every change and wakes its caller.
-func failChanges(encs []*encoder, err error) {
-	for _, enc := range encs {
-		enc.err = err
-		enc.done <- struct{}{}
-	}
-}
-
-// syncQueue holds the groups written to Pebble's log and not yet covered
-// by an fsync. Safe for concurrent use.
-type syncQueue struct {
-	mu      sync.Mutex
-	cond    sync.Cond  // L is &mu; signalled when a group arrives or on stop
-	encs    []*encoder // guarded by mu; the groups' changes, in write order
-	groups  []written  // guarded by mu
-	stopped bool       // guarded by mu
-	done    chan struct{}
-}
-
-func (q *syncQueue) push(group []*encoder, w written) {
-	q.mu.Lock()
-	q.encs = append(q.encs, group...)
-	q.groups = append(q.groups, w)
-	q.cond.Signal()
-	q.mu.Unlock()
-}
-
-// take waits for written groups and takes all of them, swapping in the
-// spare slices. It returns nil groups once stopped and empty.
-func (q *syncQueue) take(encs []*encoder, groups []written) ([]*encoder, []written) {
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	for len(q.groups) == 0 && !q.stopped {
-		q.cond.Wait()
-	}
-	if len(q.groups) == 0 {
-		return nil, nil
-	}
-	e, g := q.encs, q.groups
-	q.encs, q.groups = encs[:0], groups[:0]
-	return e, g
 }
 
 // stage checks and encodes every record of c. Bookings, office and

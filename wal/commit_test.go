@@ -47,7 +47,7 @@ func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 	written := func() int {
 		db.syncer.mu.Lock()
 		defer db.syncer.mu.Unlock()
-		return len(db.syncer.encs)
+		return len(db.syncer.items)
 	}
 	before := db.Stats()
 	on.Store(true)

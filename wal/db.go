@@ -57,8 +57,8 @@ type DB struct {
 
 	feed   eventFeed
 	stats  stats
-	queue  commitQueue
-	syncer syncQueue
+	queue  queue[*encoder] // Commit → committers
+	syncer queue[*encoder] // committers → syncer, group after group
 
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
