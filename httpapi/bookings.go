@@ -51,7 +51,7 @@ func (s *Server) hold(r *request) {
 		r.invalid("%v", r.holdErr)
 		return
 	}
-	body := *r.hold
+	body := r.hold
 	applicant, ok := r.applicant(body.Applicant, true)
 	if !ok {
 		return

@@ -205,7 +205,7 @@ type request struct {
 	freeSlot func()
 	// hold and holdErr are the decoded body of a perApplicant route
 	// (dispatch decodes it to find the applicant) and the decoding error.
-	hold    *holdBody
+	hold    holdBody
 	holdErr error
 }
 
@@ -271,8 +271,7 @@ func (s *Server) dispatch(r *request) {
 	if rt.perApplicant {
 		// The body is decoded once, here, so that the applicant's bucket
 		// comes before the key's; the handler takes r.hold.
-		r.hold = new(holdBody)
-		r.holdErr = decodeBody(ctx.PostBody(), r.hold)
+		r.holdErr = decodeBody(ctx.PostBody(), &r.hold)
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
 			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
 				s.m.limitedApplicant.Inc()
