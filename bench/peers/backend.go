@@ -171,9 +171,6 @@ func (l *Layout) hasDate(date string) bool {
 	return false
 }
 
-// stepsMax bounds Layout.Steps: a step is at least 5 minutes (validate).
-const stepsMax = 1440 / 5
-
 // zeroFree appends a count of 0 for every start of a date to free.
 func (l *Layout) zeroFree(free []int) []int {
 	for range l.Steps() {

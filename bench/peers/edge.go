@@ -101,9 +101,9 @@ func NewEdge(b Backend, lay Layout) fasthttp.RequestHandler {
 	}
 }
 
-// freePool holds the edge's arrays of free counts, one per availability
+// freePool holds the edge's slices of free counts, one per availability
 // read in flight.
-var freePool = sync.Pool{New: func() any { return new([stepsMax]int) }}
+var freePool = sync.Pool{New: func() any { return new([]int) }}
 
 func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
 	// /v1/offices/{office}/days/{date}/slots
@@ -113,9 +113,10 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
 		return
 	}
 	date := parts[5]
-	buf := freePool.Get().(*[stepsMax]int)
+	buf := freePool.Get().(*[]int)
 	defer freePool.Put(buf)
-	free, err := b.Availability(ctx, parts[3], date, string(ctx.QueryArgs().Peek("service")), buf[:0])
+	free, err := b.Availability(ctx, parts[3], date, string(ctx.QueryArgs().Peek("service")), (*buf)[:0])
+	*buf = free
 	if err != nil {
 		backendProblem(ctx, err)
 		return
@@ -162,6 +163,9 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 	}{id, statusCancelled})
 }
 
+// slotsHead and slotsTail enclose the entries of an availability answer.
+const slotsHead, slotsTail = `{"slots":[`, `]}`
+
 // appendSlotsJSON writes {"slots": [{start, free}, …]} for the free
 // counts of date's starts in lay, as json.Marshal would (the encoder by
 // hand: the availability answer is the largest the rush reads, once per
@@ -169,7 +173,7 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 // backend alike). A layout is in UTC, so every start is its step's
 // distance from the first.
 func appendSlotsJSON(b []byte, lay *Layout, date string, free []int) []byte {
-	b = append(b, `{"slots":[`...)
+	b = append(b, slotsHead...)
 	var day jsontime.DayClock
 	day.Init(lay.Start(date, 0))
 	for s, n := range free {
@@ -182,7 +186,7 @@ func appendSlotsJSON(b []byte, lay *Layout, date string, free []int) []byte {
 		b = strconv.AppendInt(b, int64(n), 10)
 		b = append(b, '}')
 	}
-	return append(b, "]}"...)
+	return append(b, slotsTail...)
 }
 
 // appendBookingJSON writes the booking as json.Marshal of bookingJSON would.

@@ -386,9 +386,6 @@ type freeParser struct {
 	ends    []int  // the end of each entry in entries
 }
 
-// slotsHead and slotsTail enclose the entries of an availability answer.
-const slotsHead, slotsTail = `{"slots":[`, `]}`
-
 // freeDigitsMax bounds a free count's digits, far above any layout's
 // windows, so that reading it cannot overflow.
 const freeDigitsMax = 9

@@ -83,21 +83,18 @@ func (b *slotdBackend) Availability(_ context.Context, office, date, service str
 	if err != nil {
 		return out, mapEngineError(err)
 	}
-	// The office's grid is the layout's (setup), so each start is one of
-	// the layout's; a start the layout does not have is a setup error.
-	first, step := b.lay.Start(date, 0), time.Duration(b.lay.StepMinutes)*time.Minute
+	// The office's grid is the layout's, in UTC (setup): every start is
+	// midnight plus its step, and one of the layout's; anything else is a
+	// setup error.
 	midnight, length, uniform := grid.Uniform()
+	if !uniform {
+		return out, fmt.Errorf("the grid of %s is not uniform: the bench office must be in UTC", date)
+	}
+	first, step := b.lay.Start(date, 0), time.Duration(b.lay.StepMinutes)*time.Minute
 	base := len(out)
 	out = b.lay.zeroFree(out)
 	for _, s := range free {
-		// at: the start's distance from the layout's first, without a
-		// time.Time per start on a day without a zone change.
-		var at time.Duration
-		if uniform {
-			at = time.Duration(s.Step)*length - first.Sub(midnight)
-		} else {
-			at = grid.Start(int(s.Step)).Sub(first)
-		}
+		at := time.Duration(s.Step)*length - first.Sub(midnight) // from the layout's first start
 		i := int(at / step)
 		if at%step != 0 || i < 0 || i >= len(out)-base {
 			return out[:base], fmt.Errorf("start %s of %s is not on the layout", grid.Start(int(s.Step)), date)
