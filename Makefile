@@ -24,8 +24,13 @@ test-core:
 test-rest:
 	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal)
 
+# The journal's and the HTTP edge's benchmarks run with one scheduler P
+# more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory
+# allocator's with one per core.
+PROCS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN) + 1 )))
 bench:
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s $(CORE) ./httpapi/ ./bench/...
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./allocator/... ./bench/...
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s -cpu $(PROCS) ./wal/... ./httpapi/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -38,7 +38,7 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 2 // value of the meta "format" key
+	formatVersion      byte = 3 // value of the meta "format" key
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 1
@@ -107,8 +107,37 @@ func officeKey(dst []byte, id string) []byte {
 	return append(append(dst, prefixOffice), id...)
 }
 
-func bookingKey(dst []byte, id allocator.ID) []byte {
-	return append(append(dst, prefixBooking), id[:]...)
+// bookingKey orders bookings by creation time (the time of the first
+// history entry, which never changes), then id. New bookings are written
+// at the end of the booking range, where Pebble's memtable finds the place
+// for each in a few steps; keyed by the random id alone, every new
+// booking landed at a random place in the memtable's skiplist, and that
+// search was a fifth of a durable booking's CPU (format 2). The sign bit
+// is flipped so that negative times sort first.
+func bookingKey(dst []byte, createdUnixNano int64, id allocator.ID) []byte {
+	dst = append(dst, prefixBooking)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(createdUnixNano)^(1<<63))
+	return append(dst, id[:]...)
+}
+
+// bookingKeyOf is r's booking key.
+func bookingKeyOf(dst []byte, r *allocator.BookingRecord) []byte {
+	return bookingKey(dst, r.History.First().AtUnixNano, r.ID)
+}
+
+// Lengths of a booking key: format 3's, and formats 1 and 2's (the
+// prefix and the id), which Open rewrites (upgradeBookingKeys).
+const (
+	bookingKeyBytes   = 1 + 8 + 16
+	bookingKeyBytesV2 = 1 + 16
+)
+
+// parseBookingKey returns the creation time and id of a booking key.
+func parseBookingKey(k []byte) (createdUnixNano int64, id allocator.ID, ok bool) {
+	if len(k) != bookingKeyBytes || k[0] != prefixBooking {
+		return 0, id, false
+	}
+	return int64(binary.BigEndian.Uint64(k[1:9]) ^ (1 << 63)), allocator.ID(k[9:]), true
 }
 
 func eventKey(dst []byte, cursor uint64) []byte {
@@ -163,7 +192,10 @@ func KeyString(k []byte) string {
 	}
 	switch k[0] {
 	case prefixBooking:
-		if len(k) == 17 {
+		if _, id, ok := parseBookingKey(k); ok {
+			return "booking/" + id.String()
+		}
+		if len(k) == bookingKeyBytesV2 {
 			return "booking/" + allocator.ID(k[1:]).String()
 		}
 	case prefixEvent:

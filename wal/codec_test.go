@@ -210,7 +210,8 @@ func TestKeyString(t *testing.T) {
 		}
 	}
 	id := testID(1)
-	f(bookingKey(nil, id), "booking/"+id.String())
+	f(bookingKey(nil, -1, id), "booking/"+id.String())
+	f(append([]byte{prefixBooking}, id[:]...), "booking/"+id.String()) // format 2's
 	f(eventKey(nil, 42), "event/42")
 	f(officeKey(nil, "msk-1"), `office/"msk-1"`)
 	f(idempotencyKey(nil, "a/b"), `idempotency/"a/b"`)
@@ -386,7 +387,9 @@ func FuzzDecodeIdempotency(f *testing.F) {
 
 func FuzzKeys(f *testing.F) {
 	// A booking key.
-	f.Add(bookingKey(nil, testID(1)))
+	f.Add(bookingKey(nil, t0.UnixNano(), testID(1)))
+	// A booking key of format 2 (the id alone).
+	f.Add(append([]byte{prefixBooking}, make([]byte, 16)...))
 	// An event key.
 	f.Add(eventKey(nil, 1<<40))
 	// A key with an unknown prefix and a length-like byte.

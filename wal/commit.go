@@ -368,7 +368,7 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		if invariantsEnabled {
 			verifyBooking(r, enc.val)
 		}
-		enc.key = bookingKey(enc.key[:0], r.ID)
+		enc.key = bookingKeyOf(enc.key[:0], r)
 		set(b, enc.key, enc.val)
 	}
 	// The events next, while enc.val still holds the last booking's

@@ -100,7 +100,7 @@ func TestCommitReopen(t *testing.T) {
 	if c.Events[0].Cursor != lastCursor+1 {
 		t.Fatalf("cursor after reopen %d, want %d", c.Events[0].Cursor, lastCursor+1)
 	}
-	if r, ok, err := db.LoadBooking(testID(4)); err != nil || !ok || r.Status != allocator.StatusConfirmed {
+	if r, ok, err := loadHeld(db, 4); err != nil || !ok || r.Status != allocator.StatusConfirmed {
 		t.Fatalf("LoadBooking: %+v %v %v", r, ok, err)
 	}
 }
@@ -135,15 +135,18 @@ func TestRecoverCorruptNamesKey(t *testing.T) {
 	}
 	f("booking value cut short", func(db *DB) []byte {
 		v := encodeBooking(t, heldBooking(3))
-		return raw(db, bookingKey(nil, testID(3)), v[:len(v)-2])
+		return raw(db, heldKey(3), v[:len(v)-2])
 	})
 	f("booking that decodes but fails Check (status differs from history)", func(db *DB) []byte {
 		v := encodeBooking(t, heldBooking(4))
 		v[17] = byte(allocator.StatusConfirmed) // the status byte follows version and id
-		return raw(db, bookingKey(nil, testID(4)), v)
+		return raw(db, heldKey(4), v)
 	})
 	f("booking stored under another id", func(db *DB) []byte {
-		return raw(db, bookingKey(nil, testID(99)), encodeBooking(t, heldBooking(2)))
+		return raw(db, bookingKey(nil, heldBooking(2).History.First().AtUnixNano, testID(99)), encodeBooking(t, heldBooking(2)))
+	})
+	f("booking stored under another creation time", func(db *DB) []byte {
+		return raw(db, bookingKey(nil, heldBooking(2).History.First().AtUnixNano+1, testID(2)), encodeBooking(t, heldBooking(2)))
 	})
 	f("office with broken JSON", func(db *DB) []byte {
 		return raw(db, officeKey(nil, "msk-sakharovo"), []byte{officeVersion, 0, '{'})
@@ -151,7 +154,7 @@ func TestRecoverCorruptNamesKey(t *testing.T) {
 	f("unknown booking version", func(db *DB) []byte {
 		v := encodeBooking(t, heldBooking(5))
 		v[0] = 9
-		return raw(db, bookingKey(nil, testID(5)), v)
+		return raw(db, heldKey(5), v)
 	})
 }
 
@@ -202,9 +205,9 @@ func TestFormatStamp(t *testing.T) {
 }
 
 // TestFormat1StoreIsReadAndRestamped: a store of format 1, whose booking
-// values are of version 1, opens; its bookings recover unchanged, it is
-// stamped 2 before anything new is written, and its applicant index is
-// gone.
+// values are of version 1 under format 2's keys, opens; its bookings
+// recover unchanged under format 3's keys, it is stamped 3 before
+// anything new is written, and its applicant index is gone.
 func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	dir := t.TempDir()
 	db, err := Open(dir, Options{})
@@ -222,7 +225,7 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	}
 	v[0] = 1
 	b := db.pdb.NewBatch()
-	_ = b.Set(bookingKey(nil, r.ID), v, nil)
+	_ = b.Set(bookingKeyV2(r.ID), v, nil)
 	_ = b.Set(metaKey(metaFormat), []byte{1}, nil)
 	indexKey := append([]byte{prefixReservedApplicant, 5}, "a-1\x00\x01"...) // format 1's applicant index
 	_ = b.Set(indexKey, nil, nil)
@@ -230,10 +233,92 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 		t.Fatal(err)
 	}
 	db = reopen(t, db, dir)
-	got, ok, err := db.LoadBooking(r.ID)
+	got, ok, err := db.LoadBooking(r.ID, t0.UnixNano())
 	if err != nil || !ok || !reflect.DeepEqual(got, r) {
 		t.Fatalf("version-1 booking: %+v %v %v, want %+v", got, ok, err, r)
 	}
+	checkStamp(t, db)
+	if _, closer, err := db.pdb.Get(indexKey); !errors.Is(err, pebble.ErrNotFound) {
+		if err == nil {
+			closer.Close()
+		}
+		t.Fatalf("format 1's applicant index survived the upgrade: %v", err)
+	}
+	if _, closer, err := db.pdb.Get(bookingKeyV2(r.ID)); !errors.Is(err, pebble.ErrNotFound) {
+		if err == nil {
+			closer.Close()
+		}
+		t.Fatalf("format 2's booking key survived the upgrade: %v", err)
+	}
+}
+
+// TestFormat2StoreIsUpgraded: a store of format 2 keeps its bookings under
+// their ids; Open moves every one of them to its format-3 key, over more
+// than one batch, and recovery finds each exactly once. An upgrade cut
+// short before its stamp (some bookings moved, the rest not, stamp still
+// 2) finishes at the next Open.
+func TestFormat2StoreIsUpgraded(t *testing.T) {
+	const n = upgradeBatchKeys + 1000
+	f := func(name string, movedAlready int) {
+		t.Helper()
+		dir := t.TempDir()
+		db, err := Open(dir, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		office := allocator.OfficeRecord{Config: testOffice("msk-sakharovo")}
+		mustCommit(t, db, &allocator.Change{Office: &office})
+		b := db.pdb.NewBatch()
+		want := map[allocator.ID]*allocator.BookingRecord{}
+		for i := uint64(1); i <= n; i++ {
+			r := heldBooking(i)
+			if i%2 == 0 {
+				r = advanced(r, allocator.StatusConfirmed, r.History.First().AtUnixNano+1e9, "")
+			}
+			want[r.ID] = r
+			k := bookingKeyV2(r.ID)
+			if i <= uint64(movedAlready) {
+				k = bookingKeyOf(nil, r)
+			}
+			_ = b.Set(k, encodeBooking(t, r), nil)
+		}
+		_ = b.Set(metaKey(metaFormat), []byte{2}, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		db = reopen(t, db, dir)
+		checkStamp(t, db)
+		c := &collector{}
+		st, err := Recover(db, c, t0)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if st.Bookings != n || len(c.bookings) != n {
+			t.Fatalf("%s: recovered %d bookings (%d restored), want %d", name, st.Bookings, len(c.bookings), n)
+		}
+		for _, r := range c.bookings {
+			if !reflect.DeepEqual(r, want[r.ID]) {
+				t.Fatalf("%s: booking %s recovered as %+v, want %+v", name, r.ID, r, want[r.ID])
+			}
+			delete(want, r.ID)
+		}
+		if len(want) != 0 {
+			t.Fatalf("%s: %d bookings restored twice, %d missing", name, n-len(c.bookings), len(want))
+		}
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f("whole upgrade", 0)
+	f("upgrade cut short before its stamp", 1500)
+}
+
+// bookingKeyV2 is a booking's key in formats 1 and 2: the prefix and the id.
+func bookingKeyV2(id allocator.ID) []byte { return append([]byte{prefixBooking}, id[:]...) }
+
+// checkStamp fails unless db is stamped with this version's format.
+func checkStamp(t *testing.T, db *DB) {
+	t.Helper()
 	stamp, closer, err := db.pdb.Get(metaKey(metaFormat))
 	if err != nil {
 		t.Fatal(err)
@@ -241,12 +326,6 @@ func TestFormat1StoreIsReadAndRestamped(t *testing.T) {
 	defer closer.Close()
 	if !bytes.Equal(stamp, []byte{formatVersion}) {
 		t.Fatalf("stamp after open %x, want %x", stamp, formatVersion)
-	}
-	if _, closer, err := db.pdb.Get(indexKey); !errors.Is(err, pebble.ErrNotFound) {
-		if err == nil {
-			closer.Close()
-		}
-		t.Fatalf("format 1's applicant index survived the upgrade: %v", err)
 	}
 }
 
@@ -273,7 +352,7 @@ func TestCommitRefusesInvalid(t *testing.T) {
 	if c.Events[0].Cursor != 2 {
 		t.Fatalf("cursor %d after refused changes, want 2 (no cursor consumed)", c.Events[0].Cursor)
 	}
-	if _, ok, _ := db.LoadBooking(testID(2)); ok {
+	if _, ok, _ := loadHeld(db, 2); ok {
 		t.Fatal("refused booking was written")
 	}
 	if err := db.Commit(&allocator.Change{}); err != nil {

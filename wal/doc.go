@@ -141,16 +141,22 @@
 // Changing anything below breaks existing data: a new layout needs a new
 // version byte and a decoder that still reads the old one. The store is
 // stamped with the format version at creation; Open refuses another.
-// Format 2 changed the booking value to version 2; Open reads a store of
-// format 1 and stamps it 2 before writing to it.
+// Format 2 changed the booking value to version 2. Format 3 keys a
+// booking by its creation time before its id, so that new bookings are
+// written at the end of the booking range instead of at random places in
+// Pebble's memtable. Open upgrades a store of format 1 or 2 before
+// writing to it: it moves every booking to its format-3 key, keeping the
+// value as it is, and stamps the store 3 last (DB.upgrade).
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (2);
+//	'm'     name                                   meta: "format" → 1 byte (3);
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
-//	'b'     booking id (16 bytes)                  booking value
+//	'b'     created (8 bytes BE, unix ns of the    booking value
+//	        first history entry, sign bit flipped),
+//	        booking id (16 bytes)                  (formats 1 and 2: the id alone)
 //	'a'     reserved; not written (format 1's applicant index, deleted
 //	        when Open stamps such a store 2; see below)
 //	'e'     cursor (8 bytes BE)                    event value
@@ -171,7 +177,9 @@
 //
 //	field                  size
 //	version                1 byte = 2
-//	id                     16 bytes (must equal the key's id)
+//	id                     16 bytes (must equal the key's id; the
+//	                       first history entry's time must equal the
+//	                       key's creation time)
 //	status                 1 byte (allocator.Status)
 //	office                 string
 //	service                string
@@ -234,7 +242,9 @@
 //
 //	field                  size
 //	version                1 byte = 1
-//	id                     16 bytes (must equal the key's id)
+//	id                     16 bytes (must equal the key's id; the
+//	                       first history entry's time must equal the
+//	                       key's creation time)
 //	applicant              string
 //	service                string
 //	office                 string (empty when region is set)

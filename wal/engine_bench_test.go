@@ -58,7 +58,10 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 							return
 						}
 						office, st := slotdtest.BenchSeat(i)
-						_, err := e.Hold(benchNow, allocator.HoldRequest{Office: office, Service: "s",
+						// The clock moves as a real one does: a hold's time is
+						// its booking's creation time, which orders its key.
+						now := benchNow.Add(time.Since(start))
+						_, err := e.Hold(now, allocator.HoldRequest{Office: office, Service: "s",
 							Applicant: fmt.Sprintf("g%d-%d", g, n), Start: st, Confirm: true}, allocator.Meta{Actor: "bench"})
 						if err != nil {
 							conflicts.Add(1)

@@ -80,7 +80,7 @@ func TestEngineRecover(t *testing.T) {
 	if b, _ := e2.Get(held, ""); b.Status != allocator.StatusExpired {
 		t.Fatalf("hold past its TTL is %s after Tick, want expired", b.Status)
 	}
-	r, ok, err := db.LoadBooking(held)
+	r, ok, err := db.LoadBooking(held, now.UnixNano())
 	if err != nil || !ok || r.Status != allocator.StatusExpired {
 		t.Fatalf("expiry not journaled: %+v %v %v", r, ok, err)
 	}

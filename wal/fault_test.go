@@ -136,7 +136,7 @@ func TestSyncFailureDegrades(t *testing.T) {
 		if _, _, err := db.LookupIdempotency(fmt.Sprint("k", w)); !errors.Is(err, ErrDegraded) {
 			t.Fatalf("LookupIdempotency after failure: %v", err)
 		}
-		if _, _, err := db.LoadBooking(testID(100 + w)); !errors.Is(err, ErrDegraded) {
+		if _, _, err := loadHeld(db, 100+w); !errors.Is(err, ErrDegraded) {
 			t.Fatalf("LoadBooking after failure: %v", err)
 		}
 	}
@@ -231,7 +231,7 @@ func TestCrashCloneDropsUnsynced(t *testing.T) {
 		mustCommit(t, db, holdChange(i))
 	}
 	v := encodeBooking(t, heldBooking(6))
-	if err := db.pdb.Set(bookingKey(nil, testID(6)), v, pebble.NoSync); err != nil {
+	if err := db.pdb.Set(heldKey(6), v, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})

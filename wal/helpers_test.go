@@ -47,6 +47,14 @@ func heldBooking(n uint64) *allocator.BookingRecord {
 	}
 }
 
+// heldKey is the booking key of heldBooking(n).
+func heldKey(n uint64) []byte { return bookingKeyOf(nil, heldBooking(n)) }
+
+// loadHeld reads back the booking of heldBooking(n) (any later status).
+func loadHeld(db *DB, n uint64) (*allocator.BookingRecord, bool, error) {
+	return db.LoadBooking(testID(n), heldBooking(n).History.First().AtUnixNano)
+}
+
 // advanced returns a copy of r moved to status s at time at.
 func advanced(r *allocator.BookingRecord, s allocator.Status, at int64, reason string) *allocator.BookingRecord {
 	c := *r

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -32,7 +33,22 @@ const (
 )
 
 func main() {
+	spareProc(os.Getenv)
 	os.Exit(run(os.Args[1:], os.Getenv, os.Stdout, os.Stderr))
+}
+
+// spareProc runs Go code on one more scheduler P than the runtime's
+// default (the usable cores), unless GOMAXPROCS is set. The journal's
+// goroutines spend much of their time in write and fdatasync system
+// calls; with a P per core, a core whose thread waits in one runs no Go
+// code until the runtime hands that P on. On two cores the spare P raised
+// durable bookings over HTTP by a fifth at 64 connections and by half at
+// 512, and the cores went from about 146% to 172% busy in the engine's
+// durable benchmark (README, Durability).
+func spareProc(getenv func(string) string) {
+	if getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
+	}
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
@@ -127,7 +143,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	go background(engine, db, log, stop, done)
 	srv.SetReady(true)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
-		zap.String("data", opts.data))
+		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -32,6 +33,7 @@ func main() {
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file and, unless -in-process, of the last HTTP run's generator child to this file + \".generator\"")
 	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
+	procs := flag.Int("procs", 0, "scheduler Ps (GOMAXPROCS) of this process, which runs the edge and the backends (0: one more than the cores, as slotd runs)")
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -48,6 +50,13 @@ func main() {
 		generate()
 		return
 	}
+	// The edge serves every backend from this process, so all three get
+	// the scheduler slotd gives itself (cmd/slotd spareProc); the
+	// generator child keeps the runtime's default.
+	if *procs <= 0 {
+		*procs = runtime.GOMAXPROCS(0) + 1
+	}
+	runtime.GOMAXPROCS(*procs)
 	cfg.PostgresDSN = os.Getenv("SLOTD_PEERS_PG")
 	cfg.RedisURL = os.Getenv("SLOTD_PEERS_REDIS")
 	cfg.Progress = os.Stderr
@@ -79,6 +88,7 @@ func main() {
 	defer stop()
 	rep, err := peers.Run(ctx, cfg)
 	rep.WriteTables(os.Stdout)
+	fmt.Printf("Edge and backends ran with GOMAXPROCS=%d on %d cores.\n", runtime.GOMAXPROCS(0), runtime.NumCPU())
 	if err != nil {
 		fail(err)
 	}
