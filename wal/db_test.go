@@ -110,19 +110,13 @@ func TestCommitReopen(t *testing.T) {
 func TestRecoverCorruptNamesKey(t *testing.T) {
 	f := func(name string, corrupt func(db *DB) []byte) {
 		t.Helper()
-		dir := t.TempDir()
-		db, err := Open(dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		office := allocator.OfficeRecord{Config: testOffice("msk-sakharovo")}
-		mustCommit(t, db, &allocator.Change{Office: &office})
+		db, dir := openWithOffice(t)
 		for i := uint64(1); i <= 5; i++ {
 			mustCommit(t, db, holdChange(i))
 		}
 		key := corrupt(db)
 		db = reopen(t, db, dir)
-		_, err = Recover(db, &collector{}, t0)
+		_, err := Recover(db, &collector{}, t0)
 		if !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), KeyString(key)) {
 			t.Fatalf("%s: got %v, want ErrCorrupt naming %s", name, err, KeyString(key))
 		}
@@ -261,13 +255,7 @@ func TestFormat2StoreIsUpgraded(t *testing.T) {
 	const n = upgradeBatchKeys + 1000
 	f := func(name string, movedAlready int) {
 		t.Helper()
-		dir := t.TempDir()
-		db, err := Open(dir, Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		office := allocator.OfficeRecord{Config: testOffice("msk-sakharovo")}
-		mustCommit(t, db, &allocator.Change{Office: &office})
+		db, dir := openWithOffice(t)
 		b := db.pdb.NewBatch()
 		want := map[allocator.ID]*allocator.BookingRecord{}
 		for i := uint64(1); i <= n; i++ {
@@ -311,6 +299,16 @@ func TestFormat2StoreIsUpgraded(t *testing.T) {
 	}
 	f("whole upgrade", 0)
 	f("upgrade cut short before its stamp", 1500)
+}
+
+// openWithOffice opens a DB in a fresh directory and stores the office
+// msk-sakharovo in it.
+func openWithOffice(t *testing.T) (*DB, string) {
+	t.Helper()
+	db, dir := openTest(t, Options{})
+	office := allocator.OfficeRecord{Config: testOffice("msk-sakharovo")}
+	mustCommit(t, db, &allocator.Change{Office: &office})
+	return db, dir
 }
 
 // bookingKeyV2 is a booking's key in formats 1 and 2: the prefix and the id.
