@@ -57,9 +57,12 @@ loadtest: build
 
 # The peer comparison (DESIGN §6): slotd, PostgreSQL and Redis behind one
 # fasthttp edge, the same rush; prints the HTTP and engine tables. The
-# script installs and starts both servers on loopback and stops them after.
+# HTTP table runs three rounds, the backends taking turns, and shows each
+# backend's median round and slotd's ratio to each peer in every round
+# (PEERSFLAGS='-rounds 1' for one). The script installs and starts both
+# servers on loopback and stops them after.
 bench-peers:
-	GO=$(GO) bench/peers/scripts/peers.sh $(PEERSFLAGS)
+	GO=$(GO) bench/peers/scripts/peers.sh -rounds 3 $(PEERSFLAGS)
 
 # The peers' tests against live servers (without them they skip).
 bench-peers-test:

@@ -46,5 +46,16 @@
 // every acknowledged booking that was not cancelled owns its seat, no seat
 // has two owners, and nothing unacknowledged owns one (Verify).
 //
+// Every backend starts each run on a fresh store and a quiet disk
+// (settle). The machine is shared with nothing else, but its disk is not
+// steady: an fsync takes from 0.3 ms to several times that, and a slow
+// stretch that falls on one backend's run moves a ratio by a fifth or
+// more. So the HTTP table can run in rounds (Config.Rounds; make
+// bench-peers runs three), the backends taking turns within each round;
+// a row is its backend's median round, and slotd's ratio to a peer is the
+// median of the ratios within each round, with every round's ratio and
+// the number below the target printed beside it. Nothing is left out:
+// a round below the target shows.
+//
 // The package owns no globals: everything a run needs is in Config.
 package peers

@@ -222,16 +222,20 @@ func TestJSONByHand(t *testing.T) {
 	}
 }
 
-// TestRunSlotdOnly runs Run end to end with the peers unset: both tables
-// have a verified slotd row and the peers are listed as skipped.
+// TestRunSlotdOnly runs Run end to end with the peers unset, the HTTP
+// table in two rounds: both tables have one verified slotd row, the HTTP
+// row with both rounds' rates, and the peers are listed as skipped.
 func TestRunSlotdOnly(t *testing.T) {
 	lay := testLayout(1)
-	rep, err := Run(context.Background(), Config{Connections: []int{4}, Layout: &lay, DataDir: t.TempDir()})
+	rep, err := Run(context.Background(), Config{Connections: []int{4}, Rounds: 2, Layout: &lay, DataDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(rep.HTTP) != 1 || len(rep.Engine) != 1 || !rep.HTTP[0].Verified || !rep.Engine[0].Verified {
 		t.Fatalf("report %+v", rep)
+	}
+	if len(rep.HTTP[0].RoundRates) != 2 || len(rep.Engine[0].RoundRates) != 1 {
+		t.Fatalf("rounds: HTTP %v, engine %v; want 2 and 1", rep.HTTP[0].RoundRates, rep.Engine[0].RoundRates)
 	}
 	var out bytes.Buffer
 	rep.WriteTables(&out)
@@ -317,5 +321,38 @@ func TestDecodeFlatTakesPlainBodies(t *testing.T) {
 	var c cancelJSON
 	if !flatjson.Decode([]byte(`{"applicant":"a-7","reason":"bench"}`), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
 		t.Fatalf("cancel body: %+v", c)
+	}
+}
+
+// TestRoundsKeepMedianAndEveryRatio: with several rounds, a table row is
+// its backend's median round, slotd's ratio is the median of the ratios
+// taken round by round, and a round below the target is counted, not
+// hidden behind the median.
+func TestRoundsKeepMedianAndEveryRatio(t *testing.T) {
+	row := func(backend string, round, bookings int) Result {
+		return Result{Backend: backend, Mode: "http", Connections: 64, Round: round, Bookings: bookings, Elapsed: time.Second, Verified: true}
+	}
+	var all []Result
+	for round, rates := range [][2]int{{9000, 3000}, {8000, 3200}, {7000, 3700}} {
+		all = append(all, row("slotd", round, rates[0]), row("redis", round, rates[1]))
+	}
+	rows := medianRounds(all)
+	if len(rows) != 2 || rows[0].Backend != "slotd" || rows[1].Backend != "redis" {
+		t.Fatalf("rows %+v", rows)
+	}
+	if rows[0].Bookings != 8000 || rows[0].Round != 1 || rows[1].Bookings != 3200 || rows[1].Round != 1 {
+		t.Fatalf("median rounds %+v", rows)
+	}
+	if want := []float64{9000, 8000, 7000}; !slices.Equal(rows[0].RoundRates, want) {
+		t.Fatalf("slotd's rounds %v, want %v in round order", rows[0].RoundRates, want)
+	}
+	var out bytes.Buffer
+	writeTable(&out, rows, true)
+	// Ratios by round: 3.0, 2.5, 1.9; the median 2.5 meets 2×, and the
+	// round at 1.9× is counted.
+	for _, want := range []string{"2.5× (≥2× met)", "slotd × in each round: 3.0×, 2.5×, 1.9× (1 of 3 below 2×)", "rounds: 9000, 8000, 7000 bookings/s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Fatalf("table lacks %q:\n%s", want, out.String())
+		}
 	}
 }

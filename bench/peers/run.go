@@ -2,6 +2,7 @@ package peers
 
 import (
 	"bytes"
+	stdcmp "cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -11,6 +12,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -23,6 +25,7 @@ const (
 	connectionsMax   = 4096
 	datesMax         = 28
 	applicantsPctMax = 1000
+	roundsMax        = 9
 )
 
 // Config is one comparison run. The zero value of every field but the
@@ -32,6 +35,13 @@ type Config struct {
 	// against every backend: closed-loop workers, one connection each.
 	// Nil means 64 and 256.
 	Connections []int
+	// Rounds is how many times the HTTP table runs, the backends taking
+	// turns within each round, so that a slow moment of the machine (the
+	// shared disk, above all) falls on one round of one backend rather
+	// than decides a ratio. The table shows each backend's median round
+	// and the ratio of slotd to each peer in every round. Zero means 1;
+	// at most roundsMax.
+	Rounds int
 	// EngineGoroutines are the concurrency levels of the engine table (no
 	// HTTP). Nil means the same as Connections; empty (non-nil) skips the
 	// engine table.
@@ -88,6 +98,9 @@ func (c *Config) withDefaults() Config {
 	if out.EngineGoroutines == nil {
 		out.EngineGoroutines = out.Connections
 	}
+	if out.Rounds == 0 {
+		out.Rounds = 1
+	}
 	if out.Dates == 0 {
 		out.Dates = 3
 	}
@@ -122,6 +135,8 @@ func (c *Config) validate() error {
 	switch {
 	case len(c.Connections) == 0:
 		return errors.New("peers: Config.Connections is empty; nil means 64 and 256")
+	case c.Rounds < 1 || c.Rounds > roundsMax:
+		return fmt.Errorf("peers: Config.Rounds %d must be in 1..%d; 0 means 1", c.Rounds, roundsMax)
 	case c.Dates < 1 || c.Dates > datesMax:
 		return fmt.Errorf("peers: Config.Dates %d must be in 1..%d", c.Dates, datesMax)
 	case c.ApplicantsPct < 1 || c.ApplicantsPct > applicantsPctMax:
@@ -199,28 +214,68 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		DurationMax:       cfg.RunTimeMax,
 		RequestTimeout:    cfg.RequestTimeout,
 	}
-	// table runs the rush r for every worker count and backend.
-	table := func(mode string, workers []int, rows *[]Result) error {
-		for _, n := range workers {
-			for _, o := range openers {
-				r.Workers = n
-				res, err := runOne(ctx, cfg, o.name, mode, r, o.open)
-				if err != nil {
-					return err
+	// table runs the rush r rounds times for every worker count and
+	// backend, and keeps each one's median round.
+	table := func(mode string, rounds int, workers []int, rows *[]Result) error {
+		var all []Result
+		for round := range rounds {
+			for _, n := range workers {
+				for _, o := range openers {
+					r.Workers = n
+					res, err := runOne(ctx, cfg, o.name, mode, r, o.open)
+					if err != nil {
+						return err
+					}
+					res.Round = round
+					all = append(all, res)
 				}
-				*rows = append(*rows, res)
 			}
 		}
+		*rows = medianRounds(all)
 		return nil
 	}
-	if err := table("http", cfg.Connections, &rep.HTTP); err != nil {
+	if err := table("http", cfg.Rounds, cfg.Connections, &rep.HTTP); err != nil {
 		return rep, err
 	}
 	r.CancelEvery, r.ReadAvailability = 0, false
-	if err := table("engine", cfg.EngineGoroutines, &rep.Engine); err != nil {
+	if err := table("engine", 1, cfg.EngineGoroutines, &rep.Engine); err != nil {
 		return rep, err
 	}
 	return rep, nil
+}
+
+// medianRounds keeps one row per backend and concurrency, in the order
+// they first ran: the round with the median bookings/s (the lower of the
+// two middle ones for an even count), with every round's bookings/s in
+// RoundRates, in round order.
+func medianRounds(all []Result) []Result {
+	type key struct {
+		backend string
+		conns   int
+	}
+	var order []key
+	runs := map[key][]Result{}
+	for _, res := range all {
+		k := key{res.Backend, res.Connections}
+		if _, seen := runs[k]; !seen {
+			order = append(order, k)
+		}
+		runs[k] = append(runs[k], res)
+	}
+	out := make([]Result, 0, len(order))
+	for _, k := range order {
+		rs := runs[k]
+		rates := make([]float64, len(rs))
+		for i := range rs {
+			rates[i] = rs[i].BookingsPerSecond()
+		}
+		byRate := slices.Clone(rs)
+		slices.SortStableFunc(byRate, func(a, b Result) int { return stdcmp.Compare(a.BookingsPerSecond(), b.BookingsPerSecond()) })
+		med := byRate[(len(byRate)-1)/2]
+		med.RoundRates = rates
+		out = append(out, med)
+	}
+	return out
 }
 
 // cmp returns a if it is set, else b.
@@ -349,19 +404,23 @@ func (r *Report) WriteTables(w io.Writer) {
 func writeTable(w io.Writer, rows []Result, http bool) {
 	head := "%-9s %5s %10s %9s %9s %9s %7s %7s %7s  %-18s %s\n"
 	fmt.Fprintf(w, head, "backend", "conns", "bookings/s", "p50", "p99", "conflicts", "cancels", "errors", "soldout", "slotd ×", "verified")
-	slotdRate := map[int]float64{}
+	slotdRates := map[int][]float64{}
 	for _, r := range rows {
 		if r.Backend == "slotd" {
-			slotdRate[r.Connections] = r.BookingsPerSecond()
+			slotdRates[r.Connections] = r.rates()
 		}
 	}
 	for _, r := range rows {
 		ratio := "-"
-		if s, ok := slotdRate[r.Connections]; ok && r.Backend != "slotd" && r.BookingsPerSecond() > 0 {
-			ratio = fmt.Sprintf("%.1f×", s/r.BookingsPerSecond())
+		var rounds []float64 // slotd ÷ this peer in each round
+		if s, ok := slotdRates[r.Connections]; ok && r.Backend != "slotd" {
+			rounds = roundRatios(s, r.rates())
+		}
+		if len(rounds) > 0 {
+			ratio = fmt.Sprintf("%.1f×", median(rounds))
 			if t := target(r.Backend); t > 0 {
 				ok := "met"
-				if s/r.BookingsPerSecond() < t {
+				if median(rounds) < t {
 					ok = "MISSED"
 				}
 				ratio += fmt.Sprintf(" (≥%.0f× %s)", t, ok)
@@ -381,6 +440,13 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 		fmt.Fprintf(w, "%-9s %5d %10.0f %9s %9s %9d %7s %7d %7d  %-18s %s\n",
 			r.Backend, r.Connections, r.BookingsPerSecond(), fmtLatency(r.HoldP50), fmtLatency(r.HoldP99),
 			r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
+		if len(r.RoundRates) > 1 {
+			line := fmt.Sprintf("          rounds: %s bookings/s, the median round shown", joinRates(r.RoundRates))
+			if len(rounds) > 0 {
+				line += fmt.Sprintf("; slotd × in each round: %s (%s below %.0f×)", joinRatios(rounds), countBelow(rounds, target(r.Backend)), target(r.Backend))
+			}
+			fmt.Fprintln(w, line)
+		}
 		if r.FirstError != "" {
 			fmt.Fprintf(w, "          first error: %s\n", r.FirstError)
 		}
@@ -388,6 +454,61 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 			fmt.Fprintf(w, "          %s\n", r.Note)
 		}
 	}
+}
+
+// rates returns the bookings/s of every round of r (just r's own when it
+// was run once).
+func (r *Result) rates() []float64 {
+	if len(r.RoundRates) > 0 {
+		return r.RoundRates
+	}
+	return []float64{r.BookingsPerSecond()}
+}
+
+// roundRatios divides slotd's bookings/s by a peer's round by round; a
+// round the peer booked nothing in has no ratio.
+func roundRatios(slotd, peer []float64) []float64 {
+	var out []float64
+	for i := range min(len(slotd), len(peer)) {
+		if peer[i] > 0 {
+			out = append(out, slotd[i]/peer[i])
+		}
+	}
+	return out
+}
+
+// median is the middle of xs (the lower middle for an even count), as
+// medianRounds picks rows.
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[(len(s)-1)/2]
+}
+
+func countBelow(xs []float64, t float64) string {
+	n := 0
+	for _, x := range xs {
+		if x < t {
+			n++
+		}
+	}
+	return fmt.Sprintf("%d of %d", n, len(xs))
+}
+
+func joinRates(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.0f", x)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func joinRatios(xs []float64) string {
+	parts := make([]string, len(xs))
+	for i, x := range xs {
+		parts[i] = fmt.Sprintf("%.1f×", x)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // target is DESIGN §6's ratio of slotd to the peer.

@@ -80,6 +80,11 @@ type Result struct {
 	VerifyError string
 	// Note is what the backend says about its run (slotd: group commit).
 	Note string
+	// Round is the round of the run (Config.Rounds), from 0. In a
+	// Report, a row is its backend's median round, and RoundRates holds
+	// the bookings/s of all its rounds in round order.
+	Round      int
+	RoundRates []float64
 }
 
 // BookingsPerSecond is the run's throughput.

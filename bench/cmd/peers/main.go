@@ -25,6 +25,7 @@ func main() {
 	var cfg peers.Config
 	conns := flag.String("conns", "64,256", "comma-separated connection counts of the HTTP table")
 	engine := flag.String("engine", "", "comma-separated goroutine counts of the engine table (default: as -conns; \"none\" skips it)")
+	flag.IntVar(&cfg.Rounds, "rounds", 0, "how many times the HTTP table runs, the backends taking turns; each row is its backend's median round (0: 1)")
 	flag.IntVar(&cfg.Dates, "dates", 0, "dates rushed per run (0: 3)")
 	flag.IntVar(&cfg.ApplicantsPct, "applicants-pct", 0, "applicants per date in percent of its seats (0: 125)")
 	flag.IntVar(&cfg.CancelEvery, "cancel-every", 0, "every n-th booked applicant cancels at once (0: 20, -1: none)")
