@@ -27,7 +27,10 @@ test-rest:
 # The journal's and the HTTP edge's benchmarks run with one scheduler P
 # more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory
 # allocator's with one per core.
-PROCS ?= $(shell echo $$(( $$(getconf _NPROCESSORS_ONLN) + 1 )))
+# nproc counts the cores this process may run on (its CPU set); the Go
+# runtime's default also honours a container's CPU quota, which nproc
+# does not see: set PROCS by hand there.
+PROCS ?= $(shell echo $$(( $$(nproc) + 1 )))
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./allocator/... ./bench/...
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s -cpu $(PROCS) ./wal/... ./httpapi/

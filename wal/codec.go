@@ -38,7 +38,7 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 3 // value of the meta "format" key
+	formatVersion      byte = 3 // value of the meta "format" key (formatUpgrading while Open upgrades)
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 1
@@ -109,11 +109,13 @@ func officeKey(dst []byte, id string) []byte {
 
 // bookingKey orders bookings by creation time (the time of the first
 // history entry, which never changes), then id. New bookings are written
-// at the end of the booking range, where Pebble's memtable finds the place
-// for each in a few steps; keyed by the random id alone, every new
-// booking landed at a random place in the memtable's skiplist, and that
-// search was a fifth of a durable booking's CPU (format 2). The sign bit
-// is flipped so that negative times sort first.
+// at the end of the booking range: Pebble's memtable still searches its
+// skiplist from the head for each, but along nodes written moments ago,
+// in cache. Keyed by the random id alone (format 2), every new booking's
+// search ended at a random place and missed the cache all the way down,
+// a fifth of a durable booking's CPU; with time-ordered keys the commits
+// alone ran 15–50% faster (README, Durability). The sign bit is flipped
+// so that negative times sort first.
 func bookingKey(dst []byte, createdUnixNano int64, id allocator.ID) []byte {
 	dst = append(dst, prefixBooking)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(createdUnixNano)^(1<<63))
@@ -126,7 +128,7 @@ func bookingKeyOf(dst []byte, r *allocator.BookingRecord) []byte {
 }
 
 // Lengths of a booking key: format 3's, and formats 1 and 2's (the
-// prefix and the id), which Open rewrites (upgradeBookingKeys).
+// prefix and the id), which Open rewrites (DB.upgrade).
 const (
 	bookingKeyBytes   = 1 + 8 + 16
 	bookingKeyBytesV2 = 1 + 16
@@ -192,8 +194,8 @@ func KeyString(k []byte) string {
 	}
 	switch k[0] {
 	case prefixBooking:
-		if _, id, ok := parseBookingKey(k); ok {
-			return "booking/" + id.String()
+		if created, id, ok := parseBookingKey(k); ok {
+			return "booking/" + id.String() + "/" + strconv.FormatInt(created, 10)
 		}
 		if len(k) == bookingKeyBytesV2 {
 			return "booking/" + allocator.ID(k[1:]).String()

@@ -210,7 +210,7 @@ func TestKeyString(t *testing.T) {
 		}
 	}
 	id := testID(1)
-	f(bookingKey(nil, -1, id), "booking/"+id.String())
+	f(bookingKey(nil, -1, id), "booking/"+id.String()+"/-1")
 	f(append([]byte{prefixBooking}, id[:]...), "booking/"+id.String()) // format 2's
 	f(eventKey(nil, 42), "event/42")
 	f(officeKey(nil, "msk-1"), `office/"msk-1"`)
@@ -407,6 +407,9 @@ func FuzzKeys(f *testing.F) {
 		}
 		if at, key, ok := parseIdemByTimeKey(k); ok && !bytes.Equal(idemByTimeKey(nil, at, string(key)), k) {
 			t.Fatalf("time key %x parses to %d %q", k, at, key)
+		}
+		if created, id, ok := parseBookingKey(k); ok && !bytes.Equal(bookingKey(nil, created, id), k) {
+			t.Fatalf("booking key %x parses to %d %s", k, created, id)
 		}
 	})
 }

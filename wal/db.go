@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -112,115 +111,6 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.feed.start(last)
 	db.startCommitters()
 	return db, nil
-}
-
-// checkFormat refuses data of another format and stamps a new store. A
-// store of format 1 or 2 is upgraded before anything is written to it
-// (upgrade), then stamped 3, so that an older binary, which cannot read
-// format 3's booking keys, refuses it at Open from then on.
-func (db *DB) checkFormat() error {
-	v, closer, err := db.pdb.Get(metaKey(metaFormat))
-	if err == nil {
-		stamp := append([]byte(nil), v...)
-		_ = closer.Close()
-		switch {
-		case len(stamp) == 1 && stamp[0] == formatVersion:
-			return nil
-		case len(stamp) == 1 && (stamp[0] == 1 || stamp[0] == 2):
-			if err := db.upgrade(stamp[0]); err != nil {
-				return fmt.Errorf("wal: cannot upgrade the store from format %d: %w", stamp[0], err)
-			}
-			return nil
-		}
-		return fmt.Errorf("%w: %s is %x, this version reads 1 to %d", ErrFormat, KeyString(metaKey(metaFormat)), stamp, formatVersion)
-	}
-	if !errors.Is(err, pebble.ErrNotFound) {
-		return fmt.Errorf("wal: cannot read the format version: %w", err)
-	}
-	// No stamp: the store must be empty, else it is not ours.
-	it, err := db.pdb.NewIter(nil)
-	if err != nil {
-		return fmt.Errorf("wal: cannot read the store: %w", err)
-	}
-	nonEmpty := it.First()
-	if err := it.Close(); err != nil {
-		return fmt.Errorf("wal: cannot read the store: %w", err)
-	}
-	if nonEmpty {
-		return fmt.Errorf("%w: the store holds data but no %s key", ErrFormat, KeyString(metaKey(metaFormat)))
-	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	return db.stampFormat(b)
-}
-
-// upgradeBatchKeys bounds the booking keys one batch of upgrade moves.
-const upgradeBatchKeys = 4096
-
-// upgrade brings a store of format from (1 or 2) to format 3 and stamps
-// it. Format 1's applicant index (prefix 'a'), which later formats neither
-// write nor read, is deleted. Every booking's value moves from its format-2
-// key (the id) to its format-3 key (creation time, then id), old key
-// deleted and new key set in one batch; values are kept as they are
-// (versions 1 and 2 are both read). The stamp is written last, in a
-// synced batch that makes every batch before it durable too. A crash
-// before the stamp leaves some bookings moved and others not, each under
-// exactly one key; the next Open upgrades again and moves the rest.
-func (db *DB) upgrade(from byte) error {
-	b := db.pdb.NewBatch()
-	defer func() { b.Close() }()
-	if from == 1 {
-		if err := b.DeleteRange([]byte{prefixReservedApplicant}, []byte{prefixReservedApplicant + 1}, nil); err != nil {
-			return err
-		}
-	}
-	// The iterator reads the store as it was when it was opened, so the
-	// keys the batches write do not show up in it.
-	err := db.scan(prefixBooking, func(k, v []byte) error {
-		if len(k) == bookingKeyBytes {
-			return nil // moved by an upgrade that did not finish
-		}
-		if len(k) != bookingKeyBytesV2 {
-			return fmt.Errorf("%w: key %s is no booking key of format %d", ErrCorrupt, KeyString(k), from)
-		}
-		r, err := decodeBooking(v, nil)
-		if err != nil {
-			return fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
-		}
-		if !bytes.Equal(k[1:], r.ID[:]) {
-			return fmt.Errorf("%w: key %s: %w: holds booking %s", ErrCorrupt, KeyString(k), errKeyMismatch, r.ID)
-		}
-		if err := b.Delete(k, nil); err != nil {
-			return err
-		}
-		if err := b.Set(bookingKeyOf(nil, r), v, nil); err != nil {
-			return err
-		}
-		if b.Count() < 2*upgradeBatchKeys {
-			return nil
-		}
-		if err := b.Commit(pebble.NoSync); err != nil {
-			return err
-		}
-		b.Close()
-		b = db.pdb.NewBatch()
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return db.stampFormat(b)
-}
-
-// stampFormat commits b with the format stamp added.
-func (db *DB) stampFormat(b *pebble.Batch) error {
-	if err := b.Set(metaKey(metaFormat), []byte{formatVersion}, nil); err != nil {
-		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
-	}
-	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("wal: cannot stamp the format version: %w", err)
-	}
-	return nil
 }
 
 // lastCursor returns the highest event cursor ever assigned by a committed

@@ -85,6 +85,16 @@ func holdChange(n uint64) *allocator.Change {
 // testOffice: 12 windows (slotdtest.Office).
 func testOffice(id string) allocator.OfficeConfig { return slotdtest.Office(id, 12) }
 
+// openWithOffice opens a DB in a fresh directory and stores the office
+// msk-sakharovo in it.
+func openWithOffice(t *testing.T) (*DB, string) {
+	t.Helper()
+	db, dir := openTest(t, Options{})
+	office := allocator.OfficeRecord{Config: testOffice("msk-sakharovo")}
+	mustCommit(t, db, &allocator.Change{Office: &office})
+	return db, dir
+}
+
 // openTest opens a DB in a fresh temporary directory on the real file system.
 func openTest(t testing.TB, opts Options) (*DB, string) {
 	t.Helper()

@@ -48,6 +48,11 @@ type Options struct {
 	// MemTableBytes is the size of one Pebble memtable in bytes. Zero means
 	// DefaultMemTableBytes (64 MiB).
 	MemTableBytes uint64
+
+	// upgradeBatchBookings bounds the bookings of one batch of an upgrade's
+	// moves (tests make it small, for many batches). Zero means
+	// upgradeBatchBookingsMax.
+	upgradeBatchBookings int
 }
 
 // Logger is where Pebble's messages go. A *zap.SugaredLogger satisfies it;

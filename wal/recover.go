@@ -224,7 +224,7 @@ func (db *DB) scan(p byte, fn func(k, v []byte) error) error {
 	lo := []byte{p}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return fmt.Errorf("wal: recovery: %w", err)
+		return fmt.Errorf("wal: cannot read the store: %w", err)
 	}
 	for ok := it.First(); ok; ok = it.Next() {
 		if err := fn(it.Key(), it.Value()); err != nil {
@@ -233,7 +233,7 @@ func (db *DB) scan(p byte, fn func(k, v []byte) error) error {
 		}
 	}
 	if err := it.Close(); err != nil {
-		return fmt.Errorf("wal: recovery: %w", err)
+		return fmt.Errorf("wal: cannot read the store: %w", err)
 	}
 	return nil
 }

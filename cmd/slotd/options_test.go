@@ -2,6 +2,7 @@ package main
 
 import (
 	"io"
+	"runtime"
 	"testing"
 )
 
@@ -34,5 +35,26 @@ func TestOptionsFlagsEnvDefaults(t *testing.T) {
 	}
 	if _, err := parseOptions([]string{"-log-level", "loud"}, env(nil), io.Discard); err == nil {
 		t.Fatal("bad log level accepted")
+	}
+}
+
+// TestSpareProc: slotd takes one scheduler P more than the runtime's
+// default, unless GOMAXPROCS is set in the environment.
+func TestSpareProc(t *testing.T) {
+	def := runtime.GOMAXPROCS(0)
+	defer runtime.GOMAXPROCS(def)
+	spareProc(func(string) string { return "" })
+	if got := runtime.GOMAXPROCS(0); got != def+1 {
+		t.Fatalf("GOMAXPROCS unset: %d Ps, want %d", got, def+1)
+	}
+	runtime.GOMAXPROCS(def)
+	spareProc(func(k string) string {
+		if k == "GOMAXPROCS" {
+			return "1"
+		}
+		return ""
+	})
+	if got := runtime.GOMAXPROCS(0); got != def {
+		t.Fatalf("GOMAXPROCS set: %d Ps, want the runtime's %d", got, def)
 	}
 }

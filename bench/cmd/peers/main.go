@@ -34,7 +34,7 @@ func main() {
 	flag.StringVar(&cfg.DataDir, "data-dir", "", "parent directory of slotd's temporary stores (default: the system's temporary directory)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file and, unless -in-process, of the last HTTP run's generator child to this file + \".generator\"")
 	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
-	procs := flag.Int("procs", 0, "scheduler Ps (GOMAXPROCS) of this process, which runs the edge and the backends (0: one more than the cores, as slotd runs)")
+	procs := flag.Int("procs", 0, "scheduler Ps (GOMAXPROCS) of this process, which runs the edge and the backends (0: as slotd runs, one more than the cores unless GOMAXPROCS is set)")
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -54,10 +54,14 @@ func main() {
 	// The edge serves every backend from this process, so all three get
 	// the scheduler slotd gives itself (cmd/slotd spareProc); the
 	// generator child keeps the runtime's default.
-	if *procs <= 0 {
-		*procs = runtime.GOMAXPROCS(0) + 1
+	switch {
+	case *procs < 0:
+		fail(fmt.Errorf("-procs %d: must be 0 (as slotd runs) or more", *procs))
+	case *procs > 0:
+		runtime.GOMAXPROCS(*procs)
+	case os.Getenv("GOMAXPROCS") == "":
+		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
 	}
-	runtime.GOMAXPROCS(*procs)
 	cfg.PostgresDSN = os.Getenv("SLOTD_PEERS_PG")
 	cfg.RedisURL = os.Getenv("SLOTD_PEERS_REDIS")
 	cfg.Progress = os.Stderr
