@@ -132,26 +132,41 @@ func (sh *applicantShard) stateLocked(id string) *applicantState {
 	return st
 }
 
+// applicantRef is an applicant's entry as reserve found it. A state is
+// never removed from its shard, so the booking reserve made room for is
+// added through it (add) without hashing the id and searching again.
+type applicantRef struct {
+	sh *applicantShard
+	st *applicantState // guarded by sh.mu
+}
+
 // reserve checks the block, the active limit and duplicates, and counts one
 // more active booking for (office, service). Undo with unreserve.
-func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) error {
+func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) (applicantRef, error) {
 	pair := a.pairs.id(office, svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.stateLocked(id)
 	if st.blockedUntil() > now.UnixNano() {
-		return ErrApplicantBlocked
+		return applicantRef{}, ErrApplicantBlocked
 	}
 	if st.count(pair) > 0 {
-		return ErrDuplicateBooking
+		return applicantRef{}, ErrDuplicateBooking
 	}
 	if st.active >= p.maxActivePerApplicant {
-		return ErrLimitReached
+		return applicantRef{}, ErrLimitReached
 	}
 	st.active++
 	st.addService(pair, 1)
-	return nil
+	return applicantRef{sh, st}, nil
+}
+
+// add records b, the booking reserve counted, in the applicant's list.
+func (r applicantRef) add(b *booking) {
+	r.sh.mu.Lock()
+	r.st.bookings = append(r.st.bookings, b)
+	r.sh.mu.Unlock()
 }
 
 // unreserve undoes reserve: the booking left its active statuses.
@@ -220,15 +235,6 @@ func penaliseLocked(st *applicantState, p *policy, at int64) {
 		}
 		pen.atUnixNano = pen.atUnixNano[:0]
 	}
-}
-
-// add appends b to the applicant's list.
-func (a *applicants) add(id string, b *booking) {
-	sh := a.shard(id)
-	sh.mu.Lock()
-	st := sh.stateLocked(id)
-	st.bookings = append(st.bookings, b)
-	sh.mu.Unlock()
 }
 
 // list returns the applicant's bookings in creation order.

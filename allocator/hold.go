@@ -62,7 +62,8 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 			return Booking{}, err
 		}
 	}
-	if err := e.apps.reserve(req.Applicant, o.id, svc.id, &l.policy, now); err != nil {
+	ref, err := e.apps.reserve(req.Applicant, o.id, svc.id, &l.policy, now)
+	if err != nil {
 		return Booking{}, fmt.Errorf("%w: applicant at office %s", err, o.id)
 	}
 	var d *day
@@ -78,15 +79,16 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 		e.counter.SlotTaken.Add(1)
 		return Booking{}, ErrSlotTaken
 	}
-	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, req.Confirm, meta, nil)
+	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, ref, req.Confirm, meta, nil)
 }
 
 // commitNewBooking creates the booking of a seat already claimed (bits 0)
 // and reserved for applicant: commit → publish. extra, if set, adds to the
 // change before the commit (a watch hand-over). On failure it gives the
-// seat and the reservation back.
+// seat and the reservation back. ref is the applicant's entry as reserve
+// returned it.
 func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *service, d *day, w, step int,
-	applicant string, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
+	applicant string, ref applicantRef, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
 	rec := &BookingRecord{
 		ID: newID(), Office: o.id, Service: svc.id, Applicant: applicant,
 		Date: d.date, Step: uint16(step), Slots: uint16(svc.slots), Window: uint16(w),
@@ -120,7 +122,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
-	e.apps.add(applicant, b)
+	ref.add(b)
 	e.schedule(now, o, l, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)

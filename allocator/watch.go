@@ -269,12 +269,13 @@ func (e *Engine) freeSeat(now time.Time, o *office, d *day, window, step, slots 
 // the applicant it keeps the run claimed, puts the watch back and returns
 // false; on a commit failure it releases the run.
 func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *WatchRecord, d *day, window, step int) bool {
-	if err := e.apps.reserve(w.Applicant, o.id, svc.id, &l.policy, now); err != nil {
+	ref, err := e.apps.reserve(w.Applicant, o.id, svc.id, &l.policy, now)
+	if err != nil {
 		e.putBack(w)
 		return false
 	}
 	meta := Meta{Actor: ActorSystem, Reason: "watch"}
-	_, err := e.commitNewBooking(now, o, l, svc, d, window, step, w.Applicant, false, meta, func(c *Change, rec *BookingRecord) {
+	_, err = e.commitNewBooking(now, o, l, svc, d, window, step, w.Applicant, ref, false, meta, func(c *Change, rec *BookingRecord) {
 		done := *w
 		done.Active = false
 		c.Watches = append(c.Watches, &done)
