@@ -172,7 +172,7 @@ func BenchmarkUpgrade1M(b *testing.B) {
 			if v, err = appendBooking(v[:0], r); err != nil {
 				b.Fatal(err)
 			}
-			set(batch, append([]byte{prefixBooking}, r.ID[:]...), v)
+			set(batch, bookingKeyV2(r.ID), v)
 			if batch.Count() == 10_000 {
 				if err := batch.Commit(pebble.NoSync); err != nil {
 					b.Fatal(err)

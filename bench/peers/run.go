@@ -441,9 +441,9 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 			r.Backend, r.Connections, r.BookingsPerSecond(), fmtLatency(r.HoldP50), fmtLatency(r.HoldP99),
 			r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
 		if len(r.RoundRates) > 1 {
-			line := fmt.Sprintf("          rounds: %s bookings/s, the median round shown", joinRates(r.RoundRates))
+			line := fmt.Sprintf("          rounds: %s bookings/s, the median round shown", join(r.RoundRates, "%.0f"))
 			if len(rounds) > 0 {
-				line += fmt.Sprintf("; slotd × in each round: %s (%s below %.0f×)", joinRatios(rounds), countBelow(rounds, target(r.Backend)), target(r.Backend))
+				line += fmt.Sprintf("; slotd × in each round: %s (%s below %.0f×)", join(rounds, "%.1f×"), countBelow(rounds, target(r.Backend)), target(r.Backend))
 			}
 			fmt.Fprintln(w, line)
 		}
@@ -495,18 +495,11 @@ func countBelow(xs []float64, t float64) string {
 	return fmt.Sprintf("%d of %d", n, len(xs))
 }
 
-func joinRates(xs []float64) string {
+// join writes every x of xs with format, comma-separated.
+func join(xs []float64, format string) string {
 	parts := make([]string, len(xs))
 	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.0f", x)
-	}
-	return strings.Join(parts, ", ")
-}
-
-func joinRatios(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.1f×", x)
+		parts[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(parts, ", ")
 }
