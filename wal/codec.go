@@ -38,10 +38,11 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 3 // value of the meta "format" key (formatUpgrading while Open upgrades)
+	formatVersion      byte = 4 // value of the meta "format" key (formatUpgrading while Open upgrades)
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
-	eventVersion       byte = 1
+	eventVersion       byte = 2
+	eventVersion1      byte = 1 // still read: see decodeEventValue
 	officeVersion      byte = 1
 	idempotencyVersion byte = 1
 )
@@ -296,11 +297,14 @@ func checkHistoryLimits(h allocator.History) error {
 	return nil
 }
 
-// appendEventValue appends the version-1 encoding of e (the cursor lives in
-// the key). An embedded booking is checked and encoded like any other,
-// unless booking holds its value already (appendBooking's output for
-// e.Booking), which is then copied as is.
-func appendEventValue(dst []byte, e *allocator.Event, booking []byte) ([]byte, error) {
+// appendEventValue appends the version-2 encoding of e (the cursor lives in
+// the key). back > 0 says that the event back cursors before this one, of
+// the same change, embeds e.Booking already: the value then names that
+// distance instead of embedding the booking again. Otherwise an embedded
+// booking is checked and encoded like any other, unless booking holds its
+// value already (appendBooking's output for e.Booking), which is then
+// copied as is.
+func appendEventValue(dst []byte, e *allocator.Event, booking []byte, back uint64) ([]byte, error) {
 	if e.Type == "" {
 		return dst, fmt.Errorf("%w: event without type", ErrInvalidRecord)
 	}
@@ -329,31 +333,28 @@ func appendEventValue(dst []byte, e *allocator.Event, booking []byte) ([]byte, e
 			return dst, err
 		}
 	}
-	if e.Booking == nil {
-		return binary.AppendUvarint(dst, 0), nil
+	switch {
+	case back > 0:
+		return binary.AppendUvarint(append(dst, eventBookingBack), back), nil
+	case e.Booking == nil:
+		return append(dst, eventBookingNone), nil
+	case booking != nil:
+		return append(append(dst, eventBookingEmbedded), booking...), nil
 	}
-	if booking != nil {
-		return append(binary.AppendUvarint(dst, uint64(len(booking))), booking...), nil
-	}
-	// Length prefix, then the booking: encode in place and patch the length.
-	// The length takes at most 2 bytes for any booking within the limits
-	// above, but the general case is handled by a shift.
-	start := len(dst)
-	dst = append(dst, 0)
-	dst, err := appendBooking(dst, e.Booking)
-	if err != nil {
-		return dst[:start], err
-	}
-	n := uint64(len(dst) - start - 1)
-	var lenBuf [binary.MaxVarintLen64]byte
-	w := binary.PutUvarint(lenBuf[:], n)
-	if w > 1 {
-		dst = append(dst, lenBuf[:w-1]...)
-		copy(dst[start+w:], dst[start+1:len(dst)-(w-1)])
-	}
-	copy(dst[start:], lenBuf[:w])
-	return dst, nil
+	return appendBooking(append(dst, eventBookingEmbedded), e.Booking)
 }
+
+// The booking form of an event value of version 2.
+const (
+	eventBookingNone     byte = 0 // no booking
+	eventBookingEmbedded byte = 1 // the booking value follows (rest of the value)
+	eventBookingBack     byte = 2 // uvarint n ≥ 1: the event n cursors before embeds it
+)
+
+// eventBackMax bounds an event's distance back to the event that embeds
+// its booking: the events of one change, of which the engine writes a
+// handful at most. The decoder calls more corruption.
+const eventBackMax = 1024
 
 // appendOffice appends the version-1 encoding of r.
 func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
@@ -561,12 +562,15 @@ func (d *decoder) decodeBookingInto(r *allocator.BookingRecord, in interner) err
 	return d.err
 }
 
-// decodeEventValue decodes an event value; the caller sets Cursor from the key.
-func decodeEventValue(v []byte, in interner) (allocator.Event, error) {
+// decodeEventValue decodes an event value; the caller sets Cursor from the
+// key. back > 0 says that the event's booking is the one embedded by the
+// event back cursors before it, which the caller resolves (eventReader);
+// e.Booking is then nil.
+func decodeEventValue(v []byte, in interner) (e allocator.Event, back uint64, err error) {
 	d := decoder{b: v}
-	var e allocator.Event
-	if ver := d.byte(); d.err == nil && ver != eventVersion {
-		return e, fmt.Errorf("%w: event version %d", errVersion, ver)
+	ver := d.byte()
+	if d.err == nil && ver != eventVersion && ver != eventVersion1 {
+		return e, 0, fmt.Errorf("%w: event version %d", errVersion, ver)
 	}
 	code := d.byte()
 	switch {
@@ -599,25 +603,41 @@ func decodeEventValue(v []byte, in interner) (allocator.Event, error) {
 	default:
 		d.fail(fmt.Errorf("%w: event watch flag", errFieldRange))
 	}
-	n := d.uvarint()
-	if d.err != nil {
-		return allocator.Event{}, d.err
-	}
-	if n > 0 {
-		if n != uint64(len(d.b)) {
-			return allocator.Event{}, fmt.Errorf("%w: embedded booking length %d, %d bytes left", errTruncated, n, len(d.b))
+	form := eventBookingNone
+	if ver == eventVersion1 {
+		// Version 1: the booking's length (0: none), then the booking.
+		if n := d.uvarint(); d.err == nil && n > 0 {
+			if n != uint64(len(d.b)) {
+				return allocator.Event{}, 0, fmt.Errorf("%w: embedded booking length %d, %d bytes left", errTruncated, n, len(d.b))
+			}
+			form = eventBookingEmbedded
 		}
+	} else {
+		form = d.byte()
+	}
+	if d.err != nil {
+		return allocator.Event{}, 0, d.err
+	}
+	switch form {
+	case eventBookingNone:
+	case eventBookingEmbedded:
 		b, err := decodeBooking(d.b, in)
 		if err != nil {
-			return allocator.Event{}, fmt.Errorf("embedded booking: %w", err)
+			return allocator.Event{}, 0, fmt.Errorf("embedded booking: %w", err)
 		}
 		e.Booking = b
 		d.b = nil
+	case eventBookingBack:
+		if back = d.uvarint(); d.err == nil && (back < 1 || back > eventBackMax) {
+			d.fail(fmt.Errorf("%w: event booking %d events back", errFieldRange, back))
+		}
+	default:
+		d.fail(fmt.Errorf("%w: event booking form %d", errFieldRange, form))
 	}
 	if err := d.end(); err != nil {
-		return allocator.Event{}, err
+		return allocator.Event{}, 0, err
 	}
-	return e, nil
+	return e, back, nil
 }
 
 // decodeOffice decodes an office value and checks that it belongs to id.

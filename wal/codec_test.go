@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"reflect"
 	"strings"
@@ -101,13 +102,13 @@ func TestBookingDecodeRejects(t *testing.T) {
 func TestEventRoundTrip(t *testing.T) {
 	f := func(name string, e allocator.Event) {
 		t.Helper()
-		v, err := appendEventValue(nil, &e, nil)
+		v, err := appendEventValue(nil, &e, nil, 0)
 		if err != nil {
 			t.Fatalf("%s: encode: %v", name, err)
 		}
-		got, err := decodeEventValue(v, nil)
-		if err != nil {
-			t.Fatalf("%s: decode: %v", name, err)
+		got, back, err := decodeEventValue(v, nil)
+		if err != nil || back != 0 {
+			t.Fatalf("%s: decode: %v (back %d)", name, err, back)
 		}
 		e.Cursor = 0 // lives in the key
 		if !reflect.DeepEqual(got, e) {
@@ -117,9 +118,23 @@ func TestEventRoundTrip(t *testing.T) {
 		// encoded: the event must come out byte for byte the same.
 		if e.Booking != nil {
 			bv := encodeBooking(t, e.Booking)
-			if w, err := appendEventValue(nil, &e, bv); err != nil || !bytes.Equal(w, v) {
+			if w, err := appendEventValue(nil, &e, bv, 0); err != nil || !bytes.Equal(w, v) {
 				t.Fatalf("%s: with the booking's value given: %x (%v), want %x", name, w, err, v)
 			}
+		}
+		// Version 1, which stores of format 3 hold: the booking's length
+		// before it, in place of the booking form. Still read as it was.
+		v1 := []byte{eventVersion1}
+		if e.Booking == nil {
+			v1 = append(v1, v[1:]...) // a form of 0 reads as a length of 0
+		} else {
+			bv := encodeBooking(t, e.Booking)
+			head := v[1 : len(v)-len(bv)-1]
+			v1 = append(binary.AppendUvarint(append(v1, head...), uint64(len(bv))), bv...)
+		}
+		got1, back1, err := decodeEventValue(v1, nil)
+		if err != nil || back1 != 0 || !reflect.DeepEqual(got1, e) {
+			t.Fatalf("%s: version 1: %+v (back %d, %v), want %+v", name, got1, back1, err, e)
 		}
 	}
 	b := heldBooking(11)
@@ -128,22 +143,38 @@ func TestEventRoundTrip(t *testing.T) {
 	f("type unknown to the code table", allocator.Event{Type: "booking.teleported", Reason: "why"})
 	big := heldBooking(12)
 	big.History = allocator.HistoryOf(allocator.Transition{AtUnixNano: 1, Status: allocator.StatusHeld,
-		Reason: strings.Repeat("r", 300)}) // length prefix of 2 bytes: the shift path
+		Reason: strings.Repeat("r", 300)}) // version 1's length prefix of 2 bytes
 	f("embedded booking longer than 127 bytes", allocator.Event{Type: allocator.EventHeld, Booking: big})
 	huge := heldBooking(13)
 	for i := 0; i < 5; i++ {
 		huge = advanced(huge, allocator.StatusHeld, int64(i), strings.Repeat("q", textBytesMax))
 	}
-	f("embedded booking longer than 16 KiB (3-byte length)", allocator.Event{Type: allocator.EventHeld, Booking: huge})
+	f("embedded booking longer than 16 KiB (version 1: 3-byte length)", allocator.Event{Type: allocator.EventHeld, Booking: huge})
 	for i := 1; i < len(eventTypeCodes); i++ {
 		f("type code "+eventTypeCodes[i], allocator.Event{Type: eventTypeCodes[i]})
+	}
+
+	// An event sharing the booking of one before it keeps only the
+	// distance: a few bytes where the booking took about a hundred.
+	e := allocator.Event{Type: allocator.EventConfirmed, AtUnixNano: 42, Office: b.Office, Booking: b}
+	embedded, _ := appendEventValue(nil, &e, nil, 0)
+	v, err := appendEventValue(nil, &e, nil, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, back, err := decodeEventValue(v, nil)
+	if err != nil || back != 1 || got.Booking != nil {
+		t.Fatalf("one back: %+v, back %d, %v", got, back, err)
+	}
+	if len(v) > len(embedded)-len(encodeBooking(t, b))+1 {
+		t.Fatalf("one back takes %d bytes, embedded %d", len(v), len(embedded))
 	}
 }
 
 func TestEventEncodeRefuses(t *testing.T) {
 	f := func(name string, e allocator.Event, want error) {
 		t.Helper()
-		if _, err := appendEventValue(nil, &e, nil); !errors.Is(err, want) {
+		if _, err := appendEventValue(nil, &e, nil, 0); !errors.Is(err, want) {
 			t.Fatalf("%s: got %v, want %v", name, err, want)
 		}
 	}
@@ -281,38 +312,50 @@ func FuzzDecodeBooking(f *testing.F) {
 
 func FuzzDecodeEvent(f *testing.F) {
 	b := heldBooking(3)
-	withBooking, _ := appendEventValue(nil, &allocator.Event{Type: allocator.EventHeld, AtUnixNano: 7, Office: b.Office, Booking: b}, nil)
-	literal, _ := appendEventValue(nil, &allocator.Event{Type: "x.y", Reason: "r", Through: -3}, nil)
+	held := allocator.Event{Type: allocator.EventHeld, AtUnixNano: 7, Office: b.Office, Booking: b}
+	withBooking, _ := appendEventValue(nil, &held, nil, 0)
+	back, _ := appendEventValue(nil, &held, nil, 1)
+	literal, _ := appendEventValue(nil, &allocator.Event{Type: "x.y", Reason: "r", Through: -3}, nil, 0)
 	// A booking.held event embedding its booking: the common value.
 	f.Add(withBooking)
+	// An event sharing the booking of the event before it (a hold's confirm).
+	f.Add(back)
+	// The same, 0 events back: out of range.
+	f.Add(append(back[:len(back)-1:len(back)-1], 0))
 	// An event whose type is stored as a literal string (code 0).
 	f.Add(literal)
-	// The embedded booking's length claims one byte more than is left.
-	f.Add(append(append([]byte(nil), withBooking...), 0)[:len(withBooking)-1])
-	// Type code 13, beyond the table.
-	f.Add([]byte{eventVersion, 13, 0, 0, 0, 0, 0})
-	// Code 0 with an empty literal type.
-	f.Add([]byte{eventVersion, 0, 0, 0, 0, 0, 0, 0})
+	// The embedded booking cut one byte short.
+	f.Add(withBooking[:len(withBooking)-1])
 	// The smallest valid event: known type, no office, no booking.
-	f.Add([]byte{eventVersion, 1, 0, 0, 0, 0, 0})
+	smallest, _ := appendEventValue(nil, &allocator.Event{Type: allocator.EventHeld}, nil, 0)
+	f.Add(smallest)
+	last := len(smallest) - 1 // the booking form (version 1: the booking's length)
+	with := func(i int, c byte) []byte { v := append([]byte(nil), smallest...); v[i] = c; return v }
+	// A booking form beyond the three there are.
+	f.Add(with(last, 3))
+	// Version 1 with a booking length one byte more than is left.
+	v1 := with(0, eventVersion1)
+	v1[last] = 1
+	f.Add(v1)
+	// Type code 13, beyond the table.
+	f.Add(with(1, 13))
+	// Code 0 with an empty literal type.
+	f.Add(append([]byte{eventVersion, 0, 0}, smallest[2:]...))
 	f.Fuzz(func(t *testing.T, v []byte) {
-		e, err := decodeEventValue(v, nil)
-		if _, terr := decodeEventTime(v); err == nil && terr != nil {
-			t.Fatalf("decodeEventTime refuses a value decodeEventValue accepts: %v", terr)
-		}
+		e, back, err := decodeEventValue(v, nil)
 		if err != nil {
 			return
 		}
-		again, err := appendEventValue(nil, &e, nil)
+		again, err := appendEventValue(nil, &e, nil, back)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		e2, err := decodeEventValue(again, nil)
+		e2, back2, err := decodeEventValue(again, nil)
 		if err != nil {
 			t.Fatalf("decode of re-encoded: %v", err)
 		}
-		if !reflect.DeepEqual(e, e2) {
-			t.Fatalf("not stable:\n%+v\n%+v", e, e2)
+		if !reflect.DeepEqual(e, e2) || back != back2 {
+			t.Fatalf("not stable:\n%+v (back %d)\n%+v (back %d)", e, back, e2, back2)
 		}
 	})
 }

@@ -66,7 +66,10 @@
 //	    Pebble's order is the latest acknowledged one.
 //	W7. Sweep deletes only records past their retention, at most
 //	    Options.SweepBatchMax of each kind per call, and only events at or
-//	    below the watermark, oldest cursor first.
+//	    below the watermark, oldest cursor first. An event that shares the
+//	    booking of an event the call deletes (form 2 below, the same
+//	    change's) goes with it, beyond the bound and the retention: no
+//	    event outlives the one that holds its booking.
 //	W8. Open upgrades a store of an older format before it writes
 //	    anything else, and a crash at any point of the upgrade leaves
 //	    every booking under exactly one key, in a store that an older
@@ -148,15 +151,19 @@
 // Format 2 changed the booking value to version 2. Format 3 keys a
 // booking by its creation time before its id, so that new bookings are
 // written at the end of the booking range instead of at random places in
-// Pebble's memtable. Open upgrades a store of format 1 or 2 before it
-// writes anything else (W8): it stamps the store 0x83 (upgrading), which
-// every version refuses but this one, moves every booking to its
-// format-3 key, keeping the value as it is, and stamps the store 3 last.
+// Pebble's memtable. Format 4 adds the event value of version 2, whose
+// events of one change share one copy of their booking; Open stamps a
+// store of format 3 as 4 and reads its events of version 1 as they are.
+// Open upgrades a store of format 1 or 2 before it writes anything else
+// (W8): it stamps the store 0x84 (upgrading; a format-3 version's 0x83 is
+// finished the same way), which every version refuses but this one,
+// moves every booking to its format-3 key, which format 4 keeps, keeping
+// the value as it is, and stamps the store 4 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (3);
+//	'm'     name                                   meta: "format" → 1 byte (4);
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
 //	'b'     created (8 bytes BE, unix ns of the    booking value
@@ -219,10 +226,12 @@
 // change would be a third memtable insert per booking with no reader. The
 // prefix 'a' stays reserved so that a store never reuses it.
 //
-// Event value, version 1 (the cursor is in the key):
+// Event value, version 2 (the cursor is in the key; version 1, which
+// format 3 wrote and this version still reads, had in place of the
+// booking form the booking's length as a uvarint, 0 for none):
 //
 //	field                  size
-//	version                1 byte = 1
+//	version                1 byte = 2
 //	type code              1 byte: 1..12 the allocator's event types in
 //	                       the order of eventTypeCodes; 0 = a string follows
 //	type                   string (only when the code is 0)
@@ -233,8 +242,17 @@
 //	start_unix_ns          varint (watch.matched: the start offered; else 0)
 //	watch flag             1 byte: 0 none, 1 a watch value follows
 //	watch                  watch value as below (watch.matched)
-//	booking length         uvarint (0: no booking)
-//	booking                booking value as above (rest of the value)
+//	booking form           1 byte: 0 none; 1 the booking value follows
+//	                       (rest of the value); 2 the booking is the one
+//	                       of an earlier event of the same change
+//	booking                form 1: booking value as above
+//	back                   form 2: uvarint 1..1024, the distance in cursors
+//	                       to the event of the same change that embeds it
+//
+// A change's events take consecutive cursors, so form 2 points into the
+// same change: a hold confirmed at once writes its booking, the held event
+// embedding it, and the confirmed event pointing one back. Sweep deletes
+// such an event together with the one it points to (W7).
 //
 // Office value, version 1:
 //

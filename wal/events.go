@@ -5,6 +5,7 @@ package wal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -168,7 +169,10 @@ func (db *DB) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
 	}
 	var out []allocator.Event
 	for ok := it.First(); ok && len(out) < limit; ok = it.Next() {
-		e, err := decodeEventAt(it.Key(), it.Value(), nil)
+		e, back, err := decodeEventAt(it.Key(), it.Value(), nil)
+		if err == nil && back > 0 {
+			e.Booking, err = db.bookingBack(out, it.Key(), e.Cursor, back)
+		}
 		if err != nil {
 			_ = it.Close()
 			return nil, err
@@ -181,16 +185,54 @@ func (db *DB) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
 	return out, nil
 }
 
-// decodeEventAt decodes the event stored under key k.
-func decodeEventAt(k, v []byte, in interner) (allocator.Event, error) {
+// decodeEventAt decodes the event stored under key k. back > 0: its
+// booking is the one of the event back cursors before it (bookingBack).
+func decodeEventAt(k, v []byte, in interner) (allocator.Event, uint64, error) {
 	c, ok := parseEventKey(k)
 	if !ok {
-		return allocator.Event{}, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(k))
+		return allocator.Event{}, 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(k))
 	}
-	e, err := decodeEventValue(v, in)
+	e, back, err := decodeEventValue(v, in)
+	if err == nil && back >= c {
+		err = fmt.Errorf("%w: booking %d events back", errFieldRange, back)
+	}
 	if err != nil {
-		return allocator.Event{}, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
+		return allocator.Event{}, 0, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
 	}
 	e.Cursor = c
-	return e, nil
+	return e, back, nil
+}
+
+// bookingBack returns the booking of the event at cursor (under key k)
+// that shares the booking embedded back cursors before it, by its change's
+// earlier event: from read, the events read so far in cursor order, or
+// else from the store. The sweep deletes the two together (sweepEvents),
+// so a missing or booking-less event there is corruption.
+func (db *DB) bookingBack(read []allocator.Event, k []byte, cursor, back uint64) (*allocator.BookingRecord, error) {
+	want := cursor - back
+	for i := len(read) - 1; i >= 0 && read[i].Cursor >= want; i-- {
+		if read[i].Cursor == want {
+			if read[i].Booking == nil {
+				break
+			}
+			return read[i].Booking, nil
+		}
+	}
+	wk := eventKey(nil, want)
+	v, closer, err := db.pdb.Get(wk)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, fmt.Errorf("%w: key %s: its booking is in %s, which is missing", ErrCorrupt, KeyString(k), KeyString(wk))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("wal: cannot read %s: %w", KeyString(wk), err)
+	}
+	defer closer.Close()
+	e, wback, err := decodeEventAt(wk, v, nil)
+	if err != nil {
+		return nil, err
+	}
+	if wback != 0 || e.Booking == nil {
+		return nil, fmt.Errorf("%w: key %s: its booking is in %s, which embeds none", ErrCorrupt, KeyString(k), KeyString(wk))
+	}
+	return e.Booking, nil
 }

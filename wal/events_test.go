@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"slotd/allocator"
 )
@@ -212,4 +216,67 @@ func TestReadEventsLimits(t *testing.T) {
 	if evs[0].Booking == nil || evs[0].Booking.ID != testID(1) || evs[0].Type != allocator.EventHeld {
 		t.Fatalf("event %+v", evs[0])
 	}
+}
+
+// holdConfirmChange is a hold confirmed in the change that makes it, as
+// Engine.Hold with Confirm writes it: one booking, two events sharing it.
+func holdConfirmChange(n uint64) *allocator.Change {
+	c := holdChange(n)
+	b := c.Bookings[0]
+	c.Events = append(c.Events, allocator.Event{Type: allocator.EventConfirmed, AtUnixNano: b.History.First().AtUnixNano, Office: b.Office, Booking: b})
+	return c
+}
+
+// TestEventsShareTheirChangesBooking: the second event of a change that
+// carries one booking twice stores only the distance back to the first,
+// and reads with the booking all the same, from any cursor, before and
+// after a restart.
+func TestEventsShareTheirChangesBooking(t *testing.T) {
+	db, dir := openTest(t, Options{})
+	changes := []*allocator.Change{holdConfirmChange(1), holdConfirmChange(2)}
+	for _, c := range changes {
+		mustCommit(t, db, c)
+	}
+	first, second := rawValue(t, db, eventKey(nil, 1)), rawValue(t, db, eventKey(nil, 2))
+	if len(second) > len(first)-len(encodeBooking(t, changes[0].Bookings[0]))+1 {
+		t.Fatalf("the confirm's event takes %d bytes, the hold's %d: the booking is stored twice", len(second), len(first))
+	}
+	check := func(when string) {
+		t.Helper()
+		for after := uint64(0); after < 4; after++ {
+			for _, limit := range []int{1, 10} {
+				evs, err := db.ReadEvents(after, limit)
+				if err != nil || len(evs) == 0 {
+					t.Fatalf("%s: ReadEvents(%d, %d): %d events, %v", when, after, limit, len(evs), err)
+				}
+				for _, e := range evs {
+					if want := changes[(e.Cursor-1)/2].Bookings[0]; !reflect.DeepEqual(e.Booking, want) {
+						t.Fatalf("%s: ReadEvents(%d, %d): event %d has booking %+v, want %+v", when, after, limit, e.Cursor, e.Booking, want)
+					}
+				}
+			}
+		}
+	}
+	check("live")
+	db = reopen(t, db, dir)
+	check("after a restart")
+
+	// The event holding the booking gone: the one that shares it is corrupt.
+	if err := db.pdb.Delete(eventKey(nil, 3), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ReadEvents(3, 1); !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), "event/4") {
+		t.Fatalf("got %v, want ErrCorrupt naming event/4", err)
+	}
+}
+
+// rawValue returns the value stored under k.
+func rawValue(t *testing.T, db *DB, k []byte) []byte {
+	t.Helper()
+	v, closer, err := db.pdb.Get(k)
+	if err != nil {
+		t.Fatalf("%s: %v", KeyString(k), err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...)
 }

@@ -16,8 +16,12 @@ import (
 // every version refuses a stamp it does not know, so a store caught half
 // upgraded (some bookings under format 2's keys, some under format 3's)
 // is refused by an older slotd instead of being read wrong, and finished
-// by this one.
-const formatUpgrading byte = 0x80 | formatVersion
+// by this one. formatUpgrading3 is the stamp of the same upgrade by a
+// version of format 3, which this one finishes too.
+const (
+	formatUpgrading  byte = 0x80 | formatVersion
+	formatUpgrading3 byte = 0x80 | 3
+)
 
 // Bounds of one batch of the upgrade's moves: bookings and bytes.
 const (
@@ -27,7 +31,8 @@ const (
 
 // checkFormat refuses data of another format and stamps a new store. A
 // store of format 1 or 2, or one whose upgrade was cut short, is upgraded
-// before anything else is written to it (upgrade, W8).
+// before anything else is written to it (upgrade, W8); one of format 3 is
+// stamped 4.
 func (db *DB) checkFormat() error {
 	v, closer, err := db.pdb.Get(metaKey(metaFormat))
 	if err == nil {
@@ -36,7 +41,13 @@ func (db *DB) checkFormat() error {
 		switch {
 		case len(stamp) == 1 && stamp[0] == formatVersion:
 			return nil
-		case len(stamp) == 1 && (stamp[0] == 1 || stamp[0] == 2 || stamp[0] == formatUpgrading):
+		case len(stamp) == 1 && stamp[0] == 3:
+			// Format 4 added the event value of version 2, which only
+			// this version reads; format 3's records are read as they are.
+			b := db.pdb.NewBatch()
+			defer b.Close()
+			return db.stamp(b, formatVersion)
+		case len(stamp) == 1 && (stamp[0] == 1 || stamp[0] == 2 || stamp[0] == formatUpgrading3 || stamp[0] == formatUpgrading):
 			if err := db.upgrade(); err != nil {
 				return fmt.Errorf("wal: cannot upgrade the store from %s %x: %w", KeyString(metaKey(metaFormat)), stamp, err)
 			}
@@ -64,12 +75,12 @@ func (db *DB) checkFormat() error {
 	return db.stamp(b, formatVersion)
 }
 
-// upgrade brings a store of format 1 or 2, or one stamped formatUpgrading,
-// to format 3 (W8):
+// upgrade brings a store of format 1 or 2, or one stamped formatUpgrading
+// or formatUpgrading3, to the current format (W8):
 //  1. stamp formatUpgrading, synced, and delete format 1's applicant index
 //     (prefix 'a'), which later formats neither write nor read;
 //  2. move every booking from its format-2 key (the id) to its format-3
-//     key (creation time, then id), the old key's delete and the new
+//     (and 4) key (creation time, then id), the old key's delete and the new
 //     key's set in one batch, the value kept as it is (versions 1 and 2
 //     are both read); batches of at most upgradeBatchBookingsMax bookings
 //     and upgradeBatchBytesMax bytes, not synced;

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -276,4 +277,32 @@ type logWriteHookFile struct {
 func (f *logWriteHookFile) Write(p []byte) (int, error) {
 	f.hook()
 	return f.File.Write(p)
+}
+
+// TestFormat3StoreIsRestamped: a store of format 3, whose events are of
+// version 1 (the booking's length before it), opens, is stamped 4, and its
+// events read as they were written.
+func TestFormat3StoreIsRestamped(t *testing.T) {
+	db, dir := openTest(t, Options{})
+	c := holdChange(1)
+	mustCommit(t, db, c)
+	bv := encodeBooking(t, c.Bookings[0])
+	v2, err := appendEventValue(nil, &c.Events[0], bv, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := append([]byte{eventVersion1}, v2[1:len(v2)-len(bv)-1]...)
+	v1 = append(binary.AppendUvarint(v1, uint64(len(bv))), bv...)
+	b := db.pdb.NewBatch()
+	_ = b.Set(eventKey(nil, 1), v1, nil)
+	_ = b.Set(metaKey(metaFormat), []byte{3}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db, dir)
+	checkStamp(t, db)
+	evs, err := db.ReadEvents(0, 10)
+	if err != nil || len(evs) != 1 || !reflect.DeepEqual(evs[0].Booking, c.Bookings[0]) {
+		t.Fatalf("events of version 1 after the restamp: %+v, %v", evs, err)
+	}
 }

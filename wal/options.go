@@ -40,7 +40,9 @@ type Options struct {
 	// DefaultIdempotencyTTL (24 h).
 	IdempotencyTTL time.Duration
 	// SweepBatchMax is the most records of each kind (idempotency records,
-	// events) one Sweep call deletes. Zero means DefaultSweepBatchMax.
+	// events) one Sweep call deletes, but for the events that share the
+	// booking of one it deletes (wal invariant W7). Zero means
+	// DefaultSweepBatchMax.
 	SweepBatchMax int
 	// CacheBytes is the size of Pebble's block cache in bytes. Zero means
 	// DefaultCacheBytes (64 MiB).

@@ -129,18 +129,26 @@ func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, m
 	defer it.Close()
 	var last uint64
 	ok := it.First()
-	for ; ok && deleted < db.opts.SweepBatchMax; ok = it.Next() {
+	for ; ok; ok = it.Next() {
 		c, kok := parseEventKey(it.Key())
 		if !kok {
 			return 0, false, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
 		}
-		at, err := decodeEventTime(it.Value())
+		e, back, err := decodeEventValue(it.Value(), nil)
 		if err != nil {
 			return 0, false, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(it.Key()), err)
 		}
-		if at >= cutoffUnixNano {
-			ok = false
-			break
+		// An event that shares the booking of an event this pass deletes
+		// (the same change's) goes with it, past the bound and the cutoff
+		// both, so that no event is kept whose booking is gone.
+		if withEarlier := back > 0 && deleted > 0 && c-back <= last; !withEarlier {
+			if deleted >= db.opts.SweepBatchMax {
+				break
+			}
+			if e.AtUnixNano >= cutoffUnixNano {
+				ok = false
+				break
+			}
 		}
 		last = c
 		deleted++
@@ -156,17 +164,4 @@ func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, m
 	}
 	set(b, metaKey(metaEventsDeletedThrough), binary.BigEndian.AppendUint64(nil, last))
 	return deleted, ok, nil
-}
-
-// decodeEventTime reads only the time of an event value.
-func decodeEventTime(v []byte) (int64, error) {
-	d := decoder{b: v}
-	if ver := d.byte(); d.err == nil && ver != eventVersion {
-		return 0, fmt.Errorf("%w: event version %d", errVersion, ver)
-	}
-	if code := d.byte(); code == 0 {
-		d.text("event type")
-	}
-	at := d.varint()
-	return at, d.err
 }

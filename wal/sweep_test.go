@@ -144,3 +144,39 @@ func TestSweepEvents(t *testing.T) {
 		t.Fatalf("fresh DB reports %d swept events", got)
 	}
 }
+
+// TestSweepDeletesAChangesEventsTogether: an event that shares the booking
+// of the event before it goes with that event, though the pass's bound or
+// the cutoff falls between them; the feed never holds an event whose
+// booking was swept (W7).
+func TestSweepDeletesAChangesEventsTogether(t *testing.T) {
+	db, _ := openTest(t, Options{SweepBatchMax: 1, EventRetention: time.Hour})
+	for i := uint64(1); i <= 3; i++ {
+		c := holdConfirmChange(i)
+		at := t0.Add(time.Duration(i) * time.Hour).UnixNano()
+		c.Events[0].AtUnixNano = at
+		c.Events[1].AtUnixNano = at + int64(50*time.Minute) // after the cutoff below for i = 2
+		mustCommit(t, db, c)
+	}
+	now := t0.Add(3*time.Hour + 45*time.Minute) // cutoff t0+2h45m: change 2's hold is past it, its confirm is not
+	f := func(wantDeleted int, wantMore bool, wantFirst uint64) {
+		t.Helper()
+		st, err := db.Sweep(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.EventsDeleted != wantDeleted || st.More != wantMore {
+			t.Fatalf("sweep %+v, want %d events deleted, more=%v", st, wantDeleted, wantMore)
+		}
+		evs, err := db.ReadEvents(0, 100)
+		if err != nil {
+			t.Fatalf("after a sweep: %v", err)
+		}
+		if evs[0].Cursor != wantFirst || evs[0].Booking == nil {
+			t.Fatalf("first event %+v, want cursor %d with its booking", evs[0], wantFirst)
+		}
+	}
+	f(2, true, 3)  // the bound of 1 falls between change 1's events
+	f(2, true, 5)  // the cutoff falls between change 2's
+	f(0, false, 5) // change 3's hold is not old enough
+}
