@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -244,6 +245,20 @@ func (db *DB) Flush() error {
 		return allocator.ErrJournalClosed
 	}
 	return db.pdb.Flush()
+}
+
+// Compact flushes the memtable and compacts every key into the lowest
+// level, so that DiskBytes counts each key once (size measurements).
+func (db *DB) Compact() error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return allocator.ErrJournalClosed
+	}
+	if err := db.pdb.Flush(); err != nil {
+		return err
+	}
+	return db.pdb.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
 }
 
 // LoadBooking reads the latest record of one booking, created at

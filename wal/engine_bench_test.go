@@ -23,9 +23,9 @@ const benchOffices = slotdtest.BenchOffices
 
 var benchNow = slotdtest.BenchNow
 
-func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
+func openBenchEngine(b *testing.B, dir string) (*allocator.Engine, *wal.DB) {
 	b.Helper()
-	db, err := wal.Open(b.TempDir(), wal.Options{})
+	db, err := wal.Open(dir, wal.Options{})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -40,38 +40,14 @@ func openBenchEngine(b *testing.B) (*allocator.Engine, *wal.DB) {
 func BenchmarkEngineDurableHold(b *testing.B) {
 	for _, callers := range []int{1, 16, 256, 1024} {
 		b.Run(fmt.Sprintf("callers=%d", callers), func(b *testing.B) {
-			e, db := openBenchEngine(b)
+			e, db := openBenchEngine(b, b.TempDir())
 			defer db.Close()
-			var next atomic.Int64
-			var conflicts atomic.Int64
 			st0 := db.Stats()
 			b.ReportAllocs()
 			b.ResetTimer()
 			cpu0 := processCPU(b)
 			start := time.Now()
-			var wg sync.WaitGroup
-			for g := 0; g < callers; g++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for n := 0; ; n++ {
-						i := next.Add(1)
-						if i > int64(b.N) {
-							return
-						}
-						office, st := slotdtest.BenchSeat(i)
-						// The clock moves as a real one does: a hold's time is
-						// its booking's creation time, which orders its key.
-						now := benchNow.Add(time.Since(start))
-						_, err := e.Hold(now, allocator.HoldRequest{Office: office, Service: "s",
-							Applicant: fmt.Sprintf("g%d-%d", g, n), Start: st, Confirm: true}, allocator.Meta{Actor: "bench"})
-						if err != nil {
-							conflicts.Add(1)
-						}
-					}
-				}()
-			}
-			wg.Wait()
+			conflicts := durableHolds(e, b.N, callers)
 			elapsed := time.Since(start)
 			cpu := processCPU(b) - cpu0
 			b.StopTimer()
@@ -88,7 +64,7 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 				// The mean commit: queueing for a committer, then the write and fsync.
 				b.ReportMetric(float64(st.CommitLatency.Sum-st0.CommitLatency.Sum)/1e6/float64(n), "commit-ms")
 			}
-			b.ReportMetric(float64(conflicts.Load()), "conflicts")
+			b.ReportMetric(float64(conflicts), "conflicts")
 			if commits > 0 {
 				// What a booking writes: its record and its events, keys included.
 				b.ReportMetric(float64(st.BatchBytes-st0.BatchBytes)/float64(commits), "batchB/booking")
@@ -99,6 +75,37 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 			}
 		})
 	}
+}
+
+// durableHolds books n seats with hold+confirm from callers goroutines,
+// each applicant new, and returns the holds refused.
+func durableHolds(e *allocator.Engine, n, callers int) int64 {
+	var next, conflicts atomic.Int64
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := 0; g < callers; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; ; k++ {
+				i := next.Add(1)
+				if i > int64(n) {
+					return
+				}
+				office, st := slotdtest.BenchSeat(i)
+				// The clock moves as a real one does: a hold's time is its
+				// booking's creation time, which orders its key.
+				now := benchNow.Add(time.Since(start))
+				_, err := e.Hold(now, allocator.HoldRequest{Office: office, Service: "s",
+					Applicant: fmt.Sprintf("g%d-%d", g, k), Start: st, Confirm: true}, allocator.Meta{Actor: "bench"})
+				if err != nil {
+					conflicts.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return conflicts.Load()
 }
 
 // processCPU returns the CPU time the process has used, user and system.
@@ -112,57 +119,20 @@ func processCPU(b *testing.B) time.Duration {
 
 // BenchmarkEngineRecover1M: recovery of one million bookings from Pebble
 // into a fresh engine, bitmaps and applicant state included (DESIGN §6:
-// ≤ 5 s). Setup writes the records straight through the journal.
+// ≤ 5 s), and the bytes on disk per booking once compacted. Setup books
+// them as BenchmarkEngineDurableHold does (hold with confirm: the record
+// and two events each).
 func BenchmarkEngineRecover1M(b *testing.B) {
 	const bookings = 1_000_000
 	dir := b.TempDir()
-	db, err := wal.Open(dir, wal.Options{})
-	if err != nil {
+	e, db := openBenchEngine(b, dir)
+	if n := durableHolds(e, bookings, 1024); n != 0 {
+		b.Fatalf("%d holds refused", n)
+	}
+	if err := db.Compact(); err != nil {
 		b.Fatal(err)
 	}
-	for i := 0; i < benchOffices; i++ {
-		cfg := slotdtest.BenchOffice(i)
-		if err := db.Commit(&allocator.Change{Office: &allocator.OfficeRecord{Config: cfg, ReleasedThrough: allocator.DateOf(benchNow) + 60}}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	workers := 4 * runtime.GOMAXPROCS(0)
-	var wg sync.WaitGroup
-	var failed atomic.Value
-	const batch = 100 // bookings per change: setup only, to write 1M quickly
-	for w := 0; w < workers; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for base := w * batch; base < bookings; base += workers * batch {
-				c := &allocator.Change{}
-				for i := base; i < min(base+batch, bookings); i++ {
-					office := i % benchOffices
-					k := i / benchOffices // unique seat per office: (day, window, step)
-					rec := &allocator.BookingRecord{
-						Office: fmt.Sprintf("o%03d", office), Service: "s", Applicant: fmt.Sprintf("a%d", i),
-						Date: allocator.DateOf(benchNow) + 1 + allocator.Date(k/(96*64)), Step: uint16(k % 96), Slots: 1,
-						Window: uint16((k / 96) % 64), Seq: uint32(k + 1), Status: allocator.StatusConfirmed,
-						History: allocator.HistoryOf(
-							allocator.Transition{AtUnixNano: benchNow.UnixNano(), Status: allocator.StatusHeld, Actor: "portal-a"},
-							allocator.Transition{AtUnixNano: benchNow.UnixNano() + 1e9, Status: allocator.StatusConfirmed, Actor: "portal-a"},
-						),
-					}
-					rec.ID[0], rec.ID[1], rec.ID[2], rec.ID[3] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
-					rec.ID[15] = 1
-					c.Bookings = append(c.Bookings, rec)
-				}
-				if err := db.Commit(c); err != nil {
-					failed.Store(err)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := failed.Load().(error); err != nil {
-		b.Fatal(err)
-	}
+	disk := db.DiskBytes()
 	db.Close()
 	b.ResetTimer()
 	for b.Loop() {
@@ -172,7 +142,7 @@ func BenchmarkEngineRecover1M(b *testing.B) {
 		}
 		e, _ := allocator.New(allocator.Config{Journal: db})
 		start := time.Now()
-		st, err := wal.Recover(db, e, benchNow)
+		st, err := wal.Recover(db, e, benchNow.Add(time.Minute))
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -187,4 +157,5 @@ func BenchmarkEngineRecover1M(b *testing.B) {
 		runtime.KeepAlive(e)
 		db.Close()
 	}
+	b.ReportMetric(float64(disk)/bookings, "diskB/booking")
 }
