@@ -65,6 +65,11 @@ func BenchmarkEngineDurableHold(b *testing.B) {
 				b.ReportMetric(float64(st.CommitLatency.Sum-st0.CommitLatency.Sum)/1e6/float64(n), "commit-ms")
 			}
 			b.ReportMetric(float64(conflicts), "conflicts")
+			if groups := st.Groups - st0.Groups; groups > 0 {
+				// Changes per batch the committers wrote: Pebble's cost
+				// per commit is shared by a group's changes.
+				b.ReportMetric(float64(commits)/float64(groups), "bookings/group")
+			}
 			if commits > 0 {
 				// What a booking writes: its record and its events, keys included.
 				b.ReportMetric(float64(st.BatchBytes-st0.BatchBytes)/float64(commits), "batchB/booking")

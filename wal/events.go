@@ -35,8 +35,12 @@ type eventFeed struct {
 	// published+1 to its last cursor. Guarded by mu. Its size is bounded
 	// by the number of commits in flight.
 	done map[uint64]uint64
-	// wake is closed and replaced whenever published advances. Guarded by mu.
-	wake chan struct{}
+	// wake is closed and replaced when published advances, if waitChan
+	// handed it out since it was made (waited): most advances have no
+	// waiter, and a channel per group would be most of the feed's
+	// garbage. Guarded by mu.
+	wake   chan struct{}
+	waited bool
 	// stuckAt is the first cursor of the first failed batch, 0 if none:
 	// published never reaches it in this process. Guarded by mu.
 	stuckAt uint64
@@ -91,8 +95,10 @@ func (f *eventFeed) markDone(first, last uint64) {
 		p = l
 	}
 	f.published.Store(p)
-	close(f.wake)
-	f.wake = make(chan struct{})
+	if f.waited {
+		close(f.wake)
+		f.wake, f.waited = make(chan struct{}), false
+	}
 }
 
 // markFailed records a batch whose commit failed. Its cursors are never
@@ -109,6 +115,7 @@ func (f *eventFeed) markFailed(first uint64) {
 func (f *eventFeed) waitChan() (uint64, <-chan struct{}) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.waited = true
 	return f.published.Load(), f.wake
 }
 

@@ -61,6 +61,44 @@ func TestWatermarkOutOfOrder(t *testing.T) {
 	want(16)
 }
 
+// TestWatermarkWakesEveryWaiter: the wake channel is replaced only when a
+// waiter took it, and every waiter is woken by the next advance, whether
+// or not the advances before it had one.
+func TestWatermarkWakesEveryWaiter(t *testing.T) {
+	var f eventFeed
+	f.init()
+	f.start(0)
+	woken := func(wake <-chan struct{}) bool {
+		select {
+		case <-wake:
+			return true
+		default:
+			return false
+		}
+	}
+	a1, a2 := f.allocate(1)
+	f.markDone(a1, a2) // no waiter
+	p, w1 := f.waitChan()
+	_, w2 := f.waitChan()
+	if p != 1 || woken(w1) || woken(w2) {
+		t.Fatalf("watermark %d; woken before it moved: %v %v", p, woken(w1), woken(w2))
+	}
+	b1, b2 := f.allocate(1)
+	f.markDone(b1, b2)
+	if !woken(w1) || !woken(w2) {
+		t.Fatal("a waiter was not woken when the watermark moved")
+	}
+	_, w3 := f.waitChan()
+	if woken(w3) {
+		t.Fatal("the channel handed out after the advance is already closed")
+	}
+	c1, c2 := f.allocate(1)
+	f.markDone(c1, c2)
+	if !woken(w3) {
+		t.Fatal("the second waiter was not woken")
+	}
+}
+
 // TestEventFeedHammer: many goroutines commit concurrently while readers
 // follow the feed; every reader sees every event exactly once, in cursor
 // order, and never finds an event below a cursor it has passed (W4).
