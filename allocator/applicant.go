@@ -26,6 +26,20 @@ type applicantState struct {
 	// applicants never have one, and the fields would cost every one.
 	pen      *applicantPenalties
 	bookings []*booking // archive included, in creation order
+	// Backing arrays of services and bookings until either needs a second
+	// element: most applicants hold one booking, and two more objects per
+	// applicant were most of what a hold allocates besides the booking.
+	oneService [1]serviceCount
+	oneBooking [1]*booking
+}
+
+// newApplicantState returns an empty state whose first service and first
+// booking need no allocation.
+func newApplicantState() *applicantState {
+	st := &applicantState{}
+	st.services = st.oneService[:0]
+	st.bookings = st.oneBooking[:0]
+	return st
 }
 
 // applicantPenalties: the times of penalised events (applicant cancels of
@@ -126,7 +140,7 @@ func (a *applicants) shard(id string) *applicantShard {
 func (sh *applicantShard) stateLocked(id string) *applicantState {
 	st := sh.m[id]
 	if st == nil {
-		st = &applicantState{}
+		st = newApplicantState()
 		sh.m[id] = st
 	}
 	return st
