@@ -91,20 +91,7 @@ func TestSweepEvents(t *testing.T) {
 	now := t0.Add(30 * time.Hour)
 	f := func(wantDeleted int, wantMore bool, wantFirst uint64) {
 		t.Helper()
-		st, err := db.Sweep(now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.EventsDeleted != wantDeleted || st.More != wantMore {
-			t.Fatalf("sweep %+v, want %d events deleted, more=%v", st, wantDeleted, wantMore)
-		}
-		evs, err := db.ReadEvents(0, 100)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if evs[0].Cursor != wantFirst {
-			t.Fatalf("first event %d, want %d", evs[0].Cursor, wantFirst)
-		}
+		sweepAndCheck(t, db, now, wantDeleted, wantMore, wantFirst)
 	}
 	f(4, true, 5)
 	f(1, false, 6)
@@ -159,24 +146,28 @@ func TestSweepDeletesAChangesEventsTogether(t *testing.T) {
 		mustCommit(t, db, c)
 	}
 	now := t0.Add(3*time.Hour + 45*time.Minute) // cutoff t0+2h45m: change 2's hold is past it, its confirm is not
-	f := func(wantDeleted int, wantMore bool, wantFirst uint64) {
-		t.Helper()
-		st, err := db.Sweep(now)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if st.EventsDeleted != wantDeleted || st.More != wantMore {
-			t.Fatalf("sweep %+v, want %d events deleted, more=%v", st, wantDeleted, wantMore)
-		}
-		evs, err := db.ReadEvents(0, 100)
-		if err != nil {
-			t.Fatalf("after a sweep: %v", err)
-		}
-		if evs[0].Cursor != wantFirst || evs[0].Booking == nil {
-			t.Fatalf("first event %+v, want cursor %d with its booking", evs[0], wantFirst)
-		}
+	sweepAndCheck(t, db, now, 2, true, 3)       // the bound of 1 falls between change 1's events
+	sweepAndCheck(t, db, now, 2, true, 5)       // the cutoff falls between change 2's
+	sweepAndCheck(t, db, now, 0, false, 5)      // change 3's hold is not old enough
+}
+
+// sweepAndCheck runs one sweep at now and checks what it deleted, whether
+// it reported more, and that the feed's first event is wantFirst and
+// carries its booking.
+func sweepAndCheck(t *testing.T, db *DB, now time.Time, wantDeleted int, wantMore bool, wantFirst uint64) {
+	t.Helper()
+	st, err := db.Sweep(now)
+	if err != nil {
+		t.Fatal(err)
 	}
-	f(2, true, 3)  // the bound of 1 falls between change 1's events
-	f(2, true, 5)  // the cutoff falls between change 2's
-	f(0, false, 5) // change 3's hold is not old enough
+	if st.EventsDeleted != wantDeleted || st.More != wantMore {
+		t.Fatalf("sweep %+v, want %d events deleted, more=%v", st, wantDeleted, wantMore)
+	}
+	evs, err := db.ReadEvents(0, 100)
+	if err != nil {
+		t.Fatalf("after a sweep: %v", err)
+	}
+	if len(evs) == 0 || evs[0].Cursor != wantFirst || evs[0].Booking == nil {
+		t.Fatalf("first of %d events %+v, want cursor %d with its booking", len(evs), evs, wantFirst)
+	}
 }
