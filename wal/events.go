@@ -153,7 +153,8 @@ func (db *DB) Wait(ctx context.Context, after uint64) error {
 // ReadEvents returns up to limit events with cursor > after, in cursor
 // order, never beyond the watermark. Cursors may have gaps (events swept
 // by retention, batches that failed before a restart); an empty result
-// means nothing is published after the cursor yet.
+// means nothing is published after the cursor yet. Events of one change
+// may share one *BookingRecord: callers must not modify it.
 func (db *DB) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
 	if limit < 1 || limit > EventsPerReadMax {
 		return nil, fmt.Errorf("%w: %d, must be in 1..%d", ErrEventLimit, limit, EventsPerReadMax)
