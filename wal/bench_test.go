@@ -1,7 +1,6 @@
 package wal
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"runtime"
@@ -129,7 +128,7 @@ func BenchmarkRecover(b *testing.B) {
 		b.Run(fmt.Sprint("bookings=", n), func(b *testing.B) {
 			db := benchOpen(b)
 			writeBookings(b, db, n)
-			if err := db.pdb.Compact(context.Background(), []byte{0}, []byte{0xff}, true); err != nil {
+			if err := db.Compact(); err != nil {
 				b.Fatal(err)
 			}
 			disk := db.DiskBytes()

@@ -564,13 +564,26 @@ func (d *decoder) decodeBookingInto(r *allocator.BookingRecord, in interner) err
 
 // decodeEventValue decodes an event value; the caller sets Cursor from the
 // key. back > 0 says that the event's booking is the one embedded by the
-// event back cursors before it, which the caller resolves (eventReader);
+// event back cursors before it, which the caller resolves (bookingBack);
 // e.Booking is then nil.
-func decodeEventValue(v []byte, in interner) (e allocator.Event, back uint64, err error) {
+func decodeEventValue(v []byte, in interner) (allocator.Event, uint64, error) {
+	e, back, booking, err := decodeEventFields(v, in)
+	if err != nil || booking == nil {
+		return e, back, err
+	}
+	if e.Booking, err = decodeBooking(booking, in); err != nil {
+		return allocator.Event{}, 0, fmt.Errorf("embedded booking: %w", err)
+	}
+	return e, back, nil
+}
+
+// decodeEventFields decodes an event value but for its embedded booking,
+// whose bytes it returns (nil if it embeds none): what the sweep needs.
+func decodeEventFields(v []byte, in interner) (e allocator.Event, back uint64, booking []byte, err error) {
 	d := decoder{b: v}
 	ver := d.byte()
 	if d.err == nil && ver != eventVersion && ver != eventVersion1 {
-		return e, 0, fmt.Errorf("%w: event version %d", errVersion, ver)
+		return e, 0, nil, fmt.Errorf("%w: event version %d", errVersion, ver)
 	}
 	code := d.byte()
 	switch {
@@ -608,7 +621,7 @@ func decodeEventValue(v []byte, in interner) (e allocator.Event, back uint64, er
 		// Version 1: the booking's length (0: none), then the booking.
 		if n := d.uvarint(); d.err == nil && n > 0 {
 			if n != uint64(len(d.b)) {
-				return allocator.Event{}, 0, fmt.Errorf("%w: embedded booking length %d, %d bytes left", errTruncated, n, len(d.b))
+				return allocator.Event{}, 0, nil, fmt.Errorf("%w: embedded booking length %d, %d bytes left", errTruncated, n, len(d.b))
 			}
 			form = eventBookingEmbedded
 		}
@@ -616,16 +629,12 @@ func decodeEventValue(v []byte, in interner) (e allocator.Event, back uint64, er
 		form = d.byte()
 	}
 	if d.err != nil {
-		return allocator.Event{}, 0, d.err
+		return allocator.Event{}, 0, nil, d.err
 	}
 	switch form {
 	case eventBookingNone:
 	case eventBookingEmbedded:
-		b, err := decodeBooking(d.b, in)
-		if err != nil {
-			return allocator.Event{}, 0, fmt.Errorf("embedded booking: %w", err)
-		}
-		e.Booking = b
+		booking = v[len(v)-len(d.b):] // the rest of the value, never nil
 		d.b = nil
 	case eventBookingBack:
 		if back = d.uvarint(); d.err == nil && (back < 1 || back > eventBackMax) {
@@ -635,9 +644,9 @@ func decodeEventValue(v []byte, in interner) (e allocator.Event, back uint64, er
 		d.fail(fmt.Errorf("%w: event booking form %d", errFieldRange, form))
 	}
 	if err := d.end(); err != nil {
-		return allocator.Event{}, 0, err
+		return allocator.Event{}, 0, nil, err
 	}
-	return e, back, nil
+	return e, back, booking, nil
 }
 
 // decodeOffice decodes an office value and checks that it belongs to id.

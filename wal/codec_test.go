@@ -124,15 +124,7 @@ func TestEventRoundTrip(t *testing.T) {
 		}
 		// Version 1, which stores of format 3 hold: the booking's length
 		// before it, in place of the booking form. Still read as it was.
-		v1 := []byte{eventVersion1}
-		if e.Booking == nil {
-			v1 = append(v1, v[1:]...) // a form of 0 reads as a length of 0
-		} else {
-			bv := encodeBooking(t, e.Booking)
-			head := v[1 : len(v)-len(bv)-1]
-			v1 = append(binary.AppendUvarint(append(v1, head...), uint64(len(bv))), bv...)
-		}
-		got1, back1, err := decodeEventValue(v1, nil)
+		got1, back1, err := decodeEventValue(eventValueV1(t, v, e.Booking), nil)
 		if err != nil || back1 != 0 || !reflect.DeepEqual(got1, e) {
 			t.Fatalf("%s: version 1: %+v (back %d, %v), want %+v", name, got1, back1, err, e)
 		}
@@ -169,6 +161,20 @@ func TestEventRoundTrip(t *testing.T) {
 	if len(v) > len(embedded)-len(encodeBooking(t, b))+1 {
 		t.Fatalf("one back takes %d bytes, embedded %d", len(v), len(embedded))
 	}
+}
+
+// eventValueV1 rewrites v, the version-2 value of an event embedding
+// booking (or none, if nil), as version 1 wrote it: the booking's length
+// in place of the booking form.
+func eventValueV1(t *testing.T, v []byte, booking *allocator.BookingRecord) []byte {
+	t.Helper()
+	v1 := []byte{eventVersion1}
+	if booking == nil {
+		return append(v1, v[1:]...) // a form of 0 reads as a length of 0
+	}
+	bv := encodeBooking(t, booking)
+	head := v[1 : len(v)-len(bv)-1]
+	return append(binary.AppendUvarint(append(v1, head...), uint64(len(bv))), bv...)
 }
 
 func TestEventEncodeRefuses(t *testing.T) {

@@ -247,16 +247,13 @@ func (db *DB) Flush() error {
 	return db.pdb.Flush()
 }
 
-// Compact flushes the memtable and compacts every key into the lowest
+// Compact compacts every key, the memtable's included, into the lowest
 // level, so that DiskBytes counts each key once (size measurements).
 func (db *DB) Compact() error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	if db.closed {
 		return allocator.ErrJournalClosed
-	}
-	if err := db.pdb.Flush(); err != nil {
-		return err
 	}
 	return db.pdb.Compact(context.Background(), []byte{0}, []byte{0xff}, true)
 }

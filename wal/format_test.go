@@ -2,7 +2,6 @@ package wal
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"math/rand/v2"
 	"reflect"
@@ -286,15 +285,12 @@ func TestFormat3StoreIsRestamped(t *testing.T) {
 	db, dir := openTest(t, Options{})
 	c := holdChange(1)
 	mustCommit(t, db, c)
-	bv := encodeBooking(t, c.Bookings[0])
-	v2, err := appendEventValue(nil, &c.Events[0], bv, 0)
+	v2, err := appendEventValue(nil, &c.Events[0], nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v1 := append([]byte{eventVersion1}, v2[1:len(v2)-len(bv)-1]...)
-	v1 = append(binary.AppendUvarint(v1, uint64(len(bv))), bv...)
 	b := db.pdb.NewBatch()
-	_ = b.Set(eventKey(nil, 1), v1, nil)
+	_ = b.Set(eventKey(nil, 1), eventValueV1(t, v2, c.Events[0].Booking), nil)
 	_ = b.Set(metaKey(metaFormat), []byte{3}, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)

@@ -134,7 +134,7 @@ func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, m
 		if !kok {
 			return 0, false, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
 		}
-		e, back, err := decodeEventValue(it.Value(), nil)
+		e, back, _, err := decodeEventFields(it.Value(), nil)
 		if err != nil {
 			return 0, false, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(it.Key()), err)
 		}
