@@ -391,6 +391,9 @@ func (r *Report) WriteTables(w io.Writer) {
 	if len(r.Skipped) > 0 {
 		fmt.Fprintf(w, "Skipped (not configured): %s\n", strings.Join(r.Skipped, ", "))
 	}
+	if len(r.HTTP)+len(r.Engine) > 0 {
+		fmt.Fprintf(w, "cpu: how busy the machine's cores were during the run, everything on it; cpu/bkg: that busy time per booking.\n")
+	}
 	if len(r.HTTP) > 0 {
 		fmt.Fprintf(w, "\nHTTP (one fasthttp edge, closed loop over loopback; latency of POST /v1/bookings)\n")
 		writeTable(w, r.HTTP, true)
@@ -402,8 +405,8 @@ func (r *Report) WriteTables(w io.Writer) {
 }
 
 func writeTable(w io.Writer, rows []Result, http bool) {
-	head := "%-9s %5s %10s %9s %9s %9s %7s %7s %7s  %-18s %s\n"
-	fmt.Fprintf(w, head, "backend", "conns", "bookings/s", "p50", "p99", "conflicts", "cancels", "errors", "soldout", "slotd ×", "verified")
+	head := "%-9s %5s %10s %9s %9s %4s %8s %9s %7s %7s %7s  %-18s %s\n"
+	fmt.Fprintf(w, head, "backend", "conns", "bookings/s", "p50", "p99", "cpu", "cpu/bkg", "conflicts", "cancels", "errors", "soldout", "slotd ×", "verified")
 	slotdRates := map[int][]float64{}
 	for _, r := range rows {
 		if r.Backend == "slotd" {
@@ -437,9 +440,16 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 		if !http {
 			cancels = "-"
 		}
-		fmt.Fprintf(w, "%-9s %5d %10.0f %9s %9s %9d %7s %7d %7d  %-18s %s\n",
+		busy, perBooking := "-", "-"
+		if r.CPU != nil {
+			busy = fmt.Sprintf("%.0f%%", 100*r.CPU.Busy)
+			if r.Bookings > 0 {
+				perBooking = fmtLatency(r.CPU.Time / time.Duration(r.Bookings))
+			}
+		}
+		fmt.Fprintf(w, "%-9s %5d %10.0f %9s %9s %4s %8s %9d %7s %7d %7d  %-18s %s\n",
 			r.Backend, r.Connections, r.BookingsPerSecond(), fmtLatency(r.HoldP50), fmtLatency(r.HoldP99),
-			r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
+			busy, perBooking, r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
 		if len(r.RoundRates) > 1 {
 			line := fmt.Sprintf("          rounds: %s bookings/s, the median round shown", join(r.RoundRates, "%.0f"))
 			if len(rounds) > 0 {

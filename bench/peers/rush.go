@@ -78,6 +78,9 @@ type Result struct {
 	// acknowledged answers; VerifyError says what differed otherwise.
 	Verified    bool
 	VerifyError string
+	// CPU is the machine's CPU use during the run, all of its processes
+	// and its kernel; nil where it cannot be read.
+	CPU *CPUUse
 	// Note is what the backend says about its run (slotd: group commit).
 	Note string
 	// Round is the round of the run (Config.Rounds), from 0. In a
@@ -150,6 +153,7 @@ func rush(ctx context.Context, r Rush, newClient func() client) Outcome {
 	deadline := time.Now().Add(r.DurationMax)
 	var cut atomic.Bool
 	var wg sync.WaitGroup
+	cpu0, cpu0OK := readCPUTimes()
 	start := time.Now()
 	for w := range r.Workers {
 		c := newClient()
@@ -175,8 +179,13 @@ func rush(ctx context.Context, r Rush, newClient func() client) Outcome {
 		}()
 	}
 	wg.Wait()
-	out := Outcome{Result: Result{Connections: r.Workers, Elapsed: time.Since(start), Cut: cut.Load()}}
+	elapsed := time.Since(start)
+	cpu1, cpu1OK := readCPUTimes()
+	out := Outcome{Result: Result{Connections: r.Workers, Elapsed: elapsed, Cut: cut.Load()}}
 	res := &out.Result
+	if use, ok := cpuBetween(cpu0, cpu1, cpu0OK, cpu1OK); ok {
+		res.CPU = &use
+	}
 	var nanos []int64
 	for i := range tallies {
 		t := &tallies[i]
