@@ -123,9 +123,14 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
 	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	// Written into the response's own buffer, kept from one answer to the next.
-	body := ctx.Response.SwapBody(nil)
-	ctx.Response.SwapBody(appendSlotsJSON(body[:0], lay, date, free))
+	ctx.Response.SwapBody(appendSlotsJSON(bodyBuffer(ctx), lay, date, free))
+}
+
+// bodyBuffer takes the response's body buffer, emptied, to append an
+// answer to and swap back: the buffer is kept from one answer to the
+// next, so writing one allocates nothing.
+func bodyBuffer(ctx *fasthttp.RequestCtx) []byte {
+	return ctx.Response.SwapBody(nil)[:0]
 }
 
 func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
@@ -144,7 +149,7 @@ func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
 	}
 	ctx.SetStatusCode(fasthttp.StatusCreated)
 	ctx.SetContentType("application/json")
-	ctx.SetBody(appendBookingJSON(make([]byte, 0, 320), &bk))
+	ctx.Response.SwapBody(appendBookingJSON(bodyBuffer(ctx), &bk))
 }
 
 func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
@@ -269,7 +274,10 @@ func reply(ctx *fasthttp.RequestCtx, status int, v any) {
 func backendProblem(ctx *fasthttp.RequestCtx, err error) {
 	switch {
 	case errors.Is(err, ErrSlotTaken):
-		problem(ctx, fasthttp.StatusConflict, codeSlotTaken, err.Error())
+		// The rush's most frequent answer, the same for every backend.
+		ctx.SetStatusCode(fasthttp.StatusConflict)
+		ctx.SetContentType("application/problem+json")
+		ctx.SetBody(slotTakenBody)
 	case errors.Is(err, ErrDuplicate):
 		problem(ctx, fasthttp.StatusConflict, codeDuplicate, err.Error())
 	case errors.Is(err, ErrTransition):
@@ -285,9 +293,17 @@ func backendProblem(ctx *fasthttp.RequestCtx, err error) {
 	}
 }
 
+// slotTakenBody is the answer to a hold whose start has no free window.
+var slotTakenBody = problemBody(fasthttp.StatusConflict, codeSlotTaken, "no free window at this start")
+
 func problem(ctx *fasthttp.RequestCtx, status int, code, detail string) {
-	body, _ := json.Marshal(problemJSON{Type: "about:blank", Title: fasthttp.StatusMessage(status), Status: status, Detail: detail, Code: code})
+	body := problemBody(status, code, detail)
 	ctx.SetStatusCode(status)
 	ctx.SetContentType("application/problem+json")
 	ctx.SetBody(body)
+}
+
+func problemBody(status int, code, detail string) []byte {
+	body, _ := json.Marshal(problemJSON{Type: "about:blank", Title: fasthttp.StatusMessage(status), Status: status, Detail: detail, Code: code})
+	return body
 }

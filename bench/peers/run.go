@@ -306,12 +306,14 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 		if err != nil {
 			return Result{}, err
 		}
+		// No read or write timeout: fasthttp would set up to three
+		// deadlines per request, for every backend alike, and the
+		// generator on loopback bounds each request itself
+		// (Rush.RequestTimeout) and the run (Rush.DurationMax).
 		srv := &fasthttp.Server{
 			Handler:            NewEdge(b, r.Layout),
 			Name:               "slotd-peers",
 			MaxRequestBodySize: requestBodyBytesMax,
-			ReadTimeout:        cfg.RequestTimeout,
-			WriteTimeout:       cfg.RequestTimeout,
 		}
 		go func() { _ = srv.Serve(ln) }()
 		defer func() { _ = srv.Shutdown() }()

@@ -109,3 +109,57 @@ func sameDecode(t *testing.T, body []byte, got, want any) bool {
 	}
 	return errGot == nil
 }
+
+// bookingAnswer is a booking as the edge answers a hold.
+func bookingAnswer() []byte {
+	start := time.Date(2026, 12, 9, 8, 5, 0, 0, time.UTC)
+	return appendBookingJSON(nil, &Booking{ID: "p0yJmZ3ZQk2m0kT8vYQb1w", Number: "BENCH-20261209-0042", Office: "bench",
+		Service: "patent", Applicant: "a-123", Window: 17, Start: start, End: start.Add(5 * time.Minute), Status: statusConfirmed})
+}
+
+// BenchmarkParseBooking: the generator reading one booking answer, once
+// per booking of the rush, and encoding/json reading the same.
+func BenchmarkParseBooking(b *testing.B) {
+	body := bookingAnswer()
+	b.Run("parseBooking", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, ok := parseBooking(body); !ok {
+				b.Fatal("not read")
+			}
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			var out bookingJSON
+			if err := json.Unmarshal(body, &out); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// FuzzParseBooking: whatever the answer, the generator's reader never
+// panics, and what it reads is what encoding/json reads into bookingJSON.
+func FuzzParseBooking(f *testing.F) {
+	f.Add(bookingAnswer())
+	f.Add([]byte(`{"id":"x","number":"n","office":"o","service":"s","applicant":"a\"b","window":1,"start":"2026-12-09T08:05:00+03:00","end":"2026-12-09T08:10:00Z","status":"held"}`))
+	f.Add([]byte(`{"id":"x","number":"n","office":"o","service":"s","applicant":"a","window":01,"start":"2026-12-09T08:05:00Z","end":"2026-12-09T08:10:00.5Z","status":"held"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		got, ok := parseBooking(body)
+		if !ok {
+			return
+		}
+		var want bookingJSON
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatalf("parseBooking read %q, which encoding/json refuses: %v", body, err)
+		}
+		same := func(a, b time.Time) bool { return a.Equal(b) && a.Location().String() == b.Location().String() }
+		if got.ID != want.ID || got.Number != want.Number || got.Office != want.Office || got.Service != want.Service ||
+			got.Applicant != want.Applicant || got.Window != want.Window || got.Status != want.Status ||
+			!same(got.Start, want.Start) || !same(got.End, want.End) {
+			t.Fatalf("parseBooking(%q) = %+v, encoding/json %+v", body, got, want)
+		}
+	})
+}

@@ -90,11 +90,11 @@ func (b *slotdBackend) Availability(_ context.Context, office, date, service str
 	if !uniform {
 		return out, fmt.Errorf("the grid of %s is not uniform: the bench office must be in UTC", date)
 	}
-	first, step := b.lay.Start(date, 0), time.Duration(b.lay.StepMinutes)*time.Minute
+	offset, step := b.lay.Start(date, 0).Sub(midnight), time.Duration(b.lay.StepMinutes)*time.Minute
 	base := len(out)
 	out = b.lay.zeroFree(out)
 	for _, s := range free {
-		at := time.Duration(s.Step)*length - first.Sub(midnight) // from the layout's first start
+		at := time.Duration(s.Step)*length - offset // from the layout's first start
 		i := int(at / step)
 		if at%step != 0 || i < 0 || i >= len(out)-base {
 			return out[:base], fmt.Errorf("start %s of %s is not on the layout", grid.Start(int(s.Step)), date)
@@ -205,7 +205,7 @@ func mapEngineError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, allocator.ErrSlotTaken):
-		return fmt.Errorf("%w: %v", ErrSlotTaken, err)
+		return ErrSlotTaken // the rush's most frequent refusal: nothing to add
 	case errors.Is(err, allocator.ErrDuplicateBooking):
 		return fmt.Errorf("%w: %v", ErrDuplicate, err)
 	case errors.Is(err, allocator.ErrBookingNotFound), errors.Is(err, allocator.ErrOfficeNotFound),
