@@ -86,11 +86,15 @@ type problemJSON struct {
 // Every booking is held and confirmed in one step, as with confirm:true.
 // Safe for concurrent use if b is.
 func NewEdge(b Backend, lay Layout) fasthttp.RequestHandler {
+	slots := map[string]*slotsTemplate{}
+	for _, d := range lay.Dates {
+		slots[d] = newSlotsTemplate(&lay, d)
+	}
 	return func(ctx *fasthttp.RequestCtx) {
 		path := string(ctx.Path())
 		switch {
 		case ctx.IsGet() && strings.HasPrefix(path, "/v1/offices/") && strings.HasSuffix(path, "/slots"):
-			edgeSlots(ctx, b, &lay, path)
+			edgeSlots(ctx, b, slots, path)
 		case ctx.IsPost() && path == "/v1/bookings":
 			edgeHold(ctx, b)
 		case ctx.IsPost() && strings.HasPrefix(path, "/v1/bookings/") && strings.HasSuffix(path, "/cancel"):
@@ -105,7 +109,7 @@ func NewEdge(b Backend, lay Layout) fasthttp.RequestHandler {
 // read in flight.
 var freePool = sync.Pool{New: func() any { return new([]int) }}
 
-func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
+func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, slots map[string]*slotsTemplate, path string) {
 	// /v1/offices/{office}/days/{date}/slots
 	parts := strings.Split(path, "/")
 	if len(parts) != 7 || parts[4] != "days" {
@@ -121,9 +125,15 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, lay *Layout, path string) {
 		backendProblem(ctx, err)
 		return
 	}
+	t := slots[date]
+	if t == nil || len(free) != len(t.ends) {
+		problem(ctx, fasthttp.StatusInternalServerError, codeInternal,
+			"the backend's starts of "+date+" are not the layout's")
+		return
+	}
 	ctx.SetStatusCode(fasthttp.StatusOK)
 	ctx.SetContentType("application/json")
-	ctx.Response.SwapBody(appendSlotsJSON(bodyBuffer(ctx), lay, date, free))
+	ctx.Response.SwapBody(appendSlotsJSON(bodyBuffer(ctx), t, free))
 }
 
 // bodyBuffer takes the response's body buffer, emptied, to append an
@@ -171,24 +181,45 @@ func edgeCancel(ctx *fasthttp.RequestCtx, b Backend, path string) {
 // slotsHead and slotsTail enclose the entries of an availability answer.
 const slotsHead, slotsTail = `{"slots":[`, `]}`
 
-// appendSlotsJSON writes {"slots": [{start, free}, …]} for the free
-// counts of date's starts in lay, as json.Marshal would (the encoder by
-// hand: the availability answer is the largest the rush reads, once per
-// applicant, and reflection on it would dominate the edge's CPU for every
-// backend alike). A layout is in UTC, so every start is its step's
-// distance from the first.
-func appendSlotsJSON(b []byte, lay *Layout, date string, free []int) []byte {
-	b = append(b, slotsHead...)
+// slotsTemplate is the availability answer of one date without its free
+// counts: every start is in every answer, in order, so the entries up to
+// each count, `{"start":"…","free":`, are written once per date (by the
+// edge's encoder, jsontime) and an answer copies them and writes the
+// counts. Read-only once made.
+type slotsTemplate struct {
+	entries []byte // each start's entry up to its count, a ',' before all but the first
+	ends    []int  // the end of each entry in entries
+}
+
+// newSlotsTemplate writes the entries of date's starts in lay. A layout
+// is in UTC, so every start is its step's distance from the first.
+func newSlotsTemplate(lay *Layout, date string) *slotsTemplate {
+	t := &slotsTemplate{}
 	var day jsontime.DayClock
 	day.Init(lay.Start(date, 0))
-	for s, n := range free {
+	for s := range lay.Steps() {
 		if s > 0 {
-			b = append(b, ',')
+			t.entries = append(t.entries, ',')
 		}
-		b = append(b, `{"start":`...)
-		b = day.AppendAfter(b, s*lay.StepMinutes*60)
-		b = append(b, `,"free":`...)
-		b = strconv.AppendInt(b, int64(n), 10)
+		t.entries = append(t.entries, `{"start":`...)
+		t.entries = day.AppendAfter(t.entries, s*lay.StepMinutes*60)
+		t.entries = append(t.entries, `,"free":`...)
+		t.ends = append(t.ends, len(t.entries))
+	}
+	return t
+}
+
+// appendSlotsJSON writes {"slots": [{start, free}, …]} with t's starts
+// and free's counts (one per start of t), as json.Marshal would: the
+// availability answer is the largest the rush reads, once per applicant,
+// and what the edge spends on it counts for every backend alike.
+func appendSlotsJSON(b []byte, t *slotsTemplate, free []int) []byte {
+	b = append(b, slotsHead...)
+	from := 0
+	for s, end := range t.ends {
+		b = append(b, t.entries[from:end]...)
+		from = end
+		b = strconv.AppendInt(b, int64(free[s]), 10)
 		b = append(b, '}')
 	}
 	return append(b, slotsTail...)

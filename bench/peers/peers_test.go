@@ -185,7 +185,7 @@ func TestJSONByHand(t *testing.T) {
 		js[s] = slotJSON{Start: lay.Start(date, s), Free: n}
 	}
 	want, _ := json.Marshal(slotsJSON{Slots: js})
-	got := appendSlotsJSON(nil, &lay, date, free)
+	got := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), free)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("slots:\n%s\nwant\n%s", got, want)
 	}

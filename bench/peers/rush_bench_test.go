@@ -16,7 +16,7 @@ func BenchmarkParseFree144(b *testing.B) {
 	for s := range free {
 		free[s] = s % 64
 	}
-	body := appendSlotsJSON(nil, &lay, date, free)
+	body := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), free)
 	p := freeParser{lay: &lay}
 	dst := make([]int, 0, len(free))
 	b.ReportAllocs()
@@ -25,6 +25,23 @@ func BenchmarkParseFree144(b *testing.B) {
 		if dst, err = p.parse(body, date, dst[:0]); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkAppendSlots144: the edge writing one availability answer of
+// 144 starts.
+func BenchmarkAppendSlots144(b *testing.B) {
+	lay := DefaultLayout(time.Now(), 1)
+	date := lay.Dates[0]
+	free := make([]int, lay.Steps())
+	for s := range free {
+		free[s] = s % 64
+	}
+	t := newSlotsTemplate(&lay, date)
+	buf := appendSlotsJSON(nil, t, free)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = appendSlotsJSON(buf[:0], t, free)
 	}
 }
 
@@ -38,7 +55,7 @@ func FuzzParseFree(f *testing.F) {
 	for s := range free {
 		free[s] = s % 3
 	}
-	good := appendSlotsJSON(nil, &lay, date, free)
+	good := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), free)
 	f.Add(good)
 	f.Add(good[:len(good)/2])
 	f.Add([]byte(slotsHead + slotsTail))
@@ -48,7 +65,7 @@ func FuzzParseFree(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if again := appendSlotsJSON(nil, &lay, date, got); !bytes.Equal(again, body) {
+		if again := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), got); !bytes.Equal(again, body) {
 			t.Fatalf("accepted %q, read as %v, which is written %q", body, got, again)
 		}
 	})
