@@ -55,7 +55,11 @@
 // a row is its backend's median round, and slotd's ratio to a peer is the
 // median of the ratios within each round, with every round's ratio and
 // the number below the target printed beside it. Nothing is left out:
-// a round below the target shows.
+// a round below the target shows. Every row also says how busy the
+// machine's cores were during its run and that busy time per booking
+// (from /proc/stat, everything on the machine): it tells a run bound by
+// the cores from one bound by a wait, and shows when the machine was
+// slower for a run than for the one beside it.
 //
 // The package owns no globals: everything a run needs is in Config.
 package peers

@@ -17,8 +17,9 @@ import (
 )
 
 // The edge: the routes and JSON of DESIGN §3 that the rush uses, the same
-// for every Backend. It has no auth, idempotency or metrics — none of the
-// three pays for them — so what differs between the runs is the Backend.
+// for every Backend. It has no auth, idempotency, metrics or server-side
+// timeouts — none of the three pays for them — so what differs between
+// the runs is the Backend.
 
 // requestBodyBytesMax bounds a request body; larger ones are refused with
 // 400 before they are decoded.
