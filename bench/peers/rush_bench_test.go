@@ -7,15 +7,21 @@ import (
 	"time"
 )
 
-// BenchmarkParseFree144: the generator reading one availability answer of
-// 144 starts, what each applicant of the rush does first.
-func BenchmarkParseFree144(b *testing.B) {
-	lay := DefaultLayout(time.Now(), 1)
-	date := lay.Dates[0]
-	free := make([]int, lay.Steps())
+// rushDay is one date of the rush's office (144 starts of 64 windows)
+// with a free count at every start.
+func rushDay() (lay Layout, date string, free []int) {
+	lay = DefaultLayout(time.Now(), 1)
+	free = make([]int, lay.Steps())
 	for s := range free {
 		free[s] = s % 64
 	}
+	return lay, lay.Dates[0], free
+}
+
+// BenchmarkParseFree144: the generator reading one availability answer of
+// 144 starts, what each applicant of the rush does first.
+func BenchmarkParseFree144(b *testing.B) {
+	lay, date, free := rushDay()
 	body := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), free)
 	p := freeParser{lay: &lay}
 	dst := make([]int, 0, len(free))
@@ -31,12 +37,7 @@ func BenchmarkParseFree144(b *testing.B) {
 // BenchmarkAppendSlots144: the edge writing one availability answer of
 // 144 starts.
 func BenchmarkAppendSlots144(b *testing.B) {
-	lay := DefaultLayout(time.Now(), 1)
-	date := lay.Dates[0]
-	free := make([]int, lay.Steps())
-	for s := range free {
-		free[s] = s % 64
-	}
+	lay, date, free := rushDay()
 	t := newSlotsTemplate(&lay, date)
 	buf := appendSlotsJSON(nil, t, free)
 	b.ReportAllocs()
