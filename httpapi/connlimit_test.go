@@ -7,8 +7,12 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"slotd/allocator"
+	"slotd/internal/slotdtest"
 )
 
 // rawGet sends one request on conn and reads the answer, body included.
@@ -128,5 +132,74 @@ func TestBodyOverLimitAnswerArrives(t *testing.T) {
 			t.Fatalf("the connection ended with %v, not a clean close", err)
 		}
 		conn.Close()
+	}
+}
+
+// writeCountingListener counts the Write calls on its connections.
+type writeCountingListener struct {
+	net.Listener
+	writes *atomic.Int64
+}
+
+func (l writeCountingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return writeCountingConn{Conn: c, writes: l.writes}, nil
+}
+
+type writeCountingConn struct {
+	net.Conn
+	writes *atomic.Int64
+}
+
+func (c writeCountingConn) Write(b []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(b)
+}
+
+// The largest availability answer of a day, 288 starts of 256 windows,
+// is sent in one write system call: the write buffer holds it, headers
+// included. fasthttp would split it in two (the admitted connection is
+// not a bare TCP connection, so no writev), one more system call in an
+// answer that costs a few.
+func TestLargestSlotsAnswerInOneWrite(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := slotdtest.BenchOffice(0)
+	cfg.ID, cfg.SlotMinutes, cfg.Windows = "office-full-day", 5, 256
+	if _, err := e.eng.PutOffice(t0, cfg, allocator.Meta{Actor: "setup"}); err != nil {
+		t.Fatal(err)
+	}
+	var writes atomic.Int64
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go e.srv.Serve(writeCountingListener{Listener: ln, writes: &writes})
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an assertion
+	br := bufio.NewReader(conn)
+	for i := range 3 {
+		before := writes.Load()
+		io.WriteString(conn, "GET /v1/offices/office-full-day/days/2026-12-01/slots?service=s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+keyPortal+"\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("answer %d: %d %s %v", i, resp.StatusCode, body, err)
+		}
+		if n := strings.Count(string(body), `"free":256}`); n != 288 {
+			t.Fatalf("answer %d lists %d free starts of 256 windows, want 288: %.200s", i, n, body)
+		}
+		if n := writes.Load() - before; n != 1 {
+			t.Fatalf("answer %d (%d bytes of body) took %d writes, want 1", i, len(body), n)
+		}
 	}
 }

@@ -98,8 +98,12 @@ func New(cfg Config) (*Server, error) {
 		// A backstop only: connAdmission enforces ConnsMax and
 		// ConnsPerIPMax, and fasthttp counts a connection until its
 		// worker returns, a moment after the close.
-		Concurrency:           2 * cfg.ConnsMax,
-		ReadBufferSize:        cfg.HeaderBytesMax,
+		Concurrency:    2 * cfg.ConnsMax,
+		ReadBufferSize: cfg.HeaderBytesMax,
+		// fasthttp sends an answer larger than its write buffer with one
+		// writev only on a bare *net.TCPConn, and connAdmission wraps
+		// every connection; so the buffer holds the answers that matter.
+		WriteBufferSize:       cfg.WriteBufferBytes,
 		MaxRequestBodySize:    cfg.BodyBytesMax,
 		ReadTimeout:           cfg.ReadTimeout,
 		WriteTimeout:          cfg.WriteTimeout,
