@@ -33,9 +33,11 @@ func readCPUTimes() (t cpuTimes, ok bool) {
 }
 
 // parseCPUStat reads the first line of /proc/stat, "cpu  user nice
-// system idle iowait irq softirq steal [guest guest_nice]": busy is all
-// but idle and iowait, of the first eight (guest time is counted in user
-// already). ok is false for anything else.
+// system idle iowait irq softirq steal [guest guest_nice]": busy is user,
+// nice, system, irq and softirq, total the first eight (guest time is
+// counted in user already). Steal, time a virtual machine's host gave to
+// others, counts in the total but is not busy: it is nobody's work here.
+// ok is false for anything else.
 func parseCPUStat(b []byte) (t cpuTimes, ok bool) {
 	line, _, _ := bytes.Cut(b, []byte("\n"))
 	fields := bytes.Fields(line)
@@ -48,7 +50,7 @@ func parseCPUStat(b []byte) (t cpuTimes, ok bool) {
 			return cpuTimes{}, false
 		}
 		t.total += n
-		if i != 3 && i != 4 { // idle, iowait
+		if i != 3 && i != 4 && i != 7 { // idle, iowait, steal
 			t.busy += n
 		}
 	}

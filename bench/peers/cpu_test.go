@@ -9,11 +9,12 @@ import (
 
 const procStat = "cpu  4705 150 1120 16250 520 0 30 10 7 0\ncpu0 2350 75 560 8125 260 0 15 5 3 0\nintr 1 2 3\n"
 
-// TestParseCPUStat: busy is user+nice+system+irq+softirq+steal of the
-// first line; guest (inside user already) is not counted twice.
+// TestParseCPUStat: busy is user+nice+system+irq+softirq of the first
+// line; steal counts in the total only, and guest (inside user already)
+// is not counted twice.
 func TestParseCPUStat(t *testing.T) {
 	got, ok := parseCPUStat([]byte(procStat))
-	want := cpuTimes{busy: 4705 + 150 + 1120 + 0 + 30 + 10, total: 4705 + 150 + 1120 + 16250 + 520 + 0 + 30 + 10}
+	want := cpuTimes{busy: 4705 + 150 + 1120 + 0 + 30, total: 4705 + 150 + 1120 + 16250 + 520 + 0 + 30 + 10}
 	if !ok || got != want {
 		t.Fatalf("parseCPUStat = %+v, %v; want %+v", got, ok, want)
 	}
