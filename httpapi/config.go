@@ -137,6 +137,7 @@ type Config struct {
 	// included, is sent in one write system call, a larger one in two or
 	// more; on loopback one write is a fifth of an availability read's
 	// cost. With the defaults an open connection holds 24 KiB of buffers.
+	// Zero: DefaultWriteBufferBytes.
 	WriteBufferBytes int
 	// InFlightMax bounds the requests inside the engine at once; beyond
 	// it requests are shed with 503 overloaded at once, never queued.

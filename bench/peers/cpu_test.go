@@ -64,9 +64,10 @@ func TestTableShowsCPU(t *testing.T) {
 // FuzzParseCPUStat: whatever /proc/stat holds, the reader never panics,
 // and what it accepts has no more busy time than time in all.
 func FuzzParseCPUStat(f *testing.F) {
-	f.Add([]byte(procStat))
-	f.Add([]byte("cpu 1 2 3 4 5 6 7 8"))
-	f.Add([]byte("cpu  -1 2 3 4 5 6 7 8 9 10\n"))
+	f.Add([]byte(procStat))                                 // a real first line with guest fields, then per-core lines
+	f.Add([]byte("cpu 1 2 3 4 5 6 7 8"))                    // the eight fields only, no newline
+	f.Add([]byte("cpu  -1 2 3 4 5 6 7 8 9 10\n"))           // a negative count
+	f.Add([]byte("cpu 18446744073709551615 1 0 0 0 0 0 0")) // a sum that overflows
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if got, ok := parseCPUStat(b); ok && got.busy > got.total {
 			t.Fatalf("parseCPUStat(%q) = %+v: busy above total", b, got)

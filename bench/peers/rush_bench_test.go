@@ -161,8 +161,11 @@ func BenchmarkParseBooking(b *testing.B) {
 // FuzzParseBooking: whatever the answer, the generator's reader never
 // panics, and what it reads is what encoding/json reads into bookingJSON.
 func FuzzParseBooking(f *testing.F) {
+	// The edge's answer as it writes it.
 	f.Add(bookingAnswer())
+	// An escaped quote (left to encoding/json) and a start with an offset.
 	f.Add([]byte(`{"id":"x","number":"n","office":"o","service":"s","applicant":"a\"b","window":1,"start":"2026-12-09T08:05:00+03:00","end":"2026-12-09T08:10:00Z","status":"held"}`))
+	// A window with a leading zero (not JSON) and an end with a fraction.
 	f.Add([]byte(`{"id":"x","number":"n","office":"o","service":"s","applicant":"a","window":01,"start":"2026-12-09T08:05:00Z","end":"2026-12-09T08:10:00.5Z","status":"held"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		got, ok := parseBooking(body)
