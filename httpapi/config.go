@@ -135,9 +135,9 @@ type Config struct {
 	// WriteBufferBytes is the write buffer each open connection holds
 	// once it has answered, in bytes. An answer that fits, headers
 	// included, is sent in one write system call, a larger one in two or
-	// more, and each write is a large share of what
-	// a small answer costs. With the defaults an open connection holds 24 KiB of buffers.
-	// Zero: DefaultWriteBufferBytes.
+	// more, and each write is a large share of what a small answer
+	// costs. With the defaults an open connection holds 24 KiB of
+	// buffers. Zero: DefaultWriteBufferBytes.
 	WriteBufferBytes int
 	// InFlightMax bounds the requests inside the engine at once; beyond
 	// it requests are shed with 503 overloaded at once, never queued.
