@@ -184,10 +184,24 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 	}
 	planes := bits.Len(uint(l.windows))
 	out := slices.Grow(dst, l.openSteps[date.Weekday()])
-	for s := first; s < l.steps; s++ {
-		if open[s/64]&(1<<(s%64)) != 0 {
-			out = append(out, StepFree{Step: uint16(s), Free: uint16(counts.at(s, planes))})
+	if planes > eightMax {
+		for s := first; s < l.steps; s++ {
+			if open[s/64]&(1<<(s%64)) != 0 {
+				out = append(out, StepFree{Step: uint16(s), Free: uint16(counts.at(s, planes))})
+			}
 		}
+		return out, DayGrid{l.stepClock(date)}, nil
+	}
+	group, eight := -1, uint64(0) // eight: the counts of group's 8 steps, a byte each
+	for s := first; s < l.steps; s++ {
+		if open[s/64]&(1<<(s%64)) == 0 {
+			continue
+		}
+		if s/8 != group {
+			group = s / 8
+			eight = counts.eight(group, planes)
+		}
+		out = append(out, StepFree{Step: uint16(s), Free: uint16(eight >> (8 * (s % 8)) & 0xff)})
 	}
 	return out, DayGrid{l.stepClock(date)}, nil
 }
@@ -222,6 +236,32 @@ func (c *startCounts) at(s, planes int) int {
 	n := 0
 	for k := range planes {
 		n |= int(c[k][s/64]>>(s%64)&1) << k
+	}
+	return n
+}
+
+// eightMax is the most planes eight reads: a count of 255, one byte.
+const eightMax = 8
+
+// spreadBits maps a byte to eight bytes holding its bits, bit j of the
+// byte in the low bit of byte j.
+var spreadBits = func() (t [256]uint64) {
+	for x := range t {
+		for j := range 8 {
+			t[x] |= uint64(x>>j&1) << (8 * j)
+		}
+	}
+	return t
+}()
+
+// eight returns the counts of steps 8g..8g+7, the count of 8g+j in byte
+// j, for planes ≤ eightMax: a table look-up per plane for eight steps,
+// where at shifts each plane once per step (a third of a day's read).
+func (c *startCounts) eight(g, planes int) uint64 {
+	i, shift := g/8, 8*(g%8)
+	var n uint64
+	for k := range planes {
+		n |= spreadBits[c[k][i]>>shift&0xff] << k
 	}
 	return n
 }

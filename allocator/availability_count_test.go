@@ -7,7 +7,8 @@ import (
 )
 
 // The bit-sliced start counter agrees with counting set bits one by one,
-// for any number of windows up to windowsMax and any bitmaps.
+// for any number of windows up to windowsMax and any bitmaps, read one
+// step at a time (at) and eight at a time (eight, up to 255 windows).
 func TestStartCountsMatchNaiveCount(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 0))
 	for trial := 0; trial < 200; trial++ {
@@ -33,9 +34,16 @@ func TestStartCountsMatchNaiveCount(t *testing.T) {
 			}
 			c.add(bm)
 		}
+		planes := bits.Len(uint(windows))
 		for s := range naive {
-			if got := c.at(s, bits.Len(uint(windows))); got != naive[s] {
+			if got := c.at(s, planes); got != naive[s] {
 				t.Fatalf("trial %d (%d windows): step %d counted %d, want %d", trial, windows, s, got, naive[s])
+			}
+			if planes > eightMax {
+				continue
+			}
+			if got := int(c.eight(s/8, planes) >> (8 * (s % 8)) & 0xff); got != naive[s] {
+				t.Fatalf("trial %d (%d windows): eight counted step %d as %d, want %d", trial, windows, s, got, naive[s])
 			}
 		}
 	}
