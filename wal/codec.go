@@ -6,7 +6,6 @@ package wal
 
 import (
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -38,12 +37,13 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 4 // value of the meta "format" key (formatUpgrading while Open upgrades)
+	formatVersion      byte = 5 // value of the meta "format" key (formatUpgrading while Open upgrades)
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 2
 	eventVersion1      byte = 1 // still read: see decodeEventValue
-	officeVersion      byte = 1
+	officeVersion      byte = 2
+	officeVersion1     byte = 1 // still read: see decodeOffice
 	idempotencyVersion byte = 1
 )
 
@@ -60,7 +60,7 @@ const (
 	IdempotencyBodyBytesMax = 64 << 10
 	// idempotencyKeyBytesMax bounds an idempotency key (namespace + header).
 	idempotencyKeyBytesMax = 512
-	// officeValueBytesMax bounds an office value (its config is JSON).
+	// officeValueBytesMax bounds an office value.
 	officeValueBytesMax = 1 << 20
 )
 
@@ -356,23 +356,6 @@ const (
 // handful at most. The decoder calls more corruption.
 const eventBackMax = 1024
 
-// appendOffice appends the version-1 encoding of r.
-func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
-	if r.Config.ID == "" {
-		return dst, fmt.Errorf("%w: office without id", ErrInvalidRecord)
-	}
-	cfg, err := json.Marshal(&r.Config)
-	if err != nil {
-		return dst, fmt.Errorf("%w: office %q: %w", ErrInvalidRecord, r.Config.ID, err)
-	}
-	if len(cfg)+16 > officeValueBytesMax {
-		return dst, fmt.Errorf("%w: office %q config is %d bytes, at most %d", ErrRecordTooLarge, r.Config.ID, len(cfg), officeValueBytesMax-16)
-	}
-	dst = append(dst, officeVersion)
-	dst = binary.AppendVarint(dst, int64(r.ReleasedThrough))
-	return append(dst, cfg...), nil
-}
-
 // checkIdempotency asserts what the decoder will demand of the record.
 func checkIdempotency(r *allocator.IdempotencyRecord) error {
 	switch {
@@ -647,30 +630,6 @@ func decodeEventFields(v []byte, in interner) (e allocator.Event, back uint64, b
 		return allocator.Event{}, 0, nil, err
 	}
 	return e, back, booking, nil
-}
-
-// decodeOffice decodes an office value and checks that it belongs to id.
-func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
-	var r allocator.OfficeRecord
-	d := decoder{b: v}
-	if ver := d.byte(); d.err == nil && ver != officeVersion {
-		return r, fmt.Errorf("%w: office version %d", errVersion, ver)
-	}
-	through := d.varint()
-	if d.err != nil {
-		return r, d.err
-	}
-	if through < -1<<31 || through > 1<<31-1 {
-		return r, fmt.Errorf("%w: date %d", errFieldRange, through)
-	}
-	r.ReleasedThrough = allocator.Date(through)
-	if err := json.Unmarshal(d.b, &r.Config); err != nil {
-		return allocator.OfficeRecord{}, fmt.Errorf("office config: %w", err)
-	}
-	if r.Config.ID != id {
-		return allocator.OfficeRecord{}, fmt.Errorf("%w: office %q stored under %q", errKeyMismatch, r.Config.ID, id)
-	}
-	return r, nil
 }
 
 // decodeIdempotency decodes an idempotency value stored under key.

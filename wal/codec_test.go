@@ -372,12 +372,20 @@ func FuzzDecodeOffice(f *testing.F) {
 	f.Add(valid, "msk-1")
 	// The same value under another id: the key check.
 	f.Add(valid, "msk-2")
-	// JSON that is not an object.
-	f.Add([]byte{officeVersion, 0, '[', ']'}, "")
+	// Version 1, the config as JSON, as stores of format 4 and older hold it.
+	f.Add(append([]byte{officeVersion1, 0}, `{"id":"msk-1","windows":2}`...), "msk-1")
+	// Version 1 with JSON that is not an object.
+	f.Add([]byte{officeVersion1, 0, '[', ']'}, "")
 	// A released_through beyond the int32 range of a Date.
-	f.Add([]byte{officeVersion, 0xff, 0xff, 0xff, 0xff, 0x7f, '{', '}'}, "")
+	f.Add([]byte{officeVersion, 0xff, 0xff, 0xff, 0xff, 0x7f}, "")
 	// Only the version byte.
 	f.Add([]byte{officeVersion}, "x")
+	// The valid value cut short in its policy.
+	f.Add(valid[:len(valid)-3], "msk-1")
+	// A list count far beyond officeListMax right after the strings.
+	f.Add(append(valid[:2:2], 0x01, 'x', 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x03), "x")
+	// An unknown version.
+	f.Add([]byte{officeVersion + 1, 0}, "")
 	f.Fuzz(func(t *testing.T, v []byte, id string) {
 		r, err := decodeOffice(v, id)
 		if err != nil {

@@ -152,18 +152,21 @@
 // booking by its creation time before its id, so that new bookings are
 // written at the end of the booking range instead of at random places in
 // Pebble's memtable. Format 4 adds the event value of version 2, whose
-// events of one change share one copy of their booking; Open stamps a
-// store of format 3 as 4 and reads its events of version 1 as they are.
+// events of one change share one copy of their booking. Format 5 adds the
+// office value of version 2, which spells out the config's fields instead
+// of storing its JSON. Open stamps a store of format 3 or 4 as 5 and reads
+// its events and offices of version 1 as they are.
 // Open upgrades a store of format 1 or 2 before it writes anything else
-// (W8): it stamps the store 0x84 (upgrading; a format-3 version's 0x83 is
-// finished the same way), which every version refuses but this one,
-// moves every booking to its format-3 key, which format 4 keeps, keeping
-// the value as it is, and stamps the store 4 last.
+// (W8): it stamps the store 0x85 (upgrading; the 0x83 and 0x84 of
+// format-3 and format-4 versions are finished the same way), which every
+// version refuses but this one, moves every booking to its format-3 key,
+// which later formats keep, keeping the value as it is, and stamps the
+// store 5 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (4);
+//	'm'     name                                   meta: "format" → 1 byte (5);
 //	                                               "events-deleted-through" → 8 bytes BE cursor
 //	'o'     office id (bytes)                      office value
 //	'b'     created (8 bytes BE, unix ns of the    booking value
@@ -254,7 +257,33 @@
 // embedding it, and the confirmed event pointing one back. Sweep deletes
 // such an event together with the one it points to (W7).
 //
-// Office value, version 1:
+// Office value, version 2 (every field of allocator.OfficeConfig in this
+// order, so that the PUT body's JSON tags can change without changing
+// what is stored; a list is a uvarint of its length plus one, 0 for an
+// omitted list, then its entries):
+//
+//	field                  size
+//	version                1 byte = 2
+//	released_through       varint (date)
+//	id, name, region,      string each (the id must equal the key's)
+//	city, address,
+//	timezone
+//	slot_minutes, windows  uvarint each
+//	hours                  list of (weekday string, list of interval
+//	                       strings), in weekday-name order
+//	closures               list of date strings
+//	services               list of: id string, name string, slots uvarint,
+//	                       weekdays list of strings, reschedulable 1 byte
+//	policy                 horizon_days varint, release_time string,
+//	                       then varints: hold_ttl, cancel_cutoff,
+//	                       late_cancel_floor, reschedule_cutoff (ns),
+//	                       max_reschedules, max_active_per_applicant,
+//	                       cancel_penalty count, window, block (ns),
+//	                       no_show_grace, release_lottery,
+//	                       reminder_before (ns)
+//
+// Office value, version 1 (formats 4 and older; still read, replaced by
+// version 2 at the office's next write):
 //
 //	field                  size
 //	version                1 byte = 1

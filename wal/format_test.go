@@ -116,6 +116,7 @@ func TestFormat2StoreIsUpgraded(t *testing.T) {
 	}
 	f("whole upgrade", 0, 2)
 	f("upgrade cut short", 1500, formatUpgrading)
+	f("upgrade cut short by a version of format 4", 1500, formatUpgrading4)
 }
 
 // bookingKeyV2 is a booking's key in formats 1 and 2: the prefix and the id.
