@@ -145,7 +145,9 @@ func runBotRush(ctx context.Context, e *engine, admin *apiClient) (string, *Fair
 	}
 	note := fmt.Sprintf("released %s through %s (%s); %d shots over %s", cfg.Office, plan.date, plan.detected, shots, spread)
 	e.logf("%s", note)
-	b.windowEnd = time.Now().Add(plan.lottery)
+	releasedAt := time.Now()
+	b.windowEnd = releasedAt.Add(plan.lottery)
+	e.stats.chart.markRelease(releasedAt.Sub(e.stats.began), plan.lottery)
 	e.attack(ctx, vegeta.Pacer(pacer), 0) // count-bounded: every shot is sent
 	for _, a := range e.apps {
 		e.finish(a, OutcomeUnfinished) // no-op for those who finished

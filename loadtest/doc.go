@@ -45,8 +45,10 @@
 // Per step (days, slots, hold, confirm, cancel, reschedule) and for all
 // steps: vegeta's text and JSON reports and HDR histogram data; plot.html
 // with one series per step (vegeta's lib/plot); plot.png, a picture of the
-// run that needs no browser (latency of every answer coloured by its
-// class, above the answers per second of each class); summary.txt and
+// run that needs no browser drawn with gonum/plot (chart.go: latency of
+// every answer coloured by its class, above the answers per second of each
+// class, with the release and the lottery draw marked; bots apart from
+// people when there are bots); summary.txt and
 // summary.json with the outcome of every applicant (booked, abandoned,
 // slot_taken, sold_out, rate_limited, shed, error, …), the class of every
 // answer per step, the fairness verdict and the invariant check

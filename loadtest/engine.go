@@ -290,8 +290,8 @@ func (e *engine) handle(r *vegeta.Result) {
 		panic(fmt.Sprintf("BUG: result without a tag: %q", r.URL))
 	}
 	c, p := Classify(r)
-	e.stats.add(s, r, c)
 	a := e.applicant(idx)
+	e.stats.add(s, r, c, a.bot)
 	req := a.last
 	e.react(a, req, r, c, p)
 }

@@ -46,7 +46,9 @@ func newStats() *stats {
 
 func (s *stats) elapsed() time.Duration { return time.Since(s.began).Round(time.Millisecond) }
 
-func (s *stats) add(st step, r *vegeta.Result, c Class) {
+// add records the answer r of class c to a request of step st, sent by a
+// bot or a person.
+func (s *stats) add(st step, r *vegeta.Result, c Class, bot bool) {
 	s.steps[st].Add(r)
 	s.all.Add(r)
 	s.classes[st][c]++
@@ -55,7 +57,7 @@ func (s *stats) add(st step, r *vegeta.Result, c Class) {
 	pr.Attack = st.String()
 	pr.Body = nil
 	_ = s.plot.Add(&pr) // only fails on out-of-order results, which it buffers
-	s.chart.add(r.Timestamp.Sub(s.began), r.Latency, c)
+	s.chart.add(r.Timestamp.Sub(s.began), r.Latency, c, bot)
 }
 
 // StepReport is the vegeta metrics and answer classes of one step.
@@ -224,6 +226,10 @@ func (r *Report) writeFiles(dir string, p *plot.Plot, c *chartSeries) error {
 		return err
 	}
 	title := fmt.Sprintf("slotload %s: %d requests in %s, %d bookings", r.Scenario, r.All.Requests, r.Elapsed, r.Bookings)
+	if f := r.Fairness; f != nil && f.BotSeats+f.HumanSeats > 0 {
+		title += fmt.Sprintf("\nbots are %.1f%% of the applicants and won %.1f%% of the seats (%d of %d; limit %.1f%%)",
+			100*f.BotApplicantShare, 100*f.BotSeatShare, f.BotSeats, f.BotSeats+f.HumanSeats, 100*f.BotSeatShareMax)
+	}
 	if err := write("plot.png", func(w io.Writer) error { return c.writePNG(w, title) }); err != nil {
 		return err
 	}

@@ -107,8 +107,11 @@ func addDays(date string, n int) string {
 }
 
 // releaseAt releases plan.date through admin at the instant at, and
-// records what happened in rep; f.released flips once it answered.
-func releaseAt(ctx context.Context, e *engine, admin *apiClient, plan releasePlan, at time.Time, f *flow, note *string) <-chan struct{} {
+// records what happened in note and, once the release succeeded, the
+// instant its answer arrived in answered (both to be read after the
+// returned channel closed); f.released flips once it answered.
+func releaseAt(ctx context.Context, e *engine, admin *apiClient, plan releasePlan, at time.Time, f *flow,
+	note *string, answered *time.Time) <-chan struct{} {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -120,10 +123,12 @@ func releaseAt(ctx context.Context, e *engine, admin *apiClient, plan releasePla
 		}
 		began := time.Now()
 		err := admin.release(ctx, e.cfg.Office, plan.date)
-		took := time.Since(began).Round(time.Microsecond)
+		now := time.Now()
+		took := now.Sub(began).Round(time.Microsecond)
 		if err != nil {
 			*note = fmt.Sprintf("release of %s through %s FAILED after %s: %v", e.cfg.Office, plan.date, took, err)
 		} else {
+			*answered = now
 			*note = fmt.Sprintf("released %s through %s (%s) at +%s, answered in %s",
 				e.cfg.Office, plan.date, plan.detected, began.Sub(e.stats.began).Round(time.Millisecond), took)
 		}
@@ -156,16 +161,22 @@ func runRush(ctx context.Context, e *engine, admin *apiClient) (string, error) {
 	e.logf("rush on %s %s %s: %d applicants over %s, peak at the release +%s", cfg.Office, cfg.Service,
 		plan.date, cfg.Applicants, cfg.Lead+cfg.Spread, cfg.Lead)
 	note := "rush on " + plan.date + " (" + plan.detected + ")"
-	var released <-chan struct{}
+	var (
+		released   <-chan struct{}
+		answeredAt time.Time
+	)
 	if plan.release {
 		e.stats.began = time.Now()
-		released = releaseAt(ctx, e, admin, plan, e.stats.began.Add(cfg.Lead), f, &note)
+		released = releaseAt(ctx, e, admin, plan, e.stats.began.Add(cfg.Lead), f, &note, &answeredAt)
 	} else {
 		f.released.Store(true)
 	}
 	e.attack(ctx, vegeta.Pacer(pacer), cfg.Duration)
 	if released != nil {
 		<-released
+		if !answeredAt.IsZero() {
+			e.stats.chart.markRelease(answeredAt.Sub(e.stats.began), plan.lottery)
+		}
 	}
 	return note, nil
 }
