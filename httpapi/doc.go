@@ -45,11 +45,14 @@
 //
 // # Who may do what
 //
-// portal keys act for applicants: holds, confirms, cancels, reschedules,
-// reads of their applicants' bookings and tickets, events. operator keys
+// portal keys act for the applicants of their namespace (namespace.go):
+// holds, confirms, cancels, reschedules, watches, reads of their bookings
+// and tickets, and their events. operator keys
 // check in (with the ticket's signed QR token), complete, mark no-shows,
 // approve/reject late cancels and force cancels, and read bookings, at
 // their offices only. admin keys create and replace office configs,
-// release dates and close dates, at their offices only. Availability is
-// open to every key. A booking of another applicant answers 404.
+// release dates and close dates, at their offices only, and read the
+// events of every namespace there. Operator and admin keys act on
+// bookings of every namespace. Availability is open to every key. A
+// booking of another applicant or another namespace answers 404.
 package httpapi
