@@ -6,8 +6,10 @@ import (
 	"time"
 )
 
-// applicantBytesMax bounds the opaque applicant id from the portal.
-const applicantBytesMax = 128
+// applicantBytesMax bounds the opaque applicant id. The HTTP edge
+// composes it of the portal's namespace (at most 64 bytes), a separator
+// and the portal's applicant id (at most 128).
+const applicantBytesMax = 256
 
 // HoldRequest asks for a new booking.
 type HoldRequest struct {

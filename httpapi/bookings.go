@@ -8,8 +8,9 @@ import (
 )
 
 // Booking endpoints. Portal routes act for the applicant named in the body
-// or ?applicant=; a booking of another applicant answers 404, as if it did
-// not exist. Operator routes act at the key's offices only.
+// or ?applicant=, in the key's namespace (namespace.go); a booking of
+// another applicant or namespace answers 404, as if it did not exist.
+// Operator routes act at the key's offices only, in every namespace.
 
 // Limits of "my bookings".
 const (
@@ -54,6 +55,9 @@ func (s *Server) hold(r *request) {
 	body := r.hold
 	applicant, ok := r.applicant(body.Applicant, true)
 	if !ok {
+		return
+	}
+	if applicant, ok = r.engineApplicant(applicant); !ok {
 		return
 	}
 	req := allocator.HoldRequest{Office: body.Office, Service: body.Service, Applicant: applicant, Confirm: body.Confirm}
@@ -114,6 +118,9 @@ func (s *Server) applicantAction(r *request, act func(e *allocator.Engine, now t
 	if !ok {
 		return
 	}
+	if applicant, ok = r.engineApplicant(applicant); !ok {
+		return
+	}
 	if !r.reasonOK(body.Reason) {
 		return
 	}
@@ -143,6 +150,9 @@ func (s *Server) reschedule(r *request) {
 	}
 	applicant, ok := r.applicant(body.Applicant, true)
 	if !ok {
+		return
+	}
+	if applicant, ok = r.engineApplicant(applicant); !ok {
 		return
 	}
 	start, ok := r.requiredTime("start", body.Start)
@@ -254,7 +264,9 @@ func (s *Server) checkIn(r *request) {
 }
 
 // readableBooking loads a booking for a read: a portal key acting for the
-// applicant, or an operator key at the booking's office.
+// applicant of its namespace, or an operator key, without an applicant, at
+// the booking's office. An applicant given names one of the key's
+// namespace, also for an operator key.
 func (s *Server) readableBooking(r *request) (allocator.Booking, bool) {
 	id, ok := r.bookingID()
 	if !ok {
@@ -268,6 +280,11 @@ func (s *Server) readableBooking(r *request) (allocator.Booking, bool) {
 	if applicant == "" && !r.key.operator {
 		r.invalid("applicant is required (?applicant=)")
 		return allocator.Booking{}, false
+	}
+	if applicant != "" {
+		if applicant, ok = r.engineApplicant(applicant); !ok {
+			return allocator.Booking{}, false
+		}
 	}
 	v, err := s.engine.Get(id, applicant)
 	if err != nil {
@@ -306,6 +323,10 @@ func (s *Server) listBookings(r *request) {
 	}
 	if applicant == "" {
 		r.invalid("applicant is required (?applicant=)")
+		return
+	}
+	applicant, ok := r.engineApplicant(applicant)
+	if !ok {
 		return
 	}
 	f := allocator.ListFilter{Office: office, From: from, To: to}

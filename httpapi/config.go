@@ -98,6 +98,15 @@ const (
 	DefaultAlternativesMax    = 5
 )
 
+// DefaultAuthFailRatePerSecond and DefaultAuthFailBurst: a client whose
+// key is wrong or missing learns it from its first answers; keys are at
+// least 16 random bytes, so what the limit saves is the work and the log
+// lines of a source that keeps sending wrong ones.
+const (
+	DefaultAuthFailRatePerSecond = 1
+	DefaultAuthFailBurst         = 20
+)
+
 // secretBytesMin is the shortest ticket-signing secret accepted.
 const secretBytesMin = 32
 
@@ -159,6 +168,16 @@ type Config struct {
 	// RateApplicantBurst is each applicant's bucket size. Zero:
 	// DefaultRateApplicantBurst.
 	RateApplicantBurst int
+	// AuthFailRatePerSecond is each client address's sustained rate of
+	// requests with a missing or unknown key (an IPv6 client's /64 counts
+	// as one address), in requests per second; beyond it they answer 429
+	// rate_limited instead of 401. Requests with a valid key are never
+	// refused by it. Zero: DefaultAuthFailRatePerSecond; negative: no
+	// limit.
+	AuthFailRatePerSecond float64
+	// AuthFailBurst is each address's bucket size, in failed requests.
+	// Zero: DefaultAuthFailBurst.
+	AuthFailBurst int
 	// ReadTimeout bounds reading one request (headers and body), so a slow
 	// client cannot hold a connection (slowloris).
 	ReadTimeout time.Duration
@@ -204,6 +223,10 @@ func (cfg Config) withDefaults() Config {
 		cfg.RatePerApplicant = DefaultRatePerApplicant
 	}
 	setInt(&cfg.RateApplicantBurst, DefaultRateApplicantBurst)
+	if cfg.AuthFailRatePerSecond == 0 {
+		cfg.AuthFailRatePerSecond = DefaultAuthFailRatePerSecond
+	}
+	setInt(&cfg.AuthFailBurst, DefaultAuthFailBurst)
 	setDur(&cfg.ReadTimeout, DefaultReadTimeout)
 	setDur(&cfg.WriteTimeout, DefaultWriteTimeout)
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
@@ -255,6 +278,7 @@ func (cfg *Config) validate() error {
 	positive("PollersMax", cfg.PollersMax, 1, 1<<20)
 	positive("RateBurst", cfg.RateBurst, 1, 1<<30)
 	positive("RateApplicantBurst", cfg.RateApplicantBurst, 1, 1<<20)
+	positive("AuthFailBurst", cfg.AuthFailBurst, 1, 1<<20)
 	positive("ConnsMax", cfg.ConnsMax, 1, 1<<24)
 	positive("ConnsPerIPMax", cfg.ConnsPerIPMax, 1, 1<<24)
 	positive("AlternativesMax", cfg.AlternativesMax, 1, 100)
@@ -263,6 +287,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.RatePerApplicant > 1e6 || math.IsNaN(cfg.RatePerApplicant) {
 		add("Config.RatePerApplicant %g must be at most 1e6 (negative: off)", cfg.RatePerApplicant)
+	}
+	if cfg.AuthFailRatePerSecond > 1e6 || math.IsNaN(cfg.AuthFailRatePerSecond) {
+		add("Config.AuthFailRatePerSecond %g must be at most 1e6 (negative: off)", cfg.AuthFailRatePerSecond)
 	}
 	for name, d := range map[string]time.Duration{
 		"ReadTimeout": cfg.ReadTimeout, "WriteTimeout": cfg.WriteTimeout, "IdleTimeout": cfg.IdleTimeout,

@@ -17,7 +17,7 @@ import (
 
 // Limits on request fields.
 const (
-	applicantBytesMax = 128 // as the engine's
+	applicantBytesMax = 128 // the engine allows more: it also holds the namespace (namespace.go)
 	reasonBytesMax    = 512
 	ticketBytesMax    = 256
 	idBytesMax        = 64 // office and service ids (the engine allows 63)

@@ -6,7 +6,8 @@
 //
 // # A request's path
 //
-//	route match (404/405) → ready? (503 not_ready) → bearer key (401)
+//	route match (404/405) → ready? (503 not_ready) → bearer key (401;
+//	  429 rate_limited past the address's failed authentications)
 //	→ scope (403) → key's token bucket (429 rate_limited)
 //	→ engine slot, or poller slot for the events long-poll
 //	  (503 overloaded: shed at once, never queued)
@@ -30,7 +31,9 @@
 //     once (Config.InFlightMax) and of long-polls waiting
 //     (Config.PollersMax); beyond them requests are refused at once with
 //     503 overloaded and Retry-After. Per-key token buckets answer 429
-//     rate_limited with Retry-After. fasthttp bounds connections per IP,
+//     rate_limited with Retry-After, and so does a per-address bucket of
+//     failed authentications (a valid key is never refused by it).
+//     fasthttp bounds connections per IP,
 //     header and body bytes, and read/write/idle times (slowloris).
 //
 // E1. No input gets a 5xx: malformed JSON, wrong types, unknown fields and
@@ -45,11 +48,14 @@
 //
 // # Who may do what
 //
-// portal keys act for applicants: holds, confirms, cancels, reschedules,
-// reads of their applicants' bookings and tickets, events. operator keys
+// portal keys act for the applicants of their namespace (namespace.go):
+// holds, confirms, cancels, reschedules, watches, reads of their bookings
+// and tickets, and their events. operator keys
 // check in (with the ticket's signed QR token), complete, mark no-shows,
 // approve/reject late cancels and force cancels, and read bookings, at
 // their offices only. admin keys create and replace office configs,
-// release dates and close dates, at their offices only. Availability is
-// open to every key. A booking of another applicant answers 404.
+// release dates and close dates, at their offices only, and read the
+// events of every namespace there. Operator and admin keys act on
+// bookings of every namespace. Availability is open to every key. A
+// booking of another applicant or another namespace answers 404.
 package httpapi

@@ -14,14 +14,26 @@ import (
 // The outbox: GET /v1/events?after=<cursor>&limit=&wait=<seconds>.
 //
 // Events come in cursor order, at least once: a consumer stores the
-// next_cursor of each page and passes it as after= next time. With wait=
-// and nothing to read, the request waits up to wait seconds (at most
-// Config.EventsWaitMax) for the next event; next_cursor is then after=
-// unchanged. Cursors are decimal strings.
+// next_cursor of each page and passes it as after= next time. A key sees
+// the events of its offices only, and a key without the admin scope only
+// those without an applicant (slots.released) or with an applicant of its
+// namespace (principal.sees). The others are skipped: next_cursor moves
+// past them, so a page may hold fewer than limit events, or none, while
+// more follow. With wait= and nothing the key sees, the request waits up
+// to wait seconds (at most Config.EventsWaitMax) for the next event it
+// sees; next_cursor is then after= unchanged, or past the events it
+// skipped. Cursors are decimal strings.
 
 const (
 	eventsPageDefault = 100
 	eventsPageMax     = 1000
+	// eventsReadMin is the fewest events one read of the feed asks for,
+	// so that a small limit does not cost a read per skipped event.
+	eventsReadMin = 100
+	// eventsScanMax bounds the events one request reads past while it
+	// looks for ones the key sees; then it answers what it found, maybe
+	// nothing, with next_cursor past them.
+	eventsScanMax = 10 * eventsPageMax
 )
 
 func (s *Server) listEvents(r *request) {
@@ -33,27 +45,46 @@ func (s *Server) listEvents(r *request) {
 	if !q.ok() {
 		return
 	}
-	events, err := s.cfg.Events.ReadEvents(after, limit)
-	if err == nil && len(events) == 0 && wait > 0 {
-		ctx, cancel := context.WithTimeout(s.base, time.Duration(wait)*time.Second)
-		if werr := s.cfg.Events.Wait(ctx, after); werr == nil {
-			events, err = s.cfg.Events.ReadEvents(after, limit)
-		}
-		cancel()
-	}
-	if err != nil {
-		s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
-		r.fail(problem{code: CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
-		return
-	}
+	ctx, cancel := context.WithTimeout(s.base, time.Duration(wait)*time.Second)
+	defer cancel()
 	next := after
+	var events []allocator.Event
+	// woke: the last Wait returned and nothing has been read since. An
+	// empty read right after a wake-up ends the request: the events the
+	// wake-up announced are gone (swept by retention), and waiting again
+	// would return at once.
+	woke := false
+	for scanned := 0; len(events) == 0 && scanned < eventsScanMax; {
+		page, err := s.cfg.Events.ReadEvents(next, max(limit, eventsReadMin))
+		if err != nil {
+			s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
+			r.fail(problem{code: CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
+			return
+		}
+		for i := 0; i < len(page) && len(events) < limit; i++ {
+			if r.key.sees(&page[i]) {
+				events = append(events, page[i])
+			}
+			next = page[i].Cursor
+		}
+		scanned += len(page)
+		if len(page) > 0 {
+			woke = false
+			continue
+		}
+		// Caught up with nothing to show: wait for the next event, until
+		// the wait= deadline (none without wait=).
+		if wait == 0 || woke || s.cfg.Events.Wait(ctx, next) != nil {
+			break
+		}
+		woke = true
+	}
 	b := append(make([]byte, 0, 600*len(events)+64), `{"events":[`...)
 	for i := range events {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = s.appendEvent(b, &events[i])
-		next = events[i].Cursor
 	}
 	b = append(b, `],"next_cursor":"`...)
 	b = strconv.AppendUint(b, next, 10)

@@ -43,10 +43,17 @@ type Key struct {
 	Key string `json:"key"`
 	// Name identifies the key's owner: the Actor of the changes it makes,
 	// the namespace of its Idempotency-Keys, the key of its rate limit.
-	Name   string   `json:"name"`
-	Scopes []string `json:"scopes"`
-	// Offices limits the operator and admin scopes to these office ids;
-	// "*" allows all. The portal scope is not limited by office.
+	Name string `json:"name"`
+	// Namespace is the portal the key belongs to: the applicants a
+	// portal key acts for, reads and sees events of are the ones of its
+	// namespace (namespace.go). Absent: the key's name. Keys of one
+	// portal (a rotation) name the same namespace. "" is the legacy
+	// namespace: the bookings stored before namespaces existed.
+	Namespace *string  `json:"namespace,omitempty"`
+	Scopes    []string `json:"scopes"`
+	// Offices limits the operator and admin scopes to these office ids,
+	// and every key's event feed; "*" allows all. The portal scope's
+	// holds and booking actions are not limited by office.
 	Offices []string `json:"offices"`
 }
 
@@ -57,7 +64,7 @@ func LoadKeys(data []byte) ([]Key, error) {
 	dec.DisallowUnknownFields()
 	var keys []Key
 	if err := dec.Decode(&keys); err != nil {
-		return nil, fmt.Errorf("keys file: expected a JSON array of {\"key\",\"name\",\"scopes\",\"offices\"}: %s", jsonProblem(err))
+		return nil, fmt.Errorf("keys file: expected a JSON array of {\"key\",\"name\",\"namespace\",\"scopes\",\"offices\"}: %s", jsonProblem(err))
 	}
 	if dec.More() {
 		return nil, fmt.Errorf("keys file: trailing data after the array")
@@ -88,6 +95,9 @@ func validateKeys(keys []Key) error {
 			if c <= ' ' || c > '~' {
 				return fmt.Errorf("keys[%d] (%s): key must be printable ASCII without spaces", i, k.Name)
 			}
+		}
+		if k.Namespace != nil && *k.Namespace != "" && !keyNamePattern.MatchString(*k.Namespace) {
+			return fmt.Errorf("keys[%d] (%s): namespace %q: use 1-64 letters, digits, '.', '_' or '-', or \"\" for the bookings stored before namespaces", i, k.Name, *k.Namespace)
 		}
 		if names[k.Name] {
 			return fmt.Errorf("keys[%d]: name %q is used twice", i, k.Name)
@@ -124,7 +134,9 @@ func validateKeys(keys []Key) error {
 // principal is a key as the server uses it. Immutable; safe for
 // concurrent reads.
 type principal struct {
-	name       string
+	name string
+	// namespace is the key's namespace (Key.Namespace, resolved).
+	namespace  string
 	portal     bool
 	operator   bool
 	admin      bool
@@ -134,7 +146,7 @@ type principal struct {
 }
 
 func newPrincipal(k Key, b *tokenBucket) *principal {
-	p := &principal{name: k.Name, offices: map[string]bool{}, limiter: b}
+	p := &principal{name: k.Name, namespace: k.namespace(), offices: map[string]bool{}, limiter: b}
 	p.portal = slices.Contains(k.Scopes, ScopePortal)
 	p.operator = slices.Contains(k.Scopes, ScopeOperator)
 	p.admin = slices.Contains(k.Scopes, ScopeAdmin)
@@ -145,6 +157,14 @@ func newPrincipal(k Key, b *tokenBucket) *principal {
 		p.offices[o] = true
 	}
 	return p
+}
+
+// namespace resolves the key's namespace: its name unless it names one.
+func (k *Key) namespace() string {
+	if k.Namespace != nil {
+		return *k.Namespace
+	}
+	return k.Name
 }
 
 // office reports whether the key's office list allows office.

@@ -3,6 +3,8 @@ package httpapi
 import (
 	"hash/maphash"
 	"math"
+	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -77,36 +79,42 @@ func retryAfterSeconds(d time.Duration) int {
 // len returns the slots taken.
 func (s semaphore) len() int { return len(s) }
 
-// applicantLimiter is the per-applicant rate of hold requests: a token
-// bucket per (API key, applicant), checked before the key's own bucket. A
-// bot that repeats its request is refused by its own bucket and leaves the
-// key's budget to the other applicants; without it, in a rush through one
-// portal key, the repeats drain the key's bucket and the 429s fall on
-// people's single requests (DESIGN "Fairness in the rush"). Safe for
-// concurrent use.
-type applicantLimiter struct {
+// keyedLimiter is a token bucket per key K, for limits on more keys than
+// a bucket each could be kept for forever. It serves two limits:
+//
+// The per-applicant rate of hold requests, a bucket per (API key,
+// applicant) checked before the key's own bucket. A bot that repeats its
+// request is refused by its own bucket and leaves the key's budget to the
+// other applicants; without it, in a rush through one portal key, the
+// repeats drain the key's bucket and the 429s fall on people's single
+// requests (DESIGN "Fairness in the rush").
+//
+// The per-source rate of failed authentications (authSource).
+//
+// Safe for concurrent use.
+type keyedLimiter[K comparable] struct {
 	rate, burst float64
 	// idle is how long a bucket takes to fill up again: an entry idle that
 	// long is the same as none, so a sweep may drop it.
 	idle   int64
-	shards [applicantLimiterShards]applicantLimiterShard
+	shards [limiterShards]limiterShard[K]
 }
 
 const (
-	applicantLimiterShards = 64
-	// applicantBucketsPerShardMax bounds the tracked applicants (about
-	// 1M in all). A shard that is full after dropping its idle entries
-	// lets new applicants through untracked: the key's own bucket still
-	// bounds them.
-	applicantBucketsPerShardMax = 1 << 14
+	limiterShards = 64
+	// limiterBucketsPerShardMax bounds the tracked keys (about 1M in
+	// all). A shard that is full after dropping its idle entries lets new
+	// keys through untracked: for applicants the key's own bucket still
+	// bounds them; failed authentications cost a hash and a refusal each.
+	limiterBucketsPerShardMax = 1 << 14
 )
 
-type applicantLimiterShard struct {
+type limiterShard[K comparable] struct {
 	mu sync.Mutex
-	m  map[applicantKey]bucket // guarded by mu
+	m  map[K]bucket // guarded by mu
 	// sweptUnixNano is when the shard was last swept; guarded by mu. A
 	// full shard is swept at most once per idle period, so a flood of
-	// new applicants cannot make every request walk the map.
+	// new keys cannot make every request walk the map.
 	sweptUnixNano int64
 	_             [32]byte
 }
@@ -114,25 +122,24 @@ type applicantLimiterShard struct {
 // applicantKey is an API key's name and an applicant id.
 type applicantKey struct{ key, applicant string }
 
-func newApplicantLimiter(rate float64, burst int) *applicantLimiter {
-	l := &applicantLimiter{rate: rate, burst: float64(burst), idle: int64(float64(burst) / rate * 1e9)}
+func newKeyedLimiter[K comparable](rate float64, burst int) *keyedLimiter[K] {
+	l := &keyedLimiter[K]{rate: rate, burst: float64(burst), idle: int64(float64(burst) / rate * 1e9)}
 	for i := range l.shards {
-		l.shards[i].m = make(map[applicantKey]bucket)
+		l.shards[i].m = make(map[K]bucket)
 	}
 	return l
 }
 
-// take takes a token of (key, applicant) at now. When none is left it
-// returns false and how long until one is.
-func (l *applicantLimiter) take(key, applicant string, now time.Time) (bool, time.Duration) {
-	k := applicantKey{key, applicant}
-	sh := &l.shards[maphash.Comparable(limiterSeed, k)%applicantLimiterShards]
+// take takes a token of k at now. When none is left it returns false and
+// how long until one is.
+func (l *keyedLimiter[K]) take(k K, now time.Time) (bool, time.Duration) {
+	sh := &l.shards[maphash.Comparable(limiterSeed, k)%limiterShards]
 	t := now.UnixNano()
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	b, ok := sh.m[k]
 	if !ok {
-		if len(sh.m) >= applicantBucketsPerShardMax && !l.sweepLocked(sh, t) {
+		if len(sh.m) >= limiterBucketsPerShardMax && !l.sweepLocked(sh, t) {
 			return true, 0
 		}
 		b = bucket{tokens: l.burst, lastUnixNano: t}
@@ -145,7 +152,7 @@ func (l *applicantLimiter) take(key, applicant string, now time.Time) (bool, tim
 // sweepLocked drops the entries of sh that filled up again by t, unless
 // it swept less than an idle period ago, and says whether there is room
 // now. Caller holds sh.mu.
-func (l *applicantLimiter) sweepLocked(sh *applicantLimiterShard, t int64) bool {
+func (l *keyedLimiter[K]) sweepLocked(sh *limiterShard[K], t int64) bool {
 	if t-sh.sweptUnixNano < l.idle {
 		return false
 	}
@@ -155,7 +162,20 @@ func (l *applicantLimiter) sweepLocked(sh *applicantLimiterShard, t int64) bool 
 			delete(sh.m, k)
 		}
 	}
-	return len(sh.m) < applicantBucketsPerShardMax
+	return len(sh.m) < limiterBucketsPerShardMax
 }
 
 var limiterSeed = maphash.MakeSeed()
+
+// authSource is the source a failed authentication is counted against:
+// the client's IPv4 address, or the /64 of an IPv6 one (one host usually
+// has a whole /64 to pick addresses from).
+func authSource(raw net.IP) netip.Addr {
+	ip, _ := netip.AddrFromSlice(raw)
+	ip = ip.Unmap()
+	if ip.Is6() {
+		p, _ := ip.Prefix(64)
+		return p.Addr()
+	}
+	return ip
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"net"
 	"sync"
 	"testing"
 	"time"
@@ -186,30 +187,30 @@ func TestRaceForSeats(t *testing.T) {
 // filled up again, at most once per idle period, and lets a new applicant
 // through untracked while it is full of active ones.
 func TestApplicantLimiterBounded(t *testing.T) {
-	l := newApplicantLimiter(1, 2) // a bucket is idle after 2 s
+	l := newKeyedLimiter[applicantKey](1, 2) // a bucket is idle after 2 s
 	now := time.Unix(1_000_000, 0)
 	k := applicantKey{"k", "new"}
-	sh := &l.shards[maphash.Comparable(limiterSeed, k)%applicantLimiterShards]
+	sh := &l.shards[maphash.Comparable(limiterSeed, k)%limiterShards]
 	fill := func(at time.Time) {
 		clear(sh.m)
-		for i := 0; len(sh.m) < applicantBucketsPerShardMax; i++ {
+		for i := 0; len(sh.m) < limiterBucketsPerShardMax; i++ {
 			sh.m[applicantKey{"k", fmt.Sprintf("filler-%d", i)}] = bucket{tokens: 0, lastUnixNano: at.UnixNano()}
 		}
 	}
 	// Full of active buckets: the newcomer passes, untracked.
 	fill(now)
 	for i := 0; i < 5; i++ {
-		if ok, _ := l.take("k", "new", now); !ok {
+		if ok, _ := l.take(k, now); !ok {
 			t.Fatal("a newcomer to a full table of active applicants was refused")
 		}
 	}
-	if _, tracked := sh.m[k]; tracked || len(sh.m) != applicantBucketsPerShardMax {
+	if _, tracked := sh.m[k]; tracked || len(sh.m) != limiterBucketsPerShardMax {
 		t.Fatalf("tracked %v, %d entries", tracked, len(sh.m))
 	}
 	// Full of idle buckets: they are swept and the newcomer is tracked.
 	fill(now.Add(-3 * time.Second))
 	sh.sweptUnixNano = 0
-	if ok, _ := l.take("k", "new", now); !ok {
+	if ok, _ := l.take(k, now); !ok {
 		t.Fatal("refused after the sweep")
 	}
 	if _, tracked := sh.m[k]; !tracked || len(sh.m) != 1 {
@@ -219,11 +220,51 @@ func TestApplicantLimiterBounded(t *testing.T) {
 	fill(now.Add(-3 * time.Second))
 	sh.sweptUnixNano = now.UnixNano()
 	other := "other"
-	for i := 0; &l.shards[maphash.Comparable(limiterSeed, applicantKey{"k", other})%applicantLimiterShards] != sh; i++ {
+	for i := 0; &l.shards[maphash.Comparable(limiterSeed, applicantKey{"k", other})%limiterShards] != sh; i++ {
 		other = fmt.Sprintf("other-%d", i) // a newcomer of the same shard
 	}
-	l.take("k", other, now.Add(time.Second))
-	if len(sh.m) != applicantBucketsPerShardMax {
+	l.take(applicantKey{"k", other}, now.Add(time.Second))
+	if len(sh.m) != limiterBucketsPerShardMax {
 		t.Fatalf("swept again within the idle period: %d entries", len(sh.m))
 	}
+}
+
+// TestDefectFailedAuthNotRateLimited: wrong keys were answered 401 without
+// limit, however fast a source sent them. A source's failed
+// authentications now spend a token bucket; beyond it they answer 429
+// rate_limited with Retry-After. A valid key from the same source is not
+// refused for them, nor is another source.
+func TestDefectFailedAuthNotRateLimited(t *testing.T) {
+	e := newEnv(t, nil) // the default bucket; the clock stands still
+	for i := 0; i < DefaultAuthFailBurst; i++ {
+		want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, CodeUnauthorized)
+	}
+	r := e.get("/v1/offices", "wrong-key-0123456789")
+	want(t, r, 429, CodeRateLimited)
+	if r.header.Get("Retry-After") != "1" {
+		t.Fatalf("Retry-After %q, want 1 (one failure a second)", r.header.Get("Retry-After"))
+	}
+	want(t, e.get("/v1/offices", ""), 429, CodeRateLimited)
+	want(t, e.get("/v1/offices", keyPortal), 200, "")
+	// The bucket refills with the clock.
+	e.clock.Add(time.Second)
+	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, CodeUnauthorized)
+	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 429, CodeRateLimited)
+	if got := testutil.ToFloat64(e.srv.m.limitedAuth); got != 3 {
+		t.Fatalf("%s{limit=\"auth\"} = %g, want 3", metricRateLimited, got)
+	}
+}
+
+// Failed authentications count per address, an IPv6 client's /64 as one.
+func TestAuthSource(t *testing.T) {
+	f := func(in, want string) {
+		t.Helper()
+		if got := authSource(net.ParseIP(in)).String(); got != want {
+			t.Fatalf("authSource(%s) = %s, want %s", in, got, want)
+		}
+	}
+	f("192.0.2.7", "192.0.2.7")
+	f("::ffff:192.0.2.7", "192.0.2.7")
+	f("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::")
+	f("2001:db8:1:2:ffff::1", "2001:db8:1:2::")
 }

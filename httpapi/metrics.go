@@ -64,10 +64,11 @@ type metrics struct {
 	latency   *prometheus.HistogramVec
 	inFlight  prometheus.Gauge
 	unmatched prometheus.Observer
-	// limitedKey, limitedApplicant and limitedConns count 429 answers by
-	// the limit that refused: a key's bucket, an applicant's hold bucket,
-	// or an address's connections (one metric, labelled by limit).
-	limitedKey, limitedApplicant, limitedConns prometheus.Counter
+	// limitedKey, limitedApplicant, limitedConns and limitedAuth count
+	// 429 answers by the limit that refused: a key's bucket, an
+	// applicant's hold bucket, an address's connections, or an address's
+	// failed authentications (one metric, labelled by limit).
+	limitedKey, limitedApplicant, limitedConns, limitedAuth prometheus.Counter
 }
 
 // routeMetrics are a route's pre-resolved latency observer.
@@ -89,11 +90,12 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 		}),
 	}
 	limited := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: metricRateLimited, Help: "Requests and connections refused with 429, by the limit that refused them: key, applicant or connections.",
+		Name: metricRateLimited, Help: "Requests and connections refused with 429, by the limit that refused them: key, applicant, connections or auth (an address's failed authentications).",
 	}, []string{"limit"})
 	m.limitedKey = limited.WithLabelValues("key")
 	m.limitedApplicant = limited.WithLabelValues("applicant")
 	m.limitedConns = limited.WithLabelValues("connections")
+	m.limitedAuth = limited.WithLabelValues("auth")
 	for _, rt := range routes {
 		rt.metrics.latency = m.latency.WithLabelValues(rt.pattern, rt.method)
 	}

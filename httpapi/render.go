@@ -66,9 +66,11 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// appendBooking appends the booking JSON of DESIGN §1. window is 1-based
-// (desk 1 is the first window); times are in the office's offset.
+// appendBooking appends the booking JSON of DESIGN §1 and the applicant's
+// namespace (namespace.go). window is 1-based (desk 1 is the first
+// window); times are in the office's offset.
 func appendBooking(b []byte, v *allocator.Booking) []byte {
+	namespace, applicant := SplitApplicant(v.Applicant)
 	loc := v.Start.Location()
 	b = append(b, `{"id":"`...)
 	b = append(b, v.ID.String()...) // URL-safe base64: nothing to escape
@@ -79,7 +81,9 @@ func appendBooking(b []byte, v *allocator.Booking) []byte {
 	b = append(b, `,"service":`...)
 	b = appendString(b, v.Service)
 	b = append(b, `,"applicant":`...)
-	b = appendString(b, v.Applicant)
+	b = appendString(b, applicant)
+	b = append(b, `,"namespace":`...)
+	b = appendString(b, namespace)
 	b = append(b, `,"window":`...)
 	b = strconv.AppendInt(b, int64(v.Window)+1, 10)
 	b = append(b, `,"start":`...)

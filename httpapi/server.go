@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -28,11 +29,14 @@ type Server struct {
 	now    func() time.Time
 	keys   *keyring
 	// applicants is the per-applicant rate of holds; nil when switched off.
-	applicants *applicantLimiter
+	applicants *keyedLimiter[applicantKey]
 	router     *router
 	http       *fasthttp.Server
 	m          *metrics
 	conns      *connAdmission // the connection caps, over every listener
+	// authFails is the per-source rate of failed authentications; nil
+	// when switched off.
+	authFails *keyedLimiter[netip.Addr]
 
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
@@ -82,7 +86,10 @@ func New(cfg Config) (*Server, error) {
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
 	if cfg.RatePerApplicant > 0 {
-		s.applicants = newApplicantLimiter(cfg.RatePerApplicant, cfg.RateApplicantBurst)
+		s.applicants = newKeyedLimiter[applicantKey](cfg.RatePerApplicant, cfg.RateApplicantBurst)
+	}
+	if cfg.AuthFailRatePerSecond > 0 {
+		s.authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
 	}
 	s.keys = newKeyring(cfg.Keys, func() *tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
 	s.router = newRouter(s.routes())
@@ -264,6 +271,17 @@ func (s *Server) dispatch(r *request) {
 	}
 	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if r.key == nil {
+		// Counted after the lookup, not before: a valid key is never
+		// refused for the wrong ones sent from its address (a shared NAT,
+		// a proxy, the stale instance of a half-rotated portal).
+		if s.authFails != nil {
+			if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.now); !ok {
+				s.m.limitedAuth.Inc()
+				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
+					detail: "too many requests with a missing or unknown key from this address; send a key from the keys file after the pause"})
+				return
+			}
+		}
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="slotd"`)
 		r.fail(problem{code: CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
 		return
@@ -277,7 +295,7 @@ func (s *Server) dispatch(r *request) {
 		// comes before the key's; the handler takes r.hold.
 		r.holdErr = decodeBody(ctx.PostBody(), &r.hold)
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
-			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
+			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.now); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",

@@ -32,6 +32,8 @@ func TestLoadKeys(t *testing.T) {
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":["root"],"offices":["*"]}]`, "unknown scope")
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":[],"offices":["*"]}]`, "scope")
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"]}]`, "offices")
+	bad(`[{"key":"k-0123456789abcdef","name":"a","namespace":"a\u0000b","scopes":["portal"],"offices":["*"]}]`, "namespace")
+	bad(`[{"key":"k-0123456789abcdef","name":"a","namespace":7,"scopes":["portal"],"offices":["*"]}]`, "namespace")
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"]},
 	      {"key":"k-0123456789abcdeg","name":"a","scopes":["portal"],"offices":["*"]}]`, "used twice")
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"]},
@@ -76,7 +78,7 @@ func TestAppendersMatchEncodingJSON(t *testing.T) {
 	var id allocator.ID
 	id[0] = 7
 	v := allocator.Booking{
-		BookingRecord: allocator.BookingRecord{ID: id, Office: "o", Service: "s", Applicant: "a\"1", Window: 2,
+		BookingRecord: allocator.BookingRecord{ID: id, Office: "o", Service: "s", Applicant: "portal-a\x00a\"1", Window: 2,
 			Status: allocator.StatusHeld, Reschedules: 1,
 			History: allocator.HistoryOf(allocator.Transition{AtUnixNano: 1e18, Status: allocator.StatusHeld, Actor: "p", Reason: "r<"})},
 		Number: "O-1", Start: time.Date(2026, 12, 1, 9, 0, 0, 0, loc), End: time.Date(2026, 12, 1, 9, 15, 0, 0, loc),
@@ -94,6 +96,7 @@ func TestAppendersMatchEncodingJSON(t *testing.T) {
 		Office        string `json:"office"`
 		Service       string `json:"service"`
 		Applicant     string `json:"applicant"`
+		Namespace     string `json:"namespace"`
 		Window        int    `json:"window"`
 		Start         string `json:"start"`
 		End           string `json:"end"`
@@ -101,7 +104,7 @@ func TestAppendersMatchEncodingJSON(t *testing.T) {
 		HoldExpiresAt string `json:"hold_expires_at,omitempty"`
 		Reschedules   int    `json:"reschedules"`
 		History       []hist `json:"history"`
-	}{id.String(), "O-1", "o", "s", "a\"1", 3, "2026-12-01T09:00:00+03:00", "2026-12-01T09:15:00+03:00", "held",
+	}{id.String(), "O-1", "o", "s", "a\"1", "portal-a", 3, "2026-12-01T09:00:00+03:00", "2026-12-01T09:15:00+03:00", "held",
 		"2026-12-01T08:10:00+03:00", 1, []hist{{time.Unix(0, 1e18).In(loc).Format(time.RFC3339), "held", "p", "r<"}}}
 	want, _ := json.Marshal(ref)
 	if got := appendBooking(nil, &v); string(got) != string(want) {

@@ -35,8 +35,9 @@ type watchJSON struct {
 }
 
 func renderWatch(w *allocator.WatchRecord) []byte {
+	_, applicant := SplitApplicant(w.Applicant)
 	b, err := json.Marshal(watchJSON{
-		ID: w.ID.String(), Applicant: w.Applicant, Service: w.Service, Office: w.Office, Region: w.Region,
+		ID: w.ID.String(), Applicant: applicant, Service: w.Service, Office: w.Office, Region: w.Region,
 		From: w.From.String(), To: w.To.String(), AutoHold: w.AutoHold,
 		CreatedAt: time.Unix(0, w.CreatedUnixNano).UTC().Format(time.RFC3339),
 	})
@@ -54,6 +55,9 @@ func (s *Server) createWatch(r *request) {
 	}
 	applicant, ok := r.applicant(body.Applicant, true)
 	if !ok {
+		return
+	}
+	if applicant, ok = r.engineApplicant(applicant); !ok {
 		return
 	}
 	if body.Service == "" || len(body.Service) > idBytesMax || len(body.Office) > idBytesMax || len(body.Region) > idBytesMax {
@@ -84,6 +88,9 @@ func (s *Server) deleteWatch(r *request) {
 	}
 	applicant, ok := r.applicant("", true)
 	if !ok {
+		return
+	}
+	if applicant, ok = r.engineApplicant(applicant); !ok {
 		return
 	}
 	if err := s.engine.Unwatch(r.now, id, applicant, r.meta("", nil)); err != nil {

@@ -223,6 +223,12 @@
 // booking at 100,000 bookings and 329 at 1M, after a full compaction
 // (format 2's shorter keys: 232 and 305).
 //
+// The applicant of a booking or watch value is the engine's opaque
+// applicant id, stored as is. The HTTP edge keeps the portal's namespace
+// in it (namespace, 0x00, the portal's applicant id; without a 0x00, the
+// legacy namespace of records stored before namespaces), so the namespace
+// is as durable as the record and needs no field or version of its own.
+//
 // There is no applicant index on disk. An applicant's bookings, archive
 // included, are listed from the engine's memory, which Recover rebuilds
 // from the booking records (each names its applicant); an index entry per

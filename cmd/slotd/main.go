@@ -120,15 +120,20 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	go admin.Serve(adminLn)
 	defer admin.Close()
 
-	st, err := wal.Recover(db, engine, time.Now())
+	census := &legacyCensus{Engine: engine}
+	st, err := wal.Recover(db, census, time.Now())
 	if err != nil {
 		return fmt.Errorf("recovery: %w", err)
+	}
+	if err := httpapi.CheckLegacyBookings(keys, int(census.active.Load())); err != nil {
+		return err
 	}
 	if err := engine.Tick(time.Now()); err != nil {
 		return fmt.Errorf("after recovery: %w", err)
 	}
 	log.Info("recovered", zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings),
-		zap.Int("active_bookings", st.ActiveBookings), zap.Int("watches", st.Watches), zap.Duration("took", st.Duration))
+		zap.Int("active_bookings", st.ActiveBookings), zap.Int64("legacy_namespace_bookings", census.bookings.Load()),
+		zap.Int("watches", st.Watches), zap.Duration("took", st.Duration))
 	for _, cfg := range offices {
 		if cur, err := engine.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
 			continue
