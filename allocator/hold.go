@@ -24,7 +24,7 @@ type HoldRequest struct {
 // memory → commit → publish → return (invariant 3). Inside an office's
 // release lottery window the request waits for the draw (lottery.go).
 func (e *Engine) Hold(now time.Time, req HoldRequest, meta Meta) (Booking, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return Booking{}, err
 	}
 	if req.Applicant == "" || len(req.Applicant) > applicantBytesMax {

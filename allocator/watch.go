@@ -83,7 +83,7 @@ type WatchRequest struct {
 
 // Watch registers a watch.
 func (e *Engine) Watch(now time.Time, req WatchRequest, meta Meta) (WatchRecord, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return WatchRecord{}, err
 	}
 	switch {
@@ -144,7 +144,7 @@ func (e *Engine) addWatchLocked(w *WatchRecord) {
 
 // Unwatch deletes an active watch of applicant.
 func (e *Engine) Unwatch(now time.Time, id ID, applicant string, meta Meta) error {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return err
 	}
 	wl := &e.watches
