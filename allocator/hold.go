@@ -119,10 +119,10 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	b := &booking{day: d}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
+	ref.add(b) // before anyone can find the booking to end it (A3)
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
-	ref.add(b)
 	e.schedule(now, o, l, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)
