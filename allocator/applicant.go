@@ -12,6 +12,26 @@ import (
 // (duplicates), the penalty history and block, and the list of the
 // applicant's bookings for "my bookings". The limit that applies is the one
 // of the office being booked.
+//
+// An applicant is in the table only while its state holds something the
+// rules need (applicantState.empty): anyone may send a hold with a new id,
+// and a table that kept every id that ever tried would grow without bound
+// (a bot rotating ids at the edge's rate adds hundreds of MB an hour).
+//
+//	A1. Every change of an applicant's state is made with its shard's
+//	    mutex held, and finds the state by id under that lock; a state is
+//	    removed (forgetLocked) under the same lock, only when empty.
+//	A2. A reservation counts in active from reserve until unreserve, or
+//	    until add puts its booking in the list, which it never leaves. So
+//	    the state an applicantRef points to is never empty, hence never
+//	    removed, while the ref may still be used (by add); a hold of the
+//	    same applicant racing a removal either finds the old state before
+//	    it is removed (and then it is not empty) or makes a new one after,
+//	    and no count is lost (max_active_per_applicant holds).
+//	A3. A booking is added to its applicant's list before it is
+//	    published in the index (commitNewBooking): until then no one can
+//	    find it to end it, so no unreserve can empty the state under a
+//	    ref that add is still to use.
 
 const applicantShards = 256
 
@@ -31,6 +51,14 @@ type applicantState struct {
 	// applicant were most of what a hold allocates besides the booking.
 	oneService [1]serviceCount
 	oneBooking [1]*booking
+}
+
+// empty reports whether st holds nothing the rules need: no active
+// booking (nor a reservation), no booking in the list (the archive of "my
+// bookings"), and no penalty record. A penalty is only ever recorded for a
+// booking in the list, so an applicant with one is never empty anyway.
+func (st *applicantState) empty() bool {
+	return st.active == 0 && len(st.bookings) == 0 && st.pen == nil
 }
 
 // newApplicantState returns an empty state whose first service and first
@@ -146,9 +174,22 @@ func (sh *applicantShard) stateLocked(id string) *applicantState {
 	return st
 }
 
-// applicantRef is an applicant's entry as reserve found it. A state is
-// never removed from its shard, so the booking reserve made room for is
-// added through it (add) without hashing the id and searching again.
+// forgetLocked removes st, the state of id, from the table when it is
+// empty (A1). Caller holds sh.mu.
+func (sh *applicantShard) forgetLocked(id string, st *applicantState) {
+	if !st.empty() {
+		return
+	}
+	if invariantsEnabled && len(st.services) != 0 {
+		panic("BUG: allocator: applicant without active bookings counts an active service")
+	}
+	delete(sh.m, id)
+}
+
+// applicantRef is an applicant's entry as reserve found it. The state
+// stays in its shard while the ref may be used (A2), so the booking
+// reserve made room for is added through it (add) without hashing the id
+// and searching again.
 type applicantRef struct {
 	sh *applicantShard
 	st *applicantState // guarded by sh.mu
@@ -162,14 +203,18 @@ func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) (
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	st := sh.stateLocked(id)
-	if st.blockedUntil() > now.UnixNano() {
-		return applicantRef{}, ErrApplicantBlocked
+	var err error
+	switch {
+	case st.blockedUntil() > now.UnixNano():
+		err = ErrApplicantBlocked
+	case st.count(pair) > 0:
+		err = ErrDuplicateBooking
+	case st.active >= p.maxActivePerApplicant:
+		err = ErrLimitReached
 	}
-	if st.count(pair) > 0 {
-		return applicantRef{}, ErrDuplicateBooking
-	}
-	if st.active >= p.maxActivePerApplicant {
-		return applicantRef{}, ErrLimitReached
+	if err != nil {
+		sh.forgetLocked(id, st) // a state made for this call only
+		return applicantRef{}, err
 	}
 	st.active++
 	st.addService(pair, 1)
@@ -195,6 +240,7 @@ func (a *applicants) unreserve(id, office, svc string) {
 	}
 	st.active--
 	st.addService(pair, -1)
+	sh.forgetLocked(id, st) // a hold that failed before its booking was listed
 	sh.mu.Unlock()
 }
 
@@ -249,6 +295,18 @@ func penaliseLocked(st *applicantState, p *policy, at int64) {
 		}
 		pen.atUnixNano = pen.atUnixNano[:0]
 	}
+}
+
+// len returns the number of applicants in the table.
+func (a *applicants) len() int {
+	n := 0
+	for i := range a.shards {
+		sh := &a.shards[i]
+		sh.mu.Lock()
+		n += len(sh.m)
+		sh.mu.Unlock()
+	}
+	return n
 }
 
 // list returns the applicant's bookings in creation order.

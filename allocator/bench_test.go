@@ -307,3 +307,36 @@ func benchMemoryPerBooking(b *testing.B, confirm bool) {
 	b.ReportMetric(perBooking, "B/booking")
 	runtime.KeepAlive(e)
 }
+
+// BenchmarkMemoryFailedHolds: b.N distinct applicants each try to hold a
+// start that is taken, the way a bot rotating ids does. Reports the heap
+// bytes left behind per distinct failed applicant, measured after GC: an
+// applicant whose hold failed has nothing the rules need, so this should
+// stay near 0 however many there were. Run with -benchtime=2000000x for
+// millions of applicants.
+func BenchmarkMemoryFailedHolds(b *testing.B) {
+	e, err := New(Config{Journal: discardJournal{}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := e.PutOffice(t0, hammerOffice("f", 1, "00:00-24:00"), Meta{}); err != nil {
+		b.Fatal(err)
+	}
+	start := d(1).At(9*60, msk)
+	if _, err := e.Hold(t0, HoldRequest{Office: "f", Service: "patent", Applicant: "holder", Start: start}, portal()); err != nil {
+		b.Fatal(err)
+	}
+	id := make([]byte, 0, 32)
+	before := heapBytes()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id = fmt.Appendf(id[:0], "bot-%d", i)
+		if _, err := e.Hold(t0, HoldRequest{Office: "f", Service: "patent", Applicant: string(id), Start: start}, portal()); err == nil {
+			b.Fatal("a hold of a taken start went through")
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(int64(heapBytes())-int64(before))/float64(b.N), "B/failed-applicant")
+	runtime.KeepAlive(e)
+}

@@ -54,6 +54,9 @@ type Stats struct {
 	InStatus map[string]int64
 	// Bookings is the number of bookings in memory, archive included.
 	Bookings int
+	// Applicants is the number of applicants the engine keeps state for:
+	// those with a booking, archive included, or a hold under way.
+	Applicants int
 	// TimersPending is the number of scheduled expiries, no-shows, reminders.
 	TimersPending int
 	Degraded      bool
@@ -81,6 +84,7 @@ func (e *Engine) Stats() Stats {
 		s.InStatus[st.String()] = e.counter.InStatus[st].Load()
 	}
 	s.Bookings = e.index.len()
+	s.Applicants = e.apps.len()
 	for _, w := range e.wheels {
 		s.TimersPending += w.len()
 	}

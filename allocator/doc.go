@@ -53,6 +53,15 @@
 // no-shows; cancelling a hold, operator force-cancels and office closures
 // do not count.
 //
+// A booking's history holds at most HistoryEntriesMax transitions, with
+// actors and reasons of at most ActorBytesMax and ReasonBytesMax bytes
+// (history.go): the journal accepts every record within these limits, so
+// a change beyond them is refused up front (ErrHistoryLimit,
+// ErrValidation) for that request alone, never by a failed commit that
+// would degrade the engine for every office. Only a late cancel request
+// and a reschedule can repeat on one booking; they are refused once the
+// history keeps no room for the longest ending after them.
+//
 // An office config replacement may rename, re-describe, change policy, add
 // services and close dates that have no active bookings; changing the seat
 // layout (timezone, grid, windows, hours), removing a service or changing a

@@ -294,9 +294,12 @@ func (e *Engine) commit(c *Change, meta Meta) error {
 	return nil
 }
 
-func (e *Engine) writable() error {
+// writable refuses a change when the engine is degraded, or when meta's
+// texts exceed the limits every journal accepts (Meta.check): checked
+// first, before anything is claimed.
+func (e *Engine) writable(meta *Meta) error {
 	if e.degraded.Load() {
 		return ErrDegraded
 	}
-	return nil
+	return meta.check()
 }

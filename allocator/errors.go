@@ -26,6 +26,11 @@ var (
 	ErrLimitReached        = errors.New("allocator: active booking limit reached")
 	ErrApplicantBlocked    = errors.New("allocator: applicant blocked")
 
+	// ErrHistoryLimit refuses a transition that would leave a booking's
+	// history without room to end within HistoryEntriesMax (history.go).
+	// It is the refusal of one booking's change; the engine stays writable.
+	ErrHistoryLimit = errors.New("allocator: booking history limit reached")
+
 	// ErrLayoutInUse refuses a config replacement that would move seats under
 	// existing active bookings (timezone, grid, windows or hours change).
 	ErrLayoutInUse = errors.New("allocator: office layout in use")

@@ -33,6 +33,74 @@ type History string
 // becomes a string; longer ones move to the heap.
 const historyStackBytes = 256
 
+// Limits on what a booking's history holds. They are policy, and the
+// journal's contract: a Journal must accept every record within them
+// (package wal holds its format's larger limits to these at compile time).
+// The engine refuses a change beyond them up front, for that request
+// alone, because a journal that refused it at commit would leave the disk
+// state unknown and stop the writes of every office (ErrDegraded).
+//
+// Only two transitions can repeat on one booking: an applicant's late
+// cancel (confirmed → cancel_requested), which an operator's reject undoes
+// (→ confirmed), and a reschedule (confirmed → confirmed, also bounded by
+// the office's max_reschedules). Every other transition moves a booking
+// along a path of at most four entries (held, confirmed, checked_in,
+// completed); a reminder adds none. So a booking takes a repeatable
+// transition only while its history keeps room for it and the longest
+// ending after it (checkRepeat), and then no other transition can take it
+// past HistoryEntriesMax: whatever was let into a round can finish.
+const (
+	// HistoryEntriesMax bounds a booking's transitions: room for the
+	// office's max_reschedules (at most 100) and dozens of late-cancel
+	// rounds besides; an eighth of the 1,024 entries the on-disk format
+	// holds.
+	HistoryEntriesMax = 128
+	// ActorBytesMax bounds Meta.Actor (an API key's name, ActorSystem),
+	// which every transition records.
+	ActorBytesMax = 64
+	// ReasonBytesMax bounds Meta.Reason, which transitions and events
+	// record.
+	ReasonBytesMax = 512
+)
+
+// historyTailEntries is the most transitions a booking can still make
+// without a repeatable one: from cancel_requested, the operator's reject,
+// the check-in and the completion.
+const historyTailEntries = 3
+
+// checkRepeat refuses a repeatable transition (see HistoryEntriesMax),
+// named by action, on a booking of history h when its entry and the
+// longest ending after it would not fit in HistoryEntriesMax.
+func (h History) checkRepeat(action string) error {
+	if n := h.Len(); n+1+historyTailEntries > HistoryEntriesMax {
+		return fmt.Errorf("%w: the booking has %d history entries, and %s would leave too little room to end it within %d; an operator can still approve, force-cancel, check in or complete it",
+			ErrHistoryLimit, n, action, HistoryEntriesMax)
+	}
+	return nil
+}
+
+// checkGrowth refuses next, the record after a transition of cur, when the
+// transition adds an entry beyond HistoryEntriesMax. Under checkRepeat no
+// history written by this engine gets there; one restored from a version
+// without the limit may be longer already, and then takes no more entries.
+func checkGrowth(cur, next *BookingRecord) error {
+	if n := next.History.Len(); n > HistoryEntriesMax && n > cur.History.Len() {
+		return fmt.Errorf("%w: booking %s already has %d history entries, more than %d", ErrHistoryLimit, cur.ID, cur.History.Len(), HistoryEntriesMax)
+	}
+	return nil
+}
+
+// check refuses a Meta whose texts exceed ActorBytesMax or ReasonBytesMax.
+func (m *Meta) check() error {
+	switch {
+	case len(m.Actor) > ActorBytesMax:
+		return fmt.Errorf("%w: actor is %d bytes, at most %d", ErrValidation, len(m.Actor), ActorBytesMax)
+	case len(m.Reason) > ReasonBytesMax:
+		return fmt.Errorf("%w: reason is %d bytes, at most %d", ErrValidation, len(m.Reason), ReasonBytesMax)
+	}
+	return nil
+}
+
 const (
 	historyPenaltyBit   = 0x80
 	historySameActorBit = 0x40

@@ -26,7 +26,7 @@ type HoldRequest struct {
 // memory → commit → publish → return (invariant 3). Inside an office's
 // release lottery window the request waits for the draw (lottery.go).
 func (e *Engine) Hold(now time.Time, req HoldRequest, meta Meta) (Booking, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return Booking{}, err
 	}
 	if req.Applicant == "" || len(req.Applicant) > applicantBytesMax {
@@ -121,10 +121,10 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	b := &booking{day: d}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
+	ref.add(b) // before anyone can find the booking to end it (A3)
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
-	ref.add(b)
 	e.schedule(now, o, l, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)

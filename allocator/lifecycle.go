@@ -34,7 +34,7 @@ type decider func(l *layout, cur *BookingRecord) (effect, error)
 // gate (read) → lock bit → decide → commit → publish record → free seat →
 // unlock. applicant, when not empty, must match the booking's.
 func (e *Engine) transition(now time.Time, id ID, applicant string, meta Meta, decide decider) (Booking, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return Booking{}, err
 	}
 	b := e.index.get(id)
@@ -69,6 +69,9 @@ func (e *Engine) transition(now time.Time, id ID, applicant string, meta Meta, d
 func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *BookingRecord, meta Meta, decide decider) (Booking, error) {
 	l := o.lay.Load()
 	ef, err := decide(l, cur)
+	if err == nil {
+		err = checkGrowth(cur, ef.next)
+	}
 	if err != nil {
 		b.unlock(cur.Status)
 		return Booking{}, err
@@ -140,6 +143,11 @@ func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Book
 			case left >= l.policy.cancelCutoff:
 				return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true, penalise: true}, nil
 			case left >= l.policy.lateCancelFloor:
+				// A request the operator rejects leaves the booking
+				// confirmed again: the one round that can repeat.
+				if err := cur.History.checkRepeat("another late cancel"); err != nil {
+					return effect{}, err
+				}
 				return effect{next: cur.next(now, StatusCancelRequested, meta.Actor, meta.Reason), event: EventCancelRequested}, nil
 			default:
 				return effect{}, fmt.Errorf("%w: the appointment starts in %s, under the %s floor; ask the office", ErrTooLateToCancel, left.Round(time.Minute), l.policy.lateCancelFloor)

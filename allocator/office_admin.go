@@ -12,7 +12,7 @@ import (
 // refused with ErrLayoutInUse: close dates with CloseDate, which cancels
 // the affected bookings.
 func (e *Engine) PutOffice(now time.Time, cfg OfficeConfig, meta Meta) (created bool, err error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return false, err
 	}
 	l, err := compileLayout(cfg)
@@ -159,7 +159,7 @@ func (e *Engine) OfficeIDs() []string {
 // special release) and emits slots.released. A date at or before the
 // current released_through changes nothing and returns the current one.
 func (e *Engine) Release(now time.Time, officeID string, through Date, meta Meta) (Date, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return 0, err
 	}
 	o, err := e.office(officeID)
@@ -202,7 +202,7 @@ func (e *Engine) releaseLocked(now, instant time.Time, o *office, through Date, 
 // reason office_closed, all in one durable change. Closing a closed date
 // changes nothing.
 func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta) ([]Booking, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return nil, err
 	}
 	o, err := e.office(officeID)
@@ -241,7 +241,14 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 	})
 	c := &Change{Office: &OfficeRecord{Config: cfg, ReleasedThrough: Date(o.releasedThrough.Load())}}
 	for _, b := range affected {
-		next := b.rec.Load().next(now, StatusCancelled, meta.Actor, ReasonOfficeClosed)
+		cur := b.rec.Load()
+		next := cur.next(now, StatusCancelled, meta.Actor, ReasonOfficeClosed)
+		if err := checkGrowth(cur, next); err != nil {
+			for _, b := range affected {
+				b.unlock(b.rec.Load().Status)
+			}
+			return nil, fmt.Errorf("cannot close office %s on %s: %w", o.id, date, err)
+		}
 		c.Bookings = append(c.Bookings, next)
 		c.Events = append(c.Events, Event{Type: EventCancelled, AtUnixNano: now.UnixNano(), Office: o.id, Booking: next, Reason: ReasonOfficeClosed})
 	}

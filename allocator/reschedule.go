@@ -17,7 +17,7 @@ type RescheduleRequest struct {
 // new seat is claimed and the change committed before the old seat is
 // freed; any failure leaves the booking exactly as it was.
 func (e *Engine) Reschedule(now time.Time, id ID, req RescheduleRequest, meta Meta) (Booking, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return Booking{}, err
 	}
 	b := e.index.get(id)
@@ -80,6 +80,9 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	}
 	if int(cur.Reschedules) >= ol.policy.maxReschedules {
 		return fail(fmt.Errorf("%w: already rescheduled %d times", ErrRescheduleLimit, cur.Reschedules))
+	}
+	if err := cur.History.checkRepeat("a reschedule"); err != nil {
+		return fail(err)
 	}
 	if left := ol.startOf(cur.Date, int(cur.Step)).Sub(now); left < ol.policy.rescheduleCutoff {
 		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))

@@ -75,8 +75,14 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			return effect{next: cur.next(now, StatusNoShow, ActorSystem, "not checked in"), event: EventNoShow, free: true, leave: true, penalise: true}, nil
 		})
 	}
-	if errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrBookingNotFound) {
+	switch {
+	case errors.Is(err, ErrInvalidTransition) || errors.Is(err, ErrBookingNotFound):
 		return nil // the booking moved on: the timer is stale
+	case errors.Is(err, ErrHistoryLimit):
+		// A history restored longer than the limit takes no more entries
+		// (checkGrowth); the booking keeps its status. The refusal is the
+		// booking's, not the engine's: Tick goes on with the others.
+		return nil
 	}
 	return err
 }

@@ -45,14 +45,25 @@ var ErrWatchNotFound = fmt.Errorf("allocator: watch not found")
 type watchList struct {
 	mu           sync.Mutex
 	list         []*WatchRecord // active, oldest first
-	perApplicant map[string]int
-	n            atomic.Int64 // len(list), read without the lock on the free path
+	perApplicant map[string]int // active watches by applicant; no entry at 0 (dropLocked)
+	n            atomic.Int64   // len(list), read without the lock on the free path
 }
 
 func (wl *watchList) insertLocked(w *WatchRecord) {
 	i, _ := slices.BinarySearchFunc(wl.list, w, compareWatch)
 	wl.list = slices.Insert(wl.list, i, w)
 	wl.n.Store(int64(len(wl.list)))
+}
+
+// dropLocked uncounts one active watch of applicant, forgetting the
+// applicant at its last: anyone may watch, and the map would otherwise
+// keep every applicant that ever did.
+func (wl *watchList) dropLocked(applicant string) {
+	if n := wl.perApplicant[applicant] - 1; n > 0 {
+		wl.perApplicant[applicant] = n
+	} else {
+		delete(wl.perApplicant, applicant)
+	}
 }
 
 func (wl *watchList) removeLocked(id ID) *WatchRecord {
@@ -83,7 +94,7 @@ type WatchRequest struct {
 
 // Watch registers a watch.
 func (e *Engine) Watch(now time.Time, req WatchRequest, meta Meta) (WatchRecord, error) {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return WatchRecord{}, err
 	}
 	switch {
@@ -144,7 +155,7 @@ func (e *Engine) addWatchLocked(w *WatchRecord) {
 
 // Unwatch deletes an active watch of applicant.
 func (e *Engine) Unwatch(now time.Time, id ID, applicant string, meta Meta) error {
-	if err := e.writable(); err != nil {
+	if err := e.writable(&meta); err != nil {
 		return err
 	}
 	wl := &e.watches
@@ -165,7 +176,7 @@ func (e *Engine) Unwatch(now time.Time, id ID, applicant string, meta Meta) erro
 		return err
 	}
 	wl.removeLocked(id)
-	wl.perApplicant[w.Applicant]--
+	wl.dropLocked(w.Applicant)
 	return nil
 }
 
@@ -214,7 +225,7 @@ func (e *Engine) takeWatch(now time.Time, o *office, l *layout, date Date, step,
 			continue
 		}
 		wl.removeLocked(w.ID)
-		wl.perApplicant[w.Applicant]--
+		wl.dropLocked(w.Applicant)
 		return w
 	}
 	return nil
@@ -329,7 +340,7 @@ func (e *Engine) offerReleased(now time.Time, o *office, from, through Date) {
 		e.watches.mu.Lock()
 		taken := e.watches.removeLocked(w.ID)
 		if taken != nil {
-			e.watches.perApplicant[w.Applicant]--
+			e.watches.dropLocked(w.Applicant)
 		}
 		e.watches.mu.Unlock()
 		if taken == nil {

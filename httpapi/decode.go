@@ -17,11 +17,17 @@ import (
 
 // Limits on request fields.
 const (
-	applicantBytesMax = 128 // the engine allows more: it also holds the namespace (namespace.go)
-	reasonBytesMax    = 512
+	applicantBytesMax = 128                      // the engine allows more: it also holds the namespace (namespace.go)
+	reasonBytesMax    = allocator.ReasonBytesMax // the engine refuses more
 	ticketBytesMax    = 256
 	idBytesMax        = 64 // office and service ids (the engine allows 63)
 )
+
+// A key's name is the Actor of every change made with it: the engine
+// refuses an actor longer than allocator.ActorBytesMax, so every name the
+// keys file admits must fit (checked when this compiles: a negative
+// constant does not convert to uint).
+const _ = uint(allocator.ActorBytesMax - keyNameBytesMax)
 
 // decodeBody decodes a JSON object body into v, a pointer to a zero
 // value, strictly: unknown fields, wrong types and trailing data are

@@ -39,8 +39,11 @@ const (
 	idempotencyKeyBytesMax = 255
 	// idempotencyBodyBytesMax bounds a stored response; the journal
 	// refuses larger records, and a refused commit would degrade the
-	// engine, so a larger response is never attached (none is: booking
-	// and summary responses are a few KiB).
+	// engine, so a larger response is never attached. Booking and summary
+	// responses are a few KiB; only a booking near its history limit
+	// (allocator.HistoryEntriesMax) with long reasons passes the bound,
+	// and then its answer is not stored: a retry runs again and answers
+	// from the booking's state then.
 	idempotencyBodyBytesMax = 64 << 10
 )
 

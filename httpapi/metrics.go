@@ -35,6 +35,7 @@ const (
 	metricBookingsInStatus  = "slotd_engine_bookings_in_status"
 	metricTimersPending     = "slotd_engine_timers_pending"
 	metricWatches           = "slotd_engine_watches"
+	metricApplicants        = "slotd_engine_applicants"
 	metricDegraded          = "slotd_engine_degraded"
 	metricOfficeFreeSeats   = "slotd_office_free_seats"
 	metricJournalCommits    = "slotd_journal_commits_total"
@@ -160,6 +161,7 @@ var (
 	descInStatus       = prometheus.NewDesc(metricBookingsInStatus, "Bookings now in each status (held ones are the hold backlog).", []string{"status"}, nil)
 	descTimers         = prometheus.NewDesc(metricTimersPending, "Scheduled hold expiries, no-shows and reminders.", nil, nil)
 	descWatches        = prometheus.NewDesc(metricWatches, "Active watches.", nil, nil)
+	descApplicants     = prometheus.NewDesc(metricApplicants, "Applicants with state in memory: a booking (archive included) or a hold under way.", nil, nil)
 	descDegraded       = prometheus.NewDesc(metricDegraded, "1 after a journal failure stopped all writes.", nil, nil)
 	descFreeSeats      = prometheus.NewDesc(metricOfficeFreeSeats, "Free seats over an office's released bookable dates.", []string{"office"}, nil)
 )
@@ -167,7 +169,7 @@ var (
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descHolds, descConflicts, descTransitions, descReschedules, descReminders,
 		descReleases, descCommitErrs, descLotteryEntries, descWatchMatches, descBookings, descInStatus, descTimers, descWatches,
-		descDegraded, descFreeSeats} {
+		descApplicants, descDegraded, descFreeSeats} {
 		ch <- d
 	}
 }
@@ -198,6 +200,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descTimers, float64(st.TimersPending))
 	gauge(descWatches, float64(st.Watches))
+	gauge(descApplicants, float64(st.Applicants))
 	gauge(descDegraded, boolFloat(st.Degraded))
 	for _, o := range e.Offices(c.s.now(), allocator.OfficeFilter{}) {
 		gauge(descFreeSeats, float64(o.FreeSeats), o.Config.ID)

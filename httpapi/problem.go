@@ -37,6 +37,7 @@ const (
 	CodeTooLateToReschedule = "too_late_to_reschedule" // 422
 	CodeNotReschedulable    = "not_reschedulable"      // 422
 	CodeRescheduleLimit     = "reschedule_limit"       // 422
+	CodeHistoryLimit        = "history_limit"          // 422, allocator.HistoryEntriesMax
 	CodeLimitReached        = "limit_reached"          // 422
 	CodeApplicantBlocked    = "applicant_blocked"      // 422
 	CodeIdempotencyMismatch = "idempotency_mismatch"   // 422
@@ -83,6 +84,7 @@ var codes = map[string]codeInfo{
 	CodeTooLateToReschedule: {422, "Too late to reschedule"},
 	CodeNotReschedulable:    {422, "The service cannot be rescheduled"},
 	CodeRescheduleLimit:     {422, "The booking was rescheduled too many times"},
+	CodeHistoryLimit:        {422, "The booking's history has no room for this change"},
 	CodeLimitReached:        {422, "The applicant has too many active bookings"},
 	CodeApplicantBlocked:    {422, "The applicant is blocked from booking for a while"},
 	CodeIdempotencyMismatch: {422, "The Idempotency-Key was used with a different request"},
@@ -112,6 +114,7 @@ var sentinelCodes = []struct {
 	{allocator.ErrTooLateToReschedule, CodeTooLateToReschedule},
 	{allocator.ErrNotReschedulable, CodeNotReschedulable},
 	{allocator.ErrRescheduleLimit, CodeRescheduleLimit},
+	{allocator.ErrHistoryLimit, CodeHistoryLimit},
 	{allocator.ErrLimitReached, CodeLimitReached},
 	{allocator.ErrApplicantBlocked, CodeApplicantBlocked},
 	{allocator.ErrLayoutInUse, CodeLayoutInUse},

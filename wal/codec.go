@@ -48,7 +48,8 @@ const (
 )
 
 // Limits on what a record may hold. The encoder refuses more with
-// ErrRecordTooLarge; the decoder calls more corruption.
+// ErrRecordTooLarge (a booking beyond them is a bug: assertBookingLimits);
+// the decoder calls more corruption.
 const (
 	// textBytesMax bounds every string inside a record (ids, actor, reason,
 	// event type).
@@ -62,6 +63,19 @@ const (
 	idempotencyKeyBytesMax = 512
 	// officeValueBytesMax bounds an office value.
 	officeValueBytesMax = 1 << 20
+)
+
+// The engine bounds what a booking record holds (allocator.HistoryEntriesMax,
+// ActorBytesMax, ReasonBytesMax; applicant and office ids by its own
+// validation) and refuses more up front, for the request alone. A record
+// it let through must never be refused here: a refused commit degrades the
+// engine for every office. So the format's limits hold the engine's with
+// margin, checked when this compiles (a negative constant does not
+// convert to uint), and a booking beyond them is a bug (assertBookingLimits).
+const (
+	_ = uint(historyEntriesMax - 4*allocator.HistoryEntriesMax)
+	_ = uint(textBytesMax - 4*allocator.ReasonBytesMax)
+	_ = uint(textBytesMax - 4*allocator.ActorBytesMax)
 )
 
 // errShort and friends describe corruption; callers wrap them with the key.
@@ -247,9 +261,7 @@ func appendBooking(dst []byte, r *allocator.BookingRecord) ([]byte, error) {
 	if err := r.Check(); err != nil {
 		return dst, fmt.Errorf("%w: %w", ErrInvalidRecord, err)
 	}
-	if err := checkBookingLimits(r); err != nil {
-		return dst, err
-	}
+	assertBookingLimits(r)
 	dst = append(dst, bookingVersion)
 	dst = append(dst, r.ID[:]...)
 	dst = append(dst, byte(r.Status))
@@ -268,13 +280,20 @@ func appendBooking(dst []byte, r *allocator.BookingRecord) ([]byte, error) {
 	return append(dst, r.History...), nil
 }
 
-func checkBookingLimits(r *allocator.BookingRecord) error {
+// assertBookingLimits panics unless r is within the format's limits. The
+// engine refuses every booking beyond its own, smaller limits before it
+// commits (see the compile-time check above), so one here is a bug of the
+// engine, not a request to refuse: refusing it would stop every write.
+func assertBookingLimits(r *allocator.BookingRecord) {
+	err := checkHistoryLimits(r.History) // well formed: r.Check
 	for _, f := range [...]struct{ what, s string }{{"office", r.Office}, {"service", r.Service}, {"applicant", r.Applicant}} {
-		if err := checkText(f.what, f.s); err != nil {
-			return fmt.Errorf("booking %s: %w", r.ID, err)
+		if err == nil {
+			err = checkText(f.what, f.s)
 		}
 	}
-	return checkHistoryLimits(r.History) // well formed: r.Check
+	if err != nil {
+		panic(fmt.Sprintf("BUG: wal: booking %s beyond the limits the engine keeps: %v", r.ID, err))
+	}
 }
 
 // checkHistoryLimits checks the count and the texts of a well-formed

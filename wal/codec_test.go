@@ -71,14 +71,39 @@ func TestBookingEncodeRefuses(t *testing.T) {
 	f("invalid status inside history", func(r *allocator.BookingRecord) {
 		r.History = allocator.History("\x02\x00\x3f\x00\x00") + r.History[1:] // a first entry of status 63
 	}, ErrInvalidRecord)
-	f("applicant too long", func(r *allocator.BookingRecord) { r.Applicant = strings.Repeat("a", textBytesMax+1) }, ErrRecordTooLarge)
+}
+
+// TestBookingEncodeAssertsLimits: the engine never commits a booking beyond
+// the format's limits (it keeps smaller ones and refuses more up front), so
+// the encoder treats one as a bug and panics instead of refusing the
+// change, which would degrade the engine for every office.
+func TestBookingEncodeAssertsLimits(t *testing.T) {
+	f := func(name string, mutate func(r *allocator.BookingRecord)) {
+		t.Helper()
+		r := heldBooking(7)
+		mutate(r)
+		defer func() {
+			t.Helper()
+			if p := recover(); p == nil {
+				t.Fatalf("%s: encoded without a panic", name)
+			} else if msg, _ := p.(string); !strings.HasPrefix(msg, "BUG: ") {
+				t.Fatalf("%s: panic %v, want a BUG: assertion", name, p)
+			}
+		}()
+		appendBooking(nil, r)
+	}
+	f("applicant too long", func(r *allocator.BookingRecord) { r.Applicant = strings.Repeat("a", textBytesMax+1) })
 	f("history too long", func(r *allocator.BookingRecord) {
 		h := make([]allocator.Transition, historyEntriesMax+1)
 		for i := range h {
 			h[i] = r.History.First()
 		}
 		r.History = allocator.HistoryOf(h...)
-	}, ErrRecordTooLarge)
+	})
+	f("history reason too long", func(r *allocator.BookingRecord) {
+		r.History = allocator.HistoryOf(allocator.Transition{AtUnixNano: r.History.First().AtUnixNano, Status: allocator.StatusHeld,
+			Actor: "portal-a", Reason: strings.Repeat("r", textBytesMax+1)})
+	})
 }
 
 func TestBookingDecodeRejects(t *testing.T) {

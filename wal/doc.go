@@ -38,9 +38,13 @@
 //	W3. Every record is checked before it is written (BookingRecord.Check
 //	    and the format limits) and after it is read. A change that fails
 //	    the check is refused before any event cursor is taken, so a refused
-//	    change consumes no cursor. A stored value that fails the check
-//	    stops Recover (and any read) with ErrCorrupt naming the key; it is
-//	    never skipped.
+//	    change consumes no cursor. A booking beyond the format's limits
+//	    is not refused but a bug (a panic): the engine keeps smaller
+//	    limits (allocator.HistoryEntriesMax and its text limits, held to
+//	    the format's at compile time) and refuses more for the request
+//	    alone, where a refused commit would degrade it. A stored value
+//	    that fails the check stops Recover (and any read) with ErrCorrupt
+//	    naming the key; it is never skipped.
 //	W4. Events are published through a watermark. Cursors are taken
 //	    atomically before the batch is committed, so concurrent batches can
 //	    finish out of cursor order. A batch's cursors are marked done only
@@ -209,7 +213,8 @@
 //	reminded_unix_ns       varint (0: none)
 //	history                allocator.History's encoding, as the engine
 //	                       keeps it in memory; written and read as is:
-//	history count          uvarint (1..1024)
+//	history count          uvarint (1..1024; the engine writes at most
+//	                       allocator.HistoryEntriesMax)
 //	per history entry:
 //	  at                   varint: unix ns for the first entry, then the
 //	                       difference from the previous entry
