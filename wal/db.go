@@ -33,6 +33,10 @@ var (
 	ErrFormat = errors.New("wal: unknown on-disk format")
 	// ErrEventLimit refuses a ReadEvents limit outside 1..EventsPerReadMax.
 	ErrEventLimit = errors.New("wal: event read limit out of range")
+	// ErrLogDamaged refuses to open a store whose log lost changes that
+	// were synced and acknowledged: the log is damaged before the end of
+	// what was synced, not torn at its end by a crash (invariant W9).
+	ErrLogDamaged = errors.New("wal: the log is damaged before the end of what was synced")
 )
 
 // DB is the durable store of slotd. It implements allocator.Journal. Safe
@@ -54,6 +58,18 @@ type DB struct {
 	degraded    atomic.Bool
 	degradedMu  sync.Mutex
 	degradedErr error // guarded by degradedMu
+
+	// round numbers the syncer's rounds; owned by the syncer goroutine
+	// (by Open before it starts). syncedRound is the last round whose
+	// fsync succeeded, stored by the syncer before it acknowledges the
+	// round; markedRound the last one the sync mark holds, stored by the
+	// marker after its fsync (W9).
+	round       uint64
+	syncedRound atomic.Uint64
+	markedRound atomic.Uint64
+	markWake    chan struct{} // capacity 1: a round was synced
+	markStop    chan struct{} // closed by Close
+	markDone    chan error    // the marker's last write's error
 
 	feed   eventFeed
 	stats  stats
@@ -95,23 +111,47 @@ func Open(dir string, opts Options) (*DB, error) {
 			},
 		},
 	}
-	pdb, err := pebble.Open(dir, po)
+	// Pebble ends a failed write while it creates a store (a full disk)
+	// in Logger.Fatalf, which panics here (pebbleLogger): it becomes the
+	// error, and the process exits cleanly instead of with a panic.
+	var pdb *pebble.DB
+	err := pebbleCall(func() (err error) {
+		pdb, err = pebble.Open(dir, po)
+		return err
+	})
+	if errors.Is(err, pebble.ErrCorruption) {
+		return nil, fmt.Errorf("%w: cannot open %s: %w", ErrCorrupt, dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
 	}
 	db.pdb = pdb
-	if err := db.checkFormat(); err != nil {
-		_ = pdb.Close()
-		return nil, err
-	}
-	last, err := db.lastCursor()
+	mark, err := db.open(dir)
 	if err != nil {
 		_ = pdb.Close()
 		return nil, err
 	}
-	db.feed.start(last)
 	db.startCommitters()
+	db.startMarker(mark)
 	return db, nil
+}
+
+// open checks the store Pebble opened, before anything is written to it,
+// then readies the feed and the sync mark.
+func (db *DB) open(dir string) (*syncMark, error) {
+	_, next, err := db.checkSynced(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.checkFormat(); err != nil {
+		return nil, err
+	}
+	last, err := db.lastCursor()
+	if err != nil {
+		return nil, err
+	}
+	db.feed.start(last)
+	return openSyncMark(db.opts.FS, dir, next)
 }
 
 // lastCursor returns the highest event cursor ever assigned by a committed
@@ -170,8 +210,14 @@ func (db *DB) Close() error {
 	db.closed = true
 	close(db.closeCh)
 	db.stopCommitters()
+	// The syncer has stopped: the marker's last write makes the mark
+	// exact, so that any damage before the end of the log is found.
+	markErr := db.stopMarker()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
+	}
+	if markErr != nil {
+		return fmt.Errorf("wal: close: %w", markErr)
 	}
 	return nil
 }

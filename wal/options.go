@@ -109,7 +109,7 @@ func (o Options) withDefaults() Options {
 // expects Fatalf not to return (its default exits the process): after a
 // failed WAL write or sync it calls Fatalf from inside Batch.Commit and
 // would report success if Fatalf returned. So Fatalf logs and panics with a
-// pebbleFatal, which pebbleCommit turns back into an error; anywhere else
+// pebbleFatal, which pebbleCall turns back into an error; anywhere else
 // (Pebble's background work) the panic ends the process, as Pebble
 // intends. Safe for concurrent use if the wrapped Logger is.
 type pebbleLogger struct{ l Logger }
