@@ -92,6 +92,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.feed.init()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
+	// opening carries the first background error while pebble.Open runs.
+	opening := make(chan error, 1)
+	var opened atomic.Bool
 	po := &pebble.Options{
 		FS:                 db.fs,
 		Cache:              cache,
@@ -102,6 +105,12 @@ func Open(dir string, opts Options) (*DB, error) {
 			BackgroundError: func(err error) {
 				db.stats.backgroundErrors.Add(1)
 				pebbleLogger{l: opts.Logger}.Errorf("background error: %v", err)
+				if !opened.Load() {
+					select {
+					case opening <- err:
+					default:
+					}
+				}
 			},
 			// Pebble's default turns corruption into Fatalf. Reads already
 			// return the error; count it and let the caller decide.
@@ -111,14 +120,8 @@ func Open(dir string, opts Options) (*DB, error) {
 			},
 		},
 	}
-	// Pebble ends a failed write while it creates a store (a full disk)
-	// in Logger.Fatalf, which panics here (pebbleLogger): it becomes the
-	// error, and the process exits cleanly instead of with a panic.
-	var pdb *pebble.DB
-	err := pebbleCall(func() (err error) {
-		pdb, err = pebble.Open(dir, po)
-		return err
-	})
+	pdb, err := openPebble(dir, po, opening)
+	opened.Store(true)
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: cannot open %s: %w", ErrCorrupt, dir, err)
 	}
@@ -134,6 +137,49 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.startCommitters()
 	db.startMarker(mark)
 	return db, nil
+}
+
+// openPebble opens Pebble's store in dir, or says why it cannot, on a
+// full disk too:
+//   - Pebble ends a failed write while it creates a store in
+//     Logger.Fatalf ("MANIFEST flush failed"), which panics here
+//     (pebbleLogger); pebbleCall turns it into the error.
+//   - Opening an existing store, Pebble flushes the log it replayed and
+//     waits for the flush; a flush that fails is retried in the
+//     background for as long as it fails, so Open would never return.
+//     The first background error while Pebble opens, from opening, ends
+//     the wait instead. The abandoned Open closes its store if it ever
+//     returns one.
+func openPebble(dir string, po *pebble.Options, opening <-chan error) (*pebble.DB, error) {
+	type result struct {
+		pdb *pebble.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = pebbleCall(func() (err error) {
+			r.pdb, err = pebble.Open(dir, po)
+			return err
+		})
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		return r.pdb, r.err
+	case err := <-opening:
+		select {
+		case r := <-done: // it finished after all: take its word
+			return r.pdb, r.err
+		default:
+		}
+		go func() {
+			if r := <-done; r.pdb != nil {
+				_ = r.pdb.Close()
+			}
+		}()
+		return nil, fmt.Errorf("pebble's background work failed while it opened the store (it retries for as long as it fails): %w", err)
+	}
 }
 
 // open checks the store Pebble opened, before anything is written to it,

@@ -128,12 +128,26 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.Errorf(format, args...)
-	panic(pebbleFatal{msg: fmt.Sprintf(format, args...)})
+	f := pebbleFatal{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			f.err = err
+			break
+		}
+	}
+	panic(f)
 }
 
-// pebbleFatal is the panic value of pebbleLogger.Fatalf.
-type pebbleFatal struct{ msg string }
+// pebbleFatal is the panic value of pebbleLogger.Fatalf. It unwraps to the
+// first error among Fatalf's arguments, so that callers can tell a full
+// disk (syscall.ENOSPC) from other failures.
+type pebbleFatal struct {
+	msg string
+	err error
+}
 
 func (f pebbleFatal) Error() string { return "wal: pebble fatal: " + f.msg }
+
+func (f pebbleFatal) Unwrap() error { return f.err }
 
 var _ pebble.Logger = pebbleLogger{}
