@@ -43,6 +43,7 @@ func (s *Server) listEvents(r *request) {
 	}
 	if err != nil {
 		s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
+		s.storeFailed("event feed read", err)
 		r.fail(problem{code: CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
 		return
 	}
