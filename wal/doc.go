@@ -190,7 +190,7 @@
 //
 // The mark costs no fsync on the commit path: it is written after the
 // acknowledgement, coalesced, at most once every syncMarkIntervalMin
-// (20 ms). After a crash the mark may therefore trail the last synced
+// (100 ms). After a crash the mark may therefore trail the last synced
 // round by that much and one fsync, and damage in that trailing window
 // still reads as a tear; everything before it is checked. Close writes
 // the mark exact, so after a clean stop every synced record is checked.
@@ -201,11 +201,19 @@
 // sync chunk, an unclean end of a log that is not the last, a damaged
 // table) fails pebble.Open; Open returns it as ErrCorrupt.
 //
+// A full disk fails Open with an error that wraps the system's, never a
+// panic or a wait without end: Pebble ends a failed write while it
+// creates a store in Logger.Fatalf, which Open turns into the error, and
+// it retries a failed flush of the replayed log for as long as it fails,
+// which Open stops waiting for at the first background error
+// (openPebble).
+//
 // Rejected designs:
 //   - Pebble's sync chunks alone: no chunk follows the last round's
 //     records until the next commit, and the read-ahead skips the rest of
 //     the damaged block. Every flip in the last block of the last log
-//     opened without a word (TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange,
+//     opened without a word, and in that test so did one two blocks
+//     before the end (TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange,
 //     before this check).
 //   - The mark written before the acknowledgement: a second fsync on the
 //     path of every round, twice the commit latency.
