@@ -327,3 +327,33 @@ func TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange(t *testing.T) {
 		}
 	})
 }
+
+// TestSyncMarkSurvivesATornWrite: the mark's two slots are written in
+// turn, so a write torn by a crash leaves the previous mark; two damaged
+// slots are not a tear and are refused.
+func TestSyncMarkSurvivesATornWrite(t *testing.T) {
+	mem := memFS(t, "db")
+	path := mem.PathJoin("db", SyncMarkFile)
+	m, err := openSyncMark(mem, "db", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, round := range []uint64{7, 9} {
+		if err := m.write(round); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_ = m.f.Close()
+	f := func(wantRound uint64, wantNext int, wantErr error) {
+		t.Helper()
+		round, next, err := readSyncMark(mem, path)
+		if !errors.Is(err, wantErr) || (err == nil && (round != wantRound || next != wantNext)) {
+			t.Fatalf("readSyncMark = %d, %d, %v; want %d, %d, %v", round, next, err, wantRound, wantNext, wantErr)
+		}
+	}
+	f(9, 0, nil)                                // slot 1 holds the newer mark; the next write goes to slot 0
+	flipByte(t, mem, path, syncMarkSlotBytes+3) // the write of 9 torn
+	f(7, 1, nil)
+	flipByte(t, mem, path, 3) // and slot 0 damaged too
+	f(0, 0, ErrCorrupt)
+}
