@@ -77,7 +77,7 @@ func (e *Engine) Stats() Stats {
 		Watches:        int(e.watches.n.Load()),
 		Transitions:    make(map[string]uint64, statusEnd),
 		InStatus:       make(map[string]int64, statusEnd),
-		Degraded:       e.degraded.Load(),
+		Degraded:       e.Degraded(),
 	}
 	for st := StatusHeld; st < statusEnd; st++ {
 		s.Transitions[st.String()] = e.counter.Transitions[st].Load()

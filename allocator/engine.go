@@ -30,9 +30,16 @@ type Engine struct {
 	apps    *applicants
 	watches watchList
 
-	// degraded is set once a Commit failed: from then on every state change
-	// is refused with ErrDegraded, because the disk state is unknown.
-	degraded atomic.Bool
+	// degraded is set once, by Degrade: a Commit failed, or the edge found
+	// a store that shares the journal's disk failing. From then on every
+	// state change is refused with ErrDegraded, because the disk state is
+	// unknown. degradedCause is the first cause.
+	degraded      atomic.Bool
+	degradedMu    sync.Mutex
+	degradedCause error // guarded by degradedMu
+	// journalDegraded is the journal's own Degraded, if it has one
+	// (SelfDegradingJournal); nil otherwise. Set by New.
+	journalDegraded func() bool
 
 	// fixedLotterySeed, when set, makes lottery draws reproducible (tests).
 	fixedLotterySeed []byte
@@ -59,6 +66,9 @@ func New(cfg Config) (*Engine, error) {
 		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
 	}
 	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed}
+	if j, ok := cfg.Journal.(SelfDegradingJournal); ok {
+		e.journalDegraded = j.Degraded
+	}
 	for i := range e.wheels {
 		e.wheels[i] = newWheel()
 	}
@@ -67,8 +77,49 @@ func New(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// Degraded reports whether a journal failure stopped all writes.
-func (e *Engine) Degraded() bool { return e.degraded.Load() }
+// SelfDegradingJournal is a Journal that can stop writing on its own,
+// after a failure outside Commit (a write of its own upkeep). The engine
+// counts such a journal's degraded state as its own, so that every store
+// failure shows as one degraded state.
+type SelfDegradingJournal interface {
+	Journal
+	// Degraded reports whether the journal refuses further commits.
+	Degraded() bool
+}
+
+// Degraded reports whether a storage failure stopped all writes: a failed
+// commit, a failure the edge reported through Degrade, or the journal's
+// own (SelfDegradingJournal). It stays true until the process restarts.
+func (e *Engine) Degraded() bool {
+	return e.degraded.Load() || (e.journalDegraded != nil && e.journalDegraded())
+}
+
+// Degrade stops all writes after a storage failure the engine did not see
+// itself: the edge calls it when a store that shares the journal's disk
+// (idempotency records, the event feed) fails. cause is kept if it is the
+// first. Safe for concurrent use; later calls change nothing.
+func (e *Engine) Degrade(cause error) {
+	e.degradedMu.Lock()
+	if e.degradedCause == nil {
+		e.degradedCause = cause
+	}
+	e.degradedMu.Unlock()
+	e.degraded.Store(true)
+}
+
+// DegradedCause returns the failure that degraded the engine, or nil if it
+// is not degraded.
+func (e *Engine) DegradedCause() error {
+	if !e.Degraded() {
+		return nil
+	}
+	e.degradedMu.Lock()
+	defer e.degradedMu.Unlock()
+	if e.degradedCause == nil { // the journal stopped on its own; it logged why
+		return fmt.Errorf("%w: the journal stopped writing", ErrDegraded)
+	}
+	return e.degradedCause
+}
 
 // office is one shard. Safe for concurrent use.
 type office struct {
@@ -287,9 +338,10 @@ func (e *Engine) commit(c *Change, meta Meta) error {
 		meta.Attach(c)
 	}
 	if err := e.journal.Commit(c); err != nil {
-		e.degraded.Store(true)
+		err = fmt.Errorf("cannot persist change: %w", err)
+		e.Degrade(err)
 		e.counter.CommitErrors.Add(1)
-		return fmt.Errorf("cannot persist change: %w", err)
+		return err
 	}
 	return nil
 }
@@ -298,7 +350,7 @@ func (e *Engine) commit(c *Change, meta Meta) error {
 // texts exceed the limits every journal accepts (Meta.check): checked
 // first, before anything is claimed.
 func (e *Engine) writable(meta *Meta) error {
-	if e.degraded.Load() {
+	if e.Degraded() {
 		return ErrDegraded
 	}
 	return meta.check()

@@ -58,6 +58,7 @@ func (s *Server) listEvents(r *request) {
 		page, err := s.cfg.Events.ReadEvents(next, max(limit, eventsReadMin))
 		if err != nil {
 			s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
+			s.storeFailed("event feed read", err)
 			r.fail(problem{code: CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
 			return
 		}

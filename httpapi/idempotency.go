@@ -102,6 +102,7 @@ func (x *idempotency) begin(r *request, header []byte) bool {
 	switch {
 	case err != nil:
 		x.leave(key)
+		r.srv.storeFailed("idempotency store read", err)
 		r.fail(problem{code: CodeDegraded, detail: "cannot read the idempotency store", retryAfterSeconds: retryAfterDegradedSeconds})
 		return false
 	case found && r.now.Sub(time.Unix(0, rec.AtUnixNano)) < x.ttl:
@@ -136,8 +137,10 @@ func (x *idempotency) end(s *Server, r *request) {
 	}
 	if err := x.st.PutIdempotency(rec); err != nil {
 		// The answer goes out anyway: it changed nothing, so a retry that
-		// runs again reaches the same state.
+		// runs again reaches the same state. But the store's disk failed:
+		// the server is degraded like after a failed commit.
 		s.log.Warn("cannot store idempotent response", zap.String("request_id", r.id), zap.Error(err))
+		s.storeFailed("idempotency store write", err)
 	}
 }
 

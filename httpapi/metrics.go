@@ -162,7 +162,7 @@ var (
 	descTimers         = prometheus.NewDesc(metricTimersPending, "Scheduled hold expiries, no-shows and reminders.", nil, nil)
 	descWatches        = prometheus.NewDesc(metricWatches, "Active watches.", nil, nil)
 	descApplicants     = prometheus.NewDesc(metricApplicants, "Applicants with state in memory: a booking (archive included) or a hold under way.", nil, nil)
-	descDegraded       = prometheus.NewDesc(metricDegraded, "1 after a journal failure stopped all writes.", nil, nil)
+	descDegraded       = prometheus.NewDesc(metricDegraded, "1 after a storage failure (journal, idempotency store or event feed) stopped all writes.", nil, nil)
 	descFreeSeats      = prometheus.NewDesc(metricOfficeFreeSeats, "Free seats over an office's released bookable dates.", []string{"office"}, nil)
 )
 
@@ -202,6 +202,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descWatches, float64(st.Watches))
 	gauge(descApplicants, float64(st.Applicants))
 	gauge(descDegraded, boolFloat(st.Degraded))
+	if st.Degraded {
+		c.s.logDegraded()
+	}
 	for _, o := range e.Offices(c.s.now(), allocator.OfficeFilter{}) {
 		gauge(descFreeSeats, float64(o.FreeSeats), o.Config.ID)
 	}
@@ -262,8 +265,9 @@ func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHi
 }
 
 // AdminHandler serves the operations endpoints for the admin listener:
-// /metrics, /healthz (the process is up), /readyz (200 when ready, 503
-// before recovery ends and during shutdown) and /debug/pprof/.
+// /metrics, /healthz (the process is up), /readyz (200 when ready; 503
+// "not ready" before recovery ends and during shutdown, 503 "degraded:
+// <cause>" once storage failed, degraded.go) and /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -276,6 +280,12 @@ func (s *Server) AdminHandler() http.Handler {
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		if cause := s.engine.DegradedCause(); cause != nil {
+			s.logDegraded()
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("degraded: " + cause.Error() + "\n"))
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

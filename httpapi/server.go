@@ -41,6 +41,8 @@ type Server struct {
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
 	ready atomic.Bool
+	// degradedLogged is set by the first logDegraded (degraded.go).
+	degradedLogged atomic.Bool
 
 	engineSlots semaphore // Config.InFlightMax
 	pollerSlots semaphore // Config.PollersMax
@@ -481,6 +483,7 @@ func (r *request) failErr(err error) {
 		r.srv.log.Error("engine call failed", zap.String("route", routeName(r.route)), zap.String("request_id", r.id), zap.Error(err))
 		if r.srv.engine.Degraded() {
 			p = problemOf(allocator.ErrDegraded)
+			r.srv.logDegraded()
 		}
 	}
 	if p.code == CodeSlotTaken && r.alternatives != nil {

@@ -33,6 +33,7 @@ const (
 const (
 	metaFormat               = "format"
 	metaEventsDeletedThrough = "events-deleted-through"
+	metaSyncedRound          = "synced-round"
 )
 
 // Value versions: the first byte of every value that has one.

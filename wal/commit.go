@@ -4,6 +4,7 @@ package wal
 // pipeline; this file implements steps 1–5 of it.
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
@@ -103,6 +104,9 @@ func (db *DB) Commit(c *allocator.Change) error {
 	db.stats.commitLatency.observe(time.Since(start))
 	return nil
 }
+
+// syncedRoundKey is the key of every round's record.
+var syncedRoundKey = metaKey(metaSyncedRound)
 
 // queue hands items to the goroutines that take them, all that have
 // gathered at once. Both stages of the pipeline use one: the committers
@@ -238,7 +242,7 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 	}
 	w.bytes = uint64(b.Len())
 	// Step 4: write to the log and the memtable; the fsync comes later.
-	if err := pebbleCommit(func() error { return b.Commit(pebble.NoSync) }); err != nil {
+	if err := pebbleCall(func() error { return b.Commit(pebble.NoSync) }); err != nil {
 		// Pebble's pipeline is unusable after a failed write, so the
 		// group is failed here, not left to the syncer, whose next sync
 		// may never return (W2).
@@ -251,34 +255,47 @@ func (db *DB) commitGroup(group []*encoder, gb *pebble.Batch) {
 
 // runSyncer acknowledges the written groups. Each round takes every group
 // written since the last fsync and makes them durable at once with one
-// synced, empty log record: Pebble's log is written in order, an fsync
-// covers every record before the one it was asked for, and Pebble syncs a
-// log file before it starts the next. So a group never waits for a
-// committer to come back from the disk, only for the fsync in progress to
-// end and its own to run.
+// synced log record, the round's number (meta/synced-round, W9): Pebble's
+// log is written in order, an fsync covers every record before the one it
+// was asked for, and Pebble syncs a log file before it starts the next.
+// So a group never waits for a committer to come back from the disk, only
+// for the fsync in progress to end and its own to run.
 func (db *DB) runSyncer() {
 	var encs []*encoder
+	// The batch of the rounds' records, reused.
+	rb := db.pdb.NewBatch()
+	defer rb.Close()
 	for {
 		encs = db.syncer.take(encs)
 		if encs == nil {
 			return
 		}
-		db.syncGroups(encs)
+		db.syncGroups(encs, rb)
 		clear(encs)
 	}
 }
 
-// syncGroups makes the groups of encs durable, then publishes their
-// cursors and acknowledges their changes (step 5), or fails all of them.
-func (db *DB) syncGroups(encs []*encoder) {
+// syncGroups makes the groups of encs durable with the next round's
+// record, written in rb, then publishes their cursors and acknowledges
+// their changes (step 5), or fails all of them.
+func (db *DB) syncGroups(encs []*encoder, rb *pebble.Batch) {
 	err := db.errIfDegraded()
 	if err == nil {
-		err = pebbleCommit(func() error { return db.pdb.LogData(nil, pebble.Sync) })
+		db.round++
+		rb.Reset()
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], db.round)
+		set(rb, syncedRoundKey, v[:])
+		err = pebbleCall(func() error { return rb.Commit(pebble.Sync) })
 	}
 	if err != nil {
 		db.fail(encs, err)
 		return
 	}
+	// The round is synced: the mark may say so (W9), now or later; it
+	// never says so before.
+	db.syncedRound.Store(db.round)
+	db.wakeMarker()
 	for i := 0; i < len(encs); i += encs[i].group.changes {
 		w := &encs[i].group
 		if w.last != 0 {
@@ -315,13 +332,15 @@ func (db *DB) fail(encs []*encoder, err error) {
 	db.stats.commitErrors.Add(uint64(len(encs)))
 }
 
-// pebbleCommit runs commit, a Pebble write. Pebble reports a failed WAL
-// write or sync through Logger.Fatalf, which panics with pebbleFatal (see
-// pebbleLogger); that panic becomes the error here. No Pebble lock is held
-// at that point, but after a failed write Pebble's commit pipeline may
-// never finish another commit: the caller degrades the DB and writes
-// nothing more (W2).
-func pebbleCommit(commit func() error) (err error) {
+// pebbleCall runs call, a Pebble write (or Open, which writes a new
+// store's first files). Pebble reports a failed WAL write or sync, or a
+// failed MANIFEST write while it creates a store, through Logger.Fatalf,
+// which panics with pebbleFatal (see pebbleLogger); that panic becomes the
+// error here. No Pebble lock is held at that point, but after a failed
+// write Pebble's commit pipeline may never finish another commit: the
+// caller degrades the DB and writes nothing more (W2), or, in Open, gives
+// up the store.
+func pebbleCall(call func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			f, ok := r.(pebbleFatal)
@@ -331,7 +350,7 @@ func pebbleCommit(commit func() error) (err error) {
 			err = f
 		}
 	}()
-	return commit()
+	return call()
 }
 
 // written is one group the committers wrote, as the syncer needs it.

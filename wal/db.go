@@ -33,6 +33,10 @@ var (
 	ErrFormat = errors.New("wal: unknown on-disk format")
 	// ErrEventLimit refuses a ReadEvents limit outside 1..EventsPerReadMax.
 	ErrEventLimit = errors.New("wal: event read limit out of range")
+	// ErrLogDamaged refuses to open a store whose log lost changes that
+	// were synced and acknowledged: the log is damaged before the end of
+	// what was synced, not torn at its end by a crash (invariant W9).
+	ErrLogDamaged = errors.New("wal: the log is damaged before the end of what was synced")
 )
 
 // DB is the durable store of slotd. It implements allocator.Journal. Safe
@@ -55,6 +59,18 @@ type DB struct {
 	degradedMu  sync.Mutex
 	degradedErr error // guarded by degradedMu
 
+	// round numbers the syncer's rounds; owned by the syncer goroutine
+	// (by Open before it starts). syncedRound is the last round whose
+	// fsync succeeded, stored by the syncer before it acknowledges the
+	// round; markedRound the last one the sync mark holds, stored by the
+	// marker after its fsync (W9).
+	round       uint64
+	syncedRound atomic.Uint64
+	markedRound atomic.Uint64
+	markWake    chan struct{} // capacity 1: a round was synced
+	markStop    chan struct{} // closed by Close
+	markDone    chan error    // the marker's last write's error
+
 	feed   eventFeed
 	stats  stats
 	queue  queue[*encoder] // Commit → committers
@@ -76,6 +92,9 @@ func Open(dir string, opts Options) (*DB, error) {
 	db.feed.init()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
+	// opening carries the first background error while pebble.Open runs.
+	opening := make(chan error, 1)
+	var opened atomic.Bool
 	po := &pebble.Options{
 		FS:                 db.fs,
 		Cache:              cache,
@@ -86,6 +105,12 @@ func Open(dir string, opts Options) (*DB, error) {
 			BackgroundError: func(err error) {
 				db.stats.backgroundErrors.Add(1)
 				pebbleLogger{l: opts.Logger}.Errorf("background error: %v", err)
+				if !opened.Load() {
+					select {
+					case opening <- err:
+					default:
+					}
+				}
 			},
 			// Pebble's default turns corruption into Fatalf. Reads already
 			// return the error; count it and let the caller decide.
@@ -95,23 +120,84 @@ func Open(dir string, opts Options) (*DB, error) {
 			},
 		},
 	}
-	pdb, err := pebble.Open(dir, po)
+	pdb, err := openPebble(dir, po, opening)
+	opened.Store(true)
+	if errors.Is(err, pebble.ErrCorruption) {
+		return nil, fmt.Errorf("%w: cannot open %s: %w", ErrCorrupt, dir, err)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
 	}
 	db.pdb = pdb
-	if err := db.checkFormat(); err != nil {
-		_ = pdb.Close()
-		return nil, err
-	}
-	last, err := db.lastCursor()
+	mark, err := db.open(dir)
 	if err != nil {
 		_ = pdb.Close()
 		return nil, err
 	}
-	db.feed.start(last)
 	db.startCommitters()
+	db.startMarker(mark)
 	return db, nil
+}
+
+// openPebble opens Pebble's store in dir, or says why it cannot, on a
+// full disk too:
+//   - Pebble ends a failed write while it creates a store in
+//     Logger.Fatalf ("MANIFEST flush failed"), which panics here
+//     (pebbleLogger); pebbleCall turns it into the error.
+//   - Opening an existing store, Pebble flushes the log it replayed and
+//     waits for the flush; a flush that fails is retried in the
+//     background for as long as it fails, so Open would never return.
+//     The first background error while Pebble opens, from opening, ends
+//     the wait instead. The abandoned Open closes its store if it ever
+//     returns one.
+func openPebble(dir string, po *pebble.Options, opening <-chan error) (*pebble.DB, error) {
+	type result struct {
+		pdb *pebble.DB
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var r result
+		r.err = pebbleCall(func() (err error) {
+			r.pdb, err = pebble.Open(dir, po)
+			return err
+		})
+		done <- r
+	}()
+	select {
+	case r := <-done:
+		return r.pdb, r.err
+	case err := <-opening:
+		select {
+		case r := <-done: // it finished after all: take its word
+			return r.pdb, r.err
+		default:
+		}
+		go func() {
+			if r := <-done; r.pdb != nil {
+				_ = r.pdb.Close()
+			}
+		}()
+		return nil, fmt.Errorf("pebble's background work failed while it opened the store (it retries for as long as it fails): %w", err)
+	}
+}
+
+// open checks the store Pebble opened, before anything is written to it,
+// then readies the feed and the sync mark.
+func (db *DB) open(dir string) (*syncMark, error) {
+	_, next, err := db.checkSynced(dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.checkFormat(); err != nil {
+		return nil, err
+	}
+	last, err := db.lastCursor()
+	if err != nil {
+		return nil, err
+	}
+	db.feed.start(last)
+	return openSyncMark(db.opts.FS, dir, next)
 }
 
 // lastCursor returns the highest event cursor ever assigned by a committed
@@ -170,8 +256,14 @@ func (db *DB) Close() error {
 	db.closed = true
 	close(db.closeCh)
 	db.stopCommitters()
+	// The syncer has stopped: the marker's last write makes the mark
+	// exact, so that any damage before the end of the log is found.
+	markErr := db.stopMarker()
 	if err := db.pdb.Close(); err != nil {
 		return fmt.Errorf("wal: close: %w", err)
+	}
+	if markErr != nil {
+		return fmt.Errorf("wal: close: %w", markErr)
 	}
 	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,4 +324,73 @@ func TestCrashCloneMidFlight(t *testing.T) {
 			t.Logf("acknowledged before crash %d, recovered %d", len(before), len(got))
 		})
 	}
+}
+
+// noSpace fails every write to a file in dir once on is set, as a full
+// disk does: files can still be created, empty, and dir synced.
+func noSpace(dir string, on *atomic.Bool) errorfs.Injector {
+	return errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if !on.Load() || !strings.HasPrefix(op.Path, dir+"/") {
+			return nil
+		}
+		switch op.Kind {
+		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate, errorfs.OpFileFlush,
+			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+			return syscall.ENOSPC
+		}
+		return nil
+	})
+}
+
+// TestDefectFullDiskStartPanics: Open on a full disk used to panic
+// ("MANIFEST flush failed", Pebble's Fatalf while it creates a store); it
+// returns an error that says why, for a new store and an existing one.
+func TestDefectFullDiskStartPanics(t *testing.T) {
+	open := func(fs vfs.FS) (err error) {
+		defer func() {
+			if r := recover(); r != nil {
+				err = fmt.Errorf("Open panicked: %v", r)
+			}
+		}()
+		db, err := Open("db", Options{FS: fs})
+		if err == nil {
+			_ = db.Close()
+		}
+		return err
+	}
+	f := func(name string, prepare func(vfs.FS)) {
+		t.Run(name, func(t *testing.T) {
+			mem := memFS(t, "db")
+			prepare(mem)
+			var on atomic.Bool
+			on.Store(true)
+			opened := make(chan error, 1)
+			go func() { opened <- open(errorfs.Wrap(mem, noSpace("db", &on))) }()
+			var err error
+			select {
+			case err = <-opened:
+			case <-time.After(time.Minute): // it used to wait for Pebble's retries forever
+				t.Fatal("Open on a full disk did not return")
+			}
+			on.Store(false) // space again: an Open given up on may finish and close
+			if err == nil {
+				t.Fatal("Open succeeded on a full disk")
+			}
+			if strings.Contains(err.Error(), "panicked") || !errors.Is(err, syscall.ENOSPC) {
+				t.Fatalf("Open on a full disk: %v; want an error wrapping ENOSPC", err)
+			}
+			t.Log(err)
+		})
+	}
+	f("new store", func(vfs.FS) {})
+	f("existing store", func(fs vfs.FS) {
+		db, err := Open("db", Options{FS: fs})
+		if err != nil {
+			t.Fatal(err)
+		}
+		mustCommit(t, db, holdChange(1))
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

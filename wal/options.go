@@ -109,7 +109,7 @@ func (o Options) withDefaults() Options {
 // expects Fatalf not to return (its default exits the process): after a
 // failed WAL write or sync it calls Fatalf from inside Batch.Commit and
 // would report success if Fatalf returned. So Fatalf logs and panics with a
-// pebbleFatal, which pebbleCommit turns back into an error; anywhere else
+// pebbleFatal, which pebbleCall turns back into an error; anywhere else
 // (Pebble's background work) the panic ends the process, as Pebble
 // intends. Safe for concurrent use if the wrapped Logger is.
 type pebbleLogger struct{ l Logger }
@@ -128,12 +128,26 @@ func (p pebbleLogger) Errorf(format string, args ...any) {
 
 func (p pebbleLogger) Fatalf(format string, args ...any) {
 	p.Errorf(format, args...)
-	panic(pebbleFatal{msg: fmt.Sprintf(format, args...)})
+	f := pebbleFatal{msg: fmt.Sprintf(format, args...)}
+	for _, a := range args {
+		if err, ok := a.(error); ok {
+			f.err = err
+			break
+		}
+	}
+	panic(f)
 }
 
-// pebbleFatal is the panic value of pebbleLogger.Fatalf.
-type pebbleFatal struct{ msg string }
+// pebbleFatal is the panic value of pebbleLogger.Fatalf. It unwraps to the
+// first error among Fatalf's arguments, so that callers can tell a full
+// disk (syscall.ENOSPC) from other failures.
+type pebbleFatal struct {
+	msg string
+	err error
+}
 
 func (f pebbleFatal) Error() string { return "wal: pebble fatal: " + f.msg }
+
+func (f pebbleFatal) Unwrap() error { return f.err }
 
 var _ pebble.Logger = pebbleLogger{}

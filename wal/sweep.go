@@ -56,7 +56,7 @@ func (db *DB) Sweep(now time.Time) (SweepStats, error) {
 	if b.Empty() {
 		return st, nil
 	}
-	if err := pebbleCommit(func() error { return b.Commit(pebble.Sync) }); err != nil {
+	if err := pebbleCall(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		db.degrade(err)
 		return SweepStats{}, fmt.Errorf("%w: sweep: %w", ErrDegraded, err)
 	}

@@ -66,6 +66,12 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "slotd:", err)
 		return 2
 	}
+	return start(opts, stdout, stderr)
+}
+
+// start runs slotd with parsed options and returns its exit status: 1
+// when it stops on an error, which it logs (a full disk at start too).
+func start(opts options, stdout, stderr io.Writer) int {
 	log, err := httpapi.NewLogger(opts.logLevel)
 	if err != nil {
 		fmt.Fprintln(stderr, "slotd:", err)
@@ -92,7 +98,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := wal.Open(opts.data, wal.Options{Logger: log.Sugar().Named("pebble")})
+	db, err := wal.Open(opts.data, wal.Options{Logger: log.Sugar().Named("pebble"), FS: opts.dataFS})
 	if err != nil {
 		return fmt.Errorf("cannot open data directory %s: %w", opts.data, err)
 	}

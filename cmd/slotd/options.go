@@ -7,6 +7,8 @@ import (
 	"io"
 	"strings"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"slotd/httpapi"
 )
 
@@ -31,6 +33,9 @@ type options struct {
 	ratePerApplicant   float64
 	rateApplicantBurst int
 	inFlightMax        int // requests inside the engine at once; beyond, 503 overloaded
+	// dataFS is the file system the store is written through; not a
+	// flag. Nil means the operating system's; tests inject faults.
+	dataFS vfs.FS
 }
 
 // errHelp: -h was asked for; usage is printed, nothing runs.
