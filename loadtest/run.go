@@ -60,13 +60,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	rep.Release, rep.Fairness, rep.Bookings = note, fairness, len(e.created)
 
 	if !cfg.NoCheck {
-		// The check reads every booking back through a key that has a
-		// rate limit: it waits out 429s patiently rather than report a
+		// The check reads every booking back as its portal would: through
+		// the key that booked it, since a booking is found only in the
+		// namespace of the portal that made it. That key has a rate
+		// limit: the check waits out 429s patiently rather than report a
 		// booking it could not read.
 		checkAPI := *api
-		if admin != nil {
-			checkAPI = *admin
-		}
 		checkAPI.attemptsMax = checkAttemptsMax
 		checkCtx, cancel := context.WithTimeout(ctx, cfg.CheckTimeout)
 		defer cancel()
