@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Booking endpoints. Portal routes act for the applicant named in the body
@@ -206,7 +207,7 @@ func (s *Server) operatorBooking(r *request) (allocator.ID, allocator.Booking, b
 		return id, v, false
 	}
 	if !r.key.office(v.Office) {
-		r.fail(problem{code: CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not act at office " + strconv.Quote(v.Office)})
+		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not act at office " + strconv.Quote(v.Office)})
 		return id, v, false
 	}
 	return id, v, true
@@ -256,7 +257,7 @@ func (s *Server) checkIn(r *request) {
 		return
 	}
 	if err := verifyTicket(s.cfg.Secret, body.Ticket, &cur); err != nil {
-		r.fail(problem{code: CodeTicketInvalid, detail: err.Error()})
+		r.fail(problem{code: api.CodeTicketInvalid, detail: err.Error()})
 		return
 	}
 	v, err := s.engine.CheckIn(r.now, id, r.meta(body.Reason, s.renderBooking(200)))
@@ -292,7 +293,7 @@ func (s *Server) readableBooking(r *request) (allocator.Booking, bool) {
 		return v, false
 	}
 	if (applicant == "" || !r.key.portal) && !r.key.office(v.Office) {
-		r.fail(problem{code: CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not read bookings of office " + strconv.Quote(v.Office)})
+		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not read bookings of office " + strconv.Quote(v.Office)})
 		return v, false
 	}
 	return v, true

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/valyala/fasthttp"
+
+	"slotd/api"
 )
 
 const (
@@ -81,11 +83,11 @@ func (l *connAdmission) admit(ip netip.Addr) (problem, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.total >= cfg.ConnsMax {
-		return problem{code: CodeOverloaded, retryAfterSeconds: retryAfterOverloadedSeconds,
+		return problem{code: api.CodeOverloaded, retryAfterSeconds: retryAfterOverloadedSeconds,
 			detail: "the server holds its maximum of " + strconv.Itoa(cfg.ConnsMax) + " open connections; retry after the pause"}, true
 	}
 	if ip.IsValid() && l.perIP[ip] >= cfg.ConnsPerIPMax {
-		return problem{code: CodeRateLimited, retryAfterSeconds: retryAfterOverloadedSeconds,
+		return problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterOverloadedSeconds,
 			detail: "this address already holds " + strconv.Itoa(cfg.ConnsPerIPMax) + " open connections, the most allowed; reuse them (keep-alive) or close some"}, true
 	}
 	l.total++
@@ -113,16 +115,16 @@ func (l *connAdmission) release(ip netip.Addr) {
 // one, is not served.
 func (l *connAdmission) refuse(c net.Conn, p *problem) {
 	info := codes[p.code]
-	l.s.m.observe(nil, "", info.status, 0)
-	if p.code == CodeRateLimited {
+	l.s.m.observe(nil, "", info.Status, 0)
+	if p.code == api.CodeRateLimited {
 		l.s.m.limitedConns.Inc()
 	}
 	body := appendProblem(nil, p)
 	b := make([]byte, 0, 256+len(body))
 	b = append(b, "HTTP/1.1 "...)
-	b = strconv.AppendInt(b, int64(info.status), 10)
+	b = strconv.AppendInt(b, int64(info.Status), 10)
 	b = append(b, ' ')
-	b = append(b, fasthttp.StatusMessage(info.status)...)
+	b = append(b, fasthttp.StatusMessage(info.Status)...)
 	b = append(b, "\r\nConnection: close\r\nContent-Type: "+contentProblem+"\r\nRetry-After: "...)
 	b = strconv.AppendInt(b, int64(p.retryAfterSeconds), 10)
 	b = append(b, "\r\nContent-Length: "...)

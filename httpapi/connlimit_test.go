@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/internal/slotdtest"
 )
 
@@ -60,8 +61,8 @@ func TestConnectionsCapped(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"per address", func(c *Config) { c.ConnsPerIPMax = 2 }, http.StatusTooManyRequests, CodeRateLimited},
-		{"in total", func(c *Config) { c.ConnsMax = 2 }, http.StatusServiceUnavailable, CodeOverloaded},
+		{"per address", func(c *Config) { c.ConnsPerIPMax = 2 }, http.StatusTooManyRequests, api.CodeRateLimited},
+		{"in total", func(c *Config) { c.ConnsMax = 2 }, http.StatusServiceUnavailable, api.CodeOverloaded},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.cfg)
@@ -127,7 +128,7 @@ func TestBodyOverLimitAnswerArrives(t *testing.T) {
 		if err != nil {
 			t.Fatalf("reading the answer's body: %v", err)
 		}
-		wantProblem(t, "body over the limit", resp, body, http.StatusRequestEntityTooLarge, CodeBodyTooLarge)
+		wantProblem(t, "body over the limit", resp, body, http.StatusRequestEntityTooLarge, api.CodeBodyTooLarge)
 		if _, err := io.ReadAll(br); err != nil {
 			t.Fatalf("the connection ended with %v, not a clean close", err)
 		}

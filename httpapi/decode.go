@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/internal/flatjson"
 )
 
@@ -292,7 +293,7 @@ func (r *request) applicant(fromBody string, required bool) (string, bool) {
 func (r *request) bookingID() (allocator.ID, bool) {
 	id, err := allocator.ParseID(r.param(0))
 	if err != nil {
-		r.fail(problem{code: CodeNotFound, detail: "no booking has this id (ids are 22 URL-safe characters)"})
+		r.fail(problem{code: api.CodeNotFound, detail: "no booking has this id (ids are 22 URL-safe characters)"})
 		return id, false
 	}
 	return id, true

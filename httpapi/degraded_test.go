@@ -14,6 +14,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
+	"slotd/api"
 	"slotd/allocator"
 	"slotd/wal"
 )
@@ -53,7 +54,7 @@ func wantDegraded(t *testing.T, e *env, cause string) {
 	if n := e.logs.FilterMessage(msgDegraded).Len(); n != 1 {
 		t.Errorf("%d log lines %q, want 1", n, msgDegraded)
 	}
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-late", at(2, 9, 0))), 503, CodeDegraded)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-late", at(2, 9, 0))), 503, api.CodeDegraded)
 }
 
 func grepLines(s, substr string) string {
@@ -90,10 +91,10 @@ func TestDefectStorageFailureHiddenFromDegradedAlert(t *testing.T) {
 		// A refusal changes nothing; only its stored first answer is
 		// written, and that write fails. The answer still goes out.
 		r := e.post("/v1/bookings", keyPortal, holdJSON("office-nowhere", "patent", "a-2", at(1, 9, 0)), "Idempotency-Key", "k-1")
-		want(t, r, 404, CodeNotFound)
+		want(t, r, 404, api.CodeNotFound)
 		wantDegraded(t, e, "idempotency store write")
 		// Every later request with a key is refused at the store's read.
-		want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-3", at(1, 10, 0)), "Idempotency-Key", "k-2"), 503, CodeDegraded)
+		want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-3", at(1, 10, 0)), "Idempotency-Key", "k-2"), 503, api.CodeDegraded)
 	})
 
 	t.Run("damaged event block", func(t *testing.T) {
@@ -112,7 +113,7 @@ func TestDefectStorageFailureHiddenFromDegradedAlert(t *testing.T) {
 		// is in an event (which embeds its booking).
 		damageTables(t, mem, "db", []byte("applicant-1"))
 		r := e.get("/v1/events?after=0&limit=100", keyPortal)
-		want(t, r, 503, CodeDegraded)
+		want(t, r, 503, api.CodeDegraded)
 		wantDegraded(t, e, "event feed read")
 	})
 }

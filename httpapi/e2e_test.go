@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // End-to-end tests over a real listener: every endpoint and every error
@@ -44,8 +45,8 @@ func TestAvailability(t *testing.T) {
 		t.Fatalf("filtered offices: %s", got.body)
 	}
 	want(t, e.get("/v1/offices?service=patent&has_free=true&city=%D0%9C%D0%BE%D1%81%D0%BA%D0%B2%D0%B0", keyOperator), 200, "")
-	want(t, e.get("/v1/offices?has_free=yes", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/offices?colour=red", keyPortal), 400, CodeValidationFailed)
+	want(t, e.get("/v1/offices?has_free=yes", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/offices?colour=red", keyPortal), 400, api.CodeValidationFailed)
 
 	r = e.get("/v1/offices/office-a/days?service=patent&from=2026-11-30&to=2026-12-06", keyPortal)
 	want(t, r, 200, "")
@@ -63,11 +64,11 @@ func TestAvailability(t *testing.T) {
 		t.Fatalf("days: %s", r.body)
 	}
 	want(t, e.get("/v1/offices/office-a/days?service=patent", keyPortal), 200, "")
-	want(t, e.get("/v1/offices/office-a/days", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/offices/office-a/days?service=patent&from=30.11.2026", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/offices/office-a/days?service=patent&from=2026-12-06&to=2026-12-01", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/offices/nowhere/days?service=patent", keyPortal), 404, CodeNotFound)
-	want(t, e.get("/v1/offices/office-a/days?service=nothing", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/offices/office-a/days", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/offices/office-a/days?service=patent&from=30.11.2026", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/offices/office-a/days?service=patent&from=2026-12-06&to=2026-12-01", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/offices/nowhere/days?service=patent", keyPortal), 404, api.CodeNotFound)
+	want(t, e.get("/v1/offices/office-a/days?service=nothing", keyPortal), 404, api.CodeNotFound)
 
 	r = e.get("/v1/offices/office-a/days/2026-12-01/slots?service=patent", keyPortal)
 	want(t, r, 200, "")
@@ -75,12 +76,12 @@ func TestAvailability(t *testing.T) {
 	if len(slots) != 32 || slots[0].Start != "2026-12-01T09:00:00+03:00" || slots[0].Free != 2 {
 		t.Fatalf("slots: %s", r.body)
 	}
-	want(t, e.get("/v1/offices/office-a/days/2026-13-01/slots?service=patent", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/offices/office-a/days/2027-03-01/slots?service=patent", keyPortal), 422, CodeNotReleased)
-	want(t, e.get("/v1/offices/office-a/days/2026-12-05/slots?service=patent", keyPortal), 422, CodeNotReleased) // Saturday
-	want(t, e.get("/v1/offices/office-a/days/2026-11-29/slots?service=patent", keyPortal), 422, CodeNotReleased) // past
-	want(t, e.get("/v1/offices/office-x/days/2026-12-01/slots?service=patent", keyPortal), 404, CodeNotFound)
-	want(t, e.get("/v1/offices/office-a/days/2026-12-01/slots", keyPortal), 400, CodeValidationFailed)
+	want(t, e.get("/v1/offices/office-a/days/2026-13-01/slots?service=patent", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/offices/office-a/days/2027-03-01/slots?service=patent", keyPortal), 422, api.CodeNotReleased)
+	want(t, e.get("/v1/offices/office-a/days/2026-12-05/slots?service=patent", keyPortal), 422, api.CodeNotReleased) // Saturday
+	want(t, e.get("/v1/offices/office-a/days/2026-11-29/slots?service=patent", keyPortal), 422, api.CodeNotReleased) // past
+	want(t, e.get("/v1/offices/office-x/days/2026-12-01/slots?service=patent", keyPortal), 404, api.CodeNotFound)
+	want(t, e.get("/v1/offices/office-a/days/2026-12-01/slots", keyPortal), 400, api.CodeValidationFailed)
 
 	r = e.get("/v1/search?service=patent&region=moscow&limit=3&after="+url.QueryEscape(ts(at(1, 10, 0))), keyPortal)
 	want(t, r, 200, "")
@@ -97,29 +98,29 @@ func TestAvailability(t *testing.T) {
 		t.Fatalf("search: %s", r.body)
 	}
 	want(t, e.get("/v1/search?service=patent", keyPortal), 200, "")
-	want(t, e.get("/v1/search", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/search?service=patent&limit=0", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/search?service=patent&after=tomorrow", keyPortal), 400, CodeValidationFailed)
+	want(t, e.get("/v1/search", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/search?service=patent&limit=0", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/search?service=patent&after=tomorrow", keyPortal), 400, api.CodeValidationFailed)
 }
 
 func TestAuth(t *testing.T) {
 	e := newEnv(t, nil)
 	r := e.get("/v1/offices", "")
-	want(t, r, 401, CodeUnauthorized)
+	want(t, r, 401, api.CodeUnauthorized)
 	if r.header.Get("WWW-Authenticate") == "" {
 		t.Fatal("401 without WWW-Authenticate")
 	}
-	want(t, e.get("/v1/offices", "not-a-key-0123456789"), 401, CodeUnauthorized)
-	want(t, e.call("GET", "/v1/offices", "", "", "Authorization", "Basic "+keyPortal), 401, CodeUnauthorized)
+	want(t, e.get("/v1/offices", "not-a-key-0123456789"), 401, api.CodeUnauthorized)
+	want(t, e.call("GET", "/v1/offices", "", "", "Authorization", "Basic "+keyPortal), 401, api.CodeUnauthorized)
 	want(t, e.call("GET", "/v1/offices", "", "", "Authorization", "bearer "+keyPortal), 200, "")
 	// Scopes.
-	want(t, e.post("/v1/bookings", keyOperator, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 403, CodeForbidden)
-	want(t, e.call("PUT", "/v1/offices/office-a", keyPortal, "{}"), 403, CodeForbidden)
-	want(t, e.get("/v1/events", keyOperator), 403, CodeForbidden)
+	want(t, e.post("/v1/bookings", keyOperator, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 403, api.CodeForbidden)
+	want(t, e.call("PUT", "/v1/offices/office-a", keyPortal, "{}"), 403, api.CodeForbidden)
+	want(t, e.get("/v1/events", keyOperator), 403, api.CodeForbidden)
 	// Unknown route and method.
-	want(t, e.get("/v1/nothing", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/nothing", keyPortal), 404, api.CodeNotFound)
 	r = e.call("DELETE", "/v1/bookings", keyPortal, "")
-	want(t, r, 405, CodeMethodNotAllowed)
+	want(t, r, 405, api.CodeMethodNotAllowed)
 	if r.header.Get("Allow") != "POST, GET" {
 		t.Fatalf("Allow %q", r.header.Get("Allow"))
 	}
@@ -155,7 +156,7 @@ func TestBookingLifecycle(t *testing.T) {
 	if b = r.obj(t); b["status"] != "confirmed" || b["hold_expires_at"] != nil {
 		t.Fatalf("confirm: %s", r.body)
 	}
-	want(t, e.post("/v1/bookings/"+id+"/confirm", keyPortal, `{"applicant":"a-1"}`), 409, CodeInvalidTransition)
+	want(t, e.post("/v1/bookings/"+id+"/confirm", keyPortal, `{"applicant":"a-1"}`), 409, api.CodeInvalidTransition)
 
 	// View with history; the applicant in the query.
 	r = e.get("/v1/bookings/"+id+"?applicant=a-1", keyPortal)
@@ -171,11 +172,11 @@ func TestBookingLifecycle(t *testing.T) {
 		t.Fatalf("history: %s", r.body)
 	}
 	// Another applicant, or no applicant with a portal key.
-	want(t, e.get("/v1/bookings/"+id+"?applicant=a-2", keyPortal), 404, CodeNotFound)
-	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-2"}`), 404, CodeNotFound)
-	want(t, e.get("/v1/bookings/"+id, keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA?applicant=a-1", keyPortal), 404, CodeNotFound)
-	want(t, e.get("/v1/bookings/short?applicant=a-1", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/bookings/"+id+"?applicant=a-2", keyPortal), 404, api.CodeNotFound)
+	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-2"}`), 404, api.CodeNotFound)
+	want(t, e.get("/v1/bookings/"+id, keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA?applicant=a-1", keyPortal), 404, api.CodeNotFound)
+	want(t, e.get("/v1/bookings/short?applicant=a-1", keyPortal), 404, api.CodeNotFound)
 	// Operators read without an applicant, at their offices only.
 	want(t, e.get("/v1/bookings/"+id, keyOperator), 200, "")
 
@@ -208,13 +209,13 @@ func TestBookingLifecycle(t *testing.T) {
 	// Check-in: the ticket is verified.
 	other := e.mustHold("office-a", "rvp", "a-1", at(0, 16, 0), true)
 	otherTicket := e.get("/v1/bookings/"+other+"/ticket?applicant=a-1", keyPortal).str(t, "qr")
-	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"`+otherTicket+`"}`), 422, CodeTicketInvalid)
+	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"`+otherTicket+`"}`), 422, api.CodeTicketInvalid)
 	forged := []byte(qr)
 	forged[len(forged)-3] ^= 1
-	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"`+string(forged)+`"}`), 422, CodeTicketInvalid)
-	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"garbage!"}`), 422, CodeTicketInvalid)
-	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/bookings/"+id+"/check-in", keyPortal, `{"ticket":"`+qr+`"}`), 403, CodeForbidden)
+	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"`+string(forged)+`"}`), 422, api.CodeTicketInvalid)
+	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"garbage!"}`), 422, api.CodeTicketInvalid)
+	want(t, e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+id+"/check-in", keyPortal, `{"ticket":"`+qr+`"}`), 403, api.CodeForbidden)
 	r = e.post("/v1/bookings/"+id+"/check-in", keyOperator, `{"ticket":"`+qr+`"}`)
 	want(t, r, 200, "")
 	if r.obj(t)["status"] != "checked_in" {
@@ -225,8 +226,8 @@ func TestBookingLifecycle(t *testing.T) {
 	if r.obj(t)["status"] != "completed" {
 		t.Fatalf("complete: %s", r.body)
 	}
-	want(t, e.post("/v1/bookings/"+id+"/complete", keyOperator, ``), 409, CodeInvalidTransition)
-	want(t, e.get("/v1/bookings/"+id+"/ticket?applicant=a-1", keyPortal), 409, CodeInvalidTransition)
+	want(t, e.post("/v1/bookings/"+id+"/complete", keyOperator, ``), 409, api.CodeInvalidTransition)
+	want(t, e.get("/v1/bookings/"+id+"/ticket?applicant=a-1", keyPortal), 409, api.CodeInvalidTransition)
 	want(t, e.get("/v1/bookings/"+id+"/calendar.ics?applicant=a-1", keyPortal), 200, "")
 
 	// No-show after the start.
@@ -241,9 +242,9 @@ func TestBookingLifecycle(t *testing.T) {
 func TestOperatorOffices(t *testing.T) {
 	e := newEnv(t, nil)
 	id := e.mustHold("office-b", "patent", "a-1", at(2, 10, 0), true)
-	want(t, e.get("/v1/bookings/"+id, keyOperator), 403, CodeForbidden)
-	want(t, e.post("/v1/bookings/"+id+"/force-cancel", keyOperator, `{}`), 403, CodeForbidden)
-	want(t, e.post("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA/force-cancel", keyOperator, `{}`), 404, CodeNotFound)
+	want(t, e.get("/v1/bookings/"+id, keyOperator), 403, api.CodeForbidden)
+	want(t, e.post("/v1/bookings/"+id+"/force-cancel", keyOperator, `{}`), 403, api.CodeForbidden)
+	want(t, e.post("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA/force-cancel", keyOperator, `{}`), 404, api.CodeNotFound)
 	r := e.post("/v1/bookings/"+id+"/force-cancel", keyOperatorAll, `{"reason":"office request"}`)
 	want(t, r, 200, "")
 	if b := r.obj(t); b["status"] != "cancelled" {
@@ -273,7 +274,7 @@ func TestCancelRules(t *testing.T) {
 	if b := r.obj(t); b["status"] != "confirmed" {
 		t.Fatalf("reject-cancel: %s", r.body)
 	}
-	want(t, e.post("/v1/bookings/"+late+"/approve-cancel", keyOperator, ``), 409, CodeInvalidTransition)
+	want(t, e.post("/v1/bookings/"+late+"/approve-cancel", keyOperator, ``), 409, api.CodeInvalidTransition)
 	want(t, e.post("/v1/bookings/"+late+"/cancel", keyPortal, `{"applicant":"a-2"}`), 200, "")
 	r = e.post("/v1/bookings/"+late+"/approve-cancel", keyOperator, ``)
 	want(t, r, 200, "")
@@ -282,10 +283,10 @@ func TestCancelRules(t *testing.T) {
 	}
 	// Under the floor: refused.
 	soon := e.mustHold("office-a", "patent", "a-3", at(0, 17, 30), true)
-	want(t, e.post("/v1/bookings/"+soon+"/cancel", keyPortal, `{"applicant":"a-3"}`), 422, CodeTooLateToCancel)
+	want(t, e.post("/v1/bookings/"+soon+"/cancel", keyPortal, `{"applicant":"a-3"}`), 422, api.CodeTooLateToCancel)
 	// A mismatch of body and query applicant.
-	want(t, e.post("/v1/bookings/"+soon+"/cancel?applicant=a-4", keyPortal, `{"applicant":"a-3"}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/bookings/"+soon+"/cancel", keyPortal, `{}`), 400, CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+soon+"/cancel?applicant=a-4", keyPortal, `{"applicant":"a-3"}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+soon+"/cancel", keyPortal, `{}`), 400, api.CodeValidationFailed)
 }
 
 func TestReschedule(t *testing.T) {
@@ -302,20 +303,20 @@ func TestReschedule(t *testing.T) {
 	if b := r.obj(t); b["office"] != "office-b" || b["reschedules"] != 2.0 {
 		t.Fatalf("reschedule to office-b: %s", r.body)
 	}
-	want(t, e.post("/v1/bookings/"+id+"/reschedule", keyPortal, `{"applicant":"a-1","start":"`+ts(at(4, 12, 0))+`"}`), 422, CodeRescheduleLimit)
+	want(t, e.post("/v1/bookings/"+id+"/reschedule", keyPortal, `{"applicant":"a-1","start":"`+ts(at(4, 12, 0))+`"}`), 422, api.CodeRescheduleLimit)
 	// Not reschedulable service; too late; off the grid; taken.
 	rvp := e.mustHold("office-a", "rvp", "a-1", at(2, 10, 0), true)
-	want(t, e.post("/v1/bookings/"+rvp+"/reschedule", keyPortal, `{"applicant":"a-1","start":"`+ts(at(3, 11, 0))+`"}`), 422, CodeNotReschedulable)
+	want(t, e.post("/v1/bookings/"+rvp+"/reschedule", keyPortal, `{"applicant":"a-1","start":"`+ts(at(3, 11, 0))+`"}`), 422, api.CodeNotReschedulable)
 	soon := e.mustHold("office-a", "patent", "a-2", at(0, 15, 0), true)
-	want(t, e.post("/v1/bookings/"+soon+"/reschedule", keyPortal, `{"applicant":"a-2","start":"`+ts(at(3, 11, 0))+`"}`), 422, CodeTooLateToReschedule)
+	want(t, e.post("/v1/bookings/"+soon+"/reschedule", keyPortal, `{"applicant":"a-2","start":"`+ts(at(3, 11, 0))+`"}`), 422, api.CodeTooLateToReschedule)
 	fresh := e.mustHold("office-a", "patent", "a-3", at(2, 11, 0), true)
-	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3","start":"`+ts(at(3, 11, 7))+`"}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3"}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3","start":"`+ts(at(3, 11, 0))+`","office":"nowhere"}`), 404, CodeNotFound)
+	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3","start":"`+ts(at(3, 11, 7))+`"}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3"}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3","start":"`+ts(at(3, 11, 0))+`","office":"nowhere"}`), 404, api.CodeNotFound)
 	e.mustHold("office-a", "patent", "a-4", at(3, 9, 0), true)
 	e.mustHold("office-a", "patent", "a-5", at(3, 9, 0), true)
 	r = e.post("/v1/bookings/"+fresh+"/reschedule", keyPortal, `{"applicant":"a-3","start":"`+ts(at(3, 9, 0))+`"}`)
-	want(t, r, 409, CodeSlotTaken)
+	want(t, r, 409, api.CodeSlotTaken)
 	if alts, _ := r.obj(t)["alternatives"].([]any); len(alts) == 0 {
 		t.Fatalf("slot_taken without alternatives: %s", r.body)
 	}
@@ -328,29 +329,29 @@ func TestHoldErrors(t *testing.T) {
 		want(t, e.post("/v1/bookings", keyPortal, body), status, code)
 	}
 	start := ts(at(1, 9, 0))
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`","colour":"red"}`, 400, CodeValidationFailed) // unknown field
-	f(`{"office":"office-a","service":"patent","applicant":1,"start":"`+start+`"}`, 400, CodeValidationFailed)                    // wrong type
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`"} {}`, 400, CodeValidationFailed)             // trailing data
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`"`, 400, CodeValidationFailed)                 // truncated
-	f(`[1,2]`, 400, CodeValidationFailed)                                                                                         // not an object
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"tomorrow 9am"}`, 400, CodeValidationFailed)             // bad time
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T09:05:00+03:00"}`, 400, CodeValidationFailed)
-	f(`{"office":"office-a","service":"patent","applicant":"a-1"}`, 400, CodeValidationFailed) // neither start nor earliest_after
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`","earliest_after":"`+start+`"}`, 400, CodeValidationFailed)
-	f(`{"service":"patent","applicant":"a-1","start":"`+start+`"}`, 400, CodeValidationFailed)
-	f(`{"office":"office-a","service":"patent","start":"`+start+`"}`, 400, CodeValidationFailed)
-	f(`{"office":"nowhere","service":"patent","applicant":"a-1","start":"`+start+`"}`, 404, CodeNotFound)
-	f(`{"office":"office-a","service":"nothing","applicant":"a-1","start":"`+start+`"}`, 404, CodeNotFound)
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2027-06-01T09:00:00+03:00"}`, 422, CodeNotReleased)
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T07:00:00+03:00"}`, 422, CodeNotReleased)
-	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-05T10:00:00+03:00"}`, 422, CodeNotReleased)
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`","colour":"red"}`, 400, api.CodeValidationFailed) // unknown field
+	f(`{"office":"office-a","service":"patent","applicant":1,"start":"`+start+`"}`, 400, api.CodeValidationFailed)                    // wrong type
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`"} {}`, 400, api.CodeValidationFailed)             // trailing data
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`"`, 400, api.CodeValidationFailed)                 // truncated
+	f(`[1,2]`, 400, api.CodeValidationFailed)                                                                                         // not an object
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"tomorrow 9am"}`, 400, api.CodeValidationFailed)             // bad time
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T09:05:00+03:00"}`, 400, api.CodeValidationFailed)
+	f(`{"office":"office-a","service":"patent","applicant":"a-1"}`, 400, api.CodeValidationFailed) // neither start nor earliest_after
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"`+start+`","earliest_after":"`+start+`"}`, 400, api.CodeValidationFailed)
+	f(`{"service":"patent","applicant":"a-1","start":"`+start+`"}`, 400, api.CodeValidationFailed)
+	f(`{"office":"office-a","service":"patent","start":"`+start+`"}`, 400, api.CodeValidationFailed)
+	f(`{"office":"nowhere","service":"patent","applicant":"a-1","start":"`+start+`"}`, 404, api.CodeNotFound)
+	f(`{"office":"office-a","service":"nothing","applicant":"a-1","start":"`+start+`"}`, 404, api.CodeNotFound)
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2027-06-01T09:00:00+03:00"}`, 422, api.CodeNotReleased)
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T07:00:00+03:00"}`, 422, api.CodeNotReleased)
+	f(`{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-05T10:00:00+03:00"}`, 422, api.CodeNotReleased)
 	// The same instant in UTC is the same seat.
 	r := e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"a-1","start":"2026-12-01T06:00:00Z"}`)
 	want(t, r, 201, "")
 	if r.obj(t)["start"] != "2026-12-01T09:00:00+03:00" {
 		t.Fatalf("UTC start: %s", r.body)
 	}
-	f(holdJSON("office-a", "patent", "a-1", at(1, 10, 0)), 409, CodeDuplicateBooking)
+	f(holdJSON("office-a", "patent", "a-1", at(1, 10, 0)), 409, api.CodeDuplicateBooking)
 	// earliest_after takes the first free start from then on.
 	r = e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"rvp","applicant":"a-1","earliest_after":"`+ts(at(1, 12, 50))+`","confirm":true}`)
 	want(t, r, 201, "")
@@ -359,12 +360,12 @@ func TestHoldErrors(t *testing.T) {
 	}
 	// Limit: three active bookings.
 	e.mustHold("office-b", "patent", "a-1", at(1, 9, 0), false)
-	f(holdJSON("office-b", "rvp", "a-1", at(1, 9, 0)), 422, CodeLimitReached)
+	f(holdJSON("office-b", "rvp", "a-1", at(1, 9, 0)), 422, api.CodeLimitReached)
 	// Body too large.
 	big := `{"office":"` + strings.Repeat("x", DefaultBodyBytesMax) + `"}`
-	want(t, e.post("/v1/bookings", keyPortal, big), 413, CodeBodyTooLarge)
+	want(t, e.post("/v1/bookings", keyPortal, big), 413, api.CodeBodyTooLarge)
 	// Headers too large.
-	want(t, e.call("GET", "/v1/offices", keyPortal, "", "X-Filler", strings.Repeat("y", DefaultHeaderBytesMax)), 431, CodeHeadersTooLarge)
+	want(t, e.call("GET", "/v1/offices", keyPortal, "", "X-Filler", strings.Repeat("y", DefaultHeaderBytesMax)), 431, api.CodeHeadersTooLarge)
 }
 
 func TestApplicantBlocked(t *testing.T) {
@@ -373,7 +374,7 @@ func TestApplicantBlocked(t *testing.T) {
 		id := e.mustHold("office-a", "patent", "a-1", at(2+i, 10, 0), true)
 		want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1"}`), 200, "")
 	}
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(2, 11, 0))), 422, CodeApplicantBlocked)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(2, 11, 0))), 422, api.CodeApplicantBlocked)
 }
 
 func TestSlotTakenAlternatives(t *testing.T) {
@@ -381,7 +382,7 @@ func TestSlotTakenAlternatives(t *testing.T) {
 	e.mustHold("office-a", "patent", "a-1", at(1, 9, 0), false)
 	e.mustHold("office-a", "patent", "a-2", at(1, 9, 0), false)
 	r := e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-3", at(1, 9, 0)))
-	want(t, r, 409, CodeSlotTaken)
+	want(t, r, 409, api.CodeSlotTaken)
 	var p struct {
 		Alternatives []struct {
 			Office string `json:"office"`
@@ -439,18 +440,18 @@ func TestMyBookings(t *testing.T) {
 	if p = get("applicant=a-2"); len(p.Bookings) != 0 {
 		t.Fatalf("other applicant: %+v", p)
 	}
-	want(t, e.get("/v1/bookings", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings?applicant=a-1&status=lost", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings?applicant=a-1&cursor=x", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings?applicant=a-1&from=2026-12-05&to=2026-12-01", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings?applicant=a-1&applicant=a-2", keyPortal), 400, CodeValidationFailed)
+	want(t, e.get("/v1/bookings", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings?applicant=a-1&status=lost", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings?applicant=a-1&cursor=x", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings?applicant=a-1&from=2026-12-05&to=2026-12-01", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings?applicant=a-1&applicant=a-2", keyPortal), 400, api.CodeValidationFailed)
 }
 
 func TestOfficesAdmin(t *testing.T) {
 	e := newEnv(t, nil)
 	cfg := testOffice("office-c")
 	body, _ := json.Marshal(cfg)
-	want(t, e.call("PUT", "/v1/offices/office-c", keyAdminB, string(body)), 403, CodeForbidden)
+	want(t, e.call("PUT", "/v1/offices/office-c", keyAdminB, string(body)), 403, api.CodeForbidden)
 	r := e.call("PUT", "/v1/offices/office-c", keyAdmin, string(body))
 	want(t, r, 201, "")
 	if b := r.obj(t); b["id"] != "office-c" || b["released_through"] != "2026-12-30" || b["windows"] != 2.0 {
@@ -461,7 +462,7 @@ func TestOfficesAdmin(t *testing.T) {
 	if b := r.obj(t); b["name"] != "Office office-c" {
 		t.Fatalf("get office: %s", r.body)
 	}
-	want(t, e.get("/v1/offices/office-x", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/offices/office-x", keyPortal), 404, api.CodeNotFound)
 	// Replace: rename is fine; the id must match; unknown fields and bad values refused.
 	cfg.Name = "Renamed"
 	body, _ = json.Marshal(cfg)
@@ -470,15 +471,15 @@ func TestOfficesAdmin(t *testing.T) {
 	if r.obj(t)["name"] != "Renamed" {
 		t.Fatalf("replace: %s", r.body)
 	}
-	want(t, e.call("PUT", "/v1/offices/office-d", keyAdmin, string(body)), 400, CodeValidationFailed)
-	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, `{"name":"x","colour":"red"}`), 400, CodeValidationFailed)
-	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, `{"name":"x","windows":"two"}`), 400, CodeValidationFailed)
-	want(t, e.call("PUT", "/v1/offices/office-e", keyAdmin, `{"name":"x","region":"r","timezone":"Mars/Olympus"}`), 400, CodeValidationFailed)
+	want(t, e.call("PUT", "/v1/offices/office-d", keyAdmin, string(body)), 400, api.CodeValidationFailed)
+	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, `{"name":"x","colour":"red"}`), 400, api.CodeValidationFailed)
+	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, `{"name":"x","windows":"two"}`), 400, api.CodeValidationFailed)
+	want(t, e.call("PUT", "/v1/offices/office-e", keyAdmin, `{"name":"x","region":"r","timezone":"Mars/Olympus"}`), 400, api.CodeValidationFailed)
 	// Layout in use.
 	e.mustHold("office-c", "patent", "a-1", at(1, 9, 0), true)
 	cfg.Windows = 3
 	body, _ = json.Marshal(cfg)
-	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, string(body)), 409, CodeLayoutInUse)
+	want(t, e.call("PUT", "/v1/offices/office-c", keyAdmin, string(body)), 409, api.CodeLayoutInUse)
 
 	// Release beyond the horizon, idempotently.
 	r = e.post("/v1/offices/office-c/release", keyAdmin, `{"through":"2027-01-15"}`)
@@ -490,11 +491,11 @@ func TestOfficesAdmin(t *testing.T) {
 	if string(r.body) != `{"office":"office-c","released_through":"2027-01-15"}` {
 		t.Fatalf("release earlier: %s", r.body)
 	}
-	want(t, e.post("/v1/offices/office-c/release", keyAdmin, `{"through":"2030-01-01"}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/offices/office-c/release", keyAdmin, `{}`), 400, CodeValidationFailed)
-	want(t, e.post("/v1/offices/office-c/release", keyAdminB, `{"through":"2027-01-16"}`), 403, CodeForbidden)
-	want(t, e.post("/v1/offices/nowhere/release", keyAdmin, `{"through":"2027-01-16"}`), 404, CodeNotFound)
-	want(t, e.post("/v1/offices/office-c/release", keyPortal, `{"through":"2027-01-16"}`), 403, CodeForbidden)
+	want(t, e.post("/v1/offices/office-c/release", keyAdmin, `{"through":"2030-01-01"}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/offices/office-c/release", keyAdmin, `{}`), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/offices/office-c/release", keyAdminB, `{"through":"2027-01-16"}`), 403, api.CodeForbidden)
+	want(t, e.post("/v1/offices/nowhere/release", keyAdmin, `{"through":"2027-01-16"}`), 404, api.CodeNotFound)
+	want(t, e.post("/v1/offices/office-c/release", keyPortal, `{"through":"2027-01-16"}`), 403, api.CodeForbidden)
 	want(t, e.get("/v1/offices/office-c/days/2027-01-14/slots?service=patent", keyPortal), 200, "")
 
 	// A closure cancels the day's bookings.
@@ -503,8 +504,8 @@ func TestOfficesAdmin(t *testing.T) {
 	if string(r.body) != `{"office":"office-c","date":"2026-12-01","cancelled":1}` {
 		t.Fatalf("closure: %s", r.body)
 	}
-	want(t, e.get("/v1/offices/office-c/days/2026-12-01/slots?service=patent", keyPortal), 422, CodeNotReleased)
-	want(t, e.post("/v1/offices/office-c/closures", keyAdmin, `{"date":"01.12.2026"}`), 400, CodeValidationFailed)
+	want(t, e.get("/v1/offices/office-c/days/2026-12-01/slots?service=patent", keyPortal), 422, api.CodeNotReleased)
+	want(t, e.post("/v1/offices/office-c/closures", keyAdmin, `{"date":"01.12.2026"}`), 400, api.CodeValidationFailed)
 }
 
 func TestEvents(t *testing.T) {
@@ -553,9 +554,9 @@ func TestEvents(t *testing.T) {
 	if string(r.body) != `{"events":[],"next_cursor":"100"}` {
 		t.Fatalf("empty page: %s", r.body)
 	}
-	want(t, e.get("/v1/events?after=-1", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/events?wait=3600", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/events?limit=100000", keyPortal), 400, CodeValidationFailed)
+	want(t, e.get("/v1/events?after=-1", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/events?wait=3600", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/events?limit=100000", keyPortal), 400, api.CodeValidationFailed)
 }
 
 // TestShutdownWakesLongPoll: Shutdown returns promptly with a long-poll
@@ -577,12 +578,12 @@ func TestShutdownWakesLongPoll(t *testing.T) {
 func TestNotReadyAndDegraded(t *testing.T) {
 	e := newEnv(t, nil)
 	e.srv.SetReady(false)
-	want(t, e.get("/v1/offices", keyPortal), 503, CodeNotReady)
+	want(t, e.get("/v1/offices", keyPortal), 503, api.CodeNotReady)
 	e.srv.SetReady(true)
 
 	e.j.Fail = func(*allocator.Change) error { return fmt.Errorf("disk on fire") }
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 503, CodeDegraded)
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 503, CodeDegraded)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 503, api.CodeDegraded)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 503, api.CodeDegraded)
 	// Reads still work.
 	want(t, e.get("/v1/offices/office-a/days/2026-12-01/slots?service=patent", keyPortal), 200, "")
 }

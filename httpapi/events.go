@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/internal/jsontime"
 )
 
@@ -59,7 +60,7 @@ func (s *Server) listEvents(r *request) {
 		if err != nil {
 			s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
 			s.storeFailed("event feed read", err)
-			r.fail(problem{code: CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
+			r.fail(problem{code: api.CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
 			return
 		}
 		for i := 0; i < len(page) && len(events) < limit; i++ {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/wal"
 )
 
@@ -124,7 +125,7 @@ func TestDefectHistoryLimitOverHTTP(t *testing.T) {
 	if r.status == 0 {
 		t.Fatalf("%d rounds of late cancel and reject all went through", done)
 	}
-	want(t, r, 422, CodeHistoryLimit)
+	want(t, r, 422, api.CodeHistoryLimit)
 	checkServerWrites(e, "bystander-1", start)
 	got := e.get("/v1/bookings/"+id+"?applicant=cycler", keyPortal)
 	want(t, got, 200, "")
@@ -138,7 +139,7 @@ func TestDefectHistoryLimitOverHTTP(t *testing.T) {
 	stop()
 	e, _ = walEnv(t, dir, now, false)
 	_, r = lateCancelRounds(e, id, "cycler", 1)
-	want(t, r, 422, CodeHistoryLimit)
+	want(t, r, 422, api.CodeHistoryLimit)
 	checkServerWrites(e, "bystander-2", start)
 }
 
@@ -149,6 +150,6 @@ func TestHistoryTextLimitsAtTheEdge(t *testing.T) {
 	e.setNow(at(0, 15, 0))
 	id := e.mustHold("office-a", "patent", "a-1", at(1, 9, 0), true)
 	long := strings.Repeat("r", allocator.ReasonBytesMax+1)
-	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1","reason":"`+long+`"}`), 400, CodeValidationFailed)
+	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1","reason":"`+long+`"}`), 400, api.CodeValidationFailed)
 	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1","reason":"`+long[1:]+`"}`), 200, "")
 }

@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Idempotency (DESIGN invariant 5).
@@ -92,7 +93,7 @@ func (x *idempotency) begin(r *request, header []byte) bool {
 	x.mu.Lock()
 	if _, busy := x.inFlight[key]; busy {
 		x.mu.Unlock()
-		r.fail(problem{code: CodeIdempotencyInFlight, detail: "a request with this Idempotency-Key is still running; retry when it has answered"})
+		r.fail(problem{code: api.CodeIdempotencyInFlight, detail: "a request with this Idempotency-Key is still running; retry when it has answered"})
 		return false
 	}
 	x.inFlight[key] = struct{}{}
@@ -103,12 +104,12 @@ func (x *idempotency) begin(r *request, header []byte) bool {
 	case err != nil:
 		x.leave(key)
 		r.srv.storeFailed("idempotency store read", err)
-		r.fail(problem{code: CodeDegraded, detail: "cannot read the idempotency store", retryAfterSeconds: retryAfterDegradedSeconds})
+		r.fail(problem{code: api.CodeDegraded, detail: "cannot read the idempotency store", retryAfterSeconds: retryAfterDegradedSeconds})
 		return false
 	case found && r.now.Sub(time.Unix(0, rec.AtUnixNano)) < x.ttl:
 		x.leave(key)
 		if rec.Fingerprint != fp {
-			r.fail(problem{code: CodeIdempotencyMismatch, detail: "this Idempotency-Key was first used with a different method, path, query or body; use a new key for a new request"})
+			r.fail(problem{code: api.CodeIdempotencyMismatch, detail: "this Idempotency-Key was first used with a different method, path, query or body; use a new key for a new request"})
 			return false
 		}
 		r.ctx.Response.Header.Set(headerReplayed, "true")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Invariant 5: a repeated request with the same Idempotency-Key returns the
@@ -33,8 +34,8 @@ func TestIdempotencyReplay(t *testing.T) {
 	}
 
 	// A different body, path or query with the same key: 422.
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 15)), "Idempotency-Key", "k-1"), 422, CodeIdempotencyMismatch)
-	want(t, e.post("/v1/bookings?applicant=a-1", keyPortal, body, "Idempotency-Key", "k-1"), 422, CodeIdempotencyMismatch)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 15)), "Idempotency-Key", "k-1"), 422, api.CodeIdempotencyMismatch)
+	want(t, e.post("/v1/bookings?applicant=a-1", keyPortal, body, "Idempotency-Key", "k-1"), 422, api.CodeIdempotencyMismatch)
 
 	// Keys are namespaced by API key: another portal's k-1 is a new request.
 	if other := e.call("POST", "/v1/bookings", keyPortalB, body, "Idempotency-Key", "k-1"); other.status != 201 || other.str(t, "id") == first.str(t, "id") {
@@ -46,7 +47,7 @@ func TestIdempotencyReplay(t *testing.T) {
 	cancel := `{"applicant":"a-1"}`
 	puts := e.store.putCount()
 	refused := e.post("/v1/bookings/"+id+"/complete", keyOperator, ``, "Idempotency-Key", "k-2")
-	want(t, refused, 409, CodeInvalidTransition)
+	want(t, refused, 409, api.CodeInvalidTransition)
 	if n := e.store.putCount() - puts; n != 1 {
 		t.Fatalf("refusal stored %d times", n)
 	}
@@ -66,10 +67,10 @@ func TestIdempotencyReplay(t *testing.T) {
 
 	// After the TTL the key is forgotten.
 	e.clock.Add(DefaultIdempotencyTTL + time.Minute)
-	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, cancel, "Idempotency-Key", "k-3"), 409, CodeInvalidTransition)
+	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, cancel, "Idempotency-Key", "k-3"), 409, api.CodeInvalidTransition)
 
 	// Malformed keys.
-	want(t, e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", string(bytes.Repeat([]byte("k"), 300))), 400, CodeValidationFailed)
+	want(t, e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", string(bytes.Repeat([]byte("k"), 300))), 400, api.CodeValidationFailed)
 }
 
 func TestIdempotencyInFlight(t *testing.T) {
@@ -86,7 +87,7 @@ func TestIdempotencyInFlight(t *testing.T) {
 	done := make(chan resp, 1)
 	go func() { done <- e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1") }()
 	<-entered
-	want(t, e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1"), 409, CodeIdempotencyInFlight)
+	want(t, e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1"), 409, api.CodeIdempotencyInFlight)
 	close(release)
 	first := <-done
 	want(t, first, 201, "")
@@ -101,7 +102,7 @@ func TestIdempotencyInFlight(t *testing.T) {
 func TestIdempotencyNotStoredOnFailedCommit(t *testing.T) {
 	e := newEnv(t, nil)
 	e.j.Fail = func(*allocator.Change) error { return errBlocked }
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0)), "Idempotency-Key", "k-1"), 503, CodeDegraded)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 0)), "Idempotency-Key", "k-1"), 503, api.CodeDegraded)
 	if _, ok, _ := e.store.LookupIdempotency("portal-a:k-1"); ok || e.store.putCount() != 0 {
 		t.Fatal("a response of a failed commit was stored")
 	}

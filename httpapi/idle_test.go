@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"slotd/api"
 )
 
 // A request that stalls half-way (slowloris) is cut off by the read
@@ -30,5 +32,5 @@ func TestStalledRequestGets408(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantProblem(t, "stalled request", resp, body, http.StatusRequestTimeout, CodeRequestTimeout)
+	wantProblem(t, "stalled request", resp, body, http.StatusRequestTimeout, api.CodeRequestTimeout)
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Invariant 6: overload sheds with 429/503 and Retry-After, never queues.
@@ -21,7 +22,7 @@ func TestRateLimit(t *testing.T) {
 	want(t, e.get("/v1/offices", keyPortal), 200, "")
 	want(t, e.get("/v1/offices", keyPortal), 200, "")
 	r := e.get("/v1/offices", keyPortal)
-	want(t, r, 429, CodeRateLimited)
+	want(t, r, 429, api.CodeRateLimited)
 	if r.header.Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q", r.header.Get("Retry-After"))
 	}
@@ -46,10 +47,10 @@ func TestApplicantRate(t *testing.T) {
 	// A bot fires five times: two get through (the second a duplicate),
 	// three are refused by its own bucket.
 	want(t, hold("bot", 0), 201, "")
-	want(t, hold("bot", 15), 409, CodeDuplicateBooking)
+	want(t, hold("bot", 15), 409, api.CodeDuplicateBooking)
 	for i := 0; i < 3; i++ {
 		r := hold("bot", 30)
-		want(t, r, 429, CodeRateLimited)
+		want(t, r, 429, api.CodeRateLimited)
 		if r.header.Get("Retry-After") == "" {
 			t.Fatal("no Retry-After")
 		}
@@ -58,10 +59,10 @@ func TestApplicantRate(t *testing.T) {
 	want(t, hold("person-1", 45), 201, "")
 	want(t, hold("person-2", 60), 201, "")
 	// Now the key's own bucket is empty, for everyone.
-	want(t, hold("person-3", 75), 429, CodeRateLimited)
+	want(t, hold("person-3", 75), 429, api.CodeRateLimited)
 	// The applicant's bucket refills with the clock.
 	e.clock.Add(5 * time.Second)
-	want(t, hold("bot", 90), 409, CodeDuplicateBooking)
+	want(t, hold("bot", 90), 409, api.CodeDuplicateBooking)
 	// SREs see which limit refused.
 	if a, k := testutil.ToFloat64(e.srv.m.limitedApplicant), testutil.ToFloat64(e.srv.m.limitedKey); a != 3 || k != 1 {
 		t.Fatalf("%s: applicant %g, key %g; want 3 and 1", metricRateLimited, a, k)
@@ -73,7 +74,7 @@ func TestApplicantRate(t *testing.T) {
 func TestApplicantRateScope(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RatePerApplicant, c.RateApplicantBurst = 1, 1 })
 	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "x", at(1, 9, 0))), 201, "")
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "x", at(1, 9, 15))), 429, CodeRateLimited)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "x", at(1, 9, 15))), 429, api.CodeRateLimited)
 	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-b", "patent", "x", at(1, 9, 30))), 201, "")
 	want(t, e.get("/v1/bookings?applicant=x", keyPortal), 200, "")
 }
@@ -100,8 +101,8 @@ func TestShedding(t *testing.T) {
 	<-entered
 	<-entered
 	r := e.get("/v1/offices", keyPortal)
-	want(t, r, 503, CodeOverloaded)
-	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-9", at(1, 10, 0))), 503, CodeOverloaded)
+	want(t, r, 503, api.CodeOverloaded)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-9", at(1, 10, 0))), 503, api.CodeOverloaded)
 	close(release)
 	wg.Wait()
 	for _, r := range results {
@@ -155,7 +156,7 @@ func TestRaceForSeats(t *testing.T) {
 			seats[seat] = true
 			winners[ts(o.start)]++
 		case 409:
-			want(t, o.r, 409, CodeSlotTaken)
+			want(t, o.r, 409, api.CodeSlotTaken)
 			var p struct {
 				Alternatives []struct{ Office, Start string } `json:"alternatives"`
 			}
@@ -237,19 +238,19 @@ func TestApplicantLimiterBounded(t *testing.T) {
 func TestDefectFailedAuthNotRateLimited(t *testing.T) {
 	e := newEnv(t, nil) // the default bucket; the clock stands still
 	for i := 0; i < DefaultAuthFailBurst; i++ {
-		want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, CodeUnauthorized)
+		want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, api.CodeUnauthorized)
 	}
 	r := e.get("/v1/offices", "wrong-key-0123456789")
-	want(t, r, 429, CodeRateLimited)
+	want(t, r, 429, api.CodeRateLimited)
 	if r.header.Get("Retry-After") != "1" {
 		t.Fatalf("Retry-After %q, want 1 (one failure a second)", r.header.Get("Retry-After"))
 	}
-	want(t, e.get("/v1/offices", ""), 429, CodeRateLimited)
+	want(t, e.get("/v1/offices", ""), 429, api.CodeRateLimited)
 	want(t, e.get("/v1/offices", keyPortal), 200, "")
 	// The bucket refills with the clock.
 	e.clock.Add(time.Second)
-	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, CodeUnauthorized)
-	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 429, CodeRateLimited)
+	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 401, api.CodeUnauthorized)
+	want(t, e.get("/v1/offices", "wrong-key-0123456789"), 429, api.CodeRateLimited)
 	if got := testutil.ToFloat64(e.srv.m.limitedAuth); got != 3 {
 		t.Fatalf("%s{limit=\"auth\"} = %g, want 3", metricRateLimited, got)
 	}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"slotd/api"
 )
 
 func scrape(t *testing.T, h http.Handler, path string) (int, string) {
@@ -38,7 +40,7 @@ func TestMetricsLint(t *testing.T) {
 		}
 	})
 	e.mustHold("office-a", "patent", "secret-applicant-42", at(1, 9, 0), true)
-	want(t, e.get("/v1/nothing", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/nothing", keyPortal), 404, api.CodeNotFound)
 	admin := e.srv.AdminHandler()
 	code, body := scrape(t, admin, "/metrics")
 	if code != 200 {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Portal namespaces over HTTP: a portal key reaches only the applicants
@@ -94,10 +95,10 @@ func TestDefectPortalReachesOtherPortalsBookings(t *testing.T) {
 	// The answer portal-a gets for an applicant it does not have: "no
 	// such booking". portal-b gets exactly that for alice's.
 	notFound := e.get("/v1/bookings/"+confirmed+"?applicant=nobody", keyPortal)
-	want(t, notFound, 404, CodeNotFound)
+	want(t, notFound, 404, api.CodeNotFound)
 	for _, p := range []string{"", "/ticket", "/ticket.png", "/ticket.pdf", "/calendar.ics"} {
 		r := e.get("/v1/bookings/"+confirmed+p+"?applicant=alice", keyPortalB)
-		want(t, r, 404, CodeNotFound)
+		want(t, r, 404, api.CodeNotFound)
 		if p == "" && string(r.body) != string(notFound.body) {
 			t.Fatalf("another portal's booking answers %s, an absent one %s", r.body, notFound.body)
 		}
@@ -105,11 +106,11 @@ func TestDefectPortalReachesOtherPortalsBookings(t *testing.T) {
 	if ids := e.bookingsOf(keyPortalB, "alice"); len(ids) != 0 {
 		t.Fatalf("portal-b lists portal-a's bookings of alice: %v", ids)
 	}
-	want(t, e.post("/v1/bookings/"+held+"/confirm", keyPortalB, `{"applicant":"alice"}`), 404, CodeNotFound)
-	want(t, e.post("/v1/bookings/"+held+"/cancel", keyPortalB, `{"applicant":"alice"}`), 404, CodeNotFound)
-	want(t, e.post("/v1/bookings/"+confirmed+"/cancel", keyPortalB, `{"applicant":"alice"}`), 404, CodeNotFound)
-	want(t, e.post("/v1/bookings/"+confirmed+"/reschedule", keyPortalB, `{"applicant":"alice","start":"`+ts(at(2, 10, 0))+`"}`), 404, CodeNotFound)
-	want(t, e.call("DELETE", "/v1/watches/"+watch+"?applicant=alice", keyPortalB, ""), 404, CodeNotFound)
+	want(t, e.post("/v1/bookings/"+held+"/confirm", keyPortalB, `{"applicant":"alice"}`), 404, api.CodeNotFound)
+	want(t, e.post("/v1/bookings/"+held+"/cancel", keyPortalB, `{"applicant":"alice"}`), 404, api.CodeNotFound)
+	want(t, e.post("/v1/bookings/"+confirmed+"/cancel", keyPortalB, `{"applicant":"alice"}`), 404, api.CodeNotFound)
+	want(t, e.post("/v1/bookings/"+confirmed+"/reschedule", keyPortalB, `{"applicant":"alice","start":"`+ts(at(2, 10, 0))+`"}`), 404, api.CodeNotFound)
+	want(t, e.call("DELETE", "/v1/watches/"+watch+"?applicant=alice", keyPortalB, ""), 404, api.CodeNotFound)
 
 	// Nothing changed: portal-a still has both bookings and the watch,
 	// and sees alice as the applicant it named.
@@ -262,8 +263,8 @@ func TestDefectNamespaceSharedByKeysOfOnePortal(t *testing.T) {
 	if v, _ := e.eng.Get(mustID(t, id), ""); v.Applicant == "alice" {
 		t.Fatal("portal-a's booking is stored in the legacy namespace")
 	}
-	want(t, e.get("/v1/bookings/"+legacy.str(t, "id")+"?applicant=alice", keyPortal), 404, CodeNotFound)
-	want(t, e.get("/v1/bookings/"+id+"?applicant=alice", keyPortalLegacy), 404, CodeNotFound)
+	want(t, e.get("/v1/bookings/"+legacy.str(t, "id")+"?applicant=alice", keyPortal), 404, api.CodeNotFound)
+	want(t, e.get("/v1/bookings/"+id+"?applicant=alice", keyPortalLegacy), 404, api.CodeNotFound)
 }
 
 func mustID(t testing.TB, s string) allocator.ID {
@@ -284,11 +285,11 @@ func TestDefectNamespaceLimitsPerNamespace(t *testing.T) {
 	// alice is someone else, portal-a's second key is the same portal.
 	e.mustHold("office-a", "patent", "alice", at(1, 9, 0), false)
 	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "alice", at(1, 9, 15))), 201, "")
-	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-a", "patent", "alice", at(1, 9, 30))), 409, CodeDuplicateBooking)
+	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-a", "patent", "alice", at(1, 9, 30))), 409, api.CodeDuplicateBooking)
 	// Active limit (3): portal-a's alice reaches it, portal-b's does not.
 	e.mustHold("office-b", "patent", "alice", at(1, 9, 0), false)
 	e.mustHold("office-a", "rvp", "alice", at(1, 10, 0), false)
-	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-b", "rvp", "alice", at(1, 10, 0))), 422, CodeLimitReached)
+	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-b", "rvp", "alice", at(1, 10, 0))), 422, api.CodeLimitReached)
 	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-b", "rvp", "alice", at(1, 10, 0))), 201, "")
 	// Penalty (3 cancels of confirmed bookings): portal-b's erin is
 	// blocked, portal-a's erin is not.
@@ -297,7 +298,7 @@ func TestDefectNamespaceLimitsPerNamespace(t *testing.T) {
 		want(t, r, 201, "")
 		want(t, e.post("/v1/bookings/"+r.str(t, "id")+"/cancel", keyPortalB, `{"applicant":"erin"}`), 200, "")
 	}
-	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "erin", at(2, 11, 0))), 422, CodeApplicantBlocked)
+	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "erin", at(2, 11, 0))), 422, api.CodeApplicantBlocked)
 	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "erin", at(2, 11, 0))), 201, "")
 }
 
@@ -322,10 +323,10 @@ func TestEngineApplicantSplits(t *testing.T) {
 // An applicant id with the separator is refused wherever one is given.
 func TestApplicantWithNULRefused(t *testing.T) {
 	e := newEnv(t, nil)
-	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"portal-b\u0000alice","start":"`+ts(at(1, 9, 0))+`"}`), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings?applicant=x%00y", keyPortal), 400, CodeValidationFailed)
-	want(t, e.get("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA?applicant=x%00y", keyPortal), 400, CodeValidationFailed)
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"a\u0000b","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)
+	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"portal-b\u0000alice","start":"`+ts(at(1, 9, 0))+`"}`), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings?applicant=x%00y", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.get("/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA?applicant=x%00y", keyPortal), 400, api.CodeValidationFailed)
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"a\u0000b","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, api.CodeValidationFailed)
 }
 
 // Active bookings of the legacy namespace need a portal key that reaches

@@ -4,6 +4,7 @@ import (
 	"strconv"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Office administration: admin scope, at the key's offices.
@@ -11,7 +12,7 @@ import (
 // officeAllowed answers 403 unless the key may administer office.
 func (r *request) officeAllowed(office string) bool {
 	if !r.key.office(office) {
-		r.fail(problem{code: CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not administer office " + strconv.Quote(office)})
+		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not administer office " + strconv.Quote(office)})
 		return false
 	}
 	return true

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Server is the HTTP edge of API v1. Safe for concurrent use.
@@ -245,7 +246,7 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 				zap.String("request_id", r.id), zap.ByteString("stack", debug.Stack()))
 			ctx.Response.Reset()
 			ctx.Response.Header.Set(headerReqID, r.id)
-			r.fail(problem{code: CodeInternal, detail: "the server failed to process the request; it has been logged with the request id"})
+			r.fail(problem{code: api.CodeInternal, detail: "the server failed to process the request; it has been logged with the request id"})
 		}
 		s.m.inFlight.Dec()
 		s.finish(&r, time.Since(started))
@@ -260,15 +261,15 @@ func (s *Server) dispatch(r *request) {
 	rt, allow := s.router.match(string(ctx.Method()), string(ctx.Path()), &r.params)
 	if rt == nil {
 		if allow != "" {
-			r.fail(problem{code: CodeMethodNotAllowed, detail: "use " + allow, allow: allow})
+			r.fail(problem{code: api.CodeMethodNotAllowed, detail: "use " + allow, allow: allow})
 			return
 		}
-		r.fail(problem{code: CodeNotFound, detail: "no such endpoint; see docs/openapi.yaml"})
+		r.fail(problem{code: api.CodeNotFound, detail: "no such endpoint; see docs/openapi.yaml"})
 		return
 	}
 	r.route = rt
 	if !s.ready.Load() {
-		r.fail(problem{code: CodeNotReady, detail: "the server is starting or stopping", retryAfterSeconds: retryAfterNotReadySeconds})
+		r.fail(problem{code: api.CodeNotReady, detail: "the server is starting or stopping", retryAfterSeconds: retryAfterNotReadySeconds})
 		return
 	}
 	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
@@ -279,17 +280,17 @@ func (s *Server) dispatch(r *request) {
 		if s.authFails != nil {
 			if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.now); !ok {
 				s.m.limitedAuth.Inc()
-				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
+				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: "too many requests with a missing or unknown key from this address; send a key from the keys file after the pause"})
 				return
 			}
 		}
 		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="slotd"`)
-		r.fail(problem{code: CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
+		r.fail(problem{code: api.CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
 		return
 	}
 	if !r.key.may(rt.access) {
-		r.fail(problem{code: CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
+		r.fail(problem{code: api.CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
 		return
 	}
 	if rt.perApplicant {
@@ -299,7 +300,7 @@ func (s *Server) dispatch(r *request) {
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
 			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.now); !ok {
 				s.m.limitedApplicant.Inc()
-				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
+				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
 						s.cfg.RatePerApplicant, s.cfg.RateApplicantBurst)})
 				return
@@ -308,7 +309,7 @@ func (s *Server) dispatch(r *request) {
 	}
 	if ok, wait := r.key.limiter.take(r.now); !ok {
 		s.m.limitedKey.Inc()
-		r.fail(problem{code: CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
+		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})
 		return
 	}
@@ -317,7 +318,7 @@ func (s *Server) dispatch(r *request) {
 		slots = s.engineSlots
 	}
 	if !slots.tryAcquire() {
-		r.fail(problem{code: CodeOverloaded, detail: "too many requests in progress; retry after the pause", retryAfterSeconds: retryAfterOverloadedSeconds})
+		r.fail(problem{code: api.CodeOverloaded, detail: "too many requests in progress; retry after the pause", retryAfterSeconds: retryAfterOverloadedSeconds})
 		return
 	}
 	var freed bool
@@ -419,18 +420,18 @@ func (s *Server) serveReadError(ctx *fasthttp.RequestCtx, err error) {
 	var netErr net.Error
 	switch {
 	case errors.As(err, &small):
-		p = problem{code: CodeHeadersTooLarge, detail: fmt.Sprintf("request line and headers must fit in %d bytes", s.cfg.HeaderBytesMax)}
+		p = problem{code: api.CodeHeadersTooLarge, detail: fmt.Sprintf("request line and headers must fit in %d bytes", s.cfg.HeaderBytesMax)}
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		p = problem{code: CodeBodyTooLarge, detail: fmt.Sprintf("request bodies are limited to %d bytes", s.cfg.BodyBytesMax)}
+		p = problem{code: api.CodeBodyTooLarge, detail: fmt.Sprintf("request bodies are limited to %d bytes", s.cfg.BodyBytesMax)}
 	case errors.As(err, &netErr) && netErr.Timeout():
 		// A stalled or slowloris request, or a keep-alive connection
 		// that went idle part-way: 408 and close, as HTTP says. Clients
 		// take a 408 on an idle connection as a quiet close, where a 400
 		// reaches them as an unsolicited response.
 		ctx.SetConnectionClose()
-		p = problem{code: CodeRequestTimeout, detail: fmt.Sprintf("the request was not received within %s; the connection is closed", s.cfg.ReadTimeout)}
+		p = problem{code: api.CodeRequestTimeout, detail: fmt.Sprintf("the request was not received within %s; the connection is closed", s.cfg.ReadTimeout)}
 	default:
-		p = problem{code: CodeValidationFailed, detail: "the HTTP request could not be read: it is not valid HTTP/1.1"}
+		p = problem{code: api.CodeValidationFailed, detail: "the HTTP request could not be read: it is not valid HTTP/1.1"}
 	}
 	r.fail(p)
 	s.m.observe(nil, "", ctx.Response.StatusCode(), 0)
@@ -463,7 +464,7 @@ func (r *request) replyBody(status int, body []byte) {
 func (r *request) fail(p problem) {
 	info := codes[p.code]
 	r.code = p.code
-	r.ctx.SetStatusCode(info.status)
+	r.ctx.SetStatusCode(info.Status)
 	r.ctx.SetContentType(contentProblem)
 	if p.retryAfterSeconds > 0 {
 		r.ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(p.retryAfterSeconds))
@@ -486,7 +487,7 @@ func (r *request) failErr(err error) {
 			r.srv.logDegraded()
 		}
 	}
-	if p.code == CodeSlotTaken && r.alternatives != nil {
+	if p.code == api.CodeSlotTaken && r.alternatives != nil {
 		p.alternatives = r.alternatives()
 	}
 	r.fail(p)
@@ -494,7 +495,7 @@ func (r *request) failErr(err error) {
 
 // invalid answers 400 validation_failed with detail.
 func (r *request) invalid(format string, args ...any) {
-	r.fail(problem{code: CodeValidationFailed, detail: fmt.Sprintf(format, args...)})
+	r.fail(problem{code: api.CodeValidationFailed, detail: fmt.Sprintf(format, args...)})
 }
 
 // location returns the time zone of an office config, cached.

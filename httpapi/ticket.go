@@ -13,6 +13,7 @@ import (
 	qrcode "github.com/skip2/go-qrcode"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/internal/jsontime"
 )
 
@@ -81,7 +82,7 @@ func verifyTicket(secret []byte, token string, v *allocator.Booking) error {
 // checked in.
 func ticketable(r *request, v *allocator.Booking) bool {
 	if v.Status != allocator.StatusConfirmed && v.Status != allocator.StatusCheckedIn {
-		r.fail(problem{code: CodeInvalidTransition, detail: "a ticket exists for confirmed bookings only; this one is " + v.Status.String()})
+		r.fail(problem{code: api.CodeInvalidTransition, detail: "a ticket exists for confirmed bookings only; this one is " + v.Status.String()})
 		return false
 	}
 	return true

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"slotd/api"
 )
 
 // The printable ticket: a PDF whose text, extracted again, reads in
@@ -22,7 +24,7 @@ func TestTicketPDF(t *testing.T) {
 		!bytes.Contains(r.body, []byte("/FontFile2")) || !bytes.Contains(r.body, []byte("/ToUnicode")) {
 		t.Fatalf("ticket.pdf: %q, %d bytes, embedded font and text map expected", r.header.Get("Content-Type"), len(r.body))
 	}
-	want(t, e.get("/v1/bookings/"+id+"/ticket.pdf?applicant=someone-else", keyPortal), 404, CodeNotFound)
+	want(t, e.get("/v1/bookings/"+id+"/ticket.pdf?applicant=someone-else", keyPortal), 404, api.CodeNotFound)
 	if pdftotext, err := exec.LookPath("pdftotext"); err != nil {
 		t.Log("pdftotext (Debian package poppler-utils) not found: the text of the PDF is not read back")
 	} else {
@@ -40,5 +42,5 @@ func TestTicketPDF(t *testing.T) {
 		}
 	}
 	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1"}`), 200, "")
-	want(t, e.get("/v1/bookings/"+id+"/ticket.pdf?applicant=a-1", keyPortal), 409, CodeInvalidTransition)
+	want(t, e.get("/v1/bookings/"+id+"/ticket.pdf?applicant=a-1", keyPortal), 409, api.CodeInvalidTransition)
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/internal/slotdtest"
 )
 
@@ -53,7 +54,7 @@ func TestConfigValidate(t *testing.T) {
 // the table gives is an error status.
 func TestCodesComplete(t *testing.T) {
 	for code, info := range codes {
-		if info.status < 400 || info.title == "" {
+		if info.Status < 400 || info.Title == "" {
 			t.Fatalf("code %s: %+v", code, info)
 		}
 	}
@@ -84,32 +85,58 @@ func TestAppendersMatchEncodingJSON(t *testing.T) {
 		Number: "O-1", Start: time.Date(2026, 12, 1, 9, 0, 0, 0, loc), End: time.Date(2026, 12, 1, 9, 15, 0, 0, loc),
 		HoldExpiresAt: time.Date(2026, 12, 1, 8, 10, 0, 0, loc),
 	}
-	type hist struct {
-		At     string `json:"at"`
-		Status string `json:"status"`
-		Actor  string `json:"actor"`
-		Reason string `json:"reason"`
-	}
-	ref := struct {
-		ID            string `json:"id"`
-		Number        string `json:"number"`
-		Office        string `json:"office"`
-		Service       string `json:"service"`
-		Applicant     string `json:"applicant"`
-		Namespace     string `json:"namespace"`
-		Window        int    `json:"window"`
-		Start         string `json:"start"`
-		End           string `json:"end"`
-		Status        string `json:"status"`
-		HoldExpiresAt string `json:"hold_expires_at,omitempty"`
-		Reschedules   int    `json:"reschedules"`
-		History       []hist `json:"history"`
-	}{id.String(), "O-1", "o", "s", "a\"1", "portal-a", 3, "2026-12-01T09:00:00+03:00", "2026-12-01T09:15:00+03:00", "held",
-		"2026-12-01T08:10:00+03:00", 1, []hist{{time.Unix(0, 1e18).In(loc).Format(time.RFC3339), "held", "p", "r<"}}}
+	holdExpires := time.Date(2026, 12, 1, 8, 10, 0, 0, loc)
+	ref := api.Booking{ID: id.String(), Number: "O-1", Office: "o", Service: "s", Applicant: "a\"1", Namespace: "portal-a", Window: 3,
+		Start: v.Start, End: v.End, Status: api.StatusHeld, HoldExpiresAt: &holdExpires, Reschedules: 1,
+		History: []api.HistoryEntry{{At: time.Unix(0, 1e18).In(loc), Status: api.StatusHeld, Actor: "p", Reason: "r<"}}}
 	want, _ := json.Marshal(ref)
 	if got := appendBooking(nil, &v); string(got) != string(want) {
 		t.Fatalf("appendBooking:\n got %s\nwant %s", got, want)
 	}
+}
+
+// TestAppendersMatchAPITypes: a problem with alternatives, a day list and
+// an office summary render as encoding/json renders package api's types,
+// the wire contract clients decode into.
+func TestAppendersMatchAPITypes(t *testing.T) {
+	f := func(what string, got []byte, ref any) {
+		t.Helper()
+		want, err := json.Marshal(ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != string(want) {
+			t.Fatalf("%s:\n got %s\nwant %s", what, got, want)
+		}
+	}
+	loc := time.FixedZone("MSK", 3*3600)
+	start := time.Date(2026, 12, 1, 9, 15, 0, 0, loc)
+	opening := allocator.Opening{Office: "o", Start: start, Free: 2}
+	info := api.Codes[api.CodeSlotTaken]
+	f("slot_taken", appendProblem(nil, &problem{code: api.CodeSlotTaken, detail: "d", alternatives: []allocator.Opening{opening}}),
+		api.Problem{Type: api.ProblemTypePrefix + api.CodeSlotTaken, Title: info.Title, Status: info.Status, Detail: "d",
+			Code: api.CodeSlotTaken, Alternatives: []api.Opening{{Office: "o", Start: start, Free: 2}}})
+	info = api.Codes[api.CodeNotFound]
+	f("not_found", appendProblem(nil, &problem{code: api.CodeNotFound, detail: "d"}),
+		api.Problem{Type: api.ProblemTypePrefix + api.CodeNotFound, Title: info.Title, Status: info.Status, Detail: "d", Code: api.CodeNotFound})
+
+	d, _ := allocator.ParseDate("2026-12-01")
+	f("days", appendDays(nil, []allocator.DayFree{{Date: d, Free: 3}, {Date: d + 1}}),
+		api.Days{Days: []api.Day{{Date: "2026-12-01", Free: 3}, {Date: "2026-12-02"}}})
+
+	cfg := slotdtest.Office("o", 2)
+	cfg.Closures = []string{"2027-01-01"}
+	for i := range cfg.Services {
+		cfg.Services[i].Weekdays = []string{"mon"}
+	}
+	summary := allocator.OfficeSummary{Config: cfg, ReleasedThrough: d, FreeSeats: 7, NextFree: &opening, Load: allocator.LoadBusy}
+	office := api.Office{OfficeConfig: cfg, ReleasedThrough: "2026-12-01"}
+	f("office summary", appendOfficeSummary(nil, &summary),
+		api.OfficeSummary{Office: office, FreeSeats: 7, NextFree: &api.Opening{Office: "o", Start: start, Free: 2}, Load: api.LoadBusy})
+	summary.NextFree = nil
+	f("office summary without a free start", appendOfficeSummary(nil, &summary),
+		api.OfficeSummary{Office: office, FreeSeats: 7, Load: api.LoadBusy})
+	f("office", appendOfficeRecord(nil, &cfg, d), office)
 }
 
 func TestTicketToken(t *testing.T) {
@@ -196,15 +223,9 @@ func TestAppendSlotsMatchesEncodingJSON(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		type slot struct {
-			Start string `json:"start"`
-			Free  int    `json:"free"`
-		}
-		ref := struct {
-			Slots []slot `json:"slots"`
-		}{}
+		var ref api.Slots
 		for _, s := range list {
-			ref.Slots = append(ref.Slots, slot{s.Start.Format(time.RFC3339), s.Free})
+			ref.Slots = append(ref.Slots, api.Slot{Start: s.Start, Free: s.Free})
 		}
 		want, _ := json.Marshal(ref)
 		steps, grid, err := e.AppendSlotSteps(nil, now, cfg.ID, d, "s")

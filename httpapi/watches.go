@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/api"
 )
 
 // Watches: POST /v1/watches and DELETE /v1/watches/{id} (portal). A watch
@@ -83,7 +84,7 @@ func (s *Server) createWatch(r *request) {
 func (s *Server) deleteWatch(r *request) {
 	id, err := allocator.ParseID(r.param(0))
 	if err != nil {
-		r.fail(problem{code: CodeNotFound, detail: "no watch has this id (ids are 22 URL-safe characters)"})
+		r.fail(problem{code: api.CodeNotFound, detail: "no watch has this id (ids are 22 URL-safe characters)"})
 		return
 	}
 	applicant, ok := r.applicant("", true)

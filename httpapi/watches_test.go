@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+
+	"slotd/api"
 )
 
 // Watches over HTTP: a freed seat is held for the oldest auto-hold watch
@@ -19,10 +21,10 @@ func TestWatches(t *testing.T) {
 		json.Unmarshal(r.body, &b)
 		ids = append(ids, b.ID)
 	}
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed) // no service
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","from":"2026-12-01","to":"2026-12-05"}`), 400, CodeValidationFailed)  // neither office nor region
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"nope","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 404, CodeNotFound)
-	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","colour":1}`), 400, CodeValidationFailed)
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 400, api.CodeValidationFailed) // no service
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","from":"2026-12-01","to":"2026-12-05"}`), 400, api.CodeValidationFailed)  // neither office nor region
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"nope","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`), 404, api.CodeNotFound)
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","colour":1}`), 400, api.CodeValidationFailed)
 	r := e.post("/v1/watches", keyPortal, `{"applicant":"w","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","auto_hold":true}`)
 	want(t, r, 201, "")
 	var w struct {
@@ -37,16 +39,16 @@ func TestWatches(t *testing.T) {
 	want(t, r, 201, "")
 	var v struct{ ID string }
 	json.Unmarshal(r.body, &v)
-	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=w", keyPortal, ""), 404, CodeNotFound) // another applicant's
+	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=w", keyPortal, ""), 404, api.CodeNotFound) // another applicant's
 	if r := e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=v", keyPortal, ""); r.status != 204 {
 		t.Fatalf("delete: %d %s", r.status, r.body)
 	}
-	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=v", keyPortal, ""), 404, CodeNotFound)
-	want(t, e.call("DELETE", "/v1/watches/short?applicant=v", keyPortal, ""), 404, CodeNotFound)
+	want(t, e.call("DELETE", "/v1/watches/"+v.ID+"?applicant=v", keyPortal, ""), 404, api.CodeNotFound)
+	want(t, e.call("DELETE", "/v1/watches/short?applicant=v", keyPortal, ""), 404, api.CodeNotFound)
 
 	// x cancels: the seat goes to w's watch, never to the fastest caller.
 	want(t, e.post("/v1/bookings/"+ids[0]+"/cancel", keyPortal, `{"applicant":"x"}`), 200, "")
-	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"bot","start":"`+start+`"}`), 409, CodeSlotTaken)
+	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"bot","start":"`+start+`"}`), 409, api.CodeSlotTaken)
 	r = e.get("/v1/bookings?applicant=w", keyPortal)
 	want(t, r, 200, "")
 	if !strings.Contains(string(r.body), `"status":"held"`) || !strings.Contains(string(r.body), start) {

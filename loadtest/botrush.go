@@ -8,6 +8,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"slotd/api"
 )
 
 // The bot rush (DESIGN "Fairness in the rush"): the rush date is released,
@@ -195,16 +197,16 @@ func (b *botrush) arrive() request {
 	return r
 }
 
-func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p problem) {
+func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.Problem) {
 	e := b.e
 	if s, _, _ := parseTag(r.URL); s == stepConfirm {
 		switch c {
 		case ClassOK:
-			e.recordAnswer(a, r, statusConfirmed)
+			e.recordAnswer(a, r, api.StatusConfirmed)
 			e.finish(a, OutcomeBooked)
 		case ClassError, ClassRateLimited, ClassShed:
 			if c == ClassError {
-				e.unansweredChange(a, statusConfirmed)
+				e.unansweredChange(a, api.StatusConfirmed)
 			}
 			if !e.retry(a, e.backoff(r)) {
 				e.finish(a, OutcomeHeld)
@@ -234,10 +236,10 @@ func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p pr
 	b.shotsLeft[a.idx]--
 	switch {
 	case c == ClassOK:
-		bk := e.recordAnswer(a, r, statusHeld)
+		bk := e.recordAnswer(a, r, api.StatusHeld)
 		if !b.won[a.idx] {
 			b.won[a.idx] = true
-			if bk.Status == statusConfirmed {
+			if bk.Status == api.StatusConfirmed {
 				e.finish(a, OutcomeBooked)
 			} else {
 				e.send(a, e.bookingRequest(a, stepConfirm, bk.ID, map[string]any{}), 0)

@@ -11,49 +11,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"slotd/api"
 )
-
-// booking is the booking JSON of the API, the fields the load test reads.
-type booking struct {
-	ID        string `json:"id"`
-	Number    string `json:"number"`
-	Office    string `json:"office"`
-	Service   string `json:"service"`
-	Applicant string `json:"applicant"`
-	Window    int    `json:"window"`
-	Start     string `json:"start"`
-	End       string `json:"end"`
-	Status    string `json:"status"`
-}
-
-// Booking statuses (DESIGN §1) the load test reasons about.
-const (
-	statusHeld            = "held"
-	statusConfirmed       = "confirmed"
-	statusCancelled       = "cancelled"
-	statusCancelRequested = "cancel_requested"
-	statusCheckedIn       = "checked_in"
-	statusExpired         = "expired"
-)
-
-// activeStatus reports whether a booking in status s owns its seat.
-func activeStatus(s string) bool {
-	switch s {
-	case statusHeld, statusConfirmed, statusCancelRequested, statusCheckedIn:
-		return true
-	}
-	return false
-}
-
-type dayFree struct {
-	Date string `json:"date"`
-	Free int    `json:"free"`
-}
-
-type slotFree struct {
-	Start string `json:"start"`
-	Free  int    `json:"free"`
-}
 
 // apiClient makes the setup and check calls of a run (not the load
 // itself, which goes through vegeta). Safe for concurrent use.
@@ -71,7 +31,7 @@ const bodyBytesMax = 4 << 20
 // apiError is a non-2xx answer.
 type apiError struct {
 	Status  int
-	Problem problem
+	Problem api.Problem
 }
 
 func (e *apiError) Error() string {
@@ -165,9 +125,9 @@ func (c *apiClient) once(ctx context.Context, method, path string, body []byte, 
 }
 
 // days lists the free seats per released date of an office for a service.
-func (c *apiClient) days(ctx context.Context, office, service, from, to string) ([]dayFree, error) {
+func (c *apiClient) days(ctx context.Context, office, service, from, to string) ([]api.Day, error) {
 	var out struct {
-		Days []dayFree `json:"days"`
+		Days []api.Day `json:"days"`
 	}
 	q := url.Values{"service": {service}, "from": {from}, "to": {to}}
 	err := c.get(ctx, "/v1/offices/"+url.PathEscape(office)+"/days", q, &out)
@@ -175,9 +135,9 @@ func (c *apiClient) days(ctx context.Context, office, service, from, to string) 
 }
 
 // slots lists the free seats per start of one date.
-func (c *apiClient) slots(ctx context.Context, office, service, date string) ([]slotFree, error) {
+func (c *apiClient) slots(ctx context.Context, office, service, date string) ([]api.Slot, error) {
 	var out struct {
-		Slots []slotFree `json:"slots"`
+		Slots []api.Slot `json:"slots"`
 	}
 	q := url.Values{"service": {service}}
 	err := c.get(ctx, "/v1/offices/"+url.PathEscape(office)+"/days/"+url.PathEscape(date)+"/slots", q, &out)
@@ -185,8 +145,8 @@ func (c *apiClient) slots(ctx context.Context, office, service, date string) ([]
 }
 
 // booking reads one booking on behalf of its applicant.
-func (c *apiClient) booking(ctx context.Context, id, applicant string) (booking, error) {
-	var b booking
+func (c *apiClient) booking(ctx context.Context, id, applicant string) (api.Booking, error) {
+	var b api.Booking
 	err := c.get(ctx, "/v1/bookings/"+url.PathEscape(id), url.Values{"applicant": {applicant}}, &b)
 	return b, err
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"slotd/api"
 )
 
 // step is one kind of request of the booking flow; per-step reports are
@@ -84,8 +86,8 @@ type engine struct {
 	days    map[CheckDay]bool
 
 	// Scenario hooks.
-	arrive func() request                                                        // arrival Targeter, concurrent
-	react  func(a *applicant, req request, r *vegeta.Result, c Class, p problem) // handler goroutine
+	arrive func() request                                                            // arrival Targeter, concurrent
+	react  func(a *applicant, req request, r *vegeta.Result, c Class, p api.Problem) // handler goroutine
 }
 
 func newEngine(cfg Config, api *apiClient, seed uint64) *engine {
@@ -315,7 +317,7 @@ func (e *engine) finish(a *applicant, o Outcome) {
 }
 
 // recordBooking remembers a booking from a 2xx answer for the check.
-func (e *engine) recordBooking(a *applicant, b booking) {
+func (e *engine) recordBooking(a *applicant, b api.Booking) {
 	if b.ID == "" {
 		return
 	}
@@ -333,16 +335,17 @@ func (e *engine) recordBooking(a *applicant, b booking) {
 	if cb.Service == "" {
 		cb.Service = e.cfg.Service
 	}
-	if len(b.Start) >= len(time.DateOnly) {
-		e.days[CheckDay{Office: cb.Office, Service: cb.Service, Date: b.Start[:len(time.DateOnly)]}] = true
+	if !b.Start.IsZero() {
+		// The start carries the office's offset: its date is office-local.
+		e.days[CheckDay{Office: cb.Office, Service: cb.Service, Date: b.Start.Format(time.DateOnly)}] = true
 	}
 	a.booking, a.bookingID = i, b.ID
 }
 
 // recordAnswer records the booking in a 2xx answer about a's booking;
 // status is what the step implies when the answer does not say.
-func (e *engine) recordAnswer(a *applicant, r *vegeta.Result, status string) booking {
-	var b booking
+func (e *engine) recordAnswer(a *applicant, r *vegeta.Result, status string) api.Booking {
+	var b api.Booking
 	_ = json.Unmarshal(r.Body, &b)
 	if b.Status == "" {
 		b.Status = status

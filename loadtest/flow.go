@@ -6,6 +6,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"slotd/api"
 )
 
 // flow is the applicant's walk shared by rush and peakday:
@@ -28,7 +30,7 @@ type flow struct {
 	pickDate bool
 }
 
-func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p problem) {
+func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.Problem) {
 	e := f.e
 	req := a.last
 	switch req.step {
@@ -41,10 +43,10 @@ func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p probl
 	case stepConfirm:
 		switch c {
 		case ClassOK:
-			f.recordAnswer(a, r, statusConfirmed)
+			f.recordAnswer(a, r, api.StatusConfirmed)
 			e.finish(a, OutcomeBooked)
 		case ClassError:
-			e.unansweredChange(a, statusConfirmed)
+			e.unansweredChange(a, api.StatusConfirmed)
 			f.failed(a, r, c, p)
 		default:
 			f.failed(a, r, c, p)
@@ -57,14 +59,14 @@ func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p probl
 func (f *flow) afterDays(a *applicant, r *vegeta.Result, c Class) {
 	e := f.e
 	if c != ClassOK {
-		f.failed(a, r, c, problem{})
+		f.failed(a, r, c, api.Problem{})
 		return
 	}
 	if a.polls == 0 {
 		a.browse = e.rng.Float64() < e.cfg.BrowseRatio
 	}
 	var out struct {
-		Days []dayFree `json:"days"`
+		Days []api.Day `json:"days"`
 	}
 	if json.Unmarshal(r.Body, &out) != nil {
 		e.finish(a, OutcomeError)
@@ -92,11 +94,11 @@ func (f *flow) afterSlots(a *applicant, r *vegeta.Result, c Class) {
 		f.poll(a, OutcomeNotReleased)
 		return
 	default:
-		f.failed(a, r, c, problem{})
+		f.failed(a, r, c, api.Problem{})
 		return
 	}
 	var out struct {
-		Slots []slotFree `json:"slots"`
+		Slots []api.Slot `json:"slots"`
 	}
 	if json.Unmarshal(r.Body, &out) != nil {
 		e.finish(a, OutcomeError)
@@ -105,7 +107,7 @@ func (f *flow) afterSlots(a *applicant, r *vegeta.Result, c Class) {
 	var free []string
 	for _, s := range out.Slots {
 		if s.Free > 0 {
-			free = append(free, s.Start)
+			free = append(free, s.Start.Format(time.RFC3339))
 		}
 	}
 	switch {
@@ -132,13 +134,13 @@ func (f *flow) poll(a *applicant, giveUp Outcome) {
 	e.send(a, a.last, e.jitter(e.cfg.PollInterval))
 }
 
-func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p problem) {
+func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p api.Problem) {
 	e := f.e
 	switch c {
 	case ClassOK:
-		b := f.recordAnswer(a, r, statusHeld)
+		b := f.recordAnswer(a, r, api.StatusHeld)
 		switch {
-		case b.Status == statusConfirmed:
+		case b.Status == api.StatusConfirmed:
 			e.finish(a, OutcomeBooked)
 		case e.rng.Float64() < e.cfg.GiveUpRatio:
 			e.finish(a, OutcomeAbandoned)
@@ -159,7 +161,7 @@ func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p problem) {
 			if office == "" {
 				office = e.cfg.Office
 			}
-			e.send(a, e.holdRequest(a, office, alt.Start, ""), 0)
+			e.send(a, e.holdRequest(a, office, alt.Start.Format(time.RFC3339), ""), 0)
 			return
 		}
 		if a.date == "" {
@@ -174,10 +176,10 @@ func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p problem) {
 
 // failed handles an answer that is not what the step wanted: what may pass
 // on a retry is retried (bounded), the rest ends the visit.
-func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p problem) {
+func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p api.Problem) {
 	e := f.e
 	switch {
-	case c == ClassRateLimited, c == ClassShed, c == ClassError, p.Code == codeIdempotencyFlight:
+	case c == ClassRateLimited, c == ClassShed, c == ClassError, p.Code == api.CodeIdempotencyInFlight:
 		if e.retry(a, e.backoff(r)) {
 			return
 		}
@@ -187,6 +189,6 @@ func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p problem) {
 
 // recordAnswer records the booking in a 2xx answer; status is what the
 // step implies when the answer does not say.
-func (f *flow) recordAnswer(a *applicant, r *vegeta.Result, status string) booking {
+func (f *flow) recordAnswer(a *applicant, r *vegeta.Result, status string) api.Booking {
 	return f.e.recordAnswer(a, r, status)
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"slotd/api"
 )
 
 // The invariant check runs after the load, against the server, and fails
@@ -96,7 +98,7 @@ func CheckInvariants(ctx context.Context, c *apiClient, in CheckInput) (CheckRep
 			len(in.Bookings), len(in.Days), checkBookingsMax, checkDaysMax)
 	}
 	ck := &checker{}
-	read := make([]booking, len(in.Bookings))
+	read := make([]api.Booking, len(in.Bookings))
 	found := make([]bool, len(in.Bookings))
 	forEach(ctx, len(in.Bookings), checkConcurrency, func(i int) {
 		cb := in.Bookings[i]
@@ -118,9 +120,9 @@ func CheckInvariants(ctx context.Context, c *apiClient, in CheckInput) (CheckRep
 	}
 	ck.rep.Bookings = len(in.Bookings)
 
-	var active []booking
+	var active []api.Booking
 	for i, b := range read {
-		if found[i] && activeStatus(b.Status) {
+		if found[i] && api.StatusActive(b.Status) {
 			active = append(active, b)
 		}
 	}
@@ -147,9 +149,9 @@ func statusConsistent(cb CreatedBooking, actual string) bool {
 	switch {
 	case actual == cb.Status, cb.Pending != "" && actual == cb.Pending:
 		return true
-	case actual == statusExpired:
+	case actual == api.StatusExpired:
 		// A hold left alone, or one whose confirmation never arrived, expires.
-		return cb.Status == statusHeld
+		return cb.Status == api.StatusHeld
 	}
 	return false
 }
@@ -157,24 +159,23 @@ func statusConsistent(cb CreatedBooking, actual string) bool {
 // seatRun is the run of steps an active booking owns.
 type seatRun struct {
 	start, end time.Time
-	b          booking
+	b          api.Booking
 }
 
 // checkSeats is C2.
-func checkSeats(ck *checker, active []booking) {
+func checkSeats(ck *checker, active []api.Booking) {
 	type seatKey struct {
 		office string
 		window int
 	}
 	byWindow := map[seatKey][]seatRun{}
 	for _, b := range active {
-		start, err := time.Parse(time.RFC3339, b.Start)
-		if err != nil {
-			ck.violate("C2: booking %s: start %q is not RFC 3339", b.ID, b.Start)
+		start, end := b.Start, b.End
+		if start.IsZero() {
+			ck.violate("C2: booking %s: no start", b.ID)
 			continue
 		}
-		end, err := time.Parse(time.RFC3339, b.End)
-		if err != nil || !end.After(start) {
+		if !end.After(start) {
 			end = start.Add(time.Nanosecond) // no end: compare starts only
 		}
 		k := seatKey{b.Office, b.Window}
@@ -219,7 +220,7 @@ func checkCounters(ctx context.Context, ck *checker, c *apiClient, d CheckDay) {
 			return
 		}
 		slots, err := c.slots(ctx, d.Office, d.Service, d.Date)
-		if err != nil && errCode(err) != codeNotReleased {
+		if err != nil && errCode(err) != api.CodeNotReleased {
 			ck.violate("C3: %s %s %s: cannot read /slots: %v", d.Office, d.Service, d.Date, err)
 			return
 		}

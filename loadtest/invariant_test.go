@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"slotd/api"
 )
 
 // cannedServer serves fixed JSON per request URI: a fake that tests the
@@ -180,12 +182,19 @@ func TestCheckSeatsUnit(t *testing.T) {
 	// Nested runs: a long booking covering two later short ones at one
 	// window is caught for both, even though the short ones do not overlap
 	// each other.
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
 	ck := &checker{}
-	checkSeats(ck, []booking{
-		{ID: "long", Office: "o", Window: 1, Start: t0915, End: t1000, Status: "confirmed"},
-		{ID: "s1", Office: "o", Window: 1, Start: t0930, End: t0945, Status: "held"},
-		{ID: "s2", Office: "o", Window: 1, Start: t0945, End: t1000, Status: "held"},
-		{ID: "bad", Office: "o", Window: 1, Start: "yesterday", Status: "held"},
+	checkSeats(ck, []api.Booking{
+		{ID: "long", Office: "o", Window: 1, Start: at(t0915), End: at(t1000), Status: "confirmed"},
+		{ID: "s1", Office: "o", Window: 1, Start: at(t0930), End: at(t0945), Status: "held"},
+		{ID: "s2", Office: "o", Window: 1, Start: at(t0945), End: at(t1000), Status: "held"},
+		{ID: "bad", Office: "o", Window: 1, Status: "held"}, // no start
 	})
 	wantViolations(t, ck.rep, "s1", "s2", "bad")
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"slotd/api"
 )
 
 // The mixed load: a constant arrival rate of operations drawn by the Mix
@@ -153,16 +155,16 @@ func (m *mixed) last(a *applicant, r request) request {
 	return r
 }
 
-func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ problem) {
+func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ api.Problem) {
 	e := m.e
 	s := a.last.step
 	if c != ClassOK {
 		e.stats.outcomes[outcomeOf(c)]++
 		switch {
 		case c == ClassError && s == stepConfirm:
-			e.unansweredChange(a, statusConfirmed)
+			e.unansweredChange(a, api.StatusConfirmed)
 		case c == ClassError && s == stepCancel:
-			e.unansweredChange(a, statusCancelled)
+			e.unansweredChange(a, api.StatusCancelled)
 		case s == stepConfirm:
 			m.put(&m.held, a.idx) // still held: another try may come
 		case s == stepReschedule:
@@ -173,7 +175,7 @@ func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ prob
 	switch s {
 	case stepDays:
 		var out struct {
-			Days []dayFree `json:"days"`
+			Days []api.Day `json:"days"`
 		}
 		_ = json.Unmarshal(r.Body, &out)
 		m.mu.Lock()
@@ -187,13 +189,13 @@ func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ prob
 		e.stats.outcomes[OutcomeBrowsed]++
 	case stepSlots:
 		var out struct {
-			Slots []slotFree `json:"slots"`
+			Slots []api.Slot `json:"slots"`
 		}
 		_ = json.Unmarshal(r.Body, &out)
 		m.mu.Lock()
 		for _, sl := range out.Slots {
 			if sl.Free > 0 {
-				m.starts = append(m.starts, sl.Start)
+				m.starts = append(m.starts, sl.Start.Format(time.RFC3339))
 			}
 		}
 		if n := len(m.starts); n > mixedStartsMax {
@@ -202,21 +204,21 @@ func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ prob
 		m.mu.Unlock()
 		e.stats.outcomes[OutcomeBrowsed]++
 	case stepHold:
-		b := e.recordAnswer(a, r, statusHeld)
+		b := e.recordAnswer(a, r, api.StatusHeld)
 		e.stats.outcomes[OutcomeHeld]++
-		if b.Status == statusConfirmed {
+		if b.Status == api.StatusConfirmed {
 			m.put(&m.confirmed, a.idx)
 		} else {
 			m.put(&m.held, a.idx)
 		}
 	case stepConfirm, stepReschedule:
-		e.recordAnswer(a, r, statusConfirmed)
+		e.recordAnswer(a, r, api.StatusConfirmed)
 		if s == stepConfirm {
 			e.stats.outcomes[OutcomeBooked]++
 		}
 		m.put(&m.confirmed, a.idx)
 	case stepCancel:
-		e.recordAnswer(a, r, statusCancelled)
+		e.recordAnswer(a, r, api.StatusCancelled)
 		e.stats.outcomes[OutcomeCancelled]++
 	}
 }

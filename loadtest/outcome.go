@@ -8,20 +8,8 @@ import (
 	"time"
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
-)
 
-// Error codes of the HTTP API that the load test branches on (DESIGN §3).
-const (
-	codeSlotTaken         = "slot_taken"
-	codeDuplicateBooking  = "duplicate_booking"
-	codeNotReleased       = "not_released"
-	codeRateLimited       = "rate_limited"
-	codeOverloaded        = "overloaded"
-	codeNotReady          = "not_ready"
-	codeDegraded          = "degraded"
-	codeLimitReached      = "limit_reached"
-	codeApplicantBlocked  = "applicant_blocked"
-	codeIdempotencyFlight = "idempotency_in_flight"
+	"slotd/api"
 )
 
 // Class is what one answer means to the load test. Every result falls in
@@ -43,25 +31,10 @@ const (
 // classes lists every Class in report order.
 var classes = [...]Class{ClassOK, ClassSlotTaken, ClassDuplicate, ClassNotReleased, ClassRateLimited, ClassShed, ClassRefused, ClassError}
 
-// problem is an application/problem+json body (DESIGN §3).
-type problem struct {
-	Status       int           `json:"status"`
-	Code         string        `json:"code"`
-	Detail       string        `json:"detail"`
-	Alternatives []alternative `json:"alternatives"`
-}
-
-// alternative is a free start offered with slot_taken.
-type alternative struct {
-	Office string `json:"office"`
-	Start  string `json:"start"`
-	Free   int    `json:"free"`
-}
-
 // Classify sorts one result into a Class and returns the problem body, if
 // the answer had one.
-func Classify(r *vegeta.Result) (Class, problem) {
-	var p problem
+func Classify(r *vegeta.Result) (Class, api.Problem) {
+	var p api.Problem
 	switch {
 	case r.Code == 0:
 		return ClassError, p
@@ -69,20 +42,27 @@ func Classify(r *vegeta.Result) (Class, problem) {
 		return ClassOK, p
 	}
 	if err := json.Unmarshal(r.Body, &p); err != nil {
-		p = problem{}
+		// A problem whose alternatives do not parse still has its code.
+		var code struct {
+			Status int    `json:"status"`
+			Code   string `json:"code"`
+			Detail string `json:"detail"`
+		}
+		_ = json.Unmarshal(r.Body, &code)
+		p = api.Problem{Status: code.Status, Code: code.Code, Detail: code.Detail}
 	}
 	switch {
-	case r.Code == http.StatusTooManyRequests || p.Code == codeRateLimited:
+	case r.Code == http.StatusTooManyRequests || p.Code == api.CodeRateLimited:
 		return ClassRateLimited, p
-	case p.Code == codeOverloaded || p.Code == codeNotReady || p.Code == codeDegraded:
+	case p.Code == api.CodeOverloaded || p.Code == api.CodeNotReady || p.Code == api.CodeDegraded:
 		return ClassShed, p
 	case r.Code == http.StatusServiceUnavailable:
 		return ClassShed, p
-	case p.Code == codeSlotTaken:
+	case p.Code == api.CodeSlotTaken:
 		return ClassSlotTaken, p
-	case p.Code == codeDuplicateBooking:
+	case p.Code == api.CodeDuplicateBooking:
 		return ClassDuplicate, p
-	case p.Code == codeNotReleased:
+	case p.Code == api.CodeNotReleased:
 		return ClassNotReleased, p
 	case r.Code >= 400 && r.Code < 500 && p.Code != "":
 		return ClassRefused, p

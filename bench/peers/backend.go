@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"slotd/api"
 )
 
 // Backend is the API subset the rush needs, implemented on slotd, on
@@ -43,10 +45,10 @@ type Booking struct {
 	Status     string
 }
 
-// Statuses the peers store; the names are DESIGN's.
-const (
-	statusConfirmed = "confirmed"
-	statusCancelled = "cancelled"
+// Statuses the peers store, named as the API names them.
+var (
+	statusConfirmed = api.StatusConfirmed
+	statusCancelled = api.StatusCancelled
 )
 
 // Errors every Backend returns for the refusals the edge maps to codes.

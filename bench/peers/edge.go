@@ -12,6 +12,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"slotd/api"
 	"slotd/internal/flatjson"
 	"slotd/internal/jsontime"
 )
@@ -25,38 +26,6 @@ import (
 // 400 before they are decoded.
 const requestBodyBytesMax = 4 << 10
 
-// Error codes of DESIGN §3 the edge answers with.
-const (
-	codeValidation  = "validation_failed"
-	codeNotFound    = "not_found"
-	codeSlotTaken   = "slot_taken"
-	codeDuplicate   = "duplicate_booking"
-	codeTransition  = "invalid_transition"
-	codeNotReleased = "not_released"
-	codeInternal    = "internal"
-)
-
-type bookingJSON struct {
-	ID        string    `json:"id"`
-	Number    string    `json:"number"`
-	Office    string    `json:"office"`
-	Service   string    `json:"service"`
-	Applicant string    `json:"applicant"`
-	Window    int       `json:"window"`
-	Start     time.Time `json:"start"`
-	End       time.Time `json:"end"`
-	Status    string    `json:"status"`
-}
-
-type slotJSON struct {
-	Start time.Time `json:"start"`
-	Free  int       `json:"free"`
-}
-
-type slotsJSON struct {
-	Slots []slotJSON `json:"slots"`
-}
-
 type holdJSON struct {
 	Office    string    `json:"office"`
 	Service   string    `json:"service"`
@@ -68,14 +37,6 @@ type holdJSON struct {
 type cancelJSON struct {
 	Applicant string `json:"applicant"`
 	Reason    string `json:"reason"`
-}
-
-type problemJSON struct {
-	Type   string `json:"type"`
-	Title  string `json:"title"`
-	Status int    `json:"status"`
-	Detail string `json:"detail"`
-	Code   string `json:"code"`
 }
 
 // NewEdge returns the HTTP handler serving b:
@@ -101,7 +62,7 @@ func NewEdge(b Backend, lay Layout) fasthttp.RequestHandler {
 		case ctx.IsPost() && strings.HasPrefix(path, "/v1/bookings/") && strings.HasSuffix(path, "/cancel"):
 			edgeCancel(ctx, b, path)
 		default:
-			problem(ctx, fasthttp.StatusNotFound, codeNotFound, "no route "+string(ctx.Method())+" "+path)
+			problem(ctx, fasthttp.StatusNotFound, api.CodeNotFound, "no route "+string(ctx.Method())+" "+path)
 		}
 	}
 }
@@ -114,7 +75,7 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, slots map[string]*slotsTempl
 	// /v1/offices/{office}/days/{date}/slots
 	parts := strings.Split(path, "/")
 	if len(parts) != 7 || parts[4] != "days" {
-		problem(ctx, fasthttp.StatusNotFound, codeNotFound, "no route GET "+path)
+		problem(ctx, fasthttp.StatusNotFound, api.CodeNotFound, "no route GET "+path)
 		return
 	}
 	date := parts[5]
@@ -128,7 +89,7 @@ func edgeSlots(ctx *fasthttp.RequestCtx, b Backend, slots map[string]*slotsTempl
 	}
 	t := slots[date]
 	if t == nil || len(free) != len(t.ends) {
-		problem(ctx, fasthttp.StatusInternalServerError, codeInternal,
+		problem(ctx, fasthttp.StatusInternalServerError, api.CodeInternal,
 			"the backend's starts of "+date+" are not the layout's")
 		return
 	}
@@ -150,7 +111,7 @@ func edgeHold(ctx *fasthttp.RequestCtx, b Backend) {
 		return
 	}
 	if req.Office == "" || req.Service == "" || req.Applicant == "" || req.Start.IsZero() {
-		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "office, service, applicant and start are required")
+		problem(ctx, fasthttp.StatusBadRequest, api.CodeValidationFailed, "office, service, applicant and start are required")
 		return
 	}
 	bk, err := b.Hold(ctx, HoldRequest{Office: req.Office, Service: req.Service, Applicant: req.Applicant, Start: req.Start})
@@ -226,7 +187,9 @@ func appendSlotsJSON(b []byte, t *slotsTemplate, free []int) []byte {
 	return append(b, slotsTail...)
 }
 
-// appendBookingJSON writes the booking as json.Marshal of bookingJSON would.
+// appendBookingJSON writes the members of the API's booking JSON
+// (api.Booking) that the rush reads, in its order; the peers keep no
+// history, hold expiry or namespace.
 func appendBookingJSON(b []byte, bk *Booking) []byte {
 	field := func(b []byte, name, v string) []byte {
 		b = append(b, '"')
@@ -268,11 +231,11 @@ func appendJSONString(b []byte, v string) []byte {
 func decode(ctx *fasthttp.RequestCtx, v any) bool {
 	body := ctx.PostBody()
 	if len(body) > requestBodyBytesMax {
-		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "request body too large")
+		problem(ctx, fasthttp.StatusBadRequest, api.CodeValidationFailed, "request body too large")
 		return false
 	}
 	if err := decodeJSON(body, v); err != nil {
-		problem(ctx, fasthttp.StatusBadRequest, codeValidation, "malformed JSON: "+err.Error())
+		problem(ctx, fasthttp.StatusBadRequest, api.CodeValidationFailed, "malformed JSON: "+err.Error())
 		return false
 	}
 	return true
@@ -311,22 +274,22 @@ func backendProblem(ctx *fasthttp.RequestCtx, err error) {
 		ctx.SetContentType("application/problem+json")
 		ctx.SetBody(slotTakenBody)
 	case errors.Is(err, ErrDuplicate):
-		problem(ctx, fasthttp.StatusConflict, codeDuplicate, err.Error())
+		problem(ctx, fasthttp.StatusConflict, api.CodeDuplicateBooking, err.Error())
 	case errors.Is(err, ErrTransition):
-		problem(ctx, fasthttp.StatusConflict, codeTransition, err.Error())
+		problem(ctx, fasthttp.StatusConflict, api.CodeInvalidTransition, err.Error())
 	case errors.Is(err, ErrNotFound):
-		problem(ctx, fasthttp.StatusNotFound, codeNotFound, err.Error())
+		problem(ctx, fasthttp.StatusNotFound, api.CodeNotFound, err.Error())
 	case errors.Is(err, ErrNotBookable):
-		problem(ctx, fasthttp.StatusUnprocessableEntity, codeNotReleased, err.Error())
+		problem(ctx, fasthttp.StatusUnprocessableEntity, api.CodeNotReleased, err.Error())
 	case errors.Is(err, ErrValidation):
-		problem(ctx, fasthttp.StatusBadRequest, codeValidation, err.Error())
+		problem(ctx, fasthttp.StatusBadRequest, api.CodeValidationFailed, err.Error())
 	default:
-		problem(ctx, fasthttp.StatusInternalServerError, codeInternal, err.Error())
+		problem(ctx, fasthttp.StatusInternalServerError, api.CodeInternal, err.Error())
 	}
 }
 
 // slotTakenBody is the answer to a hold whose start has no free window.
-var slotTakenBody = problemBody(fasthttp.StatusConflict, codeSlotTaken, "no free window at this start")
+var slotTakenBody = problemBody(fasthttp.StatusConflict, api.CodeSlotTaken, "no free window at this start")
 
 func problem(ctx *fasthttp.RequestCtx, status int, code, detail string) {
 	body := problemBody(status, code, detail)
@@ -336,6 +299,6 @@ func problem(ctx *fasthttp.RequestCtx, status int, code, detail string) {
 }
 
 func problemBody(status int, code, detail string) []byte {
-	body, _ := json.Marshal(problemJSON{Type: "about:blank", Title: fasthttp.StatusMessage(status), Status: status, Detail: detail, Code: code})
+	body, _ := json.Marshal(api.Problem{Type: "about:blank", Title: fasthttp.StatusMessage(status), Status: status, Detail: detail, Code: code})
 	return body
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"slotd/api"
 	"slotd/internal/flatjson"
 )
 
@@ -132,7 +133,7 @@ func TestEdgeRoutes(t *testing.T) {
 		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		var p problemJSON
+		var p api.Problem
 		_ = json.Unmarshal(resp.Body(), &p)
 		if resp.StatusCode() != wantStatus || p.Code != wantCode {
 			t.Fatalf("%s %s: %d %q, want %d %q: %s", method, path, resp.StatusCode(), p.Code, wantStatus, wantCode, resp.Body())
@@ -140,7 +141,7 @@ func TestEdgeRoutes(t *testing.T) {
 		return append([]byte(nil), resp.Body()...)
 	}
 	date := lay.Dates[0]
-	var slots slotsJSON
+	var slots api.Slots
 	if err := json.Unmarshal(do("GET", "/v1/offices/bench/days/"+date+"/slots?service=patent", "", 200, ""), &slots); err != nil {
 		t.Fatal(err)
 	}
@@ -151,23 +152,23 @@ func TestEdgeRoutes(t *testing.T) {
 	hold := func(applicant string) string {
 		return `{"office":"bench","service":"patent","applicant":"` + applicant + `","start":"` + start + `","confirm":true}`
 	}
-	var bk bookingJSON
+	var bk api.Booking
 	if err := json.Unmarshal(do("POST", "/v1/bookings", hold("a-1"), 201, ""), &bk); err != nil {
 		t.Fatal(err)
 	}
 	if bk.Status != statusConfirmed || bk.Window != 1 || bk.Start.Format(time.RFC3339) != start || bk.ID == "" || bk.Number == "" {
 		t.Fatalf("booking %+v", bk)
 	}
-	do("POST", "/v1/bookings", hold("a-2"), 409, codeSlotTaken)
-	do("POST", "/v1/bookings", strings.Replace(hold("a-1"), start, lay.Start(date, 1).Format(time.RFC3339), 1), 409, codeDuplicate)
-	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-2"}`, 404, codeNotFound)
+	do("POST", "/v1/bookings", hold("a-2"), 409, api.CodeSlotTaken)
+	do("POST", "/v1/bookings", strings.Replace(hold("a-1"), start, lay.Start(date, 1).Format(time.RFC3339), 1), 409, api.CodeDuplicateBooking)
+	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-2"}`, 404, api.CodeNotFound)
 	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1","reason":"x"}`, 200, "")
-	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1"}`, 409, codeTransition)
+	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1"}`, 409, api.CodeInvalidTransition)
 	do("POST", "/v1/bookings", hold("a-2"), 201, "")
-	do("POST", "/v1/bookings", `{"office":"bench","bogus":1}`, 400, codeValidation)
-	do("POST", "/v1/bookings", strings.Replace(hold("a-3"), start, "2001-01-01T09:00:00Z", 1), 422, codeNotReleased)
-	do("GET", "/v1/offices/nowhere/days/"+date+"/slots?service=patent", "", 404, codeNotFound)
-	do("DELETE", "/v1/bookings", "", 404, codeNotFound)
+	do("POST", "/v1/bookings", `{"office":"bench","bogus":1}`, 400, api.CodeValidationFailed)
+	do("POST", "/v1/bookings", strings.Replace(hold("a-3"), start, "2001-01-01T09:00:00Z", 1), 422, api.CodeNotReleased)
+	do("GET", "/v1/offices/nowhere/days/"+date+"/slots?service=patent", "", 404, api.CodeNotFound)
+	do("DELETE", "/v1/bookings", "", 404, api.CodeNotFound)
 }
 
 // TestJSONByHand: the hand-written encoders write what encoding/json
@@ -180,11 +181,11 @@ func TestJSONByHand(t *testing.T) {
 	for s := range free {
 		free[s] = s % 13
 	}
-	js := make([]slotJSON, len(free))
+	js := make([]api.Slot, len(free))
 	for s, n := range free {
-		js[s] = slotJSON{Start: lay.Start(date, s), Free: n}
+		js[s] = api.Slot{Start: lay.Start(date, s), Free: n}
 	}
-	want, _ := json.Marshal(slotsJSON{Slots: js})
+	want, _ := json.Marshal(api.Slots{Slots: js})
 	got := appendSlotsJSON(nil, newSlotsTemplate(&lay, date), free)
 	if !bytes.Equal(got, want) {
 		t.Fatalf("slots:\n%s\nwant\n%s", got, want)
@@ -216,9 +217,18 @@ func TestJSONByHand(t *testing.T) {
 	}
 	bk := Booking{ID: "id", Number: "N-1", Office: "o", Service: "s", Applicant: `a"<é>\`, Window: 3,
 		Start: lay.Start(lay.Dates[0], 1), End: lay.Start(lay.Dates[0], 2), Status: statusConfirmed}
-	want, _ = json.Marshal(bookingJSON(bk))
-	if got := appendBookingJSON(nil, &bk); !bytes.Equal(got, want) {
-		t.Fatalf("booking:\n%s\nwant\n%s", got, want)
+	// The booking is a part of the API's booking JSON: every member it
+	// writes is one of api.Booking's and reads back as encoding/json reads
+	// it.
+	got = appendBookingJSON(nil, &bk)
+	dec := json.NewDecoder(bytes.NewReader(got))
+	dec.DisallowUnknownFields()
+	var read api.Booking
+	if err := dec.Decode(&read); err != nil {
+		t.Fatalf("booking %s: %v", got, err)
+	}
+	if b := bookingOf(&read); b != bk {
+		t.Fatalf("booking %s read back as %+v, want %+v", got, b, bk)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/valyala/fasthttp"
 
+	"slotd/api"
 	"slotd/internal/httpload"
 )
 
@@ -475,11 +476,17 @@ func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) 
 	if bk, ok := parseBooking(c.resp); ok {
 		return bk, nil
 	}
-	var out bookingJSON
+	var out api.Booking
 	if err := json.Unmarshal(c.resp, &out); err != nil {
 		return Booking{}, fmt.Errorf("booking answer: %w", err)
 	}
-	return Booking(out), nil
+	return bookingOf(&out), nil
+}
+
+// bookingOf takes the members of an API booking the rush keeps.
+func bookingOf(b *api.Booking) Booking {
+	return Booking{ID: b.ID, Number: b.Number, Office: b.Office, Service: b.Service, Applicant: b.Applicant,
+		Window: b.Window, Start: b.Start, End: b.End, Status: b.Status}
 }
 
 // bookingHead and bookingFields are the shape appendBookingJSON writes:
@@ -489,7 +496,7 @@ const bookingHead = `{"id":`
 var bookingFields = [...]string{`,"number":`, `,"office":`, `,"service":`, `,"applicant":`, `,"window":`, `,"start":`, `,"end":`, `,"status":`}
 
 // parseBooking reads a booking answer of the edge's shape without
-// encoding/json, as json.Unmarshal into bookingJSON would; ok is false for
+// encoding/json, as json.Unmarshal into api.Booking would; ok is false for
 // anything else (an escape, another order, a time it does not read),
 // which the caller then hands to encoding/json. The rush reads one per
 // booking, for every backend alike.
@@ -584,12 +591,12 @@ func (c *httpClient) cancel(_ context.Context, id, applicant string) error {
 // becomes ErrSlotTaken. The edge writes the code last, so a slot_taken
 // answer is told by its end without decoding it.
 func (c *httpClient) unexpected(status int) error {
-	if status == fasthttp.StatusConflict && bytes.HasSuffix(c.resp, []byte(`"code":"`+codeSlotTaken+`"}`)) {
+	if status == fasthttp.StatusConflict && bytes.HasSuffix(c.resp, []byte(`"code":"`+api.CodeSlotTaken+`"}`)) {
 		return ErrSlotTaken
 	}
-	var p problemJSON
+	var p api.Problem
 	_ = json.Unmarshal(c.resp, &p)
-	if status == fasthttp.StatusConflict && p.Code == codeSlotTaken {
+	if status == fasthttp.StatusConflict && p.Code == api.CodeSlotTaken {
 		return ErrSlotTaken
 	}
 	return fmt.Errorf("HTTP %d %s: %s", status, p.Code, p.Detail)

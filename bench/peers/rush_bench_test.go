@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"testing"
 	"time"
+
+	"slotd/api"
 )
 
 // rushDay is one date of the rush's office (144 starts of 64 windows)
@@ -150,7 +152,7 @@ func BenchmarkParseBooking(b *testing.B) {
 	b.Run("encoding-json", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			var out bookingJSON
+			var out api.Booking
 			if err := json.Unmarshal(body, &out); err != nil {
 				b.Fatal(err)
 			}
@@ -159,7 +161,7 @@ func BenchmarkParseBooking(b *testing.B) {
 }
 
 // FuzzParseBooking: whatever the answer, the generator's reader never
-// panics, and what it reads is what encoding/json reads into bookingJSON.
+// panics, and what it reads is what encoding/json reads into api.Booking.
 func FuzzParseBooking(f *testing.F) {
 	// The edge's answer as it writes it.
 	f.Add(bookingAnswer())
@@ -172,7 +174,7 @@ func FuzzParseBooking(f *testing.F) {
 		if !ok {
 			return
 		}
-		var want bookingJSON
+		var want api.Booking
 		if err := json.Unmarshal(body, &want); err != nil {
 			t.Fatalf("parseBooking read %q, which encoding/json refuses: %v", body, err)
 		}
