@@ -14,8 +14,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
-	"slotd/api"
 	"slotd/allocator"
+	"slotd/api"
 	"slotd/wal"
 )
 
