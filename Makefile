@@ -1,6 +1,6 @@
 # slotd — make targets. Everything a developer needs is here; see README.md.
 GO      ?= go
-CORE    := ./allocator/... ./wal/...
+CORE    := ./allocator/... ./wal/... ./raftlog/...
 PKGS    := ./...
 DATA    ?= ./data
 TESTTIMEOUT ?= 15m
@@ -22,7 +22,7 @@ test-core:
 	$(GO) test -race -tags invariants -timeout $(TESTTIMEOUT) $(CORE)
 
 test-rest:
-	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal)
+	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog)
 
 # The journal's and the HTTP edge's benchmarks run with one scheduler P
 # more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory
@@ -33,7 +33,7 @@ test-rest:
 PROCS ?= $(shell echo $$(( $$(nproc) + 1 )))
 bench:
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s ./allocator/... ./bench/...
-	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s -cpu $(PROCS) ./wal/... ./httpapi/
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=1s -cpu $(PROCS) ./wal/... ./raftlog/... ./httpapi/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

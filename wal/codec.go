@@ -24,6 +24,10 @@ const (
 	prefixWatch       = 'w'
 	prefixSeqMark     = 'n'
 
+	// prefixRaft holds the cluster's Raft log. wal never reads or writes
+	// it; package raftlog owns its keys through DB.RaftRegion.
+	prefixRaft = 'r'
+
 	// prefixReservedApplicant held format 1's applicant index; format 2
 	// deletes it on upgrade and never writes it.
 	prefixReservedApplicant = 'a'

@@ -274,6 +274,8 @@
 //	                                               counter to the highest seq)
 //	'w'     watch id (16 bytes)                    watch value (active watches
 //	                                               only; ending one deletes it)
+//	'r'     owned by package raftlog (the cluster's Raft log, drawn in
+//	        its package doc); wal never reads or writes it (DB.RaftRegion)
 //
 // Varints are encoding/binary's: uvarint for unsigned, zig-zag varint for
 // signed. A string is a uvarint length then its bytes (at most 4096).
