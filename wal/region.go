@@ -98,7 +98,7 @@ func (b *RegionBatch) Commit(sync bool) error {
 	if sync {
 		opt = pebble.Sync
 	}
-	if err := pebbleCommit(func() error { return b.b.Commit(opt) }); err != nil {
+	if err := pebbleCall(func() error { return b.b.Commit(opt) }); err != nil {
 		db.degrade(err)
 		return fmt.Errorf("%w: region commit: %w", ErrDegraded, err)
 	}
