@@ -118,7 +118,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		panic("BUG: allocator: booking id collision")
 	}
 	ref.add(b)
-	e.schedule(now, o, l, b, rec)
+	e.schedule(now, o, l, &d.clock, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)
 	e.counter.Transitions[StatusHeld].Add(1)
@@ -128,9 +128,9 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	return viewOf(&d.clock, rec), nil
 }
 
-// schedule puts the timers a record in its status needs on o's wheel.
-// Caller holds b's lock bit or owns b alone (a new or restored booking).
-func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *BookingRecord) {
+// schedule puts the timers a record in its status needs on o's wheel; c
+// is the clock of the record's date.
+func (e *Engine) schedule(now time.Time, o *office, l *layout, c *dayClock, b *booking, rec *BookingRecord) {
 	switch rec.Status {
 	case StatusHeld:
 		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b)
@@ -139,7 +139,7 @@ func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *
 		// firing schedules the no-show), else the no-show. Both count
 		// from the seat's instant, so the day the clocks change moves
 		// neither.
-		start := b.start(rec)
+		start := c.at(int(rec.Step))
 		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() && now.Before(start) {
 			o.wheel.add(start.Add(-l.policy.reminderBefore), b)
 		} else {

@@ -96,7 +96,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.apps.penalise(cur.Applicant, &l.policy, now)
 	}
 	if ef.scheduled {
-		e.schedule(now, o, l, b, ef.next)
+		e.schedule(now, o, l, &b.day.clock, b, ef.next)
 	}
 	if ef.reminder {
 		e.counter.Reminders.Add(1)
@@ -104,8 +104,9 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.counter.moved(cur.Status, ef.next.Status)
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
+	d := b.day // the lock holder's: read before the unlock
 	b.unlock(ef.next.Status)
-	return viewOf(&b.day.clock, ef.next), nil
+	return viewOf(&d.clock, ef.next), nil
 }
 
 func refuse(cur *BookingRecord, action string) error {

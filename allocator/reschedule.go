@@ -127,7 +127,7 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	oldDay := b.day
 	b.day = nd
 	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
-	e.schedule(now, no, nl, b, next)
+	e.schedule(now, no, nl, &nd.clock, b, next)
 	e.counter.Reschedules.Add(1)
 	b.unlock(StatusConfirmed)
 	return viewOf(&nd.clock, next), nil

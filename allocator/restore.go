@@ -88,7 +88,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	sh.mu.Unlock()
 	// The time is not known yet: schedule as if before the start; a
 	// reminder whose moment passed hands over to the no-show when it fires.
-	e.schedule(time.Time{}, o, l, b, rec)
+	e.schedule(time.Time{}, o, l, &d.clock, b, rec)
 	return nil
 }
 
