@@ -66,8 +66,12 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			if !due {
 				return nil
 			}
-			err = e.remind(now, t.b, rec.ID)
-			break
+			if now.Before(start.Add(l.policy.noShowGrace)) {
+				err = e.remind(now, t.b, rec.ID)
+				break
+			}
+			// Not fired before start + grace (no Tick came between): too
+			// late to remind, and the no-show is due now, not a Tick later.
 		}
 		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "not checked in"}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 			if cur.Status != StatusConfirmed || now.Before(start.Add(l.policy.noShowGrace)) {
