@@ -331,60 +331,60 @@ func TestDefectDSTDoubleBookingReleaseTime(t *testing.T) {
 	cfg := dstOffice("rel", 30)
 	cfg.Policy.ReleaseTime = "02:30"
 	cfg.Policy.ReleaseLottery = Duration(2 * time.Second)
-
-	created := time.Date(2027, 3, 27, 12, 0, 0, 0, berlin)
-	e, _ := newEngineAt(t, created, cfg)
-	through := func() Date {
+	through := func(e *Engine) Date {
 		rec, err := e.Office("rel")
 		if err != nil {
 			t.Fatal(err)
 		}
 		return rec.ReleasedThrough
 	}
-	before := through()
-	if err := e.Tick(time.Date(2027, 3, 28, 1, 59, 59, 0, berlin)); err != nil {
-		t.Fatal(err)
-	}
-	if through() != before {
-		t.Fatalf("released through %s before the release minute", through())
-	}
-	tick := time.Date(2027, 3, 28, 3, 0, 1, 500_000_000, berlin)
-	if err := e.Tick(tick); err != nil {
-		t.Fatal(err)
-	}
-	if through() != before+1 {
-		t.Fatalf("released through %s after the release minute, want %s", through(), before+1)
-	}
-	lot := mustOffice(t, e, "rel").lottery.Load()
-	if want := time.Date(2027, 3, 28, 3, 0, 2, 0, berlin); lot == nil || !lot.closes.Equal(want) {
-		t.Fatalf("lottery %+v, want it to close at %s", lot, want.Format(time.RFC3339))
-	}
-
-	// The night the clocks go back: one release, at the first 02:30.
-	created = time.Date(2027, 10, 30, 12, 0, 0, 0, berlin)
-	e, _ = newEngineAt(t, created, cfg)
-	before = through()
-	for _, tick := range []time.Time{
-		time.Date(2027, 10, 31, 2, 29, 0, 0, offset(2)), time.Date(2027, 10, 31, 2, 30, 0, 0, offset(2)),
-		time.Date(2027, 10, 31, 2, 10, 0, 0, offset(1)), time.Date(2027, 10, 31, 2, 30, 0, 0, offset(1)),
-	} {
+	t.Run("spring-forward", func(t *testing.T) {
+		created := time.Date(2027, 3, 27, 12, 0, 0, 0, berlin)
+		e, _ := newEngineAt(t, created, cfg)
+		before := through(e)
+		if err := e.Tick(time.Date(2027, 3, 28, 1, 59, 59, 0, berlin)); err != nil {
+			t.Fatal(err)
+		}
+		if through(e) != before {
+			t.Fatalf("released through %s before the release minute", through(e))
+		}
+		tick := time.Date(2027, 3, 28, 3, 0, 1, 500_000_000, berlin)
 		if err := e.Tick(tick); err != nil {
 			t.Fatal(err)
 		}
-	}
-	if through() != before+1 || e.Stats().Releases != 1 {
-		t.Fatalf("released through %s in %d releases, want %s in 1", through(), e.Stats().Releases, before+1)
-	}
-	// Created at 02:10+01:00, 40 minutes after the first 02:30.
-	created = time.Date(2027, 10, 31, 2, 10, 0, 0, offset(1))
-	e, _ = newEngineAt(t, created, cfg)
-	if want := fallBack + 30; through() != want {
-		t.Fatalf("created after the release minute: released through %s, want %s", through(), want)
-	}
-	if err := e.Tick(time.Date(2027, 10, 31, 2, 30, 0, 0, offset(1))); err != nil {
-		t.Fatal(err)
-	}
-	if e.Stats().Releases != 0 {
-		t.Fatalf("%d releases at the second 02:30, want none", e.Stats().Releases)
-	}
+		if through(e) != before+1 {
+			t.Fatalf("released through %s after the release minute, want %s", through(e), before+1)
+		}
+		lot := mustOffice(t, e, "rel").lottery.Load()
+		if want := time.Date(2027, 3, 28, 3, 0, 2, 0, berlin); lot == nil || !lot.closes.Equal(want) {
+			t.Fatalf("lottery %+v, want it to close at %s", lot, want.Format(time.RFC3339))
+		}
+	})
+	t.Run("fall-back", func(t *testing.T) {
+		// One release, at the first 02:30.
+		e, _ := newEngineAt(t, time.Date(2027, 10, 30, 12, 0, 0, 0, berlin), cfg)
+		before := through(e)
+		for _, tick := range []time.Time{
+			time.Date(2027, 10, 31, 2, 29, 0, 0, offset(2)), time.Date(2027, 10, 31, 2, 30, 0, 0, offset(2)),
+			time.Date(2027, 10, 31, 2, 10, 0, 0, offset(1)), time.Date(2027, 10, 31, 2, 30, 0, 0, offset(1)),
+		} {
+			if err := e.Tick(tick); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if through(e) != before+1 || e.Stats().Releases != 1 {
+			t.Fatalf("released through %s in %d releases, want %s in 1", through(e), e.Stats().Releases, before+1)
+		}
+		// Created at 02:10+01:00, 40 minutes after the first 02:30.
+		e, _ = newEngineAt(t, time.Date(2027, 10, 31, 2, 10, 0, 0, offset(1)), cfg)
+		if want := fallBack + 30; through(e) != want {
+			t.Fatalf("created after the release minute: released through %s, want %s", through(e), want)
+		}
+		if err := e.Tick(time.Date(2027, 10, 31, 2, 30, 0, 0, offset(1))); err != nil {
+			t.Fatal(err)
+		}
+		if e.Stats().Releases != 0 {
+			t.Fatalf("%d releases at the second 02:30, want none", e.Stats().Releases)
+		}
+	})
 }
