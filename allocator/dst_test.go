@@ -388,3 +388,46 @@ func TestDefectDSTDoubleBookingReleaseTime(t *testing.T) {
 		}
 	})
 }
+
+// TestDefectDSTDoubleBookingWatch: a seat freed in the repeated hour is
+// offered to a watch as the instant that was freed, and an auto-hold
+// takes that very seat.
+func TestDefectDSTDoubleBookingWatch(t *testing.T) {
+	now := time.Date(2027, 10, 30, 12, 0, 0, 0, berlin)
+	e, j := newEngineAt(t, now, dstOffice("ber", 30))
+	first := time.Date(2027, 10, 31, 2, 30, 0, 0, offset(2))
+	b := mustHold(t, e, now, HoldRequest{Office: "ber", Service: "patent", Applicant: "x", Start: first})
+	if _, err := e.Watch(now, WatchRequest{Applicant: "w", Service: "patent", Office: "ber", From: fallBack, To: fallBack}, portal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Watch(now, WatchRequest{Applicant: "h", Service: "patent", Office: "ber", From: fallBack, To: fallBack, AutoHold: true}, portal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Cancel(now, b.ID, "x", portal()); err != nil {
+		t.Fatal(err)
+	}
+	var offered []time.Time
+	for _, c := range j.Changes() {
+		for _, ev := range c.Events {
+			if ev.Type == EventWatchMatched {
+				offered = append(offered, time.Unix(0, ev.StartUnixNano))
+			}
+		}
+	}
+	if len(offered) != 1 || !offered[0].Equal(first) {
+		t.Fatalf("watch offered %v, want %s", offered, first.Format(time.RFC3339))
+	}
+	// The first watch was told; the seat is free, and the next cancel of it
+	// hands it to the auto-hold.
+	b = mustHold(t, e, now, HoldRequest{Office: "ber", Service: "patent", Applicant: "y", Start: first})
+	if _, err := e.Cancel(now, b.ID, "y", portal()); err != nil {
+		t.Fatal(err)
+	}
+	list, _ := e.List("h", ListFilter{}, 0, 10)
+	if len(list) != 1 || !list[0].Start.Equal(first) || list[0].Start.Format(time.RFC3339) != "2027-10-31T02:30:00+02:00" {
+		t.Fatalf("auto-hold: %+v", list)
+	}
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -163,15 +163,16 @@ func (d *day) claimAny(windows, step, slots int) int {
 }
 
 // seatAt maps the exact start t to its day and step at o and checks the
-// release rule for a run of svc there. A start off the office's wall-clock
-// grid is malformed (ErrValidation, 400); one on the grid that is no seat
-// of its date is refused as not bookable (ErrNotReleased, 422), like a
-// start outside opening hours: the request is well formed and the same
-// clock time is a seat on other days, only on the night the clocks go back
-// on a grid coarser than the change (2 hours, a change of 1) the seat that
-// began at that label before the change still runs (dayclock.go). A start
-// is an instant, whatever offset it is written with: 02:30+01:00 on the
-// night Berlin skips 02:00–03:00 is the seat of 03:30+02:00.
+// release rule for a run of svc there. A start is an instant, whatever
+// offset it is written with: 02:30+01:00 on the night Berlin skips
+// 02:00–03:00 is the seat of 03:30+02:00. A start off the office's
+// wall-clock grid is malformed (ErrValidation, 400). One on the grid that
+// is no seat of its date is refused like a start outside opening hours
+// (ErrNotReleased, 422), not as malformed: the request is well formed and
+// the same clock time is a seat on other days; only on the night the
+// clocks go back, on a grid coarser than the change (2 hours, a change of
+// 1), the seat begun at that clock time before the change still runs then
+// (dayclock.go).
 func (o *office) seatAt(l *layout, svc *service, t, now time.Time) (*day, int, error) {
 	date, err := l.gridDate(t)
 	if err != nil {
