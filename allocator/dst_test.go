@@ -400,7 +400,8 @@ func TestDefectDSTDoubleBookingWatch(t *testing.T) {
 	if _, err := e.Watch(now, WatchRequest{Applicant: "w", Service: "patent", Office: "ber", From: fallBack, To: fallBack}, portal()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.Watch(now, WatchRequest{Applicant: "h", Service: "patent", Office: "ber", From: fallBack, To: fallBack, AutoHold: true}, portal()); err != nil {
+	// Watches are served oldest first: the auto-hold comes second.
+	if _, err := e.Watch(now.Add(time.Second), WatchRequest{Applicant: "h", Service: "patent", Office: "ber", From: fallBack, To: fallBack, AutoHold: true}, portal()); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := e.Cancel(now, b.ID, "x", portal()); err != nil {
