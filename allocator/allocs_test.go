@@ -1,6 +1,9 @@
 package allocator
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // Claim invariants C2 and C4 of calendar.go, checked on a day built straight
 // from a layout: no engine, no journal, just the bitmaps.
@@ -129,5 +132,50 @@ func checkDay(t testing.TB, dy *day) {
 	t.Helper()
 	if got, want := int(dy.freeSeats()), dy.popcount(); got != want {
 		t.Fatalf("day %s: free counter %d, popcount %d (claim invariant C3)", dy.date, got, want)
+	}
+}
+
+// TestClaimInvariantC4TransitionDayCostsNothingPerClaim: a night the
+// clocks change has its step table built with the day; after that, finding
+// a start's step, the claim, the release and a day's availability read
+// allocate nothing there either.
+func TestClaimInvariantC4TransitionDayCostsNothingPerClaim(t *testing.T) {
+	for _, date := range []Date{springForward, fallBack} {
+		cfg := allDayOffice("a", 4)
+		cfg.Timezone = "Europe/Berlin"
+		now := time.Date(2027, 3, 1, 12, 0, 0, 0, berlin)
+		if date == fallBack {
+			now = time.Date(2027, 10, 1, 12, 0, 0, 0, berlin)
+		}
+		e, _ := newEngineAt(t, now, cfg)
+		o := mustOffice(t, e, "a")
+		dy := o.day(o.lay.Load(), date)
+		if dy.clock.table == nil {
+			t.Fatalf("%s: no step table", date)
+		}
+		start := time.Date(2027, 3, 28, 3, 0, 0, 0, berlin) // after the change
+		if date == fallBack {
+			start = time.Date(2027, 10, 31, 2, 30, 0, 0, time.FixedZone("", 3600)) // the second 02:30
+		}
+		var steps []StepFree
+		n := testing.AllocsPerRun(1000, func() {
+			s, ok := dy.clock.stepAt(start)
+			if !ok || !dy.clock.at(s).Equal(start) {
+				t.Fatalf("%s: stepAt(%s) = %d, %v", date, start, s, ok)
+			}
+			w := dy.claimAny(4, s, 2)
+			if w < 0 {
+				t.Fatal("claimAny found nothing")
+			}
+			dy.release(w, s, 2)
+			var err error
+			if steps, _, err = e.AppendSlotSteps(steps[:0], now, "a", date, "two"); err != nil || len(steps) == 0 {
+				t.Fatal(len(steps), err)
+			}
+		})
+		if n != 0 {
+			t.Fatalf("%s: %v allocations per claim and read, want 0", date, n)
+		}
+		checkDay(t, dy)
 	}
 }

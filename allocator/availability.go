@@ -63,7 +63,7 @@ func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, 
 		if d.freeSeats() < int64(svc.slots) {
 			continue
 		}
-		if !f(d, l.firstStep(date, from, now)) {
+		if !f(d, d.clock.firstFrom(from, now)) {
 			return
 		}
 	}
@@ -115,7 +115,8 @@ func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) 
 		if o.refuseDate(l, svc, date, now) != dateBookable {
 			continue
 		}
-		out = append(out, DayFree{Date: date, Free: l.freeStarts(o.day(l, date), svc, l.firstStep(date, now, now))})
+		d := o.day(l, date)
+		out = append(out, DayFree{Date: date, Free: l.freeStarts(d, svc, d.clock.firstFrom(now, now))})
 	}
 	return out, nil
 }
@@ -134,29 +135,10 @@ func (e *Engine) Slots(now time.Time, officeID string, date Date, serviceID stri
 	return out, nil
 }
 
-// StepFree is Slots' answer in compact form: a start as its step on the
-// office's grid (DayGrid turns it into a time), and its free windows.
+// StepFree is Slots' answer in compact form: a start as its step of the
+// date (DayGrid turns it into a time), and its free windows.
 type StepFree struct {
 	Step, Free uint16
-}
-
-// DayGrid turns the grid steps of one date at one office into times.
-type DayGrid struct{ c stepClock }
-
-// Start returns the start of step; the zero time for the zero DayGrid
-// that a failed AppendSlotSteps returns.
-func (g *DayGrid) Start(step int) time.Time {
-	if g.c.l == nil {
-		return time.Time{}
-	}
-	return g.c.at(step)
-}
-
-// Uniform reports whether every step of the date starts at midnight plus
-// step × length — true on any day without a zone transition — with the
-// midnight and the length.
-func (g *DayGrid) Uniform() (midnight time.Time, length time.Duration, ok bool) {
-	return g.c.midnight, g.c.step, g.c.step != 0
 }
 
 // AppendSlotSteps is Slots in compact form, appended to dst so that a
@@ -171,11 +153,10 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 		return dst, DayGrid{}, err
 	}
 	d := o.day(l, date)
-	first := l.firstStep(date, now, now)
+	first := d.clock.firstFrom(now, now)
 	// Possible starts: the run fits inside opening hours.
 	var open, starts [8]uint64
-	openDay := l.open[date.Weekday()]
-	copy(open[:], openDay)
+	copy(open[:], d.open)
 	shiftAnd(open[:l.words], svc.slots)
 	var counts startCounts
 	for w := 0; w < l.windows; w++ {
@@ -183,17 +164,18 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 		counts.add(starts[:l.words])
 	}
 	planes := bits.Len(uint(l.windows))
-	out := slices.Grow(dst, l.openSteps[date.Weekday()])
+	out := slices.Grow(dst, d.openSteps)
+	n := int(d.clock.n)
 	if planes > eightMax {
-		for s := first; s < l.steps; s++ {
+		for s := first; s < n; s++ {
 			if open[s/64]&(1<<(s%64)) != 0 {
 				out = append(out, StepFree{Step: uint16(s), Free: uint16(counts.at(s, planes))})
 			}
 		}
-		return out, DayGrid{l.stepClock(date)}, nil
+		return out, DayGrid{d.clock}, nil
 	}
 	group, eight := -1, uint64(0) // eight: the counts of group's 8 steps, a byte each
-	for s := first; s < l.steps; s++ {
+	for s := first; s < n; s++ {
 		if open[s/64]&(1<<(s%64)) == 0 {
 			continue
 		}
@@ -203,7 +185,7 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 		}
 		out = append(out, StepFree{Step: uint16(s), Free: uint16(eight >> (8 * (s % 8)) & 0xff)})
 	}
-	return out, DayGrid{l.stepClock(date)}, nil
+	return out, DayGrid{d.clock}, nil
 }
 
 // startCounts counts, for every grid step of a day, the windows whose
@@ -286,7 +268,7 @@ func (o *office) firstFree(l *layout, svc *service, from, now time.Time, limit i
 		return out
 	}
 	var starts [8]uint64
-	var counts [1440 / slotMinutesMin]uint16
+	var counts [StepsMax]uint16
 	o.eachCandidateDay(l, svc, from, now, func(d *day, first int) bool {
 		clear(counts[:])
 		for w := 0; w < l.windows; w++ {
@@ -299,10 +281,9 @@ func (o *office) firstFree(l *layout, svc *service, from, now time.Time, limit i
 				}
 			}
 		}
-		startOf := l.stepClock(d.date)
-		for s := first; s < l.steps && limit > 0; s++ {
+		for s := first; s < int(d.clock.n) && limit > 0; s++ {
 			if counts[s] > 0 {
-				out = append(out, Opening{Office: o.id, Start: startOf.at(s), Free: int(counts[s])})
+				out = append(out, Opening{Office: o.id, Start: d.clock.at(s), Free: int(counts[s])})
 				limit--
 			}
 		}
@@ -343,8 +324,9 @@ func (e *Engine) Search(now time.Time, region, serviceID string, after time.Time
 		}
 		office = o.firstFree(l, svc, after, now, limit, office[:0])
 		if !slices.IsSortedFunc(office, byStart) {
-			// The night the clocks go forward: the steps of the missing
-			// hour start in the hour after it.
+			// A day's steps are in order of time (claim invariant C5) and
+			// so are the dates; only a zone whose clocks went back across
+			// midnight could interleave two dates. None in use does.
 			slices.SortStableFunc(office, byStart)
 		}
 		out, spare = mergeEarliest(spare[:0], out, office, limit), out
@@ -458,11 +440,12 @@ func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
 				continue
 			}
 			d := o.day(l, date)
-			capacity += l.openSteps[date.Weekday()] * l.windows
+			capacity += d.openSteps * l.windows
+			first := d.clock.firstFrom(now, now)
 			if f.Service != "" {
-				s.FreeSeats += l.freeStarts(d, svcs[0], l.firstStep(date, now, now))
+				s.FreeSeats += l.freeStarts(d, svcs[0], first)
 			} else {
-				s.FreeSeats += l.freeStarts(d, seat, l.firstStep(date, now, now))
+				s.FreeSeats += l.freeStarts(d, seat, first)
 			}
 		}
 		var next *Opening

@@ -4,8 +4,12 @@ package allocator
 //
 // A day of one office is a set of bitmaps, one per window (service desk),
 // each a run of uint64 words with one bit per grid step: 1 = free seat,
-// 0 = taken or outside opening hours. A booking of a k-step service owns k
-// consecutive bits of one window.
+// 0 = taken or outside opening hours. A step is a span of time, not a
+// wall-clock label: bit i is the date's i-th step in order of time
+// (dayclock.go), so on the night the clocks skip an hour the day has
+// fewer steps, on the night they repeat one it has more. A booking of a
+// k-step service owns k consecutive bits of one window: k consecutive
+// spans of time at one desk.
 //
 // Invariants (tests refer to them by number as "claim invariant N"):
 //
@@ -21,6 +25,11 @@ package allocator
 //      (both update the counter right after the bits). Readers of the
 //      counter get a figure that is off by at most the runs in flight.
 //  C4. claim and release do not allocate and take no lock.
+//  C5. The steps of a day start at distinct instants, in increasing order,
+//      and no two overlap: one bit per window per span of time. So C1
+//      keeps DESIGN invariant 1 for the seat as an instant, not only as a
+//      label (on the night the clocks skip an hour, two labels once named
+//      one instant and both bits sold it).
 //
 // Rejected design: a mutex per day. It is simpler but serialises the rush on
 // the hottest office-date; CAS on independent words lets claims of different
@@ -41,6 +50,14 @@ type day struct {
 	closed atomic.Bool
 	date   Date
 	words  int // words per window
+	// clock places the steps in time; built with the day, so the claim
+	// path finds a transition day's table ready (dayclock.go).
+	clock dayClock
+	// open has a bit per step within opening hours (the weekday's hours
+	// at each step's wall-clock label); openSteps counts them. On a day
+	// without a clock change, the layout's mask of the weekday.
+	open      []uint64
+	openSteps int
 	// bits is window-major: window w, word i is bits[w*words+i].
 	bits []atomic.Uint64
 	// free counts free seats (1-bits) over all windows, as a two's
@@ -59,20 +76,33 @@ func (d *day) addFree(n int64) { d.free.Add(uint64(n)) }
 
 func newDay(l *layout, date Date) *day {
 	words := make([]atomic.Uint64, 1+l.windows*l.words)
-	d := &day{date: date, words: l.words, free: &words[0], bits: words[1:]}
+	d := &day{date: date, words: l.words, free: &words[0], bits: words[1:], clock: l.clockOf(date)}
+	wd := date.Weekday()
+	d.open, d.openSteps = l.open[wd], l.openSteps[wd]
+	if d.clock.table != nil { // a clock change: the hours at each step's label
+		d.open, d.openSteps = make([]uint64, l.words), 0
+		for s := range int(d.clock.n) {
+			if k := d.clock.label(s); k != deadStep && l.open[wd][k/64]&(1<<(k%64)) != 0 {
+				d.open[s/64] |= 1 << (s % 64)
+				d.openSteps++
+			}
+		}
+	}
 	if l.closures[date] {
 		d.closed.Store(true)
 		return d
 	}
-	open := l.open[date.Weekday()]
 	for w := 0; w < l.windows; w++ {
-		for i, m := range open {
+		for i, m := range d.open {
 			d.bits[w*l.words+i].Store(m)
 		}
 	}
-	d.free.Store(uint64(l.openSteps[date.Weekday()] * l.windows))
+	d.free.Store(uint64(d.openSteps * l.windows))
 	return d
 }
+
+// isOpen reports whether step s is within opening hours.
+func (d *day) isOpen(s int) bool { return d.open[s/64]&(1<<(s%64)) != 0 }
 
 // raiseSeq lifts the day's number counter to at least n (recovery: the
 // counter continues after every number already issued).

@@ -51,7 +51,10 @@ func (d Date) Weekday() time.Weekday {
 	return time.Weekday((int64(d)%7 + 7 + 4) % 7) // 1970-01-01 was a Thursday
 }
 
-// At returns the instant of minute-of-day m on d in loc, by wall clock.
+// At returns the instant of minute-of-day m on d in loc, by wall clock,
+// as time.Date gives it: a minute the clocks skip lands in the hour after
+// it, one they repeat on either occurrence. Seats never come from it
+// (dayclock.go).
 func (d Date) At(minute int, loc *time.Location) time.Time {
 	y, mo, dd := d.civil()
 	return time.Date(y, mo, dd, 0, minute, 0, 0, loc)

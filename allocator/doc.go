@@ -8,8 +8,12 @@
 //
 // An Engine holds offices; each office is a shard with its own days, timer
 // wheel and gate, so no lock spans offices. A day holds one bitmap per
-// window (calendar.go). Bookings live in a sharded index; applicants'
-// limits, duplicates and penalties in a sharded table (applicant.go).
+// window (calendar.go), a bit per grid step. A step is a span of time,
+// not a wall-clock label: the steps of a date are the instants its grid
+// labels occur, in order of time, so the hour the clocks skip has none
+// and the hour they repeat has both of its own (dayclock.go). Bookings
+// live in a sharded index; applicants' limits, duplicates and penalties
+// in a sharded table (applicant.go).
 //
 // Per active booking the engine keeps its BookingRecord (112 bytes, the
 // history encoded as the journal stores it: history.go), the booking (24
@@ -25,7 +29,12 @@
 //  1. A seat is owned by at most one non-terminal booking: seats change
 //     hands only through the CAS claim (claim invariants C1–C2 in
 //     calendar.go) and are freed only by the lock holder of the owning
-//     booking (lifecycle invariant L3 in engine.go).
+//     booking (lifecycle invariant L3 in engine.go). A seat is an instant
+//     at a window, and a day's bits are distinct instants (claim
+//     invariant C5), so one bit per seat holds on the days the clocks
+//     change too. Everything derived from a seat's time (end, cutoffs,
+//     reminder, no-show, tickets) counts from that instant; its booking
+//     number and day keep the office-local date.
 //  2. No acknowledgement before the record is synced: every operation
 //     returns success only after Journal.Commit returned nil.
 //  3. Claim → commit → publish; status CAS → commit → free → acknowledge:

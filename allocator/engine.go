@@ -172,45 +172,22 @@ func (o *office) day(l *layout, date Date) *day {
 // today returns the office-local date of now.
 func (l *layout) today(now time.Time) Date { return DateOf(now.In(l.loc)) }
 
-// startOf returns the instant of step on date.
-func (l *layout) startOf(date Date, step int) time.Time {
-	return date.At(step*l.stepMinutes, l.loc)
-}
-
-// stepClock gives the start of each step of one date. On a day without a
-// zone transition it adds minutes to midnight (cheap); on a transition day
-// it asks time.Date for the wall-clock instant of each step. A value, so
-// that a read makes no allocation for it.
-type stepClock struct {
-	l        *layout
-	date     Date
-	midnight time.Time
-	step     time.Duration // 0 on a transition day
-}
-
-func (l *layout) stepClock(date Date) stepClock {
-	c := stepClock{l: l, date: date, midnight: date.At(0, l.loc)}
-	next := (date + 1).At(0, l.loc)
-	_, off1 := c.midnight.Zone()
-	if _, off2 := next.Zone(); off1 == off2 && next.Sub(c.midnight) == 24*time.Hour {
-		c.step = time.Duration(l.stepMinutes) * time.Minute
-	}
-	return c
-}
-
-// at returns the start of step s.
-func (c *stepClock) at(s int) time.Time {
-	if c.step != 0 {
-		return c.midnight.Add(time.Duration(s) * c.step)
-	}
-	return c.l.startOf(c.date, s)
-}
-
-// autoReleased is the released_through the daily schedule gives at now.
+// autoReleased is the released_through the daily schedule gives at now:
+// today + horizon_days once today's release has happened (at
+// wallInstant(today, release_time)), one day less before.
 func (l *layout) autoReleased(now time.Time) Date {
 	lt := now.In(l.loc)
-	d := DateOf(lt) + Date(l.policy.horizonDays)
-	if lt.Hour()*60+lt.Minute() < l.releaseMin {
+	today := DateOf(lt)
+	d := today + Date(l.policy.horizonDays)
+	if lt.Hour()*60+lt.Minute() >= l.releaseMin {
+		return d // the clock reads the release minute or later: it has passed
+	}
+	// The clock reads earlier. Today's release is still to come, unless
+	// the clocks went back since it and read those minutes again: only
+	// possible with a clock change in the last day, which the zone's
+	// current span of offset tells without building today's clock.
+	if start, _ := lt.ZoneBounds(); start.IsZero() || now.Sub(start) > dayMinutesMax*time.Minute ||
+		now.Before(l.wallInstant(today, l.releaseMin)) {
 		d--
 	}
 	return d
@@ -227,6 +204,10 @@ type booking struct {
 	rec   atomic.Pointer[BookingRecord]
 	day   *day // the seat's day; written only by the lock holder
 }
+
+// start returns the start of rec's seat, rec being b's current record.
+// Caller holds b's lock bit (b.day is the lock holder's).
+func (b *booking) start(rec *BookingRecord) time.Time { return b.day.clock.at(int(rec.Step)) }
 
 // Lifecycle invariants ("lifecycle invariant N" in tests):
 //
@@ -279,18 +260,23 @@ func (e *Engine) View(rec *BookingRecord) (Booking, bool) {
 	if err != nil {
 		return Booking{BookingRecord: *rec}, false
 	}
-	return viewOf(o.lay.Load(), rec), true
+	c := o.clock(o.lay.Load(), rec.Date)
+	return viewOf(&c, rec), true
 }
 
-func viewOf(l *layout, rec *BookingRecord) Booking {
+// viewOf renders rec with c, the clock of its date.
+func viewOf(c *dayClock, rec *BookingRecord) Booking {
 	v := Booking{
 		BookingRecord: *rec,
 		Number:        bookingNumber(rec.Office, rec.Date, rec.Seq),
-		Start:         l.startOf(rec.Date, int(rec.Step)),
-		End:           l.startOf(rec.Date, int(rec.Step)+int(rec.Slots)),
+	}
+	// A run past the day's steps is only an archived booking's after its
+	// office changed the grid under it: it keeps no times then.
+	if s := int(rec.Step); c.table == nil || s+int(rec.Slots) <= int(c.n) {
+		v.Start, v.End = c.at(s), c.end(s, int(rec.Slots))
 	}
 	if rec.HoldExpiresUnixNano != 0 {
-		v.HoldExpiresAt = time.Unix(0, rec.HoldExpiresUnixNano).In(l.loc)
+		v.HoldExpiresAt = time.Unix(0, rec.HoldExpiresUnixNano).In(c.loc)
 	}
 	return v
 }

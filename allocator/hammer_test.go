@@ -37,25 +37,79 @@ func hammerOffice(id string, windows int, hours string) OfficeConfig {
 	}
 }
 
+// hammerSeats lists, by brute force over every minute, the seats of date
+// at an office of loc on a grid of stepMinutes (dividing an hour) open
+// from one minute of the day to another: every instant whose wall clock
+// shows a grid label of the date within the hours, in order of time. The
+// hour the clocks skip has none; the hour they repeat, two of each.
+func hammerSeats(loc *time.Location, date Date, stepMinutes, from, to int) []time.Time {
+	var out []time.Time
+	for u := int64(date)*86400 - zoneOffsetMax; u < int64(date+1)*86400+zoneOffsetMax; u += 60 {
+		lt := time.Unix(u, 0).In(loc)
+		if m := lt.Hour()*60 + lt.Minute(); DateOf(lt) == date && m%stepMinutes == 0 && m >= from && m < to {
+			out = append(out, lt)
+		}
+	}
+	return out
+}
+
+// hammerStarts are the exact starts a hammer asks for on date: the seats,
+// and, for each grid label within the hours, the instant time.Date makes
+// of it and the label written with each of the zone's offsets that day
+// (on the nights the clocks change: an hour of the same labels once more,
+// or of labels that do not exist). Not all are seats, and some are seats
+// of the same instant.
+func hammerStarts(loc *time.Location, date Date, from, to int) []time.Time {
+	out := hammerSeats(loc, date, 15, from, to)
+	y, m, dd := date.civil()
+	offsets := map[int]bool{}
+	for _, h := range []int{0, 12, 23} {
+		_, off := time.Date(y, m, dd, h, 0, 0, 0, loc).Zone()
+		offsets[off] = true
+	}
+	for minute := from; minute < to; minute += 15 {
+		out = append(out, date.At(minute, loc))
+		for off := range offsets {
+			out = append(out, time.Date(y, m, dd, 0, minute, 0, 0, time.FixedZone("", off)))
+		}
+	}
+	return out
+}
+
 // checkSeatsExact asserts DESIGN invariant 1 and claim invariant C3 by
-// brute force on a quiet engine: no seat has two active owners, and every
-// bit of every materialised day is 1 exactly when the step is open, the day
-// is not closed and no active booking owns the seat.
+// brute force on a quiet engine: no seat, an instant at a window, has two
+// active owners; every active run is its length of unbroken time; and
+// every bit of every materialised day is 1 exactly when the step is open,
+// the day is not closed and no active booking owns the seat.
 func checkSeatsExact(t testing.TB, e *Engine) (active int) {
 	t.Helper()
-	owners := map[seatKey]ID{}
+	type seatAt struct {
+		office string
+		window uint16
+		unix   int64
+	}
+	owners := map[seatAt]ID{}
+	owned := map[seatKey]bool{}
 	e.index.each(func(b *booking) bool {
 		r := b.rec.Load()
 		if !r.Status.Active() {
 			return true
 		}
 		active++
-		for s := r.Step; s < r.Step+r.Slots; s++ {
-			k := seatKey{r.Office, r.Date, r.Window, s}
+		v, _ := e.View(r)
+		o, _ := e.office(r.Office)
+		step := time.Duration(o.lay.Load().stepMinutes) * time.Minute
+		if v.End.Sub(v.Start) != time.Duration(r.Slots)*step {
+			t.Fatalf("booking %s: %s–%s is not %d unbroken steps", v.Number, v.Start.Format(time.RFC3339), v.End.Format(time.RFC3339), r.Slots)
+		}
+		for i := range r.Slots {
+			at := v.Start.Add(time.Duration(i) * step)
+			k := seatAt{r.Office, r.Window, at.Unix()}
 			if other, dup := owners[k]; dup {
-				t.Fatalf("DESIGN invariant 1: seat %s %s window %d step %d owned by %s and %s", r.Office, r.Date, r.Window, s, other, r.ID)
+				t.Fatalf("DESIGN invariant 1: seat %s window %d at %s owned by %s and %s", r.Office, r.Window+1, at.Format(time.RFC3339), other, r.ID)
 			}
 			owners[k] = r.ID
+			owned[seatKey{r.Office, r.Date, r.Window, r.Step + i}] = true
 		}
 		return true
 	})
@@ -63,13 +117,9 @@ func checkSeatsExact(t testing.TB, e *Engine) (active int) {
 		o, _ := e.office(id)
 		l := o.lay.Load()
 		for date, dy := range *o.days.Load() {
-			open := l.open[date.Weekday()]
 			for w := 0; w < l.windows; w++ {
-				for s := 0; s < l.steps; s++ {
-					want := !dy.closed.Load() && open[s/64]&(1<<(s%64)) != 0
-					if _, owned := owners[seatKey{id, date, uint16(w), uint16(s)}]; owned {
-						want = false
-					}
+				for s := 0; s < int(dy.clock.n); s++ {
+					want := !dy.closed.Load() && dy.isOpen(s) && !owned[seatKey{id, date, uint16(w), uint16(s)}]
 					if got := dy.isFree(w, s, 1); got != want {
 						t.Fatalf("claim invariant C3: %s %s window %d step %d: bit free=%v, want %v", id, date, w, s, got, want)
 					}
@@ -101,49 +151,82 @@ func raceGo(n int, f func(g int)) {
 }
 
 // TestHammerClaimInvariantC1HotOfficeDate: 16 goroutines make 960 requests
-// for the 144 seats of one office-date (640 exact starts, then 320
+// for the seats of one office-date (640 exact starts, then 320
 // earliest_after from its midnight, which move on to the next date once it
-// is full). Exactly 144 succeed on the date, each seat has one owner, the
-// day ends with no free bit.
+// is full). Exactly one hold per seat succeeds on the date, each seat has
+// one owner, the day ends with no free bit. The date is an ordinary one in
+// Moscow (144 seats) or, in Berlin open 00:00–06:00, a night the clocks
+// change: 2027-03-28 (5 hours, 80 seats) and 2027-10-31 (7 hours, 112
+// seats). There the exact starts include the hour's labels written either
+// way, and each hold must be booked exactly at the instant asked.
 func TestHammerClaimInvariantC1HotOfficeDate(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		zone     string
+		now      time.Time
+		date     Date
+		from, to int // opening hours, minutes of the day
+		seats    int
+	}{
+		{"moscow", "Europe/Moscow", t0, d(2), 9 * 60, 18 * 60, 4 * 36},
+		{"spring-forward", "Europe/Berlin", time.Date(2027, 3, 27, 12, 0, 0, 0, berlin), springForward, 0, 6 * 60, 4 * 20},
+		{"fall-back", "Europe/Berlin", time.Date(2027, 10, 30, 12, 0, 0, 0, berlin), fallBack, 0, 6 * 60, 4 * 28},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := hammerOffice("hot", 4, fmt.Sprintf("%02d:00-%02d:00", c.from/60, c.to/60))
+			cfg.Timezone = c.zone
+			loc := mustLoc(c.zone)
+			if n := 4 * len(hammerSeats(loc, c.date, 15, c.from, c.to)); n != c.seats {
+				t.Fatalf("%d seats by brute force, want %d", n, c.seats)
+			}
+			hammerHotDate(t, c.now, cfg, loc, c.date, hammerStarts(loc, c.date, c.from, c.to), c.seats)
+		})
+	}
+}
+
+func hammerHotDate(t *testing.T, now time.Time, cfg OfficeConfig, loc *time.Location, date Date, starts []time.Time, seats int) {
 	const seed = 1
-	e, _ := newTestEngine(t, hammerOffice("hot", 4, "09:00-18:00"))
-	date := d(2)
-	const seats = 4 * 36
+	e, _ := newEngineAt(t, now, cfg)
 	var ok, later, taken atomic.Int64
 	raceGo(16, func(g int) {
 		r := rand.New(rand.NewPCG(seed, uint64(g)))
 		for i := range 60 {
-			req := HoldRequest{Office: "hot", Service: "patent", Applicant: fmt.Sprintf("g%d-%d", g, i)}
+			req := HoldRequest{Office: cfg.ID, Service: "patent", Applicant: fmt.Sprintf("g%d-%d", g, i)}
 			if i < 40 {
-				req.Start = date.At(9*60+15*r.IntN(36), msk)
+				req.Start = starts[r.IntN(len(starts))]
 			} else {
-				req.EarliestAfter = date.At(0, msk)
+				req.EarliestAfter = date.At(0, loc)
 			}
-			b, err := e.Hold(t0, req, portal())
+			b, err := e.Hold(now, req, portal())
 			switch {
+			case err == nil && !req.Start.IsZero() && !b.Start.Equal(req.Start):
+				t.Errorf("seed %d: hold for %s booked at %s", seed, req.Start.Format(time.RFC3339), b.Start.Format(time.RFC3339))
+				return
 			case err == nil && b.Date == date:
 				ok.Add(1)
 			case err == nil: // earliest_after moved on to the next date
 				later.Add(1)
-			case errors.Is(err, ErrSlotTaken):
-				taken.Add(1)
+			case errors.Is(err, ErrSlotTaken), errors.Is(err, ErrNotReleased) && !req.Start.IsZero():
+				taken.Add(1) // a label written with the other offset may be outside the hours
 			default:
 				t.Errorf("seed %d: hold: %v", seed, err)
 				return
 			}
 		}
 	})
-	if ok.Load() != seats || ok.Load()+later.Load()+taken.Load() != 16*60 {
+	if t.Failed() {
+		return
+	}
+	if ok.Load() != int64(seats) || ok.Load()+later.Load()+taken.Load() != 16*60 {
 		t.Fatalf("seed %d: claim invariant C1: %d holds succeeded on %s, %d later, %d refused; want exactly %d of %d", seed, ok.Load(), date, later.Load(), taken.Load(), seats, 16*60)
 	}
 	if taken.Load() == 0 || later.Load() == 0 {
 		t.Fatalf("no contention: %d refused, %d moved on", taken.Load(), later.Load())
 	}
 	if n := checkSeatsExact(t, e); n != seats+int(later.Load()) {
-		t.Fatalf("%d active bookings, want %d", n, seats+later.Load())
+		t.Fatalf("%d active bookings, want %d", n, int64(seats)+later.Load())
 	}
-	if days, _ := e.Days(t0, "hot", "patent", date, date); len(days) != 1 || days[0].Free != 0 {
+	if days, _ := e.Days(now, cfg.ID, "patent", date, date); len(days) != 1 || days[0].Free != 0 {
 		t.Fatalf("days after the rush: %v", days)
 	}
 }
@@ -189,6 +272,127 @@ func TestHammerClaimInvariantC1SpreadOffices(t *testing.T) {
 	}
 	if n := checkSeatsExact(t, e); n != seats {
 		t.Fatalf("%d active bookings, want %d", n, seats)
+	}
+}
+
+// TestHammerDefectDSTDoubleBooking: 8 goroutines over 12 offices — 9 in
+// Berlin, 3 in Moscow (no clock change) — and the three dates around a
+// night the clocks change, open 00:00–06:00: random exact starts (seats,
+// and labels of the changing hour written either way), earliest_after,
+// cancels and reschedules race; then earliest_after sweeps fill every
+// office. Every hold is booked at the instant asked, no seat (an instant
+// at a window) is owned twice, and exactly as many holds succeed as the
+// brute-force count of seats.
+func TestHammerDefectDSTDoubleBooking(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		now  time.Time
+		date Date
+	}{
+		{"spring-forward", time.Date(2027, 3, 26, 12, 0, 0, 0, berlin), springForward},
+		{"fall-back", time.Date(2027, 10, 29, 12, 0, 0, 0, berlin), fallBack},
+	} {
+		t.Run(c.name, func(t *testing.T) { hammerClockChange(t, c.now, c.date) })
+	}
+}
+
+func hammerClockChange(t *testing.T, now time.Time, date Date) {
+	const seed, offices = 6, 12
+	var cfgs []OfficeConfig
+	var locs []*time.Location
+	seats := 0
+	var starts [][]time.Time // per office, the exact starts asked for
+	for i := range offices {
+		cfg := hammerOffice(fmt.Sprintf("d%02d", i), 2, "00:00-06:00")
+		if i%4 != 3 {
+			cfg.Timezone = "Europe/Berlin"
+		}
+		cfg.Policy.HorizonDays = 3
+		loc := mustLoc(cfg.Timezone)
+		var mine []time.Time
+		for dd := date - 1; dd <= date+1; dd++ {
+			seats += 2 * len(hammerSeats(loc, dd, 15, 0, 6*60))
+			mine = append(mine, hammerStarts(loc, dd, 0, 6*60)...)
+		}
+		cfgs, locs, starts = append(cfgs, cfg), append(locs, loc), append(starts, mine)
+	}
+	e, _ := newEngineAt(t, now, cfgs...)
+	for _, cfg := range cfgs { // the three dates, all ahead, and nothing more
+		if rec, _ := e.Office(cfg.ID); rec.ReleasedThrough != date+1 {
+			t.Fatalf("%s released through %s, want %s", cfg.ID, rec.ReleasedThrough, date+1)
+		}
+	}
+	var holds, cancels, taken, moved atomic.Int64
+	raceGo(8, func(g int) {
+		r := rand.New(rand.NewPCG(seed, uint64(g)))
+		n := 0
+		hold := func(req HoldRequest) (Booking, error) {
+			n++
+			req.Service, req.Applicant = "patent", fmt.Sprintf("g%d-%d", g, n)
+			b, err := e.Hold(now, req, portal())
+			switch {
+			case err == nil && !req.Start.IsZero() && !b.Start.Equal(req.Start):
+				t.Errorf("seed %d: hold for %s booked at %s", seed, req.Start.Format(time.RFC3339), b.Start.Format(time.RFC3339))
+			case err == nil:
+				holds.Add(1)
+			case errors.Is(err, ErrSlotTaken):
+				taken.Add(1)
+			case !errors.Is(err, ErrNotReleased):
+				t.Errorf("seed %d: hold: %v", seed, err)
+			}
+			return b, err
+		}
+		for range 300 {
+			i := r.IntN(offices)
+			req := HoldRequest{Office: cfgs[i].ID, Start: starts[i][r.IntN(len(starts[i]))]}
+			if r.IntN(4) == 0 {
+				req = HoldRequest{Office: cfgs[i].ID, EarliestAfter: (date - 1 + Date(r.IntN(3))).At(r.IntN(6*60), locs[i])}
+			}
+			b, err := hold(req)
+			if err != nil {
+				continue
+			}
+			switch r.IntN(4) {
+			case 0:
+				if _, err := e.Cancel(now, b.ID, b.Applicant, portal()); err != nil {
+					t.Errorf("seed %d: cancel: %v", seed, err)
+				}
+				cancels.Add(1)
+			case 1:
+				if _, err := e.Confirm(now, b.ID, b.Applicant, portal()); err != nil {
+					t.Errorf("seed %d: confirm: %v", seed, err)
+				}
+				j := r.IntN(offices)
+				to := starts[j][r.IntN(len(starts[j]))]
+				v, err := e.Reschedule(now, b.ID, RescheduleRequest{Applicant: b.Applicant, Office: cfgs[j].ID, Start: to}, portal())
+				switch {
+				case err == nil && !v.Start.Equal(to):
+					t.Errorf("seed %d: reschedule to %s landed at %s", seed, to.Format(time.RFC3339), v.Start.Format(time.RFC3339))
+				case err == nil:
+					moved.Add(1)
+				case err != nil && !errors.Is(err, ErrSlotTaken) && !errors.Is(err, ErrNotReleased) &&
+					!errors.Is(err, ErrInvalidTransition) && !errors.Is(err, ErrDuplicateBooking) && !errors.Is(err, ErrTooLateToReschedule):
+					t.Errorf("seed %d: reschedule: %v", seed, err)
+				}
+			}
+		}
+		for _, i := range r.Perm(offices) {
+			for {
+				if _, err := hold(HoldRequest{Office: cfgs[i].ID, EarliestAfter: (date - 1).At(0, locs[i])}); err != nil {
+					break
+				}
+			}
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	checkSeatsExact(t, e)
+	if got := holds.Load() - cancels.Load(); got != int64(seats) {
+		t.Fatalf("seed %d: claim invariant C1: %d holds stand on %d seats", seed, got, seats)
+	}
+	if taken.Load() == 0 || moved.Load() == 0 {
+		t.Fatalf("seed %d: no contention: %d holds found their seat taken, %d reschedules", seed, taken.Load(), moved.Load())
 	}
 }
 

@@ -54,13 +54,10 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	if svc == nil {
 		return Booking{}, fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, o.id, req.Service)
 	}
-	var date Date
+	var d *day
 	var step int
 	if !req.Start.IsZero() {
-		if date, step, err = l.gridStep(req.Start); err != nil {
-			return Booking{}, err
-		}
-		if err := o.bookable(l, svc, date, step, now); err != nil {
+		if d, step, err = o.seatAt(l, svc, req.Start, now); err != nil {
 			return Booking{}, err
 		}
 	}
@@ -68,10 +65,8 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	if err != nil {
 		return Booking{}, fmt.Errorf("%w: applicant at office %s", err, o.id)
 	}
-	var d *day
 	w := -1
 	if !req.Start.IsZero() {
-		d = o.day(l, date)
 		w = d.claimAny(l.windows, step, svc.slots)
 	} else {
 		d, step, w = o.claimFirstFree(l, svc, req.EarliestAfter, now)
@@ -125,25 +120,28 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
-	e.schedule(now, o, l, b, rec)
+	e.schedule(now, o, l, &d.clock, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)
 	e.counter.Transitions[StatusHeld].Add(1)
 	if confirm {
 		e.counter.Transitions[StatusConfirmed].Add(1)
 	}
-	return viewOf(l, rec), nil
+	return viewOf(&d.clock, rec), nil
 }
 
-// schedule puts the timers a record in its status needs on o's wheel.
-func (e *Engine) schedule(now time.Time, o *office, l *layout, b *booking, rec *BookingRecord) {
+// schedule puts the timers a record in its status needs on o's wheel; c
+// is the clock of the record's date.
+func (e *Engine) schedule(now time.Time, o *office, l *layout, c *dayClock, b *booking, rec *BookingRecord) {
 	switch rec.Status {
 	case StatusHeld:
 		o.wheel.add(time.Unix(0, rec.HoldExpiresUnixNano), b)
 	case StatusConfirmed:
 		// One timer per booking: the reminder when one is still due (its
-		// firing schedules the no-show), else the no-show.
-		start := l.startOf(rec.Date, int(rec.Step))
+		// firing schedules the no-show), else the no-show. Both count
+		// from the seat's instant, so the day the clocks change moves
+		// neither.
+		start := c.at(int(rec.Step))
 		if l.policy.reminderBefore > 0 && rec.RemindedUnixNano != start.UnixNano() && now.Before(start) {
 			o.wheel.add(start.Add(-l.policy.reminderBefore), b)
 		} else {
@@ -166,32 +164,73 @@ func (d *day) claimAny(windows, step, slots int) int {
 	return -1
 }
 
-// gridStep maps a start instant to its office-local date and grid step.
-func (l *layout) gridStep(t time.Time) (Date, int, error) {
+// seatAt maps the exact start t to its day and step at o and checks the
+// release rule for a run of svc there. A start is an instant, whatever
+// offset it is written with: 02:30+01:00 on the night Berlin skips
+// 02:00–03:00 is the seat of 03:30+02:00. A start off the office's
+// wall-clock grid is malformed (ErrValidation, 400). One on the grid that
+// is no seat of its date is refused like a start outside opening hours
+// (ErrNotReleased, 422), not as malformed: the request is well formed and
+// the same clock time is a seat on other days; only on the night the
+// clocks go back, on a grid coarser than the change (2 hours, a change of
+// 1), the seat begun at that clock time before the change still runs then
+// (dayclock.go).
+func (o *office) seatAt(l *layout, svc *service, t, now time.Time) (*day, int, error) {
+	date, err := l.gridDate(t)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := o.bookableDate(l, svc, date, now); err != nil {
+		return nil, 0, err
+	}
+	d := o.day(l, date)
+	step, ok := d.clock.stepAt(t)
+	if !ok {
+		return nil, 0, fmt.Errorf("%w: no seat starts at %s: the clocks change that night and the seat before it still runs then", ErrNotReleased, t.In(l.loc).Format(time.RFC3339))
+	}
+	if err := d.bookableRun(svc, step, now); err != nil {
+		return nil, 0, err
+	}
+	return d, step, nil
+}
+
+// gridDate checks that t is on the office's grid (a grid label of its wall
+// clock, whole minutes) and returns its office-local date.
+func (l *layout) gridDate(t time.Time) (Date, error) {
 	lt := t.In(l.loc)
 	minute := lt.Hour()*60 + lt.Minute()
 	if lt.Second() != 0 || lt.Nanosecond() != 0 || minute%l.stepMinutes != 0 {
-		return 0, 0, fmt.Errorf("%w: start %s is not on the office's %d-minute grid", ErrValidation, t.Format(time.RFC3339), l.stepMinutes)
+		return 0, fmt.Errorf("%w: start %s is not on the office's %d-minute grid", ErrValidation, t.Format(time.RFC3339), l.stepMinutes)
 	}
-	return DateOf(lt), minute / l.stepMinutes, nil
+	return DateOf(lt), nil
 }
 
-// bookable checks the release rule for a run of svc at (date, step).
-func (o *office) bookable(l *layout, svc *service, date Date, step int, now time.Time) error {
-	if err := o.bookableDate(l, svc, date, now); err != nil {
+// bookable checks the release rule for a run of svc at step of d.
+func (o *office) bookable(l *layout, svc *service, d *day, step int, now time.Time) error {
+	if err := o.bookableDate(l, svc, d.date, now); err != nil {
 		return err
 	}
-	if step+svc.slots > l.steps {
+	return d.bookableRun(svc, step, now)
+}
+
+// bookableRun checks the run part of the release rule: the run of svc
+// from step fits in the day, lies within opening hours without a gap,
+// and starts after now.
+func (d *day) bookableRun(svc *service, step int, now time.Time) error {
+	if step+svc.slots > int(d.clock.n) {
 		return fmt.Errorf("%w: a %d-step %s does not fit before midnight", ErrNotReleased, svc.slots, svc.id)
 	}
-	open := l.open[date.Weekday()]
 	for s := step; s < step+svc.slots; s++ {
-		if open[s/64]&(1<<(s%64)) == 0 {
-			return fmt.Errorf("%w: %s at %s is outside the office's hours", ErrNotReleased, svc.id, l.startOf(date, step).Format(time.RFC3339))
+		if d.isOpen(s) {
+			continue
 		}
+		if d.clock.label(s) == deadStep {
+			return fmt.Errorf("%w: a %d-step %s from %s would run across the gap the clock change leaves", ErrNotReleased, svc.slots, svc.id, d.clock.at(step).Format(time.RFC3339))
+		}
+		return fmt.Errorf("%w: %s at %s is outside the office's hours", ErrNotReleased, svc.id, d.clock.at(step).Format(time.RFC3339))
 	}
-	if !l.startOf(date, step).After(now) {
-		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, l.startOf(date, step).Format(time.RFC3339))
+	if d.clock.startUnix(step) <= now.Unix() {
+		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, d.clock.at(step).Format(time.RFC3339))
 	}
 	return nil
 }
@@ -241,29 +280,6 @@ func (o *office) refuseDate(l *layout, svc *service, date Date, now time.Time) d
 		return dateOfficeShut
 	}
 	return dateBookable
-}
-
-// firstStep returns the first grid step of date that starts at or after
-// from and strictly after now; l.steps when there is none.
-func (l *layout) firstStep(date Date, from, now time.Time) int {
-	first := 0
-	if lf := from.In(l.loc); DateOf(lf) > date {
-		return l.steps
-	} else if DateOf(lf) == date {
-		minute := lf.Hour()*60 + lf.Minute()
-		s := (minute + l.stepMinutes - 1) / l.stepMinutes
-		if s < l.steps && l.startOf(date, s).Before(from) {
-			s++ // from has seconds past the step boundary
-		}
-		first = s
-	}
-	if ln := now.In(l.loc); DateOf(ln) > date {
-		return l.steps
-	} else if DateOf(ln) == date {
-		minute := ln.Hour()*60 + ln.Minute()
-		first = max(first, minute/l.stepMinutes+1) // the step holding now has started
-	}
-	return min(first, l.steps)
 }
 
 // claimFirstFree claims the first free run of svc at or after from. It

@@ -68,7 +68,7 @@ type BookingRecord struct {
 	Service   string
 	Applicant string
 	Date      Date
-	Step      uint16 // grid step of the start within Date
+	Step      uint16 // the start's step of Date: its place among the date's seats in order of time (dayclock.go)
 	Slots     uint16 // run length in steps
 	Window    uint16 // 0-based desk index
 	Status    Status

@@ -27,8 +27,9 @@ type effect struct {
 	reminder  bool // not a status change: a reminder.due was emitted
 }
 
-// decider checks a transition against the current record and policy.
-type decider func(l *layout, cur *BookingRecord) (effect, error)
+// decider checks a transition against the current record and policy;
+// start is the instant of the record's seat.
+type decider func(l *layout, cur *BookingRecord, start time.Time) (effect, error)
 
 // transition runs one status change under the lifecycle protocol (L1–L3):
 // gate (read) → lock bit → decide → commit → publish record → free seat →
@@ -68,7 +69,7 @@ func (e *Engine) transition(now time.Time, id ID, applicant string, meta Meta, d
 // is released here.
 func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *BookingRecord, meta Meta, decide decider) (Booking, error) {
 	l := o.lay.Load()
-	ef, err := decide(l, cur)
+	ef, err := decide(l, cur, b.start(cur))
 	if err == nil {
 		err = checkGrowth(cur, ef.next)
 	}
@@ -98,7 +99,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.apps.penalise(cur.Applicant, &l.policy, now)
 	}
 	if ef.scheduled {
-		e.schedule(now, o, l, b, ef.next)
+		e.schedule(now, o, l, &b.day.clock, b, ef.next)
 	}
 	if ef.reminder {
 		e.counter.Reminders.Add(1)
@@ -106,8 +107,9 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.counter.moved(cur.Status, ef.next.Status)
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
+	d := b.day // the lock holder's: read before the unlock
 	b.unlock(ef.next.Status)
-	return viewOf(l, ef.next), nil
+	return viewOf(&d.clock, ef.next), nil
 }
 
 func refuse(cur *BookingRecord, action string) error {
@@ -117,7 +119,7 @@ func refuse(cur *BookingRecord, action string) error {
 // Confirm moves a held booking to confirmed. A hold past its expiry cannot
 // be confirmed even if the wheel has not fired yet.
 func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Booking, error) {
-	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusHeld {
 			return effect{}, refuse(cur, "confirm")
 		}
@@ -133,12 +135,12 @@ func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Boo
 // start, becomes cancel_requested between late_cancel_floor and the cutoff,
 // and is refused under the floor.
 func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Booking, error) {
-	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		switch cur.Status {
 		case StatusHeld:
 			return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true}, nil
 		case StatusConfirmed:
-			left := l.startOf(cur.Date, int(cur.Step)).Sub(now)
+			left := start.Sub(now)
 			switch {
 			case left >= l.policy.cancelCutoff:
 				return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true, penalise: true}, nil
@@ -159,7 +161,7 @@ func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Book
 
 // ApproveCancel (operator) turns a cancel request into a cancellation.
 func (e *Engine) ApproveCancel(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusCancelRequested {
 			return effect{}, refuse(cur, "approve the cancel of")
 		}
@@ -169,7 +171,7 @@ func (e *Engine) ApproveCancel(now time.Time, id ID, meta Meta) (Booking, error)
 
 // RejectCancel (operator) keeps the booking confirmed.
 func (e *Engine) RejectCancel(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusCancelRequested {
 			return effect{}, refuse(cur, "reject the cancel of")
 		}
@@ -183,7 +185,7 @@ func (e *Engine) RejectCancel(now time.Time, id ID, meta Meta) (Booking, error) 
 // ForceCancel (operator) cancels a held, confirmed or cancel_requested
 // booking regardless of cutoffs. It does not count towards the penalty.
 func (e *Engine) ForceCancel(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		switch cur.Status {
 		case StatusHeld, StatusConfirmed, StatusCancelRequested:
 			return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true}, nil
@@ -195,7 +197,7 @@ func (e *Engine) ForceCancel(now time.Time, id ID, meta Meta) (Booking, error) {
 // CheckIn (operator) marks a confirmed booking as arrived, on the day of
 // the appointment only.
 func (e *Engine) CheckIn(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusConfirmed {
 			return effect{}, refuse(cur, "check in")
 		}
@@ -208,7 +210,7 @@ func (e *Engine) CheckIn(now time.Time, id ID, meta Meta) (Booking, error) {
 
 // Complete (operator) ends a checked-in visit and frees the seat.
 func (e *Engine) Complete(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusCheckedIn {
 			return effect{}, refuse(cur, "complete")
 		}
@@ -220,11 +222,11 @@ func (e *Engine) Complete(now time.Time, id ID, meta Meta) (Booking, error) {
 // no-show; it counts towards the penalty. The engine does the same by
 // itself at start + no_show_grace.
 func (e *Engine) NoShow(now time.Time, id ID, meta Meta) (Booking, error) {
-	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord) (effect, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		if cur.Status != StatusConfirmed {
 			return effect{}, refuse(cur, "mark as no-show")
 		}
-		if now.Before(l.startOf(cur.Date, int(cur.Step))) {
+		if now.Before(start) {
 			return effect{}, fmt.Errorf("%w: the appointment has not started yet", ErrInvalidTransition)
 		}
 		return effect{next: cur.next(now, StatusNoShow, meta.Actor, meta.Reason), event: EventNoShow, free: true, leave: true, penalise: true}, nil

@@ -270,7 +270,7 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 		e.counter.Transitions[StatusCancelled].Add(1)
 		e.counter.moved(prev.Status, StatusCancelled)
 		b.unlock(StatusCancelled)
-		out = append(out, viewOf(nl, c.Bookings[i]))
+		out = append(out, viewOf(&d.clock, c.Bookings[i]))
 	}
 	return out, nil
 }
@@ -284,7 +284,7 @@ func (e *Engine) autoRelease(now time.Time, o *office) error {
 	}
 	o.cfgMu.Lock()
 	defer o.cfgMu.Unlock()
-	instant := l.today(now).At(l.releaseMin, l.loc)
+	instant := l.wallInstant(l.today(now), l.releaseMin)
 	if instant.After(now) { // before today's release minute: the catch-up of an earlier one
 		instant = now
 	}

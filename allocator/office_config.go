@@ -22,9 +22,10 @@ const (
 	textBytesMax       = 512
 )
 
-// StepsMax is the most grid steps a day has (the finest grid): a bound for
-// callers of AppendSlotSteps that keep the starts on the stack.
-const StepsMax = 24 * 60 / slotMinutesMin
+// StepsMax is the most grid steps a day has (the finest grid on the
+// longest day, dead steps included: dayclock.go): a bound for callers of
+// AppendSlotSteps that keep the starts on the stack.
+const StepsMax = dayMinutesMax/slotMinutesMin + deadStepsMax
 
 // idPattern is the shape of office and service ids: they appear in URLs and
 // booking numbers.
@@ -210,10 +211,11 @@ type layout struct {
 	cfg         OfficeConfig
 	loc         *time.Location
 	stepMinutes int
-	steps       int // grid steps per day
-	words       int // uint64 words per window bitmap
+	steps       int // grid labels per day; the steps of a day without a clock change (dayclock.go)
+	stepsMax    int // the most steps of any day: the longest day's, gaps included
+	words       int // uint64 words per window bitmap, for stepsMax steps
 	windows     int
-	open        [7][]uint64 // per weekday: 1 = step within opening hours
+	open        [7][]uint64 // per weekday: 1 = grid label within opening hours
 	openSteps   [7]int      // popcount of open
 	services    map[string]*service
 	policy      policy
@@ -296,7 +298,8 @@ func compileLayout(cfg OfficeConfig) (*layout, error) {
 		services:    make(map[string]*service, len(cfg.Services)),
 		closures:    make(map[Date]bool, len(cfg.Closures)),
 	}
-	l.words = (l.steps + 63) / 64
+	l.stepsMax = dayMinutesMax/cfg.SlotMinutes + deadStepsMax
+	l.words = (l.stepsMax + 63) / 64
 	for wd := range l.open {
 		l.open[wd] = make([]uint64, l.words)
 	}

@@ -21,11 +21,18 @@ import (
 // (every booking, every applicant's active count and block, free starts per
 // day and per step, counters against bitmaps).
 //
-// The model states the semantics of DESIGN §1 directly: a seat is free when
-// it is in opening hours, its date is not closed, and no active booking owns
-// it; an exact start takes the lowest free window; earliest_after takes the
-// earliest start, then the lowest window; holds expire and no-shows fire on
-// Tick by time alone.
+// The model states the semantics of DESIGN §1 directly: a seat is an
+// instant at a window — an instant whose wall clock shows a grid label of
+// its date, unless the seat before it still runs (found by reading the
+// clock minute by minute, so the hour the clocks skip has no seats and the
+// hour they repeat has both); a seat is free when it is in opening hours,
+// its date is not closed, and no active booking owns it; a k-step run is k
+// seats a grid step apart; an exact start takes the lowest free window;
+// earliest_after takes the earliest start, then the lowest window; holds
+// expire and no-shows fire on Tick by time alone; the daily release
+// happens when the clock first reads the release minute. Offices in
+// Moscow and Berlin, runs starting before the nights the Berlin clocks
+// change.
 //
 // A failure prints the seed and the operations that led to it. Scale a run
 // with -oracle.ops and -oracle.seeds (for example -oracle.ops=200000).
@@ -40,9 +47,8 @@ var (
 
 type oracleSeat struct {
 	office string
-	date   Date
 	window int
-	step   int
+	unix   int64 // the seat's instant
 }
 
 type modelService struct {
@@ -71,6 +77,8 @@ const (
 
 type modelOffice struct {
 	id, region  string
+	zone        string
+	loc         *time.Location
 	stepMinutes int
 	windows     int
 	hours       map[time.Weekday][][2]int // [from, to) in minutes of the day
@@ -79,12 +87,16 @@ type modelOffice struct {
 	closed      map[Date]bool
 	released    Date
 	seq         map[Date]uint32
+	seatsOf     map[Date][]time.Time // cache of seats
+	seatSet     map[int64]Date       // cache of isSeat: instant → date, for every cached date
+	releaseOf   map[Date]time.Time   // cache of releaseAt
 }
 
 type modelBooking struct {
 	office, service, applicant string
 	date                       Date
-	window, step, slots        int
+	start                      time.Time
+	window, slots              int
 	status                     Status
 	holdExpiresUnixNano        int64
 	reschedules                int
@@ -112,17 +124,63 @@ func modelCivil(d Date) (int, time.Month, int) { return time.Unix(int64(d)*86400
 
 func modelWeekday(d Date) time.Weekday { return time.Unix(int64(d)*86400, 0).UTC().Weekday() }
 
-// modelToday is the Moscow date of t (every oracle office is in Moscow).
-func modelToday(t time.Time) Date {
-	y, m, dd := t.In(msk).Date()
+// today is the office-local date of t.
+func (mo *modelOffice) today(t time.Time) Date {
+	y, m, dd := t.In(mo.loc).Date()
 	return Date(time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix() / 86400)
 }
 
-func (mo *modelOffice) steps() int { return 1440 / mo.stepMinutes }
+// minuteOf is the minute of the day t's wall clock shows.
+func (mo *modelOffice) minuteOf(t time.Time) int {
+	lt := t.In(mo.loc)
+	return lt.Hour()*60 + lt.Minute()
+}
 
-func (mo *modelOffice) start(date Date, step int) time.Time {
+// seats lists the seats of date in order: every minute whose clock shows
+// a grid label of the date, unless the seat before it still runs then.
+func (mo *modelOffice) seats(date Date) []time.Time {
+	if got, ok := mo.seatsOf[date]; ok {
+		return got
+	}
+	var out []time.Time
+	step := time.Duration(mo.stepMinutes) * time.Minute
 	y, m, dd := modelCivil(date)
-	return time.Date(y, m, dd, 0, step*mo.stepMinutes, 0, 0, msk)
+	for t := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Add(-16 * time.Hour); t.Before(time.Date(y, m, dd, 40, 0, 0, 0, time.UTC)); t = t.Add(time.Minute) {
+		if mo.today(t) != date || mo.minuteOf(t)%mo.stepMinutes != 0 || t.In(mo.loc).Second() != 0 {
+			continue
+		}
+		if n := len(out); n > 0 && t.Before(out[n-1].Add(step)) {
+			continue
+		}
+		out = append(out, t.In(mo.loc))
+	}
+	mo.seatsOf[date] = out
+	for _, t := range out {
+		mo.seatSet[t.Unix()] = date
+	}
+	return out
+}
+
+// isSeat reports whether t is a seat of date.
+func (mo *modelOffice) isSeat(date Date, t time.Time) bool {
+	mo.seats(date)
+	d, ok := mo.seatSet[t.Unix()]
+	return ok && d == date && t.Nanosecond() == 0
+}
+
+// releaseAt is when date's daily release happens: the first minute the
+// clock reads the release minute or later on that date.
+func (mo *modelOffice) releaseAt(date Date) time.Time {
+	if got, ok := mo.releaseOf[date]; ok {
+		return got
+	}
+	y, m, dd := modelCivil(date)
+	t := time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Add(-16 * time.Hour)
+	for mo.today(t) != date || mo.minuteOf(t) < mo.policy.releaseMinute {
+		t = t.Add(time.Minute)
+	}
+	mo.releaseOf[date] = t
+	return t
 }
 
 func (mo *modelOffice) service(id string) *modelService {
@@ -134,8 +192,9 @@ func (mo *modelOffice) service(id string) *modelService {
 	return nil
 }
 
-func (mo *modelOffice) open(date Date, step int) bool {
-	minute := step * mo.stepMinutes
+// open reports whether seat t of date is within the weekday's hours.
+func (mo *modelOffice) open(date Date, t time.Time) bool {
+	minute := mo.minuteOf(t)
 	for _, iv := range mo.hours[modelWeekday(date)] {
 		if iv[0] <= minute && minute < iv[1] {
 			return true
@@ -162,7 +221,7 @@ func (mo *modelOffice) config() OfficeConfig {
 	}
 	p := mo.policy
 	return OfficeConfig{
-		ID: mo.id, Name: "Office " + mo.id, Region: mo.region, City: "Москва", Timezone: "Europe/Moscow",
+		ID: mo.id, Name: "Office " + mo.id, Region: mo.region, City: "Москва", Timezone: mo.zone,
 		SlotMinutes: mo.stepMinutes, Windows: mo.windows, Hours: hours, Services: svcs,
 		Policy: PolicyConfig{
 			HorizonDays: p.horizonDays, ReleaseTime: clock(p.releaseMinute), HoldTTL: Duration(p.holdTTL),
@@ -181,7 +240,15 @@ func (mo *modelOffice) config() OfficeConfig {
 //   - a2: the same services at 1 window, a 48h cancel cutoff, one
 //     reschedule, two active bookings, a 09:00 release;
 //   - f:  5-minute grid around the clock (288 steps, runs crossing the
-//     63/64, 127/128 … word boundaries), 1- to 3-step services.
+//     63/64, 127/128 … word boundaries), 1- to 3-step services;
+//   - b:  Berlin, 15-minute grid, 2 windows, open 00:00–06:00 and
+//     09:00–12:00 every day, across the hour the clocks change; a 02:30
+//     release, in that hour;
+//   - h:  Berlin, 2-hour grid around the clock: on the nights the clocks
+//     change a label inside the seat before it is no seat, and a gap
+//     stops a 2-step run; a 02:00 release.
+//
+// a, a2 and f are in Moscow, which has not changed its clocks since 2014.
 func oracleOffices() []*modelOffice {
 	def := modelPolicy{horizonDays: 30, holdTTL: 10 * time.Minute, cancelCutoff: 24 * time.Hour,
 		lateCancelFloor: 12 * time.Hour, rescheduleCutoff: 24 * time.Hour, noShowGrace: 15 * time.Minute,
@@ -205,13 +272,35 @@ func oracleOffices() []*modelOffice {
 	f := &modelOffice{id: "f", region: "spb", stepMinutes: 5, windows: 2, hours: allDay, policy: p3,
 		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true},
 			{id: "three", slots: 3, weekdays: []time.Weekday{time.Monday, time.Wednesday, time.Friday, time.Saturday}}}}
-	return []*modelOffice{a, a2, f}
+	night := map[time.Weekday][][2]int{}
+	for wd := time.Sunday; wd <= time.Saturday; wd++ {
+		night[wd] = [][2]int{{0, 6 * 60}, {9 * 60, 12 * 60}}
+	}
+	p4 := def
+	p4.releaseMinute = 2*60 + 30
+	b := &modelOffice{id: "b", region: "berlin", zone: "Europe/Berlin", stepMinutes: 15, windows: 2, hours: night, policy: p4,
+		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true}}}
+	p5 := def
+	p5.releaseMinute = 2 * 60
+	h := &modelOffice{id: "h", region: "berlin", zone: "Europe/Berlin", stepMinutes: 120, windows: 1, hours: allDay, policy: p5,
+		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true}}}
+	for _, mo := range []*modelOffice{a, a2, f} {
+		mo.zone = "Europe/Moscow"
+	}
+	return []*modelOffice{a, a2, f, b, h}
 }
 
-// hotSteps are the steps the generator aims at, so that requests collide.
+// hotSteps are the places among a date's seats the generator aims at, so
+// that requests collide: word boundaries, lunch, the hour the clocks
+// change.
 func (mo *modelOffice) hotSteps() []int {
-	if mo.stepMinutes == 5 {
+	switch {
+	case mo.stepMinutes == 5:
 		return []int{62, 63, 64, 127, 128, 287}
+	case mo.stepMinutes == 120:
+		return []int{0, 1, 2}
+	case mo.zone == "Europe/Berlin":
+		return []int{6, 7, 8, 9, 10, 11, 12, 13}
 	}
 	return []int{36, 37, 52, 56, 71}
 }
@@ -220,6 +309,7 @@ func newOracleModel(now time.Time) *oracleModel {
 	m := &oracleModel{offices: map[string]*modelOffice{}, owner: map[oracleSeat]int{}, apps: map[string]*modelApplicant{}}
 	for _, mo := range oracleOffices() {
 		mo.closed, mo.seq = map[Date]bool{}, map[Date]uint32{}
+		mo.loc, mo.seatsOf, mo.seatSet, mo.releaseOf = mustLoc(mo.zone), map[Date][]time.Time{}, map[int64]Date{}, map[Date]time.Time{}
 		mo.released = m.autoReleased(mo, now)
 		m.offices[mo.id] = mo
 		m.order = append(m.order, mo.id)
@@ -228,9 +318,9 @@ func newOracleModel(now time.Time) *oracleModel {
 }
 
 func (m *oracleModel) autoReleased(mo *modelOffice, now time.Time) Date {
-	lt := now.In(msk)
-	through := modelToday(now) + Date(mo.policy.horizonDays)
-	if lt.Hour()*60+lt.Minute() < mo.policy.releaseMinute {
+	today := mo.today(now)
+	through := today + Date(mo.policy.horizonDays)
+	if now.Before(mo.releaseAt(today)) {
 		through--
 	}
 	return through
@@ -245,20 +335,35 @@ func (m *oracleModel) app(id string) *modelApplicant {
 	return a
 }
 
-func (m *oracleModel) seatFree(mo *modelOffice, date Date, w, s int) bool {
-	if mo.closed[date] || !mo.open(date, s) {
+func (m *oracleModel) seatFree(mo *modelOffice, date Date, w int, t time.Time) bool {
+	if mo.closed[date] || !mo.isSeat(date, t) || !mo.open(date, t) {
 		return false
 	}
-	_, taken := m.owner[oracleSeat{mo.id, date, w, s}]
+	_, taken := m.owner[oracleSeat{mo.id, w, t.Unix()}]
 	return !taken
 }
 
-func (m *oracleModel) runFree(mo *modelOffice, date Date, w, s, slots int) bool {
-	if s+slots > mo.steps() {
+// runSeats returns the seats of a run of slots from t: a grid step apart,
+// each a seat of date.
+func (mo *modelOffice) runSeats(date Date, t time.Time, slots int) ([]time.Time, bool) {
+	var out []time.Time
+	for i := range slots {
+		st := t.Add(time.Duration(i*mo.stepMinutes) * time.Minute)
+		if !mo.isSeat(date, st) {
+			return nil, false
+		}
+		out = append(out, st)
+	}
+	return out, true
+}
+
+func (m *oracleModel) runFree(mo *modelOffice, date Date, w int, t time.Time, slots int) bool {
+	run, ok := mo.runSeats(date, t, slots)
+	if !ok {
 		return false
 	}
-	for i := s; i < s+slots; i++ {
-		if !m.seatFree(mo, date, w, i) {
+	for _, st := range run {
+		if !m.seatFree(mo, date, w, st) {
 			return false
 		}
 	}
@@ -267,38 +372,45 @@ func (m *oracleModel) runFree(mo *modelOffice, date Date, w, s, slots int) bool 
 
 func (m *oracleModel) bookableDate(mo *modelOffice, svc *modelService, date Date, now time.Time) error {
 	offered := svc.weekdays == nil || slices.Contains(svc.weekdays, modelWeekday(date))
-	if date < modelToday(now) || date > mo.released || mo.closed[date] || !offered || len(mo.hours[modelWeekday(date)]) == 0 {
+	if date < mo.today(now) || date > mo.released || mo.closed[date] || !offered || len(mo.hours[modelWeekday(date)]) == 0 {
 		return ErrNotReleased
 	}
 	return nil
 }
 
-func (m *oracleModel) bookable(mo *modelOffice, svc *modelService, date Date, step int, now time.Time) error {
+// runOpen reports whether a run of slots from t is a run of seats of date
+// within opening hours.
+func (mo *modelOffice) runOpen(date Date, t time.Time, slots int) bool {
+	run, ok := mo.runSeats(date, t, slots)
+	if !ok {
+		return false
+	}
+	for _, st := range run {
+		if !mo.open(date, st) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *oracleModel) bookable(mo *modelOffice, svc *modelService, date Date, t time.Time, now time.Time) error {
 	if err := m.bookableDate(mo, svc, date, now); err != nil {
 		return err
 	}
-	if step+svc.slots > mo.steps() {
-		return ErrNotReleased
-	}
-	for s := step; s < step+svc.slots; s++ {
-		if !mo.open(date, s) {
-			return ErrNotReleased
-		}
-	}
-	if !mo.start(date, step).After(now) {
+	if !mo.runOpen(date, t, svc.slots) || !t.After(now) {
 		return ErrNotReleased
 	}
 	return nil
 }
 
-// gridStep maps a start to (date, step) or refuses it as off the grid.
-func (m *oracleModel) gridStep(mo *modelOffice, t time.Time) (Date, int, error) {
-	lt := t.In(msk)
-	minute := lt.Hour()*60 + lt.Minute()
-	if lt.Second() != 0 || lt.Nanosecond() != 0 || minute%mo.stepMinutes != 0 {
-		return 0, 0, ErrValidation
+// gridDate refuses a start off the grid (a wall-clock label, whole
+// minutes) and returns its office-local date.
+func (m *oracleModel) gridDate(mo *modelOffice, t time.Time) (Date, error) {
+	lt := t.In(mo.loc)
+	if lt.Second() != 0 || lt.Nanosecond() != 0 || mo.minuteOf(t)%mo.stepMinutes != 0 {
+		return 0, ErrValidation
 	}
-	return modelToday(t), minute / mo.stepMinutes, nil
+	return mo.today(t), nil
 }
 
 func (m *oracleModel) reserve(app string, mo *modelOffice, svc string, now time.Time) error {
@@ -344,14 +456,18 @@ func (m *oracleModel) penalise(app string, now time.Time) {
 }
 
 func (m *oracleModel) take(k int, b *modelBooking) {
-	for s := b.step; s < b.step+b.slots; s++ {
-		m.owner[oracleSeat{b.office, b.date, b.window, s}] = k
+	mo := m.offices[b.office]
+	run, _ := mo.runSeats(b.date, b.start, b.slots)
+	for _, st := range run {
+		m.owner[oracleSeat{b.office, b.window, st.Unix()}] = k
 	}
 }
 
 func (m *oracleModel) free(b *modelBooking) {
-	for s := b.step; s < b.step+b.slots; s++ {
-		delete(m.owner, oracleSeat{b.office, b.date, b.window, s})
+	mo := m.offices[b.office]
+	run, _ := mo.runSeats(b.date, b.start, b.slots)
+	for _, st := range run {
+		delete(m.owner, oracleSeat{b.office, b.window, st.Unix()})
 	}
 }
 
@@ -373,13 +489,13 @@ func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
 		return errResult(ErrServiceNotFound)
 	}
 	var date Date
-	var step int
+	start := op.start
 	if !op.start.IsZero() {
 		var err error
-		if date, step, err = m.gridStep(mo, op.start); err != nil {
+		if date, err = m.gridDate(mo, op.start); err != nil {
 			return errResult(err)
 		}
-		if err := m.bookable(mo, svc, date, step, now); err != nil {
+		if err := m.bookable(mo, svc, date, start, now); err != nil {
 			return errResult(err)
 		}
 	}
@@ -389,50 +505,50 @@ func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
 	w := -1
 	if !op.start.IsZero() {
 		for x := 0; x < mo.windows && w < 0; x++ {
-			if m.runFree(mo, date, x, step, svc.slots) {
+			if m.runFree(mo, date, x, start, svc.slots) {
 				w = x
 			}
 		}
 	} else {
-		date, step, w = m.earliest(mo, svc, op.after, now)
+		date, start, w = m.earliest(mo, svc, op.after, now)
 	}
 	if w < 0 {
 		m.unreserve(op.applicant, mo.id, svc.id)
 		return errResult(ErrSlotTaken)
 	}
 	mo.seq[date]++
-	b := &modelBooking{office: mo.id, service: svc.id, applicant: op.applicant, date: date, window: w, step: step,
+	b := &modelBooking{office: mo.id, service: svc.id, applicant: op.applicant, date: date, window: w, start: start,
 		slots: svc.slots, status: StatusHeld, holdExpiresUnixNano: now.Add(mo.policy.holdTTL).UnixNano(), seq: mo.seq[date]}
 	if op.confirm {
 		b.status, b.holdExpiresUnixNano = StatusConfirmed, 0
 	}
 	m.bookings = append(m.bookings, b)
 	m.take(len(m.bookings)-1, b)
-	return bookingResultOf(b)
+	return m.bookingResultOf(b)
 }
 
 // earliest is the first (date, start) at or after from and after now with
 // a free run, at its lowest free window.
-func (m *oracleModel) earliest(mo *modelOffice, svc *modelService, from, now time.Time) (Date, int, int) {
+func (m *oracleModel) earliest(mo *modelOffice, svc *modelService, from, now time.Time) (Date, time.Time, int) {
 	if from.Before(now) {
 		from = now
 	}
-	for date := modelToday(from); date <= mo.released; date++ {
+	for date := mo.today(from); date <= mo.released; date++ {
 		if m.bookableDate(mo, svc, date, now) != nil {
 			continue
 		}
-		for s := 0; s < mo.steps(); s++ {
-			if st := mo.start(date, s); st.Before(from) || !st.After(now) {
+		for _, st := range mo.seats(date) {
+			if st.Before(from) || !st.After(now) {
 				continue
 			}
 			for w := 0; w < mo.windows; w++ {
-				if m.runFree(mo, date, w, s, svc.slots) {
-					return date, s, w
+				if m.runFree(mo, date, w, st, svc.slots) {
+					return date, st, w
 				}
 			}
 		}
 	}
-	return 0, 0, -1
+	return 0, time.Time{}, -1
 }
 
 func (m *oracleModel) booking(k int, applicant string) (*modelBooking, error) {
@@ -448,7 +564,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		return errResult(err)
 	}
 	mo := m.offices[b.office]
-	start := mo.start(b.date, b.step)
+	start := b.start
 	switch op.kind {
 	case opConfirm:
 		if b.status != StatusHeld || now.UnixNano() >= b.holdExpiresUnixNano {
@@ -489,7 +605,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		}
 		m.leave(b, StatusCancelled)
 	case opCheckIn:
-		if b.status != StatusConfirmed || modelToday(now) != b.date {
+		if b.status != StatusConfirmed || mo.today(now) != b.date {
 			return errResult(ErrInvalidTransition)
 		}
 		b.status = StatusCheckedIn
@@ -505,7 +621,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		m.leave(b, StatusNoShow)
 		m.penalise(b.applicant, now)
 	}
-	return bookingResultOf(b)
+	return m.bookingResultOf(b)
 }
 
 func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
@@ -527,21 +643,21 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 		return errResult(ErrNotReschedulable)
 	case b.reschedules >= oo.policy.maxReschedules:
 		return errResult(ErrRescheduleLimit)
-	case oo.start(b.date, b.step).Sub(now) < oo.policy.rescheduleCutoff:
+	case b.start.Sub(now) < oo.policy.rescheduleCutoff:
 		return errResult(ErrTooLateToReschedule)
 	}
 	svc := no.service(b.service)
 	if svc == nil {
 		return errResult(ErrServiceNotFound)
 	}
-	date, step, err := m.gridStep(no, op.start)
+	date, err := m.gridDate(no, op.start)
 	if err != nil {
 		return errResult(err)
 	}
-	if no == oo && date == b.date && step == b.step {
+	if no == oo && op.start.Equal(b.start) {
 		return errResult(ErrInvalidTransition)
 	}
-	if err := m.bookable(no, svc, date, step, now); err != nil {
+	if err := m.bookable(no, svc, date, op.start, now); err != nil {
 		return errResult(err)
 	}
 	a := m.app(b.applicant)
@@ -550,7 +666,7 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 	}
 	w := -1
 	for x := 0; x < no.windows && w < 0; x++ {
-		if m.runFree(no, date, x, step, svc.slots) { // the booking's own seat counts as taken
+		if m.runFree(no, date, x, op.start, svc.slots) { // the booking's own seat counts as taken
 			w = x
 		}
 	}
@@ -564,10 +680,10 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 	}
 	m.free(b)
 	no.seq[date]++
-	b.office, b.date, b.step, b.slots, b.window, b.seq = no.id, date, step, svc.slots, w, no.seq[date]
+	b.office, b.date, b.start, b.slots, b.window, b.seq = no.id, date, op.start, svc.slots, w, no.seq[date]
 	b.reschedules++
 	m.take(op.k, b)
-	return bookingResultOf(b)
+	return m.bookingResultOf(b)
 }
 
 func (m *oracleModel) tick(now time.Time) oracleResult {
@@ -580,7 +696,7 @@ func (m *oracleModel) tick(now time.Time) oracleResult {
 		switch {
 		case b.status == StatusHeld && b.holdExpiresUnixNano <= now.UnixNano():
 			m.leave(b, StatusExpired)
-		case b.status == StatusConfirmed && !now.Before(mo.start(b.date, b.step).Add(mo.policy.noShowGrace)):
+		case b.status == StatusConfirmed && !now.Before(b.start.Add(mo.policy.noShowGrace)):
 			m.leave(b, StatusNoShow)
 			m.penalise(b.applicant, now)
 		}
@@ -611,17 +727,17 @@ func (m *oracleModel) days(now time.Time, op oracleOp) oracleResult {
 		return errResult(ErrServiceNotFound)
 	}
 	res := oracleResult{Days: []DayFree{}}
-	for date := max(op.date, modelToday(now)); date <= min(op.through, mo.released); date++ {
+	for date := max(op.date, mo.today(now)); date <= min(op.through, mo.released); date++ {
 		if m.bookableDate(mo, svc, date, now) != nil {
 			continue
 		}
 		n := 0
-		for s := 0; s < mo.steps(); s++ {
-			if !mo.start(date, s).After(now) {
+		for _, st := range mo.seats(date) {
+			if !st.After(now) {
 				continue
 			}
 			for w := 0; w < mo.windows; w++ {
-				if m.runFree(mo, date, w, s, svc.slots) {
+				if m.runFree(mo, date, w, st, svc.slots) {
 					n++
 				}
 			}
@@ -641,21 +757,13 @@ func (m *oracleModel) slots(now time.Time, op oracleOp) oracleResult {
 		return errResult(err)
 	}
 	res := oracleResult{Slots: [][2]int64{}}
-	for s := 0; s+svc.slots <= mo.steps(); s++ {
-		st := mo.start(op.date, s)
-		if !st.After(now) {
-			continue
-		}
-		open := true
-		for i := s; i < s+svc.slots; i++ {
-			open = open && mo.open(op.date, i)
-		}
-		if !open {
+	for _, st := range mo.seats(op.date) {
+		if !st.After(now) || !mo.runOpen(op.date, st, svc.slots) {
 			continue
 		}
 		n := 0
 		for w := 0; w < mo.windows; w++ {
-			if m.runFree(mo, op.date, w, s, svc.slots) {
+			if m.runFree(mo, op.date, w, st, svc.slots) {
 				n++
 			}
 		}
@@ -674,7 +782,7 @@ func (m *oracleModel) apply(now time.Time, op oracleOp) oracleResult {
 		return m.tick(now)
 	case opRelease:
 		mo := m.offices[op.office]
-		if op.through > modelToday(now)+horizonDaysMax {
+		if op.through > mo.today(now)+horizonDaysMax {
 			return errResult(ErrValidation)
 		}
 		mo.released = max(mo.released, op.through)
@@ -740,10 +848,10 @@ func (op oracleOp) String() string {
 		s += " " + op.service
 	}
 	if !op.start.IsZero() {
-		s += " start " + op.start.Format("2006-01-02T15:04:05")
+		s += " start " + op.start.Format(time.RFC3339)
 	}
 	if !op.after.IsZero() {
-		s += " after " + op.after.Format("2006-01-02T15:04:05")
+		s += " after " + op.after.Format(time.RFC3339)
 	}
 	if op.confirm {
 		s += " +confirm"
@@ -757,14 +865,16 @@ func (op oracleOp) String() string {
 	return s
 }
 
-// oracleBooking is what both sides report about a booking.
+// oracleBooking is what both sides report about a booking: the seat as
+// its instants, start and end, not as a step.
 type oracleBooking struct {
-	Status              Status
-	Office              string
-	Date                Date
-	Window, Step, Slots int
-	Seq                 uint32
-	Reschedules         int
+	Status        Status
+	Office        string
+	Date          Date
+	Window, Slots int
+	Start, End    int64 // unix seconds
+	Seq           uint32
+	Reschedules   int
 }
 
 type oracleResult struct {
@@ -778,14 +888,15 @@ type oracleResult struct {
 
 func errResult(err error) oracleResult { return oracleResult{Err: err.Error()} }
 
-func bookingResultOf(b *modelBooking) oracleResult {
+func (m *oracleModel) bookingResultOf(b *modelBooking) oracleResult {
+	end := b.start.Add(time.Duration(b.slots*m.offices[b.office].stepMinutes) * time.Minute)
 	return oracleResult{Booking: oracleBooking{Status: b.status, Office: b.office, Date: b.date, Window: b.window,
-		Step: b.step, Slots: b.slots, Seq: b.seq, Reschedules: b.reschedules}}
+		Start: b.start.Unix(), End: end.Unix(), Slots: b.slots, Seq: b.seq, Reschedules: b.reschedules}}
 }
 
-func recordView(r *BookingRecord) oracleBooking {
-	return oracleBooking{Status: r.Status, Office: r.Office, Date: r.Date, Window: int(r.Window), Step: int(r.Step),
-		Slots: int(r.Slots), Seq: r.Seq, Reschedules: int(r.Reschedules)}
+func bookingView(v *Booking) oracleBooking {
+	return oracleBooking{Status: v.Status, Office: v.Office, Date: v.Date, Window: int(v.Window), Start: v.Start.Unix(),
+		End: v.End.Unix(), Slots: int(v.Slots), Seq: v.Seq, Reschedules: int(v.Reschedules)}
 }
 
 var oracleSentinels = []error{ErrValidation, ErrOfficeNotFound, ErrServiceNotFound, ErrBookingNotFound,
@@ -845,7 +956,7 @@ func (x *oracleEngine) booked(b Booking, err error) oracleResult {
 	if err != nil {
 		return oracleResult{Err: sentinelOf(err)}
 	}
-	return oracleResult{Booking: recordView(&b.BookingRecord)}
+	return oracleResult{Booking: bookingView(&b)}
 }
 
 func (x *oracleEngine) apply(now time.Time, op oracleOp) oracleResult {
@@ -924,6 +1035,9 @@ type oracleGen struct {
 	r          *rand.Rand
 	m          *oracleModel
 	applicants []string
+	// focus is the night the Berlin clocks change in this run, 0 if
+	// none: half the starts asked of a Berlin office are on it.
+	focus Date
 }
 
 func (g *oracleGen) pick(filter func(*modelBooking) bool) int {
@@ -965,20 +1079,40 @@ func (g *oracleGen) service(mo *modelOffice) string {
 
 // start is a start near now at a hot step, sometimes anywhere, in the
 // past, beyond the release or off the grid.
+//
+// Now and then it writes a grid label as a client might: through
+// time.Date in the office's zone (a label the clocks skip lands an hour
+// later, one they repeat on either occurrence), or with the offset the
+// zone has at noon (on a night the clocks change, an hour away from the
+// label's other occurrence). Either is an instant, perhaps a seat.
 func (g *oracleGen) start(mo *modelOffice, now time.Time) time.Time {
-	date := modelToday(now) + Date(g.r.IntN(6))
+	date := mo.today(now) + Date(g.r.IntN(6))
+	if g.focus != 0 && mo.zone == "Europe/Berlin" && g.r.IntN(2) == 0 {
+		date = g.focus
+	}
 	switch g.r.IntN(30) {
 	case 0:
-		date = modelToday(now) - 1
+		date = mo.today(now) - 1
 	case 1:
 		date = mo.released + Date(g.r.IntN(3))
 	}
+	seats := mo.seats(date)
 	hot := mo.hotSteps()
-	step := hot[g.r.IntN(len(hot))]
+	i := hot[g.r.IntN(len(hot))]
 	if g.r.IntN(4) == 0 {
-		step = g.r.IntN(mo.steps())
+		i = g.r.IntN(len(seats))
 	}
-	t := mo.start(date, step)
+	t := seats[min(i, len(seats)-1)]
+	if n := g.r.IntN(8); n < 2 {
+		y, m, dd := modelCivil(date)
+		label := mo.minuteOf(t)
+		if n == 0 {
+			t = time.Date(y, m, dd, 0, label, 0, 0, mo.loc)
+		} else {
+			_, off := time.Date(y, m, dd, 12, 0, 0, 0, mo.loc).Zone()
+			t = time.Date(y, m, dd, 0, label, 0, 0, time.FixedZone("", off))
+		}
+	}
 	if g.r.IntN(50) == 0 {
 		t = t.Add(time.Minute)
 	}
@@ -999,6 +1133,10 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 		}
 		if r.IntN(3) == 0 {
 			op.after = now.Add(time.Duration(r.IntN(5*24*60)) * time.Minute).Add(time.Duration(r.IntN(60)) * time.Second)
+			if g.focus != 0 && mo.zone == "Europe/Berlin" && r.IntN(2) == 0 { // from before the change
+				y, m, dd := modelCivil(g.focus)
+				op.after = time.Date(y, m, dd, 0, r.IntN(4*60), r.IntN(2)*30, 0, mo.loc)
+			}
 		} else {
 			op.start = g.start(mo, now)
 		}
@@ -1015,13 +1153,14 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 	case n < 55:
 		op = oracleOp{kind: opForceCancel, k: g.pick(func(b *modelBooking) bool { return b.status.Active() })}
 	case n < 60:
-		today := modelToday(now)
-		op = oracleOp{kind: opCheckIn, k: g.pick(func(b *modelBooking) bool { return b.status == StatusConfirmed && b.date == today })}
+		op = oracleOp{kind: opCheckIn, k: g.pick(func(b *modelBooking) bool {
+			return b.status == StatusConfirmed && b.date == g.m.offices[b.office].today(now)
+		})}
 	case n < 63:
 		op = oracleOp{kind: opComplete, k: g.pick(isStatus(StatusCheckedIn))}
 	case n < 65:
 		op = oracleOp{kind: opNoShow, k: g.pick(func(b *modelBooking) bool {
-			return b.status == StatusConfirmed && !now.Before(g.m.offices[b.office].start(b.date, b.step))
+			return b.status == StatusConfirmed && !now.Before(b.start)
 		})}
 	case n < 74:
 		op = oracleOp{kind: opReschedule, k: g.pick(isStatus(StatusConfirmed))}
@@ -1039,21 +1178,21 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 		mo := g.office()
 		op = oracleOp{kind: opRelease, office: mo.id, through: mo.released + Date(r.IntN(5)) - 1}
 		if r.IntN(10) == 0 {
-			op.through = modelToday(now) + horizonDaysMax + 1
+			op.through = mo.today(now) + horizonDaysMax + 1
 		}
 	case n < 83:
 		if r.IntN(3) == 0 {
 			mo := g.office()
-			op = oracleOp{kind: opClose, office: mo.id, date: modelToday(now) + Date(r.IntN(8))}
+			op = oracleOp{kind: opClose, office: mo.id, date: mo.today(now) + Date(r.IntN(8))}
 			break
 		}
 		op = oracleOp{kind: opTick}
 	case n < 86:
 		mo := g.office()
-		op = oracleOp{kind: opDays, office: mo.id, service: g.service(mo), date: modelToday(now) - 1, through: modelToday(now) + 35}
+		op = oracleOp{kind: opDays, office: mo.id, service: g.service(mo), date: mo.today(now) - 1, through: mo.today(now) + 35}
 	case n < 88:
 		mo := g.office()
-		op = oracleOp{kind: opSlots, office: mo.id, service: g.service(mo), date: modelToday(now) + Date(r.IntN(8))}
+		op = oracleOp{kind: opSlots, office: mo.id, service: g.service(mo), date: mo.today(now) + Date(r.IntN(8))}
 	default:
 		// The clock moves on; no Tick, so stale holds and missed
 		// no-shows linger until the next one.
@@ -1069,7 +1208,7 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 		if r.IntN(2) == 0 {
 			op.kind = opDays
 			mo := g.office()
-			op.office, op.service, op.date, op.through = mo.id, mo.services[0].id, modelToday(now), modelToday(now)+3
+			op.office, op.service, op.date, op.through = mo.id, mo.services[0].id, mo.today(now), mo.today(now)+3
 		}
 	}
 	return op, advance
@@ -1091,14 +1230,29 @@ type oracleRun struct {
 	counts  map[string]int
 }
 
+// oracleStart is where the run of seed starts, and the night the Berlin
+// clocks change that it aims at: a Moscow Monday morning (none), or two
+// days before a night they change, so that the run's requests, Ticks and
+// releases cross it.
+func oracleStart(seed uint64) (time.Time, Date) {
+	switch seed % 3 {
+	case 1:
+		return time.Date(2027, 3, 26, 8, 0, 0, 0, berlin), springForward
+	case 2:
+		return time.Date(2027, 10, 29, 8, 0, 0, 0, berlin), fallBack
+	}
+	return t0, 0
+}
+
 func newOracleRun(t *testing.T, seed uint64) *oracleRun {
-	m := newOracleModel(t0)
-	run := &oracleRun{t: t, seed: seed, now: t0, m: m, counts: map[string]int{}}
-	run.gen = &oracleGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), m: m}
+	start, focus := oracleStart(seed)
+	m := newOracleModel(start)
+	run := &oracleRun{t: t, seed: seed, now: start, m: m, counts: map[string]int{}}
+	run.gen = &oracleGen{r: rand.New(rand.NewPCG(seed, seed^0x5eed)), m: m, focus: focus}
 	for i := range 12 {
 		run.gen.applicants = append(run.gen.applicants, fmt.Sprintf("p%02d", i))
 	}
-	run.engines = []*oracleEngine{newOracleEngine(t, m, t0)}
+	run.engines = []*oracleEngine{newOracleEngine(t, m, start)}
 	return run
 }
 
@@ -1150,7 +1304,8 @@ func describeResult(r oracleResult) string {
 		return "released through " + r.Date.String()
 	case r.Booking.Status != 0:
 		b := r.Booking
-		return fmt.Sprintf("%s %s %s window %d step %d+%d seq %d resched %d", b.Status, b.Office, b.Date, b.Window, b.Step, b.Slots, b.Seq, b.Reschedules)
+		return fmt.Sprintf("%s %s %s window %d %s–%s (%d) seq %d resched %d", b.Status, b.Office, b.Date, b.Window,
+			time.Unix(b.Start, 0).UTC().Format("15:04Z"), time.Unix(b.End, 0).UTC().Format("15:04Z"), b.Slots, b.Seq, b.Reschedules)
 	}
 	return "ok"
 }
@@ -1161,7 +1316,7 @@ func describeResult(r oracleResult) string {
 func (run *oracleRun) compareState() {
 	run.t.Helper()
 	m := run.m
-	today := modelToday(run.now)
+	today := m.offices["a"].today(run.now)
 	for ei, x := range run.engines {
 		if len(x.ids) != len(m.bookings) {
 			run.fail("engine %d has %d bookings, model %d", ei, len(x.ids), len(m.bookings))
@@ -1171,7 +1326,8 @@ func (run *oracleRun) compareState() {
 			if b == nil {
 				run.fail("engine %d lost booking #%d", ei, k)
 			}
-			got, want := recordView(b.rec.Load()), bookingResultOf(mb).Booking
+			v, _ := x.e.View(b.rec.Load())
+			got, want := bookingView(&v), m.bookingResultOf(mb).Booking
 			if x.restored {
 				got.Seq = want.Seq
 			}

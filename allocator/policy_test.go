@@ -402,6 +402,21 @@ func TestTimerFollowsTheBooking(t *testing.T) {
 	}
 }
 
+// TestLateReminderTimerPastGraceIsTheNoShow: a reminder timer that fires
+// only after start + grace (no Tick came between) is the no-show at once,
+// not a Tick later: the no-show comes at start + grace by time alone.
+func TestLateReminderTimerPastGraceIsTheNoShow(t *testing.T) {
+	e, j := newTestEngine(t, testOffice("a"))
+	start := at(0, 10, 0)
+	b := confirmed(t, e, at(0, 9, 30), "x", start) // its reminder is due at once
+	if err := e.Tick(start.Add(20 * time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := e.Get(b.ID, ""); got.Status != StatusNoShow || countEvents(j, EventReminderDue) != 0 {
+		t.Fatalf("first Tick past start + grace: %s, %d reminders; want no_show, none", got.Status, countEvents(j, EventReminderDue))
+	}
+}
+
 func TestOperatorTransitions(t *testing.T) {
 	e, _ := newTestEngine(t, testOffice("a"))
 	start := at(1, 10, 0)

@@ -84,27 +84,27 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if err := cur.History.checkRepeat("a reschedule"); err != nil {
 		return fail(err)
 	}
-	if left := ol.startOf(cur.Date, int(cur.Step)).Sub(now); left < ol.policy.rescheduleCutoff {
+	oldStart := b.start(cur)
+	if left := oldStart.Sub(now); left < ol.policy.rescheduleCutoff {
 		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))
 	}
 	svc := nl.services[cur.Service]
 	if svc == nil {
 		return fail(fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, no.id, cur.Service))
 	}
-	date, step, err := nl.gridStep(start)
-	if err != nil {
+	if _, err := nl.gridDate(start); err != nil {
 		return fail(err)
 	}
-	if no == oo && date == cur.Date && step == int(cur.Step) {
+	if no == oo && start.Equal(oldStart) {
 		return fail(fmt.Errorf("%w: the booking is already at %s", ErrInvalidTransition, start.Format(time.RFC3339)))
 	}
-	if err := no.bookable(nl, svc, date, step, now); err != nil {
+	nd, step, err := no.seatAt(nl, svc, start, now)
+	if err != nil {
 		return fail(err)
 	}
 	if err := e.apps.move(cur.Applicant, oo.id, no.id, cur.Service); err != nil {
 		return fail(fmt.Errorf("%w: applicant at office %s", err, no.id))
 	}
-	nd := no.day(nl, date)
 	w := nd.claimAny(nl.windows, step, svc.slots)
 	if w < 0 {
 		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
@@ -113,10 +113,10 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	}
 	reason := meta.Reason
 	if reason == "" {
-		reason = "rescheduled from " + ol.startOf(cur.Date, int(cur.Step)).Format(time.RFC3339)
+		reason = "rescheduled from " + oldStart.Format(time.RFC3339)
 	}
 	next := cur.next(now, StatusConfirmed, meta.Actor, reason)
-	next.Office, next.Date, next.Step, next.Slots, next.Window = no.id, date, uint16(step), uint16(svc.slots), uint16(w)
+	next.Office, next.Date, next.Step, next.Slots, next.Window = no.id, nd.date, uint16(step), uint16(svc.slots), uint16(w)
 	next.Seq = nd.seq.Add(1)
 	next.Reschedules++
 	ev := Event{Type: EventRescheduled, AtUnixNano: now.UnixNano(), Office: no.id, Booking: next, Reason: reason}
@@ -130,8 +130,8 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	oldDay := b.day
 	b.day = nd
 	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
-	e.schedule(now, no, nl, b, next)
+	e.schedule(now, no, nl, &nd.clock, b, next)
 	e.counter.Reschedules.Add(1)
 	b.unlock(StatusConfirmed)
-	return viewOf(nl, next), nil
+	return viewOf(&nd.clock, next), nil
 }

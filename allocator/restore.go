@@ -49,10 +49,18 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 		return fmt.Errorf("cannot restore booking %s: %w", rec.ID, err)
 	}
 	l := o.lay.Load()
-	if int(rec.Window) >= l.windows || int(rec.Step)+int(rec.Slots) > l.steps {
-		return fmt.Errorf("cannot restore booking %s: seat window %d step %d+%d is outside office %s", rec.ID, rec.Window, rec.Step, rec.Slots, o.id)
-	}
 	d := o.day(l, rec.Date)
+	// An active booking's run must be steps of its day. A terminal one
+	// owns no seat and only needs to fit the layout: a record written
+	// before steps were instants may name a label past the steps of a
+	// night the clocks went forward.
+	steps := l.stepsMax
+	if rec.Status.Active() {
+		steps = int(d.clock.n)
+	}
+	if int(rec.Window) >= l.windows || int(rec.Step)+int(rec.Slots) > steps {
+		return fmt.Errorf("cannot restore booking %s: seat window %d step %d+%d is outside office %s on %s", rec.ID, rec.Window, rec.Step, rec.Slots, o.id, rec.Date)
+	}
 	// A closed day has every bit at 0 (CloseDate withdrew them), yet a
 	// checked_in booking keeps its status through the closure: its seat
 	// stays taken without a claim, as in the running engine.
@@ -80,7 +88,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	sh.mu.Unlock()
 	// The time is not known yet: schedule as if before the start; a
 	// reminder whose moment passed hands over to the no-show when it fires.
-	e.schedule(time.Time{}, o, l, b, rec)
+	e.schedule(time.Time{}, o, l, &d.clock, b, rec)
 	return nil
 }
 

@@ -47,7 +47,7 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 	var err error
 	switch rec.Status {
 	case StatusHeld:
-		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "hold expired"}, func(l *layout, cur *BookingRecord) (effect, error) {
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "hold expired"}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 			if cur.Status != StatusHeld || now.UnixNano() < cur.HoldExpiresUnixNano {
 				return effect{}, ErrInvalidTransition
 			}
@@ -59,17 +59,22 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			return nil
 		}
 		l := o.lay.Load()
-		if start, due := reminderDue(l, rec, now); t.atUnixNano < start.UnixNano() {
+		c := o.clock(l, rec.Date)
+		if start, due := reminderDue(l, c.at(int(rec.Step)), rec, now); t.atUnixNano < start.UnixNano() {
 			// Most such timers are the hold expiry of a booking confirmed
 			// since: refuse them here, as remind's decision would.
 			if !due {
 				return nil
 			}
-			err = e.remind(now, t.b, rec.ID)
-			break
+			if now.Before(start.Add(l.policy.noShowGrace)) {
+				err = e.remind(now, t.b, rec.ID)
+				break
+			}
+			// Not fired before start + grace (no Tick came between): too
+			// late to remind, and the no-show is due now, not a Tick later.
 		}
-		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "not checked in"}, func(l *layout, cur *BookingRecord) (effect, error) {
-			if cur.Status != StatusConfirmed || now.Before(l.startOf(cur.Date, int(cur.Step)).Add(l.policy.noShowGrace)) {
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: "not checked in"}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+			if cur.Status != StatusConfirmed || now.Before(start.Add(l.policy.noShowGrace)) {
 				return effect{}, ErrInvalidTransition
 			}
 			return effect{next: cur.next(now, StatusNoShow, ActorSystem, "not checked in"), event: EventNoShow, free: true, leave: true, penalise: true}, nil
@@ -93,8 +98,8 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 // it also lands here and may so add a second no-show timer; whichever
 // fires second finds the booking no longer confirmed and does nothing.
 func (e *Engine) remind(now time.Time, b *booking, id ID) error {
-	_, err := e.transition(now, id, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord) (effect, error) {
-		start, due := reminderDue(l, cur, now)
+	_, err := e.transition(now, id, "", Meta{Actor: ActorSystem}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+		start, due := reminderDue(l, start, cur, now)
 		if cur.Status != StatusConfirmed || !due {
 			return effect{}, ErrInvalidTransition
 		}
@@ -111,10 +116,9 @@ func (e *Engine) remind(now time.Time, b *booking, id ID) error {
 	return err
 }
 
-// reminderDue returns the start of rec's booking and whether its reminder
-// is due at now: not sent yet for this start, and the reminder time is
-// reached.
-func reminderDue(l *layout, rec *BookingRecord, now time.Time) (start time.Time, due bool) {
-	start = l.startOf(rec.Date, int(rec.Step))
+// reminderDue returns start, the start of rec's booking, and whether its
+// reminder is due at now: not sent yet for this start, and the reminder
+// time (reminder_before ahead of the instant) is reached.
+func reminderDue(l *layout, start time.Time, rec *BookingRecord, now time.Time) (time.Time, bool) {
 	return start, rec.RemindedUnixNano != start.UnixNano() && !now.Before(start.Add(-l.policy.reminderBefore))
 }

@@ -14,9 +14,10 @@ type seatKey struct {
 }
 
 // Verify checks the engine's state against DESIGN invariant 1 and claim
-// invariant C3 by brute force: no seat is owned by two active bookings,
-// every active booking's seat is taken in the bitmap, every day's free
-// counter equals its bitmap popcount, and the bookings-by-status gauges
+// invariants C3 and C5 by brute force: no seat is owned by two active
+// bookings, every active booking's seat is taken in the bitmap, every
+// day's free counter equals its bitmap popcount, every day's steps are
+// distinct spans of time in order, and the bookings-by-status gauges
 // equal a count of the bookings. It costs O(bookings + seats) and is
 // meant for tests, crash checks and load-test verification, on a quiet
 // engine (in-flight operations make the counters differ transiently).
@@ -35,7 +36,6 @@ func (e *Engine) Verify() error {
 			problem = fmt.Errorf("booking %s: %w", r.ID, err)
 			return false
 		}
-		l := o.lay.Load()
 		d := (*o.days.Load())[r.Date]
 		if d == nil {
 			problem = fmt.Errorf("booking %s: its day %s is not loaded", r.ID, r.Date)
@@ -45,7 +45,7 @@ func (e *Engine) Verify() error {
 			k := seatKey{r.Office, r.Date, r.Window, s}
 			if other, dup := owners[k]; dup {
 				problem = fmt.Errorf("seat %s %s window %d at %s is owned by %s and %s",
-					r.Office, r.Date, r.Window+1, l.startOf(r.Date, int(s)).Format(time.RFC3339), other, r.ID)
+					r.Office, r.Date, r.Window+1, d.clock.at(int(s)).Format(time.RFC3339), other, r.ID)
 				return false
 			}
 			owners[k] = r.ID
@@ -69,6 +69,9 @@ func (e *Engine) Verify() error {
 		for date, d := range *o.days.Load() {
 			if got, want := int(d.freeSeats()), d.popcount(); got != want {
 				return fmt.Errorf("office %s %s: free counter %d but bitmap popcount %d", id, date, got, want)
+			}
+			if err := d.clock.check(); err != nil {
+				return fmt.Errorf("office %s %s: %w", id, date, err)
 			}
 		}
 	}

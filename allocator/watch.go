@@ -210,18 +210,18 @@ func (w *WatchRecord) matches(o *office, l *layout, date Date) bool {
 		date >= w.From && date <= w.To && l.services[w.Service] != nil
 }
 
-// takeWatch removes and returns the oldest watch accepting (o, date, step)
+// takeWatch removes and returns the oldest watch accepting (o, d, step)
 // for a run of at most slots steps, skipping the ids in skip.
-func (e *Engine) takeWatch(now time.Time, o *office, l *layout, date Date, step, slots int, skip map[ID]bool) *WatchRecord {
+func (e *Engine) takeWatch(now time.Time, o *office, l *layout, d *day, step, slots int, skip map[ID]bool) *WatchRecord {
 	wl := &e.watches
 	wl.mu.Lock()
 	defer wl.mu.Unlock()
 	for _, w := range wl.list {
-		if skip[w.ID] || !w.matches(o, l, date) {
+		if skip[w.ID] || !w.matches(o, l, d.date) {
 			continue
 		}
 		svc := l.services[w.Service]
-		if svc.slots > slots || o.bookable(l, svc, date, step, now) != nil {
+		if svc.slots > slots || o.bookable(l, svc, d, step, now) != nil {
 			continue
 		}
 		wl.removeLocked(w.ID)
@@ -252,7 +252,7 @@ func (e *Engine) freeSeat(now time.Time, o *office, d *day, window, step, slots 
 	l := o.lay.Load()
 	skip := map[ID]bool{}
 	for {
-		w := e.takeWatch(now, o, l, d.date, step, slots, skip)
+		w := e.takeWatch(now, o, l, d, step, slots, skip)
 		if w == nil {
 			d.release(window, step, slots)
 			return
@@ -260,7 +260,7 @@ func (e *Engine) freeSeat(now time.Time, o *office, d *day, window, step, slots 
 		svc := l.services[w.Service]
 		if !w.AutoHold {
 			d.release(window, step, slots)
-			e.notifyWatch(now, o, l, w, l.startOf(d.date, step))
+			e.notifyWatch(now, o, l, w, d.clock.at(step))
 			return
 		}
 		if svc.slots < slots { // the watch needs a shorter run: give back the tail
@@ -291,7 +291,7 @@ func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *
 		done.Active = false
 		c.Watches = append(c.Watches, &done)
 		c.Events = append(c.Events, Event{Type: EventWatchMatched, AtUnixNano: now.UnixNano(), Office: o.id,
-			Booking: rec, Watch: &done, StartUnixNano: l.startOf(d.date, step).UnixNano()})
+			Booking: rec, Watch: &done, StartUnixNano: d.clock.at(step).UnixNano()})
 	})
 	if err != nil { // commitNewBooking released the run; the engine is degraded
 		e.putBack(w)
@@ -332,11 +332,12 @@ func (e *Engine) offerReleased(now time.Time, o *office, from, through Date) {
 		if svc == nil || lo > hi || !(w.Office == o.id || (w.Office == "" && w.Region == l.cfg.Region)) {
 			continue
 		}
-		got := o.firstFree(l, svc, lo.At(0, l.loc), now, 1, nil)
+		got := o.firstFree(l, svc, l.wallInstant(lo, 0), now, 1, nil)
 		if len(got) == 0 || DateOf(got[0].Start.In(l.loc)) > hi {
 			continue
 		}
-		date, step, _ := l.gridStep(got[0].Start)
+		d := o.day(l, DateOf(got[0].Start.In(l.loc)))
+		step, _ := d.clock.stepAt(got[0].Start)
 		e.watches.mu.Lock()
 		taken := e.watches.removeLocked(w.ID)
 		if taken != nil {
@@ -350,7 +351,6 @@ func (e *Engine) offerReleased(now time.Time, o *office, from, through Date) {
 			e.notifyWatch(now, o, l, w, got[0].Start)
 			continue
 		}
-		d := o.day(l, date)
 		window := d.claimAny(l.windows, step, svc.slots)
 		if window < 0 {
 			e.putBack(w)

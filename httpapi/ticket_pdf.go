@@ -42,8 +42,34 @@ var monthsGenitive = [12]string{"января", "февраля", "марта", 
 	"июля", "августа", "сентября", "октября", "ноября", "декабря"}
 
 // ticketWhen formats a start as people read it on a ticket: "2 декабря 2026, 09:15".
+// A start in the hour the clocks show twice, the night they go back, also
+// names its UTC offset ("31 октября 2027, 02:30 (UTC+02:00)"): two people
+// with a ticket for 02:30 at one desk hold two different seats.
 func ticketWhen(t time.Time) string {
-	return fmt.Sprintf("%d %s %d, %02d:%02d", t.Day(), monthsGenitive[t.Month()-1], t.Year(), t.Hour(), t.Minute())
+	s := fmt.Sprintf("%d %s %d, %02d:%02d", t.Day(), monthsGenitive[t.Month()-1], t.Year(), t.Hour(), t.Minute())
+	if wallRepeated(t) {
+		s += t.Format(" (UTC-07:00)")
+	}
+	return s
+}
+
+// wallRepeated reports whether the wall clock of t, in t's zone, shows
+// the same time at another instant too: t lies within the stretch the
+// clocks were set back by, just before the change or just after it.
+func wallRepeated(t time.Time) bool {
+	_, offset := t.Zone()
+	start, end := t.ZoneBounds()
+	if !start.IsZero() {
+		if _, before := start.Add(-time.Second).Zone(); before > offset && t.Sub(start) < time.Duration(before-offset)*time.Second {
+			return true
+		}
+	}
+	if !end.IsZero() {
+		if _, after := end.Zone(); after < offset && end.Sub(t) <= time.Duration(offset-after)*time.Second {
+			return true
+		}
+	}
+	return false
 }
 
 // renderTicketPDF lays the ticket out. now stamps the document, so the same

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"slotd/api"
 )
@@ -43,4 +44,27 @@ func TestTicketPDF(t *testing.T) {
 	}
 	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1"}`), 200, "")
 	want(t, e.get("/v1/bookings/"+id+"/ticket.pdf?applicant=a-1", keyPortal), 409, api.CodeInvalidTransition)
+}
+
+// On the night the clocks go back the ticket names the offset of a start
+// in the repeated hour, which the clock shows twice; any other start reads
+// as before.
+func TestTicketWhenNamesTheRepeatedHour(t *testing.T) {
+	berlin := mustLoc("Europe/Berlin")
+	f := func(t0 time.Time, want string) { // t0 in Berlin, as the office shows it
+		t.Helper()
+		if got := ticketWhen(t0.In(berlin)); got != want {
+			t.Fatalf("ticketWhen(%s) = %q, want %q", t0.Format(time.RFC3339), got, want)
+		}
+	}
+	f(time.Date(2027, 10, 31, 1, 59, 0, 0, time.FixedZone("", 2*3600)), "31 октября 2027, 01:59")
+	f(time.Date(2027, 10, 31, 2, 0, 0, 0, time.FixedZone("", 2*3600)), "31 октября 2027, 02:00 (UTC+02:00)")
+	f(time.Date(2027, 10, 31, 2, 30, 0, 0, time.FixedZone("", 2*3600)), "31 октября 2027, 02:30 (UTC+02:00)")
+	f(time.Date(2027, 10, 31, 2, 30, 0, 0, time.FixedZone("", 3600)), "31 октября 2027, 02:30 (UTC+01:00)")
+	f(time.Date(2027, 10, 31, 3, 0, 0, 0, time.FixedZone("", 3600)), "31 октября 2027, 03:00")
+	f(time.Date(2027, 3, 28, 3, 0, 0, 0, berlin), "28 марта 2027, 03:00") // the night they go forward
+	f(time.Date(2026, 12, 1, 10, 0, 0, 0, berlin), "1 декабря 2026, 10:00")
+	if got := ticketWhen(time.Date(2026, 12, 1, 10, 0, 0, 0, msk)); got != "1 декабря 2026, 10:00" {
+		t.Fatalf("Moscow: %q", got)
+	}
 }

@@ -293,7 +293,10 @@
 //	service                string
 //	applicant              string
 //	date                   varint (days since 1970-01-01)
-//	step                   uvarint (≤ 65535)
+//	step                   uvarint (≤ 65535): the seat's place among
+//	                       its date's steps in order of time
+//	                       (allocator/dayclock.go); on a day the clocks
+//	                       change not minutes / slot_minutes
 //	slots                  uvarint (≤ 65535)
 //	window                 uvarint (≤ 65535)
 //	seq                    uvarint (≤ 2³²−1)
