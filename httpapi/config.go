@@ -98,8 +98,8 @@ const (
 	DefaultAlternativesMax    = 5
 )
 
-// secretBytesMin is the shortest ticket-signing secret accepted.
-const secretBytesMin = 32
+// SecretBytesMin is the shortest ticket-signing secret accepted.
+const SecretBytesMin = 32
 
 // Config configures a Server. Zero values take the Default* constants
 // unless said otherwise.
@@ -240,8 +240,8 @@ func (cfg *Config) validate() error {
 	if err := validateKeys(cfg.Keys); err != nil {
 		add("Config.Keys: %v", err)
 	}
-	if len(cfg.Secret) < secretBytesMin {
-		add("Config.Secret must be at least %d bytes (it signs tickets)", secretBytesMin)
+	if len(cfg.Secret) < SecretBytesMin {
+		add("Config.Secret must be at least %d bytes (it signs tickets)", SecretBytesMin)
 	}
 	positive := func(name string, v int, lo, hi int) {
 		if v < lo || v > hi {
