@@ -121,8 +121,12 @@ type Config struct {
 	// Registry receives the metrics. Nil: a private registry, still
 	// served by AdminHandler.
 	Registry *prometheus.Registry
-	// Now is the clock passed to every engine call. Nil: time.Now.
+	// Now is the wall clock passed to every engine call. Nil: time.Now.
 	Now func() time.Time
+	// Steady is the clock of the edge's intervals: token buckets and the
+	// age of idempotency records. It must not step when the system clock
+	// is set (see clock.go). Nil: NewSteadyClock(), started by New.
+	Steady func() time.Time
 	// JournalStats, if set, is polled at each scrape for the journal
 	// metrics. Nil: no journal metrics.
 	JournalStats func() JournalStats
@@ -173,7 +177,8 @@ type Config struct {
 	ConnsPerIPMax int
 	// EventsWaitMax bounds the wait= of a GET /v1/events long-poll.
 	EventsWaitMax time.Duration
-	// IdempotencyTTL is how long a first response is returned again.
+	// IdempotencyTTL is how long a first response is returned again,
+	// measured on the Steady clock.
 	IdempotencyTTL time.Duration
 	// AlternativesMax bounds the alternatives of a slot_taken answer.
 	AlternativesMax int
@@ -214,6 +219,9 @@ func (cfg Config) withDefaults() Config {
 	setInt(&cfg.AlternativesMax, DefaultAlternativesMax)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Steady == nil {
+		cfg.Steady = NewSteadyClock()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

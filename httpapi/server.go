@@ -25,7 +25,8 @@ type Server struct {
 	cfg    Config
 	engine *allocator.Engine
 	log    *zap.Logger
-	now    func() time.Time
+	now    func() time.Time // the wall clock: Config.Now
+	steady func() time.Time // the clock of intervals: Config.Steady
 	keys   *keyring
 	// applicants is the per-applicant rate of holds; nil when switched off.
 	applicants *applicantLimiter
@@ -73,6 +74,7 @@ func New(cfg Config) (*Server, error) {
 		engine:      cfg.Engine,
 		log:         cfg.Logger,
 		now:         cfg.Now,
+		steady:      cfg.Steady,
 		engineSlots: make(semaphore, cfg.InFlightMax),
 		pollerSlots: make(semaphore, cfg.PollersMax),
 		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
@@ -196,7 +198,8 @@ type request struct {
 	route  *route
 	key    *principal
 	params [paramsMax]string
-	now    time.Time
+	now    time.Time // from the wall clock, for the engine
+	steady time.Time // from the steady clock, for rate buckets and idempotency ages
 	id     string
 	// code is the error code answered, "" for success (access log).
 	code string
@@ -227,7 +230,7 @@ const (
 // access log around dispatch.
 func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	started := time.Now()
-	r := request{srv: s, ctx: ctx, now: s.now(), id: s.requestID(ctx)}
+	r := request{srv: s, ctx: ctx, now: s.now(), steady: s.steady(), id: s.requestID(ctx)}
 	ctx.Response.Header.Set(headerReqID, r.id)
 	s.m.inFlight.Inc()
 	defer func() {
@@ -277,7 +280,7 @@ func (s *Server) dispatch(r *request) {
 		// comes before the key's; the handler takes r.hold.
 		r.holdErr = decodeBody(ctx.PostBody(), &r.hold)
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
-			if ok, wait := s.applicants.take(r.key.name, a, r.now); !ok {
+			if ok, wait := s.applicants.take(r.key.name, a, r.steady); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
@@ -286,7 +289,7 @@ func (s *Server) dispatch(r *request) {
 			}
 		}
 	}
-	if ok, wait := r.key.limiter.take(r.now); !ok {
+	if ok, wait := r.key.limiter.take(r.steady); !ok {
 		s.m.limitedKey.Inc()
 		r.fail(problem{code: CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})

@@ -101,8 +101,11 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One steady clock stamps idempotency records (httpapi) and sweeps
+	// them (the journal), so a wall clock set forward deletes none early.
+	steady := httpapi.NewSteadyClock()
 	srv, err := httpapi.New(httpapi.Config{
-		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret,
+		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret, Steady: steady,
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
@@ -146,7 +149,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	go func() { served <- srv.Serve(apiLn) }()
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go background(engine, db, log, stop, done)
+	go background(engine, db, steady, log, stop, done)
 	srv.SetReady(true)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
 		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
@@ -175,8 +178,9 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 }
 
 // background drives time: Tick (expiries, releases, lottery draws,
-// reminders) and the journal's retention sweep.
-func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan struct{}, done chan<- struct{}) {
+// reminders) on the wall clock, and the journal's retention sweep on the
+// steady clock that stamps idempotency records (httpapi/clock.go).
+func background(e *allocator.Engine, db *wal.DB, steady func() time.Time, log *zap.Logger, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -190,7 +194,8 @@ func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan st
 			if err := e.Tick(now); err != nil && !e.Degraded() {
 				log.Error("tick", zap.Error(err))
 			}
-		case now := <-sweep.C:
+		case <-sweep.C:
+			now := steady()
 			for range 100 { // bounded: at most 100 batches a minute
 				st, err := db.Sweep(now)
 				if err != nil {
