@@ -96,6 +96,9 @@ const (
 	DefaultEventsWaitMax      = 30 * time.Second
 	DefaultIdempotencyTTL     = 24 * time.Hour
 	DefaultAlternativesMax    = 5
+	// DefaultFilesReserved is the process's own file descriptors: the
+	// standard streams, the network poller, the listeners, log files.
+	DefaultFilesReserved = 64
 )
 
 // SecretBytesMin is the shortest ticket-signing secret accepted.
@@ -170,8 +173,18 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout bounds a keep-alive connection's wait for its next request.
 	IdleTimeout time.Duration
-	// ConnsMax bounds open connections in total.
+	// ConnsMax bounds open API connections in total. Zero:
+	// DefaultConnsMax. Either is lowered, with a log line, to what the
+	// process's file descriptor limit (RLIMIT_NOFILE) leaves after
+	// FilesReserved and the admin listener's: past that limit accept
+	// fails with EMFILE, and the store cannot open its files either
+	// (connlimit.go, F1).
 	ConnsMax int
+	// FilesReserved is how many file descriptors to keep for everything
+	// but connections: the store's files and the process's own. Zero:
+	// DefaultFilesReserved, for a store that opens no files; a caller
+	// with a store on disk adds what the store may hold open.
+	FilesReserved int
 	// ConnsPerIPMax bounds open connections per client IP. Load generators
 	// on one host need it high.
 	ConnsPerIPMax int
@@ -214,6 +227,7 @@ func (cfg Config) withDefaults() Config {
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setInt(&cfg.ConnsMax, DefaultConnsMax)
 	setInt(&cfg.ConnsPerIPMax, DefaultConnsPerIPMax)
+	setInt(&cfg.FilesReserved, DefaultFilesReserved)
 	setDur(&cfg.EventsWaitMax, DefaultEventsWaitMax)
 	setDur(&cfg.IdempotencyTTL, DefaultIdempotencyTTL)
 	setInt(&cfg.AlternativesMax, DefaultAlternativesMax)
@@ -265,6 +279,7 @@ func (cfg *Config) validate() error {
 	positive("RateApplicantBurst", cfg.RateApplicantBurst, 1, 1<<20)
 	positive("ConnsMax", cfg.ConnsMax, 1, 1<<24)
 	positive("ConnsPerIPMax", cfg.ConnsPerIPMax, 1, 1<<24)
+	positive("FilesReserved", cfg.FilesReserved, 1, 1<<24)
 	positive("AlternativesMax", cfg.AlternativesMax, 1, 100)
 	if cfg.RatePerSecond < 0 || cfg.RatePerSecond > 1e9 {
 		add("Config.RatePerSecond %g must be in (0, 1e9]", cfg.RatePerSecond)

@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"runtime/debug"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -33,7 +35,10 @@ type Server struct {
 	router     *router
 	http       *fasthttp.Server
 	m          *metrics
-	conns      *connAdmission // the connection caps, over every listener
+	conns      *connAdmission // the API's connection caps, over every API listener
+	adminConns *connAdmission // the admin listener's
+	// acceptErrors counts exhausted accepts (connlimit.go, F2).
+	acceptErrors *prometheus.CounterVec
 
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
@@ -45,6 +50,7 @@ type Server struct {
 
 	lnMu     sync.Mutex
 	lns      []net.Listener // guarded by lnMu
+	admins   []*http.Server // admin listeners' servers; guarded by lnMu
 	stopping bool           // guarded by lnMu; set by Shutdown
 
 	// base is cancelled by Shutdown: long-polls return at once.
@@ -61,9 +67,26 @@ type Server struct {
 // New builds a Server from cfg. It registers the metrics on cfg.Registry.
 // The server answers 503 not_ready until SetReady(true).
 func New(cfg Config) (*Server, error) {
+	configured := cfg.ConnsMax != 0
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	limit := fileLimit()
+	connsFit, lingering, err := fitConns(limit, cfg.FilesReserved)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnsMax > connsFit {
+		lvl := zapcore.InfoLevel // the default does not fit: expected under a limit below about 67,000
+		if configured {
+			lvl = zapcore.WarnLevel
+		}
+		cfg.Logger.Log(lvl, "connection cap lowered to fit the file descriptor limit",
+			zap.Int("conns_max_asked", cfg.ConnsMax), zap.Int("conns_max", connsFit), zap.Int("rlimit_nofile", limit),
+			zap.Int("files_reserved", cfg.FilesReserved), zap.Int("admin_files", adminFilesMax),
+			zap.String("hint", "raise LimitNOFILE (ulimit -n) to allow more connections"))
+		cfg.ConnsMax = connsFit
 	}
 	var prefix [6]byte
 	if _, err := rand.Read(prefix[:]); err != nil {
@@ -80,7 +103,8 @@ func New(cfg Config) (*Server, error) {
 		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
 		locs:        map[string]*time.Location{},
 	}
-	s.conns = newConnAdmission(s)
+	s.conns = newConnAdmission(s, listenerAPI, cfg.ConnsMax, cfg.ConnsPerIPMax, lingering)
+	s.adminConns = newConnAdmission(s, listenerAdmin, adminConnsMax, adminConnsMax, adminConnsMax)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
 	if cfg.RatePerApplicant > 0 {
@@ -93,6 +117,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.acceptErrors, err = registerConnMetrics(cfg.Registry, s.conns, s.adminConns); err != nil {
+		return nil, err
+	}
 	s.http = &fasthttp.Server{
 		Handler:      s.serveHTTP,
 		ErrorHandler: s.serveReadError,
@@ -167,7 +194,51 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
-	return s.http.Serve(admitListener{Listener: ln, l: s.conns})
+	return s.http.Serve(&admitListener{Listener: ln, l: s.conns})
+}
+
+// The admin listener's limits. It serves a few scrapers, probes and
+// people, unauthenticated: bind it to loopback or a management network
+// (cmd/slotd's -admin-addr). pprof's CPU profile and trace stream for as
+// long as asked (30 s by default, refused past the write timeout), so the
+// write timeout leaves them room.
+const (
+	adminConnsMax       = 32
+	adminFilesMax       = 2 * adminConnsMax // its connections and as many lingering (connlimit.go, F1)
+	adminReadTimeout    = 10 * time.Second
+	adminWriteTimeout   = 2 * time.Minute
+	adminIdleTimeout    = 60 * time.Second
+	adminHeaderBytesMax = 16 << 10
+)
+
+// ServeAdmin serves AdminHandler on ln, with at most adminConnsMax
+// connections, read, write and idle timeouts, and pauses through running
+// out of file descriptors as the API listener does. It returns nil after
+// Shutdown, which closes it once the API has drained, so that /readyz
+// and the metrics stay up through the drain.
+func (s *Server) ServeAdmin(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.AdminHandler(),
+		ReadHeaderTimeout: adminReadTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    adminHeaderBytesMax,
+		ErrorLog:          zap.NewStdLog(s.log.Named("admin")),
+	}
+	s.lnMu.Lock()
+	if s.stopping {
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.admins = append(s.admins, hs)
+	s.lnMu.Unlock()
+	err := hs.Serve(&admitListener{Listener: ln, l: s.adminConns})
+	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) && s.base.Err() != nil {
+		return nil
+	}
+	return err
 }
 
 // Shutdown stops accepting connections, turns readiness off, wakes the
@@ -177,13 +248,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancelBase()
 	s.lnMu.Lock()
 	s.stopping = true
-	lns := s.lns
+	lns, admins := s.lns, s.admins
 	s.lnMu.Unlock()
 	err := s.http.ShutdownWithContext(ctx)
 	// A Serve that had not yet handed its listener to fasthttp when the
 	// shutdown began is stopped here: its Accept fails and it returns nil.
 	for _, ln := range lns {
 		_ = ln.Close()
+	}
+	for _, hs := range admins {
+		_ = hs.Close()
 	}
 	return err
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -30,6 +29,11 @@ const (
 	tickInterval    = 100 * time.Millisecond // hold expiry, releases, lottery draws
 	sweepInterval   = time.Minute            // idempotency and event retention
 	shutdownTimeout = 30 * time.Second       // in-flight requests get this long to finish
+	// storeFilesMax is the file descriptors the Pebble store may hold:
+	// its table cache's default bound (pebble.Options.MaxOpenFiles, 1000)
+	// and its logs, manifest, lock and directories. The API's connection
+	// cap leaves them free (httpapi.Config.FilesReserved).
+	storeFilesMax = 1000 + 64
 )
 
 func main() {
@@ -109,19 +113,21 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
+		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax,
 	})
 	if err != nil {
 		return err
 	}
 
-	// The admin listener comes up first: /readyz says false until recovery ends.
+	// The admin listener comes up first: /readyz says false until
+	// recovery ends. Shutdown closes it once the API has drained; on the
+	// way out after a failed start, closing the listener ends it.
 	adminLn, err := net.Listen("tcp", opts.adminAddr)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go admin.Serve(adminLn)
-	defer admin.Close()
+	go srv.ServeAdmin(adminLn)
+	defer adminLn.Close()
 
 	st, err := wal.Recover(db, engine, time.Now())
 	if err != nil {
