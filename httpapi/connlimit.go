@@ -145,6 +145,10 @@ type connAdmission struct {
 	// the API's refusals count as API requests in the request metrics.
 	listener           string
 	connsMax, perIPMax int
+	// stop ends a pause of F2 early: the API's is Shutdown's start; the
+	// admin listener's is nil, as it serves through the drain and its
+	// pause ends by itself within acceptPauseMax.
+	stop <-chan struct{}
 
 	lingering semaphore // one slot per lingering connection
 
@@ -153,8 +157,8 @@ type connAdmission struct {
 	perIP map[netip.Addr]int // open admitted connections per address; guarded by mu
 }
 
-func newConnAdmission(s *Server, listener string, connsMax, perIPMax, lingering int) *connAdmission {
-	return &connAdmission{s: s, listener: listener, connsMax: connsMax, perIPMax: perIPMax,
+func newConnAdmission(s *Server, listener string, connsMax, perIPMax, lingering int, stop <-chan struct{}) *connAdmission {
+	return &connAdmission{s: s, listener: listener, connsMax: connsMax, perIPMax: perIPMax, stop: stop,
 		lingering: make(semaphore, lingering), perIP: make(map[netip.Addr]int)}
 }
 
@@ -208,7 +212,7 @@ func (al *admitListener) Accept() (net.Conn, error) {
 }
 
 // wait counts and logs an exhausted accept and pauses before the next
-// one. It returns false if the server shut down meanwhile.
+// one. It returns false if the admission's stop came meanwhile.
 func (al *admitListener) wait(reason string, err error) bool {
 	l := al.l
 	l.s.acceptErrors.WithLabelValues(l.listener, reason).Inc()
@@ -241,7 +245,7 @@ func (al *admitListener) wait(reason string, err error) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-l.s.base.Done():
+	case <-l.stop:
 		return false
 	}
 }

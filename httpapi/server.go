@@ -103,9 +103,9 @@ func New(cfg Config) (*Server, error) {
 		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
 		locs:        map[string]*time.Location{},
 	}
-	s.conns = newConnAdmission(s, listenerAPI, cfg.ConnsMax, cfg.ConnsPerIPMax, lingering)
-	s.adminConns = newConnAdmission(s, listenerAdmin, adminConnsMax, adminConnsMax, adminConnsMax)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.conns = newConnAdmission(s, listenerAPI, cfg.ConnsMax, cfg.ConnsPerIPMax, lingering, s.base.Done())
+	s.adminConns = newConnAdmission(s, listenerAdmin, adminConnsMax, adminConnsMax, adminConnsMax, nil)
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
 	if cfg.RatePerApplicant > 0 {
 		s.applicants = newApplicantLimiter(cfg.RatePerApplicant, cfg.RateApplicantBurst)
@@ -235,7 +235,7 @@ func (s *Server) ServeAdmin(ln net.Listener) error {
 	s.admins = append(s.admins, hs)
 	s.lnMu.Unlock()
 	err := hs.Serve(&admitListener{Listener: ln, l: s.adminConns})
-	if errors.Is(err, http.ErrServerClosed) || errors.Is(err, net.ErrClosed) && s.base.Err() != nil {
+	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
