@@ -96,6 +96,9 @@ const (
 	DefaultEventsWaitMax      = 30 * time.Second
 	DefaultIdempotencyTTL     = 24 * time.Hour
 	DefaultAlternativesMax    = 5
+	// DefaultFilesReserved is the process's own file descriptors: the
+	// standard streams, the network poller, the listeners, log files.
+	DefaultFilesReserved = 64
 )
 
 // DefaultAuthFailRatePerSecond and DefaultAuthFailBurst: a client whose
@@ -107,8 +110,8 @@ const (
 	DefaultAuthFailBurst         = 20
 )
 
-// secretBytesMin is the shortest ticket-signing secret accepted.
-const secretBytesMin = 32
+// SecretBytesMin is the shortest ticket-signing secret accepted.
+const SecretBytesMin = 32
 
 // Config configures a Server. Zero values take the Default* constants
 // unless said otherwise.
@@ -130,8 +133,12 @@ type Config struct {
 	// Registry receives the metrics. Nil: a private registry, still
 	// served by AdminHandler.
 	Registry *prometheus.Registry
-	// Now is the clock passed to every engine call. Nil: time.Now.
+	// Now is the wall clock passed to every engine call. Nil: time.Now.
 	Now func() time.Time
+	// Steady is the clock of the edge's intervals: token buckets and the
+	// age of idempotency records. It must not step when the system clock
+	// is set (see clock.go). Nil: NewSteadyClock(), started by New.
+	Steady func() time.Time
 	// JournalStats, if set, is polled at each scrape for the journal
 	// metrics. Nil: no journal metrics.
 	JournalStats func() JournalStats
@@ -185,14 +192,25 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout bounds a keep-alive connection's wait for its next request.
 	IdleTimeout time.Duration
-	// ConnsMax bounds open connections in total.
+	// ConnsMax bounds open API connections in total. Zero:
+	// DefaultConnsMax. Either is lowered, with a log line, to what the
+	// process's file descriptor limit (RLIMIT_NOFILE) leaves after
+	// FilesReserved and the admin listener's: past that limit accept
+	// fails with EMFILE, and the store cannot open its files either
+	// (connlimit.go, F1).
 	ConnsMax int
+	// FilesReserved is how many file descriptors to keep for everything
+	// but connections: the store's files and the process's own. Zero:
+	// DefaultFilesReserved, for a store that opens no files; a caller
+	// with a store on disk adds what the store may hold open.
+	FilesReserved int
 	// ConnsPerIPMax bounds open connections per client IP. Load generators
 	// on one host need it high.
 	ConnsPerIPMax int
 	// EventsWaitMax bounds the wait= of a GET /v1/events long-poll.
 	EventsWaitMax time.Duration
-	// IdempotencyTTL is how long a first response is returned again.
+	// IdempotencyTTL is how long a first response is returned again,
+	// measured on the Steady clock.
 	IdempotencyTTL time.Duration
 	// AlternativesMax bounds the alternatives of a slot_taken answer.
 	AlternativesMax int
@@ -232,11 +250,15 @@ func (cfg Config) withDefaults() Config {
 	setDur(&cfg.IdleTimeout, DefaultIdleTimeout)
 	setInt(&cfg.ConnsMax, DefaultConnsMax)
 	setInt(&cfg.ConnsPerIPMax, DefaultConnsPerIPMax)
+	setInt(&cfg.FilesReserved, DefaultFilesReserved)
 	setDur(&cfg.EventsWaitMax, DefaultEventsWaitMax)
 	setDur(&cfg.IdempotencyTTL, DefaultIdempotencyTTL)
 	setInt(&cfg.AlternativesMax, DefaultAlternativesMax)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.Steady == nil {
+		cfg.Steady = NewSteadyClock()
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
@@ -263,8 +285,8 @@ func (cfg *Config) validate() error {
 	if err := validateKeys(cfg.Keys); err != nil {
 		add("Config.Keys: %v", err)
 	}
-	if len(cfg.Secret) < secretBytesMin {
-		add("Config.Secret must be at least %d bytes (it signs tickets)", secretBytesMin)
+	if len(cfg.Secret) < SecretBytesMin {
+		add("Config.Secret must be at least %d bytes (it signs tickets)", SecretBytesMin)
 	}
 	positive := func(name string, v int, lo, hi int) {
 		if v < lo || v > hi {
@@ -281,6 +303,7 @@ func (cfg *Config) validate() error {
 	positive("AuthFailBurst", cfg.AuthFailBurst, 1, 1<<20)
 	positive("ConnsMax", cfg.ConnsMax, 1, 1<<24)
 	positive("ConnsPerIPMax", cfg.ConnsPerIPMax, 1, 1<<24)
+	positive("FilesReserved", cfg.FilesReserved, 1, 1<<24)
 	positive("AlternativesMax", cfg.AlternativesMax, 1, 100)
 	if cfg.RatePerSecond < 0 || cfg.RatePerSecond > 1e9 {
 		add("Config.RatePerSecond %g must be in (0, 1e9]", cfg.RatePerSecond)

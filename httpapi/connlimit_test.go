@@ -3,13 +3,20 @@ package httpapi
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"math"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap/zapcore"
 
 	"slotd/allocator"
 	"slotd/api"
@@ -202,5 +209,170 @@ func TestLargestSlotsAnswerInOneWrite(t *testing.T) {
 		if n := writes.Load() - before; n != 1 {
 			t.Fatalf("answer %d (%d bytes of body) took %d writes, want 1", i, len(body), n)
 		}
+	}
+}
+
+// exhaustedListener fails its first failures accepts as a listener out
+// of file descriptors does, then hands out conn; with failures < 0 it
+// fails for ever. Accept is called by one goroutine at a time.
+type exhaustedListener struct {
+	net.Listener
+	failures int
+	errno    syscall.Errno
+	conn     net.Conn
+}
+
+func (l *exhaustedListener) Accept() (net.Conn, error) {
+	if l.failures != 0 {
+		l.failures--
+		return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", l.errno)}
+	}
+	return l.conn, nil
+}
+
+// An accept that fails for want of file descriptors or memory pauses and
+// tries again (connlimit.go, F2): it is counted by listener and reason,
+// logged when the pause begins and when it ends, and Accept hands out the
+// next connection as if nothing happened. Any other error ends Accept,
+// and so does Shutdown during a pause.
+func TestAcceptPausesThroughExhaustion(t *testing.T) {
+	e := newEnv(t, nil)
+	for _, tc := range []struct {
+		errno    syscall.Errno
+		reason   string
+		failures int
+	}{{syscall.EMFILE, "emfile", 5}, {syscall.ENFILE, "enfile", 1}, {syscall.ENOBUFS, "enobufs", 2}, {syscall.ENOMEM, "enomem", 1}} {
+		server, client := net.Pipe()
+		al := &admitListener{Listener: &exhaustedListener{failures: tc.failures, errno: tc.errno, conn: server}, l: e.srv.conns}
+		c, err := al.Accept()
+		if err != nil {
+			t.Fatalf("%s: Accept: %v", tc.reason, err)
+		}
+		c.Close()
+		client.Close()
+		if n := testutil.ToFloat64(e.srv.acceptErrors.WithLabelValues(listenerAPI, tc.reason)); n != float64(tc.failures) {
+			t.Fatalf("%s: %s %g, want %d", tc.reason, metricAcceptErrors, n, tc.failures)
+		}
+	}
+	if n := e.logs.FilterMessage("accept paused: out of file descriptors or memory").Len(); n != 4 {
+		t.Fatalf("%d lines when a pause began, want one for each of 4 runs", n)
+	}
+	resumed := e.logs.FilterMessage("accept resumed").All()
+	if len(resumed) != 4 || resumed[0].ContextMap()["failures"] != int64(5) {
+		t.Fatalf("lines when a pause ended: %v", resumed)
+	}
+
+	// Another error is the listener's end.
+	al := &admitListener{Listener: &exhaustedListener{failures: 1, errno: syscall.EINVAL}, l: e.srv.conns}
+	if _, err := al.Accept(); !errors.Is(err, syscall.EINVAL) {
+		t.Fatalf("EINVAL: Accept returned %v", err)
+	}
+
+	// Shutdown ends a pause: Accept returns as from a closed listener.
+	al = &admitListener{Listener: &exhaustedListener{failures: -1, errno: syscall.EMFILE}, l: e.srv.conns}
+	done := make(chan error, 1)
+	go func() { _, err := al.Accept(); done <- err }()
+	eventually(t, "the pause to begin", func() bool {
+		return testutil.ToFloat64(e.srv.acceptErrors.WithLabelValues(listenerAPI, "emfile")) > 5
+	})
+	ctx, cancel := contextWithTimeout(10 * time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept during Shutdown returned %v, want net.ErrClosed", err)
+	}
+}
+
+// The connection caps fit the file descriptor limit (connlimit.go, F1).
+func TestFitConns(t *testing.T) {
+	f := func(limit, reserved, conns, lingering int) {
+		t.Helper()
+		c, l, err := fitConns(limit, reserved)
+		if err != nil || c != conns || l != lingering {
+			t.Fatalf("fitConns(%d, %d) = %d, %d, %v; want %d, %d", limit, reserved, c, l, err, conns, lingering)
+		}
+		if limit > 0 && c+l+reserved+adminFilesMax != limit {
+			t.Fatalf("fitConns(%d, %d): %d + %d + %d + %d is not the limit", limit, reserved, c, l, reserved, adminFilesMax)
+		}
+	}
+	f(0, 64, math.MaxInt, lingeringMax) // no limit known: ConnsMax as configured
+	f(256, 64, 112, 16)                 // a low limit: an eighth of what is left lingers
+	f(20000, 1128, 20000-1128-adminFilesMax-lingeringMax, lingeringMax)
+	f(1<<20, 64, 1<<20-64-adminFilesMax-lingeringMax, lingeringMax)
+	if _, _, err := fitConns(128, 64); err == nil || !strings.Contains(err.Error(), "RLIMIT_NOFILE") {
+		t.Fatalf("a limit that leaves no room for connections: %v", err)
+	}
+}
+
+// A configured ConnsMax above what the descriptor limit allows is lowered,
+// and the log says so.
+func TestConnsMaxLoweredToFileLimit(t *testing.T) {
+	fit, _, err := fitConns(fileLimit(), DefaultFilesReserved)
+	if err != nil || fit >= 1<<24 {
+		t.Skipf("the descriptor limit %d allows any ConnsMax", fileLimit())
+	}
+	e := newEnv(t, func(c *Config) { c.ConnsMax = 1 << 24 })
+	if e.srv.cfg.ConnsMax != fit || e.srv.conns.connsMax != fit {
+		t.Fatalf("ConnsMax %d, admission %d; want %d", e.srv.cfg.ConnsMax, e.srv.conns.connsMax, fit)
+	}
+	lines := e.logs.FilterMessage("connection cap lowered to fit the file descriptor limit").All()
+	if len(lines) != 1 || lines[0].Level != zapcore.WarnLevel || lines[0].ContextMap()["conns_max"] != int64(fit) {
+		t.Fatalf("log lines: %v", lines)
+	}
+}
+
+// The admin listener caps its connections: one past adminConnsMax is
+// answered 503 and closed, and Shutdown ends ServeAdmin with nil.
+func TestAdminListenerCapped(t *testing.T) {
+	e := newEnv(t, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- e.srv.ServeAdmin(ln) }()
+	get := func(c net.Conn) (*http.Response, []byte, error) {
+		c.SetDeadline(time.Now().Add(20 * time.Second)) // a bound, not an assertion
+		io.WriteString(c, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			return nil, nil, err
+		}
+		body, err := io.ReadAll(resp.Body)
+		return resp, body, err
+	}
+	var kept []net.Conn
+	defer func() {
+		for _, c := range kept {
+			c.Close()
+		}
+	}()
+	for i := range adminConnsMax + 1 {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, c)
+		resp, body, err := get(c)
+		if err != nil {
+			t.Fatalf("admin connection %d: %v", i, err)
+		}
+		if i < adminConnsMax {
+			if resp.StatusCode != 200 || string(body) != "ok\n" {
+				t.Fatalf("admin connection %d: %d %q", i, resp.StatusCode, body)
+			}
+			continue
+		}
+		wantProblem(t, "admin connection past the cap", resp, body, http.StatusServiceUnavailable, api.CodeOverloaded)
+	}
+	ctx, cancel := contextWithTimeout(10 * time.Second)
+	defer cancel()
+	if err := e.srv.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-served; err != nil {
+		t.Fatalf("ServeAdmin after Shutdown: %v", err)
 	}
 }

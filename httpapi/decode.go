@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"slotd/allocator"
 	"slotd/api"
@@ -50,6 +52,9 @@ func decodeBodyJSON(body []byte, v any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil
 	}
+	if err := checkUnicode(body); err != nil {
+		return err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
@@ -57,6 +62,60 @@ func decodeBodyJSON(body []byte, v any) error {
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after the JSON object")
+	}
+	return nil
+}
+
+// checkUnicode refuses a JSON text that is not Unicode: a byte that is
+// not part of valid UTF-8, or a \u escape of half a UTF-16 surrogate pair
+// without the other half. encoding/json reads both as U+FFFD without a
+// word, and ids are compared byte for byte: "a\xff" and "a\xfe" would be
+// one applicant, who could act on the other's bookings. RFC 8259 asks for
+// UTF-8; the whole body is held to it, free text too, since a reason
+// rewritten behind the client's back is no better. Only bodies that
+// flatjson declines come here: it reads printable ASCII alone.
+func checkUnicode(body []byte) error {
+	for i := 0; i < len(body); {
+		c := body[i]
+		switch {
+		case c >= utf8.RuneSelf:
+			r, size := utf8.DecodeRune(body[i:])
+			if r == utf8.RuneError && size == 1 {
+				return fmt.Errorf("the body is not valid UTF-8 at byte %d: JSON text, ids included, must be UTF-8", i)
+			}
+			i += size
+		case c == '\\':
+			r, ok := escapedRune(body, i)
+			if !ok || !utf16.IsSurrogate(r) {
+				i += 2 // a malformed escape is left to the decoder, which names it
+				continue
+			}
+			if low, ok := escapedRune(body, i+6); ok && r < 0xdc00 && 0xdc00 <= low && low < 0xe000 {
+				i += 12 // a surrogate pair: one character
+				continue
+			}
+			return fmt.Errorf("the string escape %s at byte %d is half of a UTF-16 surrogate pair, not a character: strings must be valid UTF-8 text", body[i:i+6], i)
+		default:
+			i++
+		}
+	}
+	return nil
+}
+
+// escapedRune reads the escape \uXXXX at body[i:], if it is one.
+func escapedRune(body []byte, i int) (rune, bool) {
+	if i+6 > len(body) || body[i] != '\\' || body[i+1] != 'u' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(body[i+2:i+6]), 16, 16)
+	return rune(n), err == nil
+}
+
+// checkQueryValue refuses a query value that is not valid UTF-8 (after
+// percent-decoding), for the reason checkUnicode gives for bodies.
+func checkQueryValue(name string, v []byte) error {
+	if !utf8.Valid(v) {
+		return fmt.Errorf("query parameter %q is not valid UTF-8: percent-escapes must encode UTF-8 text", name)
 	}
 	return nil
 }
@@ -150,7 +209,7 @@ type query struct {
 func newQuery(r *request, allowed ...string) *query {
 	q := &query{r: r}
 	seen := map[string]bool{}
-	r.ctx.QueryArgs().VisitAll(func(k, _ []byte) {
+	r.ctx.QueryArgs().VisitAll(func(k, v []byte) {
 		if q.err != nil {
 			return
 		}
@@ -167,6 +226,8 @@ func newQuery(r *request, allowed ...string) *query {
 			q.err = fmt.Errorf("unknown query parameter %q (accepted: %s)", name, strings.Join(allowed, ", "))
 		case seen[name]:
 			q.err = fmt.Errorf("query parameter %q is given twice", name)
+		default:
+			q.err = checkQueryValue(name, v)
 		}
 		seen[name] = true
 	})

@@ -24,7 +24,7 @@
 // The edge keeps DESIGN invariants 5 and 6 and never blames the server for
 // a client's mistake:
 //
-//  5. Idempotency: see the essay in idempotency.go (I1–I4). The first
+//  5. Idempotency: see the essay in idempotency.go (I1–I5). The first
 //     response travels inside the engine's Change (Meta.Attach), so the
 //     stored response and the state change commit in one durable write.
 //  6. Shedding: a fixed number of requests may be inside the engine at
@@ -32,9 +32,11 @@
 //     (Config.PollersMax); beyond them requests are refused at once with
 //     503 overloaded and Retry-After. Per-key token buckets answer 429
 //     rate_limited with Retry-After, and so does a per-address bucket of
-//     failed authentications (a valid key is never refused by it).
-//     fasthttp bounds connections per IP,
-//     header and body bytes, and read/write/idle times (slowloris).
+//     failed authentications (a valid key is never refused by it). Open
+//     connections are bounded in total, within the file descriptor limit,
+//     and per IP; running out of descriptors pauses accepting instead of
+//     ending it (connlimit.go, F1–F2). fasthttp bounds header and body
+//     bytes, and read/write/idle times (slowloris).
 //
 // E1. No input gets a 5xx: malformed JSON, wrong types, unknown fields and
 // query parameters, trailing data, bad dates and times, times off the

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"net"
 	"strings"
@@ -97,6 +98,11 @@ func FuzzRequest(f *testing.F) {
 	add("GET", "//v1//offices/../offices", "")                                                                                          // path normalisation
 	add("GET", "/v1/offices/"+strings.Repeat("a", 2000), "")                                                                            // long segment
 	add("GET", "*", "")                                                                                                                 // asterisk form
+	add("POST", "/v1/bookings", `{"office":"office-a","service":"patent","applicant":"a`+"\xff"+`","start":"`+future+`"}`)              // invalid UTF-8 in an id: 400, never U+FFFD
+	add("POST", "/v1/bookings", `{"office":"office-a","service":"patent","applicant":"a\udc00","start":"`+future+`"}`)                  // a lone surrogate escape in an id
+	add("POST", "/v1/bookings", `{"office":"office-a","service":"patent","applicant":"\ud83d\ude00","start":"`+future+`"}`)             // a surrogate pair: valid text
+	add("GET", "/v1/bookings?applicant=a%FF", "")                                                                                       // invalid UTF-8 in a query id
+	add("DELETE", "/v1/watches/AAAAAAAAAAAAAAAAAAAAAA?applicant=%C3", "")                                                               // a truncated sequence in a query id
 	e := newFuzzEnv(f)
 	f.Fuzz(func(t *testing.T, method, uri, body string) {
 		checkAnswer(t, serveDirect(e.srv, method, uri, body))
@@ -114,6 +120,8 @@ func FuzzBookingBody(f *testing.F) {
 	f.Add("no-show", `{"reason":null}`)                                              // null for a string
 	f.Add("force-cancel", `   `)                                                     // whitespace body
 	f.Add("approve-cancel", `{"reason":1e400}`)                                      // number out of range
+	f.Add("confirm", `{"applicant":"a-1`+"\xfe"+`"}`)                                // invalid UTF-8 in the applicant
+	f.Add("cancel", `{"applicant":"a-1\ud800"}`)                                     // a lone surrogate escape in the applicant
 	e := newFuzzEnv(f)
 	id := e.mustHold("office-a", "patent", "a-1", at(1, 9, 0), false)
 	f.Fuzz(func(t *testing.T, action, body string) {
@@ -163,6 +171,11 @@ func FuzzDecodeBody(f *testing.F) {
 		` {"applicant" : "a-1", "reason":"plans changed"} `, `{"applicant":"a-1","start":"x","office":"o"}`,
 		``, `   `, `{}`, `{"applicant":"a\u0041"}`, `{"Applicant":"a"}`, `{"applicant":"a"} {}`, `{"confirm":"yes"}`,
 		`{"applicant":null}`, `{"bogus":1}`, `{"applicant":"é"}`, `{"applicant":"a",}`, `[]`,
+		// Invalid UTF-8 and lone surrogates are refused, never read as
+		// U+FFFD; pairs and U+FFFD itself are text.
+		"{\"applicant\":\"a\xff\"}", "{\"applicant\":\"\xc3\"}", "{\"reason\":\"\xed\xa0\x80\"}",
+		`{"applicant":"\ud800"}`, `{"applicant":"\udc00\ud800"}`, `{"applicant":"\ud800\u12"}`, `{"applicant":"\\ud800"}`,
+		`{"applicant":"\ud83d\ude00"}`, `{"applicant":"\uFFFD"}`, "{\"applicant\":\"\xef\xbf\xbd\"}",
 	} {
 		f.Add([]byte(s))
 	}
@@ -170,6 +183,12 @@ func FuzzDecodeBody(f *testing.F) {
 		sameDecodeBody(t, body, new(holdBody), new(holdBody))
 		sameDecodeBody(t, body, new(applicantBody), new(applicantBody))
 		sameDecodeBody(t, body, new(rescheduleBody), new(rescheduleBody))
+		// Nothing is replaced: a U+FFFD read was sent as one.
+		var h holdBody
+		if decodeBody(body, &h) == nil && strings.Contains(h.Applicant, "\uFFFD") &&
+			!bytes.Contains(body, []byte("\uFFFD")) && !bytes.Contains(bytes.ToLower(body), []byte(`\ufffd`)) {
+			t.Fatalf("%q: the applicant %q holds a U+FFFD the body did not send", body, h.Applicant)
+		}
 	})
 }
 

@@ -86,13 +86,21 @@ func decodeSlots(t testing.TB, r resp) []slotJSON {
 	return v.Slots
 }
 
-// fakeClock is a settable clock. Safe for concurrent use.
-type fakeClock struct{ nanos atomic.Int64 }
+// fakeClock is a settable wall clock and its steady clock (clock.go):
+// Add lets time pass on both, Set sets the wall clock alone, as an
+// operator or NTP would. Safe for concurrent use.
+type fakeClock struct{ nanos, steadyNanos atomic.Int64 }
 
-func (c *fakeClock) Now() time.Time                   { return time.Unix(0, c.nanos.Load()).In(msk) }
-func (c *fakeClock) Set(t time.Time)                  { c.nanos.Store(t.UnixNano()) }
-func (c *fakeClock) Add(d time.Duration)              { c.nanos.Add(int64(d)) }
-func newClock(t time.Time) *fakeClock                 { c := &fakeClock{}; c.Set(t); return c }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.nanos.Load()).In(msk) }
+func (c *fakeClock) Steady() time.Time   { return time.Unix(0, c.steadyNanos.Load()) }
+func (c *fakeClock) Set(t time.Time)     { c.nanos.Store(t.UnixNano()) }
+func (c *fakeClock) Add(d time.Duration) { c.nanos.Add(int64(d)); c.steadyNanos.Add(int64(d)) }
+func newClock(t time.Time) *fakeClock {
+	c := &fakeClock{}
+	c.Set(t)
+	c.steadyNanos.Store(t.UnixNano())
+	return c
+}
 func (e *env) setNow(t time.Time)                     { e.clock.Set(t) }
 func (e *env) blockCommits(f func(*allocator.Change)) { e.hook.Store(&f) }
 
@@ -138,11 +146,16 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	cfg := Config{
 		Engine: eng, Idempotency: e.store, Events: e.store, Keys: testKeys(),
 		Secret: []byte("test-secret-test-secret-test-secret!"), Logger: zap.New(core),
-		Registry: e.reg, Now: e.clock.Now, RatePerSecond: 1e6, EventsWaitMax: 5 * time.Second,
+		Registry: e.reg, RatePerSecond: 1e6, EventsWaitMax: 5 * time.Second,
 		RatePerApplicant: -1, // the clock stands still: buckets never refill; see TestApplicantRate
 	}
 	if mutate != nil {
 		mutate(&cfg)
+	}
+	if cfg.Now == nil {
+		// The fake clock; a test that brings its own wall clock gets the
+		// real steady clock unless it brings that too.
+		cfg.Now, cfg.Steady = e.clock.Now, e.clock.Steady
 	}
 	srv, err := New(cfg)
 	if err != nil {

@@ -29,6 +29,10 @@ import (
 //	I4. A replay must be the same request: the fingerprint is SHA-256 over
 //	    method, request URI (path and query) and body; any difference
 //	    answers 422 idempotency_mismatch.
+//	I5. A record is stamped and aged on the steady clock (clock.go), not
+//	    the wall clock: setting the system clock forward does not forget
+//	    stored responses. Across a restart the age is measured from the
+//	    wall clock at each start; nothing better survives a restart.
 //
 // The in-flight set holds at most Config.InFlightMax keys: entries are
 // added only by requests holding an engine slot.
@@ -106,7 +110,7 @@ func (x *idempotency) begin(r *request, header []byte) bool {
 		r.srv.storeFailed("idempotency store read", err)
 		r.fail(problem{code: api.CodeDegraded, detail: "cannot read the idempotency store", retryAfterSeconds: retryAfterDegradedSeconds})
 		return false
-	case found && r.now.Sub(time.Unix(0, rec.AtUnixNano)) < x.ttl:
+	case found && r.steady.Sub(time.Unix(0, rec.AtUnixNano)) < x.ttl:
 		x.leave(key)
 		if rec.Fingerprint != fp {
 			r.fail(problem{code: api.CodeIdempotencyMismatch, detail: "this Idempotency-Key was first used with a different method, path, query or body; use a new key for a new request"})
@@ -134,7 +138,7 @@ func (x *idempotency) end(s *Server, r *request) {
 	}
 	rec := &allocator.IdempotencyRecord{
 		Key: r.idem.key, Fingerprint: r.idem.fp, Status: status,
-		Body: append([]byte(nil), body...), AtUnixNano: r.now.UnixNano(),
+		Body: append([]byte(nil), body...), AtUnixNano: r.steady.UnixNano(),
 	}
 	if err := x.st.PutIdempotency(rec); err != nil {
 		// The answer goes out anyway: it changed nothing, so a retry that
@@ -160,7 +164,7 @@ func (r *request) meta(reason string, render func(c *allocator.Change) (int, []b
 	if call == nil || render == nil {
 		return m
 	}
-	at := r.now.UnixNano()
+	at := r.steady.UnixNano()
 	m.Attach = func(c *allocator.Change) {
 		status, body := render(c)
 		if len(body) > idempotencyBodyBytesMax {

@@ -107,3 +107,20 @@ func TestIdempotencyNotStoredOnFailedCommit(t *testing.T) {
 		t.Fatal("a response of a failed commit was stored")
 	}
 }
+
+// TestDefectWallClockJumpExpiresIdempotency: a record's age is measured
+// on a clock that does not step. On the wall clock, a clock set forward by
+// a day forgot every stored response at once, and a retry of a request
+// that had succeeded ran again instead of getting its first answer.
+func TestDefectWallClockJumpExpiresIdempotency(t *testing.T) {
+	clock := newSteppedClock()
+	e := newEnv(t, func(c *Config) { c.Now = clock.Now })
+	body := holdJSON("office-a", "patent", "a-1", at(1, 9, 0))
+	first := e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1")
+	want(t, first, 201, "")
+	clock.step.Store(int64(DefaultIdempotencyTTL + time.Hour))
+	again := e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1")
+	if again.status != 201 || !bytes.Equal(again.body, first.body) || again.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("retry after the clock jumped a day forward: %d %s, want the first answer replayed", again.status, again.body)
+	}
+}

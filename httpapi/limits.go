@@ -10,9 +10,10 @@ import (
 )
 
 // tokenBucket is one API key's rate limit: it refills at rate tokens per
-// second up to burst, and each request takes one token. It reads time
-// from the server's clock, so tests with a fixed clock get a bucket that
-// never refills. Safe for concurrent use.
+// second up to burst, and each request takes one token. Callers pass
+// readings of the steady clock (request.steady), never the wall clock: a
+// wall clock set back would freeze the bucket until it caught up (see
+// clock.go). Safe for concurrent use.
 type tokenBucket struct {
 	rate  float64 // tokens per second, > 0
 	burst float64
@@ -25,8 +26,8 @@ func newTokenBucket(rate float64, burst int) *tokenBucket {
 	return &tokenBucket{rate: rate, burst: float64(burst), bucket: bucket{tokens: float64(burst)}}
 }
 
-// take takes a token at now. When none is left it returns false and how
-// long until one is.
+// take takes a token at now, a steady clock reading. When none is left it
+// returns false and how long until one is.
 func (b *tokenBucket) take(now time.Time) (bool, time.Duration) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -37,7 +38,7 @@ func (b *tokenBucket) take(now time.Time) (bool, time.Duration) {
 // a map entry under a lock) and passes the rate and burst.
 type bucket struct {
 	tokens       float64
-	lastUnixNano int64 // 0 before the first take: no refill then
+	lastUnixNano int64 // steady clock; 0 before the first take: no refill then
 }
 
 // take refills b up to t, then takes a token. When none is left it returns
@@ -130,8 +131,9 @@ func newKeyedLimiter[K comparable](rate float64, burst int) *keyedLimiter[K] {
 	return l
 }
 
-// take takes a token of k at now. When none is left it returns false and
-// how long until one is.
+// take takes a token of k at now, a steady clock reading (Config.Steady,
+// never the wall clock: a clock set back would freeze the bucket). When
+// none is left it returns false and how long until one is.
 func (l *keyedLimiter[K]) take(k K, now time.Time) (bool, time.Duration) {
 	sh := &l.shards[maphash.Comparable(limiterSeed, k)%limiterShards]
 	t := now.UnixNano()

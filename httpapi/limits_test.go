@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -268,4 +269,52 @@ func TestAuthSource(t *testing.T) {
 	f("::ffff:192.0.2.7", "192.0.2.7")
 	f("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::")
 	f("2001:db8:1:2:ffff::1", "2001:db8:1:2::")
+}
+
+// steppedClock is a wall clock that runs from t0 with real time and can
+// be set, as NTP or an operator sets a machine's clock: Now is t0 plus
+// the real time since start plus the step. Safe for concurrent use.
+type steppedClock struct {
+	start time.Time
+	step  atomic.Int64 // nanoseconds the clock was set forward (negative: back)
+}
+
+func newSteppedClock() *steppedClock { return &steppedClock{start: time.Now()} }
+
+func (c *steppedClock) Now() time.Time {
+	return t0.Add(time.Since(c.start) + time.Duration(c.step.Load()))
+}
+
+// TestDefectWallClockStepFreezesRateLimits: token buckets measure the
+// time between requests on a clock that does not step. On the wall clock,
+// a clock set back by an hour froze every bucket for that hour: each key
+// and each applicant that had spent its burst got 429 until the clock
+// caught up.
+func TestDefectWallClockStepFreezesRateLimits(t *testing.T) {
+	clock := newSteppedClock()
+	e := newEnv(t, func(c *Config) {
+		c.Now = clock.Now
+		// A token every 2 s: the second request, right after the first,
+		// finds the bucket empty; the eventually below waits up to 10 s.
+		c.RatePerSecond, c.RateBurst = 0.5, 1
+		c.RatePerApplicant, c.RateApplicantBurst = 0.5, 1
+	})
+	// The key's bucket.
+	want(t, e.get("/v1/offices", keyPortal), 200, "")
+	want(t, e.get("/v1/offices", keyPortal), 429, api.CodeRateLimited)
+	clock.step.Store(int64(-time.Hour))
+	eventually(t, "the key's bucket to refill after the clock was set back", func() bool {
+		return e.get("/v1/offices", keyPortal).status == 200
+	})
+	// An applicant's hold bucket (another key, whose own bucket is full).
+	hold := func() resp {
+		return e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "a-1", at(1, 9, 0)))
+	}
+	want(t, hold(), 201, "")
+	want(t, hold(), 429, api.CodeRateLimited)
+	clock.step.Store(int64(-2 * time.Hour))
+	eventually(t, "the applicant's bucket to refill after the clock was set back", func() bool {
+		r := hold()
+		return r.status != 429 && r.status != 201 // the bucket lets it through; the engine refuses the duplicate
+	})
 }

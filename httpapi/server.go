@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/netip"
 	"runtime/debug"
 	"strconv"
@@ -14,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -27,14 +29,18 @@ type Server struct {
 	cfg    Config
 	engine *allocator.Engine
 	log    *zap.Logger
-	now    func() time.Time
+	now    func() time.Time // the wall clock: Config.Now
+	steady func() time.Time // the clock of intervals: Config.Steady
 	keys   *keyring
 	// applicants is the per-applicant rate of holds; nil when switched off.
 	applicants *keyedLimiter[applicantKey]
 	router     *router
 	http       *fasthttp.Server
 	m          *metrics
-	conns      *connAdmission // the connection caps, over every listener
+	conns      *connAdmission // the API's connection caps, over every API listener
+	adminConns *connAdmission // the admin listener's
+	// acceptErrors counts exhausted accepts (connlimit.go, F2).
+	acceptErrors *prometheus.CounterVec
 	// authFails is the per-source rate of failed authentications; nil
 	// when switched off.
 	authFails *keyedLimiter[netip.Addr]
@@ -51,6 +57,7 @@ type Server struct {
 
 	lnMu     sync.Mutex
 	lns      []net.Listener // guarded by lnMu
+	admins   []*http.Server // admin listeners' servers; guarded by lnMu
 	stopping bool           // guarded by lnMu; set by Shutdown
 
 	// base is cancelled by Shutdown: long-polls return at once.
@@ -67,9 +74,26 @@ type Server struct {
 // New builds a Server from cfg. It registers the metrics on cfg.Registry.
 // The server answers 503 not_ready until SetReady(true).
 func New(cfg Config) (*Server, error) {
+	configured := cfg.ConnsMax != 0
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
+	}
+	limit := fileLimit()
+	connsFit, lingering, err := fitConns(limit, cfg.FilesReserved)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ConnsMax > connsFit {
+		lvl := zapcore.InfoLevel // the default does not fit: expected under a limit below about 67,000
+		if configured {
+			lvl = zapcore.WarnLevel
+		}
+		cfg.Logger.Log(lvl, "connection cap lowered to fit the file descriptor limit",
+			zap.Int("conns_max_asked", cfg.ConnsMax), zap.Int("conns_max", connsFit), zap.Int("rlimit_nofile", limit),
+			zap.Int("files_reserved", cfg.FilesReserved), zap.Int("admin_files", adminFilesMax),
+			zap.String("hint", "raise LimitNOFILE (ulimit -n) to allow more connections"))
+		cfg.ConnsMax = connsFit
 	}
 	var prefix [6]byte
 	if _, err := rand.Read(prefix[:]); err != nil {
@@ -80,13 +104,15 @@ func New(cfg Config) (*Server, error) {
 		engine:      cfg.Engine,
 		log:         cfg.Logger,
 		now:         cfg.Now,
+		steady:      cfg.Steady,
 		engineSlots: make(semaphore, cfg.InFlightMax),
 		pollerSlots: make(semaphore, cfg.PollersMax),
 		reqPrefix:   hex.EncodeToString(prefix[:]) + "-",
 		locs:        map[string]*time.Location{},
 	}
-	s.conns = newConnAdmission(s)
 	s.base, s.cancelBase = context.WithCancel(context.Background())
+	s.conns = newConnAdmission(s, listenerAPI, cfg.ConnsMax, cfg.ConnsPerIPMax, lingering, s.base.Done())
+	s.adminConns = newConnAdmission(s, listenerAdmin, adminConnsMax, adminConnsMax, adminConnsMax, nil)
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
 	if cfg.RatePerApplicant > 0 {
 		s.applicants = newKeyedLimiter[applicantKey](cfg.RatePerApplicant, cfg.RateApplicantBurst)
@@ -101,6 +127,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.m = m
+	if s.acceptErrors, err = registerConnMetrics(cfg.Registry, s.conns, s.adminConns); err != nil {
+		return nil, err
+	}
 	s.http = &fasthttp.Server{
 		Handler:      s.serveHTTP,
 		ErrorHandler: s.serveReadError,
@@ -175,7 +204,51 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 	s.lns = append(s.lns, ln)
 	s.lnMu.Unlock()
-	return s.http.Serve(admitListener{Listener: ln, l: s.conns})
+	return s.http.Serve(&admitListener{Listener: ln, l: s.conns})
+}
+
+// The admin listener's limits. It serves a few scrapers, probes and
+// people, unauthenticated: bind it to loopback or a management network
+// (cmd/slotd's -admin-addr). pprof's CPU profile and trace stream for as
+// long as asked (30 s by default, refused past the write timeout), so the
+// write timeout leaves them room.
+const (
+	adminConnsMax       = 32
+	adminFilesMax       = 2 * adminConnsMax // its connections and as many lingering (connlimit.go, F1)
+	adminReadTimeout    = 10 * time.Second
+	adminWriteTimeout   = 2 * time.Minute
+	adminIdleTimeout    = 60 * time.Second
+	adminHeaderBytesMax = 16 << 10
+)
+
+// ServeAdmin serves AdminHandler on ln, with at most adminConnsMax
+// connections, read, write and idle timeouts, and pauses through running
+// out of file descriptors as the API listener does. It returns nil after
+// Shutdown, which closes it once the API has drained, so that /readyz
+// and the metrics stay up through the drain.
+func (s *Server) ServeAdmin(ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.AdminHandler(),
+		ReadHeaderTimeout: adminReadTimeout,
+		ReadTimeout:       adminReadTimeout,
+		WriteTimeout:      adminWriteTimeout,
+		IdleTimeout:       adminIdleTimeout,
+		MaxHeaderBytes:    adminHeaderBytesMax,
+		ErrorLog:          zap.NewStdLog(s.log.Named("admin")),
+	}
+	s.lnMu.Lock()
+	if s.stopping {
+		s.lnMu.Unlock()
+		_ = ln.Close()
+		return nil
+	}
+	s.admins = append(s.admins, hs)
+	s.lnMu.Unlock()
+	err := hs.Serve(&admitListener{Listener: ln, l: s.adminConns})
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
 }
 
 // Shutdown stops accepting connections, turns readiness off, wakes the
@@ -185,13 +258,16 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.cancelBase()
 	s.lnMu.Lock()
 	s.stopping = true
-	lns := s.lns
+	lns, admins := s.lns, s.admins
 	s.lnMu.Unlock()
 	err := s.http.ShutdownWithContext(ctx)
 	// A Serve that had not yet handed its listener to fasthttp when the
 	// shutdown began is stopped here: its Accept fails and it returns nil.
 	for _, ln := range lns {
 		_ = ln.Close()
+	}
+	for _, hs := range admins {
+		_ = hs.Close()
 	}
 	return err
 }
@@ -206,7 +282,8 @@ type request struct {
 	route  *route
 	key    *principal
 	params [paramsMax]string
-	now    time.Time
+	now    time.Time // from the wall clock, for the engine
+	steady time.Time // from the steady clock, for rate buckets and idempotency ages
 	id     string
 	// code is the error code answered, "" for success (access log).
 	code string
@@ -237,7 +314,7 @@ const (
 // access log around dispatch.
 func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 	started := time.Now()
-	r := request{srv: s, ctx: ctx, now: s.now(), id: s.requestID(ctx)}
+	r := request{srv: s, ctx: ctx, now: s.now(), steady: s.steady(), id: s.requestID(ctx)}
 	ctx.Response.Header.Set(headerReqID, r.id)
 	s.m.inFlight.Inc()
 	defer func() {
@@ -278,7 +355,7 @@ func (s *Server) dispatch(r *request) {
 		// refused for the wrong ones sent from its address (a shared NAT,
 		// a proxy, the stale instance of a half-rotated portal).
 		if s.authFails != nil {
-			if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.now); !ok {
+			if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.steady); !ok {
 				s.m.limitedAuth.Inc()
 				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: "too many requests with a missing or unknown key from this address; send a key from the keys file after the pause"})
@@ -298,7 +375,7 @@ func (s *Server) dispatch(r *request) {
 		// comes before the key's; the handler takes r.hold.
 		r.holdErr = decodeBody(ctx.PostBody(), &r.hold)
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
-			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.now); !ok {
+			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.steady); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
@@ -307,7 +384,7 @@ func (s *Server) dispatch(r *request) {
 			}
 		}
 	}
-	if ok, wait := r.key.limiter.take(r.now); !ok {
+	if ok, wait := r.key.limiter.take(r.steady); !ok {
 		s.m.limitedKey.Inc()
 		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})

@@ -87,6 +87,9 @@ func (s *Server) deleteWatch(r *request) {
 		r.fail(problem{code: api.CodeNotFound, detail: "no watch has this id (ids are 22 URL-safe characters)"})
 		return
 	}
+	if !newQuery(r, "applicant").ok() {
+		return
+	}
 	applicant, ok := r.applicant("", true)
 	if !ok {
 		return

@@ -57,25 +57,73 @@ func randomToken() string {
 const secretFile = "ticket-secret"
 
 // ticketSecret reads the ticket-signing secret, creating it on first use,
-// so tickets stay valid across restarts.
+// so tickets stay valid across restarts. A file that is there but shorter
+// than httpapi.SecretBytesMin stops the start: replacing it would void
+// every ticket already printed, and a short file is someone's mistake (a
+// truncated copy, a hand-written value) that only they can put right.
 func ticketSecret(dataDir string) ([]byte, error) {
 	path := filepath.Join(dataDir, secretFile)
 	data, err := os.ReadFile(path)
-	if err == nil && len(data) >= 32 {
-		return data, nil
-	}
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return createTicketSecret(dataDir, path)
+	case err != nil:
 		return nil, fmt.Errorf("cannot read ticket secret: %w", err)
+	case len(data) < httpapi.SecretBytesMin:
+		return nil, fmt.Errorf("ticket secret %s holds %d bytes, at least %d bytes are needed: restore the file from a backup "+
+			"(tickets signed with it stay valid), or delete it to have a new one made (every ticket issued so far becomes invalid)",
+			path, len(data), httpapi.SecretBytesMin)
 	}
-	secret := make([]byte, 32)
+	return data, nil
+}
+
+// createTicketSecret writes a new random secret to path so that it appears
+// whole or not at all: written and synced under a temporary name, then
+// linked to path, which fails if another start made one meanwhile (then
+// that one is read). A crash midway leaves no short secret to refuse.
+func createTicketSecret(dataDir, path string) ([]byte, error) {
+	secret := make([]byte, httpapi.SecretBytesMin)
 	if _, err := rand.Read(secret); err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("cannot create data directory: %w", err)
 	}
-	if err := os.WriteFile(path, secret, 0o600); err != nil {
+	tmp, err := os.CreateTemp(dataDir, secretFile+".*.tmp")
+	if err != nil {
+		return nil, fmt.Errorf("cannot write ticket secret: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.Write(secret)
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cannot write ticket secret: %w", err)
+	}
+	if err := os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+		return ticketSecret(dataDir)
+	} else if err != nil {
+		return nil, fmt.Errorf("cannot write ticket secret: %w", err)
+	}
+	if err := syncDir(dataDir); err != nil {
 		return nil, fmt.Errorf("cannot write ticket secret: %w", err)
 	}
 	return secret, nil
+}
+
+// syncDir makes a new name in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }

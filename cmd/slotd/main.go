@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"reflect"
@@ -30,6 +29,11 @@ const (
 	tickInterval    = 100 * time.Millisecond // hold expiry, releases, lottery draws
 	sweepInterval   = time.Minute            // idempotency and event retention
 	shutdownTimeout = 30 * time.Second       // in-flight requests get this long to finish
+	// storeFilesMax is the file descriptors the Pebble store may hold:
+	// its table cache's default bound (pebble.Options.MaxOpenFiles, 1000)
+	// and its logs, manifest, lock and directories. The API's connection
+	// cap leaves them free (httpapi.Config.FilesReserved).
+	storeFilesMax = 1000 + 64
 )
 
 func main() {
@@ -107,24 +111,29 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// One steady clock stamps idempotency records (httpapi) and sweeps
+	// them (the journal), so a wall clock set forward deletes none early.
+	steady := httpapi.NewSteadyClock()
 	srv, err := httpapi.New(httpapi.Config{
-		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret,
+		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret, Steady: steady,
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
+		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax,
 	})
 	if err != nil {
 		return err
 	}
 
-	// The admin listener comes up first: /readyz says false until recovery ends.
+	// The admin listener comes up first: /readyz says false until
+	// recovery ends. Shutdown closes it once the API has drained; on the
+	// way out after a failed start, closing the listener ends it.
 	adminLn, err := net.Listen("tcp", opts.adminAddr)
 	if err != nil {
 		return fmt.Errorf("admin listener: %w", err)
 	}
-	admin := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: 10 * time.Second}
-	go admin.Serve(adminLn)
-	defer admin.Close()
+	go srv.ServeAdmin(adminLn)
+	defer adminLn.Close()
 
 	census := &legacyCensus{Engine: engine}
 	st, err := wal.Recover(db, census, time.Now())
@@ -157,7 +166,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	go func() { served <- srv.Serve(apiLn) }()
 	stop := make(chan struct{})
 	done := make(chan struct{})
-	go background(engine, db, log, stop, done)
+	go background(engine, db, steady, log, stop, done)
 	srv.SetReady(true)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
 		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
@@ -186,8 +195,9 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 }
 
 // background drives time: Tick (expiries, releases, lottery draws,
-// reminders) and the journal's retention sweep.
-func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan struct{}, done chan<- struct{}) {
+// reminders) on the wall clock, and the journal's retention sweep on the
+// steady clock that stamps idempotency records (httpapi/clock.go).
+func background(e *allocator.Engine, db *wal.DB, steady func() time.Time, log *zap.Logger, stop <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	tick := time.NewTicker(tickInterval)
 	defer tick.Stop()
@@ -201,7 +211,8 @@ func background(e *allocator.Engine, db *wal.DB, log *zap.Logger, stop <-chan st
 			if err := e.Tick(now); err != nil && !e.Degraded() {
 				log.Error("tick", zap.Error(err))
 			}
-		case now := <-sweep.C:
+		case <-sweep.C:
+			now := steady()
 			for range 100 { // bounded: at most 100 batches a minute
 				st, err := db.Sweep(now)
 				if err != nil {

@@ -46,7 +46,10 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs := flag.NewFlagSet("slotd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.addr, "addr", ":8080", "API listener `address`")
-	fs.StringVar(&o.adminAddr, "admin-addr", ":9090", "metrics, health and pprof listener `address`")
+	// Loopback by default: the admin listener answers without a key, and
+	// pprof and the metrics are not for the world. Give a management
+	// network's address for a Prometheus on another host.
+	fs.StringVar(&o.adminAddr, "admin-addr", "127.0.0.1:9090", "metrics, health and pprof listener `address` (unauthenticated: keep it off public networks)")
 	fs.StringVar(&o.data, "data", "./data", "Pebble data `directory`")
 	fs.StringVar(&o.keys, "keys", "", "API keys `file` (JSON)")
 	fs.StringVar(&o.offices, "offices", "", "office configs `file` to load at start (JSON array)")

@@ -9,7 +9,7 @@ import (
 func TestOptionsFlagsEnvDefaults(t *testing.T) {
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	o, err := parseOptions(nil, env(nil), io.Discard)
-	if err != nil || o.addr != ":8080" || o.adminAddr != ":9090" || o.data != "./data" || o.demo || o.logLevel != "info" {
+	if err != nil || o.addr != ":8080" || o.adminAddr != "127.0.0.1:9090" || o.data != "./data" || o.demo || o.logLevel != "info" {
 		t.Fatalf("defaults: %+v %v", o, err)
 	}
 	o, err = parseOptions([]string{"-addr", ":1"}, env(map[string]string{"SLOTD_ADDR": ":2", "SLOTD_ADMIN_ADDR": ":3", "SLOTD_DEMO": "true"}), io.Discard)
