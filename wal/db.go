@@ -230,7 +230,13 @@ func (db *DB) lastCursor() (uint64, error) {
 
 // eventsDeletedThrough reads the sweep's mark: every event ≤ it is deleted.
 func (db *DB) eventsDeletedThrough() (uint64, error) {
-	k := metaKey(metaEventsDeletedThrough)
+	return db.metaUint64(metaEventsDeletedThrough)
+}
+
+// metaUint64 reads a meta key that holds an 8-byte big-endian number, 0
+// when the key was never written.
+func (db *DB) metaUint64(name string) (uint64, error) {
+	k := metaKey(name)
 	v, closer, err := db.pdb.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return 0, nil
@@ -281,6 +287,15 @@ func (db *DB) degrade(cause error) {
 	}
 	db.degradedMu.Unlock()
 	db.degraded.Store(true)
+}
+
+// usableLocked refuses with ErrJournalClosed after Close and with
+// ErrDegraded after a failed write (W2). Caller holds db.closeMu.
+func (db *DB) usableLocked() error {
+	if db.closed {
+		return allocator.ErrJournalClosed
+	}
+	return db.errIfDegraded()
 }
 
 // errIfDegraded returns ErrDegraded wrapped around the first cause, or nil.
@@ -365,10 +380,7 @@ func getDecoded[T any](db *DB, k []byte, decode func(v []byte) (T, error)) (T, b
 	var zero T
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return zero, false, allocator.ErrJournalClosed
-	}
-	if err := db.errIfDegraded(); err != nil {
+	if err := db.usableLocked(); err != nil {
 		return zero, false, err
 	}
 	v, closer, err := db.pdb.Get(k)

@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"slotd/allocator"
 )
 
 // A Region is the part of the store under one key prefix that wal reserves
@@ -88,10 +86,7 @@ func (b *RegionBatch) Commit(sync bool) error {
 	db := b.r.db
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return allocator.ErrJournalClosed
-	}
-	if err := db.errIfDegraded(); err != nil {
+	if err := db.usableLocked(); err != nil {
 		return err
 	}
 	opt := pebble.NoSync
@@ -112,10 +107,7 @@ func (r *Region) Get(k []byte, fn func(v []byte) error) (bool, error) {
 	db := r.db
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return false, allocator.ErrJournalClosed
-	}
-	if err := db.errIfDegraded(); err != nil {
+	if err := db.usableLocked(); err != nil {
 		return false, err
 	}
 	v, closer, err := db.pdb.Get(k)
@@ -138,10 +130,7 @@ func (r *Region) Scan(lo, hi []byte, fn func(it *pebble.Iterator) error) error {
 	db := r.db
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if db.closed {
-		return allocator.ErrJournalClosed
-	}
-	if err := db.errIfDegraded(); err != nil {
+	if err := db.usableLocked(); err != nil {
 		return err
 	}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-
-	"slotd/allocator"
 )
 
 // SweepStats says what one Sweep call deleted.
@@ -34,10 +32,7 @@ func (db *DB) Sweep(now time.Time) (SweepStats, error) {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	var st SweepStats
-	if db.closed {
-		return st, allocator.ErrJournalClosed
-	}
-	if err := db.errIfDegraded(); err != nil {
+	if err := db.usableLocked(); err != nil {
 		return st, err
 	}
 	b := db.pdb.NewBatch()

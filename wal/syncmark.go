@@ -13,7 +13,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -154,19 +153,7 @@ func (m *syncMark) write(round uint64) error {
 // recoveredRound reads the last sync round Pebble recovered
 // (meta/synced-round), 0 if none was ever written.
 func (db *DB) recoveredRound() (uint64, error) {
-	k := metaKey(metaSyncedRound)
-	v, closer, err := db.pdb.Get(k)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
-	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, fmt.Errorf("%w: %s: value of %d bytes, want 8", ErrCorrupt, KeyString(k), len(v))
-	}
-	return binary.BigEndian.Uint64(v), nil
+	return db.metaUint64(metaSyncedRound)
 }
 
 // checkSynced refuses a store that recovered fewer sync rounds than the
