@@ -226,12 +226,33 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 	if err != nil {
 		return nil, err
 	}
-	// Under the write gate no transition of this office is in flight, so
-	// every affected booking's lock is free.
+	affected := e.lockClosableLocked(o.id, date)
+	rec := &OfficeRecord{Config: cfg, ReleasedThrough: Date(o.releasedThrough.Load())}
+	c, err := closureChange(now, rec, affected, meta.Actor)
+	if err != nil {
+		unlockAll(affected)
+		return nil, fmt.Errorf("cannot close office %s on %s: %w", o.id, date, err)
+	}
+	if err := e.commit(c, meta); err != nil {
+		unlockAll(affected)
+		return nil, err
+	}
+	o.lay.Store(nl)
+	d := o.day(nl, date)
+	d.closed.Store(true)
+	d.withdraw()
+	return e.cancelClosedLocked(d, affected, c.Bookings), nil
+}
+
+// lockClosableLocked locks and returns the bookings of office on date that
+// a closure cancels: held, confirmed and cancel_requested ones. Caller
+// holds the office's write gate, so no transition of the office is in
+// flight and every such booking's lock is free.
+func (e *Engine) lockClosableLocked(office string, date Date) []*booking {
 	var affected []*booking
 	e.index.each(func(b *booking) bool {
 		r := b.rec.Load()
-		if r.Office == o.id && r.Date == date && (r.Status == StatusHeld || r.Status == StatusConfirmed || r.Status == StatusCancelRequested) {
+		if r.Office == office && r.Date == date && (r.Status == StatusHeld || r.Status == StatusConfirmed || r.Status == StatusCancelRequested) {
 			if !b.tryLock() {
 				panic("BUG: allocator: booking locked under the office write gate")
 			}
@@ -239,40 +260,49 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 		}
 		return true
 	})
-	c := &Change{Office: &OfficeRecord{Config: cfg, ReleasedThrough: Date(o.releasedThrough.Load())}}
+	return affected
+}
+
+// unlockAll releases the locks of bs, their statuses unchanged.
+func unlockAll(bs []*booking) {
+	for _, b := range bs {
+		b.unlock(b.rec.Load().Status)
+	}
+}
+
+// closureChange is the durable change of a closure: the office record and,
+// for each affected booking in order, its cancelled record and event. It
+// fails if a booking's history has no room for the cancel.
+func closureChange(now time.Time, rec *OfficeRecord, affected []*booking, actor string) (*Change, error) {
+	c := &Change{Office: rec}
 	for _, b := range affected {
 		cur := b.rec.Load()
-		next := cur.next(now, StatusCancelled, meta.Actor, ReasonOfficeClosed)
+		next := cur.next(now, StatusCancelled, actor, ReasonOfficeClosed)
 		if err := checkGrowth(cur, next); err != nil {
-			for _, b := range affected {
-				b.unlock(b.rec.Load().Status)
-			}
-			return nil, fmt.Errorf("cannot close office %s on %s: %w", o.id, date, err)
+			return nil, err
 		}
 		c.Bookings = append(c.Bookings, next)
-		c.Events = append(c.Events, Event{Type: EventCancelled, AtUnixNano: now.UnixNano(), Office: o.id, Booking: next, Reason: ReasonOfficeClosed})
+		c.Events = append(c.Events, Event{Type: EventCancelled, AtUnixNano: now.UnixNano(), Office: rec.Config.ID, Booking: next, Reason: ReasonOfficeClosed})
 	}
-	if err := e.commit(c, meta); err != nil {
-		for _, b := range affected {
-			b.unlock(b.rec.Load().Status)
-		}
-		return nil, err
-	}
-	o.lay.Store(nl)
-	d := o.day(nl, date)
-	d.closed.Store(true)
-	d.withdraw()
+	return c, nil
+}
+
+// cancelClosedLocked publishes the committed records of the affected
+// bookings (next[i] is affected[i]'s), gives back their applicants' places
+// and unlocks them. Their seats are not released: the closed day d has
+// withdrawn its seats. Caller holds the office's write gate.
+func (e *Engine) cancelClosedLocked(d *day, affected []*booking, next []*BookingRecord) []Booking {
 	out := make([]Booking, 0, len(affected))
 	for i, b := range affected {
 		prev := b.rec.Load()
-		b.rec.Store(c.Bookings[i])
+		b.rec.Store(next[i])
 		e.apps.unreserve(prev.Applicant, prev.Office, prev.Service)
 		e.counter.Transitions[StatusCancelled].Add(1)
 		e.counter.moved(prev.Status, StatusCancelled)
 		b.unlock(StatusCancelled)
-		out = append(out, viewOf(&d.clock, c.Bookings[i]))
+		out = append(out, viewOf(&d.clock, next[i]))
 	}
-	return out, nil
+	return out
 }
 
 // autoRelease advances released_through on the daily schedule.

@@ -16,10 +16,51 @@ const (
 	windowsMax         = 256  // service desks per office
 	servicesMax        = 64   // services per office
 	closuresMax        = 1024 // closure dates per office
-	horizonDaysMax     = 366
-	intervalsPerDayMax = 8
-	slotMinutesMin     = 5 // 288 steps a day at most: 5 words per window
-	textBytesMax       = 512
+	horizonDaysMax     = 366  // days ahead: a year, leap day included
+	intervalsPerDayMax = 8    // opening intervals per weekday
+	slotMinutesMin     = 5    // 288 steps a day at most: 5 words per window
+	textBytesMax       = 512  // bytes of a name, region, city or address
+	// slotMinutesMax is the coarsest grid step, in minutes: four hours,
+	// so an office day keeps several seats per desk.
+	slotMinutesMax = 240
+	// serviceSlotsMax is the longest service run, in grid steps: one
+	// bitmap word's worth, so a claim touches at most two words of a
+	// window's bitmap (calendar.go).
+	serviceSlotsMax = 64
+	// policyDurationMax bounds every duration of a policy: 400 days
+	// (9600h), longer than any horizon (horizonDaysMax) so every cutoff
+	// and penalty can reach past the last bookable date, yet short enough
+	// that an instant plus any of them stays far inside the int64
+	// nanoseconds the engine keeps instants in.
+	policyDurationMax = 400 * 24 * time.Hour
+	// holdTTLMin is the shortest hold: a hold must outlive the round
+	// trip of the confirmation that follows it.
+	holdTTLMin = time.Second
+	// releaseLotteryMax is the longest release lottery: its entries wait
+	// unanswered until the draw (lottery.go), so the window bounds that
+	// wait.
+	releaseLotteryMax = time.Minute
+	// reschedulesMax bounds max_reschedules, a count per booking: the
+	// record keeps the count in a uint8 (BookingRecord.Reschedules).
+	reschedulesMax = 100
+	// activePerApplicantMax bounds max_active_per_applicant, a count of
+	// bookings: above a hundred the limit limits no applicant, so a
+	// larger number is a mistake, not a policy.
+	activePerApplicantMax = 100
+	// penaltyCountMax bounds cancel_penalty.count, a count of cancels
+	// and no-shows in the penalty window: a penalty that waits for more
+	// than a hundred blocks no one; 0, not a huge count, turns it off.
+	penaltyCountMax = 100
+)
+
+// Grid arithmetic of the compiled layout.
+const (
+	// minutesPerDay is the wall-clock day the grid is drawn on: a
+	// slot_minutes divides it, and its labels are the steps of a day
+	// without a clock change.
+	minutesPerDay = 24 * 60
+	// wordBits is the steps per bitmap word: a uint64, a bit per step.
+	wordBits = 64
 )
 
 // StepsMax is the most grid steps a day has (the finest grid on the
@@ -260,173 +301,261 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrValidation}, args...)...)
 }
 
-// compileLayout validates cfg and builds its layout.
+// compileLayout validates cfg and builds its layout. Each concern of the
+// config (texts, zone, grid, hours, closures, services, policy) compiles
+// from its own fields alone; the first problem found is returned.
 func compileLayout(cfg OfficeConfig) (*layout, error) {
+	if err := checkOfficeText(cfg); err != nil {
+		return nil, err
+	}
+	loc, err := compileZone(cfg.ID, cfg.Timezone)
+	if err != nil {
+		return nil, err
+	}
+	g, err := compileGrid(cfg.ID, cfg.SlotMinutes, cfg.Windows)
+	if err != nil {
+		return nil, err
+	}
+	open, openSteps, err := compileHours(cfg.ID, cfg.Hours, g)
+	if err != nil {
+		return nil, err
+	}
+	closures, err := compileClosures(cfg.ID, cfg.Closures)
+	if err != nil {
+		return nil, err
+	}
+	services, err := compileServices(cfg.ID, cfg.Services)
+	if err != nil {
+		return nil, err
+	}
+	pol, releaseMin, err := compilePolicy(cfg.ID, cfg.Policy)
+	if err != nil {
+		return nil, err
+	}
+	return &layout{
+		cfg:         cfg,
+		loc:         loc,
+		stepMinutes: g.stepMinutes,
+		steps:       g.steps,
+		stepsMax:    g.stepsMax,
+		words:       g.words,
+		windows:     g.windows,
+		open:        open,
+		openSteps:   openSteps,
+		services:    services,
+		policy:      pol,
+		releaseMin:  releaseMin,
+		closures:    closures,
+	}, nil
+}
+
+// checkOfficeText checks the office's id and its texts.
+func checkOfficeText(cfg OfficeConfig) error {
 	if !idPattern.MatchString(cfg.ID) {
-		return nil, invalid("office id %q: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit", cfg.ID)
+		return invalid("office id %q: use 1-63 lowercase letters, digits and dashes, starting with a letter or digit", cfg.ID)
 	}
 	for name, v := range map[string]string{"name": cfg.Name, "region": cfg.Region, "city": cfg.City, "address": cfg.Address} {
 		if len(v) > textBytesMax {
-			return nil, invalid("office %s: %s is longer than %d bytes", cfg.ID, name, textBytesMax)
+			return invalid("office %s: %s is longer than %d bytes", cfg.ID, name, textBytesMax)
 		}
 	}
 	if cfg.Name == "" {
-		return nil, invalid("office %s: name is required", cfg.ID)
+		return invalid("office %s: name is required", cfg.ID)
 	}
 	if cfg.Region == "" {
-		return nil, invalid("office %s: region is required", cfg.ID)
+		return invalid("office %s: region is required", cfg.ID)
 	}
-	if cfg.Timezone == "" {
-		return nil, invalid("office %s: timezone is required (an IANA name such as Europe/Moscow)", cfg.ID)
+	return nil
+}
+
+// compileZone loads the office's time zone. "Local" is refused: it names
+// the zone of whatever machine runs slotd, not the office's.
+func compileZone(officeID, tz string) (*time.Location, error) {
+	if tz == "" {
+		return nil, invalid("office %s: timezone is required (an IANA name such as Europe/Moscow)", officeID)
 	}
-	loc, err := time.LoadLocation(cfg.Timezone)
-	if err != nil || cfg.Timezone == "Local" {
-		return nil, invalid("office %s: unknown timezone %q (use an IANA name such as Europe/Moscow)", cfg.ID, cfg.Timezone)
+	loc, err := time.LoadLocation(tz)
+	if err != nil || tz == "Local" {
+		return nil, invalid("office %s: unknown timezone %q (use an IANA name such as Europe/Moscow)", officeID, tz)
 	}
-	if cfg.SlotMinutes < slotMinutesMin || cfg.SlotMinutes > 240 || 1440%cfg.SlotMinutes != 0 {
-		return nil, invalid("office %s: slot_minutes %d must divide 1440 and lie in %d..240", cfg.ID, cfg.SlotMinutes, slotMinutesMin)
+	return loc, nil
+}
+
+// seatGrid is the seat arithmetic of a slot_minutes and a window count.
+type seatGrid struct {
+	stepMinutes int
+	steps       int // grid labels per day (layout.steps)
+	stepsMax    int // the most steps of any day (layout.stepsMax)
+	words       int // uint64 words per window bitmap, for stepsMax steps
+	windows     int
+}
+
+// compileGrid checks the grid step and the window count and derives the
+// sizes of a day's bitmaps from them.
+func compileGrid(officeID string, slotMinutes, windows int) (seatGrid, error) {
+	if slotMinutes < slotMinutesMin || slotMinutes > slotMinutesMax || minutesPerDay%slotMinutes != 0 {
+		return seatGrid{}, invalid("office %s: slot_minutes %d must divide %d and lie in %d..%d", officeID, slotMinutes, minutesPerDay, slotMinutesMin, slotMinutesMax)
 	}
-	if cfg.Windows < 1 || cfg.Windows > windowsMax {
-		return nil, invalid("office %s: windows %d must be in 1..%d", cfg.ID, cfg.Windows, windowsMax)
+	if windows < 1 || windows > windowsMax {
+		return seatGrid{}, invalid("office %s: windows %d must be in 1..%d", officeID, windows, windowsMax)
 	}
-	l := &layout{
-		cfg:         cfg,
-		loc:         loc,
-		stepMinutes: cfg.SlotMinutes,
-		steps:       1440 / cfg.SlotMinutes,
-		windows:     cfg.Windows,
-		services:    make(map[string]*service, len(cfg.Services)),
-		closures:    make(map[Date]bool, len(cfg.Closures)),
+	stepsMax := dayMinutesMax/slotMinutes + deadStepsMax
+	return seatGrid{
+		stepMinutes: slotMinutes,
+		steps:       minutesPerDay / slotMinutes,
+		stepsMax:    stepsMax,
+		words:       (stepsMax + wordBits - 1) / wordBits,
+		windows:     windows,
+	}, nil
+}
+
+// span is an opening interval in minutes of the day, [from, to).
+type span struct{ from, to int }
+
+// compileHours turns the weekly hours into a bitmap per weekday of the
+// grid labels within opening hours, and their counts.
+func compileHours(officeID string, hours map[string][]string, g seatGrid) (open [7][]uint64, openSteps [7]int, err error) {
+	for wd := range open {
+		open[wd] = make([]uint64, g.words)
 	}
-	l.stepsMax = dayMinutesMax/cfg.SlotMinutes + deadStepsMax
-	l.words = (l.stepsMax + 63) / 64
-	for wd := range l.open {
-		l.open[wd] = make([]uint64, l.words)
+	if len(hours) == 0 {
+		return open, openSteps, invalid("office %s: hours are required, e.g. {\"mon\": [\"09:00-18:00\"]}", officeID)
 	}
-	if len(cfg.Hours) == 0 {
-		return nil, invalid("office %s: hours are required, e.g. {\"mon\": [\"09:00-18:00\"]}", cfg.ID)
-	}
-	// Hours: sorted, non-overlapping intervals on the grid.
-	for name, ivs := range cfg.Hours {
+	for name, ivs := range hours {
 		wd, ok := parseWeekday(name)
 		if !ok {
-			return nil, invalid("office %s: hours: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", cfg.ID, name)
+			return open, openSteps, invalid("office %s: hours: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", officeID, name)
 		}
-		if len(ivs) > intervalsPerDayMax {
-			return nil, invalid("office %s: hours %s: at most %d intervals a day", cfg.ID, name, intervalsPerDayMax)
-		}
-		type span struct{ from, to int }
-		spans := make([]span, 0, len(ivs))
-		for _, iv := range ivs {
-			a, b, ok := strings.Cut(iv, "-")
-			from, ok1 := parseClock(a, false)
-			to, ok2 := parseClock(b, true)
-			if !ok || !ok1 || !ok2 {
-				return nil, invalid("office %s: hours %s: %q is not HH:MM-HH:MM", cfg.ID, name, iv)
-			}
-			if from >= to {
-				return nil, invalid("office %s: hours %s: %q ends before it starts", cfg.ID, name, iv)
-			}
-			if from%cfg.SlotMinutes != 0 || to%cfg.SlotMinutes != 0 {
-				return nil, invalid("office %s: hours %s: %q is not on the %d-minute grid (slot_minutes must divide both ends)", cfg.ID, name, iv, cfg.SlotMinutes)
-			}
-			spans = append(spans, span{from, to})
-		}
-		sort.Slice(spans, func(i, j int) bool { return spans[i].from < spans[j].from })
-		for i := 1; i < len(spans); i++ {
-			if spans[i].from < spans[i-1].to {
-				return nil, invalid("office %s: hours %s: intervals overlap", cfg.ID, name)
-			}
+		spans, err := parseDayHours(officeID, name, ivs, g.stepMinutes)
+		if err != nil {
+			return open, openSteps, err
 		}
 		for _, s := range spans {
-			for st := s.from / cfg.SlotMinutes; st < s.to/cfg.SlotMinutes; st++ {
-				l.open[wd][st/64] |= 1 << (st % 64)
-				l.openSteps[wd]++
-			}
+			openSteps[wd] += markOpen(open[wd], s, g.stepMinutes)
 		}
 	}
-	if len(cfg.Closures) > closuresMax {
-		return nil, invalid("office %s: at most %d closures", cfg.ID, closuresMax)
+	return open, openSteps, nil
+}
+
+// parseDayHours parses one weekday's intervals into sorted,
+// non-overlapping spans on the grid.
+func parseDayHours(officeID, weekday string, ivs []string, stepMinutes int) ([]span, error) {
+	if len(ivs) > intervalsPerDayMax {
+		return nil, invalid("office %s: hours %s: at most %d intervals a day", officeID, weekday, intervalsPerDayMax)
 	}
-	for _, c := range cfg.Closures {
+	spans := make([]span, 0, len(ivs))
+	for _, iv := range ivs {
+		a, b, ok := strings.Cut(iv, "-")
+		from, ok1 := parseClock(a, false)
+		to, ok2 := parseClock(b, true)
+		if !ok || !ok1 || !ok2 {
+			return nil, invalid("office %s: hours %s: %q is not HH:MM-HH:MM", officeID, weekday, iv)
+		}
+		if from >= to {
+			return nil, invalid("office %s: hours %s: %q ends before it starts", officeID, weekday, iv)
+		}
+		if from%stepMinutes != 0 || to%stepMinutes != 0 {
+			return nil, invalid("office %s: hours %s: %q is not on the %d-minute grid (slot_minutes must divide both ends)", officeID, weekday, iv, stepMinutes)
+		}
+		spans = append(spans, span{from, to})
+	}
+	sort.Slice(spans, func(i, j int) bool { return spans[i].from < spans[j].from })
+	for i := 1; i < len(spans); i++ {
+		if spans[i].from < spans[i-1].to {
+			return nil, invalid("office %s: hours %s: intervals overlap", officeID, weekday)
+		}
+	}
+	return spans, nil
+}
+
+// markOpen sets the bits of the grid labels of s in words and returns how
+// many it set; s is on the grid and overlaps no span marked before.
+func markOpen(words []uint64, s span, stepMinutes int) int {
+	for st := s.from / stepMinutes; st < s.to/stepMinutes; st++ {
+		words[st/wordBits] |= 1 << (st % wordBits)
+	}
+	return (s.to - s.from) / stepMinutes
+}
+
+// compileClosures parses the closed dates.
+func compileClosures(officeID string, closures []string) (map[Date]bool, error) {
+	if len(closures) > closuresMax {
+		return nil, invalid("office %s: at most %d closures", officeID, closuresMax)
+	}
+	out := make(map[Date]bool, len(closures))
+	for _, c := range closures {
 		d, err := ParseDate(c)
 		if err != nil {
-			return nil, invalid("office %s: closure %q is not YYYY-MM-DD", cfg.ID, c)
+			return nil, invalid("office %s: closure %q is not YYYY-MM-DD", officeID, c)
 		}
-		l.closures[d] = true
+		out[d] = true
 	}
-	if len(cfg.Services) == 0 {
-		return nil, invalid("office %s: at least one service is required", cfg.ID)
+	return out, nil
+}
+
+// compileServices compiles the office's services, keyed by id.
+func compileServices(officeID string, scs []ServiceConfig) (map[string]*service, error) {
+	if len(scs) == 0 {
+		return nil, invalid("office %s: at least one service is required", officeID)
 	}
-	if len(cfg.Services) > servicesMax {
-		return nil, invalid("office %s: at most %d services", cfg.ID, servicesMax)
+	if len(scs) > servicesMax {
+		return nil, invalid("office %s: at most %d services", officeID, servicesMax)
 	}
-	for _, sc := range cfg.Services {
+	out := make(map[string]*service, len(scs))
+	for _, sc := range scs {
 		if !idPattern.MatchString(sc.ID) {
-			return nil, invalid("office %s: service id %q: use 1-63 lowercase letters, digits and dashes", cfg.ID, sc.ID)
+			return nil, invalid("office %s: service id %q: use 1-63 lowercase letters, digits and dashes", officeID, sc.ID)
 		}
-		if _, dup := l.services[sc.ID]; dup {
-			return nil, invalid("office %s: service %q is listed twice", cfg.ID, sc.ID)
+		if _, dup := out[sc.ID]; dup {
+			return nil, invalid("office %s: service %q is listed twice", officeID, sc.ID)
 		}
-		if sc.Slots < 1 || sc.Slots > 64 {
-			return nil, invalid("office %s: service %s: slots %d must be in 1..64 grid steps", cfg.ID, sc.ID, sc.Slots)
+		s, err := compileService(officeID, sc)
+		if err != nil {
+			return nil, err
 		}
-		if len(sc.Name) > textBytesMax {
-			return nil, invalid("office %s: service %s: name is longer than %d bytes", cfg.ID, sc.ID, textBytesMax)
-		}
-		s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable}
-		if len(sc.Weekdays) == 0 {
-			for i := range s.weekdays {
-				s.weekdays[i] = true
-			}
-		}
-		for _, n := range sc.Weekdays {
-			wd, ok := parseWeekday(n)
-			if !ok {
-				return nil, invalid("office %s: service %s: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", cfg.ID, sc.ID, n)
-			}
-			s.weekdays[wd] = true
-		}
-		l.services[sc.ID] = s
+		out[sc.ID] = s
 	}
-	p := cfg.Policy
+	return out, nil
+}
+
+// compileService compiles one service whose id is checked.
+func compileService(officeID string, sc ServiceConfig) (*service, error) {
+	if sc.Slots < 1 || sc.Slots > serviceSlotsMax {
+		return nil, invalid("office %s: service %s: slots %d must be in 1..%d grid steps", officeID, sc.ID, sc.Slots, serviceSlotsMax)
+	}
+	if len(sc.Name) > textBytesMax {
+		return nil, invalid("office %s: service %s: name is longer than %d bytes", officeID, sc.ID, textBytesMax)
+	}
+	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable}
+	if len(sc.Weekdays) == 0 {
+		for i := range s.weekdays {
+			s.weekdays[i] = true
+		}
+	}
+	for _, n := range sc.Weekdays {
+		wd, ok := parseWeekday(n)
+		if !ok {
+			return nil, invalid("office %s: service %s: unknown weekday %q (use mon, tue, wed, thu, fri, sat, sun)", officeID, sc.ID, n)
+		}
+		s.weekdays[wd] = true
+	}
+	return s, nil
+}
+
+// compilePolicy checks p and returns it with time.Duration fields, and
+// the minute of the day of the daily release.
+func compilePolicy(officeID string, p PolicyConfig) (pol policy, releaseMin int, err error) {
 	if p.HorizonDays < 1 || p.HorizonDays > horizonDaysMax {
-		return nil, invalid("office %s: policy.horizon_days %d must be in 1..%d", cfg.ID, p.HorizonDays, horizonDaysMax)
+		return policy{}, 0, invalid("office %s: policy.horizon_days %d must be in 1..%d", officeID, p.HorizonDays, horizonDaysMax)
 	}
-	rm, ok := parseClock(p.ReleaseTime, false)
+	releaseMin, ok := parseClock(p.ReleaseTime, false)
 	if !ok {
-		return nil, invalid("office %s: policy.release_time %q is not HH:MM", cfg.ID, p.ReleaseTime)
+		return policy{}, 0, invalid("office %s: policy.release_time %q is not HH:MM", officeID, p.ReleaseTime)
 	}
-	l.releaseMin = rm
-	for name, d := range map[string]Duration{
-		"hold_ttl": p.HoldTTL, "cancel_cutoff": p.CancelCutoff, "late_cancel_floor": p.LateCancelFloor,
-		"reschedule_cutoff": p.RescheduleCutoff, "no_show_grace": p.NoShowGrace,
-		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore,
-		"cancel_penalty.window": p.CancelPenalty.Window, "cancel_penalty.block": p.CancelPenalty.Block,
-	} {
-		if d < 0 || time.Duration(d) > 400*24*time.Hour {
-			return nil, invalid("office %s: policy.%s %s must be between 0s and 9600h", cfg.ID, name, time.Duration(d))
-		}
+	if err := checkPolicyBounds(officeID, p); err != nil {
+		return policy{}, 0, err
 	}
-	if p.HoldTTL < Duration(time.Second) {
-		return nil, invalid("office %s: policy.hold_ttl must be at least 1s", cfg.ID)
-	}
-	if p.LateCancelFloor > p.CancelCutoff {
-		return nil, invalid("office %s: policy.late_cancel_floor %s must not exceed cancel_cutoff %s", cfg.ID, time.Duration(p.LateCancelFloor), time.Duration(p.CancelCutoff))
-	}
-	if p.ReleaseLottery > Duration(time.Minute) {
-		return nil, invalid("office %s: policy.release_lottery must be at most 1m", cfg.ID)
-	}
-	if p.MaxReschedules < 0 || p.MaxReschedules > 100 {
-		return nil, invalid("office %s: policy.max_reschedules must be in 0..100", cfg.ID)
-	}
-	if p.MaxActivePerApplicant < 1 || p.MaxActivePerApplicant > 100 {
-		return nil, invalid("office %s: policy.max_active_per_applicant must be in 1..100", cfg.ID)
-	}
-	if p.CancelPenalty.Count < 0 || p.CancelPenalty.Count > 100 {
-		return nil, invalid("office %s: policy.cancel_penalty.count must be in 0..100 (0 turns the penalty off)", cfg.ID)
-	}
-	l.policy = policy{
+	return policy{
 		horizonDays:           p.HorizonDays,
 		holdTTL:               time.Duration(p.HoldTTL),
 		cancelCutoff:          time.Duration(p.CancelCutoff),
@@ -440,8 +569,41 @@ func compileLayout(cfg OfficeConfig) (*layout, error) {
 		noShowGrace:           time.Duration(p.NoShowGrace),
 		releaseLottery:        time.Duration(p.ReleaseLottery),
 		reminderBefore:        time.Duration(p.ReminderBefore),
+	}, releaseMin, nil
+}
+
+// checkPolicyBounds checks the policy's durations and counts against
+// their limits and each other.
+func checkPolicyBounds(officeID string, p PolicyConfig) error {
+	for name, d := range map[string]Duration{
+		"hold_ttl": p.HoldTTL, "cancel_cutoff": p.CancelCutoff, "late_cancel_floor": p.LateCancelFloor,
+		"reschedule_cutoff": p.RescheduleCutoff, "no_show_grace": p.NoShowGrace,
+		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore,
+		"cancel_penalty.window": p.CancelPenalty.Window, "cancel_penalty.block": p.CancelPenalty.Block,
+	} {
+		if d < 0 || time.Duration(d) > policyDurationMax {
+			return invalid("office %s: policy.%s %s must be between 0s and %dh", officeID, name, time.Duration(d), int(policyDurationMax/time.Hour))
+		}
 	}
-	return l, nil
+	if p.HoldTTL < Duration(holdTTLMin) {
+		return invalid("office %s: policy.hold_ttl must be at least %ds", officeID, int(holdTTLMin/time.Second))
+	}
+	if p.LateCancelFloor > p.CancelCutoff {
+		return invalid("office %s: policy.late_cancel_floor %s must not exceed cancel_cutoff %s", officeID, time.Duration(p.LateCancelFloor), time.Duration(p.CancelCutoff))
+	}
+	if p.ReleaseLottery > Duration(releaseLotteryMax) {
+		return invalid("office %s: policy.release_lottery must be at most %dm", officeID, int(releaseLotteryMax/time.Minute))
+	}
+	if p.MaxReschedules < 0 || p.MaxReschedules > reschedulesMax {
+		return invalid("office %s: policy.max_reschedules must be in 0..%d", officeID, reschedulesMax)
+	}
+	if p.MaxActivePerApplicant < 1 || p.MaxActivePerApplicant > activePerApplicantMax {
+		return invalid("office %s: policy.max_active_per_applicant must be in 1..%d", officeID, activePerApplicantMax)
+	}
+	if p.CancelPenalty.Count < 0 || p.CancelPenalty.Count > penaltyCountMax {
+		return invalid("office %s: policy.cancel_penalty.count must be in 0..%d (0 turns the penalty off)", officeID, penaltyCountMax)
+	}
+	return nil
 }
 
 // sameSeats reports whether two layouts place seats identically, so bookings

@@ -79,22 +79,11 @@ func New(cfg Config) (*Server, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	limit := fileLimit()
-	connsFit, lingering, err := fitConns(limit, cfg.FilesReserved)
+	connsMax, lingering, err := fitConnsMax(cfg, configured)
 	if err != nil {
 		return nil, err
 	}
-	if cfg.ConnsMax > connsFit {
-		lvl := zapcore.InfoLevel // the default does not fit: expected under a limit below about 67,000
-		if configured {
-			lvl = zapcore.WarnLevel
-		}
-		cfg.Logger.Log(lvl, "connection cap lowered to fit the file descriptor limit",
-			zap.Int("conns_max_asked", cfg.ConnsMax), zap.Int("conns_max", connsFit), zap.Int("rlimit_nofile", limit),
-			zap.Int("files_reserved", cfg.FilesReserved), zap.Int("admin_files", adminFilesMax),
-			zap.String("hint", "raise LimitNOFILE (ulimit -n) to allow more connections"))
-		cfg.ConnsMax = connsFit
-	}
+	cfg.ConnsMax = connsMax
 	var prefix [6]byte
 	if _, err := rand.Read(prefix[:]); err != nil {
 		return nil, fmt.Errorf("httpapi: cannot seed request ids: %w", err)
@@ -130,7 +119,37 @@ func New(cfg Config) (*Server, error) {
 	if s.acceptErrors, err = registerConnMetrics(cfg.Registry, s.conns, s.adminConns); err != nil {
 		return nil, err
 	}
-	s.http = &fasthttp.Server{
+	s.http = s.newFastHTTP()
+	return s, nil
+}
+
+// fitConnsMax returns cfg.ConnsMax lowered to fit the file descriptor
+// limit, logged when lowered (a warning when ConnsMax was configured),
+// and the lingering connections that fit beside it.
+func fitConnsMax(cfg Config, configured bool) (connsMax, lingering int, err error) {
+	limit := fileLimit()
+	connsFit, lingering, err := fitConns(limit, cfg.FilesReserved)
+	if err != nil {
+		return 0, 0, err
+	}
+	if cfg.ConnsMax <= connsFit {
+		return cfg.ConnsMax, lingering, nil
+	}
+	lvl := zapcore.InfoLevel // the default does not fit: expected under a limit below about 67,000
+	if configured {
+		lvl = zapcore.WarnLevel
+	}
+	cfg.Logger.Log(lvl, "connection cap lowered to fit the file descriptor limit",
+		zap.Int("conns_max_asked", cfg.ConnsMax), zap.Int("conns_max", connsFit), zap.Int("rlimit_nofile", limit),
+		zap.Int("files_reserved", cfg.FilesReserved), zap.Int("admin_files", adminFilesMax),
+		zap.String("hint", "raise LimitNOFILE (ulimit -n) to allow more connections"))
+	return connsFit, lingering, nil
+}
+
+// newFastHTTP builds the fasthttp server of s from its config.
+func (s *Server) newFastHTTP() *fasthttp.Server {
+	cfg := &s.cfg
+	return &fasthttp.Server{
 		Handler:      s.serveHTTP,
 		ErrorHandler: s.serveReadError,
 		Name:         "slotd",
@@ -151,7 +170,6 @@ func New(cfg Config) (*Server, error) {
 		NoDefaultServerHeader: true,
 		Logger:                zapPrintf{cfg.Logger},
 	}
-	return s, nil
 }
 
 // routes is the route table: method, pattern, who may call, handler.
@@ -332,55 +350,97 @@ func (s *Server) serveHTTP(ctx *fasthttp.RequestCtx) {
 }
 
 // dispatch runs the checks in order — route, readiness, key, scope, rate,
-// shedding, idempotency — then the handler.
+// shedding, idempotency — then the handler. Each check that refuses has
+// answered the request.
 func (s *Server) dispatch(r *request) {
+	if !s.matchRoute(r) {
+		return
+	}
+	if !s.ready.Load() {
+		r.fail(problem{code: api.CodeNotReady, detail: "the server is starting or stopping", retryAfterSeconds: retryAfterNotReadySeconds})
+		return
+	}
+	if !s.authenticate(r) {
+		return
+	}
+	rt := r.route
+	if !r.key.may(rt.access) {
+		r.fail(problem{code: api.CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
+		return
+	}
+	if !s.withinRates(r) {
+		return
+	}
+	if !s.takeSlot(r) {
+		return
+	}
+	defer r.freeSlot()
+	if rt.method == fasthttp.MethodPost {
+		if hk := r.ctx.Request.Header.Peek(headerIdempotencyKey); hk != nil {
+			if !s.idem.begin(r, hk) {
+				return
+			}
+			defer s.idem.end(s, r)
+		}
+	}
+	rt.handle(s, r)
+}
+
+// matchRoute sets r.route and r.params from the method and path, or
+// answers 404 or 405.
+func (s *Server) matchRoute(r *request) bool {
 	ctx := r.ctx
 	rt, allow := s.router.match(string(ctx.Method()), string(ctx.Path()), &r.params)
 	if rt == nil {
 		if allow != "" {
 			r.fail(problem{code: api.CodeMethodNotAllowed, detail: "use " + allow, allow: allow})
-			return
+			return false
 		}
 		r.fail(problem{code: api.CodeNotFound, detail: "no such endpoint; see docs/openapi.yaml"})
-		return
+		return false
 	}
 	r.route = rt
-	if !s.ready.Load() {
-		r.fail(problem{code: api.CodeNotReady, detail: "the server is starting or stopping", retryAfterSeconds: retryAfterNotReadySeconds})
-		return
-	}
+	return true
+}
+
+// authenticate sets r.key from the bearer key, or answers 401, or 429
+// when the address is over its rate of failed authentications.
+func (s *Server) authenticate(r *request) bool {
+	ctx := r.ctx
 	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
-	if r.key == nil {
-		// Counted after the lookup, not before: a valid key is never
-		// refused for the wrong ones sent from its address (a shared NAT,
-		// a proxy, the stale instance of a half-rotated portal).
-		if s.authFails != nil {
-			if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.steady); !ok {
-				s.m.limitedAuth.Inc()
-				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
-					detail: "too many requests with a missing or unknown key from this address; send a key from the keys file after the pause"})
-				return
-			}
+	if r.key != nil {
+		return true
+	}
+	// Counted after the lookup, not before: a valid key is never
+	// refused for the wrong ones sent from its address (a shared NAT,
+	// a proxy, the stale instance of a half-rotated portal).
+	if s.authFails != nil {
+		if ok, wait := s.authFails.take(authSource(ctx.RemoteIP()), r.steady); !ok {
+			s.m.limitedAuth.Inc()
+			r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
+				detail: "too many requests with a missing or unknown key from this address; send a key from the keys file after the pause"})
+			return false
 		}
-		ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="slotd"`)
-		r.fail(problem{code: api.CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
-		return
 	}
-	if !r.key.may(rt.access) {
-		r.fail(problem{code: api.CodeForbidden, detail: fmt.Sprintf("key %q lacks the scope %s needs", r.key.name, rt.pattern)})
-		return
-	}
-	if rt.perApplicant {
+	ctx.Response.Header.Set(fasthttp.HeaderWWWAuthenticate, `Bearer realm="slotd"`)
+	r.fail(problem{code: api.CodeUnauthorized, detail: "send Authorization: Bearer <key> with a key from the keys file"})
+	return false
+}
+
+// withinRates takes a token from the applicant's bucket (routes rated per
+// applicant) and then from the key's, or answers 429.
+func (s *Server) withinRates(r *request) bool {
+	if r.route.perApplicant {
 		// The body is decoded once, here, so that the applicant's bucket
 		// comes before the key's; the handler takes r.hold.
-		r.holdErr = decodeBody(ctx.PostBody(), &r.hold)
+		r.holdErr = decodeBody(r.ctx.PostBody(), &r.hold)
 		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
 			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.steady); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
 					detail: fmt.Sprintf("this applicant is over its rate of %g hold requests per second (burst %d); the key's other applicants are not affected",
 						s.cfg.RatePerApplicant, s.cfg.RateApplicantBurst)})
-				return
+				return false
 			}
 		}
 	}
@@ -388,15 +448,22 @@ func (s *Server) dispatch(r *request) {
 		s.m.limitedKey.Inc()
 		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})
-		return
+		return false
 	}
+	return true
+}
+
+// takeSlot takes an engine slot (or a poller slot, for the events
+// long-poll) and sets r.freeSlot to give it back once, or answers 503
+// overloaded at once: requests are shed, never queued (invariant 6).
+func (s *Server) takeSlot(r *request) bool {
 	slots := s.pollerSlots
-	if rt.engine {
+	if r.route.engine {
 		slots = s.engineSlots
 	}
 	if !slots.tryAcquire() {
 		r.fail(problem{code: api.CodeOverloaded, detail: "too many requests in progress; retry after the pause", retryAfterSeconds: retryAfterOverloadedSeconds})
-		return
+		return false
 	}
 	var freed bool
 	r.freeSlot = func() {
@@ -405,16 +472,7 @@ func (s *Server) dispatch(r *request) {
 			slots.release()
 		}
 	}
-	defer r.freeSlot()
-	if rt.method == fasthttp.MethodPost {
-		if hk := ctx.Request.Header.Peek(headerIdempotencyKey); hk != nil {
-			if !s.idem.begin(r, hk) {
-				return
-			}
-			defer s.idem.end(s, r)
-		}
-	}
-	rt.handle(s, r)
+	return true
 }
 
 // may reports whether the key's scopes allow access a.
