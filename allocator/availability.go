@@ -192,10 +192,9 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 // bitmap has the step set: a bit-sliced counter. Plane k holds bit k of
 // every step's count, so adding a window's bitmap costs a few word
 // operations (a ripple carry that stops as soon as it is zero) instead of
-// one increment per set bit; a day of 96 free starts on 64 windows is
-// counted in 1.2–1.4 µs instead of 3.8–4.5 µs (measured side by side).
-// Nine planes count up to windowsMax. A value owned by one AppendSlotSteps
-// call.
+// one increment per set bit, which took three times as long for a day of
+// 96 free starts on 64 windows (BenchmarkSlots64). Nine planes count up
+// to windowsMax. A value owned by one AppendSlotSteps call.
 type startCounts [9][8]uint64
 
 // Nine planes count to 511: windowsMax must stay below (a compile error

@@ -142,10 +142,10 @@ type principal struct {
 	admin      bool
 	allOffices bool
 	offices    map[string]bool
-	limiter    *tokenBucket
+	limiter    tokenBucket
 }
 
-func newPrincipal(k Key, b *tokenBucket) *principal {
+func newPrincipal(k Key, b tokenBucket) *principal {
 	p := &principal{name: k.Name, namespace: k.namespace(), offices: map[string]bool{}, limiter: b}
 	p.portal = slices.Contains(k.Scopes, ScopePortal)
 	p.operator = slices.Contains(k.Scopes, ScopeOperator)
@@ -181,7 +181,7 @@ type keyring struct {
 	byDigest map[[32]byte]*principal
 }
 
-func newKeyring(keys []Key, bucket func() *tokenBucket) *keyring {
+func newKeyring(keys []Key, bucket func() tokenBucket) *keyring {
 	r := &keyring{byDigest: make(map[[32]byte]*principal, len(keys))}
 	for _, k := range keys {
 		r.byDigest[sha256.Sum256([]byte(k.Key))] = newPrincipal(k, bucket())

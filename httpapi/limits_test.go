@@ -196,7 +196,9 @@ func TestApplicantLimiterBounded(t *testing.T) {
 	fill := func(at time.Time) {
 		clear(sh.m)
 		for i := 0; len(sh.m) < limiterBucketsPerShardMax; i++ {
-			sh.m[applicantKey{"k", fmt.Sprintf("filler-%d", i)}] = bucket{tokens: 0, lastUnixNano: at.UnixNano()}
+			b := newTokenBucket(l.tokensPerSecond, l.burst)
+			b.AllowN(at, l.burst) // spent at at
+			sh.m[applicantKey{"k", fmt.Sprintf("filler-%d", i)}] = b
 		}
 	}
 	// Full of active buckets: the newcomer passes, untracked.

@@ -109,7 +109,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuthFailRatePerSecond > 0 {
 		s.authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
 	}
-	s.keys = newKeyring(cfg.Keys, func() *tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
+	s.keys = newKeyring(cfg.Keys, func() tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
 	s.router = newRouter(s.routes())
 	m, err := newMetrics(s, cfg.Registry, s.router.routes)
 	if err != nil {

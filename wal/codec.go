@@ -133,9 +133,9 @@ func officeKey(dst []byte, id string) []byte {
 // skiplist from the head for each, but along nodes written moments ago,
 // in cache. Keyed by the random id alone (format 2), every new booking's
 // search ended at a random place and missed the cache all the way down,
-// a fifth of a durable booking's CPU; with time-ordered keys the commits
-// alone ran 15–50% faster (README, Durability). The sign bit is flipped
-// so that negative times sort first.
+// a fifth of a durable booking's CPU in its profile
+// (BenchmarkEngineDurableHold). The sign bit is flipped so that negative
+// times sort first.
 func bookingKey(dst []byte, createdUnixNano int64, id allocator.ID) []byte {
 	dst = append(dst, prefixBooking)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(createdUnixNano)^(1<<63))

@@ -124,35 +124,28 @@
 // Idempotency-Key in flight until then), and a degraded DB, whose
 // memtable may hold a change that failed, refuses them (W2).
 //
-// Tried and measured against this: one Pebble batch per change, grouped
-// only by Pebble's commit pipeline. It spends a pipeline pass, a memtable
-// insert setup and a wake-up of Pebble's sync queue per change; on two
-// cores the queue above gives 20–40% more durable bookings per second at
-// 16 to 1,024 callers (BenchmarkEngineDurableHold, both versions run
-// alternately on one machine). The hand-offs it adds (to a committer, to
-// the syncer, back to the caller) cost a few microseconds per change, next
-// to an fsync of 0.3 ms or more.
+// Tried against this: one Pebble batch per change, grouped only by
+// Pebble's commit pipeline. It spends a pipeline pass, a memtable insert
+// setup and a wake-up of Pebble's sync queue per change; on two cores the
+// queue above gives 20–40% more durable bookings per second
+// (BenchmarkEngineDurableHold). The hand-offs it adds (to a committer, to
+// the syncer, back to the caller) cost microseconds per change, next to
+// an fsync's fraction of a millisecond or more.
 //
 // Before the syncer, each committer committed its group with pebble.Sync
 // and waited for that fsync itself. A change that arrived while both
 // committers waited for the disk then waited for a committer, and its
-// group's fsync queued behind the other's: in the HTTP rush of the peer
-// comparison a commit took about three fsyncs (3.4–4.7 ms against 1.2–1.5
-// ms). With the syncer it takes 2.8–3.4 ms. The rush's bookings/s gained
-// less than its run-to-run spread: at 64 connections 6,896–8,083/s
-// against 6,034–8,000/s, but 7 of 8 alternating pairs in the syncer's
-// favour and about 6% on their mean (peers -conns 64 -engine none).
-// The same split measured no gain at all earlier, in 4 alternating runs
-// each, while the edge and generator of the rush still took more of the
-// two cores; so did Pebble's ApplyNoSyncWait, which splits the same way
-// (30–50% more at 16 callers then, nothing at 256 and 1,024 callers,
-// nothing in the rush). BenchmarkEngineDurableHold did not move beyond its
-// run-to-run spread this time. ApplyNoSyncWait is marked experimental and
-// for Pebble's own project's use; the syncer uses only pebble.NoSync and
-// pebble.Sync.
+// group's fsync queued behind the other's: a commit took about three
+// fsyncs. With the syncer the next group is written while the fsync runs,
+// and a commit in the peers' HTTP rush takes about a quarter less time
+// (bench/peers, -conns 64 -engine none); the rush's bookings per second
+// move less than their run-to-run spread. Pebble's ApplyNoSyncWait splits
+// the commit the same way and gained nothing at hundreds of callers or in
+// the rush; it is also marked experimental and for Pebble's own project's
+// use. The syncer uses only pebble.NoSync and pebble.Sync.
 // Sorting a group's entries by key before the batch is written halved the
-// memtable's skiplist search in the profile, with no measurable gain in
-// throughput either.
+// memtable's skiplist search in the profile but gained no throughput, so
+// a group keeps its arrival order.
 //
 // Rejected design: treating a failed batch's cursors as done-and-absent,
 // so the feed moves on past them. With Pebble the failed batch may be
@@ -225,9 +218,8 @@
 //     last one synced): damage before it hides the very record that would
 //     tell, which is again indistinguishable from a tear.
 //   - A read-only Open first, so that a refused store stays exactly as it
-//     was: a second replay of the log at every start (an Open replaying
-//     18 MB of log took 0.6 s on the development machine), for records
-//     after the damage that slotd could not replay anyway. Opened
+//     was: a second replay of the log at every start, for records after
+//     the damage that slotd could not replay anyway. Opened
 //     read-write, Pebble has flushed what it could read when Open
 //     refuses; the refusal holds at every start, the mark staying ahead,
 //     until the operator restores the directory or deletes SYNCMARK to
@@ -316,9 +308,8 @@
 //	  reason               string
 //
 // A booking with two history entries encodes to about 100 bytes; with its
-// event (which embeds it), BenchmarkRecover measured 228 bytes on disk per
-// booking at 100,000 bookings and 329 at 1M, after a full compaction
-// (format 2's shorter keys: 232 and 305).
+// event (which embeds it), a booking takes about 230 bytes on disk at
+// 100,000 bookings after a full compaction (BenchmarkRecover).
 //
 // The applicant of a booking or watch value is the engine's opaque
 // applicant id, stored as is. The HTTP edge keeps the portal's namespace

@@ -23,11 +23,10 @@ const SyncMarkFile = "SYNCMARK"
 
 // syncMarkIntervalMin is the least time between two writes of the mark.
 // Each write costs an fsync of its own on the log's device; at most 10 a
-// second stay small next to the log's 100 to 800 a second that
-// BenchmarkEngineDurableHold measures (its bookings/s did not move beyond
-// its run-to-run spread at 16, 256 and 1,024 callers, with this interval
-// or 20 ms). The mark trails the synced round by at most this and one
-// fsync; a clean Close writes it exact.
+// second stay small next to the log's hundreds a second under load
+// (BenchmarkEngineDurableHold does not move beyond its run-to-run spread
+// with this interval or a fifth of it). The mark trails the synced round
+// by at most this and one fsync; a clean Close writes it exact.
 const syncMarkIntervalMin = 100 * time.Millisecond
 
 // The mark file holds two slots, written in turn, so that a write torn by

@@ -47,8 +47,8 @@
 // has two owners, and nothing unacknowledged owns one (Verify).
 //
 // Every backend starts each run on a fresh store and a quiet disk
-// (settle). Even so the disk is not steady from run to run: an fsync
-// takes from 0.3 ms to several times that, and a slow
+// (settle). Even so the disk is not steady from run to run: an fsync's
+// time varies several-fold from one stretch to the next, and a slow
 // stretch that falls on one backend's run moves a ratio by a fifth or
 // more. So the HTTP table can run in rounds (Config.Rounds; make
 // bench-peers runs three), the backends taking turns within each round;

@@ -45,16 +45,12 @@ func main() {
 // default (the usable cores), unless GOMAXPROCS is set. The journal's
 // goroutines spend much of their time in write and fdatasync system
 // calls; with a P per core, a core whose thread waits in one runs no Go
-// code until the runtime hands that P on. On two cores the spare P raised
-// the engine's durable bookings at 1,024 callers by about a third (vmstat:
-// the cores from about 80% busy, the rest idle or waiting for the disk,
-// to 96%), and the
-// HTTP benchmark of durable bookings by a fifth at 64 connections and by
-// half at 512, its load generator in the same process and so on the spare
-// P too; the peers' rush, whose generator is a process of its own, moved
-// less than its spread (README). The price: once GOMAXPROCS is set by
-// the program, the runtime no longer follows changes of a cgroup's CPU
-// limit while slotd runs; a restart picks a new limit up.
+// code until the runtime hands that P on, and the cores sit partly idle
+// while there is Go code to run. On two cores the spare P raised the
+// engine's durable bookings by about a third (BenchmarkEngineDurableHold
+// at 1,024 callers, -cpu 3 against -cpu 2). The price: once GOMAXPROCS
+// is set by the program, the runtime no longer follows changes of a
+// cgroup's CPU limit while slotd runs; a restart picks a new limit up.
 func spareProc(getenv func(string) string) {
 	if getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(runtime.GOMAXPROCS(0) + 1)
