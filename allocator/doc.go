@@ -18,7 +18,9 @@
 // Per active booking the engine keeps its BookingRecord (112 bytes, the
 // history encoded as the journal stores it: history.go), the booking (24
 // bytes), one 16-byte timer entry (wheel.go), a slot of the id index
-// (index.go) and a share of its applicant's state.
+// (index.go), a pointer in its office's list of the date (agenda.go, 8
+// bytes and the list's spare capacity; one more per reschedule) and a
+// share of its applicant's state.
 // BenchmarkMemoryPerBooking measures the whole (DESIGN §6: at most 256
 // bytes per active booking).
 //
