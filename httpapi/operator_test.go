@@ -12,37 +12,18 @@ import (
 // End-to-end tests of the office's side: the day's agenda, walk-in and
 // phone bookings by an operator key, and the lookup by booking number.
 
-type bookingListJSON struct {
-	Bookings []struct {
-		ID        string `json:"id"`
-		Number    string `json:"number"`
-		Office    string `json:"office"`
-		Service   string `json:"service"`
-		Applicant string `json:"applicant"`
-		Namespace string `json:"namespace"`
-		Window    int    `json:"window"`
-		Start     string `json:"start"`
-		Status    string `json:"status"`
-		History   []struct {
-			Status string `json:"status"`
-			Actor  string `json:"actor"`
-		} `json:"history"`
-	} `json:"bookings"`
-	NextCursor string `json:"next_cursor"`
-}
-
-func decodeList(t testing.TB, r resp) bookingListJSON {
+func decodeList(t testing.TB, r resp) api.BookingPage {
 	t.Helper()
 	want(t, r, 200, "")
-	var l bookingListJSON
+	var l api.BookingPage
 	if err := json.Unmarshal(r.body, &l); err != nil {
 		t.Fatalf("%v: %s", err, r.body)
 	}
 	return l
 }
 
-// ids lists the ids of a page.
-func (l bookingListJSON) ids() []string {
+// pageIDs lists the ids of a page.
+func pageIDs(l api.BookingPage) []string {
 	var out []string
 	for _, b := range l.Bookings {
 		out = append(out, b.ID)
@@ -76,22 +57,22 @@ func TestAgenda(t *testing.T) {
 	const day = "/v1/offices/office-a/days/2026-12-01/bookings"
 
 	l := decodeList(t, e.get(day, keyOperator))
-	wantIDs(t, l.ids(), a3, a1, a4, a2)
+	wantIDs(t, pageIDs(l), a3, a1, a4, a2)
 	if l.NextCursor != "" || l.Bookings[0].Namespace != "portal-a" || l.Bookings[0].Window != 1 || l.Bookings[3].Window != 2 {
 		t.Fatalf("agenda: %+v", l)
 	}
-	wantIDs(t, decodeList(t, e.get(day+"?status=confirmed", keyOperator)).ids(), a3, a1)
-	wantIDs(t, decodeList(t, e.get(day+"?service=patent&status=held", keyOperator)).ids(), a4, a2)
-	wantIDs(t, decodeList(t, e.get(day+"?service=nothing", keyOperator)).ids())
+	wantIDs(t, pageIDs(decodeList(t, e.get(day+"?status=confirmed", keyOperator))), a3, a1)
+	wantIDs(t, pageIDs(decodeList(t, e.get(day+"?service=patent&status=held", keyOperator))), a4, a2)
+	wantIDs(t, pageIDs(decodeList(t, e.get(day+"?service=nothing", keyOperator))))
 
 	// Pages continue after the last booking of the one before.
 	l = decodeList(t, e.get(day+"?limit=3", keyOperator))
-	wantIDs(t, l.ids(), a3, a1, a4)
+	wantIDs(t, pageIDs(l), a3, a1, a4)
 	if l.NextCursor == "" {
 		t.Fatal("no next_cursor after a full page")
 	}
 	l = decodeList(t, e.get(day+"?limit=3&cursor="+url.QueryEscape(l.NextCursor), keyOperator))
-	wantIDs(t, l.ids(), a2)
+	wantIDs(t, pageIDs(l), a2)
 	if l.NextCursor != "" {
 		t.Fatalf("next_cursor %q on the last page", l.NextCursor)
 	}
@@ -142,7 +123,7 @@ func TestWalkInBooking(t *testing.T) {
 	want(t, e.get("/v1/bookings/"+id+"?applicant=walk-1", keyPortal), 404, api.CodeNotFound)
 
 	l := decodeList(t, e.get("/v1/offices/office-a/days/2026-12-01/bookings", keyOperator))
-	wantIDs(t, l.ids(), id)
+	wantIDs(t, pageIDs(l), id)
 	b := l.Bookings[0]
 	if b.Applicant != "walk-1" || b.Status != "confirmed" || len(b.History) != 2 ||
 		b.History[0].Actor != "operator-a" || b.History[1].Actor != "operator-a" {
@@ -188,11 +169,11 @@ func TestLookupByNumber(t *testing.T) {
 	number := decodeList(t, e.get("/v1/bookings?applicant=a-1", keyPortal)).Bookings[0].Number
 	byNumber := "/v1/bookings?number=" + number
 
-	wantIDs(t, decodeList(t, e.get(byNumber, keyOperator)).ids(), id)
-	wantIDs(t, decodeList(t, e.get(byNumber+"&applicant=a-1", keyPortal)).ids(), id)
+	wantIDs(t, pageIDs(decodeList(t, e.get(byNumber, keyOperator))), id)
+	wantIDs(t, pageIDs(decodeList(t, e.get(byNumber+"&applicant=a-1", keyPortal))), id)
 
 	none := e.get(byNumber+"&applicant=a-2", keyPortal)
-	wantIDs(t, decodeList(t, none).ids())
+	wantIDs(t, pageIDs(decodeList(t, none)))
 	for _, r := range []resp{
 		e.get(byNumber+"&applicant=a-1", keyPortalB),                                 // another namespace
 		e.get("/v1/bookings?number=OFFICE-A-20261201-0077&applicant=a-1", keyPortal), // no such booking
@@ -206,7 +187,7 @@ func TestLookupByNumber(t *testing.T) {
 	// A walk-in booking is found by number by any operator of the office.
 	walkIn := e.post("/v1/bookings", keyOperatorAll, holdJSON("office-a", "patent", "phone-1", at(1, 10, 0)))
 	want(t, walkIn, 201, "")
-	wantIDs(t, decodeList(t, e.get("/v1/bookings?number="+walkIn.str(t, "number"), keyOperator)).ids(), walkIn.str(t, "id"))
+	wantIDs(t, pageIDs(decodeList(t, e.get("/v1/bookings?number="+walkIn.str(t, "number"), keyOperator))), walkIn.str(t, "id"))
 
 	// Refusals: another office's number (whether or not it exists), no
 	// applicant with a portal key, malformed numbers, other parameters.
