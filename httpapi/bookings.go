@@ -217,8 +217,7 @@ func (s *Server) operatorBooking(r *request) (allocator.ID, allocator.Booking, b
 		r.failErr(err)
 		return id, v, false
 	}
-	if !r.key.office(v.Office) {
-		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not act at office " + strconv.Quote(v.Office)})
+	if !r.atOffice(v.Office, "act") {
 		return id, v, false
 	}
 	return id, v, true
@@ -303,8 +302,7 @@ func (s *Server) readableBooking(r *request) (allocator.Booking, bool) {
 		r.failErr(err)
 		return v, false
 	}
-	if (applicant == "" || !r.key.portal) && !r.key.office(v.Office) {
-		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not read bookings of office " + strconv.Quote(v.Office)})
+	if (applicant == "" || !r.key.portal) && !r.atOffice(v.Office, "read bookings") {
 		return v, false
 	}
 	return v, true
