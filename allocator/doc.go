@@ -52,7 +52,8 @@
 // Engine is safe for concurrent use. Restore* methods are for start-up and
 // must not run concurrently with anything else. Lock order, outermost
 // first: office.cfgMu → office.gate (by office id) → booking lock bit →
-// applicant shard → index shard.
+// applicant shard → index shard; an office's agenda (agenda.go) is a
+// leaf, taken after every other lock.
 //
 // # Policy notes
 //
