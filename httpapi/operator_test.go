@@ -158,6 +158,17 @@ func TestWalkInBooking(t *testing.T) {
 	}
 	want(t, e.post("/v1/bookings", keyOperatorAll, holdJSON("office-c", "s4", "walk-3", at(1, 10, 0))), 201, "")
 	want(t, e.post("/v1/bookings", keyOperatorAll, holdJSON("office-c", "patent", "walk-3", at(1, 11, 0))), 422, api.CodeLimitReached)
+
+	// The walk-in's cancel, by the operator, under the cancel rules.
+	r = e.post("/v1/bookings/"+id+"/cancel", keyOperator, `{"applicant":"walk-1","reason":"called to cancel"}`)
+	want(t, r, 200, "")
+	var cancelled api.Booking
+	if err := json.Unmarshal(r.body, &cancelled); err != nil {
+		t.Fatal(err)
+	}
+	if last := cancelled.History[len(cancelled.History)-1]; cancelled.Status != api.StatusCancelled || last.Actor != "operator-a" {
+		t.Fatalf("cancelled: %s", r.body)
+	}
 }
 
 // TestLookupByNumber: an operator finds any namespace's booking of its
