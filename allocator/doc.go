@@ -18,7 +18,9 @@
 // Per active booking the engine keeps its BookingRecord (112 bytes, the
 // history encoded as the journal stores it: history.go), the booking (24
 // bytes), one 16-byte timer entry (wheel.go), a slot of the id index
-// (index.go) and a share of its applicant's state.
+// (index.go), a pointer in its office's list of the date (agenda.go, 8
+// bytes and the list's spare capacity; one more per reschedule) and a
+// share of its applicant's state.
 // BenchmarkMemoryPerBooking measures the whole (DESIGN §6: at most 256
 // bytes per active booking).
 //
@@ -50,7 +52,8 @@
 // Engine is safe for concurrent use. Restore* methods are for start-up and
 // must not run concurrently with anything else. Lock order, outermost
 // first: office.cfgMu → office.gate (by office id) → booking lock bit →
-// applicant shard → index shard.
+// applicant shard → index shard; an office's agenda (agenda.go) is a
+// leaf, taken after every other lock.
 //
 // # Policy notes
 //

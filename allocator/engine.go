@@ -139,6 +139,8 @@ type office struct {
 	wheel           *wheel                        // shared with the other offices hashed onto it
 	// lottery is the open release lottery, if any (lottery.go).
 	lottery atomic.Pointer[lottery]
+	// agenda lists the office's bookings by date (agenda.go).
+	agenda agenda
 }
 
 func (e *Engine) office(id string) (*office, error) {

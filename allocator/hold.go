@@ -120,6 +120,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	if !e.index.put(rec.ID, b) {
 		panic("BUG: allocator: booking id collision")
 	}
+	o.agenda.add(d.date, b)
 	e.schedule(now, o, l, &d.clock, b, rec)
 	e.counter.Holds.Add(1)
 	e.counter.moved(0, rec.Status)

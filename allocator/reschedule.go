@@ -129,6 +129,7 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	b.rec.Store(next)
 	oldDay := b.day
 	b.day = nd
+	no.agenda.add(nd.date, b)
 	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
 	e.schedule(now, no, nl, &nd.clock, b, next)
 	e.counter.Reschedules.Add(1)

@@ -76,6 +76,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	if !e.index.put(rec.ID, b) {
 		return fmt.Errorf("cannot restore booking %s: loaded twice", rec.ID)
 	}
+	o.agenda.add(rec.Date, b)
 	e.counter.moved(0, rec.Status)
 	sh := e.apps.shard(rec.Applicant)
 	sh.mu.Lock()

@@ -57,8 +57,10 @@ type HistoryEntry struct {
 	Reason string    `json:"reason"`
 }
 
-// BookingPage is GET /v1/bookings: bookings in creation order and the
-// cursor of the next page ("" on the last).
+// BookingPage is GET /v1/bookings (bookings in creation order; with
+// ?number=, one booking or none) and GET
+// /v1/offices/{office}/days/{date}/bookings (a day by window, then
+// start), with the cursor of the next page ("" on the last).
 type BookingPage struct {
 	Bookings   []Booking `json:"bookings"`
 	NextCursor string    `json:"next_cursor"`

@@ -75,6 +75,8 @@ func (s *Server) hold(r *request) {
 	case len(body.Office) > idBytesMax || len(body.Service) > idBytesMax:
 		r.invalid("office and service ids are at most %d bytes", idBytesMax)
 		return
+	case r.key.actsAtOffices() && !r.atOffice(body.Office, "book for applicants"):
+		return
 	}
 	var err error
 	var wanted time.Time
@@ -125,6 +127,9 @@ func (s *Server) applicantAction(r *request, act func(e *allocator.Engine, now t
 	if !r.reasonOK(body.Reason) {
 		return
 	}
+	if !s.walkInBooking(r, id, applicant) {
+		return
+	}
 	v, err := act(s.engine, r.now, id, applicant, r.meta(body.Reason, s.renderBooking(200)))
 	r.answer(err, bookingReply(200, &v))
 }
@@ -167,6 +172,12 @@ func (s *Server) reschedule(r *request) {
 		r.invalid("office is at most %d bytes", idBytesMax)
 		return
 	}
+	if !s.walkInBooking(r, id, applicant) {
+		return
+	}
+	if body.Office != "" && r.key.actsAtOffices() && !r.atOffice(body.Office, "book for applicants") {
+		return
+	}
 	r.alternatives = func() []allocator.Opening {
 		cur, err := s.engine.Get(id, applicant)
 		if err != nil {
@@ -206,8 +217,7 @@ func (s *Server) operatorBooking(r *request) (allocator.ID, allocator.Booking, b
 		r.failErr(err)
 		return id, v, false
 	}
-	if !r.key.office(v.Office) {
-		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not act at office " + strconv.Quote(v.Office)})
+	if !r.atOffice(v.Office, "act") {
 		return id, v, false
 	}
 	return id, v, true
@@ -292,8 +302,7 @@ func (s *Server) readableBooking(r *request) (allocator.Booking, bool) {
 		r.failErr(err)
 		return v, false
 	}
-	if (applicant == "" || !r.key.portal) && !r.key.office(v.Office) {
-		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " may not read bookings of office " + strconv.Quote(v.Office)})
+	if (applicant == "" || !r.key.portal) && !r.atOffice(v.Office, "read bookings") {
 		return v, false
 	}
 	return v, true
@@ -311,6 +320,14 @@ func (s *Server) getBooking(r *request) {
 // listBookings: GET /v1/bookings — "my bookings", archive included, in
 // creation order. next_cursor is "" on the last page.
 func (s *Server) listBookings(r *request) {
+	if r.ctx.QueryArgs().Has("number") {
+		s.bookingByNumber(r)
+		return
+	}
+	if !r.key.portal {
+		r.fail(problem{code: api.CodeForbidden, detail: "key " + strconv.Quote(r.key.name) + " lists bookings by number (?number=) or by office and day (" + RouteAgenda + "), not by applicant"})
+		return
+	}
 	q := newQuery(r, "applicant", "status", "office", "from", "to", "cursor", "limit")
 	applicant := q.str("applicant", applicantBytesMax)
 	statusName := q.str("status", 32)
@@ -330,32 +347,21 @@ func (s *Server) listBookings(r *request) {
 	if !ok {
 		return
 	}
-	f := allocator.ListFilter{Office: office, From: from, To: to}
-	if statusName != "" {
-		st, ok := allocator.ParseStatus(statusName)
-		if !ok {
-			r.invalid("status %q is not one of held, confirmed, cancel_requested, checked_in, completed, cancelled, expired, no_show", statusName)
-			return
-		}
-		f.Status = st
+	st, ok := r.status(statusName)
+	if !ok {
+		return
 	}
+	f := allocator.ListFilter{Status: st, Office: office, From: from, To: to}
 	if to != 0 && from != 0 && to < from {
 		r.invalid("to %s is before from %s", to, from)
 		return
 	}
 	list, next := s.engine.List(applicant, f, cursor, limit)
-	b := append(make([]byte, 0, 512*len(list)+64), `{"bookings":[`...)
-	for i := range list {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendBooking(b, &list[i])
-	}
-	b = append(b, `],"next_cursor":"`...)
+	nextCursor := ""
 	if next >= 0 {
-		b = strconv.AppendInt(b, int64(next), 10)
+		nextCursor = strconv.Itoa(next)
 	}
-	r.reply(200, append(b, `"}`...))
+	r.reply(200, appendBookingList(make([]byte, 0, 512*len(list)+64), list, nextCursor))
 }
 
 // decode decodes the body strictly and rejects query parameters other

@@ -54,10 +54,12 @@
 // holds, confirms, cancels, reschedules, watches, reads of their bookings
 // and tickets, and their events. operator keys
 // check in (with the ticket's signed QR token), complete, mark no-shows,
-// approve/reject late cancels and force cancels, and read bookings, at
-// their offices only. admin keys create and replace office configs,
+// approve/reject late cancels and force cancels, read bookings, a day's
+// agenda and a booking by its number, and — without the portal scope —
+// book for walk-in and phone applicants of their own namespace, at their
+// offices only (agenda.go). admin keys create and replace office configs,
 // release dates and close dates, at their offices only, and read the
-// events of every namespace there. Operator and admin keys act on
+// events of every namespace and the day's agenda there. Operator and admin keys act on
 // bookings of every namespace. Availability is open to every key. A
 // booking of another applicant or another namespace answers 404.
 package httpapi

@@ -114,7 +114,7 @@ func TestAuth(t *testing.T) {
 	want(t, e.call("GET", "/v1/offices", "", "", "Authorization", "Basic "+keyPortal), 401, api.CodeUnauthorized)
 	want(t, e.call("GET", "/v1/offices", "", "", "Authorization", "bearer "+keyPortal), 200, "")
 	// Scopes.
-	want(t, e.post("/v1/bookings", keyOperator, holdJSON("office-a", "patent", "a-1", at(1, 9, 0))), 403, api.CodeForbidden)
+	want(t, e.post("/v1/bookings", keyAdminB, holdJSON("office-b", "patent", "a-1", at(1, 9, 0))), 403, api.CodeForbidden)
 	want(t, e.call("PUT", "/v1/offices/office-a", keyPortal, "{}"), 403, api.CodeForbidden)
 	want(t, e.get("/v1/events", keyOperator), 403, api.CodeForbidden)
 	// Unknown route and method.

@@ -91,6 +91,10 @@ func FuzzRequest(f *testing.F) {
 	add("POST", "/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA/reschedule", `{"applicant":"a","start":"`+future+`","office":"office-b"}`)         // reschedule
 	add("POST", "/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA/check-in", `{"ticket":"AAAA"}`)                                                    // short ticket
 	add("GET", "/v1/bookings?applicant=a-1&status=held&from=2026-01-01&to=2027-01-01&cursor=999999999&limit=200", "")                   // my bookings
+	add("GET", "/v1/offices/office-a/days/2026-12-01/bookings?status=held&service=patent&cursor=0.4.1&limit=200", "")                   // a day's agenda
+	add("GET", "/v1/offices/office-a/days/2026-12-01/bookings?cursor=65536.0.1", "")                                                    // a cursor out of range
+	add("GET", "/v1/bookings?number=OFFICE-A-20261201-0001&applicant=a-1", "")                                                          // lookup by number
+	add("GET", "/v1/bookings?number=OFFICE-A-20260230-99999999999", "")                                                                 // impossible date, seq out of range
 	add("GET", "/v1/bookings/AAAAAAAAAAAAAAAAAAAAAA/calendar.ics", "")                                                                  // calendar of nothing
 	add("GET", "/v1/events?after=18446744073709551615&limit=1000", "")                                                                  // last cursor
 	add("GET", "/v1/events?after=1e3", "")                                                                                              // not an integer

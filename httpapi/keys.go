@@ -14,7 +14,8 @@ const (
 	// ScopePortal: availability, and bookings on behalf of applicants.
 	ScopePortal = "portal"
 	// ScopeOperator: check-in, complete, no-show, approve/reject late
-	// cancels, forced cancels — at the key's offices only.
+	// cancels, forced cancels, the day's agenda, lookups by number and
+	// (without ScopePortal) walk-in bookings — at the key's offices only.
 	ScopeOperator = "operator"
 	// ScopeAdmin: office configs, releases, closures — at the key's
 	// offices only.

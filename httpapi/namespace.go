@@ -51,6 +51,22 @@ import (
 //	    id with a 0x00 stored then, which nothing refused, would read as
 //	    namespaced.
 //
+// Walk-ins. A key with the operator scope and without the portal scope
+// books, confirms, cancels and reschedules for walk-in and phone
+// applicants at its offices only (403 elsewhere), under every rule a
+// portal's applicant has. Its applicants live in the key's own namespace
+// (Key.Namespace, by default the key's name), like a portal's, so N1–N4
+// hold unchanged: an office's walk-in "a-1" and a portal's "a-1" are two
+// people, and the history's actor is the operator key. A person who
+// booked by phone finds the booking again by the ticket's number, which
+// any operator of the office looks up (GET /v1/bookings?number=) in any
+// namespace. An office that wants its phone bookings to show in a
+// portal's "my bookings" gives its operator key that portal's namespace
+// and books with the portal's applicant id: then limits and duplicates
+// are shared with the portal too, as N1 says for shared namespaces. A
+// separate "office namespace" was not added: it would be a second kind
+// of namespace with the same rules.
+//
 // Composing at the edge instead of adding a namespace to the engine's
 // records: the engine's rules need only equality of applicant ids, so an
 // opaque id keeps them, their tests and their memory per booking as they

@@ -12,6 +12,7 @@ const (
 	RouteOffice        = "/v1/offices/{office}"
 	RouteDays          = "/v1/offices/{office}/days"
 	RouteSlots         = "/v1/offices/{office}/days/{date}/slots"
+	RouteAgenda        = "/v1/offices/{office}/days/{date}/bookings"
 	RouteRelease       = "/v1/offices/{office}/release"
 	RouteClosures      = "/v1/offices/{office}/closures"
 	RouteSearch        = "/v1/search"
@@ -56,6 +57,12 @@ const (
 	// accessEvents: portal or admin scope (the outbox carries every
 	// office's events).
 	accessEvents
+	// accessApplicant: portal scope acting for the applicant, or operator
+	// scope booking for a walk-in or phone applicant at its offices.
+	accessApplicant
+	// accessOffice: operator or admin scope at the office of the path
+	// (the agenda).
+	accessOffice
 )
 
 // route is one method + pattern and its handler. Immutable after New.

@@ -178,7 +178,7 @@ func (s *Server) routes() []*route {
 	r := func(method, pattern string, a access, h func(*Server, *request)) *route {
 		return &route{method: method, pattern: pattern, access: a, handle: h, engine: pattern != RouteEvents}
 	}
-	hold := r(post, RouteBookings, accessPortal, (*Server).hold)
+	hold := r(post, RouteBookings, accessApplicant, (*Server).hold)
 	hold.perApplicant = true
 	return []*route{
 		r(get, RouteOffices, accessAny, (*Server).listOffices),
@@ -186,15 +186,16 @@ func (s *Server) routes() []*route {
 		r(put, RouteOffice, accessAdmin, (*Server).putOffice),
 		r(get, RouteDays, accessAny, (*Server).days),
 		r(get, RouteSlots, accessAny, (*Server).slots),
+		r(get, RouteAgenda, accessOffice, (*Server).agenda),
 		r(post, RouteRelease, accessAdmin, (*Server).release),
 		r(post, RouteClosures, accessAdmin, (*Server).closure),
 		r(get, RouteSearch, accessAny, (*Server).search),
 		hold,
-		r(get, RouteBookings, accessPortal, (*Server).listBookings),
+		r(get, RouteBookings, accessBooking, (*Server).listBookings),
 		r(get, RouteBooking, accessBooking, (*Server).getBooking),
-		r(post, RouteConfirm, accessPortal, (*Server).confirm),
-		r(post, RouteCancel, accessPortal, (*Server).cancel),
-		r(post, RouteReschedule, accessPortal, (*Server).reschedule),
+		r(post, RouteConfirm, accessApplicant, (*Server).confirm),
+		r(post, RouteCancel, accessApplicant, (*Server).cancel),
+		r(post, RouteReschedule, accessApplicant, (*Server).reschedule),
 		r(post, RouteCheckIn, accessOperator, (*Server).checkIn),
 		r(post, RouteComplete, accessOperator, operatorAction((*allocator.Engine).Complete)),
 		r(post, RouteNoShow, accessOperator, operatorAction((*allocator.Engine).NoShow)),
@@ -490,6 +491,10 @@ func (p *principal) may(a access) bool {
 		return p.portal || p.operator
 	case accessEvents:
 		return p.portal || p.admin
+	case accessApplicant:
+		return p.portal || p.operator
+	case accessOffice:
+		return p.operator || p.admin
 	}
 	panic("BUG: httpapi: unknown access " + strconv.Itoa(int(a)))
 }
