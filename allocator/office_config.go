@@ -122,6 +122,16 @@ type ServiceConfig struct {
 	Slots         int      `json:"slots"`    // run length in grid steps, ≥ 1
 	Weekdays      []string `json:"weekdays"` // empty: every day the office is open
 	Reschedulable bool     `json:"reschedulable"`
+	// OnlineCancel says whether an applicant may cancel a confirmed
+	// booking through its portal; false leaves the cancel to an operator
+	// (force-cancel). Nil, the field omitted, means true: the default,
+	// and the rule before the field existed.
+	OnlineCancel *bool `json:"online_cancel,omitempty"`
+}
+
+// onlineCancel is OnlineCancel with its default.
+func (sc *ServiceConfig) onlineCancel() bool {
+	return sc.OnlineCancel == nil || *sc.OnlineCancel
 }
 
 // PolicyConfig is an office's booking policy. Zero values are meaningful
@@ -140,6 +150,11 @@ type PolicyConfig struct {
 	NoShowGrace           Duration      `json:"no_show_grace"`
 	ReleaseLottery        Duration      `json:"release_lottery"`
 	ReminderBefore        Duration      `json:"reminder_before"`
+	// MinNotice is how long before its start a seat stops being offered
+	// and booked: a start must come later than now + min_notice. Zero
+	// (the default) books until the start, the rule before the field
+	// existed, so offices stored without it keep their behaviour.
+	MinNotice Duration `json:"min_notice"`
 }
 
 // PenaltyConfig: Count applicant cancels or no-shows within Window block new
@@ -271,6 +286,7 @@ type service struct {
 	slots         int
 	weekdays      [7]bool
 	reschedulable bool
+	onlineCancel  bool
 }
 
 // policy is PolicyConfig with time.Duration fields.
@@ -288,6 +304,7 @@ type policy struct {
 	noShowGrace           time.Duration
 	releaseLottery        time.Duration
 	reminderBefore        time.Duration
+	minNotice             time.Duration
 }
 
 // Validate checks cfg and returns the first problem as an ErrValidation
@@ -526,7 +543,7 @@ func compileService(officeID string, sc ServiceConfig) (*service, error) {
 	if len(sc.Name) > textBytesMax {
 		return nil, invalid("office %s: service %s: name is longer than %d bytes", officeID, sc.ID, textBytesMax)
 	}
-	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable}
+	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable, onlineCancel: sc.onlineCancel()}
 	if len(sc.Weekdays) == 0 {
 		for i := range s.weekdays {
 			s.weekdays[i] = true
@@ -569,6 +586,7 @@ func compilePolicy(officeID string, p PolicyConfig) (pol policy, releaseMin int,
 		noShowGrace:           time.Duration(p.NoShowGrace),
 		releaseLottery:        time.Duration(p.ReleaseLottery),
 		reminderBefore:        time.Duration(p.ReminderBefore),
+		minNotice:             time.Duration(p.MinNotice),
 	}, releaseMin, nil
 }
 
@@ -578,7 +596,7 @@ func checkPolicyBounds(officeID string, p PolicyConfig) error {
 	for name, d := range map[string]Duration{
 		"hold_ttl": p.HoldTTL, "cancel_cutoff": p.CancelCutoff, "late_cancel_floor": p.LateCancelFloor,
 		"reschedule_cutoff": p.RescheduleCutoff, "no_show_grace": p.NoShowGrace,
-		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore,
+		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore, "min_notice": p.MinNotice,
 		"cancel_penalty.window": p.CancelPenalty.Window, "cancel_penalty.block": p.CancelPenalty.Block,
 	} {
 		if d < 0 || time.Duration(d) > policyDurationMax {

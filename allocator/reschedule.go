@@ -102,12 +102,11 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if err != nil {
 		return fail(err)
 	}
-	if err := e.apps.move(cur.Applicant, oo.id, no.id, cur.Service); err != nil {
-		return fail(fmt.Errorf("%w: applicant at office %s", err, no.id))
-	}
+	// The applicant's counts stay: a reschedule keeps the service, and a
+	// service is its id at every office (DESIGN §1), so a move to another
+	// office is neither a new booking nor a duplicate.
 	w := nd.claimAny(nl.windows, step, svc.slots)
 	if w < 0 {
-		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
 		e.counter.SlotTaken.Add(1)
 		return fail(ErrSlotTaken)
 	}
@@ -123,7 +122,6 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	mark := SeqMark{Office: cur.Office, Date: cur.Date, Seq: cur.Seq}
 	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}, SeqMarks: []SeqMark{mark}}, meta); err != nil {
 		nd.release(w, step, svc.slots)
-		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
 		return fail(err)
 	}
 	b.rec.Store(next)

@@ -47,7 +47,8 @@ const (
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 2
 	eventVersion1      byte = 1 // still read: see decodeEventValue
-	officeVersion      byte = 2
+	officeVersion      byte = 3
+	officeVersion2     byte = 2 // still read: see decodeOffice
 	officeVersion1     byte = 1 // still read: see decodeOffice
 	idempotencyVersion byte = 1
 )

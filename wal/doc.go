@@ -360,13 +360,15 @@
 // embedding it, and the confirmed event pointing one back. Sweep deletes
 // such an event together with the one it points to (W7).
 //
-// Office value, version 2 (every field of allocator.OfficeConfig in this
+// Office value, version 3 (every field of allocator.OfficeConfig in this
 // order, so that the PUT body's JSON tags can change without changing
 // what is stored; a list is a uvarint of its length plus one, 0 for an
-// omitted list, then its entries):
+// omitted list, then its entries). Version 2, still read, is the same
+// without online_cancel and min_notice, which it reads at their defaults
+// (omitted, 0); the office's next write stores version 3:
 //
 //	field                  size
-//	version                1 byte = 2
+//	version                1 byte = 3
 //	released_through       varint (date)
 //	id, name, region,      string each (the id must equal the key's)
 //	city, address,
@@ -376,17 +378,20 @@
 //	                       strings), in weekday-name order
 //	closures               list of date strings
 //	services               list of: id string, name string, slots uvarint,
-//	                       weekdays list of strings, reschedulable 1 byte
+//	                       weekdays list of strings, reschedulable 1 byte,
+//	                       online_cancel 1 byte (0 omitted, 1 false,
+//	                       2 true; version 3)
 //	policy                 horizon_days varint, release_time string,
 //	                       then varints: hold_ttl, cancel_cutoff,
 //	                       late_cancel_floor, reschedule_cutoff (ns),
 //	                       max_reschedules, max_active_per_applicant,
 //	                       cancel_penalty count, window, block (ns),
 //	                       no_show_grace, release_lottery,
-//	                       reminder_before (ns)
+//	                       reminder_before (ns), min_notice (ns;
+//	                       version 3)
 //
 // Office value, version 1 (formats 4 and older; still read, replaced by
-// version 2 at the office's next write):
+// version 3 at the office's next write):
 //
 //	field                  size
 //	version                1 byte = 1
