@@ -42,7 +42,7 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 5 // value of the meta "format" key (formatUpgrading while Open upgrades)
+	formatVersion      byte = 6 // value of the meta "format" key (formatUpgrading while Open upgrades)
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 2

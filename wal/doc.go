@@ -244,19 +244,22 @@
 // Pebble's memtable. Format 4 adds the event value of version 2, whose
 // events of one change share one copy of their booking. Format 5 adds the
 // office value of version 2, which spells out the config's fields instead
-// of storing its JSON. Open stamps a store of format 3 or 4 as 5 and reads
-// its events and offices of version 1 as they are.
+// of storing its JSON. Format 6 adds the office value of version 3 (a
+// service's online_cancel, the policy's min_notice), so that a version
+// that cannot read it refuses the store at Open. Open stamps a store of
+// format 3, 4 or 5 as 6 and reads its events and offices of older
+// versions as they are.
 // Open upgrades a store of format 1 or 2 before it writes anything else
-// (W8): it stamps the store 0x85 (upgrading; the 0x83 and 0x84 of
-// format-3 and format-4 versions are finished the same way), which every
+// (W8): it stamps the store 0x86 (upgrading; the 0x83, 0x84 and 0x85 of
+// format-3 to format-5 versions are finished the same way), which every
 // version refuses but this one, moves every booking to its format-3 key,
 // which later formats keep, keeping the value as it is, and stamps the
-// store 5 last.
+// store 6 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (5);
+//	'm'     name                                   meta: "format" → 1 byte (6);
 //	                                               "events-deleted-through" → 8 bytes BE cursor;
 //	                                               "synced-round" → 8 bytes BE round (W9)
 //	'o'     office id (bytes)                      office value
