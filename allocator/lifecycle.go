@@ -147,8 +147,9 @@ func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Book
 				return effect{}, fmt.Errorf("%w: %s bookings are cancelled by the office; ask the office", ErrCancelNotOnline, cur.Service)
 			}
 			left := start.Sub(now)
+			early := l.workingDaysBefore(l.today(now), DateOf(start.In(l.loc)), l.policy.cancelCutoffWorkingDays)
 			switch {
-			case left >= l.policy.cancelCutoff:
+			case left >= l.policy.cancelCutoff && early:
 				return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true, penalise: true}, nil
 			case left >= l.policy.lateCancelFloor:
 				// A request the operator rejects leaves the booking

@@ -88,6 +88,9 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if left := oldStart.Sub(now); left < ol.policy.rescheduleCutoff {
 		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))
 	}
+	if n := ol.policy.rescheduleCutoffWorkingDays; !ol.workingDaysBefore(ol.today(now), DateOf(oldStart.In(ol.loc)), n) {
+		return fail(fmt.Errorf("%w: a reschedule must come %d working days before the appointment's day", ErrTooLateToReschedule, n))
+	}
 	svc := nl.services[cur.Service]
 	if svc == nil {
 		return fail(fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, no.id, cur.Service))

@@ -113,3 +113,29 @@ func TestOnlineCancelOffLeavesTheCancelToTheOffice(t *testing.T) {
 		t.Fatalf("cancel of a hold: %v", err)
 	}
 }
+
+// TestWorkingDaysBefore counts the office's working days (open by its
+// hours, not closed) in [today, start): across a weekend, around a
+// closure, and off.
+func TestWorkingDaysBefore(t *testing.T) {
+	cfg := testOffice("a")
+	cfg.Closures = []string{"2026-12-09"} // a Wednesday
+	l, err := compileLayout(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := func(today, start string, n int, want bool) {
+		t.Helper()
+		td, _ := ParseDate(today)
+		sd, _ := ParseDate(start)
+		if got := l.workingDaysBefore(td, sd, n); got != want {
+			t.Fatalf("workingDaysBefore(%s, %s, %d) = %v, want %v", today, start, n, got, want)
+		}
+	}
+	f("2026-12-02", "2026-12-07", 3, true)  // Wed, Thu, Fri before a Monday
+	f("2026-12-03", "2026-12-07", 3, false) // Thu, Fri: the weekend does not count
+	f("2026-12-07", "2026-12-11", 3, true)  // Mon, Tue, Thu: Wed 9 is closed
+	f("2026-12-08", "2026-12-11", 3, false) // Tue, Thu
+	f("2026-12-11", "2026-12-11", 0, true)  // off
+	f("2026-12-11", "2026-12-11", 1, false) // the start's own day does not count
+}

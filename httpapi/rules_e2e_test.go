@@ -151,3 +151,56 @@ func TestDaysHasFree(t *testing.T) {
 	}
 	want(t, e.get("/v1/offices/tiny/days?service=patent&has_free=yes", keyPortal), 400, api.CodeValidationFailed)
 }
+
+// TestWorkingDayCutoffsE2E: with reschedule_cutoff_working_days 3 a
+// reschedule must come on or before the third working day before the
+// start's date, counted in the office's working days: across a weekend
+// (a Monday start: Wednesday is the last day, Thursday is late though the
+// start is four days away) and around a closure (a Friday start with
+// Wednesday closed: Monday is the last day, Tuesday is late). With
+// cancel_cutoff_working_days 2 a cancel after its last day is a late
+// cancel (cancel_requested), as inside cancel_cutoff.
+func TestWorkingDayCutoffsE2E(t *testing.T) {
+	e := newEnv(t, nil)
+	cfg := testOffice("office-a")
+	cfg.Policy.RescheduleCutoffWorkingDays = 3
+	cfg.Policy.CancelCutoffWorkingDays = 2
+	cfg.Services[1].Reschedulable = true
+	e.putOffice(cfg, 200)
+	reschedule := func(id string, now, start time.Time, status int, code string) {
+		t.Helper()
+		e.setNow(now)
+		want(t, e.post("/v1/bookings/"+id+"/reschedule", keyPortal, `{"applicant":"a-1","start":"`+ts(start)+`"}`), status, code)
+	}
+	// Weekend: Monday 7 December; its working days before are Fri 4,
+	// Thu 3, Wed 2.
+	monday := e.mustHold("office-a", "patent", "a-1", at(7, 10, 0), true)
+	reschedule(monday, at(3, 9, 0), at(7, 11, 0), 422, api.CodeTooLateToReschedule)
+	reschedule(monday, at(2, 18, 0), at(7, 11, 0), 200, "")
+
+	// Closure: Friday 11 December with Wednesday 9 closed; its working
+	// days before are Thu 10, Tue 8, Mon 7.
+	want(t, e.post("/v1/offices/office-a/closures", keyAdmin, `{"date":"2026-12-09","reason":"inventory"}`), 200, "")
+	e.setNow(t0)
+	friday := e.mustHold("office-a", "rvp", "a-1", at(11, 10, 0), true)
+	reschedule(friday, at(8, 9, 0), at(11, 14, 0), 422, api.CodeTooLateToReschedule)
+	reschedule(friday, at(7, 18, 0), at(11, 14, 0), 200, "")
+
+	// Cancel: Monday 14 December; its two working days before are Fri 11
+	// and Thu 10.
+	e.setNow(t0)
+	late := e.mustHold("office-a", "patent", "a-2", at(14, 10, 0), true)
+	early := e.mustHold("office-a", "rvp", "a-2", at(14, 10, 0), true)
+	e.setNow(at(11, 9, 0)) // 73h before, beyond the 24h cutoff: late by working days
+	r := e.post("/v1/bookings/"+late+"/cancel", keyPortal, `{"applicant":"a-2"}`)
+	want(t, r, 200, "")
+	if r.str(t, "status") != "cancel_requested" {
+		t.Fatalf("cancel a working day before: %s", r.body)
+	}
+	e.setNow(at(10, 9, 0))
+	r = e.post("/v1/bookings/"+early+"/cancel", keyPortal, `{"applicant":"a-2"}`)
+	want(t, r, 200, "")
+	if r.str(t, "status") != "cancelled" {
+		t.Fatalf("cancel two working days before: %s", r.body)
+	}
+}

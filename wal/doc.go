@@ -245,7 +245,8 @@
 // events of one change share one copy of their booking. Format 5 adds the
 // office value of version 2, which spells out the config's fields instead
 // of storing its JSON. Format 6 adds the office value of version 3 (a
-// service's online_cancel, the policy's min_notice), so that a version
+// service's online_cancel, the policy's min_notice and working-day
+// cutoffs), so that a version
 // that cannot read it refuses the store at Open. Open stamps a store of
 // format 3, 4 or 5 as 6 and reads its events and offices of older
 // versions as they are.
@@ -367,8 +368,9 @@
 // order, so that the PUT body's JSON tags can change without changing
 // what is stored; a list is a uvarint of its length plus one, 0 for an
 // omitted list, then its entries). Version 2, still read, is the same
-// without online_cancel and min_notice, which it reads at their defaults
-// (omitted, 0); the office's next write stores version 3:
+// without online_cancel, min_notice and the working-day cutoffs, which it
+// reads at their defaults (omitted, 0); the office's next write stores
+// version 3:
 //
 //	field                  size
 //	version                1 byte = 3
@@ -390,8 +392,9 @@
 //	                       max_reschedules, max_active_per_applicant,
 //	                       cancel_penalty count, window, block (ns),
 //	                       no_show_grace, release_lottery,
-//	                       reminder_before (ns), min_notice (ns;
-//	                       version 3)
+//	                       reminder_before (ns); version 3: min_notice
+//	                       (ns), cancel_cutoff_working_days,
+//	                       reschedule_cutoff_working_days
 //
 // Office value, version 1 (formats 4 and older; still read, replaced by
 // version 3 at the office's next write):

@@ -5,9 +5,9 @@ package wal
 // so the stored form belongs to this package: renaming a JSON tag of the
 // PUT body, or adding a field to it, cannot change or silently drop what
 // is already on disk. Version 3 adds a service's online_cancel and the
-// policy's min_notice; a version-2 value is read with them at their
-// defaults (online_cancel omitted, min_notice 0), the rules it was stored
-// under. Version 1 stored the config as its JSON; it is still read. The
+// policy's min_notice and working-day cutoffs; a version-2 value is read
+// with them at their defaults (online_cancel omitted, the others 0), the
+// rules it was stored under. Version 1 stored the config as its JSON; it is still read. The
 // next write of an office stores version 3.
 //
 // TestOfficeCodecCoversEveryField fills every field of OfficeConfig by
@@ -95,6 +95,8 @@ func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 	dst = binary.AppendVarint(dst, int64(p.ReleaseLottery))
 	dst = binary.AppendVarint(dst, int64(p.ReminderBefore))
 	dst = binary.AppendVarint(dst, int64(p.MinNotice))
+	dst = binary.AppendVarint(dst, int64(p.CancelCutoffWorkingDays))
+	dst = binary.AppendVarint(dst, int64(p.RescheduleCutoffWorkingDays))
 
 	if n := len(dst) - start; n > officeValueBytesMax {
 		return dst[:start], fmt.Errorf("%w: office %q is %d bytes, at most %d", ErrRecordTooLarge, c.ID, n, officeValueBytesMax)
@@ -303,6 +305,8 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 		p.ReminderBefore = d.duration()
 		if v3 {
 			p.MinNotice = d.duration()
+			p.CancelCutoffWorkingDays = d.int("cancel_cutoff_working_days")
+			p.RescheduleCutoffWorkingDays = d.int("reschedule_cutoff_working_days")
 		}
 		if err := d.end(); err != nil {
 			return allocator.OfficeRecord{}, err

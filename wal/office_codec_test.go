@@ -116,8 +116,8 @@ func goldenOffice() allocator.OfficeRecord {
 }
 
 // goldenOfficeV3 is goldenOffice with the fields version 3 added: one
-// service cancelled by the office only, one explicitly online, and a
-// minimum notice.
+// service cancelled by the office only, one explicitly online, a minimum
+// notice and working-day cutoffs.
 func goldenOfficeV3() allocator.OfficeRecord {
 	r := goldenOffice()
 	r.Config.Services = slices.Clone(r.Config.Services)
@@ -125,6 +125,8 @@ func goldenOfficeV3() allocator.OfficeRecord {
 	r.Config.Services[0].OnlineCancel = &off
 	r.Config.Services[1].OnlineCancel = &on
 	r.Config.Policy.MinNotice = allocator.Duration(2 * time.Hour)
+	r.Config.Policy.CancelCutoffWorkingDays = 2
+	r.Config.Policy.RescheduleCutoffWorkingDays = 3
 	return r
 }
 
@@ -197,6 +199,39 @@ func TestFormat4StoreIsRestamped(t *testing.T) {
 	b := db.pdb.NewBatch()
 	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v1.hex"), nil)
 	_ = b.Set(metaKey(metaFormat), []byte{4}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db, dir)
+	checkStamp(t, db)
+	c := &collector{}
+	if _, err := Recover(db, c, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
+		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
+	}
+	mustCommit(t, db, &allocator.Change{Office: &want})
+	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if v[0] != officeVersion {
+		t.Fatalf("office rewritten with version %d, want %d", v[0], officeVersion)
+	}
+}
+
+// TestFormat5StoreIsRestamped: a store of format 5 holds its offices as
+// version 2; Open stamps it 6, recovery reads the office with the fields
+// of version 3 at their defaults, and the next write of the office stores
+// version 3.
+func TestFormat5StoreIsRestamped(t *testing.T) {
+	db, dir := openTest(t, Options{})
+	want := goldenOffice()
+	b := db.pdb.NewBatch()
+	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v2.hex"), nil)
+	_ = b.Set(metaKey(metaFormat), []byte{5}, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
