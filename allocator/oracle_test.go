@@ -66,6 +66,9 @@ type modelPolicy struct {
 	// minNotice: a start must come later than now + minNotice.
 	minNotice                 time.Duration
 	maxReschedules, maxActive int
+	// cancelWorkingDays, rescheduleWorkingDays: the working-day cutoffs,
+	// 0 off.
+	cancelWorkingDays, rescheduleWorkingDays int
 }
 
 // The cancel penalty is the same at every office of the oracle: Tick visits
@@ -232,6 +235,7 @@ func (mo *modelOffice) config() OfficeConfig {
 			CancelCutoff: Duration(p.cancelCutoff), LateCancelFloor: Duration(p.lateCancelFloor),
 			RescheduleCutoff: Duration(p.rescheduleCutoff), MaxReschedules: p.maxReschedules,
 			MaxActivePerApplicant: p.maxActive, NoShowGrace: Duration(p.noShowGrace), MinNotice: Duration(p.minNotice),
+			CancelCutoffWorkingDays: p.cancelWorkingDays, RescheduleCutoffWorkingDays: p.rescheduleWorkingDays,
 			ReminderBefore: Duration(24 * time.Hour),
 			CancelPenalty:  PenaltyConfig{Count: modelPenaltyCount, Window: Duration(modelPenaltyWindow), Block: Duration(modelPenaltyBlock)},
 		},
@@ -243,7 +247,7 @@ func (mo *modelOffice) config() OfficeConfig {
 //     default policy;
 //   - a2: the same services at 1 window, a 48h cancel cutoff, one
 //     reschedule, two active bookings, a 09:00 release, a 3h minimum
-//     notice;
+//     notice, cancels 2 and reschedules 3 working days ahead;
 //   - f:  5-minute grid around the clock (288 steps, runs crossing the
 //     63/64, 127/128 … word boundaries), 1- to 3-step services, a 20m
 //     minimum notice;
@@ -273,6 +277,7 @@ func oracleOffices() []*modelOffice {
 		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, weekdays: []time.Weekday{time.Monday, time.Wednesday}}}}
 	p2 := def
 	p2.cancelCutoff, p2.maxReschedules, p2.maxActive, p2.releaseMinute, p2.minNotice = 48*time.Hour, 1, 2, 9*60, 3*time.Hour
+	p2.cancelWorkingDays, p2.rescheduleWorkingDays = 2, 3
 	a2 := &modelOffice{id: "a2", region: "moscow", stepMinutes: 15, windows: 1, hours: weekdays, policy: p2,
 		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true}}}
 	p3 := def
@@ -419,6 +424,18 @@ func (m *oracleModel) gridDate(mo *modelOffice, t time.Time) (Date, error) {
 		return 0, ErrValidation
 	}
 	return mo.today(t), nil
+}
+
+// workingDaysAhead reports whether n days on which mo is open (by its
+// hours) and not closed lie from now's date up to the day before start's.
+func (mo *modelOffice) workingDaysAhead(now, start time.Time, n int) bool {
+	count := 0
+	for d := mo.today(now); d < mo.today(start); d++ {
+		if len(mo.hours[modelWeekday(d)]) > 0 && !mo.closed[d] {
+			count++
+		}
+	}
+	return count >= n
 }
 
 // noticeEnd is the instant a start booked at now must come after.
@@ -589,7 +606,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 			m.leave(b, StatusCancelled)
 		case StatusConfirmed:
 			switch left := start.Sub(now); {
-			case left >= mo.policy.cancelCutoff:
+			case left >= mo.policy.cancelCutoff && mo.workingDaysAhead(now, start, mo.policy.cancelWorkingDays):
 				m.leave(b, StatusCancelled)
 				m.penalise(b.applicant, now)
 			case left >= mo.policy.lateCancelFloor:
@@ -655,7 +672,7 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 		return errResult(ErrNotReschedulable)
 	case b.reschedules >= oo.policy.maxReschedules:
 		return errResult(ErrRescheduleLimit)
-	case b.start.Sub(now) < oo.policy.rescheduleCutoff:
+	case b.start.Sub(now) < oo.policy.rescheduleCutoff || !oo.workingDaysAhead(now, b.start, oo.policy.rescheduleWorkingDays):
 		return errResult(ErrTooLateToReschedule)
 	}
 	svc := no.service(b.service)
