@@ -8,8 +8,9 @@ import (
 )
 
 // Applicant rules (DESIGN §1) are kept per applicant across all offices:
-// the active count, the (office, service) pairs with an active booking
-// (duplicates), the penalty history and block, and the list of the
+// the active count, the services with an active booking (duplicates: a
+// service is its id, so the same id at two offices is one service), the
+// penalty history and block, and the list of the
 // applicant's bookings for "my bookings". The limit that applies is the one
 // of the office being booked.
 //
@@ -38,8 +39,8 @@ const applicantShards = 256
 // applicantState must be accessed with its shard's mutex held.
 type applicantState struct {
 	active int
-	// services are the (office, service) pairs with active bookings. A
-	// slice, not a map: an applicant has a handful at most, and a map per
+	// services are the services, by number (serviceIDs), with active
+	// bookings at any office. A slice, not a map: an applicant has a handful at most, and a map per
 	// applicant would cost more memory than the booking itself.
 	services []serviceCount
 	// pen is nil until the applicant's first penalised event: most
@@ -86,9 +87,9 @@ func (st *applicantState) blockedUntil() int64 {
 	return st.pen.blockedUntilUnixNano
 }
 
-// serviceCount is an applicant's count of active bookings of one (office,
-// service) pair, the pair by its number (pairs): 8 bytes, where the two
-// strings took 40.
+// serviceCount is an applicant's count of active bookings of one service
+// across all offices, the service by its number (serviceIDs): 8 bytes,
+// where the string took 16.
 type serviceCount struct {
 	pair uint32
 	n    int32
@@ -119,23 +120,21 @@ func (st *applicantState) addService(pair uint32, delta int) {
 	}
 }
 
-// pairs numbers (office, service) pairs for serviceCount. Numbers are
-// never reused; there are at most as many as pairs ever configured. Safe
-// for concurrent use.
-type pairs struct {
-	ids  sync.Map // officeService → uint32
+// serviceIDs numbers service ids for serviceCount. A service is its id
+// across offices (DESIGN §1), so the number does not depend on the office.
+// Numbers are never reused; there are at most as many as service ids ever
+// configured. Safe for concurrent use.
+type serviceIDs struct {
+	ids  sync.Map // service id → uint32
 	next atomic.Uint32
 }
 
-type officeService struct{ office, service string }
-
-// id returns the number of (office, service), giving it one on first use.
-func (p *pairs) id(office, service string) uint32 {
-	k := officeService{office, service}
-	if v, ok := p.ids.Load(k); ok {
+// id returns the number of service, giving it one on first use.
+func (p *serviceIDs) id(service string) uint32 {
+	if v, ok := p.ids.Load(service); ok {
 		return v.(uint32)
 	}
-	v, _ := p.ids.LoadOrStore(k, p.next.Add(1))
+	v, _ := p.ids.LoadOrStore(service, p.next.Add(1))
 	return v.(uint32)
 }
 
@@ -147,9 +146,9 @@ type applicantShard struct {
 
 // applicants is the sharded applicant table. Safe for concurrent use.
 type applicants struct {
-	seed   maphash.Seed
-	pairs  pairs
-	shards [applicantShards]applicantShard
+	seed     maphash.Seed
+	services serviceIDs
+	shards   [applicantShards]applicantShard
 }
 
 func newApplicants() *applicants {
@@ -195,10 +194,12 @@ type applicantRef struct {
 	st *applicantState // guarded by sh.mu
 }
 
-// reserve checks the block, the active limit and duplicates, and counts one
-// more active booking for (office, service). Undo with unreserve.
-func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) (applicantRef, error) {
-	pair := a.pairs.id(office, svc)
+// reserve checks the block, the active limit and duplicates (an active
+// booking of svc at any office), and counts one more active booking of
+// svc. Undo with unreserve.
+func (a *applicants) reserve(id, svc string, l *layout, now time.Time) (applicantRef, error) {
+	p := &l.policy
+	pair := a.services.id(svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
@@ -206,7 +207,7 @@ func (a *applicants) reserve(id, office, svc string, p *policy, now time.Time) (
 	var err error
 	switch {
 	case st.blockedUntil() > now.UnixNano():
-		err = ErrApplicantBlocked
+		err = &BlockedError{Until: time.Unix(0, st.blockedUntil()).In(l.loc)}
 	case st.count(pair) > 0:
 		err = ErrDuplicateBooking
 	case st.active >= p.maxActivePerApplicant:
@@ -229,8 +230,8 @@ func (r applicantRef) add(b *booking) {
 }
 
 // unreserve undoes reserve: the booking left its active statuses.
-func (a *applicants) unreserve(id, office, svc string) {
-	pair := a.pairs.id(office, svc)
+func (a *applicants) unreserve(id, svc string) {
+	pair := a.services.id(svc)
 	sh := a.shard(id)
 	sh.mu.Lock()
 	st := sh.stateLocked(id)
@@ -242,25 +243,6 @@ func (a *applicants) unreserve(id, office, svc string) {
 	st.addService(pair, -1)
 	sh.forgetLocked(id, st) // a hold that failed before its booking was listed
 	sh.mu.Unlock()
-}
-
-// move re-keys one active booking from one (office, service) to another
-// (a reschedule to another office). It refuses a duplicate at the target.
-func (a *applicants) move(id, fromOffice, toOffice, svc string) error {
-	if fromOffice == toOffice {
-		return nil
-	}
-	from, to := a.pairs.id(fromOffice, svc), a.pairs.id(toOffice, svc)
-	sh := a.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	st := sh.stateLocked(id)
-	if st.count(to) > 0 {
-		return ErrDuplicateBooking
-	}
-	st.addService(from, -1)
-	st.addService(to, 1)
-	return nil
 }
 
 // penalise records a penalised event at t under p and blocks the applicant

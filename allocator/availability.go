@@ -47,12 +47,20 @@ func (e *Engine) officeService(officeID, serviceID string) (*office, *layout, *s
 	return o, l, svc, nil
 }
 
+// noticeEnd is the instant a start must come after to be booked at now:
+// now plus the policy's min_notice. The reads of free starts use it as
+// the holds do, so that no start they offer is refused for its notice.
+func (l *layout) noticeEnd(now time.Time) time.Time {
+	return now.Add(l.policy.minNotice)
+}
+
 // eachCandidateDay calls f, in date order, for every bookable date of svc
 // from from's date through released_through whose day has room for a run,
 // with the first step to consider; f returns false to stop.
 func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, f func(d *day, first int) bool) {
-	if from.Before(now) {
-		from = now
+	notice := l.noticeEnd(now)
+	if from.Before(notice) {
+		from = notice
 	}
 	last := Date(o.releasedThrough.Load())
 	for date := DateOf(from.In(l.loc)); date <= last; date++ {
@@ -63,7 +71,7 @@ func (o *office) eachCandidateDay(l *layout, svc *service, from, now time.Time, 
 		if d.freeSeats() < int64(svc.slots) {
 			continue
 		}
-		if !f(d, d.clock.firstFrom(from, now)) {
+		if !f(d, d.clock.firstFrom(from, notice)) {
 			return
 		}
 	}
@@ -116,7 +124,7 @@ func (e *Engine) Days(now time.Time, officeID, serviceID string, from, to Date) 
 			continue
 		}
 		d := o.day(l, date)
-		out = append(out, DayFree{Date: date, Free: l.freeStarts(d, svc, d.clock.firstFrom(now, now))})
+		out = append(out, DayFree{Date: date, Free: l.freeStarts(d, svc, d.clock.firstFrom(now, l.noticeEnd(now)))})
 	}
 	return out, nil
 }
@@ -153,7 +161,7 @@ func (e *Engine) AppendSlotSteps(dst []StepFree, now time.Time, officeID string,
 		return dst, DayGrid{}, err
 	}
 	d := o.day(l, date)
-	first := d.clock.firstFrom(now, now)
+	first := d.clock.firstFrom(now, l.noticeEnd(now))
 	// Possible starts: the run fits inside opening hours.
 	var open, starts [8]uint64
 	copy(open[:], d.open)
@@ -440,7 +448,7 @@ func (e *Engine) Offices(now time.Time, f OfficeFilter) []OfficeSummary {
 			}
 			d := o.day(l, date)
 			capacity += d.openSteps * l.windows
-			first := d.clock.firstFrom(now, now)
+			first := d.clock.firstFrom(now, l.noticeEnd(now))
 			if f.Service != "" {
 				s.FreeSeats += l.freeStarts(d, svcs[0], first)
 			} else {

@@ -60,7 +60,7 @@
 // Applicant limits (max active, duplicates, cancel penalty) are kept per
 // applicant across all offices; the limit applied is the one of the office
 // being booked. A duplicate is a second active booking of the same service
-// at the same office. The penalty counts an applicant's cancel of a
+// at any office: a service is its id, the same at every office. The penalty counts an applicant's cancel of a
 // confirmed booking (directly or through an approved late cancel) and
 // no-shows; cancelling a hold, operator force-cancels and office closures
 // do not count.

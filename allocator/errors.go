@@ -1,6 +1,9 @@
 package allocator
 
-import "errors"
+import (
+	"errors"
+	"time"
+)
 
 // Sentinel errors. Each refusal of a domain rule has its own sentinel so that
 // the HTTP edge can map it to one stable error code of DESIGN §3. Callers
@@ -25,6 +28,10 @@ var (
 	ErrRescheduleLimit     = errors.New("allocator: reschedule limit reached")
 	ErrLimitReached        = errors.New("allocator: active booking limit reached")
 	ErrApplicantBlocked    = errors.New("allocator: applicant blocked")
+	// ErrCancelNotOnline refuses an applicant's cancel of a confirmed
+	// booking of a service with online_cancel off: only an operator's
+	// force-cancel ends it.
+	ErrCancelNotOnline = errors.New("allocator: cancel not online")
 
 	// ErrHistoryLimit refuses a transition that would leave a booking's
 	// history without room to end within HistoryEntriesMax (history.go).
@@ -43,3 +50,18 @@ var (
 	// to sync: the disk state is unknown, so the engine stops writing.
 	ErrDegraded = errors.New("allocator: degraded after journal failure")
 )
+
+// BlockedError refuses a new booking of an applicant whose cancel penalty
+// (DESIGN §1) blocks it; it wraps ErrApplicantBlocked and says until when,
+// so the edge can tell the applicant when to come back (blocked_until).
+type BlockedError struct {
+	// Until is the end of the block, in the office's time zone.
+	Until time.Time
+}
+
+func (e *BlockedError) Error() string {
+	return ErrApplicantBlocked.Error() + ": until " + e.Until.Format(time.RFC3339)
+}
+
+// Unwrap makes errors.Is(err, ErrApplicantBlocked) hold.
+func (e *BlockedError) Unwrap() error { return ErrApplicantBlocked }

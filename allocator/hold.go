@@ -61,7 +61,7 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 			return Booking{}, err
 		}
 	}
-	ref, err := e.apps.reserve(req.Applicant, o.id, svc.id, &l.policy, now)
+	ref, err := e.apps.reserve(req.Applicant, svc.id, l, now)
 	if err != nil {
 		return Booking{}, fmt.Errorf("%w: applicant at office %s", err, o.id)
 	}
@@ -72,7 +72,7 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 		d, step, w = o.claimFirstFree(l, svc, req.EarliestAfter, now)
 	}
 	if w < 0 {
-		e.apps.unreserve(req.Applicant, o.id, svc.id)
+		e.apps.unreserve(req.Applicant, svc.id)
 		e.counter.SlotTaken.Add(1)
 		return Booking{}, ErrSlotTaken
 	}
@@ -110,7 +110,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	}
 	if err := e.commit(c, meta); err != nil {
 		d.release(w, step, svc.slots)
-		e.apps.unreserve(applicant, o.id, svc.id)
+		e.apps.unreserve(applicant, svc.id)
 		return Booking{}, err
 	}
 	b := &booking{day: d}
@@ -189,7 +189,7 @@ func (o *office) seatAt(l *layout, svc *service, t, now time.Time) (*day, int, e
 	if !ok {
 		return nil, 0, fmt.Errorf("%w: no seat starts at %s: the clocks change that night and the seat before it still runs then", ErrNotReleased, t.In(l.loc).Format(time.RFC3339))
 	}
-	if err := d.bookableRun(svc, step, now); err != nil {
+	if err := d.bookableRun(svc, step, now, l.policy.minNotice); err != nil {
 		return nil, 0, err
 	}
 	return d, step, nil
@@ -211,13 +211,13 @@ func (o *office) bookable(l *layout, svc *service, d *day, step int, now time.Ti
 	if err := o.bookableDate(l, svc, d.date, now); err != nil {
 		return err
 	}
-	return d.bookableRun(svc, step, now)
+	return d.bookableRun(svc, step, now, l.policy.minNotice)
 }
 
 // bookableRun checks the run part of the release rule: the run of svc
 // from step fits in the day, lies within opening hours without a gap,
-// and starts after now.
-func (d *day) bookableRun(svc *service, step int, now time.Time) error {
+// and starts after now + minNotice (the policy's min_notice).
+func (d *day) bookableRun(svc *service, step int, now time.Time, minNotice time.Duration) error {
 	if step+svc.slots > int(d.clock.n) {
 		return fmt.Errorf("%w: a %d-step %s does not fit before midnight", ErrNotReleased, svc.slots, svc.id)
 	}
@@ -232,6 +232,9 @@ func (d *day) bookableRun(svc *service, step int, now time.Time) error {
 	}
 	if d.clock.startUnix(step) <= now.Unix() {
 		return fmt.Errorf("%w: %s is in the past", ErrNotReleased, d.clock.at(step).Format(time.RFC3339))
+	}
+	if d.clock.startUnix(step) <= now.Add(minNotice).Unix() {
+		return fmt.Errorf("%w: %s is within the office's %s minimum notice", ErrNotReleased, d.clock.at(step).Format(time.RFC3339), minNotice)
 	}
 	return nil
 }

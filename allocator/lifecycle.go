@@ -93,7 +93,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.freeSeat(now, o, b.day, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
 	}
 	if ef.leave {
-		e.apps.unreserve(cur.Applicant, cur.Office, cur.Service)
+		e.apps.unreserve(cur.Applicant, cur.Service)
 	}
 	if ef.penalise {
 		e.apps.penalise(cur.Applicant, &l.policy, now)
@@ -133,16 +133,23 @@ func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Boo
 // Cancel is the applicant's cancel: a hold is cancelled at once; a
 // confirmed booking is cancelled when at least cancel_cutoff before its
 // start, becomes cancel_requested between late_cancel_floor and the cutoff,
-// and is refused under the floor.
+// and is refused under the floor. A confirmed booking of a service with
+// online_cancel off is refused (ErrCancelNotOnline): the office cancels
+// it (ForceCancel). Its hold is still let go: an unconfirmed hold expires
+// by itself anyway, and dropping it early only frees the seat sooner.
 func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Booking, error) {
 	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		switch cur.Status {
 		case StatusHeld:
 			return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true}, nil
 		case StatusConfirmed:
+			if svc := l.services[cur.Service]; svc != nil && !svc.onlineCancel {
+				return effect{}, fmt.Errorf("%w: %s bookings are cancelled by the office; ask the office", ErrCancelNotOnline, cur.Service)
+			}
 			left := start.Sub(now)
+			early := l.workingDaysBefore(l.today(now), DateOf(start.In(l.loc)), l.policy.cancelCutoffWorkingDays)
 			switch {
-			case left >= l.policy.cancelCutoff:
+			case left >= l.policy.cancelCutoff && early:
 				return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true, penalise: true}, nil
 			case left >= l.policy.lateCancelFloor:
 				// A request the operator rejects leaves the booking

@@ -296,7 +296,7 @@ func (e *Engine) cancelClosedLocked(d *day, affected []*booking, next []*Booking
 	for i, b := range affected {
 		prev := b.rec.Load()
 		b.rec.Store(next[i])
-		e.apps.unreserve(prev.Applicant, prev.Office, prev.Service)
+		e.apps.unreserve(prev.Applicant, prev.Service)
 		e.counter.Transitions[StatusCancelled].Add(1)
 		e.counter.moved(prev.Status, StatusCancelled)
 		b.unlock(StatusCancelled)

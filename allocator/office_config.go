@@ -51,6 +51,10 @@ const (
 	// and no-shows in the penalty window: a penalty that waits for more
 	// than a hundred blocks no one; 0, not a huge count, turns it off.
 	penaltyCountMax = 100
+	// workingDaysMax bounds the working-day cutoffs: a year of working
+	// days reaches past any horizon (horizonDaysMax), and it bounds the
+	// days workingDaysBefore visits.
+	workingDaysMax = horizonDaysMax
 )
 
 // Grid arithmetic of the compiled layout.
@@ -122,6 +126,16 @@ type ServiceConfig struct {
 	Slots         int      `json:"slots"`    // run length in grid steps, ≥ 1
 	Weekdays      []string `json:"weekdays"` // empty: every day the office is open
 	Reschedulable bool     `json:"reschedulable"`
+	// OnlineCancel says whether an applicant may cancel a confirmed
+	// booking through its portal; false leaves the cancel to an operator
+	// (force-cancel). Nil, the field omitted, means true: the default,
+	// and the rule before the field existed.
+	OnlineCancel *bool `json:"online_cancel,omitempty"`
+}
+
+// onlineCancel is OnlineCancel with its default.
+func (sc *ServiceConfig) onlineCancel() bool {
+	return sc.OnlineCancel == nil || *sc.OnlineCancel
 }
 
 // PolicyConfig is an office's booking policy. Zero values are meaningful
@@ -140,6 +154,18 @@ type PolicyConfig struct {
 	NoShowGrace           Duration      `json:"no_show_grace"`
 	ReleaseLottery        Duration      `json:"release_lottery"`
 	ReminderBefore        Duration      `json:"reminder_before"`
+	// MinNotice is how long before its start a seat stops being offered
+	// and booked: a start must come later than now + min_notice. Zero
+	// (the default) books until the start, the rule before the field
+	// existed, so offices stored without it keep their behaviour.
+	MinNotice Duration `json:"min_notice"`
+	// CancelCutoffWorkingDays and RescheduleCutoffWorkingDays, counts of
+	// the office's working days (workingDaysBefore), add to cancel_cutoff
+	// and reschedule_cutoff: a cancel or a reschedule must come on or
+	// before the Nth working day before the start's date, besides the
+	// duration. Zero (the default) turns the count off.
+	CancelCutoffWorkingDays     int `json:"cancel_cutoff_working_days"`
+	RescheduleCutoffWorkingDays int `json:"reschedule_cutoff_working_days"`
 }
 
 // PenaltyConfig: Count applicant cancels or no-shows within Window block new
@@ -271,6 +297,7 @@ type service struct {
 	slots         int
 	weekdays      [7]bool
 	reschedulable bool
+	onlineCancel  bool
 }
 
 // policy is PolicyConfig with time.Duration fields.
@@ -288,6 +315,10 @@ type policy struct {
 	noShowGrace           time.Duration
 	releaseLottery        time.Duration
 	reminderBefore        time.Duration
+	minNotice             time.Duration
+	// cancelCutoffWorkingDays and rescheduleCutoffWorkingDays: 0 is off.
+	cancelCutoffWorkingDays     int
+	rescheduleCutoffWorkingDays int
 }
 
 // Validate checks cfg and returns the first problem as an ErrValidation
@@ -526,7 +557,7 @@ func compileService(officeID string, sc ServiceConfig) (*service, error) {
 	if len(sc.Name) > textBytesMax {
 		return nil, invalid("office %s: service %s: name is longer than %d bytes", officeID, sc.ID, textBytesMax)
 	}
-	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable}
+	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable, onlineCancel: sc.onlineCancel()}
 	if len(sc.Weekdays) == 0 {
 		for i := range s.weekdays {
 			s.weekdays[i] = true
@@ -569,6 +600,10 @@ func compilePolicy(officeID string, p PolicyConfig) (pol policy, releaseMin int,
 		noShowGrace:           time.Duration(p.NoShowGrace),
 		releaseLottery:        time.Duration(p.ReleaseLottery),
 		reminderBefore:        time.Duration(p.ReminderBefore),
+		minNotice:             time.Duration(p.MinNotice),
+
+		cancelCutoffWorkingDays:     p.CancelCutoffWorkingDays,
+		rescheduleCutoffWorkingDays: p.RescheduleCutoffWorkingDays,
 	}, releaseMin, nil
 }
 
@@ -578,7 +613,7 @@ func checkPolicyBounds(officeID string, p PolicyConfig) error {
 	for name, d := range map[string]Duration{
 		"hold_ttl": p.HoldTTL, "cancel_cutoff": p.CancelCutoff, "late_cancel_floor": p.LateCancelFloor,
 		"reschedule_cutoff": p.RescheduleCutoff, "no_show_grace": p.NoShowGrace,
-		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore,
+		"release_lottery": p.ReleaseLottery, "reminder_before": p.ReminderBefore, "min_notice": p.MinNotice,
 		"cancel_penalty.window": p.CancelPenalty.Window, "cancel_penalty.block": p.CancelPenalty.Block,
 	} {
 		if d < 0 || time.Duration(d) > policyDurationMax {
@@ -600,10 +635,32 @@ func checkPolicyBounds(officeID string, p PolicyConfig) error {
 	if p.MaxActivePerApplicant < 1 || p.MaxActivePerApplicant > activePerApplicantMax {
 		return invalid("office %s: policy.max_active_per_applicant must be in 1..%d", officeID, activePerApplicantMax)
 	}
+	for name, n := range map[string]int{
+		"cancel_cutoff_working_days": p.CancelCutoffWorkingDays, "reschedule_cutoff_working_days": p.RescheduleCutoffWorkingDays,
+	} {
+		if n < 0 || n > workingDaysMax {
+			return invalid("office %s: policy.%s %d must be in 0..%d (0 turns it off)", officeID, name, n, workingDaysMax)
+		}
+	}
 	if p.CancelPenalty.Count < 0 || p.CancelPenalty.Count > penaltyCountMax {
 		return invalid("office %s: policy.cancel_penalty.count must be in 0..%d (0 turns the penalty off)", officeID, penaltyCountMax)
 	}
 	return nil
+}
+
+// workingDaysBefore reports whether at least n of the office's working
+// days lie in [today, start), today and start being office-local dates:
+// whether a request made today comes on or before the nth working day
+// before start. A working day is a day the office is open by its weekly
+// hours and not closed. It visits at most the days between the two,
+// and stops at the nth working day; n is at most workingDaysMax.
+func (l *layout) workingDaysBefore(today, start Date, n int) bool {
+	for d := today; d < start && n > 0; d++ {
+		if l.openSteps[d.Weekday()] > 0 && !l.closures[d] {
+			n--
+		}
+	}
+	return n <= 0
 }
 
 // sameSeats reports whether two layouts place seats identically, so bookings

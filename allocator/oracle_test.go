@@ -63,7 +63,12 @@ type modelPolicy struct {
 	releaseMinute                                            int
 	holdTTL, cancelCutoff, lateCancelFloor, rescheduleCutoff time.Duration
 	noShowGrace                                              time.Duration
-	maxReschedules, maxActive                                int
+	// minNotice: a start must come later than now + minNotice.
+	minNotice                 time.Duration
+	maxReschedules, maxActive int
+	// cancelWorkingDays, rescheduleWorkingDays: the working-day cutoffs,
+	// 0 off.
+	cancelWorkingDays, rescheduleWorkingDays int
 }
 
 // The cancel penalty is the same at every office of the oracle: Tick visits
@@ -104,7 +109,9 @@ type modelBooking struct {
 }
 
 type modelApplicant struct {
-	active               int
+	active int
+	// services counts active bookings by service id, whatever the office:
+	// a service is its id at every office.
 	services             map[string]int
 	penaltiesUnixNano    []int64
 	blockedUntilUnixNano int64
@@ -227,7 +234,8 @@ func (mo *modelOffice) config() OfficeConfig {
 			HorizonDays: p.horizonDays, ReleaseTime: clock(p.releaseMinute), HoldTTL: Duration(p.holdTTL),
 			CancelCutoff: Duration(p.cancelCutoff), LateCancelFloor: Duration(p.lateCancelFloor),
 			RescheduleCutoff: Duration(p.rescheduleCutoff), MaxReschedules: p.maxReschedules,
-			MaxActivePerApplicant: p.maxActive, NoShowGrace: Duration(p.noShowGrace),
+			MaxActivePerApplicant: p.maxActive, NoShowGrace: Duration(p.noShowGrace), MinNotice: Duration(p.minNotice),
+			CancelCutoffWorkingDays: p.cancelWorkingDays, RescheduleCutoffWorkingDays: p.rescheduleWorkingDays,
 			ReminderBefore: Duration(24 * time.Hour),
 			CancelPenalty:  PenaltyConfig{Count: modelPenaltyCount, Window: Duration(modelPenaltyWindow), Block: Duration(modelPenaltyBlock)},
 		},
@@ -238,9 +246,11 @@ func (mo *modelOffice) config() OfficeConfig {
 //   - a:  15-minute grid, 2 windows, weekdays with a lunch break, the
 //     default policy;
 //   - a2: the same services at 1 window, a 48h cancel cutoff, one
-//     reschedule, two active bookings, a 09:00 release;
+//     reschedule, two active bookings, a 09:00 release, a 3h minimum
+//     notice, cancels 2 and reschedules 3 working days ahead;
 //   - f:  5-minute grid around the clock (288 steps, runs crossing the
-//     63/64, 127/128 … word boundaries), 1- to 3-step services;
+//     63/64, 127/128 … word boundaries), 1- to 3-step services, a 20m
+//     minimum notice;
 //   - b:  Berlin, 15-minute grid, 2 windows, open 00:00–06:00 and
 //     09:00–12:00 every day, across the hour the clocks change; a 02:30
 //     release, in that hour;
@@ -249,6 +259,8 @@ func (mo *modelOffice) config() OfficeConfig {
 //     stops a 2-step run; a 02:00 release.
 //
 // a, a2 and f are in Moscow, which has not changed its clocks since 2014.
+// a, a2 and b share their service ids, as f and h do: a booking of one is
+// a duplicate of the same service at the others.
 func oracleOffices() []*modelOffice {
 	def := modelPolicy{horizonDays: 30, holdTTL: 10 * time.Minute, cancelCutoff: 24 * time.Hour,
 		lateCancelFloor: 12 * time.Hour, rescheduleCutoff: 24 * time.Hour, noShowGrace: 15 * time.Minute,
@@ -264,11 +276,12 @@ func oracleOffices() []*modelOffice {
 	a := &modelOffice{id: "a", region: "moscow", stepMinutes: 15, windows: 2, hours: weekdays, policy: def,
 		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, weekdays: []time.Weekday{time.Monday, time.Wednesday}}}}
 	p2 := def
-	p2.cancelCutoff, p2.maxReschedules, p2.maxActive, p2.releaseMinute = 48*time.Hour, 1, 2, 9*60
+	p2.cancelCutoff, p2.maxReschedules, p2.maxActive, p2.releaseMinute, p2.minNotice = 48*time.Hour, 1, 2, 9*60, 3*time.Hour
+	p2.cancelWorkingDays, p2.rescheduleWorkingDays = 2, 3
 	a2 := &modelOffice{id: "a2", region: "moscow", stepMinutes: 15, windows: 1, hours: weekdays, policy: p2,
 		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true}}}
 	p3 := def
-	p3.holdTTL, p3.noShowGrace = 3*time.Minute, 0
+	p3.holdTTL, p3.noShowGrace, p3.minNotice = 3*time.Minute, 0, 20*time.Minute
 	f := &modelOffice{id: "f", region: "spb", stepMinutes: 5, windows: 2, hours: allDay, policy: p3,
 		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true},
 			{id: "three", slots: 3, weekdays: []time.Weekday{time.Monday, time.Wednesday, time.Friday, time.Saturday}}}}
@@ -397,7 +410,7 @@ func (m *oracleModel) bookable(mo *modelOffice, svc *modelService, date Date, t 
 	if err := m.bookableDate(mo, svc, date, now); err != nil {
 		return err
 	}
-	if !mo.runOpen(date, t, svc.slots) || !t.After(now) {
+	if !mo.runOpen(date, t, svc.slots) || !t.After(mo.noticeEnd(now)) {
 		return ErrNotReleased
 	}
 	return nil
@@ -413,9 +426,24 @@ func (m *oracleModel) gridDate(mo *modelOffice, t time.Time) (Date, error) {
 	return mo.today(t), nil
 }
 
+// workingDaysAhead reports whether n days on which mo is open (by its
+// hours) and not closed lie from now's date up to the day before start's.
+func (mo *modelOffice) workingDaysAhead(now, start time.Time, n int) bool {
+	count := 0
+	for d := mo.today(now); d < mo.today(start); d++ {
+		if len(mo.hours[modelWeekday(d)]) > 0 && !mo.closed[d] {
+			count++
+		}
+	}
+	return count >= n
+}
+
+// noticeEnd is the instant a start booked at now must come after.
+func (mo *modelOffice) noticeEnd(now time.Time) time.Time { return now.Add(mo.policy.minNotice) }
+
 func (m *oracleModel) reserve(app string, mo *modelOffice, svc string, now time.Time) error {
 	a := m.app(app)
-	key := mo.id + "/" + svc
+	key := svc
 	switch {
 	case a.blockedUntilUnixNano > now.UnixNano():
 		return ErrApplicantBlocked
@@ -429,9 +457,9 @@ func (m *oracleModel) reserve(app string, mo *modelOffice, svc string, now time.
 	return nil
 }
 
-func (m *oracleModel) unreserve(app, office, svc string) {
+func (m *oracleModel) unreserve(app, svc string) {
 	a := m.app(app)
-	key := office + "/" + svc
+	key := svc
 	a.active--
 	if a.services[key]--; a.services[key] == 0 {
 		delete(a.services, key)
@@ -476,7 +504,7 @@ func (m *oracleModel) leave(b *modelBooking, to Status) {
 	b.status = to
 	b.holdExpiresUnixNano = 0
 	m.free(b)
-	m.unreserve(b.applicant, b.office, b.service)
+	m.unreserve(b.applicant, b.service)
 }
 
 func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
@@ -513,7 +541,7 @@ func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
 		date, start, w = m.earliest(mo, svc, op.after, now)
 	}
 	if w < 0 {
-		m.unreserve(op.applicant, mo.id, svc.id)
+		m.unreserve(op.applicant, svc.id)
 		return errResult(ErrSlotTaken)
 	}
 	mo.seq[date]++
@@ -530,15 +558,16 @@ func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
 // earliest is the first (date, start) at or after from and after now with
 // a free run, at its lowest free window.
 func (m *oracleModel) earliest(mo *modelOffice, svc *modelService, from, now time.Time) (Date, time.Time, int) {
-	if from.Before(now) {
-		from = now
+	notice := mo.noticeEnd(now)
+	if from.Before(notice) {
+		from = notice
 	}
 	for date := mo.today(from); date <= mo.released; date++ {
 		if m.bookableDate(mo, svc, date, now) != nil {
 			continue
 		}
 		for _, st := range mo.seats(date) {
-			if st.Before(from) || !st.After(now) {
+			if st.Before(from) || !st.After(notice) {
 				continue
 			}
 			for w := 0; w < mo.windows; w++ {
@@ -577,7 +606,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 			m.leave(b, StatusCancelled)
 		case StatusConfirmed:
 			switch left := start.Sub(now); {
-			case left >= mo.policy.cancelCutoff:
+			case left >= mo.policy.cancelCutoff && mo.workingDaysAhead(now, start, mo.policy.cancelWorkingDays):
 				m.leave(b, StatusCancelled)
 				m.penalise(b.applicant, now)
 			case left >= mo.policy.lateCancelFloor:
@@ -643,7 +672,7 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 		return errResult(ErrNotReschedulable)
 	case b.reschedules >= oo.policy.maxReschedules:
 		return errResult(ErrRescheduleLimit)
-	case b.start.Sub(now) < oo.policy.rescheduleCutoff:
+	case b.start.Sub(now) < oo.policy.rescheduleCutoff || !oo.workingDaysAhead(now, b.start, oo.policy.rescheduleWorkingDays):
 		return errResult(ErrTooLateToReschedule)
 	}
 	svc := no.service(b.service)
@@ -660,10 +689,6 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 	if err := m.bookable(no, svc, date, op.start, now); err != nil {
 		return errResult(err)
 	}
-	a := m.app(b.applicant)
-	if no != oo && a.services[no.id+"/"+b.service] > 0 {
-		return errResult(ErrDuplicateBooking)
-	}
 	w := -1
 	for x := 0; x < no.windows && w < 0; x++ {
 		if m.runFree(no, date, x, op.start, svc.slots) { // the booking's own seat counts as taken
@@ -673,12 +698,7 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 	if w < 0 {
 		return errResult(ErrSlotTaken)
 	}
-	if no != oo {
-		m.unreserve(b.applicant, oo.id, b.service)
-		a.active++
-		a.services[no.id+"/"+b.service]++
-	}
-	m.free(b)
+	m.free(b) // the applicant's counts stay: the same service, wherever
 	no.seq[date]++
 	b.office, b.date, b.start, b.slots, b.window, b.seq = no.id, date, op.start, svc.slots, w, no.seq[date]
 	b.reschedules++
@@ -733,7 +753,7 @@ func (m *oracleModel) days(now time.Time, op oracleOp) oracleResult {
 		}
 		n := 0
 		for _, st := range mo.seats(date) {
-			if !st.After(now) {
+			if !st.After(mo.noticeEnd(now)) {
 				continue
 			}
 			for w := 0; w < mo.windows; w++ {
@@ -758,7 +778,7 @@ func (m *oracleModel) slots(now time.Time, op oracleOp) oracleResult {
 	}
 	res := oracleResult{Slots: [][2]int64{}}
 	for _, st := range mo.seats(op.date) {
-		if !st.After(now) || !mo.runOpen(op.date, st, svc.slots) {
+		if !st.After(mo.noticeEnd(now)) || !mo.runOpen(op.date, st, svc.slots) {
 			continue
 		}
 		n := 0

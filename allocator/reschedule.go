@@ -88,6 +88,9 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if left := oldStart.Sub(now); left < ol.policy.rescheduleCutoff {
 		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))
 	}
+	if n := ol.policy.rescheduleCutoffWorkingDays; !ol.workingDaysBefore(ol.today(now), DateOf(oldStart.In(ol.loc)), n) {
+		return fail(fmt.Errorf("%w: a reschedule must come %d working days before the appointment's day", ErrTooLateToReschedule, n))
+	}
 	svc := nl.services[cur.Service]
 	if svc == nil {
 		return fail(fmt.Errorf("%w: office %s has no service %q", ErrServiceNotFound, no.id, cur.Service))
@@ -102,12 +105,11 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if err != nil {
 		return fail(err)
 	}
-	if err := e.apps.move(cur.Applicant, oo.id, no.id, cur.Service); err != nil {
-		return fail(fmt.Errorf("%w: applicant at office %s", err, no.id))
-	}
+	// The applicant's counts stay: a reschedule keeps the service, and a
+	// service is its id at every office (DESIGN §1), so a move to another
+	// office is neither a new booking nor a duplicate.
 	w := nd.claimAny(nl.windows, step, svc.slots)
 	if w < 0 {
-		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
 		e.counter.SlotTaken.Add(1)
 		return fail(ErrSlotTaken)
 	}
@@ -123,7 +125,6 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	mark := SeqMark{Office: cur.Office, Date: cur.Date, Seq: cur.Seq}
 	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}, SeqMarks: []SeqMark{mark}}, meta); err != nil {
 		nd.release(w, step, svc.slots)
-		e.apps.move(cur.Applicant, no.id, oo.id, cur.Service)
 		return fail(err)
 	}
 	b.rec.Store(next)

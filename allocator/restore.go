@@ -84,7 +84,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	st.bookings = append(st.bookings, b)
 	if rec.Status.Active() {
 		st.active++
-		st.addService(e.apps.pairs.id(rec.Office, rec.Service), 1)
+		st.addService(e.apps.services.id(rec.Service), 1)
 	}
 	sh.mu.Unlock()
 	// The time is not known yet: schedule as if before the start; a

@@ -280,7 +280,7 @@ func (e *Engine) freeSeat(now time.Time, o *office, d *day, window, step, slots 
 // the applicant it keeps the run claimed, puts the watch back and returns
 // false; on a commit failure it releases the run.
 func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *WatchRecord, d *day, window, step int) bool {
-	ref, err := e.apps.reserve(w.Applicant, o.id, svc.id, &l.policy, now)
+	ref, err := e.apps.reserve(w.Applicant, svc.id, l, now)
 	if err != nil {
 		e.putBack(w)
 		return false

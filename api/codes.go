@@ -33,9 +33,14 @@ const (
 	CodeRescheduleLimit     = "reschedule_limit"       // 422
 	// CodeHistoryLimit (422): the booking's history has no room for the
 	// change asked (a late cancel request or a reschedule).
-	CodeHistoryLimit        = "history_limit"
-	CodeLimitReached        = "limit_reached"        // 422
-	CodeApplicantBlocked    = "applicant_blocked"    // 422
+	CodeHistoryLimit = "history_limit"
+	CodeLimitReached = "limit_reached" // 422
+	// CodeApplicantBlocked (422) comes with blocked_until: when the
+	// applicant may book again.
+	CodeApplicantBlocked = "applicant_blocked"
+	// CodeCancelNotOnline (422): the service's bookings are cancelled by
+	// the office only (online_cancel false); an operator force-cancels.
+	CodeCancelNotOnline     = "cancel_not_online"
 	CodeIdempotencyMismatch = "idempotency_mismatch" // 422
 	// CodeTicketInvalid (422): the ticket presented at check-in is
 	// malformed, forged, or of another booking.
@@ -66,7 +71,7 @@ var Codes = map[string]CodeInfo{
 	CodeMethodNotAllowed:    {http.StatusMethodNotAllowed, "Method not allowed"},
 	CodeSlotTaken:           {http.StatusConflict, "The slot is taken"},
 	CodeInvalidTransition:   {http.StatusConflict, "The booking's status does not allow this"},
-	CodeDuplicateBooking:    {http.StatusConflict, "The applicant already has an active booking for this service at this office"},
+	CodeDuplicateBooking:    {http.StatusConflict, "The applicant already has an active booking for this service"},
 	CodeIdempotencyInFlight: {http.StatusConflict, "A request with this Idempotency-Key is still running"},
 	CodeLayoutInUse:         {http.StatusConflict, "Active bookings depend on the office layout"},
 	CodeRequestTimeout:      {http.StatusRequestTimeout, "The request was not received in time"},
@@ -80,6 +85,7 @@ var Codes = map[string]CodeInfo{
 	CodeHistoryLimit:        {http.StatusUnprocessableEntity, "The booking's history has no room for this change"},
 	CodeLimitReached:        {http.StatusUnprocessableEntity, "The applicant has too many active bookings"},
 	CodeApplicantBlocked:    {http.StatusUnprocessableEntity, "The applicant is blocked from booking for a while"},
+	CodeCancelNotOnline:     {http.StatusUnprocessableEntity, "The office cancels bookings of this service; ask the office"},
 	CodeIdempotencyMismatch: {http.StatusUnprocessableEntity, "The Idempotency-Key was used with a different request"},
 	CodeTicketInvalid:       {http.StatusUnprocessableEntity, "The ticket is not valid for this booking"},
 	CodeRateLimited:         {http.StatusTooManyRequests, "Too many requests"},
@@ -102,4 +108,7 @@ type Problem struct {
 	// Alternatives, with slot_taken: the nearest free starts, the same
 	// office first, then the other offices of its region.
 	Alternatives []Opening `json:"alternatives,omitempty"`
+	// BlockedUntil, with applicant_blocked: the end of the block, RFC
+	// 3339 in the office's offset.
+	BlockedUntil string `json:"blocked_until,omitempty"`
 }

@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"slices"
+
 	"slotd/allocator"
 )
 
@@ -37,12 +39,15 @@ func (s *Server) listOffices(r *request) {
 	r.reply(200, append(b, "]}"...))
 }
 
-// days: GET /v1/offices/{office}/days?service=&from=&to=.
+// days: GET /v1/offices/{office}/days?service=&from=&to=&has_free=.
+// has_free=true leaves out the days whose starts are all taken, so a
+// portal's calendar need not grey them out itself.
 func (s *Server) days(r *request) {
-	q := newQuery(r, "service", "from", "to")
+	q := newQuery(r, "service", "from", "to", "has_free")
 	service := q.str("service", idBytesMax)
 	from, hasFrom := q.date("from")
 	to, hasTo := q.date("to")
+	hasFree := q.bool("has_free")
 	if !q.ok() {
 		return
 	}
@@ -65,6 +70,9 @@ func (s *Server) days(r *request) {
 	if err != nil {
 		r.failErr(err)
 		return
+	}
+	if hasFree {
+		list = slices.DeleteFunc(list, func(d allocator.DayFree) bool { return d.Free == 0 })
 	}
 	r.reply(200, appendDays(make([]byte, 0, 32*len(list)+16), list))
 }

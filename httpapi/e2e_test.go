@@ -358,9 +358,12 @@ func TestHoldErrors(t *testing.T) {
 	if b := r.obj(t); b["start"] != "2026-12-01T14:00:00+03:00" || b["status"] != "confirmed" {
 		t.Fatalf("earliest_after: %s", r.body)
 	}
+	// The same service at another office is a duplicate too.
+	f(holdJSON("office-b", "patent", "a-1", at(1, 9, 0)), 409, api.CodeDuplicateBooking)
 	// Limit: three active bookings.
-	e.mustHold("office-b", "patent", "a-1", at(1, 9, 0), false)
-	f(holdJSON("office-b", "rvp", "a-1", at(1, 9, 0)), 422, api.CodeLimitReached)
+	e.addServices("office-b", "inn", "snils")
+	e.mustHold("office-b", "inn", "a-1", at(1, 9, 0), false)
+	f(holdJSON("office-b", "snils", "a-1", at(1, 9, 0)), 422, api.CodeLimitReached)
 	// Body too large.
 	big := `{"office":"` + strings.Repeat("x", DefaultBodyBytesMax) + `"}`
 	want(t, e.post("/v1/bookings", keyPortal, big), 413, api.CodeBodyTooLarge)

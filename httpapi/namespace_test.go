@@ -87,7 +87,7 @@ func (e *env) bookingsOf(key, applicant string) []string {
 func TestDefectPortalReachesOtherPortalsBookings(t *testing.T) {
 	e := newEnv(t, nil)
 	confirmed := e.mustHold("office-a", "patent", "alice", at(1, 10, 0), true)
-	held := e.mustHold("office-b", "patent", "alice", at(1, 11, 0), false)
+	held := e.mustHold("office-b", "rvp", "alice", at(1, 11, 0), false)
 	r := e.post("/v1/watches", keyPortal, `{"applicant":"alice","service":"rvp","office":"office-a","from":"2026-12-01","to":"2026-12-05"}`)
 	want(t, r, 201, "")
 	watch := r.str(t, "id")
@@ -143,7 +143,7 @@ func TestDefectPortalReachesOtherPortalsBookings(t *testing.T) {
 func TestDefectEventsIgnoreKeyOffices(t *testing.T) {
 	e := newEnv(t, namespaceKeys(t))
 	e.mustHold("office-a", "patent", "alice", at(1, 10, 0), true)
-	e.mustHold("office-b", "patent", "alice", at(1, 10, 0), true)
+	e.mustHold("office-b", "rvp", "alice", at(1, 10, 0), true)
 	want(t, e.post("/v1/offices/office-a/release", keyAdmin, `{"through":"2027-01-10"}`), 200, "")
 	want(t, e.post("/v1/offices/office-b/release", keyAdmin, `{"through":"2027-01-10"}`), 200, "")
 
@@ -287,10 +287,11 @@ func TestDefectNamespaceLimitsPerNamespace(t *testing.T) {
 	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "alice", at(1, 9, 15))), 201, "")
 	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-a", "patent", "alice", at(1, 9, 30))), 409, api.CodeDuplicateBooking)
 	// Active limit (3): portal-a's alice reaches it, portal-b's does not.
-	e.mustHold("office-b", "patent", "alice", at(1, 9, 0), false)
+	e.addServices("office-b", "inn", "snils")
+	e.mustHold("office-b", "inn", "alice", at(1, 9, 0), false)
 	e.mustHold("office-a", "rvp", "alice", at(1, 10, 0), false)
-	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-b", "rvp", "alice", at(1, 10, 0))), 422, api.CodeLimitReached)
-	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-b", "rvp", "alice", at(1, 10, 0))), 201, "")
+	want(t, e.post("/v1/bookings", keyPortalA2, holdJSON("office-b", "snils", "alice", at(1, 10, 0))), 422, api.CodeLimitReached)
+	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-b", "snils", "alice", at(1, 10, 0))), 201, "")
 	// Penalty (3 cancels of confirmed bookings): portal-b's erin is
 	// blocked, portal-a's erin is not.
 	for i := range 3 {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	"slotd/allocator"
 	"slotd/api"
@@ -35,6 +36,7 @@ var sentinelCodes = []struct {
 	{allocator.ErrHistoryLimit, api.CodeHistoryLimit},
 	{allocator.ErrLimitReached, api.CodeLimitReached},
 	{allocator.ErrApplicantBlocked, api.CodeApplicantBlocked},
+	{allocator.ErrCancelNotOnline, api.CodeCancelNotOnline},
 	{allocator.ErrLayoutInUse, api.CodeLayoutInUse},
 	{allocator.ErrOverloaded, api.CodeOverloaded},
 	{allocator.ErrDegraded, api.CodeDegraded},
@@ -58,6 +60,9 @@ type problem struct {
 	retryAfterSeconds int
 	// allow, for method_not_allowed: the Allow header.
 	allow string
+	// blockedUntil, for applicant_blocked: the end of the block, in the
+	// office's zone (allocator.BlockedError).
+	blockedUntil time.Time
 }
 
 // errNotMapped is the code of an error no sentinel matches: a bug, or a
@@ -76,6 +81,11 @@ func problemOf(err error) problem {
 				p.retryAfterSeconds = retryAfterOverloadedSeconds
 			case api.CodeDegraded:
 				p.retryAfterSeconds = retryAfterDegradedSeconds
+			case api.CodeApplicantBlocked:
+				var be *allocator.BlockedError
+				if errors.As(err, &be) {
+					p.blockedUntil = be.Until
+				}
 			}
 			return p
 		}
@@ -119,6 +129,11 @@ func appendProblem(b []byte, p *problem) []byte {
 	if p.code == api.CodeSlotTaken {
 		b = append(b, `,"alternatives":`...)
 		b = appendOpenings(b, p.alternatives)
+	}
+	if p.code == api.CodeApplicantBlocked && !p.blockedUntil.IsZero() {
+		b = append(b, `,"blocked_until":"`...)
+		b = p.blockedUntil.AppendFormat(b, time.RFC3339)
+		b = append(b, '"')
 	}
 	return append(b, '}')
 }

@@ -119,6 +119,10 @@ func TestAppendersMatchAPITypes(t *testing.T) {
 	info = api.Codes[api.CodeNotFound]
 	f("not_found", appendProblem(nil, &problem{code: api.CodeNotFound, detail: "d"}),
 		api.Problem{Type: api.ProblemTypePrefix + api.CodeNotFound, Title: info.Title, Status: info.Status, Detail: "d", Code: api.CodeNotFound})
+	info = api.Codes[api.CodeApplicantBlocked]
+	f("applicant_blocked", appendProblem(nil, &problem{code: api.CodeApplicantBlocked, detail: "d", blockedUntil: start}),
+		api.Problem{Type: api.ProblemTypePrefix + api.CodeApplicantBlocked, Title: info.Title, Status: info.Status, Detail: "d",
+			Code: api.CodeApplicantBlocked, BlockedUntil: "2026-12-01T09:15:00+03:00"})
 
 	d, _ := allocator.ParseDate("2026-12-01")
 	f("days", appendDays(nil, []allocator.DayFree{{Date: d, Free: 3}, {Date: d + 1}}),

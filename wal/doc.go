@@ -236,19 +236,23 @@
 // Pebble's memtable. Format 4 adds the event value of version 2, whose
 // events of one change share one copy of their booking. Format 5 adds the
 // office value of version 2, which spells out the config's fields instead
-// of storing its JSON. Open stamps a store of format 3 or 4 as 5 and reads
-// its events and offices of version 1 as they are.
+// of storing its JSON. Format 6 adds the office value of version 3 (a
+// service's online_cancel, the policy's min_notice and working-day
+// cutoffs), so that a version
+// that cannot read it refuses the store at Open. Open stamps a store of
+// format 3, 4 or 5 as 6 and reads its events and offices of older
+// versions as they are.
 // Open upgrades a store of format 1 or 2 before it writes anything else
-// (W8): it stamps the store 0x85 (upgrading; the 0x83 and 0x84 of
-// format-3 and format-4 versions are finished the same way), which every
+// (W8): it stamps the store 0x86 (upgrading; the 0x83, 0x84 and 0x85 of
+// format-3 to format-5 versions are finished the same way), which every
 // version refuses but this one, moves every booking to its format-3 key,
 // which later formats keep, keeping the value as it is, and stamps the
-// store 5 last.
+// store 6 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (5);
+//	'm'     name                                   meta: "format" → 1 byte (6);
 //	                                               "events-deleted-through" → 8 bytes BE cursor;
 //	                                               "synced-round" → 8 bytes BE round (W9)
 //	'o'     office id (bytes)                      office value
@@ -351,13 +355,16 @@
 // embedding it, and the confirmed event pointing one back. Sweep deletes
 // such an event together with the one it points to (W7).
 //
-// Office value, version 2 (every field of allocator.OfficeConfig in this
+// Office value, version 3 (every field of allocator.OfficeConfig in this
 // order, so that the PUT body's JSON tags can change without changing
 // what is stored; a list is a uvarint of its length plus one, 0 for an
-// omitted list, then its entries):
+// omitted list, then its entries). Version 2, still read, is the same
+// without online_cancel, min_notice and the working-day cutoffs, which it
+// reads at their defaults (omitted, 0); the office's next write stores
+// version 3:
 //
 //	field                  size
-//	version                1 byte = 2
+//	version                1 byte = 3
 //	released_through       varint (date)
 //	id, name, region,      string each (the id must equal the key's)
 //	city, address,
@@ -367,17 +374,21 @@
 //	                       strings), in weekday-name order
 //	closures               list of date strings
 //	services               list of: id string, name string, slots uvarint,
-//	                       weekdays list of strings, reschedulable 1 byte
+//	                       weekdays list of strings, reschedulable 1 byte,
+//	                       online_cancel 1 byte (0 omitted, 1 false,
+//	                       2 true; version 3)
 //	policy                 horizon_days varint, release_time string,
 //	                       then varints: hold_ttl, cancel_cutoff,
 //	                       late_cancel_floor, reschedule_cutoff (ns),
 //	                       max_reschedules, max_active_per_applicant,
 //	                       cancel_penalty count, window, block (ns),
 //	                       no_show_grace, release_lottery,
-//	                       reminder_before (ns)
+//	                       reminder_before (ns); version 3: min_notice
+//	                       (ns), cancel_cutoff_working_days,
+//	                       reschedule_cutoff_working_days
 //
 // Office value, version 1 (formats 4 and older; still read, replaced by
-// version 2 at the office's next write):
+// version 3 at the office's next write):
 //
 //	field                  size
 //	version                1 byte = 1

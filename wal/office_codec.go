@@ -1,11 +1,14 @@
 package wal
 
-// The office value. Version 2 spells out every field of
+// The office value. Versions 2 and 3 spell out every field of
 // allocator.OfficeConfig in a fixed order (the table in the package doc),
 // so the stored form belongs to this package: renaming a JSON tag of the
 // PUT body, or adding a field to it, cannot change or silently drop what
-// is already on disk. Version 1 stored the config as its JSON; it is still
-// read, and the next write of the office stores version 2.
+// is already on disk. Version 3 adds a service's online_cancel and the
+// policy's min_notice and working-day cutoffs; a version-2 value is read
+// with them at their defaults (online_cancel omitted, the others 0), the
+// rules it was stored under. Version 1 stored the config as its JSON; it is still read. The
+// next write of an office stores version 3.
 //
 // TestOfficeCodecCoversEveryField fills every field of OfficeConfig by
 // reflection and requires the round trip to keep it: a field added to the
@@ -26,7 +29,7 @@ import (
 // so that a count beyond it can only be corruption.
 const officeListMax = 4096
 
-// appendOffice appends the version-2 encoding of r.
+// appendOffice appends the version-3 encoding of r.
 func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 	c := &r.Config
 	if c.ID == "" {
@@ -72,6 +75,7 @@ func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 			dst = binary.AppendUvarint(dst, uint64(s.Slots))
 			dst = appendStrings(dst, s.Weekdays)
 			dst = appendBool(dst, s.Reschedulable)
+			dst = appendOptBool(dst, s.OnlineCancel)
 		}
 	}
 
@@ -90,6 +94,9 @@ func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 	dst = binary.AppendVarint(dst, int64(p.NoShowGrace))
 	dst = binary.AppendVarint(dst, int64(p.ReleaseLottery))
 	dst = binary.AppendVarint(dst, int64(p.ReminderBefore))
+	dst = binary.AppendVarint(dst, int64(p.MinNotice))
+	dst = binary.AppendVarint(dst, int64(p.CancelCutoffWorkingDays))
+	dst = binary.AppendVarint(dst, int64(p.RescheduleCutoffWorkingDays))
 
 	if n := len(dst) - start; n > officeValueBytesMax {
 		return dst[:start], fmt.Errorf("%w: office %q is %d bytes, at most %d", ErrRecordTooLarge, c.ID, n, officeValueBytesMax)
@@ -157,6 +164,18 @@ func appendBool(dst []byte, v bool) []byte {
 	return append(dst, 0)
 }
 
+// appendOptBool appends an optional bool as one byte: 0 omitted (nil), 1
+// false, 2 true, so that an omitted field stays omitted.
+func appendOptBool(dst []byte, v *bool) []byte {
+	switch {
+	case v == nil:
+		return append(dst, 0)
+	case *v:
+		return append(dst, 2)
+	}
+	return append(dst, 1)
+}
+
 // listLen reads the length-plus-one of a list; nil reports a nil list.
 func (d *decoder) listLen(what string) (n int, isNil bool) {
 	v := d.uvarintMax(officeListMax+1, what)
@@ -176,6 +195,19 @@ func (d *decoder) strings(what string) []string {
 		l = append(l, string(d.text(what)))
 	}
 	return l
+}
+
+func (d *decoder) optBool(what string) *bool {
+	switch b := d.byte(); b {
+	case 0:
+		return nil
+	case 1, 2:
+		v := b == 2
+		return &v
+	default:
+		d.fail(fmt.Errorf("%w: %s is %d", errFieldRange, what, b))
+		return nil
+	}
 }
 
 func (d *decoder) bool(what string) bool {
@@ -205,7 +237,7 @@ func (d *decoder) duration() allocator.Duration {
 	return allocator.Duration(time.Duration(d.varint()))
 }
 
-// decodeOffice decodes an office value of version 1 or 2 and checks that
+// decodeOffice decodes an office value of version 1, 2 or 3 and checks that
 // it belongs to id. The config's rules are checked by the engine when it
 // restores the office, as when it is first put.
 func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
@@ -222,7 +254,8 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 		if err := json.Unmarshal(d.b, &r.Config); err != nil {
 			return allocator.OfficeRecord{}, fmt.Errorf("office config: %w", err)
 		}
-	case officeVersion:
+	case officeVersion2, officeVersion:
+		v3 := ver == officeVersion
 		c := &r.Config
 		for _, f := range [...]struct {
 			s    *string
@@ -249,6 +282,9 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 				s.Slots = int(d.uvarintMax(1<<31-1, "service slots"))
 				s.Weekdays = d.strings("service weekdays")
 				s.Reschedulable = d.bool("service reschedulable")
+				if v3 {
+					s.OnlineCancel = d.optBool("service online_cancel")
+				}
 				c.Services = append(c.Services, s)
 			}
 		}
@@ -267,6 +303,11 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 		p.NoShowGrace = d.duration()
 		p.ReleaseLottery = d.duration()
 		p.ReminderBefore = d.duration()
+		if v3 {
+			p.MinNotice = d.duration()
+			p.CancelCutoffWorkingDays = d.int("cancel_cutoff_working_days")
+			p.RescheduleCutoffWorkingDays = d.int("reschedule_cutoff_working_days")
+		}
 		if err := d.end(); err != nil {
 			return allocator.OfficeRecord{}, err
 		}

@@ -2,16 +2,16 @@ package wal
 
 import (
 	"bytes"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -21,7 +21,7 @@ import (
 var rewrite = flag.Bool("rewrite", false, "rewrite the golden files under testdata/ from the current encoders")
 
 // TestOfficeCodecCoversEveryField: every field of OfficeConfig, filled with
-// a value of its own by reflection, survives the version-2 round trip. A
+// a value of its own by reflection, survives the version-3 round trip. A
 // field added to the config but not to the codec fails here instead of
 // being dropped from disk.
 func TestOfficeCodecCoversEveryField(t *testing.T) {
@@ -53,6 +53,10 @@ func fillDistinct(v reflect.Value, n *int) {
 		v.SetInt(int64(*n))
 	case reflect.Bool:
 		v.SetBool(true)
+	case reflect.Pointer:
+		e := reflect.New(v.Type().Elem())
+		fillDistinct(e.Elem(), n)
+		v.Set(e)
 	case reflect.Struct:
 		for i := range v.NumField() {
 			fillDistinct(v.Field(i), n)
@@ -85,6 +89,8 @@ func TestOfficeCodecKeepsNilAndEmpty(t *testing.T) {
 	cfg.Closures = []string{}
 	cfg.Services[0].Weekdays = nil
 	cfg.Hours["sun"] = []string{}
+	off := false
+	cfg.Services[0].OnlineCancel = &off // false, not omitted
 	r := allocator.OfficeRecord{Config: cfg}
 	v, err := appendOffice(nil, &r)
 	if err != nil {
@@ -99,8 +105,9 @@ func TestOfficeCodecKeepsNilAndEmpty(t *testing.T) {
 	}
 }
 
-// goldenOffice is the office the golden files hold: every kind of field
-// set, closures, a two-step service limited to some weekdays.
+// goldenOffice is the office the golden files of versions 1 and 2 hold:
+// every kind of field of theirs set, closures, a two-step service limited
+// to some weekdays.
 func goldenOffice() allocator.OfficeRecord {
 	cfg := testOffice("msk-sakharovo")
 	cfg.Closures = []string{"2027-01-01", "2027-01-07"}
@@ -108,30 +115,43 @@ func goldenOffice() allocator.OfficeRecord {
 	return allocator.OfficeRecord{Config: cfg, ReleasedThrough: date0 + 30}
 }
 
-// TestOfficeGolden holds the office encoder to testdata/office-v2.hex and
-// reads testdata/office-v1.hex, the JSON form that stores of format 4 and
-// older hold, into the same record. Run with -rewrite after a deliberate
-// format change (which needs a new version, see the package doc).
+// goldenOfficeV3 is goldenOffice with the fields version 3 added: one
+// service cancelled by the office only, one explicitly online, a minimum
+// notice and working-day cutoffs.
+func goldenOfficeV3() allocator.OfficeRecord {
+	r := goldenOffice()
+	r.Config.Services = slices.Clone(r.Config.Services)
+	off, on := false, true
+	r.Config.Services[0].OnlineCancel = &off
+	r.Config.Services[1].OnlineCancel = &on
+	r.Config.Policy.MinNotice = allocator.Duration(2 * time.Hour)
+	r.Config.Policy.CancelCutoffWorkingDays = 2
+	r.Config.Policy.RescheduleCutoffWorkingDays = 3
+	return r
+}
+
+// TestOfficeGolden holds the office encoder to testdata/office-v3.hex and
+// reads it back; it reads testdata/office-v2.hex (stores of format 5
+// before version 3) and testdata/office-v1.hex (the JSON form that stores
+// of format 4 and older hold) into goldenOffice, the fields version 3
+// added at their defaults. Run with -rewrite after a deliberate format
+// change (which needs a new version, see the package doc); it rewrites
+// only the newest version's file: the older ones are what old stores
+// hold, and no longer written.
 func TestOfficeGolden(t *testing.T) {
-	want := goldenOffice()
-	v2, err := appendOffice(nil, &want)
+	want3 := goldenOfficeV3()
+	v3, err := appendOffice(nil, &want3)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfgJSON, err := json.Marshal(&want.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v1 := binary.AppendVarint([]byte{officeVersion1}, int64(want.ReleasedThrough))
-	v1 = append(v1, cfgJSON...)
 	if *rewrite {
-		writeGolden(t, "office-v2.hex", v2)
-		writeGolden(t, "office-v1.hex", v1)
+		writeGolden(t, "office-v3.hex", v3)
 	}
-	if golden := readGolden(t, "office-v2.hex"); !bytes.Equal(v2, golden) {
-		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v2, golden)
+	if golden := readGolden(t, "office-v3.hex"); !bytes.Equal(v3, golden) {
+		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v3, golden)
 	}
-	for _, name := range []string{"office-v2.hex", "office-v1.hex"} {
+	want := goldenOffice()
+	for name, want := range map[string]allocator.OfficeRecord{"office-v3.hex": want3, "office-v2.hex": want, "office-v1.hex": want} {
 		got, err := decodeOffice(readGolden(t, name), want.Config.ID)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -179,6 +199,39 @@ func TestFormat4StoreIsRestamped(t *testing.T) {
 	b := db.pdb.NewBatch()
 	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v1.hex"), nil)
 	_ = b.Set(metaKey(metaFormat), []byte{4}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db, dir)
+	checkStamp(t, db)
+	c := &collector{}
+	if _, err := Recover(db, c, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
+		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
+	}
+	mustCommit(t, db, &allocator.Change{Office: &want})
+	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if v[0] != officeVersion {
+		t.Fatalf("office rewritten with version %d, want %d", v[0], officeVersion)
+	}
+}
+
+// TestFormat5StoreIsRestamped: a store of format 5 holds its offices as
+// version 2; Open stamps it 6, recovery reads the office with the fields
+// of version 3 at their defaults, and the next write of the office stores
+// version 3.
+func TestFormat5StoreIsRestamped(t *testing.T) {
+	db, dir := openTest(t, Options{})
+	want := goldenOffice()
+	b := db.pdb.NewBatch()
+	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v2.hex"), nil)
+	_ = b.Set(metaKey(metaFormat), []byte{5}, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
