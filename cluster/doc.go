@@ -69,8 +69,11 @@
 //	    Applied) instead.
 //	N6. Messages to a peer arrive in the order the loop sent them, or not
 //	    at all: one queue and one writer per peer, one connection at a
-//	    time, and a peer's new inbound connection hands over nothing until
-//	    the reader of its old one has stopped. Nothing is retransmitted:
+//	    time; a peer's new inbound connection hands over nothing until the
+//	    reader of its old one has stopped, and an old connection that
+//	    speaks up after a newer one of the peer was read is closed unread
+//	    (connections are numbered in the order they were accepted, which
+//	    is the order the peer dialed them). Nothing is retransmitted:
 //	    Raft is safe when messages are lost, repeated or reordered, and
 //	    retransmits what matters (heartbeats, probes, appends), so a lost
 //	    message costs time, never safety; the order only spares needless

@@ -147,8 +147,10 @@ type TransportStats struct {
 	// that failed.
 	Dials, DialFailures uint64
 	// ConnsAccepted counts peers' connections accepted; ConnsRefused those
-	// closed at once because too many were open.
-	ConnsAccepted, ConnsRefused uint64
+	// closed at once because too many were open; ConnsStale those closed
+	// at their first frame because a newer connection of the same peer
+	// was already read (their frames are dropped).
+	ConnsAccepted, ConnsRefused, ConnsStale uint64
 	// FrameErrors counts inbound connections closed because a frame was
 	// malformed, of another version, not addressed to this node, or
 	// carried a message that was.
@@ -163,7 +165,8 @@ type transportStats struct {
 	droppedQueueFull, droppedUnreachable            atomic.Uint64
 	droppedBroken, droppedTooLarge, droppedFilter   atomic.Uint64
 	dials, dialFailures                             atomic.Uint64
-	connsAccepted, connsRefused, frameErrors        atomic.Uint64
+	connsAccepted, connsRefused, connsStale         atomic.Uint64
+	frameErrors                                     atomic.Uint64
 }
 
 // Transport carries raft messages of every group between this node and
@@ -192,6 +195,7 @@ type Transport struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]struct{} // guarded by mu: every open connection, for Close
 	inbound  map[uint64]*reader    // guarded by mu: the connection read for each peer
+	newest   map[uint64]uint64     // guarded by mu: per peer, the largest reader.accepted adopted
 	accepted int                   // guarded by mu: inbound connections open
 	closed   bool                  // guarded by mu
 
@@ -220,8 +224,13 @@ type outMsg struct {
 // reader is the goroutine reading one inbound connection.
 type reader struct {
 	conn net.Conn
-	from uint64        // the peer, known from the first frame; 0 until then
-	done chan struct{} // closed when the reader has stopped
+	// accepted numbers the inbound connections in the order they were
+	// accepted. A peer dials again only once its previous connection has
+	// ended, so its connections are accepted in the order it dialed them:
+	// a larger number is a newer connection of the same peer.
+	accepted uint64
+	from     uint64        // the peer, known from the first frame; 0 until then
+	done     chan struct{} // closed when the reader has stopped
 }
 
 // NewTransport starts the transport of node id: it accepts peers'
@@ -241,6 +250,7 @@ func NewTransport(id uint64, peers map[uint64]string, ln net.Listener, opts Tran
 		peers:   map[uint64]*peer{},
 		conns:   map[net.Conn]struct{}{},
 		inbound: map[uint64]*reader{},
+		newest:  map[uint64]uint64{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	for pid, addr := range peers {
@@ -312,7 +322,8 @@ func (t *Transport) Stats() TransportStats {
 		DroppedQueueFull: s.droppedQueueFull.Load(), DroppedUnreachable: s.droppedUnreachable.Load(),
 		DroppedBroken: s.droppedBroken.Load(), DroppedTooLarge: s.droppedTooLarge.Load(), DroppedFilter: s.droppedFilter.Load(),
 		Dials: s.dials.Load(), DialFailures: s.dialFailures.Load(),
-		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), FrameErrors: s.frameErrors.Load(),
+		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), ConnsStale: s.connsStale.Load(),
+		FrameErrors: s.frameErrors.Load(),
 	}
 }
 
@@ -531,6 +542,7 @@ func (t *Transport) inboundConnsMax() int { return 2*len(t.peers) + 4 }
 // accept accepts peers' connections until the listener closes.
 func (t *Transport) accept() {
 	defer t.wg.Done()
+	var accepted uint64
 	for {
 		conn, err := t.ln.Accept()
 		if err != nil {
@@ -558,8 +570,9 @@ func (t *Transport) accept() {
 			return
 		}
 		t.stats.connsAccepted.Add(1)
+		accepted++
 		t.wg.Add(1)
-		go t.read(&reader{conn: conn, done: make(chan struct{})})
+		go t.read(&reader{conn: conn, accepted: accepted, done: make(chan struct{})})
 	}
 }
 
@@ -606,7 +619,10 @@ func (t *Transport) read(r *reader) {
 		}
 		if r.from == 0 {
 			r.from = from
-			t.adopt(r)
+			if !t.adopt(r) {
+				t.stats.connsStale.Add(1)
+				return
+			}
 		}
 		t.stats.framesReceived.Add(1)
 		t.stats.bytesReceived.Add(uint64(len(buf)))
@@ -640,17 +656,26 @@ func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, bool) {
 	return msgs, f.from, true
 }
 
-// adopt makes r the reader of its peer's messages. A peer that reconnects
-// leaves its old connection behind; adopt closes it and waits for its
-// reader to stop before r hands over anything, so that the peer's
-// messages reach the handler in the order they were sent (N6).
-func (t *Transport) adopt(r *reader) {
+// adopt makes r the reader of its peer's messages, unless a newer
+// connection of the peer has been read from already (even one that has
+// ended since): then r is stale,
+// its frames older than those handed over, and adopt returns false. A
+// peer that reconnects leaves its old connection behind; adopt closes it
+// and waits for its reader to stop before r hands over anything. So the
+// peer's messages reach the handler in the order they were sent, even
+// when a reader is slow to read its first frame (N6).
+func (t *Transport) adopt(r *reader) bool {
 	t.mu.Lock()
+	if t.newest[r.from] > r.accepted {
+		t.mu.Unlock()
+		return false
+	}
 	prev := t.inbound[r.from]
-	t.inbound[r.from] = r
+	t.inbound[r.from], t.newest[r.from] = r, r.accepted
 	t.mu.Unlock()
 	if prev != nil {
 		_ = prev.conn.Close()
 		<-prev.done
 	}
+	return true
 }

@@ -196,6 +196,78 @@ func TestTransportReconnectedPeerWaitsForItsOldConnection(t *testing.T) {
 	}
 }
 
+// TestTransportRefusesAnOlderConnectionOfAPeer: a peer's connection that
+// sends its first frame only after a newer connection of the same peer
+// has been read from is stale — its frames were sent before the newer
+// one's — and is closed with its frames dropped, instead of handing them
+// over after the newer ones (N6); also once the newer connection ended.
+func TestTransportRefusesAnOlderConnectionOfAPeer(t *testing.T) {
+	for _, newerEnds := range []bool{false, true} {
+		t.Run(fmt.Sprintf("newerEnds=%v", newerEnds), func(t *testing.T) {
+			lnB := listen(t)
+			var got received
+			b := newTestTransport(t, 2, lnB, map[uint64]string{1: "127.0.0.1:1", 2: lnB.Addr().String()}, TransportOptions{}, got.handle)
+			frame := func(i uint64) []byte {
+				b, err := proto.Marshal(appMsg(i))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return appendFrame(nil, 1, 2, []rawMessage{{group: 1, b: b}})
+			}
+			dial := func(accepted uint64) net.Conn {
+				conn, err := net.Dial("tcp", lnB.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { _ = conn.Close() })
+				eventually(t, "the connection is accepted", func() error {
+					if n := b.Stats().ConnsAccepted; n != accepted {
+						return fmt.Errorf("%d accepted", n)
+					}
+					return nil
+				})
+				return conn
+			}
+			older, newer := dial(1), dial(2)
+			if _, err := newer.Write(frame(2)); err != nil {
+				t.Fatal(err)
+			}
+			eventually(t, "the newer connection's frame arrives", func() error {
+				if index, _ := got.snapshot(); len(index) != 1 {
+					return fmt.Errorf("arrived: %v", index)
+				}
+				return nil
+			})
+			if newerEnds {
+				_ = newer.Close()
+				eventually(t, "the newer connection's reader stops", func() error {
+					b.mu.Lock()
+					defer b.mu.Unlock()
+					if b.inbound[1] != nil {
+						return fmt.Errorf("still reading")
+					}
+					return nil
+				})
+			}
+			if _, err := older.Write(frame(1)); err != nil {
+				t.Fatal(err)
+			}
+			if err := older.SetReadDeadline(time.Now().Add(waitMax)); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := older.Read(make([]byte, 1)); err == nil {
+				t.Fatal("the older connection stays open")
+			}
+			if index, _ := got.snapshot(); !slices.Equal(index, []uint64{2}) {
+				t.Fatalf("arrived in the order %v, want only the newer connection's 2", index)
+			}
+			if s := b.Stats(); s.ConnsStale != 1 {
+				t.Fatalf("ConnsStale %d, want 1", s.ConnsStale)
+			}
+		})
+	}
+}
+
 // TestTransportDropsOnFullQueue: a peer's queue holds QueueMessagesMax
 // messages; while the writer is held (a delaying filter), Send drops the
 // rest, says so, and counts them — it never blocks.
