@@ -101,8 +101,9 @@ type Node struct {
 	ctlc  chan func()      // requests run by the loop (TransferLeadership)
 	ticks <-chan time.Time // Config.Ticks or the ticker's channel
 	stopc chan struct{}    // closed by Close
-	done  chan struct{}    // closed when the loop has ended
-	err   error            // why the loop ended; written before done is closed
+	ended chan struct{}    // closed when the loop has ended and err is set
+	done  chan struct{}    // closed after ended, once every proposal held has failed
+	err   error            // why the loop ended; written before ended is closed
 	stop  sync.Once        // closes stopc
 	tick  *time.Ticker     // nil when Config.Ticks drives the clock
 	seq   atomic.Uint64    // numbers this node's proposals
@@ -169,6 +170,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		recvc:     make(chan inbound, cfg.InboxFramesMax),
 		ctlc:      make(chan func(), 16),
 		stopc:     make(chan struct{}),
+		ended:     make(chan struct{}),
 		done:      make(chan struct{}),
 		proposing: map[proposalID]*proposal{},
 	}
@@ -392,7 +394,7 @@ func (n *Node) Transport() *Transport { return n.tr }
 // Apply, an entry it cannot read).
 func (n *Node) Err() error {
 	select {
-	case <-n.done:
+	case <-n.ended:
 		return n.err
 	default:
 		return nil
@@ -427,8 +429,8 @@ func (n *Node) receive(from uint64, msgs []GroupMessage) {
 
 // run is the loop's goroutine.
 func (n *Node) run() {
-	err := n.loop()
-	n.err = err
+	n.err = n.loop()
+	close(n.ended)
 	n.failAll(n.stopped())
 	close(n.done)
 }
