@@ -1,0 +1,155 @@
+// Package cluster replicates slotd's state over Raft groups: a Node hosts
+// several groups (offices are sharded over them), each a raft.RawNode of
+// go.etcd.io/raft/v3, with their logs in one raftlog.Store, their messages
+// on one Transport, and their committed entries applied to one
+// StateMachine. Raft is the consensus and this package writes none of its
+// own: it is what raft leaves its user — the Ready loop, the transport,
+// the bootstrap, and the bookkeeping that tells a proposer what became of
+// its proposal. The state machine is an interface for now; the allocator,
+// made deterministic, will be one (docs/design.md §7).
+//
+// # The loop
+//
+// One goroutine drives every group of the node, so that the Readys of all
+// groups share one fsync (raftlog's Append):
+//
+//	loop:
+//	  wait for an event — a tick, a frame from a peer, a proposal, a
+//	    request — unless a group already has a Ready
+//	  take the events that have arrived, at most drainEventsMax:
+//	    Tick every group, Step the messages, queue the proposals
+//	  Propose the queued proposals on their groups' RawNodes
+//	  take the Ready of every group that has one; find this turn's
+//	    proposals among its new entries                          (N2)
+//	  Append all the Readys: one raftlog batch, one fsync          (N3, N4)
+//	  send every group's messages                                  (N3, N6)
+//	  apply every group's committed entries; settle the proposals
+//	    they decide                                                (N1, N2, N5)
+//	  Advance every group
+//
+// Rejected: a goroutine per group (raft.Node, as etcd runs one group),
+// which costs an fsync per group per Ready, so that the fsyncs per second
+// grow with the groups. Not yet taken: a leader may send its append
+// messages before its own write completes (Raft thesis §10.2.1), saving
+// it one fsync of latency, and raft's AsyncStorageWrites would let a
+// turn's apply overlap the next turn's fsync; both make the simple rule of
+// N3 conditional and wait for a measurement that asks for them.
+//
+// # Invariants
+//
+// Tests refer to them as "cluster invariant NN".
+//
+//	N1. A proposal is acknowledged — Propose returns nil and a result —
+//	    only after its entry is committed and applied on this node, and
+//	    the result is what the state machine's Apply set for that entry.
+//	N2. Propose's errors are definite but two: after ErrNotLeader,
+//	    ErrProposalDropped, ErrTooManyProposals, ErrProposalTooLarge or
+//	    ErrUnknownGroup the data is not and will never be applied; after
+//	    the caller's ctx ended or ErrStopped it may still be. The node
+//	    learns where each of its proposals landed, index i and term t, by
+//	    the id in its entry's data, in the Ready that appended it, and
+//	    settles it when i is applied: applied if the entry there is of
+//	    term t (one leader per term, one entry per index in a term),
+//	    dropped if not; and dropped as soon as an entry of a term above t
+//	    is applied before i, since the terms along a log never fall. So a
+//	    proposal lost to a change of leader fails instead of hanging,
+//	    once this node applies the new leader's entries.
+//	N3. A Ready is on stable storage before any of its messages is sent,
+//	    its committed entries applied, or the group advanced. A failed
+//	    Append stops the node: nothing of that turn is sent or applied.
+//	N4. One Append per turn of the loop, for every group with a Ready:
+//	    one Pebble batch and one fsync (raftlog R1), however many groups.
+//	N5. Committed entries reach the state machine in log order, each index
+//	    once per start, each following the last. There are no snapshots
+//	    yet and the state machine keeps its state in memory: a node starts
+//	    each group at its log's snapshot (the bootstrap's, index 1), and
+//	    raft hands over every committed entry again. The allocator's apply
+//	    loop will write the applied index in the wal batch of the changes
+//	    it applies, and the node will start raft there (raft.Config's
+//	    Applied) instead.
+//	N6. Messages to a peer arrive in the order the loop sent them, or not
+//	    at all: one queue and one writer per peer, one connection at a
+//	    time; a peer's new inbound connection hands over nothing until the
+//	    reader of its old one has stopped, and an old connection that
+//	    speaks up after a newer one of the peer was read is closed unread
+//	    (connections are numbered in the order they were accepted, which
+//	    is the order the peer dialed them). Nothing is retransmitted:
+//	    Raft is safe when messages are lost, repeated or reordered, and
+//	    retransmits what matters (heartbeats, probes, appends), so a lost
+//	    message costs time, never safety; the order only spares needless
+//	    rejections.
+//	N7. Every queue is bounded, and a full one drops or refuses instead of
+//	    waiting: a peer's outgoing queue (TransportOptions.QueueMessagesMax:
+//	    dropped, counted, and raft told the peer is unreachable), the inbox
+//	    of frames (Config.InboxFramesMax: dropped, counted), the proposals
+//	    (Config.ProposalsPendingMax: ErrTooManyProposals), a proposal's
+//	    size (Config.ProposalBytesMax), a frame (4 MiB: a larger message is
+//	    dropped and counted), what a leader holds uncommitted (raft's
+//	    MaxUncommittedEntriesSize: ErrProposalDropped).
+//	N8. Only the loop touches a RawNode, which is not safe for concurrent
+//	    use, and the loop marshals the messages (in Transport.Send), as
+//	    raft asks: no entry may be written while a message is marshalled.
+//	N9. Entries enter a group's log only through Propose on its leader:
+//	    raft's forwarding of proposals is off and a proposal from a peer is
+//	    refused. An edge forwards a write to the leader NotLeaderError
+//	    names.
+//
+// # Membership
+//
+// Static for now. A group that a node's store does not hold is created
+// (bootstrap) with a log that starts after index 1, term 1, whose snapshot
+// names every peer of the Config as a voter, as raft recommends over its
+// Bootstrap; every node does the same, so their logs agree through index
+// 1. A node that lost its data must not come back under its old id: it
+// would bootstrap again and could vote twice in a term. Membership
+// changes (raft's ConfChange) and snapshots stop the node with
+// ErrUnsupported until a release brings them.
+//
+// # Transport
+//
+// Each node dials every peer and writes to it on that one connection;
+// it reads the connections its peers dialed. So there is one TCP
+// connection per ordered pair of nodes, each carrying one direction, and
+// no handshake: every frame names its sender and receiver. A writer sends
+// in one frame every message queued for its peer, whatever the group, up
+// to the frame's limit; an idle writer sends an empty frame (a keepalive)
+// so that the reader's idle timeout tells a dead peer from a quiet one. A
+// writer that cannot connect waits, doubling the wait up to a cap, and
+// meanwhile drops what is sent to the peer (N7).
+//
+// # Wire and log formats
+//
+// Changing anything below breaks mixed-version clusters (the frame) or
+// existing logs (the entry data): a new layout needs a new version byte
+// and a reader that still understands the old one, or refuses it by name.
+//
+// A frame (BE = big-endian; uvarints are encoding/binary's, in their
+// shortest form — a longer one is refused, so a frame has one encoding):
+//
+//	field        size                  meaning
+//	length       4 bytes BE            bytes after this field; the whole
+//	                                   frame is at most 4 MiB
+//	version      1 byte = 1            a receiver refuses another version
+//	from         8 bytes BE            the sending node's id
+//	to           8 bytes BE            the receiving node's id
+//	count        uvarint               messages that follow; 0: keepalive
+//	count times:
+//	  group      uvarint (≥ 1)         the message's Raft group
+//	  size       uvarint               bytes of the message
+//	  message    size bytes            raftpb.Message, protobuf; its From
+//	                                   and To must be the frame's
+//
+// A receiver closes the connection on a frame that breaks any of these
+// rules (TransportStats.FrameErrors).
+//
+// The data of an entry a proposal adds to a log (raft's own empty
+// entries carry no data):
+//
+//	field        size                  meaning
+//	version      1 byte = 1
+//	node         8 bytes BE            the proposing node's id
+//	seq          8 bytes BE            its number on that node, counted from
+//	                                   a random start at each start
+//	data         rest                  the proposal's data, for the state
+//	                                   machine
+package cluster

@@ -1,0 +1,5 @@
+//go:build !invariants
+
+package cluster
+
+const invariantsEnabled = false
