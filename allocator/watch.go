@@ -327,7 +327,7 @@ func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *
 }
 
 // offerMove offers the claimed run (window, step, slots steps) on d at o
-// to w, whose applicant holds the active booking held of w's service (W5).
+// to w, whose applicant holds held, an active booking of w's service (W5).
 // It reports whether the seat was served (moved to, or, without auto_hold,
 // released and notified) and whether the run was trimmed to svc.slots
 // steps; when not served, w is back in the list and the run stays claimed.

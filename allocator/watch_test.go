@@ -335,3 +335,43 @@ func TestWatchSkipsHolderAtRescheduleLimit(t *testing.T) {
 	}
 	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "a", Service: "patent", Applicant: "other", Start: early})
 }
+
+// W5 across offices: a region watch moves the booking to an earlier seat
+// at another office of the region, and frees its seat at the first.
+func TestWatchMovesHolderAcrossOffices(t *testing.T) {
+	other := oneWindowOffice()
+	other.ID = "b"
+	e, j := newTestEngine(t, oneWindowOffice(), other)
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	mine := mustHold(t, e, t0, HoldRequest{Office: "b", Service: "patent", Applicant: "mover", Start: late, Confirm: true})
+	if _, err := e.Watch(t0, WatchRequest{Applicant: "mover", Service: "patent", Region: "moscow", From: d(1), To: d(10), AutoHold: true}, portal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Get(mine.ID, "mover")
+	if err != nil || got.Office != "a" || !got.Start.Equal(early) || got.Reschedules != 1 {
+		t.Fatalf("not moved: %+v %v", got, err)
+	}
+	if evs := matchedEvents(j); len(evs) != 1 || evs[0].Booking.ID != mine.ID {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "b", Service: "patent", Applicant: "other", Start: late})
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	// The move and the watch's end were one durable change: recovery sees
+	// the booking moved and no watch left.
+	r, _ := restored(t, j, t0.Add(2*time.Minute))
+	if got, err := r.Get(mine.ID, "mover"); err != nil || got.Office != "a" || !got.Start.Equal(early) {
+		t.Fatalf("restored: %+v %v", got, err)
+	}
+	if n := r.watches.n.Load(); n != 0 {
+		t.Fatalf("restored %d watches, want the served one gone", n)
+	}
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
