@@ -279,6 +279,25 @@ func penaliseLocked(st *applicantState, p *policy, at int64) {
 	}
 }
 
+// activeOf returns the applicant's booking of service in an active status,
+// nil if none. The duplicate rule leaves at most one; the list is searched
+// newest first, where an active booking is.
+func (a *applicants) activeOf(id, service string) *booking {
+	sh := a.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	st := sh.m[id]
+	if st == nil || st.count(a.services.id(service)) == 0 {
+		return nil
+	}
+	for i := len(st.bookings) - 1; i >= 0; i-- {
+		if rec := st.bookings[i].rec.Load(); rec.Service == service && rec.Status.Active() {
+			return st.bookings[i]
+		}
+	}
+	return nil
+}
+
 // len returns the number of applicants in the table.
 func (a *applicants) len() int {
 	n := 0

@@ -72,24 +72,9 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 		b.unlock(cur.Status)
 		return Booking{}, err
 	}
-	if cur.Status != StatusConfirmed {
-		return fail(refuse(cur, "reschedule"))
-	}
-	if svc := ol.services[cur.Service]; svc == nil || !svc.reschedulable {
-		return fail(fmt.Errorf("%w: %s cannot be rescheduled; cancel and book again", ErrNotReschedulable, cur.Service))
-	}
-	if int(cur.Reschedules) >= ol.policy.maxReschedules {
-		return fail(fmt.Errorf("%w: already rescheduled %d times", ErrRescheduleLimit, cur.Reschedules))
-	}
-	if err := cur.History.checkRepeat("a reschedule"); err != nil {
-		return fail(err)
-	}
 	oldStart := b.start(cur)
-	if left := oldStart.Sub(now); left < ol.policy.rescheduleCutoff {
-		return fail(fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff))
-	}
-	if n := ol.policy.rescheduleCutoffWorkingDays; !ol.workingDaysBefore(ol.today(now), DateOf(oldStart.In(ol.loc)), n) {
-		return fail(fmt.Errorf("%w: a reschedule must come %d working days before the appointment's day", ErrTooLateToReschedule, n))
+	if err := rescheduleRefusal(now, cur, ol, oldStart); err != nil {
+		return fail(err)
 	}
 	svc := nl.services[cur.Service]
 	if svc == nil {
@@ -117,15 +102,60 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	if reason == "" {
 		reason = "rescheduled from " + oldStart.Format(time.RFC3339)
 	}
+	next, err := e.moveLocked(now, b, cur, oo, no, nl, svc, nd, w, step, meta, reason, nil)
+	if err != nil {
+		return fail(err)
+	}
+	b.unlock(StatusConfirmed)
+	return viewOf(&nd.clock, next), nil
+}
+
+// rescheduleRefusal returns why cur, at oldStart under its office's layout
+// ol, may not move now, or nil. A move by a watch (W5) is a reschedule and
+// is refused for the same reasons.
+func rescheduleRefusal(now time.Time, cur *BookingRecord, ol *layout, oldStart time.Time) error {
+	if cur.Status != StatusConfirmed {
+		return refuse(cur, "reschedule")
+	}
+	if svc := ol.services[cur.Service]; svc == nil || !svc.reschedulable {
+		return fmt.Errorf("%w: %s cannot be rescheduled; cancel and book again", ErrNotReschedulable, cur.Service)
+	}
+	if int(cur.Reschedules) >= ol.policy.maxReschedules {
+		return fmt.Errorf("%w: already rescheduled %d times", ErrRescheduleLimit, cur.Reschedules)
+	}
+	if err := cur.History.checkRepeat("a reschedule"); err != nil {
+		return err
+	}
+	if left := oldStart.Sub(now); left < ol.policy.rescheduleCutoff {
+		return fmt.Errorf("%w: the appointment starts in %s, under the %s cutoff", ErrTooLateToReschedule, left.Round(time.Minute), ol.policy.rescheduleCutoff)
+	}
+	if n := ol.policy.rescheduleCutoffWorkingDays; !ol.workingDaysBefore(ol.today(now), DateOf(oldStart.In(ol.loc)), n) {
+		return fmt.Errorf("%w: a reschedule must come %d working days before the appointment's day", ErrTooLateToReschedule, n)
+	}
+	return nil
+}
+
+// moveLocked moves b from cur's seat at oo to the run (w, step) of svc on
+// nd at no (layout nl), which the caller has claimed: it commits the booking.rescheduled
+// change (and what extend adds to it), and only then frees the old seat.
+// On a commit failure it releases the new run and returns the error. The
+// caller holds both offices' gates for reading and b's lock bit, which it
+// clears itself.
+func (e *Engine) moveLocked(now time.Time, b *booking, cur *BookingRecord, oo, no *office, nl *layout, svc *service, nd *day, w, step int,
+	meta Meta, reason string, extend func(c *Change, next *BookingRecord)) (*BookingRecord, error) {
 	next := cur.next(now, StatusConfirmed, meta.Actor, reason)
 	next.Office, next.Date, next.Step, next.Slots, next.Window = no.id, nd.date, uint16(step), uint16(svc.slots), uint16(w)
 	next.Seq = nd.seq.Add(1)
 	next.Reschedules++
 	ev := Event{Type: EventRescheduled, AtUnixNano: now.UnixNano(), Office: no.id, Booking: next, Reason: reason}
 	mark := SeqMark{Office: cur.Office, Date: cur.Date, Seq: cur.Seq}
-	if err := e.commit(&Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}, SeqMarks: []SeqMark{mark}}, meta); err != nil {
+	c := &Change{Bookings: []*BookingRecord{next}, Events: []Event{ev}, SeqMarks: []SeqMark{mark}}
+	if extend != nil {
+		extend(c, next)
+	}
+	if err := e.commit(c, meta); err != nil {
 		nd.release(w, step, svc.slots)
-		return fail(err)
+		return nil, err
 	}
 	b.rec.Store(next)
 	oldDay := b.day
@@ -134,6 +164,5 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
 	e.schedule(now, no, nl, &nd.clock, b, next)
 	e.counter.Reschedules.Add(1)
-	b.unlock(StatusConfirmed)
-	return viewOf(&nd.clock, next), nil
+	return next, nil
 }

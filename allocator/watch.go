@@ -28,6 +28,20 @@ import (
 //	    seat passes to the next watch (W1).
 //	W4. Newly released dates are offered to matching watches, oldest
 //	    first, before anyone else can book them.
+//	W5. A watch whose applicant holds an active booking of its service
+//	    (a new hold would be a duplicate) watches for an earlier seat:
+//	    only a start before the booking's counts as a match. With
+//	    auto_hold the booking is moved there: a reschedule (same id,
+//	    booking.rescheduled, counted against max_reschedules, refused
+//	    like any reschedule, e.g. for a non-reschedulable service or a
+//	    held booking), committed with the watch's end and watch.matched
+//	    in one change; the old seat is freed only then, and offered to
+//	    the next watch (W1). A refused move skips the watch as W2 does.
+//	    The booking's lock bit and its office's gate are only tried, not
+//	    waited for: the caller holds another booking's lock bit and the
+//	    freed seat's gate, and waiting out of lock order could deadlock;
+//	    a booking busy in another transition skips the watch for this
+//	    seat.
 //
 // Watches are kept in one list ordered by creation, scanned on every freed
 // seat: O(watches), bounded by watchesMax.
@@ -258,6 +272,17 @@ func (e *Engine) freeSeat(now time.Time, o *office, d *day, window, step, slots 
 			return
 		}
 		svc := l.services[w.Service]
+		if held := e.apps.activeOf(w.Applicant, w.Service); held != nil { // W5
+			served, trimmed := e.offerMove(now, o, l, svc, w, held, d, window, step, slots)
+			if served {
+				return
+			}
+			skip[w.ID] = true
+			if trimmed {
+				slots = svc.slots
+			}
+			continue
+		}
 		if !w.AutoHold {
 			d.release(window, step, slots)
 			e.notifyWatch(now, o, l, w, d.clock.at(step))
@@ -299,6 +324,70 @@ func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *
 	}
 	e.counter.WatchMatches.Add(1)
 	return true
+}
+
+// offerMove offers the claimed run (window, step, slots steps) on d at o
+// to w, whose applicant holds held, an active booking of w's service (W5).
+// It reports whether the seat was served (moved to, or, without auto_hold,
+// released and notified) and whether the run was trimmed to svc.slots
+// steps; when not served, w is back in the list and the run stays claimed.
+func (e *Engine) offerMove(now time.Time, o *office, l *layout, svc *service, w *WatchRecord, held *booking,
+	d *day, window, step, slots int) (served, trimmed bool) {
+	if !held.tryLock() {
+		e.putBack(w)
+		return false, false
+	}
+	cur := held.rec.Load()
+	start := d.clock.at(step)
+	if !cur.Status.Active() || !start.Before(held.start(cur)) {
+		held.unlock(cur.Status)
+		e.putBack(w)
+		return false, false
+	}
+	if !w.AutoHold {
+		held.unlock(cur.Status)
+		d.release(window, step, slots)
+		e.notifyWatch(now, o, l, w, start)
+		return true, false
+	}
+	oo, err := e.office(cur.Office)
+	if err != nil {
+		panic("BUG: allocator: booking of an unknown office")
+	}
+	if oo != o {
+		if !oo.gate.TryRLock() {
+			held.unlock(cur.Status)
+			e.putBack(w)
+			return false, false
+		}
+		defer oo.gate.RUnlock()
+	}
+	oldStart := held.start(cur)
+	if rescheduleRefusal(now, cur, oo.lay.Load(), oldStart) != nil {
+		held.unlock(cur.Status)
+		e.putBack(w)
+		return false, false
+	}
+	if svc.slots < slots { // the booking needs a shorter run: give back the tail
+		d.release(window, step+svc.slots, slots-svc.slots)
+	}
+	meta := Meta{Actor: ActorSystem, Reason: "watch"}
+	reason := "moved earlier by a watch from " + oldStart.Format(time.RFC3339)
+	_, err = e.moveLocked(now, held, cur, oo, o, l, svc, d, window, step, meta, reason, func(c *Change, next *BookingRecord) {
+		done := *w
+		done.Active = false
+		c.Watches = append(c.Watches, &done)
+		c.Events = append(c.Events, Event{Type: EventWatchMatched, AtUnixNano: now.UnixNano(), Office: o.id,
+			Booking: next, Watch: &done, StartUnixNano: start.UnixNano()})
+	})
+	if err != nil { // moveLocked released the run; the engine is degraded
+		held.unlock(cur.Status)
+		e.putBack(w)
+		return true, true
+	}
+	held.unlock(StatusConfirmed)
+	e.counter.WatchMatches.Add(1)
+	return true, true
 }
 
 // notifyWatch ends w with a watch.matched event offering start.
@@ -347,13 +436,20 @@ func (e *Engine) offerReleased(now time.Time, o *office, from, through Date) {
 		if taken == nil {
 			continue // served meanwhile
 		}
-		if !w.AutoHold {
+		held := e.apps.activeOf(w.Applicant, w.Service)
+		if !w.AutoHold && held == nil {
 			e.notifyWatch(now, o, l, w, got[0].Start)
 			continue
 		}
 		window := d.claimAny(l.windows, step, svc.slots)
 		if window < 0 {
 			e.putBack(w)
+			continue
+		}
+		if held != nil { // W5: served only by an earlier seat
+			if served, _ := e.offerMove(now, o, l, svc, w, held, d, window, step, svc.slots); !served {
+				d.release(window, step, svc.slots)
+			}
 			continue
 		}
 		if !e.handOver(now, o, l, svc, w, d, window, step) {

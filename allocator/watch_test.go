@@ -165,3 +165,213 @@ func TestWatchSurvivesClosureAndRestore(t *testing.T) {
 		t.Fatalf("watch lost in restore: %v", err)
 	}
 }
+
+func eventsOf(j *MemJournal, typ string) []Event {
+	var out []Event
+	for _, c := range j.Changes() {
+		for _, ev := range c.Events {
+			if ev.Type == typ {
+				out = append(out, ev)
+			}
+		}
+	}
+	return out
+}
+
+// W5: an applicant holding a booking of the service is moved to an
+// earlier freed seat (a reschedule, same id), and the seat it leaves goes
+// to the next watch, never free in between.
+func TestWatchMovesHolderToEarlierSeat(t *testing.T) {
+	e, j := newTestEngine(t, oneWindowOffice())
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	mine := confirmed(t, e, t0, "mover", late)
+	w := watch(t, e, t0, "mover", true)
+	watch(t, e, t0.Add(time.Second), "next", true)
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := e.Get(mine.ID, "mover")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !moved.Start.Equal(early) || moved.Status != StatusConfirmed || moved.Reschedules != 1 {
+		t.Fatalf("not moved: start %s status %s reschedules %d", moved.Start, moved.Status, moved.Reschedules)
+	}
+	if evs := eventsOf(j, EventRescheduled); len(evs) != 1 || evs[0].Booking.ID != mine.ID {
+		t.Fatalf("rescheduled events: %+v", evs)
+	}
+	evs := matchedEvents(j)
+	if len(evs) != 2 || evs[0].Watch.ID != w.ID || evs[0].Booking == nil || evs[0].Booking.ID != mine.ID ||
+		evs[0].StartUnixNano != early.UnixNano() {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	// The seat left behind went straight to the next watch.
+	if evs[1].Booking == nil || evs[1].Booking.Applicant != "next" || evs[1].StartUnixNano != late.UnixNano() {
+		t.Fatalf("old seat: %+v", evs[1])
+	}
+	_, err = hold(e, t0.Add(time.Minute), "fast-bot", "patent", late)
+	wantErr(t, err, ErrSlotTaken)
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// W5: the old seat of a moved booking becomes free when no watch wants it.
+func TestWatchMovedHolderFreesOldSeat(t *testing.T) {
+	e, _ := newTestEngine(t, oneWindowOffice())
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	confirmed(t, e, t0, "mover", late)
+	watch(t, e, t0, "mover", true)
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "a", Service: "patent", Applicant: "other", Start: late})
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// W5: a seat later than the holder's booking is no match, with or without
+// auto_hold; the next watch is served.
+func TestWatchHolderNotOfferedLaterSeat(t *testing.T) {
+	e, j := newTestEngine(t, oneWindowOffice())
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	mine := confirmed(t, e, t0, "mover", early)
+	owner := confirmed(t, e, t0, "owner", late)
+	auto := watch(t, e, t0, "mover", true)
+	notify := watch(t, e, t0, "mover", false)
+	watch(t, e, t0.Add(time.Second), "next", true)
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	evs := matchedEvents(j)
+	if len(evs) != 1 || evs[0].Booking == nil || evs[0].Booking.Applicant != "next" {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	if got, _ := e.Get(mine.ID, "mover"); !got.Start.Equal(early) || got.Reschedules != 0 {
+		t.Fatalf("holder moved to a later seat: %s", got.Start)
+	}
+	for _, w := range []WatchRecord{auto, notify} {
+		if _, err := e.GetWatch(w.ID, "mover"); err != nil {
+			t.Fatalf("unserved watch lost: %v", err)
+		}
+	}
+}
+
+// W5 without auto_hold: the holder is told of an earlier seat, which is
+// released, and the booking stays where it is.
+func TestWatchHolderNotifiedOfEarlierSeat(t *testing.T) {
+	e, j := newTestEngine(t, oneWindowOffice())
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	mine := confirmed(t, e, t0, "mover", late)
+	w := watch(t, e, t0, "mover", false)
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	evs := matchedEvents(j)
+	if len(evs) != 1 || evs[0].Watch.ID != w.ID || evs[0].Booking != nil || evs[0].StartUnixNano != early.UnixNano() {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	if got, _ := e.Get(mine.ID, "mover"); !got.Start.Equal(late) {
+		t.Fatalf("moved without auto_hold: %s", got.Start)
+	}
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "a", Service: "patent", Applicant: "other", Start: early})
+}
+
+// W5: a booking of a non-reschedulable service cannot be moved; its
+// watch is skipped (and kept) and the next watch is served.
+func TestWatchSkipsNonReschedulableHolder(t *testing.T) {
+	e, j := newTestEngine(t, oneWindowOffice())
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "rvp", Applicant: "owner", Start: early, Confirm: true})
+	mine := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "rvp", Applicant: "holder", Start: late, Confirm: true})
+	req := WatchRequest{Applicant: "holder", Service: "rvp", Office: "a", From: d(1), To: d(10), AutoHold: true}
+	skipped, err := e.Watch(t0, req, portal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Applicant = "next"
+	if _, err := e.Watch(t0.Add(time.Second), req, portal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	evs := matchedEvents(j)
+	if len(evs) != 1 || evs[0].Booking == nil || evs[0].Booking.Applicant != "next" || evs[0].StartUnixNano != early.UnixNano() {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	if got, _ := e.Get(mine.ID, "holder"); !got.Start.Equal(late) {
+		t.Fatalf("non-reschedulable booking moved to %s", got.Start)
+	}
+	if _, err := e.GetWatch(skipped.ID, "holder"); err != nil {
+		t.Fatalf("skipped watch lost: %v", err)
+	}
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// W5: a move is a reschedule, so max_reschedules bounds it.
+func TestWatchSkipsHolderAtRescheduleLimit(t *testing.T) {
+	cfg := oneWindowOffice()
+	cfg.Policy.MaxReschedules = 0
+	e, j := newTestEngine(t, cfg)
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	mine := confirmed(t, e, t0, "mover", late)
+	watch(t, e, t0, "mover", true)
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	if evs := matchedEvents(j); len(evs) != 0 {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	if got, _ := e.Get(mine.ID, "mover"); !got.Start.Equal(late) {
+		t.Fatalf("moved past the limit: %s", got.Start)
+	}
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "a", Service: "patent", Applicant: "other", Start: early})
+}
+
+// W5 across offices: a region watch moves the booking to an earlier seat
+// at another office of the region, and frees its seat at the first.
+func TestWatchMovesHolderAcrossOffices(t *testing.T) {
+	other := oneWindowOffice()
+	other.ID = "b"
+	e, j := newTestEngine(t, oneWindowOffice(), other)
+	early, late := at(2, 10, 0), at(4, 10, 0)
+	owner := confirmed(t, e, t0, "owner", early)
+	mine := mustHold(t, e, t0, HoldRequest{Office: "b", Service: "patent", Applicant: "mover", Start: late, Confirm: true})
+	if _, err := e.Watch(t0, WatchRequest{Applicant: "mover", Service: "patent", Region: "moscow", From: d(1), To: d(10), AutoHold: true}, portal()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Cancel(t0.Add(time.Minute), owner.ID, "owner", portal()); err != nil {
+		t.Fatal(err)
+	}
+	got, err := e.Get(mine.ID, "mover")
+	if err != nil || got.Office != "a" || !got.Start.Equal(early) || got.Reschedules != 1 {
+		t.Fatalf("not moved: %+v %v", got, err)
+	}
+	if evs := matchedEvents(j); len(evs) != 1 || evs[0].Booking.ID != mine.ID {
+		t.Fatalf("matched events: %+v", evs)
+	}
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "b", Service: "patent", Applicant: "other", Start: late})
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	// The move and the watch's end were one durable change: recovery sees
+	// the booking moved and no watch left.
+	r, _ := restored(t, j, t0.Add(2*time.Minute))
+	if got, err := r.Get(mine.ID, "mover"); err != nil || got.Office != "a" || !got.Start.Equal(early) {
+		t.Fatalf("restored: %+v %v", got, err)
+	}
+	if n := r.watches.n.Load(); n != 0 {
+		t.Fatalf("restored %d watches, want the served one gone", n)
+	}
+	if err := r.Verify(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -59,3 +59,42 @@ func TestWatches(t *testing.T) {
 		t.Fatalf("no watch.matched event: %s", r.body)
 	}
 }
+
+// An applicant who holds a booking of the service and watches with
+// auto_hold is moved to an earlier freed seat: the same booking, a
+// booking.rescheduled event, and the seat it left is free again.
+func TestWatchMovesBookingEarlier(t *testing.T) {
+	e := newEnv(t, nil)
+	early, late := "2026-12-02T10:00:00+03:00", "2026-12-04T10:00:00+03:00"
+	book := func(applicant, start string) string {
+		t.Helper()
+		r := e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"`+applicant+`","start":"`+start+`","confirm":true}`)
+		want(t, r, 201, "")
+		var b struct{ ID string }
+		json.Unmarshal(r.body, &b)
+		return b.ID
+	}
+	x := book("x", early) // office-a has two windows: both starts are full
+	book("y", early)
+	mine := book("m", late)
+	book("z", late)
+	want(t, e.post("/v1/watches", keyPortal, `{"applicant":"m","service":"patent","office":"office-a","from":"2026-12-01","to":"2026-12-05","auto_hold":true}`), 201, "")
+
+	want(t, e.post("/v1/bookings/"+x+"/cancel", keyPortal, `{"applicant":"x"}`), 200, "")
+	r := e.get("/v1/bookings/"+mine+"?applicant=m", keyPortal)
+	want(t, r, 200, "")
+	var b struct {
+		Start       string `json:"start"`
+		Status      string `json:"status"`
+		Reschedules int    `json:"reschedules"`
+	}
+	if err := json.Unmarshal(r.body, &b); err != nil || b.Start != early || b.Status != "confirmed" || b.Reschedules != 1 {
+		t.Fatalf("booking after the move: %s", r.body)
+	}
+	r = e.get("/v1/events?after=0&limit=100", keyPortal)
+	if !strings.Contains(string(r.body), `"type":"booking.rescheduled"`) || !strings.Contains(string(r.body), `"type":"watch.matched"`) {
+		t.Fatalf("events: %s", r.body)
+	}
+	// The seat m left is free for anyone.
+	want(t, e.post("/v1/bookings", keyPortal, `{"office":"office-a","service":"patent","applicant":"bot","start":"`+late+`"}`), 201, "")
+}
