@@ -72,6 +72,55 @@ func wallRepeated(t time.Time) bool {
 	return false
 }
 
+// pdfMarginMM is the margin of every printed page, in millimetres.
+const pdfMarginMM = 12
+
+// serviceName is the display name of service at office: its configured
+// name, else its id (a service the office no longer offers keeps its id).
+func serviceName(office *allocator.OfficeConfig, service string) string {
+	for _, sc := range office.Services {
+		if sc.ID == service && sc.Name != "" {
+			return sc.Name
+		}
+	}
+	return service
+}
+
+// newOfficePDF starts an A5 page headed by kind and the office's name and
+// address, set in the embedded Go fonts, and returns it with row, which
+// sets a "label: value" line. Tickets and receipts share it, so every
+// document the office prints reads alike. now stamps the document, so the
+// same booking renders to the same bytes at the same instant.
+func newOfficePDF(office *allocator.OfficeConfig, title, kind string, now time.Time) (*fpdf.Fpdf, func(label, value string)) {
+	p := fpdf.New("P", "mm", "A5", "")
+	p.SetCreationDate(now)
+	p.SetModificationDate(now)
+	p.SetTitle(title, true)
+	p.AddUTF8FontFromBytes("go", "", goregular.TTF)
+	p.AddUTF8FontFromBytes("go", "B", gobold.TTF)
+	p.SetMargins(pdfMarginMM, pdfMarginMM, pdfMarginMM)
+	p.SetAutoPageBreak(false, 0)
+	p.AddPage()
+	width, _ := p.GetPageSize()
+	text := width - 2*pdfMarginMM
+
+	p.SetFont("go", "", 11)
+	p.CellFormat(text, 6, kind, "", 1, "L", false, 0, "")
+	p.SetFont("go", "B", 15)
+	p.MultiCell(text, 7, office.Name, "", "L", false)
+	p.SetFont("go", "", 10)
+	p.MultiCell(text, 5, office.Address, "", "L", false)
+	p.Ln(4)
+	const labelMM = 34
+	row := func(label, value string) {
+		p.SetFont("go", "", 10)
+		p.CellFormat(labelMM, 7, label, "", 0, "L", false, 0, "")
+		p.SetFont("go", "B", 12)
+		p.MultiCell(text-labelMM, 7, value, "", "L", false)
+	}
+	return p, row
+}
+
 // renderTicketPDF lays the ticket out. now stamps the document, so the same
 // booking renders to the same bytes at the same instant.
 func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, token string, now time.Time) ([]byte, error) {
@@ -79,38 +128,10 @@ func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, token
 	if err != nil {
 		return nil, err
 	}
-	service := v.Service
-	for _, sc := range office.Services {
-		if sc.ID == v.Service && sc.Name != "" {
-			service = sc.Name
-		}
-	}
-	p := fpdf.New("P", "mm", "A5", "")
-	p.SetCreationDate(now)
-	p.SetModificationDate(now)
-	p.SetTitle("Талон "+v.Number, true)
-	p.AddUTF8FontFromBytes("go", "", goregular.TTF)
-	p.AddUTF8FontFromBytes("go", "B", gobold.TTF)
-	p.SetMargins(12, 12, 12)
-	p.SetAutoPageBreak(false, 0)
-	p.AddPage()
+	p, row := newOfficePDF(office, "Талон "+v.Number, "Талон на приём", now)
 	width, _ := p.GetPageSize()
-	text := width - 24
-
-	p.SetFont("go", "", 11)
-	p.CellFormat(text, 6, "Талон на приём", "", 1, "L", false, 0, "")
-	p.SetFont("go", "B", 15)
-	p.MultiCell(text, 7, office.Name, "", "L", false)
-	p.SetFont("go", "", 10)
-	p.MultiCell(text, 5, office.Address, "", "L", false)
-	p.Ln(4)
-	row := func(label, value string) {
-		p.SetFont("go", "", 10)
-		p.CellFormat(34, 7, label, "", 0, "L", false, 0, "")
-		p.SetFont("go", "B", 12)
-		p.MultiCell(text-34, 7, value, "", "L", false)
-	}
-	row("Услуга", service)
+	text := width - 2*pdfMarginMM
+	row("Услуга", serviceName(office, v.Service))
 	row("Номер", v.Number)
 	row("Дата и время", ticketWhen(v.Start))
 	row("Окно", fmt.Sprintf("%d", v.Window+1))
