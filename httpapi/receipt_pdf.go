@@ -29,7 +29,7 @@ func (s *Server) receiptPDF(r *request) {
 		r.failErr(err)
 		return
 	}
-	pdf, err := renderReceiptPDF(&v, &office.Config, r.now)
+	pdf, err := renderReceiptPDF(&v, &office.Config, r.languages(), r.now)
 	if err != nil {
 		panic("BUG: httpapi: cannot render a receipt PDF: " + err.Error())
 	}
@@ -45,9 +45,10 @@ var actorNames = map[string]string{
 	"system": "система",
 }
 
-// renderReceiptPDF lays the receipt out; v must be cancelled. now stamps
+// renderReceiptPDF lays the receipt out, the service named for a reader
+// of langs; v must be cancelled. now stamps
 // the document, as for the ticket.
-func renderReceiptPDF(v *allocator.Booking, office *allocator.OfficeConfig, now time.Time) ([]byte, error) {
+func renderReceiptPDF(v *allocator.Booking, office *allocator.OfficeConfig, langs []string, now time.Time) ([]byte, error) {
 	var cancel allocator.Transition
 	for _, t := range v.History.All() {
 		if t.Status == allocator.StatusCancelled {
@@ -73,7 +74,7 @@ func renderReceiptPDF(v *allocator.Booking, office *allocator.OfficeConfig, now 
 
 	p, row := newOfficePDF(office, "Отмена записи "+v.Number, "Отмена записи на приём", now)
 	width, _ := p.GetPageSize()
-	row("Услуга", serviceName(office, v.Service))
+	row("Услуга", serviceName(office, v.Service, langs))
 	row("Номер", v.Number)
 	row("Была назначена", start)
 	row("Отменена", ticketWhen(time.Unix(0, cancel.AtUnixNano).In(loc)))
