@@ -55,6 +55,16 @@ const (
 	// days reaches past any horizon (horizonDaysMax), and it bounds the
 	// days workingDaysBefore visits.
 	workingDaysMax = horizonDaysMax
+	// serviceDocumentsMax bounds a service's documents, a count of lines
+	// printed on its ticket: an A5 ticket holds no more.
+	serviceDocumentsMax = 16
+	// documentBytesMax bounds one document line, in bytes: a line or two
+	// of a ticket.
+	documentBytesMax = 256
+	// serviceNamesMax bounds a service's translated names, a count of
+	// languages: the offices serve a handful, and every name is stored
+	// and sent with the office.
+	serviceNamesMax = 8
 )
 
 // Grid arithmetic of the compiled layout.
@@ -75,6 +85,10 @@ const StepsMax = dayMinutesMax/slotMinutesMin + deadStepsMax
 // idPattern is the shape of office and service ids: they appear in URLs and
 // booking numbers.
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+// languagePattern is a key of a service's names: a primary language
+// subtag (ISO 639, as in an Accept-Language tag), lowercase.
+var languagePattern = regexp.MustCompile(`^[a-z]{2,3}$`)
 
 // Duration is a time.Duration that reads and writes Go duration strings
 // ("10m", "24h") in JSON.
@@ -131,6 +145,12 @@ type ServiceConfig struct {
 	// (force-cancel). Nil, the field omitted, means true: the default,
 	// and the rule before the field existed.
 	OnlineCancel *bool `json:"online_cancel,omitempty"`
+	// Documents lists what an applicant brings, one line each, as the
+	// ticket prints them.
+	Documents []string `json:"documents,omitempty"`
+	// Names maps a primary language tag ("ru", "en") to the service's
+	// name in that language; Name stays the name for any other.
+	Names map[string]string `json:"names,omitempty"`
 }
 
 // onlineCancel is OnlineCancel with its default.
@@ -557,6 +577,9 @@ func compileService(officeID string, sc ServiceConfig) (*service, error) {
 	if len(sc.Name) > textBytesMax {
 		return nil, invalid("office %s: service %s: name is longer than %d bytes", officeID, sc.ID, textBytesMax)
 	}
+	if err := checkServiceInfo(officeID, &sc); err != nil {
+		return nil, err
+	}
 	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable, onlineCancel: sc.onlineCancel()}
 	if len(sc.Weekdays) == 0 {
 		for i := range s.weekdays {
@@ -571,6 +594,31 @@ func compileService(officeID string, sc ServiceConfig) (*service, error) {
 		s.weekdays[wd] = true
 	}
 	return s, nil
+}
+
+// checkServiceInfo checks what a service tells applicants besides its
+// name: its documents and its names in other languages.
+func checkServiceInfo(officeID string, sc *ServiceConfig) error {
+	if len(sc.Documents) > serviceDocumentsMax {
+		return invalid("office %s: service %s: at most %d documents", officeID, sc.ID, serviceDocumentsMax)
+	}
+	for i, d := range sc.Documents {
+		if d == "" || len(d) > documentBytesMax {
+			return invalid("office %s: service %s: documents[%d] must be 1..%d bytes", officeID, sc.ID, i, documentBytesMax)
+		}
+	}
+	if len(sc.Names) > serviceNamesMax {
+		return invalid("office %s: service %s: names in at most %d languages", officeID, sc.ID, serviceNamesMax)
+	}
+	for lang, name := range sc.Names {
+		if !languagePattern.MatchString(lang) {
+			return invalid("office %s: service %s: names key %q is not a lowercase primary language tag such as \"ru\" or \"en\"", officeID, sc.ID, lang)
+		}
+		if name == "" || len(name) > textBytesMax {
+			return invalid("office %s: service %s: names[%s] must be 1..%d bytes", officeID, sc.ID, lang, textBytesMax)
+		}
+	}
+	return nil
 }
 
 // compilePolicy checks p and returns it with time.Duration fields, and

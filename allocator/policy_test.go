@@ -800,3 +800,44 @@ func TestReminderOnceAcrossRestore(t *testing.T) {
 		t.Fatalf("%d reminders again after the restart", n)
 	}
 }
+
+// A service's documents and translated names are bounded like every other
+// field: counts, bytes and language tags are refused by name, and configs
+// at the limits are accepted.
+func TestServiceInfoLimits(t *testing.T) {
+	f := func(mutate func(s *ServiceConfig), want string) {
+		t.Helper()
+		c := testOffice("a")
+		mutate(&c.Services[0])
+		err := c.Validate()
+		if want == "" {
+			if err != nil {
+				t.Fatalf("refused at the limit: %v", err)
+			}
+			return
+		}
+		if !errors.Is(err, ErrValidation) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("got %v, want an error saying %q", err, want)
+		}
+	}
+	f(func(s *ServiceConfig) { s.Documents = make([]string, serviceDocumentsMax+1) }, "at most 16 documents")
+	f(func(s *ServiceConfig) { s.Documents = []string{"паспорт", ""} }, "documents[1] must be 1..256 bytes")
+	f(func(s *ServiceConfig) { s.Documents = []string{strings.Repeat("x", documentBytesMax+1)} }, "documents[0] must be 1..256 bytes")
+	f(func(s *ServiceConfig) {
+		s.Names = map[string]string{}
+		for i := range serviceNamesMax + 1 {
+			s.Names[string(rune('a'+i))+"a"] = "x"
+		}
+	}, "names in at most 8 languages")
+	f(func(s *ServiceConfig) { s.Names = map[string]string{"en-US": "Patent"} }, `names key "en-US"`)
+	f(func(s *ServiceConfig) { s.Names = map[string]string{"EN": "Patent"} }, `names key "EN"`)
+	f(func(s *ServiceConfig) { s.Names = map[string]string{"en": ""} }, "names[en] must be 1..512 bytes")
+	f(func(s *ServiceConfig) { s.Names = map[string]string{"en": strings.Repeat("x", textBytesMax+1)} }, "names[en] must be 1..512 bytes")
+	f(func(s *ServiceConfig) {
+		s.Documents = make([]string, serviceDocumentsMax)
+		for i := range s.Documents {
+			s.Documents[i] = strings.Repeat("д", documentBytesMax/2)
+		}
+		s.Names = map[string]string{"ru": strings.Repeat("x", textBytesMax), "en": "Patent"}
+	}, "")
+}

@@ -52,7 +52,7 @@
 //
 // portal keys act for the applicants of their namespace (namespace.go):
 // holds, confirms, cancels, reschedules, watches, reads of their bookings
-// and tickets, and their events. operator keys
+// and tickets (and cancellation receipts), and their events. operator keys
 // check in (with the ticket's signed QR token), complete, mark no-shows,
 // approve/reject late cancels and force cancels, read bookings, a day's
 // agenda and a booking by its number, and — without the portal scope —

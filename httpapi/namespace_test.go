@@ -96,7 +96,7 @@ func TestDefectPortalReachesOtherPortalsBookings(t *testing.T) {
 	// such booking". portal-b gets exactly that for alice's.
 	notFound := e.get("/v1/bookings/"+confirmed+"?applicant=nobody", keyPortal)
 	want(t, notFound, 404, api.CodeNotFound)
-	for _, p := range []string{"", "/ticket", "/ticket.png", "/ticket.pdf", "/calendar.ics"} {
+	for _, p := range []string{"", "/ticket", "/ticket.png", "/ticket.pdf", "/receipt.pdf", "/calendar.ics"} {
 		r := e.get("/v1/bookings/"+confirmed+p+"?applicant=alice", keyPortalB)
 		want(t, r, 404, api.CodeNotFound)
 		if p == "" && string(r.body) != string(notFound.body) {

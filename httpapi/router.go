@@ -30,6 +30,7 @@ const (
 	RouteTicket        = "/v1/bookings/{id}/ticket"
 	RouteTicketPNG     = "/v1/bookings/{id}/ticket.png"
 	RouteTicketPDF     = "/v1/bookings/{id}/ticket.pdf"
+	RouteReceiptPDF    = "/v1/bookings/{id}/receipt.pdf"
 	RouteCalendar      = "/v1/bookings/{id}/calendar.ics"
 	RouteEvents        = "/v1/events"
 	RouteWatches       = "/v1/watches"

@@ -205,6 +205,7 @@ func (s *Server) routes() []*route {
 		r(get, RouteTicket, accessBooking, (*Server).ticket),
 		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
 		r(get, RouteTicketPDF, accessBooking, (*Server).ticketPDF),
+		r(get, RouteReceiptPDF, accessBooking, (*Server).receiptPDF),
 		r(get, RouteCalendar, accessBooking, (*Server).calendar),
 		r(get, RouteEvents, accessEvents, (*Server).listEvents),
 		r(post, RouteWatches, accessPortal, (*Server).createWatch),

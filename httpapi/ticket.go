@@ -88,16 +88,38 @@ func ticketable(r *request, v *allocator.Booking) bool {
 	return true
 }
 
-// ticket: GET /v1/bookings/{id}/ticket → {number, office, start, qr}.
+// ticket: GET /v1/bookings/{id}/ticket → {number, office, service,
+// service_name, documents, start, qr}: service_name follows the request's
+// Accept-Language (serviceName), documents are the service's (empty when
+// it names none or the office no longer offers it).
 func (s *Server) ticket(r *request) {
 	v, ok := s.readableBooking(r)
 	if !ok || !ticketable(r, &v) {
+		return
+	}
+	office, err := s.engine.Office(v.Office)
+	if err != nil {
+		r.failErr(err)
 		return
 	}
 	b := append(make([]byte, 0, 256), `{"number":`...)
 	b = appendString(b, v.Number)
 	b = append(b, `,"office":`...)
 	b = appendString(b, v.Office)
+	b = append(b, `,"service":`...)
+	b = appendString(b, v.Service)
+	b = append(b, `,"service_name":`...)
+	b = appendString(b, serviceName(&office.Config, v.Service, r.languages()))
+	b = append(b, `,"documents":[`...)
+	if sc := serviceConfig(&office.Config, v.Service); sc != nil {
+		for i, d := range sc.Documents {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, d)
+		}
+	}
+	b = append(b, ']')
 	b = append(b, `,"start":`...)
 	b = jsontime.Append(b, v.Start)
 	b = append(b, `,"qr":`...)
@@ -142,12 +164,7 @@ func (s *Server) calendar(r *request) {
 // CRLF line ends, lines folded at 75 octets.
 func appendICS(b []byte, v *allocator.Booking, office *allocator.OfficeConfig, now time.Time) []byte {
 	const utc = "20060102T150405Z"
-	serviceName := v.Service
-	for _, sc := range office.Services {
-		if sc.ID == v.Service {
-			serviceName = sc.Name
-		}
-	}
+	serviceName := serviceName(office, v.Service, nil)
 	status := "CONFIRMED"
 	if !v.Status.Active() {
 		status = "CANCELLED"

@@ -27,7 +27,7 @@ func (s *Server) ticketPDF(r *request) {
 		r.failErr(err)
 		return
 	}
-	pdf, err := renderTicketPDF(&v, &office.Config, signTicket(s.cfg.Secret, &v), r.now)
+	pdf, err := renderTicketPDF(&v, &office.Config, r.languages(), signTicket(s.cfg.Secret, &v), r.now)
 	if err != nil {
 		panic("BUG: httpapi: cannot render a ticket PDF: " + err.Error())
 	}
@@ -72,45 +72,57 @@ func wallRepeated(t time.Time) bool {
 	return false
 }
 
-// renderTicketPDF lays the ticket out. now stamps the document, so the same
-// booking renders to the same bytes at the same instant.
-func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, token string, now time.Time) ([]byte, error) {
-	qr, err := qrcode.Encode(token, qrcode.Medium, qrImagePixels)
-	if err != nil {
-		return nil, err
-	}
-	service := v.Service
-	for _, sc := range office.Services {
-		if sc.ID == v.Service && sc.Name != "" {
-			service = sc.Name
-		}
-	}
+// pdfMarginMM is the margin of every printed page, in millimetres.
+const pdfMarginMM = 12
+
+// newOfficePDF starts an A5 page headed by kind and the office's name and
+// address, set in the embedded Go fonts, and returns it with row, which
+// sets a "label: value" line. Tickets and receipts share it, so every
+// document the office prints reads alike. now stamps the document, so the
+// same booking renders to the same bytes at the same instant.
+func newOfficePDF(office *allocator.OfficeConfig, title, kind string, now time.Time) (*fpdf.Fpdf, func(label, value string)) {
 	p := fpdf.New("P", "mm", "A5", "")
 	p.SetCreationDate(now)
 	p.SetModificationDate(now)
-	p.SetTitle("Талон "+v.Number, true)
+	p.SetTitle(title, true)
 	p.AddUTF8FontFromBytes("go", "", goregular.TTF)
 	p.AddUTF8FontFromBytes("go", "B", gobold.TTF)
-	p.SetMargins(12, 12, 12)
+	p.SetMargins(pdfMarginMM, pdfMarginMM, pdfMarginMM)
 	p.SetAutoPageBreak(false, 0)
 	p.AddPage()
 	width, _ := p.GetPageSize()
-	text := width - 24
+	text := width - 2*pdfMarginMM
 
 	p.SetFont("go", "", 11)
-	p.CellFormat(text, 6, "Талон на приём", "", 1, "L", false, 0, "")
+	p.CellFormat(text, 6, kind, "", 1, "L", false, 0, "")
 	p.SetFont("go", "B", 15)
 	p.MultiCell(text, 7, office.Name, "", "L", false)
 	p.SetFont("go", "", 10)
 	p.MultiCell(text, 5, office.Address, "", "L", false)
 	p.Ln(4)
+	const labelMM = 34
 	row := func(label, value string) {
 		p.SetFont("go", "", 10)
-		p.CellFormat(34, 7, label, "", 0, "L", false, 0, "")
+		p.CellFormat(labelMM, 7, label, "", 0, "L", false, 0, "")
 		p.SetFont("go", "B", 12)
-		p.MultiCell(text-34, 7, value, "", "L", false)
+		p.MultiCell(text-labelMM, 7, value, "", "L", false)
 	}
-	row("Услуга", service)
+	return p, row
+}
+
+// renderTicketPDF lays the ticket out, the service named for a reader of
+// langs and the documents to bring listed under the QR code (flowing onto
+// a second page when they do not fit). now stamps the document, so the
+// same booking renders to the same bytes at the same instant.
+func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, langs []string, token string, now time.Time) ([]byte, error) {
+	qr, err := qrcode.Encode(token, qrcode.Medium, qrImagePixels)
+	if err != nil {
+		return nil, err
+	}
+	p, row := newOfficePDF(office, "Талон "+v.Number, "Талон на приём", now)
+	width, _ := p.GetPageSize()
+	text := width - 2*pdfMarginMM
+	row("Услуга", serviceName(office, v.Service, langs))
 	row("Номер", v.Number)
 	row("Дата и время", ticketWhen(v.Start))
 	row("Окно", fmt.Sprintf("%d", v.Window+1))
@@ -122,6 +134,16 @@ func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, token
 	p.SetFont("go", "", 9)
 	p.MultiCell(text, 4.5, "Покажите этот код у входа. Талон действителен только для указанного времени; "+
 		"если вы не можете прийти, отмените запись заранее.", "", "C", false)
+	if sc := serviceConfig(office, v.Service); sc != nil && len(sc.Documents) > 0 {
+		p.SetAutoPageBreak(true, pdfMarginMM)
+		p.Ln(3)
+		p.SetFont("go", "B", 10)
+		p.CellFormat(text, 5, "Документы", "", 1, "L", false, 0, "")
+		p.SetFont("go", "", 10)
+		for _, d := range sc.Documents {
+			p.MultiCell(text, 5, "• "+d, "", "L", false)
+		}
+	}
 	var buf bytes.Buffer
 	if err := p.Output(&buf); err != nil {
 		return nil, err

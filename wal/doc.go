@@ -238,21 +238,21 @@
 // office value of version 2, which spells out the config's fields instead
 // of storing its JSON. Format 6 adds the office value of version 3 (a
 // service's online_cancel, the policy's min_notice and working-day
-// cutoffs), so that a version
-// that cannot read it refuses the store at Open. Open stamps a store of
-// format 3, 4 or 5 as 6 and reads its events and offices of older
-// versions as they are.
+// cutoffs), and format 7 that of version 4 (a service's documents and
+// names), so that a version that cannot read it refuses the store at
+// Open. Open stamps a store of format 3 to 6 as 7 and reads its events
+// and offices of older versions as they are.
 // Open upgrades a store of format 1 or 2 before it writes anything else
-// (W8): it stamps the store 0x86 (upgrading; the 0x83, 0x84 and 0x85 of
-// format-3 to format-5 versions are finished the same way), which every
+// (W8): it stamps the store 0x87 (upgrading; the 0x83 to 0x86 of
+// format-3 to format-6 versions are finished the same way), which every
 // version refuses but this one, moves every booking to its format-3 key,
 // which later formats keep, keeping the value as it is, and stamps the
-// store 6 last.
+// store 7 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (6);
+//	'm'     name                                   meta: "format" → 1 byte (7);
 //	                                               "events-deleted-through" → 8 bytes BE cursor;
 //	                                               "synced-round" → 8 bytes BE round (W9)
 //	'o'     office id (bytes)                      office value
@@ -355,16 +355,17 @@
 // embedding it, and the confirmed event pointing one back. Sweep deletes
 // such an event together with the one it points to (W7).
 //
-// Office value, version 3 (every field of allocator.OfficeConfig in this
+// Office value, version 4 (every field of allocator.OfficeConfig in this
 // order, so that the PUT body's JSON tags can change without changing
 // what is stored; a list is a uvarint of its length plus one, 0 for an
-// omitted list, then its entries). Version 2, still read, is the same
-// without online_cancel, min_notice and the working-day cutoffs, which it
-// reads at their defaults (omitted, 0); the office's next write stores
-// version 3:
+// omitted list, then its entries). Version 3, still read, is the same
+// without a service's documents and names, which it reads omitted;
+// version 2, still read, is version 3 without online_cancel, min_notice
+// and the working-day cutoffs, which it reads at their defaults (omitted,
+// 0); the office's next write stores version 4:
 //
 //	field                  size
-//	version                1 byte = 3
+//	version                1 byte = 4
 //	released_through       varint (date)
 //	id, name, region,      string each (the id must equal the key's)
 //	city, address,
@@ -376,7 +377,9 @@
 //	services               list of: id string, name string, slots uvarint,
 //	                       weekdays list of strings, reschedulable 1 byte,
 //	                       online_cancel 1 byte (0 omitted, 1 false,
-//	                       2 true; version 3)
+//	                       2 true; version 3), documents list of strings
+//	                       (version 4), names list of (language string,
+//	                       name string) in language order (version 4)
 //	policy                 horizon_days varint, release_time string,
 //	                       then varints: hold_ttl, cancel_cutoff,
 //	                       late_cancel_floor, reschedule_cutoff (ns),
@@ -388,7 +391,7 @@
 //	                       reschedule_cutoff_working_days
 //
 // Office value, version 1 (formats 4 and older; still read, replaced by
-// version 3 at the office's next write):
+// version 4 at the office's next write):
 //
 //	field                  size
 //	version                1 byte = 1

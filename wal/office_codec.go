@@ -1,14 +1,16 @@
 package wal
 
-// The office value. Versions 2 and 3 spell out every field of
+// The office value. Versions 2 to 4 spell out every field of
 // allocator.OfficeConfig in a fixed order (the table in the package doc),
 // so the stored form belongs to this package: renaming a JSON tag of the
 // PUT body, or adding a field to it, cannot change or silently drop what
 // is already on disk. Version 3 adds a service's online_cancel and the
 // policy's min_notice and working-day cutoffs; a version-2 value is read
 // with them at their defaults (online_cancel omitted, the others 0), the
-// rules it was stored under. Version 1 stored the config as its JSON; it is still read. The
-// next write of an office stores version 3.
+// rules it was stored under. Version 4 adds a service's documents and
+// names; a value of an older version is read with them absent (nil), as
+// they were. Version 1 stored the config as its JSON; it is still read.
+// The next write of an office stores version 4.
 //
 // TestOfficeCodecCoversEveryField fills every field of OfficeConfig by
 // reflection and requires the round trip to keep it: a field added to the
@@ -29,7 +31,7 @@ import (
 // so that a count beyond it can only be corruption.
 const officeListMax = 4096
 
-// appendOffice appends the version-3 encoding of r.
+// appendOffice appends the version-4 encoding of r.
 func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 	c := &r.Config
 	if c.ID == "" {
@@ -76,6 +78,8 @@ func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 			dst = appendStrings(dst, s.Weekdays)
 			dst = appendBool(dst, s.Reschedulable)
 			dst = appendOptBool(dst, s.OnlineCancel)
+			dst = appendStrings(dst, s.Documents)
+			dst = appendStringMap(dst, s.Names)
 		}
 	}
 
@@ -114,7 +118,13 @@ func checkOfficeLimits(c *allocator.OfficeConfig) error {
 	}
 	for _, s := range c.Services {
 		texts = append(texts, s.ID, s.Name)
-		lists = append(lists, s.Weekdays)
+		lists = append(lists, s.Weekdays, s.Documents)
+		for lang, name := range s.Names {
+			texts = append(texts, lang, name)
+		}
+		if len(s.Names) > officeListMax {
+			return fmt.Errorf("%w: office %q: service %q has %d names, at most %d", ErrRecordTooLarge, c.ID, s.ID, len(s.Names), officeListMax)
+		}
 	}
 	for _, l := range lists {
 		texts = append(texts, l...)
@@ -153,6 +163,26 @@ func appendStrings(dst []byte, l []string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(l))+1)
 	for _, s := range l {
 		dst = appendString(dst, s)
+	}
+	return dst
+}
+
+// appendStringMap appends a map of strings as a list (length plus one, 0
+// for nil) of key and value pairs in key order, so that one map has one
+// encoding.
+func appendStringMap(dst []byte, m map[string]string) []byte {
+	if m == nil {
+		return binary.AppendUvarint(dst, 0)
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	dst = binary.AppendUvarint(dst, uint64(len(keys))+1)
+	for _, k := range keys {
+		dst = appendString(dst, k)
+		dst = appendString(dst, m[k])
 	}
 	return dst
 }
@@ -197,6 +227,20 @@ func (d *decoder) strings(what string) []string {
 	return l
 }
 
+// stringMap reads what appendStringMap wrote.
+func (d *decoder) stringMap(what string) map[string]string {
+	n, isNil := d.listLen(what)
+	if isNil || d.err != nil {
+		return nil
+	}
+	m := make(map[string]string, min(n, len(d.b)))
+	for range n {
+		k := string(d.text(what))
+		m[k] = string(d.text(what))
+	}
+	return m
+}
+
 func (d *decoder) optBool(what string) *bool {
 	switch b := d.byte(); b {
 	case 0:
@@ -237,7 +281,7 @@ func (d *decoder) duration() allocator.Duration {
 	return allocator.Duration(time.Duration(d.varint()))
 }
 
-// decodeOffice decodes an office value of version 1, 2 or 3 and checks that
+// decodeOffice decodes an office value of version 1 to 4 and checks that
 // it belongs to id. The config's rules are checked by the engine when it
 // restores the office, as when it is first put.
 func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
@@ -254,8 +298,8 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 		if err := json.Unmarshal(d.b, &r.Config); err != nil {
 			return allocator.OfficeRecord{}, fmt.Errorf("office config: %w", err)
 		}
-	case officeVersion2, officeVersion:
-		v3 := ver == officeVersion
+	case officeVersion2, officeVersion3, officeVersion:
+		v3, v4 := ver >= officeVersion3, ver >= officeVersion
 		c := &r.Config
 		for _, f := range [...]struct {
 			s    *string
@@ -284,6 +328,10 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 				s.Reschedulable = d.bool("service reschedulable")
 				if v3 {
 					s.OnlineCancel = d.optBool("service online_cancel")
+				}
+				if v4 {
+					s.Documents = d.strings("service documents")
+					s.Names = d.stringMap("service names")
 				}
 				c.Services = append(c.Services, s)
 			}

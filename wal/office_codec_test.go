@@ -130,28 +130,39 @@ func goldenOfficeV3() allocator.OfficeRecord {
 	return r
 }
 
-// TestOfficeGolden holds the office encoder to testdata/office-v3.hex and
-// reads it back; it reads testdata/office-v2.hex (stores of format 5
-// before version 3) and testdata/office-v1.hex (the JSON form that stores
-// of format 4 and older hold) into goldenOffice, the fields version 3
-// added at their defaults. Run with -rewrite after a deliberate format
+// goldenOfficeV4 is goldenOfficeV3 with the fields version 4 added: one
+// service's documents and names in two languages, the other's left out.
+func goldenOfficeV4() allocator.OfficeRecord {
+	r := goldenOfficeV3()
+	r.Config.Services[0].Documents = []string{"паспорт", "миграционная карта"}
+	r.Config.Services[0].Names = map[string]string{"ru": "Патент", "en": "Work patent"}
+	return r
+}
+
+// TestOfficeGolden holds the office encoder to testdata/office-v4.hex and
+// reads it back; it reads testdata/office-v3.hex (stores of format 6)
+// into goldenOfficeV3, the fields version 4 added absent, and
+// testdata/office-v2.hex (stores of format 5 before version 3) and
+// testdata/office-v1.hex (the JSON form that stores of format 4 and
+// older hold) into goldenOffice, the fields versions 3 and 4 added at
+// their defaults. Run with -rewrite after a deliberate format
 // change (which needs a new version, see the package doc); it rewrites
 // only the newest version's file: the older ones are what old stores
 // hold, and no longer written.
 func TestOfficeGolden(t *testing.T) {
-	want3 := goldenOfficeV3()
-	v3, err := appendOffice(nil, &want3)
+	want4 := goldenOfficeV4()
+	v4, err := appendOffice(nil, &want4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *rewrite {
-		writeGolden(t, "office-v3.hex", v3)
+		writeGolden(t, "office-v4.hex", v4)
 	}
-	if golden := readGolden(t, "office-v3.hex"); !bytes.Equal(v3, golden) {
-		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v3, golden)
+	if golden := readGolden(t, "office-v4.hex"); !bytes.Equal(v4, golden) {
+		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v4, golden)
 	}
 	want := goldenOffice()
-	for name, want := range map[string]allocator.OfficeRecord{"office-v3.hex": want3, "office-v2.hex": want, "office-v1.hex": want} {
+	for name, want := range map[string]allocator.OfficeRecord{"office-v4.hex": want4, "office-v3.hex": goldenOfficeV3(), "office-v2.hex": want, "office-v1.hex": want} {
 		got, err := decodeOffice(readGolden(t, name), want.Config.ID)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -223,9 +234,9 @@ func TestFormat4StoreIsRestamped(t *testing.T) {
 }
 
 // TestFormat5StoreIsRestamped: a store of format 5 holds its offices as
-// version 2; Open stamps it 6, recovery reads the office with the fields
+// version 2; Open stamps it current, recovery reads the office with the fields
 // of version 3 at their defaults, and the next write of the office stores
-// version 3.
+// the current version.
 func TestFormat5StoreIsRestamped(t *testing.T) {
 	db, dir := openTest(t, Options{})
 	want := goldenOffice()
@@ -252,5 +263,42 @@ func TestFormat5StoreIsRestamped(t *testing.T) {
 	defer closer.Close()
 	if v[0] != officeVersion {
 		t.Fatalf("office rewritten with version %d, want %d", v[0], officeVersion)
+	}
+}
+
+// TestFormat6StoreIsRestamped: a store of format 6 holds its offices as
+// version 3; Open stamps it 7, recovery reads the office without
+// documents and names, and the next write of the office stores version 4.
+func TestFormat6StoreIsRestamped(t *testing.T) {
+	db, dir := openTest(t, Options{})
+	want := goldenOfficeV3()
+	b := db.pdb.NewBatch()
+	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v3.hex"), nil)
+	_ = b.Set(metaKey(metaFormat), []byte{6}, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db, dir)
+	checkStamp(t, db)
+	c := &collector{}
+	if _, err := Recover(db, c, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
+		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
+	}
+	next := goldenOfficeV4()
+	mustCommit(t, db, &allocator.Change{Office: &next})
+	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer closer.Close()
+	if v[0] != officeVersion || officeVersion != 4 {
+		t.Fatalf("office rewritten with version %d, want 4", v[0])
+	}
+	got, err := decodeOffice(v, want.Config.ID)
+	if err != nil || !reflect.DeepEqual(got, next) {
+		t.Fatalf("rewritten office %+v (%v), want %+v", got, err, next)
 	}
 }
