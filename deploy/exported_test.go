@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 const (
@@ -149,13 +150,13 @@ func driveTraffic(t *testing.T, s *server) {
 // after its answer is sent, hence the poll.
 func scrapeUntil(t *testing.T, s *server, lines ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(waitMax)
-	for {
+	var body []byte
+	testtime.Eventually(t, waitMax, "/metrics to hold every expected line", func() error {
 		resp, err := client.Get("http://" + s.adminAddr + "/metrics")
 		if err != nil {
 			t.Fatalf("GET /metrics: %v", err)
 		}
-		body, err := io.ReadAll(resp.Body)
+		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
@@ -166,14 +167,12 @@ func scrapeUntil(t *testing.T, s *server, lines ...string) string {
 				missing = append(missing, l)
 			}
 		}
-		if len(missing) == 0 {
-			return string(body)
+		if len(missing) > 0 {
+			return fmt.Errorf("it lacks %q", missing)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics still lacks %q after %v", missing, waitMax)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return string(body)
 }
 
 // exportedTypes reads "# TYPE name type" lines of the text exposition.

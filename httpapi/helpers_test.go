@@ -44,6 +44,10 @@ func at(dayOffset, hour, minute int) time.Time {
 
 func ts(t time.Time) string { return t.Format(time.RFC3339) }
 
+// waitMax bounds the tests' waits for what the server does on its own
+// goroutines (testtime.Eventually); a bound, not an assertion.
+const waitMax = 10 * time.Second
+
 // Keys of the tests.
 const (
 	keyPortal      = "portal-key-0123456789"
@@ -293,18 +297,6 @@ func (e *env) mustHold(office, service, applicant string, start time.Time, confi
 	r := e.post("/v1/bookings", keyPortal, body)
 	want(e.t, r, 201, "")
 	return r.str(e.t, "id")
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 var errBlocked = errors.New("blocked")

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // logBytes is the size of Pebble's log files in dir.
@@ -119,7 +121,7 @@ func TestCrashTornBatchAllOrNothing(t *testing.T) {
 	// Pebble writes the log file in the background; wait until the batch
 	// is in it, so that a clone may keep all or part of it.
 	want := logBefore + int64(groups*8*1024)
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the torn batch to reach the log file", func() error {
 		if n := logBytes(t, fs, dir); n < want {
 			return fmt.Errorf("log holds %d bytes, want at least %d", n, want)
 		}

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
@@ -61,22 +60,6 @@ func memFS(t testing.TB, dir string) *vfs.MemFS {
 		t.Fatal(err)
 	}
 	return fs
-}
-
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // entry returns entry i of term term with a payload of n random bytes.

@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // gateLogSyncs holds every sync of a log file until gate is closed, while
@@ -64,7 +65,7 @@ func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 	// The first change takes the syncer into its fsync, which holds.
 	wg.Add(1)
 	go commit(0)
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the first commit to reach its fsync", func() error {
 		if waiting.Load() == 0 {
 			return errors.New("the first commit has not reached its fsync")
 		}
@@ -76,7 +77,7 @@ func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 		wg.Add(1)
 		go commit(i)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the other changes to be written to the log", func() error {
 		if w := written(); w < n-1 {
 			return fmt.Errorf("%d of %d changes written", w, n-1)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // failLogSyncs injects an error into every sync of a log file while on.
@@ -281,7 +282,7 @@ func TestCrashCloneMidFlight(t *testing.T) {
 					}
 				}()
 			}
-			checkFor(t, 30*time.Second, func() error {
+			testtime.Eventually(t, 30*time.Second, "100 commits", func() error {
 				if n := db.Stats().Commits; n < 100 {
 					return fmt.Errorf("%d commits", n)
 				}

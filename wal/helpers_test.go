@@ -139,22 +139,6 @@ func memFS(t testing.TB, dir string) *vfs.MemFS {
 	return fs
 }
 
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // collector is a Restorer that keeps what it is given, in order.
 type collector struct {
 	mu       sync.Mutex
