@@ -12,8 +12,6 @@ import (
 // no seats, the hour they repeat has both of its seats, and a start is
 // booked exactly as asked or refused.
 
-var berlin = mustLoc("Europe/Berlin")
-
 // The transition days of 2027 in Berlin, both Sundays: on 28 March the
 // clocks skip 02:00–03:00 (+01:00 → +02:00), on 31 October they show it
 // twice (+02:00 → +01:00).

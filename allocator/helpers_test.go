@@ -4,22 +4,23 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures shared by the package's tests.
 
-var msk = mustLoc("Europe/Moscow")
-
-func mustLoc(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}
-
-// t0 is a Monday morning in Moscow, before the release minute of the next day.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, msk)
+// The clock fixtures are testtime's, the other packages' tests' too, under
+// the short names the package's tests use at hundreds of call sites: t0 is
+// Monday 2026-11-30 08:00 in Moscow, before the release minute of the next
+// day, and at(dayOffset, hour, minute) is a Moscow instant on the day
+// dayOffset from t0's date.
+var (
+	msk    = testtime.MSK
+	berlin = testtime.Berlin
+	t0     = testtime.T0
+	at     = testtime.At
+)
 
 // testOffice: 2 windows, 15-minute grid, Mon–Fri 09:00–13:00 and 14:00–18:00,
 // a 1-step reschedulable service and a 2-step non-reschedulable one.
@@ -87,11 +88,6 @@ func restored(t testing.TB, j *MemJournal, now time.Time) (*Engine, *MemJournal)
 		t.Fatal(err)
 	}
 	return r, j2
-}
-
-// at returns the Moscow instant on the given day offset from t0's date.
-func at(dayOffset, hour, minute int) time.Time {
-	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)
 }
 
 func portal() Meta { return Meta{Actor: "portal-a"} }

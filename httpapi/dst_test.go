@@ -14,8 +14,6 @@ import (
 // Daylight-saving days over HTTP: an office in Europe/Berlin open across
 // 02:00–03:00 on the two transition days of 2027.
 
-var berlin = mustLoc("Europe/Berlin")
-
 // putNightOffice creates an office open on Sundays from 00:00 to closes in
 // Berlin, one window, on a grid of slotMinutes.
 func putNightOffice(t *testing.T, e *env, id string, slotMinutes int, closes string) {

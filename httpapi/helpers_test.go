@@ -19,28 +19,23 @@ import (
 
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
 // fasthttp listener on 127.0.0.1:0 reached through net/http.
 
-var msk = mustLoc("Europe/Moscow")
-
-func mustLoc(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}
-
-// t0 is Monday 2026-11-30 08:00 in Moscow: the office opens at 09:00.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, msk)
-
-// at returns the Moscow instant on the day dayOffset from t0's date.
-func at(dayOffset, hour, minute int) time.Time {
-	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)
-}
+// The clock fixtures are testtime's, the other packages' tests' too, under
+// the short names the package's tests use at a hundred call sites: t0 is
+// Monday 2026-11-30 08:00 in Moscow, an hour before the office opens, and
+// at(dayOffset, hour, minute) is a Moscow instant on the day dayOffset
+// from t0's date.
+var (
+	msk    = testtime.MSK
+	berlin = testtime.Berlin
+	t0     = testtime.T0
+	at     = testtime.At
+)
 
 func ts(t time.Time) string { return t.Format(time.RFC3339) }
 

@@ -50,7 +50,6 @@ func TestTicketPDF(t *testing.T) {
 // in the repeated hour, which the clock shows twice; any other start reads
 // as before.
 func TestTicketWhenNamesTheRepeatedHour(t *testing.T) {
-	berlin := mustLoc("Europe/Berlin")
 	f := func(t0 time.Time, want string) { // t0 in Berlin, as the office shows it
 		t.Helper()
 		if got := ticketWhen(t0.In(berlin)); got != want {

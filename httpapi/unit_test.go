@@ -205,7 +205,7 @@ func TestAppendSlotsMatchesEncodingJSON(t *testing.T) {
 	cfg := slotdtest.BenchOffice(0)
 	cfg.Timezone = "Europe/Berlin"
 	cfg.SlotMinutes = 20
-	loc := mustLoc("Europe/Berlin")
+	loc := berlin
 	for _, date := range []string{"2026-03-29", "2026-10-25", "2026-07-01"} {
 		d, err := allocator.ParseDate(date)
 		if err != nil {

@@ -11,12 +11,13 @@ import (
 
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures shared by the package's tests.
 
-// t0 is the fixed "now" of the tests.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+// t0 is the fixed "now" of the tests (testtime.T0).
+var t0 = testtime.T0
 
 var date0 = allocator.DateOf(t0)
 
