@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -51,7 +52,7 @@ func dumpAll(t testing.TB, s *Store, groups []uint64) string {
 // crash that keeps only synced data (R1), for every group of the batch.
 func TestCrashKeepsReturnedAppend(t *testing.T) {
 	const dir = "db"
-	fs := memFS(t, dir)
+	fs := slotdtest.MemFS(t, dir)
 	o := openAt(t, fs, dir, Options{})
 	writeHistory(t, o.s, rand.New(rand.NewPCG(1, 2)))
 	// A last Append after the unsynced Compact and CreateSnapshot of the
@@ -85,7 +86,7 @@ func TestCrashKeepsReturnedAppend(t *testing.T) {
 func TestCrashTornBatchAllOrNothing(t *testing.T) {
 	const dir = "db"
 	const groups = 16
-	fs := memFS(t, dir)
+	fs := slotdtest.MemFS(t, dir)
 	o := openAt(t, fs, dir, Options{})
 	rng := rand.New(rand.NewPCG(9, 10))
 	var ids []uint64

@@ -52,16 +52,6 @@ func (o opened) close(t testing.TB) {
 	}
 }
 
-// memFS returns a crash-testable in-memory file system with dir created.
-func memFS(t testing.TB, dir string) *vfs.MemFS {
-	t.Helper()
-	fs := vfs.NewCrashableMem()
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return fs
-}
-
 // entry returns entry i of term term with a payload of n random bytes.
 func entry(rng *rand.Rand, i, term uint64, n int) *pb.Entry {
 	e := &pb.Entry{Index: new(i), Term: new(term)}

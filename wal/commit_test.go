@@ -12,6 +12,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -36,7 +37,7 @@ func gateLogSyncs(on *atomic.Bool, gate <-chan struct{}, waiting *atomic.Int32) 
 // its own cursors in arrival order (wal invariants W1, W4).
 func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 	const dir = "/db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	var on atomic.Bool
 	var waiting atomic.Int32
 	gate := make(chan struct{})

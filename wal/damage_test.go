@@ -22,6 +22,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -156,7 +157,7 @@ func waitSyncMarked(t *testing.T, db *DB) {
 // DB and the cancel's record.
 func damageStore(t *testing.T, holds uint64) (*vfs.MemFS, *DB, *allocator.BookingRecord) {
 	t.Helper()
-	mem := memFS(t, "db")
+	mem := slotdtest.MemFS(t, "db")
 	db, err := Open("db", Options{FS: mem})
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +334,7 @@ func TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange(t *testing.T) {
 // turn, so a write torn by a crash leaves the previous mark; two damaged
 // slots are not a tear and are refused.
 func TestSyncMarkSurvivesATornWrite(t *testing.T) {
-	mem := memFS(t, "db")
+	mem := slotdtest.MemFS(t, "db")
 	path := mem.PathJoin("db", SyncMarkFile)
 	m, err := openSyncMark(mem, "db", 0)
 	if err != nil {

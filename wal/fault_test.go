@@ -20,6 +20,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -80,7 +81,7 @@ func allEvents(t *testing.T, db *DB) []allocator.Event {
 // invariants W1, W2, W4).
 func TestSyncFailureDegrades(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	var on atomic.Bool
 	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
 	if err != nil {
@@ -193,7 +194,7 @@ func TestSyncFailureDegrades(t *testing.T) {
 // together or none of them (one batch).
 func TestSyncFailureWithoutCrash(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	var on atomic.Bool
 	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
 	if err != nil {
@@ -224,7 +225,7 @@ func TestSyncFailureWithoutCrash(t *testing.T) {
 // synced commits and drops a write that was never synced.
 func TestCrashCloneDropsUnsynced(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	db, err := Open(dir, Options{FS: mem})
 	if err != nil {
 		t.Fatal(err)
@@ -252,7 +253,7 @@ func TestCrashCloneMidFlight(t *testing.T) {
 	for seed := int64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			const dir = "db"
-			mem := memFS(t, dir)
+			mem := slotdtest.MemFS(t, dir)
 			db, err := Open(dir, Options{FS: mem})
 			if err != nil {
 				t.Fatal(err)
@@ -327,22 +328,6 @@ func TestCrashCloneMidFlight(t *testing.T) {
 	}
 }
 
-// noSpace fails every write to a file in dir once on is set, as a full
-// disk does: files can still be created, empty, and dir synced.
-func noSpace(dir string, on *atomic.Bool) errorfs.Injector {
-	return errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !on.Load() || !strings.HasPrefix(op.Path, dir+"/") {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate, errorfs.OpFileFlush,
-			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return syscall.ENOSPC
-		}
-		return nil
-	})
-}
-
 // TestDefectFullDiskStartPanics: Open on a full disk used to panic
 // ("MANIFEST flush failed", Pebble's Fatalf while it creates a store); it
 // returns an error that says why, for a new store and an existing one.
@@ -361,12 +346,12 @@ func TestDefectFullDiskStartPanics(t *testing.T) {
 	}
 	f := func(name string, prepare func(vfs.FS)) {
 		t.Run(name, func(t *testing.T) {
-			mem := memFS(t, "db")
+			mem := slotdtest.MemFS(t, "db")
 			prepare(mem)
 			var on atomic.Bool
 			on.Store(true)
 			opened := make(chan error, 1)
-			go func() { opened <- open(errorfs.Wrap(mem, noSpace("db", &on))) }()
+			go func() { opened <- open(errorfs.Wrap(mem, slotdtest.NoSpace("db", &on))) }()
 			var err error
 			select {
 			case err = <-opened:

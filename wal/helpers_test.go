@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
@@ -128,16 +126,6 @@ func mustCommit(t testing.TB, db *DB, c *allocator.Change) {
 	if err := db.Commit(c); err != nil {
 		t.Fatalf("Commit: %v", err)
 	}
-}
-
-// memFS returns a crash-testable in-memory file system with dir created.
-func memFS(t testing.TB, dir string) *vfs.MemFS {
-	t.Helper()
-	fs := vfs.NewCrashableMem()
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return fs
 }
 
 // collector is a Restorer that keeps what it is given, in order.

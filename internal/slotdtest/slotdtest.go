@@ -2,7 +2,8 @@
 // cmd/slotd, run with demo offices on ephemeral loopback ports and a
 // scratch data directory, its addresses read from its "slotd ready" log
 // line. Tests talk to it only over 127.0.0.1. It also holds the office
-// configs the packages' tests and benchmarks share (offices.go). The
+// configs the packages' tests and benchmarks share (offices.go), and the
+// in-memory and full-disk file systems of the tests on Pebble (fs.go). The
 // clock fixtures and the deadline poll are in the subpackage testtime,
 // which imports only the standard library so that the allocator's own
 // tests can use them too.
