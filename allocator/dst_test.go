@@ -39,21 +39,6 @@ func dstOffice(id string, slotMinutes int) OfficeConfig {
 	}
 }
 
-func newEngineAt(t testing.TB, now time.Time, offices ...OfficeConfig) (*Engine, *MemJournal) {
-	t.Helper()
-	j := &MemJournal{}
-	e, err := New(Config{Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range offices {
-		if _, err := e.PutOffice(now, cfg, Meta{Actor: "admin"}); err != nil {
-			t.Fatalf("PutOffice %s: %v", cfg.ID, err)
-		}
-	}
-	return e, j
-}
-
 func rfc3339(ts []time.Time) []string {
 	out := make([]string, len(ts))
 	for i, t := range ts {

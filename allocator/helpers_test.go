@@ -23,7 +23,9 @@ var (
 )
 
 // testOffice: 2 windows, 15-minute grid, Mon–Fri 09:00–13:00 and 14:00–18:00,
-// a 1-step reschedulable service and a 2-step non-reschedulable one.
+// a 1-step reschedulable service and a 2-step non-reschedulable one. It is
+// slotdtest.Office(id, 2), written again because the package's own tests
+// cannot import slotdtest: slotdtest imports allocator, an import cycle.
 func testOffice(id string) OfficeConfig {
 	wk := []string{"09:00-13:00", "14:00-18:00"}
 	return OfficeConfig{
@@ -38,7 +40,15 @@ func testOffice(id string) OfficeConfig {
 	}
 }
 
+// newTestEngine is newEngineAt at t0.
 func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal) {
+	t.Helper()
+	return newEngineAt(t, t0, offices...)
+}
+
+// newEngineAt returns an engine on a MemJournal with offices put at now,
+// and the journal.
+func newEngineAt(t testing.TB, now time.Time, offices ...OfficeConfig) (*Engine, *MemJournal) {
 	t.Helper()
 	j := &MemJournal{}
 	e, err := New(Config{Journal: j})
@@ -46,7 +56,7 @@ func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal)
 		t.Fatal(err)
 	}
 	for _, cfg := range offices {
-		if _, err := e.PutOffice(t0, cfg, Meta{Actor: "admin"}); err != nil {
+		if _, err := e.PutOffice(now, cfg, Meta{Actor: "admin"}); err != nil {
 			t.Fatalf("PutOffice %s: %v", cfg.ID, err)
 		}
 	}
