@@ -10,11 +10,9 @@ import (
 
 // Test fixtures shared by the package's tests.
 
-// The clock fixtures are testtime's, the other packages' tests' too, under
-// the short names the package's tests use at hundreds of call sites: t0 is
-// Monday 2026-11-30 08:00 in Moscow, before the release minute of the next
-// day, and at(dayOffset, hour, minute) is a Moscow instant on the day
-// dayOffset from t0's date.
+// The clock fixtures of every package's tests (testtime), under short
+// names for the hundreds of call sites here. t0 is a Monday morning in
+// Moscow, before the release minute of the next day.
 var (
 	msk    = testtime.MSK
 	berlin = testtime.Berlin

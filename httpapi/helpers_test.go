@@ -25,17 +25,10 @@ import (
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
 // fasthttp listener on 127.0.0.1:0 reached through net/http.
 
-// The clock fixtures are testtime's, the other packages' tests' too, under
-// the short names the package's tests use at a hundred call sites: t0 is
-// Monday 2026-11-30 08:00 in Moscow, an hour before the office opens, and
-// at(dayOffset, hour, minute) is a Moscow instant on the day dayOffset
-// from t0's date.
-var (
-	msk    = testtime.MSK
-	berlin = testtime.Berlin
-	t0     = testtime.T0
-	at     = testtime.At
-)
+// Short names for testtime's T0 and At, which the package's tests use at
+// a hundred call sites: t0 is Monday 08:00 in Moscow, an hour before the
+// test office opens.
+var t0, at = testtime.T0, testtime.At
 
 func ts(t time.Time) string { return t.Format(time.RFC3339) }
 
@@ -90,7 +83,7 @@ func decodeSlots(t testing.TB, r resp) []slotJSON {
 // operator or NTP would. Safe for concurrent use.
 type fakeClock struct{ nanos, steadyNanos atomic.Int64 }
 
-func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.nanos.Load()).In(msk) }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.nanos.Load()).In(testtime.MSK) }
 func (c *fakeClock) Steady() time.Time   { return time.Unix(0, c.steadyNanos.Load()) }
 func (c *fakeClock) Set(t time.Time)     { c.nanos.Store(t.UnixNano()) }
 func (c *fakeClock) Add(d time.Duration) { c.nanos.Add(int64(d)); c.steadyNanos.Add(int64(d)) }
