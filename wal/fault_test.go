@@ -38,6 +38,18 @@ func failLogSyncs(on *atomic.Bool) errorfs.Injector {
 	})
 }
 
+// openFailingSyncs opens a DB in dir on a crashable in-memory file system
+// whose log syncs fail while on is set.
+func openFailingSyncs(t *testing.T, dir string) (mem *vfs.MemFS, on *atomic.Bool, db *DB) {
+	t.Helper()
+	mem, on = slotdtest.MemFS(t, dir), new(atomic.Bool)
+	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(on))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem, on, db
+}
+
 // recovered opens dir on fs and returns what Recover hands over, by id.
 func recovered(t *testing.T, fs vfs.FS, dir string) (map[allocator.ID]*allocator.BookingRecord, *DB) {
 	t.Helper()
@@ -81,12 +93,7 @@ func allEvents(t *testing.T, db *DB) []allocator.Event {
 // invariants W1, W2, W4).
 func TestSyncFailureDegrades(t *testing.T) {
 	const dir = "db"
-	mem := slotdtest.MemFS(t, dir)
-	var on atomic.Bool
-	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, on, db := openFailingSyncs(t, dir)
 	acked := map[allocator.ID]bool{}
 	for i := uint64(1); i <= 10; i++ {
 		mustCommit(t, db, holdChange(i))
@@ -194,12 +201,7 @@ func TestSyncFailureDegrades(t *testing.T) {
 // together or none of them (one batch).
 func TestSyncFailureWithoutCrash(t *testing.T) {
 	const dir = "db"
-	mem := slotdtest.MemFS(t, dir)
-	var on atomic.Bool
-	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, on, db := openFailingSyncs(t, dir)
 	mustCommit(t, db, holdChange(1))
 	on.Store(true)
 	c := holdChange(2)
