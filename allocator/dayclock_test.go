@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // The steps of a date, worked out by brute force: every minute around the
@@ -18,7 +20,7 @@ import (
 func TestDayClockMatchesBruteForce(t *testing.T) {
 	f := func(zone string, y int, m time.Month, dd int) {
 		t.Helper()
-		loc := mustLoc(zone)
+		loc := testtime.MustLoc(zone)
 		date := DateOf(time.Date(y, m, dd, 12, 0, 0, 0, time.UTC))
 		for _, grid := range []int{5, 15, 30, 45, 60, 120, 240} {
 			cfg := allDayOffice("c", 1)

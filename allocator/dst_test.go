@@ -12,8 +12,6 @@ import (
 // no seats, the hour they repeat has both of its seats, and a start is
 // booked exactly as asked or refused.
 
-var berlin = mustLoc("Europe/Berlin")
-
 // The transition days of 2027 in Berlin, both Sundays: on 28 March the
 // clocks skip 02:00–03:00 (+01:00 → +02:00), on 31 October they show it
 // twice (+02:00 → +01:00).
@@ -39,21 +37,6 @@ func dstOffice(id string, slotMinutes int) OfficeConfig {
 		},
 		Policy: DefaultPolicy(),
 	}
-}
-
-func newEngineAt(t testing.TB, now time.Time, offices ...OfficeConfig) (*Engine, *MemJournal) {
-	t.Helper()
-	j := &MemJournal{}
-	e, err := New(Config{Journal: j})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, cfg := range offices {
-		if _, err := e.PutOffice(now, cfg, Meta{Actor: "admin"}); err != nil {
-			t.Fatalf("PutOffice %s: %v", cfg.ID, err)
-		}
-	}
-	return e, j
 }
 
 func rfc3339(ts []time.Time) []string {

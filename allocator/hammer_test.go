@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Concurrency hammers, meant for -race. Many goroutines race for fewer
@@ -175,7 +177,7 @@ func TestHammerClaimInvariantC1HotOfficeDate(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := hammerOffice("hot", 4, fmt.Sprintf("%02d:00-%02d:00", c.from/60, c.to/60))
 			cfg.Timezone = c.zone
-			loc := mustLoc(c.zone)
+			loc := testtime.MustLoc(c.zone)
 			if n := 4 * len(hammerSeats(loc, c.date, 15, c.from, c.to)); n != c.seats {
 				t.Fatalf("%d seats by brute force, want %d", n, c.seats)
 			}
@@ -308,7 +310,7 @@ func hammerClockChange(t *testing.T, now time.Time, date Date) {
 			cfg.Timezone = "Europe/Berlin"
 		}
 		cfg.Policy.HorizonDays = 3
-		loc := mustLoc(cfg.Timezone)
+		loc := testtime.MustLoc(cfg.Timezone)
 		var mine []time.Time
 		for dd := date - 1; dd <= date+1; dd++ {
 			seats += 2 * len(hammerSeats(loc, dd, 15, 0, 6*60))

@@ -4,25 +4,26 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures shared by the package's tests.
 
-var msk = mustLoc("Europe/Moscow")
-
-func mustLoc(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}
-
-// t0 is a Monday morning in Moscow, before the release minute of the next day.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, msk)
+// The clock fixtures of every package's tests (testtime), under short
+// names for the hundreds of call sites here. t0 is a Monday morning in
+// Moscow, before the release minute of the next day.
+var (
+	msk    = testtime.MSK
+	berlin = testtime.Berlin
+	t0     = testtime.T0
+	at     = testtime.At
+)
 
 // testOffice: 2 windows, 15-minute grid, Mon–Fri 09:00–13:00 and 14:00–18:00,
-// a 1-step reschedulable service and a 2-step non-reschedulable one.
+// a 1-step reschedulable service and a 2-step non-reschedulable one. It is
+// slotdtest.Office(id, 2), written again because the package's own tests
+// cannot import slotdtest: slotdtest imports allocator, an import cycle.
 func testOffice(id string) OfficeConfig {
 	wk := []string{"09:00-13:00", "14:00-18:00"}
 	return OfficeConfig{
@@ -37,7 +38,15 @@ func testOffice(id string) OfficeConfig {
 	}
 }
 
+// newTestEngine is newEngineAt at t0.
 func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal) {
+	t.Helper()
+	return newEngineAt(t, t0, offices...)
+}
+
+// newEngineAt returns an engine on a MemJournal with offices put at now,
+// and the journal.
+func newEngineAt(t testing.TB, now time.Time, offices ...OfficeConfig) (*Engine, *MemJournal) {
 	t.Helper()
 	j := &MemJournal{}
 	e, err := New(Config{Journal: j})
@@ -45,7 +54,7 @@ func newTestEngine(t testing.TB, offices ...OfficeConfig) (*Engine, *MemJournal)
 		t.Fatal(err)
 	}
 	for _, cfg := range offices {
-		if _, err := e.PutOffice(t0, cfg, Meta{Actor: "admin"}); err != nil {
+		if _, err := e.PutOffice(now, cfg, Meta{Actor: "admin"}); err != nil {
 			t.Fatalf("PutOffice %s: %v", cfg.ID, err)
 		}
 	}
@@ -87,11 +96,6 @@ func restored(t testing.TB, j *MemJournal, now time.Time) (*Engine, *MemJournal)
 		t.Fatal(err)
 	}
 	return r, j2
-}
-
-// at returns the Moscow instant on the given day offset from t0's date.
-func at(dayOffset, hour, minute int) time.Time {
-	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)
 }
 
 func portal() Meta { return Meta{Actor: "portal-a"} }

@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // lotteryOffice: one window, release at 00:00 with a 2s lottery.
@@ -56,13 +58,9 @@ func enter(t *testing.T, e *Engine, now time.Time, reqs []HoldRequest) []lottery
 			b, err := e.Hold(now, r, portal())
 			out[i] = lotteryOutcome{r.Applicant, b.Start, err}
 		}()
-		deadline := time.Now().Add(10 * time.Second)
-		for e.Stats().LotteryEntries == before && !lotteryRefused(lot, r) {
-			if time.Now().After(deadline) {
-				t.Fatal("request never entered the lottery")
-			}
-			time.Sleep(time.Millisecond)
-		}
+		testtime.EventuallyTrue(t, 10*time.Second, "the request to enter the lottery", func() bool {
+			return e.Stats().LotteryEntries != before || lotteryRefused(lot, r)
+		})
 	}
 	if err := e.Tick(at(1, 0, 0).Add(2 * time.Second)); err != nil {
 		t.Fatal(err)

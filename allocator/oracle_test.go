@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Oracle tests, in the spirit of raft's quick.CheckEqual: the lock-free
@@ -322,7 +324,7 @@ func newOracleModel(now time.Time) *oracleModel {
 	m := &oracleModel{offices: map[string]*modelOffice{}, owner: map[oracleSeat]int{}, apps: map[string]*modelApplicant{}}
 	for _, mo := range oracleOffices() {
 		mo.closed, mo.seq = map[Date]bool{}, map[Date]uint32{}
-		mo.loc, mo.seatsOf, mo.seatSet, mo.releaseOf = mustLoc(mo.zone), map[Date][]time.Time{}, map[int64]Date{}, map[Date]time.Time{}
+		mo.loc, mo.seatsOf, mo.seatSet, mo.releaseOf = testtime.MustLoc(mo.zone), map[Date][]time.Time{}, map[int64]Date{}, map[Date]time.Time{}
 		mo.released = m.autoReleased(mo, now)
 		m.offices[mo.id] = mo
 		m.order = append(m.order, mo.id)

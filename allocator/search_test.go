@@ -74,7 +74,6 @@ func TestSearchAcrossTheClockChange(t *testing.T) {
 		cfgs = append(cfgs, cfg)
 	}
 	e, _ := newTestEngine(t, cfgs...)
-	berlin := mustLoc("Europe/Berlin")
 	for _, after := range []time.Time{
 		time.Date(2027, 3, 28, 1, 30, 0, 0, berlin),  // 02:00 CET becomes 03:00 CEST
 		time.Date(2027, 10, 31, 1, 30, 0, 0, berlin), // 03:00 CEST becomes 02:00 CET

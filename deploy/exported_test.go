@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 const (
@@ -28,7 +28,8 @@ const (
 
 // server is a slotd process started by startSlotd.
 type server struct {
-	addr, adminAddr, portalKey string
+	*slotdtest.Server
+	portalKey string
 }
 
 // startSlotd builds cmd/slotd and starts it with demo offices on ephemeral
@@ -42,7 +43,7 @@ func startSlotd(t *testing.T) *server {
 			t.Errorf("slotd did not exit cleanly on SIGTERM")
 		}
 	})
-	s := &server{addr: srv.Addr, adminAddr: srv.AdminAddr, portalKey: srv.Keys["demo-portal"]}
+	s := &server{Server: srv, portalKey: srv.Keys["demo-portal"]}
 	if s.portalKey == "" {
 		t.Fatal("no portal key among the development keys")
 	}
@@ -51,30 +52,9 @@ func startSlotd(t *testing.T) *server {
 
 var client = &http.Client{Timeout: waitMax}
 
-// call sends an API request with key and decodes the JSON answer.
-func (s *server) call(t *testing.T, key, method, path, body string) (int, map[string]any) {
-	t.Helper()
-	req, err := http.NewRequest(method, "http://"+s.addr+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	_ = json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
-
 func (s *server) must(t *testing.T, want int, method, path, body string) map[string]any {
 	t.Helper()
-	code, out := s.call(t, s.portalKey, method, path, body)
+	code, out := s.Call(t, s.portalKey, method, path, body)
 	if code != want {
 		t.Fatalf("%s %s: %d %v, want %d", method, path, code, out, want)
 	}
@@ -139,7 +119,7 @@ func driveTraffic(t *testing.T, s *server) {
 	if out := s.must(t, 409, "POST", "/v1/bookings", body); out["code"] != "slot_taken" {
 		t.Fatalf("booking a full start: code %v, want slot_taken", out["code"])
 	}
-	if code, out := s.call(t, "not-a-key", "GET", "/v1/offices", ""); code != 401 {
+	if code, out := s.Call(t, "not-a-key", "GET", "/v1/offices", ""); code != 401 {
 		t.Fatalf("unknown key: %d %v, want 401", code, out)
 	}
 }
@@ -149,13 +129,13 @@ func driveTraffic(t *testing.T, s *server) {
 // after its answer is sent, hence the poll.
 func scrapeUntil(t *testing.T, s *server, lines ...string) string {
 	t.Helper()
-	deadline := time.Now().Add(waitMax)
-	for {
-		resp, err := client.Get("http://" + s.adminAddr + "/metrics")
+	var body []byte
+	testtime.Eventually(t, waitMax, "/metrics to hold every expected line", func() error {
+		resp, err := client.Get("http://" + s.AdminAddr + "/metrics")
 		if err != nil {
 			t.Fatalf("GET /metrics: %v", err)
 		}
-		body, err := io.ReadAll(resp.Body)
+		body, err = io.ReadAll(resp.Body)
 		resp.Body.Close()
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("GET /metrics: %d %v", resp.StatusCode, err)
@@ -166,14 +146,12 @@ func scrapeUntil(t *testing.T, s *server, lines ...string) string {
 				missing = append(missing, l)
 			}
 		}
-		if len(missing) == 0 {
-			return string(body)
+		if len(missing) > 0 {
+			return fmt.Errorf("it lacks %q", missing)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/metrics still lacks %q after %v", missing, waitMax)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
+	return string(body)
 }
 
 // exportedTypes reads "# TYPE name type" lines of the text exposition.

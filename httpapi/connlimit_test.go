@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -21,6 +22,7 @@ import (
 	"slotd/allocator"
 	"slotd/api"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // rawGet sends one request on conn and reads the answer, body included.
@@ -101,9 +103,15 @@ func TestConnectionsCapped(t *testing.T) {
 			// Closing one frees its place (the server sees the close
 			// when it next reads, so poll).
 			kept[1].Close()
-			eventually(t, "a closed connection's place to free", func() bool {
+			testtime.Eventually(t, waitMax, "a closed connection's place to free", func() error {
 				resp, _, err := rawGet(t, dial())
-				return err == nil && resp.StatusCode == 200
+				if err != nil {
+					return err
+				}
+				if resp.StatusCode != 200 {
+					return fmt.Errorf("a new connection is answered %d", resp.StatusCode)
+				}
+				return nil
 			})
 		})
 	}
@@ -272,8 +280,11 @@ func TestAcceptPausesThroughExhaustion(t *testing.T) {
 	al = &admitListener{Listener: &exhaustedListener{failures: -1, errno: syscall.EMFILE}, l: e.srv.conns}
 	done := make(chan error, 1)
 	go func() { _, err := al.Accept(); done <- err }()
-	eventually(t, "the pause to begin", func() bool {
-		return testutil.ToFloat64(e.srv.acceptErrors.WithLabelValues(listenerAPI, "emfile")) > 5
+	testtime.Eventually(t, waitMax, "the pause to begin", func() error {
+		if n := testutil.ToFloat64(e.srv.acceptErrors.WithLabelValues(listenerAPI, "emfile")); n <= 5 {
+			return fmt.Errorf("%g EMFILE accept errors counted, want more than 5", n)
+		}
+		return nil
 	})
 	ctx, cancel := contextWithTimeout(10 * time.Second)
 	defer cancel()

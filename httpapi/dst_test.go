@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"slotd/api"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Daylight-saving days over HTTP: an office in Europe/Berlin open across
 // 02:00–03:00 on the two transition days of 2027.
-
-var berlin = mustLoc("Europe/Berlin")
 
 // putNightOffice creates an office open on Sundays from 00:00 to closes in
 // Berlin, one window, on a grid of slotMinutes.
@@ -92,7 +91,7 @@ func slotStarts(t *testing.T, e *env, office, date string) []string {
 // each sold once.
 func TestDefectDSTDoubleBookingSpringForward(t *testing.T) {
 	e := newEnv(t, nil)
-	e.setNow(time.Date(2027, 3, 27, 12, 0, 0, 0, berlin))
+	e.setNow(time.Date(2027, 3, 27, 12, 0, 0, 0, testtime.Berlin))
 	putNightOffice(t, e, "office-ber", 30, "05:00")
 	night := []string{
 		"2027-03-28T00:00:00+01:00", "2027-03-28T00:30:00+01:00", "2027-03-28T01:00:00+01:00", "2027-03-28T01:30:00+01:00",
@@ -108,7 +107,7 @@ func TestDefectDSTDoubleBookingSpringForward(t *testing.T) {
 	}
 	// The first hold takes 03:00+02:00 exactly; earliest_after then fills
 	// the night.
-	b, r := e.holdNight(t, holdJSON("office-ber", "patent", "first", time.Date(2027, 3, 28, 3, 0, 0, 0, berlin)))
+	b, r := e.holdNight(t, holdJSON("office-ber", "patent", "first", time.Date(2027, 3, 28, 3, 0, 0, 0, testtime.Berlin)))
 	want(t, r, 201, "")
 	if b.Start != "2027-03-28T03:00:00+02:00" || b.End != "2027-03-28T03:30:00+02:00" || b.Window != 1 {
 		t.Fatalf("hold 03:00+02:00: %s", r.body)
@@ -140,7 +139,7 @@ func TestDefectDSTDoubleBookingSpringForward(t *testing.T) {
 // repeated hour twice, and each start is booked as asked.
 func TestDefectDSTDoubleBookingFallBack(t *testing.T) {
 	e := newEnv(t, nil)
-	e.setNow(time.Date(2027, 10, 30, 12, 0, 0, 0, berlin))
+	e.setNow(time.Date(2027, 10, 30, 12, 0, 0, 0, testtime.Berlin))
 	putNightOffice(t, e, "office-ber", 30, "05:00")
 	night := []string{
 		"2027-10-31T00:00:00+02:00", "2027-10-31T00:30:00+02:00", "2027-10-31T01:00:00+02:00", "2027-10-31T01:30:00+02:00",
@@ -194,7 +193,7 @@ func TestDefectDSTDoubleBookingFallBack(t *testing.T) {
 // for it answers 422 not_released, and 02:00+02:00 is booked as asked.
 func TestDefectDSTDoubleBookingStartNotASeat(t *testing.T) {
 	e := newEnv(t, nil)
-	e.setNow(time.Date(2027, 10, 30, 12, 0, 0, 0, berlin))
+	e.setNow(time.Date(2027, 10, 30, 12, 0, 0, 0, testtime.Berlin))
 	putNightOffice(t, e, "office-two", 120, "06:00")
 	r := e.post("/v1/bookings", keyPortal, `{"office":"office-two","service":"patent","applicant":"a-1","start":"2027-10-31T02:00:00+01:00"}`)
 	want(t, r, 422, api.CodeNotReleased)

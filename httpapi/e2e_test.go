@@ -11,6 +11,7 @@ import (
 
 	"slotd/allocator"
 	"slotd/api"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // End-to-end tests over a real listener: every endpoint and every error
@@ -539,7 +540,7 @@ func TestEvents(t *testing.T) {
 	// Long-poll: the request waits for the next event.
 	done := make(chan resp, 1)
 	go func() { done <- e.get("/v1/events?wait=5&after="+cursor, keyPortal) }()
-	eventually(t, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
+	testtime.EventuallyTrue(t, waitMax, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
 	want(t, e.post("/v1/bookings/"+id+"/cancel", keyPortal, `{"applicant":"a-1","reason":"ill"}`), 200, "")
 	r = <-done
 	want(t, r, 200, "")
@@ -568,7 +569,7 @@ func TestShutdownWakesLongPoll(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.EventsWaitMax = 10 * time.Minute })
 	done := make(chan resp, 1)
 	go func() { done <- e.get("/v1/events?wait=600", keyPortal) }()
-	eventually(t, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
+	testtime.EventuallyTrue(t, waitMax, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
 	ctx, cancel := contextWithTimeout(10 * time.Second)
 	defer cancel()
 	if err := e.srv.Shutdown(ctx); err != nil {

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // The file descriptor test runs the server in a child process (this test
@@ -212,23 +214,19 @@ func fdParent(t *testing.T, mode string) {
 	}
 
 	// The connections are gone: the server answers again.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	testtime.Eventually(t, 20*time.Second, mode+": the server to answer after the connections closed", func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.SetDeadline(time.Now().Add(time.Second))
-			io.WriteString(c, "GET /v1/offices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+keyPortal+"\r\nConnection: close\r\n\r\n")
-			status, _ := bufio.NewReader(c).ReadString('\n')
-			c.Close()
-			if strings.HasPrefix(status, "HTTP/1.1 200") {
-				break
-			}
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: the server does not answer after the connections closed", mode)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(time.Second))
+		io.WriteString(c, "GET /v1/offices HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+keyPortal+"\r\nConnection: close\r\n\r\n")
+		if status, err := bufio.NewReader(c).ReadString('\n'); !strings.HasPrefix(status, "HTTP/1.1 200") {
+			return fmt.Errorf("answered %q (%v)", status, err)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 
 	stdin.Close()
 	errs, _ := strconv.ParseFloat(report("accept_errors"), 64)

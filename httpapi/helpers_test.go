@@ -19,30 +19,22 @@ import (
 
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
 // fasthttp listener on 127.0.0.1:0 reached through net/http.
 
-var msk = mustLoc("Europe/Moscow")
-
-func mustLoc(name string) *time.Location {
-	l, err := time.LoadLocation(name)
-	if err != nil {
-		panic(err)
-	}
-	return l
-}
-
-// t0 is Monday 2026-11-30 08:00 in Moscow: the office opens at 09:00.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, msk)
-
-// at returns the Moscow instant on the day dayOffset from t0's date.
-func at(dayOffset, hour, minute int) time.Time {
-	return time.Date(2026, 11, 30+dayOffset, hour, minute, 0, 0, msk)
-}
+// Short names for testtime's T0 and At, which the package's tests use at
+// a hundred call sites: t0 is Monday 08:00 in Moscow, an hour before the
+// test office opens.
+var t0, at = testtime.T0, testtime.At
 
 func ts(t time.Time) string { return t.Format(time.RFC3339) }
+
+// waitMax bounds the tests' waits for what the server does on its own
+// goroutines (testtime.Eventually); a bound, not an assertion.
+const waitMax = 10 * time.Second
 
 // Keys of the tests.
 const (
@@ -91,7 +83,7 @@ func decodeSlots(t testing.TB, r resp) []slotJSON {
 // operator or NTP would. Safe for concurrent use.
 type fakeClock struct{ nanos, steadyNanos atomic.Int64 }
 
-func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.nanos.Load()).In(msk) }
+func (c *fakeClock) Now() time.Time      { return time.Unix(0, c.nanos.Load()).In(testtime.MSK) }
 func (c *fakeClock) Steady() time.Time   { return time.Unix(0, c.steadyNanos.Load()) }
 func (c *fakeClock) Set(t time.Time)     { c.nanos.Store(t.UnixNano()) }
 func (c *fakeClock) Add(d time.Duration) { c.nanos.Add(int64(d)); c.steadyNanos.Add(int64(d)) }
@@ -293,18 +285,6 @@ func (e *env) mustHold(office, service, applicant string, start time.Time, confi
 	r := e.post("/v1/bookings", keyPortal, body)
 	want(e.t, r, 201, "")
 	return r.str(e.t, "id")
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 var errBlocked = errors.New("blocked")

@@ -14,6 +14,7 @@ import (
 
 	"slotd/allocator"
 	"slotd/api"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Invariant 6: overload sheds with 429/503 and Retry-After, never queues.
@@ -305,8 +306,11 @@ func TestDefectWallClockStepFreezesRateLimits(t *testing.T) {
 	want(t, e.get("/v1/offices", keyPortal), 200, "")
 	want(t, e.get("/v1/offices", keyPortal), 429, api.CodeRateLimited)
 	clock.step.Store(int64(-time.Hour))
-	eventually(t, "the key's bucket to refill after the clock was set back", func() bool {
-		return e.get("/v1/offices", keyPortal).status == 200
+	testtime.Eventually(t, waitMax, "the key's bucket to refill after the clock was set back", func() error {
+		if s := e.get("/v1/offices", keyPortal).status; s != 200 {
+			return fmt.Errorf("answered %d", s)
+		}
+		return nil
 	})
 	// An applicant's hold bucket (another key, whose own bucket is full).
 	hold := func() resp {
@@ -315,8 +319,11 @@ func TestDefectWallClockStepFreezesRateLimits(t *testing.T) {
 	want(t, hold(), 201, "")
 	want(t, hold(), 429, api.CodeRateLimited)
 	clock.step.Store(int64(-2 * time.Hour))
-	eventually(t, "the applicant's bucket to refill after the clock was set back", func() bool {
-		r := hold()
-		return r.status != 429 && r.status != 201 // the bucket lets it through; the engine refuses the duplicate
+	testtime.Eventually(t, waitMax, "the applicant's bucket to refill after the clock was set back", func() error {
+		// The bucket lets it through; the engine refuses the duplicate.
+		if s := hold().status; s == 429 || s == 201 {
+			return fmt.Errorf("answered %d", s)
+		}
+		return nil
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Holds waiting for a release lottery's draw do not occupy in-flight
@@ -37,13 +38,15 @@ func TestLotteryWaitersDoNotHoldInFlightSlots(t *testing.T) {
 			codes[i] = r.status
 		}()
 	}
-	deadline := time.Now().Add(20 * time.Second) // a bound, not an assertion
-	for e.eng.Stats().LotteryEntries < crowd {
-		if time.Now().After(deadline) {
-			wg.Wait()
-			t.Fatalf("only %d of %d holds entered the draw; answers %v", e.eng.Stats().LotteryEntries, crowd, codes)
+	err := testtime.Poll(20*time.Second, func() error { // a bound, not an assertion
+		if n := e.eng.Stats().LotteryEntries; n < crowd {
+			return fmt.Errorf("only %d of %d holds entered the draw", n, crowd)
 		}
-		time.Sleep(time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		wg.Wait() // the answers, read below, are written by the holds' goroutines
+		t.Fatalf("%v; answers %v", err, codes)
 	}
 	e.clock.Add(2 * time.Second)
 	if err := e.eng.Tick(e.clock.Now()); err != nil {

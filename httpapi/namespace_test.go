@@ -7,6 +7,7 @@ import (
 
 	"slotd/allocator"
 	"slotd/api"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Portal namespaces over HTTP: a portal key reaches only the applicants
@@ -212,7 +213,7 @@ func TestDefectEventsShowOtherNamespaces(t *testing.T) {
 	_, next := e.events(keyPortalB, "limit=1000")
 	done := make(chan resp, 1)
 	go func() { done <- e.get("/v1/events?wait=5&after="+next, keyPortalB) }()
-	eventually(t, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
+	testtime.EventuallyTrue(t, waitMax, "the long-poll to wait", func() bool { return e.srv.pollerSlots.len() == 1 })
 	e.mustHold("office-a", "patent", "alice", at(2, 10, 0), false)
 	want(t, e.post("/v1/bookings", keyPortalB, holdJSON("office-a", "patent", "bob", at(2, 11, 0))), 201, "")
 	r := <-done

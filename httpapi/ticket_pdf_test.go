@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"slotd/api"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // The printable ticket: a PDF whose text, extracted again, reads in
@@ -50,10 +51,9 @@ func TestTicketPDF(t *testing.T) {
 // in the repeated hour, which the clock shows twice; any other start reads
 // as before.
 func TestTicketWhenNamesTheRepeatedHour(t *testing.T) {
-	berlin := mustLoc("Europe/Berlin")
 	f := func(t0 time.Time, want string) { // t0 in Berlin, as the office shows it
 		t.Helper()
-		if got := ticketWhen(t0.In(berlin)); got != want {
+		if got := ticketWhen(t0.In(testtime.Berlin)); got != want {
 			t.Fatalf("ticketWhen(%s) = %q, want %q", t0.Format(time.RFC3339), got, want)
 		}
 	}
@@ -62,9 +62,9 @@ func TestTicketWhenNamesTheRepeatedHour(t *testing.T) {
 	f(time.Date(2027, 10, 31, 2, 30, 0, 0, time.FixedZone("", 2*3600)), "31 октября 2027, 02:30 (UTC+02:00)")
 	f(time.Date(2027, 10, 31, 2, 30, 0, 0, time.FixedZone("", 3600)), "31 октября 2027, 02:30 (UTC+01:00)")
 	f(time.Date(2027, 10, 31, 3, 0, 0, 0, time.FixedZone("", 3600)), "31 октября 2027, 03:00")
-	f(time.Date(2027, 3, 28, 3, 0, 0, 0, berlin), "28 марта 2027, 03:00") // the night they go forward
-	f(time.Date(2026, 12, 1, 10, 0, 0, 0, berlin), "1 декабря 2026, 10:00")
-	if got := ticketWhen(time.Date(2026, 12, 1, 10, 0, 0, 0, msk)); got != "1 декабря 2026, 10:00" {
+	f(time.Date(2027, 3, 28, 3, 0, 0, 0, testtime.Berlin), "28 марта 2027, 03:00") // the night they go forward
+	f(time.Date(2026, 12, 1, 10, 0, 0, 0, testtime.Berlin), "1 декабря 2026, 10:00")
+	if got := ticketWhen(time.Date(2026, 12, 1, 10, 0, 0, 0, testtime.MSK)); got != "1 декабря 2026, 10:00" {
 		t.Fatalf("Moscow: %q", got)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"slotd/allocator"
 	"slotd/api"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 func TestLoadKeys(t *testing.T) {
@@ -209,7 +210,7 @@ func TestAppendSlotsMatchesEncodingJSON(t *testing.T) {
 	cfg := slotdtest.BenchOffice(0)
 	cfg.Timezone = "Europe/Berlin"
 	cfg.SlotMinutes = 20
-	loc := mustLoc("Europe/Berlin")
+	loc := testtime.Berlin
 	for _, date := range []string{"2026-03-29", "2026-10-25", "2026-07-01"} {
 		d, err := allocator.ParseDate(date)
 		if err != nil {

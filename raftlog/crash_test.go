@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // logBytes is the size of Pebble's log files in dir.
@@ -49,7 +52,7 @@ func dumpAll(t testing.TB, s *Store, groups []uint64) string {
 // crash that keeps only synced data (R1), for every group of the batch.
 func TestCrashKeepsReturnedAppend(t *testing.T) {
 	const dir = "db"
-	fs := memFS(t, dir)
+	fs := slotdtest.MemFS(t, dir)
 	o := openAt(t, fs, dir, Options{})
 	writeHistory(t, o.s, rand.New(rand.NewPCG(1, 2)))
 	// A last Append after the unsynced Compact and CreateSnapshot of the
@@ -83,7 +86,7 @@ func TestCrashKeepsReturnedAppend(t *testing.T) {
 func TestCrashTornBatchAllOrNothing(t *testing.T) {
 	const dir = "db"
 	const groups = 16
-	fs := memFS(t, dir)
+	fs := slotdtest.MemFS(t, dir)
 	o := openAt(t, fs, dir, Options{})
 	rng := rand.New(rand.NewPCG(9, 10))
 	var ids []uint64
@@ -119,7 +122,7 @@ func TestCrashTornBatchAllOrNothing(t *testing.T) {
 	// Pebble writes the log file in the background; wait until the batch
 	// is in it, so that a clone may keep all or part of it.
 	want := logBefore + int64(groups*8*1024)
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the torn batch to reach the log file", func() error {
 		if n := logBytes(t, fs, dir); n < want {
 			return fmt.Errorf("log holds %d bytes, want at least %d", n, want)
 		}

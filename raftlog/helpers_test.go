@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"go.etcd.io/raft/v3"
@@ -50,32 +49,6 @@ func (o opened) close(t testing.TB) {
 	t.Helper()
 	if err := o.db.Close(); err != nil {
 		t.Fatalf("wal close: %v", err)
-	}
-}
-
-// memFS returns a crash-testable in-memory file system with dir created.
-func memFS(t testing.TB, dir string) *vfs.MemFS {
-	t.Helper()
-	fs := vfs.NewCrashableMem()
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return fs
-}
-
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

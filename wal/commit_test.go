@@ -12,6 +12,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // gateLogSyncs holds every sync of a log file until gate is closed, while
@@ -35,7 +37,7 @@ func gateLogSyncs(on *atomic.Bool, gate <-chan struct{}, waiting *atomic.Int32) 
 // its own cursors in arrival order (wal invariants W1, W4).
 func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 	const dir = "/db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	var on atomic.Bool
 	var waiting atomic.Int32
 	gate := make(chan struct{})
@@ -64,7 +66,7 @@ func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 	// The first change takes the syncer into its fsync, which holds.
 	wg.Add(1)
 	go commit(0)
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the first commit to reach its fsync", func() error {
 		if waiting.Load() == 0 {
 			return errors.New("the first commit has not reached its fsync")
 		}
@@ -76,7 +78,7 @@ func TestCommitsQueuedDuringSyncShareOneFsync(t *testing.T) {
 		wg.Add(1)
 		go commit(i)
 	}
-	checkFor(t, 10*time.Second, func() error {
+	testtime.Eventually(t, 10*time.Second, "the other changes to be written to the log", func() error {
 		if w := written(); w < n-1 {
 			return fmt.Errorf("%d of %d changes written", w, n-1)
 		}

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 	"slotd/wal"
 )
 
@@ -43,7 +44,7 @@ var crashRounds = flag.Int("crash.rounds", 20, "kill-and-restart rounds in TestC
 const crashChildEnv = "SLOTD_CRASH_CHILD_DIR"
 
 // crashNow is the child's fixed clock: deterministic policy decisions.
-var crashNow = time.Date(2026, 11, 30, 8, 0, 0, 0, time.FixedZone("MSK", 3*3600))
+var crashNow = testtime.T0
 
 func crashOffice() allocator.OfficeConfig {
 	wk := []string{"09:00-13:00", "14:00-18:00"}

@@ -22,6 +22,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // walChunk is one chunk of a Pebble log file, found by walkLog.
@@ -142,7 +144,7 @@ func chunkWith(t *testing.T, chunks []walChunk, pattern []byte, last bool) walCh
 // waitSyncMarked waits until the sync mark holds the last round synced.
 func waitSyncMarked(t *testing.T, db *DB) {
 	t.Helper()
-	checkFor(t, 30*time.Second, func() error {
+	testtime.Eventually(t, 30*time.Second, "the sync mark to reach the last round synced", func() error {
 		if m, s := db.markedRound.Load(), db.syncedRound.Load(); m < s {
 			return fmt.Errorf("mark at round %d, synced through %d", m, s)
 		}
@@ -155,7 +157,7 @@ func waitSyncMarked(t *testing.T, db *DB) {
 // DB and the cancel's record.
 func damageStore(t *testing.T, holds uint64) (*vfs.MemFS, *DB, *allocator.BookingRecord) {
 	t.Helper()
-	mem := memFS(t, "db")
+	mem := slotdtest.MemFS(t, "db")
 	db, err := Open("db", Options{FS: mem})
 	if err != nil {
 		t.Fatal(err)
@@ -305,7 +307,7 @@ func TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange(t *testing.T) {
 			if err := db.pdb.Set(metaKey("test-tail"), tail, pebble.NoSync); err != nil {
 				t.Fatal(err)
 			}
-			checkFor(t, 30*time.Second, func() error { // Pebble writes the log from a goroutine of its own
+			testtime.Eventually(t, 30*time.Second, "the unsynced write to reach the log file", func() error { // Pebble writes the log from a goroutine of its own
 				if _, data := lastLog(t, mem, "db"); !bytes.Contains(data, []byte("torn-tail-")) {
 					return errors.New("the unsynced write is not in the log file yet")
 				}
@@ -332,7 +334,7 @@ func TestDefectWALDamageBeforeSyncedEndLosesAcknowledgedChange(t *testing.T) {
 // turn, so a write torn by a crash leaves the previous mark; two damaged
 // slots are not a tear and are refused.
 func TestSyncMarkSurvivesATornWrite(t *testing.T) {
-	mem := memFS(t, "db")
+	mem := slotdtest.MemFS(t, "db")
 	path := mem.PathJoin("db", SyncMarkFile)
 	m, err := openSyncMark(mem, "db", 0)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // TestEngineRecover runs the real engine on the DB, restarts, and checks
@@ -12,11 +13,7 @@ import (
 // and that holds which expired while down are expired by the first Tick,
 // through the journal (wal invariant W6).
 func TestEngineRecover(t *testing.T) {
-	msk, err := time.LoadLocation("Europe/Moscow")
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2026, 11, 30, 8, 0, 0, 0, msk) // a Monday
+	now := t0 // a Monday
 	dir := t.TempDir()
 	db, err := Open(dir, Options{})
 	if err != nil {
@@ -32,7 +29,7 @@ func TestEngineRecover(t *testing.T) {
 	want := map[allocator.ID]allocator.Status{}
 	var held allocator.ID
 	for i := 0; i < 12; i++ {
-		start := time.Date(2026, 12, 1+i%4, 9+i%3, 0, 0, 0, msk)
+		start := testtime.At(1+i%4, 9+i%3, 0)
 		b, err := e.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "a" + string(rune('a'+i)), Start: start}, allocator.Meta{Actor: "portal-a"})
 		if err != nil {
 			t.Fatalf("hold %d: %v", i, err)

@@ -20,6 +20,8 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // failLogSyncs injects an error into every sync of a log file while on.
@@ -34,6 +36,18 @@ func failLogSyncs(on *atomic.Bool) errorfs.Injector {
 		}
 		return nil
 	})
+}
+
+// openFailingSyncs opens a DB in dir on a crashable in-memory file system
+// whose log syncs fail while on is set.
+func openFailingSyncs(t *testing.T, dir string) (mem *vfs.MemFS, on *atomic.Bool, db *DB) {
+	t.Helper()
+	mem, on = slotdtest.MemFS(t, dir), new(atomic.Bool)
+	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(on))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mem, on, db
 }
 
 // recovered opens dir on fs and returns what Recover hands over, by id.
@@ -79,12 +93,7 @@ func allEvents(t *testing.T, db *DB) []allocator.Event {
 // invariants W1, W2, W4).
 func TestSyncFailureDegrades(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
-	var on atomic.Bool
-	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, on, db := openFailingSyncs(t, dir)
 	acked := map[allocator.ID]bool{}
 	for i := uint64(1); i <= 10; i++ {
 		mustCommit(t, db, holdChange(i))
@@ -192,12 +201,7 @@ func TestSyncFailureDegrades(t *testing.T) {
 // together or none of them (one batch).
 func TestSyncFailureWithoutCrash(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
-	var on atomic.Bool
-	db, err := Open(dir, Options{FS: errorfs.Wrap(mem, failLogSyncs(&on))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	mem, on, db := openFailingSyncs(t, dir)
 	mustCommit(t, db, holdChange(1))
 	on.Store(true)
 	c := holdChange(2)
@@ -223,7 +227,7 @@ func TestSyncFailureWithoutCrash(t *testing.T) {
 // synced commits and drops a write that was never synced.
 func TestCrashCloneDropsUnsynced(t *testing.T) {
 	const dir = "db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	db, err := Open(dir, Options{FS: mem})
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +255,7 @@ func TestCrashCloneMidFlight(t *testing.T) {
 	for seed := int64(1); seed <= 4; seed++ {
 		t.Run(fmt.Sprint("seed=", seed), func(t *testing.T) {
 			const dir = "db"
-			mem := memFS(t, dir)
+			mem := slotdtest.MemFS(t, dir)
 			db, err := Open(dir, Options{FS: mem})
 			if err != nil {
 				t.Fatal(err)
@@ -281,7 +285,7 @@ func TestCrashCloneMidFlight(t *testing.T) {
 					}
 				}()
 			}
-			checkFor(t, 30*time.Second, func() error {
+			testtime.Eventually(t, 30*time.Second, "100 commits", func() error {
 				if n := db.Stats().Commits; n < 100 {
 					return fmt.Errorf("%d commits", n)
 				}
@@ -326,22 +330,6 @@ func TestCrashCloneMidFlight(t *testing.T) {
 	}
 }
 
-// noSpace fails every write to a file in dir once on is set, as a full
-// disk does: files can still be created, empty, and dir synced.
-func noSpace(dir string, on *atomic.Bool) errorfs.Injector {
-	return errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !on.Load() || !strings.HasPrefix(op.Path, dir+"/") {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate, errorfs.OpFileFlush,
-			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return syscall.ENOSPC
-		}
-		return nil
-	})
-}
-
 // TestDefectFullDiskStartPanics: Open on a full disk used to panic
 // ("MANIFEST flush failed", Pebble's Fatalf while it creates a store); it
 // returns an error that says why, for a new store and an existing one.
@@ -360,12 +348,12 @@ func TestDefectFullDiskStartPanics(t *testing.T) {
 	}
 	f := func(name string, prepare func(vfs.FS)) {
 		t.Run(name, func(t *testing.T) {
-			mem := memFS(t, "db")
+			mem := slotdtest.MemFS(t, "db")
 			prepare(mem)
 			var on atomic.Bool
 			on.Store(true)
 			opened := make(chan error, 1)
-			go func() { opened <- open(errorfs.Wrap(mem, noSpace("db", &on))) }()
+			go func() { opened <- open(errorfs.Wrap(mem, slotdtest.NoSpace("db", &on))) }()
 			var err error
 			select {
 			case err = <-opened:

@@ -13,6 +13,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 )
 
 // TestFormat1StoreIsReadAndRestamped: a store of format 1, whose booking
@@ -144,7 +145,7 @@ func checkStamp(t *testing.T, db *DB) {
 func TestUpgradeCrashLeavesEveryBookingOnce(t *testing.T) {
 	const n, batch = 1000, 90 // a dozen batches of moves
 	const dir = "db"
-	mem := memFS(t, dir)
+	mem := slotdtest.MemFS(t, dir)
 	db, err := Open(dir, Options{FS: mem})
 	if err != nil {
 		t.Fatal(err)

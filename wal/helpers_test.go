@@ -7,16 +7,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cockroachdb/pebble/v2/vfs"
-
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // Test fixtures shared by the package's tests.
 
-// t0 is the fixed "now" of the tests.
-var t0 = time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+// t0 is the fixed "now" of the tests (testtime.T0).
+var t0 = testtime.T0
 
 var date0 = allocator.DateOf(t0)
 
@@ -126,32 +125,6 @@ func mustCommit(t testing.TB, db *DB, c *allocator.Change) {
 	t.Helper()
 	if err := db.Commit(c); err != nil {
 		t.Fatalf("Commit: %v", err)
-	}
-}
-
-// memFS returns a crash-testable in-memory file system with dir created.
-func memFS(t testing.TB, dir string) *vfs.MemFS {
-	t.Helper()
-	fs := vfs.NewCrashableMem()
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return fs
-}
-
-// checkFor polls cond until it holds or the deadline passes.
-func checkFor(t testing.TB, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: %v", timeout, err)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // One booking's history must never stop the writes of the whole server:
@@ -17,17 +18,9 @@ import (
 // applicant's cancel becomes a request for the operator (between the
 // late-cancel floor of 12h and the cutoff of 24h).
 var (
-	historyNow   = time.Date(2026, 11, 30, 15, 0, 0, 0, slotdMSK)
-	historyStart = time.Date(2026, 12, 1, 9, 0, 0, 0, slotdMSK)
+	historyNow   = testtime.At(0, 15, 0)
+	historyStart = testtime.At(1, 9, 0)
 )
-
-var slotdMSK = func() *time.Location {
-	l, err := time.LoadLocation("Europe/Moscow")
-	if err != nil {
-		panic(err)
-	}
-	return l
-}()
 
 // startHistoryEngine runs the engine on a fresh DB with offices msk-1 and
 // msk-2.

@@ -10,7 +10,7 @@ import (
 
 func testWatch(auto bool) *allocator.WatchRecord {
 	return &allocator.WatchRecord{ID: allocator.ID{1, 2, 3}, Applicant: "a-1", Service: "patent", Region: "moscow",
-		From: 20000, To: 20010, AutoHold: auto, CreatedUnixNano: time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC).UnixNano(), Active: true}
+		From: 20000, To: 20010, AutoHold: auto, CreatedUnixNano: t0.UnixNano(), Active: true}
 }
 
 // Watches are stored while active, removed when they end, and come back

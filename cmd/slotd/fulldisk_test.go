@@ -9,11 +9,13 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"syscall"
+	"sync/atomic"
 	"testing"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+
+	"slotd/internal/slotdtest"
 )
 
 const fullDiskChildEnv = "SLOTD_TEST_FULL_DISK_DIR"
@@ -32,17 +34,9 @@ func TestFullDiskChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts.dataFS = errorfs.Wrap(vfs.Default, errorfs.InjectorFunc(func(op errorfs.Op) error {
-		if !strings.HasPrefix(op.Path, dir+"/") {
-			return nil
-		}
-		switch op.Kind {
-		case errorfs.OpFileWrite, errorfs.OpFileWriteAt, errorfs.OpFilePreallocate, errorfs.OpFileFlush,
-			errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-			return syscall.ENOSPC
-		}
-		return nil
-	}))
+	var full atomic.Bool
+	full.Store(true)
+	opts.dataFS = errorfs.Wrap(vfs.Default, slotdtest.NoSpace(dir, &full))
 	os.Exit(start(opts, io.Discard, os.Stderr))
 }
 

@@ -2,9 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -54,30 +51,17 @@ type namespaceProc struct {
 	*slotdtest.Server
 }
 
+// call sends an API request with the key named key.
 func (p *namespaceProc) call(t *testing.T, key, method, path, body string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+p.Addr+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+p.Keys[key])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
+	return p.Call(t, p.Keys[key], method, path, body)
 }
 
-// book confirms a booking of applicant through key and returns its id.
+// book confirms a booking of applicant with the key named key, three days
+// ahead, and returns its id.
 func (p *namespaceProc) book(t *testing.T, key, applicant string) string {
 	t.Helper()
-	from := time.Now().AddDate(0, 0, 3).Format("2006-01-02")
-	body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":%q,"earliest_after":"%sT00:00:00+03:00","confirm":true}`, applicant, from)
-	code, b := p.call(t, key, "POST", "/v1/bookings", body)
-	if code != 201 {
-		t.Fatalf("hold by %s: %d %v", key, code, b)
-	}
-	return b["id"].(string)
+	return book(t, p.Server, p.Keys[key], applicant, 3, true)
 }
 
 // writeDevKeys writes the keys -demo reads from the data directory.

@@ -6,9 +6,7 @@ package main
 // invariants 2 and 4 end to end).
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -28,36 +26,23 @@ func startSlotd(t *testing.T, bin, data string) *slotdProc {
 	return &slotdProc{Server: srv, portalKey: srv.Keys["demo-portal"]}
 }
 
-func (p *slotdProc) call(t *testing.T, method, path, body string) (int, map[string]any) {
+// book holds and (optionally) confirms a booking of applicant with key,
+// at the first free start dayOffset days ahead at the demo migration
+// centre, and returns its id.
+func book(t *testing.T, s *slotdtest.Server, key, applicant string, dayOffset int, confirm bool) string {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+p.Addr+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+p.portalKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	return resp.StatusCode, out
-}
-
-// book holds and (optionally) confirms a booking and returns its id.
-func (p *slotdProc) book(t *testing.T, applicant string, dayOffset int, confirm bool) string {
-	t.Helper()
-	// Find the first free start a few days ahead at the demo migration centre.
 	from := time.Now().AddDate(0, 0, dayOffset).Format("2006-01-02")
 	body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":%q,"earliest_after":"%sT00:00:00+03:00","confirm":%v}`, applicant, from, confirm)
-	code, b := p.call(t, "POST", "/v1/bookings", body)
+	code, b := s.Call(t, key, "POST", "/v1/bookings", body)
 	if code != 201 {
-		t.Fatalf("hold: %d %v", code, b)
+		t.Fatalf("hold of %s with key %q: %d %v", applicant, key, code, b)
 	}
 	return b["id"].(string)
 }
 
 func (p *slotdProc) status(t *testing.T, id, applicant string) string {
 	t.Helper()
-	code, b := p.call(t, "GET", "/v1/bookings/"+id+"?applicant="+applicant, "")
+	code, b := p.Call(t, p.portalKey, "GET", "/v1/bookings/"+id+"?applicant="+applicant, "")
 	if code != 200 {
 		t.Fatalf("get %s: %d %v", id, code, b)
 	}
@@ -74,7 +59,7 @@ func TestRestartKeepsAcknowledgedBookings(t *testing.T) {
 	want := map[string]string{}
 	for i := 0; i < 5; i++ {
 		app := fmt.Sprintf("term-%d", i)
-		want[app+"/"+p.book(t, app, 3, i%2 == 0)] = map[bool]string{true: "confirmed", false: "held"}[i%2 == 0]
+		want[app+"/"+book(t, p.Server, p.portalKey, app, 3, i%2 == 0)] = map[bool]string{true: "confirmed", false: "held"}[i%2 == 0]
 	}
 	// SIGTERM: drains, exits 0.
 	if !p.Stop(t, syscall.SIGTERM) {
@@ -92,7 +77,7 @@ func TestRestartKeepsAcknowledgedBookings(t *testing.T) {
 	check()
 	for i := 0; i < 5; i++ {
 		app := fmt.Sprintf("kill-%d", i)
-		want[app+"/"+p.book(t, app, 4, true)] = "confirmed"
+		want[app+"/"+book(t, p.Server, p.portalKey, app, 4, true)] = "confirmed"
 	}
 	// SIGKILL: no drain at all.
 	p.Stop(t, syscall.SIGKILL)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // The office configs the packages' tests and benchmarks share (the
@@ -48,8 +49,9 @@ func BenchOffice(i int) allocator.OfficeConfig {
 const BenchOffices = 64
 
 // BenchNow is the benchmarks' clock: the bench offices' next 60 dates are
-// released at it.
-var BenchNow = time.Date(2026, 11, 30, 0, 30, 0, 0, time.FixedZone("MSK", 3*3600))
+// released at it. It is 00:30 on T0's date, not T0: the benchmarks keep
+// the base they were first measured at, so their figures stay comparable.
+var BenchNow = testtime.At(0, 0, 30)
 
 // PutBenchOffices puts the BenchOffices offices into e at BenchNow.
 func PutBenchOffices(tb testing.TB, e *allocator.Engine) {
@@ -69,5 +71,5 @@ func BenchSeat(i int64) (office string, start time.Time) {
 	k := i / BenchOffices
 	step := (k / 64) % 96
 	day := 1 + (k/(64*96))%58
-	return fmt.Sprintf("o%03d", i%BenchOffices), time.Date(2026, 11, 30+int(day), 0, 15*int(step), 0, 0, BenchNow.Location())
+	return fmt.Sprintf("o%03d", i%BenchOffices), testtime.At(int(day), 0, 15*int(step))
 }

@@ -2,16 +2,22 @@
 // cmd/slotd, run with demo offices on ephemeral loopback ports and a
 // scratch data directory, its addresses read from its "slotd ready" log
 // line. Tests talk to it only over 127.0.0.1. It also holds the office
-// configs the packages' tests and benchmarks share (offices.go).
+// configs the packages' tests and benchmarks share (offices.go), and the
+// in-memory and full-disk file systems of the tests on Pebble (fs.go). The
+// clock fixtures and the deadline poll are in the subpackage testtime,
+// which imports only the standard library so that the allocator's own
+// tests can use them too.
 package slotdtest
 
 import (
 	"bufio"
 	"encoding/json"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -101,6 +107,31 @@ func Start(t testing.TB, bin, data string) *Server {
 		s.Keys[k.Name] = k.Key
 	}
 	return s
+}
+
+// callClient bounds each request of Call; a bound, not a measurement.
+var callClient = &http.Client{Timeout: readyWaitMax}
+
+// Call sends an API request with the bearer key and decodes the JSON
+// answer, if there is one; a request that gets no answer fails the test.
+func (s *Server) Call(t testing.TB, key, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+s.Addr+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := callClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	var out map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&out)
+	return resp.StatusCode, out
 }
 
 // Stop sends sig and waits for the process to end; it returns whether the
