@@ -4,32 +4,24 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // waitMax bounds every wait of the tests: a bound, not a measurement.
 const waitMax = 30 * time.Second
 
-// eventually polls cond until it returns nil, failing the test with cond's
-// last error after waitMax.
+// eventually waits for cond with the project's one deadline poll.
 func eventually(t testing.TB, what string, cond func() error) {
 	t.Helper()
-	if err := poll(what, cond); err != nil {
-		t.Fatal(err)
-	}
+	testtime.Eventually(t, waitMax, what, cond)
 }
 
-// poll polls cond until it returns nil, or returns cond's last error after
-// waitMax. Unlike eventually, it may run outside the test's goroutine.
+// poll is eventually for goroutines other than the test's: it returns
+// cond's last error after waitMax instead of failing the test.
 func poll(what string, cond func() error) error {
-	deadline := time.Now().Add(waitMax)
-	for {
-		err := cond()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: not reached within %s: %w", what, waitMax, err)
-		}
-		time.Sleep(2 * time.Millisecond)
+	if err := testtime.Poll(waitMax, cond); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
+	return nil
 }
