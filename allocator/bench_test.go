@@ -258,7 +258,7 @@ func BenchmarkMemoryOfficeDays(b *testing.B) {
 }
 
 // BenchmarkMemoryPerBooking: 100,000 active bookings of 33,334 applicants
-// (three each, the default limit) over 4 offices, held or confirmed (one
+// (three each, the default limit, of three services) over 4 offices, held or confirmed (one
 // history entry more). Reports heap bytes per booking; DESIGN §6 targets
 // ≤ 256 B.
 func BenchmarkMemoryPerBooking(b *testing.B) {
@@ -277,8 +277,14 @@ func benchMemoryPerBooking(b *testing.B, confirm bool) {
 	if err != nil {
 		b.Fatal(err)
 	}
+	// Three services, one booking of each per applicant: a second active
+	// booking of one service anywhere is a duplicate.
+	services := [3]string{"patent", "passport", "registration"}
 	for i := range offices {
 		cfg := hammerOffice(fmt.Sprintf("p%d", i), 10, "00:00-24:00")
+		for _, id := range services[1:] {
+			cfg.Services = append(cfg.Services, ServiceConfig{ID: id, Name: id, Slots: 1, Reschedulable: true})
+		}
 		if _, err := e.PutOffice(t0, cfg, Meta{}); err != nil {
 			b.Fatal(err)
 		}
@@ -294,7 +300,7 @@ func benchMemoryPerBooking(b *testing.B, confirm bool) {
 	before := heapBytes()
 	for i := range n {
 		seat := i / offices // 10 windows × 96 steps × 30 days per office
-		req := HoldRequest{Office: fmt.Sprintf("p%d", i%offices), Service: "patent", Applicant: applicants[i/3],
+		req := HoldRequest{Office: fmt.Sprintf("p%d", i%offices), Service: services[i%3], Applicant: applicants[i/3],
 			Start: d(1+seat/960).At(15*((seat/10)%96), msk), Confirm: confirm}
 		if _, err := e.Hold(t0, req, portal()); err != nil {
 			b.Fatalf("hold %d: %v", i, err)
