@@ -201,104 +201,46 @@ func readGolden(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestFormat4StoreIsRestamped: a store of format 4 holds its offices as
-// JSON (office value version 1); Open stamps it 5, recovery reads the
-// office as it was, and the next write of the office stores version 2.
-func TestFormat4StoreIsRestamped(t *testing.T) {
-	db, dir := openTest(t, Options{})
-	want := goldenOffice()
-	b := db.pdb.NewBatch()
-	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v1.hex"), nil)
-	_ = b.Set(metaKey(metaFormat), []byte{4}, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
+// TestOlderStoresAreRestamped: a store of format 4, 5 or 6 holds its
+// offices as office value version 1 (JSON), 2 or 3; Open stamps it with
+// the current format, recovery reads the office as it was (the fields of
+// later versions at their defaults), and the next write of the office
+// stores the current version.
+func TestOlderStoresAreRestamped(t *testing.T) {
+	f := func(format byte, golden string, want allocator.OfficeRecord) {
+		t.Helper()
+		db, dir := openTest(t, Options{})
+		b := db.pdb.NewBatch()
+		_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, golden), nil)
+		_ = b.Set(metaKey(metaFormat), []byte{format}, nil)
+		if err := b.Commit(pebble.Sync); err != nil {
+			t.Fatal(err)
+		}
+		db = reopen(t, db, dir)
+		checkStamp(t, db)
+		c := &collector{}
+		if _, err := Recover(db, c, t0); err != nil {
+			t.Fatalf("format %d: %v", format, err)
+		}
+		if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
+			t.Fatalf("format %d: recovered offices %+v, want [%+v]", format, c.offices, want)
+		}
+		next := goldenOfficeV4()
+		mustCommit(t, db, &allocator.Change{Office: &next})
+		v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer closer.Close()
+		if v[0] != officeVersion {
+			t.Fatalf("format %d: office rewritten with version %d, want %d", format, v[0], officeVersion)
+		}
+		got, err := decodeOffice(v, want.Config.ID)
+		if err != nil || !reflect.DeepEqual(got, next) {
+			t.Fatalf("format %d: rewritten office %+v (%v), want %+v", format, got, err, next)
+		}
 	}
-	db = reopen(t, db, dir)
-	checkStamp(t, db)
-	c := &collector{}
-	if _, err := Recover(db, c, t0); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
-		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
-	}
-	mustCommit(t, db, &allocator.Change{Office: &want})
-	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	if v[0] != officeVersion {
-		t.Fatalf("office rewritten with version %d, want %d", v[0], officeVersion)
-	}
-}
-
-// TestFormat5StoreIsRestamped: a store of format 5 holds its offices as
-// version 2; Open stamps it current, recovery reads the office with the fields
-// of version 3 at their defaults, and the next write of the office stores
-// the current version.
-func TestFormat5StoreIsRestamped(t *testing.T) {
-	db, dir := openTest(t, Options{})
-	want := goldenOffice()
-	b := db.pdb.NewBatch()
-	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v2.hex"), nil)
-	_ = b.Set(metaKey(metaFormat), []byte{5}, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	db = reopen(t, db, dir)
-	checkStamp(t, db)
-	c := &collector{}
-	if _, err := Recover(db, c, t0); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
-		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
-	}
-	mustCommit(t, db, &allocator.Change{Office: &want})
-	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	if v[0] != officeVersion {
-		t.Fatalf("office rewritten with version %d, want %d", v[0], officeVersion)
-	}
-}
-
-// TestFormat6StoreIsRestamped: a store of format 6 holds its offices as
-// version 3; Open stamps it 7, recovery reads the office without
-// documents and names, and the next write of the office stores version 4.
-func TestFormat6StoreIsRestamped(t *testing.T) {
-	db, dir := openTest(t, Options{})
-	want := goldenOfficeV3()
-	b := db.pdb.NewBatch()
-	_ = b.Set(officeKey(nil, want.Config.ID), readGolden(t, "office-v3.hex"), nil)
-	_ = b.Set(metaKey(metaFormat), []byte{6}, nil)
-	if err := b.Commit(pebble.Sync); err != nil {
-		t.Fatal(err)
-	}
-	db = reopen(t, db, dir)
-	checkStamp(t, db)
-	c := &collector{}
-	if _, err := Recover(db, c, t0); err != nil {
-		t.Fatal(err)
-	}
-	if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
-		t.Fatalf("recovered offices %+v, want [%+v]", c.offices, want)
-	}
-	next := goldenOfficeV4()
-	mustCommit(t, db, &allocator.Change{Office: &next})
-	v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer closer.Close()
-	if v[0] != officeVersion || officeVersion != 4 {
-		t.Fatalf("office rewritten with version %d, want 4", v[0])
-	}
-	got, err := decodeOffice(v, want.Config.ID)
-	if err != nil || !reflect.DeepEqual(got, next) {
-		t.Fatalf("rewritten office %+v (%v), want %+v", got, err, next)
-	}
+	f(4, "office-v1.hex", goldenOffice())
+	f(5, "office-v2.hex", goldenOffice())
+	f(6, "office-v3.hex", goldenOfficeV3())
 }
