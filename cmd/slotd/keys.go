@@ -17,18 +17,21 @@ import (
 // directory, so a restarted demo keeps its keys.
 const devKeysFile = "dev-keys.json"
 
+// devPortalName is the development portal key's name, and so its namespace.
+const devPortalName = "demo-portal"
+
 // devKeys reads the development keys from dataDir, creating them on first use.
 func devKeys(dataDir string) ([]byte, error) {
 	path := filepath.Join(dataDir, devKeysFile)
 	data, err := os.ReadFile(path)
 	if err == nil {
-		return data, nil
+		return legacyDevKeys(data)
 	}
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("cannot read development keys: %w", err)
 	}
 	entries := []httpapi.Key{
-		{Key: "dev-portal-" + randomToken(), Name: "demo-portal", Scopes: []string{"portal"}, Offices: []string{"*"}},
+		{Key: "dev-portal-" + randomToken(), Name: devPortalName, Scopes: []string{"portal"}, Offices: []string{"*"}},
 		{Key: "dev-operator-" + randomToken(), Name: "demo-operator", Scopes: []string{"operator"}, Offices: []string{"*"}},
 		{Key: "dev-admin-" + randomToken(), Name: "demo-admin", Scopes: []string{"admin", "portal", "operator"}, Offices: []string{"*"}},
 	}
@@ -43,6 +46,30 @@ func devKeys(dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot write development keys: %w", err)
 	}
 	return data, nil
+}
+
+// legacyDevKeys gives the demo portal key of a development keys file
+// written before portal namespaces the namespace "" of the bookings it
+// made then, so that `make run` on such a data directory finds them
+// instead of refusing to start (httpapi.CheckLegacyBookings). A file that
+// names any namespace is taken as it is.
+func legacyDevKeys(data []byte) ([]byte, error) {
+	var keys []httpapi.Key
+	if err := json.Unmarshal(data, &keys); err != nil {
+		return data, nil // LoadKeys says what is wrong with it
+	}
+	for _, k := range keys {
+		if k.Namespace != nil {
+			return data, nil
+		}
+	}
+	legacy := ""
+	for i := range keys {
+		if keys[i].Name == devPortalName {
+			keys[i].Namespace = &legacy
+		}
+	}
+	return json.Marshal(keys)
 }
 
 func randomToken() string {

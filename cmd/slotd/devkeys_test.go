@@ -1,0 +1,61 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"slotd/httpapi"
+)
+
+// A development keys file written before portal namespaces gives the demo
+// portal the namespace "" of the bookings it made then; a new one, and any
+// file that names a namespace, keep the key's name.
+func TestDevKeysBeforeNamespacesReachLegacyBookings(t *testing.T) {
+	namespaces := func(data []byte) map[string]*string {
+		t.Helper()
+		keys, err := httpapi.LoadKeys(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]*string{}
+		for _, k := range keys {
+			out[k.Name] = k.Namespace
+		}
+		return out
+	}
+	dir := t.TempDir()
+	fresh, err := devKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := namespaces(fresh)[devPortalName]; ns != nil {
+		t.Fatalf("a new development portal key has namespace %q, want its name", *ns)
+	}
+	old := `[{"key":"dev-portal-0123456789abcdef","name":"demo-portal","scopes":["portal"],"offices":["*"]},
+	         {"key":"dev-admin-0123456789abcdef","name":"demo-admin","scopes":["admin","portal"],"offices":["*"]}]`
+	if err := os.WriteFile(filepath.Join(dir, devKeysFile), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	read, err := devKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := namespaces(read)
+	if ns := got[devPortalName]; ns == nil || *ns != "" {
+		t.Fatalf("the demo portal of a file from before namespaces: namespace %v, want \"\"", ns)
+	}
+	if ns := got["demo-admin"]; ns != nil {
+		t.Fatalf("demo-admin got namespace %q; only the demo portal takes the legacy one", *ns)
+	}
+	named := `[{"key":"dev-portal-0123456789abcdef","name":"demo-portal","namespace":"demo-portal","scopes":["portal"],"offices":["*"]}]`
+	if err := os.WriteFile(filepath.Join(dir, devKeysFile), []byte(named), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if read, err = devKeys(dir); err != nil {
+		t.Fatal(err)
+	}
+	if ns := namespaces(read)[devPortalName]; ns == nil || *ns != "demo-portal" {
+		t.Fatalf("a file naming its namespaces was changed: %v", ns)
+	}
+}
