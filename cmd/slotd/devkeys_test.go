@@ -9,8 +9,8 @@ import (
 )
 
 // A development keys file written before portal namespaces gives the demo
-// portal the namespace "" of the bookings it made then; a new one, and any
-// file that names a namespace, keep the key's name.
+// portal the namespace "" of the bookings it made then; a new one names
+// each key's namespace, and any file that names one is read as it is.
 func TestDevKeysBeforeNamespacesReachLegacyBookings(t *testing.T) {
 	namespaces := func(data []byte) map[string]*string {
 		t.Helper()
@@ -29,8 +29,16 @@ func TestDevKeysBeforeNamespacesReachLegacyBookings(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ns := namespaces(fresh)[devPortalName]; ns != nil {
-		t.Fatalf("a new development portal key has namespace %q, want its name", *ns)
+	if ns := namespaces(fresh)[devPortalName]; ns == nil || *ns != devPortalName {
+		t.Fatalf("a new development portal key has namespace %v, want its name", ns)
+	}
+	// Read back, a new file keeps its namespaces.
+	again, err := devKeys(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ns := namespaces(again)[devPortalName]; ns == nil || *ns != devPortalName {
+		t.Fatalf("a development keys file read back gave the portal namespace %v, want its name", ns)
 	}
 	old := `[{"key":"dev-portal-0123456789abcdef","name":"demo-portal","scopes":["portal"],"offices":["*"]},
 	         {"key":"dev-admin-0123456789abcdef","name":"demo-admin","scopes":["admin","portal"],"offices":["*"]}]`

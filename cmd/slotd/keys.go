@@ -30,10 +30,13 @@ func devKeys(dataDir string) ([]byte, error) {
 	if !errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("cannot read development keys: %w", err)
 	}
+	// Each key names its namespace, so that a file without any is known
+	// to be from before namespaces (legacyDevKeys).
+	portal, operator, admin := devPortalName, "demo-operator", "demo-admin"
 	entries := []httpapi.Key{
-		{Key: "dev-portal-" + randomToken(), Name: devPortalName, Scopes: []string{"portal"}, Offices: []string{"*"}},
-		{Key: "dev-operator-" + randomToken(), Name: "demo-operator", Scopes: []string{"operator"}, Offices: []string{"*"}},
-		{Key: "dev-admin-" + randomToken(), Name: "demo-admin", Scopes: []string{"admin", "portal", "operator"}, Offices: []string{"*"}},
+		{Key: "dev-portal-" + randomToken(), Name: portal, Namespace: &portal, Scopes: []string{"portal"}, Offices: []string{"*"}},
+		{Key: "dev-operator-" + randomToken(), Name: operator, Namespace: &operator, Scopes: []string{"operator"}, Offices: []string{"*"}},
+		{Key: "dev-admin-" + randomToken(), Name: admin, Namespace: &admin, Scopes: []string{"admin", "portal", "operator"}, Offices: []string{"*"}},
 	}
 	data, err = json.MarshalIndent(entries, "", "  ")
 	if err != nil {
