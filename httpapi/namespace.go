@@ -148,6 +148,6 @@ func CheckLegacyBookings(keys []Key, active int) error {
 	if !portals {
 		return nil
 	}
-	return fmt.Errorf("keys: %d active bookings were stored before portal namespaces and no portal key reaches them: "+
+	return fmt.Errorf("keys: %d active bookings and watches were stored before portal namespaces and no portal key reaches them: "+
 		"give the keys of the portal that made them \"namespace\": \"\" (docs/runbook.md, upgrading to portal namespaces)", active)
 }

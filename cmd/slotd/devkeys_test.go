@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"slotd/allocator"
 	"slotd/httpapi"
 )
 
@@ -65,5 +66,31 @@ func TestDevKeysBeforeNamespacesReachLegacyBookings(t *testing.T) {
 	}
 	if ns := namespaces(read)[devPortalName]; ns == nil || *ns != "demo-portal" {
 		t.Fatalf("a file naming its namespaces was changed: %v", ns)
+	}
+}
+
+// The census at start counts active watches of the legacy namespace as it
+// counts active bookings: an auto-hold watch no portal key reaches would
+// hold seats for applicants no portal can see.
+func TestLegacyCensusCountsWatches(t *testing.T) {
+	e, err := allocator.New(allocator.Config{Journal: &allocator.MemJournal{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &legacyCensus{Engine: e}
+	d, _ := allocator.ParseDate("2027-01-10")
+	watch := func(id byte, applicant string, active bool) {
+		t.Helper()
+		w := &allocator.WatchRecord{ID: allocator.ID{id}, Applicant: applicant, Service: "s", Office: "o",
+			From: d, To: d + 5, AutoHold: true, CreatedUnixNano: int64(id), Active: active}
+		if err := c.RestoreWatch(w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	watch(1, "alice", true)           // legacy, active
+	watch(2, "portal-a\x00bob", true) // a namespace's
+	watch(3, "carol", false)          // legacy, ended
+	if got := c.active.Load(); got != 1 {
+		t.Fatalf("active legacy bookings and watches counted: %d, want 1", got)
 	}
 }

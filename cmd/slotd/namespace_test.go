@@ -138,7 +138,7 @@ func TestDefectRestartKeepsNamespaces(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute) // a bound, should it start after all
 	defer cancel()
 	out, err := exec.CommandContext(ctx, bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0").CombinedOutput()
-	if err == nil || !strings.Contains(string(out), `1 active bookings were stored before portal namespaces`) {
+	if err == nil || !strings.Contains(string(out), `1 active bookings and watches were stored before portal namespaces`) {
 		t.Fatalf("slotd started with the legacy namespace unreachable: %v\n%s", err, out)
 	}
 }
