@@ -100,11 +100,13 @@ const (
 type limiterShard[K comparable] struct {
 	mu sync.Mutex
 	m  map[K]tokenBucket // guarded by mu
-	// sweptUnixNano is when the shard was last swept; guarded by mu. A
-	// full shard is swept at most once per idle period, so a flood of
-	// new keys cannot make every request walk the map.
+	// sweptUnixNano is when the shard was last swept, valid once swept is
+	// true; guarded by mu. A full shard is swept at most once per idle
+	// period, so a flood of new keys cannot make every request walk the
+	// map; the first sweep is never held back, whatever the clock reads.
 	sweptUnixNano int64
-	_             [32]byte
+	swept         bool
+	_             [31]byte
 }
 
 // applicantKey is an API key's name and an applicant id.
@@ -143,10 +145,10 @@ func (l *keyedLimiter[K]) take(k K, now time.Time) (bool, time.Duration) {
 // keys is this sweep's work. Caller holds sh.mu.
 func (l *keyedLimiter[K]) sweepLocked(sh *limiterShard[K], now time.Time) bool {
 	t := now.UnixNano()
-	if t-sh.sweptUnixNano < l.idle {
+	if sh.swept && t-sh.sweptUnixNano < l.idle {
 		return false
 	}
-	sh.sweptUnixNano = t
+	sh.sweptUnixNano, sh.swept = t, true
 	for k, b := range sh.m {
 		if b.TokensAt(now) >= float64(l.burst) {
 			delete(sh.m, k)
