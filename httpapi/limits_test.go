@@ -81,6 +81,18 @@ func TestApplicantRateScope(t *testing.T) {
 	want(t, e.get("/v1/bookings?applicant=x", keyPortal), 200, "")
 }
 
+// An applicant named in ?applicant= instead of the body spends the same
+// bucket: otherwise a bot could repeat its holds past its own bucket.
+func TestApplicantRateQueryApplicant(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.RatePerApplicant, c.RateApplicantBurst = 1, 1 })
+	hold := func(minute int) resp {
+		return e.post("/v1/bookings?applicant=q", keyPortal, holdJSON("office-a", "patent", "", at(1, 9, minute)))
+	}
+	want(t, hold(0), 201, "")
+	want(t, hold(15), 429, api.CodeRateLimited)
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "q", at(1, 9, 30))), 429, api.CodeRateLimited)
+}
+
 func TestShedding(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.InFlightMax = 2 })
 	entered := make(chan struct{}, 2)

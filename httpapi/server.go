@@ -436,7 +436,14 @@ func (s *Server) withinRates(r *request) bool {
 		// The body is decoded once, here, so that the applicant's bucket
 		// comes before the key's; the handler takes r.hold.
 		r.holdErr = decodeBody(r.ctx.PostBody(), &r.hold)
-		if a := r.hold.Applicant; s.applicants != nil && r.holdErr == nil && a != "" {
+		a := r.hold.Applicant
+		if a == "" {
+			// The handler takes ?applicant= when the body names none
+			// (request.applicant): so does the bucket, or a hold could
+			// pass its applicant's bucket by naming it there.
+			a = string(r.ctx.QueryArgs().Peek("applicant"))
+		}
+		if s.applicants != nil && r.holdErr == nil && a != "" {
 			if ok, wait := s.applicants.take(applicantKey{r.key.name, a}, r.steady); !ok {
 				s.m.limitedApplicant.Inc()
 				r.fail(problem{code: api.CodeRateLimited, retryAfterSeconds: retryAfterSeconds(wait),
