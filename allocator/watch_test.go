@@ -22,17 +22,7 @@ func watch(t *testing.T, e *Engine, now time.Time, applicant string, auto bool) 
 	return w
 }
 
-func matchedEvents(j *MemJournal) []Event {
-	var out []Event
-	for _, c := range j.Changes() {
-		for _, ev := range c.Events {
-			if ev.Type == EventWatchMatched {
-				out = append(out, ev)
-			}
-		}
-	}
-	return out
-}
+func matchedEvents(j *MemJournal) []Event { return eventsOf(j, EventWatchMatched) }
 
 // W1, W3: a freed seat goes to the oldest auto-hold watch without ever
 // being free; when that hold expires it passes to the next watch.
@@ -166,6 +156,7 @@ func TestWatchSurvivesClosureAndRestore(t *testing.T) {
 	}
 }
 
+// eventsOf lists the events of type typ the journal committed, in order.
 func eventsOf(j *MemJournal, typ string) []Event {
 	var out []Event
 	for _, c := range j.Changes() {
