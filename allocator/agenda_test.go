@@ -2,6 +2,7 @@ package allocator
 
 import (
 	"errors"
+	"slices"
 	"testing"
 )
 
@@ -21,13 +22,8 @@ func agendaNumbers(t *testing.T, e *Engine, office string, date Date, f AgendaFi
 
 func wantNumbers(t *testing.T, got []string, want ...string) {
 	t.Helper()
-	if len(got) != len(want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
 	}
 }
 

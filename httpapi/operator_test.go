@@ -3,6 +3,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"testing"
 
 	"slotd/allocator"
@@ -33,13 +34,8 @@ func pageIDs(l api.BookingPage) []string {
 
 func wantIDs(t testing.TB, got []string, want ...string) {
 	t.Helper()
-	if len(got) != len(want) {
+	if !slices.Equal(got, want) {
 		t.Fatalf("got %v, want %v", got, want)
-	}
-	for i := range got {
-		if got[i] != want[i] {
-			t.Fatalf("got %v, want %v", got, want)
-		}
 	}
 }
 
