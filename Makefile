@@ -1,6 +1,6 @@
 # slotd — make targets. Everything a developer needs is here; see README.md.
 GO      ?= go
-CORE    := ./allocator/... ./wal/... ./raftlog/... ./cluster/...
+CORE    := ./allocator/... ./wal/... ./raftlog/... ./cluster/... ./replica/...
 PKGS    := ./...
 DATA    ?= ./data
 TESTTIMEOUT ?= 15m
@@ -22,7 +22,7 @@ test-core:
 	$(GO) test -race -tags invariants -timeout $(TESTTIMEOUT) $(CORE)
 
 test-rest:
-	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog -e /cluster)
+	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog -e /cluster -e /replica)
 
 # The journal's and the HTTP edge's benchmarks run with one scheduler P
 # more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory
