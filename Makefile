@@ -70,3 +70,8 @@ bench-peers:
 # The peers' tests against live servers (without them they skip).
 bench-peers-test:
 	GO=$(GO) PEERS_CMD='$(GO) test -count=1 -v -run "Postgres|Redis" ./bench/peers/' bench/peers/scripts/peers.sh
+
+# Three slotd nodes on loopback with the demo offices (deploy/local-cluster.sh).
+.PHONY: cluster
+cluster: build
+	sh deploy/local-cluster.sh

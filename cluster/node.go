@@ -418,6 +418,9 @@ func (n *Node) Err() error {
 	}
 }
 
+// Done is closed when the loop has ended (Err says why).
+func (n *Node) Done() <-chan struct{} { return n.ended }
+
 // Close stops the loop, fails the proposals it holds with ErrStopped, and
 // closes the transport. It returns the failure that stopped the loop
 // before Close, if one did. The store is the caller's to close after.

@@ -96,6 +96,7 @@ type group struct {
 	// leadership: an engine is stored only while its leadership lasts.
 	mu  sync.Mutex
 	eng atomic.Pointer[allocator.Engine]
+	jr  atomic.Pointer[journal] // eng's journal
 }
 
 // leadership is one engine's life on a leader: from the proposal of its
@@ -129,6 +130,9 @@ func New(cfg Config) (*Replica, error) {
 	}
 	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
 	for id, db := range cfg.Stores {
+		if id == 0 || id > 255 {
+			return nil, fmt.Errorf("replica: group %d: groups are numbered 1 to 255 (a booking id's first byte names its group)", id)
+		}
 		applied, epoch, err := db.Applied()
 		if err != nil {
 			return nil, fmt.Errorf("replica: group %d: %w", id, err)
@@ -160,6 +164,21 @@ func (r *Replica) Engine(group uint64) *allocator.Engine {
 		return g.eng.Load()
 	}
 	return nil
+}
+
+// Commit commits c to group through its engine's journal here, for
+// records that are no engine change (an idempotent answer the edge
+// stores): ErrNoEngine where this node runs none.
+func (r *Replica) Commit(group uint64, c *allocator.Change) error {
+	g := r.groups[group]
+	if g == nil {
+		return fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	j := g.jr.Load()
+	if j == nil {
+		return fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	return j.Commit(c)
 }
 
 // Store returns group's store, nil for a group the node does not host.
@@ -273,6 +292,7 @@ func (r *Replica) endLeadership(g *group) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	l.cancel()
+	g.jr.Store(nil)
 	if g.eng.Swap(nil) != nil {
 		r.publish(engineEvent{group: g.id})
 		r.cfg.Logger.Info("group engine stopped", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Bool("broken", l.broken.Load()))
@@ -311,9 +331,11 @@ func (r *Replica) lead(g *group, l *leadership) {
 		}
 		epoch = m.index
 	}
+	jr := &journal{r: r, g: g, l: l, epoch: epoch}
 	eng, err := allocator.New(allocator.Config{
-		Journal:     &journal{r: r, g: g, l: l, epoch: epoch},
+		Journal:     jr,
 		LotterySeed: r.cfg.Engine.LotterySeed,
+		IDTag:       byte(g.id),
 	})
 	if err != nil {
 		r.cfg.Logger.Error("cannot build a group engine", zap.Uint64("group", g.id), zap.Error(err))
@@ -335,6 +357,7 @@ func (r *Replica) lead(g *group, l *leadership) {
 		g.mu.Unlock()
 		return
 	}
+	g.jr.Store(jr)
 	g.eng.Store(eng)
 	r.publish(engineEvent{group: g.id, eng: eng})
 	g.mu.Unlock()

@@ -264,3 +264,9 @@ func (db *DB) StateDigest() (digest [32]byte, applied uint64, err error) {
 	copy(digest[:], h.Sum(nil))
 	return digest, applied, nil
 }
+
+// HasOffice reports whether the store holds office id.
+func (db *DB) HasOffice(id string) (bool, error) {
+	_, found, err := getDecoded(db, officeKey(nil, id), func(v []byte) (struct{}, error) { return struct{}{}, nil })
+	return found, err
+}
