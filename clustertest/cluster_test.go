@@ -17,8 +17,8 @@ import (
 // booked is a booking a node acknowledged.
 type booked struct {
 	id, applicant, start string
-	window              float64
-	node                int
+	window               float64
+	node                 int
 }
 
 // rush books confirmed seats at office from callers goroutines, each
