@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -135,6 +136,15 @@ func TestKillLeaderUnderRush(t *testing.T) {
 	r := c.startRush("msk-mfc-tverskoy", date, 16)
 	time.Sleep(500 * time.Millisecond)
 	leader := c.leader(1)
+	// A consumer of the event feed reads what there is, through a node
+	// that is not the leader, and keeps its cursor.
+	var reader *node
+	for _, n := range c.nodes {
+		if n != leader {
+			reader = n
+		}
+	}
+	before, cursor := reader.readFeed(t, "0")
 	r.armed.Store(true)
 	killed := time.Now()
 	leader.kill()
@@ -156,9 +166,39 @@ func TestKillLeaderUnderRush(t *testing.T) {
 			checkBooked(t, n, "msk-mfc-tverskoy", acks)
 		}
 	}
+	// The consumer goes on from its cursor after the failover: the feed
+	// continues where it left off, and together its two reads hold every
+	// acknowledged booking, each event once.
+	after, _ := c.leader(1).readFeed(t, cursor)
+	checkFeed(t, append(before, after...), acks)
 	leader.start()
 	c.converged(1)
 	checkBooked(t, leader, "msk-mfc-tverskoy", acks)
+	all, _ := leader.readFeed(t, "0")
+	checkFeed(t, all, acks)
+}
+
+// checkFeed asserts that events come in rising cursor order, each cursor
+// once, and that every acknowledged booking has its booking.held event.
+func checkFeed(t *testing.T, events []feedEvent, acks []booked) {
+	t.Helper()
+	held := map[string]bool{}
+	var last uint64
+	for _, e := range events {
+		c, err := strconv.ParseUint(e.Cursor, 10, 64)
+		if err != nil || c <= last {
+			t.Fatalf("event cursor %q after %d", e.Cursor, last)
+		}
+		last = c
+		if e.Type == "booking.held" {
+			held[e.Booking.ID] = true
+		}
+	}
+	for _, a := range acks {
+		if !held[a.id] {
+			t.Fatalf("acknowledged booking %s has no booking.held event in the feed (%d events)", a.id, len(events))
+		}
+	}
 }
 
 // Every node is killed with SIGKILL under a rush and started again:

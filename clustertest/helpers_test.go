@@ -217,11 +217,16 @@ func (n *node) wait() {
 // call sends an API request with the portal key (and an Idempotency-Key
 // if idem is set) and decodes the JSON answer.
 func (n *node) call(method, path, body, idem string) (int, map[string]any, error) {
+	return n.callAs(portalKey, method, path, body, idem)
+}
+
+// callAs is call with another key.
+func (n *node) callAs(key, method, path, body, idem string) (int, map[string]any, error) {
 	req, err := http.NewRequest(method, "http://"+n.addr+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
-	req.Header.Set("Authorization", "Bearer "+portalKey)
+	req.Header.Set("Authorization", "Bearer "+key)
 	if idem != "" {
 		req.Header.Set("Idempotency-Key", idem)
 	}
@@ -329,4 +334,47 @@ func nextWeekday(days int) string {
 		d = d.AddDate(0, 0, 1)
 	}
 	return d.Format("2006-01-02")
+}
+
+// feedEvent is one event of GET /v1/events as the tests read it.
+type feedEvent struct {
+	Cursor  string `json:"cursor"`
+	Type    string `json:"type"`
+	Booking struct {
+		ID string `json:"id"`
+	} `json:"booking"`
+}
+
+// readFeed reads the event feed from after= on, through node n with the
+// admin key, until a page comes back empty.
+func (n *node) readFeed(t *testing.T, after string) (events []feedEvent, next string) {
+	t.Helper()
+	next = after
+	for {
+		var page struct {
+			Events     []feedEvent `json:"events"`
+			NextCursor string      `json:"next_cursor"`
+		}
+		err := testtime.Poll(waitFor, func() error {
+			req, _ := http.NewRequest("GET", "http://"+n.addr+"/v1/events?limit=1000&after="+next, nil)
+			req.Header.Set("Authorization", "Bearer "+adminKey)
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("events: %d", resp.StatusCode)
+			}
+			return json.NewDecoder(resp.Body).Decode(&page)
+		})
+		if err != nil {
+			t.Fatalf("node %d: %v", n.id, err)
+		}
+		if len(page.Events) == 0 {
+			return events, next
+		}
+		events = append(events, page.Events...)
+		next = page.NextCursor
+	}
 }

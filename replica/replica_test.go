@@ -285,3 +285,50 @@ func TestStaleEngineChangeRefused(t *testing.T) {
 		})
 	}
 }
+
+// A leader cut off from its peers acknowledges nothing: its engine's
+// commits wait for a quorum that never answers, and fail once it steps
+// down (CheckQuorum) and its engine is dropped (P3, P4). The others
+// elect a leader that takes bookings meanwhile, and no booking the old
+// one was asked for during the cut is in any store.
+func TestIsolatedLeaderAcknowledgesNothing(t *testing.T) {
+	c := newTestCluster(t, 3, 1)
+	c.putOffices(1, 0, 1)
+	old, e := c.leaderEngine(1)
+	c.isolate(old.id, true)
+	_, start := slotdtest.BenchSeat(0)
+	type result struct {
+		b   allocator.Booking
+		err error
+	}
+	results := make(chan result, 8)
+	for i := range 8 {
+		go func() {
+			b, err := e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("cut-%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"})
+			results <- result{b, err}
+		}()
+	}
+	// The majority side elects and books meanwhile.
+	_, e2 := c.leaderEngine(1)
+	if e2 == e {
+		t.Fatal("the isolated node's engine is still the group's")
+	}
+	if _, err := e2.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: "majority", Start: start, Confirm: true}, allocator.Meta{Actor: "test"}); err != nil {
+		t.Fatalf("the majority's leader refused a booking: %v", err)
+	}
+	for range 8 {
+		if r := <-results; r.err == nil {
+			t.Fatalf("the isolated leader acknowledged booking %s", r.b.ID)
+		}
+	}
+	c.isolate(old.id, false)
+	c.converged(1)
+	for _, n := range c.nodes {
+		e := restored(t, n.stores[1])
+		for i := range 8 {
+			if got, _ := e.List(fmt.Sprintf("cut-%d", i), allocator.ListFilter{}, 0, 10); len(got) != 0 {
+				t.Fatalf("node %d holds a booking the isolated leader refused: %+v", n.id, got[0].BookingRecord)
+			}
+		}
+	}
+}

@@ -53,6 +53,10 @@ type clusterOptions struct {
 // receiver serves it or refuses it, never passes it on again.
 const headerForwarded = "X-Slotd-Forwarded"
 
+// headerGroup names the group a forwarded request is for, where its
+// route does not say (a route that spans groups, asked of each).
+const headerGroup = "X-Slotd-Group"
+
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
 
@@ -343,9 +347,20 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 // the node that leads the group.
 func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	g, ok := f.groupOf(ctx)
+	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+		n, err := strconv.ParseUint(string(named), 10, 8)
+		if err != nil || f.servers[n] == nil {
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, fmt.Sprintf("%s %q is not a group of this cluster", headerGroup, named), 0)
+			return
+		}
+		g, ok = n, true
+	}
 	if !ok {
 		if len(f.groups) > 1 {
-			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer; ask per office", 0)
+			if f.spanning(ctx) {
+				return
+			}
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): the event feed and region watches; ask per office", 0)
 			return
 		}
 		g = f.groups[0]
