@@ -17,6 +17,7 @@ import (
 	"hash/fnv"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -166,14 +167,16 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
 	}
 	steady := httpapi.NewSteadyClock()
-	f.newServer = func(group uint64, e *allocator.Engine) (*httpapi.Server, error) {
-		return httpapi.New(httpapi.Config{
+	f.newServer = func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error) {
+		reg := prometheus.NewRegistry()
+		srv, err := httpapi.New(httpapi.Config{
 			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
-			Keys: keys, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: prometheus.NewRegistry(),
+			Keys: keys, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
 			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
 		})
+		return srv, reg, err
 	}
 	f.offices = offices
 	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged})
@@ -201,7 +204,17 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 		return fmt.Errorf("admin listener: %w", err)
 	}
 	defer adminLn.Close()
-	go func() { _ = fasthttp.Serve(adminLn, f.admin) }()
+	metrics, err := newClusterMetrics(f)
+	if err != nil {
+		return err
+	}
+	f.metrics = metrics
+	stopMetrics := make(chan struct{})
+	defer close(stopMetrics)
+	go metrics.countLeaderChanges(f, stopMetrics)
+	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
+	go func() { _ = admin.Serve(adminLn) }()
+	defer admin.Close()
 	apiLn, err := net.Listen("tcp", opts.addr)
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
@@ -243,7 +256,10 @@ type front struct {
 	log     *zap.Logger
 	offices []allocator.OfficeConfig // to put at start, each in its group
 
-	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, error)
+	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error)
+
+	metrics  *clusterMetrics
+	gatherer groupGatherer
 
 	placeMu sync.RWMutex
 	placed  map[string]uint64 // office → group, as the stores hold it
@@ -255,9 +271,10 @@ type front struct {
 func (f *front) engineChanged(group uint64, e *allocator.Engine) {
 	if e == nil {
 		f.servers[group].Store(nil)
+		f.gatherer.set(group, nil)
 		return
 	}
-	srv, err := f.newServer(group, e)
+	srv, reg, err := f.newServer(group, e)
 	if err != nil {
 		f.log.Error("cannot serve a group", zap.Uint64("group", group), zap.Error(err))
 		return
@@ -274,6 +291,7 @@ func (f *front) engineChanged(group uint64, e *allocator.Engine) {
 		}
 	}
 	srv.SetReady(true)
+	f.gatherer.set(group, reg)
 	f.servers[group].Store(srv)
 }
 
@@ -384,52 +402,12 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	ctx.Request.CopyTo(req)
 	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
 	if err := client.DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
+		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		ctx.Response.Reset()
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("the leader of group %d, node %d, did not answer: %v", g, leader, err), retryAfterNoLeaderSeconds)
+		return
 	}
-}
-
-// admin serves the cluster node's health and status.
-func (f *front) admin(ctx *fasthttp.RequestCtx) {
-	switch string(ctx.Path()) {
-	case "/healthz":
-		ctx.SetBodyString("ok\n")
-	case "/readyz":
-		if f.node.Err() != nil {
-			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
-			ctx.SetBodyString("stopped\n")
-			return
-		}
-		ctx.SetBodyString("ready\n")
-	case "/cluster/status":
-		type groupStatus struct {
-			Group   uint64 `json:"group"`
-			Leader  uint64 `json:"leader"`
-			Term    uint64 `json:"term"`
-			Applied uint64 `json:"applied"`
-			Digest  string `json:"digest"`
-			Engine  bool   `json:"engine"`
-		}
-		var out struct {
-			Node   uint64        `json:"node"`
-			Groups []groupStatus `json:"groups"`
-		}
-		out.Node = f.self
-		for _, g := range f.groups {
-			leader, term := f.node.Status(g)
-			d, applied, err := f.stores[g].StateDigest()
-			st := groupStatus{Group: g, Leader: leader, Term: term, Applied: applied, Engine: f.servers[g].Load() != nil}
-			if err == nil {
-				st.Digest = fmt.Sprintf("%x", d[:8])
-			}
-			out.Groups = append(out.Groups, st)
-		}
-		ctx.SetContentType("application/json")
-		b, _ := json.Marshal(out)
-		ctx.SetBody(append(b, '\n'))
-	default:
-		ctx.SetStatusCode(fasthttp.StatusNotFound)
-	}
+	f.metrics.forwarded.WithLabelValues("answered").Inc()
 }
 
 // groupIdempotency is a group's idempotency store: records are read from

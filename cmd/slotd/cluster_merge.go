@@ -48,8 +48,10 @@ func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	if err := client.DoTimeout(req, resp, forwardTimeout); err != nil {
+		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		return f.noLeader(g)
 	}
+	f.metrics.forwarded.WithLabelValues("answered").Inc()
 	return answer{status: resp.StatusCode(), body: append([]byte(nil), resp.Body()...)}
 }
 
