@@ -36,6 +36,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 var (
@@ -86,6 +88,11 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 	defer db.closeMu.RUnlock()
 	if err := db.writableLocked(); err != nil {
 		return st, err
+	}
+	if db.opts.FS != vfs.Default {
+		// The staging, the rename over an empty target and the copies
+		// keeping their permissions are the operating system's.
+		return st, errors.New("wal: Backup needs a store on the operating system's file system (Options.FS nil)")
 	}
 	for _, name := range files {
 		if name == "" || name != filepath.Base(name) || name == SyncMarkFile {
