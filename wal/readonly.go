@@ -71,6 +71,11 @@ func (db *DB) openReadOnly(dir string) error {
 		return err
 	}
 	db.feed.start(last)
+	applied, err := db.metaUint64(metaApplied)
+	if err != nil {
+		return err
+	}
+	db.applied.Store(applied)
 	return nil
 }
 
