@@ -116,7 +116,7 @@ func runBackup(args []string, getenv func(string) string, stdout, stderr io.Writ
 	client := &http.Client{Timeout: *timeout}
 	resp, err := client.Post(u.String(), "", nil)
 	if err != nil {
-		fmt.Fprintf(stderr, "slotd backup: cannot reach slotd's admin listener at %s: %v (is slotd running there? -admin-addr names its -admin-addr)\n", *adminAddr, rootCause(err))
+		fmt.Fprintf(stderr, "slotd backup: cannot reach slotd's admin listener at %s: %v: is slotd running with that -admin-addr?\n", *adminAddr, rootCause(err))
 		return 1
 	}
 	defer resp.Body.Close()
