@@ -284,7 +284,7 @@ func runVerify(args []string, getenv func(string) string, stdout, stderr io.Writ
 		fmt.Fprintf(stderr, "slotd verify: %s: the engine's check fails: %v\n", *data, err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "%s: ok: %d offices, %d bookings (%d active), %d watches\n",
-		*data, st.stats.Offices, st.stats.Bookings, st.stats.ActiveBookings, st.stats.Watches)
+	fmt.Fprintf(stdout, "%s: ok: %d offices, %d bookings (%d active), %d watches, events through cursor %d\n",
+		*data, st.stats.Offices, st.stats.Bookings, st.stats.ActiveBookings, st.stats.Watches, st.stats.LastCursor)
 	return 0
 }
