@@ -34,6 +34,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -99,6 +100,9 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 			panic(fmt.Sprintf("BUG: wal: Backup of file %q: want a plain name in the data directory other than %s", name, SyncMarkFile))
 		}
 	}
+	if inside(st.Dir, db.dir) {
+		return st, fmt.Errorf("%w: %s is inside the data directory %s; a backup belongs on another disk, or at least beside it", ErrBackupTargetUnusable, st.Dir, db.dir)
+	}
 	tmp, err := backupStaging(st.Dir)
 	if err != nil {
 		return st, err
@@ -138,6 +142,18 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 	}
 	st.Duration = time.Since(start)
 	return st, nil
+}
+
+// inside reports whether path is dir or lies under it, by their absolute
+// names (symbolic links are not followed).
+func inside(path, dir string) bool {
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
 // backupStaging checks the target dir and returns the name of a new

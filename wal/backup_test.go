@@ -245,7 +245,7 @@ func TestBackupUnderLoadRestores(t *testing.T) {
 // path is wrong and why; an empty directory is taken; a refused or
 // failed backup leaves nothing behind beside the target.
 func TestBackupTarget(t *testing.T) {
-	db, _ := openWithOffice(t)
+	db, dir := openWithOffice(t)
 	root := t.TempDir()
 	mustWrite := func(path string) {
 		t.Helper()
@@ -269,6 +269,11 @@ func TestBackupTarget(t *testing.T) {
 	f(filepath.Join(root, "file"), ErrBackupTargetExists, "is a file")
 	f(filepath.Join(root, "missing", "backup"), ErrBackupTargetUnusable, "does not exist")
 	f(filepath.Join(root, "file", "backup"), ErrBackupTargetUnusable, "is not a directory")
+	f(filepath.Join(dir, "backup"), ErrBackupTargetUnusable, "is inside the data directory")
+	f(dir, ErrBackupTargetUnusable, "is inside the data directory")
+	if parent := unwritableDir(t); parent != "" {
+		f(filepath.Join(parent, "backup"), ErrBackupTargetUnusable, "cannot create a directory in "+parent)
+	}
 	if got, _ := os.ReadFile(filepath.Join(root, "full", "keep")); string(got) != "x" {
 		t.Fatal("a refused backup changed the target")
 	}
@@ -371,4 +376,24 @@ func TestOpenReadOnly(t *testing.T) {
 	if _, err := Recover(ro, &collector{}, t0); err != nil {
 		t.Fatalf("Recover of a read-only store: %v", err)
 	}
+}
+
+// unwritableDir returns a directory this process may not create entries
+// in: a fresh one without write permission, or, for root (whom
+// permissions do not stop), /sys, where the kernel refuses new
+// directories. "" when there is none to be had.
+func unwritableDir(t *testing.T) string {
+	if os.Geteuid() != 0 {
+		dir := filepath.Join(t.TempDir(), "read-only")
+		if err := os.Mkdir(dir, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		return dir
+	}
+	probe := filepath.Join("/sys", ".slotd-probe")
+	if err := os.Mkdir(probe, 0o700); err == nil {
+		_ = os.Remove(probe)
+		return ""
+	}
+	return "/sys"
 }
