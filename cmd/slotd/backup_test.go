@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
+
 	"slotd/api"
 	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
@@ -376,6 +378,18 @@ func TestSubcommandBadInput(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(garbage, "MANIFEST-000001"), bytes.Repeat([]byte("noise "), 100), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// A Pebble store that is not slotd's.
+	foreign := filepath.Join(root, "foreign")
+	pdb, err := pebble.Open(foreign, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Set([]byte("k"), []byte("v"), pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	if err := pdb.Close(); err != nil {
+		t.Fatal(err)
+	}
 	env := func(string) string { return "" }
 	f := func(wantCode int, args []string, words ...string) {
 		t.Helper()
@@ -394,6 +408,7 @@ func TestSubcommandBadInput(t *testing.T) {
 		f(1, []string{sub, "-data", file}, file, "is a file")
 		f(1, []string{sub, "-data", empty}, empty, "holds no Pebble store")
 		f(1, []string{sub, "-data", garbage}, garbage)
+		f(1, []string{sub, "-data", foreign}, foreign, "not a slotd data directory")
 		f(2, []string{sub, "-data", empty, "extra"}, `unexpected argument "extra"`)
 	}
 	if entries, _ := os.ReadDir(empty); len(entries) != 0 {
@@ -406,4 +421,13 @@ func TestSubcommandBadInput(t *testing.T) {
 	f(2, []string{"backup"}, "-to DIR is required")
 	f(2, []string{"backup", "-to", "/b", "-timeout", "0s"}, "-timeout 0s")
 	f(1, []string{"backup", "-to", "/b", "-admin-addr", "127.0.0.1:1"}, "cannot reach", "127.0.0.1:1")
+}
+
+// quietPebble keeps Pebble's messages out of the test's output.
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
