@@ -142,6 +142,11 @@ type Config struct {
 	// JournalStats, if set, is polled at each scrape for the journal
 	// metrics. Nil: no journal metrics.
 	JournalStats func() JournalStats
+	// Backup, if set, is served on the admin listener as POST
+	// /admin/backup?to=DIR (backup.go): it copies the running store into
+	// DIR, an absolute path on the server, and returns a one-line
+	// report. Nil: no backup route (404).
+	Backup BackupFunc
 
 	// BodyBytesMax bounds a request body, in bytes.
 	BodyBytesMax int

@@ -270,7 +270,8 @@ func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHi
 // AdminHandler serves the operations endpoints for the admin listener:
 // /metrics, /healthz (the process is up), /readyz (200 when ready; 503
 // "not ready" before recovery ends and during shutdown, 503 "degraded:
-// <cause>" once storage failed, degraded.go) and /debug/pprof/.
+// <cause>" once storage failed, degraded.go), /admin/backup (with
+// Config.Backup, backup.go) and /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -293,6 +294,9 @@ func (s *Server) AdminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if s.cfg.Backup != nil {
+		mux.HandleFunc("/admin/backup", s.backup)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

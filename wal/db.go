@@ -45,6 +45,10 @@ type DB struct {
 	pdb  *pebble.DB
 	opts Options
 	fs   *syncCountingFS
+	dir  string // the data directory, as given to Open
+	// readOnly: opened by OpenReadOnly; nothing is written (ErrReadOnly),
+	// and no committer, syncer or marker runs.
+	readOnly bool
 
 	// closeMu is held for reading by every operation that touches pdb and
 	// for writing by Close, so Close waits for operations in flight and no
@@ -81,17 +85,23 @@ type DB struct {
 
 	// applied is meta/applied of a replicated store (W10), 0 otherwise.
 	applied atomic.Uint64
+	// backupMu is held by the one Backup that runs (TryLock).
+	backupMu sync.Mutex
 }
 
 var _ allocator.Journal = (*DB)(nil)
 
 // Open opens (or creates) the store in dir.
 func Open(dir string, opts Options) (*DB, error) {
+	return openDB(dir, opts, false)
+}
+
+func openDB(dir string, opts Options, readOnly bool) (*DB, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), closeCh: make(chan struct{})}
+	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), closeCh: make(chan struct{}), dir: dir, readOnly: readOnly}
 	db.feed.init()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
@@ -103,6 +113,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		Cache:              cache,
 		MemTableSize:       opts.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           readOnly,
 		Logger:             pebbleLogger{l: opts.Logger},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
@@ -128,10 +139,20 @@ func Open(dir string, opts Options) (*DB, error) {
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: cannot open %s: %w", ErrCorrupt, dir, err)
 	}
+	if readOnly && lockHeld(err) {
+		return nil, fmt.Errorf("%w: %s: another process holds its lock (%s)", ErrInUse, dir, pebbleLockFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
 	}
 	db.pdb = pdb
+	if readOnly {
+		if err := db.openReadOnly(dir); err != nil {
+			_ = pdb.Close()
+			return nil, err
+		}
+		return db, nil
+	}
 	mark, err := db.open(dir)
 	if err != nil {
 		_ = pdb.Close()
@@ -269,6 +290,12 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	close(db.closeCh)
+	if db.readOnly {
+		if err := db.pdb.Close(); err != nil {
+			return fmt.Errorf("wal: close: %w", err)
+		}
+		return nil
+	}
 	db.stopCommitters()
 	// The syncer has stopped: the marker's last write makes the mark
 	// exact, so that any damage before the end of the log is found.

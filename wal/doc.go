@@ -225,6 +225,15 @@
 //     until the operator restores the directory or deletes SYNCMARK to
 //     accept the loss.
 //
+// # Backup
+//
+// DB.Backup copies the running store with Pebble's checkpoint into a
+// directory that opens as a store of its own, with a SYNCMARK of its own:
+// the round synced before the checkpoint began, never the live mark, which
+// names rounds the copy may not hold (backup.go says why). OpenReadOnly
+// opens a stopped store or a backup with Open's checks (W9, the format)
+// and writes nothing; every write answers ErrReadOnly.
+//
 // # On-disk format
 //
 // Changing anything below breaks existing data: a new layout needs a new

@@ -108,7 +108,7 @@ func (db *DB) ApplyStaged(index uint64, data []byte) (firstCursor uint64, err er
 	}
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return 0, err
 	}
 	if index <= db.applied.Load() {
@@ -177,7 +177,7 @@ func checkStagedKeys(b *pebble.Batch) error {
 func (db *DB) ApplyEpoch(index, epoch uint64) error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return err
 	}
 	if index <= db.applied.Load() {

@@ -32,7 +32,7 @@ func (db *DB) Sweep(now time.Time) (SweepStats, error) {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	var st SweepStats
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return st, err
 	}
 	b := db.pdb.NewBatch()

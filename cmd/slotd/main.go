@@ -58,6 +58,9 @@ func spareProc(getenv func(string) string) {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && subcommands[args[0]] != nil {
+		return subcommands[args[0]](args[1:], getenv, stdout, stderr)
+	}
 	opts, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, errHelp) {
@@ -118,7 +121,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
-		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax,
+		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax, Backup: storeBackup(db),
 	})
 	if err != nil {
 		return err

@@ -65,7 +65,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
 	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
+		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
