@@ -162,7 +162,8 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	e.url = "http://" + ln.Addr().String()
 	e.served = make(chan error, 1)
 	go func() { e.served <- srv.Serve(ln) }()
-	e.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
+	// Every exchange is held to docs/openapi.yaml (spec_test.go).
+	e.client = &http.Client{Transport: newSpecTransport(t, &http.Transport{MaxIdleConnsPerHost: 256}), Timeout: 30 * time.Second}
 	t.Cleanup(func() {
 		e.hook.Store(nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
