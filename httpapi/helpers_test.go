@@ -20,6 +20,7 @@ import (
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
+	"slotd/wal"
 )
 
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
@@ -110,6 +111,7 @@ type env struct {
 	client *http.Client
 	hook   atomic.Pointer[func(*allocator.Change)]
 	served chan error
+	db     *wal.DB // walEnv's journal; nil for newEnv's
 }
 
 // newEnv starts a server with offices office-a and office-b; mutate, if
