@@ -1447,8 +1447,8 @@ type ClientInterface interface {
 
 	// PutOfficeWithBody Create or replace an office config (admin)
 	//
-	// Omitted policy fields take their defaults. The body's `id`, when
-	// given, must equal the path's. PUT is idempotent by itself and takes
+	// Omitted policy fields take their defaults; unknown fields answer
+	// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 	// no Idempotency-Key.
 	//
 	// Takes any type of body and a specified content type.
@@ -1458,8 +1458,8 @@ type ClientInterface interface {
 
 	// PutOffice Create or replace an office config (admin)
 	//
-	// Omitted policy fields take their defaults. The body's `id`, when
-	// given, must equal the path's. PUT is idempotent by itself and takes
+	// Omitted policy fields take their defaults; unknown fields answer
+	// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 	// no Idempotency-Key.
 	//
 	// Takes a body of the `application/json` content type.
@@ -2178,8 +2178,8 @@ func (c *Client) GetOffice(ctx context.Context, office Office, reqEditors ...Req
 
 // PutOfficeWithBody Create or replace an office config (admin)
 //
-// Omitted policy fields take their defaults. The body's `id`, when
-// given, must equal the path's. PUT is idempotent by itself and takes
+// Omitted policy fields take their defaults; unknown fields answer
+// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 // no Idempotency-Key.
 //
 // Takes any type of body and a specified content type.
@@ -2199,8 +2199,8 @@ func (c *Client) PutOfficeWithBody(ctx context.Context, office Office, contentTy
 
 // PutOffice Create or replace an office config (admin)
 //
-// Omitted policy fields take their defaults. The body's `id`, when
-// given, must equal the path's. PUT is idempotent by itself and takes
+// Omitted policy fields take their defaults; unknown fields answer
+// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 // no Idempotency-Key.
 //
 // Takes a body of the `application/json` content type.
@@ -4935,8 +4935,8 @@ type ClientWithResponsesInterface interface {
 
 	// PutOfficeWithBodyWithResponse Create or replace an office config (admin)
 	//
-	// Omitted policy fields take their defaults. The body's `id`, when
-	// given, must equal the path's. PUT is idempotent by itself and takes
+	// Omitted policy fields take their defaults; unknown fields answer
+	// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 	// no Idempotency-Key.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -4946,8 +4946,8 @@ type ClientWithResponsesInterface interface {
 
 	// PutOfficeWithResponse Create or replace an office config (admin)
 	//
-	// Omitted policy fields take their defaults. The body's `id`, when
-	// given, must equal the path's. PUT is idempotent by itself and takes
+	// Omitted policy fields take their defaults; unknown fields answer
+	// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 	// no Idempotency-Key.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
@@ -8665,8 +8665,8 @@ func (c *ClientWithResponses) GetOfficeWithResponse(ctx context.Context, office 
 
 // PutOfficeWithBodyWithResponse Create or replace an office config (admin)
 //
-// Omitted policy fields take their defaults. The body's `id`, when
-// given, must equal the path's. PUT is idempotent by itself and takes
+// Omitted policy fields take their defaults; unknown fields answer
+// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 // no Idempotency-Key.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -8682,8 +8682,8 @@ func (c *ClientWithResponses) PutOfficeWithBodyWithResponse(ctx context.Context,
 
 // PutOfficeWithResponse Create or replace an office config (admin)
 //
-// Omitted policy fields take their defaults. The body's `id`, when
-// given, must equal the path's. PUT is idempotent by itself and takes
+// Omitted policy fields take their defaults; unknown fields answer
+// 400. The body's `id`, when given, must equal the path's. PUT is idempotent by itself and takes
 // no Idempotency-Key.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).

@@ -28,9 +28,17 @@ import (
 //     out of range, no bearer key) must be refused by the server too. The
 //     converse does not hold: the server refuses more than a schema can
 //     say (a start off the grid, a date not released).
-//   - Every answer on a spec route must have a status the operation lists,
-//     a Content-Type its response lists, a body its schema accepts and the
-//     headers it declares in their declared form.
+//   - Every answer on a spec route must have a status the operation lists
+//     (or, for 408 and 431, which answer any request before it is routed,
+//     the shared response in components), a Content-Type its response
+//     lists, a body its schema accepts, no body where it lists none, and
+//     the headers it declares in their declared form.
+//   - Every operation of the spec answers some test with success (TestMain,
+//     when the whole package runs): an operation no test reaches has no
+//     answer held to the spec.
+//
+// A mismatch fails the test that made the exchange. TestSpecCheck shows
+// that each rule can fail.
 
 // openAPIPath is the spec, relative to the package.
 const openAPIPath = "../docs/openapi.yaml"
