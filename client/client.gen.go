@@ -204,6 +204,7 @@ const (
 	ProblemCodeLayoutInUse         ProblemCode = "layout_in_use"
 	ProblemCodeLimitReached        ProblemCode = "limit_reached"
 	ProblemCodeMethodNotAllowed    ProblemCode = "method_not_allowed"
+	ProblemCodeNoLeader            ProblemCode = "no_leader"
 	ProblemCodeNotFound            ProblemCode = "not_found"
 	ProblemCodeNotReady            ProblemCode = "not_ready"
 	ProblemCodeNotReleased         ProblemCode = "not_released"
@@ -254,6 +255,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeLimitReached:
 		return true
 	case ProblemCodeMethodNotAllowed:
+		return true
+	case ProblemCodeNoLeader:
 		return true
 	case ProblemCodeNotFound:
 		return true

@@ -36,6 +36,8 @@ type options struct {
 	// dataFS is the file system the store is written through; not a
 	// flag. Nil means the operating system's; tests inject faults.
 	dataFS vfs.FS
+	// cluster are the flags of cluster mode (cluster.go).
+	cluster clusterOptions
 }
 
 // errHelp: -h was asked for; usage is printed, nothing runs.
@@ -61,6 +63,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"each applicant's sustained hold `requests per second` per key, checked before the key's bucket (0: off)")
 	fs.IntVar(&o.rateApplicantBurst, "rate-applicant-burst", httpapi.DefaultRateApplicantBurst, "each applicant's hold bucket `size` in requests")
 	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
+	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()
