@@ -33,6 +33,10 @@ type EventFeed interface {
 	// ReadEvents returns up to limit events with cursor > after, in cursor
 	// order, only ever events whose commit has completed.
 	ReadEvents(after uint64, limit int) ([]allocator.Event, error)
+	// EventsDeletedThrough returns retention's deletion mark: every event
+	// with a cursor at or below it is deleted. Loaded after a ReadEvents,
+	// it covers every event that read found deleted (wal W10).
+	EventsDeletedThrough() uint64
 	// Wait returns when an event with cursor > after is readable, or ctx
 	// ends (then with ctx's error).
 	Wait(ctx context.Context, after uint64) error

@@ -119,7 +119,7 @@ func checkAcked(t *testing.T, e *allocator.Engine, acks []acked) {
 }
 
 // The replicas of a group that applied the same entries hold the same
-// bytes (P1–P3, wal invariant W10), and every booking the leader's engine
+// bytes (P1–P3, wal invariant W11), and every booking the leader's engine
 // acknowledged is in each of them.
 func TestReplicasAgree(t *testing.T) {
 	c := newTestCluster(t, 3, 2)

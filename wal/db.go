@@ -83,7 +83,7 @@ type DB struct {
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
 
-	// applied is meta/applied of a replicated store (W10), 0 otherwise.
+	// applied is meta/applied of a replicated store (W11), 0 otherwise.
 	applied atomic.Uint64
 	// backupMu is held by the one Backup that runs (TryLock).
 	backupMu sync.Mutex
@@ -216,11 +216,11 @@ func (db *DB) open(dir string) (*syncMark, error) {
 	if err := db.checkFormat(); err != nil {
 		return nil, err
 	}
-	last, err := db.lastCursor()
+	last, deleted, err := db.lastCursor()
 	if err != nil {
 		return nil, err
 	}
-	db.feed.start(last)
+	db.feed.start(last, deleted)
 	applied, err := db.metaUint64(metaApplied)
 	if err != nil {
 		return nil, err
@@ -231,30 +231,29 @@ func (db *DB) open(dir string) (*syncMark, error) {
 
 // lastCursor returns the highest event cursor ever assigned by a committed
 // batch: the last stored event, or the sweep's deletion mark if the sweep
-// deleted every event (invariant W5).
-func (db *DB) lastCursor() (uint64, error) {
-	var last uint64
+// deleted every event (invariant W5); and the deletion mark.
+func (db *DB) lastCursor() (last, deleted uint64, err error) {
 	lo := []byte{prefixEvent}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+		return 0, 0, fmt.Errorf("wal: cannot read events: %w", err)
 	}
 	if it.Last() {
 		c, ok := parseEventKey(it.Key())
 		if !ok {
 			_ = it.Close()
-			return 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
+			return 0, 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
 		}
 		last = c
 	}
 	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+		return 0, 0, fmt.Errorf("wal: cannot read events: %w", err)
 	}
-	deleted, err := db.eventsDeletedThrough()
+	deleted, err = db.eventsDeletedThrough()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return max(last, deleted), nil
+	return max(last, deleted), deleted, nil
 }
 
 // eventsDeletedThrough reads the sweep's mark: every event ≤ it is deleted.

@@ -88,6 +88,16 @@
 //	    be at least the mark's, or Open fails with ErrLogDamaged before
 //	    anything is written to the store. A torn final write holds only
 //	    records after the last synced round, and passes.
+//	W10. The sweep's deletion mark (meta/events-deleted-through, and
+//	    DB.EventsDeletedThrough in memory) covers every deleted event: the
+//	    in-memory mark moves before the batch that deletes the events
+//	    commits, and Open loads the stored one, which that batch writes. A
+//	    reader that reads after cursor c and then loads a mark at or below
+//	    c missed no event to retention; one that loads a mark above c may
+//	    have, and is told so instead of being given a page with a hole.
+//	W11. A replicated store (package replica) holds exactly the entries
+//	    through its meta/applied, written in the batch of their records
+//	    (replica.go).
 //
 // # Commit pipeline
 //

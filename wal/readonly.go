@@ -66,11 +66,11 @@ func (db *DB) openReadOnly(dir string) error {
 	if err := db.checkFormatReadOnly(); err != nil {
 		return err
 	}
-	last, err := db.lastCursor()
+	last, deleted, err := db.lastCursor()
 	if err != nil {
 		return err
 	}
-	db.feed.start(last)
+	db.feed.start(last, deleted)
 	applied, err := db.metaUint64(metaApplied)
 	if err != nil {
 		return err
