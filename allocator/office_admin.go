@@ -198,7 +198,7 @@ func (e *Engine) releaseLocked(now, instant time.Time, o *office, through Date, 
 }
 
 // CloseDate closes an office on date: its free seats are withdrawn and
-// every held, confirmed or cancel_requested booking on it is cancelled with
+// every held, confirmed, awaiting_approval or cancel_requested booking on it is cancelled with
 // reason office_closed, all in one durable change. Closing a closed date
 // changes nothing.
 func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta) ([]Booking, error) {
@@ -245,14 +245,15 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 }
 
 // lockClosableLocked locks and returns the bookings of office on date that
-// a closure cancels: held, confirmed and cancel_requested ones. Caller
+// a closure cancels: every active one but a checked_in one (held,
+// confirmed, awaiting_approval, cancel_requested). Caller
 // holds the office's write gate, so no transition of the office is in
 // flight and every such booking's lock is free.
 func (e *Engine) lockClosableLocked(office string, date Date) []*booking {
 	var affected []*booking
 	e.index.each(func(b *booking) bool {
 		r := b.rec.Load()
-		if r.Office == office && r.Date == date && (r.Status == StatusHeld || r.Status == StatusConfirmed || r.Status == StatusCancelRequested) {
+		if r.Office == office && r.Date == date && r.Status.Active() && r.Status != StatusCheckedIn {
 			if !b.tryLock() {
 				panic("BUG: allocator: booking locked under the office write gate")
 			}

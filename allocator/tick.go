@@ -53,6 +53,13 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 			}
 			return effect{next: cur.next(now, StatusExpired, ActorSystem, "hold expired"), event: EventExpired, free: true, leave: true}, nil
 		})
+	case StatusAwaitingApproval:
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: ReasonNotApproved}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+			if cur.Status != StatusAwaitingApproval || now.Before(approvalDeadline(l, start)) {
+				return effect{}, ErrInvalidTransition
+			}
+			return effect{next: cur.next(now, StatusExpired, ActorSystem, ReasonNotApproved), event: EventExpired, free: true, leave: true}, nil
+		})
 	case StatusConfirmed:
 		o, oerr := e.office(rec.Office)
 		if oerr != nil {
