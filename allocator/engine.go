@@ -46,9 +46,10 @@ type Engine struct {
 
 	wheels [wheelShards]*wheel // offices hashed onto them (wheel.go)
 
-	tickMu  sync.Mutex // one Tick at a time
-	dueBuf  []timerEntry
-	counter Counters
+	tickMu   sync.Mutex   // one Tick at a time
+	dueBuf   []dueTimer   // a Tick's due timers; guarded by tickMu
+	entryBuf []timerEntry // one wheel's due entries; guarded by tickMu
+	counter  Counters
 }
 
 // Config configures an Engine.
