@@ -114,7 +114,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		e.apps.unreserve(applicant, svc.id)
 		return Booking{}, err
 	}
-	b := &booking{day: d}
+	b := &booking{}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
 	ref.add(b) // before anyone can find the booking to end it (A3)

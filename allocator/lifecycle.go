@@ -28,7 +28,8 @@ type effect struct {
 }
 
 // decider checks a transition against the current record and policy;
-// start is the instant of the record's seat.
+// start is the instant of the record's seat, zero when the record is
+// terminal (every decider refuses a terminal record before reading it).
 type decider func(l *layout, cur *BookingRecord, start time.Time) (effect, error)
 
 // transition runs one status change under the lifecycle protocol (L1–L3):
@@ -69,7 +70,13 @@ func (e *Engine) transition(now time.Time, id ID, applicant string, meta Meta, d
 // is released here.
 func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *BookingRecord, meta Meta, decide decider) (Booking, error) {
 	l := o.lay.Load()
-	ef, err := decide(l, cur, b.start(cur))
+	var d *day // the seat's day, of an active record
+	var start time.Time
+	if cur.Status.Active() {
+		d = o.seatDay(l, cur)
+		start = d.clock.at(int(cur.Step))
+	}
+	ef, err := decide(l, cur, start)
 	if err == nil {
 		err = checkGrowth(cur, ef.next)
 	}
@@ -90,7 +97,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	}
 	b.rec.Store(ef.next) // L2
 	if ef.free {
-		e.freeSeat(now, o, b.day, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
+		e.freeSeat(now, o, d, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
 	}
 	if ef.leave {
 		e.apps.unreserve(cur.Applicant, cur.Service)
@@ -99,7 +106,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.apps.penalise(cur.Applicant, &l.policy, now)
 	}
 	if ef.scheduled {
-		e.schedule(now, o, l, &b.day.clock, b, ef.next)
+		e.schedule(now, o, l, &d.clock, b, ef.next)
 	}
 	if ef.reminder {
 		e.counter.Reminders.Add(1)
@@ -107,7 +114,6 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.counter.moved(cur.Status, ef.next.Status)
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
-	d := b.day // the lock holder's: read before the unlock
 	b.unlock(ef.next.Status)
 	return viewOf(&d.clock, ef.next), nil
 }

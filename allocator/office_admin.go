@@ -91,8 +91,11 @@ func (e *Engine) addOfficeLocked(o *office) {
 	e.offices.Store(&m)
 }
 
-// replaceDay rebuilds the day at date from the layout. Only for days that
-// no active booking owns a seat of; caller holds o.gate for writing.
+// replaceDay rebuilds the day at date from the layout: a reopened date.
+// The bookings still active on it (checked_in ones, which a closure
+// leaves) keep their seats: the new day has them taken, so they are
+// neither sold again nor lost when the visit ends (seatDay). Caller holds
+// o.gate for writing, so no claim or free of the office is under way.
 func (o *office) replaceDay(l *layout, date Date) {
 	o.daysMu.Lock()
 	defer o.daysMu.Unlock()
@@ -104,6 +107,11 @@ func (o *office) replaceDay(l *layout, date Date) {
 	d := newDay(l, date)
 	if prev := old[date]; prev != nil {
 		d.seq.Store(prev.seq.Load())
+	}
+	for _, r := range o.agenda.records(o.id, date, func(r *BookingRecord) bool { return r.Status.Active() }) {
+		if !d.claim(int(r.Window), int(r.Step), int(r.Slots)) {
+			panic("BUG: allocator: two active bookings own a seat of a reopened day")
+		}
 	}
 	m[date] = d
 	o.days.Store(&m)
