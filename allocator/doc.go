@@ -67,6 +67,13 @@
 // no-shows; cancelling a hold, operator force-cancels and office closures
 // do not count.
 //
+// A service may require an operator's approval: a confirm of it enters
+// StatusAwaitingApproval, which owns the seat and counts for the
+// applicant's limit and duplicates, until Approve (confirmed), Reject
+// (rejected, the seat freed, a reason required), the applicant's cancel,
+// or start + no_show_grace unapproved (expired, by Tick); none of these
+// counts towards the penalty.
+//
 // A booking's history holds at most HistoryEntriesMax transitions, with
 // actors and reasons of at most ActorBytesMax and ReasonBytesMax bytes
 // (history.go): the journal accepts every record within these limits, so
