@@ -20,23 +20,27 @@ import (
 
 // Defines values for EventType.
 const (
-	BookingCancelRequested EventType = "booking.cancel_requested"
-	BookingCancelled       EventType = "booking.cancelled"
-	BookingCheckedIn       EventType = "booking.checked_in"
-	BookingCompleted       EventType = "booking.completed"
-	BookingConfirmed       EventType = "booking.confirmed"
-	BookingExpired         EventType = "booking.expired"
-	BookingHeld            EventType = "booking.held"
-	BookingNoShow          EventType = "booking.no_show"
-	BookingRescheduled     EventType = "booking.rescheduled"
-	ReminderDue            EventType = "reminder.due"
-	SlotsReleased          EventType = "slots.released"
-	WatchMatched           EventType = "watch.matched"
+	BookingAwaitingApproval EventType = "booking.awaiting_approval"
+	BookingCancelRequested  EventType = "booking.cancel_requested"
+	BookingCancelled        EventType = "booking.cancelled"
+	BookingCheckedIn        EventType = "booking.checked_in"
+	BookingCompleted        EventType = "booking.completed"
+	BookingConfirmed        EventType = "booking.confirmed"
+	BookingExpired          EventType = "booking.expired"
+	BookingHeld             EventType = "booking.held"
+	BookingNoShow           EventType = "booking.no_show"
+	BookingRejected         EventType = "booking.rejected"
+	BookingRescheduled      EventType = "booking.rescheduled"
+	ReminderDue             EventType = "reminder.due"
+	SlotsReleased           EventType = "slots.released"
+	WatchMatched            EventType = "watch.matched"
 )
 
 // Valid indicates whether the value is a known member of the EventType enum.
 func (e EventType) Valid() bool {
 	switch e {
+	case BookingAwaitingApproval:
+		return true
 	case BookingCancelRequested:
 		return true
 	case BookingCancelled:
@@ -52,6 +56,8 @@ func (e EventType) Valid() bool {
 	case BookingHeld:
 		return true
 	case BookingNoShow:
+		return true
+	case BookingRejected:
 		return true
 	case BookingRescheduled:
 		return true
@@ -293,19 +299,23 @@ func (e ProblemCode) Valid() bool {
 
 // Defines values for Status.
 const (
-	CancelRequested Status = "cancel_requested"
-	Cancelled       Status = "cancelled"
-	CheckedIn       Status = "checked_in"
-	Completed       Status = "completed"
-	Confirmed       Status = "confirmed"
-	Expired         Status = "expired"
-	Held            Status = "held"
-	NoShow          Status = "no_show"
+	AwaitingApproval Status = "awaiting_approval"
+	CancelRequested  Status = "cancel_requested"
+	Cancelled        Status = "cancelled"
+	CheckedIn        Status = "checked_in"
+	Completed        Status = "completed"
+	Confirmed        Status = "confirmed"
+	Expired          Status = "expired"
+	Held             Status = "held"
+	NoShow           Status = "no_show"
+	Rejected         Status = "rejected"
 )
 
 // Valid indicates whether the value is a known member of the Status enum.
 func (e Status) Valid() bool {
 	switch e {
+	case AwaitingApproval:
+		return true
 	case CancelRequested:
 		return true
 	case Cancelled:
@@ -321,6 +331,8 @@ func (e Status) Valid() bool {
 	case Held:
 		return true
 	case NoShow:
+		return true
+	case Rejected:
 		return true
 	default:
 		return false
@@ -339,7 +351,12 @@ type Booking struct {
 		Actor  string    `json:"actor"`
 		At     time.Time `json:"at"`
 		Reason string    `json:"reason"`
-		Status Status    `json:"status"`
+
+		// Status Active (owning a seat): held, confirmed, awaiting_approval,
+		// cancel_requested, checked_in. awaiting_approval: confirmed by the
+		// applicant, waiting for an operator (a service with
+		// requires_approval). rejected: refused by the office.
+		Status Status `json:"status"`
 	} `json:"history"`
 
 	// HoldExpiresAt Present only while held.
@@ -357,7 +374,12 @@ type Booking struct {
 	Reschedules int       `json:"reschedules"`
 	Service     string    `json:"service"`
 	Start       time.Time `json:"start"`
-	Status      Status    `json:"status"`
+
+	// Status Active (owning a seat): held, confirmed, awaiting_approval,
+	// cancel_requested, checked_in. awaiting_approval: confirmed by the
+	// applicant, waiting for an operator (a service with
+	// requires_approval). rejected: refused by the office.
+	Status Status `json:"status"`
 
 	// Window The desk number, 1-based (window 1 is the first desk).
 	Window int `json:"window"`
@@ -440,8 +462,11 @@ type OfficeConfig struct {
 		Names *map[string]string `json:"names,omitempty"`
 
 		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel  *bool `json:"online_cancel,omitempty"`
-		Reschedulable *bool `json:"reschedulable,omitempty"`
+		OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+		RequiresApproval *bool `json:"requires_approval,omitempty"`
+		Reschedulable    *bool `json:"reschedulable,omitempty"`
 
 		// Slots Duration in grid steps.
 		Slots int `json:"slots"`
@@ -519,8 +544,11 @@ type OfficeRecord struct {
 		Names *map[string]string `json:"names,omitempty"`
 
 		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel  *bool `json:"online_cancel,omitempty"`
-		Reschedulable *bool `json:"reschedulable,omitempty"`
+		OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+		RequiresApproval *bool `json:"requires_approval,omitempty"`
+		Reschedulable    *bool `json:"reschedulable,omitempty"`
 
 		// Slots Duration in grid steps.
 		Slots int `json:"slots"`
@@ -603,8 +631,11 @@ type OfficeSummary struct {
 		Names *map[string]string `json:"names,omitempty"`
 
 		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel  *bool `json:"online_cancel,omitempty"`
-		Reschedulable *bool `json:"reschedulable,omitempty"`
+		OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+		RequiresApproval *bool `json:"requires_approval,omitempty"`
+		Reschedulable    *bool `json:"reschedulable,omitempty"`
 
 		// Slots Duration in grid steps.
 		Slots int `json:"slots"`
@@ -658,7 +689,10 @@ type Problem struct {
 // ProblemCode defines model for Problem.Code.
 type ProblemCode string
 
-// Status defines model for Status.
+// Status Active (owning a seat): held, confirmed, awaiting_approval,
+// cancel_requested, checked_in. awaiting_approval: confirmed by the
+// applicant, waiting for an operator (a service with
+// requires_approval). rejected: refused by the office.
 type Status string
 
 // Watch defines model for Watch.
@@ -773,6 +807,17 @@ type GetBookingParams struct {
 	Applicant *ApplicantQuery `form:"applicant,omitempty" json:"applicant,omitempty"`
 }
 
+// ApproveJSONBody defines parameters for Approve.
+type ApproveJSONBody struct {
+	Reason *string `json:"reason,omitempty"`
+}
+
+// ApproveParams defines parameters for Approve.
+type ApproveParams struct {
+	// IdempotencyKey Makes the request safe to retry for 24 hours.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
+}
+
 // ApproveCancelJSONBody defines parameters for ApproveCancel.
 type ApproveCancelJSONBody struct {
 	Reason *string `json:"reason,omitempty"`
@@ -875,6 +920,17 @@ type ReceiptPDFParams struct {
 	// AcceptLanguage Languages the reader prefers (RFC 9110): chooses the service's name
 	// among its `names`; the first 256 bytes and 16 languages are read.
 	AcceptLanguage *AcceptLanguage `json:"Accept-Language,omitempty"`
+}
+
+// RejectJSONBody defines parameters for Reject.
+type RejectJSONBody struct {
+	Reason string `json:"reason"`
+}
+
+// RejectParams defines parameters for Reject.
+type RejectParams struct {
+	// IdempotencyKey Makes the request safe to retry for 24 hours.
+	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
 // RejectCancelJSONBody defines parameters for RejectCancel.
@@ -1052,6 +1108,9 @@ type DeleteWatchParams struct {
 // HoldJSONRequestBody defines body for Hold for application/json ContentType.
 type HoldJSONRequestBody HoldJSONBody
 
+// ApproveJSONRequestBody defines body for Approve for application/json ContentType.
+type ApproveJSONRequestBody ApproveJSONBody
+
 // ApproveCancelJSONRequestBody defines body for ApproveCancel for application/json ContentType.
 type ApproveCancelJSONRequestBody ApproveCancelJSONBody
 
@@ -1072,6 +1131,9 @@ type ForceCancelJSONRequestBody ForceCancelJSONBody
 
 // NoShowJSONRequestBody defines body for NoShow for application/json ContentType.
 type NoShowJSONRequestBody NoShowJSONBody
+
+// RejectJSONRequestBody defines body for Reject for application/json ContentType.
+type RejectJSONRequestBody RejectJSONBody
 
 // RejectCancelJSONRequestBody defines body for RejectCancel for application/json ContentType.
 type RejectCancelJSONRequestBody RejectCancelJSONBody
@@ -1220,6 +1282,32 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/bookings/{id} (the `GetBooking` operationId).
 	GetBooking(ctx context.Context, id BookingID, params *GetBookingParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// ApproveWithBody Approve a booking awaiting approval; it becomes confirmed (operator)
+	//
+	// Only an operator key of the booking's office (403 `forbidden`
+	// for a portal key or another office's operator). A booking not
+	// awaiting approval answers 409 `invalid_transition`, and so does
+	// one whose start + no_show_grace has passed (it expires then).
+	// Emits `booking.confirmed`; the history's actor is the key's name.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+	ApproveWithBody(ctx context.Context, id BookingID, params *ApproveParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Approve Approve a booking awaiting approval; it becomes confirmed (operator)
+	//
+	// Only an operator key of the booking's office (403 `forbidden`
+	// for a portal key or another office's operator). A booking not
+	// awaiting approval answers 409 `invalid_transition`, and so does
+	// one whose start + no_show_grace has passed (it expires then).
+	// Emits `booking.confirmed`; the history's actor is the key's name.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+	Approve(ctx context.Context, id BookingID, params *ApproveParams, body ApproveJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// ApproveCancelWithBody Approve a late cancel request (operator)
 	//
 	// Takes any type of body and a specified content type.
@@ -1241,7 +1329,8 @@ type ClientInterface interface {
 
 	// CancelWithBody Cancel (portal)
 	//
-	// A hold is cancelled at once. A confirmed booking is cancelled at
+	// A hold, or a booking awaiting approval, is cancelled at once and
+	// counts no penalty. A confirmed booking is cancelled at
 	// least cancel_cutoff before its start, becomes cancel_requested
 	// between late_cancel_floor and the cutoff, and is refused with
 	// too_late_to_cancel under the floor. A cancel request is refused
@@ -1255,7 +1344,8 @@ type ClientInterface interface {
 
 	// Cancel Cancel (portal)
 	//
-	// A hold is cancelled at once. A confirmed booking is cancelled at
+	// A hold, or a booking awaiting approval, is cancelled at once and
+	// counts no penalty. A confirmed booking is cancelled at
 	// least cancel_cutoff before its start, becomes cancel_requested
 	// between late_cancel_floor and the cutoff, and is refused with
 	// too_late_to_cancel under the floor. A cancel request is refused
@@ -1297,12 +1387,24 @@ type ClientInterface interface {
 
 	// ConfirmWithBody Confirm a held booking (portal; operator for a walk-in)
 	//
+	// The booking becomes confirmed, or awaiting_approval when its
+	// service requires approval (`requires_approval`): it keeps its
+	// seat and counts among the applicant's active bookings until an
+	// operator approves (confirmed) or rejects it (rejected), or its
+	// start + no_show_grace passes unapproved (expired).
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/bookings/{id}/confirm (the `Confirm` operationId).
 	ConfirmWithBody(ctx context.Context, id BookingID, params *ConfirmParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// Confirm Confirm a held booking (portal; operator for a walk-in)
+	//
+	// The booking becomes confirmed, or awaiting_approval when its
+	// service requires approval (`requires_approval`): it keeps its
+	// seat and counts among the applicant's active bookings until an
+	// operator approves (confirmed) or rejects it (rejected), or its
+	// start + no_show_grace passes unapproved (expired).
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -1350,6 +1452,34 @@ type ClientInterface interface {
 	// Corresponds with GET /v1/bookings/{id}/receipt.pdf (the `ReceiptPDF` operationId).
 	ReceiptPDF(ctx context.Context, id BookingID, params *ReceiptPDFParams, reqEditors ...RequestEditorFn) (*http.Response, error)
 
+	// RejectWithBody Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+	//
+	// The reason is required (400 `validation_failed` without one): it
+	// is the history entry's and the `booking.rejected` event's reason,
+	// what the applicant is told. Only an operator key of the booking's
+	// office (403 `forbidden` otherwise); a booking not awaiting
+	// approval answers 409 `invalid_transition`. A rejection counts no
+	// penalty.
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+	RejectWithBody(ctx context.Context, id BookingID, params *RejectParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// Reject Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+	//
+	// The reason is required (400 `validation_failed` without one): it
+	// is the history entry's and the `booking.rejected` event's reason,
+	// what the applicant is told. Only an operator key of the booking's
+	// office (403 `forbidden` otherwise); a booking not awaiting
+	// approval answers 409 `invalid_transition`. A rejection counts no
+	// penalty.
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+	Reject(ctx context.Context, id BookingID, params *RejectParams, body RejectJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
+
 	// RejectCancelWithBody Reject a late cancel request; the booking stays confirmed (operator)
 	//
 	// Takes any type of body and a specified content type.
@@ -1382,8 +1512,11 @@ type ClientInterface interface {
 	// Corresponds with POST /v1/bookings/{id}/reschedule (the `Reschedule` operationId).
 	Reschedule(ctx context.Context, id BookingID, params *RescheduleParams, body RescheduleJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
-	// Ticket The ticket of a confirmed booking
+	// Ticket The ticket of a confirmed booking, or of one awaiting approval
 	//
+	// `status` is the booking's: a ticket of a booking awaiting approval
+	// says so (so do `ticket.pdf` and, as TENTATIVE, `calendar.ics`);
+	// its `qr` is refused at check-in until an operator approves it.
 	// `qr` is a signed token: base64url (no padding) of the booking id
 	// (16 bytes), the start in Unix seconds (8 bytes, big endian) and
 	// HMAC-SHA256 over both with the server's secret (32 bytes). It is
@@ -1691,6 +1824,52 @@ func (c *Client) GetBooking(ctx context.Context, id BookingID, params *GetBookin
 	return c.Client.Do(req)
 }
 
+// ApproveWithBody Approve a booking awaiting approval; it becomes confirmed (operator)
+//
+// Only an operator key of the booking's office (403 `forbidden`
+// for a portal key or another office's operator). A booking not
+// awaiting approval answers 409 `invalid_transition`, and so does
+// one whose start + no_show_grace has passed (it expires then).
+// Emits `booking.confirmed`; the history's actor is the key's name.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+func (c *Client) ApproveWithBody(ctx context.Context, id BookingID, params *ApproveParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewApproveRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Approve Approve a booking awaiting approval; it becomes confirmed (operator)
+//
+// Only an operator key of the booking's office (403 `forbidden`
+// for a portal key or another office's operator). A booking not
+// awaiting approval answers 409 `invalid_transition`, and so does
+// one whose start + no_show_grace has passed (it expires then).
+// Emits `booking.confirmed`; the history's actor is the key's name.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+func (c *Client) Approve(ctx context.Context, id BookingID, params *ApproveParams, body ApproveJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewApproveRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // ApproveCancelWithBody Approve a late cancel request (operator)
 //
 // Takes any type of body and a specified content type.
@@ -1742,7 +1921,8 @@ func (c *Client) Calendar(ctx context.Context, id BookingID, params *CalendarPar
 
 // CancelWithBody Cancel (portal)
 //
-// A hold is cancelled at once. A confirmed booking is cancelled at
+// A hold, or a booking awaiting approval, is cancelled at once and
+// counts no penalty. A confirmed booking is cancelled at
 // least cancel_cutoff before its start, becomes cancel_requested
 // between late_cancel_floor and the cutoff, and is refused with
 // too_late_to_cancel under the floor. A cancel request is refused
@@ -1766,7 +1946,8 @@ func (c *Client) CancelWithBody(ctx context.Context, id BookingID, params *Cance
 
 // Cancel Cancel (portal)
 //
-// A hold is cancelled at once. A confirmed booking is cancelled at
+// A hold, or a booking awaiting approval, is cancelled at once and
+// counts no penalty. A confirmed booking is cancelled at
 // least cancel_cutoff before its start, becomes cancel_requested
 // between late_cancel_floor and the cutoff, and is refused with
 // too_late_to_cancel under the floor. A cancel request is refused
@@ -1858,6 +2039,12 @@ func (c *Client) Complete(ctx context.Context, id BookingID, params *CompletePar
 
 // ConfirmWithBody Confirm a held booking (portal; operator for a walk-in)
 //
+// The booking becomes confirmed, or awaiting_approval when its
+// service requires approval (`requires_approval`): it keeps its
+// seat and counts among the applicant's active bookings until an
+// operator approves (confirmed) or rejects it (rejected), or its
+// start + no_show_grace passes unapproved (expired).
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/bookings/{id}/confirm (the `Confirm` operationId).
@@ -1874,6 +2061,12 @@ func (c *Client) ConfirmWithBody(ctx context.Context, id BookingID, params *Conf
 }
 
 // Confirm Confirm a held booking (portal; operator for a walk-in)
+//
+// The booking becomes confirmed, or awaiting_approval when its
+// service requires approval (`requires_approval`): it keeps its
+// seat and counts among the applicant's active bookings until an
+// operator approves (confirmed) or rejects it (rejected), or its
+// start + no_show_grace passes unapproved (expired).
 //
 // Takes a body of the `application/json` content type.
 //
@@ -1981,6 +2174,54 @@ func (c *Client) ReceiptPDF(ctx context.Context, id BookingID, params *ReceiptPD
 	return c.Client.Do(req)
 }
 
+// RejectWithBody Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+//
+// The reason is required (400 `validation_failed` without one): it
+// is the history entry's and the `booking.rejected` event's reason,
+// what the applicant is told. Only an operator key of the booking's
+// office (403 `forbidden` otherwise); a booking not awaiting
+// approval answers 409 `invalid_transition`. A rejection counts no
+// penalty.
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+func (c *Client) RejectWithBody(ctx context.Context, id BookingID, params *RejectParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRejectRequestWithBody(c.Server, id, params, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// Reject Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+//
+// The reason is required (400 `validation_failed` without one): it
+// is the history entry's and the `booking.rejected` event's reason,
+// what the applicant is told. Only an operator key of the booking's
+// office (403 `forbidden` otherwise); a booking not awaiting
+// approval answers 409 `invalid_transition`. A rejection counts no
+// penalty.
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+func (c *Client) Reject(ctx context.Context, id BookingID, params *RejectParams, body RejectJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRejectRequest(c.Server, id, params, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
 // RejectCancelWithBody Reject a late cancel request; the booking stays confirmed (operator)
 //
 // Takes any type of body and a specified content type.
@@ -2053,8 +2294,11 @@ func (c *Client) Reschedule(ctx context.Context, id BookingID, params *Reschedul
 	return c.Client.Do(req)
 }
 
-// Ticket The ticket of a confirmed booking
+// Ticket The ticket of a confirmed booking, or of one awaiting approval
 //
+// `status` is the booking's: a ticket of a booking awaiting approval
+// says so (so do `ticket.pdf` and, as TENTATIVE, `calendar.ics`);
+// its `qr` is refused at check-in until an operator approves it.
 // `qr` is a signed token: base64url (no padding) of the booking id
 // (16 bytes), the start in Unix seconds (8 bytes, big endian) and
 // HMAC-SHA256 over both with the server's secret (32 bytes). It is
@@ -2737,6 +2981,68 @@ func NewGetBookingRequest(server string, id BookingID, params *GetBookingParams)
 	return req, nil
 }
 
+// NewApproveRequest calls the generic Approve builder with application/json body
+func NewApproveRequest(server string, id BookingID, params *ApproveParams, body ApproveJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewApproveRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewApproveRequestWithBody constructs an http.Request for the Approve method, with any body, and a specified content type
+func NewApproveRequestWithBody(server string, id BookingID, params *ApproveParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/bookings/%s/approve", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
 // NewApproveCancelRequest calls the generic ApproveCancel builder with application/json body
 func NewApproveCancelRequest(server string, id BookingID, params *ApproveCancelParams, body ApproveCancelJSONRequestBody) (*http.Request, error) {
 	var bodyReader io.Reader
@@ -3355,6 +3661,68 @@ func NewReceiptPDFRequest(server string, id BookingID, params *ReceiptPDFParams)
 			}
 
 			req.Header.Set("Accept-Language", headerParam0)
+		}
+
+	}
+
+	return req, nil
+}
+
+// NewRejectRequest calls the generic Reject builder with application/json body
+func NewRejectRequest(server string, id BookingID, params *RejectParams, body RejectJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRejectRequestWithBody(server, id, params, "application/json", bodyReader)
+}
+
+// NewRejectRequestWithBody constructs an http.Request for the Reject method, with any body, and a specified content type
+func NewRejectRequestWithBody(server string, id BookingID, params *RejectParams, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "id", id, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/v1/bookings/%s/reject", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	if params != nil {
+
+		if params.IdempotencyKey != nil {
+			var headerParam0 string
+
+			headerParam0, err = runtime.StyleParamWithOptions("simple", false, "Idempotency-Key", *params.IdempotencyKey, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("Idempotency-Key", headerParam0)
 		}
 
 	}
@@ -4692,6 +5060,32 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/bookings/{id} (the `GetBooking` operationId).
 	GetBookingWithResponse(ctx context.Context, id BookingID, params *GetBookingParams, reqEditors ...RequestEditorFn) (*GetBookingResponse, error)
 
+	// ApproveWithBodyWithResponse Approve a booking awaiting approval; it becomes confirmed (operator)
+	//
+	// Only an operator key of the booking's office (403 `forbidden`
+	// for a portal key or another office's operator). A booking not
+	// awaiting approval answers 409 `invalid_transition`, and so does
+	// one whose start + no_show_grace has passed (it expires then).
+	// Emits `booking.confirmed`; the history's actor is the key's name.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+	ApproveWithBodyWithResponse(ctx context.Context, id BookingID, params *ApproveParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveResponse, error)
+
+	// ApproveWithResponse Approve a booking awaiting approval; it becomes confirmed (operator)
+	//
+	// Only an operator key of the booking's office (403 `forbidden`
+	// for a portal key or another office's operator). A booking not
+	// awaiting approval answers 409 `invalid_transition`, and so does
+	// one whose start + no_show_grace has passed (it expires then).
+	// Emits `booking.confirmed`; the history's actor is the key's name.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+	ApproveWithResponse(ctx context.Context, id BookingID, params *ApproveParams, body ApproveJSONRequestBody, reqEditors ...RequestEditorFn) (*ApproveResponse, error)
+
 	// ApproveCancelWithBodyWithResponse Approve a late cancel request (operator)
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -4715,7 +5109,8 @@ type ClientWithResponsesInterface interface {
 
 	// CancelWithBodyWithResponse Cancel (portal)
 	//
-	// A hold is cancelled at once. A confirmed booking is cancelled at
+	// A hold, or a booking awaiting approval, is cancelled at once and
+	// counts no penalty. A confirmed booking is cancelled at
 	// least cancel_cutoff before its start, becomes cancel_requested
 	// between late_cancel_floor and the cutoff, and is refused with
 	// too_late_to_cancel under the floor. A cancel request is refused
@@ -4729,7 +5124,8 @@ type ClientWithResponsesInterface interface {
 
 	// CancelWithResponse Cancel (portal)
 	//
-	// A hold is cancelled at once. A confirmed booking is cancelled at
+	// A hold, or a booking awaiting approval, is cancelled at once and
+	// counts no penalty. A confirmed booking is cancelled at
 	// least cancel_cutoff before its start, becomes cancel_requested
 	// between late_cancel_floor and the cutoff, and is refused with
 	// too_late_to_cancel under the floor. A cancel request is refused
@@ -4771,12 +5167,24 @@ type ClientWithResponsesInterface interface {
 
 	// ConfirmWithBodyWithResponse Confirm a held booking (portal; operator for a walk-in)
 	//
+	// The booking becomes confirmed, or awaiting_approval when its
+	// service requires approval (`requires_approval`): it keeps its
+	// seat and counts among the applicant's active bookings until an
+	// operator approves (confirmed) or rejects it (rejected), or its
+	// start + no_show_grace passes unapproved (expired).
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/bookings/{id}/confirm (the `Confirm` operationId).
 	ConfirmWithBodyWithResponse(ctx context.Context, id BookingID, params *ConfirmParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ConfirmResponse, error)
 
 	// ConfirmWithResponse Confirm a held booking (portal; operator for a walk-in)
+	//
+	// The booking becomes confirmed, or awaiting_approval when its
+	// service requires approval (`requires_approval`): it keeps its
+	// seat and counts among the applicant's active bookings until an
+	// operator approves (confirmed) or rejects it (rejected), or its
+	// start + no_show_grace passes unapproved (expired).
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -4826,6 +5234,34 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with GET /v1/bookings/{id}/receipt.pdf (the `ReceiptPDF` operationId).
 	ReceiptPDFWithResponse(ctx context.Context, id BookingID, params *ReceiptPDFParams, reqEditors ...RequestEditorFn) (*ReceiptPDFResponse, error)
 
+	// RejectWithBodyWithResponse Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+	//
+	// The reason is required (400 `validation_failed` without one): it
+	// is the history entry's and the `booking.rejected` event's reason,
+	// what the applicant is told. Only an operator key of the booking's
+	// office (403 `forbidden` otherwise); a booking not awaiting
+	// approval answers 409 `invalid_transition`. A rejection counts no
+	// penalty.
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+	RejectWithBodyWithResponse(ctx context.Context, id BookingID, params *RejectParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RejectResponse, error)
+
+	// RejectWithResponse Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+	//
+	// The reason is required (400 `validation_failed` without one): it
+	// is the history entry's and the `booking.rejected` event's reason,
+	// what the applicant is told. Only an operator key of the booking's
+	// office (403 `forbidden` otherwise); a booking not awaiting
+	// approval answers 409 `invalid_transition`. A rejection counts no
+	// penalty.
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+	RejectWithResponse(ctx context.Context, id BookingID, params *RejectParams, body RejectJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectResponse, error)
+
 	// RejectCancelWithBodyWithResponse Reject a late cancel request; the booking stays confirmed (operator)
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -4858,8 +5294,11 @@ type ClientWithResponsesInterface interface {
 	// Corresponds with POST /v1/bookings/{id}/reschedule (the `Reschedule` operationId).
 	RescheduleWithResponse(ctx context.Context, id BookingID, params *RescheduleParams, body RescheduleJSONRequestBody, reqEditors ...RequestEditorFn) (*RescheduleResponse, error)
 
-	// TicketWithResponse The ticket of a confirmed booking
+	// TicketWithResponse The ticket of a confirmed booking, or of one awaiting approval
 	//
+	// `status` is the booking's: a ticket of a booking awaiting approval
+	// says so (so do `ticket.pdf` and, as TENTATIVE, `calendar.ics`);
+	// its `qr` is refused at check-in until an operator approves it.
 	// `qr` is a signed token: base64url (no padding) of the booking id
 	// (16 bytes), the start in Unix seconds (8 bytes, big endian) and
 	// HMAC-SHA256 over both with the server's secret (32 bytes). It is
@@ -5399,6 +5838,124 @@ func (r GetBookingResponse) StatusCode() int {
 
 // ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
 func (r GetBookingResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// ApproveResponse429Headers the declared response headers of an HTTP 429 response for Approve
+type ApproveResponse429Headers struct {
+	RetryAfter *int
+}
+
+// ApproveResponse503Headers the declared response headers of an HTTP 503 response for Approve
+type ApproveResponse503Headers struct {
+	RetryAfter *int
+}
+
+type ApproveResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Booking
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *ApproveResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ApproveResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ApproveResponse) GetJSON200() *Booking {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r ApproveResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ApproveResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ApproveResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ApproveResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ApproveResponse) ContentType() string {
 	if r.HTTPResponse != nil {
 		return r.HTTPResponse.Header.Get("Content-Type")
 	}
@@ -6418,6 +6975,124 @@ func (r ReceiptPDFResponse) ContentType() string {
 	return ""
 }
 
+// RejectResponse429Headers the declared response headers of an HTTP 429 response for Reject
+type RejectResponse429Headers struct {
+	RetryAfter *int
+}
+
+// RejectResponse503Headers the declared response headers of an HTTP 503 response for Reject
+type RejectResponse503Headers struct {
+	RetryAfter *int
+}
+
+type RejectResponse struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *Booking
+	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
+	ApplicationproblemJSON400 *BadRequest
+	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
+	ApplicationproblemJSON401 *Unauthorized
+	// ApplicationproblemJSON403 the response for an HTTP 403 `application/problem+json` response
+	ApplicationproblemJSON403 *Forbidden
+	// ApplicationproblemJSON404 the response for an HTTP 404 `application/problem+json` response
+	ApplicationproblemJSON404 *NotFound
+	// ApplicationproblemJSON409 the response for an HTTP 409 `application/problem+json` response
+	ApplicationproblemJSON409 *Conflict
+	// ApplicationproblemJSON413 the response for an HTTP 413 `application/problem+json` response
+	ApplicationproblemJSON413 *TooLarge
+	// ApplicationproblemJSON422 the response for an HTTP 422 `application/problem+json` response
+	ApplicationproblemJSON422 *Unprocessable
+	// ApplicationproblemJSON429 the response for an HTTP 429 `application/problem+json` response
+	ApplicationproblemJSON429 *RateLimited
+	// ApplicationproblemJSON503 the response for an HTTP 503 `application/problem+json` response
+	ApplicationproblemJSON503 *Unavailable
+	// Headers429 the parsed response headers for an HTTP 429 response
+	Headers429 *RejectResponse429Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *RejectResponse503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RejectResponse) GetJSON200() *Booking {
+	return r.JSON200
+}
+
+// GetApplicationproblemJSON400 returns the response for an HTTP 400 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON400() *BadRequest {
+	return r.ApplicationproblemJSON400
+}
+
+// GetApplicationproblemJSON401 returns the response for an HTTP 401 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON401() *Unauthorized {
+	return r.ApplicationproblemJSON401
+}
+
+// GetApplicationproblemJSON403 returns the response for an HTTP 403 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON403() *Forbidden {
+	return r.ApplicationproblemJSON403
+}
+
+// GetApplicationproblemJSON404 returns the response for an HTTP 404 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON404() *NotFound {
+	return r.ApplicationproblemJSON404
+}
+
+// GetApplicationproblemJSON409 returns the response for an HTTP 409 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON409() *Conflict {
+	return r.ApplicationproblemJSON409
+}
+
+// GetApplicationproblemJSON413 returns the response for an HTTP 413 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON413() *TooLarge {
+	return r.ApplicationproblemJSON413
+}
+
+// GetApplicationproblemJSON422 returns the response for an HTTP 422 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON422() *Unprocessable {
+	return r.ApplicationproblemJSON422
+}
+
+// GetApplicationproblemJSON429 returns the response for an HTTP 429 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON429() *RateLimited {
+	return r.ApplicationproblemJSON429
+}
+
+// GetApplicationproblemJSON503 returns the response for an HTTP 503 `application/problem+json` response
+func (r RejectResponse) GetApplicationproblemJSON503() *Unavailable {
+	return r.ApplicationproblemJSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r RejectResponse) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RejectResponse) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RejectResponse) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RejectResponse) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
 // RejectCancelResponse429Headers the declared response headers of an HTTP 429 response for RejectCancel
 type RejectCancelResponse429Headers struct {
 	RetryAfter *int
@@ -6676,6 +7351,12 @@ type TicketResponse struct {
 		Service     string    `json:"service"`
 		ServiceName string    `json:"service_name"`
 		Start       time.Time `json:"start"`
+
+		// Status Active (owning a seat): held, confirmed, awaiting_approval,
+		// cancel_requested, checked_in. awaiting_approval: confirmed by the
+		// applicant, waiting for an operator (a service with
+		// requires_approval). rejected: refused by the office.
+		Status Status `json:"status"`
 	}
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
@@ -6706,6 +7387,12 @@ func (r TicketResponse) GetJSON200() *struct {
 	Service     string    `json:"service"`
 	ServiceName string    `json:"service_name"`
 	Start       time.Time `json:"start"`
+
+	// Status Active (owning a seat): held, confirmed, awaiting_approval,
+	// cancel_requested, checked_in. awaiting_approval: confirmed by the
+	// applicant, waiting for an operator (a service with
+	// requires_approval). rejected: refused by the office.
+	Status Status `json:"status"`
 } {
 	return r.JSON200
 }
@@ -8266,6 +8953,44 @@ func (c *ClientWithResponses) GetBookingWithResponse(ctx context.Context, id Boo
 	return ParseGetBookingResponse(rsp)
 }
 
+// ApproveWithBodyWithResponse Approve a booking awaiting approval; it becomes confirmed (operator)
+//
+// Only an operator key of the booking's office (403 `forbidden`
+// for a portal key or another office's operator). A booking not
+// awaiting approval answers 409 `invalid_transition`, and so does
+// one whose start + no_show_grace has passed (it expires then).
+// Emits `booking.confirmed`; the history's actor is the key's name.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+func (c *ClientWithResponses) ApproveWithBodyWithResponse(ctx context.Context, id BookingID, params *ApproveParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*ApproveResponse, error) {
+	rsp, err := c.ApproveWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseApproveResponse(rsp)
+}
+
+// ApproveWithResponse Approve a booking awaiting approval; it becomes confirmed (operator)
+//
+// Only an operator key of the booking's office (403 `forbidden`
+// for a portal key or another office's operator). A booking not
+// awaiting approval answers 409 `invalid_transition`, and so does
+// one whose start + no_show_grace has passed (it expires then).
+// Emits `booking.confirmed`; the history's actor is the key's name.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/bookings/{id}/approve (the `Approve` operationId).
+func (c *ClientWithResponses) ApproveWithResponse(ctx context.Context, id BookingID, params *ApproveParams, body ApproveJSONRequestBody, reqEditors ...RequestEditorFn) (*ApproveResponse, error) {
+	rsp, err := c.Approve(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseApproveResponse(rsp)
+}
+
 // ApproveCancelWithBodyWithResponse Approve a late cancel request (operator)
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -8307,7 +9032,8 @@ func (c *ClientWithResponses) CalendarWithResponse(ctx context.Context, id Booki
 
 // CancelWithBodyWithResponse Cancel (portal)
 //
-// A hold is cancelled at once. A confirmed booking is cancelled at
+// A hold, or a booking awaiting approval, is cancelled at once and
+// counts no penalty. A confirmed booking is cancelled at
 // least cancel_cutoff before its start, becomes cancel_requested
 // between late_cancel_floor and the cutoff, and is refused with
 // too_late_to_cancel under the floor. A cancel request is refused
@@ -8327,7 +9053,8 @@ func (c *ClientWithResponses) CancelWithBodyWithResponse(ctx context.Context, id
 
 // CancelWithResponse Cancel (portal)
 //
-// A hold is cancelled at once. A confirmed booking is cancelled at
+// A hold, or a booking awaiting approval, is cancelled at once and
+// counts no penalty. A confirmed booking is cancelled at
 // least cancel_cutoff before its start, becomes cancel_requested
 // between late_cancel_floor and the cutoff, and is refused with
 // too_late_to_cancel under the floor. A cancel request is refused
@@ -8399,6 +9126,12 @@ func (c *ClientWithResponses) CompleteWithResponse(ctx context.Context, id Booki
 
 // ConfirmWithBodyWithResponse Confirm a held booking (portal; operator for a walk-in)
 //
+// The booking becomes confirmed, or awaiting_approval when its
+// service requires approval (`requires_approval`): it keeps its
+// seat and counts among the applicant's active bookings until an
+// operator approves (confirmed) or rejects it (rejected), or its
+// start + no_show_grace passes unapproved (expired).
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/bookings/{id}/confirm (the `Confirm` operationId).
@@ -8411,6 +9144,12 @@ func (c *ClientWithResponses) ConfirmWithBodyWithResponse(ctx context.Context, i
 }
 
 // ConfirmWithResponse Confirm a held booking (portal; operator for a walk-in)
+//
+// The booking becomes confirmed, or awaiting_approval when its
+// service requires approval (`requires_approval`): it keeps its
+// seat and counts among the applicant's active bookings until an
+// operator approves (confirmed) or rejects it (rejected), or its
+// start + no_show_grace passes unapproved (expired).
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
@@ -8496,6 +9235,46 @@ func (c *ClientWithResponses) ReceiptPDFWithResponse(ctx context.Context, id Boo
 	return ParseReceiptPDFResponse(rsp)
 }
 
+// RejectWithBodyWithResponse Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+//
+// The reason is required (400 `validation_failed` without one): it
+// is the history entry's and the `booking.rejected` event's reason,
+// what the applicant is told. Only an operator key of the booking's
+// office (403 `forbidden` otherwise); a booking not awaiting
+// approval answers 409 `invalid_transition`. A rejection counts no
+// penalty.
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+func (c *ClientWithResponses) RejectWithBodyWithResponse(ctx context.Context, id BookingID, params *RejectParams, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RejectResponse, error) {
+	rsp, err := c.RejectWithBody(ctx, id, params, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRejectResponse(rsp)
+}
+
+// RejectWithResponse Reject a booking awaiting approval; it becomes rejected and frees its seat (operator)
+//
+// The reason is required (400 `validation_failed` without one): it
+// is the history entry's and the `booking.rejected` event's reason,
+// what the applicant is told. Only an operator key of the booking's
+// office (403 `forbidden` otherwise); a booking not awaiting
+// approval answers 409 `invalid_transition`. A rejection counts no
+// penalty.
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /v1/bookings/{id}/reject (the `Reject` operationId).
+func (c *ClientWithResponses) RejectWithResponse(ctx context.Context, id BookingID, params *RejectParams, body RejectJSONRequestBody, reqEditors ...RequestEditorFn) (*RejectResponse, error) {
+	rsp, err := c.Reject(ctx, id, params, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRejectResponse(rsp)
+}
+
 // RejectCancelWithBodyWithResponse Reject a late cancel request; the booking stays confirmed (operator)
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
@@ -8552,8 +9331,11 @@ func (c *ClientWithResponses) RescheduleWithResponse(ctx context.Context, id Boo
 	return ParseRescheduleResponse(rsp)
 }
 
-// TicketWithResponse The ticket of a confirmed booking
+// TicketWithResponse The ticket of a confirmed booking, or of one awaiting approval
 //
+// `status` is the booking's: a ticket of a booking awaiting approval
+// says so (so do `ticket.pdf` and, as TENTATIVE, `calendar.ics`);
+// its `qr` is refused at check-in until an operator approves it.
 // `qr` is a signed token: base64url (no padding) of the booking id
 // (16 bytes), the start in Unix seconds (8 bytes, big endian) and
 // HMAC-SHA256 over both with the server's secret (32 bytes). It is
@@ -9178,6 +9960,118 @@ func ParseGetBookingResponse(rsp *http.Response) (*GetBookingResponse, error) {
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetBookingResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseApproveResponse parses an HTTP response from a ApproveWithResponse call
+func ParseApproveResponse(rsp *http.Response) (*ApproveResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ApproveResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Booking
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers ApproveResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers ApproveResponse503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
 			var value int
 			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
@@ -10150,6 +11044,118 @@ func ParseReceiptPDFResponse(rsp *http.Response) (*ReceiptPDFResponse, error) {
 	return response, nil
 }
 
+// ParseRejectResponse parses an HTTP response from a RejectWithResponse call
+func ParseRejectResponse(rsp *http.Response) (*RejectResponse, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RejectResponse{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest Booking
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest Forbidden
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON404 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 409:
+		var dest Conflict
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON409 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 413:
+		var dest TooLarge
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON413 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 422:
+		var dest Unprocessable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON422 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 429:
+		var dest RateLimited
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON429 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.ApplicationproblemJSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 429:
+		var headers RejectResponse429Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers429 = &headers
+	case rsp.StatusCode == 503:
+		var headers RejectResponse503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
 // ParseRejectCancelResponse parses an HTTP response from a RejectCancelWithResponse call
 func ParseRejectCancelResponse(rsp *http.Response) (*RejectCancelResponse, error) {
 	bodyBytes, err := io.ReadAll(rsp.Body)
@@ -10397,6 +11403,12 @@ func ParseTicketResponse(rsp *http.Response) (*TicketResponse, error) {
 			Service     string    `json:"service"`
 			ServiceName string    `json:"service_name"`
 			Start       time.Time `json:"start"`
+
+			// Status Active (owning a seat): held, confirmed, awaiting_approval,
+			// cancel_requested, checked_in. awaiting_approval: confirmed by the
+			// applicant, waiting for an operator (a service with
+			// requires_approval). rejected: refused by the office.
+			Status Status `json:"status"`
 		}
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err

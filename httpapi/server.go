@@ -202,6 +202,8 @@ func (s *Server) routes() []*route {
 		r(post, RouteApproveCancel, accessOperator, operatorAction((*allocator.Engine).ApproveCancel)),
 		r(post, RouteRejectCancel, accessOperator, operatorAction((*allocator.Engine).RejectCancel)),
 		r(post, RouteForceCancel, accessOperator, operatorAction((*allocator.Engine).ForceCancel)),
+		r(post, RouteApprove, accessOperator, operatorAction((*allocator.Engine).Approve)),
+		r(post, RouteReject, accessOperator, (*Server).reject),
 		r(get, RouteTicket, accessBooking, (*Server).ticket),
 		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
 		r(get, RouteTicketPDF, accessBooking, (*Server).ticketPDF),
