@@ -81,3 +81,11 @@ bench-peers-test:
 .PHONY: cluster
 cluster: build
 	sh deploy/local-cluster.sh
+
+# Hundreds of faults — SIGKILL and restart, SIGSTOP, partitions — against
+# three slotd processes under a booking rush, checking after each that no
+# acknowledged booking is lost or doubled and the replicas agree.
+.PHONY: stress-cluster
+STRESS_ROUNDS ?= 200
+stress-cluster:
+	$(GO) test -count=1 -run 'TestFaultsUnderRush' -timeout 120m -v ./clustertest/ -args -faults.rounds=$(STRESS_ROUNDS)
