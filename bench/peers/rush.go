@@ -364,15 +364,15 @@ func (c *directClient) cancel(ctx context.Context, id, applicant string) error {
 // that the generator, on the same cores as the server, costs each backend
 // as little as it can.
 type httpClient struct {
-	conn  *httpload.Conn
-	host  string
+	conn *httpload.Conn
+	host string
 	// authorization is the Authorization header's value; "" sends none.
 	authorization string
-	lay   *Layout
-	req   []byte // the request being built
-	body  []byte // its body
-	resp  []byte // the last answer's body, valid until the next request
-	slots freeParser
+	lay           *Layout
+	req           []byte // the request being built
+	body          []byte // its body
+	resp          []byte // the last answer's body, valid until the next request
+	slots         freeParser
 }
 
 func newHTTPClient(addr string, lay *Layout, timeout time.Duration) *httpClient {
