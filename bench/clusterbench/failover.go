@@ -51,6 +51,10 @@ type Failover struct {
 	// Retried counts the failed writes of each kill before the first
 	// acknowledgement (all writers).
 	Retried []int
+	// Failures counts the failed writes of all kills by what they got:
+	// "503 no_leader", "no answer" (a transport error or a timeout), and
+	// so on.
+	Failures map[string]int
 	// Bookings is what the store held when the kills began (the rushed
 	// date), which the new leader rebuilds its engine from.
 	Bookings int
@@ -148,6 +152,7 @@ func measureFailover(ctx context.Context, cfg *Config, r peers.Rush) (*Failover,
 	}
 	acked = append(acked, w.acked...)
 	res.Writes = len(w.acked)
+	res.Failures = w.failures
 	hadErrors = hadErrors || w.uncertain.Load() > 0
 	_, verr := f.converged(benchGroup, readyWaitMax)
 	if verr == nil {
@@ -171,8 +176,9 @@ type writers struct {
 	dates []string
 	seq   atomic.Int64
 
-	mu    sync.Mutex
-	acked []peers.Acked
+	mu       sync.Mutex
+	acked    []peers.Acked
+	failures map[string]int // by kind, as Failover.Failures
 	// uncertain counts writes whose outcome is unknown (a timeout, a
 	// broken connection, or a leader that did not answer a forwarded
 	// request): they may have committed.
@@ -253,7 +259,8 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil { // not the end of the wait
+			w.fail("no answer")
 			w.uncertain.Add(1) // sent, maybe committed, answer lost
 		}
 		return time.Time{}, 0, err
@@ -268,6 +275,7 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 	if resp.StatusCode != http.StatusCreated {
 		var p api.Problem
 		_ = json.Unmarshal(b, &p)
+		w.fail(fmt.Sprintf("%d %s", resp.StatusCode, p.Code))
 		if p.Code == api.CodeNoLeader && strings.Contains(p.Detail, "did not answer") {
 			w.uncertain.Add(1) // forwarded to a leader that may have committed it before it died
 		}
@@ -282,6 +290,15 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 	w.acked = append(w.acked, peers.Acked{ID: bk.ID, Date: bk.Start.UTC().Format(time.DateOnly), Start: bk.Start, Window: bk.Window})
 	w.mu.Unlock()
 	return acked, w.leaderNow(s), nil
+}
+
+func (w *writers) fail(kind string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.failures == nil {
+		w.failures = map[string]int{}
+	}
+	w.failures[kind]++
 }
 
 // leaderNow names the node that runs the group's engine as seen from s,

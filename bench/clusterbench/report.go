@@ -43,6 +43,12 @@ func (r *Report) WriteTables(w io.Writer) {
 			each = append(each, fmt.Sprintf("%d→%d %s", f.Killed[i], f.NewLeader[i], fmtDur(d)))
 		}
 		fmt.Fprintf(w, "  each kill (killed→new leader): %s\n", strings.Join(each, ", "))
+		var kinds []string
+		for k, n := range f.Failures {
+			kinds = append(kinds, fmt.Sprintf("%s: %d", k, n))
+		}
+		slices.Sort(kinds)
+		fmt.Fprintf(w, "  failed writes, retried: %s\n", strings.Join(kinds, ", "))
 		verified := "ok"
 		if !f.Verified {
 			verified = "FAILED: " + f.VerifyError
