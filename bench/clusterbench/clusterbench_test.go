@@ -55,3 +55,20 @@ func TestRunSmall(t *testing.T) {
 		}
 	}
 }
+
+func TestParseProcStatCPU(t *testing.T) {
+	f := func(in string, want time.Duration, wantOK bool) {
+		t.Helper()
+		got, ok := parseProcStatCPU([]byte(in))
+		if got != want || ok != wantOK {
+			t.Errorf("parseProcStatCPU(%q) = %v, %v; want %v, %v", in, got, ok, want, wantOK)
+		}
+	}
+	// utime 250 and stime 50 ticks: 3 s.
+	f("4242 (slotd) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 12 0 100 0 0", 3*time.Second, true)
+	// A command with spaces and a parenthesis is skipped whole.
+	f("7 (a b) c) R 1 7 7 0 -1 0 0 0 0 0 1 2 0 0 20 0 1 0 1 0 0", 30*time.Millisecond, true)
+	f("7 (slotd) S 1 7", 0, false)                    // cut short
+	f("7 slotd S 1 7 7 0 -1 0 0 0 0 0 1 2", 0, false) // no command field
+	f("7 (slotd) S 1 7 7 0 -1 0 0 0 0 0 x 2 0", 0, false)
+}

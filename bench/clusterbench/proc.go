@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -275,6 +276,64 @@ func (s *server) kill() {
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
+}
+
+// cpuTime returns the CPU time the process has used so far (user and
+// system, from /proc/<pid>/stat); false where it cannot be read (not
+// Linux, or the process has exited). Unlike the machine's busy time it
+// leaves out the work of everything else on the machine.
+func (s *server) cpuTime() (time.Duration, bool) {
+	s.mu.Lock()
+	cmd := s.cmd
+	s.mu.Unlock()
+	if cmd == nil || cmd.Process == nil {
+		return 0, false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", cmd.Process.Pid))
+	if err != nil {
+		return 0, false
+	}
+	return parseProcStatCPU(b)
+}
+
+// parseProcStatCPU reads utime and stime, the 14th and 15th fields of
+// /proc/<pid>/stat, in clock ticks (USER_HZ, 100 on every Linux
+// architecture). The second field, the command in parentheses, may hold
+// spaces, so the fields are counted after its closing parenthesis.
+func parseProcStatCPU(b []byte) (time.Duration, bool) {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, false
+	}
+	fields := strings.Fields(string(b[i+1:]))
+	// fields[0] is the 3rd field (state): utime is fields[11], stime fields[12].
+	if len(fields) < 13 {
+		return 0, false
+	}
+	var ticks uint64
+	for _, f := range fields[11:13] {
+		n, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			return 0, false
+		}
+		ticks += n
+	}
+	const ticksPerSecond = 100
+	return time.Duration(ticks) * time.Second / ticksPerSecond, true
+}
+
+// cpuTime sums the CPU time of the fleet's running processes; false if
+// one cannot be read.
+func (f *fleet) cpuTime() (time.Duration, bool) {
+	var sum time.Duration
+	for _, s := range f.servers {
+		d, ok := s.cpuTime()
+		if !ok {
+			return 0, false
+		}
+		sum += d
+	}
+	return sum, true
 }
 
 // tail returns the end of the process's standard error.

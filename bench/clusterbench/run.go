@@ -244,6 +244,7 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 		r.Addrs = []string{serving.addr}
 	}
 	syscall.Sync() // a quiet disk to start on, as package peers does
+	cpu0, cpu0OK := f.cpuTime()
 	var out peers.Outcome
 	if len(cfg.GeneratorCommand) > 0 {
 		out, err = peers.GenerateInChild(ctx, cfg.GeneratorCommand, r)
@@ -253,14 +254,18 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 	if err != nil {
 		return peers.Result{}, fmt.Errorf("%s: generator: %w", row, err)
 	}
+	cpu1, cpu1OK := f.cpuTime()
 	res := out.Result
 	res.Backend, res.Mode = row, "http"
+	if cpu0OK && cpu1OK && res.Bookings > 0 {
+		res.Note = fmt.Sprintf("slotd's processes: %s of CPU per booking", fmtDur((cpu1-cpu0)/time.Duration(res.Bookings)))
+	}
 	verr := peers.Verify(ctx, agendaReader{serving.addr}, &r.Layout, out.Acked, res.Errors > 0)
 	if verr == nil && row != rowSingle {
 		// Every replica holds what the leader acknowledged, byte for byte.
 		var st groupStatus
 		st, verr = f.converged(benchGroup, readyWaitMax)
-		res.Note = fmt.Sprintf("the three replicas agree at applied index %d, digest %s", st.Applied, st.Digest)
+		res.Note += fmt.Sprintf("; the three replicas agree at applied index %d, digest %s", st.Applied, st.Digest)
 	}
 	if verr != nil {
 		res.VerifyError = verr.Error()
