@@ -259,6 +259,9 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 	res.Backend, res.Mode = row, "http"
 	if cpu0OK && cpu1OK && res.Bookings > 0 {
 		res.Note = fmt.Sprintf("slotd's processes: %s of CPU per booking", fmtDur((cpu1-cpu0)/time.Duration(res.Bookings)))
+		if res.GeneratorCPU > 0 {
+			res.Note += fmt.Sprintf(", the generator %s", fmtDur(res.GeneratorCPU/time.Duration(res.Bookings)))
+		}
 	}
 	verr := peers.Verify(ctx, agendaReader{serving.addr}, &r.Layout, out.Acked, res.Errors > 0)
 	if verr == nil && row != rowSingle {

@@ -365,7 +365,8 @@ func settle(ctx context.Context, cfg Config) error {
 }
 
 // GenerateInChild runs the generator command with r on its standard input
-// and reads its Outcome from its standard output (Config.GeneratorCommand).
+// and reads its Outcome from its standard output (Config.GeneratorCommand),
+// with the child's CPU time in Result.GeneratorCPU.
 func GenerateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error) {
 	in, err := json.Marshal(r)
 	if err != nil {
@@ -382,6 +383,7 @@ func GenerateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error
 	if err := json.Unmarshal(stdout, &out); err != nil {
 		return Outcome{}, fmt.Errorf("%s answered: %w", strings.Join(argv, " "), err)
 	}
+	out.Result.GeneratorCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return out, nil
 }
 

@@ -90,6 +90,10 @@ type Result struct {
 	// CPU is the machine's CPU use during the run, all of its processes
 	// and its kernel; nil where it cannot be read.
 	CPU *CPUUse
+	// GeneratorCPU is the CPU time (user and system) of the generator's
+	// child process (GenerateInChild); zero when the generator ran in
+	// process.
+	GeneratorCPU time.Duration
 	// Note is what the backend says about its run (slotd: group commit).
 	Note string
 	// Round is the round of the run (Config.Rounds), from 0. In a
