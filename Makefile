@@ -77,6 +77,19 @@ bench-peers:
 bench-peers-test:
 	GO=$(GO) PEERS_CMD='$(GO) test -count=1 -v -run "Postgres|Redis" ./bench/peers/' bench/peers/scripts/peers.sh
 
+# The cluster bench: the peer comparison's rush against one slotd and
+# against three slotd processes as a cluster on loopback, in the same run
+# (the cluster's workers spread over the three nodes, and all at the
+# group leader), three rounds taking turns; then 20 SIGKILLs of the group
+# leader, each timed to the first acknowledged write. Prints the tables
+# and the cluster's targets (docs/design.md §6). PostgreSQL's figure for
+# the ratio comes from make bench-peers: CLUSTERFLAGS='-postgres-rate N'.
+.PHONY: bench-cluster
+CLUSTERFLAGS ?=
+bench-cluster: build
+	$(GO) build -o bin/bench-cluster ./bench/cmd/cluster
+	./bin/bench-cluster -slotd bin/slotd -rounds 3 $(CLUSTERFLAGS)
+
 # Three slotd nodes on loopback with the demo offices (deploy/local-cluster.sh).
 .PHONY: cluster
 cluster: build
