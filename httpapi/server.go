@@ -31,7 +31,12 @@ type Server struct {
 	log    *zap.Logger
 	now    func() time.Time // the wall clock: Config.Now
 	steady func() time.Time // the clock of intervals: Config.Steady
-	keys   *keyring
+	// keys is the keyring in force: a request authenticates against the
+	// one it loads, and a reload (reload.go) stores a new one, so requests
+	// and connections under way are not disturbed.
+	keys atomic.Pointer[keyring]
+	// reloadMu serialises reloads of the keys (reload.go).
+	reloadMu sync.Mutex
 	// applicants is the per-applicant rate of holds; nil when switched off.
 	applicants *keyedLimiter[applicantKey]
 	router     *router
@@ -109,7 +114,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuthFailRatePerSecond > 0 {
 		s.authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
 	}
-	s.keys = newKeyring(cfg.Keys, func() tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
+	s.keys.Store(newKeyring(cfg.Keys, nil, s.keyRates, s.steady()))
 	s.router = newRouter(s.routes())
 	m, err := newMetrics(s, cfg.Registry, s.router.routes)
 	if err != nil {
@@ -416,7 +421,7 @@ func (s *Server) matchRoute(r *request) bool {
 // when the address is over its rate of failed authentications.
 func (s *Server) authenticate(r *request) bool {
 	ctx := r.ctx
-	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+	r.key = s.keys.Load().lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if r.key != nil {
 		return true
 	}
@@ -462,7 +467,7 @@ func (s *Server) withinRates(r *request) bool {
 	}
 	if ok, wait := r.key.limiter.take(r.steady); !ok {
 		s.m.limitedKey.Inc()
-		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
+		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, r.key.ratePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})
 		return false
 	}
