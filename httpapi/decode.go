@@ -147,7 +147,7 @@ func jsonProblem(err error, whole string) string {
 func FileJSONProblem(data []byte, err error) string {
 	var se *json.SyntaxError
 	if errors.As(err, &se) {
-		if se.Offset >= int64(len(data)) {
+		if se.Offset >= int64(len(data)) && strings.Contains(se.Error(), "unexpected end of JSON input") {
 			return "malformed JSON: the file ends early"
 		}
 		line, col := lineColumn(data, se.Offset)

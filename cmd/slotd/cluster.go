@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -116,20 +115,13 @@ func (o clusterOptions) check() (peers, edges map[uint64]string, err error) {
 }
 
 // serveCluster runs slotd as node opts.cluster.nodeID of a cluster.
-func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
+func serveCluster(opts options, files startFiles, log *zap.Logger) error {
 	co := opts.cluster
 	peers, edges, err := co.check()
 	if err != nil {
 		return err
 	}
-	keys, err := loadKeys(opts, stdout)
-	if err != nil {
-		return err
-	}
-	offices, err := loadOffices(opts)
-	if err != nil {
-		return err
-	}
+	keys, offices := files.keys, files.offices
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
