@@ -143,9 +143,14 @@ func jsonProblem(err error, whole string) string {
 
 // FileJSONProblem describes the error of decoding a whole file, data,
 // as one sentence for a person who edits the file: where a syntax error
-// is (line and column, counted from 1), or what the file must be.
-func FileJSONProblem(data []byte, err error) string {
+// is (line and column, counted from 1), or, for a file of the wrong kind,
+// that it must be want ("a JSON array of …").
+func FileJSONProblem(data []byte, err error, want string) string {
 	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" {
+		return fmt.Sprintf("the file must be %s, got JSON %s", want, te.Value)
+	}
 	if errors.As(err, &se) {
 		if se.Offset >= int64(len(data)) && strings.Contains(se.Error(), "unexpected end of JSON input") {
 			return "malformed JSON: the file ends early"

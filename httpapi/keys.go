@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"slices"
@@ -85,8 +86,8 @@ func (k *Key) secrets() []string {
 	return k.Keys
 }
 
-// keyFields is the shape LoadKeys asks for when an entry is not a key.
-const keyFields = `{"name", "key" or "keys", "namespace", "scopes", "offices", "rate_per_second", "rate_burst"}`
+// keysFileShape is what LoadKeys asks for when the file is not an array.
+const keysFileShape = `a JSON array of keys {"name", "key" or "keys", "namespace", "scopes", "offices", "rate_per_second", "rate_burst"}`
 
 // LoadKeys decodes and validates a keys file: a JSON array of keys with
 // unique names and secrets, known scopes, and at least one office entry.
@@ -95,7 +96,7 @@ const keyFields = `{"name", "key" or "keys", "namespace", "scopes", "offices", "
 func LoadKeys(data []byte) ([]Key, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, fmt.Errorf("%s; expected a JSON array of keys %s", FileJSONProblem(data, err), keyFields)
+		return nil, errors.New(FileJSONProblem(data, err, keysFileShape))
 	}
 	keys := make([]Key, len(raws))
 	for i, raw := range raws {
@@ -218,6 +219,9 @@ type principal struct {
 	limiter       tokenBucket
 	ratePerSecond float64
 	burst         int
+	// secrets is how many secrets the key has: with more than one, the
+	// access log says which one a request presented.
+	secrets int
 }
 
 func newPrincipal(k Key, b tokenBucket, ratePerSecond float64, burst int) *principal {
@@ -272,10 +276,12 @@ type keyring struct {
 	secrets int
 }
 
-// keyDigest is one secret's SHA-256 digest and its key.
+// keyDigest is one secret's SHA-256 digest, its key, and its place in
+// the key's secrets (from 1).
 type keyDigest struct {
-	digest [sha256.Size]byte
-	p      *principal
+	digest   [sha256.Size]byte
+	p        *principal
+	position int
 }
 
 // newKeyring builds the keyring of keys, valid by validateKeys. A key
@@ -298,12 +304,13 @@ func newKeyring(keys []Key, prev *keyring, rates func(Key) (float64, int), now t
 		}
 		p := newPrincipal(k, b, rate, burst)
 		r.byName[k.Name] = p
-		for _, s := range k.secrets() {
+		for j, s := range k.secrets() {
 			d := sha256.Sum256([]byte(s))
 			prefix := binary.LittleEndian.Uint64(d[:8])
-			r.byPrefix[prefix] = append(r.byPrefix[prefix], keyDigest{digest: d, p: p})
+			r.byPrefix[prefix] = append(r.byPrefix[prefix], keyDigest{digest: d, p: p, position: j + 1})
 			r.secrets++
 		}
+		p.secrets = len(k.secrets())
 	}
 	return r
 }
@@ -316,19 +323,20 @@ func (r *keyring) principal(name string) *principal {
 	return r.byName[name]
 }
 
-// lookup returns the principal of the Authorization header value, or nil.
-func (r *keyring) lookup(authorization []byte) *principal {
+// lookup returns the principal of the Authorization header value and
+// the place of the secret presented among the key's secrets (from 1), or
+// nil.
+func (r *keyring) lookup(authorization []byte) (found *principal, position int) {
 	const prefix = "Bearer "
 	if len(authorization) <= len(prefix) || len(authorization) > len(prefix)+keyBytesMax ||
 		!bytes.EqualFold(authorization[:len(prefix)], []byte(prefix)) {
-		return nil
+		return nil, 0
 	}
 	d := sha256.Sum256(authorization[len(prefix):])
-	var found *principal
 	for _, c := range r.byPrefix[binary.LittleEndian.Uint64(d[:8])] {
 		if subtle.ConstantTimeCompare(c.digest[:], d[:]) == 1 {
-			found = c.p
+			found, position = c.p, c.position
 		}
 	}
-	return found
+	return found, position
 }

@@ -96,7 +96,7 @@ func TestLoadKeysSecretsAndRates(t *testing.T) {
 	bad(entry(`,"key":"k-0123456789abcdef","rate_per_second":-1`), "rate_per_second")
 	bad(entry(`,"key":"k-0123456789abcdef","rate_per_second":2e9`), "rate_per_second")
 	bad(entry(`,"key":"k-0123456789abcdef","rate_burst":-1`), "rate_burst")
-	bad(`{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"]}`, "the file must be a JSON array, got JSON object")
+	bad(`{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"]}`, `the file must be a JSON array of keys {"name", "key" or "keys", "namespace", "scopes", "offices", "rate_per_second", "rate_burst"}, got JSON object`)
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"]}, "b"]`, "keys[1]: the entry must be a JSON object, got JSON string")
 	bad(`[{"key":"k-0123456789abcdef","name":"a","scopes":"portal","offices":["*"]}]`, `keys[0]: field "scopes" must be an array, got JSON string`)
 	bad("[\n  {\"key\": \"k-0123456789abcdef\",\n   \"name\": \"a\" \"scopes\": []}]", "line 3, column 16")
@@ -134,6 +134,19 @@ func TestKeySecretsAreOneKey(t *testing.T) {
 	// The key's own rate leaves the others' at the default.
 	for range 10 {
 		want(t, e.get("/v1/offices", keyPortal), 200, "")
+	}
+	// The access log tells the secrets of a key with several apart, by
+	// their place in its list, so that a rotation's end can be seen.
+	secrets := map[string][]any{}
+	for _, l := range e.logs.FilterMessage("request").All() {
+		m := l.ContextMap()
+		secrets[m["key"].(string)] = append(secrets[m["key"].(string)], m["secret"])
+	}
+	if got := fmt.Sprint(secrets["portal-r"]); got != "[1 2 2 1 2 1]" {
+		t.Fatalf("the access log's secrets of portal-r: %s", got)
+	}
+	if got := fmt.Sprint(secrets["portal-a"][0]); got != "<nil>" {
+		t.Fatalf("a key of one secret logs secret %s", got)
 	}
 }
 
@@ -202,7 +215,7 @@ func TestReloadKeysRefused(t *testing.T) {
 		want(t, e.get("/v1/offices", secretNew), 401, api.CodeUnauthorized)
 	}
 	refused(`[{"key":`, "the file ends early")
-	refused(`{}`, "the file must be a JSON array")
+	refused(`{}`, "the file must be a JSON array of keys")
 	refused(rotationKeys(``, secretNew, "short"), "secret 2 must be")
 	refused(rotationKeys(`,"namespace":"portal-a"`, secretOld, secretNew), `namespace would change from "portal-r" to "portal-a"`)
 	// The same namespace spelled out is no change.
@@ -321,20 +334,52 @@ func TestKeyringLookup(t *testing.T) {
 		t.Fatal(err)
 	}
 	ring := newKeyring(keys, nil, func(Key) (float64, int) { return 1, 1 }, time.Time{})
-	for _, s := range []string{secretOld, secretNew} {
-		if p := ring.lookup([]byte("Bearer " + s)); p == nil || p.name != "portal-r" {
-			t.Fatalf("secret %s: %v", s, p)
+	for i, s := range []string{secretOld, secretNew} {
+		if p, pos := ring.lookup([]byte("Bearer " + s)); p == nil || p.name != "portal-r" || pos != i+1 {
+			t.Fatalf("secret %s: %v at %d", s, p, pos)
 		}
 	}
-	if p := ring.lookup([]byte("bearer " + keyPortal)); p == nil || p.name != "portal-a" {
-		t.Fatalf("the scheme is case-insensitive: %v", p)
+	if p, pos := ring.lookup([]byte("bearer " + keyPortal)); p == nil || p.name != "portal-a" || pos != 1 {
+		t.Fatalf("the scheme is case-insensitive: %v at %d", p, pos)
 	}
 	for _, s := range []string{secretOld[:len(secretOld)-1], secretOld + "0", "X" + secretOld[1:], secretOld[:len(secretOld)-1] + "8", ""} {
-		if p := ring.lookup([]byte("Bearer " + s)); p != nil {
+		if p, _ := ring.lookup([]byte("Bearer " + s)); p != nil {
 			t.Fatalf("%q found key %s", s, p.name)
 		}
 	}
-	if p := ring.lookup([]byte(secretOld)); p != nil {
+	if p, _ := ring.lookup([]byte(secretOld)); p != nil {
 		t.Fatal("a secret without the Bearer scheme was accepted")
+	}
+}
+
+// BenchmarkKeyringLookup is the authentication of every request: a
+// presented secret found among keysMax keys of two secrets each (a
+// rotation everywhere), and one found nowhere.
+func BenchmarkKeyringLookup(b *testing.B) {
+	keys := make([]Key, keysMax)
+	for i := range keys {
+		keys[i] = Key{Keys: []string{fmt.Sprintf("old-secret-%06d-0123456789", i), fmt.Sprintf("new-secret-%06d-0123456789", i)},
+			Name: fmt.Sprintf("key-%d", i), Scopes: []string{ScopePortal}, Offices: []string{"*"}}
+	}
+	if err := validateKeys(keys); err != nil {
+		b.Fatal(err)
+	}
+	ring := newKeyring(keys, nil, func(Key) (float64, int) { return 1, 1 }, time.Time{})
+	for _, c := range []struct {
+		name, header string
+		found        bool
+	}{{"found", "Bearer new-secret-000512-0123456789", true}, {"unknown", "Bearer new-secret-999999-0123456789", false}} {
+		b.Run(c.name, func(b *testing.B) {
+			header := []byte(c.header)
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if p, _ := ring.lookup(header); (p != nil) != c.found {
+						b.Error("wrong answer")
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -308,6 +308,9 @@ type request struct {
 	ctx    *fasthttp.RequestCtx
 	route  *route
 	key    *principal
+	// secret is the place of the secret presented among the key's
+	// secrets, from 1 (keyring.lookup).
+	secret int
 	params [paramsMax]string
 	now    time.Time // from the wall clock, for the engine
 	steady time.Time // from the steady clock, for rate buckets and idempotency ages
@@ -421,7 +424,7 @@ func (s *Server) matchRoute(r *request) bool {
 // when the address is over its rate of failed authentications.
 func (s *Server) authenticate(r *request) bool {
 	ctx := r.ctx
-	r.key = s.keys.Load().lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+	r.key, r.secret = s.keys.Load().lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if r.key != nil {
 		return true
 	}
@@ -558,7 +561,7 @@ func (s *Server) finish(r *request, latency time.Duration) {
 		if r.key != nil {
 			key = r.key.name
 		}
-		ce.Write(
+		fields := [...]zap.Field{
 			zap.String("route", routeName(r.route)),
 			zap.ByteString("method", r.ctx.Method()),
 			zap.Int("status", status),
@@ -566,7 +569,16 @@ func (s *Server) finish(r *request, latency time.Duration) {
 			zap.Duration("latency", latency),
 			zap.String("request_id", r.id),
 			zap.String("key", key),
-		)
+			{},
+		}
+		n := len(fields) - 1
+		if r.key != nil && r.key.secrets > 1 {
+			// During a rotation: which of the key's secrets, so that the
+			// operator sees when the old one is no longer used.
+			fields[n] = zap.Int("secret", r.secret)
+			n++
+		}
+		ce.Write(fields[:n]...)
 	}
 }
 

@@ -120,7 +120,7 @@ func loadOffices(opts options) ([]allocator.OfficeConfig, error) {
 func decodeOffices(data []byte) ([]allocator.OfficeConfig, error) {
 	var raws []json.RawMessage
 	if err := json.Unmarshal(data, &raws); err != nil {
-		return nil, fmt.Errorf("%s; expected a JSON array of offices, each in the shape PUT /v1/offices/{id} takes", httpapi.FileJSONProblem(data, err))
+		return nil, errors.New(httpapi.FileJSONProblem(data, err, "a JSON array of offices, each in the shape PUT /v1/offices/{id} takes"))
 	}
 	out := make([]allocator.OfficeConfig, 0, len(raws))
 	seen := make(map[string]int, len(raws))

@@ -288,7 +288,7 @@ func TestStartRefusesMalformedFiles(t *testing.T) {
 		}
 	}
 	refused("-keys", `{"key": "k-0123456789abcdef", "name": "a", "scopes": ["portal"], "offices": ["*"]}`,
-		"the file must be a JSON array, got JSON object; expected a JSON array of keys")
+		`the file must be a JSON array of keys {"name", "key" or "keys", `)
 	refused("-keys", "[{\"key\": \"k-0123456789abcdef\", \"name\": \"a\",\n  \"scopes\": [\"portal\"] \"offices\": [\"*\"]}]",
 		"malformed JSON at line 2, column 24: invalid character '\"' after object key:value pair")
 	refused("-keys", ``, "malformed JSON: the file ends early")
@@ -297,7 +297,7 @@ func TestStartRefusesMalformedFiles(t *testing.T) {
 		`keys[0] (a): give the secret as "key", or several as "keys" during a rotation, not both`)
 	refused("-keys", `[{"key": "k-0123456789abcdef", "name": "a", "scopes": ["portal"], "offices": ["*"], "rate": 5}]`, `keys[0]: unknown field "rate"`)
 	refused("-keys", "\x00missing", "no such file or directory")
-	refused("-offices", `{"id": "msk-test"}`, "the file must be a JSON array, got JSON object; expected a JSON array of offices")
+	refused("-offices", `{"id": "msk-test"}`, "the file must be a JSON array of offices, each in the shape PUT /v1/offices/{id} takes, got JSON object")
 	refused("-offices", `["msk-test"]`, "offices[0]: the entry must be a JSON object, got JSON string")
 	refused("-offices", "[\n"+valid+",\n  ]", "malformed JSON at line 3, column 3: invalid character ']' looking for beginning of value")
 	refused("-offices", `[`+office(func(m map[string]any) { m["windows"] = "two" })+`]`, `offices[0]: field "windows"`)
