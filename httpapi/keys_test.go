@@ -383,3 +383,46 @@ func BenchmarkKeyringLookup(b *testing.B) {
 		})
 	}
 }
+
+// FuzzLoadKeys: for any file, LoadKeys never panics; keys it accepts are
+// valid and each of their secrets finds its key at its place; a refusal
+// is one line (slotd prints it as one) that speaks of the file, not of a
+// request body.
+func FuzzLoadKeys(f *testing.F) {
+	for _, seed := range []string{
+		rotationKeys(``, secretOld), // the format of one secret per key
+		rotationKeys(`,"rate_per_second":50,"rate_burst":80`, secretOld, secretNew),                                   // a rotation, and a rate of its own
+		`{"key":"k-0123456789abcdef"}`,                                                                                // an object, not an array
+		`[{"key":"k-0123456789abcdef","keys":["k-0123456789abcdeg"],"name":"a","scopes":["portal"],"offices":["*"]}]`, // both ways at once
+		`[{"keys":["k-0123456789abcdef","k-0123456789abcdef"],"name":"a","scopes":["portal"],"offices":["*"]}]`,       // a secret twice
+		"[{\"key\":\"k-0123456789abcdef\",\"name\":\"a\",\n\"scopes\":[\"portal\"] \"offices\":[\"*\"]}]",             // a syntax error on line 2
+		`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"],"x\ny":1}]`,                      // an unknown field with a newline
+		`[{"key":"k-0123456789abcdef","name":"a","namespace":"x\ny","scopes":["portal"],"offices":["*"]}]`,            // a namespace with a newline
+		`[{"key":"k-0123456789abcdef","name":"a","scopes":["portal"],"offices":["*"],"rate_per_second":1e400}]`,       // a rate beyond float64
+		`[1, null, "x"]`, // entries that are not objects
+		``,               // an empty file
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		keys, err := LoadKeys(data)
+		if err != nil {
+			msg := err.Error()
+			if msg == "" || strings.ContainsAny(msg, "\n\r") || strings.Contains(msg, "body") {
+				t.Fatalf("refusal %q", msg)
+			}
+			return
+		}
+		if err := validateKeys(keys); err != nil {
+			t.Fatalf("accepted keys that validateKeys refuses: %v", err)
+		}
+		ring := newKeyring(keys, nil, func(Key) (float64, int) { return 1, 1 }, time.Time{})
+		for _, k := range keys {
+			for j, s := range k.secrets() {
+				if p, pos := ring.lookup([]byte("Bearer " + s)); p == nil || p.name != k.Name || pos != j+1 {
+					t.Fatalf("secret %d of %s finds %v at %d", j+1, k.Name, p, pos)
+				}
+			}
+		}
+	})
+}

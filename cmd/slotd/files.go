@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"slotd/allocator"
@@ -133,6 +134,9 @@ func decodeOffices(data []byte) ([]allocator.OfficeConfig, error) {
 			return nil, fmt.Errorf("offices[%d]: %s", i, officeProblem(err, ""))
 		}
 		if err := cfg.Validate(); err != nil {
+			if !officeIDPattern.MatchString(cfg.ID) { // the problem names it, quoted
+				return nil, fmt.Errorf("offices[%d]: %s", i, officeProblem(err, cfg.ID))
+			}
 			return nil, fmt.Errorf("offices[%d] (%s): %s", i, cfg.ID, officeProblem(err, cfg.ID))
 		}
 		if j, dup := seen[cfg.ID]; dup {
@@ -143,6 +147,11 @@ func decodeOffices(data []byte) ([]allocator.OfficeConfig, error) {
 	}
 	return out, nil
 }
+
+// officeIDPattern matches the office ids that are safe to print as they
+// are (the allocator's rule, or a subset of it): the line names an entry
+// by its id only when it is one of them.
+var officeIDPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
 
 // officeProblem is the allocator's sentence about an office, without the
 // prefixes that the file's line says already.

@@ -302,7 +302,8 @@ func TestStartRefusesMalformedFiles(t *testing.T) {
 	refused("-offices", "[\n"+valid+",\n  ]", "malformed JSON at line 3, column 3: invalid character ']' looking for beginning of value")
 	refused("-offices", `[`+office(func(m map[string]any) { m["windows"] = "two" })+`]`, `offices[0]: field "windows"`)
 	refused("-offices", `[`+office(func(m map[string]any) { m["window"] = 2 })+`]`, `offices[0]: unknown field "window"`)
-	refused("-offices", `[`+office(func(m map[string]any) { m["timezone"] = "Mars/Olympus" })+`]`, `offices[0] (msk-test): `)
+	refused("-offices", `[`+office(func(m map[string]any) { m["timezone"] = "Mars/Olympus" })+`]`, `offices[0] (msk-test): unknown timezone "Mars/Olympus"`)
 	refused("-offices", `[`+valid+`, `+valid+`]`, `offices[1] (msk-test): the id is used by offices[0] too`)
+	refused("-offices", `[`+office(func(m map[string]any) { m["id"] = "msk\ntest" })+`]`, `offices[0]: office id "msk\ntest": use`)
 	refused("-offices", "\x00missing", "no such file or directory")
 }
