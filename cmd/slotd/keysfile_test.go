@@ -307,3 +307,31 @@ func TestStartRefusesMalformedFiles(t *testing.T) {
 	refused("-offices", `[`+office(func(m map[string]any) { m["id"] = "msk\ntest" })+`]`, `offices[0]: office id "msk\ntest": use`)
 	refused("-offices", "\x00missing", "no such file or directory")
 }
+
+// A reload is refused the keys a start would refuse: while active
+// bookings of the legacy namespace were counted at start, a file whose
+// portal keys all leave it is not put in force.
+func TestKeysSourceChecksLegacyBookings(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys.json")
+	census := &legacyCensus{}
+	source := keysSource(options{keys: path}, census)
+	legacy := `[{"key": "k-0123456789abcdef", "name": "portal-old", "namespace": "", "scopes": ["portal"], "offices": ["*"]}]`
+	writeFile(t, path, portalKeys(secretOld))
+	if _, err := source(); err != nil {
+		t.Fatalf("no legacy bookings: %v", err)
+	}
+	census.active.Store(2)
+	if _, err := source(); err == nil || !strings.Contains(err.Error(), "2 active bookings and watches were stored before portal namespaces") {
+		t.Fatalf("legacy bookings left to no portal key: %v", err)
+	}
+	writeFile(t, path, legacy)
+	if keys, err := source(); err != nil || len(keys) != 1 {
+		t.Fatalf("a portal key of the legacy namespace: %d keys, %v", len(keys), err)
+	}
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := source(); err == nil || err.Error() != "no such file or directory" {
+		t.Fatalf("a missing file: %v", err)
+	}
+}
