@@ -98,6 +98,9 @@ func LoadKeys(data []byte) ([]Key, error) {
 	if err := json.Unmarshal(data, &raws); err != nil {
 		return nil, errors.New(FileJSONProblem(data, err, keysFileShape))
 	}
+	if len(raws) > keysMax {
+		return nil, fmt.Errorf("keys: %d keys, at most %d", len(raws), keysMax)
+	}
 	keys := make([]Key, len(raws))
 	for i, raw := range raws {
 		dec := json.NewDecoder(bytes.NewReader(raw))

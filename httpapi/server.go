@@ -304,10 +304,10 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // request is the state of one request. Owned by the handler goroutine.
 type request struct {
-	srv    *Server
-	ctx    *fasthttp.RequestCtx
-	route  *route
-	key    *principal
+	srv   *Server
+	ctx   *fasthttp.RequestCtx
+	route *route
+	key   *principal
 	// secret is the place of the secret presented among the key's
 	// secrets, from 1 (keyring.lookup).
 	secret int
