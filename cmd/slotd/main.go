@@ -97,7 +97,7 @@ func serve(opts options, files startFiles, log *zap.Logger) error {
 	hup, stopHup := notifyHangup()
 	defer stopHup()
 	if opts.cluster.nodeID != 0 {
-		return serveCluster(opts, files, log)
+		return serveCluster(opts, files, log, hup)
 	}
 	secret, err := ticketSecret(opts.data)
 	if err != nil {
