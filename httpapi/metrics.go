@@ -271,7 +271,8 @@ func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHi
 // /metrics, /healthz (the process is up), /readyz (200 when ready; 503
 // "not ready" before recovery ends and during shutdown, 503 "degraded:
 // <cause>" once storage failed, degraded.go), /admin/backup (with
-// Config.Backup, backup.go) and /debug/pprof/.
+// Config.Backup, backup.go), POST /admin/reload-keys (with
+// Config.KeysSource, reload.go) and /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -296,6 +297,9 @@ func (s *Server) AdminHandler() http.Handler {
 	})
 	if s.cfg.Backup != nil {
 		mux.HandleFunc("/admin/backup", s.backup)
+	}
+	if s.cfg.KeysSource != nil {
+		mux.HandleFunc(RouteAdminReloadKeys, s.serveReloadKeys)
 	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

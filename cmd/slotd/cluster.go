@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -116,20 +115,13 @@ func (o clusterOptions) check() (peers, edges map[uint64]string, err error) {
 }
 
 // serveCluster runs slotd as node opts.cluster.nodeID of a cluster.
-func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
+func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os.Signal) error {
 	co := opts.cluster
 	peers, edges, err := co.check()
 	if err != nil {
 		return err
 	}
-	keys, err := loadKeys(opts, stdout)
-	if err != nil {
-		return err
-	}
-	offices, err := loadOffices(opts)
-	if err != nil {
-		return err
-	}
+	keys, offices := files.keys, files.offices
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -225,6 +217,9 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 	log.Info("slotd cluster node ready", zap.Uint64("node", co.nodeID), zap.Int("groups", co.groups),
 		zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()), zap.String("data", opts.data))
 
+	stopHup := make(chan struct{})
+	defer close(stopHup)
+	go refuseReloads(hup, stopHup, log)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {

@@ -12,12 +12,15 @@ package slotdtest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -37,20 +40,40 @@ func Build(t testing.TB) string {
 	return bin
 }
 
+// logLinesMax bounds the log lines a Server keeps for Logged; later ones
+// are read and dropped.
+const logLinesMax = 10000
+
 // Server is one running slotd process.
 type Server struct {
-	Addr, AdminAddr string            // host:port of the API and admin listeners
-	Data            string            // its data directory
-	Keys            map[string]string // development keys by name (demo-portal, demo-operator, demo-admin)
-	cmd             *exec.Cmd
-	done            chan struct{}
+	Addr, AdminAddr string // host:port of the API and admin listeners
+	Data            string // its data directory
+	// Keys are the development keys by name (demo-portal, demo-operator,
+	// demo-admin); empty when a keys file was given (StartArgs).
+	Keys map[string]string
+	cmd  *exec.Cmd
+	done chan struct{}
+
+	logMu sync.Mutex
+	logs  [][]byte // its first logLinesMax log lines; guarded by logMu
 }
 
 // Start runs bin with -demo on data and waits until it logs that it is
 // ready. The process is killed at the end of the test if still running.
 func Start(t testing.TB, bin, data string) *Server {
 	t.Helper()
-	cmd := exec.Command(bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	s := StartArgs(t, bin, data)
+	if len(s.Keys) == 0 {
+		t.Fatal("slotd -demo made no development keys")
+	}
+	return s
+}
+
+// StartArgs is Start with more arguments, such as -keys FILE (then slotd
+// makes no development keys and Server.Keys is empty).
+func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -78,6 +101,11 @@ func Start(t testing.TB, bin, data string) *Server {
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			s.logMu.Lock()
+			if len(s.logs) < logLinesMax {
+				s.logs = append(s.logs, append([]byte(nil), sc.Bytes()...))
+			}
+			s.logMu.Unlock()
 			var l readyLine
 			if !sent && json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "slotd ready" {
 				ready <- l
@@ -98,11 +126,14 @@ func Start(t testing.TB, bin, data string) *Server {
 		t.Fatalf("slotd not ready within %s", readyWaitMax)
 	}
 	var keys []struct{ Key, Name string }
+	s.Keys = map[string]string{}
 	raw, err := os.ReadFile(filepath.Join(data, "dev-keys.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s
+	}
 	if err != nil || json.Unmarshal(raw, &keys) != nil {
 		t.Fatalf("development keys: %v", err)
 	}
-	s.Keys = map[string]string{}
 	for _, k := range keys {
 		s.Keys[k.Name] = k.Key
 	}
@@ -147,4 +178,36 @@ func (s *Server) Stop(t testing.TB, sig syscall.Signal) bool {
 		t.Fatalf("slotd did not stop on %s", sig)
 	}
 	return s.cmd.ProcessState != nil && s.cmd.ProcessState.Success()
+}
+
+// Signal sends sig to the process, which goes on running unless sig ends it.
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", sig, err)
+	}
+}
+
+// Exited reports whether the process has ended.
+func (s *Server) Exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Logged returns the log lines so far whose "msg" is msg, decoded.
+func (s *Server) Logged(msg string) []map[string]any {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	var out []map[string]any
+	for _, line := range s.logs {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }
