@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -220,7 +221,10 @@ func TestKillAllRestartAll(t *testing.T) {
 		t.Fatal("nothing acknowledged")
 	}
 	for _, n := range c.nodes {
-		n.start()
+		n.launch()
+	}
+	for _, n := range c.nodes {
+		n.waitReady()
 	}
 	c.leader(1)
 	for _, n := range c.nodes {
@@ -229,4 +233,41 @@ func TestKillAllRestartAll(t *testing.T) {
 	c.converged(1)
 	c.converged(2)
 	t.Logf("%d acknowledged before the kill, all back", len(acks))
+}
+
+// A new portal key written to the keys file and announced with SIGHUP
+// works through every node, for requests a node serves and ones it
+// forwards; the keys in force before stay valid.
+func TestKeysReloadOnEveryNode(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	const newKey = "cluster-test-new-portal-key-0123456789"
+	keys := fmt.Sprintf(`[{"key":%q,"name":"portal","scopes":["portal"],"offices":["*"]},{"key":%q,"name":"portal-b","scopes":["portal"],"offices":["*"]},{"key":%q,"name":"admin","scopes":["admin","portal","operator"],"offices":["*"]}]`, portalKey, newKey, adminKey)
+	if err := os.WriteFile(c.keys, []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		if status, _, _ := n.callAs(newKey, "GET", "/v1/offices/msk-mfc-tverskoy", "", ""); status != 401 {
+			t.Fatalf("node %d: the new key answered %d before the reload", n.id, status)
+		}
+		n.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	for _, n := range c.nodes {
+		for _, office := range []string{"msk-mfc-tverskoy", "msk-mfc-mitino", "spb-mmc", "msk-sakharovo"} {
+			testtime.Eventually(t, waitFor, "the new key works", func() error {
+				status, out, err := n.callAs(newKey, "GET", "/v1/offices/"+office, "", "")
+				if err != nil || status != 200 {
+					return fmt.Errorf("node %d, %s: %d %v %v", n.id, office, status, out, err)
+				}
+				return nil
+			})
+			if status, _, _ := n.call("GET", "/v1/offices/"+office, "", ""); status != 200 {
+				t.Fatalf("node %d: the old key answered %d after the reload", n.id, status)
+			}
+		}
+		if !n.up() {
+			t.Fatalf("node %d ended on SIGHUP", n.id)
+		}
+	}
 }

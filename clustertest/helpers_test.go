@@ -131,7 +131,10 @@ func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool
 		}
 	}
 	for _, n := range c.nodes {
-		n.start()
+		n.launch()
+	}
+	for _, n := range c.nodes {
+		n.waitReady()
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -146,8 +149,15 @@ func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool
 	return c
 }
 
-// start runs the node's process and waits until its API answers.
+// start runs the node's process and waits until it is ready.
 func (n *node) start() {
+	n.c.t.Helper()
+	n.launch()
+	n.waitReady()
+}
+
+// launch runs the node's process.
+func (n *node) launch() {
 	t := n.c.t
 	t.Helper()
 	peers := n.c.peers
@@ -182,7 +192,17 @@ func (n *node) start() {
 	n.mu.Lock()
 	n.cmd, n.done, n.log = cmd, done, log
 	n.mu.Unlock()
-	testtime.Eventually(t, waitFor, fmt.Sprintf("node %d answers", n.id), func() error {
+}
+
+// waitReady waits until the node's /readyz answers 200: every group has
+// a leader it knows of.
+func (n *node) waitReady() {
+	t := n.c.t
+	t.Helper()
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	testtime.Eventually(t, waitFor, fmt.Sprintf("node %d is ready", n.id), func() error {
 		select {
 		case <-done:
 			return errors.New("exited:\n" + n.tail(2000))

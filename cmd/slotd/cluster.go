@@ -151,7 +151,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		stores[id] = db
 		groups = append(groups, id)
 	}
-	f := &front{self: co.nodeID, groups: groups, stores: stores, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}}
+	f := &front{self: co.nodeID, groups: groups, stores: stores, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
 	for id, addr := range edges {
 		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
@@ -163,7 +163,8 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		reg := prometheus.NewRegistry()
 		srv, err := httpapi.New(httpapi.Config{
 			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
-			Keys: keys, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
+			Keys: f.currentKeys(), KeysSource: func() ([]httpapi.Key, error) { return f.currentKeys(), nil },
+			Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
 			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
@@ -219,7 +220,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 
 	stopHup := make(chan struct{})
 	defer close(stopHup)
-	go refuseReloads(hup, stopHup, log)
+	go f.reloadOnHangup(opts, hup, stopHup)
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
@@ -256,8 +257,59 @@ type front struct {
 	metrics  *clusterMetrics
 	gatherer groupGatherer
 
+	keysMu sync.Mutex
+	keys   []httpapi.Key // in force: given to each new group Server
+
 	placeMu sync.RWMutex
 	placed  map[string]uint64 // office → group, as the stores hold it
+}
+
+func (f *front) currentKeys() []httpapi.Key {
+	f.keysMu.Lock()
+	defer f.keysMu.Unlock()
+	return f.keys
+}
+
+// reloadOnHangup reads the keys file at each SIGHUP and, if it is sound,
+// puts it in force on every group Server this node runs and every one it
+// builds later; a file that is not leaves the keys in force, with a log
+// line saying why (httpapi/reload.go has the rules).
+func (f *front) reloadOnHangup(opts options, hup <-chan os.Signal, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-hup:
+		}
+		keys, err := readKeys(opts)
+		if err != nil {
+			f.log.Warn("keys not reloaded; the previous keys stay in force", zap.String("file", opts.keys), zap.Error(err))
+			continue
+		}
+		f.keysMu.Lock()
+		f.keys = keys
+		f.keysMu.Unlock()
+		for _, g := range f.groups {
+			if srv := f.servers[g].Load(); srv != nil {
+				_ = srv.ReloadKeys()
+			}
+		}
+	}
+}
+
+// ready reports whether the node serves: its Raft loop runs and every
+// group has a leader it knows of, so a request here is served or
+// forwarded rather than answered 503 no_leader.
+func (f *front) ready() bool {
+	if f.node.Err() != nil {
+		return false
+	}
+	for _, g := range f.groups {
+		if l, _ := f.node.Status(g); l == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // engineChanged installs a Server over a group's new engine (nil: the

@@ -5,8 +5,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"go.uber.org/zap"
-
 	"slotd/httpapi"
 )
 
@@ -49,22 +47,6 @@ func reloadOnHangup(srv *httpapi.Server, hup <-chan os.Signal, stop <-chan struc
 			return
 		case <-hup:
 			_ = srv.ReloadKeys()
-		}
-	}
-}
-
-// refuseReloads answers each SIGHUP of a cluster node with a log line
-// until stop is closed: a node's group Servers come and go with
-// leadership, and reloading them all as one is not built yet, so a node
-// reads its keys file at start only. The SIGHUP still does not end it.
-func refuseReloads(hup <-chan os.Signal, stop <-chan struct{}, log *zap.Logger) {
-	for {
-		select {
-		case <-stop:
-			return
-		case <-hup:
-			log.Warn("keys not reloaded; the previous keys stay in force",
-				zap.String("error", "a cluster node reads its keys file at start only: restart the nodes one at a time"))
 		}
 	}
 }
