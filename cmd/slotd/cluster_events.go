@@ -50,6 +50,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -148,7 +149,7 @@ func (f *front) events(ctx *fasthttp.RequestCtx) {
 		if woken == nil {
 			woken = all // the recheck: ask every group
 		}
-		before := strings.Join(formatCursors(pos), ".")
+		before := slices.Clone(pos)
 		merged, ok = f.feedRound(ctx, woken, pos, limit)
 		if !ok {
 			return
@@ -156,7 +157,7 @@ func (f *front) events(ctx *fasthttp.RequestCtx) {
 		if len(merged) > 0 {
 			break
 		}
-		if strings.Join(formatCursors(pos), ".") == before {
+		if slices.Equal(pos, before) {
 			pause := time.NewTimer(feedRetryPause)
 			select {
 			case <-pause.C:
