@@ -389,9 +389,11 @@ type Booking struct {
 type Event struct {
 	At      time.Time `json:"at"`
 	Booking *Booking  `json:"booking,omitempty"`
-	Cursor  string    `json:"cursor"`
-	Office  string    `json:"office"`
-	Reason  string    `json:"reason"`
+
+	// Cursor The feed's position just after this event: as `after`, the feed goes on with the next one.
+	Cursor string `json:"cursor"`
+	Office string `json:"office"`
+	Reason string `json:"reason"`
 
 	// Start For watch.matched, the start offered.
 	Start *time.Time `json:"start,omitempty"`
@@ -989,7 +991,7 @@ type TicketPNGParams struct {
 
 // ListEventsParams defines parameters for ListEvents.
 type ListEventsParams struct {
-	// After A next_cursor; omitted or 0, from the oldest event kept.
+	// After A next_cursor, or an event's cursor; omitted or 0, from the oldest event kept. Decimal; in a cluster of K > 1 replica groups, K decimal cursors joined by dots.
 	After *string `form:"after,omitempty" json:"after,omitempty"`
 	Limit *int    `form:"limit,omitempty" json:"limit,omitempty"`
 
@@ -1567,6 +1569,18 @@ type ClientInterface interface {
 	// the bookings themselves (`GET /v1/bookings`, the office's day
 	// lists). A reader that keeps up, at most 7 days behind, never sees
 	// 410.
+	//
+	// **Cluster.** Any node serves the whole feed. A single node, and a
+	// cluster of one replica group, give decimal cursors. A cluster of K
+	// groups (`-groups K`, K > 1) gives cursors that name a position in
+	// every group's feed: K decimal cursors joined by dots, group 1
+	// first (`418.77.1203` with 3 groups). They mean the same on every
+	// node, so a cursor stored before a node fails reads on at any
+	// other, with no event missed or repeated. Events of one group (so
+	// of one office) keep their order; between groups a page is ordered
+	// by `at`. Each event's `cursor` is the position just after it. A
+	// cursor of another form, or of another count of groups, answers
+	// 400; a cursor below any group's retention, 410.
 	//
 	// Corresponds with GET /v1/events (the `ListEvents` operationId).
 	ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2379,6 +2393,18 @@ func (c *Client) TicketPNG(ctx context.Context, id BookingID, params *TicketPNGP
 // the bookings themselves (`GET /v1/bookings`, the office's day
 // lists). A reader that keeps up, at most 7 days behind, never sees
 // 410.
+//
+// **Cluster.** Any node serves the whole feed. A single node, and a
+// cluster of one replica group, give decimal cursors. A cluster of K
+// groups (`-groups K`, K > 1) gives cursors that name a position in
+// every group's feed: K decimal cursors joined by dots, group 1
+// first (`418.77.1203` with 3 groups). They mean the same on every
+// node, so a cursor stored before a node fails reads on at any
+// other, with no event missed or repeated. Events of one group (so
+// of one office) keep their order; between groups a page is ordered
+// by `at`. Each event's `cursor` is the position just after it. A
+// cursor of another form, or of another count of groups, answers
+// 400; a cursor below any group's retention, 410.
 //
 // Corresponds with GET /v1/events (the `ListEvents` operationId).
 func (c *Client) ListEvents(ctx context.Context, params *ListEventsParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5355,6 +5381,18 @@ type ClientWithResponsesInterface interface {
 	// the bookings themselves (`GET /v1/bookings`, the office's day
 	// lists). A reader that keeps up, at most 7 days behind, never sees
 	// 410.
+	//
+	// **Cluster.** Any node serves the whole feed. A single node, and a
+	// cluster of one replica group, give decimal cursors. A cluster of K
+	// groups (`-groups K`, K > 1) gives cursors that name a position in
+	// every group's feed: K decimal cursors joined by dots, group 1
+	// first (`418.77.1203` with 3 groups). They mean the same on every
+	// node, so a cursor stored before a node fails reads on at any
+	// other, with no event missed or repeated. Events of one group (so
+	// of one office) keep their order; between groups a page is ordered
+	// by `at`. Each event's `cursor` is the position just after it. A
+	// cursor of another form, or of another count of groups, answers
+	// 400; a cursor below any group's retention, 410.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9410,6 +9448,18 @@ func (c *ClientWithResponses) TicketPNGWithResponse(ctx context.Context, id Book
 // the bookings themselves (`GET /v1/bookings`, the office's day
 // lists). A reader that keeps up, at most 7 days behind, never sees
 // 410.
+//
+// **Cluster.** Any node serves the whole feed. A single node, and a
+// cluster of one replica group, give decimal cursors. A cluster of K
+// groups (`-groups K`, K > 1) gives cursors that name a position in
+// every group's feed: K decimal cursors joined by dots, group 1
+// first (`418.77.1203` with 3 groups). They mean the same on every
+// node, so a cursor stored before a node fails reads on at any
+// other, with no event missed or repeated. Events of one group (so
+// of one office) keep their order; between groups a page is ordered
+// by `at`. Each event's `cursor` is the position just after it. A
+// cursor of another form, or of another count of groups, answers
+// 400; a cursor below any group's retention, 410.
 //
 // Returns a wrapper object for the known response body format(s).
 //

@@ -425,7 +425,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 			if f.spanning(ctx) {
 				return
 			}
-			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): the event feed and region watches; ask per office", 0)
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): region watches; ask per office", 0)
 			return
 		}
 		g = f.groups[0]
