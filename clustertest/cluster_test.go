@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -269,5 +270,31 @@ func TestKeysReloadOnEveryNode(t *testing.T) {
 		if !n.up() {
 			t.Fatalf("node %d ended on SIGHUP", n.id)
 		}
+	}
+}
+
+// A long-poll of the event feed through a node that does not lead the
+// (only) group waits as long as it asked, past the forward's usual
+// bound, and answers 200.
+func TestLongPollThroughFollower(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 1)
+	leader := c.leader(1)
+	var follower *node
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	_, cursor := follower.readFeed(t, "0")
+	req, _ := http.NewRequest("GET", "http://"+follower.addr+"/v1/events?wait=12&after="+cursor, nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	long := &http.Client{Timeout: waitFor}
+	resp, err := long.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a 12 s long-poll through a follower answered %d", resp.StatusCode)
 	}
 }

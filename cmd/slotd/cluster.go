@@ -60,6 +60,17 @@ const headerGroup = "X-Slotd-Group"
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
 
+// forwardTimeoutOf bounds the forward of ctx's request: forwardTimeout,
+// and for a long-poll of the event feed its wait= on top.
+func forwardTimeoutOf(ctx *fasthttp.RequestCtx) time.Duration {
+	if string(ctx.Path()) == "/v1/events" {
+		if w, err := strconv.Atoi(string(ctx.QueryArgs().Peek("wait"))); err == nil && w > 0 && w <= 3600 {
+			return forwardTimeout + time.Duration(w)*time.Second
+		}
+	}
+	return forwardTimeout
+}
+
 // retryAfterNoLeaderSeconds: a group elects a leader in about a second.
 const retryAfterNoLeaderSeconds = 1
 
@@ -153,7 +164,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	}
 	f := &front{self: co.nodeID, groups: groups, stores: stores, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
 	for id, addr := range edges {
-		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
+		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
 	for _, g := range groups {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
@@ -448,7 +459,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
-	if err := client.DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
+	if err := client.DoTimeout(req, &ctx.Response, forwardTimeoutOf(ctx)); err != nil {
 		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		ctx.Response.Reset()
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("the leader of group %d, node %d, did not answer: %v", g, leader, err), retryAfterNoLeaderSeconds)
