@@ -298,3 +298,30 @@ func TestLongPollThroughFollower(t *testing.T) {
 		t.Fatalf("a 12 s long-poll through a follower answered %d", resp.StatusCode)
 	}
 }
+
+// Six groups on three nodes: whatever the elections did, the nodes hand
+// leaderships on until none leads two groups more than another.
+func TestLeadersSpread(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 6)
+	testtime.Eventually(t, waitFor, "leaders spread over the nodes", func() error {
+		st, err := c.nodes[0].status()
+		if err != nil {
+			return err
+		}
+		led := map[uint64]int{1: 0, 2: 0, 3: 0}
+		for _, g := range st {
+			if g.Leader == 0 {
+				return fmt.Errorf("group %d has no leader", g.Group)
+			}
+			led[g.Leader]++
+		}
+		lo, hi := 6, 0
+		for _, n := range led {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		if hi-lo > 1 {
+			return fmt.Errorf("leaders per node %v", led)
+		}
+		return nil
+	})
+}

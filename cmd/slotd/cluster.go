@@ -216,6 +216,11 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	stopMetrics := make(chan struct{})
 	defer close(stopMetrics)
 	go metrics.countLeaderChanges(f, stopMetrics)
+	var peerIDs []uint64
+	for id := range peers {
+		peerIDs = append(peerIDs, id)
+	}
+	go f.balance(peerIDs, stopMetrics)
 	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	go func() { _ = admin.Serve(adminLn) }()
 	defer admin.Close()
