@@ -1,12 +1,14 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -324,4 +326,52 @@ func TestLeadersSpread(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// A hold acknowledged before its group's leader dies, retried with the
+// same Idempotency-Key on another node after the failover, answers the
+// same booking; the answers name the group's leader that gave them.
+func TestIdempotentRetryAfterFailover(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 1)
+	leader := c.leader(1)
+	body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":"retry-1","earliest_after":"%sT10:00:00+03:00"}`, nextWeekday(3))
+	var via *node
+	for _, n := range c.nodes {
+		if n != leader {
+			via = n
+		}
+	}
+	req := func(n *node) (int, map[string]any, http.Header) {
+		r, _ := http.NewRequest("POST", "http://"+n.addr+"/v1/bookings", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+portalKey)
+		r.Header.Set("Idempotency-Key", "retry-after-failover")
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out, resp.Header
+	}
+	status, first, h := req(via)
+	if status != 201 {
+		t.Fatalf("hold through node %d: %d %v", via.id, status, first)
+	}
+	if h.Get("X-Slotd-Node") != fmt.Sprint(leader.id) || h.Get("X-Slotd-Group") != "1" {
+		t.Fatalf("answer through node %d names node %q group %q, want the leader %d, group 1", via.id, h.Get("X-Slotd-Node"), h.Get("X-Slotd-Group"), leader.id)
+	}
+	leader.kill()
+	newLeader := c.leader(1)
+	var retry map[string]any
+	testtime.Eventually(t, waitFor, "the retry is answered", func() error {
+		status, retry, _ = req(via)
+		if status == 503 {
+			return fmt.Errorf("503 %v", retry)
+		}
+		return nil
+	})
+	if status != 201 || retry["id"] != first["id"] {
+		t.Fatalf("retry after the failover (leader now %d): %d %v, first answer %v", newLeader.id, status, retry, first)
+	}
 }

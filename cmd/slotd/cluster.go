@@ -57,6 +57,10 @@ const headerForwarded = "X-Slotd-Forwarded"
 // route does not say (a route that spans groups, asked of each).
 const headerGroup = "X-Slotd-Group"
 
+// headerNode names, on an answer, the node whose engine answered it:
+// the leader of the group named by headerGroup.
+const headerNode = "X-Slotd-Node"
+
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
 
@@ -448,6 +452,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if srv := f.servers[g].Load(); srv != nil {
 		srv.Handler()(ctx)
+		// Who answered: the group's leader, which holds every write the
+		// group acknowledged, so a read here never lags one.
+		ctx.Response.Header.Set(headerNode, strconv.FormatUint(f.self, 10))
+		ctx.Response.Header.Set(headerGroup, strconv.FormatUint(g, 10))
 		return
 	}
 	if len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
