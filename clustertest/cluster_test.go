@@ -254,6 +254,8 @@ func TestKeysReloadOnEveryNode(t *testing.T) {
 		if status, _, _ := n.callAs(newKey, "GET", "/v1/offices/msk-mfc-tverskoy", "", ""); status != 401 {
 			t.Fatalf("node %d: the new key answered %d before the reload", n.id, status)
 		}
+	}
+	for _, n := range c.nodes {
 		n.cmd.Process.Signal(syscall.SIGHUP)
 	}
 	for _, n := range c.nodes {

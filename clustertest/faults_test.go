@@ -56,8 +56,8 @@ func TestFaultsUnderRush(t *testing.T) {
 		}
 		c.leader(1)
 		c.leader(2)
-		c.converged(1)
-		c.converged(2)
+		c.caughtUp(1)
+		c.caughtUp(2)
 	}
 	time.Sleep(300 * time.Millisecond)
 	var acks [][]booked

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -51,6 +52,10 @@ type node struct {
 	addr, admin, raft string
 	data              string
 	peers             string // its own -peers: the others through links, when proxied
+	// container names the node's Docker container, when it runs in one;
+	// containerDown is set while the test has it killed or cut off.
+	container     string
+	containerDown atomic.Bool
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -233,8 +238,12 @@ func (n *node) tail(max int) string {
 	return string(b)
 }
 
-// up reports whether the node's process runs.
+// up reports whether the node's process runs (for a container: whether
+// the test left it running and connected).
 func (n *node) up() bool {
+	if n.container != "" {
+		return !n.containerDown.Load()
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.done == nil {
@@ -362,6 +371,48 @@ func (c *cluster) converged(group uint64) {
 				} else if g.Applied != first.Applied || g.Digest != first.Digest {
 					return fmt.Errorf("node %d at %d %s, another at %d %s", n.id, g.Applied, g.Digest, first.Applied, first.Digest)
 				}
+			}
+		}
+		return nil
+	})
+}
+
+// caughtUp waits until every running node's replica of group has applied
+// at least what the most advanced one had when the wait began: under
+// load the indexes never stand still long enough to compare.
+func (c *cluster) caughtUp(group uint64) {
+	c.t.Helper()
+	applied := func(n *node) (uint64, error) {
+		st, err := n.status()
+		if err != nil {
+			return 0, err
+		}
+		for _, g := range st {
+			if g.Group == group {
+				return g.Applied, nil
+			}
+		}
+		return 0, fmt.Errorf("node %d has no group %d", n.id, group)
+	}
+	var target uint64
+	for _, n := range c.nodes {
+		if n.up() {
+			if a, err := applied(n); err == nil {
+				target = max(target, a)
+			}
+		}
+	}
+	testtime.Eventually(c.t, waitFor, fmt.Sprintf("replicas of group %d reach %d", group, target), func() error {
+		for _, n := range c.nodes {
+			if !n.up() {
+				continue
+			}
+			a, err := applied(n)
+			if err != nil {
+				return err
+			}
+			if a < target {
+				return fmt.Errorf("node %d at %d", n.id, a)
 			}
 		}
 		return nil
