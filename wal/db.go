@@ -45,6 +45,7 @@ type DB struct {
 	pdb  *pebble.DB
 	opts Options
 	fs   *syncCountingFS
+	dir  string // the store's directory (StoreStats asks its file system's free space)
 
 	// closeMu is held for reading by every operation that touches pdb and
 	// for writing by Close, so Close waits for operations in flight and no
@@ -88,7 +89,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), closeCh: make(chan struct{})}
+	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), dir: dir, closeCh: make(chan struct{})}
 	db.feed.init()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
