@@ -66,6 +66,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "slotd:", err)
 		return 2
 	}
+	if opts.version {
+		printVersion(stdout)
+		return 0
+	}
 	return start(opts, stdout, stderr)
 }
 
@@ -116,6 +120,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax,
+		StoreStats:    storeStats(db), Build: buildInfo(),
 	})
 	if err != nil {
 		return err
@@ -175,6 +180,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	case err := <-served:
 		return fmt.Errorf("API listener: %w", err)
 	}
+	drainDelay(srv, opts.shutdownDelay, sig, log)
 	srv.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

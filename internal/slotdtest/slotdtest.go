@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,9 +31,16 @@ const readyWaitMax = 60 * time.Second
 // Build compiles cmd/slotd into a temporary directory and returns its path.
 func Build(t testing.TB) string {
 	t.Helper()
+	return BuildFlags(t)
+}
+
+// BuildFlags is Build with more go build flags, e.g. "-ldflags", "-X …".
+func BuildFlags(t testing.TB, flags ...string) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "slotd")
-	if out, err := exec.Command("go", "build", "-o", bin, "slotd/cmd/slotd").CombinedOutput(); err != nil {
-		t.Fatalf("go build slotd/cmd/slotd: %v\n%s", err, out)
+	args := append(append([]string{"build", "-o", bin}, flags...), "slotd/cmd/slotd")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
 }
@@ -44,13 +52,22 @@ type Server struct {
 	Keys            map[string]string // development keys by name (demo-portal, demo-operator, demo-admin)
 	cmd             *exec.Cmd
 	done            chan struct{}
+
+	msgsMu sync.Mutex
+	msgs   []string // the "msg" of every log line so far; guarded by msgsMu
 }
 
 // Start runs bin with -demo on data and waits until it logs that it is
 // ready. The process is killed at the end of the test if still running.
 func Start(t testing.TB, bin, data string) *Server {
 	t.Helper()
-	cmd := exec.Command(bin, "-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0")
+	return StartArgs(t, bin, data)
+}
+
+// StartArgs is Start with more flags for slotd after its own.
+func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
 	cmd.Stdout = io.Discard
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -79,7 +96,13 @@ func Start(t testing.TB, bin, data string) *Server {
 		sent := false
 		for sc.Scan() {
 			var l readyLine
-			if !sent && json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "slotd ready" {
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			s.msgsMu.Lock()
+			s.msgs = append(s.msgs, l.Msg)
+			s.msgsMu.Unlock()
+			if !sent && l.Msg == "slotd ready" {
 				ready <- l
 				sent = true
 			}
@@ -138,13 +161,47 @@ func (s *Server) Call(t testing.TB, key, method, path, body string) (int, map[st
 // process exited with status 0.
 func (s *Server) Stop(t testing.TB, sig syscall.Signal) bool {
 	t.Helper()
-	s.cmd.Process.Signal(sig)
+	s.Signal(t, sig)
+	return s.Wait(t)
+}
+
+// Signal sends sig to the process and returns at once.
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", sig, err)
+	}
+}
+
+// Wait waits for the process to end, and kills it and fails the test if
+// it has not ended within a bound; it returns whether the process exited
+// with status 0.
+func (s *Server) Wait(t testing.TB) bool {
+	t.Helper()
 	select {
 	case <-s.done:
 	case <-time.After(readyWaitMax):
 		s.cmd.Process.Kill()
 		<-s.done
-		t.Fatalf("slotd did not stop on %s", sig)
+		t.Fatalf("slotd did not stop within %s", readyWaitMax)
 	}
 	return s.cmd.ProcessState != nil && s.cmd.ProcessState.Success()
+}
+
+// Exited reports whether the process has ended.
+func (s *Server) Exited() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// Messages returns the "msg" of each JSON log line the process has
+// written so far, in order.
+func (s *Server) Messages() []string {
+	s.msgsMu.Lock()
+	defer s.msgsMu.Unlock()
+	return append([]string(nil), s.msgs...)
 }
