@@ -168,12 +168,14 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go background(engine, db, steady, log, stop, done)
+	// Signals are caught from before the ready line on: a SIGTERM sent
+	// as soon as slotd says it is ready drains it, never kills it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	srv.SetReady(true)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
 		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sig:
 		log.Info("draining", zap.String("signal", s.String()))
