@@ -28,7 +28,6 @@ IMAGE_CONTEXT ?= bin/image
 image:
 	rm -rf $(IMAGE_CONTEXT)/slotd $(IMAGE_CONTEXT)/data
 	mkdir -p $(IMAGE_CONTEXT)/data
-	chmod 0700 $(IMAGE_CONTEXT)/data
 	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(IMAGE_CONTEXT)/slotd ./cmd/slotd
 	docker build -f Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
 		-t $(IMAGE) $(if $(IMAGE_LATEST),-t $(IMAGE_LATEST)) $(IMAGE_CONTEXT)

@@ -67,7 +67,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&o.rateApplicantBurst, "rate-applicant-burst", httpapi.DefaultRateApplicantBurst, "each applicant's hold bucket `size` in requests")
 	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0,
-		"after SIGTERM, keep serving this `long` with /readyz at 503 so load balancers stop sending, then drain (a second signal cuts it short)")
+		"after SIGTERM, keep serving for this `duration` with /readyz at 503 so load balancers stop sending, then drain (a second signal cuts it short)")
 	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
