@@ -80,7 +80,12 @@ func TestContainer(t *testing.T) {
 	if user := strings.TrimSpace(run(t, docker, "image", "inspect", "--format", "{{.Config.User}}", image)); user != "65532:65532" {
 		t.Errorf("image user %q, want the numeric non-root 65532:65532", user)
 	}
-	if out := run(t, docker, "run", "--rm", image, "-version"); !strings.HasPrefix(out, "slotd "+version+" commit ") {
+	// Not --rm: the daemon removes such a container and its anonymous
+	// /data volume after the command has returned (a volume was seen
+	// left behind); rm --volumes removes both before it returns.
+	out := run(t, docker, "run", "--name", name+"-version", image, "-version")
+	cleanup(t, docker, "rm", "--force", "--volumes", name+"-version")
+	if !strings.HasPrefix(out, "slotd "+version+" commit ") {
 		t.Errorf("slotd -version in the image: %q, want version %s", out, version)
 	}
 
