@@ -1,6 +1,6 @@
 # slotd — make targets. Everything a developer needs is here; see README.md.
 GO      ?= go
-CORE    := ./allocator/... ./wal/... ./raftlog/... ./cluster/...
+CORE    := ./allocator/... ./wal/... ./raftlog/... ./cluster/... ./replica/...
 PKGS    := ./...
 DATA    ?= ./data
 TESTTIMEOUT ?= 15m
@@ -43,7 +43,7 @@ test-core:
 	$(GO) test -race -tags invariants -timeout $(TESTTIMEOUT) $(CORE)
 
 test-rest:
-	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog -e /cluster)
+	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog -e /cluster -e /replica)
 
 # The journal's and the HTTP edge's benchmarks run with one scheduler P
 # more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory
@@ -91,3 +91,8 @@ bench-peers:
 # The peers' tests against live servers (without them they skip).
 bench-peers-test:
 	GO=$(GO) PEERS_CMD='$(GO) test -count=1 -v -run "Postgres|Redis" ./bench/peers/' bench/peers/scripts/peers.sh
+
+# Three slotd nodes on loopback with the demo offices (deploy/local-cluster.sh).
+.PHONY: cluster
+cluster: build
+	sh deploy/local-cluster.sh

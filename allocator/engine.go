@@ -43,6 +43,8 @@ type Engine struct {
 
 	// fixedLotterySeed, when set, makes lottery draws reproducible (tests).
 	fixedLotterySeed []byte
+	// idTag is Config.IDTag.
+	idTag byte
 
 	wheels [wheelShards]*wheel // offices hashed onto them (wheel.go)
 
@@ -58,6 +60,10 @@ type Config struct {
 	// LotterySeed, when set, seeds every release lottery draw so that its
 	// order can be reproduced (tests). Nil: a fresh secret seed per draw.
 	LotterySeed []byte
+	// IDTag, when not zero, is the first byte of every booking and watch
+	// id the engine makes, the other 120 bits random: a cluster's edge
+	// reads a booking's Raft group off its id (package replica).
+	IDTag byte
 }
 
 // New returns an empty engine.
@@ -65,7 +71,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Journal == nil {
 		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
 	}
-	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed}
+	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed, idTag: cfg.IDTag}
 	if j, ok := cfg.Journal.(SelfDegradingJournal); ok {
 		e.journalDegraded = j.Degraded
 	}
@@ -309,6 +315,16 @@ func newID() ID {
 	var id ID
 	if _, err := rand.Read(id[:]); err != nil {
 		panic("BUG: allocator: crypto/rand failed: " + err.Error())
+	}
+	return id
+}
+
+// newID returns a new random id, with the engine's tag first if it has
+// one (Config.IDTag).
+func (e *Engine) newID() ID {
+	id := newID()
+	if e.idTag != 0 {
+		id[0] = e.idTag
 	}
 	return id
 }

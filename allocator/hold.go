@@ -87,7 +87,7 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *service, d *day, w, step int,
 	applicant string, ref applicantRef, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
 	rec := &BookingRecord{
-		ID: newID(), Office: o.id, Service: svc.id, Applicant: applicant,
+		ID: e.newID(), Office: o.id, Service: svc.id, Applicant: applicant,
 		Date: d.date, Step: uint16(step), Slots: uint16(svc.slots), Window: uint16(w),
 		Seq: d.seq.Add(1), Status: StatusHeld,
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),

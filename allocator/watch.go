@@ -140,7 +140,7 @@ func (e *Engine) Watch(now time.Time, req WatchRequest, meta Meta) (WatchRecord,
 	if !offered {
 		return WatchRecord{}, fmt.Errorf("%w: no office of the watch offers %q", ErrServiceNotFound, req.Service)
 	}
-	w := &WatchRecord{ID: newID(), Applicant: req.Applicant, Service: req.Service, Office: req.Office, Region: req.Region,
+	w := &WatchRecord{ID: e.newID(), Applicant: req.Applicant, Service: req.Service, Office: req.Office, Region: req.Region,
 		From: req.From, To: req.To, AutoHold: req.AutoHold, CreatedUnixNano: now.UnixNano(), Active: true}
 	wl := &e.watches
 	wl.mu.Lock()

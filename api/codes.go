@@ -52,6 +52,9 @@ const (
 	CodeOverloaded = "overloaded" // 503, with Retry-After
 	CodeNotReady   = "not_ready"  // 503, with Retry-After
 	CodeDegraded   = "degraded"   // 503, with Retry-After
+	// CodeNoLeader: a cluster node cannot reach the leader of the office's
+	// Raft group, or the group is electing one; retry.
+	CodeNoLeader = "no_leader" // 503, with Retry-After
 )
 
 // CodeInfo is what a code means on the wire: its HTTP status and the
@@ -93,6 +96,7 @@ var Codes = map[string]CodeInfo{
 	CodeOverloaded:          {http.StatusServiceUnavailable, "The server is overloaded"},
 	CodeNotReady:            {http.StatusServiceUnavailable, "The server is not ready"},
 	CodeDegraded:            {http.StatusServiceUnavailable, "The server cannot write: storage failed"},
+	CodeNoLeader:            {http.StatusServiceUnavailable, "The office's replica group has no reachable leader right now"},
 }
 
 // ProblemTypePrefix + code is a problem's "type" URI (RFC 9457).

@@ -127,6 +127,9 @@ type group struct {
 	// leader is the group's leader as this node last learned it (0: none
 	// known). Written by the loop, read by Node.Leader.
 	leader atomic.Uint64
+	// term is the group's term as this node last stored it (its
+	// HardState's), written before leader. Read by Node.Status.
+	term atomic.Uint64
 	// pending are this node's proposals in the group's log, by index (a
 	// chain through proposal.next when several leaderships of this node
 	// put entries at one index), waiting for that index to be applied.
@@ -287,7 +290,9 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
 	}
-	return &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: snap.GetMetadata().GetTerm()}, nil
+	g := &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: snap.GetMetadata().GetTerm()}
+	g.term.Store(rn.Status().GetTerm())
+	return g, nil
 }
 
 // Propose proposes data to group and returns once the entry is committed
@@ -356,6 +361,18 @@ func (n *Node) Leader(group uint64) uint64 {
 	return 0
 }
 
+// Status returns the leader of group as this node last learned it (0:
+// none known) and the group's term as this node last stored it. A node
+// that reads itself as leader at term t is leader in t or was until a
+// moment ago; what it proposes lands in t or is dropped (N2).
+func (n *Node) Status(group uint64) (leader, term uint64) {
+	if g := n.byID[group]; g != nil {
+		leader = g.leader.Load()
+		return leader, g.term.Load()
+	}
+	return 0, 0
+}
+
 // TransferLeadership asks the leader of group, if it is this node, to hand
 // leadership to node to (raft's leadership transfer), to spread leaders
 // over the nodes. It returns once the loop has passed on the request; the
@@ -400,6 +417,9 @@ func (n *Node) Err() error {
 		return nil
 	}
 }
+
+// Done is closed when the loop has ended (Err says why).
+func (n *Node) Done() <-chan struct{} { return n.ended }
 
 // Close stops the loop, fails the proposals it holds with ErrStopped, and
 // closes the transport. It returns the failure that stopped the loop
@@ -587,6 +607,9 @@ func (n *Node) handleReady() error {
 		n.send(g)
 	}
 	for _, g := range n.readys {
+		if !raft.IsEmptyHardState(g.rd.HardState) {
+			g.term.Store(g.rd.HardState.GetTerm())
+		}
 		if ss := g.rd.SoftState; ss != nil {
 			g.leader.Store(ss.Lead)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fasthttp"
+
 	"slotd/allocator"
 	"slotd/api"
 )
@@ -136,4 +138,17 @@ func appendProblem(b []byte, p *problem) []byte {
 		b = append(b, '"')
 	}
 	return append(b, '}')
+}
+
+// WriteProblem answers ctx with the problem+json of code (one of package
+// api's), detail, and Retry-After when retryAfterSeconds > 0: for a front
+// that answers before any Server does (a cluster node's).
+func WriteProblem(ctx *fasthttp.RequestCtx, code, detail string, retryAfterSeconds int) {
+	p := problem{code: code, detail: detail, retryAfterSeconds: retryAfterSeconds}
+	ctx.SetStatusCode(codes[code].Status)
+	ctx.SetContentType(contentProblem)
+	if retryAfterSeconds > 0 {
+		ctx.Response.Header.Set(fasthttp.HeaderRetryAfter, strconv.Itoa(retryAfterSeconds))
+	}
+	ctx.SetBody(appendProblem(nil, &p))
 }

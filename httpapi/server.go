@@ -322,6 +322,11 @@ type request struct {
 	holdErr error
 }
 
+// Handler returns the API's request handler, for a front that serves
+// several Servers on one listener (a cluster node's, one Server per Raft
+// group it leads). Serve is the usual way.
+func (s *Server) Handler() fasthttp.RequestHandler { return s.serveHTTP }
+
 // param returns the path parameter at index i.
 func (r *request) param(i int) string { return r.params[i] }
 

@@ -79,6 +79,9 @@ type DB struct {
 
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
+
+	// applied is meta/applied of a replicated store (W10), 0 otherwise.
+	applied atomic.Uint64
 }
 
 var _ allocator.Journal = (*DB)(nil)
@@ -198,6 +201,11 @@ func (db *DB) open(dir string) (*syncMark, error) {
 		return nil, err
 	}
 	db.feed.start(last)
+	applied, err := db.metaUint64(metaApplied)
+	if err != nil {
+		return nil, err
+	}
+	db.applied.Store(applied)
 	return openSyncMark(db.opts.FS, dir, next)
 }
 

@@ -90,6 +90,9 @@ func start(opts options, stdout, stderr io.Writer) int {
 }
 
 func serve(opts options, log *zap.Logger, stdout io.Writer) error {
+	if opts.cluster.nodeID != 0 {
+		return serveCluster(opts, log, stdout)
+	}
 	keys, err := loadKeys(opts, stdout)
 	if err != nil {
 		return err

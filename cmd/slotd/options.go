@@ -41,6 +41,8 @@ type options struct {
 	// dataFS is the file system the store is written through; not a
 	// flag. Nil means the operating system's; tests inject faults.
 	dataFS vfs.FS
+	// cluster are the flags of cluster mode (cluster.go).
+	cluster clusterOptions
 }
 
 // errHelp: -h was asked for; usage is printed, nothing runs.
@@ -69,6 +71,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0,
 		"after SIGTERM, keep serving for this `duration` with /readyz at 503 so load balancers stop sending, then drain (a second signal cuts it short)")
 	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
+	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()

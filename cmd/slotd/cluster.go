@@ -1,0 +1,428 @@
+package main
+
+// Cluster mode (docs/design.md §9): slotd -node-id N -peers … runs one
+// node of a cluster. Offices are sharded over Raft groups (package
+// cluster), each group's replica is a store of its own under the data
+// directory, and the node runs the engine of every group it leads
+// (package replica), each behind an httpapi.Server of its own. One front
+// listener takes every request and hands it to the Server of the group it
+// belongs to, here or, over HTTP, on the node that leads the group.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
+
+	"slotd/allocator"
+	"slotd/api"
+	"slotd/cluster"
+	"slotd/httpapi"
+	"slotd/raftlog"
+	"slotd/replica"
+	"slotd/wal"
+)
+
+// clusterOptions are the flags of cluster mode.
+type clusterOptions struct {
+	nodeID uint64
+	peers  string // id=raft address, comma-separated, every node
+	edges  string // id=API address, comma-separated, every node
+	groups int
+}
+
+// headerForwarded marks a request one node passed to another; the
+// receiver serves it or refuses it, never passes it on again.
+const headerForwarded = "X-Slotd-Forwarded"
+
+// headerGroup names the group a forwarded request is for, where its
+// route does not say (a route that spans groups, asked of each).
+const headerGroup = "X-Slotd-Group"
+
+// forwardTimeout bounds one forwarded request.
+const forwardTimeout = 10 * time.Second
+
+// retryAfterNoLeaderSeconds: a group elects a leader in about a second.
+const retryAfterNoLeaderSeconds = 1
+
+func addClusterFlags(fs *flag.FlagSet, o *clusterOptions) {
+	fs.Uint64Var(&o.nodeID, "node-id", 0, "this node's `id` in -peers; 0 runs slotd alone, not as a cluster node")
+	fs.StringVar(&o.peers, "peers", "", "every cluster node as `id=host:port` of its Raft listener, comma-separated (cluster mode)")
+	fs.StringVar(&o.edges, "edges", "", "every cluster node as `id=host:port` of its API listener, comma-separated: where a node forwards requests for groups another leads (cluster mode)")
+	fs.IntVar(&o.groups, "groups", 1, "`count` of Raft groups the offices are sharded over, 1 to 255; the same on every node for the cluster's life (cluster mode)")
+}
+
+// parseNodeList reads "1=host:port,2=host:port".
+func parseNodeList(flagName, s string) (map[uint64]string, error) {
+	out := map[uint64]string{}
+	for part := range strings.SplitSeq(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.ParseUint(id, 10, 64)
+		if !ok || err != nil || n == 0 || addr == "" {
+			return nil, fmt.Errorf("-%s %q: each node is id=host:port with an id from 1", flagName, part)
+		}
+		if _, dup := out[n]; dup {
+			return nil, fmt.Errorf("-%s: node %d is listed twice", flagName, n)
+		}
+		out[n] = addr
+	}
+	return out, nil
+}
+
+func (o clusterOptions) check() (peers, edges map[uint64]string, err error) {
+	if o.peers == "" || o.edges == "" {
+		return nil, nil, errors.New("-node-id needs -peers and -edges, listing every node of the cluster")
+	}
+	if peers, err = parseNodeList("peers", o.peers); err != nil {
+		return nil, nil, err
+	}
+	if edges, err = parseNodeList("edges", o.edges); err != nil {
+		return nil, nil, err
+	}
+	if _, ok := peers[o.nodeID]; !ok {
+		return nil, nil, fmt.Errorf("-node-id %d is not in -peers", o.nodeID)
+	}
+	for id := range peers {
+		if _, ok := edges[id]; !ok {
+			return nil, nil, fmt.Errorf("node %d of -peers has no API address in -edges", id)
+		}
+	}
+	if len(edges) != len(peers) {
+		return nil, nil, errors.New("-edges must list the nodes of -peers, no others")
+	}
+	if o.groups < 1 || o.groups > 255 {
+		return nil, nil, fmt.Errorf("-groups %d: give 1 to 255", o.groups)
+	}
+	return peers, edges, nil
+}
+
+// serveCluster runs slotd as node opts.cluster.nodeID of a cluster.
+func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
+	co := opts.cluster
+	peers, edges, err := co.check()
+	if err != nil {
+		return err
+	}
+	keys, err := loadKeys(opts, stdout)
+	if err != nil {
+		return err
+	}
+	offices, err := loadOffices(opts)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(opts.data, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	secret, err := ticketSecret(opts.data)
+	if err != nil {
+		return err
+	}
+	walOpts := wal.Options{Logger: log.Sugar().Named("pebble"), FS: opts.dataFS}
+	raftDB, err := wal.Open(filepath.Join(opts.data, "raft"), walOpts)
+	if err != nil {
+		return fmt.Errorf("cannot open the Raft log store: %w", err)
+	}
+	defer raftDB.Close()
+	logStore, err := raftlog.Open(raftDB.RaftRegion(), raftlog.Options{})
+	if err != nil {
+		return err
+	}
+	stores := map[uint64]*wal.DB{}
+	var groups []uint64
+	for g := 1; g <= co.groups; g++ {
+		id := uint64(g)
+		db, err := wal.Open(filepath.Join(opts.data, "groups", strconv.Itoa(g)), walOpts)
+		if err != nil {
+			return fmt.Errorf("cannot open the store of group %d: %w", g, err)
+		}
+		defer db.Close()
+		stores[id] = db
+		groups = append(groups, id)
+	}
+	f := &front{self: co.nodeID, groups: groups, stores: stores, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}}
+	for id, addr := range edges {
+		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
+	}
+	for _, g := range groups {
+		f.servers[g] = new(atomic.Pointer[httpapi.Server])
+	}
+	steady := httpapi.NewSteadyClock()
+	f.newServer = func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error) {
+		reg := prometheus.NewRegistry()
+		srv, err := httpapi.New(httpapi.Config{
+			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
+			Keys: keys, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
+			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
+			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
+			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
+		})
+		return srv, reg, err
+	}
+	f.offices = offices
+	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged})
+	if err != nil {
+		return err
+	}
+	f.rep = rep
+	var cpeers []cluster.Peer
+	for id, addr := range peers {
+		cpeers = append(cpeers, cluster.Peer{ID: id, Addr: addr})
+	}
+	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 1 << 20}, logStore, rep)
+	if err != nil {
+		return err
+	}
+	f.node = node
+	rep.Start(node)
+	defer func() {
+		rep.Close()
+		_ = node.Close()
+	}()
+
+	adminLn, err := net.Listen("tcp", opts.adminAddr)
+	if err != nil {
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	defer adminLn.Close()
+	metrics, err := newClusterMetrics(f)
+	if err != nil {
+		return err
+	}
+	f.metrics = metrics
+	stopMetrics := make(chan struct{})
+	defer close(stopMetrics)
+	go metrics.countLeaderChanges(f, stopMetrics)
+	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
+	go func() { _ = admin.Serve(adminLn) }()
+	defer admin.Close()
+	apiLn, err := net.Listen("tcp", opts.addr)
+	if err != nil {
+		return fmt.Errorf("API listener: %w", err)
+	}
+	srv := &fasthttp.Server{Handler: f.serve, Name: "slotd", ReadTimeout: httpapi.DefaultReadTimeout, WriteTimeout: forwardTimeout + 5*time.Second, IdleTimeout: httpapi.DefaultIdleTimeout, NoDefaultServerHeader: true, NoDefaultDate: true}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(apiLn) }()
+	log.Info("slotd cluster node ready", zap.Uint64("node", co.nodeID), zap.Int("groups", co.groups),
+		zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()), zap.String("data", opts.data))
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	select {
+	case s := <-sig:
+		log.Info("draining", zap.String("signal", s.String()))
+	case err := <-served:
+		return fmt.Errorf("API listener: %w", err)
+	case <-node.Done():
+		return fmt.Errorf("cluster node stopped: %w", node.Err())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := srv.ShutdownWithContext(ctx); err != nil {
+		log.Warn("shutdown did not finish cleanly", zap.Error(err))
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// front routes each request to the Server of its group.
+type front struct {
+	self    uint64
+	groups  []uint64
+	stores  map[uint64]*wal.DB
+	edges   map[uint64]*fasthttp.HostClient
+	servers map[uint64]*atomic.Pointer[httpapi.Server] // by group; nil where no engine runs here
+	rep     *replica.Replica
+	node    *cluster.Node
+	log     *zap.Logger
+	offices []allocator.OfficeConfig // to put at start, each in its group
+
+	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error)
+
+	metrics  *clusterMetrics
+	gatherer groupGatherer
+
+	placeMu sync.RWMutex
+	placed  map[string]uint64 // office → group, as the stores hold it
+}
+
+// engineChanged installs a Server over a group's new engine (nil: the
+// group has none here now), and puts the configured offices of the group
+// that its store lacks or holds otherwise.
+func (f *front) engineChanged(group uint64, e *allocator.Engine) {
+	if e == nil {
+		f.servers[group].Store(nil)
+		f.gatherer.set(group, nil)
+		return
+	}
+	srv, reg, err := f.newServer(group, e)
+	if err != nil {
+		f.log.Error("cannot serve a group", zap.Uint64("group", group), zap.Error(err))
+		return
+	}
+	for _, cfg := range f.offices {
+		if f.groupOfOffice(cfg.ID) != group {
+			continue
+		}
+		if cur, err := e.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
+			continue
+		}
+		if _, err := e.PutOffice(time.Now(), cfg, allocator.Meta{Actor: "config"}); err != nil {
+			f.log.Warn("cannot put a configured office", zap.String("office", cfg.ID), zap.Error(err))
+		}
+	}
+	srv.SetReady(true)
+	f.gatherer.set(group, reg)
+	f.servers[group].Store(srv)
+}
+
+// groupOfOffice returns the group that holds office id: the one whose
+// store has it (data every replica agrees on), or, for an office no
+// store has yet, the one its name hashes to, where it will be created.
+func (f *front) groupOfOffice(id string) uint64 {
+	f.placeMu.RLock()
+	g, ok := f.placed[id]
+	f.placeMu.RUnlock()
+	if ok {
+		return g
+	}
+	for _, g := range f.groups {
+		if has, err := f.stores[g].HasOffice(id); err == nil && has {
+			f.placeMu.Lock()
+			if f.placed == nil {
+				f.placed = map[string]uint64{}
+			}
+			f.placed[id] = g
+			f.placeMu.Unlock()
+			return g
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return f.groups[h.Sum32()%uint32(len(f.groups))]
+}
+
+// groupOf finds the group a request belongs to; false for a request that
+// spans groups.
+func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
+	path := string(ctx.Path())
+	rest, ok := strings.CutPrefix(path, "/v1/")
+	if !ok {
+		return 0, false
+	}
+	seg := strings.Split(rest, "/")
+	switch {
+	case seg[0] == "offices" && len(seg) >= 2 && seg[1] != "":
+		return f.groupOfOffice(seg[1]), true
+	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) >= 2 && seg[1] != "":
+		id, err := allocator.ParseID(seg[1])
+		if err != nil || id[0] == 0 || int(id[0]) > len(f.groups) {
+			return 0, false // the group's Server answers 404 or 400 alike
+		}
+		return uint64(id[0]), true
+	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) == 1:
+		if ctx.IsPost() {
+			var body struct {
+				Office string `json:"office"`
+			}
+			if json.Unmarshal(ctx.PostBody(), &body) == nil && body.Office != "" {
+				return f.groupOfOffice(body.Office), true
+			}
+			return 0, false
+		}
+		if number := string(ctx.QueryArgs().Peek("number")); number != "" {
+			// T1-20261217-0002: the office, then the date and the serial.
+			if i := strings.LastIndexByte(number, '-'); i > 0 {
+				if j := strings.LastIndexByte(number[:i], '-'); j > 0 {
+					return f.groupOfOffice(number[:j]), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// serve hands the request to its group's Server here, or forwards it to
+// the node that leads the group.
+func (f *front) serve(ctx *fasthttp.RequestCtx) {
+	g, ok := f.groupOf(ctx)
+	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+		n, err := strconv.ParseUint(string(named), 10, 8)
+		if err != nil || f.servers[n] == nil {
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, fmt.Sprintf("%s %q is not a group of this cluster", headerGroup, named), 0)
+			return
+		}
+		g, ok = n, true
+	}
+	if !ok {
+		if len(f.groups) > 1 {
+			if f.spanning(ctx) {
+				return
+			}
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): the event feed and region watches; ask per office", 0)
+			return
+		}
+		g = f.groups[0]
+	}
+	if srv := f.servers[g].Load(); srv != nil {
+		srv.Handler()(ctx)
+		return
+	}
+	if len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d does not lead group %d (any more)", f.self, g), retryAfterNoLeaderSeconds)
+		return
+	}
+	leader := f.node.Leader(g)
+	client := f.edges[leader]
+	if leader == 0 || leader == f.self || client == nil {
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("group %d is electing its leader", g), retryAfterNoLeaderSeconds)
+		return
+	}
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	ctx.Request.CopyTo(req)
+	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
+	if err := client.DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
+		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
+		ctx.Response.Reset()
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("the leader of group %d, node %d, did not answer: %v", g, leader, err), retryAfterNoLeaderSeconds)
+		return
+	}
+	f.metrics.forwarded.WithLabelValues("answered").Inc()
+}
+
+// groupIdempotency is a group's idempotency store: records are read from
+// the group's replica here and written through the group's Raft log, so
+// a retry on another node after a failover finds them.
+type groupIdempotency struct {
+	db    *wal.DB
+	rep   *replica.Replica
+	group uint64
+}
+
+func (s groupIdempotency) LookupIdempotency(key string) (*allocator.IdempotencyRecord, bool, error) {
+	return s.db.LookupIdempotency(key)
+}
+
+func (s groupIdempotency) PutIdempotency(rec *allocator.IdempotencyRecord) error {
+	return s.rep.Commit(s.group, &allocator.Change{Idempotency: rec})
+}

@@ -1,0 +1,222 @@
+package main
+
+// A cluster node's metrics: its groups' Raft state, its forwarding, and
+// the metrics of the Server of each group it leads, labelled with the
+// group. Served with its status on the admin listener.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/pprof"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
+
+	"slotd/cluster"
+)
+
+// leaderSampleInterval is how often the node looks at its groups'
+// leaders to count changes.
+const leaderSampleInterval = 50 * time.Millisecond
+
+type clusterMetrics struct {
+	reg           *prometheus.Registry
+	leaderChanges *prometheus.CounterVec
+	forwarded     *prometheus.CounterVec
+}
+
+func newClusterMetrics(f *front) (*clusterMetrics, error) {
+	m := &clusterMetrics{
+		reg: prometheus.NewRegistry(),
+		leaderChanges: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slotd_cluster_leader_changes_total", Help: "Changes of a group's leader as this node saw them (to none counts too).",
+		}, []string{"group"}),
+		forwarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "slotd_cluster_forwarded_requests_total", Help: "Requests this node passed to the leader of their group, by result: answered, or unreachable (answered 503 no_leader).",
+		}, []string{"result"}),
+	}
+	for _, r := range []string{"answered", "unreachable"} {
+		m.forwarded.WithLabelValues(r)
+	}
+	group := func(name, help string, value func(g uint64) float64) []prometheus.Collector {
+		var cs []prometheus.Collector
+		for _, g := range f.groups {
+			cs = append(cs, prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: prometheus.Labels{"group": strconv.FormatUint(g, 10)}},
+				func() float64 { return value(g) }))
+		}
+		return cs
+	}
+	var cs []prometheus.Collector
+	cs = append(cs, group("slotd_cluster_group_leader", "1 while this node leads the group and runs its engine, else 0.", func(g uint64) float64 {
+		return b2f(f.servers[g].Load() != nil)
+	})...)
+	cs = append(cs, group("slotd_cluster_group_has_leader", "1 while this node knows a leader of the group, else 0.", func(g uint64) float64 {
+		l, _ := f.node.Status(g)
+		return b2f(l != 0)
+	})...)
+	cs = append(cs, group("slotd_cluster_group_term", "The group's Raft term as this node stored it.", func(g uint64) float64 {
+		_, t := f.node.Status(g)
+		return float64(t)
+	})...)
+	cs = append(cs, group("slotd_cluster_group_applied_index", "The index of the group's last entry this node's replica applied.", func(g uint64) float64 {
+		i, _, _ := f.stores[g].Applied()
+		return float64(i)
+	})...)
+	stat := func(name, help string, v func(s cluster.Stats) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(f.node.Stats())) })
+	}
+	cs = append(cs,
+		stat("slotd_cluster_appends_total", "Raft Ready batches stored, one fsync each.", func(s cluster.Stats) uint64 { return s.Appends }),
+		stat("slotd_cluster_entries_applied_total", "Committed entries applied, all groups.", func(s cluster.Stats) uint64 { return s.EntriesApplied }),
+		stat("slotd_cluster_proposals_applied_total", "This node's proposals committed and applied.", func(s cluster.Stats) uint64 { return s.ProposalsApplied }),
+		stat("slotd_cluster_proposals_failed_total", "This node's proposals that failed: not the leader, dropped, too many, caller gone.", func(s cluster.Stats) uint64 { return s.ProposalsFailed }),
+		stat("slotd_cluster_inbox_dropped_total", "Frames from peers dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slotd_cluster_up", Help: "1 while this node's Raft loop runs."}, func() float64 { return b2f(f.node.Err() == nil) }),
+		m.leaderChanges, m.forwarded,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	for _, c := range cs {
+		if err := m.reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// countLeaderChanges samples the groups' leaders until stop is closed.
+func (m *clusterMetrics) countLeaderChanges(f *front, stop <-chan struct{}) {
+	last := map[uint64]uint64{}
+	t := time.NewTicker(leaderSampleInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		for _, g := range f.groups {
+			l, _ := f.node.Status(g)
+			if prev, seen := last[g]; seen && prev != l {
+				m.leaderChanges.WithLabelValues(strconv.FormatUint(g, 10)).Inc()
+			}
+			last[g] = l
+		}
+	}
+}
+
+// groupGatherer gathers the registries of the Servers this node runs,
+// each metric labelled with its group.
+type groupGatherer struct {
+	mu   sync.Mutex
+	regs map[uint64]*prometheus.Registry
+}
+
+func (gg *groupGatherer) set(group uint64, reg *prometheus.Registry) {
+	gg.mu.Lock()
+	defer gg.mu.Unlock()
+	if gg.regs == nil {
+		gg.regs = map[uint64]*prometheus.Registry{}
+	}
+	if reg == nil {
+		delete(gg.regs, group)
+		return
+	}
+	gg.regs[group] = reg
+}
+
+func (gg *groupGatherer) Gather() ([]*dto.MetricFamily, error) {
+	gg.mu.Lock()
+	regs := make(map[uint64]*prometheus.Registry, len(gg.regs))
+	for g, r := range gg.regs {
+		regs[g] = r
+	}
+	gg.mu.Unlock()
+	byName := map[string]*dto.MetricFamily{}
+	var out []*dto.MetricFamily
+	for g, reg := range regs {
+		mfs, err := reg.Gather()
+		if err != nil {
+			return nil, fmt.Errorf("group %d: %w", g, err)
+		}
+		label := &dto.LabelPair{Name: proto.String("group"), Value: proto.String(strconv.FormatUint(g, 10))}
+		for _, mf := range mfs {
+			if strings.HasPrefix(mf.GetName(), "go_") || strings.HasPrefix(mf.GetName(), "process_") {
+				continue // the process's own, once, from the node's registry
+			}
+			for _, m := range mf.Metric {
+				m.Label = append(m.Label, label)
+			}
+			if have := byName[mf.GetName()]; have != nil {
+				have.Metric = append(have.Metric, mf.Metric...)
+				continue
+			}
+			byName[mf.GetName()] = mf
+			out = append(out, mf)
+		}
+	}
+	return out, nil
+}
+
+// adminHandler serves the node's health, status, metrics and pprof.
+func (f *front) adminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if f.node.Err() != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "stopped")
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("/cluster/status", f.status)
+	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{f.metrics.reg, &f.gatherer}, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
+}
+
+// status answers every group's leader, term, applied index and digest as
+// this node sees them.
+func (f *front) status(w http.ResponseWriter, _ *http.Request) {
+	type groupStatus struct {
+		Group   uint64 `json:"group"`
+		Leader  uint64 `json:"leader"`
+		Term    uint64 `json:"term"`
+		Applied uint64 `json:"applied"`
+		Digest  string `json:"digest"`
+		Engine  bool   `json:"engine"`
+	}
+	var out struct {
+		Node   uint64        `json:"node"`
+		Groups []groupStatus `json:"groups"`
+	}
+	out.Node = f.self
+	for _, g := range f.groups {
+		leader, term := f.node.Status(g)
+		d, applied, err := f.stores[g].StateDigest()
+		st := groupStatus{Group: g, Leader: leader, Term: term, Applied: applied, Engine: f.servers[g].Load() != nil}
+		if err == nil {
+			st.Digest = fmt.Sprintf("%x", d[:8])
+		}
+		out.Groups = append(out.Groups, st)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
+}

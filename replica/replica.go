@@ -1,0 +1,453 @@
+package replica
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+
+	"slotd/allocator"
+	"slotd/cluster"
+	"slotd/wal"
+)
+
+// Entry kinds (see the package doc).
+const (
+	kindEpoch  byte = 1
+	kindChange byte = 2
+)
+
+// Defaults of Config.
+const (
+	DefaultTickInterval = 100 * time.Millisecond
+	DefaultPollInterval = 10 * time.Millisecond
+)
+
+// ErrRefused is a change's commit error when its entry was applied as
+// nothing because a newer epoch had begun (P1): its engine is outdated.
+var ErrRefused = errors.New("replica: change refused: its engine's epoch has ended")
+
+// ErrNoEngine answers for a group this node does not lead, or whose
+// engine is being built.
+var ErrNoEngine = errors.New("replica: this node runs no engine for the group")
+
+// Config configures a Replica.
+type Config struct {
+	// Self is this node's id.
+	Self uint64
+	// Stores are the groups' stores, by group: every group of the node.
+	Stores map[uint64]*wal.DB
+	// Engine is the base of each engine's config; the replica sets its
+	// Journal.
+	Engine allocator.Config
+	// Now is the wall clock the leader stamps changes with. Nil: time.Now.
+	Now func() time.Time
+	// TickInterval is how often a leader's engine runs its timers (hold
+	// expiry, releases, lottery draws). Zero: DefaultTickInterval.
+	TickInterval time.Duration
+	// PollInterval is how often the replica checks the groups' leaders.
+	// Zero: DefaultPollInterval.
+	PollInterval time.Duration
+	// Logger receives leadership changes. Nil: none.
+	Logger *zap.Logger
+	// OnEngine, if set, is called (from one goroutine, never
+	// concurrently) whenever a group's engine here changes: the new one,
+	// or nil when the group has none here.
+	OnEngine func(group uint64, e *allocator.Engine)
+}
+
+// Replica applies the committed entries of a node's groups to their
+// stores and runs the engines of the groups the node leads. It is the
+// cluster.StateMachine of the node. Safe for concurrent use.
+type Replica struct {
+	cfg    Config
+	groups map[uint64]*group
+	node   *cluster.Node
+	stopc  chan struct{}
+	stop   sync.Once
+	wg     sync.WaitGroup
+	events chan engineEvent // → notifier; OnEngine in order
+
+	// Test variants with a safety check taken out, which the tests must
+	// catch: testBeforePropose runs before a journal proposes;
+	// testDetached proposes outside the leadership's life (a proposal
+	// queued as it ends); testNoEpochs applies changes of any epoch.
+	testBeforePropose func(j *journal, c *allocator.Change)
+	testDetached      bool
+	testNoEpochs      bool
+}
+
+// group is one group's replica on this node.
+type group struct {
+	id uint64
+	db *wal.DB
+	// The apply side, touched only by the node's loop (Apply).
+	epoch       uint64 // the group's epoch (P1)
+	skipThrough uint64 // the store's applied index at start (P5)
+	// The leader side: lead is written by the watcher only; eng is the
+	// engine handlers may use.
+	lead *leadership
+	// mu orders the engine's publication against the end of its
+	// leadership: an engine is stored only while its leadership lasts.
+	mu  sync.Mutex
+	eng atomic.Pointer[allocator.Engine]
+	jr  atomic.Pointer[journal] // eng's journal
+}
+
+// leadership is one engine's life on a leader: from the proposal of its
+// epoch to the end of the leadership or the engine's first failed commit.
+type leadership struct {
+	term   uint64
+	ctx    context.Context
+	cancel context.CancelFunc
+	broken atomic.Bool // a commit failed (P4)
+}
+
+type engineEvent struct {
+	group uint64
+	eng   *allocator.Engine
+}
+
+// New returns the replica of cfg's groups. Start it with the node built
+// over it.
+func New(cfg Config) (*Replica, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.TickInterval <= 0 {
+		cfg.TickInterval = DefaultTickInterval
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = DefaultPollInterval
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
+	for id, db := range cfg.Stores {
+		if id == 0 || id > 255 {
+			return nil, fmt.Errorf("replica: group %d: groups are numbered 1 to 255 (a booking id's first byte names its group)", id)
+		}
+		applied, epoch, err := db.Applied()
+		if err != nil {
+			return nil, fmt.Errorf("replica: group %d: %w", id, err)
+		}
+		r.groups[id] = &group{id: id, db: db, epoch: epoch, skipThrough: applied}
+	}
+	return r, nil
+}
+
+// Start begins watching the node's leaderships; the node must have been
+// built with r as its state machine.
+func (r *Replica) Start(n *cluster.Node) {
+	r.node = n
+	r.wg.Go(r.notify)
+	r.wg.Go(r.watch)
+}
+
+// Close stops the engines and the watcher. The node is the caller's to
+// close (after Close).
+func (r *Replica) Close() {
+	r.stop.Do(func() { close(r.stopc) })
+	r.wg.Wait()
+}
+
+// Engine returns the engine of group if this node leads it and its
+// engine is built, else nil.
+func (r *Replica) Engine(group uint64) *allocator.Engine {
+	if g := r.groups[group]; g != nil {
+		return g.eng.Load()
+	}
+	return nil
+}
+
+// Commit commits c to group through its engine's journal here, for
+// records that are no engine change (an idempotent answer the edge
+// stores): ErrNoEngine where this node runs none.
+func (r *Replica) Commit(group uint64, c *allocator.Change) error {
+	g := r.groups[group]
+	if g == nil {
+		return fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	j := g.jr.Load()
+	if j == nil {
+		return fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	return j.Commit(c)
+}
+
+// Store returns group's store, nil for a group the node does not host.
+func (r *Replica) Store(group uint64) *wal.DB {
+	if g := r.groups[group]; g != nil {
+		return g.db
+	}
+	return nil
+}
+
+// markerResult is the Result of an epoch entry.
+type markerResult struct{ index, term uint64 }
+
+// changeResult is the Result of a change entry.
+type changeResult struct {
+	refused     bool
+	firstCursor uint64
+}
+
+// Apply applies committed entries of group to its store (the
+// cluster.StateMachine).
+func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
+	g := r.groups[groupID]
+	if g == nil {
+		return fmt.Errorf("replica: entries of group %d, which has no store here", groupID)
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Index <= g.skipThrough || len(e.Data) == 0 {
+			continue // P5; raft's own empty entries
+		}
+		switch e.Data[0] {
+		case kindEpoch:
+			if len(e.Data) != 1 {
+				return fmt.Errorf("replica: group %d: entry %d: %w: epoch entry of %d bytes", groupID, e.Index, cluster.ErrCorruptEntry, len(e.Data))
+			}
+			if err := g.db.ApplyEpoch(e.Index, e.Index); err != nil {
+				return err
+			}
+			g.epoch = e.Index
+			e.Result = markerResult{index: e.Index, term: e.Term}
+		case kindChange:
+			epoch, n := binary.Uvarint(e.Data[1:])
+			if n <= 0 {
+				return fmt.Errorf("replica: group %d: entry %d: %w: change without an epoch", groupID, e.Index, cluster.ErrCorruptEntry)
+			}
+			if epoch != g.epoch && !r.testNoEpochs {
+				e.Result = changeResult{refused: true}
+				continue
+			}
+			first, err := g.db.ApplyStaged(e.Index, e.Data[1+n:])
+			if err != nil {
+				return err
+			}
+			e.Result = changeResult{firstCursor: first}
+		default:
+			return fmt.Errorf("replica: group %d: entry %d: %w: kind %d", groupID, e.Index, cluster.ErrCorruptEntry, e.Data[0])
+		}
+	}
+	return nil
+}
+
+// watch follows the groups' leaderships: it starts an engine's life where
+// this node became leader and ends it where it stopped being one or the
+// engine broke (P4).
+func (r *Replica) watch() {
+	t := time.NewTicker(r.cfg.PollInterval)
+	defer t.Stop()
+	defer func() {
+		for _, g := range r.groups {
+			r.endLeadership(g)
+		}
+	}()
+	for {
+		select {
+		case <-r.stopc:
+			return
+		case <-t.C:
+		}
+		for _, g := range r.groups {
+			leader, term := r.node.Status(g.id)
+			l := g.lead
+			switch {
+			case leader != r.cfg.Self:
+				if l != nil {
+					r.endLeadership(g)
+				}
+			case l == nil || l.term != term || l.broken.Load():
+				if l != nil {
+					r.endLeadership(g)
+				}
+				r.beginLeadership(g, term)
+			}
+		}
+	}
+}
+
+func (r *Replica) beginLeadership(g *group, term uint64) {
+	ctx, cancel := context.WithCancel(context.Background())
+	l := &leadership{term: term, ctx: ctx, cancel: cancel}
+	g.lead = l
+	r.wg.Go(func() { r.lead(g, l) })
+}
+
+func (r *Replica) endLeadership(g *group) {
+	l := g.lead
+	if l == nil {
+		return
+	}
+	g.lead = nil
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l.cancel()
+	g.jr.Store(nil)
+	if g.eng.Swap(nil) != nil {
+		r.publish(engineEvent{group: g.id})
+		r.cfg.Logger.Info("group engine stopped", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Bool("broken", l.broken.Load()))
+	}
+}
+
+// publish queues ev for OnEngine unless the replica is closing.
+func (r *Replica) publish(ev engineEvent) {
+	select {
+	case r.events <- ev:
+	case <-r.stopc:
+	}
+}
+
+// lead runs one engine's life: it proposes the epoch entry, builds the
+// engine once the entry is applied in this leadership's term (P2), and
+// runs its timers until the leadership ends.
+func (r *Replica) lead(g *group, l *leadership) {
+	var epoch uint64
+	for epoch == 0 {
+		res, err := r.node.Propose(l.ctx, g.id, []byte{kindEpoch})
+		if l.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			// Not (yet) the leader as raft sees it, or the proposal was
+			// dropped: try again until the watcher ends this leadership.
+			if !sleep(l.ctx, r.cfg.PollInterval) {
+				return
+			}
+			continue
+		}
+		m := res.(markerResult)
+		if m.term != l.term {
+			return // applied in another term: this leadership is over (P2)
+		}
+		epoch = m.index
+	}
+	jr := &journal{r: r, g: g, l: l, epoch: epoch}
+	eng, err := allocator.New(allocator.Config{
+		Journal:     jr,
+		LotterySeed: r.cfg.Engine.LotterySeed,
+		IDTag:       byte(g.id),
+	})
+	if err != nil {
+		r.cfg.Logger.Error("cannot build a group engine", zap.Uint64("group", g.id), zap.Error(err))
+		l.broken.Store(true)
+		return
+	}
+	start := time.Now()
+	st, err := wal.Recover(g.db, eng, r.cfg.Now())
+	if err != nil {
+		// The store is this node's own and refused its own records: the
+		// node must not lead with it. Hand the leadership on.
+		r.cfg.Logger.Error("cannot build a group engine from its store", zap.Uint64("group", g.id), zap.Error(err))
+		l.broken.Store(true)
+		return
+	}
+	_ = eng.Tick(r.cfg.Now())
+	g.mu.Lock()
+	if l.ctx.Err() != nil {
+		g.mu.Unlock()
+		return
+	}
+	g.jr.Store(jr)
+	g.eng.Store(eng)
+	r.publish(engineEvent{group: g.id, eng: eng})
+	g.mu.Unlock()
+	r.cfg.Logger.Info("group engine started", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Uint64("epoch", epoch),
+		zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings), zap.Duration("took", time.Since(start)))
+	t := time.NewTicker(r.cfg.TickInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.ctx.Done():
+			return
+		case <-t.C:
+			_ = eng.Tick(r.cfg.Now())
+		}
+	}
+}
+
+// notify hands engine changes to OnEngine, in order.
+func (r *Replica) notify() {
+	for {
+		select {
+		case ev := <-r.events:
+			if r.cfg.OnEngine != nil {
+				r.cfg.OnEngine(ev.group, ev.eng)
+			}
+		case <-r.stopc:
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// journal is a leader's engine's journal: it proposes each change to the
+// group under the engine's epoch.
+type journal struct {
+	r     *Replica
+	g     *group
+	l     *leadership
+	epoch uint64
+}
+
+// Commit stages c and proposes it; it returns nil once the entry is
+// applied here and was not refused (P3). Any error breaks the engine
+// (P4).
+func (j *journal) Commit(c *allocator.Change) error {
+	if c.Empty() {
+		return nil
+	}
+	staged, err := wal.Stage(c)
+	if err != nil {
+		j.l.broken.Store(true)
+		return err
+	}
+	data := make([]byte, 0, 1+binary.MaxVarintLen64+len(staged))
+	data = append(data, kindChange)
+	data = binary.AppendUvarint(data, j.epoch)
+	data = append(data, staged...)
+	if j.r.testBeforePropose != nil {
+		j.r.testBeforePropose(j, c)
+	}
+	ctx := j.l.ctx
+	if j.r.testDetached {
+		ctx = context.Background()
+	}
+	res, err := j.r.node.Propose(ctx, j.g.id, data)
+	if err != nil {
+		j.l.broken.Store(true)
+		return fmt.Errorf("replica: group %d: %w", j.g.id, err)
+	}
+	cr := res.(changeResult)
+	if cr.refused {
+		j.l.broken.Store(true)
+		return fmt.Errorf("replica: group %d: %w", j.g.id, ErrRefused)
+	}
+	for i := range c.Events {
+		c.Events[i].Cursor = cr.firstCursor + uint64(i)
+	}
+	return nil
+}
+
+// Degraded reports a broken engine (allocator.SelfDegradingJournal), so
+// that its writes are refused at once until it is replaced.
+func (j *journal) Degraded() bool { return j.l.broken.Load() || j.l.ctx.Err() != nil }
