@@ -95,6 +95,17 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// NewStoreCollector exports the storage metrics of Config.StoreStats
+// polled from stats at each scrape, for a registry of the caller's own
+// (a cluster node's, whose stores are not one Server's).
+func NewStoreCollector(stats func() (StoreStats, bool)) prometheus.Collector {
+	return &storeCollector{stats: stats}
+}
+
+// NewBuildInfoCollector exports slotd_build_info for b, for a registry of
+// the caller's own.
+func NewBuildInfoCollector(b BuildInfo) prometheus.Collector { return buildInfoGauge(b) }
+
 // buildInfoGauge is slotd_build_info for b.
 func buildInfoGauge(b BuildInfo) prometheus.Collector {
 	return constCollector{prometheus.MustNewConstMetric(descBuildInfo, prometheus.GaugeValue, 1, b.Version, b.Commit, b.GoVersion)}

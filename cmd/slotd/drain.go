@@ -5,8 +5,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"slotd/httpapi"
 )
 
 // shutdownDelayMax bounds -shutdown-delay: load balancers poll readiness
@@ -15,15 +13,16 @@ import (
 const shutdownDelayMax = 5 * time.Minute
 
 // drainDelay runs between the stop signal and the listener's close: for
-// delay, /readyz answers 503 "draining" while the API goes on answering,
-// so that a load balancer polling readiness takes the instance out
-// before its connections are refused. A second SIGTERM or SIGINT on sig
-// ends the wait early. A zero delay returns at once.
-func drainDelay(srv *httpapi.Server, delay time.Duration, sig <-chan os.Signal, log *zap.Logger) {
+// delay, /readyz answers 503 "draining" (drain turns it so, e.g.
+// httpapi.Server.Drain) while the API goes on answering, so that a load
+// balancer polling readiness takes the instance out before its
+// connections are refused. A second SIGTERM or SIGINT on sig ends the
+// wait early. A zero delay returns at once.
+func drainDelay(drain func(), delay time.Duration, sig <-chan os.Signal, log *zap.Logger) {
 	if delay <= 0 {
 		return
 	}
-	srv.Drain()
+	drain()
 	log.Info("shutdown delay: readiness off, still serving", zap.Duration("shutdown_delay", delay))
 	timer := time.NewTimer(delay)
 	defer timer.Stop()

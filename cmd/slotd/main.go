@@ -185,7 +185,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	case err := <-served:
 		return fmt.Errorf("API listener: %w", err)
 	}
-	drainDelay(srv, opts.shutdownDelay, sig, log)
+	drainDelay(srv.Drain, opts.shutdownDelay, sig, log)
 	srv.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
