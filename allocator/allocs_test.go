@@ -3,6 +3,7 @@ package allocator
 import (
 	"testing"
 	"time"
+	"unsafe"
 )
 
 // Claim invariants C2 and C4 of calendar.go, checked on a day built straight
@@ -178,4 +179,23 @@ func TestClaimInvariantC4TransitionDayCostsNothingPerClaim(t *testing.T) {
 		}
 		checkDay(t, dy)
 	}
+}
+
+// TestPerBookingSizes holds the engine's per-booking and per-applicant
+// objects to the sizes the memory budget counts on (DESIGN §6, at most
+// 256 bytes per active booking; BenchmarkMemoryPerBooking measures the
+// whole): the record fills the 112-byte size class, the booking 16 bytes
+// (its day is found from the record), an applicant's state 64 (its
+// active count is summed from its services).
+func TestPerBookingSizes(t *testing.T) {
+	f := func(name string, got, want uintptr) {
+		t.Helper()
+		if got != want {
+			t.Errorf("%s is %d bytes, want %d", name, got, want)
+		}
+	}
+	f("BookingRecord", unsafe.Sizeof(BookingRecord{}), 112)
+	f("booking", unsafe.Sizeof(booking{}), 16)
+	f("applicantState", unsafe.Sizeof(applicantState{}), 64)
+	f("timerEntry", unsafe.Sizeof(timerEntry{}), 16)
 }

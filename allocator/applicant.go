@@ -37,21 +37,33 @@ import (
 const applicantShards = 256
 
 // applicantState must be accessed with its shard's mutex held.
+//
+// It is 64 bytes. The active count is not kept but summed from services
+// (active): every active booking and reservation counts in exactly one
+// service, so the count would say again what the services say, for 8
+// bytes an applicant and a size class (80 bytes) of the allocator.
 type applicantState struct {
-	active int
 	// services are the services, by number (serviceIDs), with active
-	// bookings at any office. A slice, not a map: an applicant has a handful at most, and a map per
-	// applicant would cost more memory than the booking itself.
+	// bookings at any office, and how many each. A slice, not a map: an
+	// applicant has a handful at most, and a map per applicant would cost
+	// more memory than the booking itself.
 	services []serviceCount
 	// pen is nil until the applicant's first penalised event: most
 	// applicants never have one, and the fields would cost every one.
 	pen      *applicantPenalties
 	bookings []*booking // archive included, in creation order
-	// Backing arrays of services and bookings until either needs a second
-	// element: most applicants hold one booking, and two more objects per
-	// applicant were most of what a hold allocates besides the booking.
-	oneService [1]serviceCount
+	// oneBooking backs bookings until it needs a second element: most
+	// applicants hold one booking.
 	oneBooking [1]*booking
+}
+
+// active returns the applicant's active bookings and reservations.
+func (st *applicantState) active() int {
+	n := 0
+	for _, c := range st.services {
+		n += int(c.n)
+	}
+	return n
 }
 
 // empty reports whether st holds nothing the rules need: no active
@@ -59,14 +71,13 @@ type applicantState struct {
 // bookings"), and no penalty record. A penalty is only ever recorded for a
 // booking in the list, so an applicant with one is never empty anyway.
 func (st *applicantState) empty() bool {
-	return st.active == 0 && len(st.bookings) == 0 && st.pen == nil
+	return len(st.services) == 0 && len(st.bookings) == 0 && st.pen == nil
 }
 
-// newApplicantState returns an empty state whose first service and first
-// booking need no allocation.
+// newApplicantState returns an empty state whose first booking needs no
+// allocation.
 func newApplicantState() *applicantState {
 	st := &applicantState{}
-	st.services = st.oneService[:0]
 	st.bookings = st.oneBooking[:0]
 	return st
 }
@@ -210,14 +221,13 @@ func (a *applicants) reserve(id, svc string, l *layout, now time.Time) (applican
 		err = &BlockedError{Until: time.Unix(0, st.blockedUntil()).In(l.loc)}
 	case st.count(pair) > 0:
 		err = ErrDuplicateBooking
-	case st.active >= p.maxActivePerApplicant:
+	case st.active() >= p.maxActivePerApplicant:
 		err = ErrLimitReached
 	}
 	if err != nil {
 		sh.forgetLocked(id, st) // a state made for this call only
 		return applicantRef{}, err
 	}
-	st.active++
 	st.addService(pair, 1)
 	return applicantRef{sh, st}, nil
 }
@@ -235,11 +245,10 @@ func (a *applicants) unreserve(id, svc string) {
 	sh := a.shard(id)
 	sh.mu.Lock()
 	st := sh.stateLocked(id)
-	if invariantsEnabled && (st.active <= 0 || st.count(pair) <= 0) {
+	if invariantsEnabled && st.count(pair) <= 0 {
 		sh.mu.Unlock()
 		panic("BUG: allocator: applicant active count below zero")
 	}
-	st.active--
 	st.addService(pair, -1)
 	sh.forgetLocked(id, st) // a hold that failed before its booking was listed
 	sh.mu.Unlock()
@@ -328,7 +337,7 @@ func (a *applicants) snapshot(id string) (active int, blockedUntilUnixNano int64
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	if st := sh.m[id]; st != nil {
-		return st.active, st.blockedUntil()
+		return st.active(), st.blockedUntil()
 	}
 	return 0, 0
 }

@@ -16,13 +16,15 @@
 // in a sharded table (applicant.go).
 //
 // Per active booking the engine keeps its BookingRecord (112 bytes, the
-// history encoded as the journal stores it: history.go), the booking (24
-// bytes), one 16-byte timer entry (wheel.go), a slot of the id index
-// (index.go), a pointer in its office's list of the date (agenda.go, 8
-// bytes and the list's spare capacity; one more per reschedule) and a
-// share of its applicant's state.
+// history encoded as the journal stores it: history.go), the booking (16
+// bytes: its seat's day is found from the record, not kept), one 16-byte
+// timer entry (wheel.go), a slot of the id index (index.go), a pointer in
+// its office's list of the date (agenda.go, 8 bytes and the list's spare
+// capacity; one more per reschedule) and a share of its applicant's
+// state (64 bytes, the active count summed from the services, not kept).
 // BenchmarkMemoryPerBooking measures the whole (DESIGN §6: at most 256
-// bytes per active booking).
+// bytes per active booking); TestPerBookingSizes holds the parts to
+// their sizes.
 //
 // # Invariants
 //
@@ -64,6 +66,13 @@
 // confirmed booking (directly or through an approved late cancel) and
 // no-shows; cancelling a hold, operator force-cancels and office closures
 // do not count.
+//
+// A service may require an operator's approval: a confirm of it enters
+// StatusAwaitingApproval, which owns the seat and counts for the
+// applicant's limit and duplicates, until Approve (confirmed), Reject
+// (rejected, the seat freed, a reason required), the applicant's cancel,
+// or start + no_show_grace unapproved (expired, by Tick); none of these
+// counts towards the penalty.
 //
 // A booking's history holds at most HistoryEntriesMax transitions, with
 // actors and reasons of at most ActorBytesMax and ReasonBytesMax bytes

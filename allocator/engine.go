@@ -48,9 +48,10 @@ type Engine struct {
 
 	wheels [wheelShards]*wheel // offices hashed onto them (wheel.go)
 
-	tickMu  sync.Mutex // one Tick at a time
-	dueBuf  []timerEntry
-	counter Counters
+	tickMu   sync.Mutex   // one Tick at a time
+	dueBuf   []dueTimer   // a Tick's due timers; guarded by tickMu
+	entryBuf []timerEntry // one wheel's due entries; guarded by tickMu
+	counter  Counters
 }
 
 // Config configures an Engine.
@@ -207,15 +208,27 @@ const lockBit = 1 << 8
 // booking is the live form of a booking. Readers load rec, the last durable
 // state, without locks. Writers first win the lock bit of state by CAS (the
 // lifecycle invariant L1 below), so at most one transition is in flight.
+//
+// It is 16 bytes, one per booking in memory: the seat's day is not kept
+// but found from the record (seatDay), which names the office and date.
 type booking struct {
 	state atomic.Uint32 // Status | lockBit
 	rec   atomic.Pointer[BookingRecord]
-	day   *day // the seat's day; written only by the lock holder
 }
 
-// start returns the start of rec's seat, rec being b's current record.
-// Caller holds b's lock bit (b.day is the lock holder's).
-func (b *booking) start(rec *BookingRecord) time.Time { return b.day.clock.at(int(rec.Step)) }
+// seatDay returns the day of an active booking's seat at o, rec being its
+// record at o. The day exists (the seat is claimed in it) and keeps the
+// seat's steps: a layout change that would move them is refused while
+// the booking is active, and a reopened date's new day takes the seats of
+// the bookings still active on it (replaceDay). A terminal booking's
+// date may have no day, or one of another layout: callers ask only for
+// active ones.
+func (o *office) seatDay(l *layout, rec *BookingRecord) *day { return o.day(l, rec.Date) }
+
+// seatStart returns the start of an active booking's seat at o.
+func (o *office) seatStart(l *layout, rec *BookingRecord) time.Time {
+	return o.seatDay(l, rec).clock.at(int(rec.Step))
+}
 
 // Lifecycle invariants ("lifecycle invariant N" in tests):
 //

@@ -44,8 +44,8 @@ const historyStackBytes = 256
 // cancel (confirmed → cancel_requested), which an operator's reject undoes
 // (→ confirmed), and a reschedule (confirmed → confirmed, also bounded by
 // the office's max_reschedules). Every other transition moves a booking
-// along a path of at most four entries (held, confirmed, checked_in,
-// completed); a reminder adds none. So a booking takes a repeatable
+// along a path of at most five entries (held, awaiting_approval,
+// confirmed, checked_in, completed); a reminder adds none. So a booking takes a repeatable
 // transition only while its history keeps room for it and the longest
 // ending after it (checkRepeat), and then no other transition can take it
 // past HistoryEntriesMax: whatever was let into a round can finish.

@@ -100,10 +100,11 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	if !confirm {
 		rec.History = HistoryOf(held)
 	} else {
-		rec.Status = StatusConfirmed
+		st, event := confirmedStatus(svc)
+		rec.Status = st
 		rec.HoldExpiresUnixNano = 0
-		rec.History = HistoryOf(held, Transition{AtUnixNano: now.UnixNano(), Status: StatusConfirmed, Actor: meta.Actor})
-		c.Events = append(c.Events, Event{Type: EventConfirmed, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
+		rec.History = HistoryOf(held, Transition{AtUnixNano: now.UnixNano(), Status: st, Actor: meta.Actor})
+		c.Events = append(c.Events, Event{Type: event, AtUnixNano: now.UnixNano(), Office: o.id, Booking: rec})
 	}
 	if extra != nil {
 		extra(c, rec)
@@ -113,7 +114,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 		e.apps.unreserve(applicant, svc.id)
 		return Booking{}, err
 	}
-	b := &booking{day: d}
+	b := &booking{}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
 	ref.add(b) // before anyone can find the booking to end it (A3)
@@ -126,7 +127,7 @@ func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *serv
 	e.counter.moved(0, rec.Status)
 	e.counter.Transitions[StatusHeld].Add(1)
 	if confirm {
-		e.counter.Transitions[StatusConfirmed].Add(1)
+		e.counter.Transitions[rec.Status].Add(1)
 	}
 	return viewOf(&d.clock, rec), nil
 }
@@ -148,6 +149,8 @@ func (e *Engine) schedule(now time.Time, o *office, l *layout, c *dayClock, b *b
 		} else {
 			o.wheel.add(start.Add(l.policy.noShowGrace), b)
 		}
+	case StatusAwaitingApproval:
+		o.wheel.add(approvalDeadline(l, c.at(int(rec.Step))), b)
 	}
 }
 

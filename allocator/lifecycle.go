@@ -28,7 +28,8 @@ type effect struct {
 }
 
 // decider checks a transition against the current record and policy;
-// start is the instant of the record's seat.
+// start is the instant of the record's seat, zero when the record is
+// terminal (every decider refuses a terminal record before reading it).
 type decider func(l *layout, cur *BookingRecord, start time.Time) (effect, error)
 
 // transition runs one status change under the lifecycle protocol (L1–L3):
@@ -69,7 +70,13 @@ func (e *Engine) transition(now time.Time, id ID, applicant string, meta Meta, d
 // is released here.
 func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *BookingRecord, meta Meta, decide decider) (Booking, error) {
 	l := o.lay.Load()
-	ef, err := decide(l, cur, b.start(cur))
+	var d *day // the seat's day, of an active record
+	var start time.Time
+	if cur.Status.Active() {
+		d = o.seatDay(l, cur)
+		start = d.clock.at(int(cur.Step))
+	}
+	ef, err := decide(l, cur, start)
 	if err == nil {
 		err = checkGrowth(cur, ef.next)
 	}
@@ -90,7 +97,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	}
 	b.rec.Store(ef.next) // L2
 	if ef.free {
-		e.freeSeat(now, o, b.day, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
+		e.freeSeat(now, o, d, int(cur.Window), int(cur.Step), int(cur.Slots)) // L3, W1
 	}
 	if ef.leave {
 		e.apps.unreserve(cur.Applicant, cur.Service)
@@ -99,7 +106,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.apps.penalise(cur.Applicant, &l.policy, now)
 	}
 	if ef.scheduled {
-		e.schedule(now, o, l, &b.day.clock, b, ef.next)
+		e.schedule(now, o, l, &d.clock, b, ef.next)
 	}
 	if ef.reminder {
 		e.counter.Reminders.Add(1)
@@ -107,7 +114,6 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.counter.moved(cur.Status, ef.next.Status)
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
-	d := b.day // the lock holder's: read before the unlock
 	b.unlock(ef.next.Status)
 	return viewOf(&d.clock, ef.next), nil
 }
@@ -116,7 +122,8 @@ func refuse(cur *BookingRecord, action string) error {
 	return fmt.Errorf("%w: cannot %s a %s booking", ErrInvalidTransition, action, cur.Status)
 }
 
-// Confirm moves a held booking to confirmed. A hold past its expiry cannot
+// Confirm moves a held booking to confirmed, or, for a service that
+// requires approval, to awaiting_approval. A hold past its expiry cannot
 // be confirmed even if the wheel has not fired yet.
 func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Booking, error) {
 	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
@@ -126,7 +133,54 @@ func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Boo
 		if now.UnixNano() >= cur.HoldExpiresUnixNano {
 			return effect{}, fmt.Errorf("%w: the hold expired at %s", ErrInvalidTransition, time.Unix(0, cur.HoldExpiresUnixNano).In(l.loc).Format(time.RFC3339))
 		}
+		st, event := confirmedStatus(l.services[cur.Service])
+		return effect{next: cur.next(now, st, meta.Actor, meta.Reason), event: event, scheduled: true}, nil
+	})
+}
+
+// confirmedStatus is the status an applicant's confirm of svc enters and
+// its event: awaiting_approval when svc requires approval, else
+// confirmed.
+func confirmedStatus(svc *service) (Status, string) {
+	if svc != nil && svc.requiresApproval {
+		return StatusAwaitingApproval, EventAwaitingApproval
+	}
+	return StatusConfirmed, EventConfirmed
+}
+
+// approvalDeadline is the last instant an operator may approve a booking
+// starting at start: its start + no_show_grace, the instant a confirmed
+// booking becomes a no-show. Unapproved then, it expires (Tick).
+func approvalDeadline(l *layout, start time.Time) time.Time {
+	return start.Add(l.policy.noShowGrace)
+}
+
+// Approve (operator) confirms a booking awaiting approval, until its
+// approval deadline.
+func (e *Engine) Approve(now time.Time, id ID, meta Meta) (Booking, error) {
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+		if cur.Status != StatusAwaitingApproval {
+			return effect{}, refuse(cur, "approve")
+		}
+		if deadline := approvalDeadline(l, start); !now.Before(deadline) {
+			return effect{}, fmt.Errorf("%w: the approval was due by %s", ErrInvalidTransition, deadline.In(l.loc).Format(time.RFC3339))
+		}
 		return effect{next: cur.next(now, StatusConfirmed, meta.Actor, meta.Reason), event: EventConfirmed, scheduled: true}, nil
+	})
+}
+
+// Reject (operator) refuses a booking awaiting approval: it becomes
+// rejected and frees its seat. The reason is required: the applicant is
+// told why. It does not count towards the penalty.
+func (e *Engine) Reject(now time.Time, id ID, meta Meta) (Booking, error) {
+	if meta.Reason == "" {
+		return Booking{}, fmt.Errorf("%w: a rejection needs a reason", ErrValidation)
+	}
+	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+		if cur.Status != StatusAwaitingApproval {
+			return effect{}, refuse(cur, "reject")
+		}
+		return effect{next: cur.next(now, StatusRejected, meta.Actor, meta.Reason), event: EventRejected, free: true, leave: true}, nil
 	})
 }
 
@@ -136,11 +190,14 @@ func (e *Engine) Confirm(now time.Time, id ID, applicant string, meta Meta) (Boo
 // and is refused under the floor. A confirmed booking of a service with
 // online_cancel off is refused (ErrCancelNotOnline): the office cancels
 // it (ForceCancel). Its hold is still let go: an unconfirmed hold expires
-// by itself anyway, and dropping it early only frees the seat sooner.
+// by itself anyway, and dropping it early only frees the seat sooner. A
+// request awaiting approval is withdrawn at once, like a hold, whatever
+// the cutoffs: the office has not accepted it, so it is no appointment
+// yet and its withdrawal no late cancel.
 func (e *Engine) Cancel(now time.Time, id ID, applicant string, meta Meta) (Booking, error) {
 	return e.transition(now, id, applicant, meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		switch cur.Status {
-		case StatusHeld:
+		case StatusHeld, StatusAwaitingApproval:
 			return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true}, nil
 		case StatusConfirmed:
 			if svc := l.services[cur.Service]; svc != nil && !svc.onlineCancel {
@@ -189,12 +246,13 @@ func (e *Engine) RejectCancel(now time.Time, id ID, meta Meta) (Booking, error) 
 	})
 }
 
-// ForceCancel (operator) cancels a held, confirmed or cancel_requested
-// booking regardless of cutoffs. It does not count towards the penalty.
+// ForceCancel (operator) cancels a held, confirmed, awaiting_approval or
+// cancel_requested booking regardless of cutoffs. It does not count
+// towards the penalty.
 func (e *Engine) ForceCancel(now time.Time, id ID, meta Meta) (Booking, error) {
 	return e.transition(now, id, "", meta, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
 		switch cur.Status {
-		case StatusHeld, StatusConfirmed, StatusCancelRequested:
+		case StatusHeld, StatusConfirmed, StatusAwaitingApproval, StatusCancelRequested:
 			return effect{next: cur.next(now, StatusCancelled, meta.Actor, meta.Reason), event: EventCancelled, free: true, leave: true}, nil
 		}
 		return effect{}, refuse(cur, "force-cancel")

@@ -91,8 +91,11 @@ func (e *Engine) addOfficeLocked(o *office) {
 	e.offices.Store(&m)
 }
 
-// replaceDay rebuilds the day at date from the layout. Only for days that
-// no active booking owns a seat of; caller holds o.gate for writing.
+// replaceDay rebuilds the day at date from the layout: a reopened date.
+// The bookings still active on it (checked_in ones, which a closure
+// leaves) keep their seats: the new day has them taken, so they are
+// neither sold again nor lost when the visit ends (seatDay). Caller holds
+// o.gate for writing, so no claim or free of the office is under way.
 func (o *office) replaceDay(l *layout, date Date) {
 	o.daysMu.Lock()
 	defer o.daysMu.Unlock()
@@ -104,6 +107,11 @@ func (o *office) replaceDay(l *layout, date Date) {
 	d := newDay(l, date)
 	if prev := old[date]; prev != nil {
 		d.seq.Store(prev.seq.Load())
+	}
+	for _, r := range o.agenda.records(o.id, date, func(r *BookingRecord) bool { return r.Status.Active() }) {
+		if !d.claim(int(r.Window), int(r.Step), int(r.Slots)) {
+			panic("BUG: allocator: two active bookings own a seat of a reopened day")
+		}
 	}
 	m[date] = d
 	o.days.Store(&m)
@@ -198,7 +206,7 @@ func (e *Engine) releaseLocked(now, instant time.Time, o *office, through Date, 
 }
 
 // CloseDate closes an office on date: its free seats are withdrawn and
-// every held, confirmed or cancel_requested booking on it is cancelled with
+// every held, confirmed, awaiting_approval or cancel_requested booking on it is cancelled with
 // reason office_closed, all in one durable change. Closing a closed date
 // changes nothing.
 func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta) ([]Booking, error) {
@@ -245,14 +253,15 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 }
 
 // lockClosableLocked locks and returns the bookings of office on date that
-// a closure cancels: held, confirmed and cancel_requested ones. Caller
+// a closure cancels: every active one but a checked_in one (held,
+// confirmed, awaiting_approval, cancel_requested). Caller
 // holds the office's write gate, so no transition of the office is in
 // flight and every such booking's lock is free.
 func (e *Engine) lockClosableLocked(office string, date Date) []*booking {
 	var affected []*booking
 	e.index.each(func(b *booking) bool {
 		r := b.rec.Load()
-		if r.Office == office && r.Date == date && (r.Status == StatusHeld || r.Status == StatusConfirmed || r.Status == StatusCancelRequested) {
+		if r.Office == office && r.Date == date && r.Status.Active() && r.Status != StatusCheckedIn {
 			if !b.tryLock() {
 				panic("BUG: allocator: booking locked under the office write gate")
 			}

@@ -151,6 +151,11 @@ type ServiceConfig struct {
 	// Names maps a primary language tag ("ru", "en") to the service's
 	// name in that language; Name stays the name for any other.
 	Names map[string]string `json:"names,omitempty"`
+	// RequiresApproval makes an applicant's confirm wait for an
+	// operator's approval (awaiting_approval) instead of confirming.
+	// False, the field omitted, confirms at once: the rule before the
+	// field existed.
+	RequiresApproval bool `json:"requires_approval,omitempty"`
 }
 
 // onlineCancel is OnlineCancel with its default.
@@ -318,6 +323,9 @@ type service struct {
 	weekdays      [7]bool
 	reschedulable bool
 	onlineCancel  bool
+	// requiresApproval: a confirm waits for an operator's approval
+	// (StatusAwaitingApproval).
+	requiresApproval bool
 }
 
 // policy is PolicyConfig with time.Duration fields.
@@ -580,7 +588,8 @@ func compileService(officeID string, sc ServiceConfig) (*service, error) {
 	if err := checkServiceInfo(officeID, &sc); err != nil {
 		return nil, err
 	}
-	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable, onlineCancel: sc.onlineCancel()}
+	s := &service{id: sc.ID, name: sc.Name, slots: sc.Slots, reschedulable: sc.Reschedulable, onlineCancel: sc.onlineCancel(),
+		requiresApproval: sc.RequiresApproval}
 	if len(sc.Weekdays) == 0 {
 		for i := range s.weekdays {
 			s.weekdays[i] = true

@@ -1,9 +1,11 @@
 package allocator
 
 import (
+	"cmp"
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"reflect"
 	"slices"
@@ -19,8 +21,9 @@ import (
 // CAS, no timer wheel, no shared code with the engine beyond the public
 // types — run the same long random operation sequences and must agree on
 // every result (success or which sentinel error; for a success the seat,
-// status and booking serial) and on the state at checkpoints and at the end
-// (every booking, every applicant's active count and block, free starts per
+// status and booking serial; every watch.matched the operation caused) and
+// on the state at checkpoints and at the end (every booking, every
+// applicant's active count and block, the active watches, free starts per
 // day and per step, counters against bitmaps).
 //
 // The model states the semantics of DESIGN §1 directly: a seat is an
@@ -31,10 +34,18 @@ import (
 // its date is not closed, and no active booking owns it; a k-step run is k
 // seats a grid step apart; an exact start takes the lowest free window;
 // earliest_after takes the earliest start, then the lowest window; holds
-// expire and no-shows fire on Tick by time alone; the daily release
-// happens when the clock first reads the release minute. Offices in
-// Moscow and Berlin, runs starting before the nights the Berlin clocks
-// change.
+// expire and no-shows fire on Tick by time alone, in the order they fell
+// due; the daily release happens when the clock first reads the release
+// minute. A confirm of a service that requires approval waits for an
+// operator, and a request nobody approved expires at start + grace.
+// Watches form one waitlist, oldest first: a seat freed goes to the first
+// watch that matches it (office or region, service, dates, bookable),
+// handed over as a hold with auto_hold, told of without; an applicant who
+// already has an active booking of the service is served only by an
+// earlier seat, and with auto_hold its booking is moved there under the
+// reschedule rules, freeing its old seat for the next watch; a newly
+// released date goes to the watches before anyone. Offices in Moscow and
+// Berlin, runs starting before the nights the Berlin clocks change.
 //
 // A failure prints the seed and the operations that led to it. Scale a run
 // with -oracle.ops and -oracle.seeds (for example -oracle.ops=200000).
@@ -58,6 +69,7 @@ type modelService struct {
 	slots         int
 	weekdays      []time.Weekday // nil: every day the office is open
 	reschedulable bool
+	approval      bool // requires_approval
 }
 
 type modelPolicy struct {
@@ -119,12 +131,39 @@ type modelApplicant struct {
 	blockedUntilUnixNano int64
 }
 
+// modelWatch is a watch; the model's watches are created at strictly
+// increasing instants (the generator moves the clock for each), so their
+// creation index is their place in the waitlist.
+type modelWatch struct {
+	applicant, service string
+	office, region     string // exactly one
+	from, to           Date
+	autoHold           bool
+	active             bool
+}
+
+// oracleMatch is one watch.matched: the watch and the start offered, by
+// creation index, and the booking held or moved for it (-1: told only).
+type oracleMatch struct {
+	Watch   int
+	Start   int64 // unix seconds
+	Booking int
+	Moved   bool // Booking was moved there, not held
+}
+
 type oracleModel struct {
 	offices  map[string]*modelOffice
 	order    []string
 	bookings []*modelBooking
 	owner    map[oracleSeat]int
 	apps     map[string]*modelApplicant
+	watches  []*modelWatch
+	// matches collects the current operation's watch.matched, in order.
+	matches []oracleMatch
+	// busy are the bookings an operation is moving: a watch of their
+	// applicant skips a seat freed meanwhile, as the engine's booking
+	// lock makes it (W5).
+	busy map[int]bool
 }
 
 var modelDayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
@@ -222,7 +261,7 @@ func (mo *modelOffice) config() OfficeConfig {
 	}
 	var svcs []ServiceConfig
 	for _, s := range mo.services {
-		sc := ServiceConfig{ID: s.id, Name: strings.ToUpper(s.id), Slots: s.slots, Reschedulable: s.reschedulable}
+		sc := ServiceConfig{ID: s.id, Name: strings.ToUpper(s.id), Slots: s.slots, Reschedulable: s.reschedulable, RequiresApproval: s.approval}
 		for _, wd := range s.weekdays {
 			sc.Weekdays = append(sc.Weekdays, modelDayNames[wd])
 		}
@@ -249,10 +288,11 @@ func (mo *modelOffice) config() OfficeConfig {
 //     default policy;
 //   - a2: the same services at 1 window, a 48h cancel cutoff, one
 //     reschedule, two active bookings, a 09:00 release, a 3h minimum
-//     notice, cancels 2 and reschedules 3 working days ahead;
+//     notice, cancels 2 and reschedules 3 working days ahead; its rvp
+//     requires approval;
 //   - f:  5-minute grid around the clock (288 steps, runs crossing the
 //     63/64, 127/128 … word boundaries), 1- to 3-step services, a 20m
-//     minimum notice;
+//     minimum notice; its two requires approval;
 //   - b:  Berlin, 15-minute grid, 2 windows, open 00:00–06:00 and
 //     09:00–12:00 every day, across the hour the clocks change; a 02:30
 //     release, in that hour;
@@ -281,11 +321,11 @@ func oracleOffices() []*modelOffice {
 	p2.cancelCutoff, p2.maxReschedules, p2.maxActive, p2.releaseMinute, p2.minNotice = 48*time.Hour, 1, 2, 9*60, 3*time.Hour
 	p2.cancelWorkingDays, p2.rescheduleWorkingDays = 2, 3
 	a2 := &modelOffice{id: "a2", region: "moscow", stepMinutes: 15, windows: 1, hours: weekdays, policy: p2,
-		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true}}}
+		services: []modelService{{id: "patent", slots: 1, reschedulable: true}, {id: "rvp", slots: 2, reschedulable: true, approval: true}}}
 	p3 := def
 	p3.holdTTL, p3.noShowGrace, p3.minNotice = 3*time.Minute, 0, 20*time.Minute
 	f := &modelOffice{id: "f", region: "spb", stepMinutes: 5, windows: 2, hours: allDay, policy: p3,
-		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true},
+		services: []modelService{{id: "one", slots: 1, reschedulable: true}, {id: "two", slots: 2, reschedulable: true, approval: true},
 			{id: "three", slots: 3, weekdays: []time.Weekday{time.Monday, time.Wednesday, time.Friday, time.Saturday}}}}
 	night := map[time.Weekday][][2]int{}
 	for wd := time.Sunday; wd <= time.Saturday; wd++ {
@@ -321,7 +361,7 @@ func (mo *modelOffice) hotSteps() []int {
 }
 
 func newOracleModel(now time.Time) *oracleModel {
-	m := &oracleModel{offices: map[string]*modelOffice{}, owner: map[oracleSeat]int{}, apps: map[string]*modelApplicant{}}
+	m := &oracleModel{offices: map[string]*modelOffice{}, owner: map[oracleSeat]int{}, apps: map[string]*modelApplicant{}, busy: map[int]bool{}}
 	for _, mo := range oracleOffices() {
 		mo.closed, mo.seq = map[Date]bool{}, map[Date]uint32{}
 		mo.loc, mo.seatsOf, mo.seatSet, mo.releaseOf = testtime.MustLoc(mo.zone), map[Date][]time.Time{}, map[int64]Date{}, map[Date]time.Time{}
@@ -501,12 +541,229 @@ func (m *oracleModel) free(b *modelBooking) {
 	}
 }
 
-// leave ends an active booking: seat and applicant count go back.
-func (m *oracleModel) leave(b *modelBooking, to Status) {
+// leave ends an active booking: its seat is offered to the watches, then
+// the applicant's count goes back.
+func (m *oracleModel) leave(now time.Time, b *modelBooking, to Status) {
 	b.status = to
 	b.holdExpiresUnixNano = 0
 	m.free(b)
+	m.offer(now, m.offices[b.office], b.date, b.window, b.start, b.slots)
 	m.unreserve(b.applicant, b.service)
+}
+
+// confirmedStatus is the status a confirm of svc enters.
+func (svc *modelService) confirmedStatus() Status {
+	if svc.approval {
+		return StatusAwaitingApproval
+	}
+	return StatusConfirmed
+}
+
+// ---------------------------------------------------------------------------
+// The waitlist.
+
+// watchMatches reports whether watch k wants a run of svc at mo from t on
+// date, slots seats long being on offer.
+func (m *oracleModel) watchMatches(now time.Time, k int, mo *modelOffice, date Date, t time.Time, slots int) bool {
+	wt := m.watches[k]
+	if !wt.active || (wt.office != mo.id && (wt.office != "" || wt.region != mo.region)) || date < wt.from || date > wt.to {
+		return false
+	}
+	svc := mo.service(wt.service)
+	return svc != nil && svc.slots <= slots && m.bookable(mo, svc, date, t, now) == nil
+}
+
+// activeOf is the applicant's active booking of service, -1 if none.
+func (m *oracleModel) activeOf(applicant, service string) int {
+	for k := len(m.bookings) - 1; k >= 0; k-- {
+		if b := m.bookings[k]; b.applicant == applicant && b.service == service && b.status.Active() {
+			return k
+		}
+	}
+	return -1
+}
+
+// offer gives the run of slots seats from t at (mo, date, window), which
+// no booking owns any more, to the oldest watch it serves: a hold for it,
+// a move of its applicant's booking to an earlier seat, or a notice.
+// Watches refused (limits, a move the rules refuse, a later seat) stay
+// active and the next is tried, the run kept as long as the refused
+// watch's service needed. On a closed date the seat goes to no one.
+func (m *oracleModel) offer(now time.Time, mo *modelOffice, date Date, window int, t time.Time, slots int) {
+	if mo.closed[date] {
+		return
+	}
+	skip := map[int]bool{}
+	for {
+		k := -1
+		for i := range m.watches {
+			if !skip[i] && m.watchMatches(now, i, mo, date, t, slots) {
+				k = i
+				break
+			}
+		}
+		if k < 0 {
+			return
+		}
+		wt := m.watches[k]
+		svc := mo.service(wt.service)
+		if held := m.activeOf(wt.applicant, wt.service); held >= 0 {
+			if m.offerMove(now, mo, svc, k, held, date, window, t, slots) {
+				return
+			}
+			skip[k] = true
+			continue
+		}
+		if !wt.autoHold {
+			m.notify(k, t, -1)
+			return
+		}
+		slots = svc.slots
+		if m.handOver(now, mo, svc, k, date, window, t) {
+			return
+		}
+		skip[k] = true
+	}
+}
+
+func (m *oracleModel) notify(k int, t time.Time, booking int) {
+	m.watches[k].active = false
+	m.matches = append(m.matches, oracleMatch{Watch: k, Start: t.Unix(), Booking: booking})
+}
+
+func (m *oracleModel) notifyMoved(k int, t time.Time, booking int) {
+	m.notify(k, t, booking)
+	m.matches[len(m.matches)-1].Moved = true
+}
+
+// handOver holds the run for watch k's applicant, unless its limits
+// refuse.
+func (m *oracleModel) handOver(now time.Time, mo *modelOffice, svc *modelService, k int, date Date, window int, t time.Time) bool {
+	wt := m.watches[k]
+	if m.reserve(wt.applicant, mo, svc.id, now) != nil {
+		return false
+	}
+	mo.seq[date]++
+	b := &modelBooking{office: mo.id, service: svc.id, applicant: wt.applicant, date: date, window: window, start: t,
+		slots: svc.slots, status: StatusHeld, holdExpiresUnixNano: now.Add(mo.policy.holdTTL).UnixNano(), seq: mo.seq[date]}
+	m.bookings = append(m.bookings, b)
+	m.take(len(m.bookings)-1, b)
+	m.notify(k, t, len(m.bookings)-1)
+	return true
+}
+
+// offerMove serves watch k, whose applicant holds booking held of its
+// service, with the run if it starts earlier than the booking: told of
+// it, or with auto_hold moved there under the reschedule rules (the old
+// seat then offered on). It reports whether the watch was served.
+func (m *oracleModel) offerMove(now time.Time, mo *modelOffice, svc *modelService, k, held int, date Date, window int, t time.Time, slots int) bool {
+	wt, b := m.watches[k], m.bookings[held]
+	if m.busy[held] || !t.Before(b.start) {
+		return false
+	}
+	if !wt.autoHold {
+		m.notify(k, t, -1)
+		return true
+	}
+	oo := m.offices[b.office]
+	if b.status != StatusConfirmed || !oo.service(b.service).reschedulable || b.reschedules >= oo.policy.maxReschedules ||
+		b.start.Sub(now) < oo.policy.rescheduleCutoff || !oo.workingDaysAhead(now, b.start, oo.policy.rescheduleWorkingDays) {
+		return false
+	}
+	old := *b
+	m.free(b)
+	mo.seq[date]++
+	b.office, b.date, b.start, b.slots, b.window, b.seq = mo.id, date, t, svc.slots, window, mo.seq[date]
+	b.reschedules++
+	m.take(held, b)
+	m.notifyMoved(k, t, held)
+	m.busy[held] = true
+	m.offer(now, oo, old.date, old.window, old.start, old.slots)
+	delete(m.busy, held)
+	return true
+}
+
+// offerReleased offers the newly released dates [from, through] of mo to
+// the watches, oldest first: each watch its first free start there.
+func (m *oracleModel) offerReleased(now time.Time, mo *modelOffice, from, through Date) {
+	n := len(m.watches)
+	for k := 0; k < n; k++ {
+		wt := m.watches[k]
+		svc := mo.service(wt.service)
+		lo, hi := max(from, wt.from), min(through, wt.to)
+		if !wt.active || svc == nil || lo > hi || (wt.office != mo.id && (wt.office != "" || wt.region != mo.region)) {
+			continue
+		}
+		y, mm, dd := modelCivil(lo)
+		date, t, window := m.earliest(mo, svc, time.Date(y, mm, dd, 0, 0, 0, 0, mo.loc), now)
+		if window < 0 || date > hi {
+			continue
+		}
+		held := m.activeOf(wt.applicant, wt.service)
+		switch {
+		case held >= 0:
+			m.offerMove(now, mo, svc, k, held, date, window, t, svc.slots)
+		case !wt.autoHold:
+			m.notify(k, t, -1)
+		default:
+			m.handOver(now, mo, svc, k, date, window, t)
+		}
+	}
+}
+
+// release moves mo's released date to through and offers the new dates.
+func (m *oracleModel) release(now time.Time, mo *modelOffice, through Date) {
+	if through <= mo.released {
+		return
+	}
+	from := mo.released + 1
+	mo.released = through
+	m.offerReleased(now, mo, from, through)
+}
+
+func (m *oracleModel) watch(now time.Time, op oracleOp) oracleResult {
+	switch {
+	case op.through < op.date:
+		return errResult(ErrValidation)
+	case op.through-op.date > watchRangeDaysMax:
+		return errResult(ErrValidation)
+	}
+	offered := false
+	for _, id := range slices.Sorted(maps.Keys(m.offices)) {
+		mo := m.offices[id]
+		if (op.office == id || (op.office == "" && mo.region == op.region)) && mo.service(op.service) != nil {
+			offered = true
+			if op.through < mo.today(now) {
+				return errResult(ErrValidation)
+			}
+		}
+	}
+	if op.office != "" && m.offices[op.office] == nil {
+		return errResult(ErrOfficeNotFound)
+	}
+	if !offered {
+		return errResult(ErrServiceNotFound)
+	}
+	n := 0
+	for _, wt := range m.watches {
+		if wt.active && wt.applicant == op.applicant {
+			n++
+		}
+	}
+	if n >= watchesPerApplicantMax {
+		return errResult(ErrLimitReached)
+	}
+	m.watches = append(m.watches, &modelWatch{applicant: op.applicant, service: op.service, office: op.office, region: op.region,
+		from: op.date, to: op.through, autoHold: op.confirm, active: true})
+	return oracleResult{Watch: len(m.watches)}
+}
+
+func (m *oracleModel) unwatch(op oracleOp) oracleResult {
+	if op.k < 0 || op.k >= len(m.watches) || !m.watches[op.k].active || m.watches[op.k].applicant != op.applicant {
+		return errResult(ErrWatchNotFound)
+	}
+	m.watches[op.k].active = false
+	return oracleResult{Watch: op.k + 1}
 }
 
 func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
@@ -550,7 +807,7 @@ func (m *oracleModel) hold(now time.Time, op oracleOp) oracleResult {
 	b := &modelBooking{office: mo.id, service: svc.id, applicant: op.applicant, date: date, window: w, start: start,
 		slots: svc.slots, status: StatusHeld, holdExpiresUnixNano: now.Add(mo.policy.holdTTL).UnixNano(), seq: mo.seq[date]}
 	if op.confirm {
-		b.status, b.holdExpiresUnixNano = StatusConfirmed, 0
+		b.status, b.holdExpiresUnixNano = svc.confirmedStatus(), 0
 	}
 	m.bookings = append(m.bookings, b)
 	m.take(len(m.bookings)-1, b)
@@ -601,15 +858,25 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		if b.status != StatusHeld || now.UnixNano() >= b.holdExpiresUnixNano {
 			return errResult(ErrInvalidTransition)
 		}
-		b.status, b.holdExpiresUnixNano = StatusConfirmed, 0
+		b.status, b.holdExpiresUnixNano = mo.service(b.service).confirmedStatus(), 0
+	case opApproveBooking:
+		if b.status != StatusAwaitingApproval || !now.Before(start.Add(mo.policy.noShowGrace)) {
+			return errResult(ErrInvalidTransition)
+		}
+		b.status = StatusConfirmed
+	case opRejectBooking:
+		if b.status != StatusAwaitingApproval {
+			return errResult(ErrInvalidTransition)
+		}
+		m.leave(now, b, StatusRejected)
 	case opCancel:
 		switch b.status {
-		case StatusHeld:
-			m.leave(b, StatusCancelled)
+		case StatusHeld, StatusAwaitingApproval:
+			m.leave(now, b, StatusCancelled)
 		case StatusConfirmed:
 			switch left := start.Sub(now); {
 			case left >= mo.policy.cancelCutoff && mo.workingDaysAhead(now, start, mo.policy.cancelWorkingDays):
-				m.leave(b, StatusCancelled)
+				m.leave(now, b, StatusCancelled)
 				m.penalise(b.applicant, now)
 			case left >= mo.policy.lateCancelFloor:
 				b.status = StatusCancelRequested
@@ -623,7 +890,7 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		if b.status != StatusCancelRequested {
 			return errResult(ErrInvalidTransition)
 		}
-		m.leave(b, StatusCancelled)
+		m.leave(now, b, StatusCancelled)
 		m.penalise(b.applicant, now)
 	case opReject:
 		if b.status != StatusCancelRequested {
@@ -631,10 +898,10 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		}
 		b.status = StatusConfirmed
 	case opForceCancel:
-		if b.status != StatusHeld && b.status != StatusConfirmed && b.status != StatusCancelRequested {
+		if !b.status.Active() || b.status == StatusCheckedIn {
 			return errResult(ErrInvalidTransition)
 		}
-		m.leave(b, StatusCancelled)
+		m.leave(now, b, StatusCancelled)
 	case opCheckIn:
 		if b.status != StatusConfirmed || mo.today(now) != b.date {
 			return errResult(ErrInvalidTransition)
@@ -644,12 +911,12 @@ func (m *oracleModel) transition(now time.Time, op oracleOp) oracleResult {
 		if b.status != StatusCheckedIn {
 			return errResult(ErrInvalidTransition)
 		}
-		m.leave(b, StatusCompleted)
+		m.leave(now, b, StatusCompleted)
 	case opNoShow:
 		if b.status != StatusConfirmed || now.Before(start) {
 			return errResult(ErrInvalidTransition)
 		}
-		m.leave(b, StatusNoShow)
+		m.leave(now, b, StatusNoShow)
 		m.penalise(b.applicant, now)
 	}
 	return m.bookingResultOf(b)
@@ -700,26 +967,52 @@ func (m *oracleModel) reschedule(now time.Time, op oracleOp) oracleResult {
 	if w < 0 {
 		return errResult(ErrSlotTaken)
 	}
+	old := *b
 	m.free(b) // the applicant's counts stay: the same service, wherever
 	no.seq[date]++
 	b.office, b.date, b.start, b.slots, b.window, b.seq = no.id, date, op.start, svc.slots, w, no.seq[date]
 	b.reschedules++
 	m.take(op.k, b)
+	m.busy[op.k] = true
+	m.offer(now, oo, old.date, old.window, old.start, old.slots)
+	delete(m.busy, op.k)
 	return m.bookingResultOf(b)
 }
 
+// tick releases the offices' dates due, by office id, then ends every
+// booking whose time came in the order it came (bookings of one instant
+// by number): expired holds, no-shows, requests nobody approved.
 func (m *oracleModel) tick(now time.Time) oracleResult {
-	for _, id := range m.order {
+	for _, id := range slices.Sorted(maps.Keys(m.offices)) {
 		mo := m.offices[id]
-		mo.released = max(mo.released, m.autoReleased(mo, now))
+		m.release(now, mo, m.autoReleased(mo, now))
 	}
-	for _, b := range m.bookings {
-		mo := m.offices[b.office]
+	type due struct {
+		at int64
+		k  int
+	}
+	var dues []due
+	for k, b := range m.bookings {
+		grace := b.start.Add(m.offices[b.office].policy.noShowGrace)
 		switch {
 		case b.status == StatusHeld && b.holdExpiresUnixNano <= now.UnixNano():
-			m.leave(b, StatusExpired)
-		case b.status == StatusConfirmed && !now.Before(b.start.Add(mo.policy.noShowGrace)):
-			m.leave(b, StatusNoShow)
+			dues = append(dues, due{b.holdExpiresUnixNano, k})
+		case (b.status == StatusConfirmed || b.status == StatusAwaitingApproval) && !now.Before(grace):
+			dues = append(dues, due{grace.UnixNano(), k})
+		}
+	}
+	slices.SortFunc(dues, func(x, y due) int {
+		a, b := m.bookings[x.k], m.bookings[y.k]
+		return cmp.Or(cmp.Compare(x.at, y.at), strings.Compare(a.office, b.office), cmp.Compare(a.date, b.date), cmp.Compare(a.seq, b.seq))
+	})
+	for _, d := range dues {
+		switch b := m.bookings[d.k]; b.status {
+		case StatusHeld:
+			m.leave(now, b, StatusExpired)
+		case StatusAwaitingApproval:
+			m.leave(now, b, StatusExpired)
+		case StatusConfirmed:
+			m.leave(now, b, StatusNoShow)
 			m.penalise(b.applicant, now)
 		}
 	}
@@ -733,8 +1026,11 @@ func (m *oracleModel) closeDate(now time.Time, op oracleOp) oracleResult {
 	}
 	res := oracleResult{Affected: []int{}}
 	for k, b := range m.bookings {
-		if b.office == mo.id && b.date == op.date && (b.status == StatusHeld || b.status == StatusConfirmed || b.status == StatusCancelRequested) {
-			m.leave(b, StatusCancelled)
+		if b.office == mo.id && b.date == op.date && b.status.Active() && b.status != StatusCheckedIn {
+			// The closed date's seats go to no one: no watch is offered them.
+			b.status, b.holdExpiresUnixNano = StatusCancelled, 0
+			m.free(b)
+			m.unreserve(b.applicant, b.service)
 			res.Affected = append(res.Affected, k)
 		}
 	}
@@ -795,6 +1091,13 @@ func (m *oracleModel) slots(now time.Time, op oracleOp) oracleResult {
 }
 
 func (m *oracleModel) apply(now time.Time, op oracleOp) oracleResult {
+	m.matches = nil
+	res := m.applyOp(now, op)
+	res.Matches = m.matches
+	return res
+}
+
+func (m *oracleModel) applyOp(now time.Time, op oracleOp) oracleResult {
 	switch op.kind {
 	case opHold:
 		return m.hold(now, op)
@@ -807,7 +1110,7 @@ func (m *oracleModel) apply(now time.Time, op oracleOp) oracleResult {
 		if op.through > mo.today(now)+horizonDaysMax {
 			return errResult(ErrValidation)
 		}
-		mo.released = max(mo.released, op.through)
+		m.release(now, mo, op.through)
 		return oracleResult{Date: mo.released}
 	case opClose:
 		return m.closeDate(now, op)
@@ -815,6 +1118,10 @@ func (m *oracleModel) apply(now time.Time, op oracleOp) oracleResult {
 		return m.days(now, op)
 	case opSlots:
 		return m.slots(now, op)
+	case opWatch:
+		return m.watch(now, op)
+	case opUnwatch:
+		return m.unwatch(op)
 	}
 	return m.transition(now, op)
 }
@@ -840,25 +1147,37 @@ const (
 	opClose
 	opDays
 	opSlots
+	opApproveBooking
+	opRejectBooking
+	opWatch
+	opUnwatch
 )
 
 var oracleOpNames = [...]string{"hold", "confirm", "cancel", "approve-cancel", "reject-cancel", "force-cancel",
-	"check-in", "complete", "no-show", "reschedule", "tick", "release", "close", "days", "slots"}
+	"check-in", "complete", "no-show", "reschedule", "tick", "release", "close", "days", "slots",
+	"approve", "reject", "watch", "unwatch"}
 
 type oracleOp struct {
 	kind            oracleOpKind
-	k               int // booking, by creation index; -1: an unknown id
+	k               int // booking (watch for unwatch), by creation index; -1: an unknown id
 	applicant       string
 	office, service string
+	region          string // a watch's
 	start, after    time.Time
-	confirm         bool
-	date, through   Date
+	confirm         bool // a hold's confirm, a watch's auto_hold
+	date, through   Date // a watch's from and to too
 }
 
 func (op oracleOp) String() string {
 	s := oracleOpNames[op.kind]
-	if op.kind != opHold && op.kind <= opReschedule {
+	switch {
+	case op.kind == opUnwatch:
+		s += fmt.Sprintf(" watch #%d", op.k)
+	case op.kind != opHold && op.kind != opWatch && (op.kind <= opReschedule || op.kind == opApproveBooking || op.kind == opRejectBooking):
 		s += fmt.Sprintf(" #%d", op.k)
+	}
+	if op.region != "" {
+		s += " in " + op.region
 	}
 	if op.applicant != "" {
 		s += " by " + op.applicant
@@ -906,6 +1225,10 @@ type oracleResult struct {
 	Affected []int
 	Days     []DayFree
 	Slots    [][2]int64 // (unix start, free windows)
+	Watch    int        // a watch created or deleted: its creation index + 1
+	// Matches are the operation's watch.matched, in commit order; nil if
+	// none.
+	Matches []oracleMatch
 }
 
 func errResult(err error) oracleResult { return oracleResult{Err: err.Error()} }
@@ -921,7 +1244,7 @@ func bookingView(v *Booking) oracleBooking {
 		End: v.End.Unix(), Slots: int(v.Slots), Seq: v.Seq, Reschedules: int(v.Reschedules)}
 }
 
-var oracleSentinels = []error{ErrValidation, ErrOfficeNotFound, ErrServiceNotFound, ErrBookingNotFound,
+var oracleSentinels = []error{ErrValidation, ErrOfficeNotFound, ErrServiceNotFound, ErrBookingNotFound, ErrWatchNotFound,
 	ErrSlotTaken, ErrInvalidTransition, ErrDuplicateBooking, ErrNotReleased, ErrTooLateToCancel,
 	ErrTooLateToReschedule, ErrNotReschedulable, ErrRescheduleLimit, ErrLimitReached, ErrApplicantBlocked,
 	ErrLayoutInUse, ErrOverloaded, ErrDegraded}
@@ -941,20 +1264,20 @@ func sentinelOf(err error) string {
 
 // oracleEngine drives an Engine with oracle operations.
 type oracleEngine struct {
-	// restored engines continue each day's serial after the highest one a
-	// booking record still carries (a booking that rescheduled away took
-	// its old serial with it), so their serials are checked for
-	// uniqueness, not against the model.
-	restored bool
-	e        *Engine
-	j        *MemJournal
-	ids      []ID
-	byID     map[ID]int
+	e    *Engine
+	j    *MemJournal
+	ids  []ID // bookings by creation index
+	byID map[ID]int
+	// watchIDs are the watches by creation index.
+	watchIDs  []ID
+	watchByID map[ID]int
+	// seen is how many of j's changes scan has read.
+	seen int
 }
 
 func newOracleEngine(t testing.TB, m *oracleModel, now time.Time) *oracleEngine {
 	t.Helper()
-	x := &oracleEngine{j: &MemJournal{}, byID: map[ID]int{}}
+	x := &oracleEngine{j: &MemJournal{}, byID: map[ID]int{}, watchByID: map[ID]int{}}
 	var err error
 	if x.e, err = New(Config{Journal: x.j}); err != nil {
 		t.Fatal(err)
@@ -974,6 +1297,39 @@ func (x *oracleEngine) id(k int) ID {
 	return x.ids[k]
 }
 
+// scan reads the changes committed since the last scan: every booking not
+// seen before gets the next creation index (a hold's, or one a watch
+// held), and every watch.matched becomes a match, in commit order.
+func (x *oracleEngine) scan() []oracleMatch {
+	x.j.mu.Lock()
+	changes := x.j.changes[x.seen:]
+	x.seen = len(x.j.changes)
+	x.j.mu.Unlock()
+	var out []oracleMatch
+	for _, c := range changes {
+		for _, b := range c.Bookings {
+			if _, ok := x.byID[b.ID]; !ok {
+				x.byID[b.ID] = len(x.ids)
+				x.ids = append(x.ids, b.ID)
+			}
+		}
+		for _, ev := range c.Events {
+			if ev.Type != EventWatchMatched {
+				continue
+			}
+			m := oracleMatch{Watch: -1, Start: ev.StartUnixNano / int64(time.Second), Booking: -1}
+			if k, ok := x.watchByID[ev.Watch.ID]; ok {
+				m.Watch = k
+			}
+			if ev.Booking != nil {
+				m.Booking, m.Moved = x.byID[ev.Booking.ID], ev.Booking.Status != StatusHeld
+			}
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 func (x *oracleEngine) booked(b Booking, err error) oracleResult {
 	if err != nil {
 		return oracleResult{Err: sentinelOf(err)}
@@ -982,17 +1338,41 @@ func (x *oracleEngine) booked(b Booking, err error) oracleResult {
 }
 
 func (x *oracleEngine) apply(now time.Time, op oracleOp) oracleResult {
+	res := x.applyOp(now, op)
+	res.Matches = x.scan()
+	return res
+}
+
+func (x *oracleEngine) applyOp(now time.Time, op oracleOp) oracleResult {
 	meta := Meta{Actor: "oracle"}
 	id := x.id(op.k)
 	switch op.kind {
 	case opHold:
 		b, err := x.e.Hold(now, HoldRequest{Office: op.office, Service: op.service, Applicant: op.applicant,
 			Start: op.start, EarliestAfter: op.after, Confirm: op.confirm}, meta)
-		if err == nil {
-			x.byID[b.ID] = len(x.ids)
-			x.ids = append(x.ids, b.ID)
-		}
 		return x.booked(b, err)
+	case opApproveBooking:
+		return x.booked(x.e.Approve(now, id, meta))
+	case opRejectBooking:
+		return x.booked(x.e.Reject(now, id, Meta{Actor: "oracle", Reason: "not eligible"}))
+	case opWatch:
+		w, err := x.e.Watch(now, WatchRequest{Applicant: op.applicant, Service: op.service, Office: op.office, Region: op.region,
+			From: op.date, To: op.through, AutoHold: op.confirm}, meta)
+		if err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		x.watchByID[w.ID] = len(x.watchIDs)
+		x.watchIDs = append(x.watchIDs, w.ID)
+		return oracleResult{Watch: len(x.watchIDs)}
+	case opUnwatch:
+		var wid ID
+		if op.k >= 0 && op.k < len(x.watchIDs) {
+			wid = x.watchIDs[op.k]
+		}
+		if err := x.e.Unwatch(now, wid, op.applicant, meta); err != nil {
+			return oracleResult{Err: sentinelOf(err)}
+		}
+		return oracleResult{Watch: op.k + 1}
 	case opConfirm:
 		return x.booked(x.e.Confirm(now, id, op.applicant, meta))
 	case opCancel:
@@ -1147,7 +1527,7 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 		return func(b *modelBooking) bool { return slices.Contains(s, b.status) }
 	}
 	switch n := r.IntN(100); {
-	case n < 30:
+	case n < 27:
 		mo := g.office()
 		op = oracleOp{kind: opHold, office: mo.id, service: g.service(mo), applicant: g.applicants[r.IntN(len(g.applicants))], confirm: r.IntN(3) == 0}
 		if r.IntN(200) == 0 {
@@ -1162,28 +1542,54 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 		} else {
 			op.start = g.start(mo, now)
 		}
-	case n < 42:
+	case n < 38:
 		op = oracleOp{kind: opConfirm, k: g.pick(isStatus(StatusHeld))}
 		op.applicant = g.applicantOf(op.k)
-	case n < 48:
-		op = oracleOp{kind: opCancel, k: g.pick(isStatus(StatusHeld, StatusConfirmed))}
+	case n < 44:
+		op = oracleOp{kind: opCancel, k: g.pick(isStatus(StatusHeld, StatusConfirmed, StatusAwaitingApproval))}
 		op.applicant = g.applicantOf(op.k)
-	case n < 50:
+	case n < 46:
 		op = oracleOp{kind: opApprove, k: g.pick(isStatus(StatusCancelRequested))}
-	case n < 53:
+	case n < 48:
 		op = oracleOp{kind: opReject, k: g.pick(isStatus(StatusCancelRequested))}
-	case n < 55:
+	case n < 50:
 		op = oracleOp{kind: opForceCancel, k: g.pick(func(b *modelBooking) bool { return b.status.Active() })}
-	case n < 60:
+	case n < 54:
 		op = oracleOp{kind: opCheckIn, k: g.pick(func(b *modelBooking) bool {
 			return b.status == StatusConfirmed && b.date == g.m.offices[b.office].today(now)
 		})}
-	case n < 63:
+	case n < 57:
 		op = oracleOp{kind: opComplete, k: g.pick(isStatus(StatusCheckedIn))}
-	case n < 65:
+	case n < 59:
 		op = oracleOp{kind: opNoShow, k: g.pick(func(b *modelBooking) bool {
 			return b.status == StatusConfirmed && !now.Before(b.start)
 		})}
+	case n < 61:
+		op = oracleOp{kind: opApproveBooking, k: g.pick(isStatus(StatusAwaitingApproval))}
+		if r.IntN(2) == 0 { // one whose deadline passed, if the Tick that expires it has not come yet
+			op.k = g.pick(func(b *modelBooking) bool {
+				return b.status == StatusAwaitingApproval && !now.Before(b.start.Add(g.m.offices[b.office].policy.noShowGrace))
+			})
+		}
+	case n < 62:
+		op = oracleOp{kind: opRejectBooking, k: g.pick(isStatus(StatusAwaitingApproval))}
+	case n < 66:
+		op, advance = g.watch(now), time.Second // watches are created at distinct instants
+	case n < 67:
+		op = oracleOp{kind: opUnwatch, k: -1}
+		if len(g.m.watches) > 0 && r.IntN(20) != 0 {
+			op.k = r.IntN(len(g.m.watches))
+			for i := range 3 { // mostly an active one
+				if k := r.IntN(len(g.m.watches)); g.m.watches[k].active || i == 2 {
+					op.k = k
+					break
+				}
+			}
+			op.applicant = g.m.watches[op.k].applicant
+		}
+		if op.applicant == "" || r.IntN(25) == 0 {
+			op.applicant = g.applicants[r.IntN(len(g.applicants))]
+		}
 	case n < 74:
 		op = oracleOp{kind: opReschedule, k: g.pick(isStatus(StatusConfirmed))}
 		op.applicant = g.applicantOf(op.k)
@@ -1194,25 +1600,25 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 			op.office = mo.id
 		}
 		op.start = g.start(mo, now)
-	case n < 81:
+	case n < 80:
 		op = oracleOp{kind: opTick}
-	case n < 82:
+	case n < 81:
 		mo := g.office()
 		op = oracleOp{kind: opRelease, office: mo.id, through: mo.released + Date(r.IntN(5)) - 1}
 		if r.IntN(10) == 0 {
 			op.through = mo.today(now) + horizonDaysMax + 1
 		}
-	case n < 83:
+	case n < 82:
 		if r.IntN(3) == 0 {
 			mo := g.office()
 			op = oracleOp{kind: opClose, office: mo.id, date: mo.today(now) + Date(r.IntN(8))}
 			break
 		}
 		op = oracleOp{kind: opTick}
-	case n < 86:
+	case n < 85:
 		mo := g.office()
 		op = oracleOp{kind: opDays, office: mo.id, service: g.service(mo), date: mo.today(now) - 1, through: mo.today(now) + 35}
-	case n < 88:
+	case n < 87:
 		mo := g.office()
 		op = oracleOp{kind: opSlots, office: mo.id, service: g.service(mo), date: mo.today(now) + Date(r.IntN(8))}
 	default:
@@ -1227,13 +1633,58 @@ func (g *oracleGen) next(now time.Time) (op oracleOp, advance time.Duration) {
 			advance = time.Duration(r.IntN(600)) * time.Second
 		}
 		op = oracleOp{kind: opTick}
-		if r.IntN(2) == 0 {
+		switch r.IntN(4) {
+		case 0, 1:
 			op.kind = opDays
 			mo := g.office()
 			op.office, op.service, op.date, op.through = mo.id, mo.services[0].id, mo.today(now), mo.today(now)+3
+		case 2: // an approval that comes too late, before the Tick that would expire the booking
+			late := func(b *modelBooking) bool {
+				return b.status == StatusAwaitingApproval && !now.Add(advance).Before(b.start.Add(g.m.offices[b.office].policy.noShowGrace))
+			}
+			if k := g.pick(late); k >= 0 && late(g.m.bookings[k]) {
+				op = oracleOp{kind: opApproveBooking, k: k}
+			}
 		}
 	}
 	return op, advance
+}
+
+// watch is a new watch: of an applicant, often one with an active
+// booking (who then waits for an earlier seat), for a service of an
+// office or of its region, over a few days near now or around the last
+// released date (served by the next release); now and then one the
+// engine refuses.
+func (g *oracleGen) watch(now time.Time) oracleOp {
+	r := g.r
+	mo := g.office()
+	op := oracleOp{kind: opWatch, applicant: g.applicants[r.IntN(len(g.applicants))], service: g.service(mo),
+		confirm: r.IntN(3) != 0, date: mo.today(now) + Date(r.IntN(3))}
+	if r.IntN(4) == 0 {
+		op.date = mo.released - 1 + Date(r.IntN(3))
+	} else if r.IntN(2) == 0 {
+		if k := g.pick(func(b *modelBooking) bool { return b.status.Active() }); k >= 0 {
+			b := g.m.bookings[k]
+			mo = g.m.offices[b.office]
+			op.applicant, op.service = b.applicant, b.service
+			op.date = min(op.date, b.date)
+		}
+	}
+	op.through = op.date + Date(r.IntN(7))
+	if r.IntN(2) == 0 {
+		op.office = mo.id
+	} else {
+		op.region = mo.region
+	}
+	switch r.IntN(40) {
+	case 0:
+		op.through = op.date - 1
+	case 1:
+		op.date, op.through = mo.today(now)-5, mo.today(now)-1
+	case 2:
+		op.office, op.region = "zz", ""
+	}
+	return op
 }
 
 // ---------------------------------------------------------------------------
@@ -1296,11 +1747,18 @@ func (run *oracleRun) steps(n int) {
 		}
 		key := oracleOpNames[op.kind] + " " + want.Err
 		run.counts[key]++
+		for _, mt := range want.Matches {
+			switch {
+			case mt.Booking < 0:
+				run.counts["watch.matched told"]++
+			case mt.Moved:
+				run.counts["watch.matched moved"]++
+			default:
+				run.counts["watch.matched held"]++
+			}
+		}
 		for ei, x := range run.engines {
 			got := x.apply(run.now, op)
-			if x.restored {
-				got.Booking.Seq = want.Booking.Seq
-			}
 			if !reflect.DeepEqual(got, want) {
 				run.fail("engine %d: %s\n  engine: %s\n  model:  %s", ei, op, describeResult(got), describeResult(want))
 			}
@@ -1313,6 +1771,14 @@ func (run *oracleRun) steps(n int) {
 }
 
 func describeResult(r oracleResult) string {
+	s := describeOutcome(r)
+	for _, m := range r.Matches {
+		s += fmt.Sprintf("; watch #%d matched %s booking #%d", m.Watch, time.Unix(m.Start, 0).UTC().Format("01-02 15:04Z"), m.Booking)
+	}
+	return s
+}
+
+func describeOutcome(r oracleResult) string {
 	switch {
 	case r.Err != "":
 		return "error " + r.Err
@@ -1324,6 +1790,8 @@ func describeResult(r oracleResult) string {
 		return fmt.Sprintf("cancelled %v", r.Affected)
 	case r.Date != 0:
 		return "released through " + r.Date.String()
+	case r.Watch != 0:
+		return fmt.Sprintf("watch #%d", r.Watch-1)
 	case r.Booking.Status != 0:
 		b := r.Booking
 		return fmt.Sprintf("%s %s %s window %d %s–%s (%d) seq %d resched %d", b.Status, b.Office, b.Date, b.Window,
@@ -1333,8 +1801,9 @@ func describeResult(r oracleResult) string {
 }
 
 // compareState compares everything the model knows with every engine:
-// each booking, each applicant, free starts per day and per step, and the
-// engine's own invariants (DESIGN invariant 1, claim invariant C3).
+// each booking, each applicant, the waitlist, free starts per day and per
+// step, and the engine's own invariants (DESIGN invariant 1, claim
+// invariant C3).
 func (run *oracleRun) compareState() {
 	run.t.Helper()
 	m := run.m
@@ -1350,15 +1819,30 @@ func (run *oracleRun) compareState() {
 			}
 			v, _ := x.e.View(b.rec.Load())
 			got, want := bookingView(&v), m.bookingResultOf(mb).Booking
-			if x.restored {
-				got.Seq = want.Seq
-			}
 			if got != want {
 				run.fail("engine %d booking #%d (%s):\n  engine: %+v\n  model:  %+v", ei, k, mb.applicant, got, want)
 			}
 			if s := Status(b.state.Load()); s != mb.status {
 				run.fail("engine %d booking #%d: state word %v, status %s", ei, k, s, mb.status)
 			}
+		}
+		var gotWatches, wantWatches []int
+		x.e.watches.mu.Lock()
+		for _, w := range x.e.watches.list {
+			k, ok := x.watchByID[w.ID]
+			if !ok {
+				k = -1
+			}
+			gotWatches = append(gotWatches, k)
+		}
+		x.e.watches.mu.Unlock()
+		for k, wt := range m.watches {
+			if wt.active {
+				wantWatches = append(wantWatches, k)
+			}
+		}
+		if !slices.Equal(gotWatches, wantWatches) {
+			run.fail("engine %d active watches %v, model %v", ei, gotWatches, wantWatches)
 		}
 		for _, id := range run.gen.applicants {
 			a := m.app(id)
@@ -1413,7 +1897,9 @@ func oracleSeeds(t *testing.T) []uint64 {
 // TestOracleEngineMatchesModel: every result and the final state of the
 // engine equal the model's on long random sequences of holds (exact and
 // earliest_after, with and without confirm), confirms, cancels, operator
-// transitions, reschedules, Ticks, releases and closures.
+// transitions (approvals of services that require them among them),
+// reschedules, watches (held for, told, and moving a booking earlier),
+// Ticks, releases and closures.
 func TestOracleEngineMatchesModel(t *testing.T) {
 	outcomes := map[string]int{}
 	for _, seed := range oracleSeeds(t) {
@@ -1439,7 +1925,9 @@ func checkCoverage(t *testing.T, outcomes map[string]int) {
 		"hold " + ErrLimitReached.Error(), "hold " + ErrApplicantBlocked.Error(), "confirm ", "cancel ",
 		"cancel " + ErrTooLateToCancel.Error(), "approve-cancel ", "reject-cancel ", "force-cancel ",
 		"reschedule ", "reschedule " + ErrSlotTaken.Error(), "reschedule " + ErrRescheduleLimit.Error(),
-		"check-in ", "complete ", "no-show ", "close ", "release "} {
+		"check-in ", "complete ", "no-show ", "close ", "release ",
+		"approve ", "approve " + ErrInvalidTransition.Error(), "reject ", "watch ", "unwatch ",
+		"watch.matched held", "watch.matched moved", "watch.matched told"} {
 		if outcomes[key] == 0 {
 			t.Errorf("no %q outcome in %d operations; outcomes: %v", key, *oracleOpsFlag**oracleSeedsFlag, outcomes)
 		}
@@ -1449,10 +1937,10 @@ func checkCoverage(t *testing.T, outcomes map[string]int) {
 
 // TestOracleRecoveryEquality: after a random run, an engine rebuilt from
 // the journal (MemJournal.Latest → RestoreOffice, RestoreBooking,
-// RestoreDone) has the same bookings, bitmaps, free counters, released
-// dates and applicant counts and blocks as the engine that wrote it
-// (DESIGN invariant 4); then both, and the model, go on with the same
-// operations and must keep agreeing.
+// RestoreSeqMark, RestoreWatch, RestoreDone) has the same bookings,
+// bitmaps, free counters, released dates, applicant counts and blocks and
+// waitlist as the engine that wrote it (DESIGN invariant 4); then both,
+// and the model, go on with the same operations and must keep agreeing.
 func TestOracleRecoveryEquality(t *testing.T) {
 	for _, seed := range oracleSeeds(t) {
 		t.Run(fmt.Sprintf("seed=%d", seed), func(t *testing.T) {
@@ -1460,10 +1948,10 @@ func TestOracleRecoveryEquality(t *testing.T) {
 			run.steps(*oracleOpsFlag / 2)
 			x := run.engines[0]
 			r := restoreOracleEngine(t, x, run.now)
-			compareEngines(t, seed, x, r, true)
+			compareEngines(t, seed, x, r)
 			run.engines = append(run.engines, r)
 			run.steps(*oracleOpsFlag / 2)
-			compareEngines(t, seed, x, r, false)
+			compareEngines(t, seed, x, r)
 		})
 	}
 }
@@ -1472,28 +1960,9 @@ func TestOracleRecoveryEquality(t *testing.T) {
 // would.
 func restoreOracleEngine(t *testing.T, x *oracleEngine, now time.Time) *oracleEngine {
 	t.Helper()
-	r := &oracleEngine{restored: true, j: &MemJournal{}, ids: slices.Clone(x.ids), byID: map[ID]int{}}
-	for id, k := range x.byID {
-		r.byID[id] = k
-	}
-	var err error
-	if r.e, err = New(Config{Journal: r.j}); err != nil {
-		t.Fatal(err)
-	}
-	offices, bookings := x.j.Latest()
-	for _, o := range offices {
-		if err := r.e.RestoreOffice(o); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, b := range bookings {
-		if err := r.e.RestoreBooking(b); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := r.e.RestoreDone(now); err != nil {
-		t.Fatal(err)
-	}
+	r := &oracleEngine{ids: slices.Clone(x.ids), byID: maps.Clone(x.byID),
+		watchIDs: slices.Clone(x.watchIDs), watchByID: maps.Clone(x.watchByID)}
+	r.e, r.j = restored(t, x.j, now)
 	return r
 }
 
@@ -1502,9 +1971,8 @@ func restoreOracleEngine(t *testing.T, x *oracleEngine, now time.Time) *oracleEn
 // the restore have different ids): every booking record, every office's
 // released date and every day's bitmap words and free counter (which must
 // equal its popcount), every applicant's active count, block and booking
-// list. Serials are compared only right at the restore (see
-// oracleEngine.restored).
-func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine, compareSeq bool) {
+// list, and the active watches.
+func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine) {
 	t.Helper()
 	fail := func(format string, args ...any) {
 		t.Helper()
@@ -1522,14 +1990,11 @@ func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine, compareSeq bo
 		ra, rb := *ba.rec.Load(), *bb.rec.Load()
 		applicants[ra.Applicant] = true
 		rb.ID = ra.ID
-		if !compareSeq {
-			rb.Seq = ra.Seq
-		}
 		if !reflect.DeepEqual(ra, rb) {
 			fail("booking #%d:\n  before: %+v\n  after:  %+v", k, ra, rb)
 		}
-		if ba.state.Load() != bb.state.Load() || ba.day.date != bb.day.date {
-			fail("booking #%d: state %d/%d, day %s/%s", k, ba.state.Load(), bb.state.Load(), ba.day.date, bb.day.date)
+		if ba.state.Load() != bb.state.Load() {
+			fail("booking #%d: state %d/%d", k, ba.state.Load(), bb.state.Load())
 		}
 	}
 	for app := range applicants {
@@ -1548,6 +2013,16 @@ func compareEngines(t *testing.T, seed uint64, a, b *oracleEngine, compareSeq bo
 		if !slices.Equal(l1, l2) {
 			fail("applicant %s: bookings listed as %v, want %v", app, l2, l1)
 		}
+	}
+	activeWatches := func(x *oracleEngine) []int {
+		var out []int
+		for _, w := range x.e.watches.list {
+			out = append(out, x.watchByID[w.ID])
+		}
+		return out
+	}
+	if wa, wb := activeWatches(a), activeWatches(b); !slices.Equal(wa, wb) {
+		fail("active watches %v, want %v", wb, wa)
 	}
 	if !slices.Equal(a.e.OfficeIDs(), b.e.OfficeIDs()) {
 		fail("offices %v, want %v", b.e.OfficeIDs(), a.e.OfficeIDs())
@@ -1594,7 +2069,7 @@ func TestRecoveryKeepsCheckedInSeatOnClosedDay(t *testing.T) {
 	}
 	x := &oracleEngine{e: e, j: j, ids: []ID{b.ID}, byID: map[ID]int{b.ID: 0}}
 	r := restoreOracleEngine(t, x, at(0, 10, 56))
-	compareEngines(t, 0, x, r, true)
+	compareEngines(t, 0, x, r)
 	if _, err := r.e.Complete(at(0, 11, 10), b.ID, Meta{Actor: "op"}); err != nil {
 		t.Fatal(err)
 	}

@@ -841,3 +841,40 @@ func TestServiceInfoLimits(t *testing.T) {
 		s.Names = map[string]string{"ru": strings.Repeat("x", textBytesMax), "en": "Patent"}
 	}, "")
 }
+
+// TestReopenedDayKeepsCheckedInSeat: a closure leaves a checked_in
+// booking checked_in; when the office reopens the date, the rebuilt day
+// must keep that booking's seat taken (invariant 1), and completing the
+// visit frees it once.
+func TestReopenedDayKeepsCheckedInSeat(t *testing.T) {
+	cfg := testOffice("a")
+	cfg.Windows = 1
+	e, _ := newTestEngine(t, cfg)
+	start := at(0, 11, 0)
+	b := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "x", Start: start, Confirm: true})
+	if _, err := e.CheckIn(at(0, 10, 50), b.ID, Meta{Actor: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.CloseDate(at(0, 10, 51), "a", d(0), Meta{Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Closures = nil // the office reopens the date
+	if _, err := e.PutOffice(at(0, 10, 52), cfg, Meta{Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Verify(); err != nil {
+		t.Fatalf("after the reopening: %v", err)
+	}
+	_, err := e.Hold(at(0, 10, 53), HoldRequest{Office: "a", Service: "patent", Applicant: "y", Start: start}, portal())
+	wantErr(t, err, ErrSlotTaken)
+	if _, err := e.Complete(at(0, 11, 10), b.ID, Meta{Actor: "op"}); err != nil {
+		t.Fatal(err)
+	}
+	checkCounters(t, e)
+	if err := e.Verify(); err != nil {
+		t.Fatal(err)
+	}
+	if free, err := e.Slots(at(0, 11, 11), "a", d(0), "patent"); err != nil || len(free) == 0 {
+		t.Fatalf("slots after the visit: %v %v", free, err)
+	}
+}

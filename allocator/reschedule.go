@@ -72,7 +72,10 @@ func (e *Engine) rescheduleLocked(now time.Time, b *booking, oo, no *office, sta
 		b.unlock(cur.Status)
 		return Booking{}, err
 	}
-	oldStart := b.start(cur)
+	if !cur.Status.Active() {
+		return fail(refuse(cur, "reschedule"))
+	}
+	oldStart := oo.seatStart(ol, cur)
 	if err := rescheduleRefusal(now, cur, ol, oldStart); err != nil {
 		return fail(err)
 	}
@@ -157,9 +160,8 @@ func (e *Engine) moveLocked(now time.Time, b *booking, cur *BookingRecord, oo, n
 		nd.release(w, step, svc.slots)
 		return nil, err
 	}
+	oldDay := oo.seatDay(oo.lay.Load(), cur)
 	b.rec.Store(next)
-	oldDay := b.day
-	b.day = nd
 	no.agenda.add(nd.date, b)
 	e.freeSeat(now, oo, oldDay, int(cur.Window), int(cur.Step), int(cur.Slots))
 	e.schedule(now, no, nl, &nd.clock, b, next)

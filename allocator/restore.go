@@ -70,7 +70,7 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 		}
 	}
 	d.raiseSeq(rec.Seq)
-	b := &booking{day: d}
+	b := &booking{}
 	b.rec.Store(rec)
 	b.state.Store(uint32(rec.Status))
 	if !e.index.put(rec.ID, b) {
@@ -83,7 +83,6 @@ func (e *Engine) RestoreBooking(rec *BookingRecord) error {
 	st := sh.stateLocked(rec.Applicant)
 	st.bookings = append(st.bookings, b)
 	if rec.Status.Active() {
-		st.active++
 		st.addService(e.apps.services.id(rec.Service), 1)
 	}
 	sh.mu.Unlock()

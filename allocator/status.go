@@ -12,6 +12,12 @@ const (
 	StatusCancelled
 	StatusExpired
 	StatusNoShow
+	// StatusAwaitingApproval: confirmed by the applicant, waiting for an
+	// operator's approval (a service with requires_approval). It owns its
+	// seat.
+	StatusAwaitingApproval
+	// StatusRejected: the office refused a request awaiting approval.
+	StatusRejected
 	statusEnd
 )
 
@@ -24,6 +30,9 @@ var statusNames = [statusEnd]string{
 	StatusCancelled:       "cancelled",
 	StatusExpired:         "expired",
 	StatusNoShow:          "no_show",
+
+	StatusAwaitingApproval: "awaiting_approval",
+	StatusRejected:         "rejected",
 }
 
 // String returns the API name of s.
@@ -48,9 +57,9 @@ func ParseStatus(name string) (Status, bool) {
 func (s Status) Valid() bool { return s >= StatusHeld && s < statusEnd }
 
 // Active reports whether a booking in s owns its seat: held, confirmed,
-// cancel_requested or checked_in (DESIGN §1).
+// awaiting_approval, cancel_requested or checked_in (DESIGN §1).
 func (s Status) Active() bool {
-	return s == StatusHeld || s == StatusConfirmed || s == StatusCancelRequested || s == StatusCheckedIn
+	return s == StatusHeld || s == StatusConfirmed || s == StatusAwaitingApproval || s == StatusCancelRequested || s == StatusCheckedIn
 }
 
 // Event types, spelled once. They are part of the API.
@@ -67,6 +76,11 @@ const (
 	EventReminderDue     = "reminder.due"
 	EventSlotsReleased   = "slots.released"
 	EventWatchMatched    = "watch.matched"
+	// EventAwaitingApproval: a confirm of a service that requires approval
+	// waits for the office. The office's approval emits EventConfirmed, as
+	// every entry into confirmed does.
+	EventAwaitingApproval = "booking.awaiting_approval"
+	EventRejected         = "booking.rejected"
 )
 
 // Actors the engine itself acts as.
@@ -74,4 +88,7 @@ const (
 	ActorSystem = "system"
 	// ReasonOfficeClosed is the history reason of bookings cancelled by a closure.
 	ReasonOfficeClosed = "office_closed"
+	// ReasonNotApproved is the history reason of a request that no
+	// operator approved by its start + no_show_grace.
+	ReasonNotApproved = "not approved in time"
 )

@@ -1,7 +1,10 @@
 package allocator
 
 import (
+	"cmp"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -9,30 +12,103 @@ import (
 // no-shows and reminders that are due. The server calls it a few times a
 // second from one goroutine; tests call it with their own clock. It returns
 // the first journal failure, after which the engine is degraded.
+//
+// A Tick has a fixed order, so that what it does depends on the state and
+// now alone, never on map or wheel order: first the offices' daily
+// releases, by office id (a release offers its dates to watches, W4, and
+// offices of one region share watches); then the due timers of every
+// wheel, in the order of the instants their transitions fell due (a
+// hold's expiry, a no-show's or an unapproved request's start + grace;
+// a reminder's own time), bookings due at one instant by number (office,
+// date, sequence). A seat freed by an expiry is offered to the watches
+// before one freed later (W1): a waitlist that hands seats over in order.
 func (e *Engine) Tick(now time.Time) error {
 	e.tickMu.Lock()
 	defer e.tickMu.Unlock()
-	for _, o := range *e.offices.Load() {
+	for _, id := range e.OfficeIDs() {
+		o, _ := e.office(id)
 		if err := e.autoRelease(now, o); err != nil {
 			return err
 		}
 		e.drawDue(now, o)
 	}
+	due := e.dueBuf[:0]
 	for _, w := range e.wheels {
-		due := w.advance(now, e.dueBuf[:0])
-		for i, t := range due {
-			if err := e.fire(now, t); err != nil {
-				for _, rest := range due[i+1:] { // keep what was not done
-					w.add(time.Unix(0, rest.atUnixNano), rest.b)
-				}
-				clear(due)
-				return err
-			}
+		entries := w.advance(now, e.entryBuf[:0])
+		for _, t := range entries {
+			due = append(due, e.dueTimerOf(now, t, w))
 		}
-		clear(due)
-		e.dueBuf = due[:0]
+		clear(entries)
+		e.entryBuf = entries[:0]
 	}
+	slices.SortStableFunc(due, compareDue)
+	for i, t := range due {
+		if err := e.fire(now, t.timerEntry); err != nil {
+			for _, rest := range due[i+1:] { // keep what was not done
+				rest.w.add(time.Unix(0, rest.atUnixNano), rest.b)
+			}
+			clear(due)
+			e.dueBuf = due[:0]
+			return err
+		}
+	}
+	clear(due)
+	e.dueBuf = due[:0]
 	return nil
+}
+
+// dueTimer is a due timer entry with its wheel and its place in a Tick's
+// order: the instant its transition fell due, then the booking's number.
+type dueTimer struct {
+	timerEntry
+	w           *wheel
+	dueUnixNano int64
+	office      string
+	date        Date
+	seq         uint32
+}
+
+// dueTimerOf places t, taken from w, in the Tick's order at now, from its
+// booking's current record: a held booking falls due at its expiry, a
+// confirmed one whose no-show is due and one awaiting approval at start
+// + no_show_grace, any other timer (a reminder, a stale entry) at its own
+// time.
+func (e *Engine) dueTimerOf(now time.Time, t timerEntry, w *wheel) dueTimer {
+	rec := t.b.rec.Load()
+	d := dueTimer{timerEntry: t, w: w, dueUnixNano: t.atUnixNano, office: rec.Office, date: rec.Date, seq: rec.Seq}
+	switch rec.Status {
+	case StatusHeld:
+		d.dueUnixNano = rec.HoldExpiresUnixNano
+	case StatusConfirmed, StatusAwaitingApproval:
+		o, err := e.office(rec.Office)
+		if err != nil {
+			break
+		}
+		l := o.lay.Load()
+		c := o.clock(l, rec.Date)
+		if c.table != nil && int(rec.Step) >= int(c.n) {
+			break // a run the grid no longer has: fire decides
+		}
+		// The no-show of a confirmed booking and the expiry of one
+		// awaiting approval both fall due at start + no_show_grace.
+		if at := c.at(int(rec.Step)).Add(l.policy.noShowGrace); !now.Before(at) {
+			d.dueUnixNano = at.UnixNano()
+		}
+	}
+	return d
+}
+
+func compareDue(a, b dueTimer) int {
+	if c := cmp.Compare(a.dueUnixNano, b.dueUnixNano); c != 0 {
+		return c
+	}
+	if c := strings.Compare(a.office, b.office); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.date, b.date); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.seq, b.seq)
 }
 
 // fire runs one due timer. Timers are not removed when a booking moves on,
@@ -52,6 +128,13 @@ func (e *Engine) fire(now time.Time, t timerEntry) error {
 				return effect{}, ErrInvalidTransition
 			}
 			return effect{next: cur.next(now, StatusExpired, ActorSystem, "hold expired"), event: EventExpired, free: true, leave: true}, nil
+		})
+	case StatusAwaitingApproval:
+		_, err = e.transition(now, rec.ID, "", Meta{Actor: ActorSystem, Reason: ReasonNotApproved}, func(l *layout, cur *BookingRecord, start time.Time) (effect, error) {
+			if cur.Status != StatusAwaitingApproval || now.Before(approvalDeadline(l, start)) {
+				return effect{}, ErrInvalidTransition
+			}
+			return effect{next: cur.next(now, StatusExpired, ActorSystem, ReasonNotApproved), event: EventExpired, free: true, leave: true}, nil
 		})
 	case StatusConfirmed:
 		o, oerr := e.office(rec.Office)

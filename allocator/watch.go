@@ -339,7 +339,11 @@ func (e *Engine) offerMove(now time.Time, o *office, l *layout, svc *service, w 
 	}
 	cur := held.rec.Load()
 	start := d.clock.at(step)
-	if !cur.Status.Active() || !start.Before(held.start(cur)) {
+	oo, err := e.office(cur.Office)
+	if err != nil {
+		panic("BUG: allocator: booking of an unknown office")
+	}
+	if !cur.Status.Active() || !start.Before(oo.seatStart(oo.lay.Load(), cur)) {
 		held.unlock(cur.Status)
 		e.putBack(w)
 		return false, false
@@ -350,10 +354,6 @@ func (e *Engine) offerMove(now time.Time, o *office, l *layout, svc *service, w 
 		e.notifyWatch(now, o, l, w, start)
 		return true, false
 	}
-	oo, err := e.office(cur.Office)
-	if err != nil {
-		panic("BUG: allocator: booking of an unknown office")
-	}
 	if oo != o {
 		if !oo.gate.TryRLock() {
 			held.unlock(cur.Status)
@@ -362,7 +362,7 @@ func (e *Engine) offerMove(now time.Time, o *office, l *layout, svc *service, w 
 		}
 		defer oo.gate.RUnlock()
 	}
-	oldStart := held.start(cur)
+	oldStart := oo.seatStart(oo.lay.Load(), cur)
 	if rescheduleRefusal(now, cur, oo.lay.Load(), oldStart) != nil {
 		held.unlock(cur.Status)
 		e.putBack(w)

@@ -366,3 +366,27 @@ func TestWatchMovesHolderAcrossOffices(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// W1 within one Tick: seats freed by expiries that fall due in the same
+// Tick are offered in the order their holds expired, whatever office and
+// timer wheel they belong to. Office a's timers sit on a later wheel than
+// b's, and a's hold expires first: its seat goes to the region's watch,
+// b's to no one.
+func TestTickOffersSeatsInTheOrderTheyFreed(t *testing.T) {
+	oa, ob := testOffice("a"), testOffice("b")
+	oa.Windows, ob.Windows = 1, 1
+	e, j := newTestEngine(t, oa, ob)
+	first := mustHold(t, e, t0, HoldRequest{Office: "a", Service: "patent", Applicant: "x", Start: at(2, 10, 0)})
+	mustHold(t, e, t0.Add(time.Minute), HoldRequest{Office: "b", Service: "patent", Applicant: "y", Start: at(2, 10, 0)})
+	w, err := e.Watch(t0.Add(2*time.Minute), WatchRequest{Applicant: "w", Service: "patent", Region: "moscow", From: d(1), To: d(10), AutoHold: true}, portal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Tick(t0.Add(time.Hour)); err != nil { // both holds expired meanwhile
+		t.Fatal(err)
+	}
+	evs := matchedEvents(j)
+	if len(evs) != 1 || evs[0].Watch.ID != w.ID || evs[0].Office != "a" || evs[0].Booking.Applicant != "w" {
+		t.Fatalf("the watch was served %+v; want the seat of office a, whose hold (%s) expired first", evs, first.ID)
+	}
+}

@@ -24,6 +24,10 @@ const (
 	CodeLayoutInUse = "layout_in_use"
 	// CodeBodyTooLarge (413): the request body exceeds the server's bound.
 	CodeBodyTooLarge = "body_too_large"
+	// CodeCursorExpired (410): the event feed's cursor is below the
+	// retention's deletion mark, so events after it are gone; read again
+	// without a cursor (from the oldest event kept).
+	CodeCursorExpired = "cursor_expired"
 	// CodeHeadersTooLarge (431): the request headers exceed the server's bound.
 	CodeHeadersTooLarge     = "headers_too_large"
 	CodeNotReleased         = "not_released"           // 422
@@ -78,6 +82,7 @@ var Codes = map[string]CodeInfo{
 	CodeIdempotencyInFlight: {http.StatusConflict, "A request with this Idempotency-Key is still running"},
 	CodeLayoutInUse:         {http.StatusConflict, "Active bookings depend on the office layout"},
 	CodeRequestTimeout:      {http.StatusRequestTimeout, "The request was not received in time"},
+	CodeCursorExpired:       {http.StatusGone, "Events after the cursor were deleted by retention"},
 	CodeBodyTooLarge:        {http.StatusRequestEntityTooLarge, "The request body is too large"},
 	CodeHeadersTooLarge:     {http.StatusRequestHeaderFieldsTooLarge, "The request headers are too large"},
 	CodeNotReleased:         {http.StatusUnprocessableEntity, "The date or time is not bookable"},

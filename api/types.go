@@ -18,10 +18,17 @@ var (
 	StatusCancelled       = allocator.StatusCancelled.String()
 	StatusExpired         = allocator.StatusExpired.String()
 	StatusNoShow          = allocator.StatusNoShow.String()
+	// StatusAwaitingApproval: confirmed by the applicant, waiting for an
+	// operator of the office (a service with requires_approval); it owns
+	// its seat.
+	StatusAwaitingApproval = allocator.StatusAwaitingApproval.String()
+	// StatusRejected: the office refused the request (a terminal status).
+	StatusRejected = allocator.StatusRejected.String()
 )
 
 // StatusActive reports whether a booking in the named status owns its
-// seat: held, confirmed, cancel_requested or checked_in.
+// seat: held, confirmed, awaiting_approval, cancel_requested or
+// checked_in.
 func StatusActive(status string) bool {
 	s, ok := allocator.ParseStatus(status)
 	return ok && s.Active()

@@ -362,12 +362,15 @@ func (n *Node) Leader(group uint64) uint64 {
 }
 
 // Status returns the leader of group as this node last learned it (0:
-// none known) and the group's term as this node last stored it. A node
+// none known, or the node's loop has ended) and the group's term as this
+// node last stored it. A node
 // that reads itself as leader at term t is leader in t or was until a
 // moment ago; what it proposes lands in t or is dropped (N2).
 func (n *Node) Status(group uint64) (leader, term uint64) {
 	if g := n.byID[group]; g != nil {
-		leader = g.leader.Load()
+		if n.Err() == nil {
+			leader = g.leader.Load()
+		}
 		return leader, g.term.Load()
 	}
 	return 0, 0

@@ -1,10 +1,14 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
+	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -220,7 +224,10 @@ func TestKillAllRestartAll(t *testing.T) {
 		t.Fatal("nothing acknowledged")
 	}
 	for _, n := range c.nodes {
-		n.start()
+		n.launch()
+	}
+	for _, n := range c.nodes {
+		n.waitReady()
 	}
 	c.leader(1)
 	for _, n := range c.nodes {
@@ -229,4 +236,142 @@ func TestKillAllRestartAll(t *testing.T) {
 	c.converged(1)
 	c.converged(2)
 	t.Logf("%d acknowledged before the kill, all back", len(acks))
+}
+
+// A new portal key written to the keys file and announced with SIGHUP
+// works through every node, for requests a node serves and ones it
+// forwards; the keys in force before stay valid.
+func TestKeysReloadOnEveryNode(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	const newKey = "cluster-test-new-portal-key-0123456789"
+	keys := fmt.Sprintf(`[{"key":%q,"name":"portal","scopes":["portal"],"offices":["*"]},{"key":%q,"name":"portal-b","scopes":["portal"],"offices":["*"]},{"key":%q,"name":"admin","scopes":["admin","portal","operator"],"offices":["*"]}]`, portalKey, newKey, adminKey)
+	if err := os.WriteFile(c.keys, []byte(keys), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range c.nodes {
+		if status, _, _ := n.callAs(newKey, "GET", "/v1/offices/msk-mfc-tverskoy", "", ""); status != 401 {
+			t.Fatalf("node %d: the new key answered %d before the reload", n.id, status)
+		}
+		n.cmd.Process.Signal(syscall.SIGHUP)
+	}
+	for _, n := range c.nodes {
+		for _, office := range []string{"msk-mfc-tverskoy", "msk-mfc-mitino", "spb-mmc", "msk-sakharovo"} {
+			testtime.Eventually(t, waitFor, "the new key works", func() error {
+				status, out, err := n.callAs(newKey, "GET", "/v1/offices/"+office, "", "")
+				if err != nil || status != 200 {
+					return fmt.Errorf("node %d, %s: %d %v %v", n.id, office, status, out, err)
+				}
+				return nil
+			})
+			if status, _, _ := n.call("GET", "/v1/offices/"+office, "", ""); status != 200 {
+				t.Fatalf("node %d: the old key answered %d after the reload", n.id, status)
+			}
+		}
+		if !n.up() {
+			t.Fatalf("node %d ended on SIGHUP", n.id)
+		}
+	}
+}
+
+// A long-poll of the event feed through a node that does not lead the
+// (only) group waits as long as it asked, past the forward's usual
+// bound, and answers 200.
+func TestLongPollThroughFollower(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 1)
+	leader := c.leader(1)
+	var follower *node
+	for _, n := range c.nodes {
+		if n != leader {
+			follower = n
+		}
+	}
+	_, cursor := follower.readFeed(t, "0")
+	req, _ := http.NewRequest("GET", "http://"+follower.addr+"/v1/events?wait=12&after="+cursor, nil)
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	long := &http.Client{Timeout: waitFor}
+	resp, err := long.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a 12 s long-poll through a follower answered %d", resp.StatusCode)
+	}
+}
+
+// Six groups on three nodes: whatever the elections did, the nodes hand
+// leaderships on until none leads two groups more than another.
+func TestLeadersSpread(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 6)
+	testtime.Eventually(t, waitFor, "leaders spread over the nodes", func() error {
+		st, err := c.nodes[0].status()
+		if err != nil {
+			return err
+		}
+		led := map[uint64]int{1: 0, 2: 0, 3: 0}
+		for _, g := range st {
+			if g.Leader == 0 {
+				return fmt.Errorf("group %d has no leader", g.Group)
+			}
+			led[g.Leader]++
+		}
+		lo, hi := 6, 0
+		for _, n := range led {
+			lo, hi = min(lo, n), max(hi, n)
+		}
+		if hi-lo > 1 {
+			return fmt.Errorf("leaders per node %v", led)
+		}
+		return nil
+	})
+}
+
+// A hold acknowledged before its group's leader dies, retried with the
+// same Idempotency-Key on another node after the failover, answers the
+// same booking; the answers name the group's leader that gave them.
+func TestIdempotentRetryAfterFailover(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 1)
+	leader := c.leader(1)
+	body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":"retry-1","earliest_after":"%sT10:00:00+03:00"}`, nextWeekday(3))
+	var via *node
+	for _, n := range c.nodes {
+		if n != leader {
+			via = n
+		}
+	}
+	req := func(n *node) (int, map[string]any, http.Header) {
+		r, _ := http.NewRequest("POST", "http://"+n.addr+"/v1/bookings", strings.NewReader(body))
+		r.Header.Set("Authorization", "Bearer "+portalKey)
+		r.Header.Set("Idempotency-Key", "retry-after-failover")
+		resp, err := client.Do(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var out map[string]any
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		return resp.StatusCode, out, resp.Header
+	}
+	status, first, h := req(via)
+	if status != 201 {
+		t.Fatalf("hold through node %d: %d %v", via.id, status, first)
+	}
+	if h.Get("X-Slotd-Node") != fmt.Sprint(leader.id) || h.Get("X-Slotd-Group") != "1" {
+		t.Fatalf("answer through node %d names node %q group %q, want the leader %d, group 1", via.id, h.Get("X-Slotd-Node"), h.Get("X-Slotd-Group"), leader.id)
+	}
+	leader.kill()
+	newLeader := c.leader(1)
+	var retry map[string]any
+	testtime.Eventually(t, waitFor, "the retry is answered", func() error {
+		status, retry, _ = req(via)
+		if status == 503 {
+			return fmt.Errorf("503 %v", retry)
+		}
+		return nil
+	})
+	if status != 201 || retry["id"] != first["id"] {
+		t.Fatalf("retry after the failover (leader now %d): %d %v, first answer %v", newLeader.id, status, retry, first)
+	}
 }

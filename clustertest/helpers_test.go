@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -39,6 +40,9 @@ type cluster struct {
 	edges  string
 	keys   string
 	nodes  []*node
+	// links[i][j] carries node i's Raft traffic to node j, when the
+	// cluster was started with proxies: the test can cut it.
+	links map[int]map[int]*proxy
 }
 
 type node struct {
@@ -46,6 +50,7 @@ type node struct {
 	id                int
 	addr, admin, raft string
 	data              string
+	peers             string // its own -peers: the others through links, when proxied
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -77,6 +82,13 @@ func freeAddrs(t *testing.T, n int) []string {
 // startCluster starts size nodes of bin hosting groups Raft groups, with
 // the demo offices, one keys file and one ticket secret.
 func startCluster(t *testing.T, bin string, size, groups int) *cluster {
+	return startClusterLinked(t, bin, size, groups, false)
+}
+
+// startClusterLinked is startCluster; with proxied, each node reaches
+// each other's Raft listener through a proxy of its own (links), so that
+// the test can partition nodes.
+func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool) *cluster {
 	c := &cluster{t: t, bin: bin, groups: groups}
 	dir := t.TempDir()
 	c.keys = filepath.Join(dir, "keys.json")
@@ -101,8 +113,28 @@ func startCluster(t *testing.T, bin string, size, groups int) *cluster {
 		c.nodes = append(c.nodes, n)
 	}
 	c.peers, c.edges = strings.Join(peers, ","), strings.Join(edges, ",")
+	if proxied {
+		c.links = map[int]map[int]*proxy{}
+		for _, n := range c.nodes {
+			c.links[n.id] = map[int]*proxy{}
+			var own []string
+			for _, m := range c.nodes {
+				addr := m.raft
+				if m != n {
+					p := newProxy(t, m.raft)
+					c.links[n.id][m.id] = p
+					addr = p.addr()
+				}
+				own = append(own, fmt.Sprintf("%d=%s", m.id, addr))
+			}
+			n.peers = strings.Join(own, ",")
+		}
+	}
 	for _, n := range c.nodes {
-		n.start()
+		n.launch()
+	}
+	for _, n := range c.nodes {
+		n.waitReady()
 	}
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
@@ -117,12 +149,23 @@ func startCluster(t *testing.T, bin string, size, groups int) *cluster {
 	return c
 }
 
-// start runs the node's process and waits until its API answers.
+// start runs the node's process and waits until it is ready.
 func (n *node) start() {
+	n.c.t.Helper()
+	n.launch()
+	n.waitReady()
+}
+
+// launch runs the node's process.
+func (n *node) launch() {
 	t := n.c.t
 	t.Helper()
+	peers := n.c.peers
+	if n.peers != "" {
+		peers = n.peers
+	}
 	cmd := exec.Command(n.c.bin, "-demo", "-keys", n.c.keys, "-data", n.data, "-addr", n.addr, "-admin-addr", n.admin,
-		"-node-id", fmt.Sprint(n.id), "-peers", n.c.peers, "-edges", n.c.edges, "-groups", fmt.Sprint(n.c.groups),
+		"-node-id", fmt.Sprint(n.id), "-peers", peers, "-edges", n.c.edges, "-groups", fmt.Sprint(n.c.groups),
 		"-rate-per-key", "100000", "-rate-per-applicant", "0", "-log-level", "info")
 	log := &bytes.Buffer{}
 	stderr, err := cmd.StderrPipe()
@@ -149,7 +192,17 @@ func (n *node) start() {
 	n.mu.Lock()
 	n.cmd, n.done, n.log = cmd, done, log
 	n.mu.Unlock()
-	testtime.Eventually(t, waitFor, fmt.Sprintf("node %d answers", n.id), func() error {
+}
+
+// waitReady waits until the node's /readyz answers 200: every group has
+// a leader it knows of.
+func (n *node) waitReady() {
+	t := n.c.t
+	t.Helper()
+	n.mu.Lock()
+	done := n.done
+	n.mu.Unlock()
+	testtime.Eventually(t, waitFor, fmt.Sprintf("node %d is ready", n.id), func() error {
 		select {
 		case <-done:
 			return errors.New("exited:\n" + n.tail(2000))
@@ -376,5 +429,29 @@ func (n *node) readFeed(t *testing.T, after string) (events []feedEvent, next st
 		}
 		events = append(events, page.Events...)
 		next = page.NextCursor
+	}
+}
+
+// partition cuts node id off from the others' Raft traffic, both ways, or
+// mends it.
+func (c *cluster) partition(id int, cut bool) {
+	for i, to := range c.links {
+		for j, p := range to {
+			if i == id || j == id {
+				p.setCut(cut)
+			}
+		}
+	}
+}
+
+// pause stops the node's process (SIGSTOP) or lets it go on (SIGCONT).
+func (n *node) pause(stop bool) {
+	n.mu.Lock()
+	cmd := n.cmd
+	n.mu.Unlock()
+	if stop {
+		cmd.Process.Signal(syscall.SIGSTOP)
+	} else {
+		cmd.Process.Signal(syscall.SIGCONT)
 	}
 }

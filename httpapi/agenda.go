@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"strconv"
+	"strings"
 
 	"slotd/allocator"
 	"slotd/api"
@@ -53,6 +54,15 @@ func (s *Server) walkInBooking(r *request, id allocator.ID, applicant string) bo
 	return r.atOffice(v.Office, "act for applicants")
 }
 
+// statusNames lists every status's name, for the refusal of an unknown one.
+var statusNames = func() string {
+	var names []string
+	for s := allocator.StatusHeld; s.Valid(); s++ {
+		names = append(names, s.String())
+	}
+	return strings.Join(names, ", ")
+}()
+
 // status parses ?status=; "" is every status.
 func (r *request) status(name string) (allocator.Status, bool) {
 	if name == "" {
@@ -60,7 +70,7 @@ func (r *request) status(name string) (allocator.Status, bool) {
 	}
 	st, ok := allocator.ParseStatus(name)
 	if !ok {
-		r.invalid("status %q is not one of held, confirmed, cancel_requested, checked_in, completed, cancelled, expired, no_show", name)
+		r.invalid("status %q is not one of %s", name, statusNames)
 	}
 	return st, ok
 }

@@ -225,24 +225,38 @@ func (s *Server) operatorBooking(r *request) (allocator.ID, allocator.Booking, b
 
 // operatorAction builds the handler of an operator transition.
 func operatorAction(act func(e *allocator.Engine, now time.Time, id allocator.ID, meta allocator.Meta) (allocator.Booking, error)) func(*Server, *request) {
-	return func(s *Server, r *request) {
-		if !newQuery(r).ok() {
-			return
-		}
-		var body operatorBody
-		if !r.decode(&body) {
-			return
-		}
-		if !r.reasonOK(body.Reason) {
-			return
-		}
-		id, _, ok := s.operatorBooking(r)
-		if !ok {
-			return
-		}
-		v, err := act(s.engine, r.now, id, r.meta(body.Reason, s.renderBooking(200)))
-		r.answer(err, bookingReply(200, &v))
+	return func(s *Server, r *request) { s.operatorTransition(r, false, act) }
+}
+
+// reject: POST /v1/bookings/{id}/reject {"reason"}: the office refuses a
+// booking awaiting approval and says why, so the reason is required.
+func (s *Server) reject(r *request) { s.operatorTransition(r, true, (*allocator.Engine).Reject) }
+
+// operatorTransition runs an operator's transition of the booking of the
+// path at one of the key's offices; needReason refuses a body without a
+// reason.
+func (s *Server) operatorTransition(r *request, needReason bool,
+	act func(e *allocator.Engine, now time.Time, id allocator.ID, meta allocator.Meta) (allocator.Booking, error)) {
+	if !newQuery(r).ok() {
+		return
 	}
+	var body operatorBody
+	if !r.decode(&body) {
+		return
+	}
+	if !r.reasonOK(body.Reason) {
+		return
+	}
+	if needReason && body.Reason == "" {
+		r.invalid("reason is required: the applicant is told why")
+		return
+	}
+	id, _, ok := s.operatorBooking(r)
+	if !ok {
+		return
+	}
+	v, err := act(s.engine, r.now, id, r.meta(body.Reason, s.renderBooking(200)))
+	r.answer(err, bookingReply(200, &v))
 }
 
 // checkIn: POST /v1/bookings/{id}/check-in {"ticket"}: the ticket's

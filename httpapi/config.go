@@ -33,6 +33,10 @@ type EventFeed interface {
 	// ReadEvents returns up to limit events with cursor > after, in cursor
 	// order, only ever events whose commit has completed.
 	ReadEvents(after uint64, limit int) ([]allocator.Event, error)
+	// EventsDeletedThrough returns retention's deletion mark: every event
+	// with a cursor at or below it is deleted. Loaded after a ReadEvents,
+	// it covers every event that read found deleted (wal W10).
+	EventsDeletedThrough() uint64
 	// Wait returns when an event with cursor > after is readable, or ctx
 	// ends (then with ctx's error).
 	Wait(ctx context.Context, after uint64) error
@@ -124,6 +128,14 @@ type Config struct {
 	Events EventFeed
 	// Keys are the API keys (LoadKeys). At least one is required.
 	Keys []Key
+	// KeysSource reads the keys anew for Server.ReloadKeys (SIGHUP, and
+	// POST /admin/reload-keys on the admin listener): the keys, or an
+	// error that says what is wrong with them. Nil: the keys are never
+	// reloaded and the admin listener has no such path.
+	KeysSource func() ([]Key, error)
+	// KeysFile names what KeysSource reads, the keys file's path: a
+	// refused reload's error and log line begin with "keys file <path>:".
+	KeysFile string
 	// Secret signs ticket tokens (HMAC-SHA256); at least 32 bytes. Tickets
 	// stay valid as long as the secret does.
 	Secret []byte
@@ -149,6 +161,11 @@ type Config struct {
 	// Build names the running binary in slotd_build_info. Zero: no such
 	// metric.
 	Build BuildInfo
+	// Backup, if set, is served on the admin listener as POST
+	// /admin/backup?to=DIR (backup.go): it copies the running store into
+	// DIR, an absolute path on the server, and returns a one-line
+	// report. Nil: no backup route (404).
+	Backup BackupFunc
 
 	// BodyBytesMax bounds a request body, in bytes.
 	BodyBytesMax int
@@ -168,10 +185,11 @@ type Config struct {
 	// PollersMax bounds the GET /v1/events long-polls waiting at once.
 	PollersMax int
 	// RatePerSecond is each API key's sustained request rate (token
-	// bucket refill, requests per second).
+	// bucket refill, requests per second), unless the key has its own
+	// (Key.RatePerSecond).
 	RatePerSecond float64
-	// RateBurst is each API key's bucket size, in requests. Zero: twice
-	// RatePerSecond, at least 1.
+	// RateBurst is each API key's bucket size, in requests, unless the key
+	// has its own rate or size. Zero: twice RatePerSecond, at least 1.
 	RateBurst int
 	// RatePerApplicant is each applicant's sustained rate of hold requests
 	// (POST /v1/bookings) per API key, in requests per second. It is

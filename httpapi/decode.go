@@ -58,7 +58,7 @@ func decodeBodyJSON(body []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
-		return errors.New(jsonProblem(err))
+		return errors.New(jsonProblem(err, "the body"))
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return errors.New("trailing data after the JSON object")
@@ -120,23 +120,67 @@ func checkQueryValue(name string, v []byte) error {
 	return nil
 }
 
-// jsonProblem turns a decoding error into a sentence without Go type names.
-func jsonProblem(err error) string {
+// jsonProblem turns a decoding error into a sentence without Go type
+// names; whole names what was decoded ("the body", "the entry") for an
+// error about all of it.
+func jsonProblem(err error, whole string) string {
 	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
 	case errors.As(err, &te):
 		if te.Field == "" {
-			return fmt.Sprintf("the body must be a JSON object, got JSON %s", te.Value)
+			return fmt.Sprintf("%s must be %s, got JSON %s", whole, jsonKindName(te.Type), te.Value)
 		}
 		return fmt.Sprintf("field %q must be %s, got JSON %s", te.Field, kindName(te.Type), te.Value)
 	case errors.As(err, &se):
 		return fmt.Sprintf("malformed JSON at byte %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
-		return "malformed JSON: the body ends early"
+		return fmt.Sprintf("malformed JSON: %s ends early", whole)
 	}
 	msg := strings.TrimPrefix(err.Error(), "json: ")
 	return strings.ReplaceAll(msg, "allocator: validation failed: ", "")
+}
+
+// FileJSONProblem describes the error of decoding a whole file, data,
+// as one sentence for a person who edits the file: where a syntax error
+// is (line and column, counted from 1), or, for a file of the wrong kind,
+// that it must be want ("a JSON array of …").
+func FileJSONProblem(data []byte, err error, want string) string {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) && te.Field == "" {
+		return fmt.Sprintf("the file must be %s, got JSON %s", want, te.Value)
+	}
+	if errors.As(err, &se) {
+		if se.Offset >= int64(len(data)) && strings.Contains(se.Error(), "unexpected end of JSON input") {
+			return "malformed JSON: the file ends early"
+		}
+		line, col := lineColumn(data, se.Offset)
+		return fmt.Sprintf("malformed JSON at line %d, column %d: %s", line, col, strings.TrimPrefix(se.Error(), "json: "))
+	}
+	return jsonProblem(err, "the file")
+}
+
+// lineColumn returns the line and column, from 1, of the byte before
+// offset: where encoding/json's SyntaxError.Offset says it stopped.
+func lineColumn(data []byte, offset int64) (line, col int) {
+	at := max(0, min(int(offset)-1, len(data)))
+	before := data[:at]
+	line = 1 + bytes.Count(before, []byte("\n"))
+	col = 1 + utf8.RuneCount(before[bytes.LastIndexByte(before, '\n')+1:])
+	return line, col
+}
+
+// jsonKindName names a JSON value kind with an article: what a whole
+// document must be.
+func jsonKindName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map:
+		return "a JSON object"
+	case reflect.Slice, reflect.Array:
+		return "a JSON array"
+	}
+	return kindName(t)
 }
 
 // kindName names a Go type the way a JSON client thinks of it.

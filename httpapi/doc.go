@@ -6,8 +6,10 @@
 //
 // # A request's path
 //
-//	route match (404/405) → ready? (503 not_ready) → bearer key (401;
-//	  429 rate_limited past the address's failed authentications)
+//	route match (404/405) → ready? (503 not_ready) → bearer key, against
+//	  the keyring in force (keys.go; reloaded without a restart, reload.go:
+//	  K1–K5) (401; 429 rate_limited past the address's failed
+//	  authentications)
 //	→ scope (403) → key's token bucket (429 rate_limited)
 //	→ engine slot, or poller slot for the events long-poll
 //	  (503 overloaded: shed at once, never queued)
@@ -16,8 +18,9 @@
 //	  from Config.Now → response, or problem from the sentinel
 //
 // Every request gets an access log line (route pattern, method, status,
-// code, latency, request id, key name — never an applicant id, query or
-// body) and the RED metrics of its route.
+// code, latency, request id, key name, and which of a rotating key's
+// secrets — never an applicant id, query, body or secret) and the RED
+// metrics of its route.
 //
 // # Invariants
 //

@@ -24,6 +24,14 @@ import (
 // to wait seconds (at most Config.EventsWaitMax) for the next event it
 // sees; next_cursor is then after= unchanged, or past the events it
 // skipped. Cursors are decimal strings.
+//
+// Retention (the journal's sweep; 7 days by default) deletes the oldest
+// events. A reader without after=, or with after=0, is new: it reads from
+// the oldest event kept. A reader whose cursor is below the deletion mark
+// has missed events: it is answered 410 cursor_expired rather than a page
+// that skips them silently, and starts again as a new reader. The mark is
+// loaded after each read (EventFeed.EventsDeletedThrough), so a sweep that
+// runs between the two is seen.
 
 const (
 	eventsPageDefault = 100
@@ -61,6 +69,12 @@ func (s *Server) listEvents(r *request) {
 			s.log.Error("cannot read events", zap.String("request_id", r.id), zap.Error(err))
 			s.storeFailed("event feed read", err)
 			r.fail(problem{code: api.CodeDegraded, detail: "cannot read the event feed", retryAfterSeconds: retryAfterDegradedSeconds})
+			return
+		}
+		if mark := s.cfg.Events.EventsDeletedThrough(); after != 0 && next < mark {
+			r.fail(problem{code: api.CodeCursorExpired, detail: "the events after cursor " + strconv.FormatUint(after, 10) +
+				" were deleted by retention through cursor " + strconv.FormatUint(mark, 10) +
+				"; read again without after= (from the oldest event kept)"})
 			return
 		}
 		for i := 0; i < len(page) && len(events) < limit; i++ {

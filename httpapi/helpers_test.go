@@ -20,6 +20,7 @@ import (
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
+	"slotd/wal"
 )
 
 // Test fixtures: a real Engine on a MemJournal, the in-memory store, and a
@@ -110,6 +111,7 @@ type env struct {
 	client *http.Client
 	hook   atomic.Pointer[func(*allocator.Change)]
 	served chan error
+	db     *wal.DB // walEnv's journal; nil for newEnv's
 }
 
 // newEnv starts a server with offices office-a and office-b; mutate, if
@@ -162,7 +164,8 @@ func newEnv(t testing.TB, mutate func(*Config)) *env {
 	e.url = "http://" + ln.Addr().String()
 	e.served = make(chan error, 1)
 	go func() { e.served <- srv.Serve(ln) }()
-	e.client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}, Timeout: 30 * time.Second}
+	// Every exchange is held to docs/openapi.yaml (spec_test.go).
+	e.client = &http.Client{Transport: newSpecTransport(t, &http.Transport{MaxIdleConnsPerHost: 256}), Timeout: 30 * time.Second}
 	t.Cleanup(func() {
 		e.hook.Store(nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -37,7 +37,7 @@ func walEnv(t *testing.T, dir string, now time.Time, create bool) (e *env, stop 
 	} else if _, err := wal.Recover(db, eng, now); err != nil {
 		t.Fatal(err)
 	}
-	e = &env{t: t, eng: eng, clock: newClock(now)}
+	e = &env{t: t, eng: eng, clock: newClock(now), db: db}
 	srv, err := New(Config{Engine: eng, Idempotency: db, Events: db, Keys: testKeys(),
 		Secret: []byte("test-secret-test-secret-test-secret!"), Now: e.clock.Now,
 		RatePerSecond: 1e6, RatePerApplicant: -1})
@@ -52,7 +52,7 @@ func walEnv(t *testing.T, dir string, now time.Time, create bool) (e *env, stop 
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	e.srv, e.url = srv, "http://"+ln.Addr().String()
-	e.client = &http.Client{Timeout: 30 * time.Second}
+	e.client = &http.Client{Transport: newSpecTransport(t, &http.Transport{}), Timeout: 30 * time.Second}
 	stopped := false
 	stop = func() {
 		if stopped {

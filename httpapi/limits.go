@@ -28,6 +28,13 @@ func newTokenBucket(tokensPerSecond float64, burst int) tokenBucket {
 	return tokenBucket{rate.NewLimiter(rate.Limit(tokensPerSecond), burst)}
 }
 
+// setLimits changes the bucket's rate and size at now, a steady clock
+// reading; the tokens it holds stay (up to the new size).
+func (b tokenBucket) setLimits(now time.Time, tokensPerSecond float64, burst int) {
+	b.SetLimitAt(now, rate.Limit(tokensPerSecond))
+	b.SetBurstAt(now, burst)
+}
+
 // take takes a token at now, a steady clock reading. When none is left it
 // returns false and how long until one is (for Retry-After).
 func (b tokenBucket) take(now time.Time) (bool, time.Duration) {

@@ -79,6 +79,9 @@ func (m *memStore) ReadEvents(after uint64, limit int) ([]allocator.Event, error
 	return append([]allocator.Event(nil), m.events[after:end]...), nil
 }
 
+// EventsDeletedThrough is 0: the in-memory feed keeps every event.
+func (m *memStore) EventsDeletedThrough() uint64 { return 0 }
+
 func (m *memStore) Wait(ctx context.Context, after uint64) error {
 	for {
 		m.mu.Lock()

@@ -291,7 +291,9 @@ func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHi
 // /metrics, /healthz (the process is up), /readyz (200 when ready; 503
 // "not ready" before recovery ends and during shutdown, 503 "draining"
 // from Drain on while the API still answers, 503 "degraded:
-// <cause>" once storage failed, degraded.go) and /debug/pprof/.
+// <cause>" once storage failed, degraded.go), /admin/backup (with
+// Config.Backup, backup.go), POST /admin/reload-keys (with
+// Config.KeysSource, reload.go) and /debug/pprof/.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{ErrorLog: nil}))
@@ -319,6 +321,12 @@ func (s *Server) AdminHandler() http.Handler {
 		}
 		_, _ = w.Write([]byte("ready\n"))
 	})
+	if s.cfg.Backup != nil {
+		mux.HandleFunc("/admin/backup", s.backup)
+	}
+	if s.cfg.KeysSource != nil {
+		mux.HandleFunc(RouteAdminReloadKeys, s.serveReloadKeys)
+	}
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -12,8 +12,9 @@ import (
 //
 // Applicant ids are the portals' own: "a-123" of one portal and "a-123"
 // of another are two people. Every key belongs to a namespace
-// (Key.Namespace, by default the key's name); keys of one portal, such as
-// the old and the new key of a rotation, name the same one. A portal key
+// (Key.Namespace, by default the key's name); keys of one portal name the
+// same one. (A rotation needs no second key: one key holds the old and
+// the new secret, keys.go.) A portal key
 // holds, confirms, cancels, reschedules, reads, lists, prints and watches
 // for the applicants of its namespace only, and its event feed shows
 // only their events and the events without an applicant. A booking or

@@ -27,6 +27,8 @@ const (
 	RouteApproveCancel = "/v1/bookings/{id}/approve-cancel"
 	RouteRejectCancel  = "/v1/bookings/{id}/reject-cancel"
 	RouteForceCancel   = "/v1/bookings/{id}/force-cancel"
+	RouteApprove       = "/v1/bookings/{id}/approve"
+	RouteReject        = "/v1/bookings/{id}/reject"
 	RouteTicket        = "/v1/bookings/{id}/ticket"
 	RouteTicketPNG     = "/v1/bookings/{id}/ticket.png"
 	RouteTicketPDF     = "/v1/bookings/{id}/ticket.pdf"

@@ -31,7 +31,12 @@ type Server struct {
 	log    *zap.Logger
 	now    func() time.Time // the wall clock: Config.Now
 	steady func() time.Time // the clock of intervals: Config.Steady
-	keys   *keyring
+	// keys is the keyring in force: a request authenticates against the
+	// one it loads, and a reload (reload.go) stores a new one, so requests
+	// and connections under way are not disturbed.
+	keys atomic.Pointer[keyring]
+	// reloadMu serialises reloads of the keys (reload.go).
+	reloadMu sync.Mutex
 	// applicants is the per-applicant rate of holds; nil when switched off.
 	applicants *keyedLimiter[applicantKey]
 	router     *router
@@ -111,7 +116,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.AuthFailRatePerSecond > 0 {
 		s.authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
 	}
-	s.keys = newKeyring(cfg.Keys, func() tokenBucket { return newTokenBucket(cfg.RatePerSecond, cfg.RateBurst) })
+	s.keys.Store(newKeyring(cfg.Keys, nil, s.keyRates, s.steady()))
 	s.router = newRouter(s.routes())
 	m, err := newMetrics(s, cfg.Registry, s.router.routes)
 	if err != nil {
@@ -204,6 +209,8 @@ func (s *Server) routes() []*route {
 		r(post, RouteApproveCancel, accessOperator, operatorAction((*allocator.Engine).ApproveCancel)),
 		r(post, RouteRejectCancel, accessOperator, operatorAction((*allocator.Engine).RejectCancel)),
 		r(post, RouteForceCancel, accessOperator, operatorAction((*allocator.Engine).ForceCancel)),
+		r(post, RouteApprove, accessOperator, operatorAction((*allocator.Engine).Approve)),
+		r(post, RouteReject, accessOperator, (*Server).reject),
 		r(get, RouteTicket, accessBooking, (*Server).ticket),
 		r(get, RouteTicketPNG, accessBooking, (*Server).ticketPNG),
 		r(get, RouteTicketPDF, accessBooking, (*Server).ticketPDF),
@@ -299,10 +306,13 @@ func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
 
 // request is the state of one request. Owned by the handler goroutine.
 type request struct {
-	srv    *Server
-	ctx    *fasthttp.RequestCtx
-	route  *route
-	key    *principal
+	srv   *Server
+	ctx   *fasthttp.RequestCtx
+	route *route
+	key   *principal
+	// secret is the place of the secret presented among the key's
+	// secrets, from 1 (keyring.lookup).
+	secret int
 	params [paramsMax]string
 	now    time.Time // from the wall clock, for the engine
 	steady time.Time // from the steady clock, for rate buckets and idempotency ages
@@ -416,7 +426,7 @@ func (s *Server) matchRoute(r *request) bool {
 // when the address is over its rate of failed authentications.
 func (s *Server) authenticate(r *request) bool {
 	ctx := r.ctx
-	r.key = s.keys.lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
+	r.key, r.secret = s.keys.Load().lookup(ctx.Request.Header.Peek(fasthttp.HeaderAuthorization))
 	if r.key != nil {
 		return true
 	}
@@ -462,7 +472,7 @@ func (s *Server) withinRates(r *request) bool {
 	}
 	if ok, wait := r.key.limiter.take(r.steady); !ok {
 		s.m.limitedKey.Inc()
-		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, s.cfg.RatePerSecond),
+		r.fail(problem{code: api.CodeRateLimited, detail: fmt.Sprintf("key %q is over its rate of %g requests per second", r.key.name, r.key.ratePerSecond),
 			retryAfterSeconds: retryAfterSeconds(wait)})
 		return false
 	}
@@ -553,7 +563,7 @@ func (s *Server) finish(r *request, latency time.Duration) {
 		if r.key != nil {
 			key = r.key.name
 		}
-		ce.Write(
+		fields := [...]zap.Field{
 			zap.String("route", routeName(r.route)),
 			zap.ByteString("method", r.ctx.Method()),
 			zap.Int("status", status),
@@ -561,7 +571,16 @@ func (s *Server) finish(r *request, latency time.Duration) {
 			zap.Duration("latency", latency),
 			zap.String("request_id", r.id),
 			zap.String("key", key),
-		)
+			{},
+		}
+		n := len(fields) - 1
+		if r.key != nil && r.key.secrets > 1 {
+			// During a rotation: which of the key's secrets, so that the
+			// operator sees when the old one is no longer used.
+			fields[n] = zap.Int("secret", r.secret)
+			n++
+		}
+		ce.Write(fields[:n]...)
 	}
 }
 

@@ -78,20 +78,24 @@ func verifyTicket(secret []byte, token string, v *allocator.Booking) error {
 	return nil
 }
 
-// ticketable answers 409 unless the booking has a ticket: confirmed or
-// checked in.
+// ticketable answers 409 unless the booking has a ticket: confirmed,
+// checked in, or awaiting approval (a ticket that says so: its qr is
+// refused at check-in until an operator approves the booking, and is the
+// booking's ticket from then on).
 func ticketable(r *request, v *allocator.Booking) bool {
-	if v.Status != allocator.StatusConfirmed && v.Status != allocator.StatusCheckedIn {
-		r.fail(problem{code: api.CodeInvalidTransition, detail: "a ticket exists for confirmed bookings only; this one is " + v.Status.String()})
-		return false
+	switch v.Status {
+	case allocator.StatusConfirmed, allocator.StatusCheckedIn, allocator.StatusAwaitingApproval:
+		return true
 	}
-	return true
+	r.fail(problem{code: api.CodeInvalidTransition, detail: "a ticket exists for confirmed bookings and those awaiting approval only; this one is " + v.Status.String()})
+	return false
 }
 
 // ticket: GET /v1/bookings/{id}/ticket → {number, office, service,
-// service_name, documents, start, qr}: service_name follows the request's
-// Accept-Language (serviceName), documents are the service's (empty when
-// it names none or the office no longer offers it).
+// service_name, documents, start, status, qr}: service_name follows the
+// request's Accept-Language (serviceName), documents are the service's
+// (empty when it names none or the office no longer offers it), status
+// the booking's (awaiting_approval until the office approves it).
 func (s *Server) ticket(r *request) {
 	v, ok := s.readableBooking(r)
 	if !ok || !ticketable(r, &v) {
@@ -122,6 +126,8 @@ func (s *Server) ticket(r *request) {
 	b = append(b, ']')
 	b = append(b, `,"start":`...)
 	b = jsontime.Append(b, v.Start)
+	b = append(b, `,"status":`...)
+	b = appendString(b, v.Status.String())
 	b = append(b, `,"qr":`...)
 	b = appendString(b, signTicket(s.cfg.Secret, &v))
 	r.reply(200, append(b, '}'))
@@ -166,7 +172,10 @@ func appendICS(b []byte, v *allocator.Booking, office *allocator.OfficeConfig, n
 	const utc = "20060102T150405Z"
 	serviceName := serviceName(office, v.Service, nil)
 	status := "CONFIRMED"
-	if !v.Status.Active() {
+	switch {
+	case v.Status == allocator.StatusAwaitingApproval:
+		status = "TENTATIVE" // the office has not accepted it yet
+	case !v.Status.Active():
 		status = "CANCELLED"
 	}
 	location := office.Name

@@ -110,6 +110,26 @@ func newOfficePDF(office *allocator.OfficeConfig, title, kind string, now time.T
 	return p, row
 }
 
+// ticketAwaitingText is the printed ticket's status line of a booking
+// awaiting the office's approval.
+const ticketAwaitingText = "ожидает подтверждения офисом; талон действителен после подтверждения"
+
+// ticketRows are the "label: value" lines of a printed ticket: the
+// service named for a reader of langs, the number, the time, the desk,
+// and for a booking awaiting approval a status line saying so.
+func ticketRows(v *allocator.Booking, office *allocator.OfficeConfig, langs []string) [][2]string {
+	rows := [][2]string{
+		{"Услуга", serviceName(office, v.Service, langs)},
+		{"Номер", v.Number},
+		{"Дата и время", ticketWhen(v.Start)},
+		{"Окно", fmt.Sprintf("%d", v.Window+1)},
+	}
+	if v.Status == allocator.StatusAwaitingApproval {
+		rows = append(rows, [2]string{"Статус", ticketAwaitingText})
+	}
+	return rows
+}
+
 // renderTicketPDF lays the ticket out, the service named for a reader of
 // langs and the documents to bring listed under the QR code (flowing onto
 // a second page when they do not fit). now stamps the document, so the
@@ -122,10 +142,9 @@ func renderTicketPDF(v *allocator.Booking, office *allocator.OfficeConfig, langs
 	p, row := newOfficePDF(office, "Талон "+v.Number, "Талон на приём", now)
 	width, _ := p.GetPageSize()
 	text := width - 2*pdfMarginMM
-	row("Услуга", serviceName(office, v.Service, langs))
-	row("Номер", v.Number)
-	row("Дата и время", ticketWhen(v.Start))
-	row("Окно", fmt.Sprintf("%d", v.Window+1))
+	for _, r := range ticketRows(v, office, langs) {
+		row(r[0], r[1])
+	}
 	p.Ln(4)
 	p.RegisterImageOptionsReader("qr", fpdf.ImageOptions{ImageType: "PNG"}, bytes.NewReader(qr))
 	const qrMM = 70

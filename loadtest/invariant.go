@@ -19,8 +19,9 @@ import (
 //	    /v1/bookings/{id}) in the status of the last 2xx answer about it,
 //	    or in the status of a later change whose answer never came, or
 //	    expired if it was left held.
-//	C2. No two active bookings (held, confirmed, cancel_requested,
-//	    checked_in) the run created own the same seat: for each office and
+//	C2. No two active bookings (api.StatusActive: held, confirmed,
+//	    awaiting_approval, cancel_requested, checked_in) the run created
+//	    own the same seat: for each office and
 //	    window their [start, end) runs do not overlap, so in particular no
 //	    two share office+start+window.
 //	C3. For each (office, service, date) the run touched, the sum of `free`

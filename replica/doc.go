@@ -53,7 +53,7 @@
 //	    it and builds a new one under a new epoch. Losing the leadership
 //	    drops it too.
 //	P5. Each replica writes the applied index (and the epoch) in the
-//	    batch of the entry's records (wal invariant W10), and applies an
+//	    batch of the entry's records (wal invariant W11), and applies an
 //	    entry at or below it as nothing: after a restart the store holds
 //	    exactly the entries through its applied index, and raft hands the
 //	    rest over again.

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"slotd/allocator"
@@ -40,6 +42,8 @@ type testNode struct {
 	rep    *Replica
 	node   *cluster.Node
 	up     atomic.Bool
+	// diskFull fails every write of the node's stores once set (ENOSPC).
+	diskFull atomic.Bool
 }
 
 type testCluster struct {
@@ -101,7 +105,7 @@ func (n *testNode) start(ln net.Listener) {
 			return err
 		})
 	}
-	opts := wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20}
+	opts := wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20, FS: errorfs.Wrap(vfs.Default, slotdtest.NoSpace(n.dir, &n.diskFull))}
 	var err error
 	if n.raftDB, err = wal.Open(filepath.Join(n.dir, "raft"), opts); err != nil {
 		t.Fatalf("node %d: %v", n.id, err)
@@ -153,13 +157,17 @@ func (n *testNode) stop() {
 	if err := n.node.Close(); err != nil && !errors.Is(err, cluster.ErrStopped) {
 		t.Logf("node %d: close: %v", n.id, err)
 	}
+	report := t.Errorf
+	if n.diskFull.Load() {
+		report = t.Logf // a full disk fails the closing flush too
+	}
 	for g, db := range n.stores {
 		if err := db.Close(); err != nil {
-			t.Errorf("node %d: group %d store: %v", n.id, g, err)
+			report("node %d: group %d store: %v", n.id, g, err)
 		}
 	}
 	if err := n.raftDB.Close(); err != nil {
-		t.Errorf("node %d: raft store: %v", n.id, err)
+		report("node %d: raft store: %v", n.id, err)
 	}
 	n.up.Store(false)
 }

@@ -80,6 +80,10 @@ type Replica struct {
 	testBeforePropose func(j *journal, c *allocator.Change)
 	testDetached      bool
 	testNoEpochs      bool
+	// testStaleLeader keeps a former leader's engine serving and lets its
+	// journal acknowledge without the log: a node answering writes it no
+	// longer leads.
+	testStaleLeader bool
 }
 
 // group is one group's replica on this node.
@@ -263,7 +267,7 @@ func (r *Replica) watch() {
 			l := g.lead
 			switch {
 			case leader != r.cfg.Self:
-				if l != nil {
+				if l != nil && !r.testStaleLeader {
 					r.endLeadership(g)
 				}
 			case l == nil || l.term != term || l.broken.Load():
@@ -425,6 +429,11 @@ func (j *journal) Commit(c *allocator.Change) error {
 	data = append(data, kindChange)
 	data = binary.AppendUvarint(data, j.epoch)
 	data = append(data, staged...)
+	if j.r.testStaleLeader {
+		if leader, _ := j.r.node.Status(j.g.id); leader != j.r.cfg.Self {
+			return nil
+		}
+	}
 	if j.r.testBeforePropose != nil {
 		j.r.testBeforePropose(j, c)
 	}
@@ -432,7 +441,15 @@ func (j *journal) Commit(c *allocator.Change) error {
 	if j.r.testDetached {
 		ctx = context.Background()
 	}
+	if j.r.testStaleLeader {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, 20*time.Millisecond)
+		defer cancel()
+	}
 	res, err := j.r.node.Propose(ctx, j.g.id, data)
+	if err != nil && j.r.testStaleLeader {
+		return nil
+	}
 	if err != nil {
 		j.l.broken.Store(true)
 		return fmt.Errorf("replica: group %d: %w", j.g.id, err)
@@ -450,4 +467,6 @@ func (j *journal) Commit(c *allocator.Change) error {
 
 // Degraded reports a broken engine (allocator.SelfDegradingJournal), so
 // that its writes are refused at once until it is replaced.
-func (j *journal) Degraded() bool { return j.l.broken.Load() || j.l.ctx.Err() != nil }
+func (j *journal) Degraded() bool {
+	return !j.r.testStaleLeader && (j.l.broken.Load() || j.l.ctx.Err() != nil)
+}

@@ -9,6 +9,7 @@ import (
 
 	"slotd/allocator"
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 	"slotd/wal"
 )
 
@@ -119,7 +120,7 @@ func checkAcked(t *testing.T, e *allocator.Engine, acks []acked) {
 }
 
 // The replicas of a group that applied the same entries hold the same
-// bytes (P1–P3, wal invariant W10), and every booking the leader's engine
+// bytes (P1–P3, wal invariant W11), and every booking the leader's engine
 // acknowledged is in each of them.
 func TestReplicasAgree(t *testing.T) {
 	c := newTestCluster(t, 3, 2)
@@ -331,4 +332,79 @@ func TestIsolatedLeaderAcknowledgesNothing(t *testing.T) {
 			}
 		}
 	}
+}
+
+// The leader's disk fills up under load: its Raft loop stops at the first
+// failed log write (cluster invariant N3), it drops its engine, the other
+// two elect a leader and take bookings, and nothing acknowledged is lost.
+// Then a second node's disk fills: without a quorum, no booking is
+// acknowledged at all.
+func TestDiskFailureQuorum(t *testing.T) {
+	c := newTestCluster(t, 3, 1)
+	c.putOffices(1, 0, 2)
+	l := c.startLoad(1, 0, 2, 6)
+	time.Sleep(200 * time.Millisecond)
+	leader, _ := c.leaderEngine(1)
+	l.killed.Store(true)
+	leader.diskFull.Store(true)
+	testtimeEventually(t, "the full node's loop stops", func() bool { return leader.node.Err() != nil })
+	t.Logf("node %d stopped: %v", leader.id, leader.node.Err())
+	_, e := c.leaderEngine(1)
+	if leader.rep.Engine(1) != nil {
+		t.Fatal("the node whose disk failed still runs the group's engine")
+	}
+	time.Sleep(200 * time.Millisecond)
+	acks := l.end()
+	after := 0
+	for _, a := range acks {
+		if a.afterCrash {
+			after++
+		}
+	}
+	if after == 0 {
+		t.Fatal("no booking acknowledged after the leader's disk failed")
+	}
+	var healthy []*testNode
+	for _, n := range c.nodes {
+		if n != leader {
+			healthy = append(healthy, n)
+		}
+	}
+	c.mu.Lock()
+	c.isolated[leader.id] = true // its replica stays where its disk left it
+	c.mu.Unlock()
+	for _, n := range healthy {
+		testtime.Eventually(t, waitFor, "the survivors agree", func() error {
+			d0, a0, _ := healthy[0].stores[1].StateDigest()
+			d1, a1, _ := healthy[1].stores[1].StateDigest()
+			if a0 != a1 || d0 != d1 {
+				return fmt.Errorf("at %d and %d", a0, a1)
+			}
+			return nil
+		})
+		checkAcked(t, restored(t, n.stores[1]), acks)
+	}
+
+	// A second disk fails: one node of three is left, no quorum.
+	healthy[0].diskFull.Store(true)
+	testtimeEventually(t, "the second full node's loop stops", func() bool { return healthy[0].node.Err() != nil })
+	last := healthy[1]
+	_ = e
+	results := make(chan error, 4)
+	for i := range 4 {
+		go func() {
+			var err error = ErrNoEngine
+			if e := last.rep.Engine(1); e != nil {
+				_, start := slotdtest.BenchSeat(int64(100000 + i*64))
+				_, err = e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("noquorum-%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"})
+			}
+			results <- err
+		}()
+	}
+	for range 4 {
+		if err := <-results; err == nil {
+			t.Fatal("a booking was acknowledged without a quorum")
+		}
+	}
+	checkAcked(t, restored(t, last.stores[1]), acks)
 }

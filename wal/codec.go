@@ -42,12 +42,13 @@ const (
 
 // Value versions: the first byte of every value that has one.
 const (
-	formatVersion      byte = 7 // value of the meta "format" key (formatUpgrading while Open upgrades)
+	formatVersion      byte = 8 // value of the meta "format" key (formatUpgrading while Open upgrades)
 	bookingVersion     byte = 2
 	bookingVersion1    byte = 1 // still read: see decodeBookingInto
 	eventVersion       byte = 2
 	eventVersion1      byte = 1 // still read: see decodeEventValue
-	officeVersion      byte = 4
+	officeVersion      byte = 5
+	officeVersion4     byte = 4 // still read: see decodeOffice
 	officeVersion3     byte = 3 // still read: see decodeOffice
 	officeVersion2     byte = 2 // still read: see decodeOffice
 	officeVersion1     byte = 1 // still read: see decodeOffice
@@ -110,6 +111,8 @@ var eventTypeCodes = [...]string{
 	10: allocator.EventReminderDue,
 	11: allocator.EventSlotsReleased,
 	12: allocator.EventWatchMatched,
+	13: allocator.EventAwaitingApproval,
+	14: allocator.EventRejected,
 }
 
 func eventTypeCode(typ string) byte {

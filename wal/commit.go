@@ -79,6 +79,9 @@ func (db *DB) Commit(c *allocator.Change) error {
 	if db.closed {
 		return allocator.ErrJournalClosed
 	}
+	if db.readOnly {
+		return ErrReadOnly
+	}
 	if err := db.errIfDegraded(); err != nil {
 		db.stats.commitErrors.Add(1)
 		return err

@@ -45,7 +45,10 @@ type DB struct {
 	pdb  *pebble.DB
 	opts Options
 	fs   *syncCountingFS
-	dir  string // the store's directory (StoreStats asks its file system's free space)
+	dir  string // the data directory, as given to Open
+	// readOnly: opened by OpenReadOnly; nothing is written (ErrReadOnly),
+	// and no committer, syncer or marker runs.
+	readOnly bool
 
 	// closeMu is held for reading by every operation that touches pdb and
 	// for writing by Close, so Close waits for operations in flight and no
@@ -80,19 +83,25 @@ type DB struct {
 	// sweepMu serialises Sweep calls.
 	sweepMu sync.Mutex
 
-	// applied is meta/applied of a replicated store (W10), 0 otherwise.
+	// applied is meta/applied of a replicated store (W11), 0 otherwise.
 	applied atomic.Uint64
+	// backupMu is held by the one Backup that runs (TryLock).
+	backupMu sync.Mutex
 }
 
 var _ allocator.Journal = (*DB)(nil)
 
 // Open opens (or creates) the store in dir.
 func Open(dir string, opts Options) (*DB, error) {
+	return openDB(dir, opts, false)
+}
+
+func openDB(dir string, opts Options, readOnly bool) (*DB, error) {
 	if err := opts.validate(); err != nil {
 		return nil, err
 	}
 	opts = opts.withDefaults()
-	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), dir: dir, closeCh: make(chan struct{})}
+	db := &DB{opts: opts, fs: newSyncCountingFS(opts.FS), closeCh: make(chan struct{}), dir: dir, readOnly: readOnly}
 	db.feed.init()
 	cache := pebble.NewCache(opts.CacheBytes)
 	defer cache.Unref()
@@ -104,6 +113,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		Cache:              cache,
 		MemTableSize:       opts.MemTableBytes,
 		FormatMajorVersion: pebble.FormatNewest,
+		ReadOnly:           readOnly,
 		Logger:             pebbleLogger{l: opts.Logger},
 		EventListener: &pebble.EventListener{
 			BackgroundError: func(err error) {
@@ -129,10 +139,20 @@ func Open(dir string, opts Options) (*DB, error) {
 	if errors.Is(err, pebble.ErrCorruption) {
 		return nil, fmt.Errorf("%w: cannot open %s: %w", ErrCorrupt, dir, err)
 	}
+	if readOnly && lockHeld(err) {
+		return nil, fmt.Errorf("%w: %s: another process holds its lock (%s)", ErrInUse, dir, pebbleLockFile)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("wal: cannot open %s: %w", dir, err)
 	}
 	db.pdb = pdb
+	if readOnly {
+		if err := db.openReadOnly(dir); err != nil {
+			_ = pdb.Close()
+			return nil, err
+		}
+		return db, nil
+	}
 	mark, err := db.open(dir)
 	if err != nil {
 		_ = pdb.Close()
@@ -196,11 +216,11 @@ func (db *DB) open(dir string) (*syncMark, error) {
 	if err := db.checkFormat(); err != nil {
 		return nil, err
 	}
-	last, err := db.lastCursor()
+	last, deleted, err := db.lastCursor()
 	if err != nil {
 		return nil, err
 	}
-	db.feed.start(last)
+	db.feed.start(last, deleted)
 	applied, err := db.metaUint64(metaApplied)
 	if err != nil {
 		return nil, err
@@ -211,30 +231,29 @@ func (db *DB) open(dir string) (*syncMark, error) {
 
 // lastCursor returns the highest event cursor ever assigned by a committed
 // batch: the last stored event, or the sweep's deletion mark if the sweep
-// deleted every event (invariant W5).
-func (db *DB) lastCursor() (uint64, error) {
-	var last uint64
+// deleted every event (invariant W5); and the deletion mark.
+func (db *DB) lastCursor() (last, deleted uint64, err error) {
 	lo := []byte{prefixEvent}
 	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo)})
 	if err != nil {
-		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+		return 0, 0, fmt.Errorf("wal: cannot read events: %w", err)
 	}
 	if it.Last() {
 		c, ok := parseEventKey(it.Key())
 		if !ok {
 			_ = it.Close()
-			return 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
+			return 0, 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
 		}
 		last = c
 	}
 	if err := it.Close(); err != nil {
-		return 0, fmt.Errorf("wal: cannot read events: %w", err)
+		return 0, 0, fmt.Errorf("wal: cannot read events: %w", err)
 	}
-	deleted, err := db.eventsDeletedThrough()
+	deleted, err = db.eventsDeletedThrough()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return max(last, deleted), nil
+	return max(last, deleted), deleted, nil
 }
 
 // eventsDeletedThrough reads the sweep's mark: every event ≤ it is deleted.
@@ -270,6 +289,12 @@ func (db *DB) Close() error {
 	}
 	db.closed = true
 	close(db.closeCh)
+	if db.readOnly {
+		if err := db.pdb.Close(); err != nil {
+			return fmt.Errorf("wal: close: %w", err)
+		}
+		return nil
+	}
 	db.stopCommitters()
 	// The syncer has stopped: the marker's last write makes the mark
 	// exact, so that any damage before the end of the log is found.

@@ -88,6 +88,16 @@
 //	    be at least the mark's, or Open fails with ErrLogDamaged before
 //	    anything is written to the store. A torn final write holds only
 //	    records after the last synced round, and passes.
+//	W10. The sweep's deletion mark (meta/events-deleted-through, and
+//	    DB.EventsDeletedThrough in memory) covers every deleted event: the
+//	    in-memory mark moves before the batch that deletes the events
+//	    commits, and Open loads the stored one, which that batch writes. A
+//	    reader that reads after cursor c and then loads a mark at or below
+//	    c missed no event to retention; one that loads a mark above c may
+//	    have, and is told so instead of being given a page with a hole.
+//	W11. A replicated store (package replica) holds exactly the entries
+//	    through its meta/applied, written in the batch of their records
+//	    (replica.go).
 //
 // # Commit pipeline
 //
@@ -225,6 +235,15 @@
 //     until the operator restores the directory or deletes SYNCMARK to
 //     accept the loss.
 //
+// # Backup
+//
+// DB.Backup copies the running store with Pebble's checkpoint into a
+// directory that opens as a store of its own, with a SYNCMARK of its own:
+// the round synced before the checkpoint began, never the live mark, which
+// names rounds the copy may not hold (backup.go says why). OpenReadOnly
+// opens a stopped store or a backup with Open's checks (W9, the format)
+// and writes nothing; every write answers ErrReadOnly.
+//
 // # On-disk format
 //
 // Changing anything below breaks existing data: a new layout needs a new
@@ -238,21 +257,24 @@
 // office value of version 2, which spells out the config's fields instead
 // of storing its JSON. Format 6 adds the office value of version 3 (a
 // service's online_cancel, the policy's min_notice and working-day
-// cutoffs), and format 7 that of version 4 (a service's documents and
-// names), so that a version that cannot read it refuses the store at
-// Open. Open stamps a store of format 3 to 6 as 7 and reads its events
-// and offices of older versions as they are.
+// cutoffs), format 7 that of version 4 (a service's documents and
+// names), and format 8 that of version 5 (a service's requires_approval)
+// and the booking statuses awaiting_approval and rejected (9 and 10),
+// which an older version would take for damage, so that a version that
+// cannot read them refuses the store at Open. Open stamps a store of
+// format 3 to 7 as 8 and reads its events and offices of older versions
+// as they are.
 // Open upgrades a store of format 1 or 2 before it writes anything else
-// (W8): it stamps the store 0x87 (upgrading; the 0x83 to 0x86 of
-// format-3 to format-6 versions are finished the same way), which every
+// (W8): it stamps the store 0x88 (upgrading; the 0x83 to 0x87 of
+// format-3 to format-7 versions are finished the same way), which every
 // version refuses but this one, moves every booking to its format-3 key,
 // which later formats keep, keeping the value as it is, and stamps the
-// store 7 last.
+// store 8 last.
 //
 // Keys (the first byte is the prefix; BE = big-endian):
 //
 //	prefix  rest                                   value
-//	'm'     name                                   meta: "format" → 1 byte (7);
+//	'm'     name                                   meta: "format" → 1 byte (8);
 //	                                               "events-deleted-through" → 8 bytes BE cursor;
 //	                                               "synced-round" → 8 bytes BE round (W9)
 //	'o'     office id (bytes)                      office value
@@ -284,7 +306,10 @@
 //	id                     16 bytes (must equal the key's id; the
 //	                       first history entry's time must equal the
 //	                       key's creation time)
-//	status                 1 byte (allocator.Status)
+//	status                 1 byte (allocator.Status: 1 held, 2 confirmed,
+//	                       3 cancel_requested, 4 checked_in, 5 completed,
+//	                       6 cancelled, 7 expired, 8 no_show,
+//	                       9 awaiting_approval, 10 rejected; format 8)
 //	office                 string
 //	service                string
 //	applicant              string
@@ -333,7 +358,7 @@
 //
 //	field                  size
 //	version                1 byte = 2
-//	type code              1 byte: 1..12 the allocator's event types in
+//	type code              1 byte: 1..14 the allocator's event types in
 //	                       the order of eventTypeCodes; 0 = a string follows
 //	type                   string (only when the code is 0)
 //	at_unix_ns             varint
@@ -355,17 +380,19 @@
 // embedding it, and the confirmed event pointing one back. Sweep deletes
 // such an event together with the one it points to (W7).
 //
-// Office value, version 4 (every field of allocator.OfficeConfig in this
+// Office value, version 5 (every field of allocator.OfficeConfig in this
 // order, so that the PUT body's JSON tags can change without changing
 // what is stored; a list is a uvarint of its length plus one, 0 for an
-// omitted list, then its entries). Version 3, still read, is the same
-// without a service's documents and names, which it reads omitted;
-// version 2, still read, is version 3 without online_cancel, min_notice
-// and the working-day cutoffs, which it reads at their defaults (omitted,
-// 0); the office's next write stores version 4:
+// omitted list, then its entries). Version 4, still read, is the same
+// without a service's requires_approval, which it reads false; version
+// 3, still read, is version 4 without a service's documents and names,
+// which it reads omitted; version 2, still read, is version 3 without
+// online_cancel, min_notice and the working-day cutoffs, which it reads
+// at their defaults (omitted, 0); the office's next write stores version
+// 5:
 //
 //	field                  size
-//	version                1 byte = 4
+//	version                1 byte = 5
 //	released_through       varint (date)
 //	id, name, region,      string each (the id must equal the key's)
 //	city, address,
@@ -379,7 +406,8 @@
 //	                       online_cancel 1 byte (0 omitted, 1 false,
 //	                       2 true; version 3), documents list of strings
 //	                       (version 4), names list of (language string,
-//	                       name string) in language order (version 4)
+//	                       name string) in language order (version 4),
+//	                       requires_approval 1 byte (version 5)
 //	policy                 horizon_days varint, release_time string,
 //	                       then varints: hold_ttl, cancel_cutoff,
 //	                       late_cancel_floor, reschedule_cutoff (ns),
@@ -391,7 +419,7 @@
 //	                       reschedule_cutoff_working_days
 //
 // Office value, version 1 (formats 4 and older; still read, replaced by
-// version 4 at the office's next write):
+// version 5 at the office's next write):
 //
 //	field                  size
 //	version                1 byte = 1

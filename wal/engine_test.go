@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"slotd/allocator"
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -83,5 +84,77 @@ func TestEngineRecover(t *testing.T) {
 	}
 	if db.PublishedCursor() <= published {
 		t.Fatal("expiry emitted no event")
+	}
+}
+
+// TestEngineRecoverApproval: a service's requires_approval, a booking
+// awaiting approval and a rejected one survive a restart: the awaiting
+// booking keeps its seat and waits again for the office, a confirm after
+// the restart still waits, and the rejection keeps its reason.
+func TestEngineRecoverApproval(t *testing.T) {
+	now := t0
+	dir := t.TempDir()
+	db, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := allocator.New(allocator.Config{Journal: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := slotdtest.Office("msk-1", 2)
+	cfg.Services[0].RequiresApproval = true
+	if _, err := e.PutOffice(now, cfg, allocator.Meta{Actor: "admin"}); err != nil {
+		t.Fatal(err)
+	}
+	portal := allocator.Meta{Actor: "portal-a"}
+	start := testtime.At(1, 10, 0)
+	waiting, err := e.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "a", Start: start, Confirm: true}, portal)
+	if err != nil || waiting.Status != allocator.StatusAwaitingApproval {
+		t.Fatalf("hold: %v %v", waiting.Status, err)
+	}
+	rejected, err := e.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "b", Start: start, Confirm: true}, portal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.Reject(now, rejected.ID, allocator.Meta{Actor: "op-1", Reason: "wrong documents"}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := e.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "c", Start: start.Add(time.Hour)}, portal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db, dir)
+	e2, err := allocator.New(allocator.Config{Journal: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Recover(db, e2, now); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _ := e2.Office("msk-1"); !rec.Config.Services[0].RequiresApproval {
+		t.Fatal("requires_approval lost in the restart")
+	}
+	if b, _ := e2.Get(waiting.ID, ""); b.Status != allocator.StatusAwaitingApproval {
+		t.Fatalf("awaiting booking restored as %s", b.Status)
+	}
+	b, _ := e2.Get(rejected.ID, "")
+	if last := b.History.Last(); b.Status != allocator.StatusRejected || last.Actor != "op-1" || last.Reason != "wrong documents" {
+		t.Fatalf("rejected booking restored as %s, %s", b.Status, b.History)
+	}
+	if _, err := e2.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "d", Start: start}, portal); err != nil {
+		t.Fatalf("the rejected booking's seat: %v", err)
+	}
+	if _, err := e2.Hold(now, allocator.HoldRequest{Office: "msk-1", Service: "patent", Applicant: "e", Start: start}, portal); err == nil {
+		t.Fatal("the awaiting booking's seat was sold again")
+	}
+	if b, err := e2.Confirm(now, held.ID, "", portal); err != nil || b.Status != allocator.StatusAwaitingApproval {
+		t.Fatalf("confirm after the restart: %v %v", b.Status, err)
+	}
+	if b, err := e2.Approve(now, waiting.ID, allocator.Meta{Actor: "op-1"}); err != nil || b.Status != allocator.StatusConfirmed {
+		t.Fatalf("approve after the restart: %v %v", b.Status, err)
+	}
+	if err := e2.Verify(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -47,6 +47,11 @@ type eventFeed struct {
 	// parked counts ranges that finished before a lower range and waited
 	// in done: how often commits complete out of cursor order.
 	parked atomic.Uint64
+	// deletedThrough is the sweep's deletion mark (W10): every event at or
+	// below it is deleted, or about to be. Written by Sweep alone (under
+	// sweepMu) before the batch that deletes the events commits, so a
+	// reader that found them missing and then loads it sees them covered.
+	deletedThrough atomic.Uint64
 }
 
 func (f *eventFeed) init() {
@@ -54,10 +59,12 @@ func (f *eventFeed) init() {
 	f.wake = make(chan struct{})
 }
 
-// start sets both counters to the last cursor found on disk (W5).
-func (f *eventFeed) start(last uint64) {
+// start sets both counters to the last cursor found on disk (W5), and the
+// deletion mark to the one stored (W10).
+func (f *eventFeed) start(last, deleted uint64) {
 	f.allocated.Store(last)
 	f.published.Store(last)
+	f.deletedThrough.Store(deleted)
 }
 
 // allocate takes n consecutive cursors.
@@ -119,6 +126,13 @@ func (f *eventFeed) waitChan() (uint64, <-chan struct{}) {
 	return f.published.Load(), f.wake
 }
 
+// EventsDeletedThrough returns the sweep's deletion mark: every event with
+// a cursor at or below it is gone (W10). A reader whose cursor is below
+// the mark has missed events. Load it after ReadEvents: a read that found
+// events missing because a sweep deleted them is followed by a mark that
+// covers them. 0 until the first sweep that deletes events.
+func (db *DB) EventsDeletedThrough() uint64 { return db.feed.deletedThrough.Load() }
+
 // PublishedCursor returns the watermark: readers can read every event up
 // to it, and no event at or below it will appear later (W4).
 func (db *DB) PublishedCursor() uint64 { return db.feed.published.Load() }
@@ -153,7 +167,9 @@ func (db *DB) Wait(ctx context.Context, after uint64) error {
 // ReadEvents returns up to limit events with cursor > after, in cursor
 // order, never beyond the watermark. Cursors may have gaps (events swept
 // by retention, batches that failed before a restart); an empty result
-// means nothing is published after the cursor yet. Events of one change
+// means nothing is published after the cursor yet. After a read whose
+// after is below EventsDeletedThrough, loaded after it, the events
+// between were deleted (W10). Events of one change
 // may share one *BookingRecord: callers must not modify it.
 func (db *DB) ReadEvents(after uint64, limit int) ([]allocator.Event, error) {
 	if limit < 1 || limit > EventsPerReadMax {

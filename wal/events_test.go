@@ -21,7 +21,7 @@ import (
 func TestWatermarkOutOfOrder(t *testing.T) {
 	var f eventFeed
 	f.init()
-	f.start(10)
+	f.start(10, 0)
 	want := func(p uint64) {
 		t.Helper()
 		if got := f.published.Load(); got != p {
@@ -67,7 +67,7 @@ func TestWatermarkOutOfOrder(t *testing.T) {
 func TestWatermarkWakesEveryWaiter(t *testing.T) {
 	var f eventFeed
 	f.init()
-	f.start(0)
+	f.start(0, 0)
 	woken := func(wake <-chan struct{}) bool {
 		select {
 		case <-wake:

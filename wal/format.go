@@ -16,14 +16,15 @@ import (
 // every version refuses a stamp it does not know, so a store caught half
 // upgraded (some bookings under format 2's keys, some under format 3's)
 // is refused by an older slotd instead of being read wrong, and finished
-// by this one. formatUpgrading3 to formatUpgrading6 are the stamps of the
-// same upgrade by versions of formats 3 to 6, which this one finishes too.
+// by this one. formatUpgrading3 to formatUpgrading7 are the stamps of the
+// same upgrade by versions of formats 3 to 7, which this one finishes too.
 const (
 	formatUpgrading  byte = 0x80 | formatVersion
 	formatUpgrading3 byte = 0x80 | 3
 	formatUpgrading4 byte = 0x80 | 4
 	formatUpgrading5 byte = 0x80 | 5
 	formatUpgrading6 byte = 0x80 | 6
+	formatUpgrading7 byte = 0x80 | 7
 )
 
 // Bounds of one batch of the upgrade's moves: bookings and bytes.
@@ -35,7 +36,7 @@ const (
 // checkFormat refuses data of another format and stamps a new store. A
 // store of format 1 or 2, or one whose upgrade was cut short, is upgraded
 // before anything else is written to it (upgrade, W8); one of format 3 to
-// 6 is stamped with the current format.
+// 7 is stamped with the current format.
 func (db *DB) checkFormat() error {
 	v, closer, err := db.pdb.Get(metaKey(metaFormat))
 	if err == nil {
@@ -44,15 +45,17 @@ func (db *DB) checkFormat() error {
 		switch {
 		case len(stamp) == 1 && stamp[0] == formatVersion:
 			return nil
-		case len(stamp) == 1 && (stamp[0] == 3 || stamp[0] == 4 || stamp[0] == 5 || stamp[0] == 6):
+		case len(stamp) == 1 && stamp[0] >= 3 && stamp[0] <= 7:
 			// Format 4 added the event value of version 2, format 5 the
-			// office value of version 2, format 6 that of version 3 and
-			// format 7 that of version 4, which only this version reads;
-			// the records of formats 3 to 6 are read as they are.
+			// office value of version 2, format 6 that of version 3,
+			// format 7 that of version 4 and format 8 that of version 5
+			// and the statuses awaiting_approval and rejected, which only
+			// this version reads; the records of formats 3 to 7 are read
+			// as they are.
 			b := db.pdb.NewBatch()
 			defer b.Close()
 			return db.stamp(b, formatVersion)
-		case len(stamp) == 1 && (stamp[0] == 1 || stamp[0] == 2 || stamp[0] == formatUpgrading3 || stamp[0] == formatUpgrading4 || stamp[0] == formatUpgrading5 || stamp[0] == formatUpgrading6 || stamp[0] == formatUpgrading):
+		case len(stamp) == 1 && (stamp[0] == 1 || stamp[0] == 2 || stamp[0] == formatUpgrading3 || stamp[0] == formatUpgrading4 || stamp[0] == formatUpgrading5 || stamp[0] == formatUpgrading6 || stamp[0] == formatUpgrading7 || stamp[0] == formatUpgrading):
 			if err := db.upgrade(); err != nil {
 				return fmt.Errorf("wal: cannot upgrade the store from %s %x: %w", KeyString(metaKey(metaFormat)), stamp, err)
 			}
@@ -81,7 +84,7 @@ func (db *DB) checkFormat() error {
 }
 
 // upgrade brings a store of format 1 or 2, or one stamped formatUpgrading
-// or formatUpgrading3 to formatUpgrading6, to the current format (W8):
+// or formatUpgrading3 to formatUpgrading7, to the current format (W8):
 //  1. stamp formatUpgrading, synced, and delete format 1's applicant index
 //     (prefix 'a'), which later formats neither write nor read;
 //  2. move every booking from its format-2 key (the id) to its format-3

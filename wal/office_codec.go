@@ -1,6 +1,6 @@
 package wal
 
-// The office value. Versions 2 to 4 spell out every field of
+// The office value. Versions 2 to 5 spell out every field of
 // allocator.OfficeConfig in a fixed order (the table in the package doc),
 // so the stored form belongs to this package: renaming a JSON tag of the
 // PUT body, or adding a field to it, cannot change or silently drop what
@@ -9,8 +9,10 @@ package wal
 // with them at their defaults (online_cancel omitted, the others 0), the
 // rules it was stored under. Version 4 adds a service's documents and
 // names; a value of an older version is read with them absent (nil), as
-// they were. Version 1 stored the config as its JSON; it is still read.
-// The next write of an office stores version 4.
+// they were. Version 5 adds a service's requires_approval; an older value
+// is read with it false, as every service confirmed at once then.
+// Version 1 stored the config as its JSON; it is still read. The next
+// write of an office stores version 5.
 //
 // TestOfficeCodecCoversEveryField fills every field of OfficeConfig by
 // reflection and requires the round trip to keep it: a field added to the
@@ -31,7 +33,7 @@ import (
 // so that a count beyond it can only be corruption.
 const officeListMax = 4096
 
-// appendOffice appends the version-4 encoding of r.
+// appendOffice appends the version-5 encoding of r.
 func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 	c := &r.Config
 	if c.ID == "" {
@@ -80,6 +82,7 @@ func appendOffice(dst []byte, r *allocator.OfficeRecord) ([]byte, error) {
 			dst = appendOptBool(dst, s.OnlineCancel)
 			dst = appendStrings(dst, s.Documents)
 			dst = appendStringMap(dst, s.Names)
+			dst = appendBool(dst, s.RequiresApproval)
 		}
 	}
 
@@ -281,7 +284,7 @@ func (d *decoder) duration() allocator.Duration {
 	return allocator.Duration(time.Duration(d.varint()))
 }
 
-// decodeOffice decodes an office value of version 1 to 4 and checks that
+// decodeOffice decodes an office value of version 1 to 5 and checks that
 // it belongs to id. The config's rules are checked by the engine when it
 // restores the office, as when it is first put.
 func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
@@ -298,8 +301,8 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 		if err := json.Unmarshal(d.b, &r.Config); err != nil {
 			return allocator.OfficeRecord{}, fmt.Errorf("office config: %w", err)
 		}
-	case officeVersion2, officeVersion3, officeVersion:
-		v3, v4 := ver >= officeVersion3, ver >= officeVersion
+	case officeVersion2, officeVersion3, officeVersion4, officeVersion:
+		v3, v4, v5 := ver >= officeVersion3, ver >= officeVersion4, ver >= officeVersion
 		c := &r.Config
 		for _, f := range [...]struct {
 			s    *string
@@ -332,6 +335,9 @@ func decodeOffice(v []byte, id string) (allocator.OfficeRecord, error) {
 				if v4 {
 					s.Documents = d.strings("service documents")
 					s.Names = d.stringMap("service names")
+				}
+				if v5 {
+					s.RequiresApproval = d.bool("service requires_approval")
 				}
 				c.Services = append(c.Services, s)
 			}

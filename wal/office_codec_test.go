@@ -21,7 +21,7 @@ import (
 var rewrite = flag.Bool("rewrite", false, "rewrite the golden files under testdata/ from the current encoders")
 
 // TestOfficeCodecCoversEveryField: every field of OfficeConfig, filled with
-// a value of its own by reflection, survives the version-3 round trip. A
+// a value of its own by reflection, survives the round trip of the current version. A
 // field added to the config but not to the codec fails here instead of
 // being dropped from disk.
 func TestOfficeCodecCoversEveryField(t *testing.T) {
@@ -139,30 +139,40 @@ func goldenOfficeV4() allocator.OfficeRecord {
 	return r
 }
 
-// TestOfficeGolden holds the office encoder to testdata/office-v4.hex and
-// reads it back; it reads testdata/office-v3.hex (stores of format 6)
-// into goldenOfficeV3, the fields version 4 added absent, and
-// testdata/office-v2.hex (stores of format 5 before version 3) and
-// testdata/office-v1.hex (the JSON form that stores of format 4 and
-// older hold) into goldenOffice, the fields versions 3 and 4 added at
+// goldenOfficeV5 is goldenOfficeV4 with the field version 5 added: the
+// second service requires approval, the first does not.
+func goldenOfficeV5() allocator.OfficeRecord {
+	r := goldenOfficeV4()
+	r.Config.Services[1].RequiresApproval = true
+	return r
+}
+
+// TestOfficeGolden holds the office encoder to testdata/office-v5.hex and
+// reads it back; it reads testdata/office-v4.hex (stores of format 7)
+// into goldenOfficeV4, requires_approval false, testdata/office-v3.hex
+// (stores of format 6) into goldenOfficeV3, the fields version 4 added
+// absent, and testdata/office-v2.hex (stores of format 5 before version
+// 3) and testdata/office-v1.hex (the JSON form that stores of format 4
+// and older hold) into goldenOffice, the fields versions 3 to 5 added at
 // their defaults. Run with -rewrite after a deliberate format
 // change (which needs a new version, see the package doc); it rewrites
 // only the newest version's file: the older ones are what old stores
 // hold, and no longer written.
 func TestOfficeGolden(t *testing.T) {
-	want4 := goldenOfficeV4()
-	v4, err := appendOffice(nil, &want4)
+	want5 := goldenOfficeV5()
+	v5, err := appendOffice(nil, &want5)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if *rewrite {
-		writeGolden(t, "office-v4.hex", v4)
+		writeGolden(t, "office-v5.hex", v5)
 	}
-	if golden := readGolden(t, "office-v4.hex"); !bytes.Equal(v4, golden) {
-		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v4, golden)
+	if golden := readGolden(t, "office-v5.hex"); !bytes.Equal(v5, golden) {
+		t.Fatalf("the office encoding changed (a stored format must not):\ngot  %x\nwant %x", v5, golden)
 	}
 	want := goldenOffice()
-	for name, want := range map[string]allocator.OfficeRecord{"office-v4.hex": want4, "office-v3.hex": goldenOfficeV3(), "office-v2.hex": want, "office-v1.hex": want} {
+	for name, want := range map[string]allocator.OfficeRecord{"office-v5.hex": want5, "office-v4.hex": goldenOfficeV4(),
+		"office-v3.hex": goldenOfficeV3(), "office-v2.hex": want, "office-v1.hex": want} {
 		got, err := decodeOffice(readGolden(t, name), want.Config.ID)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
@@ -201,8 +211,8 @@ func readGolden(t *testing.T, name string) []byte {
 	return b
 }
 
-// TestOlderStoresAreRestamped: a store of format 4, 5 or 6 holds its
-// offices as office value version 1 (JSON), 2 or 3; Open stamps it with
+// TestOlderStoresAreRestamped: a store of format 4 to 7 holds its
+// offices as office value version 1 (JSON) to 4; Open stamps it with
 // the current format, recovery reads the office as it was (the fields of
 // later versions at their defaults), and the next write of the office
 // stores the current version.
@@ -225,7 +235,7 @@ func TestOlderStoresAreRestamped(t *testing.T) {
 		if len(c.offices) != 1 || !reflect.DeepEqual(c.offices[0], want) {
 			t.Fatalf("format %d: recovered offices %+v, want [%+v]", format, c.offices, want)
 		}
-		next := goldenOfficeV4()
+		next := goldenOfficeV5()
 		mustCommit(t, db, &allocator.Change{Office: &next})
 		v, closer, err := db.pdb.Get(officeKey(nil, want.Config.ID))
 		if err != nil {
@@ -243,4 +253,5 @@ func TestOlderStoresAreRestamped(t *testing.T) {
 	f(4, "office-v1.hex", goldenOffice())
 	f(5, "office-v2.hex", goldenOffice())
 	f(6, "office-v3.hex", goldenOfficeV3())
+	f(7, "office-v4.hex", goldenOfficeV4())
 }

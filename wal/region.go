@@ -86,7 +86,7 @@ func (b *RegionBatch) Commit(sync bool) error {
 	db := b.r.db
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return err
 	}
 	opt := pebble.NoSync

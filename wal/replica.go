@@ -9,9 +9,9 @@ package wal
 // events keyed by cursors taken in apply order, so every replica that
 // applied the same entries holds the same keys and values (StateDigest
 // compares them). The applied index and the group's epoch travel in the
-// same batch (wal invariant W10).
+// same batch (wal invariant W11).
 //
-//	W10. A replicated store's meta/applied is the index of the last entry
+//	W11. A replicated store's meta/applied is the index of the last entry
 //	     whose writes it holds, written in the same batch as those writes:
 //	     after a crash the store holds exactly the entries through its
 //	     applied index, and the entries after it are applied again from
@@ -97,7 +97,7 @@ func decodeStaged(data []byte) (staged, error) {
 }
 
 // ApplyStaged writes the staged change data as the entry at index of the
-// store's group, with the applied index (W10), and publishes its events.
+// store's group, with the applied index (W11), and publishes its events.
 // It returns the cursor of the change's first event (0 if it has none).
 // An index at or below the applied one is skipped. The caller applies a
 // group's entries one at a time, in log order.
@@ -108,7 +108,7 @@ func (db *DB) ApplyStaged(index uint64, data []byte) (firstCursor uint64, err er
 	}
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return 0, err
 	}
 	if index <= db.applied.Load() {
@@ -172,12 +172,12 @@ func checkStagedKeys(b *pebble.Batch) error {
 }
 
 // ApplyEpoch records that the entry at index starts a new epoch of the
-// store's group (package replica) and is applied (W10). An index at or
+// store's group (package replica) and is applied (W11). An index at or
 // below the applied one is skipped.
 func (db *DB) ApplyEpoch(index, epoch uint64) error {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return err
 	}
 	if index <= db.applied.Load() {
@@ -204,7 +204,7 @@ func setApplied(b *pebble.Batch, index uint64) {
 }
 
 // Applied returns the index of the last entry the store holds and the
-// epoch it was applied in (W10); zeros for a store that applied none.
+// epoch it was applied in (W11); zeros for a store that applied none.
 func (db *DB) Applied() (index, epoch uint64, err error) {
 	if index, err = db.metaUint64(metaApplied); err != nil {
 		return 0, 0, err

@@ -32,7 +32,7 @@ func (db *DB) Sweep(now time.Time) (SweepStats, error) {
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
 	var st SweepStats
-	if err := db.usableLocked(); err != nil {
+	if err := db.writableLocked(); err != nil {
 		return st, err
 	}
 	b := db.pdb.NewBatch()
@@ -43,13 +43,18 @@ func (db *DB) Sweep(now time.Time) (SweepStats, error) {
 		return st, err
 	}
 	st.IdempotencyDeleted, st.More = n, more
-	n, more, err = db.sweepEvents(b, now.Add(-db.opts.EventRetention).UnixNano())
+	n, more, mark, err := db.sweepEvents(b, now.Add(-db.opts.EventRetention).UnixNano())
 	if err != nil {
 		return st, err
 	}
 	st.EventsDeleted, st.More = n, st.More || more
 	if b.Empty() {
 		return st, nil
+	}
+	// The mark moves before the events go (W10). If the commit fails the
+	// store degrades, and the events it kept were past retention anyway.
+	if n > 0 {
+		db.feed.deletedThrough.Store(mark)
 	}
 	if err := pebbleCall(func() error { return b.Commit(pebble.Sync) }); err != nil {
 		db.degrade(err)
@@ -111,15 +116,16 @@ func (db *DB) sweepIdempotency(b *pebble.Batch, cutoffUnixNano int64) (deleted i
 
 // sweepEvents adds to b the deletion of the oldest events, up to
 // SweepBatchMax, that happened before cutoffUnixNano and lie at or below
-// the watermark, and moves the deletion mark (W5).
-func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, more bool, err error) {
+// the watermark, and moves the stored deletion mark to the last of them,
+// which it returns (W5, W10).
+func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, more bool, mark uint64, err error) {
 	published := db.feed.published.Load()
 	it, err := db.pdb.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{prefixEvent},
 		UpperBound: eventKey(nil, published+1),
 	})
 	if err != nil {
-		return 0, false, fmt.Errorf("wal: sweep: %w", err)
+		return 0, false, 0, fmt.Errorf("wal: sweep: %w", err)
 	}
 	defer it.Close()
 	var last uint64
@@ -127,11 +133,11 @@ func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, m
 	for ; ok; ok = it.Next() {
 		c, kok := parseEventKey(it.Key())
 		if !kok {
-			return 0, false, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
+			return 0, false, 0, fmt.Errorf("%w: key %s is not an event key", ErrCorrupt, KeyString(it.Key()))
 		}
 		e, back, _, err := decodeEventFields(it.Value(), nil)
 		if err != nil {
-			return 0, false, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(it.Key()), err)
+			return 0, false, 0, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(it.Key()), err)
 		}
 		// An event that shares the booking of an event this pass deletes
 		// (the same change's) goes with it, past the bound and the cutoff
@@ -149,14 +155,14 @@ func (db *DB) sweepEvents(b *pebble.Batch, cutoffUnixNano int64) (deleted int, m
 		deleted++
 	}
 	if err := it.Error(); err != nil {
-		return 0, false, fmt.Errorf("wal: sweep: %w", err)
+		return 0, false, 0, fmt.Errorf("wal: sweep: %w", err)
 	}
 	if deleted == 0 {
-		return 0, false, nil
+		return 0, false, 0, nil
 	}
 	if err := b.DeleteRange([]byte{prefixEvent}, eventKey(nil, last+1), nil); err != nil {
 		panic(fmt.Sprintf("BUG: wal: batch delete range: %v", err))
 	}
 	set(b, metaKey(metaEventsDeletedThrough), binary.BigEndian.AppendUint64(nil, last))
-	return deleted, ok, nil
+	return deleted, ok, last, nil
 }

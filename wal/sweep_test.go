@@ -82,6 +82,9 @@ func TestSweepEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if m := db.EventsDeletedThrough(); m != 0 {
+		t.Fatalf("deletion mark %d before any sweep", m)
+	}
 	for i := uint64(1); i <= 10; i++ {
 		c := holdChange(i)
 		c.Events[0].AtUnixNano = t0.Add(time.Duration(i) * time.Hour).UnixNano()
@@ -114,6 +117,9 @@ func TestSweepEvents(t *testing.T) {
 	if evs, _ := db.ReadEvents(0, 100); len(evs) != 0 {
 		t.Fatalf("%d events left", len(evs))
 	}
+	if m := db.EventsDeletedThrough(); m != 10 {
+		t.Fatalf("deletion mark %d after deleting every event, want 10", m)
+	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -122,6 +128,9 @@ func TestSweepEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
+	if m := db.EventsDeletedThrough(); m != 10 {
+		t.Fatalf("deletion mark %d after a reopen, want the stored 10 (W10)", m)
+	}
 	c := holdChange(11)
 	mustCommit(t, db, c)
 	if c.Events[0].Cursor != 11 {
@@ -169,5 +178,10 @@ func sweepAndCheck(t *testing.T, db *DB, now time.Time, wantDeleted int, wantMor
 	}
 	if len(evs) == 0 || evs[0].Cursor != wantFirst || evs[0].Booking == nil {
 		t.Fatalf("first of %d events %+v, want cursor %d with its booking", len(evs), evs, wantFirst)
+	}
+	// The sweep deletes a prefix of the feed: its mark is the cursor
+	// before the first one kept (W10).
+	if m := db.EventsDeletedThrough(); m != wantFirst-1 {
+		t.Fatalf("deletion mark %d, want %d", m, wantFirst-1)
 	}
 }

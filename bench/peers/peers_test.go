@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,7 +73,7 @@ func rushTest(t *testing.T, b Backend, lay Layout) {
 	if res.Bookings+res.SoldOut != r.ApplicantsPerDate*len(lay.Dates) {
 		t.Fatalf("%d booked + %d turned away, want %d applicants", res.Bookings, res.SoldOut, r.ApplicantsPerDate*len(lay.Dates))
 	}
-	if err := verify(context.Background(), b, &lay, out.Acked, false); err != nil {
+	if err := Verify(context.Background(), b, &lay, out.Acked, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -84,17 +85,65 @@ func TestSlotdRushOverHTTP(t *testing.T) {
 	rushTest(t, openTestSlotd(t, lay), lay)
 }
 
+// TestRushSpreadOverAddrs: with Rush.Addrs the workers go round the
+// addresses, every request carries Rush.Authorization, and the rush
+// still books every seat once.
+func TestRushSpreadOverAddrs(t *testing.T) {
+	lay := testLayout(1)
+	b := openTestSlotd(t, lay)
+	edge := NewEdge(b, lay)
+	const auth = "Bearer test-key"
+	var addrs []string
+	served := make([]atomic.Int64, 3)
+	for i := range served {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+			if string(ctx.Request.Header.Peek("Authorization")) != auth {
+				ctx.Error("no key", fasthttp.StatusUnauthorized)
+				return
+			}
+			served[i].Add(1)
+			edge(ctx)
+		}}
+		go func() { _ = srv.Serve(ln) }()
+		t.Cleanup(func() { _ = srv.Shutdown() })
+		addrs = append(addrs, ln.Addr().String())
+	}
+	r := Rush{
+		Layout: lay, Workers: 6, ApplicantsPerDate: lay.Seats() + 6, ReadAvailability: true,
+		DurationMax: time.Minute, Addrs: addrs, Authorization: auth, RequestTimeout: 10 * time.Second,
+	}
+	out, err := GenerateHTTP(context.Background(), r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := out.Result; res.Errors != 0 || res.Bookings != lay.Seats() {
+		t.Fatalf("result %+v: want %d bookings, no errors", res, lay.Seats())
+	}
+	for i := range served {
+		if served[i].Load() == 0 {
+			t.Fatalf("address %d of %d served nothing", i+1, len(addrs))
+		}
+	}
+	if err := Verify(context.Background(), b, &lay, out.Acked, false); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestSlotdClaimLoop runs the engine table's claim loop (no HTTP, no
 // availability reads) and verifies it.
 func TestSlotdClaimLoop(t *testing.T) {
 	lay := testLayout(1)
 	b := openTestSlotd(t, lay)
 	r := Rush{Layout: lay, Workers: 8, ApplicantsPerDate: lay.Seats() + 10, DurationMax: time.Minute}
-	out := rush(context.Background(), r, func() client { return &directClient{b: b, lay: &lay} })
+	out := rush(context.Background(), r, func(int) client { return &directClient{b: b, lay: &lay} })
 	if out.Result.Bookings != lay.Seats() || out.Result.SoldOut != 10 || out.Result.Errors != 0 {
 		t.Fatalf("result %+v, want %d bookings and 10 turned away", out.Result, lay.Seats())
 	}
-	if err := verify(context.Background(), b, &lay, out.Acked, false); err != nil {
+	if err := Verify(context.Background(), b, &lay, out.Acked, false); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -109,10 +158,10 @@ func TestVerifyCatchesLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 	ghost := Acked{ID: "ghost", Date: lay.Dates[0], Start: bk.Start, Window: 2}
-	if err := verify(context.Background(), b, &lay, []Acked{{ID: bk.ID, Date: bk.Start.Format(time.DateOnly), Start: bk.Start, Window: bk.Window}, ghost}, false); err == nil || !strings.Contains(err.Error(), "ghost") {
+	if err := Verify(context.Background(), b, &lay, []Acked{{ID: bk.ID, Date: bk.Start.Format(time.DateOnly), Start: bk.Start, Window: bk.Window}, ghost}, false); err == nil || !strings.Contains(err.Error(), "ghost") {
 		t.Fatalf("verify with a lost booking: %v", err)
 	}
-	if err := verify(context.Background(), b, &lay, nil, false); err == nil || !strings.Contains(err.Error(), "never acknowledged") {
+	if err := Verify(context.Background(), b, &lay, nil, false); err == nil || !strings.Contains(err.Error(), "never acknowledged") {
 		t.Fatalf("verify with an unacknowledged owner: %v", err)
 	}
 }

@@ -319,7 +319,7 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 		defer func() { _ = srv.Shutdown() }()
 		r.Addr = ln.Addr().String()
 		if len(cfg.GeneratorCommand) > 0 {
-			out, err = generateInChild(ctx, cfg.GeneratorCommand, r)
+			out, err = GenerateInChild(ctx, cfg.GeneratorCommand, r)
 		} else {
 			out, err = GenerateHTTP(ctx, r)
 		}
@@ -327,11 +327,11 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 			return Result{}, fmt.Errorf("%s: generator: %w", name, err)
 		}
 	} else {
-		out = rush(ctx, r, func() client { return &directClient{b: b, lay: &r.Layout} })
+		out = rush(ctx, r, func(int) client { return &directClient{b: b, lay: &r.Layout} })
 	}
 	res := out.Result
 	res.Backend, res.Mode = name, mode
-	if err := verify(ctx, b, &r.Layout, out.Acked, res.Errors > 0); err != nil {
+	if err := Verify(ctx, b, &r.Layout, out.Acked, res.Errors > 0); err != nil {
 		res.VerifyError = err.Error()
 	} else {
 		res.Verified = true
@@ -364,9 +364,10 @@ func settle(ctx context.Context, cfg Config) error {
 	return nil
 }
 
-// generateInChild runs the generator command with r on its standard input
-// and reads its Outcome from its standard output.
-func generateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error) {
+// GenerateInChild runs the generator command with r on its standard input
+// and reads its Outcome from its standard output (Config.GeneratorCommand),
+// with the child's CPU time in Result.GeneratorCPU.
+func GenerateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error) {
 	in, err := json.Marshal(r)
 	if err != nil {
 		return Outcome{}, err
@@ -382,6 +383,7 @@ func generateInChild(ctx context.Context, argv []string, r Rush) (Outcome, error
 	if err := json.Unmarshal(stdout, &out); err != nil {
 		return Outcome{}, fmt.Errorf("%s answered: %w", strings.Join(argv, " "), err)
 	}
+	out.Result.GeneratorCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	return out, nil
 }
 

@@ -52,6 +52,14 @@ type Rush struct {
 	DurationMax time.Duration
 	// Addr is the edge's host:port (HTTP runs only).
 	Addr string
+	// Addrs, if set, replaces Addr: worker i connects to Addrs[i mod
+	// len(Addrs)], so that the workers spread evenly over several
+	// servers (the nodes of a cluster).
+	Addrs []string
+	// Authorization, if set, is sent as each request's Authorization
+	// header ("Bearer <key>"): slotd's own edge wants a key, the peers'
+	// edge none.
+	Authorization string
 	// RequestTimeout bounds one HTTP request.
 	RequestTimeout time.Duration
 }
@@ -82,6 +90,10 @@ type Result struct {
 	// CPU is the machine's CPU use during the run, all of its processes
 	// and its kernel; nil where it cannot be read.
 	CPU *CPUUse
+	// GeneratorCPU is the CPU time (user and system) of the generator's
+	// child process (GenerateInChild); zero when the generator ran in
+	// process.
+	GeneratorCPU time.Duration
 	// Note is what the backend says about its run (slotd: group commit).
 	Note string
 	// Round is the round of the run (Config.Rounds), from 0. In a
@@ -131,22 +143,32 @@ func (t *workerTally) fail(err error) {
 	}
 }
 
-// GenerateHTTP runs r against the edge at r.Addr from this process. Run
-// calls it in a child process when Config.GeneratorCommand is set, so that
-// the generator's goroutines do not share a Go scheduler with the server
-// under test.
+// GenerateHTTP runs r against the edge at r.Addr (or r.Addrs) from this
+// process. Run calls it in a child process when Config.GeneratorCommand
+// is set, so that the generator's goroutines do not share a Go scheduler
+// with the server under test.
 func GenerateHTTP(ctx context.Context, r Rush) (Outcome, error) {
 	if err := r.Layout.validate(); err != nil {
 		return Outcome{}, err
 	}
-	if r.Workers < 1 || r.Workers > connectionsMax || r.ApplicantsPerDate < 1 || r.Addr == "" || r.RequestTimeout <= 0 || r.DurationMax <= 0 {
+	addrs := r.Addrs
+	if len(addrs) == 0 && r.Addr != "" {
+		addrs = []string{r.Addr}
+	}
+	if r.Workers < 1 || r.Workers > connectionsMax || r.ApplicantsPerDate < 1 || len(addrs) == 0 || slices.Contains(addrs, "") ||
+		r.RequestTimeout <= 0 || r.DurationMax <= 0 {
 		return Outcome{}, fmt.Errorf("peers: rush %+v: needs 1..%d workers, applicants, an address and positive timeouts", r, connectionsMax)
 	}
-	return rush(ctx, r, func() client { return newHTTPClient(r.Addr, &r.Layout, r.RequestTimeout) }), nil
+	return rush(ctx, r, func(w int) client {
+		c := newHTTPClient(addrs[w%len(addrs)], &r.Layout, r.RequestTimeout)
+		c.authorization = r.Authorization
+		return c
+	}), nil
 }
 
-// rush runs r with one client per worker from newClient.
-func rush(ctx context.Context, r Rush, newClient func() client) Outcome {
+// rush runs r with one client per worker from newClient, which gets the
+// worker's number.
+func rush(ctx context.Context, r Rush, newClient func(worker int) client) Outcome {
 	lay := &r.Layout
 	total := int64(r.ApplicantsPerDate * len(lay.Dates))
 	var next atomic.Int64
@@ -157,7 +179,7 @@ func rush(ctx context.Context, r Rush, newClient func() client) Outcome {
 	cpu0, cpu0OK := readCPUTimes()
 	start := time.Now()
 	for w := range r.Workers {
-		c := newClient()
+		c := newClient(w)
 		t := &tallies[w]
 		t.holdNanos = make([]int64, 0, int(total)/r.Workers*2)
 		wg.Add(1)
@@ -262,11 +284,17 @@ func serveApplicant(ctx context.Context, r *Rush, c client, t *workerTally, date
 	t.soldOut++
 }
 
-// verify compares what b stored with what it acknowledged: every
+// ActiveReader reads back what a backend stored (Backend.Active); a
+// slotd reached only over HTTP implements it too.
+type ActiveReader interface {
+	Active(ctx context.Context, office, date string) ([]Booking, error)
+}
+
+// Verify compares what b stored with what it acknowledged: every
 // acknowledged, uncancelled booking owns its seat; no seat has two owners;
 // nothing else owns a seat. After errors (a request that failed may still
 // have committed) unacknowledged owners are allowed.
-func verify(ctx context.Context, b Backend, lay *Layout, all []Acked, hadErrors bool) error {
+func Verify(ctx context.Context, b ActiveReader, lay *Layout, all []Acked, hadErrors bool) error {
 	want := map[string]Acked{}
 	for _, a := range all {
 		if !a.Cancelled {
@@ -340,13 +368,15 @@ func (c *directClient) cancel(ctx context.Context, id, applicant string) error {
 // that the generator, on the same cores as the server, costs each backend
 // as little as it can.
 type httpClient struct {
-	conn  *httpload.Conn
-	host  string
-	lay   *Layout
-	req   []byte // the request being built
-	body  []byte // its body
-	resp  []byte // the last answer's body, valid until the next request
-	slots freeParser
+	conn *httpload.Conn
+	host string
+	// authorization is the Authorization header's value; "" sends none.
+	authorization string
+	lay           *Layout
+	req           []byte // the request being built
+	body          []byte // its body
+	resp          []byte // the last answer's body, valid until the next request
+	slots         freeParser
 }
 
 func newHTTPClient(addr string, lay *Layout, timeout time.Duration) *httpClient {
@@ -361,6 +391,10 @@ func (c *httpClient) do(method, path string, body []byte) (int, error) {
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, c.host...)
+	if c.authorization != "" {
+		b = append(b, "\r\nAuthorization: "...)
+		b = append(b, c.authorization...)
+	}
 	if body != nil {
 		b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
 		b = strconv.AppendInt(b, int64(len(body)), 10)

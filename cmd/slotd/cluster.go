@@ -15,7 +15,6 @@ import (
 	"flag"
 	"fmt"
 	"hash/fnv"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -58,8 +57,23 @@ const headerForwarded = "X-Slotd-Forwarded"
 // route does not say (a route that spans groups, asked of each).
 const headerGroup = "X-Slotd-Group"
 
+// headerNode names, on an answer, the node whose engine answered it:
+// the leader of the group named by headerGroup.
+const headerNode = "X-Slotd-Node"
+
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
+
+// forwardTimeoutOf bounds the forward of ctx's request: forwardTimeout,
+// and for a long-poll of the event feed its wait= on top.
+func forwardTimeoutOf(ctx *fasthttp.RequestCtx) time.Duration {
+	if string(ctx.Path()) == "/v1/events" {
+		if w, err := strconv.Atoi(string(ctx.QueryArgs().Peek("wait"))); err == nil && w > 0 && w <= 3600 {
+			return forwardTimeout + time.Duration(w)*time.Second
+		}
+	}
+	return forwardTimeout
+}
 
 // retryAfterNoLeaderSeconds: a group elects a leader in about a second.
 const retryAfterNoLeaderSeconds = 1
@@ -116,20 +130,13 @@ func (o clusterOptions) check() (peers, edges map[uint64]string, err error) {
 }
 
 // serveCluster runs slotd as node opts.cluster.nodeID of a cluster.
-func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
+func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os.Signal) error {
 	co := opts.cluster
 	peers, edges, err := co.check()
 	if err != nil {
 		return err
 	}
-	keys, err := loadKeys(opts, stdout)
-	if err != nil {
-		return err
-	}
-	offices, err := loadOffices(opts)
-	if err != nil {
-		return err
-	}
+	keys, offices := files.keys, files.offices
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -159,9 +166,9 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 		stores[id] = db
 		groups = append(groups, id)
 	}
-	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}}
+	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
 	for id, addr := range edges {
-		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
+		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
 	for _, g := range groups {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
@@ -171,7 +178,8 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 		reg := prometheus.NewRegistry()
 		srv, err := httpapi.New(httpapi.Config{
 			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
-			Keys: keys, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
+			Keys: f.currentKeys(), KeysSource: func() ([]httpapi.Key, error) { return f.currentKeys(), nil },
+			Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
 			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
@@ -212,6 +220,11 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 	stopMetrics := make(chan struct{})
 	defer close(stopMetrics)
 	go metrics.countLeaderChanges(f, stopMetrics)
+	var peerIDs []uint64
+	for id := range peers {
+		peerIDs = append(peerIDs, id)
+	}
+	go f.balance(peerIDs, stopMetrics)
 	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	go func() { _ = admin.Serve(adminLn) }()
 	defer admin.Close()
@@ -228,6 +241,9 @@ func serveCluster(opts options, log *zap.Logger, stdout io.Writer) error {
 	log.Info("slotd cluster node ready", zap.Uint64("node", co.nodeID), zap.Int("groups", co.groups),
 		zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()), zap.String("data", opts.data))
 
+	stopHup := make(chan struct{})
+	defer close(stopHup)
+	go f.reloadOnHangup(opts, hup, stopHup)
 	select {
 	case s := <-sig:
 		log.Info("draining", zap.String("signal", s.String()))
@@ -267,8 +283,59 @@ type front struct {
 	metrics  *clusterMetrics
 	gatherer groupGatherer
 
+	keysMu sync.Mutex
+	keys   []httpapi.Key // in force: given to each new group Server
+
 	placeMu sync.RWMutex
 	placed  map[string]uint64 // office → group, as the stores hold it
+}
+
+func (f *front) currentKeys() []httpapi.Key {
+	f.keysMu.Lock()
+	defer f.keysMu.Unlock()
+	return f.keys
+}
+
+// reloadOnHangup reads the keys file at each SIGHUP and, if it is sound,
+// puts it in force on every group Server this node runs and every one it
+// builds later; a file that is not leaves the keys in force, with a log
+// line saying why (httpapi/reload.go has the rules).
+func (f *front) reloadOnHangup(opts options, hup <-chan os.Signal, stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			return
+		case <-hup:
+		}
+		keys, err := readKeys(opts)
+		if err != nil {
+			f.log.Warn("keys not reloaded; the previous keys stay in force", zap.String("file", opts.keys), zap.Error(err))
+			continue
+		}
+		f.keysMu.Lock()
+		f.keys = keys
+		f.keysMu.Unlock()
+		for _, g := range f.groups {
+			if srv := f.servers[g].Load(); srv != nil {
+				_ = srv.ReloadKeys()
+			}
+		}
+	}
+}
+
+// ready reports whether the node serves: its Raft loop runs and every
+// group has a leader it knows of, so a request here is served or
+// forwarded rather than answered 503 no_leader.
+func (f *front) ready() bool {
+	if f.node.Err() != nil {
+		return false
+	}
+	for _, g := range f.groups {
+		if l, _ := f.node.Status(g); l == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // engineChanged installs a Server over a group's new engine (nil: the
@@ -384,13 +451,17 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 			if f.spanning(ctx) {
 				return
 			}
-			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): the event feed and region watches; ask per office", 0)
+			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): region watches; ask per office", 0)
 			return
 		}
 		g = f.groups[0]
 	}
 	if srv := f.servers[g].Load(); srv != nil {
 		srv.Handler()(ctx)
+		// Who answered: the group's leader, which holds every write the
+		// group acknowledged, so a read here never lags one.
+		ctx.Response.Header.Set(headerNode, strconv.FormatUint(f.self, 10))
+		ctx.Response.Header.Set(headerGroup, strconv.FormatUint(g, 10))
 		return
 	}
 	if len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
@@ -407,7 +478,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
-	if err := client.DoTimeout(req, &ctx.Response, forwardTimeout); err != nil {
+	if err := client.DoTimeout(req, &ctx.Response, forwardTimeoutOf(ctx)); err != nil {
 		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		ctx.Response.Reset()
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("the leader of group %d, node %d, did not answer: %v", g, leader, err), retryAfterNoLeaderSeconds)

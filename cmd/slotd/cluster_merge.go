@@ -92,6 +92,8 @@ func (f *front) spanning(ctx *fasthttp.RequestCtx) bool {
 			return false
 		}
 		f.pageBookings(ctx)
+	case "/v1/events":
+		f.events(ctx)
 	default:
 		return false
 	}

@@ -179,9 +179,9 @@ func (f *front) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if f.node.Err() != nil {
+		if !f.ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
-			fmt.Fprintln(w, "stopped")
+			fmt.Fprintln(w, "not ready: a group has no known leader, or the Raft loop stopped")
 			return
 		}
 		if f.draining.Load() {

@@ -13,7 +13,6 @@ import (
 	"os/signal"
 	"reflect"
 	"runtime"
-	"strings"
 	"syscall"
 	"time"
 
@@ -58,6 +57,9 @@ func spareProc(getenv func(string) string) {
 }
 
 func run(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && subcommands[args[0]] != nil {
+		return subcommands[args[0]](args[1:], getenv, stdout, stderr)
+	}
 	opts, err := parseOptions(args, getenv, stderr)
 	if err != nil {
 		if errors.Is(err, errHelp) {
@@ -73,8 +75,9 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 	return start(opts, stdout, stderr)
 }
 
-// start runs slotd with parsed options and returns its exit status: 1
-// when it stops on an error, which it logs (a full disk at start too).
+// start runs slotd with parsed options and returns its exit status: 2
+// when a keys or offices file is bad (files.go), 1 when it stops on an
+// error, which it logs (a full disk at start too).
 func start(opts options, stdout, stderr io.Writer) int {
 	log, err := httpapi.NewLogger(opts.logLevel)
 	if err != nil {
@@ -82,24 +85,23 @@ func start(opts options, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer log.Sync()
-	if err := serve(opts, log, stdout); err != nil {
+	files, err := readStartFiles(opts, stdout)
+	if err != nil {
+		fmt.Fprintln(stderr, "slotd:", err)
+		return 2
+	}
+	if err := serve(opts, files, log); err != nil {
 		log.Error("slotd stopped", zap.Error(err))
 		return 1
 	}
 	return 0
 }
 
-func serve(opts options, log *zap.Logger, stdout io.Writer) error {
+func serve(opts options, files startFiles, log *zap.Logger) error {
+	hup, stopHup := notifyHangup()
+	defer stopHup()
 	if opts.cluster.nodeID != 0 {
-		return serveCluster(opts, log, stdout)
-	}
-	keys, err := loadKeys(opts, stdout)
-	if err != nil {
-		return err
-	}
-	offices, err := loadOffices(opts)
-	if err != nil {
-		return err
+		return serveCluster(opts, files, log, hup)
 	}
 	secret, err := ticketSecret(opts.data)
 	if err != nil {
@@ -117,13 +119,15 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	// One steady clock stamps idempotency records (httpapi) and sweeps
 	// them (the journal), so a wall clock set forward deletes none early.
 	steady := httpapi.NewSteadyClock()
+	census := &legacyCensus{Engine: engine}
 	srv, err := httpapi.New(httpapi.Config{
-		Engine: engine, Idempotency: db, Events: db, Keys: keys, Secret: secret, Steady: steady,
+		Engine: engine, Idempotency: db, Events: db, Secret: secret, Steady: steady,
+		Keys: files.keys, KeysSource: keysSource(opts, census), KeysFile: keysPath(opts),
 		Logger: log, Registry: prometheus.NewRegistry(), JournalStats: journalStats(db),
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
-		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax,
-		StoreStats:    storeStats(db), Build: buildInfo(),
+		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax, Backup: storeBackup(db),
+		StoreStats: storeStats(db), Build: buildInfo(),
 	})
 	if err != nil {
 		return err
@@ -139,12 +143,11 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	go srv.ServeAdmin(adminLn)
 	defer adminLn.Close()
 
-	census := &legacyCensus{Engine: engine}
 	st, err := wal.Recover(db, census, time.Now())
 	if err != nil {
 		return fmt.Errorf("recovery: %w", err)
 	}
-	if err := httpapi.CheckLegacyBookings(keys, int(census.active.Load())); err != nil {
+	if err := httpapi.CheckLegacyBookings(files.keys, int(census.active.Load())); err != nil {
 		return err
 	}
 	if err := engine.Tick(time.Now()); err != nil {
@@ -153,7 +156,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	log.Info("recovered", zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings),
 		zap.Int("active_bookings", st.ActiveBookings), zap.Int64("legacy_namespace_bookings", census.bookings.Load()),
 		zap.Int("watches", st.Watches), zap.Duration("took", st.Duration))
-	for _, cfg := range offices {
+	for _, cfg := range files.offices {
 		if cur, err := engine.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
 			continue
 		}
@@ -176,6 +179,7 @@ func serve(opts options, log *zap.Logger, stdout io.Writer) error {
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	srv.SetReady(true)
+	go reloadOnHangup(srv, hup, stop)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
 		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
 
@@ -232,62 +236,6 @@ func background(e *allocator.Engine, db *wal.DB, steady func() time.Time, log *z
 			}
 		}
 	}
-}
-
-// loadKeys reads and checks the keys file, or with -demo and no file the
-// development keys, which it prints.
-func loadKeys(opts options, stdout io.Writer) ([]httpapi.Key, error) {
-	if opts.keys != "" {
-		data, err := os.ReadFile(opts.keys)
-		if err != nil {
-			return nil, fmt.Errorf("keys file: %w", err)
-		}
-		keys, err := httpapi.LoadKeys(data)
-		if err != nil {
-			return nil, fmt.Errorf("keys file %s: %w", opts.keys, err)
-		}
-		return keys, nil
-	}
-	if !opts.demo {
-		return nil, errors.New("no API keys: give -keys FILE, or -demo for development keys")
-	}
-	data, err := devKeys(opts.data)
-	if err != nil {
-		return nil, err
-	}
-	keys, err := httpapi.LoadKeys(data)
-	if err != nil {
-		return nil, fmt.Errorf("development keys %s/%s: %w", opts.data, devKeysFile, err)
-	}
-	fmt.Fprintf(stdout, "Development keys (kept in %s/%s; never use them in production):\n", opts.data, devKeysFile)
-	for _, k := range keys {
-		fmt.Fprintf(stdout, "  %-14s %-24s Authorization: Bearer %s\n", k.Name, strings.Join(k.Scopes, ","), k.Key)
-	}
-	return keys, nil
-}
-
-// loadOffices returns the -offices file's offices, then the demo offices.
-func loadOffices(opts options) ([]allocator.OfficeConfig, error) {
-	var out []allocator.OfficeConfig
-	if opts.offices != "" {
-		data, err := os.ReadFile(opts.offices)
-		if err != nil {
-			return nil, fmt.Errorf("offices file: %w", err)
-		}
-		cfgs, err := allocator.DecodeOfficeConfigs(data)
-		if err != nil {
-			return nil, fmt.Errorf("offices file %s: %w", opts.offices, err)
-		}
-		out = append(out, cfgs...)
-	}
-	if opts.demo {
-		cfgs, err := allocator.DecodeOfficeConfigs(demoOffices)
-		if err != nil {
-			return nil, fmt.Errorf("BUG: demo offices: %w", err)
-		}
-		out = append(out, cfgs...)
-	}
-	return out, nil
 }
 
 func journalStats(db *wal.DB) func() httpapi.JournalStats {

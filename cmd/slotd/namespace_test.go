@@ -24,7 +24,7 @@ func TestLoadKeysNamespaces(t *testing.T) {
 	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	keys, err := loadKeys(options{keys: path}, nil)
+	keys, err := readKeys(options{keys: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestLoadKeysNamespaces(t *testing.T) {
 	if err := os.WriteFile(path, []byte(`[{"key":"k-0123456789abcdef","name":"p","namespace":"a b","scopes":["portal"],"offices":["*"]}]`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := loadKeys(options{keys: path}, nil); err == nil || !strings.Contains(err.Error(), "namespace") {
+	if _, err := readKeys(options{keys: path}); err == nil || !strings.Contains(err.Error(), "namespace") {
 		t.Fatalf("a namespace with a space: %v", err)
 	}
 }

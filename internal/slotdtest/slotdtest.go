@@ -12,7 +12,9 @@ package slotdtest
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -45,26 +47,37 @@ func BuildFlags(t testing.TB, flags ...string) string {
 	return bin
 }
 
+// logLinesMax bounds the log lines a Server keeps for Logged; later ones
+// are read and dropped.
+const logLinesMax = 10000
+
 // Server is one running slotd process.
 type Server struct {
-	Addr, AdminAddr string            // host:port of the API and admin listeners
-	Data            string            // its data directory
-	Keys            map[string]string // development keys by name (demo-portal, demo-operator, demo-admin)
-	cmd             *exec.Cmd
-	done            chan struct{}
+	Addr, AdminAddr string // host:port of the API and admin listeners
+	Data            string // its data directory
+	// Keys are the development keys by name (demo-portal, demo-operator,
+	// demo-admin); empty when a keys file was given (StartArgs).
+	Keys map[string]string
+	cmd  *exec.Cmd
+	done chan struct{}
 
-	msgsMu sync.Mutex
-	msgs   []string // the "msg" of every log line so far; guarded by msgsMu
+	logMu sync.Mutex
+	logs  [][]byte // its first logLinesMax log lines; guarded by logMu
 }
 
 // Start runs bin with -demo on data and waits until it logs that it is
 // ready. The process is killed at the end of the test if still running.
 func Start(t testing.TB, bin, data string) *Server {
 	t.Helper()
-	return StartArgs(t, bin, data)
+	s := StartArgs(t, bin, data)
+	if len(s.Keys) == 0 {
+		t.Fatal("slotd -demo made no development keys")
+	}
+	return s
 }
 
-// StartArgs is Start with more flags for slotd after its own.
+// StartArgs is Start with more arguments, such as -keys FILE (then slotd
+// makes no development keys and Server.Keys is empty).
 func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
 	t.Helper()
 	cmd := exec.Command(bin, append([]string{"-demo", "-data", data, "-addr", "127.0.0.1:0", "-admin-addr", "127.0.0.1:0"}, args...)...)
@@ -95,13 +108,15 @@ func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
 		sc := bufio.NewScanner(stderr)
 		sent := false
 		for sc.Scan() {
+			s.logMu.Lock()
+			if len(s.logs) < logLinesMax {
+				s.logs = append(s.logs, append([]byte(nil), sc.Bytes()...))
+			}
+			s.logMu.Unlock()
 			var l readyLine
 			if json.Unmarshal(sc.Bytes(), &l) != nil {
 				continue
 			}
-			s.msgsMu.Lock()
-			s.msgs = append(s.msgs, l.Msg)
-			s.msgsMu.Unlock()
 			if !sent && l.Msg == "slotd ready" {
 				ready <- l
 				sent = true
@@ -121,11 +136,14 @@ func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
 		t.Fatalf("slotd not ready within %s", readyWaitMax)
 	}
 	var keys []struct{ Key, Name string }
+	s.Keys = map[string]string{}
 	raw, err := os.ReadFile(filepath.Join(data, "dev-keys.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return s
+	}
 	if err != nil || json.Unmarshal(raw, &keys) != nil {
 		t.Fatalf("development keys: %v", err)
 	}
-	s.Keys = map[string]string{}
 	for _, k := range keys {
 		s.Keys[k.Name] = k.Key
 	}
@@ -161,16 +179,8 @@ func (s *Server) Call(t testing.TB, key, method, path, body string) (int, map[st
 // process exited with status 0.
 func (s *Server) Stop(t testing.TB, sig syscall.Signal) bool {
 	t.Helper()
-	s.Signal(t, sig)
+	s.cmd.Process.Signal(sig) // an error means it has ended already
 	return s.Wait(t)
-}
-
-// Signal sends sig to the process and returns at once.
-func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(sig); err != nil {
-		t.Fatalf("signal %s: %v", sig, err)
-	}
 }
 
 // Wait waits for the process to end, and kills it and fails the test if
@@ -188,6 +198,14 @@ func (s *Server) Wait(t testing.TB) bool {
 	return s.cmd.ProcessState != nil && s.cmd.ProcessState.Success()
 }
 
+// Signal sends sig to the process, which goes on running unless sig ends it.
+func (s *Server) Signal(t testing.TB, sig syscall.Signal) {
+	t.Helper()
+	if err := s.cmd.Process.Signal(sig); err != nil {
+		t.Fatalf("signal %s: %v", sig, err)
+	}
+}
+
 // Exited reports whether the process has ended.
 func (s *Server) Exited() bool {
 	select {
@@ -198,10 +216,16 @@ func (s *Server) Exited() bool {
 	}
 }
 
-// Messages returns the "msg" of each JSON log line the process has
-// written so far, in order.
-func (s *Server) Messages() []string {
-	s.msgsMu.Lock()
-	defer s.msgsMu.Unlock()
-	return append([]string(nil), s.msgs...)
+// Logged returns the log lines so far whose "msg" is msg, decoded.
+func (s *Server) Logged(msg string) []map[string]any {
+	s.logMu.Lock()
+	defer s.logMu.Unlock()
+	var out []map[string]any
+	for _, line := range s.logs {
+		var m map[string]any
+		if json.Unmarshal(line, &m) == nil && m["msg"] == msg {
+			out = append(out, m)
+		}
+	}
+	return out
 }

@@ -1,0 +1,82 @@
+package main
+
+// Spreading the groups' leaders over the nodes. Elections put a group's
+// leadership wherever a timer fired first, so one node may end up leading
+// most groups and doing most of the work. Each node looks, now and then,
+// at who leads what; one that leads at least two groups more than some
+// other node hands one of its groups to that node (raft's leadership
+// transfer). Only a node that leads more than its share acts, so two
+// nodes never hand the same group back and forth.
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// balanceInterval is how often a node looks at the spread of leaders;
+// a transfer takes an election's time, so looking more often gains
+// nothing.
+const balanceInterval = 5 * time.Second
+
+// balance runs until stop is closed.
+func (f *front) balance(peers []uint64, stop <-chan struct{}) {
+	t := time.NewTicker(balanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		g, to, ok := f.transferPlan(peers)
+		if !ok {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := f.node.TransferLeadership(ctx, g, to)
+		cancel()
+		f.log.Info("handing a group's leadership on to spread the leaders", zap.Uint64("group", g), zap.Uint64("to", to), zap.Error(err))
+	}
+}
+
+// transferPlan picks a group this node leads to hand to the node that
+// leads the fewest, if this node leads at least two more than it. Every
+// group must have a known leader: during an election nothing moves.
+func (f *front) transferPlan(peers []uint64) (group, to uint64, ok bool) {
+	return transferPlanOf(f.self, f.groups, peers, func(g uint64) uint64 {
+		l, _ := f.node.Status(g)
+		return l
+	})
+}
+
+// transferPlanOf is transferPlan over leaderOf, each group's leader as
+// node self sees it.
+func transferPlanOf(self uint64, groups, peers []uint64, leaderOf func(uint64) uint64) (group, to uint64, ok bool) {
+	led := map[uint64]int{}
+	for _, p := range peers {
+		led[p] = 0
+	}
+	var mine []uint64
+	for _, g := range groups {
+		l := leaderOf(g)
+		if l == 0 {
+			return 0, 0, false
+		}
+		led[l]++
+		if l == self {
+			mine = append(mine, g)
+		}
+	}
+	least := self
+	for _, p := range peers {
+		if led[p] < led[least] || (led[p] == led[least] && p < least) {
+			least = p
+		}
+	}
+	if least == self || len(mine) < led[least]+2 {
+		return 0, 0, false
+	}
+	return mine[len(mine)-1], least, true
+}
