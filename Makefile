@@ -5,11 +5,32 @@ PKGS    := ./...
 DATA    ?= ./data
 TESTTIMEOUT ?= 15m
 
-.PHONY: run build test test-core test-rest bench lint stress clean generate
+.PHONY: run build test test-core test-rest bench lint stress clean generate image
+
+# The build's names, printed by slotd -version and exported as
+# slotd_build_info. Without git (a source archive) they say so.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+COMMIT  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+LDFLAGS := -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 
 build:
-	$(GO) build -o bin/slotd ./cmd/slotd
+	$(GO) build -ldflags '$(LDFLAGS)' -o bin/slotd ./cmd/slotd
 	$(GO) build -o bin/slotload ./cmd/slotload
+
+# The container image (Dockerfile): a static binary built here, copied
+# into an image FROM scratch, so no base image is pulled. It is tagged
+# IMAGE and IMAGE_LATEST (deploy/compose.yaml runs slotd:latest; empty:
+# no second tag). IMAGE_CONTEXT is the directory handed to docker build:
+# the binary and an empty data/.
+IMAGE ?= slotd:$(VERSION)
+IMAGE_LATEST ?= slotd:latest
+IMAGE_CONTEXT ?= bin/image
+image:
+	rm -rf $(IMAGE_CONTEXT)/slotd $(IMAGE_CONTEXT)/data
+	mkdir -p $(IMAGE_CONTEXT)/data
+	CGO_ENABLED=0 GOOS=linux $(GO) build -trimpath -ldflags '-s -w $(LDFLAGS)' -o $(IMAGE_CONTEXT)/slotd ./cmd/slotd
+	docker build -f Dockerfile --build-arg VERSION=$(VERSION) --build-arg COMMIT=$(COMMIT) \
+		-t $(IMAGE) $(if $(IMAGE_LATEST),-t $(IMAGE_LATEST)) $(IMAGE_CONTEXT)
 
 run: build
 	./bin/slotd -demo -data $(DATA)

@@ -154,6 +154,13 @@ type Config struct {
 	// JournalStats, if set, is polled at each scrape for the journal
 	// metrics. Nil: no journal metrics.
 	JournalStats func() JournalStats
+	// StoreStats, if set, is polled at each scrape for the storage
+	// engine's metrics (ops.go); ok false exports none of them (the
+	// store is closed). Nil: no storage metrics.
+	StoreStats func() (StoreStats, bool)
+	// Build names the running binary in slotd_build_info. Zero: no such
+	// metric.
+	Build BuildInfo
 	// Backup, if set, is served on the admin listener as POST
 	// /admin/backup?to=DIR (backup.go): it copies the running store into
 	// DIR, an absolute path on the server, and returns a one-line

@@ -53,6 +53,20 @@ const (
 	metricJournalSyncDur    = "slotd_journal_fsync_duration_seconds"
 	metricJournalRecovery   = "slotd_journal_recovery_duration_seconds"
 	metricJournalRecovered  = "slotd_journal_recovered_bookings"
+
+	metricStoreDisk               = "slotd_store_disk_usage_bytes"
+	metricStoreWAL                = "slotd_store_wal_bytes"
+	metricStoreWALWritten         = "slotd_store_wal_written_bytes_total"
+	metricStoreMemTable           = "slotd_store_memtable_bytes"
+	metricStoreCompactionDebt     = "slotd_store_compaction_debt_bytes"
+	metricStoreCompactions        = "slotd_store_compactions_total"
+	metricStoreCompactionsRunning = "slotd_store_compactions_running"
+	metricStoreFlushes            = "slotd_store_flushes_total"
+	metricStoreReadAmp            = "slotd_store_read_amplification"
+	metricStoreL0Tables           = "slotd_store_l0_tables"
+	metricStoreFSSize             = "slotd_store_filesystem_size_bytes"
+	metricStoreFSAvail            = "slotd_store_filesystem_avail_bytes"
+	metricBuildInfo               = "slotd_build_info"
 )
 
 // labelOther is the method label of unmatched requests: arbitrary methods
@@ -110,6 +124,12 @@ func newMetrics(s *Server, reg *prometheus.Registry, routes []*route) (*metrics,
 	cs := []prometheus.Collector{m.requests, m.latency, m.inFlight, limited, ready, &engineCollector{s: s}}
 	if s.cfg.JournalStats != nil {
 		cs = append(cs, &journalCollector{stats: s.cfg.JournalStats})
+	}
+	if s.cfg.StoreStats != nil {
+		cs = append(cs, &storeCollector{stats: s.cfg.StoreStats})
+	}
+	if s.cfg.Build != (BuildInfo{}) {
+		cs = append(cs, buildInfoGauge(s.cfg.Build))
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {
@@ -269,7 +289,8 @@ func constHistogram(ch chan<- prometheus.Metric, d *prometheus.Desc, h LatencyHi
 
 // AdminHandler serves the operations endpoints for the admin listener:
 // /metrics, /healthz (the process is up), /readyz (200 when ready; 503
-// "not ready" before recovery ends and during shutdown, 503 "degraded:
+// "not ready" before recovery ends and during shutdown, 503 "draining"
+// from Drain on while the API still answers, 503 "degraded:
 // <cause>" once storage failed, degraded.go), /admin/backup (with
 // Config.Backup, backup.go), POST /admin/reload-keys (with
 // Config.KeysSource, reload.go) and /debug/pprof/.
@@ -285,6 +306,11 @@ func (s *Server) AdminHandler() http.Handler {
 		if !s.ready.Load() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			_, _ = w.Write([]byte("not ready\n"))
+			return
+		}
+		if s.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			_, _ = w.Write([]byte("draining\n"))
 			return
 		}
 		if cause := s.engine.DegradedCause(); cause != nil {

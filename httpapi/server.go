@@ -53,6 +53,8 @@ type Server struct {
 	// ready gates the API: false until SetReady(true) (after recovery) and
 	// again from SetReady(false) or Shutdown on.
 	ready atomic.Bool
+	// draining is set by Drain: /readyz answers 503 while the API serves.
+	draining atomic.Bool
 	// degradedLogged is set by the first logDegraded (degraded.go).
 	degradedLogged atomic.Bool
 

@@ -166,7 +166,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		stores[id] = db
 		groups = append(groups, id)
 	}
-	f := &front{self: co.nodeID, groups: groups, stores: stores, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
+	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
 	for id, addr := range edges {
 		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
@@ -235,14 +235,15 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	srv := &fasthttp.Server{Handler: f.serve, Name: "slotd", ReadTimeout: httpapi.DefaultReadTimeout, WriteTimeout: forwardTimeout + 5*time.Second, IdleTimeout: httpapi.DefaultIdleTimeout, NoDefaultServerHeader: true, NoDefaultDate: true}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(apiLn) }()
+	// Caught from before the ready line on, as in serve.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	log.Info("slotd cluster node ready", zap.Uint64("node", co.nodeID), zap.Int("groups", co.groups),
 		zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()), zap.String("data", opts.data))
 
 	stopHup := make(chan struct{})
 	defer close(stopHup)
 	go f.reloadOnHangup(opts, hup, stopHup)
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sig:
 		log.Info("draining", zap.String("signal", s.String()))
@@ -251,6 +252,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	case <-node.Done():
 		return fmt.Errorf("cluster node stopped: %w", node.Err())
 	}
+	drainDelay(func() { f.draining.Store(true) }, opts.shutdownDelay, sig, log)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.ShutdownWithContext(ctx); err != nil {
@@ -267,10 +269,14 @@ type front struct {
 	stores  map[uint64]*wal.DB
 	edges   map[uint64]*fasthttp.HostClient
 	servers map[uint64]*atomic.Pointer[httpapi.Server] // by group; nil where no engine runs here
+	raftDB  *wal.DB                                    // the Raft log's store; with stores, every store of the node
 	rep     *replica.Replica
 	node    *cluster.Node
 	log     *zap.Logger
 	offices []allocator.OfficeConfig // to put at start, each in its group
+	// draining is set after SIGTERM for -shutdown-delay: /readyz answers
+	// 503 while requests are still served.
+	draining atomic.Bool
 
 	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error)
 

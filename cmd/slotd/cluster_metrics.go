@@ -21,6 +21,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"slotd/cluster"
+	"slotd/httpapi"
 )
 
 // leaderSampleInterval is how often the node looks at its groups'
@@ -82,6 +83,7 @@ func newClusterMetrics(f *front) (*clusterMetrics, error) {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slotd_cluster_up", Help: "1 while this node's Raft loop runs."}, func() float64 { return b2f(f.node.Err() == nil) }),
 		m.leaderChanges, m.forwarded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		httpapi.NewBuildInfoCollector(buildInfo()), httpapi.NewStoreCollector(nodeStoreStats(f.allStores())),
 	)
 	for _, c := range cs {
 		if err := m.reg.Register(c); err != nil {
@@ -180,6 +182,11 @@ func (f *front) adminHandler() http.Handler {
 		if !f.ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintln(w, "not ready: a group has no known leader, or the Raft loop stopped")
+			return
+		}
+		if f.draining.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintln(w, "draining")
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -68,6 +68,10 @@ func run(args []string, getenv func(string) string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "slotd:", err)
 		return 2
 	}
+	if opts.version {
+		printVersion(stdout)
+		return 0
+	}
 	return start(opts, stdout, stderr)
 }
 
@@ -123,6 +127,7 @@ func serve(opts options, files startFiles, log *zap.Logger) error {
 		RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 		RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 		FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax, Backup: storeBackup(db),
+		StoreStats: storeStats(db), Build: buildInfo(),
 	})
 	if err != nil {
 		return err
@@ -169,19 +174,22 @@ func serve(opts options, files startFiles, log *zap.Logger) error {
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go background(engine, db, steady, log, stop, done)
+	// Signals are caught from before the ready line on: a SIGTERM sent
+	// as soon as slotd says it is ready drains it, never kills it.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	srv.SetReady(true)
 	go reloadOnHangup(srv, hup, stop)
 	log.Info("slotd ready", zap.String("addr", apiLn.Addr().String()), zap.String("admin_addr", adminLn.Addr().String()),
 		zap.String("data", opts.data), zap.Int("gomaxprocs", runtime.GOMAXPROCS(0)))
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	select {
 	case s := <-sig:
 		log.Info("draining", zap.String("signal", s.String()))
 	case err := <-served:
 		return fmt.Errorf("API listener: %w", err)
 	}
+	drainDelay(srv.Drain, opts.shutdownDelay, sig, log)
 	srv.SetReady(false)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 
@@ -33,6 +34,10 @@ type options struct {
 	ratePerApplicant   float64
 	rateApplicantBurst int
 	inFlightMax        int // requests inside the engine at once; beyond, 503 overloaded
+	// shutdownDelay is how long slotd keeps serving after SIGTERM with
+	// /readyz at 503, before it closes the listener and drains (0: none).
+	shutdownDelay time.Duration
+	version       bool // print the version and exit
 	// dataFS is the file system the store is written through; not a
 	// flag. Nil means the operating system's; tests inject faults.
 	dataFS vfs.FS
@@ -63,6 +68,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		"each applicant's sustained hold `requests per second` per key, checked before the key's bucket (0: off)")
 	fs.IntVar(&o.rateApplicantBurst, "rate-applicant-burst", httpapi.DefaultRateApplicantBurst, "each applicant's hold bucket `size` in requests")
 	fs.IntVar(&o.inFlightMax, "in-flight-max", httpapi.DefaultInFlightMax, "`requests` inside the engine at once; more are shed with 503")
+	fs.DurationVar(&o.shutdownDelay, "shutdown-delay", 0,
+		"after SIGTERM, keep serving for this `duration` with /readyz at 503 so load balancers stop sending, then drain (a second signal cuts it short)")
+	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
@@ -81,6 +89,12 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var err error
 	fs.VisitAll(func(f *flag.Flag) {
+		// -version only from the command line: a SLOTD_VERSION that a
+		// deploy tool sets for its own use must not turn a start into a
+		// print, nor fail it.
+		if f.Name == "version" {
+			return
+		}
 		env := "SLOTD_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v := getenv(env); v != "" && !set[f.Name] && err == nil {
 			if e := fs.Set(f.Name, v); e != nil {
@@ -96,6 +110,9 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if o.ratePerApplicant < 0 || o.rateApplicantBurst < 1 {
 		return o, fmt.Errorf("-rate-per-applicant must not be negative (0 switches it off), -rate-applicant-burst at least 1")
+	}
+	if o.shutdownDelay < 0 || o.shutdownDelay > shutdownDelayMax {
+		return o, fmt.Errorf("-shutdown-delay %s: use 0 to %s", o.shutdownDelay, shutdownDelayMax)
 	}
 	switch o.logLevel {
 	case "debug", "info", "warn", "error":

@@ -33,9 +33,16 @@ const readyWaitMax = 60 * time.Second
 // Build compiles cmd/slotd into a temporary directory and returns its path.
 func Build(t testing.TB) string {
 	t.Helper()
+	return BuildFlags(t)
+}
+
+// BuildFlags is Build with more go build flags, e.g. "-ldflags", "-X …".
+func BuildFlags(t testing.TB, flags ...string) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "slotd")
-	if out, err := exec.Command("go", "build", "-o", bin, "slotd/cmd/slotd").CombinedOutput(); err != nil {
-		t.Fatalf("go build slotd/cmd/slotd: %v\n%s", err, out)
+	args := append(append([]string{"build", "-o", bin}, flags...), "slotd/cmd/slotd")
+	if out, err := exec.Command("go", args...).CombinedOutput(); err != nil {
+		t.Fatalf("go %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return bin
 }
@@ -107,7 +114,10 @@ func StartArgs(t testing.TB, bin, data string, args ...string) *Server {
 			}
 			s.logMu.Unlock()
 			var l readyLine
-			if !sent && json.Unmarshal(sc.Bytes(), &l) == nil && l.Msg == "slotd ready" {
+			if json.Unmarshal(sc.Bytes(), &l) != nil {
+				continue
+			}
+			if !sent && l.Msg == "slotd ready" {
 				ready <- l
 				sent = true
 			}
@@ -169,13 +179,21 @@ func (s *Server) Call(t testing.TB, key, method, path, body string) (int, map[st
 // process exited with status 0.
 func (s *Server) Stop(t testing.TB, sig syscall.Signal) bool {
 	t.Helper()
-	s.cmd.Process.Signal(sig)
+	s.cmd.Process.Signal(sig) // an error means it has ended already
+	return s.Wait(t)
+}
+
+// Wait waits for the process to end, and kills it and fails the test if
+// it has not ended within a bound; it returns whether the process exited
+// with status 0.
+func (s *Server) Wait(t testing.TB) bool {
+	t.Helper()
 	select {
 	case <-s.done:
 	case <-time.After(readyWaitMax):
 		s.cmd.Process.Kill()
 		<-s.done
-		t.Fatalf("slotd did not stop on %s", sig)
+		t.Fatalf("slotd did not stop within %s", readyWaitMax)
 	}
 	return s.cmd.ProcessState != nil && s.cmd.ProcessState.Success()
 }
