@@ -385,22 +385,27 @@ func TestDiskFailureQuorum(t *testing.T) {
 		checkAcked(t, restored(t, n.stores[1]), acks)
 	}
 
-	// A second disk fails: one node of three is left, no quorum.
+	// A second disk fails: one node of three is left, no quorum. Holds
+	// sent now make the nodes write, so the full one finds out; none of
+	// them may be acknowledged.
 	healthy[0].diskFull.Store(true)
-	testtimeEventually(t, "the second full node's loop stops", func() bool { return healthy[0].node.Err() != nil })
 	last := healthy[1]
 	_ = e
 	results := make(chan error, 4)
 	for i := range 4 {
 		go func() {
 			var err error = ErrNoEngine
-			if e := last.rep.Engine(1); e != nil {
-				_, start := slotdtest.BenchSeat(int64(100000 + i*64))
-				_, err = e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("noquorum-%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"})
+			for _, n := range healthy {
+				if e := n.rep.Engine(1); e != nil {
+					_, start := slotdtest.BenchSeat(int64(100000 + i*64))
+					_, err = e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("noquorum-%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"})
+					break
+				}
 			}
 			results <- err
 		}()
 	}
+	testtimeEventually(t, "the second full node's loop stops", func() bool { return healthy[0].node.Err() != nil })
 	for range 4 {
 		if err := <-results; err == nil {
 			t.Fatal("a booking was acknowledged without a quorum")
