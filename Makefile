@@ -43,7 +43,7 @@ test-core:
 	$(GO) test -race -tags invariants -timeout $(TESTTIMEOUT) $(CORE)
 
 test-rest:
-	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -e /allocator -e /wal -e /raftlog -e /cluster -e /replica)
+	$(GO) test -tags invariants -timeout $(TESTTIMEOUT) $(shell $(GO) list ./... | grep -v -E '^slotd/(allocator|wal|raftlog|cluster|replica)(/|$$)')
 
 # The journal's and the HTTP edge's benchmarks run with one scheduler P
 # more than the cores, as slotd runs (cmd/slotd spareProc); the in-memory

@@ -164,7 +164,7 @@ func TestDashboardShape(t *testing.T) {
 			}
 		}
 	}
-	if got, want := strings.Join(rows, ","), "Rush,Latency,Journal,Engine,Runtime"; got != want {
+	if got, want := strings.Join(rows, ","), "Rush,Latency,Journal,Engine,Runtime,Cluster"; got != want {
 		t.Errorf("rows %s, want %s", got, want)
 	}
 	t.Logf("%d panels, %d queries", len(ids)-len(rows), queries)
