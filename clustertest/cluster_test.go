@@ -98,6 +98,37 @@ func (r *rush) end() []booked {
 
 func str(v any) string { s, _ := v.(string); return s }
 
+// endRushes ends the rushes at offices, waits until the replicas agree,
+// and checks every node holds what each rush got acknowledged.
+func (c *cluster) endRushes(offices []string, rushes []*rush) {
+	c.t.Helper()
+	var acks [][]booked
+	for _, r := range rushes {
+		acks = append(acks, r.end())
+	}
+	for g := range c.groups {
+		c.converged(uint64(g + 1))
+	}
+	for _, n := range c.nodes {
+		for i, o := range offices {
+			checkBooked(c.t, n, o, acks[i])
+		}
+	}
+	for i, o := range offices {
+		c.t.Logf("%s: %d acknowledged, %d retryable failures", o, len(acks[i]), rushes[i].failed.Load())
+	}
+}
+
+// other returns a node other than n.
+func (c *cluster) other(n *node) *node {
+	for _, m := range c.nodes {
+		if m != n {
+			return m
+		}
+	}
+	return nil
+}
+
 // checkBooked asserts every acknowledged booking is on node n with its
 // seat, and that no two of them share a seat.
 func checkBooked(t *testing.T, n *node, office string, acks []booked) {
@@ -142,12 +173,7 @@ func TestKillLeaderUnderRush(t *testing.T) {
 	leader := c.leader(1)
 	// A consumer of the event feed reads what there is, through a node
 	// that is not the leader, and keeps its cursor.
-	var reader *node
-	for _, n := range c.nodes {
-		if n != leader {
-			reader = n
-		}
-	}
+	reader := c.other(leader)
 	before, cursor := reader.readFeed(t, "0")
 	r.armed.Store(true)
 	killed := time.Now()
@@ -283,12 +309,7 @@ func TestKeysReloadOnEveryNode(t *testing.T) {
 func TestLongPollThroughFollower(t *testing.T) {
 	c := startCluster(t, slotdtest.Build(t), 3, 1)
 	leader := c.leader(1)
-	var follower *node
-	for _, n := range c.nodes {
-		if n != leader {
-			follower = n
-		}
-	}
+	follower := c.other(leader)
 	_, cursor := follower.readFeed(t, "0")
 	req, _ := http.NewRequest("GET", "http://"+follower.addr+"/v1/events?wait=12&after="+cursor, nil)
 	req.Header.Set("Authorization", "Bearer "+adminKey)
@@ -337,12 +358,7 @@ func TestIdempotentRetryAfterFailover(t *testing.T) {
 	c := startCluster(t, slotdtest.Build(t), 3, 1)
 	leader := c.leader(1)
 	body := fmt.Sprintf(`{"office":"msk-mfc-tverskoy","service":"patent","applicant":"retry-1","earliest_after":"%sT10:00:00+03:00"}`, nextWeekday(3))
-	var via *node
-	for _, n := range c.nodes {
-		if n != leader {
-			via = n
-		}
-	}
+	via := c.other(leader)
 	req := func(n *node) (int, map[string]any, http.Header) {
 		r, _ := http.NewRequest("POST", "http://"+n.addr+"/v1/bookings", strings.NewReader(body))
 		r.Header.Set("Authorization", "Bearer "+portalKey)

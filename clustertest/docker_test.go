@@ -173,18 +173,5 @@ func TestContainersKillAndPartition(t *testing.T) {
 	cut.waitReady()
 
 	time.Sleep(500 * time.Millisecond)
-	var acks [][]booked
-	for _, r := range rushes {
-		acks = append(acks, r.end())
-	}
-	c.converged(1)
-	c.converged(2)
-	for _, n := range c.nodes {
-		for i, o := range offices {
-			checkBooked(t, n, o, acks[i])
-		}
-	}
-	for i, o := range offices {
-		t.Logf("%s: %d acknowledged, %d retryable failures", o, len(acks[i]), rushes[i].failed.Load())
-	}
+	c.endRushes(offices, rushes)
 }

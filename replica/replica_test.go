@@ -98,6 +98,17 @@ func (l *load) engine() *allocator.Engine {
 	return nil
 }
 
+// countAfterCrash counts the bookings acknowledged after the fault.
+func countAfterCrash(acks []acked) int {
+	n := 0
+	for _, a := range acks {
+		if a.afterCrash {
+			n++
+		}
+	}
+	return n
+}
+
 func (l *load) end() []acked {
 	close(l.stop)
 	l.wg.Wait()
@@ -165,12 +176,7 @@ func TestLeaderKilledNothingAcknowledgedLost(t *testing.T) {
 	time.Sleep(300 * time.Millisecond)
 	acks := l.end()
 	acks2 := other.end()
-	after := 0
-	for _, a := range acks {
-		if a.afterCrash {
-			after++
-		}
-	}
+	after := countAfterCrash(acks)
 	if after == 0 {
 		t.Fatalf("no booking acknowledged after the leader stopped (%d before, %d errors)", before, l.errs.Load())
 	}
@@ -355,12 +361,7 @@ func TestDiskFailureQuorum(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	acks := l.end()
-	after := 0
-	for _, a := range acks {
-		if a.afterCrash {
-			after++
-		}
-	}
+	after := countAfterCrash(acks)
 	if after == 0 {
 		t.Fatal("no booking acknowledged after the leader's disk failed")
 	}
