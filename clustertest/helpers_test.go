@@ -178,6 +178,9 @@ func (n *node) launch() {
 		t.Fatal(err)
 	}
 	cmd.Stdout = io.Discard
+	// Should the test binary itself be killed (a timeout), the node dies
+	// with it instead of living on.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
