@@ -136,6 +136,13 @@ type Config struct {
 	// KeysFile names what KeysSource reads, the keys file's path: a
 	// refused reload's error and log line begin with "keys file <path>:".
 	KeysFile string
+	// Limits, if set, are rate limits shared with the other Servers given
+	// the same Limits: a key's bucket, an applicant's and a failing
+	// address's count across them, as they would on one Server (a cluster
+	// node runs a Server per Raft group it leads). The first Server sets
+	// the applicant and failed-authentication limits; the others must be
+	// configured alike. Nil: the Server's own.
+	Limits *SharedLimits
 	// Secret signs ticket tokens (HMAC-SHA256); at least 32 bytes. Tickets
 	// stay valid as long as the secret does.
 	Secret []byte

@@ -292,8 +292,11 @@ type keyDigest struct {
 // its limits set to the new ones at now (a steady clock reading), so a
 // reload neither refills nor empties it; a new key gets a new bucket.
 // rates gives a key's rate and burst.
-func newKeyring(keys []Key, prev *keyring, rates func(Key) (float64, int), now time.Time) *keyring {
+func newKeyring(keys []Key, prev interface{ principal(string) *principal }, rates func(Key) (float64, int), now time.Time) *keyring {
 	r := &keyring{byPrefix: map[uint64][]keyDigest{}, byName: make(map[string]*principal, len(keys)), keys: keys}
+	if prev == nil {
+		prev = (*keyring)(nil)
+	}
 	for _, k := range keys {
 		rate, burst := rates(k)
 		var b tokenBucket

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -177,4 +178,44 @@ func authSource(raw net.IP) netip.Addr {
 		return p.Addr()
 	}
 	return ip
+}
+
+// SharedLimits are rate limits several Servers count together
+// (Config.Limits). Safe for concurrent use.
+type SharedLimits struct {
+	once       sync.Once
+	applicants *keyedLimiter[applicantKey]
+	authFails  *keyedLimiter[netip.Addr]
+	// latest is the keyring a Server of these limits built last: a key's
+	// bucket is taken from it when the building Server has none of its
+	// own, so every Server holds the same bucket for one key name.
+	latest atomic.Pointer[keyring]
+}
+
+// NewSharedLimits returns limits for Servers to share.
+func NewSharedLimits() *SharedLimits { return &SharedLimits{} }
+
+// keyrings finds a key's principal in the first keyring that has it.
+type keyrings []*keyring
+
+func (ks keyrings) principal(name string) *principal {
+	for _, k := range ks {
+		if p := k.principal(name); p != nil {
+			return p
+		}
+	}
+	return nil
+}
+
+// buildKeyring makes the keyring of keys: a key keeps the bucket prev, the
+// Server's keyring in force, gave it, or else the bucket the other
+// Servers sharing its limits hold.
+func (s *Server) buildKeyring(keys []Key, prev *keyring) *keyring {
+	sh := s.cfg.Limits
+	if sh == nil {
+		return newKeyring(keys, prev, s.keyRates, s.steady())
+	}
+	kr := newKeyring(keys, keyrings{prev, sh.latest.Load()}, s.keyRates, s.steady())
+	sh.latest.Store(kr)
+	return kr
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"slotd/allocator"
@@ -338,4 +339,53 @@ func TestDefectWallClockStepFreezesRateLimits(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// Servers given one SharedLimits hold one bucket per key name, one
+// per-applicant limiter and one failed-authentication limiter, also for a
+// key that a reload adds: a key's rate is not multiplied by the Servers.
+func TestSharedLimitsAcrossServers(t *testing.T) {
+	sh := NewSharedLimits()
+	keys := []Key{{Key: "shared-portal-key-0123456789", Name: "portal", Scopes: []string{ScopePortal}, Offices: []string{"*"}}}
+	added := append(keys, Key{Key: "shared-portal-key-added-0123", Name: "added", Scopes: []string{ScopePortal}, Offices: []string{"*"}})
+	var current []Key = keys
+	newServer := func() *Server {
+		e, err := allocator.New(allocator.Config{Journal: &allocator.MemJournal{}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := New(Config{Engine: e, Idempotency: newMemStore(), Events: newMemStore(), Registry: prometheus.NewRegistry(),
+			Keys: keys, KeysSource: func() ([]Key, error) { return current, nil }, Limits: sh,
+			Secret: []byte("shared-secret-shared-secret-shared-secret"), RatePerSecond: 5, RatePerApplicant: 1, AuthFailRatePerSecond: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.SetReady(true)
+		return srv
+	}
+	a, b := newServer(), newServer()
+	if a.keys.Load().principal("portal").limiter.Limiter != b.keys.Load().principal("portal").limiter.Limiter {
+		t.Fatal("two Servers sharing limits hold two buckets for one key")
+	}
+	if a.applicants != b.applicants || a.authFails != b.authFails {
+		t.Fatal("two Servers sharing limits hold their own applicant or failed-authentication limiters")
+	}
+	current = added
+	for _, s := range []*Server{a, b} {
+		if err := s.ReloadKeys(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.keys.Load().principal("added").limiter.Limiter != b.keys.Load().principal("added").limiter.Limiter {
+		t.Fatal("a key added by a reload has a bucket per Server")
+	}
+	if a.keys.Load().principal("portal").limiter.Limiter != b.keys.Load().principal("portal").limiter.Limiter {
+		t.Fatal("a reload split a key's shared bucket")
+	}
+	// Without shared limits, each Server counts on its own.
+	sh = nil
+	c, d := newServer(), newServer()
+	if c.keys.Load().principal("portal").limiter.Limiter == d.keys.Load().principal("portal").limiter.Limiter {
+		t.Fatal("Servers without shared limits share a bucket")
+	}
 }

@@ -112,7 +112,7 @@ func (s *Server) nextKeyringLocked(prev *keyring) (*keyring, error) {
 				"give a key for %q another name, or restart to move this one (docs/runbook.md, key rotation)", i, keys[i].Name, old.namespace, ns, old.namespace, ns)
 		}
 	}
-	return newKeyring(keys, prev, s.keyRates, s.steady()), nil
+	return s.buildKeyring(keys, prev), nil
 }
 
 // keyRates returns a key's rate and bucket size: its own (Key.RatePerSecond,

@@ -110,13 +110,15 @@ func New(cfg Config) (*Server, error) {
 	s.conns = newConnAdmission(s, listenerAPI, cfg.ConnsMax, cfg.ConnsPerIPMax, lingering, s.base.Done())
 	s.adminConns = newConnAdmission(s, listenerAdmin, adminConnsMax, adminConnsMax, adminConnsMax, nil)
 	s.idem.init(cfg.Idempotency, cfg.IdempotencyTTL)
-	if cfg.RatePerApplicant > 0 {
-		s.applicants = newKeyedLimiter[applicantKey](cfg.RatePerApplicant, cfg.RateApplicantBurst)
+	applicants, authFails := &s.applicants, &s.authFails
+	if sh := cfg.Limits; sh != nil {
+		applicants, authFails = &sh.applicants, &sh.authFails
+		sh.once.Do(func() { newRequestLimiters(cfg, applicants, authFails) })
+	} else {
+		newRequestLimiters(cfg, applicants, authFails)
 	}
-	if cfg.AuthFailRatePerSecond > 0 {
-		s.authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
-	}
-	s.keys.Store(newKeyring(cfg.Keys, nil, s.keyRates, s.steady()))
+	s.applicants, s.authFails = *applicants, *authFails
+	s.keys.Store(s.buildKeyring(cfg.Keys, nil))
 	s.router = newRouter(s.routes())
 	m, err := newMetrics(s, cfg.Registry, s.router.routes)
 	if err != nil {
@@ -330,6 +332,17 @@ type request struct {
 	// (dispatch decodes it to find the applicant) and the decoding error.
 	hold    holdBody
 	holdErr error
+}
+
+// newRequestLimiters makes the per-applicant and failed-authentication
+// limiters cfg asks for into applicants and authFails.
+func newRequestLimiters(cfg Config, applicants **keyedLimiter[applicantKey], authFails **keyedLimiter[netip.Addr]) {
+	if cfg.RatePerApplicant > 0 {
+		*applicants = newKeyedLimiter[applicantKey](cfg.RatePerApplicant, cfg.RateApplicantBurst)
+	}
+	if cfg.AuthFailRatePerSecond > 0 {
+		*authFails = newKeyedLimiter[netip.Addr](cfg.AuthFailRatePerSecond, cfg.AuthFailBurst)
+	}
 }
 
 // Handler returns the API's request handler, for a front that serves

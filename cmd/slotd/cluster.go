@@ -174,12 +174,15 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
 	}
 	steady := httpapi.NewSteadyClock()
+	// One set of rate limits for the node, whichever group Server a
+	// request reaches.
+	limits := httpapi.NewSharedLimits()
 	f.newServer = func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error) {
 		reg := prometheus.NewRegistry()
 		srv, err := httpapi.New(httpapi.Config{
 			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
 			Keys: f.currentKeys(), KeysSource: func() ([]httpapi.Key, error) { return f.currentKeys(), nil },
-			Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg,
+			Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg, Limits: limits,
 			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
