@@ -49,7 +49,12 @@ func (s *stats) elapsed() time.Duration { return time.Since(s.began).Round(time.
 
 // add records the answer r of class c to a request of step st, sent by a
 // bot or a person.
-func (s *stats) add(st step, r *vegeta.Result, c Class, bot bool) {
+func (s *stats) add(st step, res *vegeta.Result, c Class, bot bool) {
+	// The figures come from the wall clock alone, as results.bin keeps
+	// it, so that a re-report matches them to the nanosecond (results.go).
+	r := new(vegeta.Result)
+	*r = *res
+	r.Timestamp = r.Timestamp.Round(0)
 	if s.results != nil {
 		s.results.add(r)
 	}

@@ -26,9 +26,12 @@ import (
 // applicants, and availability lists, which are most of the bytes); the
 // problem bodies of other answers stay, since their code is what
 // Classify reads. A timestamp loses its monotonic clock reading in the
-// file; vegeta stamps a result as the attack's start plus the time since,
-// so differences of wall-clock stamps equal those of monotonic ones and a
-// re-report gives the run's figures exactly (TestE2EResultsFile).
+// file. vegeta stamps a result as its attack's start plus the time since,
+// and the run's two attacks started at different instants, whose wall and
+// monotonic readings were taken nanoseconds apart: a duration between
+// results of the two attacks differs by those nanoseconds between the
+// clocks. So the run computes its own figures from the wall clock too
+// (stats.add), and a re-report gives them exactly (TestE2EResultsFile).
 //
 // Merging: results of several generator machines are merged by
 // timestamp into one file (MergeResults), whose report is the report of
