@@ -89,8 +89,11 @@ loadtest: build
 # fasthttp edge, the same rush; prints the HTTP and engine tables. The
 # HTTP table runs three rounds, the backends taking turns, and shows each
 # backend's median round and slotd's ratio to each peer in every round
-# (PEERSFLAGS='-rounds 1' for one). The script installs and starts both
-# servers on loopback and stops them after.
+# (PEERSFLAGS='-rounds 1' for one). The script starts both servers on
+# loopback and stops them after: the containers of deploy/compose.yaml's
+# profile peers where a container engine runs and both images are
+# already present (nothing is pulled), else the Debian packages, which
+# it installs if missing (PEERS_ENGINE=containers|packages chooses).
 bench-peers:
 	GO=$(GO) bench/peers/scripts/peers.sh -rounds 3 $(PEERSFLAGS)
 

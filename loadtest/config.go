@@ -101,8 +101,11 @@ type Config struct {
 
 	// NoCheck skips the invariant check.
 	NoCheck bool
-	// OutDir receives the reports and the plot; empty: none written.
+	// OutDir receives the reports, the plot and the raw results
+	// (ResultsFile); empty: none written.
 	OutDir string
+	// NoResults leaves the raw results out of OutDir.
+	NoResults bool
 	// Seed makes the applicants' choices reproducible; 0: random.
 	Seed int64
 	// Log receives progress lines; nil: discarded.

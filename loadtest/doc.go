@@ -9,7 +9,9 @@
 //     in an open-model spike around it and walk the flow.
 //   - peakday.go: arrivals follow a per-minute rate profile of a whole day
 //     (ParseProfile; testdata holds a migration centre's peak day),
-//     compressed in time.
+//     compressed in time. profileimport.go makes such profiles of real
+//     days: from a Prometheus range query (ProfileFromPrometheus) or from
+//     slotd's access logs with their sampling undone (AccessLog).
 //   - mixed.go: a constant rate of reads, holds, confirms, cancels and
 //     reschedules in configurable proportions.
 //   - botrush.go: bots send BotFactor times more hold requests than humans
@@ -52,5 +54,7 @@
 // summary.json with the outcome of every applicant (booked, abandoned,
 // slot_taken, sold_out, rate_limited, shed, error, …), the class of every
 // answer per step, the fairness verdict and the invariant check
-// (invariant.go, C1–C3).
+// (invariant.go, C1–C3); and results.bin, every result in vegeta's own
+// encoding, which ReportResults reads back to the same figures and
+// MergeResults joins with other generators' (results.go).
 package loadtest

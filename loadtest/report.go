@@ -24,6 +24,7 @@ type stats struct {
 	botOutcomes map[Outcome]int
 	plot        *plot.Plot
 	chart       chartSeries
+	results     *resultsWriter // nil: no results file
 }
 
 // plotPointsMax bounds the points per plotted series (LTTB downsampling).
@@ -48,7 +49,15 @@ func (s *stats) elapsed() time.Duration { return time.Since(s.began).Round(time.
 
 // add records the answer r of class c to a request of step st, sent by a
 // bot or a person.
-func (s *stats) add(st step, r *vegeta.Result, c Class, bot bool) {
+func (s *stats) add(st step, res *vegeta.Result, c Class, bot bool) {
+	// The figures come from the wall clock alone, as results.bin keeps
+	// it, so that a re-report matches them to the nanosecond (results.go).
+	r := new(vegeta.Result)
+	*r = *res
+	r.Timestamp = r.Timestamp.Round(0)
+	if s.results != nil {
+		s.results.add(r)
+	}
 	s.steps[st].Add(r)
 	s.all.Add(r)
 	s.classes[st][c]++
@@ -184,43 +193,13 @@ func (r *Report) WriteSummary(w io.Writer) error {
 	return err
 }
 
-// writeFiles writes into dir, per step and for all steps together:
-// <step>.txt (vegeta text report), <step>.json (vegeta JSON report),
-// <step>.hdr (vegeta HDR histogram plot data); plus plot.html, plot.png
-// and summary.txt / summary.json.
+// writeFiles writes into dir the metrics per step (writeMetrics), plus
+// plot.html, plot.png and summary.txt / summary.json.
 func (r *Report) writeFiles(dir string, p *plot.Plot, c *chartSeries) error {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("cannot create report directory: %w", err)
+	if err := r.writeMetrics(dir); err != nil {
+		return err
 	}
-	write := func(name string, f func(io.Writer) error) error {
-		path := filepath.Join(dir, name)
-		out, err := os.Create(path)
-		if err != nil {
-			return fmt.Errorf("cannot write report: %w", err)
-		}
-		if err := f(out); err != nil {
-			out.Close()
-			return fmt.Errorf("cannot write %s: %w", name, err)
-		}
-		if err := out.Close(); err != nil {
-			return fmt.Errorf("cannot write %s: %w", name, err)
-		}
-		r.Files = append(r.Files, path)
-		return nil
-	}
-	sets := append([]StepReport{{Step: "all", Metrics: r.All}}, r.Steps...)
-	for _, s := range sets {
-		reporters := map[string]vegeta.Reporter{
-			".txt":  vegeta.NewTextReporter(s.Metrics),
-			".json": vegeta.NewJSONReporter(s.Metrics),
-			".hdr":  vegeta.NewHDRHistogramPlotReporter(s.Metrics),
-		}
-		for _, ext := range []string{".txt", ".json", ".hdr"} {
-			if err := write(s.Step+ext, reporters[ext].Report); err != nil {
-				return err
-			}
-		}
-	}
+	write := func(name string, f func(io.Writer) error) error { return r.writeFile(dir, name, f) }
 	p.Close()
 	if err := write("plot.html", func(w io.Writer) error { _, err := p.WriteTo(w); return err }); err != nil {
 		return err
@@ -241,4 +220,45 @@ func (r *Report) writeFiles(dir string, p *plot.Plot, c *chartSeries) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	})
+}
+
+// writeMetrics writes into dir, per step and for all steps together:
+// <step>.txt (vegeta text report), <step>.json (vegeta JSON report) and
+// <step>.hdr (vegeta HDR histogram plot data).
+func (r *Report) writeMetrics(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("cannot create report directory: %w", err)
+	}
+	sets := append([]StepReport{{Step: "all", Metrics: r.All}}, r.Steps...)
+	for _, s := range sets {
+		reporters := map[string]vegeta.Reporter{
+			".txt":  vegeta.NewTextReporter(s.Metrics),
+			".json": vegeta.NewJSONReporter(s.Metrics),
+			".hdr":  vegeta.NewHDRHistogramPlotReporter(s.Metrics),
+		}
+		for _, ext := range []string{".txt", ".json", ".hdr"} {
+			if err := r.writeFile(dir, s.Step+ext, reporters[ext].Report); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// writeFile writes dir/name with f and adds it to r.Files.
+func (r *Report) writeFile(dir, name string, f func(io.Writer) error) error {
+	path := filepath.Join(dir, name)
+	out, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cannot write report: %w", err)
+	}
+	if err := f(out); err != nil {
+		out.Close()
+		return fmt.Errorf("cannot write %s: %w", name, err)
+	}
+	if err := out.Close(); err != nil {
+		return fmt.Errorf("cannot write %s: %w", name, err)
+	}
+	r.Files = append(r.Files, path)
+	return nil
 }

@@ -35,6 +35,14 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		seed = binary.LittleEndian.Uint64(b[:])
 	}
 	e := newEngine(cfg, api, seed)
+	if cfg.OutDir != "" && !cfg.NoResults {
+		rw, err := createResults(cfg.OutDir)
+		if err != nil {
+			return Report{}, fmt.Errorf("slotload: %w", err)
+		}
+		e.stats.results = rw
+		defer rw.close() // a no-op after the close below; a failed run's error comes first
+	}
 
 	var (
 		note     string
@@ -57,6 +65,12 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		return Report{}, fmt.Errorf("slotload: %s: %w", cfg.Scenario, err)
 	}
 	rep := e.stats.report(cfg.Scenario)
+	if rw := e.stats.results; rw != nil {
+		if err := rw.close(); err != nil {
+			return rep, fmt.Errorf("slotload: %w", err)
+		}
+		rep.Files = append(rep.Files, rw.path)
+	}
 	rep.Release, rep.Fairness, rep.Bookings = note, fairness, len(e.created)
 
 	if !cfg.NoCheck {

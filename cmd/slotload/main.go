@@ -4,7 +4,12 @@
 //	slotload -url http://127.0.0.1:8080 -keys-file data/dev-keys.json -scenario rush -out reports/
 //
 // It prints a summary and exits 1 when an invariant check or the fairness
-// bound failed, 2 when the run could not happen.
+// bound failed, 2 when the run could not happen. The run's -out directory
+// also gets results.bin, vegeta's raw results. Subcommands work on files:
+//
+//	slotload report [-out dir] results.bin...            # re-report raw results (several: merged)
+//	slotload merge -out all.bin a.bin b.bin              # merge the results of several generators
+//	slotload profile -from prometheus|access-log file... # a real day as a -profile CSV
 package main
 
 import (
@@ -30,6 +35,11 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		if sub, ok := subcommands[args[0]]; ok {
+			return sub(args[1:], stdout, stderr)
+		}
+	}
 	cfg, cpuProfile, err := parseFlags(args, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
@@ -105,7 +115,8 @@ func parseFlags(args []string, stderr io.Writer) (cfg loadtest.Config, cpuProfil
 	fs.DurationVar(&cfg.DrainTimeout, "drain", 0, "bound on follow-up steps after the last arrival [30s]")
 	fs.Uint64Var(&cfg.WorkersMax, "workers", 0, "max requests in flight per attack [4096]")
 	fs.BoolVar(&cfg.NoCheck, "no-check", false, "skip the invariant check")
-	fs.StringVar(&cfg.OutDir, "out", "", "`directory` for the reports and plot.html")
+	fs.StringVar(&cfg.OutDir, "out", "", "`directory` for the reports, plot.html and results.bin (vegeta's raw results)")
+	fs.BoolVar(&cfg.NoResults, "no-results", false, "leave results.bin out of -out")
 	fs.Int64Var(&cfg.Seed, "seed", 0, "seed of the applicants' choices [random]")
 	fs.StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of the generator to `file`")
 	quiet := fs.Bool("quiet", false, "no progress lines")
