@@ -503,11 +503,15 @@ func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) 
 }
 
 // readBooking reads a booking answer into the API's booking
-// (client.Booking) and keeps what the rush needs.
+// (client.Booking), by readFlat when it can and by encoding/json
+// otherwise, and keeps what the rush needs.
 func readBooking(body []byte) (Booking, error) {
 	var out client.Booking
-	if err := json.Unmarshal(body, &out); err != nil {
-		return Booking{}, fmt.Errorf("booking answer: %w", err)
+	if !readFlat(body, &out) {
+		out = client.Booking{}
+		if err := json.Unmarshal(body, &out); err != nil {
+			return Booking{}, fmt.Errorf("booking answer: %w", err)
+		}
 	}
 	return BookingOf(&out), nil
 }

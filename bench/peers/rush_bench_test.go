@@ -3,8 +3,11 @@ package peers
 import (
 	"bytes"
 	"encoding/json"
+	"reflect"
 	"testing"
 	"time"
+
+	"slotd/client"
 )
 
 // rushDay is one date of the rush's office (144 starts of 64 windows)
@@ -157,4 +160,54 @@ func BenchmarkHoldBody(b *testing.B) {
 	for b.Loop() {
 		_ = holdBody(&lay, "a-1042", start)
 	}
+}
+
+// BenchmarkReadBookingJSON: encoding/json reading the same answer, what
+// readBooking falls back to.
+func BenchmarkReadBookingJSON(b *testing.B) {
+	body := bookingAnswer()
+	b.ReportAllocs()
+	for b.Loop() {
+		var out client.Booking
+		if err := json.Unmarshal(body, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// FuzzReadFlat: whatever the answer, readFlat never panics, and what it
+// reads into the API's booking is what encoding/json reads.
+func FuzzReadFlat(f *testing.F) {
+	// The peers' edge's answer as it writes it.
+	f.Add(bookingAnswer())
+	// Members in another order, white space, an offset, a negative
+	// window (read as encoding/json reads it), an empty object.
+	f.Add([]byte(" {\"status\":\"held\", \"window\" : -3,\"start\":\"2026-12-09T08:05:00+03:00\",\"id\":\"x\"}\n"))
+	f.Add([]byte(`{}`))
+	// Declined: an escape, a leading zero, a fraction, an array, a member
+	// the booking lacks, a case-folded name encoding/json would match.
+	f.Add([]byte(`{"applicant":"a\"b"}`))
+	f.Add([]byte(`{"window":01}`))
+	f.Add([]byte(`{"window":1.5}`))
+	f.Add([]byte(`{"id":"x","history":[]}`))
+	f.Add([]byte(`{"bogus":"x"}`))
+	f.Add([]byte(`{"ID":"x"}`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var got client.Booking
+		if !readFlat(body, &got) {
+			return
+		}
+		var want client.Booking
+		if err := json.Unmarshal(body, &want); err != nil {
+			t.Fatalf("readFlat read %q, which encoding/json refuses: %v", body, err)
+		}
+		same := func(a, b time.Time) bool { return a.Equal(b) && a.Location().String() == b.Location().String() }
+		if !same(got.Start, want.Start) || !same(got.End, want.End) {
+			t.Fatalf("readFlat(%q) times %v %v, encoding/json %v %v", body, got.Start, got.End, want.Start, want.End)
+		}
+		got.Start, got.End, want.Start, want.End = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("readFlat(%q) = %+v, encoding/json %+v", body, got, want)
+		}
+	})
 }
