@@ -200,7 +200,9 @@ func TestEdgeRoutes(t *testing.T) {
 		t.Fatalf("slots %+v", slots)
 	}
 	start := lay.Start(date, 0)
-	hold := func(applicant string, start time.Time) string { return string(holdBody(&lay, applicant, start)) }
+	bodies := newBodyWriter(&lay)
+	hold := func(applicant string, start time.Time) string { return string(bodies.hold(applicant, start)) }
+	cancel := func(applicant string) string { return string(bodies.cancel(applicant)) }
 	var bk client.Booking
 	if err := json.Unmarshal(do("POST", "/v1/bookings", hold("a-1", start), 201, ""), &bk); err != nil {
 		t.Fatal(err)
@@ -211,9 +213,9 @@ func TestEdgeRoutes(t *testing.T) {
 	}
 	do("POST", "/v1/bookings", hold("a-2", start), 409, api.CodeSlotTaken)
 	do("POST", "/v1/bookings", hold("a-1", lay.Start(date, 1)), 409, api.CodeDuplicateBooking)
-	do("POST", "/v1/bookings/"+bk.Id+"/cancel", string(cancelBody("a-2")), 404, api.CodeNotFound)
-	do("POST", "/v1/bookings/"+bk.Id+"/cancel", string(cancelBody("a-1")), 200, "")
-	do("POST", "/v1/bookings/"+bk.Id+"/cancel", string(cancelBody("a-1")), 409, api.CodeInvalidTransition)
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-2"), 404, api.CodeNotFound)
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-1"), 200, "")
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-1"), 409, api.CodeInvalidTransition)
 	do("POST", "/v1/bookings", hold("a-2", start), 201, "")
 	do("POST", "/v1/bookings", `{"office":"bench","bogus":1}`, 400, api.CodeValidationFailed)
 	do("POST", "/v1/bookings", hold("a-3", time.Date(2001, 1, 1, 9, 0, 0, 0, time.UTC)), 422, api.CodeNotReleased)
@@ -379,7 +381,7 @@ func TestDecodeFlatTakesPlainBodies(t *testing.T) {
 		t.Fatalf("hold body: %+v", h)
 	}
 	var c cancelJSON
-	if !flatjson.Decode(cancelBody("a-7"), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
+	if !flatjson.Decode(newBodyWriter(&Layout{}).cancel("a-7"), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
 		t.Fatalf("cancel body: %+v", c)
 	}
 }
@@ -414,5 +416,25 @@ func TestRoundsKeepMedianAndEveryRatio(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestBodies: the generator's bodies are the client's request types as
+// json.Marshal writes them, whatever body came before.
+func TestBodies(t *testing.T) {
+	lay := testLayout(1)
+	w := newBodyWriter(&lay)
+	s1, s2 := lay.Start(lay.Dates[0], 1), lay.Start(lay.Dates[0], 2)
+	_ = w.hold("a-1-long-applicant-id", s1)
+	got := string(w.hold("a-2", s2))
+	want, _ := json.Marshal(client.HoldJSONRequestBody{Office: lay.Office, Service: lay.Service,
+		Applicant: new("a-2"), Start: &s2, Confirm: new(true)})
+	if got != string(want) {
+		t.Fatalf("hold %s, want %s", got, want)
+	}
+	got = string(w.cancel("a-3"))
+	want, _ = json.Marshal(client.CancelJSONRequestBody{Applicant: new("a-3"), Reason: new("bench")})
+	if got != string(want) {
+		t.Fatalf("cancel %s, want %s", got, want)
 	}
 }

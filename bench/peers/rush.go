@@ -375,16 +375,17 @@ type httpClient struct {
 	authorization string
 	lay           *Layout
 	req           []byte // the request being built
-	body          []byte // its body
+	bodies        *bodyWriter
 	resp          []byte // the last answer's body, valid until the next request
 	slots         freeParser
 }
 
 func newHTTPClient(addr string, lay *Layout, timeout time.Duration) *httpClient {
-	return &httpClient{conn: httpload.NewConn(addr, timeout), host: addr, lay: lay, slots: freeParser{lay: lay}}
+	return &httpClient{conn: httpload.NewConn(addr, timeout), host: addr, lay: lay, bodies: newBodyWriter(lay),
+		slots: freeParser{lay: lay}}
 }
 
-// do sends a request of method to path with c.body (none for GET) and
+// do sends a request of method to path with body (none for GET) and
 // returns the status; the answer's body is in c.resp.
 func (c *httpClient) do(method, path string, body []byte) (int, error) {
 	b := append(c.req[:0], method...)
@@ -491,8 +492,7 @@ func (p *freeParser) expect(date string) {
 }
 
 func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) (Booking, error) {
-	c.body = holdBody(c.lay, applicant, start)
-	status, err := c.do("POST", "/v1/bookings", c.body)
+	status, err := c.do("POST", "/v1/bookings", c.bodies.hold(applicant, start))
 	if err != nil {
 		return Booking{}, err
 	}
@@ -516,25 +516,49 @@ func readBooking(body []byte) (Booking, error) {
 	return BookingOf(&out), nil
 }
 
-// holdBody is the rush's hold of start for applicant, confirmed in the
-// same step: the API's hold body (client.HoldJSONRequestBody).
-func holdBody(lay *Layout, applicant string, start time.Time) []byte {
-	return mustJSON(client.HoldJSONRequestBody{Office: lay.Office, Service: lay.Service,
-		Applicant: &applicant, Start: &start, Confirm: new(true)})
+// bodyWriter writes the rush's request bodies, the API's request types
+// (package client) as encoding/json writes them, into one buffer kept
+// from request to request: the request values point at its applicant
+// and start, so that a body costs an encoding and no new values. Owned
+// by one worker.
+type bodyWriter struct {
+	buf       bytes.Buffer
+	enc       *json.Encoder
+	applicant string
+	start     time.Time
+	holdReq   client.HoldJSONRequestBody   // confirmed in the same step
+	cancelReq client.CancelJSONRequestBody // with the reason "bench"
 }
 
-// cancelBody is the rush's cancel by applicant: the API's cancel body
-// (client.CancelJSONRequestBody).
-func cancelBody(applicant string) []byte {
-	return mustJSON(client.CancelJSONRequestBody{Applicant: &applicant, Reason: new("bench")})
+func newBodyWriter(lay *Layout) *bodyWriter {
+	w := &bodyWriter{}
+	w.enc = json.NewEncoder(&w.buf)
+	w.holdReq = client.HoldJSONRequestBody{Office: lay.Office, Service: lay.Service,
+		Applicant: &w.applicant, Start: &w.start, Confirm: new(true)}
+	w.cancelReq = client.CancelJSONRequestBody{Applicant: &w.applicant, Reason: new("bench")}
+	return w
 }
 
-func mustJSON(v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
+// hold is the body of applicant's hold of start, valid until the next
+// body.
+func (w *bodyWriter) hold(applicant string, start time.Time) []byte {
+	w.applicant, w.start = applicant, start
+	return w.encode(&w.holdReq)
+}
+
+// cancel is the body of applicant's cancel, valid until the next body.
+func (w *bodyWriter) cancel(applicant string) []byte {
+	w.applicant = applicant
+	return w.encode(&w.cancelReq)
+}
+
+func (w *bodyWriter) encode(v any) []byte {
+	w.buf.Reset()
+	if err := w.enc.Encode(v); err != nil {
 		panic("BUG: peers: cannot encode a request body: " + err.Error())
 	}
-	return b
+	b := w.buf.Bytes()
+	return b[:len(b)-1] // Encode ends a value with a newline; json.Marshal does not
 }
 
 // BookingOf takes the members of an API booking the rush keeps.
@@ -544,8 +568,7 @@ func BookingOf(b *client.Booking) Booking {
 }
 
 func (c *httpClient) cancel(_ context.Context, id, applicant string) error {
-	c.body = cancelBody(applicant)
-	status, err := c.do("POST", "/v1/bookings/"+id+"/cancel", c.body)
+	status, err := c.do("POST", "/v1/bookings/"+id+"/cancel", c.bodies.cancel(applicant))
 	if err != nil {
 		return err
 	}

@@ -77,7 +77,7 @@ func FuzzParseFree(f *testing.F) {
 
 // aHold is a hold as the rush sends it.
 func aHold() []byte {
-	return holdBody(&Layout{Office: "bench", Service: "patent"}, "a-1042", time.Date(2026, 12, 1, 8, 5, 0, 0, time.UTC))
+	return newBodyWriter(&Layout{Office: "bench", Service: "patent"}).hold("a-1042", time.Date(2026, 12, 1, 8, 5, 0, 0, time.UTC))
 }
 
 // BenchmarkDecodeHold: the edge reading one hold request.
@@ -156,9 +156,10 @@ func BenchmarkParseBooking(b *testing.B) {
 func BenchmarkHoldBody(b *testing.B) {
 	lay := testLayout(1)
 	start := lay.Start(lay.Dates[0], 1)
+	w := newBodyWriter(&lay)
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = holdBody(&lay, "a-1042", start)
+		_ = w.hold("a-1042", start)
 	}
 }
 
