@@ -1,10 +1,12 @@
 // Package api is the wire contract of slotd's HTTP API v1 (DESIGN §3),
 // spelled once: the stable error codes with their HTTP statuses and
 // titles, the booking statuses, and the JSON shapes of bookings, problems,
-// availability and pages. The server's edge (httpapi) answers in these
-// shapes and codes, the load tool (loadtest) and the peer comparison's
-// edge (bench/peers) read and write them, and a portal written in Go can
-// decode into them.
+// availability and pages. The server's edge (httpapi) and the peer
+// comparison's edge (bench/peers) answer in these shapes and codes.
+// Clients — the load tool (loadtest), the benchmarks' generators, a
+// portal written in Go — use package client, generated from
+// docs/openapi.yaml, which httpapi's tests hold to this package; they may
+// branch on the codes here.
 //
 // The edge renders the hot answers with hand-written appenders for speed;
 // its tests hold every appender to what encoding/json makes of these

@@ -346,18 +346,7 @@ type Booking struct {
 	End       time.Time `json:"end"`
 
 	// History Every transition, oldest first; at most 128 (history_limit).
-	History []struct {
-		// Actor The API key name, or "system".
-		Actor  string    `json:"actor"`
-		At     time.Time `json:"at"`
-		Reason string    `json:"reason"`
-
-		// Status Active (owning a seat): held, confirmed, awaiting_approval,
-		// cancel_requested, checked_in. awaiting_approval: confirmed by the
-		// applicant, waiting for an operator (a service with
-		// requires_approval). rejected: refused by the office.
-		Status Status `json:"status"`
-	} `json:"history"`
+	History []Booking_History `json:"history"`
 
 	// HoldExpiresAt Present only while held.
 	HoldExpiresAt *time.Time `json:"hold_expires_at,omitempty"`
@@ -383,6 +372,20 @@ type Booking struct {
 
 	// Window The desk number, 1-based (window 1 is the first desk).
 	Window int `json:"window"`
+}
+
+// Booking_History defines model for Booking.History.
+type Booking_History struct {
+	// Actor The API key name, or "system".
+	Actor  string    `json:"actor"`
+	At     time.Time `json:"at"`
+	Reason string    `json:"reason"`
+
+	// Status Active (owning a seat): held, confirmed, awaiting_approval,
+	// cancel_requested, checked_in. awaiting_approval: confirmed by the
+	// applicant, waiting for an operator (a service with
+	// requires_approval). rejected: refused by the office.
+	Status Status `json:"status"`
 }
 
 // Event defines model for Event.
@@ -423,59 +426,9 @@ type OfficeConfig struct {
 	Name  string              `json:"name"`
 
 	// Policy Omitted fields take the defaults shown. Durations are Go duration strings.
-	Policy *struct {
-		CancelCutoff *string `json:"cancel_cutoff,omitempty"`
-
-		// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
-		CancelCutoffWorkingDays *int `json:"cancel_cutoff_working_days,omitempty"`
-		CancelPenalty           *struct {
-			Block  *string `json:"block,omitempty"`
-			Count  *int    `json:"count,omitempty"`
-			Window *string `json:"window,omitempty"`
-		} `json:"cancel_penalty,omitempty"`
-		HoldTtl               *string `json:"hold_ttl,omitempty"`
-		HorizonDays           *int    `json:"horizon_days,omitempty"`
-		LateCancelFloor       *string `json:"late_cancel_floor,omitempty"`
-		MaxActivePerApplicant *int    `json:"max_active_per_applicant,omitempty"`
-		MaxReschedules        *int    `json:"max_reschedules,omitempty"`
-
-		// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
-		MinNotice        *string `json:"min_notice,omitempty"`
-		NoShowGrace      *string `json:"no_show_grace,omitempty"`
-		ReleaseLottery   *string `json:"release_lottery,omitempty"`
-		ReleaseTime      *string `json:"release_time,omitempty"`
-		ReminderBefore   *string `json:"reminder_before,omitempty"`
-		RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
-
-		// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
-		RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
-	} `json:"policy,omitempty"`
-	Region   string `json:"region"`
-	Services []struct {
-		// Documents What an applicant brings, one line each; printed on the ticket.
-		Documents *[]string `json:"documents,omitempty"`
-		Id        string    `json:"id"`
-		Name      *string   `json:"name,omitempty"`
-
-		// Names The service's name by primary language tag (lowercase, 2-3
-		// letters: "ru", "en"); `name` is the name for any other
-		// language. The ticket names the service in the language
-		// its request's Accept-Language prefers.
-		Names *map[string]string `json:"names,omitempty"`
-
-		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel *bool `json:"online_cancel,omitempty"`
-
-		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
-		RequiresApproval *bool `json:"requires_approval,omitempty"`
-		Reschedulable    *bool `json:"reschedulable,omitempty"`
-
-		// Slots Duration in grid steps.
-		Slots int `json:"slots"`
-
-		// Weekdays Empty or null: every day the office is open.
-		Weekdays *[]OfficeConfigServicesWeekdays `json:"weekdays,omitempty"`
-	} `json:"services"`
+	Policy   *OfficeConfig_Policy    `json:"policy,omitempty"`
+	Region   string                  `json:"region"`
+	Services []OfficeConfig_Services `json:"services"`
 
 	// SlotMinutes Grid step; divides 1440.
 	SlotMinutes int `json:"slot_minutes"`
@@ -487,8 +440,67 @@ type OfficeConfig struct {
 	Windows int `json:"windows"`
 }
 
+// OfficeConfig_Policy_CancelPenalty defines model for OfficeConfig.Policy.CancelPenalty.
+type OfficeConfig_Policy_CancelPenalty struct {
+	Block  *string `json:"block,omitempty"`
+	Count  *int    `json:"count,omitempty"`
+	Window *string `json:"window,omitempty"`
+}
+
+// OfficeConfig_Policy Omitted fields take the defaults shown. Durations are Go duration strings.
+type OfficeConfig_Policy struct {
+	CancelCutoff *string `json:"cancel_cutoff,omitempty"`
+
+	// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
+	CancelCutoffWorkingDays *int                               `json:"cancel_cutoff_working_days,omitempty"`
+	CancelPenalty           *OfficeConfig_Policy_CancelPenalty `json:"cancel_penalty,omitempty"`
+	HoldTtl                 *string                            `json:"hold_ttl,omitempty"`
+	HorizonDays             *int                               `json:"horizon_days,omitempty"`
+	LateCancelFloor         *string                            `json:"late_cancel_floor,omitempty"`
+	MaxActivePerApplicant   *int                               `json:"max_active_per_applicant,omitempty"`
+	MaxReschedules          *int                               `json:"max_reschedules,omitempty"`
+
+	// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
+	MinNotice        *string `json:"min_notice,omitempty"`
+	NoShowGrace      *string `json:"no_show_grace,omitempty"`
+	ReleaseLottery   *string `json:"release_lottery,omitempty"`
+	ReleaseTime      *string `json:"release_time,omitempty"`
+	ReminderBefore   *string `json:"reminder_before,omitempty"`
+	RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
+
+	// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
+	RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
+}
+
 // OfficeConfigServicesWeekdays defines model for OfficeConfig.Services.Weekdays.
 type OfficeConfigServicesWeekdays string
+
+// OfficeConfig_Services defines model for OfficeConfig.Services.
+type OfficeConfig_Services struct {
+	// Documents What an applicant brings, one line each; printed on the ticket.
+	Documents *[]string `json:"documents,omitempty"`
+	Id        string    `json:"id"`
+	Name      *string   `json:"name,omitempty"`
+
+	// Names The service's name by primary language tag (lowercase, 2-3
+	// letters: "ru", "en"); `name` is the name for any other
+	// language. The ticket names the service in the language
+	// its request's Accept-Language prefers.
+	Names *map[string]string `json:"names,omitempty"`
+
+	// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
+	OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+	// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+	RequiresApproval *bool `json:"requires_approval,omitempty"`
+	Reschedulable    *bool `json:"reschedulable,omitempty"`
+
+	// Slots Duration in grid steps.
+	Slots int `json:"slots"`
+
+	// Weekdays Empty or null: every day the office is open.
+	Weekdays *[]OfficeConfigServicesWeekdays `json:"weekdays,omitempty"`
+}
 
 // OfficeRecord defines model for OfficeRecord.
 type OfficeRecord struct {
@@ -504,60 +516,10 @@ type OfficeRecord struct {
 	Name  string              `json:"name"`
 
 	// Policy Omitted fields take the defaults shown. Durations are Go duration strings.
-	Policy *struct {
-		CancelCutoff *string `json:"cancel_cutoff,omitempty"`
-
-		// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
-		CancelCutoffWorkingDays *int `json:"cancel_cutoff_working_days,omitempty"`
-		CancelPenalty           *struct {
-			Block  *string `json:"block,omitempty"`
-			Count  *int    `json:"count,omitempty"`
-			Window *string `json:"window,omitempty"`
-		} `json:"cancel_penalty,omitempty"`
-		HoldTtl               *string `json:"hold_ttl,omitempty"`
-		HorizonDays           *int    `json:"horizon_days,omitempty"`
-		LateCancelFloor       *string `json:"late_cancel_floor,omitempty"`
-		MaxActivePerApplicant *int    `json:"max_active_per_applicant,omitempty"`
-		MaxReschedules        *int    `json:"max_reschedules,omitempty"`
-
-		// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
-		MinNotice        *string `json:"min_notice,omitempty"`
-		NoShowGrace      *string `json:"no_show_grace,omitempty"`
-		ReleaseLottery   *string `json:"release_lottery,omitempty"`
-		ReleaseTime      *string `json:"release_time,omitempty"`
-		ReminderBefore   *string `json:"reminder_before,omitempty"`
-		RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
-
-		// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
-		RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
-	} `json:"policy,omitempty"`
-	Region          string             `json:"region"`
-	ReleasedThrough openapi_types.Date `json:"released_through"`
-	Services        []struct {
-		// Documents What an applicant brings, one line each; printed on the ticket.
-		Documents *[]string `json:"documents,omitempty"`
-		Id        string    `json:"id"`
-		Name      *string   `json:"name,omitempty"`
-
-		// Names The service's name by primary language tag (lowercase, 2-3
-		// letters: "ru", "en"); `name` is the name for any other
-		// language. The ticket names the service in the language
-		// its request's Accept-Language prefers.
-		Names *map[string]string `json:"names,omitempty"`
-
-		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel *bool `json:"online_cancel,omitempty"`
-
-		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
-		RequiresApproval *bool `json:"requires_approval,omitempty"`
-		Reschedulable    *bool `json:"reschedulable,omitempty"`
-
-		// Slots Duration in grid steps.
-		Slots int `json:"slots"`
-
-		// Weekdays Empty or null: every day the office is open.
-		Weekdays *[]OfficeRecordServicesWeekdays `json:"weekdays,omitempty"`
-	} `json:"services"`
+	Policy          *OfficeRecord_Policy    `json:"policy,omitempty"`
+	Region          string                  `json:"region"`
+	ReleasedThrough openapi_types.Date      `json:"released_through"`
+	Services        []OfficeRecord_Services `json:"services"`
 
 	// SlotMinutes Grid step; divides 1440.
 	SlotMinutes int `json:"slot_minutes"`
@@ -569,8 +531,67 @@ type OfficeRecord struct {
 	Windows int `json:"windows"`
 }
 
+// OfficeRecord_Policy_CancelPenalty defines model for OfficeRecord.Policy.CancelPenalty.
+type OfficeRecord_Policy_CancelPenalty struct {
+	Block  *string `json:"block,omitempty"`
+	Count  *int    `json:"count,omitempty"`
+	Window *string `json:"window,omitempty"`
+}
+
+// OfficeRecord_Policy Omitted fields take the defaults shown. Durations are Go duration strings.
+type OfficeRecord_Policy struct {
+	CancelCutoff *string `json:"cancel_cutoff,omitempty"`
+
+	// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
+	CancelCutoffWorkingDays *int                               `json:"cancel_cutoff_working_days,omitempty"`
+	CancelPenalty           *OfficeRecord_Policy_CancelPenalty `json:"cancel_penalty,omitempty"`
+	HoldTtl                 *string                            `json:"hold_ttl,omitempty"`
+	HorizonDays             *int                               `json:"horizon_days,omitempty"`
+	LateCancelFloor         *string                            `json:"late_cancel_floor,omitempty"`
+	MaxActivePerApplicant   *int                               `json:"max_active_per_applicant,omitempty"`
+	MaxReschedules          *int                               `json:"max_reschedules,omitempty"`
+
+	// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
+	MinNotice        *string `json:"min_notice,omitempty"`
+	NoShowGrace      *string `json:"no_show_grace,omitempty"`
+	ReleaseLottery   *string `json:"release_lottery,omitempty"`
+	ReleaseTime      *string `json:"release_time,omitempty"`
+	ReminderBefore   *string `json:"reminder_before,omitempty"`
+	RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
+
+	// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
+	RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
+}
+
 // OfficeRecordServicesWeekdays defines model for OfficeRecord.Services.Weekdays.
 type OfficeRecordServicesWeekdays string
+
+// OfficeRecord_Services defines model for OfficeRecord.Services.
+type OfficeRecord_Services struct {
+	// Documents What an applicant brings, one line each; printed on the ticket.
+	Documents *[]string `json:"documents,omitempty"`
+	Id        string    `json:"id"`
+	Name      *string   `json:"name,omitempty"`
+
+	// Names The service's name by primary language tag (lowercase, 2-3
+	// letters: "ru", "en"); `name` is the name for any other
+	// language. The ticket names the service in the language
+	// its request's Accept-Language prefers.
+	Names *map[string]string `json:"names,omitempty"`
+
+	// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
+	OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+	// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+	RequiresApproval *bool `json:"requires_approval,omitempty"`
+	Reschedulable    *bool `json:"reschedulable,omitempty"`
+
+	// Slots Duration in grid steps.
+	Slots int `json:"slots"`
+
+	// Weekdays Empty or null: every day the office is open.
+	Weekdays *[]OfficeRecordServicesWeekdays `json:"weekdays,omitempty"`
+}
 
 // OfficeSummary defines model for OfficeSummary.
 type OfficeSummary struct {
@@ -591,60 +612,10 @@ type OfficeSummary struct {
 	NextFree *Opening            `json:"next_free"`
 
 	// Policy Omitted fields take the defaults shown. Durations are Go duration strings.
-	Policy *struct {
-		CancelCutoff *string `json:"cancel_cutoff,omitempty"`
-
-		// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
-		CancelCutoffWorkingDays *int `json:"cancel_cutoff_working_days,omitempty"`
-		CancelPenalty           *struct {
-			Block  *string `json:"block,omitempty"`
-			Count  *int    `json:"count,omitempty"`
-			Window *string `json:"window,omitempty"`
-		} `json:"cancel_penalty,omitempty"`
-		HoldTtl               *string `json:"hold_ttl,omitempty"`
-		HorizonDays           *int    `json:"horizon_days,omitempty"`
-		LateCancelFloor       *string `json:"late_cancel_floor,omitempty"`
-		MaxActivePerApplicant *int    `json:"max_active_per_applicant,omitempty"`
-		MaxReschedules        *int    `json:"max_reschedules,omitempty"`
-
-		// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
-		MinNotice        *string `json:"min_notice,omitempty"`
-		NoShowGrace      *string `json:"no_show_grace,omitempty"`
-		ReleaseLottery   *string `json:"release_lottery,omitempty"`
-		ReleaseTime      *string `json:"release_time,omitempty"`
-		ReminderBefore   *string `json:"reminder_before,omitempty"`
-		RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
-
-		// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
-		RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
-	} `json:"policy,omitempty"`
-	Region          string             `json:"region"`
-	ReleasedThrough openapi_types.Date `json:"released_through"`
-	Services        []struct {
-		// Documents What an applicant brings, one line each; printed on the ticket.
-		Documents *[]string `json:"documents,omitempty"`
-		Id        string    `json:"id"`
-		Name      *string   `json:"name,omitempty"`
-
-		// Names The service's name by primary language tag (lowercase, 2-3
-		// letters: "ru", "en"); `name` is the name for any other
-		// language. The ticket names the service in the language
-		// its request's Accept-Language prefers.
-		Names *map[string]string `json:"names,omitempty"`
-
-		// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
-		OnlineCancel *bool `json:"online_cancel,omitempty"`
-
-		// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
-		RequiresApproval *bool `json:"requires_approval,omitempty"`
-		Reschedulable    *bool `json:"reschedulable,omitempty"`
-
-		// Slots Duration in grid steps.
-		Slots int `json:"slots"`
-
-		// Weekdays Empty or null: every day the office is open.
-		Weekdays *[]OfficeSummaryServicesWeekdays `json:"weekdays,omitempty"`
-	} `json:"services"`
+	Policy          *OfficeSummary_Policy    `json:"policy,omitempty"`
+	Region          string                   `json:"region"`
+	ReleasedThrough openapi_types.Date       `json:"released_through"`
+	Services        []OfficeSummary_Services `json:"services"`
 
 	// SlotMinutes Grid step; divides 1440.
 	SlotMinutes int `json:"slot_minutes"`
@@ -659,8 +630,67 @@ type OfficeSummary struct {
 // OfficeSummaryLoad defines model for OfficeSummary.Load.
 type OfficeSummaryLoad string
 
+// OfficeSummary_Policy_CancelPenalty defines model for OfficeSummary.Policy.CancelPenalty.
+type OfficeSummary_Policy_CancelPenalty struct {
+	Block  *string `json:"block,omitempty"`
+	Count  *int    `json:"count,omitempty"`
+	Window *string `json:"window,omitempty"`
+}
+
+// OfficeSummary_Policy Omitted fields take the defaults shown. Durations are Go duration strings.
+type OfficeSummary_Policy struct {
+	CancelCutoff *string `json:"cancel_cutoff,omitempty"`
+
+	// CancelCutoffWorkingDays Besides cancel_cutoff: a cancel frees the seat at once only on or before this many of the office's working days (open, not closed) before the start's date; later it is a late cancel. 0 turns it off.
+	CancelCutoffWorkingDays *int                                `json:"cancel_cutoff_working_days,omitempty"`
+	CancelPenalty           *OfficeSummary_Policy_CancelPenalty `json:"cancel_penalty,omitempty"`
+	HoldTtl                 *string                             `json:"hold_ttl,omitempty"`
+	HorizonDays             *int                                `json:"horizon_days,omitempty"`
+	LateCancelFloor         *string                             `json:"late_cancel_floor,omitempty"`
+	MaxActivePerApplicant   *int                                `json:"max_active_per_applicant,omitempty"`
+	MaxReschedules          *int                                `json:"max_reschedules,omitempty"`
+
+	// MinNotice A start must come later than now + min_notice to be offered or booked (422 not_released); 0s books until the start.
+	MinNotice        *string `json:"min_notice,omitempty"`
+	NoShowGrace      *string `json:"no_show_grace,omitempty"`
+	ReleaseLottery   *string `json:"release_lottery,omitempty"`
+	ReleaseTime      *string `json:"release_time,omitempty"`
+	ReminderBefore   *string `json:"reminder_before,omitempty"`
+	RescheduleCutoff *string `json:"reschedule_cutoff,omitempty"`
+
+	// RescheduleCutoffWorkingDays Besides reschedule_cutoff: a reschedule must come on or before this many of the office's working days before the start's date (422 too_late_to_reschedule). 0 turns it off.
+	RescheduleCutoffWorkingDays *int `json:"reschedule_cutoff_working_days,omitempty"`
+}
+
 // OfficeSummaryServicesWeekdays defines model for OfficeSummary.Services.Weekdays.
 type OfficeSummaryServicesWeekdays string
+
+// OfficeSummary_Services defines model for OfficeSummary.Services.
+type OfficeSummary_Services struct {
+	// Documents What an applicant brings, one line each; printed on the ticket.
+	Documents *[]string `json:"documents,omitempty"`
+	Id        string    `json:"id"`
+	Name      *string   `json:"name,omitempty"`
+
+	// Names The service's name by primary language tag (lowercase, 2-3
+	// letters: "ru", "en"); `name` is the name for any other
+	// language. The ticket names the service in the language
+	// its request's Accept-Language prefers.
+	Names *map[string]string `json:"names,omitempty"`
+
+	// OnlineCancel false: the applicant cannot cancel a confirmed booking through the portal (422 cancel_not_online); an operator force-cancels it.
+	OnlineCancel *bool `json:"online_cancel,omitempty"`
+
+	// RequiresApproval true: an applicant's confirm makes the booking awaiting_approval until an operator approves or rejects it.
+	RequiresApproval *bool `json:"requires_approval,omitempty"`
+	Reschedulable    *bool `json:"reschedulable,omitempty"`
+
+	// Slots Duration in grid steps.
+	Slots int `json:"slots"`
+
+	// Weekdays Empty or null: every day the office is open.
+	Weekdays *[]OfficeSummaryServicesWeekdays `json:"weekdays,omitempty"`
+}
 
 // Opening defines model for Opening.
 type Opening struct {
@@ -782,6 +812,12 @@ type ListBookingsParams struct {
 	// Cursor next_cursor of the previous page.
 	Cursor *string `form:"cursor,omitempty" json:"cursor,omitempty"`
 	Limit  *int    `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// ListBookings200JSONResponseBody defines parameters for ListBookings.
+type ListBookings200JSONResponseBody struct {
+	Bookings   []Booking `json:"bookings"`
+	NextCursor string    `json:"next_cursor"`
 }
 
 // HoldJSONBody defines parameters for Hold.
@@ -973,6 +1009,23 @@ type TicketParams struct {
 	AcceptLanguage *AcceptLanguage `json:"Accept-Language,omitempty"`
 }
 
+// Ticket200JSONResponseBody defines parameters for Ticket.
+type Ticket200JSONResponseBody struct {
+	Documents   []string  `json:"documents"`
+	Number      string    `json:"number"`
+	Office      string    `json:"office"`
+	Qr          string    `json:"qr"`
+	Service     string    `json:"service"`
+	ServiceName string    `json:"service_name"`
+	Start       time.Time `json:"start"`
+
+	// Status Active (owning a seat): held, confirmed, awaiting_approval,
+	// cancel_requested, checked_in. awaiting_approval: confirmed by the
+	// applicant, waiting for an operator (a service with
+	// requires_approval). rejected: refused by the office.
+	Status Status `json:"status"`
+}
+
 // TicketPDFParams defines parameters for TicketPDF.
 type TicketPDFParams struct {
 	// Applicant The applicant the portal acts for (instead of, or equal to, the body's).
@@ -999,6 +1052,12 @@ type ListEventsParams struct {
 	Wait *int `form:"wait,omitempty" json:"wait,omitempty"`
 }
 
+// ListEvents200JSONResponseBody defines parameters for ListEvents.
+type ListEvents200JSONResponseBody struct {
+	Events     []Event `json:"events"`
+	NextCursor string  `json:"next_cursor"`
+}
+
 // ListOfficesParams defines parameters for ListOffices.
 type ListOfficesParams struct {
 	Region *string `form:"region,omitempty" json:"region,omitempty"`
@@ -1009,6 +1068,11 @@ type ListOfficesParams struct {
 
 	// HasFree Only offices with free seats.
 	HasFree *bool `form:"has_free,omitempty" json:"has_free,omitempty"`
+}
+
+// ListOffices200JSONResponseBody defines parameters for ListOffices.
+type ListOffices200JSONResponseBody struct {
+	Offices []OfficeSummary `json:"offices"`
 }
 
 // PutOfficeJSONBody defines parameters for PutOffice.
@@ -1026,6 +1090,13 @@ type CloseParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// Close200JSONResponseBody defines parameters for Close.
+type Close200JSONResponseBody struct {
+	Cancelled int                `json:"cancelled"`
+	Date      openapi_types.Date `json:"date"`
+	Office    string             `json:"office"`
+}
+
 // ListDaysParams defines parameters for ListDays.
 type ListDaysParams struct {
 	Service string `form:"service" json:"service"`
@@ -1040,6 +1111,19 @@ type ListDaysParams struct {
 	HasFree *bool `form:"has_free,omitempty" json:"has_free,omitempty"`
 }
 
+// ListDays200JSONResponseBody_Days defines parameters for ListDays.
+type ListDays200JSONResponseBody_Days struct {
+	Date openapi_types.Date `json:"date"`
+
+	// Free Free starts (window × start) for the service.
+	Free int `json:"free"`
+}
+
+// ListDays200JSONResponseBody defines parameters for ListDays.
+type ListDays200JSONResponseBody struct {
+	Days []ListDays200JSONResponseBody_Days `json:"days"`
+}
+
 // AgendaParams defines parameters for Agenda.
 type AgendaParams struct {
 	Status  *Status `form:"status,omitempty" json:"status,omitempty"`
@@ -1050,9 +1134,26 @@ type AgendaParams struct {
 	Limit  *int    `form:"limit,omitempty" json:"limit,omitempty"`
 }
 
+// Agenda200JSONResponseBody defines parameters for Agenda.
+type Agenda200JSONResponseBody struct {
+	Bookings   []Booking `json:"bookings"`
+	NextCursor string    `json:"next_cursor"`
+}
+
 // ListSlotsParams defines parameters for ListSlots.
 type ListSlotsParams struct {
 	Service string `form:"service" json:"service"`
+}
+
+// ListSlots200JSONResponseBody_Slots defines parameters for ListSlots.
+type ListSlots200JSONResponseBody_Slots struct {
+	Free  int       `json:"free"`
+	Start time.Time `json:"start"`
+}
+
+// ListSlots200JSONResponseBody defines parameters for ListSlots.
+type ListSlots200JSONResponseBody struct {
+	Slots []ListSlots200JSONResponseBody_Slots `json:"slots"`
 }
 
 // ReleaseJSONBody defines parameters for Release.
@@ -1067,6 +1168,12 @@ type ReleaseParams struct {
 	IdempotencyKey *IdempotencyKey `json:"Idempotency-Key,omitempty"`
 }
 
+// Release200JSONResponseBody defines parameters for Release.
+type Release200JSONResponseBody struct {
+	Office          string             `json:"office"`
+	ReleasedThrough openapi_types.Date `json:"released_through"`
+}
+
 // SearchParams defines parameters for Search.
 type SearchParams struct {
 	Service string `form:"service" json:"service"`
@@ -1077,6 +1184,11 @@ type SearchParams struct {
 	// After Default now. In a query string write + as %2B.
 	After *time.Time `form:"after,omitempty" json:"after,omitempty"`
 	Limit *int       `form:"limit,omitempty" json:"limit,omitempty"`
+}
+
+// Search200JSONResponseBody defines parameters for Search.
+type Search200JSONResponseBody struct {
+	Results []Opening `json:"results"`
 }
 
 // CreateWatchJSONBody defines parameters for CreateWatch.
@@ -5585,10 +5697,7 @@ type ListBookingsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Bookings   []Booking `json:"bookings"`
-		NextCursor string    `json:"next_cursor"`
-	}
+	JSON200 *ListBookings200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -5606,10 +5715,7 @@ type ListBookingsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListBookingsResponse) GetJSON200() *struct {
-	Bookings   []Booking `json:"bookings"`
-	NextCursor string    `json:"next_cursor"`
-} {
+func (r ListBookingsResponse) GetJSON200() *ListBookings200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -7381,21 +7487,7 @@ type TicketResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Documents   []string  `json:"documents"`
-		Number      string    `json:"number"`
-		Office      string    `json:"office"`
-		Qr          string    `json:"qr"`
-		Service     string    `json:"service"`
-		ServiceName string    `json:"service_name"`
-		Start       time.Time `json:"start"`
-
-		// Status Active (owning a seat): held, confirmed, awaiting_approval,
-		// cancel_requested, checked_in. awaiting_approval: confirmed by the
-		// applicant, waiting for an operator (a service with
-		// requires_approval). rejected: refused by the office.
-		Status Status `json:"status"`
-	}
+	JSON200 *Ticket200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7417,21 +7509,7 @@ type TicketResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r TicketResponse) GetJSON200() *struct {
-	Documents   []string  `json:"documents"`
-	Number      string    `json:"number"`
-	Office      string    `json:"office"`
-	Qr          string    `json:"qr"`
-	Service     string    `json:"service"`
-	ServiceName string    `json:"service_name"`
-	Start       time.Time `json:"start"`
-
-	// Status Active (owning a seat): held, confirmed, awaiting_approval,
-	// cancel_requested, checked_in. awaiting_approval: confirmed by the
-	// applicant, waiting for an operator (a service with
-	// requires_approval). rejected: refused by the office.
-	Status Status `json:"status"`
-} {
+func (r TicketResponse) GetJSON200() *Ticket200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -7707,10 +7785,7 @@ type ListEventsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Events     []Event `json:"events"`
-		NextCursor string  `json:"next_cursor"`
-	}
+	JSON200 *ListEvents200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7730,10 +7805,7 @@ type ListEventsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListEventsResponse) GetJSON200() *struct {
-	Events     []Event `json:"events"`
-	NextCursor string  `json:"next_cursor"`
-} {
+func (r ListEventsResponse) GetJSON200() *ListEvents200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -7810,9 +7882,7 @@ type ListOfficesResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Offices []OfficeSummary `json:"offices"`
-	}
+	JSON200 *ListOffices200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -7828,9 +7898,7 @@ type ListOfficesResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListOfficesResponse) GetJSON200() *struct {
-	Offices []OfficeSummary `json:"offices"`
-} {
+func (r ListOfficesResponse) GetJSON200() *ListOffices200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8091,11 +8159,7 @@ type CloseResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Cancelled int                `json:"cancelled"`
-		Date      openapi_types.Date `json:"date"`
-		Office    string             `json:"office"`
-	}
+	JSON200 *Close200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8119,11 +8183,7 @@ type CloseResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r CloseResponse) GetJSON200() *struct {
-	Cancelled int                `json:"cancelled"`
-	Date      openapi_types.Date `json:"date"`
-	Office    string             `json:"office"`
-} {
+func (r CloseResponse) GetJSON200() *Close200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8210,14 +8270,7 @@ type ListDaysResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Days []struct {
-			Date openapi_types.Date `json:"date"`
-
-			// Free Free starts (window × start) for the service.
-			Free int `json:"free"`
-		} `json:"days"`
-	}
+	JSON200 *ListDays200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8235,14 +8288,7 @@ type ListDaysResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListDaysResponse) GetJSON200() *struct {
-	Days []struct {
-		Date openapi_types.Date `json:"date"`
-
-		// Free Free starts (window × start) for the service.
-		Free int `json:"free"`
-	} `json:"days"`
-} {
+func (r ListDaysResponse) GetJSON200() *ListDays200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8314,10 +8360,7 @@ type AgendaResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Bookings   []Booking `json:"bookings"`
-		NextCursor string    `json:"next_cursor"`
-	}
+	JSON200 *Agenda200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8337,10 +8380,7 @@ type AgendaResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r AgendaResponse) GetJSON200() *struct {
-	Bookings   []Booking `json:"bookings"`
-	NextCursor string    `json:"next_cursor"`
-} {
+func (r AgendaResponse) GetJSON200() *Agenda200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8417,12 +8457,7 @@ type ListSlotsResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Slots []struct {
-			Free  int       `json:"free"`
-			Start time.Time `json:"start"`
-		} `json:"slots"`
-	}
+	JSON200 *ListSlots200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8442,12 +8477,7 @@ type ListSlotsResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ListSlotsResponse) GetJSON200() *struct {
-	Slots []struct {
-		Free  int       `json:"free"`
-		Start time.Time `json:"start"`
-	} `json:"slots"`
-} {
+func (r ListSlotsResponse) GetJSON200() *ListSlots200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8524,10 +8554,7 @@ type ReleaseResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Office          string             `json:"office"`
-		ReleasedThrough openapi_types.Date `json:"released_through"`
-	}
+	JSON200 *Release200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8551,10 +8578,7 @@ type ReleaseResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r ReleaseResponse) GetJSON200() *struct {
-	Office          string             `json:"office"`
-	ReleasedThrough openapi_types.Date `json:"released_through"`
-} {
+func (r ReleaseResponse) GetJSON200() *Release200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -8641,9 +8665,7 @@ type SearchResponse struct {
 	Body         []byte
 	HTTPResponse *http.Response
 	// JSON200 the response for an HTTP 200 `application/json` response
-	JSON200 *struct {
-		Results []Opening `json:"results"`
-	}
+	JSON200 *Search200JSONResponseBody
 	// ApplicationproblemJSON400 the response for an HTTP 400 `application/problem+json` response
 	ApplicationproblemJSON400 *BadRequest
 	// ApplicationproblemJSON401 the response for an HTTP 401 `application/problem+json` response
@@ -8659,9 +8681,7 @@ type SearchResponse struct {
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
-func (r SearchResponse) GetJSON200() *struct {
-	Results []Opening `json:"results"`
-} {
+func (r SearchResponse) GetJSON200() *Search200JSONResponseBody {
 	return r.JSON200
 }
 
@@ -9748,10 +9768,7 @@ func ParseListBookingsResponse(rsp *http.Response) (*ListBookingsResponse, error
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Bookings   []Booking `json:"bookings"`
-			NextCursor string    `json:"next_cursor"`
-		}
+		var dest ListBookings200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11445,21 +11462,7 @@ func ParseTicketResponse(rsp *http.Response) (*TicketResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Documents   []string  `json:"documents"`
-			Number      string    `json:"number"`
-			Office      string    `json:"office"`
-			Qr          string    `json:"qr"`
-			Service     string    `json:"service"`
-			ServiceName string    `json:"service_name"`
-			Start       time.Time `json:"start"`
-
-			// Status Active (owning a seat): held, confirmed, awaiting_approval,
-			// cancel_requested, checked_in. awaiting_approval: confirmed by the
-			// applicant, waiting for an operator (a service with
-			// requires_approval). rejected: refused by the office.
-			Status Status `json:"status"`
-		}
+		var dest Ticket200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11739,10 +11742,7 @@ func ParseListEventsResponse(rsp *http.Response) (*ListEventsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Events     []Event `json:"events"`
-			NextCursor string  `json:"next_cursor"`
-		}
+		var dest ListEvents200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -11833,9 +11833,7 @@ func ParseListOfficesResponse(rsp *http.Response) (*ListOfficesResponse, error) 
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Offices []OfficeSummary `json:"offices"`
-		}
+		var dest ListOffices200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12094,11 +12092,7 @@ func ParseCloseResponse(rsp *http.Response) (*CloseResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Cancelled int                `json:"cancelled"`
-			Date      openapi_types.Date `json:"date"`
-			Office    string             `json:"office"`
-		}
+		var dest Close200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12203,14 +12197,7 @@ func ParseListDaysResponse(rsp *http.Response) (*ListDaysResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Days []struct {
-				Date openapi_types.Date `json:"date"`
-
-				// Free Free starts (window × start) for the service.
-				Free int `json:"free"`
-			} `json:"days"`
-		}
+		var dest ListDays200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12294,10 +12281,7 @@ func ParseAgendaResponse(rsp *http.Response) (*AgendaResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Bookings   []Booking `json:"bookings"`
-			NextCursor string    `json:"next_cursor"`
-		}
+		var dest Agenda200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12388,12 +12372,7 @@ func ParseListSlotsResponse(rsp *http.Response) (*ListSlotsResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Slots []struct {
-				Free  int       `json:"free"`
-				Start time.Time `json:"start"`
-			} `json:"slots"`
-		}
+		var dest ListSlots200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12484,10 +12463,7 @@ func ParseReleaseResponse(rsp *http.Response) (*ReleaseResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Office          string             `json:"office"`
-			ReleasedThrough openapi_types.Date `json:"released_through"`
-		}
+		var dest Release200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}
@@ -12592,9 +12568,7 @@ func ParseSearchResponse(rsp *http.Response) (*SearchResponse, error) {
 
 	switch {
 	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
-		var dest struct {
-			Results []Opening `json:"results"`
-		}
+		var dest Search200JSONResponseBody
 		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
 			return nil, err
 		}

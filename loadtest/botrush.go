@@ -9,7 +9,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"slotd/api"
+	"slotd/client"
 )
 
 // The bot rush (DESIGN "Fairness in the rush"): the rush date is released,
@@ -82,8 +82,8 @@ func judgeFairness(humans, bots, humanSeats, botSeats int) Fairness {
 // order and shot (read by the arrival Targeter).
 type botrush struct {
 	e         *engine
-	earliest  string // earliest_after: the rush date's midnight, office-local
-	order     []int  // applicant index per shot, shuffled
+	earliest  time.Time // earliest_after: the rush date's midnight, office-local
+	order     []int     // applicant index per shot, shuffled
 	shot      atomic.Int64
 	shotsLeft []int
 	lastFail  []Class
@@ -110,7 +110,7 @@ func runBotRush(ctx context.Context, e *engine, admin *apiClient) (string, *Fair
 
 	bots := int(math.Round(float64(cfg.Applicants) * cfg.BotRatio))
 	humans := cfg.Applicants - bots
-	b := &botrush{e: e, earliest: midnight.Format(time.RFC3339)}
+	b := &botrush{e: e, earliest: midnight}
 	for i := range cfg.Applicants {
 		a := e.newApplicant()
 		a.bot = i < bots
@@ -187,9 +187,8 @@ func (b *botrush) arrive() request {
 		panic("BUG: botrush: more arrivals than shots")
 	}
 	a := e.applicant(b.order[n])
-	body := map[string]any{"office": e.cfg.Office, "service": e.cfg.Service, "applicant": a.id,
-		"earliest_after": b.earliest}
-	r := request{app: a.idx, step: stepHold, method: "POST", path: "/v1/bookings", body: mustJSON(body),
+	r := request{app: a.idx, step: stepHold, method: "POST", path: "/v1/bookings",
+		body:    e.holdBody(a, e.cfg.Office, time.Time{}, b.earliest),
 		idemKey: fmt.Sprintf("slotload-%s-%s-shot-%d", e.runID, a.id, n)}
 	if !a.bot {
 		a.last = r // a human's only shot; the handler reads it after the answer
@@ -197,16 +196,16 @@ func (b *botrush) arrive() request {
 	return r
 }
 
-func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.Problem) {
+func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p client.Problem) {
 	e := b.e
 	if s, _, _ := parseTag(r.URL); s == stepConfirm {
 		switch c {
 		case ClassOK:
-			e.recordAnswer(a, r, api.StatusConfirmed)
+			e.recordAnswer(a, r, client.Confirmed)
 			e.finish(a, OutcomeBooked)
 		case ClassError, ClassRateLimited, ClassShed:
 			if c == ClassError {
-				e.unansweredChange(a, api.StatusConfirmed)
+				e.unansweredChange(a, client.Confirmed)
 			}
 			if !e.retry(a, e.backoff(r)) {
 				e.finish(a, OutcomeHeld)
@@ -236,13 +235,13 @@ func (b *botrush) react(a *applicant, _ request, r *vegeta.Result, c Class, p ap
 	b.shotsLeft[a.idx]--
 	switch {
 	case c == ClassOK:
-		bk := e.recordAnswer(a, r, api.StatusHeld)
+		bk := e.recordAnswer(a, r, client.Held)
 		if !b.won[a.idx] {
 			b.won[a.idx] = true
-			if bk.Status == api.StatusConfirmed {
+			if bk.Status == client.Confirmed {
 				e.finish(a, OutcomeBooked)
 			} else {
-				e.send(a, e.bookingRequest(a, stepConfirm, bk.ID, map[string]any{}), 0)
+				e.send(a, e.confirmRequest(a, bk.Id), 0)
 			}
 		}
 	case b.lastFail[a.idx] == "" || c != ClassDuplicate:

@@ -1,22 +1,24 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 
-	"slotd/api"
+	openapi_types "github.com/oapi-codegen/runtime/types"
+
+	"slotd/client"
 )
 
 // apiClient makes the setup and check calls of a run (not the load
-// itself, which goes through vegeta). Safe for concurrent use.
+// itself, which goes through vegeta) through the client generated from
+// the API's spec (package client): its request builders write the paths,
+// queries and bodies, its types are what the answers decode into. Safe
+// for concurrent use.
 type apiClient struct {
 	base          string
 	key           string
@@ -31,7 +33,7 @@ const bodyBytesMax = 4 << 20
 // apiError is a non-2xx answer.
 type apiError struct {
 	Status  int
-	Problem api.Problem
+	Problem client.Problem
 }
 
 func (e *apiError) Error() string {
@@ -39,7 +41,7 @@ func (e *apiError) Error() string {
 }
 
 // errCode returns the problem code of err, or "".
-func errCode(err error) string {
+func errCode(err error) client.ProblemCode {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.Problem.Code
@@ -47,28 +49,30 @@ func errCode(err error) string {
 	return ""
 }
 
-func (c *apiClient) get(ctx context.Context, path string, q url.Values, out any) error {
-	if len(q) > 0 {
-		path += "?" + q.Encode()
-	}
-	return c.do(ctx, http.MethodGet, path, nil, "", out)
-}
-
-func (c *apiClient) post(ctx context.Context, path string, in any, idempotencyKey string, out any) error {
-	body, err := json.Marshal(in)
+// generated is the generated client for c's server and key. Making one
+// costs a URL parse: far less than the call it makes.
+func (c *apiClient) generated() *client.Client {
+	g, err := client.NewClient(c.base, client.WithHTTPClient(c.http),
+		client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+			req.Header.Set("Authorization", "Bearer "+c.key)
+			req.Header.Set("Accept", "application/json")
+			return nil
+		}))
 	if err != nil {
-		return err
+		panic("BUG: the generated client refused its options: " + err.Error())
 	}
-	return c.do(ctx, http.MethodPost, path, body, idempotencyKey, out)
+	return g
 }
 
-// do sends one call, waiting out 429 and 503 answers as Retry-After asks
-// (capped) up to attemptsMax attempts.
-func (c *apiClient) do(ctx context.Context, method, path string, body []byte, idempotencyKey string, out any) error {
+// call sends one call through send, waiting out 429 and 503 answers as
+// Retry-After asks (capped) up to attemptsMax attempts, and decodes a 2xx
+// answer into out when out is set.
+func (c *apiClient) call(ctx context.Context, send func(*client.Client) (*http.Response, error), out any) error {
+	g := c.generated()
 	var err error
 	for attempt := 1; ; attempt++ {
 		var wait time.Duration
-		wait, err = c.once(ctx, method, path, body, idempotencyKey, out)
+		wait, err = c.once(g, send, out)
 		if wait < 0 || attempt >= c.attemptsMax {
 			return err
 		}
@@ -81,31 +85,16 @@ func (c *apiClient) do(ctx context.Context, method, path string, body []byte, id
 }
 
 // once sends one attempt; wait ≥ 0 asks for a retry after wait.
-func (c *apiClient) once(ctx context.Context, method, path string, body []byte, idempotencyKey string, out any) (wait time.Duration, err error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(c.base, "/")+path, rd)
+func (c *apiClient) once(g *client.Client, send func(*client.Client) (*http.Response, error), out any) (wait time.Duration, err error) {
+	resp, err := send(g)
 	if err != nil {
 		return -1, err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.key)
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if idempotencyKey != "" {
-		req.Header.Set("Idempotency-Key", idempotencyKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return -1, fmt.Errorf("%s %s: %w", method, path, err)
-	}
 	defer resp.Body.Close()
+	what := resp.Request.Method + " " + resp.Request.URL.Path
 	data, err := io.ReadAll(io.LimitReader(resp.Body, bodyBytesMax))
 	if err != nil {
-		return -1, fmt.Errorf("%s %s: reading answer: %w", method, path, err)
+		return -1, fmt.Errorf("%s: reading answer: %w", what, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		ae := &apiError{Status: resp.StatusCode}
@@ -119,71 +108,88 @@ func (c *apiClient) once(ctx context.Context, method, path string, body []byte, 
 		return -1, nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {
-		return -1, fmt.Errorf("%s %s: cannot decode answer: %w", method, path, err)
+		return -1, fmt.Errorf("%s: cannot decode answer: %w", what, err)
 	}
 	return -1, nil
 }
 
-// days lists the free seats per released date of an office for a service.
-func (c *apiClient) days(ctx context.Context, office, service, from, to string) ([]api.Day, error) {
-	var out struct {
-		Days []api.Day `json:"days"`
+// date is a YYYY-MM-DD string as the client's date parameters take it.
+func date(s string) (openapi_types.Date, error) {
+	t, err := time.Parse(time.DateOnly, s)
+	if err != nil {
+		return openapi_types.Date{}, fmt.Errorf("bad date %q: %w", s, err)
 	}
-	q := url.Values{"service": {service}, "from": {from}, "to": {to}}
-	err := c.get(ctx, "/v1/offices/"+url.PathEscape(office)+"/days", q, &out)
+	return openapi_types.Date{Time: t}, nil
+}
+
+// days lists the free seats per released date of an office for a service.
+func (c *apiClient) days(ctx context.Context, office, service, from, to string) ([]client.ListDays200JSONResponseBody_Days, error) {
+	f, err := date(from)
+	if err != nil {
+		return nil, err
+	}
+	t, err := date(to)
+	if err != nil {
+		return nil, err
+	}
+	var out client.ListDays200JSONResponseBody
+	err = c.call(ctx, func(g *client.Client) (*http.Response, error) {
+		return g.ListDays(ctx, office, &client.ListDaysParams{Service: service, From: &f, To: &t})
+	}, &out)
 	return out.Days, err
 }
 
 // slots lists the free seats per start of one date.
-func (c *apiClient) slots(ctx context.Context, office, service, date string) ([]api.Slot, error) {
-	var out struct {
-		Slots []api.Slot `json:"slots"`
+func (c *apiClient) slots(ctx context.Context, office, service, day string) ([]client.ListSlots200JSONResponseBody_Slots, error) {
+	d, err := date(day)
+	if err != nil {
+		return nil, err
 	}
-	q := url.Values{"service": {service}}
-	err := c.get(ctx, "/v1/offices/"+url.PathEscape(office)+"/days/"+url.PathEscape(date)+"/slots", q, &out)
+	var out client.ListSlots200JSONResponseBody
+	err = c.call(ctx, func(g *client.Client) (*http.Response, error) {
+		return g.ListSlots(ctx, office, d, &client.ListSlotsParams{Service: service})
+	}, &out)
 	return out.Slots, err
 }
 
 // booking reads one booking on behalf of its applicant.
-func (c *apiClient) booking(ctx context.Context, id, applicant string) (api.Booking, error) {
-	var b api.Booking
-	err := c.get(ctx, "/v1/bookings/"+url.PathEscape(id), url.Values{"applicant": {applicant}}, &b)
+func (c *apiClient) booking(ctx context.Context, id, applicant string) (client.Booking, error) {
+	var b client.Booking
+	err := c.call(ctx, func(g *client.Client) (*http.Response, error) {
+		return g.GetBooking(ctx, id, &client.GetBookingParams{Applicant: &applicant})
+	}, &b)
 	return b, err
 }
 
-// officeInfo is the part of the office JSON that picks a release date.
-type officeInfo struct {
-	ID       string              `json:"id"`
-	Timezone string              `json:"timezone"`
-	Hours    map[string][]string `json:"hours"`
-	Closures []string            `json:"closures"`
-	Services []struct {
-		ID       string   `json:"id"`
-		Weekdays []string `json:"weekdays"`
-	} `json:"services"`
-	Policy officePolicy `json:"policy"`
-}
-
-type officePolicy struct {
-	ReleaseLottery string `json:"release_lottery"`
-}
-
-// lotteryWindow is the release lottery window; 0 when off or unknown.
-func (p officePolicy) lotteryWindow() time.Duration {
-	d, err := time.ParseDuration(p.ReleaseLottery)
-	if err != nil {
-		return 0
-	}
-	return d
-}
-
-func (c *apiClient) office(ctx context.Context, id string) (officeInfo, error) {
-	var o officeInfo
-	err := c.get(ctx, "/v1/offices/"+url.PathEscape(id), nil, &o)
+// office reads an office's config (admin).
+func (c *apiClient) office(ctx context.Context, id string) (client.OfficeRecord, error) {
+	var o client.OfficeRecord
+	err := c.call(ctx, func(g *client.Client) (*http.Response, error) {
+		return g.GetOffice(ctx, id)
+	}, &o)
 	return o, err
 }
 
 // release opens dates through the given date (admin).
 func (c *apiClient) release(ctx context.Context, office, through string) error {
-	return c.post(ctx, "/v1/offices/"+url.PathEscape(office)+"/release", map[string]string{"through": through}, "", nil)
+	d, err := date(through)
+	if err != nil {
+		return err
+	}
+	return c.call(ctx, func(g *client.Client) (*http.Response, error) {
+		return g.Release(ctx, office, &client.ReleaseParams{}, client.ReleaseJSONRequestBody{Through: d})
+	}, nil)
+}
+
+// lotteryWindow is an office's release lottery window; 0 when off or
+// unknown.
+func lotteryWindow(o client.OfficeRecord) time.Duration {
+	if o.Policy == nil || o.Policy.ReleaseLottery == nil {
+		return 0
+	}
+	d, err := time.ParseDuration(*o.Policy.ReleaseLottery)
+	if err != nil {
+		return 0
+	}
+	return d
 }

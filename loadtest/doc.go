@@ -37,6 +37,16 @@
 // step and applicant in the URL fragment, which HTTP clients never send, so
 // each answer maps back to its applicant and to its step's report.
 //
+// # The wire
+//
+// The load speaks the API through the client generated from its spec
+// (package client): every body is one of the client's request types
+// marshalled once per request, every answer is read into the client's
+// answer types, and the setup and check calls (client.go) are the
+// client's requests. The targets themselves are vegeta's, not the
+// client's http.Requests: vegeta builds its own request from a target,
+// and a second one per request would only cost.
+//
 // Bounds: arrivals stop at Applicants or at the profile's end or Duration;
 // each applicant polls at most PollsMax times and retries at most
 // RetriesMax times; follow-ups stop DrainTimeout after the last arrival;

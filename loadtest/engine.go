@@ -14,7 +14,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"slotd/api"
+	"slotd/client"
 )
 
 // step is one kind of request of the booking flow; per-step reports are
@@ -86,8 +86,8 @@ type engine struct {
 	days    map[CheckDay]bool
 
 	// Scenario hooks.
-	arrive func() request                                                            // arrival Targeter, concurrent
-	react  func(a *applicant, req request, r *vegeta.Result, c Class, p api.Problem) // handler goroutine
+	arrive func() request                                                               // arrival Targeter, concurrent
+	react  func(a *applicant, req request, r *vegeta.Result, c Class, p client.Problem) // handler goroutine
 }
 
 func newEngine(cfg Config, api *apiClient, seed uint64) *engine {
@@ -191,20 +191,39 @@ func (e *engine) slotsRequest(a *applicant, office, date string) request {
 }
 
 // holdRequest holds start at office, or the first free start from
-// earliestAfter when start is empty.
-func (e *engine) holdRequest(a *applicant, office, start, earliestAfter string) request {
-	body := map[string]any{"office": office, "service": e.cfg.Service, "applicant": a.id}
-	if start != "" {
-		body["start"] = start
-	} else {
-		body["earliest_after"] = earliestAfter
-	}
+// earliestAfter when start is zero.
+func (e *engine) holdRequest(a *applicant, office string, start, earliestAfter time.Time) request {
 	return request{app: a.idx, step: stepHold, method: http.MethodPost, path: "/v1/bookings",
-		body: mustJSON(body), idemKey: e.idemKey(a)}
+		body: e.holdBody(a, office, start, earliestAfter), idemKey: e.idemKey(a)}
 }
 
-func (e *engine) bookingRequest(a *applicant, s step, bookingID string, body map[string]any) request {
-	body["applicant"] = a.id
+// holdBody is the body of holdRequest. It reads only a's id, so the
+// arrival Targeter may call it.
+func (e *engine) holdBody(a *applicant, office string, start, earliestAfter time.Time) []byte {
+	body := client.HoldJSONRequestBody{Office: office, Service: e.cfg.Service, Applicant: new(a.id)}
+	if !start.IsZero() {
+		body.Start = &start
+	} else {
+		body.EarliestAfter = &earliestAfter
+	}
+	return mustJSON(body)
+}
+
+func (e *engine) confirmRequest(a *applicant, bookingID string) request {
+	return e.bookingRequest(a, stepConfirm, bookingID, client.ConfirmJSONRequestBody{Applicant: new(a.id)})
+}
+
+func (e *engine) cancelRequest(a *applicant, bookingID, reason string) request {
+	return e.bookingRequest(a, stepCancel, bookingID, client.CancelJSONRequestBody{Applicant: new(a.id), Reason: &reason})
+}
+
+func (e *engine) rescheduleRequest(a *applicant, bookingID string, start time.Time) request {
+	return e.bookingRequest(a, stepReschedule, bookingID, client.RescheduleJSONRequestBody{Applicant: new(a.id), Start: start})
+}
+
+// bookingRequest is step s on a booking, POST /v1/bookings/{id}/{step},
+// with body, one of the client's request bodies.
+func (e *engine) bookingRequest(a *applicant, s step, bookingID string, body any) request {
 	return request{app: a.idx, step: s, method: http.MethodPost,
 		path: "/v1/bookings/" + url.PathEscape(bookingID) + "/" + s.String(),
 		body: mustJSON(body), idemKey: e.idemKey(a)}
@@ -317,15 +336,15 @@ func (e *engine) finish(a *applicant, o Outcome) {
 }
 
 // recordBooking remembers a booking from a 2xx answer for the check.
-func (e *engine) recordBooking(a *applicant, b api.Booking) {
-	if b.ID == "" {
+func (e *engine) recordBooking(a *applicant, b client.Booking) {
+	if b.Id == "" {
 		return
 	}
-	i, ok := e.byID[b.ID]
+	i, ok := e.byID[b.Id]
 	if !ok {
 		i = len(e.created)
-		e.byID[b.ID] = i
-		e.created = append(e.created, CreatedBooking{ID: b.ID, Applicant: a.id, Office: b.Office, Service: b.Service})
+		e.byID[b.Id] = i
+		e.created = append(e.created, CreatedBooking{ID: b.Id, Applicant: a.id, Office: b.Office, Service: b.Service})
 	}
 	cb := &e.created[i]
 	cb.Status, cb.Pending = b.Status, ""
@@ -339,21 +358,21 @@ func (e *engine) recordBooking(a *applicant, b api.Booking) {
 		// The start carries the office's offset: its date is office-local.
 		e.days[CheckDay{Office: cb.Office, Service: cb.Service, Date: b.Start.Format(time.DateOnly)}] = true
 	}
-	a.booking, a.bookingID = i, b.ID
+	a.booking, a.bookingID = i, b.Id
 }
 
 // recordAnswer records the booking in a 2xx answer about a's booking;
 // status is what the step implies when the answer does not say.
-func (e *engine) recordAnswer(a *applicant, r *vegeta.Result, status string) api.Booking {
-	var b api.Booking
+func (e *engine) recordAnswer(a *applicant, r *vegeta.Result, status client.Status) client.Booking {
+	var b client.Booking
 	_ = json.Unmarshal(r.Body, &b)
 	if b.Status == "" {
 		b.Status = status
 	}
-	if b.ID == "" && a.booking >= 0 {
+	if b.Id == "" && a.booking >= 0 {
 		cb := &e.created[a.booking]
 		cb.Status, cb.Pending = b.Status, ""
-		b.ID = cb.ID
+		b.Id = cb.ID
 		return b
 	}
 	e.recordBooking(a, b)
@@ -369,7 +388,7 @@ func (e *engine) createdID(a *applicant) string {
 }
 
 // unanswered notes that a change of a's booking to status got no answer.
-func (e *engine) unansweredChange(a *applicant, status string) {
+func (e *engine) unansweredChange(a *applicant, status client.Status) {
 	if a.booking >= 0 {
 		e.created[a.booking].Pending = status
 	}

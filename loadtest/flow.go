@@ -8,6 +8,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"slotd/api"
+	"slotd/client"
 )
 
 // flow is the applicant's walk shared by rush and peakday:
@@ -30,7 +31,7 @@ type flow struct {
 	pickDate bool
 }
 
-func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.Problem) {
+func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p client.Problem) {
 	e := f.e
 	req := a.last
 	switch req.step {
@@ -43,10 +44,10 @@ func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.P
 	case stepConfirm:
 		switch c {
 		case ClassOK:
-			f.recordAnswer(a, r, api.StatusConfirmed)
+			f.recordAnswer(a, r, client.Confirmed)
 			e.finish(a, OutcomeBooked)
 		case ClassError:
-			e.unansweredChange(a, api.StatusConfirmed)
+			e.unansweredChange(a, client.Confirmed)
 			f.failed(a, r, c, p)
 		default:
 			f.failed(a, r, c, p)
@@ -59,15 +60,13 @@ func (f *flow) react(a *applicant, _ request, r *vegeta.Result, c Class, p api.P
 func (f *flow) afterDays(a *applicant, r *vegeta.Result, c Class) {
 	e := f.e
 	if c != ClassOK {
-		f.failed(a, r, c, api.Problem{})
+		f.failed(a, r, c, client.Problem{})
 		return
 	}
 	if a.polls == 0 {
 		a.browse = e.rng.Float64() < e.cfg.BrowseRatio
 	}
-	var out struct {
-		Days []api.Day `json:"days"`
-	}
+	var out client.ListDays200JSONResponseBody
 	if json.Unmarshal(r.Body, &out) != nil {
 		e.finish(a, OutcomeError)
 		return
@@ -75,7 +74,7 @@ func (f *flow) afterDays(a *applicant, r *vegeta.Result, c Class) {
 	var open []string
 	for _, d := range out.Days {
 		if d.Free > 0 && len(open) < 3 {
-			open = append(open, d.Date)
+			open = append(open, d.Date.String())
 		}
 	}
 	if len(open) == 0 {
@@ -94,21 +93,13 @@ func (f *flow) afterSlots(a *applicant, r *vegeta.Result, c Class) {
 		f.poll(a, OutcomeNotReleased)
 		return
 	default:
-		f.failed(a, r, c, api.Problem{})
+		f.failed(a, r, c, client.Problem{})
 		return
 	}
-	var out struct {
-		Slots []api.Slot `json:"slots"`
-	}
-	if json.Unmarshal(r.Body, &out) != nil {
+	free, err := freeStarts(r.Body, nil)
+	if err != nil {
 		e.finish(a, OutcomeError)
 		return
-	}
-	var free []string
-	for _, s := range out.Slots {
-		if s.Free > 0 {
-			free = append(free, s.Start.Format(time.RFC3339))
-		}
 	}
 	switch {
 	case len(free) == 0 && !f.released.Load():
@@ -119,8 +110,23 @@ func (f *flow) afterSlots(a *applicant, r *vegeta.Result, c Class) {
 		e.finish(a, OutcomeBrowsed)
 	default:
 		// People pick a start they like; uniform over the free ones.
-		e.send(a, e.holdRequest(a, e.cfg.Office, free[e.rng.IntN(len(free))], ""), 0)
+		e.send(a, e.holdRequest(a, e.cfg.Office, free[e.rng.IntN(len(free))], time.Time{}), 0)
 	}
+}
+
+// freeStarts appends to dst the starts with a free seat in an
+// availability answer (GET /v1/offices/{office}/days/{date}/slots).
+func freeStarts(body []byte, dst []time.Time) ([]time.Time, error) {
+	var out client.ListSlots200JSONResponseBody
+	if err := json.Unmarshal(body, &out); err != nil {
+		return dst, err
+	}
+	for _, s := range out.Slots {
+		if s.Free > 0 {
+			dst = append(dst, s.Start)
+		}
+	}
+	return dst, nil
 }
 
 // poll refreshes availability after the poll interval, or gives up.
@@ -134,20 +140,20 @@ func (f *flow) poll(a *applicant, giveUp Outcome) {
 	e.send(a, a.last, e.jitter(e.cfg.PollInterval))
 }
 
-func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p api.Problem) {
+func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p client.Problem) {
 	e := f.e
 	switch c {
 	case ClassOK:
-		b := f.recordAnswer(a, r, api.StatusHeld)
+		b := f.recordAnswer(a, r, client.Held)
 		switch {
-		case b.Status == api.StatusConfirmed:
+		case b.Status == client.Confirmed:
 			e.finish(a, OutcomeBooked)
 		case e.rng.Float64() < e.cfg.GiveUpRatio:
 			e.finish(a, OutcomeAbandoned)
 		default:
 			// The applicant types the code from the SMS.
 			think := time.Duration(e.rng.Int64N(int64(e.cfg.ConfirmThinkMax) + 1))
-			e.send(a, e.bookingRequest(a, stepConfirm, b.ID, map[string]any{}), think)
+			e.send(a, e.confirmRequest(a, b.Id), think)
 		}
 	case ClassSlotTaken:
 		if a.retries >= e.cfg.RetriesMax {
@@ -155,13 +161,17 @@ func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p api.Problem)
 			return
 		}
 		a.retries++
-		if n := min(len(p.Alternatives), 3); n > 0 {
-			alt := p.Alternatives[e.rng.IntN(n)]
+		var alts []client.Opening
+		if p.Alternatives != nil {
+			alts = *p.Alternatives
+		}
+		if n := min(len(alts), 3); n > 0 {
+			alt := alts[e.rng.IntN(n)]
 			office := alt.Office
 			if office == "" {
 				office = e.cfg.Office
 			}
-			e.send(a, e.holdRequest(a, office, alt.Start.Format(time.RFC3339), ""), 0)
+			e.send(a, e.holdRequest(a, office, alt.Start, time.Time{}), 0)
 			return
 		}
 		if a.date == "" {
@@ -176,7 +186,7 @@ func (f *flow) afterHold(a *applicant, r *vegeta.Result, c Class, p api.Problem)
 
 // failed handles an answer that is not what the step wanted: what may pass
 // on a retry is retried (bounded), the rest ends the visit.
-func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p api.Problem) {
+func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p client.Problem) {
 	e := f.e
 	switch {
 	case c == ClassRateLimited, c == ClassShed, c == ClassError, p.Code == api.CodeIdempotencyInFlight:
@@ -189,6 +199,6 @@ func (f *flow) failed(a *applicant, r *vegeta.Result, c Class, p api.Problem) {
 
 // recordAnswer records the booking in a 2xx answer; status is what the
 // step implies when the answer does not say.
-func (f *flow) recordAnswer(a *applicant, r *vegeta.Result, status string) api.Booking {
+func (f *flow) recordAnswer(a *applicant, r *vegeta.Result, status client.Status) client.Booking {
 	return f.e.recordAnswer(a, r, status)
 }

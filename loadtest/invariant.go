@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	"slotd/api"
+	"slotd/client"
 )
 
 // The invariant check runs after the load, against the server, and fails
@@ -37,10 +37,10 @@ type CreatedBooking struct {
 	Office    string
 	Service   string
 	// Status is what the last 2xx answer about the booking said.
-	Status string
+	Status client.Status
 	// Pending is the status a later change would have produced if its
 	// answer (never received) succeeded; "" when no change was unanswered.
-	Pending string
+	Pending client.Status
 }
 
 // CheckDay is one (office, service, date) whose counters C3 checks.
@@ -99,7 +99,7 @@ func CheckInvariants(ctx context.Context, c *apiClient, in CheckInput) (CheckRep
 			len(in.Bookings), len(in.Days), checkBookingsMax, checkDaysMax)
 	}
 	ck := &checker{}
-	read := make([]api.Booking, len(in.Bookings))
+	read := make([]client.Booking, len(in.Bookings))
 	found := make([]bool, len(in.Bookings))
 	forEach(ctx, len(in.Bookings), checkConcurrency, func(i int) {
 		cb := in.Bookings[i]
@@ -121,9 +121,9 @@ func CheckInvariants(ctx context.Context, c *apiClient, in CheckInput) (CheckRep
 	}
 	ck.rep.Bookings = len(in.Bookings)
 
-	var active []api.Booking
+	var active []client.Booking
 	for i, b := range read {
-		if found[i] && api.StatusActive(b.Status) {
+		if found[i] && api.StatusActive(string(b.Status)) {
 			active = append(active, b)
 		}
 	}
@@ -138,7 +138,7 @@ func CheckInvariants(ctx context.Context, c *apiClient, in CheckInput) (CheckRep
 	return ck.rep, nil
 }
 
-func pendingNote(p string) string {
+func pendingNote(p client.Status) string {
 	if p == "" {
 		return ""
 	}
@@ -146,13 +146,13 @@ func pendingNote(p string) string {
 }
 
 // statusConsistent is C1 for one booking.
-func statusConsistent(cb CreatedBooking, actual string) bool {
+func statusConsistent(cb CreatedBooking, actual client.Status) bool {
 	switch {
 	case actual == cb.Status, cb.Pending != "" && actual == cb.Pending:
 		return true
-	case actual == api.StatusExpired:
+	case actual == client.Expired:
 		// A hold left alone, or one whose confirmation never arrived, expires.
-		return cb.Status == api.StatusHeld
+		return cb.Status == client.Held
 	}
 	return false
 }
@@ -160,11 +160,11 @@ func statusConsistent(cb CreatedBooking, actual string) bool {
 // seatRun is the run of steps an active booking owns.
 type seatRun struct {
 	start, end time.Time
-	b          api.Booking
+	b          client.Booking
 }
 
 // checkSeats is C2.
-func checkSeats(ck *checker, active []api.Booking) {
+func checkSeats(ck *checker, active []client.Booking) {
 	type seatKey struct {
 		office string
 		window int
@@ -173,7 +173,7 @@ func checkSeats(ck *checker, active []api.Booking) {
 	for _, b := range active {
 		start, end := b.Start, b.End
 		if start.IsZero() {
-			ck.violate("C2: booking %s: no start", b.ID)
+			ck.violate("C2: booking %s: no start", b.Id)
 			continue
 		}
 		if !end.After(start) {
@@ -201,8 +201,8 @@ func checkSeats(ck *checker, active []api.Booking) {
 			prev := runs[i-1]
 			if runs[i].start.Before(prev.end) {
 				ck.violate("C2: seat owned twice: office %s window %d: %s %s (%s) and %s %s (%s)",
-					k.office, k.window, prev.b.ID, prev.b.Start, prev.b.Status,
-					runs[i].b.ID, runs[i].b.Start, runs[i].b.Status)
+					k.office, k.window, prev.b.Id, prev.b.Start, prev.b.Status,
+					runs[i].b.Id, runs[i].b.Start, runs[i].b.Status)
 			}
 			if prev.end.After(runs[i].end) {
 				runs[i] = seatRun{runs[i].start, prev.end, prev.b}
@@ -253,7 +253,7 @@ func dayFreeOf(ctx context.Context, c *apiClient, d CheckDay) (int, error) {
 		return 0, err
 	}
 	for _, x := range days {
-		if strings.HasPrefix(x.Date, d.Date) {
+		if x.Date.String() == d.Date {
 			return x.Free, nil
 		}
 	}

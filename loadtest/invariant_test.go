@@ -10,10 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"slotd/api"
+	"slotd/client"
 )
 
-// cannedServer serves fixed JSON per request URI: a fake that tests the
+// cannedServer serves fixed JSON per request URI, its query in key order
+// (a client may send the parameters in any order): a fake that tests the
 // checker's logic, not slotd (the end-to-end test and make loadtest run
 // against the real server).
 type cannedServer struct {
@@ -29,15 +30,19 @@ func newCanned(t *testing.T) (*cannedServer, *apiClient) {
 		cs.mu.Lock()
 		defer cs.mu.Unlock()
 		cs.authSeen = r.Header.Get("Authorization")
-		list, ok := cs.answers[r.URL.RequestURI()]
+		uri := r.URL.EscapedPath()
+		if q := r.URL.Query(); len(q) > 0 {
+			uri += "?" + q.Encode()
+		}
+		list, ok := cs.answers[uri]
 		if !ok {
 			w.Header().Set("Content-Type", "application/problem+json")
 			w.WriteHeader(http.StatusNotFound)
 			w.Write([]byte(`{"status":404,"code":"not_found","detail":"no such thing"}`))
 			return
 		}
-		n := cs.served[r.URL.RequestURI()]
-		cs.served[r.URL.RequestURI()]++
+		n := cs.served[uri]
+		cs.served[uri]++
 		body := list[min(n, len(list)-1)]
 		if strings.HasPrefix(body, "429 ") {
 			w.Header().Set("Retry-After", "0")
@@ -190,11 +195,11 @@ func TestCheckSeatsUnit(t *testing.T) {
 		return v
 	}
 	ck := &checker{}
-	checkSeats(ck, []api.Booking{
-		{ID: "long", Office: "o", Window: 1, Start: at(t0915), End: at(t1000), Status: "confirmed"},
-		{ID: "s1", Office: "o", Window: 1, Start: at(t0930), End: at(t0945), Status: "held"},
-		{ID: "s2", Office: "o", Window: 1, Start: at(t0945), End: at(t1000), Status: "held"},
-		{ID: "bad", Office: "o", Window: 1, Status: "held"}, // no start
+	checkSeats(ck, []client.Booking{
+		{Id: "long", Office: "o", Window: 1, Start: at(t0915), End: at(t1000), Status: "confirmed"},
+		{Id: "s1", Office: "o", Window: 1, Start: at(t0930), End: at(t0945), Status: "held"},
+		{Id: "s2", Office: "o", Window: 1, Start: at(t0945), End: at(t1000), Status: "held"},
+		{Id: "bad", Office: "o", Window: 1, Status: "held"}, // no start
 	})
 	wantViolations(t, ck.rep, "s1", "s2", "bad")
 }

@@ -10,7 +10,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
-	"slotd/api"
+	"slotd/client"
 )
 
 // The mixed load: a constant arrival rate of operations drawn by the Mix
@@ -31,10 +31,10 @@ type mixed struct {
 
 	mu        sync.Mutex
 	rng       *rand.Rand
-	held      []int    // applicants whose booking is held
-	confirmed []int    // applicants whose booking is confirmed
-	dates     []string // dates seen with free seats
-	starts    []string // starts seen free, newest last
+	held      []int       // applicants whose booking is held
+	confirmed []int       // applicants whose booking is confirmed
+	dates     []string    // dates seen with free seats
+	starts    []time.Time // starts seen free, newest last
 	ops       [stepsCount]int
 }
 
@@ -113,7 +113,7 @@ func (m *mixed) arrive() request {
 	case stepConfirm:
 		if idx := m.pop(&m.held); idx >= 0 {
 			a := e.applicant(idx)
-			return m.last(a, e.bookingRequest(a, stepConfirm, e.createdID(a), map[string]any{}))
+			return m.last(a, e.confirmRequest(a, e.createdID(a)))
 		}
 		want = stepHold
 	case stepCancel:
@@ -123,7 +123,7 @@ func (m *mixed) arrive() request {
 		}
 		if idx >= 0 {
 			a := e.applicant(idx)
-			return m.last(a, e.bookingRequest(a, stepCancel, e.createdID(a), map[string]any{"reason": "plans changed"}))
+			return m.last(a, e.cancelRequest(a, e.createdID(a), "plans changed"))
 		}
 		want = stepHold
 	case stepReschedule:
@@ -131,7 +131,7 @@ func (m *mixed) arrive() request {
 			if idx := m.pop(&m.confirmed); idx >= 0 {
 				a := e.applicant(idx)
 				start := m.starts[m.rng.IntN(len(m.starts))]
-				return m.last(a, e.bookingRequest(a, stepReschedule, e.createdID(a), map[string]any{"start": start}))
+				return m.last(a, e.rescheduleRequest(a, e.createdID(a), start))
 			}
 		}
 		want = stepDays
@@ -139,9 +139,10 @@ func (m *mixed) arrive() request {
 	a := e.newApplicant()
 	if want == stepHold {
 		if len(m.starts) > 0 && m.rng.IntN(2) == 0 {
-			return m.last(a, e.holdRequest(a, e.cfg.Office, m.starts[m.rng.IntN(len(m.starts))], ""))
+			return m.last(a, e.holdRequest(a, e.cfg.Office, m.starts[m.rng.IntN(len(m.starts))], time.Time{}))
 		}
-		return m.last(a, e.holdRequest(a, e.cfg.Office, "", time.Now().In(m.loc).Format(time.RFC3339)))
+		// From now, to the second as the API writes times.
+		return m.last(a, e.holdRequest(a, e.cfg.Office, time.Time{}, time.Now().In(m.loc).Truncate(time.Second)))
 	}
 	if len(m.dates) > 0 && m.rng.IntN(2) == 0 {
 		return m.last(a, e.slotsRequest(a, e.cfg.Office, m.dates[m.rng.IntN(len(m.dates))]))
@@ -155,16 +156,16 @@ func (m *mixed) last(a *applicant, r request) request {
 	return r
 }
 
-func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ api.Problem) {
+func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ client.Problem) {
 	e := m.e
 	s := a.last.step
 	if c != ClassOK {
 		e.stats.outcomes[outcomeOf(c)]++
 		switch {
 		case c == ClassError && s == stepConfirm:
-			e.unansweredChange(a, api.StatusConfirmed)
+			e.unansweredChange(a, client.Confirmed)
 		case c == ClassError && s == stepCancel:
-			e.unansweredChange(a, api.StatusCancelled)
+			e.unansweredChange(a, client.Cancelled)
 		case s == stepConfirm:
 			m.put(&m.held, a.idx) // still held: another try may come
 		case s == stepReschedule:
@@ -174,51 +175,42 @@ func (m *mixed) react(a *applicant, _ request, r *vegeta.Result, c Class, _ api.
 	}
 	switch s {
 	case stepDays:
-		var out struct {
-			Days []api.Day `json:"days"`
-		}
+		var out client.ListDays200JSONResponseBody
 		_ = json.Unmarshal(r.Body, &out)
 		m.mu.Lock()
 		m.dates = m.dates[:0]
 		for _, d := range out.Days {
 			if d.Free > 0 && len(m.dates) < mixedDatesMax {
-				m.dates = append(m.dates, d.Date)
+				m.dates = append(m.dates, d.Date.String())
 			}
 		}
 		m.mu.Unlock()
 		e.stats.outcomes[OutcomeBrowsed]++
 	case stepSlots:
-		var out struct {
-			Slots []api.Slot `json:"slots"`
-		}
-		_ = json.Unmarshal(r.Body, &out)
+		free, _ := freeStarts(r.Body, nil)
 		m.mu.Lock()
-		for _, sl := range out.Slots {
-			if sl.Free > 0 {
-				m.starts = append(m.starts, sl.Start.Format(time.RFC3339))
-			}
-		}
+		m.starts = append(m.starts, free...)
 		if n := len(m.starts); n > mixedStartsMax {
 			m.starts = append(m.starts[:0], m.starts[n-mixedStartsMax:]...)
 		}
 		m.mu.Unlock()
 		e.stats.outcomes[OutcomeBrowsed]++
 	case stepHold:
-		b := e.recordAnswer(a, r, api.StatusHeld)
+		b := e.recordAnswer(a, r, client.Held)
 		e.stats.outcomes[OutcomeHeld]++
-		if b.Status == api.StatusConfirmed {
+		if b.Status == client.Confirmed {
 			m.put(&m.confirmed, a.idx)
 		} else {
 			m.put(&m.held, a.idx)
 		}
 	case stepConfirm, stepReschedule:
-		e.recordAnswer(a, r, api.StatusConfirmed)
+		e.recordAnswer(a, r, client.Confirmed)
 		if s == stepConfirm {
 			e.stats.outcomes[OutcomeBooked]++
 		}
 		m.put(&m.confirmed, a.idx)
 	case stepCancel:
-		e.recordAnswer(a, r, api.StatusCancelled)
+		e.recordAnswer(a, r, client.Cancelled)
 		e.stats.outcomes[OutcomeCancelled]++
 	}
 }

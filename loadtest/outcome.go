@@ -10,6 +10,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"slotd/api"
+	"slotd/client"
 )
 
 // Class is what one answer means to the load test. Every result falls in
@@ -33,8 +34,8 @@ var classes = [...]Class{ClassOK, ClassSlotTaken, ClassDuplicate, ClassNotReleas
 
 // Classify sorts one result into a Class and returns the problem body, if
 // the answer had one.
-func Classify(r *vegeta.Result) (Class, api.Problem) {
-	var p api.Problem
+func Classify(r *vegeta.Result) (Class, client.Problem) {
+	var p client.Problem
 	switch {
 	case r.Code == 0:
 		return ClassError, p
@@ -42,14 +43,16 @@ func Classify(r *vegeta.Result) (Class, api.Problem) {
 		return ClassOK, p
 	}
 	if err := json.Unmarshal(r.Body, &p); err != nil {
-		// A problem whose alternatives do not parse still has its code.
-		var code struct {
-			Status int    `json:"status"`
-			Code   string `json:"code"`
-			Detail string `json:"detail"`
+		// A problem whose alternatives or block end do not parse still
+		// has its code: read it again with those members left raw (the
+		// outer fields hide the embedded problem's of the same name).
+		var lax struct {
+			client.Problem
+			Alternatives json.RawMessage `json:"alternatives"`
+			BlockedUntil json.RawMessage `json:"blocked_until"`
 		}
-		_ = json.Unmarshal(r.Body, &code)
-		p = api.Problem{Status: code.Status, Code: code.Code, Detail: code.Detail}
+		_ = json.Unmarshal(r.Body, &lax)
+		p = lax.Problem
 	}
 	switch {
 	case r.Code == http.StatusTooManyRequests || p.Code == api.CodeRateLimited:

@@ -37,7 +37,7 @@ func TestClassify(t *testing.T) {
 	f(502, ``, ClassError)
 
 	_, p := Classify(&vegeta.Result{Code: 409, Body: []byte(`{"code":"slot_taken","alternatives":[{"office":"o2","start":"2026-12-01T09:15:00+03:00","free":3}]}`)})
-	if len(p.Alternatives) != 1 || p.Alternatives[0].Office != "o2" || p.Alternatives[0].Free != 3 {
+	if p.Alternatives == nil || len(*p.Alternatives) != 1 || (*p.Alternatives)[0].Office != "o2" || (*p.Alternatives)[0].Free != 3 {
 		t.Errorf("alternatives not decoded: %+v", p)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	_ "time/tzdata" // office time zones on machines without a zoneinfo database
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"slotd/api"
+	"slotd/client"
 )
 
 // The rush: a date is released at a chosen instant. Applicants arrive in an
@@ -20,7 +23,7 @@ import (
 
 // releasePlan is the date a rush opens and where it stands.
 type releasePlan struct {
-	office   officeInfo
+	office   client.OfficeRecord
 	loc      *time.Location
 	date     string        // the date the applicants want
 	release  bool          // false: already released (no admin key), rush on it as is
@@ -31,7 +34,7 @@ type releasePlan struct {
 // planRelease picks the rush date: cfg.ReleaseDate, or the first date
 // after the released ones that has opening hours for the service. Without
 // an admin key it picks the last released date and releases nothing.
-func planRelease(ctx context.Context, cfg Config, api, admin *apiClient) (releasePlan, error) {
+func planRelease(ctx context.Context, cfg Config, portal, admin *apiClient) (releasePlan, error) {
 	var plan releasePlan
 	plan.loc = time.UTC
 	if admin != nil {
@@ -43,20 +46,20 @@ func planRelease(ctx context.Context, cfg Config, api, admin *apiClient) (releas
 		if loc, err := time.LoadLocation(info.Timezone); err == nil {
 			plan.loc = loc
 		}
-		plan.lottery = info.Policy.lotteryWindow()
+		plan.lottery = lotteryWindow(info)
 	}
 	today := time.Now().In(plan.loc).Format(time.DateOnly)
 	to := addDays(today, 400)
-	days, err := api.days(ctx, cfg.Office, cfg.Service, today, to)
-	if err != nil && errCode(err) == "validation_failed" {
-		days, err = api.days(ctx, cfg.Office, cfg.Service, today, addDays(today, 90))
+	days, err := portal.days(ctx, cfg.Office, cfg.Service, today, to)
+	if err != nil && errCode(err) == api.CodeValidationFailed {
+		days, err = portal.days(ctx, cfg.Office, cfg.Service, today, addDays(today, 90))
 	}
 	if err != nil {
 		return plan, fmt.Errorf("cannot read released days of %q: %w", cfg.Office, err)
 	}
 	last := addDays(today, -1)
 	for _, d := range days {
-		last = max(last, d.Date[:min(len(d.Date), len(time.DateOnly))])
+		last = max(last, d.Date.String())
 	}
 	switch {
 	case cfg.ReleaseDate != "":
@@ -68,19 +71,27 @@ func planRelease(ctx context.Context, cfg Config, api, admin *apiClient) (releas
 		}
 		plan.date, plan.detected = last, "last released date (no admin key: nothing released)"
 	default:
-		plan.date, plan.release = plan.office.nextOpenDate(cfg.Service, last), true
+		plan.date, plan.release = nextOpenDate(plan.office, cfg.Service, last), true
 		plan.detected = "first date after " + last + " with hours"
 	}
 	return plan, nil
 }
 
-// nextOpenDate is the first date after last on which the office is open
+// nextOpenDate is the first date after last on which office o is open
 // and offers service; last+1 when the office config says nothing.
-func (o officeInfo) nextOpenDate(service, last string) string {
+func nextOpenDate(o client.OfficeRecord, service, last string) string {
 	var weekdays []string
 	for _, s := range o.Services {
-		if s.ID == service {
-			weekdays = s.Weekdays
+		if s.Id == service && s.Weekdays != nil {
+			for _, wd := range *s.Weekdays {
+				weekdays = append(weekdays, string(wd))
+			}
+		}
+	}
+	var closures []string
+	if o.Closures != nil {
+		for _, c := range *o.Closures {
+			closures = append(closures, c.String())
 		}
 	}
 	for i := 1; i <= 60; i++ {
@@ -90,7 +101,7 @@ func (o officeInfo) nextOpenDate(service, last string) string {
 		if len(o.Hours) > 0 && len(o.Hours[wd]) == 0 {
 			continue
 		}
-		if len(weekdays) > 0 && !slices.Contains(weekdays, wd) || slices.Contains(o.Closures, d) {
+		if len(weekdays) > 0 && !slices.Contains(weekdays, wd) || slices.Contains(closures, d) {
 			continue
 		}
 		return d

@@ -1,21 +1,25 @@
 package clusterbench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
+	"time"
+
+	openapi_types "github.com/oapi-codegen/runtime/types"
 
 	"slotd/api"
 	"slotd/bench/peers"
+	"slotd/client"
 )
 
 // What the bench asks of a running slotd over its API and admin routes:
-// the rush's office, the cluster's status, and the bookings stored.
+// the rush's office, the cluster's status, and the bookings stored. The
+// API calls go through the client generated from the API's spec
+// (package client); the admin routes are not part of the spec.
 
 // agendaPage is the page size of the agenda reads (the API's maximum).
 const agendaPage = 200
@@ -23,62 +27,75 @@ const agendaPage = 200
 // responseBytesMax bounds an answer the bench reads whole.
 const responseBytesMax = 16 << 20
 
-// call sends a request with key to the API at addr and decodes a JSON
-// answer into out (when out is set and the status is 2xx). It returns
-// the status and, for anything but 2xx, the body as an error's text.
-func call(ctx context.Context, addr, key, method, path string, body []byte, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+addr+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+// boundedDoer sends requests with httpClient and bounds every answer's
+// body by responseBytesMax.
+type boundedDoer struct{}
+
+func (boundedDoer) Do(req *http.Request) (*http.Response, error) {
 	resp, err := httpClient.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode/100 != 2 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, strings.TrimSpace(string(b)))
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, path, err)
-		}
-	}
-	return resp.StatusCode, nil
+	resp.Body = http.MaxBytesReader(nil, resp.Body, responseBytesMax)
+	return resp, nil
 }
 
-// officeJSON is the rush's office as PUT /v1/offices/{id} takes it: the
-// layout's grid, windows and hours on every weekday, one service, and
-// the default policy with a horizon that covers the layout's dates.
-func officeJSON(lay *peers.Layout) []byte {
-	hours := fmt.Sprintf(`["%02d:%02d-%02d:%02d"]`, lay.OpenMinute/60, lay.OpenMinute%60, lay.CloseMinute/60, lay.CloseMinute%60)
-	var week []string
-	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"} {
-		week = append(week, fmt.Sprintf("%q:%s", d, hours))
+// apiOf is the generated client of the API at addr, acting with key.
+func apiOf(addr, key string) *client.ClientWithResponses {
+	c, err := client.NewClientWithResponses("http://"+addr, client.WithHTTPClient(boundedDoer{}),
+		client.WithRequestEditorFn(func(_ context.Context, req *http.Request) error {
+			req.Header.Set("Authorization", "Bearer "+key)
+			return nil
+		}))
+	if err != nil {
+		panic("BUG: clusterbench: the generated client refused its options: " + err.Error())
 	}
-	return fmt.Appendf(nil, `{"id":%q,"name":"Bench office","region":"bench","city":"Bench","address":"-","timezone":"UTC",`+
-		`"slot_minutes":%d,"windows":%d,"hours":{%s},"services":[{"id":%q,"name":"Bench service","slots":1}],`+
-		`"policy":{"horizon_days":60}}`,
-		lay.Office, lay.StepMinutes, lay.Windows, strings.Join(week, ","), lay.Service)
+	return c
+}
+
+// refused is the error of an answer that is not the one wanted.
+func refused(what string, status int, body []byte) error {
+	return fmt.Errorf("%s: %d %s", what, status, strings.TrimSpace(string(body)))
+}
+
+// officeConfig is the rush's office as PUT /v1/offices/{id} takes it:
+// the layout's grid, windows and hours on every weekday, one service,
+// and the default policy with a horizon that covers the layout's dates.
+func officeConfig(lay *peers.Layout) client.OfficeConfig {
+	hours := fmt.Sprintf("%02d:%02d-%02d:%02d", lay.OpenMinute/60, lay.OpenMinute%60, lay.CloseMinute/60, lay.CloseMinute%60)
+	week := map[string][]string{}
+	for _, d := range []string{"mon", "tue", "wed", "thu", "fri", "sat", "sun"} {
+		week[d] = []string{hours}
+	}
+	return client.OfficeConfig{Id: &lay.Office, Name: "Bench office", Region: "bench", City: new("Bench"), Address: new("-"),
+		Timezone: "UTC", SlotMinutes: lay.StepMinutes, Windows: lay.Windows, Hours: week,
+		Services: []client.OfficeConfig_Services{{Id: lay.Service, Name: new("Bench service"), Slots: 1}},
+		Policy:   &client.OfficeConfig_Policy{HorizonDays: new(60)}}
 }
 
 // setupOffice creates the layout's office through addr and releases
 // every date of the layout.
 func setupOffice(ctx context.Context, addr string, lay *peers.Layout) error {
-	if _, err := call(ctx, addr, adminKey, http.MethodPut, "/v1/offices/"+lay.Office, officeJSON(lay), nil); err != nil {
+	c := apiOf(addr, adminKey)
+	put, err := c.PutOfficeWithResponse(ctx, lay.Office, officeConfig(lay))
+	if err != nil {
 		return fmt.Errorf("cannot create the bench office: %w", err)
 	}
-	body := fmt.Appendf(nil, `{"through":%q}`, lay.Dates[len(lay.Dates)-1])
-	if _, err := call(ctx, addr, adminKey, http.MethodPost, "/v1/offices/"+lay.Office+"/release", body, nil); err != nil {
+	if put.StatusCode()/100 != 2 {
+		return fmt.Errorf("cannot create the bench office: %w", refused("PUT /v1/offices/"+lay.Office, put.StatusCode(), put.Body))
+	}
+	last := lay.Dates[len(lay.Dates)-1]
+	through, err := time.Parse(time.DateOnly, last)
+	if err != nil {
+		return fmt.Errorf("the layout's date %q: %w", last, err)
+	}
+	rel, err := c.ReleaseWithResponse(ctx, lay.Office, &client.ReleaseParams{},
+		client.ReleaseJSONRequestBody{Through: openapi_types.Date{Time: through}})
+	if err != nil {
 		return fmt.Errorf("cannot release the bench dates: %w", err)
+	}
+	if rel.StatusCode()/100 != 2 {
+		return fmt.Errorf("cannot release the bench dates: %w", refused("POST /v1/offices/"+lay.Office+"/release", rel.StatusCode(), rel.Body))
 	}
 	return nil
 }
@@ -93,30 +110,30 @@ type agendaReader struct {
 
 // Active returns the bookings of office on date that own a seat.
 func (a agendaReader) Active(ctx context.Context, office, date string) ([]peers.Booking, error) {
+	day, err := time.Parse(time.DateOnly, date)
+	if err != nil {
+		return nil, fmt.Errorf("bad date %q: %w", date, err)
+	}
+	c := apiOf(a.addr, adminKey)
 	var out []peers.Booking
-	cursor := ""
+	params := &client.AgendaParams{Limit: new(agendaPage)}
 	for {
-		q := url.Values{"limit": {fmt.Sprint(agendaPage)}}
-		if cursor != "" {
-			q.Set("cursor", cursor)
-		}
-		var page struct {
-			Bookings   []api.Booking `json:"bookings"`
-			NextCursor string        `json:"next_cursor"`
-		}
-		if _, err := call(ctx, a.addr, adminKey, http.MethodGet, "/v1/offices/"+office+"/days/"+date+"/bookings?"+q.Encode(), nil, &page); err != nil {
+		page, err := c.AgendaWithResponse(ctx, office, openapi_types.Date{Time: day}, params)
+		if err != nil {
 			return nil, err
 		}
-		for _, b := range page.Bookings {
-			if api.StatusActive(b.Status) {
-				out = append(out, peers.Booking{ID: b.ID, Number: b.Number, Office: b.Office, Service: b.Service,
-					Applicant: b.Applicant, Window: b.Window, Start: b.Start, End: b.End, Status: b.Status})
+		if page.JSON200 == nil {
+			return nil, refused("GET /v1/offices/"+office+"/days/"+date+"/bookings", page.StatusCode(), page.Body)
+		}
+		for i := range page.JSON200.Bookings {
+			if b := &page.JSON200.Bookings[i]; api.StatusActive(string(b.Status)) {
+				out = append(out, peers.BookingOf(b))
 			}
 		}
-		if page.NextCursor == "" {
+		if page.JSON200.NextCursor == "" {
 			return out, nil
 		}
-		cursor = page.NextCursor
+		params.Cursor = &page.JSON200.NextCursor
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"slotd/api"
 	"slotd/bench/peers"
+	"slotd/client"
 )
 
 // The failover measurement: a three-node cluster holding the bookings of
@@ -247,17 +248,11 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 	s := up[rand.IntN(len(up))]
 	k := w.seq.Add(1)
 	date := w.dates[int(k)%len(w.dates)]
-	body := fmt.Appendf(nil, `{"office":%q,"service":%q,"applicant":"f-%d","earliest_after":%q,"confirm":true}`,
-		w.lay.Office, w.lay.Service, k, w.lay.Start(date, 0).Format(time.RFC3339))
 	rctx, cancel := context.WithTimeout(ctx, failoverRequestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, "http://"+s.addr+"/v1/bookings", strings.NewReader(string(body)))
-	if err != nil {
-		return time.Time{}, 0, err
-	}
-	req.Header.Set("Authorization", "Bearer "+portalKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := httpClient.Do(req)
+	resp, err := apiOf(s.addr, portalKey).Hold(rctx, &client.HoldParams{}, client.HoldJSONRequestBody{
+		Office: w.lay.Office, Service: w.lay.Service, Applicant: new(fmt.Sprintf("f-%d", k)),
+		EarliestAfter: new(w.lay.Start(date, 0)), Confirm: new(true)})
 	if err != nil {
 		if ctx.Err() == nil { // not the end of the wait
 			w.fail("no answer")
@@ -266,14 +261,14 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 		return time.Time{}, 0, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, responseBytesMax))
+	b, err := io.ReadAll(resp.Body)
 	acked = time.Now()
 	if err != nil {
 		w.uncertain.Add(1)
 		return time.Time{}, 0, err
 	}
 	if resp.StatusCode != http.StatusCreated {
-		var p api.Problem
+		var p client.Problem
 		_ = json.Unmarshal(b, &p)
 		w.fail(fmt.Sprintf("%d %s", resp.StatusCode, p.Code))
 		if p.Code == api.CodeNoLeader && strings.Contains(p.Detail, "did not answer") {
@@ -281,13 +276,13 @@ func (w *writers) write(ctx context.Context) (acked time.Time, node int, err err
 		}
 		return time.Time{}, 0, fmt.Errorf("%s: %d %s %s", s.name(), resp.StatusCode, p.Code, p.Detail)
 	}
-	var bk api.Booking
+	var bk client.Booking
 	if err := json.Unmarshal(b, &bk); err != nil {
 		w.uncertain.Add(1)
 		return time.Time{}, 0, fmt.Errorf("%s: booking answer: %w", s.name(), err)
 	}
 	w.mu.Lock()
-	w.acked = append(w.acked, peers.Acked{ID: bk.ID, Date: bk.Start.UTC().Format(time.DateOnly), Start: bk.Start, Window: bk.Window})
+	w.acked = append(w.acked, peers.Acked{ID: bk.Id, Date: bk.Start.UTC().Format(time.DateOnly), Start: bk.Start, Window: bk.Window})
 	w.mu.Unlock()
 	return acked, w.leaderNow(s), nil
 }

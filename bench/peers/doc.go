@@ -40,7 +40,11 @@
 // speak HTTP through httpload.Conn: raw requests, answers read by status and
 // length, an availability answer compared with the layout's starts known
 // beforehand (freeParser), so that the generator takes as little as it can
-// of the cores it shares with the edge and the backends. Every CancelEvery-th booked applicant
+// of the cores it shares with the edge and the backends. The bodies it
+// sends are the API's request types of package client (generated from
+// docs/openapi.yaml) marshalled, and it reads bookings and problems into
+// the client's types (a plain booking by readFlat, anything else by
+// encoding/json). Every CancelEvery-th booked applicant
 // cancels right away, freeing its seat for a later applicant. Afterwards the
 // run checks the backend's stored state against the acknowledged answers:
 // every acknowledged booking that was not cancelled owns its seat, no seat

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"slotd/api"
+	"slotd/client"
 	"slotd/internal/flatjson"
 )
 
@@ -139,7 +140,7 @@ func TestSlotdClaimLoop(t *testing.T) {
 	lay := testLayout(1)
 	b := openTestSlotd(t, lay)
 	r := Rush{Layout: lay, Workers: 8, ApplicantsPerDate: lay.Seats() + 10, DurationMax: time.Minute}
-	out := rush(context.Background(), r, func(int) client { return &directClient{b: b, lay: &lay} })
+	out := rush(context.Background(), r, func(int) rushClient { return &directClient{b: b, lay: &lay} })
 	if out.Result.Bookings != lay.Seats() || out.Result.SoldOut != 10 || out.Result.Errors != 0 {
 		t.Fatalf("result %+v, want %d bookings and 10 turned away", out.Result, lay.Seats())
 	}
@@ -166,12 +167,13 @@ func TestVerifyCatchesLoss(t *testing.T) {
 	}
 }
 
-// TestEdgeRoutes checks each route's codes and shapes on slotd.
+// TestEdgeRoutes checks each route's codes and shapes on slotd, with the
+// generator's bodies and the API's types (package client).
 func TestEdgeRoutes(t *testing.T) {
 	lay := testLayout(1)
 	lay.Windows = 1
 	addr := serveEdge(t, openTestSlotd(t, lay), lay)
-	do := func(method, path, body string, wantStatus int, wantCode string) []byte {
+	do := func(method, path, body string, wantStatus int, wantCode client.ProblemCode) []byte {
 		t.Helper()
 		req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
 		defer fasthttp.ReleaseRequest(req)
@@ -182,7 +184,7 @@ func TestEdgeRoutes(t *testing.T) {
 		if err := fasthttp.DoTimeout(req, resp, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		var p api.Problem
+		var p client.Problem
 		_ = json.Unmarshal(resp.Body(), &p)
 		if resp.StatusCode() != wantStatus || p.Code != wantCode {
 			t.Fatalf("%s %s: %d %q, want %d %q: %s", method, path, resp.StatusCode(), p.Code, wantStatus, wantCode, resp.Body())
@@ -190,32 +192,33 @@ func TestEdgeRoutes(t *testing.T) {
 		return append([]byte(nil), resp.Body()...)
 	}
 	date := lay.Dates[0]
-	var slots api.Slots
+	var slots client.ListSlots200JSONResponseBody
 	if err := json.Unmarshal(do("GET", "/v1/offices/bench/days/"+date+"/slots?service=patent", "", 200, ""), &slots); err != nil {
 		t.Fatal(err)
 	}
 	if len(slots.Slots) != lay.Steps() || slots.Slots[0].Free != 1 || !slots.Slots[0].Start.Equal(lay.Start(date, 0)) {
 		t.Fatalf("slots %+v", slots)
 	}
-	start := lay.Start(date, 0).Format(time.RFC3339)
-	hold := func(applicant string) string {
-		return `{"office":"bench","service":"patent","applicant":"` + applicant + `","start":"` + start + `","confirm":true}`
-	}
-	var bk api.Booking
-	if err := json.Unmarshal(do("POST", "/v1/bookings", hold("a-1"), 201, ""), &bk); err != nil {
+	start := lay.Start(date, 0)
+	bodies := newBodyWriter(&lay)
+	hold := func(applicant string, start time.Time) string { return string(bodies.hold(applicant, start)) }
+	cancel := func(applicant string) string { return string(bodies.cancel(applicant)) }
+	var bk client.Booking
+	if err := json.Unmarshal(do("POST", "/v1/bookings", hold("a-1", start), 201, ""), &bk); err != nil {
 		t.Fatal(err)
 	}
-	if bk.Status != statusConfirmed || bk.Window != 1 || bk.Start.Format(time.RFC3339) != start || bk.ID == "" || bk.Number == "" {
+	if string(bk.Status) != statusConfirmed || bk.Window != 1 || bk.Start.Format(time.RFC3339) != start.Format(time.RFC3339) ||
+		bk.Id == "" || bk.Number == "" {
 		t.Fatalf("booking %+v", bk)
 	}
-	do("POST", "/v1/bookings", hold("a-2"), 409, api.CodeSlotTaken)
-	do("POST", "/v1/bookings", strings.Replace(hold("a-1"), start, lay.Start(date, 1).Format(time.RFC3339), 1), 409, api.CodeDuplicateBooking)
-	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-2"}`, 404, api.CodeNotFound)
-	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1","reason":"x"}`, 200, "")
-	do("POST", "/v1/bookings/"+bk.ID+"/cancel", `{"applicant":"a-1"}`, 409, api.CodeInvalidTransition)
-	do("POST", "/v1/bookings", hold("a-2"), 201, "")
+	do("POST", "/v1/bookings", hold("a-2", start), 409, api.CodeSlotTaken)
+	do("POST", "/v1/bookings", hold("a-1", lay.Start(date, 1)), 409, api.CodeDuplicateBooking)
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-2"), 404, api.CodeNotFound)
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-1"), 200, "")
+	do("POST", "/v1/bookings/"+bk.Id+"/cancel", cancel("a-1"), 409, api.CodeInvalidTransition)
+	do("POST", "/v1/bookings", hold("a-2", start), 201, "")
 	do("POST", "/v1/bookings", `{"office":"bench","bogus":1}`, 400, api.CodeValidationFailed)
-	do("POST", "/v1/bookings", strings.Replace(hold("a-3"), start, "2001-01-01T09:00:00Z", 1), 422, api.CodeNotReleased)
+	do("POST", "/v1/bookings", hold("a-3", time.Date(2001, 1, 1, 9, 0, 0, 0, time.UTC)), 422, api.CodeNotReleased)
 	do("GET", "/v1/offices/nowhere/days/"+date+"/slots?service=patent", "", 404, api.CodeNotFound)
 	do("DELETE", "/v1/bookings", "", 404, api.CodeNotFound)
 }
@@ -267,16 +270,16 @@ func TestJSONByHand(t *testing.T) {
 	bk := Booking{ID: "id", Number: "N-1", Office: "o", Service: "s", Applicant: `a"<é>\`, Window: 3,
 		Start: lay.Start(lay.Dates[0], 1), End: lay.Start(lay.Dates[0], 2), Status: statusConfirmed}
 	// The booking is a part of the API's booking JSON: every member it
-	// writes is one of api.Booking's and reads back as encoding/json reads
-	// it.
+	// writes is one of the spec's booking's (client.Booking) and reads
+	// back as the generator reads it.
 	got = appendBookingJSON(nil, &bk)
 	dec := json.NewDecoder(bytes.NewReader(got))
 	dec.DisallowUnknownFields()
-	var read api.Booking
+	var read client.Booking
 	if err := dec.Decode(&read); err != nil {
 		t.Fatalf("booking %s: %v", got, err)
 	}
-	if b := bookingOf(&read); b != bk {
+	if b := BookingOf(&read); b != bk {
 		t.Fatalf("booking %s read back as %+v, want %+v", got, b, bk)
 	}
 }
@@ -374,11 +377,11 @@ func checkRefusals(t *testing.T, b Backend, lay Layout) {
 // The rush's plain bodies take flatjson's way, not encoding/json's.
 func TestDecodeFlatTakesPlainBodies(t *testing.T) {
 	var h holdJSON
-	if !flatjson.Decode([]byte(holdBody), &h) || h.Applicant != "a-1042" || !h.Confirm || h.Start.Minute() != 5 {
+	if !flatjson.Decode(aHold(), &h) || h.Applicant != "a-1042" || !h.Confirm || h.Start.Minute() != 5 {
 		t.Fatalf("hold body: %+v", h)
 	}
 	var c cancelJSON
-	if !flatjson.Decode([]byte(`{"applicant":"a-7","reason":"bench"}`), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
+	if !flatjson.Decode(newBodyWriter(&Layout{}).cancel("a-7"), &c) || c != (cancelJSON{Applicant: "a-7", Reason: "bench"}) {
 		t.Fatalf("cancel body: %+v", c)
 	}
 }
@@ -413,5 +416,25 @@ func TestRoundsKeepMedianAndEveryRatio(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Fatalf("table lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestBodies: the generator's bodies are the client's request types as
+// json.Marshal writes them, whatever body came before.
+func TestBodies(t *testing.T) {
+	lay := testLayout(1)
+	w := newBodyWriter(&lay)
+	s1, s2 := lay.Start(lay.Dates[0], 1), lay.Start(lay.Dates[0], 2)
+	_ = w.hold("a-1-long-applicant-id", s1)
+	got := string(w.hold("a-2", s2))
+	want, _ := json.Marshal(client.HoldJSONRequestBody{Office: lay.Office, Service: lay.Service,
+		Applicant: new("a-2"), Start: &s2, Confirm: new(true)})
+	if got != string(want) {
+		t.Fatalf("hold %s, want %s", got, want)
+	}
+	got = string(w.cancel("a-3"))
+	want, _ = json.Marshal(client.CancelJSONRequestBody{Applicant: new("a-3"), Reason: new("bench")})
+	if got != string(want) {
+		t.Fatalf("cancel %s, want %s", got, want)
 	}
 }

@@ -327,7 +327,7 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 			return Result{}, fmt.Errorf("%s: generator: %w", name, err)
 		}
 	} else {
-		out = rush(ctx, r, func(int) client { return &directClient{b: b, lay: &r.Layout} })
+		out = rush(ctx, r, func(int) rushClient { return &directClient{b: b, lay: &r.Layout} })
 	}
 	res := out.Result
 	res.Backend, res.Mode = name, mode

@@ -15,6 +15,7 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"slotd/api"
+	"slotd/client"
 	"slotd/internal/httpload"
 )
 
@@ -22,9 +23,9 @@ import (
 // one goroutine calling the Backend directly), bounded by a count of
 // applicants and by time.
 
-// client is how one worker reaches the backend. Not safe for concurrent
-// use: each worker has its own.
-type client interface {
+// rushClient is how one worker reaches the backend. Not safe for
+// concurrent use: each worker has its own.
+type rushClient interface {
 	// free appends the free seats of each of the layout's starts on date
 	// to dst, in order (Backend.Availability).
 	free(ctx context.Context, date string, dst []int) ([]int, error)
@@ -159,7 +160,7 @@ func GenerateHTTP(ctx context.Context, r Rush) (Outcome, error) {
 		r.RequestTimeout <= 0 || r.DurationMax <= 0 {
 		return Outcome{}, fmt.Errorf("peers: rush %+v: needs 1..%d workers, applicants, an address and positive timeouts", r, connectionsMax)
 	}
-	return rush(ctx, r, func(w int) client {
+	return rush(ctx, r, func(w int) rushClient {
 		c := newHTTPClient(addrs[w%len(addrs)], &r.Layout, r.RequestTimeout)
 		c.authorization = r.Authorization
 		return c
@@ -168,7 +169,7 @@ func GenerateHTTP(ctx context.Context, r Rush) (Outcome, error) {
 
 // rush runs r with one client per worker from newClient, which gets the
 // worker's number.
-func rush(ctx context.Context, r Rush, newClient func(worker int) client) Outcome {
+func rush(ctx context.Context, r Rush, newClient func(worker int) rushClient) Outcome {
 	lay := &r.Layout
 	total := int64(r.ApplicantsPerDate * len(lay.Dates))
 	var next atomic.Int64
@@ -230,7 +231,7 @@ func rush(ctx context.Context, r Rush, newClient func(worker int) client) Outcom
 
 // serveApplicant is one applicant's attempt: read (or guess) the free
 // starts, try them in order until booked.
-func serveApplicant(ctx context.Context, r *Rush, c client, t *workerTally, date string, hint *int, applicant string, k int64) {
+func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, date string, hint *int, applicant string, k int64) {
 	lay := &r.Layout
 	first, step := lay.Start(date, 0), time.Duration(lay.StepMinutes)*time.Minute
 	starts := t.starts[:0]
@@ -374,16 +375,17 @@ type httpClient struct {
 	authorization string
 	lay           *Layout
 	req           []byte // the request being built
-	body          []byte // its body
+	bodies        *bodyWriter
 	resp          []byte // the last answer's body, valid until the next request
 	slots         freeParser
 }
 
 func newHTTPClient(addr string, lay *Layout, timeout time.Duration) *httpClient {
-	return &httpClient{conn: httpload.NewConn(addr, timeout), host: addr, lay: lay, slots: freeParser{lay: lay}}
+	return &httpClient{conn: httpload.NewConn(addr, timeout), host: addr, lay: lay, bodies: newBodyWriter(lay),
+		slots: freeParser{lay: lay}}
 }
 
-// do sends a request of method to path with c.body (none for GET) and
+// do sends a request of method to path with body (none for GET) and
 // returns the status; the answer's body is in c.resp.
 func (c *httpClient) do(method, path string, body []byte) (int, error) {
 	b := append(c.req[:0], method...)
@@ -490,128 +492,83 @@ func (p *freeParser) expect(date string) {
 }
 
 func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) (Booking, error) {
-	b := append(c.body[:0], `{"office":`...)
-	b = strconv.AppendQuote(b, c.lay.Office)
-	b = append(b, `,"service":`...)
-	b = strconv.AppendQuote(b, c.lay.Service)
-	b = append(b, `,"applicant":`...)
-	b = strconv.AppendQuote(b, applicant)
-	b = append(b, `,"start":"`...)
-	b = start.AppendFormat(b, time.RFC3339)
-	b = append(b, `","confirm":true}`...)
-	c.body = b
-	status, err := c.do("POST", "/v1/bookings", b)
+	status, err := c.do("POST", "/v1/bookings", c.bodies.hold(applicant, start))
 	if err != nil {
 		return Booking{}, err
 	}
 	if status != fasthttp.StatusCreated {
 		return Booking{}, c.unexpected(status)
 	}
-	if bk, ok := parseBooking(c.resp); ok {
-		return bk, nil
-	}
-	var out api.Booking
-	if err := json.Unmarshal(c.resp, &out); err != nil {
-		return Booking{}, fmt.Errorf("booking answer: %w", err)
-	}
-	return bookingOf(&out), nil
+	return readBooking(c.resp)
 }
 
-// bookingOf takes the members of an API booking the rush keeps.
-func bookingOf(b *api.Booking) Booking {
-	return Booking{ID: b.ID, Number: b.Number, Office: b.Office, Service: b.Service, Applicant: b.Applicant,
-		Window: b.Window, Start: b.Start, End: b.End, Status: b.Status}
+// readBooking reads a booking answer into the API's booking
+// (client.Booking), by readFlat when it can and by encoding/json
+// otherwise, and keeps what the rush needs.
+func readBooking(body []byte) (Booking, error) {
+	var out client.Booking
+	if !readFlat(body, &out) {
+		out = client.Booking{}
+		if err := json.Unmarshal(body, &out); err != nil {
+			return Booking{}, fmt.Errorf("booking answer: %w", err)
+		}
+	}
+	return BookingOf(&out), nil
 }
 
-// bookingHead and bookingFields are the shape appendBookingJSON writes:
-// every member in this order, the strings without escapes.
-const bookingHead = `{"id":`
-
-var bookingFields = [...]string{`,"number":`, `,"office":`, `,"service":`, `,"applicant":`, `,"window":`, `,"start":`, `,"end":`, `,"status":`}
-
-// parseBooking reads a booking answer of the edge's shape without
-// encoding/json, as json.Unmarshal into api.Booking would; ok is false for
-// anything else (an escape, another order, a time it does not read),
-// which the caller then hands to encoding/json. The rush reads one per
-// booking, for every backend alike.
-func parseBooking(b []byte) (bk Booking, ok bool) {
-	if b, ok = bytes.CutPrefix(b, []byte(bookingHead)); !ok {
-		return Booking{}, false
-	}
-	var id string
-	if id, b, ok = cutJSONString(b); !ok {
-		return Booking{}, false
-	}
-	bk.ID = id
-	for _, field := range bookingFields {
-		if b, ok = bytes.CutPrefix(b, []byte(field)); !ok {
-			return Booking{}, false
-		}
-		if field == `,"window":` {
-			n := 0
-			for n < len(b) && n < freeDigitsMax && b[n] >= '0' && b[n] <= '9' {
-				bk.Window = bk.Window*10 + int(b[n]-'0')
-				n++
-			}
-			if n == 0 || (n > 1 && b[0] == '0') {
-				return Booking{}, false
-			}
-			b = b[n:]
-			continue
-		}
-		var v string
-		if v, b, ok = cutJSONString(b); !ok {
-			return Booking{}, false
-		}
-		switch field {
-		case `,"number":`:
-			bk.Number = v
-		case `,"office":`:
-			bk.Office = v
-		case `,"service":`:
-			bk.Service = v
-		case `,"applicant":`:
-			bk.Applicant = v
-		case `,"start":`, `,"end":`:
-			t, err := time.Parse(time.RFC3339, v)
-			if err != nil {
-				return Booking{}, false
-			}
-			if field == `,"start":` {
-				bk.Start = t
-			} else {
-				bk.End = t
-			}
-		case `,"status":`:
-			bk.Status = v
-		}
-	}
-	return bk, string(b) == "}"
+// bodyWriter writes the rush's request bodies, the API's request types
+// (package client) as encoding/json writes them, into one buffer kept
+// from request to request: the request values point at its applicant
+// and start, so that a body costs an encoding and no new values. Owned
+// by one worker.
+type bodyWriter struct {
+	buf       bytes.Buffer
+	enc       *json.Encoder
+	applicant string
+	start     time.Time
+	holdReq   client.HoldJSONRequestBody   // confirmed in the same step
+	cancelReq client.CancelJSONRequestBody // with the reason "bench"
 }
 
-// cutJSONString reads a JSON string of printable ASCII without escapes at
-// the start of b and returns it and what follows.
-func cutJSONString(b []byte) (s string, rest []byte, ok bool) {
-	if len(b) == 0 || b[0] != '"' {
-		return "", b, false
+func newBodyWriter(lay *Layout) *bodyWriter {
+	w := &bodyWriter{}
+	w.enc = json.NewEncoder(&w.buf)
+	w.holdReq = client.HoldJSONRequestBody{Office: lay.Office, Service: lay.Service,
+		Applicant: &w.applicant, Start: &w.start, Confirm: new(true)}
+	w.cancelReq = client.CancelJSONRequestBody{Applicant: &w.applicant, Reason: new("bench")}
+	return w
+}
+
+// hold is the body of applicant's hold of start, valid until the next
+// body.
+func (w *bodyWriter) hold(applicant string, start time.Time) []byte {
+	w.applicant, w.start = applicant, start
+	return w.encode(&w.holdReq)
+}
+
+// cancel is the body of applicant's cancel, valid until the next body.
+func (w *bodyWriter) cancel(applicant string) []byte {
+	w.applicant = applicant
+	return w.encode(&w.cancelReq)
+}
+
+func (w *bodyWriter) encode(v any) []byte {
+	w.buf.Reset()
+	if err := w.enc.Encode(v); err != nil {
+		panic("BUG: peers: cannot encode a request body: " + err.Error())
 	}
-	for i := 1; i < len(b); i++ {
-		switch c := b[i]; {
-		case c == '"':
-			return string(b[1:i]), b[i+1:], true
-		case c < 0x20 || c >= 0x7f || c == '\\':
-			return "", b, false
-		}
-	}
-	return "", b, false
+	b := w.buf.Bytes()
+	return b[:len(b)-1] // Encode ends a value with a newline; json.Marshal does not
+}
+
+// BookingOf takes the members of an API booking the rush keeps.
+func BookingOf(b *client.Booking) Booking {
+	return Booking{ID: b.Id, Number: b.Number, Office: b.Office, Service: b.Service, Applicant: b.Applicant,
+		Window: b.Window, Start: b.Start, End: b.End, Status: string(b.Status)}
 }
 
 func (c *httpClient) cancel(_ context.Context, id, applicant string) error {
-	b := append(c.body[:0], `{"applicant":`...)
-	b = strconv.AppendQuote(b, applicant)
-	b = append(b, `,"reason":"bench"}`...)
-	c.body = b
-	status, err := c.do("POST", "/v1/bookings/"+id+"/cancel", b)
+	status, err := c.do("POST", "/v1/bookings/"+id+"/cancel", c.bodies.cancel(applicant))
 	if err != nil {
 		return err
 	}
@@ -621,16 +578,20 @@ func (c *httpClient) cancel(_ context.Context, id, applicant string) error {
 	return nil
 }
 
+// slotTakenEnd is how a slot_taken answer ends: the edges (slotd's and
+// the peers') write the code last, so the rush's most frequent answer is
+// told by its end without decoding it.
+var slotTakenEnd = []byte(`"code":"` + api.CodeSlotTaken + `"}`)
+
 // unexpected turns a non-success answer into an error; 409 slot_taken
-// becomes ErrSlotTaken. The edge writes the code last, so a slot_taken
-// answer is told by its end without decoding it.
+// becomes ErrSlotTaken.
 func (c *httpClient) unexpected(status int) error {
-	if status == fasthttp.StatusConflict && bytes.HasSuffix(c.resp, []byte(`"code":"`+api.CodeSlotTaken+`"}`)) {
+	if status == fasthttp.StatusConflict && bytes.HasSuffix(c.resp, slotTakenEnd) {
 		return ErrSlotTaken
 	}
-	var p api.Problem
+	var p client.Problem
 	_ = json.Unmarshal(c.resp, &p)
-	if status == fasthttp.StatusConflict && p.Code == api.CodeSlotTaken {
+	if status == fasthttp.StatusConflict && p.Code == client.ProblemCodeSlotTaken {
 		return ErrSlotTaken
 	}
 	return fmt.Errorf("HTTP %d %s: %s", status, p.Code, p.Detail)
