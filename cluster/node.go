@@ -95,6 +95,9 @@ type Node struct {
 	// groups are sorted by id; a group's RawNode belongs to the loop.
 	groups []*group
 	byID   map[uint64]*group // read-only after NewNode
+	// heard is when a frame from each peer last arrived (Unix
+	// nanoseconds); the map is read-only after NewNode.
+	heard map[uint64]*atomic.Int64
 
 	propc chan *proposal   // Propose → loop; bounded by ProposalsPendingMax
 	recvc chan inbound     // transport → loop; bounded by InboxFramesMax
@@ -169,6 +172,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 	n := &Node{
 		id: cfg.ID, cfg: cfg, store: store, sm: sm,
 		byID:      map[uint64]*group{},
+		heard:     map[uint64]*atomic.Int64{},
 		propc:     make(chan *proposal, cfg.ProposalsPendingMax),
 		recvc:     make(chan inbound, cfg.InboxFramesMax),
 		ctlc:      make(chan func(), 16),
@@ -178,6 +182,9 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		proposing: map[proposalID]*proposal{},
 	}
 	n.seq.Store(rand.Uint64())
+	for _, p := range cfg.Peers {
+		n.heard[p.ID] = new(atomic.Int64)
+	}
 	if err := n.bootstrap(); err != nil {
 		return nil, err
 	}
@@ -421,6 +428,18 @@ func (n *Node) Err() error {
 	}
 }
 
+// LastHeard returns when a frame with messages from peer last arrived,
+// zero if none has since NewNode: a peer that answers the groups' traffic
+// is up and reachable.
+func (n *Node) LastHeard(peer uint64) time.Time {
+	if h := n.heard[peer]; h != nil {
+		if ns := h.Load(); ns != 0 {
+			return time.Unix(0, ns)
+		}
+	}
+	return time.Time{}
+}
+
 // Done is closed when the loop has ended (Err says why).
 func (n *Node) Done() <-chan struct{} { return n.ended }
 
@@ -443,6 +462,9 @@ func (n *Node) Close() error {
 // receive is the transport's Handler: it queues a frame's messages for
 // the loop, or drops them when the inbox is full (raft resends).
 func (n *Node) receive(from uint64, msgs []GroupMessage) {
+	if h := n.heard[from]; h != nil {
+		h.Store(time.Now().UnixNano())
+	}
 	select {
 	case n.recvc <- inbound{from: from, msgs: msgs}:
 	default:

@@ -393,3 +393,31 @@ func TestIdempotentRetryAfterFailover(t *testing.T) {
 		t.Fatalf("retry after the failover (leader now %d): %d %v, first answer %v", newLeader.id, status, retry, first)
 	}
 }
+
+// The front holds requests to a Server's bounds and ignores routing
+// headers a client sends: a body past the limit answers 413
+// body_too_large as one slotd does, and a request claiming to be
+// forwarded, for a group that does not exist, is routed as any other.
+func TestFrontBoundsAndSpoofedHeaders(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	n := c.nodes[0]
+	big := `{"office":"msk-mfc-tverskoy","service":"patent","applicant":"` + strings.Repeat("a", 100<<10) + `"}`
+	status, out, err := n.call("POST", "/v1/bookings", big, "")
+	if err != nil || status != 413 || out["code"] != "body_too_large" {
+		t.Fatalf("a 100 KiB body: %d %v %v, want 413 body_too_large", status, out, err)
+	}
+	req, _ := http.NewRequest("GET", "http://"+n.addr+"/v1/offices/msk-mfc-tverskoy", nil)
+	req.Header.Set("Authorization", "Bearer "+portalKey)
+	req.Header.Set("X-Slotd-Forwarded", "1")
+	req.Header.Set("X-Slotd-Group", "99")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("a request with forged routing headers answered %d, want 200 as without them", resp.StatusCode)
+	}
+}

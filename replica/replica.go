@@ -28,6 +28,13 @@ const (
 	DefaultPollInterval = 10 * time.Millisecond
 )
 
+// Rebuilding a broken engine: the longest wait between two engines, and
+// how long an engine must last for the waits to start over.
+const (
+	rebuildWaitMax = 2 * time.Second
+	rebuildSettled = 10 * time.Second
+)
+
 // ErrRefused is a change's commit error when its entry was applied as
 // nothing because a newer epoch had begun (P1): its engine is outdated.
 var ErrRefused = errors.New("replica: change refused: its engine's epoch has ended")
@@ -96,6 +103,10 @@ type group struct {
 	// The leader side: lead is written by the watcher only; eng is the
 	// engine handlers may use.
 	lead *leadership
+	// rebuildWait is the wait before the next engine after one broke,
+	// rebuildAt when it ends; the watcher's.
+	rebuildWait time.Duration
+	rebuildAt   time.Time
 	// mu orders the engine's publication against the end of its
 	// leadership: an engine is stored only while its leadership lasts.
 	mu  sync.Mutex
@@ -110,6 +121,8 @@ type leadership struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	broken atomic.Bool // a commit failed (P4)
+	// started is when the watcher began it.
+	started time.Time
 }
 
 type engineEvent struct {
@@ -270,9 +283,24 @@ func (r *Replica) watch() {
 				if l != nil && !r.testStaleLeader {
 					r.endLeadership(g)
 				}
-			case l == nil || l.term != term || l.broken.Load():
+			case l != nil && l.broken.Load() && l.term == term:
+				// The engine broke (P4). A new one is built under a new
+				// epoch, but not at once again and again if it keeps
+				// breaking (a store Recover refuses, a change too large
+				// to propose): the waits double up to rebuildWaitMax,
+				// and reset once an engine has lasted rebuildSettled.
+				r.endLeadership(g)
+				if time.Since(l.started) > rebuildSettled {
+					g.rebuildWait = 0
+				}
+				g.rebuildWait = min(max(2*g.rebuildWait, r.cfg.PollInterval), rebuildWaitMax)
+				g.rebuildAt = time.Now().Add(g.rebuildWait)
+			case l == nil || l.term != term:
 				if l != nil {
 					r.endLeadership(g)
+				}
+				if l == nil && time.Now().Before(g.rebuildAt) {
+					continue
 				}
 				r.beginLeadership(g, term)
 			}
@@ -282,7 +310,7 @@ func (r *Replica) watch() {
 
 func (r *Replica) beginLeadership(g *group, term uint64) {
 	ctx, cancel := context.WithCancel(context.Background())
-	l := &leadership{term: term, ctx: ctx, cancel: cancel}
+	l := &leadership{term: term, ctx: ctx, cancel: cancel, started: time.Now()}
 	g.lead = l
 	r.wg.Go(func() { r.lead(g, l) })
 }

@@ -10,6 +10,10 @@ package main
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -53,6 +57,29 @@ type clusterOptions struct {
 // receiver serves it or refuses it, never passes it on again.
 const headerForwarded = "X-Slotd-Forwarded"
 
+// fromPeer reports whether ctx's request was forwarded by a node of the
+// cluster: its headerForwarded holds the cluster's forward token. From
+// anyone else the routing headers are dropped, so that a client cannot
+// pick the group that serves it (and, say, create an office in a group
+// that is not its own).
+func (f *front) fromPeer(ctx *fasthttp.RequestCtx) bool {
+	h := ctx.Request.Header.Peek(headerForwarded)
+	if len(h) > 0 && subtle.ConstantTimeCompare(h, []byte(f.forwardToken)) == 1 {
+		return true
+	}
+	ctx.Request.Header.Del(headerForwarded)
+	ctx.Request.Header.Del(headerGroup)
+	return false
+}
+
+// forwardTokenOf derives the cluster's forward token from the ticket
+// secret every node shares.
+func forwardTokenOf(secret []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("slotd cluster forward"))
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
 // headerGroup names the group a forwarded request is for, where its
 // route does not say (a route that spans groups, asked of each).
 const headerGroup = "X-Slotd-Group"
@@ -63,6 +90,28 @@ const headerNode = "X-Slotd-Node"
 
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
+
+// frontConcurrencyMax bounds the requests a node's front holds at once,
+// served here or forwarded; beyond it fasthttp refuses connections.
+const frontConcurrencyMax = 16384
+
+// frontReadError answers a request the front could not read, as a
+// Server answers one (problem+json with the Server's codes).
+func frontReadError(ctx *fasthttp.RequestCtx, err error) {
+	var small *fasthttp.ErrSmallBuffer
+	var netErr net.Error
+	switch {
+	case errors.As(err, &small):
+		httpapi.WriteProblem(ctx, api.CodeHeadersTooLarge, fmt.Sprintf("request line and headers must fit in %d bytes", httpapi.DefaultHeaderBytesMax), 0)
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		httpapi.WriteProblem(ctx, api.CodeBodyTooLarge, fmt.Sprintf("request bodies are limited to %d bytes", httpapi.DefaultBodyBytesMax), 0)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		ctx.SetConnectionClose()
+		httpapi.WriteProblem(ctx, api.CodeRequestTimeout, fmt.Sprintf("the request was not received within %s; the connection is closed", httpapi.DefaultReadTimeout), 0)
+	default:
+		httpapi.WriteProblem(ctx, api.CodeValidationFailed, "the HTTP request could not be read: it is not valid HTTP/1.1", 0)
+	}
+}
 
 // forwardTimeoutOf bounds the forward of ctx's request: forwardTimeout,
 // and for a long-poll of the event feed its wait= on top.
@@ -166,9 +215,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		stores[id] = db
 		groups = append(groups, id)
 	}
-	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys}
+	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys, officesPut: map[uint64]bool{}, forwardToken: forwardTokenOf(secret)}
 	for id, addr := range edges {
-		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 512, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
+		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 4096, MaxConnWaitTimeout: time.Second, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
 	for _, g := range groups {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
@@ -235,7 +284,13 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	if err != nil {
 		return fmt.Errorf("API listener: %w", err)
 	}
-	srv := &fasthttp.Server{Handler: f.serve, Name: "slotd", ReadTimeout: httpapi.DefaultReadTimeout, WriteTimeout: forwardTimeout + 5*time.Second, IdleTimeout: httpapi.DefaultIdleTimeout, NoDefaultServerHeader: true, NoDefaultDate: true}
+	// The front reads every request before a group's Server sees it, so it
+	// holds them to the Server's bounds and answers what it cannot read
+	// as a Server would.
+	srv := &fasthttp.Server{Handler: f.serve, ErrorHandler: frontReadError, Name: "slotd",
+		ReadTimeout: httpapi.DefaultReadTimeout, WriteTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, IdleTimeout: httpapi.DefaultIdleTimeout,
+		MaxRequestBodySize: httpapi.DefaultBodyBytesMax, ReadBufferSize: httpapi.DefaultHeaderBytesMax, Concurrency: frontConcurrencyMax,
+		NoDefaultServerHeader: true, NoDefaultDate: true}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(apiLn) }()
 	// Caught from before the ready line on, as in serve.
@@ -286,18 +341,24 @@ type front struct {
 	metrics  *clusterMetrics
 	gatherer groupGatherer
 
+	// keysMu orders building a group's Server against key reloads.
 	keysMu sync.Mutex
-	keys   []httpapi.Key // in force: given to each new group Server
+	keys   []httpapi.Key // in force: given to each new group Server; guarded by keysMu
+	// officesPut records the groups whose engine here has put the
+	// offices file; guarded by keysMu.
+	officesPut map[uint64]bool
+
+	// forwardToken marks the requests nodes forward to each other
+	// (fromPeer).
+	forwardToken string
 
 	placeMu sync.RWMutex
 	placed  map[string]uint64 // office → group, as the stores hold it
 }
 
-func (f *front) currentKeys() []httpapi.Key {
-	f.keysMu.Lock()
-	defer f.keysMu.Unlock()
-	return f.keys
-}
+// currentKeys are the keys in force; the caller holds keysMu (a Server
+// is built, or reloads, only under it).
+func (f *front) currentKeys() []httpapi.Key { return f.keys }
 
 // reloadOnHangup reads the keys file at each SIGHUP and, if it is sound,
 // puts it in force on every group Server this node runs and every one it
@@ -315,14 +376,33 @@ func (f *front) reloadOnHangup(opts options, hup <-chan os.Signal, stop <-chan s
 			f.log.Warn("keys not reloaded; the previous keys stay in force", zap.String("file", opts.keys), zap.Error(err))
 			continue
 		}
-		f.keysMu.Lock()
-		f.keys = keys
-		f.keysMu.Unlock()
-		for _, g := range f.groups {
-			if srv := f.servers[g].Load(); srv != nil {
-				_ = srv.ReloadKeys()
-			}
+		f.reloadKeys(keys)
+	}
+}
+
+// reloadKeys puts keys in force on every group Server, or, if one refuses
+// them (a key whose namespace would move), on none: the Servers and the
+// ones built later keep one set of keys. keysMu is held throughout, so
+// no Server is built meanwhile with keys about to change.
+func (f *front) reloadKeys(keys []httpapi.Key) {
+	f.keysMu.Lock()
+	defer f.keysMu.Unlock()
+	prev := f.keys
+	f.keys = keys
+	var done []*httpapi.Server
+	for _, g := range f.groups {
+		srv := f.servers[g].Load()
+		if srv == nil {
+			continue
 		}
+		if err := srv.ReloadKeys(); err != nil {
+			f.keys = prev
+			for _, d := range done {
+				_ = d.ReloadKeys()
+			}
+			return // ReloadKeys logged why
+		}
+		done = append(done, srv)
 	}
 }
 
@@ -345,6 +425,8 @@ func (f *front) ready() bool {
 // group has none here now), and puts the configured offices of the group
 // that its store lacks or holds otherwise.
 func (f *front) engineChanged(group uint64, e *allocator.Engine) {
+	f.keysMu.Lock()
+	defer f.keysMu.Unlock()
 	if e == nil {
 		f.servers[group].Store(nil)
 		f.gatherer.set(group, nil)
@@ -355,15 +437,23 @@ func (f *front) engineChanged(group uint64, e *allocator.Engine) {
 		f.log.Error("cannot serve a group", zap.Uint64("group", group), zap.Error(err))
 		return
 	}
-	for _, cfg := range f.offices {
-		if f.groupOfOffice(cfg.ID) != group {
-			continue
-		}
-		if cur, err := e.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
-			continue
-		}
-		if _, err := e.PutOffice(time.Now(), cfg, allocator.Meta{Actor: "config"}); err != nil {
-			f.log.Warn("cannot put a configured office", zap.String("office", cfg.ID), zap.Error(err))
+	// The offices file is put once per process, by the first engine of
+	// each group here, as a single slotd puts it at its start: a later
+	// engine of the group (a failover, a rebuild) must not undo what an
+	// admin changed through the API since.
+	if !f.officesPut[group] {
+		f.officesPut[group] = true
+		for _, cfg := range f.offices {
+			if f.groupOfOffice(cfg.ID) != group {
+				continue
+			}
+			if cur, err := e.Office(cfg.ID); err == nil && reflect.DeepEqual(cur.Config, cfg) {
+				continue
+			}
+			if _, err := e.PutOffice(time.Now(), cfg, allocator.Meta{Actor: "config"}); err != nil {
+				f.log.Warn("cannot put a configured office", zap.String("office", cfg.ID), zap.Error(err))
+				f.officesPut[group] = false // the next engine tries again
+			}
 		}
 	}
 	srv.SetReady(true)
@@ -440,8 +530,9 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 // serve hands the request to its group's Server here, or forwards it to
 // the node that leads the group.
 func (f *front) serve(ctx *fasthttp.RequestCtx) {
+	forwarded := f.fromPeer(ctx)
 	g, ok := f.groupOf(ctx)
-	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {
 		n, err := strconv.ParseUint(string(named), 10, 8)
 		if err != nil || f.servers[n] == nil {
 			httpapi.WriteProblem(ctx, api.CodeValidationFailed, fmt.Sprintf("%s %q is not a group of this cluster", headerGroup, named), 0)
@@ -467,7 +558,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.Header.Set(headerGroup, strconv.FormatUint(g, 10))
 		return
 	}
-	if len(ctx.Request.Header.Peek(headerForwarded)) > 0 {
+	if forwarded {
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d does not lead group %d (any more)", f.self, g), retryAfterNoLeaderSeconds)
 		return
 	}
@@ -480,7 +571,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
-	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
+	req.Header.Set(headerForwarded, f.forwardToken)
 	if err := client.DoTimeout(req, &ctx.Response, forwardTimeoutOf(ctx)); err != nil {
 		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		ctx.Response.Reset()

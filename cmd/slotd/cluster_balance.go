@@ -15,6 +15,11 @@ import (
 	"go.uber.org/zap"
 )
 
+// heardWithin: a peer the node has heard from this recently is up and
+// reachable, and may be handed a leadership. A transfer to a node that is
+// down stalls the group's writes until raft gives it up.
+const heardWithin = 2 * time.Second
+
 // balanceInterval is how often a node looks at the spread of leaders;
 // a transfer takes an election's time, so looking more often gains
 // nothing.
@@ -43,8 +48,20 @@ func (f *front) balance(peers []uint64, stop <-chan struct{}) {
 
 // transferPlan picks a group this node leads to hand to the node that
 // leads the fewest, if this node leads at least two more than it. Every
-// group must have a known leader: during an election nothing moves.
+// group must have a known leader and every peer must be heard from: while
+// a node is down or an election runs, nothing moves.
 func (f *front) transferPlan(peers []uint64) (group, to uint64, ok bool) {
+	var live []uint64
+	for _, p := range peers {
+		if p == f.self || time.Since(f.node.LastHeard(p)) < heardWithin {
+			live = append(live, p)
+		}
+	}
+	if len(live) < len(peers) {
+		// A node is down or cut off: its groups are being taken over,
+		// and a leadership handed around now would only stall writes.
+		return 0, 0, false
+	}
 	return transferPlanOf(f.self, f.groups, peers, func(g uint64) uint64 {
 		l, _ := f.node.Status(g)
 		return l

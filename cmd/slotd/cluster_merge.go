@@ -43,7 +43,7 @@ func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
 	if leader == 0 || leader == f.self || client == nil {
 		return f.noLeader(g)
 	}
-	req.Header.Set(headerForwarded, strconv.FormatUint(f.self, 10))
+	req.Header.Set(headerForwarded, f.forwardToken)
 	req.Header.Set(headerGroup, strconv.FormatUint(g, 10))
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
