@@ -21,7 +21,7 @@ const (
 
 	// proposalBytesLimit bounds ProposalBytesMax: an append message of
 	// raftMsgBytesMax plus one entry of it must fit in a frame.
-	proposalBytesLimit = 1 << 20
+	proposalBytesLimit = 3 << 20
 	// proposalsPendingLimit and inboxFramesLimit bound their settings.
 	proposalsPendingLimit = 1 << 20
 	inboxFramesLimit      = 1 << 16
@@ -93,7 +93,7 @@ type Config struct {
 
 	// ProposalBytesMax bounds the data of one proposal, in bytes
 	// (ErrProposalTooLarge). Zero means DefaultProposalBytesMax (64 KiB);
-	// at most 1 MiB.
+	// at most 3 MiB.
 	ProposalBytesMax int
 	// ProposalsPendingMax bounds the proposals of this node not yet
 	// applied or failed, queued or in the log; beyond it Propose returns

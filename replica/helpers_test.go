@@ -133,7 +133,7 @@ func (n *testNode) start(ln net.Listener) {
 	}
 	n.node, err = cluster.NewNode(cluster.Config{
 		ID: n.id, Peers: n.c.peers, Groups: n.c.groups, Listener: ln,
-		TickInterval: 10 * time.Millisecond, ProposalBytesMax: 1 << 20,
+		TickInterval: 10 * time.Millisecond, ProposalBytesMax: 3 << 20,
 		Transport: cluster.TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	}, store, n.rep)
 	if err != nil {

@@ -414,3 +414,46 @@ func TestDiskFailureQuorum(t *testing.T) {
 	}
 	checkAcked(t, restored(t, last.stores[1]), acks)
 }
+
+// Closing a busy day is one change of every booking the closure cancels,
+// with an event each: in a cluster it is one proposal, which must fit. A
+// day of 3,000 confirmed bookings at one office closes, on every replica.
+func TestBusyDayClosureCommits(t *testing.T) {
+	c := newTestCluster(t, 3, 1)
+	c.putOffices(1, 0, 1)
+	_, e := c.leaderEngine(1)
+	const bookings = 3000
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range 16 {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < bookings; i = next.Add(1) - 1 {
+				// Seat i of the bench office's first day: window i%64, step i/64.
+				_, start := slotdtest.BenchSeat(i * slotdtest.BenchOffices)
+				if _, err := e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("busy-%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"}); err != nil {
+					t.Errorf("hold %d: %v", i, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	b, _ := e.List("busy-0", allocator.ListFilter{}, 0, 1)
+	cancelled, err := e.CloseDate(slotdtest.BenchNow, "o000", b[0].Date, allocator.Meta{Actor: "test", Reason: "flood"})
+	if err != nil {
+		t.Fatalf("closing a day of %d bookings: %v", bookings, err)
+	}
+	if len(cancelled) != bookings {
+		t.Fatalf("the closure cancelled %d bookings, want %d", len(cancelled), bookings)
+	}
+	c.converged(1)
+	for _, n := range c.nodes {
+		got, _ := restored(t, n.stores[1]).List("busy-1", allocator.ListFilter{}, 0, 1)
+		if len(got) != 1 || got[0].Status != allocator.StatusCancelled {
+			t.Fatalf("node %d: busy-1 after the closure: %+v", n.id, got)
+		}
+	}
+}

@@ -248,7 +248,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	for id, addr := range peers {
 		cpeers = append(cpeers, cluster.Peer{ID: id, Addr: addr})
 	}
-	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 1 << 20}, logStore, rep)
+	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20}, logStore, rep)
 	if err != nil {
 		return err
 	}
