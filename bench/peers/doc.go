@@ -43,7 +43,7 @@
 // of the cores it shares with the edge and the backends. The bodies it
 // sends are the API's request types of package client (generated from
 // docs/openapi.yaml) marshalled, and it reads bookings and problems into
-// the client's types (a plain booking by readFlat, anything else by
+// the client's types (a plain booking by flatjson.Decode, anything else by
 // encoding/json). Every CancelEvery-th booked applicant
 // cancels right away, freeing its seat for a later applicant. Afterwards the
 // run checks the backend's stored state against the acknowledged answers:

@@ -16,6 +16,7 @@ import (
 
 	"slotd/api"
 	"slotd/client"
+	"slotd/internal/flatjson"
 	"slotd/internal/httpload"
 )
 
@@ -503,11 +504,11 @@ func (c *httpClient) hold(_ context.Context, applicant string, start time.Time) 
 }
 
 // readBooking reads a booking answer into the API's booking
-// (client.Booking), by readFlat when it can and by encoding/json
+// (client.Booking), by flatjson.Decode when it can and by encoding/json
 // otherwise, and keeps what the rush needs.
 func readBooking(body []byte) (Booking, error) {
 	var out client.Booking
-	if !readFlat(body, &out) {
+	if !flatjson.Decode(body, &out) {
 		out = client.Booking{}
 		if err := json.Unmarshal(body, &out); err != nil {
 			return Booking{}, fmt.Errorf("booking answer: %w", err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"slotd/client"
+	"slotd/internal/flatjson"
 )
 
 // rushDay is one date of the rush's office (144 starts of 64 windows)
@@ -176,7 +177,7 @@ func BenchmarkReadBookingJSON(b *testing.B) {
 	}
 }
 
-// FuzzReadFlat: whatever the answer, readFlat never panics, and what it
+// FuzzReadFlat: whatever the answer, flatjson.Decode never panics, and what it
 // reads into the API's booking is what encoding/json reads.
 func FuzzReadFlat(f *testing.F) {
 	// The peers' edge's answer as it writes it.
@@ -195,20 +196,20 @@ func FuzzReadFlat(f *testing.F) {
 	f.Add([]byte(`{"ID":"x"}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var got client.Booking
-		if !readFlat(body, &got) {
+		if !flatjson.Decode(body, &got) {
 			return
 		}
 		var want client.Booking
 		if err := json.Unmarshal(body, &want); err != nil {
-			t.Fatalf("readFlat read %q, which encoding/json refuses: %v", body, err)
+			t.Fatalf("flatjson.Decode read %q, which encoding/json refuses: %v", body, err)
 		}
 		same := func(a, b time.Time) bool { return a.Equal(b) && a.Location().String() == b.Location().String() }
 		if !same(got.Start, want.Start) || !same(got.End, want.End) {
-			t.Fatalf("readFlat(%q) times %v %v, encoding/json %v %v", body, got.Start, got.End, want.Start, want.End)
+			t.Fatalf("flatjson.Decode(%q) times %v %v, encoding/json %v %v", body, got.Start, got.End, want.Start, want.End)
 		}
 		got.Start, got.End, want.Start, want.End = time.Time{}, time.Time{}, time.Time{}, time.Time{}
 		if !reflect.DeepEqual(got, want) {
-			t.Fatalf("readFlat(%q) = %+v, encoding/json %+v", body, got, want)
+			t.Fatalf("flatjson.Decode(%q) = %+v, encoding/json %+v", body, got, want)
 		}
 	})
 }

@@ -1,9 +1,10 @@
-// Package flatjson reads the plain JSON objects that request bodies almost
-// always are — one object, every member named exactly as a field's json
-// tag, strings of printable ASCII without escapes, booleans as true or
-// false, nothing but white space around — into the same values as
-// encoding/json, without its decoder: a hold body is read in about a
-// tenth of the time, with fewer allocations. For anything else Decode
+// Package flatjson reads the plain JSON objects that request bodies (and
+// the booking answers a load generator reads) almost always are — one
+// object, every member named exactly as a field's json tag, strings of
+// printable ASCII without escapes, integers of at most 18 digits,
+// booleans as true or false, nothing but white space around — into the
+// same values as encoding/json, without its decoder: a hold body is read
+// in about a tenth of the time, with fewer allocations. For anything else Decode
 // declines, and the caller decodes with encoding/json, which then decides:
 // its error messages and its handling of every unusual body stay as they
 // were. FuzzDecode holds the two to the same result.
@@ -22,9 +23,9 @@ import (
 // did. When it reports false it may have set some fields; the caller
 // zeroes v before decoding otherwise. Whatever it accepts, a json.Decoder
 // that refuses unknown fields reads into the same values, with nothing but
-// white space after the object. The struct's string, bool and time.Time
-// fields are read; a member of another type, or a struct that embeds one,
-// makes it decline.
+// white space after the object. The struct's string (and string-typed),
+// int, bool and time.Time fields are read; a member of another type, or a
+// struct that embeds one, makes it decline.
 func Decode(body []byte, v any) bool {
 	rv := reflect.ValueOf(v)
 	if rv.Kind() != reflect.Pointer || rv.IsNil() {
@@ -72,6 +73,13 @@ func Decode(body []byte, v any) bool {
 				return false
 			}
 			i = next
+		case kindInt:
+			n, next, ok := plainInt(body, i)
+			if !ok || f.OverflowInt(n) {
+				return false
+			}
+			f.SetInt(n)
+			i = next
 		case kindBool:
 			switch {
 			case bytes.HasPrefix(body[i:], []byte("true")):
@@ -107,6 +115,7 @@ const (
 	kindString
 	kindBool
 	kindTime
+	kindInt
 )
 
 // member is one field of a struct as encoding/json names it.
@@ -172,8 +181,10 @@ func membersOf(t reflect.Type) members {
 			switch {
 			case f.Type == reflect.TypeFor[time.Time]():
 				m.kind = kindTime
-			case f.Type == reflect.TypeFor[string]():
-				m.kind = kindString
+			case f.Type.Kind() == reflect.String:
+				m.kind = kindString // string and the types over it
+			case f.Type.Kind() == reflect.Int:
+				m.kind = kindInt
 			case f.Type == reflect.TypeFor[bool]():
 				m.kind = kindBool
 			}
@@ -219,4 +230,32 @@ func plainString(b []byte, i int) (s []byte, next int, ok bool) {
 		}
 	}
 	return nil, i, false
+}
+
+// plainInt reads the JSON integer at b[i] of at most 18 digits (so that
+// it fits an int64), optionally negative: its value and the index after
+// it. A number with a fraction or an exponent, or a leading zero, is
+// refused.
+func plainInt(b []byte, i int) (n int64, next int, ok bool) {
+	neg := i < len(b) && b[i] == '-'
+	j := i
+	if neg {
+		j++
+	}
+	from := j
+	for j < len(b) && b[j] >= '0' && b[j] <= '9' {
+		n = n*10 + int64(b[j]-'0')
+		j++
+	}
+	digits := j - from
+	if digits == 0 || digits > 18 || digits > 1 && b[from] == '0' {
+		return 0, i, false
+	}
+	if j < len(b) && (b[j] == '.' || b[j] == 'e' || b[j] == 'E') {
+		return 0, i, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, j, true
 }
