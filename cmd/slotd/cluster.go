@@ -91,6 +91,13 @@ const headerNode = "X-Slotd-Node"
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
 
+// frontBodyReadMax is the largest body the front reads whole before it
+// refuses it: a body past the API's limit but within this one is read and
+// answered 413 body_too_large on an open connection, where refusing it
+// unread would close the connection with the body unread and reset it
+// under the client's feet, before the client reads the answer.
+const frontBodyReadMax = 1 << 20
+
 // frontConcurrencyMax bounds the requests a node's front holds at once,
 // served here or forwarded; beyond it fasthttp refuses connections.
 const frontConcurrencyMax = 16384
@@ -289,7 +296,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	// as a Server would.
 	srv := &fasthttp.Server{Handler: f.serve, ErrorHandler: frontReadError, Name: "slotd",
 		ReadTimeout: httpapi.DefaultReadTimeout, WriteTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, IdleTimeout: httpapi.DefaultIdleTimeout,
-		MaxRequestBodySize: httpapi.DefaultBodyBytesMax, ReadBufferSize: httpapi.DefaultHeaderBytesMax, Concurrency: frontConcurrencyMax,
+		MaxRequestBodySize: frontBodyReadMax, ReadBufferSize: httpapi.DefaultHeaderBytesMax, Concurrency: frontConcurrencyMax,
 		NoDefaultServerHeader: true, NoDefaultDate: true}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(apiLn) }()
@@ -530,6 +537,10 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 // serve hands the request to its group's Server here, or forwards it to
 // the node that leads the group.
 func (f *front) serve(ctx *fasthttp.RequestCtx) {
+	if len(ctx.PostBody()) > httpapi.DefaultBodyBytesMax {
+		httpapi.WriteProblem(ctx, api.CodeBodyTooLarge, fmt.Sprintf("request bodies are limited to %d bytes", httpapi.DefaultBodyBytesMax), 0)
+		return
+	}
 	forwarded := f.fromPeer(ctx)
 	g, ok := f.groupOf(ctx)
 	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {
