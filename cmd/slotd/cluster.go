@@ -91,6 +91,50 @@ const headerNode = "X-Slotd-Node"
 // forwardTimeout bounds one forwarded request.
 const forwardTimeout = 10 * time.Second
 
+// contactWithin: a leader that has heard from a majority of the nodes
+// this recently answers from its engine. Followers elect a new leader only
+// after an election timeout (1 s) without its heartbeats, so a leader cut
+// off stops answering before another can have taken a write; the bound
+// assumes the nodes' clocks run at about the same rate, as raft's lease
+// reads do.
+const contactWithin = 500 * time.Millisecond
+
+// localServer returns the Server of group g on this node if the node may
+// answer for g now: it runs g's engine, raft still calls it g's leader
+// (the engine's end may be a moment behind raft), and it has heard from a
+// majority lately (contactWithin), so that a leader cut off from the
+// others answers nothing, reads included, from an engine that a new
+// leader elsewhere may already have overtaken.
+func (f *front) localServer(g uint64) *httpapi.Server {
+	srv := f.servers[g].Load()
+	if srv == nil || f.node.Leader(g) != f.self {
+		return nil
+	}
+	heard := make([]time.Time, 0, len(f.peerIDs))
+	for _, p := range f.peerIDs {
+		if p != f.self {
+			heard = append(heard, f.node.LastHeard(p))
+		}
+	}
+	if !inContact(time.Now(), heard, contactWithin) {
+		return nil
+	}
+	return srv
+}
+
+// inContact reports whether this node and the peers heard from within
+// the last within of now make a majority of the nodes (this one and
+// heard's).
+func inContact(now time.Time, heard []time.Time, within time.Duration) bool {
+	n := 1
+	for _, h := range heard {
+		if now.Sub(h) < within {
+			n++
+		}
+	}
+	return 2*n > len(heard)+1
+}
+
 // frontBodyReadMax is the largest body the front reads whole before it
 // refuses it: a body past the API's limit but within this one is read and
 // answered 413 body_too_large on an open connection, where refusing it
@@ -223,6 +267,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		groups = append(groups, id)
 	}
 	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys, officesPut: map[uint64]bool{}, forwardToken: forwardTokenOf(secret)}
+	for id := range peers {
+		f.peerIDs = append(f.peerIDs, id)
+	}
 	for id, addr := range edges {
 		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 4096, MaxConnWaitTimeout: time.Second, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
@@ -279,11 +326,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	stopMetrics := make(chan struct{})
 	defer close(stopMetrics)
 	go metrics.countLeaderChanges(f, stopMetrics)
-	var peerIDs []uint64
-	for id := range peers {
-		peerIDs = append(peerIDs, id)
-	}
-	go f.balance(peerIDs, stopMetrics)
+	go f.balance(f.peerIDs, stopMetrics)
 	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	go func() { _ = admin.Serve(adminLn) }()
 	defer admin.Close()
@@ -354,6 +397,9 @@ type front struct {
 	// officesPut records the groups whose engine here has put the
 	// offices file; guarded by keysMu.
 	officesPut map[uint64]bool
+
+	// peerIDs are every node's id, this one's too.
+	peerIDs []uint64
 
 	// forwardToken marks the requests nodes forward to each other
 	// (fromPeer).
@@ -561,7 +607,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		}
 		g = f.groups[0]
 	}
-	if srv := f.servers[g].Load(); srv != nil {
+	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)
 		// Who answered: the group's leader, which holds every write the
 		// group acknowledged, so a read here never lags one.
@@ -574,6 +620,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	leader := f.node.Leader(g)
+	if leader == f.self {
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d leads group %d but has not heard from a majority of the cluster lately: it may no longer be the leader", f.self, g), retryAfterNoLeaderSeconds)
+		return
+	}
 	client := f.edges[leader]
 	if leader == 0 || leader == f.self || client == nil {
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("group %d is electing its leader", g), retryAfterNoLeaderSeconds)

@@ -1,6 +1,9 @@
 package main
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 func TestTransferPlanSpreadsLeaders(t *testing.T) {
 	for _, tc := range []struct {
@@ -29,5 +32,27 @@ func TestTransferPlanSpreadsLeaders(t *testing.T) {
 				t.Fatalf("plan %d → %d %v, want %d → %d %v", g, to, ok, tc.group, tc.to, tc.ok)
 			}
 		})
+	}
+}
+
+func TestInContactNeedsAMajority(t *testing.T) {
+	now := time.Unix(1000, 0)
+	fresh, stale := now.Add(-100*time.Millisecond), now.Add(-2*time.Second)
+	for _, tc := range []struct {
+		name  string
+		heard []time.Time
+		want  bool
+	}{
+		{"alone in a cluster of one", nil, true},
+		{"both peers heard", []time.Time{fresh, fresh}, true},
+		{"one peer of two heard", []time.Time{fresh, stale}, true},
+		{"cut off from both", []time.Time{stale, stale}, false},
+		{"never heard", []time.Time{{}, {}}, false},
+		{"two of four peers heard", []time.Time{fresh, fresh, stale, stale}, true},
+		{"one of four peers heard", []time.Time{fresh, stale, stale, stale}, false},
+	} {
+		if got := inContact(now, tc.heard, 500*time.Millisecond); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }

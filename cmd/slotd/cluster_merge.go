@@ -32,7 +32,7 @@ func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.URI().SetQueryString(query)
-	if srv := f.servers[g].Load(); srv != nil {
+	if srv := f.localServer(g); srv != nil {
 		var sub fasthttp.RequestCtx
 		sub.Init(req, ctx.RemoteAddr().(*net.TCPAddr), nil)
 		srv.Handler()(&sub)
