@@ -420,4 +420,20 @@ func TestFrontBoundsAndSpoofedHeaders(t *testing.T) {
 	if resp.StatusCode != 200 {
 		t.Fatalf("a request with forged routing headers answered %d, want 200 as without them", resp.StatusCode)
 	}
+	// What names no group is answered as one slotd answers it.
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{"GET", "/v1/bookings/not-an-id?applicant=a", "", 404, "not_found"},
+		{"GET", "/v1/bookings/_____________________w?applicant=a", "", 404, "not_found"},
+		{"GET", "/v1/nowhere", "", 404, "not_found"},
+		{"POST", "/v1/bookings", `{"service":"patent","applicant":"a"}`, 400, "validation_failed"},
+	} {
+		status, out, err := n.call(tc.method, tc.path, tc.body, "")
+		if err != nil || status != tc.status || out["code"] != tc.code || strings.Contains(fmt.Sprint(out["detail"]), "replica groups") {
+			t.Errorf("%s %s: %d %v %v, want %d %s as from one slotd", tc.method, tc.path, status, out, err, tc.status, tc.code)
+		}
+	}
 }

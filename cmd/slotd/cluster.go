@@ -555,7 +555,9 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) >= 2 && seg[1] != "":
 		id, err := allocator.ParseID(seg[1])
 		if err != nil || id[0] == 0 || int(id[0]) > len(f.groups) {
-			return 0, false // the group's Server answers 404 or 400 alike
+			// No group holds it: any group's Server answers it as one
+			// slotd would (400 for a malformed id, 404 for one nobody has).
+			return f.groups[0], true
 		}
 		return uint64(id[0]), true
 	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) == 1:
@@ -602,9 +604,14 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 			if f.spanning(ctx) {
 				return
 			}
-			httpapi.WriteProblem(ctx, api.CodeValidationFailed, "this route spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups): region watches; ask per office", 0)
-			return
+			if ctx.IsPost() && string(ctx.Path()) == "/v1/watches" {
+				httpapi.WriteProblem(ctx, api.CodeValidationFailed, "a watch over a region spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups); watch an office", 0)
+				return
+			}
 		}
+		// Whatever else names no group (an unknown route, a body that
+		// names no office) is answered by a group's Server as one slotd
+		// answers it.
 		g = f.groups[0]
 	}
 	if srv := f.localServer(g); srv != nil {
