@@ -383,7 +383,6 @@ func (r *Replica) lead(g *group, l *leadership) {
 		l.broken.Store(true)
 		return
 	}
-	_ = eng.Tick(r.cfg.Now())
 	g.mu.Lock()
 	if l.ctx.Err() != nil {
 		g.mu.Unlock()
@@ -393,6 +392,11 @@ func (r *Replica) lead(g *group, l *leadership) {
 	g.eng.Store(eng)
 	r.publish(engineEvent{group: g.id, eng: eng})
 	g.mu.Unlock()
+	// The timers that fell due while the group had no leader (hold
+	// expiries, releases) fire now, while the engine already serves: each
+	// is a commit of its own, and a backlog of them must not keep the
+	// group's requests waiting.
+	_ = eng.Tick(r.cfg.Now())
 	r.cfg.Logger.Info("group engine started", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Uint64("epoch", epoch),
 		zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings), zap.Duration("took", time.Since(start)))
 	t := time.NewTicker(r.cfg.TickInterval)
