@@ -47,6 +47,9 @@ func newClusterMetrics(f *front) (*clusterMetrics, error) {
 	for _, r := range []string{"answered", "unreachable"} {
 		m.forwarded.WithLabelValues(r)
 	}
+	for _, g := range f.groups {
+		m.leaderChanges.WithLabelValues(strconv.FormatUint(g, 10)) // exported from the start, at 0
+	}
 	group := func(name, help string, value func(g uint64) float64) []prometheus.Collector {
 		var cs []prometheus.Collector
 		for _, g := range f.groups {
