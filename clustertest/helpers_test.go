@@ -135,12 +135,8 @@ func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool
 			n.peers = strings.Join(own, ",")
 		}
 	}
-	for _, n := range c.nodes {
-		n.launch()
-	}
-	for _, n := range c.nodes {
-		n.waitReady()
-	}
+	// Registered before the first start, so that a node that never gets
+	// ready is stopped too.
 	t.Cleanup(func() {
 		for _, n := range c.nodes {
 			n.kill()
@@ -151,6 +147,12 @@ func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool
 			}
 		}
 	})
+	for _, n := range c.nodes {
+		n.launch()
+	}
+	for _, n := range c.nodes {
+		n.waitReady()
+	}
 	return c
 }
 
