@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -21,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 )
 
@@ -65,25 +65,6 @@ type node struct {
 
 var client = &http.Client{Timeout: 15 * time.Second}
 
-// freeAddrs returns n loopback addresses whose ports were free a moment
-// ago.
-func freeAddrs(t *testing.T, n int) []string {
-	var out []string
-	var lns []net.Listener
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		lns = append(lns, ln)
-		out = append(out, ln.Addr().String())
-	}
-	for _, ln := range lns {
-		ln.Close()
-	}
-	return out
-}
-
 // startCluster starts size nodes of bin hosting groups Raft groups, with
 // the demo offices, one keys file and one ticket secret.
 func startCluster(t *testing.T, bin string, size, groups int) *cluster {
@@ -103,7 +84,7 @@ func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool
 	}
 	secret := make([]byte, 32)
 	crand.Read(secret)
-	addrs := freeAddrs(t, 3*size)
+	addrs := slotdtest.FreeAddrs(t, 3*size)
 	var peers, edges []string
 	for i := range size {
 		n := &node{c: c, id: i + 1, raft: addrs[3*i], addr: addrs[3*i+1], admin: addrs[3*i+2], data: filepath.Join(dir, fmt.Sprintf("node%d", i+1))}

@@ -3,7 +3,6 @@ package deploy
 import (
 	"fmt"
 	"io"
-	"net"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,15 +23,7 @@ func TestClusterExportedMetrics(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs slotd")
 	}
-	var addrs []string
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
+	addrs := slotdtest.FreeAddrs(t, 3)
 	raft, api, admin := addrs[0], addrs[1], addrs[2]
 	cmd := exec.Command(slotdtest.Build(t), "-demo", "-data", t.TempDir(), "-addr", api, "-admin-addr", admin,
 		"-node-id", "1", "-peers", "1="+raft, "-edges", "1="+api, "-groups", "2")

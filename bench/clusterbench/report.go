@@ -64,14 +64,14 @@ func writeRush(w io.Writer, rows []peers.Result) {
 	single := map[int][]float64{}
 	for i := range rows {
 		if rows[i].Backend == rowSingle {
-			single[rows[i].Connections] = rates(&rows[i])
+			single[rows[i].Connections] = rows[i].Rates()
 		}
 	}
 	for i := range rows {
 		r := &rows[i]
 		share := "-"
 		if s, ok := single[r.Connections]; ok && r.Backend != rowSingle {
-			if rs := roundShares(rates(r), s); len(rs) > 0 {
+			if rs := peers.RoundRatios(r.Rates(), s); len(rs) > 0 {
 				share = fmt.Sprintf("%.0f%%", 100*median(rs))
 			}
 		}
@@ -95,7 +95,7 @@ func writeRush(w io.Writer, rows []peers.Result) {
 		if len(r.RoundRates) > 1 {
 			line := fmt.Sprintf("                rounds: %s bookings/s, the median round shown", join(r.RoundRates, "%.0f"))
 			if s, ok := single[r.Connections]; ok && r.Backend != rowSingle {
-				line += "; ÷ slotd in each round: " + join(scale(roundShares(rates(r), s), 100), "%.0f%%")
+				line += "; ÷ slotd in each round: " + join(scale(peers.RoundRatios(r.Rates(), s), 100), "%.0f%%")
 			}
 			fmt.Fprintln(w, line)
 		}
@@ -133,7 +133,7 @@ func (r *Report) writeTargets(w io.Writer) {
 			if c == nil || single == nil {
 				continue
 			}
-			shares := roundShares(rates(c), rates(single))
+			shares := peers.RoundRatios(c.Rates(), single.Rates())
 			if len(shares) == 0 {
 				continue
 			}
@@ -156,25 +156,6 @@ func (r *Report) writeTargets(w io.Writer) {
 		p99 := f.Quantile(targetFailoverSample)
 		fmt.Fprintf(w, "  failover p99 ≤ %s: %s over %d kills %s\n", fmtDur(targetFailoverP99), fmtDur(p99), len(f.Samples), met(p99 <= targetFailoverP99))
 	}
-}
-
-// rates returns the bookings/s of every round of r.
-func rates(r *peers.Result) []float64 {
-	if len(r.RoundRates) > 0 {
-		return r.RoundRates
-	}
-	return []float64{r.BookingsPerSecond()}
-}
-
-// roundShares divides xs by base round by round.
-func roundShares(xs, base []float64) []float64 {
-	var out []float64
-	for i := range min(len(xs), len(base)) {
-		if base[i] > 0 {
-			out = append(out, xs[i]/base[i])
-		}
-	}
-	return out
 }
 
 func scale(xs []float64, k float64) []float64 {

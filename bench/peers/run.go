@@ -414,14 +414,14 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 	slotdRates := map[int][]float64{}
 	for _, r := range rows {
 		if r.Backend == "slotd" {
-			slotdRates[r.Connections] = r.rates()
+			slotdRates[r.Connections] = r.Rates()
 		}
 	}
 	for _, r := range rows {
 		ratio := "-"
 		var rounds []float64 // slotd ÷ this peer in each round
 		if s, ok := slotdRates[r.Connections]; ok && r.Backend != "slotd" {
-			rounds = roundRatios(s, r.rates())
+			rounds = RoundRatios(s, r.Rates())
 		}
 		if len(rounds) > 0 {
 			ratio = fmt.Sprintf("%.1f×", median(rounds))
@@ -470,18 +470,18 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 	}
 }
 
-// rates returns the bookings/s of every round of r (just r's own when it
+// Rates returns the bookings/s of every round of r (just r's own when it
 // was run once).
-func (r *Result) rates() []float64 {
+func (r *Result) Rates() []float64 {
 	if len(r.RoundRates) > 0 {
 		return r.RoundRates
 	}
 	return []float64{r.BookingsPerSecond()}
 }
 
-// roundRatios divides slotd's bookings/s by a peer's round by round; a
+// RoundRatios divides slotd's bookings/s by a peer's round by round; a
 // round the peer booked nothing in has no ratio.
-func roundRatios(slotd, peer []float64) []float64 {
+func RoundRatios(slotd, peer []float64) []float64 {
 	var out []float64
 	for i := range min(len(slotd), len(peer)) {
 		if peer[i] > 0 {

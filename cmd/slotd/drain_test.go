@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -138,15 +137,7 @@ func TestClusterShutdownDelay(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs slotd")
 	}
-	var addrs []string
-	for range 3 {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs = append(addrs, ln.Addr().String())
-		ln.Close()
-	}
+	addrs := slotdtest.FreeAddrs(t, 3)
 	raft, api, admin := addrs[0], addrs[1], addrs[2]
 	data := t.TempDir()
 	var logs syncBuffer

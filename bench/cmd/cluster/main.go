@@ -7,13 +7,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -38,11 +35,13 @@ func main() {
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
 	if *generator {
-		generate()
+		if err := peers.RunGeneratorChild(os.Stdin, os.Stdout); err != nil {
+			fail(err)
+		}
 		return
 	}
 	var err error
-	if cfg.Connections, err = parseInts(*conns); err != nil {
+	if cfg.Connections, err = peers.ParseInts(*conns); err != nil {
 		fail(fmt.Errorf("-conns: %w", err))
 	}
 	self, err := os.Executable()
@@ -60,36 +59,6 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-}
-
-// generate is the generator child: it runs one rush and reports the
-// outcome.
-func generate() {
-	var r peers.Rush
-	if err := json.NewDecoder(os.Stdin).Decode(&r); err != nil {
-		fail(fmt.Errorf("generator: cannot read the rush: %w", err))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	out, err := peers.GenerateHTTP(ctx, r)
-	if err != nil {
-		fail(fmt.Errorf("generator: %w", err))
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
-		fail(fmt.Errorf("generator: %w", err))
-	}
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for f := range strings.SplitSeq(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a number", f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 func fail(err error) {

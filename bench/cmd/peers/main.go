@@ -7,15 +7,12 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
-	"strconv"
-	"strings"
 	"syscall"
 
 	"slotd/bench/peers"
@@ -48,7 +45,9 @@ func main() {
 		defer pprof.StopCPUProfile()
 	}
 	if *generator {
-		generate()
+		if err := peers.RunGeneratorChild(os.Stdin, os.Stdout); err != nil {
+			fail(err)
+		}
 		return
 	}
 	// The edge serves every backend from this process, so all three get
@@ -66,7 +65,7 @@ func main() {
 	cfg.RedisURL = os.Getenv("SLOTD_PEERS_REDIS")
 	cfg.Progress = os.Stderr
 	var err error
-	if cfg.Connections, err = parseInts(*conns); err != nil {
+	if cfg.Connections, err = peers.ParseInts(*conns); err != nil {
 		fail(fmt.Errorf("-conns: %w", err))
 	}
 	switch *engine {
@@ -74,7 +73,7 @@ func main() {
 	case "none":
 		cfg.EngineGoroutines = []int{}
 	default:
-		if cfg.EngineGoroutines, err = parseInts(*engine); err != nil {
+		if cfg.EngineGoroutines, err = peers.ParseInts(*engine); err != nil {
 			fail(fmt.Errorf("-engine: %w", err))
 		}
 	}
@@ -97,36 +96,6 @@ func main() {
 	if err != nil {
 		fail(err)
 	}
-}
-
-// generate is the generator child: it runs one rush against the edge
-// named in the request and reports the outcome.
-func generate() {
-	var r peers.Rush
-	if err := json.NewDecoder(os.Stdin).Decode(&r); err != nil {
-		fail(fmt.Errorf("generator: cannot read the rush: %w", err))
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	out, err := peers.GenerateHTTP(ctx, r)
-	if err != nil {
-		fail(fmt.Errorf("generator: %w", err))
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(out); err != nil {
-		fail(fmt.Errorf("generator: %w", err))
-	}
-}
-
-func parseInts(s string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(f))
-		if err != nil {
-			return nil, fmt.Errorf("%q is not a number", f)
-		}
-		out = append(out, n)
-	}
-	return out, nil
 }
 
 func fail(err error) {
