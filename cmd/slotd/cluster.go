@@ -110,7 +110,10 @@ func (f *front) localServer(g uint64) *httpapi.Server {
 	if srv == nil || f.node.Leader(g) != f.self {
 		return nil
 	}
-	heard := make([]time.Time, 0, len(f.peerIDs))
+	// On the stack for clusters of up to nine nodes: this runs for every
+	// request the node answers.
+	var buf [8]time.Time
+	heard := buf[:0]
 	for _, p := range f.peerIDs {
 		if p != f.self {
 			heard = append(heard, f.node.LastHeard(p))
