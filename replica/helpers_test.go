@@ -51,6 +51,9 @@ type testCluster struct {
 	peers  []cluster.Peer
 	groups []uint64
 	nodes  []*testNode
+	// tick, if set, is the Raft tick instead of 10 ms (elections after
+	// ten ticks).
+	tick time.Duration
 	// broken, if set, is applied to every replica started: a variant
 	// with a safety check taken out, which the tests must catch.
 	broken func(r *Replica)
@@ -131,9 +134,13 @@ func (n *testNode) start(ln net.Listener) {
 	if n.c.broken != nil {
 		n.c.broken(n.rep)
 	}
+	tick := n.c.tick
+	if tick == 0 {
+		tick = 10 * time.Millisecond
+	}
 	n.node, err = cluster.NewNode(cluster.Config{
 		ID: n.id, Peers: n.c.peers, Groups: n.c.groups, Listener: ln,
-		TickInterval: 10 * time.Millisecond, ProposalBytesMax: 3 << 20,
+		TickInterval: tick, ProposalBytesMax: 3 << 20,
 		Transport: cluster.TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	}, store, n.rep)
 	if err != nil {
