@@ -66,4 +66,8 @@
 //
 //	kind 1, epoch:   1 byte = 1
 //	kind 2, change:  1 byte = 2, epoch uvarint, wal.Stage's bytes
+//	kind 6, sweep:   1 byte = 6, wal.EncodeSweepPlan's bytes
+//
+// A sweep entry (Replica.Sweep) is the retention sweep of a group's store:
+// the leader stamps the plan, every replica deletes by it (wal W12).
 package replica

@@ -57,6 +57,8 @@ type testCluster struct {
 	// broken, if set, is applied to every replica started: a variant
 	// with a safety check taken out, which the tests must catch.
 	broken func(r *Replica)
+	// sweepBatchMax, if set, is the stores' wal.Options.SweepBatchMax.
+	sweepBatchMax int
 
 	mu       sync.Mutex
 	isolated map[uint64]bool
@@ -108,7 +110,7 @@ func (n *testNode) start(ln net.Listener) {
 			return err
 		})
 	}
-	opts := wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20, FS: errorfs.Wrap(vfs.Default, slotdtest.NoSpace(n.dir, &n.diskFull))}
+	opts := wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20, FS: errorfs.Wrap(vfs.Default, slotdtest.NoSpace(n.dir, &n.diskFull)), SweepBatchMax: n.c.sweepBatchMax}
 	var err error
 	if n.raftDB, err = wal.Open(filepath.Join(n.dir, "raft"), opts); err != nil {
 		t.Fatalf("node %d: %v", n.id, err)

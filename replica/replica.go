@@ -20,6 +20,7 @@ import (
 const (
 	kindEpoch  byte = 1
 	kindChange byte = 2
+	kindSweep  byte = 6
 )
 
 // Defaults of Config.
@@ -91,6 +92,10 @@ type Replica struct {
 	// journal acknowledge without the log: a node answering writes it no
 	// longer leads.
 	testStaleLeader bool
+	// testSweepOwnClock, if set, makes each replica apply a sweep entry
+	// with a plan of its own, from this clock and its store's options,
+	// instead of the plan in the entry (W12 taken out).
+	testSweepOwnClock func() time.Time
 }
 
 // group is one group's replica on this node.
@@ -198,6 +203,37 @@ func (r *Replica) Commit(group uint64, c *allocator.Change) error {
 	return j.Commit(c)
 }
 
+// Sweep proposes one retention sweep of group as an entry of its log and
+// returns what it deleted once the entry is applied here; st.More says
+// that more is past retention than one sweep deletes, so call again. The
+// plan (wal.SweepPlan) is stamped here, from now and the retention
+// options of this node's store of the group, and every replica applies
+// it as it is (wal W12): no replica reads its own clock. Only the node
+// running the group's engine sweeps (elsewhere ErrNoEngine), so one node
+// sweeps a group at a time.
+//
+// A sweep names no epoch (P1): it deletes only idempotency records and
+// events, which no engine holds in memory, so a sweep that commits after
+// its proposer's leadership ended deletes nothing an engine relies on,
+// only what was past retention at its stamp.
+func (r *Replica) Sweep(group uint64, now time.Time) (st wal.SweepStats, err error) {
+	g := r.groups[group]
+	if g == nil {
+		return st, fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	j := g.jr.Load()
+	if j == nil {
+		return st, fmt.Errorf("%w: group %d", ErrNoEngine, group)
+	}
+	data := append([]byte{kindSweep}, wal.EncodeSweepPlan(g.db.PlanSweep(now))...)
+	res, err := r.node.Propose(j.l.ctx, group, data)
+	if err != nil {
+		return st, fmt.Errorf("replica: group %d: sweep: %w", group, err)
+	}
+	sr, _ := res.(sweepResult) // none for an entry this store held before its start (P5)
+	return sr.stats, nil
+}
+
 // Store returns group's store, nil for a group the node does not host.
 func (r *Replica) Store(group uint64) *wal.DB {
 	if g := r.groups[group]; g != nil {
@@ -208,6 +244,9 @@ func (r *Replica) Store(group uint64) *wal.DB {
 
 // markerResult is the Result of an epoch entry.
 type markerResult struct{ index, term uint64 }
+
+// sweepResult is the Result of a sweep entry.
+type sweepResult struct{ stats wal.SweepStats }
 
 // changeResult is the Result of a change entry.
 type changeResult struct {
@@ -251,6 +290,16 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 				return err
 			}
 			e.Result = changeResult{firstCursor: first}
+		case kindSweep:
+			plan := e.Data[1:]
+			if r.testSweepOwnClock != nil {
+				plan = wal.EncodeSweepPlan(g.db.PlanSweep(r.testSweepOwnClock()))
+			}
+			st, err := g.db.ApplySweep(e.Index, plan)
+			if err != nil {
+				return fmt.Errorf("replica: group %d: entry %d: %w", groupID, e.Index, err)
+			}
+			e.Result = sweepResult{stats: st}
 		default:
 			return fmt.Errorf("replica: group %d: entry %d: %w: kind %d", groupID, e.Index, cluster.ErrCorruptEntry, e.Data[0])
 		}

@@ -98,6 +98,14 @@
 //	W11. A replicated store (package replica) holds exactly the entries
 //	    through its meta/applied, written in the batch of their records
 //	    (replica.go).
+//	W12. A replicated store is swept by entries of its group's log
+//	    (ApplySweep), never by Sweep. The entry carries the sweep's plan
+//	    (SweepPlan: the cutoffs the group's leader stamped and the bound
+//	    of one batch); applying it reads no clock and no option of the
+//	    store, and writes its deletions, the deletion mark (W10) and the
+//	    applied index (W11) in one batch. Replicas that applied the same
+//	    entries hold the same records and the same mark, so a cursor
+//	    below the mark is refused alike on every node.
 //
 // # Commit pipeline
 //

@@ -19,6 +19,9 @@ package wal
 //	     below the applied one, so an entry is applied once across
 //	     restarts. The batches are written without an fsync: the Raft
 //	     log, synced before an entry commits, is what makes it durable.
+//
+// A group's retention sweep is an entry of its log too: ApplySweep
+// (sweep.go) deletes by the plan the entry carries (W12).
 
 import (
 	"bytes"

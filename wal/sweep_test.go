@@ -1,6 +1,8 @@
 package wal
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -184,4 +186,27 @@ func sweepAndCheck(t *testing.T, db *DB, now time.Time, wantDeleted int, wantMor
 	if m := db.EventsDeletedThrough(); m != wantFirst-1 {
 		t.Fatalf("deletion mark %d, want %d", m, wantFirst-1)
 	}
+}
+
+// TestSweepPlanEncoding: a plan read back is the plan written; a plan of
+// another version, cut short, with bytes left over or an unbounded batch
+// is refused as corrupt rather than applied (W12).
+func TestSweepPlanEncoding(t *testing.T) {
+	p := SweepPlan{IdempotencyBeforeUnixNano: -5, EventsBeforeUnixNano: t0.UnixNano(), BatchMax: 7}
+	enc := EncodeSweepPlan(p)
+	if got, err := DecodeSweepPlan(enc); err != nil || got != p {
+		t.Fatalf("read back %+v %v, wrote %+v", got, err, p)
+	}
+	bad := func(what string, data []byte) {
+		t.Helper()
+		if _, err := DecodeSweepPlan(data); !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("%s: %v, want ErrCorrupt", what, err)
+		}
+	}
+	bad("empty", nil)
+	bad("other version", append([]byte{2}, enc[1:]...))
+	bad("cut short", enc[:len(enc)-1])
+	bad("left over", append(bytes.Clone(enc), 0))
+	bad("no bound", EncodeSweepPlan(SweepPlan{BatchMax: 0}))
+	bad("bound too large", EncodeSweepPlan(SweepPlan{BatchMax: sweepBatchMaxLimit + 1}))
 }
