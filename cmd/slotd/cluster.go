@@ -21,6 +21,7 @@ import (
 	"hash/fnv"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -69,7 +70,36 @@ func (f *front) fromPeer(ctx *fasthttp.RequestCtx) bool {
 	}
 	ctx.Request.Header.Del(headerForwarded)
 	ctx.Request.Header.Del(headerGroup)
+	ctx.Request.Header.Del(headerClient)
 	return false
+}
+
+// headerClient names, on a forwarded request, the address of the client
+// that sent it to the first node, so that the group's Server counts the
+// client's failed authentications against the client, not against the
+// node that forwarded them. It is honoured only on a request that holds
+// the forward token (fromPeer), which no client knows: from anyone else
+// fromPeer drops it, and the connection's own address counts.
+const headerClient = "X-Slotd-Client"
+
+// setClient names ctx's client on req, a request forwarded on its behalf.
+func setClient(req *fasthttp.Request, ctx *fasthttp.RequestCtx) {
+	if ip, ok := netip.AddrFromSlice(ctx.RemoteIP()); ok {
+		req.Header.Set(headerClient, ip.Unmap().String())
+	}
+}
+
+// asClient makes ctx, a request forwarded by a peer, read as sent by the
+// client its headerClient names, and returns the undo: ctx's connection
+// is a peer's, kept alive for the requests of other clients. A value that
+// is no address leaves the connection's (the peer's) in place.
+func asClient(ctx *fasthttp.RequestCtx) (undo func()) {
+	ip, err := netip.ParseAddr(string(ctx.Request.Header.Peek(headerClient)))
+	if err != nil {
+		return func() {}
+	}
+	ctx.SetRemoteAddr(&net.TCPAddr{IP: ip.AsSlice()})
+	return func() { ctx.SetRemoteAddr(nil) }
 }
 
 // forwardTokenOf derives the cluster's forward token from the ticket
@@ -594,6 +624,9 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	forwarded := f.fromPeer(ctx)
+	if forwarded {
+		defer asClient(ctx)()
+	}
 	g, ok := f.groupOf(ctx)
 	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {
 		n, err := strconv.ParseUint(string(named), 10, 8)
@@ -644,6 +677,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.Header.Set(headerForwarded, f.forwardToken)
+	setClient(req, ctx)
 	if err := client.DoTimeout(req, &ctx.Response, forwardTimeoutOf(ctx)); err != nil {
 		f.metrics.forwarded.WithLabelValues("unreachable").Inc()
 		ctx.Response.Reset()

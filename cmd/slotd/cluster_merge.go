@@ -45,6 +45,7 @@ func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
 	}
 	req.Header.Set(headerForwarded, f.forwardToken)
 	req.Header.Set(headerGroup, strconv.FormatUint(g, 10))
+	setClient(req, ctx)
 	resp := fasthttp.AcquireResponse()
 	defer fasthttp.ReleaseResponse(resp)
 	if err := client.DoTimeout(req, resp, forwardTimeout); err != nil {
