@@ -104,6 +104,10 @@ type WatchRequest struct {
 	Office, Region     string // exactly one
 	From, To           Date
 	AutoHold           bool
+	// ID is the id the watch takes; zero: a new one. A cluster names the
+	// parts of a region watch that spans its groups alike, one part in
+	// each group, so that the watch has one id (cmd/slotd).
+	ID ID
 }
 
 // Watch registers a watch.
@@ -140,7 +144,11 @@ func (e *Engine) Watch(now time.Time, req WatchRequest, meta Meta) (WatchRecord,
 	if !offered {
 		return WatchRecord{}, fmt.Errorf("%w: no office of the watch offers %q", ErrServiceNotFound, req.Service)
 	}
-	w := &WatchRecord{ID: e.newID(), Applicant: req.Applicant, Service: req.Service, Office: req.Office, Region: req.Region,
+	id := req.ID
+	if id == (ID{}) {
+		id = e.newID()
+	}
+	w := &WatchRecord{ID: id, Applicant: req.Applicant, Service: req.Service, Office: req.Office, Region: req.Region,
 		From: req.From, To: req.To, AutoHold: req.AutoHold, CreatedUnixNano: now.UnixNano(), Active: true}
 	wl := &e.watches
 	wl.mu.Lock()
@@ -150,6 +158,9 @@ func (e *Engine) Watch(now time.Time, req WatchRequest, meta Meta) (WatchRecord,
 	}
 	if len(wl.list) >= watchesMax {
 		return WatchRecord{}, fmt.Errorf("%w: too many watches", ErrOverloaded)
+	}
+	if req.ID != (ID{}) && slices.ContainsFunc(wl.list, func(x *WatchRecord) bool { return x.ID == req.ID }) {
+		return WatchRecord{}, fmt.Errorf("%w: an active watch has the id %s", ErrValidation, req.ID)
 	}
 	if err := e.commit(&Change{Watches: []*WatchRecord{w}}, meta); err != nil {
 		return WatchRecord{}, err

@@ -390,3 +390,25 @@ func TestTickOffersSeatsInTheOrderTheyFreed(t *testing.T) {
 		t.Fatalf("the watch was served %+v; want the seat of office a, whose hold (%s) expired first", evs, first.ID)
 	}
 }
+
+// A watch may take an id its caller chose (the parts of a cluster's
+// region watch share one); a second active watch under that id is
+// refused, and the id is free again once the first is gone.
+func TestWatchChosenID(t *testing.T) {
+	e, _ := newTestEngine(t, oneWindowOffice())
+	id := ID{0, 1, 2, 3}
+	req := WatchRequest{Applicant: "w", Service: "patent", Office: "a", From: d(1), To: d(10), ID: id}
+	w, err := e.Watch(t0, req, portal())
+	if err != nil || w.ID != id {
+		t.Fatalf("watch %v %v, want id %s", w.ID, err, id)
+	}
+	req.Applicant = "other"
+	_, err = e.Watch(t0, req, portal())
+	wantErr(t, err, ErrValidation)
+	if err := e.Unwatch(t0, id, "w", portal()); err != nil {
+		t.Fatal(err)
+	}
+	if w, err := e.Watch(t0, req, portal()); err != nil || w.ID != id {
+		t.Fatalf("watch after the first was deleted: %v %v", w.ID, err)
+	}
+}

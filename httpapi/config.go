@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -143,6 +144,12 @@ type Config struct {
 	// the applicant and failed-authentication limits; the others must be
 	// configured alike. Nil: the Server's own.
 	Limits *SharedLimits
+	// WatchID, if set, returns the id a watch created by the request must
+	// take (allocator.WatchRequest.ID), or false for a new one. A
+	// cluster's front sets it for the parts of a region watch that spans
+	// its groups, which share one id; it must never honour a client's
+	// choice. Nil: every watch gets a new id.
+	WatchID func(ctx *fasthttp.RequestCtx) (allocator.ID, bool)
 	// Secret signs ticket tokens (HMAC-SHA256); at least 32 bytes. Tickets
 	// stay valid as long as the secret does.
 	Secret []byte

@@ -75,6 +75,9 @@ func (s *Server) createWatch(r *request) {
 	}
 	req := allocator.WatchRequest{Applicant: applicant, Service: body.Service, Office: body.Office, Region: body.Region,
 		From: from, To: to, AutoHold: body.AutoHold}
+	if s.cfg.WatchID != nil {
+		req.ID, _ = s.cfg.WatchID(r.ctx)
+	}
 	render := func(c *allocator.Change) (int, []byte) { return 201, renderWatch(c.Watches[0]) }
 	w, err := s.engine.Watch(r.now, req, r.meta("", render))
 	r.answer(err, func() (int, []byte) { return 201, renderWatch(&w) })

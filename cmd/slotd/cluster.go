@@ -71,6 +71,7 @@ func (f *front) fromPeer(ctx *fasthttp.RequestCtx) bool {
 	ctx.Request.Header.Del(headerForwarded)
 	ctx.Request.Header.Del(headerGroup)
 	ctx.Request.Header.Del(headerClient)
+	ctx.Request.Header.Del(headerWatchID)
 	return false
 }
 
@@ -318,7 +319,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		srv, err := httpapi.New(httpapi.Config{
 			Engine: e, Idempotency: groupIdempotency{db: stores[group], rep: f.rep, group: group}, Events: stores[group],
 			Keys: f.currentKeys(), KeysSource: func() ([]httpapi.Key, error) { return f.currentKeys(), nil },
-			Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg, Limits: limits,
+			WatchID: watchIDOf, Secret: secret, Steady: steady, Logger: log.With(zap.Uint64("group", group)), Registry: reg, Limits: limits,
 			RatePerSecond: opts.ratePerKey, RateBurst: opts.rateBurst, InFlightMax: opts.inFlightMax,
 			RatePerApplicant: applicantRate(opts.ratePerApplicant), RateApplicantBurst: opts.rateApplicantBurst,
 			FilesReserved: httpapi.DefaultFilesReserved + storeFilesMax*(1+co.groups),
@@ -588,6 +589,9 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 		return f.groupOfOffice(seg[1]), true
 	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) >= 2 && seg[1] != "":
 		id, err := allocator.ParseID(seg[1])
+		if seg[0] == "watches" && err == nil && id[0] == 0 && len(f.groups) > 1 {
+			return 0, false // a region watch over the groups (cluster_watches.go)
+		}
 		if err != nil || id[0] == 0 || int(id[0]) > len(f.groups) {
 			// No group holds it: any group's Server answers it as one
 			// slotd would (400 for a malformed id, 404 for one nobody has).
@@ -641,8 +645,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 			if f.spanning(ctx) {
 				return
 			}
-			if ctx.IsPost() && string(ctx.Path()) == "/v1/watches" {
-				httpapi.WriteProblem(ctx, api.CodeValidationFailed, "a watch over a region spans the offices of several replica groups, which this release of the cluster does not answer with more than one group (-groups); watch an office", 0)
+			if f.regionWatch(ctx) {
 				return
 			}
 		}

@@ -22,21 +22,33 @@ import (
 type answer struct {
 	status int
 	body   []byte
+	// replayed: the group answered from its idempotency store (the
+	// request's Idempotency-Key had been answered before).
+	replayed bool
 }
 
 // ask sends a copy of ctx's request, with its query replaced by query, to
 // group g: its Server here, or the group's leader. A group that cannot
 // be reached answers no_leader.
 func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
+	return f.askWith(ctx, g, query, nil)
+}
+
+// askWith is ask with the copy of the request changed by prepare, if set,
+// before it is sent.
+func (f *front) askWith(ctx *fasthttp.RequestCtx, g uint64, query string, prepare func(req *fasthttp.Request)) answer {
 	req := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(req)
 	ctx.Request.CopyTo(req)
 	req.URI().SetQueryString(query)
+	if prepare != nil {
+		prepare(req)
+	}
 	if srv := f.localServer(g); srv != nil {
 		var sub fasthttp.RequestCtx
 		sub.Init(req, ctx.RemoteAddr().(*net.TCPAddr), nil)
 		srv.Handler()(&sub)
-		return answer{status: sub.Response.StatusCode(), body: append([]byte(nil), sub.Response.Body()...)}
+		return answer{status: sub.Response.StatusCode(), body: append([]byte(nil), sub.Response.Body()...), replayed: isReplayed(&sub.Response)}
 	}
 	leader := f.node.Leader(g)
 	client := f.edges[leader]
@@ -53,7 +65,7 @@ func (f *front) ask(ctx *fasthttp.RequestCtx, g uint64, query string) answer {
 		return f.noLeader(g)
 	}
 	f.metrics.forwarded.WithLabelValues("answered").Inc()
-	return answer{status: resp.StatusCode(), body: append([]byte(nil), resp.Body()...)}
+	return answer{status: resp.StatusCode(), body: append([]byte(nil), resp.Body()...), replayed: isReplayed(resp)}
 }
 
 func (f *front) noLeader(g uint64) answer {

@@ -1,0 +1,126 @@
+package clustertest
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	"slotd/internal/slotdtest"
+)
+
+// A region watch with more than one group: the front makes it of parts,
+// one in each group with an office of the region offering the service,
+// under one id whose first byte is 0 (cmd/slotd/cluster_watches.go). With
+// -groups 2 the demo region moscow has offices in both groups. The watch
+// is created through one node, retried under its Idempotency-Key through
+// another (same id), served by a seat freed in one group (auto_hold: the
+// seat becomes the watcher's hold there), deleted through a third node,
+// which deletes the part left in the other group, so that a seat freed
+// there afterwards goes to nobody. A client's own X-Slotd-Watch-Id is
+// ignored.
+func TestRegionWatchAcrossGroups(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	a, b, d := c.nodes[0], c.nodes[1], c.nodes[2]
+	date := nextWeekday(3)
+	watch := fmt.Sprintf(`{"applicant":"watcher","service":"patent","region":"moscow","from":%q,"to":%q,"auto_hold":true}`, date, date)
+	status, w, err := a.call("POST", "/v1/watches", watch, "watch-1")
+	if err != nil || status != 201 {
+		t.Fatalf("region watch: %d %v %v, want 201", status, w, err)
+	}
+	id := str(w["id"])
+	if raw, err := base64.RawURLEncoding.DecodeString(id); err != nil || len(raw) != 16 || raw[0] != 0 {
+		t.Fatalf("watch id %q: a watch of parts has first byte 0 (%v)", id, err)
+	}
+	if w["region"] != "moscow" || w["auto_hold"] != true {
+		t.Fatalf("watch %v", w)
+	}
+	if status, w2, err := b.call("POST", "/v1/watches", watch, "watch-1"); err != nil || status != 201 || str(w2["id"]) != id {
+		t.Fatalf("the retry through another node: %d %v %v, want 201 with id %s", status, w2, err, id)
+	}
+
+	// A client naming a watch's id is ignored: the header is the front's.
+	forged := base64.RawURLEncoding.EncodeToString([]byte("forged watch id!"))
+	office := fmt.Sprintf(`{"applicant":"forger","service":"patent","office":"msk-mfc-mitino","from":%q,"to":%q}`, date, date)
+	req, _ := http.NewRequest("POST", "http://"+d.addr+"/v1/watches", strings.NewReader(office))
+	req.Header.Set("Authorization", "Bearer "+portalKey)
+	req.Header.Set("X-Slotd-Watch-Id", forged)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fw map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&fw)
+	resp.Body.Close()
+	if resp.StatusCode != 201 || str(fw["id"]) == forged {
+		t.Fatalf("a watch with a forged id header: %d %v, want 201 with an id of the engine's", resp.StatusCode, fw)
+	}
+
+	hold := func(n *node, office, applicant string) string {
+		t.Helper()
+		body := fmt.Sprintf(`{"office":%q,"service":"patent","applicant":%q,"earliest_after":"%sT09:00:00+03:00"}`, office, applicant, date)
+		status, out, err := n.call("POST", "/v1/bookings", body, "")
+		if err != nil || status != 201 {
+			t.Fatalf("hold at %s: %d %v %v", office, status, out, err)
+		}
+		return str(out["id"])
+	}
+	cancel := func(n *node, id, applicant string) {
+		t.Helper()
+		status, out, err := n.call("POST", "/v1/bookings/"+id+"/cancel", fmt.Sprintf(`{"applicant":%q}`, applicant), "")
+		if err != nil || status != 200 {
+			t.Fatalf("cancel %s: %d %v %v", id, status, out, err)
+		}
+	}
+	watcherBookings := func() []string {
+		t.Helper()
+		status, out, err := d.call("GET", "/v1/bookings?applicant=watcher", "", "")
+		if err != nil || status != 200 {
+			t.Fatalf("the watcher's bookings: %d %v %v", status, out, err)
+		}
+		var offices []string
+		for _, x := range out["bookings"].([]any) {
+			bk := x.(map[string]any)
+			offices = append(offices, str(bk["office"])+" "+str(bk["status"]))
+		}
+		return offices
+	}
+
+	// msk-mfc-mitino is in group 1 and msk-sakharovo in group 2.
+	cancel(b, hold(a, "msk-mfc-mitino", "other-1"), "other-1")
+	if got := watcherBookings(); len(got) != 1 || got[0] != "msk-mfc-mitino held" {
+		t.Fatalf("after a seat freed in group 1 the watcher holds %v, want the seat at msk-mfc-mitino", got)
+	}
+	// Group 1's part is served; group 2's is still active, and the delete
+	// through a third node removes it.
+	if status, out, err := d.call("DELETE", "/v1/watches/"+id+"?applicant=watcher", "", ""); err != nil || status != 204 {
+		t.Fatalf("delete the watch: %d %v %v, want 204", status, out, err)
+	}
+	cancel(a, hold(b, "msk-sakharovo", "other-2"), "other-2")
+	if got := watcherBookings(); len(got) != 1 {
+		t.Fatalf("after the delete a seat freed in group 2 went to the watcher: %v", got)
+	}
+	if status, _, _ := b.call("DELETE", "/v1/watches/"+id+"?applicant=watcher", "", ""); status != 404 {
+		t.Fatalf("a deleted watch deleted again: %d, want 404", status)
+	}
+
+	// A region whose offices are all in one group (spb: group 1) has one
+	// part; a service no office of the region offers is 404 as with one
+	// group.
+	spb := fmt.Sprintf(`{"applicant":"w2","service":"patent","region":"spb","from":%q,"to":%q}`, date, date)
+	status, w, err = b.call("POST", "/v1/watches", spb, "")
+	if err != nil || status != 201 {
+		t.Fatalf("spb watch: %d %v %v", status, w, err)
+	}
+	if status, _, _ := a.call("DELETE", "/v1/watches/"+str(w["id"])+"?applicant=w2", "", ""); status != 204 {
+		t.Fatalf("delete the spb watch: %d, want 204", status)
+	}
+	none := fmt.Sprintf(`{"applicant":"w3","service":"no-such-service","region":"moscow","from":%q,"to":%q}`, date, date)
+	if status, out, _ := a.call("POST", "/v1/watches", none, ""); status != 404 || out["code"] != "not_found" {
+		t.Fatalf("a service the region lacks: %d %v, want 404 not_found", status, out)
+	}
+}
