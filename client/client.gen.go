@@ -1819,6 +1819,14 @@ type ClientInterface interface {
 	// a non-reschedulable service or still held, is skipped and its watch
 	// stays active), without it the applicant gets `watch.matched`.
 	//
+	// In a cluster with more than one replica group, a region watch is
+	// made of one part in each group that has an office of the region
+	// offering the service, all under the one id answered. Each part is
+	// served once, by seats of its group's offices: the applicant may
+	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+	// delete the watch at the first `watch.matched` to get one. Deleting
+	// the id deletes every part.
+	//
 	// Takes any type of body and a specified content type.
 	//
 	// Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -1842,6 +1850,14 @@ type ClientInterface interface {
 	// a non-reschedulable service or still held, is skipped and its watch
 	// stays active), without it the applicant gets `watch.matched`.
 	//
+	// In a cluster with more than one replica group, a region watch is
+	// made of one part in each group that has an office of the region
+	// offering the service, all under the one id answered. Each part is
+	// served once, by seats of its group's offices: the applicant may
+	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+	// delete the watch at the first `watch.matched` to get one. Deleting
+	// the id deletes every part.
+	//
 	// Takes a body of the `application/json` content type.
 	//
 	// Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -1849,7 +1865,10 @@ type ClientInterface interface {
 
 	// DeleteWatch Delete an active watch (portal)
 	//
-	// Another applicant's watch, or one already served, answers 404.
+	// Another applicant's watch, or one already served, answers 404. A
+	// region watch over several replica groups (see createWatch) answers
+	// 204 if any of its parts was still active, and deletes them all; a
+	// 503 means some part may be left: retry.
 	//
 	// Corresponds with DELETE /v1/watches/{id} (the `DeleteWatch` operationId).
 	DeleteWatch(ctx context.Context, id string, params *DeleteWatchParams, reqEditors ...RequestEditorFn) (*http.Response, error)
@@ -2773,6 +2792,14 @@ func (c *Client) Search(ctx context.Context, params *SearchParams, reqEditors ..
 // a non-reschedulable service or still held, is skipped and its watch
 // stays active), without it the applicant gets `watch.matched`.
 //
+// In a cluster with more than one replica group, a region watch is
+// made of one part in each group that has an office of the region
+// offering the service, all under the one id answered. Each part is
+// served once, by seats of its group's offices: the applicant may
+// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+// delete the watch at the first `watch.matched` to get one. Deleting
+// the id deletes every part.
+//
 // Takes any type of body and a specified content type.
 //
 // Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -2806,6 +2833,14 @@ func (c *Client) CreateWatchWithBody(ctx context.Context, params *CreateWatchPar
 // a non-reschedulable service or still held, is skipped and its watch
 // stays active), without it the applicant gets `watch.matched`.
 //
+// In a cluster with more than one replica group, a region watch is
+// made of one part in each group that has an office of the region
+// offering the service, all under the one id answered. Each part is
+// served once, by seats of its group's offices: the applicant may
+// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+// delete the watch at the first `watch.matched` to get one. Deleting
+// the id deletes every part.
+//
 // Takes a body of the `application/json` content type.
 //
 // Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -2823,7 +2858,10 @@ func (c *Client) CreateWatch(ctx context.Context, params *CreateWatchParams, bod
 
 // DeleteWatch Delete an active watch (portal)
 //
-// Another applicant's watch, or one already served, answers 404.
+// Another applicant's watch, or one already served, answers 404. A
+// region watch over several replica groups (see createWatch) answers
+// 204 if any of its parts was still active, and deletes them all; a
+// 503 means some part may be left: retry.
 //
 // Corresponds with DELETE /v1/watches/{id} (the `DeleteWatch` operationId).
 func (c *Client) DeleteWatch(ctx context.Context, id string, params *DeleteWatchParams, reqEditors ...RequestEditorFn) (*http.Response, error) {
@@ -5645,6 +5683,14 @@ type ClientWithResponsesInterface interface {
 	// a non-reschedulable service or still held, is skipped and its watch
 	// stays active), without it the applicant gets `watch.matched`.
 	//
+	// In a cluster with more than one replica group, a region watch is
+	// made of one part in each group that has an office of the region
+	// offering the service, all under the one id answered. Each part is
+	// served once, by seats of its group's offices: the applicant may
+	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+	// delete the watch at the first `watch.matched` to get one. Deleting
+	// the id deletes every part.
+	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -5668,6 +5714,14 @@ type ClientWithResponsesInterface interface {
 	// a non-reschedulable service or still held, is skipped and its watch
 	// stays active), without it the applicant gets `watch.matched`.
 	//
+	// In a cluster with more than one replica group, a region watch is
+	// made of one part in each group that has an office of the region
+	// offering the service, all under the one id answered. Each part is
+	// served once, by seats of its group's offices: the applicant may
+	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+	// delete the watch at the first `watch.matched` to get one. Deleting
+	// the id deletes every part.
+	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
 	// Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -5675,7 +5729,10 @@ type ClientWithResponsesInterface interface {
 
 	// DeleteWatchWithResponse Delete an active watch (portal)
 	//
-	// Another applicant's watch, or one already served, answers 404.
+	// Another applicant's watch, or one already served, answers 404. A
+	// region watch over several replica groups (see createWatch) answers
+	// 204 if any of its parts was still active, and deletes them all; a
+	// 503 means some part may be left: retry.
 	//
 	// Returns a wrapper object for the known response body format(s).
 	//
@@ -9698,6 +9755,14 @@ func (c *ClientWithResponses) SearchWithResponse(ctx context.Context, params *Se
 // a non-reschedulable service or still held, is skipped and its watch
 // stays active), without it the applicant gets `watch.matched`.
 //
+// In a cluster with more than one replica group, a region watch is
+// made of one part in each group that has an office of the region
+// offering the service, all under the one id answered. Each part is
+// served once, by seats of its group's offices: the applicant may
+// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+// delete the watch at the first `watch.matched` to get one. Deleting
+// the id deletes every part.
+//
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -9727,6 +9792,14 @@ func (c *ClientWithResponses) CreateWatchWithBodyWithResponse(ctx context.Contex
 // a non-reschedulable service or still held, is skipped and its watch
 // stays active), without it the applicant gets `watch.matched`.
 //
+// In a cluster with more than one replica group, a region watch is
+// made of one part in each group that has an office of the region
+// offering the service, all under the one id answered. Each part is
+// served once, by seats of its group's offices: the applicant may
+// get a `watch.matched` (with `auto_hold`, a hold) from each group;
+// delete the watch at the first `watch.matched` to get one. Deleting
+// the id deletes every part.
+//
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
 // Corresponds with POST /v1/watches (the `CreateWatch` operationId).
@@ -9740,7 +9813,10 @@ func (c *ClientWithResponses) CreateWatchWithResponse(ctx context.Context, param
 
 // DeleteWatchWithResponse Delete an active watch (portal)
 //
-// Another applicant's watch, or one already served, answers 404.
+// Another applicant's watch, or one already served, answers 404. A
+// region watch over several replica groups (see createWatch) answers
+// 204 if any of its parts was still active, and deletes them all; a
+// 503 means some part may be left: retry.
 //
 // Returns a wrapper object for the known response body format(s).
 //
