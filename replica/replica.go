@@ -205,7 +205,8 @@ func (r *Replica) Commit(group uint64, c *allocator.Change) error {
 
 // Sweep proposes one retention sweep of group as an entry of its log and
 // returns what it deleted once the entry is applied here; st.More says
-// that more is past retention than one sweep deletes, so call again. The
+// that more is past retention than one sweep deletes, so call again. A
+// group with nothing past retention in this node's store gets no entry. The
 // plan (wal.SweepPlan) is stamped here, from now and the retention
 // options of this node's store of the group, and every replica applies
 // it as it is (wal W12): no replica reads its own clock. Only the node
@@ -225,7 +226,11 @@ func (r *Replica) Sweep(group uint64, now time.Time) (st wal.SweepStats, err err
 	if j == nil {
 		return st, fmt.Errorf("%w: group %d", ErrNoEngine, group)
 	}
-	data := append([]byte{kindSweep}, wal.EncodeSweepPlan(g.db.PlanSweep(now))...)
+	plan := g.db.PlanSweep(now)
+	if due, err := g.db.SweepDue(plan); err != nil || !due {
+		return st, err // nothing past retention: no entry
+	}
+	data := append([]byte{kindSweep}, wal.EncodeSweepPlan(plan)...)
 	res, err := r.node.Propose(j.l.ctx, group, data)
 	if err != nil {
 		return st, fmt.Errorf("replica: group %d: sweep: %w", group, err)

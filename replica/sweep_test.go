@@ -94,6 +94,15 @@ func TestSweepReplicasAgree(t *testing.T) {
 				t.Fatalf("%d sweeps deleted %d idempotency records (want 5 in several bounded sweeps) and %d events", sweeps, idemDeleted, eventsDeleted)
 			}
 			mark := checkMarks(t, c, 1)
+			// Nothing is left past retention: another sweep proposes no
+			// entry.
+			before, _, _ := leader.stores[1].Applied()
+			if st, err := leader.rep.Sweep(1, sweepNow); err != nil || st != (wal.SweepStats{}) {
+				t.Fatalf("a sweep with nothing due: %+v %v", st, err)
+			}
+			if after, _, _ := leader.stores[1].Applied(); after != before {
+				t.Fatalf("a sweep with nothing due was proposed: applied %d, then %d", before, after)
+			}
 			// A restarted replica loads the same mark and holds the same
 			// records (W10, W11).
 			n := c.node(leader.id%3 + 1)

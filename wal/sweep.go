@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"slotd/allocator"
 )
 
 // SweepStats says what one Sweep call deleted.
@@ -53,6 +55,45 @@ func (db *DB) PlanSweep(now time.Time) SweepPlan {
 		EventsBeforeUnixNano:      now.Add(-db.opts.EventRetention).UnixNano(),
 		BatchMax:                  db.opts.SweepBatchMax,
 	}
+}
+
+// SweepDue reports whether a sweep by p would delete anything: an
+// idempotency record or the oldest event kept is older than its cutoff.
+// A cluster's leader asks its own replica before it proposes a sweep, so
+// that a group with nothing past retention gets no entry a minute.
+func (db *DB) SweepDue(p SweepPlan) (bool, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return false, allocator.ErrJournalClosed
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{prefixIdemByTime},
+		UpperBound: idemByTimeKey(nil, p.IdempotencyBeforeUnixNano, ""),
+	})
+	if err != nil {
+		return false, fmt.Errorf("wal: sweep: %w", err)
+	}
+	due := it.First()
+	if err := it.Close(); err != nil || due {
+		return due, err
+	}
+	it, err = db.pdb.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{prefixEvent},
+		UpperBound: eventKey(nil, db.feed.published.Load()+1),
+	})
+	if err != nil {
+		return false, fmt.Errorf("wal: sweep: %w", err)
+	}
+	defer it.Close()
+	if !it.First() {
+		return false, it.Error()
+	}
+	e, _, _, err := decodeEventFields(it.Value(), nil)
+	if err != nil {
+		return false, fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(it.Key()), err)
+	}
+	return e.AtUnixNano < p.EventsBeforeUnixNano, nil
 }
 
 // sweepPlanVersion is the first byte of an encoded SweepPlan. Encoded

@@ -210,3 +210,25 @@ func TestSweepPlanEncoding(t *testing.T) {
 	bad("no bound", EncodeSweepPlan(SweepPlan{BatchMax: 0}))
 	bad("bound too large", EncodeSweepPlan(SweepPlan{BatchMax: sweepBatchMaxLimit + 1}))
 }
+
+// TestSweepDue: a sweep is due while a record or the oldest event is
+// older than the plan's cutoffs, and not once they are swept.
+func TestSweepDue(t *testing.T) {
+	db, _ := openTest(t, Options{IdempotencyTTL: time.Hour})
+	now := t0.Add(10 * time.Hour)
+	f := func(want bool) {
+		t.Helper()
+		if due, err := db.SweepDue(db.PlanSweep(now)); err != nil || due != want {
+			t.Fatalf("due %v %v, want %v", due, err, want)
+		}
+	}
+	f(false)
+	if err := db.PutIdempotency(&allocator.IdempotencyRecord{Key: "old", Status: 409, AtUnixNano: now.Add(-2 * time.Hour).UnixNano()}); err != nil {
+		t.Fatal(err)
+	}
+	f(true)
+	if _, err := db.Sweep(now); err != nil {
+		t.Fatal(err)
+	}
+	f(false)
+}
