@@ -119,6 +119,33 @@ func TestRegionWatchAcrossGroups(t *testing.T) {
 	if status, _, _ := a.call("DELETE", "/v1/watches/"+str(w["id"])+"?applicant=w2", "", ""); status != 204 {
 		t.Fatalf("delete the spb watch: %d, want 204", status)
 	}
+	// A refusal in one group undoes the parts made in the others: with its
+	// 10 watches at msk-sakharovo (group 2) the applicant is at its limit
+	// there, so the watch answers 422 limit_reached, and the part made in
+	// group 1 is deleted again — its ten watches fit there afterwards.
+	officeWatch := func(n *node, office string) (int, map[string]any) {
+		body := fmt.Sprintf(`{"applicant":"full","service":"patent","office":%q,"from":%q,"to":%q}`, office, date, date)
+		status, out, err := n.call("POST", "/v1/watches", body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status, out
+	}
+	for i := range 10 {
+		if status, out := officeWatch(a, "msk-sakharovo"); status != 201 {
+			t.Fatalf("office watch %d: %d %v", i, status, out)
+		}
+	}
+	full := fmt.Sprintf(`{"applicant":"full","service":"patent","region":"moscow","from":%q,"to":%q}`, date, date)
+	if status, out, _ := b.call("POST", "/v1/watches", full, ""); status != 422 || out["code"] != "limit_reached" {
+		t.Fatalf("a region watch over the limit in group 2: %d %v, want 422 limit_reached", status, out)
+	}
+	for i := range 10 {
+		if status, out := officeWatch(d, "msk-mfc-mitino"); status != 201 {
+			t.Fatalf("office watch %d in group 1 after the refused region watch: %d %v (its part was left behind)", i, status, out)
+		}
+	}
+
 	none := fmt.Sprintf(`{"applicant":"w3","service":"no-such-service","region":"moscow","from":%q,"to":%q}`, date, date)
 	if status, out, _ := a.call("POST", "/v1/watches", none, ""); status != 404 || out["code"] != "not_found" {
 		t.Fatalf("a service the region lacks: %d %v, want 404 not_found", status, out)
