@@ -9,18 +9,21 @@ import (
 	"testing"
 
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // A region watch with more than one group: the front makes it of parts,
 // one in each group with an office of the region offering the service,
 // under one id whose first byte is 0 (cmd/slotd/cluster_watches.go). With
 // -groups 2 the demo region moscow has offices in both groups. The watch
-// is created through one node, retried under its Idempotency-Key through
-// another (same id), served by a seat freed in one group (auto_hold: the
-// seat becomes the watcher's hold there), deleted through a third node,
-// which deletes the part left in the other group, so that a seat freed
-// there afterwards goes to nobody. A client's own X-Slotd-Watch-Id is
-// ignored.
+// is created through one node and retried under its Idempotency-Key
+// through another (same id); a seat freed in one group serves it
+// (auto_hold: the seat becomes the watcher's hold there) and ends its part
+// in the other group, so that a seat freed there afterwards does not go
+// to the watcher. A watch deleted through another node loses its parts in
+// every group; one refused by a group leaves no part in the others. A
+// client's own X-Slotd-Watch-Id is ignored. Whether a part lives is read
+// from the applicant's limit of 10 watches a group.
 func TestRegionWatchAcrossGroups(t *testing.T) {
 	c := startCluster(t, slotdtest.Build(t), 3, 2)
 	c.leader(1)
@@ -90,23 +93,68 @@ func TestRegionWatchAcrossGroups(t *testing.T) {
 		return offices
 	}
 
+	officeWatch := func(n *node, applicant, office string) (int, map[string]any) {
+		t.Helper()
+		body := fmt.Sprintf(`{"applicant":%q,"service":"patent","office":%q,"from":%q,"to":%q}`, applicant, office, date, date)
+		status, out, err := n.call("POST", "/v1/watches", body, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return status, out
+	}
+	// fill gives applicant's office watches at office up to the limit of
+	// 10 a group, with have already there.
+	fill := func(applicant, office string, have int) {
+		t.Helper()
+		for i := have; i < 10; i++ {
+			if status, out := officeWatch(c.nodes[i%3], applicant, office); status != 201 {
+				t.Fatalf("%s's office watch %d at %s: %d %v", applicant, i, office, status, out)
+			}
+		}
+		if status, out := officeWatch(a, applicant, office); status != 422 {
+			t.Fatalf("%s's office watch past the limit at %s: %d %v, want 422", applicant, office, status, out)
+		}
+	}
+
+	// The watcher's part in group 2 and nine office watches there make its
+	// limit: one more fits only once the part is gone.
+	fill("watcher", "msk-sakharovo", 1)
 	// msk-mfc-mitino is in group 1 and msk-sakharovo in group 2.
 	cancel(b, hold(a, "msk-mfc-mitino", "other-1"), "other-1")
 	if got := watcherBookings(); len(got) != 1 || got[0] != "msk-mfc-mitino held" {
 		t.Fatalf("after a seat freed in group 1 the watcher holds %v, want the seat at msk-mfc-mitino", got)
 	}
-	// Group 1's part is served; group 2's is still active, and the delete
-	// through a third node removes it.
-	if status, out, err := d.call("DELETE", "/v1/watches/"+id+"?applicant=watcher", "", ""); err != nil || status != 204 {
-		t.Fatalf("delete the watch: %d %v %v, want 204", status, out, err)
-	}
+	// The part served in group 1 ends the part in group 2.
+	testtime.Eventually(t, waitFor, "the part in group 2 ends", func() error {
+		if status, out := officeWatch(d, "watcher", "msk-sakharovo"); status != 201 {
+			return fmt.Errorf("another office watch there: %d %v", status, out)
+		}
+		return nil
+	})
 	cancel(a, hold(b, "msk-sakharovo", "other-2"), "other-2")
 	if got := watcherBookings(); len(got) != 1 {
-		t.Fatalf("after the delete a seat freed in group 2 went to the watcher: %v", got)
+		t.Fatalf("a seat freed in group 2 after the watch was served went to the watcher: %v", got)
 	}
 	if status, _, _ := b.call("DELETE", "/v1/watches/"+id+"?applicant=watcher", "", ""); status != 404 {
+		t.Fatalf("a served watch deleted: %d, want 404", status)
+	}
+
+	// Deleted through another node than the one that made it, a watch
+	// loses its parts in both groups: the applicant's ten watches fit in
+	// each afterwards.
+	w4 := fmt.Sprintf(`{"applicant":"w4","service":"patent","region":"moscow","from":%q,"to":%q}`, date, date)
+	status, w, err = a.call("POST", "/v1/watches", w4, "")
+	if err != nil || status != 201 {
+		t.Fatalf("w4's watch: %d %v %v", status, w, err)
+	}
+	if status, out, err := d.call("DELETE", "/v1/watches/"+str(w["id"])+"?applicant=w4", "", ""); err != nil || status != 204 {
+		t.Fatalf("delete w4's watch: %d %v %v, want 204", status, out, err)
+	}
+	if status, _, _ := b.call("DELETE", "/v1/watches/"+str(w["id"])+"?applicant=w4", "", ""); status != 404 {
 		t.Fatalf("a deleted watch deleted again: %d, want 404", status)
 	}
+	fill("w4", "msk-mfc-mitino", 0)
+	fill("w4", "msk-sakharovo", 0)
 
 	// A region whose offices are all in one group (spb: group 1) has one
 	// part; a service no office of the region offers is 404 as with one
@@ -123,28 +171,12 @@ func TestRegionWatchAcrossGroups(t *testing.T) {
 	// 10 watches at msk-sakharovo (group 2) the applicant is at its limit
 	// there, so the watch answers 422 limit_reached, and the part made in
 	// group 1 is deleted again — its ten watches fit there afterwards.
-	officeWatch := func(n *node, office string) (int, map[string]any) {
-		body := fmt.Sprintf(`{"applicant":"full","service":"patent","office":%q,"from":%q,"to":%q}`, office, date, date)
-		status, out, err := n.call("POST", "/v1/watches", body, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return status, out
-	}
-	for i := range 10 {
-		if status, out := officeWatch(a, "msk-sakharovo"); status != 201 {
-			t.Fatalf("office watch %d: %d %v", i, status, out)
-		}
-	}
+	fill("full", "msk-sakharovo", 0)
 	full := fmt.Sprintf(`{"applicant":"full","service":"patent","region":"moscow","from":%q,"to":%q}`, date, date)
 	if status, out, _ := b.call("POST", "/v1/watches", full, ""); status != 422 || out["code"] != "limit_reached" {
 		t.Fatalf("a region watch over the limit in group 2: %d %v, want 422 limit_reached", status, out)
 	}
-	for i := range 10 {
-		if status, out := officeWatch(d, "msk-mfc-mitino"); status != 201 {
-			t.Fatalf("office watch %d in group 1 after the refused region watch: %d %v (its part was left behind)", i, status, out)
-		}
-	}
+	fill("full", "msk-mfc-mitino", 0) // no part left behind in group 1
 
 	none := fmt.Sprintf(`{"applicant":"w3","service":"no-such-service","region":"moscow","from":%q,"to":%q}`, date, date)
 	if status, out, _ := a.call("POST", "/v1/watches", none, ""); status != 404 || out["code"] != "not_found" {

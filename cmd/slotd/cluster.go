@@ -362,6 +362,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	go metrics.countLeaderChanges(f, stopMetrics)
 	go f.balance(f.peerIDs, stopMetrics)
 	go f.sweepLed(steady, stopMetrics)
+	go f.endServedParts(stopMetrics)
 	admin := &http.Server{Handler: f.adminHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 10 * time.Second, WriteTimeout: time.Minute}
 	go func() { _ = admin.Serve(adminLn) }()
 	defer admin.Close()

@@ -8,7 +8,12 @@ package main
 // byte, which names a booking's or a watch's group, is 0, which no group
 // has, and marks a watch of parts. Each part is an ordinary region watch
 // of its group's engine, served by that engine's freed and released
-// seats (allocator W1–W5). Deleting the id deletes every part.
+// seats (allocator W1–W5). Deleting the id deletes every part. A part
+// served ends the others: every node reads the groups' feeds on its own
+// replicas and, for a watch.matched of a watch of parts, ends the watch's
+// part in each group it leads (endServedParts). Until then, a fraction of
+// a second, a seat freed in another group may serve that group's part
+// too: the watch is served once but for that moment.
 //
 // Rejected: one part in a "home" group that asks the other groups for
 // their freed seats. The seat would have to be offered across groups
@@ -20,9 +25,13 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"net/url"
+	"slices"
+	"time"
 
 	"github.com/valyala/fasthttp"
+	"go.uber.org/zap"
 
 	"slotd/allocator"
 )
@@ -192,4 +201,100 @@ func (f *front) deleteRegionWatch(ctx *fasthttp.RequestCtx) {
 // store.
 func isReplayed(resp *fasthttp.Response) bool {
 	return string(resp.Header.Peek("Idempotent-Replayed")) == "true"
+}
+
+// Ending the parts of a served region watch: how often a node reads the
+// groups' feeds, the most events one read takes, how long a served part
+// is retried for groups that have no engine here yet (an election), and
+// the most served parts waiting so.
+const (
+	servedPartsPollInterval = 200 * time.Millisecond
+	servedPartsPageMax      = 1000
+	servedPartsRetry        = time.Minute
+	servedPartsPendingMax   = 4096
+)
+
+// servedPart is a part of a region watch that was served, whose siblings
+// are being ended.
+type servedPart struct {
+	id     allocator.ID
+	served uint64          // the group that served it
+	seen   time.Time       // when this node read its watch.matched
+	done   map[uint64]bool // the groups whose part this node ended or found gone
+	warned bool            // a failure to end one was logged
+}
+
+// endServedParts reads every group's feed on this node's replicas, from
+// where it stood at the start, and for each watch.matched of a watch of
+// parts ends the watch's part in every other group whose engine runs
+// here. A group with no engine here is tried again on each read for
+// servedPartsRetry, so a group electing a leader when the part was served
+// has its part ended by the new leader. Every node does the same, so the
+// node that leads a group then ends the group's part. Left active: a part
+// whose group had no leader for servedPartsRetry, or whose leader
+// restarted before it read the event.
+func (f *front) endServedParts(stop <-chan struct{}) {
+	pos := make(map[uint64]uint64, len(f.groups))
+	for _, g := range f.groups {
+		pos[g] = f.stores[g].PublishedCursor()
+	}
+	var pending []*servedPart
+	t := time.NewTicker(servedPartsPollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		for _, g := range f.groups {
+			for {
+				evs, err := f.stores[g].ReadEvents(pos[g], servedPartsPageMax)
+				if err != nil {
+					break // a closing or degraded store; the node's own checks report it
+				}
+				for i := range evs {
+					ev := &evs[i]
+					pos[g] = ev.Cursor
+					if ev.Type == allocator.EventWatchMatched && ev.Watch != nil && ev.Watch.ID[0] == 0 {
+						if len(pending) == servedPartsPendingMax {
+							f.log.Warn("too many served region watches waiting for their other parts to end; the oldest is left", zap.String("watch", pending[0].id.String()))
+							pending = pending[1:]
+						}
+						pending = append(pending, &servedPart{id: ev.Watch.ID, served: g, seen: now, done: map[uint64]bool{}})
+					}
+				}
+				if len(evs) < servedPartsPageMax {
+					break
+				}
+			}
+		}
+		pending = slices.DeleteFunc(pending, func(p *servedPart) bool {
+			return f.endParts(p) || now.Sub(p.seen) > servedPartsRetry
+		})
+	}
+}
+
+// endParts ends p's siblings in the groups this node runs the engine of,
+// and reports whether every other group's is ended or gone.
+func (f *front) endParts(p *servedPart) bool {
+	for _, h := range f.groups {
+		if h == p.served || p.done[h] {
+			continue
+		}
+		e := f.rep.Engine(h)
+		if e == nil {
+			continue
+		}
+		err := e.Unwatch(time.Now(), p.id, "", allocator.Meta{Actor: "cluster", Reason: "another part of the region watch was served"})
+		switch {
+		case err == nil || errors.Is(err, allocator.ErrWatchNotFound):
+			p.done[h] = true
+		case !p.warned:
+			p.warned = true
+			f.log.Warn("cannot end a part of a served region watch; trying again", zap.Uint64("group", h), zap.String("watch", p.id.String()), zap.Error(err))
+		}
+	}
+	return len(p.done) == len(f.groups)-1
 }
