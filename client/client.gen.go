@@ -1821,11 +1821,11 @@ type ClientInterface interface {
 	//
 	// In a cluster with more than one replica group, a region watch is
 	// made of one part in each group that has an office of the region
-	// offering the service, all under the one id answered. Each part is
-	// served once, by seats of its group's offices: the applicant may
-	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-	// delete the watch at the first `watch.matched` to get one. Deleting
-	// the id deletes every part.
+	// offering the service, all under the one id answered. The first
+	// part served ends the others within a fraction of a second; a seat
+	// freed in another group in that moment serves that group's part
+	// too, so the applicant may rarely get a second `watch.matched` (with
+	// `auto_hold`, a second hold). Deleting the id deletes every part.
 	//
 	// Takes any type of body and a specified content type.
 	//
@@ -1852,11 +1852,11 @@ type ClientInterface interface {
 	//
 	// In a cluster with more than one replica group, a region watch is
 	// made of one part in each group that has an office of the region
-	// offering the service, all under the one id answered. Each part is
-	// served once, by seats of its group's offices: the applicant may
-	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-	// delete the watch at the first `watch.matched` to get one. Deleting
-	// the id deletes every part.
+	// offering the service, all under the one id answered. The first
+	// part served ends the others within a fraction of a second; a seat
+	// freed in another group in that moment serves that group's part
+	// too, so the applicant may rarely get a second `watch.matched` (with
+	// `auto_hold`, a second hold). Deleting the id deletes every part.
 	//
 	// Takes a body of the `application/json` content type.
 	//
@@ -2794,11 +2794,11 @@ func (c *Client) Search(ctx context.Context, params *SearchParams, reqEditors ..
 //
 // In a cluster with more than one replica group, a region watch is
 // made of one part in each group that has an office of the region
-// offering the service, all under the one id answered. Each part is
-// served once, by seats of its group's offices: the applicant may
-// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-// delete the watch at the first `watch.matched` to get one. Deleting
-// the id deletes every part.
+// offering the service, all under the one id answered. The first
+// part served ends the others within a fraction of a second; a seat
+// freed in another group in that moment serves that group's part
+// too, so the applicant may rarely get a second `watch.matched` (with
+// `auto_hold`, a second hold). Deleting the id deletes every part.
 //
 // Takes any type of body and a specified content type.
 //
@@ -2835,11 +2835,11 @@ func (c *Client) CreateWatchWithBody(ctx context.Context, params *CreateWatchPar
 //
 // In a cluster with more than one replica group, a region watch is
 // made of one part in each group that has an office of the region
-// offering the service, all under the one id answered. Each part is
-// served once, by seats of its group's offices: the applicant may
-// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-// delete the watch at the first `watch.matched` to get one. Deleting
-// the id deletes every part.
+// offering the service, all under the one id answered. The first
+// part served ends the others within a fraction of a second; a seat
+// freed in another group in that moment serves that group's part
+// too, so the applicant may rarely get a second `watch.matched` (with
+// `auto_hold`, a second hold). Deleting the id deletes every part.
 //
 // Takes a body of the `application/json` content type.
 //
@@ -5685,11 +5685,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// In a cluster with more than one replica group, a region watch is
 	// made of one part in each group that has an office of the region
-	// offering the service, all under the one id answered. Each part is
-	// served once, by seats of its group's offices: the applicant may
-	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-	// delete the watch at the first `watch.matched` to get one. Deleting
-	// the id deletes every part.
+	// offering the service, all under the one id answered. The first
+	// part served ends the others within a fraction of a second; a seat
+	// freed in another group in that moment serves that group's part
+	// too, so the applicant may rarely get a second `watch.matched` (with
+	// `auto_hold`, a second hold). Deleting the id deletes every part.
 	//
 	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -5716,11 +5716,11 @@ type ClientWithResponsesInterface interface {
 	//
 	// In a cluster with more than one replica group, a region watch is
 	// made of one part in each group that has an office of the region
-	// offering the service, all under the one id answered. Each part is
-	// served once, by seats of its group's offices: the applicant may
-	// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-	// delete the watch at the first `watch.matched` to get one. Deleting
-	// the id deletes every part.
+	// offering the service, all under the one id answered. The first
+	// part served ends the others within a fraction of a second; a seat
+	// freed in another group in that moment serves that group's part
+	// too, so the applicant may rarely get a second `watch.matched` (with
+	// `auto_hold`, a second hold). Deleting the id deletes every part.
 	//
 	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 	//
@@ -9757,11 +9757,11 @@ func (c *ClientWithResponses) SearchWithResponse(ctx context.Context, params *Se
 //
 // In a cluster with more than one replica group, a region watch is
 // made of one part in each group that has an office of the region
-// offering the service, all under the one id answered. Each part is
-// served once, by seats of its group's offices: the applicant may
-// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-// delete the watch at the first `watch.matched` to get one. Deleting
-// the id deletes every part.
+// offering the service, all under the one id answered. The first
+// part served ends the others within a fraction of a second; a seat
+// freed in another group in that moment serves that group's part
+// too, so the applicant may rarely get a second `watch.matched` (with
+// `auto_hold`, a second hold). Deleting the id deletes every part.
 //
 // Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
 //
@@ -9794,11 +9794,11 @@ func (c *ClientWithResponses) CreateWatchWithBodyWithResponse(ctx context.Contex
 //
 // In a cluster with more than one replica group, a region watch is
 // made of one part in each group that has an office of the region
-// offering the service, all under the one id answered. Each part is
-// served once, by seats of its group's offices: the applicant may
-// get a `watch.matched` (with `auto_hold`, a hold) from each group;
-// delete the watch at the first `watch.matched` to get one. Deleting
-// the id deletes every part.
+// offering the service, all under the one id answered. The first
+// part served ends the others within a fraction of a second; a seat
+// freed in another group in that moment serves that group's part
+// too, so the applicant may rarely get a second `watch.matched` (with
+// `auto_hold`, a second hold). Deleting the id deletes every part.
 //
 // Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
 //
