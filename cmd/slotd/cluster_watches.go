@@ -139,7 +139,7 @@ func (f *front) undoRegionWatch(ctx *fasthttp.RequestCtx, id allocator.ID, bodyA
 	}
 	for _, g := range groups {
 		if a := f.askWith(ctx, g, query, del); a.status != fasthttp.StatusNoContent {
-			f.log.Warn("a part of a refused region watch was not deleted; its applicant can delete the watch by its id")
+			f.log.Warn("a part of a refused region watch was not deleted", zap.Uint64("group", g), zap.String("watch", id.String()), zap.Int("status", a.status))
 		}
 	}
 }
