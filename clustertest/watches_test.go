@@ -178,6 +178,9 @@ func TestRegionWatchAcrossGroups(t *testing.T) {
 	}
 	fill("full", "msk-mfc-mitino", 0) // no part left behind in group 1
 
+	if status, out, _ := a.call("DELETE", "/v1/watches", "", ""); status != 405 {
+		t.Fatalf("DELETE /v1/watches: %d %v, want 405 as from one slotd", status, out)
+	}
 	none := fmt.Sprintf(`{"applicant":"w3","service":"no-such-service","region":"moscow","from":%q,"to":%q}`, date, date)
 	if status, out, _ := a.call("POST", "/v1/watches", none, ""); status != 404 || out["code"] != "not_found" {
 		t.Fatalf("a service the region lacks: %d %v, want 404 not_found", status, out)

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -68,7 +69,8 @@ func (f *front) regionWatch(ctx *fasthttp.RequestCtx) bool {
 		}
 		f.createRegionWatch(ctx, body.Applicant)
 		return true
-	case ctx.IsDelete():
+	case ctx.IsDelete() && strings.HasPrefix(string(ctx.Path()), "/v1/watches/"):
+		// groupOf found an id of a watch of parts here.
 		f.deleteRegionWatch(ctx)
 		return true
 	}
