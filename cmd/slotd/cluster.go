@@ -51,6 +51,10 @@ type clusterOptions struct {
 	peers  string // id=raft address, comma-separated, every node
 	edges  string // id=API address, comma-separated, every node
 	groups int
+	// noHandOff stops without handing the leaderships on (not a flag:
+	// SLOTD_TEST_NO_HAND_OFF=1), so that a test can measure what the
+	// hand-off spares a rolling restart.
+	noHandOff bool
 }
 
 // headerForwarded marks a request one node passed to another; the
@@ -363,7 +367,16 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	case <-node.Done():
 		return fmt.Errorf("cluster node stopped: %w", node.Err())
 	}
-	drainDelay(func() { f.draining.Store(true) }, opts.shutdownDelay, sig, log)
+	// Readiness off first, then the leaderships handed on (cluster_drain.go).
+	f.draining.Store(true)
+	stopHandOff := make(chan struct{})
+	defer close(stopHandOff)
+	if !opts.cluster.noHandOff {
+		handedOff := make(chan struct{})
+		go f.handOff(stopHandOff, handedOff)
+		<-handedOff
+	}
+	drainDelay(func() {}, opts.shutdownDelay, sig, log)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.ShutdownWithContext(ctx); err != nil {

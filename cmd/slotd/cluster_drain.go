@@ -1,0 +1,125 @@
+package main
+
+// A cluster node's stop (SIGTERM): a rolling restart takes the nodes down
+// one at a time, and each must leave without losing an acknowledged write
+// and without the second of unavailability an election costs.
+//
+//	SIGTERM
+//	  readiness off (/readyz 503 "draining"): load balancers stop sending
+//	  hand off: each group this node leads goes, by raft's leadership
+//	    transfer, to a peer heard from lately — one election's worth of
+//	    messages, not an election timeout of silence         (D1)
+//	  keep handing off until the process ends: a leadership that comes
+//	    back (a peer's balancer, an election) is handed on again
+//	  -shutdown-delay: the API goes on answering; what arrives for a group
+//	    is forwarded to its new leader, or answered 503 no_leader with
+//	    Retry-After while that leader builds its engine        (D2)
+//	  close the listener, let in-flight requests finish (shutdownTimeout)
+//	  stop the Raft loop, close the stores
+//
+//	D1. A node hands a leadership only to a peer it has heard from within
+//	    heardWithin: a transfer to a node that is down stalls the group's
+//	    writes until raft gives it up (an election timeout).
+//	D2. A request the draining node took is answered by a Server's engine
+//	    (its own, while it still leads: the transfer waits for the Server
+//	    to finish what it holds only as far as raft does — an entry
+//	    proposed before the transfer is committed by the new leader or
+//	    dropped, and its proposer learns which, cluster N2) or forwarded;
+//	    a refusal is 503 with Retry-After. The Raft loop stops only after
+//	    the listener has drained, so no request in flight sees ErrStopped.
+//
+// Rejected: stepping down without a transfer (raft has none; a node that
+// merely stops leaves its groups leaderless for an election timeout, about
+// a second, which the rolling restart test measures).
+
+import (
+	"context"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+const (
+	// handOffWaitMax bounds how long a stopping node waits for its
+	// leaderships to move before it goes on stopping anyway: raft gives
+	// a transfer up after an election timeout, so this allows a few.
+	handOffWaitMax = 5 * time.Second
+	// handOffPollInterval is how often the stopping node looks whether
+	// its transfers are done, or a leadership came back to it.
+	handOffPollInterval = 20 * time.Millisecond
+	// handOffRetryInterval: a transfer not done after this long is asked
+	// again (raft drops one whose transferee did not take over).
+	handOffRetryInterval = 500 * time.Millisecond
+)
+
+// ledHere returns the groups raft says this node leads.
+func (f *front) ledHere() []uint64 {
+	var out []uint64
+	for _, g := range f.groups {
+		if f.node.Leader(g) == f.self {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// handOffTarget picks the live peer (D1) that leads the fewest groups,
+// the lowest id among equals; false when no peer is live.
+func (f *front) handOffTarget() (uint64, bool) {
+	led := map[uint64]int{}
+	for _, g := range f.groups {
+		led[f.node.Leader(g)]++
+	}
+	var best uint64
+	for _, p := range f.peerIDs {
+		if p == f.self || time.Since(f.node.LastHeard(p)) >= heardWithin {
+			continue
+		}
+		if best == 0 || led[p] < led[best] || (led[p] == led[best] && p < best) {
+			best = p
+		}
+	}
+	return best, best != 0
+}
+
+// handOff transfers every leadership this node holds to live peers, and
+// keeps doing so until stop is closed: a stopping node must lead nothing.
+// done is closed the first time it leads nothing, or after
+// handOffWaitMax, whichever comes first.
+func (f *front) handOff(stop <-chan struct{}, done chan<- struct{}) {
+	started := time.Now()
+	asked := map[uint64]time.Time{}
+	t := time.NewTicker(handOffPollInterval)
+	defer t.Stop()
+	for {
+		led := f.ledHere()
+		if done != nil && (len(led) == 0 || time.Since(started) > handOffWaitMax) {
+			if len(led) > 0 {
+				f.log.Warn("stopping while still leading: a transfer did not complete", zap.Uint64s("groups", led))
+			} else {
+				f.log.Info("leaderships handed off", zap.Duration("took", time.Since(started)))
+			}
+			close(done)
+			done = nil
+		}
+		for _, g := range led {
+			if time.Since(asked[g]) < handOffRetryInterval {
+				continue
+			}
+			to, ok := f.handOffTarget()
+			if !ok {
+				break
+			}
+			asked[g] = time.Now()
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			err := f.node.TransferLeadership(ctx, g, to)
+			cancel()
+			f.log.Info("handing a group's leadership on before stopping", zap.Uint64("group", g), zap.Uint64("to", to), zap.Error(err))
+		}
+		select {
+		case <-stop:
+			return
+		case <-t.C:
+		}
+	}
+}
