@@ -73,7 +73,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
+		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify|cluster status [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
