@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
 )
 
 // rollingOffices are the offices the rolling restart books at: over both
@@ -234,8 +235,14 @@ func rollingRestart(t *testing.T, env []string) rollingResult {
 			t.Errorf("node %d exited %d after SIGTERM, want 0:\n%s", n.id, code, n.tail(2000))
 		}
 		n.start()
-		c.caughtUp(1)
-		c.caughtUp(2)
+		// The runbook's wait before the next node: every group has a
+		// leader every node knows, and no follower lags.
+		testtime.Eventually(t, waitFor, fmt.Sprintf("node %d caught up", n.id), func() error {
+			if code, out := c.clusterStatus("-admin-addr", c.adminAddrs(), "-max-lag", "100"); code != 0 {
+				return fmt.Errorf("slotd cluster status exit %d:\n%s", code, out)
+			}
+			return nil
+		})
 	}
 	ended := time.Now()
 	time.Sleep(500 * time.Millisecond)

@@ -122,6 +122,9 @@ type clusterView struct {
 	// Unreachable lists the admin addresses that did not answer, each
 	// with why.
 	Unreachable []string `json:"unreachable"`
+	// Draining lists the nodes asked that are stopping (SIGTERM):
+	// handing their leaderships on, answering until they exit.
+	Draining []uint64 `json:"draining"`
 	// Problems are what makes the exit status 1, one line each.
 	Problems []string `json:"problems"`
 }
@@ -202,6 +205,11 @@ func runClusterStatus(args []string, getenv func(string) string, stdout, stderr 
 	}
 	view := assembleView(reports, *maxLag)
 	view.Unreachable = unreachable
+	for _, r := range reports {
+		if r.Draining {
+			view.Draining = append(view.Draining, r.Node)
+		}
+	}
 	if unreachable != nil {
 		view.Problems = append(view.Problems, fmt.Sprintf("%d of %d nodes asked did not answer", len(unreachable), len(list)))
 	}
@@ -211,6 +219,9 @@ func runClusterStatus(args []string, getenv func(string) string, stdout, stderr 
 		}
 		if view.Problems == nil {
 			view.Problems = []string{}
+		}
+		if view.Draining == nil {
+			view.Draining = []uint64{}
 		}
 		e := json.NewEncoder(stdout)
 		e.SetIndent("", "  ")
@@ -374,6 +385,9 @@ func printView(w io.Writer, view clusterView) {
 		}
 	}
 	tw.Flush()
+	for _, d := range view.Draining {
+		fmt.Fprintf(w, "draining: node %d is stopping\n", d)
+	}
 	for _, u := range view.Unreachable {
 		fmt.Fprintln(w, "unreachable:", u)
 	}
