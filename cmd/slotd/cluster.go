@@ -247,6 +247,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkClusterFormat(opts.data); err != nil {
+		return err
+	}
 	secret, err := ticketSecret(opts.data)
 	if err != nil {
 		return err
@@ -309,7 +312,15 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	for id, addr := range peers {
 		cpeers = append(cpeers, cluster.Peer{ID: id, Addr: addr})
 	}
-	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20}, logStore, rep)
+	frameRefused := func(err error) {
+		if errors.Is(err, cluster.ErrNewerFormat) {
+			log.Error("refused a frame of a newer format: a peer runs a newer release that writes it", zap.Error(err))
+			return
+		}
+		log.Warn("refused a malformed frame on the Raft listener", zap.Error(err))
+	}
+	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20,
+		Transport: cluster.TransportOptions{FrameRefused: frameRefused}}, logStore, rep)
 	if err != nil {
 		return err
 	}
