@@ -66,4 +66,8 @@
 //
 //	kind 1, epoch:   1 byte = 1
 //	kind 2, change:  1 byte = 2, epoch uvarint, wal.Stage's bytes
+//
+// The kinds and their layouts are part of the cluster format
+// (cluster.FormatMax): a kind this release does not know is a newer
+// release's, and stops the node by name (cluster format invariant V4).
 package replica
