@@ -122,7 +122,7 @@ func TestClusterRefusesANewerFormat(t *testing.T) {
 	if err := os.WriteFile(stamp, []byte("1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := pebble.Open(groupStore, &pebble.Options{})
+	db, err := pebble.Open(groupStore, &pebble.Options{Logger: quietPebble{}})
 	if err != nil {
 		t.Fatal(err)
 	}
