@@ -33,17 +33,17 @@ type lbLoad struct {
 	stop  chan struct{}
 	wg    sync.WaitGroup
 
-	mu       sync.Mutex
-	acks     map[string][]booked    // by office
-	ackTimes map[string][]time.Time // by office, when each ack came
-	answers  map[string]int         // "201", "409", "503 Retry-After", "503", "transport error", …
-	bad      []string               // answers outside the allowed ones, with their bodies
+	mu      sync.Mutex
+	acks    map[string][]booked    // by office
+	served  map[string][]time.Time // by office, when each 2xx, 409 or 422 came: a leader answered
+	answers map[string]int         // "201", "409", "503 no_leader Retry-After", "transport error", …
+	bad     []string               // answers outside the allowed ones, with their bodies
 }
 
 func (c *cluster) startLBLoad(callers int) *lbLoad {
 	l := &lbLoad{c: c, ready: make([]atomic.Bool, len(c.nodes)), stop: make(chan struct{}),
-		acks: map[string][]booked{}, ackTimes: map[string][]time.Time{}, answers: map[string]int{}}
-	for d := 2; len(l.dates) < 10; d++ {
+		acks: map[string][]booked{}, served: map[string][]time.Time{}, answers: map[string]int{}}
+	for d := 2; len(l.dates) < 15; d++ {
 		if day := nextWeekday(d); !slices.Contains(l.dates, day) {
 			l.dates = append(l.dates, day)
 		}
@@ -127,11 +127,14 @@ func (l *lbLoad) run() {
 			b.window, _ = out["window"].(float64)
 			l.mu.Lock()
 			l.acks[office] = append(l.acks[office], b)
-			l.ackTimes[office] = append(l.ackTimes[office], time.Now())
+			l.served[office] = append(l.served[office], time.Now())
 			l.answers[fmt.Sprint(st)]++
 			l.mu.Unlock()
 		case st == 409 || st == 422:
 			l.count(fmt.Sprint(st), "", true)
+			l.mu.Lock()
+			l.served[office] = append(l.served[office], time.Now())
+			l.mu.Unlock()
 		case st == 503 && resp.Header.Get("Retry-After") != "":
 			l.count(fmt.Sprintf("503 %v Retry-After", out["code"]), "", true)
 			time.Sleep(5 * time.Millisecond)
@@ -170,13 +173,14 @@ func (l *lbLoad) failed() int {
 	return n
 }
 
-// gapMax is the longest an office went without an acknowledged booking
-// between from and to.
+// gapMax is the longest an office went without an answer from its
+// group's leader (a booking, or the domain's refusal once its days
+// fill up) between from and to.
 func (l *lbLoad) gapMax(from, to time.Time) time.Duration {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var worst time.Duration
-	for _, ts := range l.ackTimes {
+	for _, ts := range l.served {
 		last := from
 		for _, t := range ts {
 			if t.Before(from) || t.After(to) {
@@ -271,7 +275,7 @@ func rollingRestart(t *testing.T, env []string) rollingResult {
 	if res.acks == 0 {
 		t.Fatal("nothing acknowledged")
 	}
-	t.Logf("rolling restart in %v: %d acknowledged, %d failed (retryable), longest time an office acknowledged nothing %v; answers:%s",
+	t.Logf("rolling restart in %v: %d acknowledged, %d failed (retryable), longest time an office had no answer from its group's leader %v; answers:%s",
 		ended.Sub(began).Round(time.Millisecond), res.acks, res.failed, res.gapMax.Round(time.Millisecond), res.answers)
 	return res
 }
@@ -292,6 +296,6 @@ func TestRollingRestart(t *testing.T) {
 	var with, without rollingResult
 	t.Run("hand-off", func(t *testing.T) { with = rollingRestart(t, nil) })
 	t.Run("no-hand-off", func(t *testing.T) { without = rollingRestart(t, []string{"SLOTD_TEST_NO_HAND_OFF=1"}) })
-	t.Logf("with the hand-off: %d failed requests, an office at most %v without an acknowledgement; without it: %d failed, %v",
+	t.Logf("with the hand-off: %d failed requests, an office at most %v without an answer from its leader; without it: %d failed, %v",
 		with.failed, with.gapMax.Round(time.Millisecond), without.failed, without.gapMax.Round(time.Millisecond))
 }

@@ -93,11 +93,15 @@ func (f *front) handOff(stop <-chan struct{}, done chan<- struct{}) {
 	defer t.Stop()
 	for {
 		led := f.ledHere()
-		if done != nil && (len(led) == 0 || time.Since(started) > handOffWaitMax) {
-			if len(led) > 0 {
-				f.log.Warn("stopping while still leading: a transfer did not complete", zap.Uint64s("groups", led))
-			} else {
+		_, anyPeer := f.handOffTarget()
+		if done != nil && (len(led) == 0 || !anyPeer || time.Since(started) > handOffWaitMax) {
+			switch {
+			case len(led) == 0:
 				f.log.Info("leaderships handed off", zap.Duration("took", time.Since(started)))
+			case !anyPeer:
+				f.log.Warn("stopping while still leading: no peer heard from lately to hand the groups to", zap.Uint64s("groups", led))
+			default:
+				f.log.Warn("stopping while still leading: a transfer did not complete", zap.Uint64s("groups", led))
 			}
 			close(done)
 			done = nil
