@@ -283,8 +283,10 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	for id, addr := range edges {
 		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 4096, MaxConnWaitTimeout: time.Second, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
+	f.transferAsked = map[uint64]*atomic.Int64{}
 	for _, g := range groups {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
+		f.transferAsked[g] = new(atomic.Int64)
 	}
 	steady := httpapi.NewSteadyClock()
 	// One set of rate limits for the node, whichever group Server a
@@ -412,6 +414,10 @@ type front struct {
 	// draining is set after SIGTERM for -shutdown-delay: /readyz answers
 	// 503 while requests are still served.
 	draining atomic.Bool
+	// transferAsked is, by group, when this node last asked raft to
+	// hand the group's leadership on (Unix nanoseconds); the map is
+	// read-only after serveCluster built it (cluster_drain.go).
+	transferAsked map[uint64]*atomic.Int64
 
 	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error)
 
@@ -643,6 +649,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)
+		f.leadershipLost(ctx, g)
 		// Who answered: the group's leader, which holds every write the
 		// group acknowledged, so a read here never lags one.
 		ctx.Response.Header.Set(headerNode, strconv.FormatUint(f.self, 10))

@@ -9,7 +9,6 @@ package main
 // nodes never hand the same group back and forth.
 
 import (
-	"context"
 	"time"
 
 	"go.uber.org/zap"
@@ -65,9 +64,7 @@ func (f *front) balance(peers []uint64, stop <-chan struct{}) {
 		if !ok {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := f.node.TransferLeadership(ctx, g, to)
-		cancel()
+		err := f.transferLeadership(g, to)
 		f.log.Info("handing a group's leadership on to spread the leaders", zap.Uint64("group", g), zap.Uint64("to", to), zap.Error(err))
 	}
 }

@@ -25,7 +25,9 @@ package main
 //	    to finish what it holds only as far as raft does — an entry
 //	    proposed before the transfer is committed by the new leader or
 //	    dropped, and its proposer learns which, cluster N2) or forwarded;
-//	    a refusal is 503 with Retry-After. The Raft loop stops only after
+//	    a refusal is 503 with Retry-After — no_leader's 1 s, also for a
+//	    commit that failed because raft refused proposals during the
+//	    transfer (leadershipLost). The Raft loop stops only after
 //	    the listener has drained, so no request in flight sees ErrStopped.
 //
 // Rejected: stepping down without a transfer (raft has none; a node that
@@ -33,10 +35,16 @@ package main
 // a second, which the rolling restart test measures).
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	"go.uber.org/zap"
+
+	"slotd/api"
+	"slotd/httpapi"
 )
 
 const (
@@ -115,9 +123,7 @@ func (f *front) handOff(stop <-chan struct{}, done chan<- struct{}) {
 				break
 			}
 			asked[g] = time.Now()
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			err := f.node.TransferLeadership(ctx, g, to)
-			cancel()
+			err := f.transferLeadership(g, to)
 			f.log.Info("handing a group's leadership on before stopping", zap.Uint64("group", g), zap.Uint64("to", to), zap.Error(err))
 		}
 		select {
@@ -126,4 +132,49 @@ func (f *front) handOff(stop <-chan struct{}, done chan<- struct{}) {
 		case <-t.C:
 		}
 	}
+}
+
+// degradedCode is how a problem answer names the degraded state.
+var degradedCode = []byte(`,"code":"` + api.CodeDegraded + `"`)
+
+// leadershipLost rewrites a group Server's 503 degraded into 503
+// no_leader with the short Retry-After of an election, when the engine
+// failed because this node was handing group g on or had lost it: raft
+// refuses proposals during a transfer, and the proposal's failure
+// degrades the engine (replica P4), but the store is sound and the group
+// has a leader again within moments — the 30 s of a storage failure's
+// Retry-After would keep the client away for nothing. The write was not
+// acknowledged and no idempotent answer was kept for a 5xx, so a retry
+// with the same Idempotency-Key finds the booking if its entry
+// committed after all, or makes it.
+func (f *front) leadershipLost(ctx *fasthttp.RequestCtx, g uint64) {
+	if ctx.Response.StatusCode() != fasthttp.StatusServiceUnavailable || !bytes.Contains(ctx.Response.Body(), degradedCode) {
+		return
+	}
+	if !f.draining.Load() && f.node.Leader(g) == f.self && !f.transferAskedLately(g) {
+		return // a storage failure, or the engine's own: answered as it is
+	}
+	ctx.Response.Reset()
+	httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d was handing group %d's leadership on, or lost it, while it served the request; retry", f.self, g), retryAfterNoLeaderSeconds)
+}
+
+// transferWindow is how long after this node asked to hand group g on a
+// failed commit of g's engine is taken for the transfer's doing: raft
+// gives a transfer up after an election timeout (1 s).
+const transferWindow = 2 * time.Second
+
+// transferLeadership asks raft to hand group g's leadership to node to,
+// and notes when, for leadershipLost.
+func (f *front) transferLeadership(g, to uint64) error {
+	f.transferAsked[g].Store(time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return f.node.TransferLeadership(ctx, g, to)
+}
+
+// transferAskedLately reports whether this node asked to hand group g on
+// within transferWindow.
+func (f *front) transferAskedLately(g uint64) bool {
+	at := f.transferAsked[g]
+	return at != nil && time.Since(time.Unix(0, at.Load())) < transferWindow
 }
