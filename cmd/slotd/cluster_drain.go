@@ -10,7 +10,8 @@ package main
 //	    transfer, to a peer heard from lately — one election's worth of
 //	    messages, not an election timeout of silence         (D1)
 //	  keep handing off until the process ends: a leadership that comes
-//	    back (a peer's balancer, an election) is handed on again
+//	    back (an election; peers' balancers hand nothing to a node that
+//	    handed them a group within handBackAfter) is handed on again
 //	  -shutdown-delay: the API goes on answering; what arrives for a group
 //	    is forwarded to its new leader, or answered 503 no_leader with
 //	    Retry-After while that leader builds its engine        (D2)
@@ -30,9 +31,10 @@ package main
 //	    transfer (leadershipLost). The Raft loop stops only after
 //	    the listener has drained, so no request in flight sees ErrStopped.
 //
-// Rejected: stepping down without a transfer (raft has none; a node that
-// merely stops leaves its groups leaderless for an election timeout, about
-// a second, which the rolling restart test measures).
+// Rejected: stopping without a transfer, as before: the node's groups
+// are leaderless until the followers' election timeout fires, a second
+// or more of 503s, which the rolling restart test measures against the
+// hand-off (SLOTD_TEST_NO_HAND_OFF).
 
 import (
 	"bytes"
