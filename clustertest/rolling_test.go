@@ -238,6 +238,11 @@ func rollingRestart(t *testing.T, env []string) rollingResult {
 		if code := n.stopGracefully(); code != 0 {
 			t.Errorf("node %d exited %d after SIGTERM, want 0:\n%s", n.id, code, n.tail(2000))
 		}
+		for l := range strings.SplitSeq(n.tail(1<<20), "\n") {
+			if strings.Contains(l, "leaderships handed off") || strings.Contains(l, "stopping while still leading") {
+				t.Logf("node %d: %s", n.id, l)
+			}
+		}
 		n.start()
 		// The runbook's wait before the next node: every group has a
 		// leader every node knows, and no follower lags.
