@@ -129,7 +129,8 @@
 //	field        size                  meaning
 //	length       4 bytes BE            bytes after this field; the whole
 //	                                   frame is at most 4 MiB
-//	version      1 byte = 1            a receiver refuses another version
+//	version      1 byte = 1            a receiver refuses another version,
+//	                                   a newer one by name (V2)
 //	from         8 bytes BE            the sending node's id
 //	to           8 bytes BE            the receiving node's id
 //	count        uvarint               messages that follow; 0: keepalive
@@ -152,4 +153,34 @@
 //	                                   a random start at each start
 //	data         rest                  the proposal's data, for the state
 //	                                   machine
+//
+// # Formats across releases
+//
+// FormatMax is the cluster format: one number for the frame's version,
+// the entry header's version and what the state machine puts inside an
+// entry (for slotd, replica's kinds and the records a change stages).
+// This release reads and writes format 1. Two releases N and N+1 run in
+// one cluster under one rule: a release that brings format F+1 reads F
+// and F+1 but writes F until every node runs it and the operator raises
+// the cluster's format (a setting of that release); only then does any
+// node write F+1. A node of the older release therefore never meets
+// F+1 unless that rule was broken, and then it stops by name instead of
+// guessing:
+//
+//	V1. (cmd/slotd) A node refuses to start on a data directory stamped
+//	    with a cluster format newer than FormatMax, and on a store whose
+//	    own format stamp (wal's) is newer than it reads: exit 1, one line
+//	    naming both formats, nothing written.
+//	V2. A frame whose version is newer than this release reads is
+//	    refused: the connection is closed, the refusal counted
+//	    (TransportStats.FramesNewer) and handed, naming the version and
+//	    the sender, to TransportOptions.FrameRefused. The version byte
+//	    and the two node ids keep their places in every frame version.
+//	V3. A committed entry whose header version is newer than this
+//	    release reads stops the loop with ErrNewerFormat before the
+//	    state machine sees it, and stops every later start on that log
+//	    again: it is never applied.
+//	V4. (replica) An entry of a kind the state machine does not know
+//	    stops the loop the same way (ErrNewerFormat), never applied as
+//	    nothing.
 package cluster

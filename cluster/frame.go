@@ -107,11 +107,17 @@ func decodeFrame(b []byte) (frame, error) {
 	if n != len(b)-frameLenBytes {
 		return f, fmt.Errorf("%w: length prefix %d, %d bytes follow", errFrame, n, len(b)-frameLenBytes)
 	}
-	if v := b[frameLenBytes]; v != frameVersion {
-		return f, fmt.Errorf("%w: version %d, this release reads %d", errFrame, v, frameVersion)
-	}
 	f.from = binary.BigEndian.Uint64(b[frameLenBytes+1:])
 	f.to = binary.BigEndian.Uint64(b[frameLenBytes+9:])
+	switch v := b[frameLenBytes]; {
+	case v > frameVersion:
+		// Every version keeps the version byte and the two ids where
+		// version 1 has them, so the refusal can name its sender (V2).
+		return f, fmt.Errorf("%w: %w: frame version %d from node %d, this release reads versions up to %d: node %d runs a newer release that writes a newer format",
+			errFrame, ErrNewerFormat, v, f.from, frameVersion, f.from)
+	case v != frameVersion:
+		return f, fmt.Errorf("%w: version %d, this release reads %d", errFrame, v, frameVersion)
+	}
 	rest := b[frameFixedBytes:]
 	count, k, err := readUvarint(rest)
 	if err != nil {

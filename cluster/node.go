@@ -111,6 +111,9 @@ type Node struct {
 	tick  *time.Ticker     // nil when Config.Ticks drives the clock
 	seq   atomic.Uint64    // numbers this node's proposals
 	stats nodeStats
+	// testEntryVersion, when set, replaces the version byte of the
+	// entries Propose writes: a test's newer release (V3).
+	testEntryVersion byte
 
 	// The loop's own state and scratch.
 	queued    []*proposal              // taken from propc this turn
@@ -324,6 +327,9 @@ func (n *Node) Propose(ctx context.Context, group uint64, data []byte) (any, err
 		ctx: ctx, group: g, id: id,
 		data: appendEntryData(make([]byte, 0, entryHeaderBytes+len(data)), id, data),
 		done: make(chan outcome, 1),
+	}
+	if n.testEntryVersion != 0 {
+		p.data[0] = n.testEntryVersion
 	}
 	select {
 	case n.propc <- p:

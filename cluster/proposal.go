@@ -38,7 +38,19 @@ var (
 	// release cannot act on yet: a snapshot to install, a configuration
 	// change to apply.
 	ErrUnsupported = errors.New("cluster: not supported by this release")
+	// ErrNewerFormat refuses a frame or stops the node at a committed
+	// entry written in a format newer than this release reads (V2, V3):
+	// a node of a newer release wrote it.
+	ErrNewerFormat = errors.New("cluster: written in a newer format than this release reads")
 )
+
+// FormatMax is the cluster format of this release: the newest it reads,
+// and the one it writes. It names the frame's version byte, the entry
+// header's version byte and the state machine's entries inside (for
+// slotd, replica's kinds and the records a change stages); any of them
+// changing raises it. The package doc states the rule for running two
+// releases side by side.
+const FormatMax = 1
 
 // NotLeaderError is the error of a proposal made on a node that does not
 // lead its group. errors.Is(err, ErrNotLeader) holds.
@@ -84,7 +96,11 @@ func decodeEntryData(b []byte) (proposalID, []byte, error) {
 	if len(b) < entryHeaderBytes {
 		return proposalID{}, nil, fmt.Errorf("%w: %d bytes, shorter than a proposal header", ErrCorruptEntry, len(b))
 	}
-	if b[0] != entryVersion {
+	switch {
+	case b[0] > entryVersion:
+		// A newer release wrote it: refuse it by name, never guess (V3).
+		return proposalID{}, nil, fmt.Errorf("%w: entry format %d, this release reads formats up to %d: a node of a newer release proposed it; upgrade this node", ErrNewerFormat, b[0], entryVersion)
+	case b[0] != entryVersion:
 		return proposalID{}, nil, fmt.Errorf("%w: version %d, this release reads %d", ErrCorruptEntry, b[0], entryVersion)
 	}
 	id := proposalID{node: binary.BigEndian.Uint64(b[1:]), seq: binary.BigEndian.Uint64(b[9:])}

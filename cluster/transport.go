@@ -61,6 +61,11 @@ type TransportOptions struct {
 	// BackoffMax starts it over. Zero means DefaultBackoffMin (50 ms) and
 	// DefaultBackoffMax (2 s).
 	BackoffMin, BackoffMax time.Duration
+	// FrameRefused, if set, is told why an inbound connection was closed
+	// on a frame it refused (errors.Is ErrNewerFormat for a frame of a
+	// newer release, V2), from the connection's reader goroutine. Nil:
+	// the refusals are only counted (TransportStats.FrameErrors).
+	FrameRefused func(err error)
 }
 
 // validate returns the first problem with o, in words a user can act on.
@@ -155,6 +160,9 @@ type TransportStats struct {
 	// malformed, of another version, not addressed to this node, or
 	// carried a message that was.
 	FrameErrors uint64
+	// FramesNewer counts, among FrameErrors, the frames refused for a
+	// version newer than this release reads (V2).
+	FramesNewer uint64
 }
 
 // transportStats are the counters behind TransportStats, each written by
@@ -166,7 +174,7 @@ type transportStats struct {
 	droppedBroken, droppedTooLarge, droppedFilter   atomic.Uint64
 	dials, dialFailures                             atomic.Uint64
 	connsAccepted, connsRefused, connsStale         atomic.Uint64
-	frameErrors                                     atomic.Uint64
+	frameErrors, framesNewer                        atomic.Uint64
 }
 
 // Transport carries raft messages of every group between this node and
@@ -323,7 +331,7 @@ func (t *Transport) Stats() TransportStats {
 		DroppedBroken: s.droppedBroken.Load(), DroppedTooLarge: s.droppedTooLarge.Load(), DroppedFilter: s.droppedFilter.Load(),
 		Dials: s.dials.Load(), DialFailures: s.dialFailures.Load(),
 		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), ConnsStale: s.connsStale.Load(),
-		FrameErrors: s.frameErrors.Load(),
+		FrameErrors: s.frameErrors.Load(), FramesNewer: s.framesNewer.Load(),
 	}
 }
 
@@ -612,9 +620,15 @@ func (t *Transport) read(r *reader) {
 		if _, err := io.ReadFull(br, buf[frameLenBytes:]); err != nil {
 			return
 		}
-		msgs, from, ok := t.decode(r, buf)
-		if !ok {
+		msgs, from, err := t.decode(r, buf)
+		if err != nil {
 			t.stats.frameErrors.Add(1)
+			if errors.Is(err, ErrNewerFormat) {
+				t.stats.framesNewer.Add(1)
+			}
+			if t.opts.FrameRefused != nil {
+				t.opts.FrameRefused(err)
+			}
 			return
 		}
 		if r.from == 0 {
@@ -636,10 +650,17 @@ func (t *Transport) read(r *reader) {
 // decode decodes and checks frame b read by r: addressed to this node,
 // from a known peer (the same as the connection's earlier frames), every
 // message from that peer to this node.
-func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, bool) {
+func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, error) {
 	f, err := decodeFrame(b)
-	if err != nil || f.to != t.id || t.peers[f.from] == nil || (r.from != 0 && f.from != r.from) {
-		return nil, 0, false
+	switch {
+	case err != nil:
+		return nil, 0, err
+	case f.to != t.id:
+		return nil, 0, fmt.Errorf("%w: addressed to node %d, this is node %d", errFrame, f.to, t.id)
+	case t.peers[f.from] == nil:
+		return nil, 0, fmt.Errorf("%w: from node %d, which is not a peer", errFrame, f.from)
+	case r.from != 0 && f.from != r.from:
+		return nil, 0, fmt.Errorf("%w: from node %d on node %d's connection", errFrame, f.from, r.from)
 	}
 	var msgs []GroupMessage
 	if len(f.msgs) > 0 {
@@ -649,11 +670,11 @@ func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, bool) {
 		// proto.Unmarshal copies the bytes it keeps: b is reused.
 		m := &pb.Message{}
 		if err := proto.Unmarshal(rm.b, m); err != nil || m.GetFrom() != f.from || m.GetTo() != t.id {
-			return nil, 0, false
+			return nil, 0, fmt.Errorf("%w: message %d from node %d is not a raft message from it to this node", errFrame, i, f.from)
 		}
 		msgs[i] = GroupMessage{Group: rm.group, Message: m}
 	}
-	return msgs, f.from, true
+	return msgs, f.from, nil
 }
 
 // adopt makes r the reader of its peer's messages, unless a newer

@@ -40,6 +40,8 @@ type cluster struct {
 	peers  string
 	edges  string
 	keys   string
+	args   []string // added to every node's command line
+	env    []string // added to every node's environment
 	nodes  []*node
 	// links[i][j] carries node i's Raft traffic to node j, when the
 	// cluster was started with proxies: the test can cut it.
@@ -75,7 +77,14 @@ func startCluster(t *testing.T, bin string, size, groups int) *cluster {
 // each other's Raft listener through a proxy of its own (links), so that
 // the test can partition nodes.
 func startClusterLinked(t *testing.T, bin string, size, groups int, proxied bool) *cluster {
-	c := &cluster{t: t, bin: bin, groups: groups}
+	return startClusterWith(t, bin, size, groups, proxied, nil)
+}
+
+// startClusterWith is startClusterLinked; every node is started with
+// args added to its command line, and env ("NAME=value") to its
+// environment.
+func startClusterWith(t *testing.T, bin string, size, groups int, proxied bool, env []string, args ...string) *cluster {
+	c := &cluster{t: t, bin: bin, groups: groups, env: env, args: args}
 	dir := t.TempDir()
 	c.keys = filepath.Join(dir, "keys.json")
 	keys := fmt.Sprintf(`[{"key":%q,"name":"portal","scopes":["portal"],"offices":["*"]},{"key":%q,"name":"admin","scopes":["admin","portal","operator"],"offices":["*"]}]`, portalKey, adminKey)
@@ -155,6 +164,8 @@ func (n *node) launch() {
 	cmd := exec.Command(n.c.bin, "-demo", "-keys", n.c.keys, "-data", n.data, "-addr", n.addr, "-admin-addr", n.admin,
 		"-node-id", fmt.Sprint(n.id), "-peers", peers, "-edges", n.c.edges, "-groups", fmt.Sprint(n.c.groups),
 		"-rate-per-key", "100000", "-rate-per-applicant", "0", "-log-level", "info")
+	cmd.Args = append(cmd.Args, n.c.args...)
+	cmd.Env = append(os.Environ(), n.c.env...)
 	log := &bytes.Buffer{}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {

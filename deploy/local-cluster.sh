@@ -35,5 +35,5 @@ for n in 2 3; do
 	cp "$DATA/node1/dev-keys.json" "$DATA/node1/ticket-secret" "$DATA/node$n/"
 	start "$n"
 done
-echo "slotd cluster: API on 127.0.0.1:8081, :8082, :8083; status: curl 127.0.0.1:9091/cluster/status"
+echo "slotd cluster: API on 127.0.0.1:8081, :8082, :8083; status: $BIN cluster status -admin-addr 127.0.0.1:9091,127.0.0.1:9092,127.0.0.1:9093"
 wait

@@ -70,4 +70,8 @@
 //
 // A sweep entry (Replica.Sweep) is the retention sweep of a group's store:
 // the leader stamps the plan, every replica deletes by it (wal W12).
+//
+// The kinds and their layouts are part of the cluster format
+// (cluster.FormatMax): a kind this release does not know is a newer
+// release's, and stops the node by name (cluster format invariant V4).
 package replica

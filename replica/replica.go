@@ -305,8 +305,12 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 				return fmt.Errorf("replica: group %d: entry %d: %w", groupID, e.Index, err)
 			}
 			e.Result = sweepResult{stats: st}
+		case 0:
+			return fmt.Errorf("replica: group %d: entry %d: %w: kind 0", groupID, e.Index, cluster.ErrCorruptEntry)
 		default:
-			return fmt.Errorf("replica: group %d: entry %d: %w: kind %d", groupID, e.Index, cluster.ErrCorruptEntry, e.Data[0])
+			// A kind this release does not know is a newer release's:
+			// stop rather than misapply it (V4).
+			return fmt.Errorf("replica: group %d: entry %d: %w: kind %d, which this release does not know: a node of a newer release proposed it; upgrade this node", groupID, e.Index, cluster.ErrNewerFormat, e.Data[0])
 		}
 	}
 	return nil

@@ -52,6 +52,10 @@ type clusterOptions struct {
 	peers  string // id=raft address, comma-separated, every node
 	edges  string // id=API address, comma-separated, every node
 	groups int
+	// noHandOff stops without handing the leaderships on (not a flag:
+	// SLOTD_TEST_NO_HAND_OFF=1), so that a test can measure what the
+	// hand-off spares a rolling restart.
+	noHandOff bool
 }
 
 // headerForwarded marks a request one node passed to another; the
@@ -274,6 +278,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkClusterFormat(opts.data); err != nil {
+		return err
+	}
 	secret, err := ticketSecret(opts.data)
 	if err != nil {
 		return err
@@ -307,8 +314,10 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	for id, addr := range edges {
 		f.edges[id] = &fasthttp.HostClient{Addr: addr, MaxConns: 4096, MaxConnWaitTimeout: time.Second, ReadTimeout: forwardTimeout + httpapi.DefaultEventsWaitMax, WriteTimeout: forwardTimeout, NoDefaultUserAgentHeader: true}
 	}
+	f.transferAsked = map[uint64]*atomic.Int64{}
 	for _, g := range groups {
 		f.servers[g] = new(atomic.Pointer[httpapi.Server])
+		f.transferAsked[g] = new(atomic.Int64)
 	}
 	steady := httpapi.NewSteadyClock()
 	// One set of rate limits for the node, whichever group Server a
@@ -336,7 +345,15 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	for id, addr := range peers {
 		cpeers = append(cpeers, cluster.Peer{ID: id, Addr: addr})
 	}
-	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20}, logStore, rep)
+	frameRefused := func(err error) {
+		if errors.Is(err, cluster.ErrNewerFormat) {
+			log.Error("refused a frame of a newer format: a peer runs a newer release that writes it", zap.Error(err))
+			return
+		}
+		log.Warn("refused a malformed frame on the Raft listener", zap.Error(err))
+	}
+	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20,
+		Transport: cluster.TransportOptions{FrameRefused: frameRefused}}, logStore, rep)
 	if err != nil {
 		return err
 	}
@@ -396,7 +413,16 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	case <-node.Done():
 		return fmt.Errorf("cluster node stopped: %w", node.Err())
 	}
-	drainDelay(func() { f.draining.Store(true) }, opts.shutdownDelay, sig, log)
+	// Readiness off first, then the leaderships handed on (cluster_drain.go).
+	f.draining.Store(true)
+	stopHandOff := make(chan struct{})
+	defer close(stopHandOff)
+	if !opts.cluster.noHandOff {
+		handedOff := make(chan struct{})
+		go f.handOff(stopHandOff, handedOff)
+		<-handedOff
+	}
+	drainDelay(func() {}, opts.shutdownDelay, sig, log)
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
 	defer cancel()
 	if err := srv.ShutdownWithContext(ctx); err != nil {
@@ -421,6 +447,10 @@ type front struct {
 	// draining is set after SIGTERM for -shutdown-delay: /readyz answers
 	// 503 while requests are still served.
 	draining atomic.Bool
+	// transferAsked is, by group, when this node last asked raft to
+	// hand the group's leadership on (Unix nanoseconds); the map is
+	// read-only after serveCluster built it (cluster_drain.go).
+	transferAsked map[uint64]*atomic.Int64
 
 	newServer func(group uint64, e *allocator.Engine) (*httpapi.Server, *prometheus.Registry, error)
 
@@ -657,6 +687,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)
+		f.leadershipLost(ctx, g)
 		// Who answered: the group's leader, which holds every write the
 		// group acknowledged, so a read here never lags one.
 		ctx.Response.Header.Set(headerNode, strconv.FormatUint(f.self, 10))

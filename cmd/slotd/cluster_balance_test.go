@@ -56,3 +56,26 @@ func TestInContactNeedsAMajority(t *testing.T) {
 		}
 	}
 }
+
+// A peer that lost a leadership to this node lately — one that stops,
+// handing its groups away — is no target of the balancer until
+// handBackAfter has passed, so that its groups are not handed back to it.
+func TestBalanceTargetsSkipAPeerThatHandedUsAGroup(t *testing.T) {
+	now := time.Unix(1000, 0)
+	handedUs := map[uint64]time.Time{2: now.Add(-time.Second), 3: now.Add(-handBackAfter)}
+	got := balanceTargets([]uint64{1, 2, 3}, handedUs, now)
+	if len(got) != 2 || got[0] != 1 || got[1] != 3 {
+		t.Fatalf("targets %v, want [1 3]: node 2 handed a group a second ago, node 3 a window ago", got)
+	}
+	// With node 2 out of the targets, the node leading all four groups
+	// hands one to node 3, not to node 2, which leads none.
+	leaders := []uint64{1, 1, 1, 3, 3}
+	g, to, ok := transferPlanOf(1, []uint64{1, 2, 3, 4, 5}, got, func(g uint64) uint64 { return leaders[g-1] })
+	if ok {
+		t.Fatalf("plan %d → %d, want none: node 3 leads two, this node three", g, to)
+	}
+	leaders = []uint64{1, 1, 1, 1, 3}
+	if g, to, ok = transferPlanOf(1, []uint64{1, 2, 3, 4, 5}, got, func(g uint64) uint64 { return leaders[g-1] }); !ok || to != 3 {
+		t.Fatalf("plan %d → %d %v, want a group to node 3", g, to, ok)
+	}
+}

@@ -5,7 +5,6 @@ package main
 // group. Served with its status on the admin listener.
 
 import (
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/pprof"
@@ -200,33 +199,4 @@ func (f *front) adminHandler() http.Handler {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	return mux
-}
-
-// status answers every group's leader, term, applied index and digest as
-// this node sees them.
-func (f *front) status(w http.ResponseWriter, _ *http.Request) {
-	type groupStatus struct {
-		Group   uint64 `json:"group"`
-		Leader  uint64 `json:"leader"`
-		Term    uint64 `json:"term"`
-		Applied uint64 `json:"applied"`
-		Digest  string `json:"digest"`
-		Engine  bool   `json:"engine"`
-	}
-	var out struct {
-		Node   uint64        `json:"node"`
-		Groups []groupStatus `json:"groups"`
-	}
-	out.Node = f.self
-	for _, g := range f.groups {
-		leader, term := f.node.Status(g)
-		d, applied, err := f.stores[g].StateDigest()
-		st := groupStatus{Group: g, Leader: leader, Term: term, Applied: applied, Engine: f.servers[g].Load() != nil}
-		if err == nil {
-			st.Digest = fmt.Sprintf("%x", d[:8])
-		}
-		out.Groups = append(out.Groups, st)
-	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
 }

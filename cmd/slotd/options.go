@@ -73,7 +73,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.BoolVar(&o.version, "version", false, "print the version, commit and Go version, and exit")
 	addClusterFlags(fs, &o.cluster)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
+		fmt.Fprintln(stderr, "usage: slotd [flags]\n       slotd backup|dump|verify|cluster status [flags] (-h for each)\nEvery flag can also be set as SLOTD_<NAME>, e.g. SLOTD_ADMIN_ADDR.")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -105,6 +105,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	if err != nil {
 		return o, err
 	}
+	o.cluster.noHandOff = getenv("SLOTD_TEST_NO_HAND_OFF") == "1"
 	if o.ratePerKey <= 0 || o.rateBurst < 0 || o.inFlightMax < 1 {
 		return o, fmt.Errorf("-rate-per-key must be positive, -rate-burst not negative, -in-flight-max at least 1")
 	}
