@@ -66,6 +66,16 @@ type Config struct {
 	// concurrently) whenever a group's engine here changes: the new one,
 	// or nil when the group has none here.
 	OnEngine func(group uint64, e *allocator.Engine)
+	// LedgerRemote hands a ledger entry for group to node leader, which
+	// leads it (that node's ProposeLedger), and returns its answer. With
+	// more than one group it turns the applicants' ledger on (L1–L7);
+	// nil: each group's engine enforces the applicant rules for its own
+	// offices only.
+	LedgerRemote func(ctx context.Context, leader, group uint64, entry []byte) (byte, error)
+	// LedgerReconcileAfter is the age of a token at which its group's
+	// leader checks it against its booking (L5). Zero:
+	// DefaultLedgerReconcileAfter.
+	LedgerReconcileAfter time.Duration
 }
 
 // Replica applies the committed entries of a node's groups to their
@@ -74,6 +84,8 @@ type Config struct {
 type Replica struct {
 	cfg    Config
 	groups map[uint64]*group
+	// groupIDs are the groups' ids in order (HomeGroup).
+	groupIDs []uint64
 	node   *cluster.Node
 	stopc  chan struct{}
 	stop   sync.Once
@@ -91,6 +103,8 @@ type Replica struct {
 	// journal acknowledge without the log: a node answering writes it no
 	// longer leads.
 	testStaleLeader bool
+	// testNoLedger makes no engine reserve in the applicants' ledger.
+	testNoLedger bool
 }
 
 // group is one group's replica on this node.
@@ -145,6 +159,9 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.LedgerReconcileAfter <= 0 {
+		cfg.LedgerReconcileAfter = DefaultLedgerReconcileAfter
+	}
 	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
 	for id, db := range cfg.Stores {
 		if id == 0 || id > 255 {
@@ -156,6 +173,7 @@ func New(cfg Config) (*Replica, error) {
 		}
 		r.groups[id] = &group{id: id, db: db, epoch: epoch, skipThrough: applied}
 	}
+	r.groupIDs = sortedGroupIDs(r.groups)
 	return r, nil
 }
 
@@ -247,10 +265,18 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 				continue
 			}
 			first, err := g.db.ApplyStaged(e.Index, e.Data[1+n:])
+			if errors.Is(err, wal.ErrVoided) {
+				e.Result = changeResult{refused: true} // L4
+				continue
+			}
 			if err != nil {
 				return err
 			}
 			e.Result = changeResult{firstCursor: first}
+		case kindReserve, kindRelease, kindVoid:
+			if err := r.applyLedger(g, e); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("replica: group %d: entry %d: %w: kind %d", groupID, e.Index, cluster.ErrCorruptEntry, e.Data[0])
 		}
@@ -364,10 +390,15 @@ func (r *Replica) lead(g *group, l *leadership) {
 		epoch = m.index
 	}
 	jr := &journal{r: r, g: g, l: l, epoch: epoch}
+	var ledger allocator.ApplicantLedger
+	if r.ledgerOn() {
+		ledger = applicantLedger{r}
+	}
 	eng, err := allocator.New(allocator.Config{
 		Journal:     jr,
 		LotterySeed: r.cfg.Engine.LotterySeed,
 		IDTag:       byte(g.id),
+		Ledger:      ledger,
 	})
 	if err != nil {
 		r.cfg.Logger.Error("cannot build a group engine", zap.Uint64("group", g.id), zap.Error(err))
@@ -397,6 +428,9 @@ func (r *Replica) lead(g *group, l *leadership) {
 	// is a commit of its own, and a backlog of them must not keep the
 	// group's requests waiting.
 	_ = eng.Tick(r.cfg.Now())
+	if r.ledgerOn() {
+		r.wg.Go(func() { r.reconcile(g, l) })
+	}
 	r.cfg.Logger.Info("group engine started", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Uint64("epoch", epoch),
 		zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings), zap.Duration("took", time.Since(start)))
 	t := time.NewTicker(r.cfg.TickInterval)

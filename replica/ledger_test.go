@@ -1,0 +1,224 @@
+package replica
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"slotd/allocator"
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
+	"slotd/wal"
+)
+
+// ledgerLimit is the ledger tests' max_active_per_applicant.
+const ledgerLimit = 2
+
+// ledgerOffice is bench office i with four services and a limit of
+// ledgerLimit active bookings per applicant.
+func ledgerOffice(i int) allocator.OfficeConfig {
+	cfg := slotdtest.BenchOffice(i)
+	cfg.Services = nil
+	for s := 1; s <= 4; s++ {
+		cfg.Services = append(cfg.Services, allocator.ServiceConfig{ID: fmt.Sprintf("s%d", s), Name: "S", Slots: 1})
+	}
+	cfg.Policy.MaxActivePerApplicant = ledgerLimit
+	return cfg
+}
+
+// engineOf returns group's engine on a running, connected node, nil if
+// none has one now.
+func (c *testCluster) engineOf(group uint64) *allocator.Engine {
+	for _, n := range c.nodes {
+		c.mu.Lock()
+		cut := c.isolated[n.id]
+		c.mu.Unlock()
+		if r := n.live.Load(); r != nil && !cut {
+			if e := r.Engine(group); e != nil && !e.Degraded() {
+				return e
+			}
+		}
+	}
+	return nil
+}
+
+// activeOf returns the active bookings of applicant in every group, read
+// from node n's stores.
+func activeOf(t *testing.T, n *testNode, groups []uint64, applicant string) []allocator.Booking {
+	t.Helper()
+	var out []allocator.Booking
+	for _, g := range groups {
+		all, _ := restored(t, n.stores[g]).List(applicant, allocator.ListFilter{}, 0, 1000)
+		for _, b := range all {
+			if b.Status.Active() {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
+}
+
+// hammer books for one applicant at offices o000 (group 1) and o001
+// (group 2) from several callers, cancelling now and then, until stop.
+type hammer struct {
+	c         *testCluster
+	applicant string
+	ops       atomic.Int64
+	held      atomic.Int64
+	others    atomic.Int64 // refusals but the rules'
+	stop      chan struct{}
+	wg        sync.WaitGroup
+
+	mu  sync.Mutex
+	ids []allocator.ID // acknowledged holds
+}
+
+func (h *hammer) run(seed uint64) {
+	rnd := rand.New(rand.NewPCG(seed, 1))
+	meta := allocator.Meta{Actor: "test"}
+	for {
+		select {
+		case <-h.stop:
+			return
+		default:
+		}
+		n := h.ops.Add(1)
+		if n%2 == 0 {
+			runtime.Gosched() // refusals are fast: let the others in
+		}
+		h.mu.Lock()
+		var cancel allocator.ID
+		if len(h.ids) > 0 && rnd.IntN(5) == 0 {
+			cancel = h.ids[rnd.IntN(len(h.ids))]
+		}
+		h.mu.Unlock()
+		if cancel != (allocator.ID{}) {
+			if e := h.c.engineOf(uint64(cancel[0])); e != nil {
+				_, _ = e.Cancel(slotdtest.BenchNow, cancel, h.applicant, meta)
+			}
+			continue
+		}
+		group := uint64(1 + n%2)
+		e := h.c.engineOf(group)
+		if e == nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		req := allocator.HoldRequest{
+			Office: fmt.Sprintf("o%03d", group-1), Service: fmt.Sprintf("s%d", 1+rnd.IntN(4)), Applicant: h.applicant,
+			EarliestAfter: slotdtest.BenchNow.Add(24 * time.Hour), // holds: cancelling them is no penalty
+		}
+		b, err := e.Hold(slotdtest.BenchNow, req, meta)
+		if err != nil {
+			if !errors.Is(err, allocator.ErrLimitReached) && !errors.Is(err, allocator.ErrDuplicateBooking) {
+				h.others.Add(1)
+			}
+			continue
+		}
+		h.held.Add(1)
+		h.mu.Lock()
+		h.ids = append(h.ids, b.ID)
+		h.mu.Unlock()
+	}
+}
+
+// runLedgerHammer runs the hammer on a three-node cluster of two groups,
+// killing group 1's leader once a third of holds are acknowledged, and returns
+// what the survivors hold for the applicant when all is settled, and a
+// survivor.
+func runLedgerHammer(t *testing.T, broken func(r *Replica), holds int64) ([]allocator.Booking, *testNode, *testCluster, string) {
+	// Tokens the kill leaves behind are settled a second after; a slow
+	// hold may be voided by then, which breaks its engine (L4) but keeps
+	// the rules.
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, broken: broken, reconcileAfter: time.Second}
+	startCluster(c, 3, 2)
+	for g := uint64(1); g <= 2; g++ {
+		_, e := c.leaderEngine(g)
+		if _, err := e.PutOffice(slotdtest.BenchNow, ledgerOffice(int(g-1)), allocator.Meta{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := &hammer{c: c, applicant: "ns\x00hammer", stop: make(chan struct{})}
+	for i := range 6 {
+		h.wg.Go(func() { h.run(uint64(i)) })
+	}
+	testtimeEventually(t, "a third of the holds acknowledged", func() bool { return h.held.Load() >= holds/3 })
+	killed, _ := c.leaderEngine(1)
+	killed.stop()
+	t.Logf("group 1's leader, node %d, stopped after %d holds", killed.id, h.held.Load())
+	testtimeEventually(t, "all holds acknowledged", func() bool { return h.held.Load() >= holds })
+	close(h.stop)
+	h.wg.Wait()
+	c.converged(1)
+	c.converged(2)
+	var survivor *testNode
+	for _, n := range c.nodes {
+		if n.up.Load() {
+			survivor = n
+		}
+	}
+	active := activeOf(t, survivor, c.groups, h.applicant)
+	t.Logf("%d operations, %d holds acknowledged, %d other refusals, %d active at the end", h.ops.Load(), h.held.Load(), h.others.Load(), len(active))
+	return active, survivor, c, h.applicant
+}
+
+// ruleBroken returns what in active breaks the applicant rules: more
+// than ledgerLimit bookings, or a service twice.
+func ruleBroken(active []allocator.Booking) string {
+	if len(active) > ledgerLimit {
+		return fmt.Sprintf("%d active bookings, the limit is %d", len(active), ledgerLimit)
+	}
+	var services []string
+	for _, b := range active {
+		if slices.Contains(services, b.Service) {
+			return "two active bookings of service " + b.Service
+		}
+		services = append(services, b.Service)
+	}
+	return ""
+}
+
+// An applicant hammering holds at offices of two groups, with one
+// group's leader killed midway, never holds more than the limit nor a
+// service twice, counting both groups (L1–L3); every active booking has
+// its token in the applicant's home group.
+func TestApplicantLimitAcrossGroups(t *testing.T) {
+	active, survivor, c, applicant := runLedgerHammer(t, nil, 150)
+	if why := ruleBroken(active); why != "" {
+		t.Fatalf("applicant rules broken across groups: %s: %+v", why, active)
+	}
+	home := survivor.rep.HomeGroup(applicant)
+	tokens, err := survivor.stores[home].LedgerTokens(applicant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) > ledgerLimit {
+		t.Fatalf("%d tokens in the ledger, the limit is %d", len(tokens), ledgerLimit)
+	}
+	for _, b := range active {
+		if !slices.ContainsFunc(tokens, func(tk wal.LedgerToken) bool { return tk.Booking == b.ID && tk.Service == b.Service }) {
+			t.Fatalf("active booking %s (%s) has no token in group %d's ledger (L3): %+v", b.ID, b.Service, home, tokens)
+		}
+	}
+	_ = c
+}
+
+// Without the ledger the same hammer must break the rules, or the test
+// could not tell.
+func TestApplicantLimitAcrossGroupsCaughtWithoutLedger(t *testing.T) {
+	active, _, _, _ := runLedgerHammer(t, func(r *Replica) { r.testNoLedger = true }, 150)
+	if why := ruleBroken(active); why == "" {
+		t.Fatalf("the broken variant kept the rules (%d active): the test cannot tell", len(active))
+	} else {
+		t.Logf("caught: %s", why)
+	}
+}
+
+var _ = errors.Is
+var _ = testtime.Eventually
