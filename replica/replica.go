@@ -86,11 +86,11 @@ type Replica struct {
 	groups map[uint64]*group
 	// groupIDs are the groups' ids in order (HomeGroup).
 	groupIDs []uint64
-	node   *cluster.Node
-	stopc  chan struct{}
-	stop   sync.Once
-	wg     sync.WaitGroup
-	events chan engineEvent // → notifier; OnEngine in order
+	node     *cluster.Node
+	stopc    chan struct{}
+	stop     sync.Once
+	wg       sync.WaitGroup
+	events   chan engineEvent // → notifier; OnEngine in order
 
 	// Test variants with a safety check taken out, which the tests must
 	// catch: testBeforePropose runs before a journal proposes;
