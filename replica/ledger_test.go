@@ -220,5 +220,94 @@ func TestApplicantLimitAcrossGroupsCaughtWithoutLedger(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
-var _ = testtime.Eventually
+
+// A node that dies between a reservation and its claim leaves tokens of
+// bookings that never come: the applicant is refused at the limit until
+// the home group's leader voids those bookings in their group and
+// releases the tokens (L5, L6); then the applicant books again.
+func TestLedgerReconcilesLostReservations(t *testing.T) {
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: 300 * time.Millisecond}
+	startCluster(c, 3, 2)
+	for g := uint64(1); g <= 2; g++ {
+		_, e := c.leaderEngine(g)
+		if _, err := e.PutOffice(slotdtest.BenchNow, ledgerOffice(int(g-1)), allocator.Meta{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const applicant = "ns\x00lost"
+	n, _ := c.leaderEngine(1)
+	var lost []allocator.ID
+	for i := range ledgerLimit {
+		id := allocator.ID{2, byte(i + 1), 0xee} // of group 2, never booked
+		tk := wal.LedgerToken{Applicant: applicant, Booking: id, Service: fmt.Sprintf("s%d", i+1), CreatedUnixNano: slotdtest.BenchNow.UnixNano()}
+		if answer, err := n.rep.ledgerCall(n.rep.HomeGroup(applicant), reserveEntry(tk, ledgerLimit), waitFor); err != nil || answer != LedgerOK {
+			t.Fatalf("reserve %d: answer %d, %v", i, answer, err)
+		}
+		lost = append(lost, id)
+	}
+	req := allocator.HoldRequest{Office: "o000", Service: "s3", Applicant: applicant, EarliestAfter: slotdtest.BenchNow.Add(24 * time.Hour)}
+	if _, err := c.engineOf(1).Hold(slotdtest.BenchNow, req, allocator.Meta{Actor: "test"}); !errors.Is(err, allocator.ErrLimitReached) {
+		t.Fatalf("hold with the lost tokens in the ledger: %v, want the limit", err)
+	}
+	testtime.Eventually(t, waitFor, "the applicant books again", func() error {
+		e := c.engineOf(1)
+		if e == nil {
+			return errors.New("no engine")
+		}
+		_, err := e.Hold(slotdtest.BenchNow, req, allocator.Meta{Actor: "test"})
+		return err
+	})
+	c.converged(2)
+	for _, m := range c.nodes {
+		for _, id := range lost {
+			if v, err := m.stores[2].Voided(id); err != nil || !v {
+				t.Fatalf("node %d: booking %s is not void in group 2 (%v)", m.id, id, err)
+			}
+		}
+	}
+}
+
+// A void keeps its booking from ever being written: a change that
+// creates a voided booking is applied as nothing on every replica, and
+// its engine is replaced (L4); the same change for an id not void is
+// written.
+func TestLedgerVoidRefusesLateCommit(t *testing.T) {
+	c := newTestCluster(t, 3, 2)
+	n, e := c.leaderEngine(1)
+	if _, err := e.PutOffice(slotdtest.BenchNow, ledgerOffice(0), allocator.Meta{Actor: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s1", Applicant: "ns\x00late", EarliestAfter: slotdtest.BenchNow.Add(24 * time.Hour)}, allocator.Meta{Actor: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	late := func(id allocator.ID, window uint16) *allocator.Change {
+		r := b.BookingRecord
+		r.ID, r.Window = id, window
+		return &allocator.Change{Bookings: []*allocator.BookingRecord{&r}}
+	}
+	kept, voided := allocator.ID{1, 0xaa}, allocator.ID{1, 0xbb}
+	created := b.History.First().AtUnixNano
+	if answer, err := n.rep.ledgerCall(1, voidEntry(voided, created), waitFor); err != nil || answer != LedgerOK {
+		t.Fatalf("void: answer %d, %v", answer, err)
+	}
+	if answer, err := n.rep.ledgerCall(1, voidEntry(b.ID, created), waitFor); err != nil || answer != LedgerExists {
+		t.Fatalf("void of a booking that exists: answer %d, %v; want LedgerExists", answer, err)
+	}
+	if err := n.rep.Commit(1, late(kept, b.Window+1)); err != nil {
+		t.Fatalf("a change of a booking not void: %v", err)
+	}
+	if err := n.rep.Commit(1, late(voided, b.Window+2)); !errors.Is(err, ErrRefused) {
+		t.Fatalf("a change creating a voided booking: %v, want ErrRefused", err)
+	}
+	c.converged(1)
+	for _, m := range c.nodes {
+		if _, found, err := m.stores[1].LoadBooking(voided, created); err != nil || found {
+			t.Fatalf("node %d: the voided booking was written (%v)", m.id, err)
+		}
+		if _, found, err := m.stores[1].LoadBooking(kept, created); err != nil || !found {
+			t.Fatalf("node %d: the booking not void is missing (%v)", m.id, err)
+		}
+	}
+	c.leaderEngine(1) // a new engine serves the group
+}
