@@ -220,7 +220,6 @@ func TestApplicantLimitAcrossGroupsCaughtWithoutLedger(t *testing.T) {
 	}
 }
 
-
 // A node that dies between a reservation and its claim leaves tokens of
 // bookings that never come: the applicant is refused at the limit until
 // the home group's leader voids those bookings in their group and
