@@ -50,7 +50,7 @@ type testNode struct {
 }
 
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	peers  []cluster.Peer
 	groups []uint64
 	nodes  []*testNode
