@@ -3,8 +3,10 @@ package clustertest
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -37,6 +39,26 @@ func TestApplicantLimitAcrossGroupsUnderKill(t *testing.T) {
 	c := startCluster(t, slotdtest.Build(t), 3, 3)
 	for g := uint64(1); g <= 3; g++ {
 		c.leader(g)
+	}
+	// The nodes' ledger route is theirs: a portal, even one that spoofs
+	// the forwarding header, finds no such route.
+	for _, spoof := range []string{"", "guess"} {
+		req, err := http.NewRequest("POST", "http://"+c.nodes[0].addr+"/internal/ledger?group=1", strings.NewReader("\x04"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+portalKey)
+		if spoof != "" {
+			req.Header.Set("X-Slotd-Forwarded", spoof)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 404 {
+			t.Fatalf("a portal's POST /internal/ledger (forwarded header %q): %d, want 404", spoof, resp.StatusCode)
+		}
 	}
 	date := nextWeekday(3)
 	const applicant = "ledger-hammer"
