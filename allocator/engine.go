@@ -81,15 +81,21 @@ type Config struct {
 // must be safe for concurrent use; the engine calls them with an office's
 // gate held for reading, so they must return within a bounded time.
 //
-//	E1. Every path that makes an active booking (a hold, a lottery win,
+//	G1. Every path that makes an active booking (a hold, a lottery win,
 //	    a watch's auto hold) reserves the booking's token, under the id
-//	    the booking will have and the time it is created at, before it
-//	    claims a seat; a refusal leaves nothing claimed.
-//	E2. A claim that fails before its commit releases the token. A
-//	    commit that fails does not: its change may still be committed
-//	    (a cluster's log decides after the proposer gave up), and the
-//	    ledger's owner settles such tokens against the store.
-//	E3. Every end of an active booking (cancel, expiry, rejection,
+//	    the booking will have and the time it is created at, after it
+//	    claimed the seat in memory and before it commits; a refusal
+//	    gives the seat back. After the claim, not before: in a rush most
+//	    holds lose their seat to another or find none, and a token
+//	    reserved first would cost each of them a reservation and a
+//	    release (two commits of the home group) for nothing; the seat
+//	    is hidden from other claimers only while the reservation runs,
+//	    as it is while the commit runs.
+//	G2. A commit that fails does not release the token: its change may
+//	    still be committed (a cluster's log decides after the proposer
+//	    gave up), and the ledger's owner settles such tokens against
+//	    the store.
+//	G3. Every end of an active booking (cancel, expiry, rejection,
 //	    no-show, completion, closure) releases its token after its
 //	    commit, outside the booking's lock. A reschedule keeps the
 //	    booking and its service: no token moves.

@@ -66,11 +66,6 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	if err != nil {
 		return Booking{}, fmt.Errorf("%w: applicant at office %s", err, o.id)
 	}
-	id, err := e.reserveToken(now, o, l, req.Applicant, svc.id)
-	if err != nil {
-		e.apps.unreserve(req.Applicant, svc.id)
-		return Booking{}, err
-	}
 	w := -1
 	if !req.Start.IsZero() {
 		w = d.claimAny(l.windows, step, svc.slots)
@@ -79,15 +74,20 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 	}
 	if w < 0 {
 		e.apps.unreserve(req.Applicant, svc.id)
-		e.releaseToken(req.Applicant, id) // E2
 		e.counter.SlotTaken.Add(1)
 		return Booking{}, ErrSlotTaken
+	}
+	id, err := e.reserveToken(now, o, l, req.Applicant, svc.id) // G1
+	if err != nil {
+		d.release(w, step, svc.slots)
+		e.apps.unreserve(req.Applicant, svc.id)
+		return Booking{}, err
 	}
 	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, ref, id, req.Confirm, meta, nil)
 }
 
 // reserveToken picks the id of a new booking of applicant for service at
-// o and, with a ledger, reserves the booking's token there (E1). Without
+// o and, with a ledger, reserves the booking's token there (G1). Without
 // one it returns the zero id: commitNewBooking picks the id.
 func (e *Engine) reserveToken(now time.Time, o *office, l *layout, applicant, service string) (ID, error) {
 	if e.ledger == nil {
@@ -104,7 +104,7 @@ func (e *Engine) reserveToken(now time.Time, o *office, l *layout, applicant, se
 }
 
 // releaseToken releases the token of booking id of applicant, if the
-// engine has a ledger and id is a token's (E2, E3).
+// engine has a ledger and id is a token's (G3).
 func (e *Engine) releaseToken(applicant string, id ID) {
 	if e.ledger != nil && id != (ID{}) {
 		e.ledger.Release(applicant, id)
@@ -116,7 +116,7 @@ func (e *Engine) releaseToken(applicant string, id ID) {
 // change before the commit (a watch hand-over). On failure it gives the
 // seat and the reservation back. ref is the applicant's entry as reserve
 // returned it; id is the booking's id as reserveToken picked it, the zero
-// id for a new one. A failed commit keeps the token (E2).
+// id for a new one. A failed commit keeps the token (G2).
 func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *service, d *day, w, step int,
 	applicant string, ref applicantRef, id ID, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
 	if id == (ID{}) {

@@ -116,7 +116,7 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 	}
 	b.unlock(ef.next.Status)
 	if ef.leave {
-		e.releaseToken(cur.Applicant, cur.ID) // E3
+		e.releaseToken(cur.Applicant, cur.ID) // G3
 	}
 	return viewOf(&d.clock, ef.next), nil
 }

@@ -218,7 +218,7 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 		return nil, err
 	}
 	// The cancelled bookings' tokens are released once the office's locks
-	// are let go (E3): deferred first, this runs after their unlocks.
+	// are let go (G3): deferred first, this runs after their unlocks.
 	var cancelled []*BookingRecord
 	defer func() {
 		for _, r := range cancelled {

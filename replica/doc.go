@@ -67,7 +67,7 @@
 // home group, a hash of the engine's applicant id (namespace included)
 // over the groups (HomeGroup), whose store keeps a ledger: a token per
 // active booking of the applicant, in whichever group (wal's ledger
-// records). The engines call it through allocator.ApplicantLedger (E1–E3
+// records). The engines call it through allocator.ApplicantLedger (G1–G3
 // in package allocator): a token is reserved before a seat is claimed,
 // and released after the booking ends. A node that does not lead the
 // home group hands the entry to the node that does (LedgerRemote; slotd
@@ -84,10 +84,10 @@
 //	    applicant holds a token of; a token already held (a retry) is
 //	    reserved again. The proposer learns the verdict from the apply.
 //	L3. Every active booking made while the ledger is on holds a token:
-//	    its engine reserved it before the claim (E1), and a token is
-//	    released only after its booking's end is committed (E3), after a
-//	    claim that failed before any commit (E2), or by the reconciler
-//	    once its booking ended or can never be written (L5, L6). With L2
+//	    its engine reserved it before the booking's commit (G1), and a
+//	    token is released only after its booking's end is committed
+//	    (G3), or by the reconciler once its booking ended or can never be
+//	    written (L5, L6). With L2
 //	    the applicant's active bookings, across groups, never exceed the
 //	    limit nor hold a service twice.
 //	L4. A void of booking id, an entry of the booking's own group
@@ -99,7 +99,7 @@
 //	    comes.
 //	L5. A token can outlive its booking: a release lost with its node,
 //	    a reservation whose proposer gave up but whose entry committed,
-//	    a commit that failed after its reservation (E2 keeps that token:
+//	    a commit that failed after its reservation (G2 keeps that token:
 //	    the change may still commit). The home group's leader checks
 //	    each token it has seen for Config.LedgerReconcileAfter against
 //	    its booking in this node's replica of the booking's group (every
