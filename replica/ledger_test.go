@@ -310,3 +310,56 @@ func TestLedgerVoidRefusesLateCommit(t *testing.T) {
 	}
 	c.leaderEngine(1) // a new engine serves the group
 }
+
+// The rules count both groups at once, and each end of a booking gives
+// its place back at once (G3), without waiting for the reconciler: a
+// cancel in one group and a closure in the other let the applicant book
+// again right away; a service held in one group is refused in the other.
+func TestLedgerEndsReleaseAtOnce(t *testing.T) {
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: time.Hour}
+	startCluster(c, 3, 2)
+	for g := uint64(1); g <= 2; g++ {
+		_, e := c.leaderEngine(g)
+		if _, err := e.PutOffice(slotdtest.BenchNow, ledgerOffice(int(g-1)), allocator.Meta{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const applicant = "ns\x00ends"
+	meta := allocator.Meta{Actor: "test"}
+	hold := func(group uint64, service string) (allocator.Booking, error) {
+		_, e := c.leaderEngine(group)
+		return e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: fmt.Sprintf("o%03d", group-1), Service: service, Applicant: applicant,
+			EarliestAfter: slotdtest.BenchNow.Add(24 * time.Hour)}, meta)
+	}
+	a, err := hold(1, "s1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(2, "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(1, "s3"); !errors.Is(err, allocator.ErrLimitReached) {
+		t.Fatalf("a third booking, the second in group 1: %v, want the limit", err)
+	}
+	_, e1 := c.leaderEngine(1)
+	if _, err := e1.Cancel(slotdtest.BenchNow, a.ID, applicant, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(2, "s2"); !errors.Is(err, allocator.ErrDuplicateBooking) {
+		t.Fatalf("s2 again in group 2: %v, want a duplicate", err)
+	}
+	b3, err := hold(1, "s3")
+	if err != nil {
+		t.Fatalf("a booking after a cancel gave its place back: %v", err)
+	}
+	if _, err := hold(2, "s3"); !errors.Is(err, allocator.ErrDuplicateBooking) && !errors.Is(err, allocator.ErrLimitReached) {
+		t.Fatalf("s3, held in group 1, in group 2: %v, want a refusal", err)
+	}
+	_, e1 = c.leaderEngine(1)
+	if _, err := e1.CloseDate(slotdtest.BenchNow, "o000", b3.Date, meta); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := hold(2, "s3"); err != nil {
+		t.Fatalf("a booking after a closure gave its place back: %v", err)
+	}
+}
