@@ -363,3 +363,63 @@ func TestLedgerEndsReleaseAtOnce(t *testing.T) {
 		t.Fatalf("a booking after a closure gave its place back: %v", err)
 	}
 }
+
+// A watch's auto hold is a new booking like a hold: an applicant at the
+// limit in another group gets no seat from it (the watch stays), and
+// once the applicant has room the next seat freed is theirs (G1).
+func TestLedgerWatchAutoHold(t *testing.T) {
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: time.Hour}
+	startCluster(c, 3, 2)
+	for g := uint64(1); g <= 2; g++ {
+		_, e := c.leaderEngine(g)
+		if _, err := e.PutOffice(slotdtest.BenchNow, ledgerOffice(int(g-1)), allocator.Meta{Actor: "test"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	const applicant, other = "ns\x00watcher", "ns\x00other"
+	meta := allocator.Meta{Actor: "test"}
+	after := slotdtest.BenchNow.Add(24 * time.Hour)
+	_, e2 := c.leaderEngine(2)
+	var mine []allocator.Booking
+	for _, s := range []string{"s1", "s2"} {
+		b, err := e2.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o001", Service: s, Applicant: applicant, EarliestAfter: after}, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mine = append(mine, b)
+	}
+	_, e1 := c.leaderEngine(1)
+	// freeOne books a seat for other at o000 and cancels it: the freed
+	// seat is offered to the watch.
+	freeOne := func() allocator.Booking {
+		t.Helper()
+		b, err := e1.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s3", Applicant: other, EarliestAfter: after}, meta)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e1.Cancel(slotdtest.BenchNow, b.ID, other, meta); err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	date := allocator.DateOf(after.In(time.FixedZone("MSK", 3*3600)))
+	w, err := e1.Watch(slotdtest.BenchNow, allocator.WatchRequest{Applicant: applicant, Service: "s3", Office: "o000", From: date - 1, To: date + 2, AutoHold: true}, meta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	freeOne()
+	if got, err := e1.GetWatch(w.ID, applicant); err != nil || !got.Active {
+		t.Fatalf("the watch of an applicant at the limit was served: %+v, %v", got, err)
+	}
+	if list, _ := e1.List(applicant, allocator.ListFilter{}, 0, 10); len(list) != 0 {
+		t.Fatalf("an applicant at the limit in group 2 got a seat in group 1: %+v", list)
+	}
+	if _, err := e2.Cancel(slotdtest.BenchNow, mine[0].ID, applicant, meta); err != nil {
+		t.Fatal(err)
+	}
+	freeOne()
+	list, _ := e1.List(applicant, allocator.ListFilter{}, 0, 10)
+	if len(list) != 1 || !list[0].Status.Active() {
+		t.Fatalf("with room again, the watch's applicant has %+v in group 1, want one active booking", list)
+	}
+}
