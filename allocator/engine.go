@@ -45,6 +45,8 @@ type Engine struct {
 	fixedLotterySeed []byte
 	// idTag is Config.IDTag.
 	idTag byte
+	// ledger is Config.Ledger, nil for none.
+	ledger ApplicantLedger
 
 	wheels [wheelShards]*wheel // offices hashed onto them (wheel.go)
 
@@ -65,6 +67,48 @@ type Config struct {
 	// id the engine makes, the other 120 bits random: a cluster's edge
 	// reads a booking's Raft group off its id (package replica).
 	IDTag byte
+	// Ledger, when set, keeps applicants' active bookings beyond this
+	// engine (a cluster's other groups): the engine reserves a token there
+	// before each new booking and releases it after each end. Nil: the
+	// engine's own applicant table is the whole rule (a single node).
+	Ledger ApplicantLedger
+}
+
+// ApplicantLedger keeps the active bookings of applicants across engines,
+// so that max_active_per_applicant and the duplicate rule hold over all
+// of them. The engine's own applicant table still checks first; the
+// ledger is asked only about what that table let through. Implementations
+// must be safe for concurrent use; the engine calls them with an office's
+// gate held for reading, so they must return within a bounded time.
+//
+//	G1. Every path that makes an active booking (a hold, a lottery win,
+//	    a watch's auto hold) reserves the booking's token, under the id
+//	    the booking will have and the time it is created at, after it
+//	    claimed the seat in memory and before it commits; a refusal
+//	    gives the seat back. After the claim, not before: in a rush most
+//	    holds lose their seat to another or find none, and a token
+//	    reserved first would cost each of them a reservation and a
+//	    release (two commits of the home group) for nothing; the seat
+//	    is hidden from other claimers only while the reservation runs,
+//	    as it is while the commit runs.
+//	G2. A commit that fails does not release the token: its change may
+//	    still be committed (a cluster's log decides after the proposer
+//	    gave up), and the ledger's owner settles such tokens against
+//	    the store.
+//	G3. Every end of an active booking (cancel, expiry, rejection,
+//	    no-show, completion, closure) releases its token after its
+//	    commit, outside the booking's lock. A reschedule keeps the
+//	    booking and its service: no token moves.
+type ApplicantLedger interface {
+	// Reserve records booking id of applicant, for service, created at
+	// createdUnixNano, as active, unless the applicant already holds
+	// limit active bookings (an error wrapping ErrLimitReached) or one of
+	// service (ErrDuplicateBooking). Any other error refuses the booking
+	// too (ErrLedgerUnavailable when the ledger cannot be reached).
+	Reserve(applicant string, id ID, service string, createdUnixNano int64, limit int) error
+	// Release ends the token of booking id. A release the ledger cannot
+	// make now is its own to make later.
+	Release(applicant string, id ID)
 }
 
 // New returns an empty engine.
@@ -72,7 +116,7 @@ func New(cfg Config) (*Engine, error) {
 	if cfg.Journal == nil {
 		return nil, fmt.Errorf("%w: allocator: Config.Journal is required (use &MemJournal{} for no durability)", ErrValidation)
 	}
-	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed, idTag: cfg.IDTag}
+	e := &Engine{journal: cfg.Journal, index: newBookingIndex(), apps: newApplicants(), fixedLotterySeed: cfg.LotterySeed, idTag: cfg.IDTag, ledger: cfg.Ledger}
 	if j, ok := cfg.Journal.(SelfDegradingJournal); ok {
 		e.journalDegraded = j.Degraded
 	}

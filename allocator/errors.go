@@ -49,6 +49,11 @@ var (
 	// ErrDegraded is returned for every state change after the journal failed
 	// to sync: the disk state is unknown, so the engine stops writing.
 	ErrDegraded = errors.New("allocator: degraded after journal failure")
+
+	// ErrLedgerUnavailable refuses a new booking whose applicant's ledger
+	// (Config.Ledger) cannot be reached right now; nothing was booked.
+	// The edge answers 503 no_leader with Retry-After.
+	ErrLedgerUnavailable = errors.New("allocator: the applicant's ledger is unavailable")
 )
 
 // BlockedError refuses a new booking of an applicant whose cancel penalty

@@ -1,6 +1,7 @@
 package allocator
 
 import (
+	"errors"
 	"fmt"
 	"math/bits"
 	"time"
@@ -76,18 +77,53 @@ func (e *Engine) hold(now time.Time, o *office, req HoldRequest, meta Meta) (Boo
 		e.counter.SlotTaken.Add(1)
 		return Booking{}, ErrSlotTaken
 	}
-	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, ref, req.Confirm, meta, nil)
+	id, err := e.reserveToken(now, o, l, req.Applicant, svc.id) // G1
+	if err != nil {
+		d.release(w, step, svc.slots)
+		e.apps.unreserve(req.Applicant, svc.id)
+		return Booking{}, err
+	}
+	return e.commitNewBooking(now, o, l, svc, d, w, step, req.Applicant, ref, id, req.Confirm, meta, nil)
+}
+
+// reserveToken picks the id of a new booking of applicant for service at
+// o and, with a ledger, reserves the booking's token there (G1). Without
+// one it returns the zero id: commitNewBooking picks the id.
+func (e *Engine) reserveToken(now time.Time, o *office, l *layout, applicant, service string) (ID, error) {
+	if e.ledger == nil {
+		return ID{}, nil
+	}
+	id := e.newID()
+	if err := e.ledger.Reserve(applicant, id, service, now.UnixNano(), l.policy.maxActivePerApplicant); err != nil {
+		if errors.Is(err, ErrLimitReached) || errors.Is(err, ErrDuplicateBooking) {
+			return ID{}, fmt.Errorf("%w: applicant at office %s, counting every office", err, o.id)
+		}
+		return ID{}, err
+	}
+	return id, nil
+}
+
+// releaseToken releases the token of booking id of applicant, if the
+// engine has a ledger and id is a token's (G3).
+func (e *Engine) releaseToken(applicant string, id ID) {
+	if e.ledger != nil && id != (ID{}) {
+		e.ledger.Release(applicant, id)
+	}
 }
 
 // commitNewBooking creates the booking of a seat already claimed (bits 0)
 // and reserved for applicant: commit → publish. extra, if set, adds to the
 // change before the commit (a watch hand-over). On failure it gives the
 // seat and the reservation back. ref is the applicant's entry as reserve
-// returned it.
+// returned it; id is the booking's id as reserveToken picked it, the zero
+// id for a new one. A failed commit keeps the token (G2).
 func (e *Engine) commitNewBooking(now time.Time, o *office, l *layout, svc *service, d *day, w, step int,
-	applicant string, ref applicantRef, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
+	applicant string, ref applicantRef, id ID, confirm bool, meta Meta, extra func(c *Change, rec *BookingRecord)) (Booking, error) {
+	if id == (ID{}) {
+		id = e.newID()
+	}
 	rec := &BookingRecord{
-		ID: e.newID(), Office: o.id, Service: svc.id, Applicant: applicant,
+		ID: id, Office: o.id, Service: svc.id, Applicant: applicant,
 		Date: d.date, Step: uint16(step), Slots: uint16(svc.slots), Window: uint16(w),
 		Seq: d.seq.Add(1), Status: StatusHeld,
 		HoldExpiresUnixNano: now.Add(l.policy.holdTTL).UnixNano(),

@@ -115,6 +115,9 @@ func (e *Engine) transitionLocked(now time.Time, o *office, b *booking, cur *Boo
 		e.counter.Transitions[ef.next.Status].Add(1)
 	}
 	b.unlock(ef.next.Status)
+	if ef.leave {
+		e.releaseToken(cur.Applicant, cur.ID) // G3
+	}
 	return viewOf(&d.clock, ef.next), nil
 }
 

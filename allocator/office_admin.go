@@ -217,6 +217,14 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 	if err != nil {
 		return nil, err
 	}
+	// The cancelled bookings' tokens are released once the office's locks
+	// are let go (G3): deferred first, this runs after their unlocks.
+	var cancelled []*BookingRecord
+	defer func() {
+		for _, r := range cancelled {
+			e.releaseToken(r.Applicant, r.ID)
+		}
+	}()
 	o.cfgMu.Lock()
 	defer o.cfgMu.Unlock()
 	o.gate.Lock()
@@ -249,6 +257,9 @@ func (e *Engine) CloseDate(now time.Time, officeID string, date Date, meta Meta)
 	d := o.day(nl, date)
 	d.closed.Store(true)
 	d.withdraw()
+	if e.ledger != nil {
+		cancelled = c.Bookings
+	}
 	return e.cancelClosedLocked(d, affected, c.Bookings), nil
 }
 

@@ -321,8 +321,14 @@ func (e *Engine) handOver(now time.Time, o *office, l *layout, svc *service, w *
 		e.putBack(w)
 		return false
 	}
+	id, err := e.reserveToken(now, o, l, w.Applicant, svc.id)
+	if err != nil {
+		e.apps.unreserve(w.Applicant, svc.id)
+		e.putBack(w)
+		return false
+	}
 	meta := Meta{Actor: ActorSystem, Reason: "watch"}
-	_, err = e.commitNewBooking(now, o, l, svc, d, window, step, w.Applicant, ref, false, meta, func(c *Change, rec *BookingRecord) {
+	_, err = e.commitNewBooking(now, o, l, svc, d, window, step, w.Applicant, ref, id, false, meta, func(c *Change, rec *BookingRecord) {
 		done := *w
 		done.Active = false
 		c.Watches = append(c.Watches, &done)

@@ -42,6 +42,7 @@ var sentinelCodes = []struct {
 	{allocator.ErrLayoutInUse, api.CodeLayoutInUse},
 	{allocator.ErrOverloaded, api.CodeOverloaded},
 	{allocator.ErrDegraded, api.CodeDegraded},
+	{allocator.ErrLedgerUnavailable, api.CodeNoLeader},
 	{allocator.ErrValidation, api.CodeValidationFailed},
 }
 
@@ -50,6 +51,8 @@ const (
 	retryAfterOverloadedSeconds = 1
 	retryAfterNotReadySeconds   = 5
 	retryAfterDegradedSeconds   = 30
+	// A cluster's group elects a leader in about a second.
+	retryAfterNoLeaderSeconds = 1
 )
 
 // problem is one application/problem+json answer.
@@ -83,6 +86,8 @@ func problemOf(err error) problem {
 				p.retryAfterSeconds = retryAfterOverloadedSeconds
 			case api.CodeDegraded:
 				p.retryAfterSeconds = retryAfterDegradedSeconds
+			case api.CodeNoLeader:
+				p.retryAfterSeconds = retryAfterNoLeaderSeconds
 			case api.CodeApplicantBlocked:
 				var be *allocator.BlockedError
 				if errors.As(err, &be) {

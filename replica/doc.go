@@ -58,14 +58,85 @@
 //	    exactly the entries through its applied index, and raft hands the
 //	    rest over again.
 //
+// # Applicants across groups
+//
+// An engine enforces max_active_per_applicant and the duplicate rule
+// (one active booking per service) over its own offices; an applicant
+// booking at offices of several groups meets several engines. With more
+// than one group (and Config.LedgerRemote set), each applicant has a
+// home group, a hash of the engine's applicant id (namespace included)
+// over the groups (HomeGroup), whose store keeps a ledger: a token per
+// active booking of the applicant, in whichever group (wal's ledger
+// records). The engines call it through allocator.ApplicantLedger (G1–G3
+// in package allocator): a token is reserved before a seat is claimed,
+// and released after the booking ends. A node that does not lead the
+// home group hands the entry to the node that does (LedgerRemote; slotd
+// posts it to that node's API listener with the cluster's forward
+// token). With one group there is no ledger: the engine is the whole
+// rule, as on a single node.
+//
+//	L1. Tokens are written only by entries of the home group's log
+//	    (reserve, release) and applied like every entry, with the
+//	    applied index in the same batch (wal W11): replicas that applied
+//	    the same index hold the same tokens.
+//	L2. Applying a reserve refuses, the same on every replica, a token
+//	    past the limit the entry names (the office's) or of a service the
+//	    applicant holds a token of; a token already held (a retry) is
+//	    reserved again. The proposer learns the verdict from the apply.
+//	L3. Every active booking made while the ledger is on holds a token:
+//	    its engine reserved it before the booking's commit (G1), and a
+//	    token is released only after its booking's end is committed
+//	    (G3), or by the reconciler once its booking ended or can never be
+//	    written (L5, L6). With L2
+//	    the applicant's active bookings, across groups, never exceed the
+//	    limit nor hold a service twice.
+//	L4. A void of booking id, an entry of the booking's own group
+//	    (kind 5), records the id as void unless the group's store holds
+//	    the booking; a change that writes a voided booking is applied as
+//	    nothing on every replica (as a change of an ended epoch, P1), and
+//	    its engine, refused, is replaced (P4). In the group's log order
+//	    either the booking came first (the void answers so) or it never
+//	    comes.
+//	L5. A token can outlive its booking: a release lost with its node,
+//	    a reservation whose proposer gave up but whose entry committed,
+//	    a commit that failed after its reservation (G2 keeps that token:
+//	    the change may still commit). The home group's leader checks
+//	    each token it has seen for Config.LedgerReconcileAfter against
+//	    its booking in this node's replica of the booking's group (every
+//	    node holds every group): a booking that ended releases the token
+//	    (an end is final, so a lagging replica cannot mislead); a
+//	    booking that is there and active keeps it.
+//	L6. A booking the replica does not hold is never released on a
+//	    timer alone (a slow engine could still commit it): the leader
+//	    proposes its void (L4) into its group, and releases the token
+//	    once the void is applied, or finds it already void; if the
+//	    booking exists after all, the token stays.
+//	L7. Every ledger entry is idempotent (a reserve of a held token, a
+//	    release of none, a void twice), so a caller retries it on
+//	    whichever node leads, until its bound: a reservation waits up to
+//	    2 s (then the hold is refused, 503 no_leader with Retry-After at
+//	    the edge), a release 500 ms (then it is the reconciler's, L5).
+//
+// What an applicant sees: the same refusals as on one node (limit_reached,
+// duplicate_booking), counting every group; a lost release delays the
+// applicant's next booking by up to LedgerReconcileAfter (and its check
+// interval), never lets one through past the limit. Bookings made before
+// the ledger was on hold no token: the limit counts them only in their
+// own group.
+//
 // # Entry data
 //
 // The data of an entry this package proposes (inside cluster's entry
 // framing), a layout that lives in Raft logs: a new one needs a new kind
-// or version byte and a reader of the old.
+// or version byte and a reader of the old. A string is a uvarint length
+// and its bytes; an id is 16 bytes.
 //
 //	kind 1, epoch:   1 byte = 1
 //	kind 2, change:  1 byte = 2, epoch uvarint, wal.Stage's bytes
+//	kind 3, reserve: 1 byte = 3, limit uvarint, applicant string,
+//	                 booking id, service string, created varint (unix ns)
+//	kind 4, release: 1 byte = 4, applicant string, booking id
+//	kind 5, void:    1 byte = 5, booking id, created varint (unix ns)
 //	kind 6, sweep:   1 byte = 6, wal.EncodeSweepPlan's bytes
 //
 // A sweep entry (Replica.Sweep) is the retention sweep of a group's store:

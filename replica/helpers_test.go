@@ -6,6 +6,7 @@ package replica
 // engines run on a fixed clock, BenchNow, with the bench offices.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -42,12 +43,14 @@ type testNode struct {
 	rep    *Replica
 	node   *cluster.Node
 	up     atomic.Bool
+	// live is rep while the node runs, for the other nodes' calls.
+	live atomic.Pointer[Replica]
 	// diskFull fails every write of the node's stores once set (ENOSPC).
 	diskFull atomic.Bool
 }
 
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	peers  []cluster.Peer
 	groups []uint64
 	nodes  []*testNode
@@ -60,8 +63,25 @@ type testCluster struct {
 	// sweepBatchMax, if set, is the stores' wal.Options.SweepBatchMax.
 	sweepBatchMax int
 
+	// reconcileAfter, if set, is the replicas' LedgerReconcileAfter.
+	reconcileAfter time.Duration
+
 	mu       sync.Mutex
 	isolated map[uint64]bool
+}
+
+// ledgerRemote is a node's Config.LedgerRemote: the leader's
+// ProposeLedger, called in process unless either node is down or cut off.
+func (n *testNode) ledgerRemote(ctx context.Context, leader, group uint64, entry []byte) (byte, error) {
+	c := n.c
+	c.mu.Lock()
+	cut := c.isolated[n.id] || c.isolated[leader]
+	c.mu.Unlock()
+	to := c.node(leader).live.Load()
+	if cut || to == nil {
+		return 0, fmt.Errorf("node %d is not reachable", leader)
+	}
+	return to.ProposeLedger(ctx, group, entry)
 }
 
 func newTestCluster(t *testing.T, size, groups int) *testCluster {
@@ -129,6 +149,7 @@ func (n *testNode) start(ln net.Listener) {
 		Self: n.id, Stores: n.stores,
 		Now:          func() time.Time { return slotdtest.BenchNow },
 		TickInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+		LedgerRemote: n.ledgerRemote, LedgerReconcileAfter: n.c.reconcileAfter,
 	})
 	if err != nil {
 		t.Fatalf("node %d: %v", n.id, err)
@@ -155,6 +176,7 @@ func (n *testNode) start(ln net.Listener) {
 		return n.c.isolated[self] || n.c.isolated[to], 0
 	})
 	n.rep.Start(n.node)
+	n.live.Store(n.rep)
 	n.up.Store(true)
 }
 
@@ -162,6 +184,7 @@ func (n *testNode) start(ln net.Listener) {
 // its stores.
 func (n *testNode) stop() {
 	t := n.c.t
+	n.live.Store(nil)
 	n.rep.Close()
 	if err := n.node.Close(); err != nil && !errors.Is(err, cluster.ErrStopped) {
 		t.Logf("node %d: close: %v", n.id, err)

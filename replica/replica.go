@@ -67,6 +67,16 @@ type Config struct {
 	// concurrently) whenever a group's engine here changes: the new one,
 	// or nil when the group has none here.
 	OnEngine func(group uint64, e *allocator.Engine)
+	// LedgerRemote hands a ledger entry for group to node leader, which
+	// leads it (that node's ProposeLedger), and returns its answer. With
+	// more than one group it turns the applicants' ledger on (L1–L7);
+	// nil: each group's engine enforces the applicant rules for its own
+	// offices only.
+	LedgerRemote func(ctx context.Context, leader, group uint64, entry []byte) (byte, error)
+	// LedgerReconcileAfter is the age of a token at which its group's
+	// leader checks it against its booking (L5). Zero:
+	// DefaultLedgerReconcileAfter.
+	LedgerReconcileAfter time.Duration
 }
 
 // Replica applies the committed entries of a node's groups to their
@@ -75,11 +85,13 @@ type Config struct {
 type Replica struct {
 	cfg    Config
 	groups map[uint64]*group
-	node   *cluster.Node
-	stopc  chan struct{}
-	stop   sync.Once
-	wg     sync.WaitGroup
-	events chan engineEvent // → notifier; OnEngine in order
+	// groupIDs are the groups' ids in order (HomeGroup).
+	groupIDs []uint64
+	node     *cluster.Node
+	stopc    chan struct{}
+	stop     sync.Once
+	wg       sync.WaitGroup
+	events   chan engineEvent // → notifier; OnEngine in order
 
 	// Test variants with a safety check taken out, which the tests must
 	// catch: testBeforePropose runs before a journal proposes;
@@ -96,6 +108,8 @@ type Replica struct {
 	// with a plan of its own, from this clock and its store's options,
 	// instead of the plan in the entry (W12 taken out).
 	testSweepOwnClock func() time.Time
+	// testNoLedger makes no engine reserve in the applicants' ledger.
+	testNoLedger bool
 }
 
 // group is one group's replica on this node.
@@ -150,6 +164,9 @@ func New(cfg Config) (*Replica, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.LedgerReconcileAfter <= 0 {
+		cfg.LedgerReconcileAfter = DefaultLedgerReconcileAfter
+	}
 	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
 	for id, db := range cfg.Stores {
 		if id == 0 || id > 255 {
@@ -161,6 +178,7 @@ func New(cfg Config) (*Replica, error) {
 		}
 		r.groups[id] = &group{id: id, db: db, epoch: epoch, skipThrough: applied}
 	}
+	r.groupIDs = sortedGroupIDs(r.groups)
 	return r, nil
 }
 
@@ -291,6 +309,10 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 				continue
 			}
 			first, err := g.db.ApplyStaged(e.Index, e.Data[1+n:])
+			if errors.Is(err, wal.ErrVoided) {
+				e.Result = changeResult{refused: true} // L4
+				continue
+			}
 			if err != nil {
 				return err
 			}
@@ -307,6 +329,10 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 			e.Result = sweepResult{stats: st}
 		case 0:
 			return fmt.Errorf("replica: group %d: entry %d: %w: kind 0", groupID, e.Index, cluster.ErrCorruptEntry)
+		case kindReserve, kindRelease, kindVoid:
+			if err := r.applyLedger(g, e); err != nil {
+				return err
+			}
 		default:
 			// A kind this release does not know is a newer release's:
 			// stop rather than misapply it (V4).
@@ -422,10 +448,15 @@ func (r *Replica) lead(g *group, l *leadership) {
 		epoch = m.index
 	}
 	jr := &journal{r: r, g: g, l: l, epoch: epoch}
+	var ledger allocator.ApplicantLedger
+	if r.ledgerOn() {
+		ledger = applicantLedger{r}
+	}
 	eng, err := allocator.New(allocator.Config{
 		Journal:     jr,
 		LotterySeed: r.cfg.Engine.LotterySeed,
 		IDTag:       byte(g.id),
+		Ledger:      ledger,
 	})
 	if err != nil {
 		r.cfg.Logger.Error("cannot build a group engine", zap.Uint64("group", g.id), zap.Error(err))
@@ -455,6 +486,9 @@ func (r *Replica) lead(g *group, l *leadership) {
 	// is a commit of its own, and a backlog of them must not keep the
 	// group's requests waiting.
 	_ = eng.Tick(r.cfg.Now())
+	if r.ledgerOn() {
+		r.wg.Go(func() { r.reconcile(g, l) })
+	}
 	r.cfg.Logger.Info("group engine started", zap.Uint64("group", g.id), zap.Uint64("term", l.term), zap.Uint64("epoch", epoch),
 		zap.Int("offices", st.Offices), zap.Int("bookings", st.Bookings), zap.Duration("took", time.Since(start)))
 	t := time.NewTicker(r.cfg.TickInterval)

@@ -243,6 +243,14 @@ func KeyString(k []byte) string {
 		if len(k) == 17 {
 			return "watch/" + allocator.ID(k[1:]).String()
 		}
+	case prefixVoid:
+		if len(k) == 17 {
+			return "void/" + allocator.ID(k[1:]).String()
+		}
+	case prefixLedger:
+		if t, err := decodeLedger(k, []byte{ledgerVersion, 0, 0}); err == nil {
+			return "ledger/" + strconv.Quote(t.Applicant) + "/" + t.Booking.String()
+		}
 	case prefixIdemByTime:
 		if at, key, ok := parseIdemByTimeKey(k); ok {
 			return "idempotency-by-time/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))

@@ -85,6 +85,9 @@ type DB struct {
 
 	// applied is meta/applied of a replicated store (W11), 0 otherwise.
 	applied atomic.Uint64
+	// voids says whether the store holds void marks (ledger.go); written
+	// by the group's apply only.
+	voids atomic.Int32
 	// backupMu is held by the one Backup that runs (TryLock).
 	backupMu sync.Mutex
 }

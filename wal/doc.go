@@ -300,6 +300,12 @@
 //	                                               counter to the highest seq)
 //	'w'     watch id (16 bytes)                    watch value (active watches
 //	                                               only; ending one deletes it)
+//	'l'     applicant (uvarint length, bytes),     ledger token of a replicated
+//	        booking id (16 bytes)                  store (ledger.go): version 1
+//	                                               byte, service string,
+//	                                               created varint (unix ns)
+//	'v'     booking id (16 bytes)                  empty (a void mark of a
+//	                                               replicated store, ledger.go)
 //	'r'     owned by package raftlog (the cluster's Raft log, drawn in
 //	        its package doc); wal never reads or writes it (DB.RaftRegion)
 //

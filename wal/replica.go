@@ -125,6 +125,9 @@ func (db *DB) ApplyStaged(index uint64, data []byte) (firstCursor uint64, err er
 	if err := checkStagedKeys(records); err != nil {
 		return 0, err
 	}
+	if err := db.checkVoidedLocked(records); err != nil {
+		return 0, err
+	}
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	if err := b.Apply(records, nil); err != nil {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -166,4 +168,25 @@ func (s *server) status(group uint64) (groupStatus, error) {
 		}
 	}
 	return groupStatus{}, fmt.Errorf("%s: /cluster/status lists no group %d", s.name(), group)
+}
+
+// officeGroup returns the group that answers for office, as a node's
+// front names it (X-Slotd-Group).
+func officeGroup(addr, office string) (uint64, error) {
+	req, err := http.NewRequest("GET", "http://"+addr+"/v1/offices/"+url.PathEscape(office), nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+adminKey)
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, responseBytesMax))
+	g, err := strconv.ParseUint(resp.Header.Get("X-Slotd-Group"), 10, 8)
+	if resp.StatusCode != http.StatusOK || err != nil {
+		return 0, fmt.Errorf("GET /v1/offices/%s: %d, X-Slotd-Group %q", office, resp.StatusCode, resp.Header.Get("X-Slotd-Group"))
+	}
+	return g, nil
 }

@@ -21,6 +21,7 @@ const (
 	killsMax       = 200
 	writersMax     = 256
 	datesMax       = 28
+	groupsMax      = 16
 )
 
 // The rows of the rush table.
@@ -84,6 +85,13 @@ type Config struct {
 	// from make bench-peers, for the report's ratio; zero leaves the ratio
 	// out.
 	PostgresRate float64
+	// Groups is the cluster rows' Raft groups (slotd -groups). With more
+	// than one, the office is in the group its id hashes to and each
+	// applicant's ledger in the group the applicant's hashes to, so a
+	// hold and a cancel each make one more commit, often through another
+	// node (docs/design.md §7, "Applicants across groups"). Zero means 1;
+	// the failover measurement runs one group whatever it is.
+	Groups int
 	// Now is the clock the dates are chosen from. Zero means time.Now().
 	Now time.Time
 	// Progress, if set, receives a line as each run starts and ends.
@@ -105,6 +113,7 @@ func (c *Config) withDefaults() Config {
 	out.FailoverWriters = cmp.Or(out.FailoverWriters, 4)
 	out.FailoverWaitMax = cmp.Or(out.FailoverWaitMax, 30*time.Second)
 	out.LogLevel = cmp.Or(out.LogLevel, "warn")
+	out.Groups = cmp.Or(out.Groups, 1)
 	if out.Now.IsZero() {
 		out.Now = time.Now()
 	}
@@ -141,6 +150,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("clusterbench: Config.FailoverWriters %d must be in 1..%d", c.FailoverWriters, writersMax)
 	case c.RunTimeMax < 0 || c.RequestTimeout < 0 || c.FailoverWaitMax < 0:
 		return errors.New("clusterbench: durations must not be negative; 0 means the default")
+	case c.Groups < 1 || c.Groups > groupsMax:
+		return fmt.Errorf("clusterbench: Config.Groups %d must be in 1..%d; 0 means 1", c.Groups, groupsMax)
 	case c.PostgresRate < 0:
 		return errors.New("clusterbench: Config.PostgresRate must not be negative; 0 leaves the ratio out")
 	}
@@ -222,13 +233,14 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 	if row == rowSingle {
 		f, err = startSingle(cfg.Slotd, dir, cfg.LogLevel)
 	} else {
-		f, err = startCluster(cfg.Slotd, dir, cfg.LogLevel, clusterLen, 1)
+		f, err = startCluster(cfg.Slotd, dir, cfg.LogLevel, clusterLen, cfg.Groups)
 	}
 	if err != nil {
 		return peers.Result{}, err
 	}
 	defer f.kill()
 	serving := f.servers[0] // the server that runs the office's engine
+	group := uint64(benchGroup)
 	if row != rowSingle {
 		if serving, err = f.leader(readyWaitMax); err != nil {
 			return peers.Result{}, err
@@ -236,6 +248,16 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 	}
 	if err := setupOffice(ctx, serving.addr, &r.Layout); err != nil {
 		return peers.Result{}, err
+	}
+	if row != rowSingle && cfg.Groups > 1 {
+		// The office went to the group its id hashes to: the rush's
+		// leader is that group's.
+		if group, err = officeGroup(serving.addr, r.Layout.Office); err != nil {
+			return peers.Result{}, err
+		}
+		if serving, err = f.leaderOf(group, readyWaitMax); err != nil {
+			return peers.Result{}, err
+		}
 	}
 	switch row {
 	case rowSpread:
@@ -267,7 +289,7 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 	if verr == nil && row != rowSingle {
 		// Every replica holds what the leader acknowledged, byte for byte.
 		var st groupStatus
-		st, verr = f.converged(benchGroup, readyWaitMax)
+		st, verr = f.converged(group, readyWaitMax)
 		res.Note += fmt.Sprintf("; the three replicas agree at applied index %d, digest %s", st.Applied, st.Digest)
 	}
 	if verr != nil {
@@ -290,13 +312,19 @@ func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.
 // leader waits until a running node runs the engine of the bench group
 // and returns it.
 func (f *fleet) leader(timeout time.Duration) (*server, error) {
+	return f.leaderOf(benchGroup, timeout)
+}
+
+// leaderOf waits until a running node runs the engine of group and
+// returns it.
+func (f *fleet) leaderOf(group uint64, timeout time.Duration) (*server, error) {
 	var l *server
 	err := poll(timeout, func() error {
 		for _, s := range f.servers {
 			if !s.up() {
 				continue
 			}
-			st, err := s.status(benchGroup)
+			st, err := s.status(group)
 			if err == nil && st.Engine && st.Leader == uint64(s.id) {
 				l = s
 				return nil

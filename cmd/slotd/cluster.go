@@ -336,7 +336,8 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		return srv, reg, err
 	}
 	f.offices = offices
-	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged})
+	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged,
+		LedgerRemote: f.ledgerRemote})
 	if err != nil {
 		return err
 	}
@@ -661,6 +662,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 	forwarded := f.fromPeer(ctx)
 	if forwarded {
 		defer asClient(ctx)()
+	}
+	if string(ctx.Path()) == pathLedger {
+		f.serveLedger(ctx, forwarded)
+		return
 	}
 	g, ok := f.groupOf(ctx)
 	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {

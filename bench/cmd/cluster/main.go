@@ -24,6 +24,7 @@ func main() {
 	conns := flag.String("conns", "64", "comma-separated connection counts of the rush table; the first is the one the targets are read at")
 	flag.IntVar(&cfg.Rounds, "rounds", 0, "how many times the rush table runs, the rows taking turns; each row is its median round (0: 1)")
 	flag.IntVar(&cfg.Dates, "dates", 0, "dates rushed per run (0: 3)")
+	flag.IntVar(&cfg.Groups, "groups", 0, "Raft groups of the cluster rows (slotd -groups; 0: 1); the failover measurement runs one")
 	flag.IntVar(&cfg.ApplicantsPct, "applicants-pct", 0, "applicants per date in percent of its seats (0: 125)")
 	flag.IntVar(&cfg.CancelEvery, "cancel-every", 0, "every n-th booked applicant cancels at once (0: 20, -1: none)")
 	flag.DurationVar(&cfg.RunTimeMax, "run-time-max", 0, "cut one rush after this long (0: 2m)")
