@@ -165,6 +165,13 @@ func TestVerifyCatchesLoss(t *testing.T) {
 	if err := Verify(context.Background(), b, &lay, nil, false); err == nil || !strings.Contains(err.Error(), "never acknowledged") {
 		t.Fatalf("verify with an unacknowledged owner: %v", err)
 	}
+	// A booking whose cancel failed may have been cancelled or not: both
+	// the stored one and one that is gone pass.
+	held := Acked{ID: bk.ID, Date: bk.Start.Format(time.DateOnly), Start: bk.Start, Window: bk.Window, CancelFailed: true}
+	gone := Acked{ID: "gone", Date: lay.Dates[0], Start: bk.Start, Window: 2, CancelFailed: true}
+	if err := Verify(context.Background(), b, &lay, []Acked{held, gone}, true); err != nil {
+		t.Fatalf("verify with failed cancels: %v", err)
+	}
 }
 
 // TestEdgeRoutes checks each route's codes and shapes on slotd, with the

@@ -119,6 +119,10 @@ type Acked struct {
 	Start     time.Time
 	Window    int
 	Cancelled bool
+	// CancelFailed: the cancel was sent and failed. It may still have
+	// been done (an answer lost with a leader, a timeout), so the
+	// booking may be cancelled or active; Verify accepts either.
+	CancelFailed bool
 }
 
 // Outcome is what the generator saw: the counts and every acknowledged
@@ -275,6 +279,7 @@ func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, 
 		if r.CancelEvery > 0 && k%int64(r.CancelEvery) == 0 {
 			if err := c.cancel(ctx, bk.ID, applicant); err != nil {
 				t.fail(fmt.Errorf("cancel: %w", err))
+				a.CancelFailed = true
 			} else {
 				t.cancels++
 				a.Cancelled = true
@@ -295,11 +300,16 @@ type ActiveReader interface {
 // Verify compares what b stored with what it acknowledged: every
 // acknowledged, uncancelled booking owns its seat; no seat has two owners;
 // nothing else owns a seat. After errors (a request that failed may still
-// have committed) unacknowledged owners are allowed.
+// have committed) unacknowledged owners are allowed, and a booking whose
+// cancel failed may be found active or not.
 func Verify(ctx context.Context, b ActiveReader, lay *Layout, all []Acked, hadErrors bool) error {
 	want := map[string]Acked{}
+	maybe := map[string]Acked{}
 	for _, a := range all {
-		if !a.Cancelled {
+		switch {
+		case a.CancelFailed:
+			maybe[a.ID] = a
+		case !a.Cancelled:
 			want[a.ID] = a
 		}
 	}
@@ -320,6 +330,9 @@ func Verify(ctx context.Context, b ActiveReader, lay *Layout, all []Acked, hadEr
 			}
 			owners[k] = bk.ID
 			a, ok := want[bk.ID]
+			if !ok {
+				a, ok = maybe[bk.ID]
+			}
 			switch {
 			case !ok && !hadErrors:
 				return fmt.Errorf("booking %s owns seat %s window %d but was never acknowledged (or was cancelled)", bk.ID, bk.Start.Format(time.RFC3339), bk.Window)
