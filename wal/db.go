@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +88,10 @@ type DB struct {
 	applied atomic.Uint64
 	// backupMu is held by the one Backup that runs (TryLock).
 	backupMu sync.Mutex
+	// stageMu serialises StageSnapshot and InstallSnapshot; staged is
+	// the state staged and not yet installed (nil: none).
+	stageMu sync.Mutex
+	staged  *stagedState // guarded by stageMu
 }
 
 var _ allocator.Journal = (*DB)(nil)
@@ -209,6 +214,10 @@ func openPebble(dir string, po *pebble.Options, opening <-chan error) (*pebble.D
 // open checks the store Pebble opened, before anything is written to it,
 // then readies the feed and the sync mark.
 func (db *DB) open(dir string) (*syncMark, error) {
+	// A state staged before a crash is never installed (W12).
+	if err := db.fs.RemoveAll(filepath.Join(dir, SnapshotStagingDir)); err != nil {
+		return nil, fmt.Errorf("wal: cannot clear %s: %w", SnapshotStagingDir, err)
+	}
 	_, next, err := db.checkSynced(dir)
 	if err != nil {
 		return nil, err
