@@ -7,6 +7,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -155,6 +156,11 @@ type TransportStats struct {
 	// malformed, of another version, not addressed to this node, or
 	// carried a message that was.
 	FrameErrors uint64
+	// SnapshotBytesSent counts the state bytes of the snapshot streams
+	// written in full to peers; SnapshotsReceived and
+	// SnapshotBytesReceived the streams taken from peers and their state
+	// bytes.
+	SnapshotBytesSent, SnapshotsReceived, SnapshotBytesReceived uint64
 }
 
 // transportStats are the counters behind TransportStats, each written by
@@ -167,6 +173,8 @@ type transportStats struct {
 	dials, dialFailures                             atomic.Uint64
 	connsAccepted, connsRefused, connsStale         atomic.Uint64
 	frameErrors                                     atomic.Uint64
+	snapshotBytesSent, snapshotBytesReceived        atomic.Uint64
+	snapshotsReceived                               atomic.Uint64
 }
 
 // Transport carries raft messages of every group between this node and
@@ -185,7 +193,8 @@ type Transport struct {
 	handler Handler
 	peers   map[uint64]*peer // set by NewTransport, then only read
 
-	filter atomic.Pointer[Filter] // the test hook; nil: none
+	filter    atomic.Pointer[Filter]          // the test hook; nil: none
+	snapshots atomic.Pointer[SnapshotHandler] // nil: snapshot streams are refused
 
 	// ctx is cancelled by Close; it ends dials, backoff waits and writers.
 	ctx    context.Context
@@ -323,7 +332,8 @@ func (t *Transport) Stats() TransportStats {
 		DroppedBroken: s.droppedBroken.Load(), DroppedTooLarge: s.droppedTooLarge.Load(), DroppedFilter: s.droppedFilter.Load(),
 		Dials: s.dials.Load(), DialFailures: s.dialFailures.Load(),
 		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), ConnsStale: s.connsStale.Load(),
-		FrameErrors: s.frameErrors.Load(),
+		FrameErrors:       s.frameErrors.Load(),
+		SnapshotBytesSent: s.snapshotBytesSent.Load(), SnapshotsReceived: s.snapshotsReceived.Load(), SnapshotBytesReceived: s.snapshotBytesReceived.Load(),
 	}
 }
 
@@ -600,6 +610,10 @@ func (t *Transport) read(r *reader) {
 		}
 		var prefix [frameLenBytes]byte
 		if _, err := io.ReadFull(br, prefix[:]); err != nil {
+			return
+		}
+		if r.from == 0 && binary.BigEndian.Uint32(prefix[:]) == snapshotMagic {
+			t.readSnapshot(r.conn, br) // a snapshot stream, not frames
 			return
 		}
 		n, err := frameBodyBytes(prefix)

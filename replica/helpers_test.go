@@ -57,6 +57,9 @@ type testCluster struct {
 	// broken, if set, is applied to every replica started: a variant
 	// with a safety check taken out, which the tests must catch.
 	broken func(r *Replica)
+	// compactMin and compactMargin, if set, are the nodes'
+	// CompactEntriesMin and CompactMarginEntries.
+	compactMin, compactMargin int
 
 	mu       sync.Mutex
 	isolated map[uint64]bool
@@ -141,6 +144,7 @@ func (n *testNode) start(ln net.Listener) {
 	n.node, err = cluster.NewNode(cluster.Config{
 		ID: n.id, Peers: n.c.peers, Groups: n.c.groups, Listener: ln,
 		TickInterval: tick, ProposalBytesMax: 3 << 20,
+		CompactEntriesMin: n.c.compactMin, CompactMarginEntries: n.c.compactMargin,
 		Transport: cluster.TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	}, store, n.rep)
 	if err != nil {

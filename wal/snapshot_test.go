@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 )
 
 // applyHolds applies holds from..to-1 to db as replicated entries at
@@ -107,4 +111,141 @@ func digestAt(t *testing.T, src *DB, index uint64) [32]byte {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// crashPoints is an errorfs.Injector that, while armed, takes a crash
+// clone of fs before every operation: the file system as a crash at that
+// instant would leave it (only what was synced).
+type crashPoints struct {
+	fs     *vfs.MemFS
+	mu     sync.Mutex
+	armed  bool
+	clones []*vfs.MemFS
+}
+
+func (c *crashPoints) String() string { return "crash points" }
+
+func (c *crashPoints) MaybeError(errorfs.Op) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.armed {
+		c.clones = append(c.clones, c.fs.CrashClone(vfs.CrashCloneCfg{}))
+	}
+	return nil
+}
+
+func (c *crashPoints) arm(on bool) {
+	c.mu.Lock()
+	c.armed = on
+	c.mu.Unlock()
+}
+
+// midway reads r and takes a crash clone when half of n bytes are read.
+type midway struct {
+	r     io.Reader
+	n, at int
+	take  func()
+}
+
+func (m *midway) Read(p []byte) (int, error) {
+	k, err := m.r.Read(p[:min(len(p), 512)])
+	if m.at < m.n/2 && m.at+k >= m.n/2 {
+		m.take()
+	}
+	m.at += k
+	return k, err
+}
+
+// Wal invariant W12: a crash at any point of a snapshot's receipt or
+// install leaves a store that opens, with no staging left, holding either
+// its old state (or an older one it had synced: W11) or the new one —
+// never a mix. Every file system operation of the install is a crash
+// point: the store is cloned as a crash there would leave it, and each
+// clone is opened and checked.
+func TestSnapshotCrashLeavesOldOrNew(t *testing.T) {
+	src, _ := openTest(t, Options{})
+	if err := src.ApplyEpoch(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	applyHolds(t, src, 2, 200)
+	snap, err := src.SnapshotState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	_ = snap.Close()
+
+	mem := vfs.NewCrashableMem()
+	cp := &crashPoints{fs: mem}
+	const dir = "/dst"
+	dst, err := Open(dir, Options{FS: errorfs.Wrap(mem, cp)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	if err := dst.ApplyEpoch(1, 1); err != nil {
+		t.Fatal(err)
+	}
+	applyHolds(t, dst, 2, 60)
+	if _, err := dst.SyncApplied(); err != nil {
+		t.Fatal(err)
+	}
+	applyHolds(t, dst, 60, 80) // not synced: a crash may lose them
+
+	// A crash in the middle of the receipt.
+	m := &midway{r: bytes.NewReader(buf.Bytes()), n: buf.Len(), take: func() {
+		cp.mu.Lock()
+		cp.clones = append(cp.clones, mem.CrashClone(vfs.CrashCloneCfg{}))
+		cp.mu.Unlock()
+	}}
+	if _, err := dst.StageSnapshot(m); err != nil {
+		t.Fatal(err)
+	}
+	// A crash at every operation of the install.
+	cp.arm(true)
+	if err := dst.InstallSnapshot(199); err != nil {
+		t.Fatal(err)
+	}
+	cp.arm(false)
+	cp.clones = append(cp.clones, mem.CrashClone(vfs.CrashCloneCfg{})) // just after
+
+	digests := map[uint64][32]byte{}
+	want := func(applied uint64) [32]byte {
+		if d, ok := digests[applied]; ok {
+			return d
+		}
+		digests[applied] = digestAt(t, src, applied)
+		return digests[applied]
+	}
+	seen := map[uint64]int{}
+	for i, fs := range cp.clones {
+		db, err := Open(dir, Options{FS: fs})
+		if err != nil {
+			t.Fatalf("crash point %d: the store does not open: %v", i, err)
+		}
+		d, applied, err := db.StateDigest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if applied != 199 && (applied < 59 || applied > 79) {
+			t.Fatalf("crash point %d: applied %d is neither the old state nor the new", i, applied)
+		}
+		if d != want(applied) {
+			t.Fatalf("crash point %d: the state at %d is not the one of %d entries: a mix", i, applied, applied)
+		}
+		if _, err := fs.Stat(dir + "/" + SnapshotStagingDir); err == nil {
+			t.Fatalf("crash point %d: the staging survived Open", i)
+		}
+		seen[applied]++
+		if err := db.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if seen[199] == 0 || len(seen) < 2 {
+		t.Fatalf("the crash points saw states %v: want the old and the new", seen)
+	}
+	t.Logf("%d crash points; states by applied index: %v", len(cp.clones), seen)
 }
