@@ -513,7 +513,7 @@ func (j *journal) Degraded() bool {
 
 // The replica is a cluster.Snapshotter: its groups' logs are compacted
 // and a replica behind a compacted log installs the group's state (S1…S5
-// in package cluster; wal invariant W12).
+// in package cluster; S6 in package wal).
 var _ cluster.Snapshotter = (*Replica)(nil)
 
 // DurableApplied makes the group store's writes durable and returns its

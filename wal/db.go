@@ -214,7 +214,7 @@ func openPebble(dir string, po *pebble.Options, opening <-chan error) (*pebble.D
 // open checks the store Pebble opened, before anything is written to it,
 // then readies the feed and the sync mark.
 func (db *DB) open(dir string) (*syncMark, error) {
-	// A state staged before a crash is never installed (W12).
+	// A state staged before a crash is never installed (S6).
 	if err := db.fs.RemoveAll(filepath.Join(dir, SnapshotStagingDir)); err != nil {
 		return nil, fmt.Errorf("wal: cannot clear %s: %w", SnapshotStagingDir, err)
 	}

@@ -14,11 +14,11 @@ package wal
 // state with them in one step (InstallSnapshot): Pebble's IngestAndExcise
 // deletes every key of the store and adds the staged tables in one
 // version edit of its manifest, so a crash leaves the old state or the
-// new one, whole, never a mix (W12). The store's node-local sync round
+// new one, whole, never a mix (S6). The store's node-local sync round
 // (W9) is not part of the state: the sender leaves it out and the
 // receiver keeps its own, ingested beside the staged tables.
 //
-//	W12. InstallSnapshot replaces every record of the store, the applied
+//	S6. InstallSnapshot replaces every record of the store, the applied
 //	     index and epoch included, with the staged state, atomically: after
 //	     a crash at any point the store opens with its old state or with
 //	     the staged one, and its applied index is the one its records are
@@ -403,7 +403,7 @@ func (db *DB) StagedSnapshot() uint64 {
 }
 
 // InstallSnapshot replaces the store's state with the state staged at
-// applied (W12). Every other operation on the store waits while it runs.
+// applied (S6). Every other operation on the store waits while it runs.
 // The store's in-memory state (the applied index, the event feed)
 // follows the new records.
 func (db *DB) InstallSnapshot(applied uint64) error {

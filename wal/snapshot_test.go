@@ -26,7 +26,7 @@ func applyHolds(t *testing.T, db *DB, from, to uint64) {
 	}
 }
 
-// Wal invariant W12: a state streamed from one store and installed in
+// Invariant S6 (snapshots): a state streamed from one store and installed in
 // another replaces all of its records; the applied index is the
 // snapshot's; the receiver's own records past it are gone, and the
 // result survives a reopen.
@@ -156,7 +156,7 @@ func (m *midway) Read(p []byte) (int, error) {
 	return k, err
 }
 
-// Wal invariant W12: a crash at any point of a snapshot's receipt or
+// Invariant S6 (snapshots): a crash at any point of a snapshot's receipt or
 // install leaves a store that opens, with no staging left, holding either
 // its old state (or an older one it had synced: W11) or the new one —
 // never a mix. Every file system operation of the install is a crash
