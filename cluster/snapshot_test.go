@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	pb "go.etcd.io/raft/v3/raftpb"
+	"google.golang.org/protobuf/proto"
+
 	"slotd/raftlog"
 	"slotd/wal"
 )
@@ -132,5 +135,64 @@ func TestSnapshotDescriptorRoundTrip(t *testing.T) {
 		if _, err := decodeSnapshotDescriptor(bad); !errors.Is(err, ErrCorruptEntry) {
 			t.Fatalf("%x: %v", bad, err)
 		}
+	}
+}
+
+// Cluster invariant S4: a node with a Snapshotter takes a snapshot
+// message only with its state streamed and staged; one that arrives in a
+// frame is refused, so raft never restores a snapshot whose state is not
+// there to install (the lagSM refuses every install: the node would stop).
+func TestSnapshotInFrameRefused(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := wal.Open(t.TempDir(), wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := raftlog.Open(db.RaftRegion(), raftlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := NewNode(Config{
+		ID: 1, Peers: []Peer{{ID: 1, Addr: ln.Addr().String()}, {ID: 2, Addr: "127.0.0.1:1"}}, Groups: []uint64{1}, Listener: ln,
+		TickInterval: 5 * time.Millisecond,
+	}, store, &lagSM{toySM: newToySM()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	m := &pb.Message{
+		Type: pb.MessageType_MsgSnap.Enum(), From: new(uint64(2)), To: new(uint64(1)), Term: new(uint64(5)),
+		Snapshot: &pb.Snapshot{
+			Data:     appendSnapshotDescriptor(nil, snapshotDescriptor{group: 1, index: 100, term: 5}),
+			Metadata: &pb.SnapshotMetadata{Index: new(uint64(100)), Term: new(uint64(5)), ConfState: &pb.ConfState{Voters: []uint64{1, 2}}},
+		},
+	}
+	b, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.Write(appendFrame(nil, 2, 1, []rawMessage{{group: 1, b: b}})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the snapshot message is refused", func() error {
+		if err := n.Err(); err != nil {
+			return fmt.Errorf("the node stopped: %w", err)
+		}
+		if n.Stats().StepsRefused == 0 {
+			return errors.New("not refused yet")
+		}
+		return nil
+	})
+	if err := n.Err(); err != nil {
+		t.Fatalf("the node stopped: %v", err)
 	}
 }

@@ -234,6 +234,10 @@ func (db *DB) StageSnapshot(r io.Reader) (applied uint64, err error) {
 		}
 	}()
 	db.closeMu.RLock()
+	if err := db.writableLocked(); err != nil {
+		db.closeMu.RUnlock()
+		return 0, err
+	}
 	format := db.pdb.FormatMajorVersion().MaxTableFormat()
 	db.closeMu.RUnlock()
 
