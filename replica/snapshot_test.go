@@ -89,6 +89,11 @@ func TestSnapshotCatchUp(t *testing.T) {
 	}
 	checkAcked(t, restored(t, lag.stores[1]), acks)
 	t.Logf("node %d installed a snapshot at %d", lag.id, lag.node.LogStatus(1).SnapshotIndex)
+	// It starts again from the installed state and its log, which
+	// begins at the snapshot.
+	lag.stop()
+	lag.start(nil)
+	c.converged(1)
 
 	// Another node stops: the one that caught up is needed for a quorum.
 	var gone *testNode
