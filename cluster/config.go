@@ -106,6 +106,22 @@ type Config struct {
 	// (Stats.InboxDropped). Zero means DefaultInboxFramesMax (1024).
 	InboxFramesMax int
 
+	// CompactEntriesMin is how many applied entries a group's log holds
+	// beyond CompactMarginEntries before the node compacts it, in
+	// entries: then it makes the state machine's applied state durable
+	// (one sync of the group's store) and drops the entries through the
+	// durable applied index less the margin (S1, S2). So a log keeps at
+	// most CompactEntriesMin + CompactMarginEntries applied entries, and
+	// a group's store is synced once per CompactEntriesMin entries. Zero
+	// means DefaultCompactEntriesMin (10000); negative never compacts.
+	// Only with a state machine that is a Snapshotter.
+	CompactEntriesMin int
+	// CompactMarginEntries is how many durably applied entries a
+	// compaction keeps, so that a follower that lags by fewer catches up
+	// from the log (cheaper than a snapshot), in entries. Zero means
+	// DefaultCompactMarginEntries (10000); negative keeps none.
+	CompactMarginEntries int
+
 	// Transport tunes the connections to peers.
 	Transport TransportOptions
 	// Logger receives raft's messages: elections, leader changes, refused
@@ -181,6 +197,8 @@ func (c Config) withDefaults() Config {
 	def(&c.ProposalBytesMax, DefaultProposalBytesMax)
 	def(&c.ProposalsPendingMax, DefaultProposalsPendingMax)
 	def(&c.InboxFramesMax, DefaultInboxFramesMax)
+	def(&c.CompactEntriesMin, DefaultCompactEntriesMin)
+	def(&c.CompactMarginEntries, DefaultCompactMarginEntries)
 	c.Transport = c.Transport.withDefaults()
 	return c
 }

@@ -26,6 +26,7 @@
 //	  apply every group's committed entries; settle the proposals
 //	    they decide                                                (N1, N2, N5)
 //	  Advance every group
+//	  compact the log of each group with enough applied entries   (S1, S2)
 //
 // Rejected: a goroutine per group (raft.Node, as etcd runs one group),
 // which costs an fsync per group per Ready, so that the fsyncs per second
@@ -42,10 +43,11 @@
 //	N1. A proposal is acknowledged — Propose returns nil and a result —
 //	    only after its entry is committed and applied on this node, and
 //	    the result is what the state machine's Apply set for that entry.
-//	N2. Propose's errors are definite but two: after ErrNotLeader,
+//	N2. Propose's errors are definite but three: after ErrNotLeader,
 //	    ErrProposalDropped, ErrTooManyProposals, ErrProposalTooLarge or
 //	    ErrUnknownGroup the data is not and will never be applied; after
-//	    the caller's ctx ended or ErrStopped it may still be. The node
+//	    the caller's ctx ended, ErrStopped or ErrSnapshotOvertook (a
+//	    snapshot installed here covered its index, S4) it may be. The node
 //	    learns where each of its proposals landed, index i and term t, by
 //	    the id in its entry's data, in the Ready that appended it, and
 //	    settles it when i is applied: applied if the entry there is of
@@ -60,13 +62,15 @@
 //	N4. One Append per turn of the loop, for every group with a Ready:
 //	    one Pebble batch and one fsync (raftlog R1), however many groups.
 //	N5. Committed entries reach the state machine in log order, each index
-//	    once per start, each following the last. There are no snapshots
-//	    yet and the state machine keeps its state in memory: a node starts
-//	    each group at its log's snapshot (the bootstrap's, index 1), and
-//	    raft hands over every committed entry again. The allocator's apply
-//	    loop will write the applied index in the wal batch of the changes
-//	    it applies, and the node will start raft there (raft.Config's
-//	    Applied) instead.
+//	    once per start, each following the last, but where a snapshot is
+//	    installed in their place (S4). A state machine that is a
+//	    Snapshotter keeps its state on disk: the node starts each group at
+//	    its durable applied index (raft.Config's Applied; S4 says why it
+//	    is capped at the log's commit) and raft hands over the committed
+//	    entries after it. Another state machine keeps its state in
+//	    memory: the node starts each group at its log's snapshot (the
+//	    bootstrap's, index 1), and raft hands over every committed entry
+//	    again.
 //	N6. Messages to a peer arrive in the order the loop sent them, or not
 //	    at all: one queue and one writer per peer, one connection at a
 //	    time; a peer's new inbound connection hands over nothing until the
@@ -94,6 +98,65 @@
 //	    refused. An edge forwards a write to the leader NotLeaderError
 //	    names.
 //
+// # Compaction and snapshots
+//
+// With a state machine that is a Snapshotter (package replica's), a
+// group's log does not grow without bound. After each turn, a group
+// whose log holds Config.CompactEntriesMin applied entries beyond
+// Config.CompactMarginEntries is compacted: the node asks the state
+// machine to make its applied state durable (a sync of the group's
+// store, whose applies are not synced one by one) and drops the log
+// through the durable applied index less the margin. A follower that lags
+// by less than the margin catches up from the log; one further behind —
+// stopped, cut off, new — gets a snapshot.
+//
+// Raft asks for a snapshot (raft.Storage's Snapshot) when it decides to
+// send one. The node then pins the group's state as of that instant (a
+// Pebble snapshot of the group's store) and answers a snapshot at the
+// state's applied index whose Data is only a descriptor: the group, the
+// index, the term and the descriptor's version. When the message leaves
+// the loop, a goroutine of its own dials the peer and streams the
+// message and then the state, read from the pinned state in chunks of
+// 256 KiB, on a connection of its own (see snapshot.go for its format):
+// a state of many megabytes neither waits behind nor holds up the frames,
+// whose queues drop when full and whose heartbeats keep the leaderships.
+// The peer writes the state into a staging directory of the group's
+// store, answers, and only then hands the message to its raft, which
+// restores the snapshot; the node installs the staged state (the store is
+// replaced in one step) before it stores the Ready that carries the
+// snapshot.
+//
+//	S1. A group's log is compacted only through an index the state
+//	    machine reported durably applied (Snapshotter.DurableApplied, which
+//	    syncs before it answers), less CompactMarginEntries: after a crash
+//	    the state is at or past the compacted index, so every entry it
+//	    lacks is still in the log.
+//	S2. After a turn, a group's log keeps at most CompactEntriesMin +
+//	    CompactMarginEntries applied entries, plus the entries applied as
+//	    nothing since the state's last write (an empty entry of a new
+//	    leader), plus those not yet applied.
+//	S3. A snapshot sent is of the state at its index exactly: raft asks for
+//	    it in the loop, where no Apply runs, and the state pinned then is
+//	    at the index the snapshot names. The state is never in memory
+//	    whole: it is read from the pinned state as the chunks go out, and
+//	    written to the staging as they arrive. Raft hears SnapshotFinish
+//	    only once the peer answered that the state is staged, else
+//	    SnapshotFailure, and probes the peer again.
+//	S4. A follower's raft takes a snapshot message only with its state
+//	    staged (one that arrives in a frame is refused). The state is
+//	    installed before the Ready that carries the snapshot is stored: a
+//	    crash between the two leaves the state ahead of the log, which is
+//	    harmless — the node starts raft at the lesser of the durable
+//	    applied index and the log's commit, and the state machine applies
+//	    the entries at or below its applied index as nothing. The reverse
+//	    order could leave a log that starts after a state that lacks the
+//	    entries between. Proposals of this node at indexes the snapshot
+//	    covers fail with ErrSnapshotOvertook: their outcome is unknown.
+//	S5. After the install the state machine's applied index is the
+//	    snapshot's, and its state is the sender's at that index
+//	    (replica's StateDigest equal); an engine of the group on the node
+//	    is broken first (replica P4).
+//
 // # Membership
 //
 // Static for now. A group that a node's store does not hold is created
@@ -102,8 +165,9 @@
 // Bootstrap; every node does the same, so their logs agree through index
 // 1. A node that lost its data must not come back under its old id: it
 // would bootstrap again and could vote twice in a term. Membership
-// changes (raft's ConfChange) and snapshots stop the node with
-// ErrUnsupported until a release brings them.
+// changes (raft's ConfChange) stop the node with ErrUnsupported until a
+// release brings them; so does a snapshot, with a state machine that is
+// not a Snapshotter.
 //
 // # Transport
 //

@@ -70,6 +70,10 @@ type Stats struct {
 	// StepsRefused counts messages from peers not handed to raft, or that
 	// raft refused: of an unknown group, a proposal, a stale response.
 	StepsRefused uint64
+	// Compactions counts the compactions of a group's log;
+	// SnapshotsSent the snapshots streamed to peers in full and staged
+	// there; SnapshotsInstalled those installed here.
+	Compactions, SnapshotsSent, SnapshotsInstalled uint64
 	// Transport are the transport's counters.
 	Transport TransportStats
 }
@@ -80,6 +84,8 @@ type nodeStats struct {
 	appends, groupReadys, entriesApplied atomic.Uint64
 	proposalsApplied, proposalsFailed    atomic.Uint64
 	inboxDropped, stepsRefused           atomic.Uint64
+	compactions, snapshotsSent           atomic.Uint64
+	snapshotsInstalled                   atomic.Uint64
 }
 
 // Node hosts Raft groups of a slotd cluster: one raft.RawNode per group,
@@ -91,7 +97,10 @@ type Node struct {
 	cfg   Config // with defaults
 	store *raftlog.Store
 	sm    StateMachine
-	tr    *Transport
+	// snapshotter is sm if it is a Snapshotter, else nil: then logs are
+	// not compacted and a snapshot stops the node.
+	snapshotter Snapshotter
+	tr          *Transport
 	// groups are sorted by id; a group's RawNode belongs to the loop.
 	groups []*group
 	byID   map[uint64]*group // read-only after NewNode
@@ -122,6 +131,17 @@ type Node struct {
 	updates   []raftlog.Update         // this turn's Ready batch
 	readys    []*group                 // the groups with a Ready this turn
 	entries   []Entry                  // one group's committed entries for Apply
+	outSnaps  []outSnapshot            // states pinned for this turn's snapshot messages
+	// streamed are the groups whose streamed snapshot message the loop
+	// stepped this turn: their receiving flag is cleared after the turn.
+	streamed []*group
+
+	// snapWG counts the goroutines streaming snapshots to peers.
+	snapWG sync.WaitGroup
+	// testCompactIgnoresDurable compacts through the applied index
+	// whether or not the state machine has it on disk: the broken
+	// variant the compaction tests must catch (S1).
+	testCompactIgnoresDurable atomic.Bool
 }
 
 // group is one Raft group on this node. Only the loop touches its fields,
@@ -143,12 +163,21 @@ type group struct {
 	// applied and appliedTerm are the index and term of the last entry
 	// applied.
 	applied, appliedTerm uint64
+	// receiving is set while a snapshot of the group is received, until
+	// the loop has stepped its message (one at a time).
+	receiving atomic.Bool
+	// snapshotIndex is the index of the last snapshot sent or installed
+	// (LogStatus).
+	snapshotIndex atomic.Uint64
 }
 
 // inbound is one frame's messages from peer from.
 type inbound struct {
 	from uint64
 	msgs []GroupMessage
+	// snapshot: a snapshot message whose state was streamed and staged
+	// (receiveSnapshot); raft takes a snapshot message only so.
+	snapshot bool
 }
 
 // quietLogger is raft's logger when Config.Logger is nil: silent, but its
@@ -184,6 +213,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		done:      make(chan struct{}),
 		proposing: map[proposalID]*proposal{},
 	}
+	n.snapshotter, _ = sm.(Snapshotter)
 	n.seq.Store(rand.Uint64())
 	for _, p := range cfg.Peers {
 		n.heard[p.ID] = new(atomic.Int64)
@@ -211,6 +241,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		}
 		return nil, err
 	}
+	n.tr.SetSnapshotHandler(n.receiveSnapshot)
 	n.ticks = cfg.Ticks
 	if n.ticks == nil {
 		n.tick = time.NewTicker(cfg.TickInterval)
@@ -275,7 +306,15 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %d: cannot read its snapshot: %w", id, err)
 	}
-	applied := snap.GetMetadata().GetIndex()
+	applied, err := n.startApplied(st, snap.GetMetadata().GetIndex())
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
+	}
+	appliedTerm, err := st.Term(applied)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: group %d: term of the applied entry %d: %w", id, applied, err)
+	}
+	storage := &groupStorage{Group: st, n: n}
 	logger := n.cfg.Logger
 	if logger == nil {
 		logger = quietLogger
@@ -284,7 +323,7 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 		ID:                        n.id,
 		ElectionTick:              n.cfg.ElectionTicks,
 		HeartbeatTick:             n.cfg.HeartbeatTicks,
-		Storage:                   st,
+		Storage:                   storage,
 		Applied:                   applied,
 		MaxSizePerMsg:             raftMsgBytesMax,
 		MaxCommittedSizePerReady:  raftCommittedBytesMax,
@@ -300,7 +339,8 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
 	}
-	g := &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: snap.GetMetadata().GetTerm()}
+	g := &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: appliedTerm}
+	storage.g = g
 	g.term.Store(rn.Status().GetTerm())
 	return g, nil
 }
@@ -415,6 +455,7 @@ func (n *Node) Stats() Stats {
 		Appends: s.appends.Load(), GroupReadys: s.groupReadys.Load(), EntriesApplied: s.entriesApplied.Load(),
 		ProposalsApplied: s.proposalsApplied.Load(), ProposalsFailed: s.proposalsFailed.Load(),
 		InboxDropped: s.inboxDropped.Load(), StepsRefused: s.stepsRefused.Load(),
+		Compactions: s.compactions.Load(), SnapshotsSent: s.snapshotsSent.Load(), SnapshotsInstalled: s.snapshotsInstalled.Load(),
 		Transport: n.tr.Stats(),
 	}
 }
@@ -459,6 +500,7 @@ func (n *Node) Close() error {
 		n.tick.Stop()
 	}
 	err := n.tr.Close()
+	n.snapWG.Wait() // the streams fail with the transport's connections
 	if n.err != nil && !errors.Is(n.err, ErrStopped) {
 		err = errors.Join(n.err, err)
 	}
@@ -510,7 +552,13 @@ func (n *Node) loop() error {
 			return ErrStopped
 		}
 		n.propose()
-		if err := n.handleReady(); err != nil {
+		err := n.handleReady()
+		for _, g := range n.streamed {
+			g.receiving.Store(false)
+		}
+		clear(n.streamed)
+		n.streamed = n.streamed[:0]
+		if err != nil {
 			return err
 		}
 	}
@@ -563,6 +611,14 @@ func (n *Node) step(in inbound) {
 			n.stats.stepsRefused.Add(1)
 			continue
 		}
+		if gm.Message.GetType() == pb.MessageType_MsgSnap && n.snapshotter != nil {
+			if !in.snapshot {
+				// Its state was not streamed: there is nothing to install.
+				n.stats.stepsRefused.Add(1)
+				continue
+			}
+			n.streamed = append(n.streamed, g)
+		}
 		// raft refuses a response from a node that is not a member
 		// and local messages; a stale message is taken and ignored.
 		if err := g.rn.Step(gm.Message); err != nil {
@@ -609,11 +665,16 @@ func (n *Node) handleReady() error {
 			continue
 		}
 		g.rd = g.rn.Ready()
+		var snap *pb.Snapshot
 		if !raft.IsEmptySnap(g.rd.Snapshot) {
-			return fmt.Errorf("cluster: group %d: a snapshot at index %d arrived: %w", g.id, g.rd.Snapshot.GetMetadata().GetIndex(), ErrUnsupported)
+			// The state first, then the log that records it (S4).
+			if err := n.installSnapshot(g); err != nil {
+				return err
+			}
+			snap = g.rd.Snapshot
 		}
 		n.readys = append(n.readys, g)
-		n.updates = append(n.updates, raftlog.Update{Group: g.id, Entries: g.rd.Entries, HardState: g.rd.HardState})
+		n.updates = append(n.updates, raftlog.Update{Group: g.id, Snapshot: snap, Entries: g.rd.Entries, HardState: g.rd.HardState})
 		if len(n.proposing) > 0 {
 			n.place(g)
 		}
@@ -637,6 +698,7 @@ func (n *Node) handleReady() error {
 	for _, g := range n.readys {
 		n.send(g)
 	}
+	n.closeOutSnapshots()
 	for _, g := range n.readys {
 		if !raft.IsEmptyHardState(g.rd.HardState) {
 			g.term.Store(g.rd.HardState.GetTerm())
@@ -651,6 +713,11 @@ func (n *Node) handleReady() error {
 	for _, g := range n.readys {
 		g.rn.Advance(g.rd)
 		g.rd = raft.Ready{}
+	}
+	for _, g := range n.readys {
+		if err := n.compact(g); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -688,6 +755,10 @@ func (n *Node) send(g *group) {
 		to := m.GetTo()
 		if to == n.id {
 			panic(fmt.Sprintf("BUG: cluster: group %d: raft addressed a %v to this node", g.id, m.GetType()))
+		}
+		if m.GetType() == pb.MessageType_MsgSnap && n.snapshotter != nil {
+			n.sendSnapshot(g, m)
+			continue
 		}
 		queued := n.tr.Send(g.id, m)
 		if m.GetType() == pb.MessageType_MsgSnap {

@@ -35,8 +35,8 @@ var (
 	// data without a valid proposal header.
 	ErrCorruptEntry = errors.New("cluster: corrupt entry")
 	// ErrUnsupported stops the node at what raft hands over and this
-	// release cannot act on yet: a snapshot to install, a configuration
-	// change to apply.
+	// release cannot act on yet: a configuration change to apply, or a
+	// snapshot to install in a state machine that is not a Snapshotter.
 	ErrUnsupported = errors.New("cluster: not supported by this release")
 	// ErrNewerFormat refuses a frame or stops the node at a committed
 	// entry written in a format newer than this release reads (V2, V3):

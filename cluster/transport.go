@@ -7,6 +7,7 @@ package cluster
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -163,6 +164,11 @@ type TransportStats struct {
 	// FramesNewer counts, among FrameErrors, the frames refused for a
 	// version newer than this release reads (V2).
 	FramesNewer uint64
+	// SnapshotBytesSent counts the state bytes of the snapshot streams
+	// written in full to peers; SnapshotsReceived and
+	// SnapshotBytesReceived the streams taken from peers and their state
+	// bytes.
+	SnapshotBytesSent, SnapshotsReceived, SnapshotBytesReceived uint64
 }
 
 // transportStats are the counters behind TransportStats, each written by
@@ -175,6 +181,8 @@ type transportStats struct {
 	dials, dialFailures                             atomic.Uint64
 	connsAccepted, connsRefused, connsStale         atomic.Uint64
 	frameErrors, framesNewer                        atomic.Uint64
+	snapshotBytesSent, snapshotBytesReceived        atomic.Uint64
+	snapshotsReceived                               atomic.Uint64
 }
 
 // Transport carries raft messages of every group between this node and
@@ -193,7 +201,8 @@ type Transport struct {
 	handler Handler
 	peers   map[uint64]*peer // set by NewTransport, then only read
 
-	filter atomic.Pointer[Filter] // the test hook; nil: none
+	filter    atomic.Pointer[Filter]          // the test hook; nil: none
+	snapshots atomic.Pointer[SnapshotHandler] // nil: snapshot streams are refused
 
 	// ctx is cancelled by Close; it ends dials, backoff waits and writers.
 	ctx    context.Context
@@ -332,6 +341,7 @@ func (t *Transport) Stats() TransportStats {
 		Dials: s.dials.Load(), DialFailures: s.dialFailures.Load(),
 		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), ConnsStale: s.connsStale.Load(),
 		FrameErrors: s.frameErrors.Load(), FramesNewer: s.framesNewer.Load(),
+		SnapshotBytesSent: s.snapshotBytesSent.Load(), SnapshotsReceived: s.snapshotsReceived.Load(), SnapshotBytesReceived: s.snapshotBytesReceived.Load(),
 	}
 }
 
@@ -608,6 +618,10 @@ func (t *Transport) read(r *reader) {
 		}
 		var prefix [frameLenBytes]byte
 		if _, err := io.ReadFull(br, prefix[:]); err != nil {
+			return
+		}
+		if r.from == 0 && binary.BigEndian.Uint32(prefix[:]) == snapshotMagic {
+			t.readSnapshot(r.conn, br) // a snapshot stream, not frames
 			return
 		}
 		n, err := frameBodyBytes(prefix)

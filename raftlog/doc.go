@@ -38,21 +38,17 @@
 // index for followers that lag behind the compacted index. Both follow
 // raft's MemoryStorage.
 //
-// In the cluster to come, the apply loop applies a group's committed
-// entries to the allocator, whose changes wal writes to this same store;
-// the applied index will travel in those batches. A group's log may then
-// be compacted up to its durable applied index, less a margin for
-// followers that lag a little (catching up by entries is cheaper than by
-// snapshot). A group's snapshot is the state of its offices — the
-// allocator snapshots to come. Today a snapshot's data is stored as a
-// Pebble value beside its metadata (form 1 below), written in the batch
-// that records the snapshot and read back only when raft asks for it
-// (Group.Snapshot), so the Store never keeps it in memory. The data form
-// byte of the metadata value is the hook for the allocator's snapshots:
-// a later form will name data produced on demand from the allocator's
-// state (or a Pebble snapshot of the group's wal keys) instead of holding
-// it, and Snapshot will answer raft.ErrSnapshotTemporarilyUnavailable
-// while it is being built.
+// The cluster (package cluster) compacts a group's log through its state
+// machine's durable applied index, less a margin for followers that lag
+// a little (catching up by entries is cheaper than by snapshot): cluster
+// invariants S1 and S2. It does not call CreateSnapshot: raft asks the
+// node for a snapshot when it decides to send one, and the node answers
+// one made then, whose data is only a descriptor naming a state it
+// streams beside the message; a follower stores the snapshot it receives
+// (data: the descriptor) through Append, as form 1 below. So a snapshot's
+// data stays small, and the Store never holds a group's state. The data
+// form byte of the metadata value remains the hook for data produced on
+// demand, should a later release keep a group's state elsewhere.
 //
 // # Invariants
 //

@@ -124,6 +124,18 @@
 // the ledger was on hold no token: the limit counts them only in their
 // own group.
 //
+// # Compaction and snapshots
+//
+// The Replica is a cluster.Snapshotter: the node compacts a group's log
+// through the store's durable applied index (wal's SyncApplied), and a
+// replica behind the compacted log receives the group's store as a
+// snapshot (wal's SnapshotState, StageSnapshot, InstallSnapshot; cluster
+// invariants S1–S5, wal S6). On install, the group's epoch and the
+// applied index P5 skips through are the installed store's, and an
+// engine the node still runs for the group is broken first (P4): it was
+// built from the state being replaced, and a node that receives a
+// snapshot no longer leads.
+//
 // # Entry data
 //
 // The data of an entry this package proposes (inside cluster's entry

@@ -65,6 +65,9 @@ type testCluster struct {
 
 	// reconcileAfter, if set, is the replicas' LedgerReconcileAfter.
 	reconcileAfter time.Duration
+	// compactMin and compactMargin, if set, are the nodes'
+	// CompactEntriesMin and CompactMarginEntries.
+	compactMin, compactMargin int
 
 	mu       sync.Mutex
 	isolated map[uint64]bool
@@ -164,6 +167,7 @@ func (n *testNode) start(ln net.Listener) {
 	n.node, err = cluster.NewNode(cluster.Config{
 		ID: n.id, Peers: n.c.peers, Groups: n.c.groups, Listener: ln,
 		TickInterval: tick, ProposalBytesMax: 3 << 20,
+		CompactEntriesMin: n.c.compactMin, CompactMarginEntries: n.c.compactMargin,
 		Transport: cluster.TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 50 * time.Millisecond},
 	}, store, n.rep)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -110,6 +111,13 @@ type Replica struct {
 	testSweepOwnClock func() time.Time
 	// testNoLedger makes no engine reserve in the applicants' ledger.
 	testNoLedger bool
+	// testInstallWithoutReplace takes a snapshot without installing its
+	// state: the store keeps its old state while raft moves on.
+	testInstallWithoutReplace bool
+	// testAfterInstall, if set, runs once a snapshot's state is installed
+	// and before the node's log records the snapshot; an error stops the
+	// node there, as a crash would.
+	testAfterInstall func(group uint64) error
 }
 
 // group is one group's replica on this node.
@@ -593,4 +601,82 @@ func (j *journal) Commit(c *allocator.Change) error {
 // that its writes are refused at once until it is replaced.
 func (j *journal) Degraded() bool {
 	return !j.r.testStaleLeader && (j.l.broken.Load() || j.l.ctx.Err() != nil)
+}
+
+// The replica is a cluster.Snapshotter: its groups' logs are compacted
+// and a replica behind a compacted log installs the group's state (S1…S5
+// in package cluster; S6 in package wal).
+var _ cluster.Snapshotter = (*Replica)(nil)
+
+// DurableApplied makes the group store's writes durable and returns its
+// applied index (cluster.Snapshotter).
+func (r *Replica) DurableApplied(group uint64) (uint64, error) {
+	g := r.groups[group]
+	if g == nil {
+		return 0, fmt.Errorf("replica: group %d has no store here", group)
+	}
+	return g.db.SyncApplied()
+}
+
+// stateSnapshot is a wal.StateSnapshot as a cluster.SnapshotState.
+type stateSnapshot struct{ *wal.StateSnapshot }
+
+func (s stateSnapshot) Index() uint64 { return s.Applied() }
+
+// SnapshotState pins the group store's state (cluster.Snapshotter).
+func (r *Replica) SnapshotState(group uint64) (cluster.SnapshotState, error) {
+	g := r.groups[group]
+	if g == nil {
+		return nil, fmt.Errorf("replica: group %d has no store here", group)
+	}
+	s, err := g.db.SnapshotState()
+	if err != nil {
+		return nil, err
+	}
+	return stateSnapshot{s}, nil
+}
+
+// StageSnapshot stages a group state streamed from another node
+// (cluster.Snapshotter).
+func (r *Replica) StageSnapshot(group uint64, rd io.Reader) (uint64, error) {
+	g := r.groups[group]
+	if g == nil {
+		return 0, fmt.Errorf("replica: group %d has no store here", group)
+	}
+	return g.db.StageSnapshot(rd)
+}
+
+// InstallSnapshot replaces the group store's state with the one staged at
+// index (cluster.Snapshotter). An engine this node still runs for the
+// group is broken first (P4): it was built from the state being replaced,
+// and a node that receives a snapshot leads no more.
+func (r *Replica) InstallSnapshot(group, index uint64) error {
+	g := r.groups[group]
+	if g == nil {
+		return fmt.Errorf("replica: group %d has no store here", group)
+	}
+	g.mu.Lock()
+	if j := g.jr.Load(); j != nil {
+		j.l.broken.Store(true)
+		j.l.cancel()
+	}
+	g.mu.Unlock()
+	if r.testInstallWithoutReplace {
+		return nil
+	}
+	if err := g.db.InstallSnapshot(index); err != nil {
+		return err
+	}
+	applied, epoch, err := g.db.Applied()
+	if err != nil {
+		return err
+	}
+	if applied != index {
+		panic(fmt.Sprintf("BUG: replica: group %d: installed the state at %d, the store says %d", group, index, applied))
+	}
+	g.epoch, g.skipThrough = epoch, applied
+	if r.testAfterInstall != nil {
+		return r.testAfterInstall(group)
+	}
+	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -90,6 +91,10 @@ type DB struct {
 	voids atomic.Int32
 	// backupMu is held by the one Backup that runs (TryLock).
 	backupMu sync.Mutex
+	// stageMu serialises StageSnapshot and InstallSnapshot; staged is
+	// the state staged and not yet installed (nil: none).
+	stageMu sync.Mutex
+	staged  *stagedState // guarded by stageMu
 }
 
 var _ allocator.Journal = (*DB)(nil)
@@ -212,6 +217,10 @@ func openPebble(dir string, po *pebble.Options, opening <-chan error) (*pebble.D
 // open checks the store Pebble opened, before anything is written to it,
 // then readies the feed and the sync mark.
 func (db *DB) open(dir string) (*syncMark, error) {
+	// A state staged before a crash is never installed (S6).
+	if err := db.fs.RemoveAll(filepath.Join(dir, SnapshotStagingDir)); err != nil {
+		return nil, fmt.Errorf("wal: cannot clear %s: %w", SnapshotStagingDir, err)
+	}
 	_, next, err := db.checkSynced(dir)
 	if err != nil {
 		return nil, err

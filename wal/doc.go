@@ -473,6 +473,16 @@
 //	crc                    4 bytes BE: CRC-32C of round and magic
 //	magic                  4 bytes "slsm"
 //
+// # State snapshots
+//
+// A replicated store can be copied to another node as one instant of its
+// records (SnapshotState, streamed) and installed there in one step
+// (StageSnapshot, then InstallSnapshot: Pebble's ingest with excise), for
+// a replica behind its group's compacted Raft log. Invariant S6 (of the
+// snapshots' list, S1–S5 in package cluster) and the stream's format are
+// in snapshot.go. The directory snapshot.staging beside Pebble's files
+// holds a state being received; Open removes it.
+//
 // # Time
 //
 // The package never reads the clock to decide anything: Sweep and Recover

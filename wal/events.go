@@ -67,6 +67,20 @@ func (f *eventFeed) start(last, deleted uint64) {
 	f.deletedThrough.Store(deleted)
 }
 
+// restart sets the counters as start does, for a store whose records were
+// replaced (InstallSnapshot, which holds every operation off), and wakes
+// the waiters.
+func (f *eventFeed) restart(last, deleted uint64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	clear(f.done)
+	f.start(last, deleted)
+	if f.waited {
+		close(f.wake)
+		f.wake, f.waited = make(chan struct{}), false
+	}
+}
+
 // allocate takes n consecutive cursors.
 func (f *eventFeed) allocate(n int) (first, last uint64) {
 	last = f.allocated.Add(uint64(n))

@@ -73,6 +73,12 @@ func newClusterMetrics(f *front) (*clusterMetrics, error) {
 		i, _, _ := f.stores[g].Applied()
 		return float64(i)
 	})...)
+	cs = append(cs, group("slotd_cluster_group_log_first_index", "The first entry this node's Raft log of the group keeps: entries before it were compacted away.", func(g uint64) float64 {
+		return float64(f.node.LogStatus(g).FirstIndex)
+	})...)
+	cs = append(cs, group("slotd_cluster_group_snapshot_index", "The index of the last snapshot of the group this node sent or installed since it started, 0 if none.", func(g uint64) float64 {
+		return float64(f.node.LogStatus(g).SnapshotIndex)
+	})...)
 	stat := func(name, help string, v func(s cluster.Stats) uint64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(v(f.node.Stats())) })
 	}
@@ -81,6 +87,9 @@ func newClusterMetrics(f *front) (*clusterMetrics, error) {
 		stat("slotd_cluster_entries_applied_total", "Committed entries applied, all groups.", func(s cluster.Stats) uint64 { return s.EntriesApplied }),
 		stat("slotd_cluster_proposals_applied_total", "This node's proposals committed and applied.", func(s cluster.Stats) uint64 { return s.ProposalsApplied }),
 		stat("slotd_cluster_proposals_failed_total", "This node's proposals that failed: not the leader, dropped, too many, caller gone.", func(s cluster.Stats) uint64 { return s.ProposalsFailed }),
+		stat("slotd_cluster_log_compactions_total", "Compactions of a group's Raft log, all groups.", func(s cluster.Stats) uint64 { return s.Compactions }),
+		stat("slotd_cluster_snapshots_sent_total", "Snapshots of a group's state streamed to a peer and staged there.", func(s cluster.Stats) uint64 { return s.SnapshotsSent }),
+		stat("slotd_cluster_snapshots_installed_total", "Snapshots of a group's state installed on this node.", func(s cluster.Stats) uint64 { return s.SnapshotsInstalled }),
 		stat("slotd_cluster_inbox_dropped_total", "Frames from peers dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slotd_cluster_up", Help: "1 while this node's Raft loop runs."}, func() float64 { return b2f(f.node.Err() == nil) }),
 		m.leaderChanges, m.forwarded,

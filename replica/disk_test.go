@@ -1,0 +1,171 @@
+package replica
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"slotd/allocator"
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
+	"slotd/wal"
+)
+
+var (
+	measureDiskChanges   = flag.Int("measure-disk-changes", 0, "TestMeasureDiskPerNode: book this many seats through a 3-node cluster and through one store alone, and report the bytes on disk of each (0: skip)")
+	measureDiskNoCompact = flag.Bool("measure-disk-no-compaction", false, "TestMeasureDiskPerNode: run the cluster with log compaction off, for comparison")
+)
+
+// dirBytes is what the files under dir take, in bytes.
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	var n int64
+	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		fi, err := d.Info()
+		if err == nil {
+			n += fi.Size()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// bookAll books seats 0..n-1 of the bench offices (one change each) from
+// 16 goroutines through whatever engine engine returns, and returns how
+// long it took.
+func bookAll(t *testing.T, n int, engine func() *allocator.Engine) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Int64
+	for range 16 {
+		wg.Go(func() {
+			var e *allocator.Engine
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				office, at := slotdtest.BenchSeat(i)
+				for {
+					if e == nil || e.Degraded() {
+						e = engine()
+					}
+					_, err := e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: office, Service: "s", Applicant: fmt.Sprintf("d%d", i), Start: at, Confirm: true}, allocator.Meta{Actor: "measure"})
+					if err == nil {
+						break
+					}
+					if errors.Is(err, allocator.ErrDuplicateBooking) {
+						break // an earlier try was applied after all
+					}
+					if f := failed.Add(1); f <= 5 || f > 1000 {
+						t.Logf("seat %d: %v", i, err)
+						if f > 1000 {
+							t.Error("too many failures")
+							return
+						}
+					}
+					e = nil
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return time.Since(start)
+}
+
+// TestMeasureDiskPerNode is a measurement, run on demand: the bytes on
+// disk of each node of a 3-node cluster (its Raft log's store and its
+// group store) after -measure-disk-changes bookings, against one store
+// alone (single-node slotd) after the same bookings. Each booking is a
+// change, and so is its reminder, which falls due at the bench clock. With compaction a
+// node holds the group's state and a bounded log; without it, the log
+// of every change besides.
+//
+//	go test -count=1 ./replica -run TestMeasureDiskPerNode -v -measure-disk-changes 200000
+func TestMeasureDiskPerNode(t *testing.T) {
+	n := *measureDiskChanges
+	if n == 0 {
+		t.Skip("a measurement: set -measure-disk-changes")
+	}
+	// One store alone, as single-node slotd keeps it.
+	single := t.TempDir()
+	db, err := wal.Open(single, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := allocator.New(allocator.Config{Journal: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slotdtest.PutBenchOffices(t, e)
+	took := bookAll(t, n, func() *allocator.Engine { return e })
+	// The bookings' reminders fall due at the bench clock: the engine's
+	// timers write them, as slotd's ticker would.
+	for sent := -1; ; {
+		if err := e.Tick(slotdtest.BenchNow); err != nil {
+			t.Fatal(err)
+		}
+		if r := int(e.Stats().Reminders); r != sent {
+			sent = r
+			continue
+		}
+		break
+	}
+	live := dirBytes(t, single)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	closed := dirBytes(t, single)
+	t.Logf("single store: %d bookings in %v; %.1f MiB on disk while open, %.1f MiB closed (%.0f B a booking)",
+		n, took.Round(time.Second), mib(live), mib(closed), float64(closed)/float64(n))
+
+	c := &testCluster{t: t, isolated: map[uint64]bool{}}
+	if *measureDiskNoCompact {
+		c.compactMin = -1
+	}
+	startCluster(c, 3, 1)
+	c.putOffices(1, 0, slotdtest.BenchOffices)
+	took = bookAll(t, n, func() *allocator.Engine { _, e := c.leaderEngine(1); return e })
+	sent := uint64(0)
+	testtime.EventuallyTrue(t, 10*time.Minute, "the leader's engine has written every reminder due", func() bool {
+		_, e := c.leaderEngine(1)
+		prev := sent
+		sent = e.Stats().Reminders
+		time.Sleep(time.Second)
+		return sent == prev && e.Stats().Reminders == sent
+	})
+	c.converged(1)
+	type sizes struct{ raft, group int64 }
+	open := map[uint64]sizes{}
+	logs := map[uint64]string{}
+	for _, nd := range c.nodes {
+		ls := nd.node.LogStatus(1)
+		logs[nd.id] = fmt.Sprintf("log %d..%d, %d compactions", ls.FirstIndex, ls.LastIndex, nd.node.Stats().Compactions)
+		open[nd.id] = sizes{dirBytes(t, filepath.Join(nd.dir, "raft")), dirBytes(t, filepath.Join(nd.dir, "g1"))}
+	}
+	for _, nd := range c.nodes {
+		nd.stop()
+	}
+	for _, nd := range c.nodes {
+		o := open[nd.id]
+		raftC, groupC := dirBytes(t, filepath.Join(nd.dir, "raft")), dirBytes(t, filepath.Join(nd.dir, "g1"))
+		t.Logf("cluster node %d: %d bookings in %v (%s); while open: raft log %.1f MiB + group store %.1f MiB = %.1f MiB; closed: %.1f + %.1f = %.1f MiB (%.0f B a booking)",
+			nd.id, n, took.Round(time.Second), logs[nd.id], mib(o.raft), mib(o.group), mib(o.raft+o.group), mib(raftC), mib(groupC), mib(raftC+groupC), float64(raftC+groupC)/float64(n))
+	}
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
