@@ -463,6 +463,10 @@ func (db *DB) InstallSnapshot(applied uint64) error {
 		return err
 	}
 	db.feed.restart(last, deleted)
+	// The installed state may hold void marks this store never had: the
+	// next apply looks again (ledger.go), or it would write a voided
+	// booking that every other replica refuses.
+	db.voids.Store(voidsUnknown)
 	db.applied.Store(applied)
 	return nil
 }

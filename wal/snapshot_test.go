@@ -249,3 +249,50 @@ func TestSnapshotCrashLeavesOldOrNew(t *testing.T) {
 	}
 	t.Logf("%d crash points; states by applied index: %v", len(cp.clones), seen)
 }
+
+// Invariant S6 with the ledger's L4: a state installed from a snapshot
+// brings its void marks, and the receiver, which had none and so did not
+// look for them, refuses a change writing a voided booking from then on,
+// as every replica that applied the void does.
+func TestSnapshotInstallBringsVoids(t *testing.T) {
+	src, _ := openTest(t, Options{})
+	dst, _ := openTest(t, Options{})
+	for _, db := range []*DB{src, dst} {
+		if err := db.ApplyEpoch(1, 1); err != nil {
+			t.Fatal(err)
+		}
+		applyHolds(t, db, 2, 10) // dst learns it holds no void mark
+	}
+	late := holdChange(10)
+	if exists, err := src.ApplyVoid(10, late.Bookings[0].ID, late.Bookings[0].History.First().AtUnixNano); err != nil || exists {
+		t.Fatalf("void: exists %v, %v", exists, err)
+	}
+	snap, err := src.SnapshotState()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if _, err := snap.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := snap.Close(); err != nil {
+		t.Fatal(err)
+	}
+	applied, err := dst.StageSnapshot(&buf)
+	if err != nil || applied != 10 {
+		t.Fatalf("stage: %d, %v", applied, err)
+	}
+	if err := dst.InstallSnapshot(applied); err != nil {
+		t.Fatal(err)
+	}
+	staged, err := Stage(late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.ApplyStaged(11, staged); !errors.Is(err, ErrVoided) {
+		t.Fatalf("source: a change writing a voided booking: %v, want ErrVoided", err)
+	}
+	if _, err := dst.ApplyStaged(11, staged); !errors.Is(err, ErrVoided) {
+		t.Fatalf("receiver: a change writing a voided booking: %v, want ErrVoided", err)
+	}
+}
