@@ -142,6 +142,9 @@ type Node struct {
 	// whether or not the state machine has it on disk: the broken
 	// variant the compaction tests must catch (S1).
 	testCompactIgnoresDurable atomic.Bool
+	// reads are the ReadIndex calls waiting for raft's answer, by their
+	// request context (readindex.go).
+	reads map[string]chan<- uint64
 }
 
 // group is one Raft group on this node. Only the loop touches its fields,
@@ -709,6 +712,7 @@ func (n *Node) handleReady() error {
 		if err := n.apply(g); err != nil {
 			return err
 		}
+		n.answerReads(g)
 	}
 	for _, g := range n.readys {
 		g.rn.Advance(g.rd)
