@@ -12,6 +12,13 @@ package wal
 // checkpoint began: Pebble syncs its log in order, so every record of
 // such a round is on disk, in a log file or a table the checkpoint takes.
 //
+// A replicated store (replica.go) writes its batches without an fsync
+// (W11), and Pebble's log writer may still hold the last of them in
+// memory: the checkpoint flushes and syncs the log first, so that it
+// holds every batch written before Backup was called, synced or not —
+// a cluster's backup waits until the store has applied every
+// acknowledged entry, then counts on that.
+//
 // The live SYNCMARK is not copied. It keeps moving while the checkpoint
 // runs, and a mark written after the checkpoint's log was copied names a
 // round the copy does not hold: the backup would fail Open with
@@ -38,6 +45,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -111,7 +119,7 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 	// The round is read before the checkpoint begins: every change
 	// acknowledged so far is in it or an earlier one.
 	st.SyncedRound = db.syncedRound.Load()
-	if err := pebbleCall(func() error { return db.pdb.Checkpoint(tmp) }); err != nil {
+	if err := pebbleCall(func() error { return db.pdb.Checkpoint(tmp, pebble.WithFlushedWAL()) }); err != nil {
 		return st, fmt.Errorf("wal: backup: pebble checkpoint into %s: %w", tmp, err)
 	}
 	if err := writeBackupMark(tmp, st.SyncedRound); err != nil {
