@@ -51,6 +51,17 @@ const (
 
 // backup serves POST /admin/backup?to=DIR.
 func (s *Server) backup(w http.ResponseWriter, req *http.Request) {
+	BackupHandler(s.cfg.Backup, s.log)(w, req)
+}
+
+// BackupHandler serves POST /admin/backup?to=DIR with fn: the route of a
+// Server's admin listener, and of an admin listener that no Server owns
+// (a cluster node's, whose backup spans its groups' stores).
+func BackupHandler(fn BackupFunc, log *zap.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, req *http.Request) { serveBackup(fn, log, w, req) }
+}
+
+func serveBackup(fn BackupFunc, log *zap.Logger, w http.ResponseWriter, req *http.Request) {
 	answer := func(status int, line string) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if status == http.StatusServiceUnavailable {
@@ -70,7 +81,7 @@ func (s *Server) backup(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(backupWriteTimeout))
-	report, err := s.cfg.Backup(dir)
+	report, err := fn(dir)
 	if err != nil {
 		status := http.StatusInternalServerError
 		switch {
@@ -81,11 +92,11 @@ func (s *Server) backup(w http.ResponseWriter, req *http.Request) {
 		case errors.Is(err, ErrBackupUnavailable):
 			status = http.StatusServiceUnavailable
 		}
-		s.log.Warn("backup refused or failed", zap.String("to", dir), zap.Int("status", status), zap.Error(err))
+		log.Warn("backup refused or failed", zap.String("to", dir), zap.Int("status", status), zap.Error(err))
 		answer(status, "backup: "+err.Error())
 		return
 	}
-	s.log.Info("backup written", zap.String("to", dir), zap.String("report", report))
+	log.Info("backup written", zap.String("to", dir), zap.String("report", report))
 	answer(http.StatusOK, report)
 }
 

@@ -308,6 +308,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		groups = append(groups, id)
 	}
 	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys, officesPut: map[uint64]bool{}, forwardToken: forwardTokenOf(secret)}
+	f.dataDir = opts.data
 	for id := range peers {
 		f.peerIDs = append(f.peerIDs, id)
 	}
@@ -474,6 +475,11 @@ type front struct {
 
 	placeMu sync.RWMutex
 	placed  map[string]uint64 // office → group, as the stores hold it
+
+	// dataDir is the node's data directory; backupMu lets one backup
+	// run at a time (cluster_backup.go).
+	dataDir  string
+	backupMu sync.Mutex
 }
 
 // currentKeys are the keys in force; the caller holds keysMu (a Server

@@ -203,6 +203,7 @@ func (f *front) adminHandler() http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/cluster/status", f.status)
+	mux.Handle("/admin/backup", httpapi.BackupHandler(f.backup, f.log)) // cluster_backup.go
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{f.metrics.reg, &f.gatherer}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -97,13 +97,14 @@ func (f *front) status(w http.ResponseWriter, r *http.Request) {
 
 // clusterSubcommands are `slotd cluster NAME`.
 var clusterSubcommands = map[string]func(args []string, getenv func(string) string, stdout, stderr io.Writer) int{
-	"status": runClusterStatus,
+	"status":  runClusterStatus,
+	"restore": runClusterRestore, // cluster_restore.go
 }
 
 // runCluster is `slotd cluster SUBCOMMAND [flags]`.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || clusterSubcommands[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: slotd cluster status [flags] (-h for its flags)")
+		fmt.Fprintln(stderr, "usage: slotd cluster status|restore [flags] (-h for its flags)")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return 0
 		}
