@@ -307,6 +307,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		stores[id] = db
 		groups = append(groups, id)
 	}
+	if err := checkStoresAgainstLog(stores, logStore); err != nil {
+		return err
+	}
 	f := &front{self: co.nodeID, groups: groups, stores: stores, raftDB: raftDB, log: log, edges: map[uint64]*fasthttp.HostClient{}, servers: map[uint64]*atomic.Pointer[httpapi.Server]{}, keys: keys, officesPut: map[uint64]bool{}, forwardToken: forwardTokenOf(secret)}
 	f.dataDir = opts.data
 	for id := range peers {

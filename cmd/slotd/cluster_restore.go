@@ -257,3 +257,31 @@ func copyStoreDir(src, dst string) error {
 	}
 	return syncDir(dst)
 }
+
+// checkStoresAgainstLog refuses to start a node whose group store holds
+// an index its Raft log does not reach: a store copied in beside a log
+// that does not continue it (a backup's store without `slotd cluster
+// restore`, or another node's). A node's log is synced before an entry is
+// applied, so its own stores are never ahead of it; such a store would
+// have the replica skip the log's entries through its applied index
+// (replica P5) and the node serve nothing.
+func checkStoresAgainstLog(stores map[uint64]*wal.DB, logs *raftlog.Store) error {
+	for g, db := range stores {
+		applied, _, err := db.Applied()
+		if err != nil {
+			return fmt.Errorf("group %d: %w", g, err)
+		}
+		if applied == 0 {
+			continue
+		}
+		last, err := logs.Group(g).LastIndex()
+		if err != nil {
+			return fmt.Errorf("group %d: cannot read its Raft log's last index: %w", g, err)
+		}
+		if applied > last {
+			return fmt.Errorf("group %d: its store holds the group's log through index %d, but this node's Raft log ends at %d: the store does not belong with this log; "+
+				"to start a cluster from a backup, seed each node's empty data directory with `slotd cluster restore`", g, applied, last)
+		}
+	}
+	return nil
+}
