@@ -93,7 +93,9 @@ func runBackup(args []string, getenv func(string) string, stdout, stderr io.Writ
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: slotd backup -to DIR [-admin-addr ADDR]\n"+
 			"Asks the running slotd for a consistent copy of its data directory (store, sync mark, ticket secret).\n"+
-			"The directory is written by the server, on its machine; restore by starting slotd with -data on a copy of it.")
+			"The directory is written by the server, on its machine; restore by starting slotd with -data on a copy of it.\n"+
+			"On a cluster node: every group store, each holding every booking acknowledged before the backup began,\n"+
+			"and a manifest; seed a fresh cluster's nodes from it with slotd cluster restore.")
 		fs.PrintDefaults()
 	}
 	if code, ok := parseSub(fs, args, stderr); !ok {
