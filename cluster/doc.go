@@ -36,6 +36,12 @@
 // turn's apply overlap the next turn's fsync; both make the simple rule of
 // N3 conditional and wait for a measurement that asks for them.
 //
+// A request run by the loop may be raft's ReadIndex (readindex.go):
+// Barrier waits until this node has applied every entry of a group
+// committed before the call, the leader having confirmed its commit index
+// with a majority, so that a follower's state machine can be read as of
+// that instant (a cluster node's backup does).
+//
 // # Invariants
 //
 // Tests refer to them as "cluster invariant NN".
