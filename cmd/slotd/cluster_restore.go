@@ -40,6 +40,7 @@ import (
 	"strconv"
 	"strings"
 
+	"go.etcd.io/raft/v3"
 	pb "go.etcd.io/raft/v3/raftpb"
 
 	"slotd/cluster"
@@ -258,13 +259,14 @@ func copyStoreDir(src, dst string) error {
 	return syncDir(dst)
 }
 
-// checkStoresAgainstLog refuses to start a node whose group store holds
-// an index its Raft log does not reach: a store copied in beside a log
-// that does not continue it (a backup's store without `slotd cluster
-// restore`, or another node's). A node's log is synced before an entry is
-// applied, so its own stores are never ahead of it; such a store would
-// have the replica skip the log's entries through its applied index
-// (replica P5) and the node serve nothing.
+// checkStoresAgainstLog refuses to start a node with a group store that
+// has applied entries but no Raft log of the group: a store copied in
+// without its log (a backup's store without `slotd cluster restore`, or
+// another node's). The node would bootstrap the group's log at index 1
+// and the replica skip the new log's entries through the store's applied
+// index (replica P5), diverging from the other replicas. A store ahead of
+// a log that exists is no such case: a crash between a snapshot's install
+// and the log's record of it leaves one, which is harmless (cluster S4).
 func checkStoresAgainstLog(stores map[uint64]*wal.DB, logs *raftlog.Store) error {
 	for g, db := range stores {
 		applied, _, err := db.Applied()
@@ -274,13 +276,18 @@ func checkStoresAgainstLog(stores map[uint64]*wal.DB, logs *raftlog.Store) error
 		if applied == 0 {
 			continue
 		}
-		last, err := logs.Group(g).LastIndex()
+		st := logs.Group(g)
+		hs, _, err := st.InitialState()
+		if err != nil {
+			return fmt.Errorf("group %d: cannot read its Raft state: %w", g, err)
+		}
+		last, err := st.LastIndex()
 		if err != nil {
 			return fmt.Errorf("group %d: cannot read its Raft log's last index: %w", g, err)
 		}
-		if applied > last {
-			return fmt.Errorf("group %d: its store holds the group's log through index %d, but this node's Raft log ends at %d: the store does not belong with this log; "+
-				"to start a cluster from a backup, seed each node's empty data directory with `slotd cluster restore`", g, applied, last)
+		if last == 0 && raft.IsEmptyHardState(hs) {
+			return fmt.Errorf("group %d: its store holds the group's log through index %d, but this node has no Raft log of the group: the store was copied in without the log that continues it; "+
+				"to start a cluster from a backup, seed each node's empty data directory with `slotd cluster restore`", g, applied)
 		}
 	}
 	return nil
