@@ -113,7 +113,9 @@ bench-peers-test:
 # group leader), three rounds taking turns; then 20 SIGKILLs of the group
 # leader, each timed to the first acknowledged write. Prints the tables
 # and the cluster's targets (docs/design.md §6). PostgreSQL's figure for
-# the ratio comes from make bench-peers: CLUSTERFLAGS='-postgres-rate N'.
+# the ratio comes from make bench-peers: CLUSTERFLAGS='-postgres-rate N'
+# (make bench-peers itself measures the ratio in one run, with its
+# cluster row).
 .PHONY: bench-cluster
 CLUSTERFLAGS ?=
 bench-cluster: build

@@ -334,7 +334,7 @@ func cmp(a, b int) int {
 // mode "http"), verifies and closes it.
 func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	open func(workers int) (Backend, func(), error)) (Result, error) {
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, mode, r.Workers)
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: setting up\n", name, mode, r.Workers)
 	b, cleanup, err := open(r.Workers)
 	if err != nil {
 		return Result{}, fmt.Errorf("cannot open %s: %w", name, err)
@@ -383,7 +383,7 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	if n, ok := b.(interface{ Note() string }); ok {
 		res.Note = n.Note()
 	}
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
 		name, mode, r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
 	return res, nil
 }
@@ -392,7 +392,7 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 // rushes them over HTTP, checks what they stored and stops them.
 func runProcesses(ctx context.Context, cfg Config, p ProcessBackend, r Rush) (Result, error) {
 	name := p.Name()
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, "http", r.Workers)
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: setting up\n", name, "http", r.Workers)
 	procs, err := p.Start(ctx, cfg.DataDir, &r.Layout)
 	if err != nil {
 		return Result{}, fmt.Errorf("cannot start %s: %w", name, err)
@@ -406,7 +406,7 @@ func runProcesses(ctx context.Context, cfg Config, p ProcessBackend, r Rush) (Re
 		return Result{}, fmt.Errorf("%s: %w", name, err)
 	}
 	res.Backend, res.Mode = name, "http"
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
 		name, "http", r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
 	return res, nil
 }
