@@ -3,6 +3,7 @@ package clusterbench
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -71,4 +72,89 @@ func TestParseProcStatCPU(t *testing.T) {
 	f("7 (slotd) S 1 7", 0, false)                    // cut short
 	f("7 slotd S 1 7 7 0 -1 0 0 0 0 0 1 2", 0, false) // no command field
 	f("7 (slotd) S 1 7 7 0 -1 0 0 0 0 0 x 2 0", 0, false)
+}
+
+// TestPeersTableClusterRowBesidePostgres runs package peers' HTTP table
+// with the cluster/spread row on a small office in two rounds: the row
+// takes its turn in each round, sells every seat, and is verified
+// through the agenda with the three replicas agreeing. Beside
+// PostgreSQL (SLOTD_PEERS_PG, set by make bench-peers-test) the table
+// divides the cluster's bookings/s by PostgreSQL's round by round,
+// against design §6's 5×. It asserts what was booked and read back and
+// what the table shows, never how fast.
+func TestPeersTableClusterRowBesidePostgres(t *testing.T) {
+	lay := peers.DefaultLayout(time.Now(), 1)
+	lay.Windows, lay.OpenMinute, lay.CloseMinute = 4, 8*60, 9*60 // 48 seats a date
+	row, err := NewRow(RowSpread, slotdtest.Build(t), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pg := os.Getenv("SLOTD_PEERS_PG")
+	rep, err := peers.Run(context.Background(), peers.Config{
+		Connections: []int{4}, Rounds: 2, EngineGoroutines: []int{}, Layout: &lay, DataDir: t.TempDir(),
+		PostgresDSN: pg, Processes: []peers.ProcessBackend{row},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	rep.WriteTables(&out)
+	var cluster *peers.Result
+	for i := range rep.HTTP {
+		if rep.HTTP[i].Backend == RowSpread {
+			cluster = &rep.HTTP[i]
+		}
+	}
+	if cluster == nil || len(rep.Engine) != 0 {
+		t.Fatalf("want a cluster/spread row in the HTTP table and no engine table:\n%s", out.String())
+	}
+	applicants := lay.Seats() * 125 / 100
+	if !cluster.Verified || cluster.Errors != 0 || cluster.Cut || len(cluster.RoundRates) != 2 ||
+		cluster.Bookings-cluster.Cancels != lay.Seats() || cluster.Bookings+cluster.SoldOut != applicants ||
+		!strings.Contains(cluster.Note, "the 3 replicas agree at applied index") {
+		t.Fatalf("cluster row %+v: want two verified rounds, every seat held, the replicas agreeing:\n%s", *cluster, out.String())
+	}
+	t.Logf("the table:\n%s", out.String())
+	wants := []string{"cluster/spread ×"}
+	if pg != "" {
+		wants = append(wants, "cluster/spread × in each round: ", " below 5×)")
+	}
+	for _, want := range wants {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+// TestRowCheckCatchesForgedBooking: a cluster row's check reads the
+// bookings back from the cluster, so a booking the client claims was
+// acknowledged but that no node stored fails it, where the true history
+// passes.
+func TestRowCheckCatchesForgedBooking(t *testing.T) {
+	lay := peers.DefaultLayout(time.Now(), 1)
+	lay.Windows, lay.OpenMinute, lay.CloseMinute = 2, 8*60, 9*60 // 24 seats
+	row, err := NewRow(RowLeader, slotdtest.Build(t), 0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	p, err := row.Start(ctx, t.TempDir(), &lay)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	r := peers.Rush{Layout: lay, Workers: 2, ApplicantsPerDate: lay.Seats() / 2, ReadAvailability: true,
+		DurationMax: time.Minute, RequestTimeout: 10 * time.Second}
+	r.Addrs, r.Authorization = p.Target()
+	out, err := peers.GenerateHTTP(ctx, r)
+	if err != nil || out.Result.Bookings != lay.Seats()/2 || out.Result.Errors != 0 {
+		t.Fatalf("rush: %v, %+v", err, out.Result)
+	}
+	if _, err := p.Check(ctx, out.Acked, false); err != nil {
+		t.Fatalf("the true history: %v", err)
+	}
+	forged := peers.Acked{ID: "forged-booking", Date: lay.Dates[0], Start: lay.Start(lay.Dates[0], lay.Steps()-1)}
+	if _, err := p.Check(ctx, append(out.Acked, forged), false); err == nil {
+		t.Fatal("the check passed a booking no node stored")
+	}
 }

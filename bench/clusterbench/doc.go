@@ -26,6 +26,10 @@
 // one), and for the cluster waits until the three replicas stand at one
 // applied index with one digest. The rows take turns within each round
 // (Config.Rounds), and a row is its median round, as in package peers.
+// A row is a Row, package peers' ProcessBackend: the same code starts,
+// rushes and checks the cluster when make bench-peers runs it beside
+// PostgreSQL and Redis (bench/cmd/peers -cluster), so that the cluster's
+// ratio to PostgreSQL comes from one run.
 //
 // # Failover
 //

@@ -63,14 +63,14 @@ func writeRush(w io.Writer, rows []peers.Result) {
 	fmt.Fprintf(w, head, "row", "conns", "bookings/s", "p50", "p99", "cpu", "cpu/bkg", "conflicts", "cancels", "errors", "soldout", "÷ slotd", "verified")
 	single := map[int][]float64{}
 	for i := range rows {
-		if rows[i].Backend == rowSingle {
+		if rows[i].Backend == RowSingle {
 			single[rows[i].Connections] = rows[i].Rates()
 		}
 	}
 	for i := range rows {
 		r := &rows[i]
 		share := "-"
-		if s, ok := single[r.Connections]; ok && r.Backend != rowSingle {
+		if s, ok := single[r.Connections]; ok && r.Backend != RowSingle {
 			if rs := peers.RoundRatios(r.Rates(), s); len(rs) > 0 {
 				share = fmt.Sprintf("%.0f%%", 100*median(rs))
 			}
@@ -94,7 +94,7 @@ func writeRush(w io.Writer, rows []peers.Result) {
 			busy, perBooking, r.Conflicts, r.Cancels, r.Errors, r.SoldOut, share, verified)
 		if len(r.RoundRates) > 1 {
 			line := fmt.Sprintf("                rounds: %s bookings/s, the median round shown", join(r.RoundRates, "%.0f"))
-			if s, ok := single[r.Connections]; ok && r.Backend != rowSingle {
+			if s, ok := single[r.Connections]; ok && r.Backend != RowSingle {
 				line += "; ÷ slotd in each round: " + join(scale(peers.RoundRatios(r.Rates(), s), 100), "%.0f%%")
 			}
 			fmt.Fprintln(w, line)
@@ -127,8 +127,8 @@ func (r *Report) writeTargets(w io.Writer) {
 	}
 	if len(r.Connections) > 0 {
 		conns := r.Connections[0]
-		single := row(rowSingle, conns)
-		for _, name := range []string{rowSpread, rowLeader} {
+		single := row(RowSingle, conns)
+		for _, name := range []string{RowSpread, RowLeader} {
 			c := row(name, conns)
 			if c == nil || single == nil {
 				continue
@@ -146,7 +146,7 @@ func (r *Report) writeTargets(w io.Writer) {
 			}
 		}
 	}
-	for _, name := range []string{rowSingle, rowSpread, rowLeader} {
+	for _, name := range []string{RowSingle, RowSpread, RowLeader} {
 		if c := row(name, targetHoldP99Conns); c != nil {
 			fmt.Fprintf(w, "  %-15s hold p99 ≤ %s at %d conns: %s %s\n", name, fmtDur(targetHoldP99), targetHoldP99Conns,
 				fmtDur(c.HoldP99), met(c.HoldP99 <= targetHoldP99))

@@ -24,13 +24,13 @@ const (
 	groupsMax      = 16
 )
 
-// The rows of the rush table.
+// The rows of the rush table (Row).
 const (
-	rowSingle  = "slotd"          // one slotd alone
-	rowSpread  = "cluster/spread" // three nodes, the workers spread over their API addresses
-	rowLeader  = "cluster/leader" // three nodes, every worker at the group leader's address
+	RowSingle  = "slotd"          // one slotd alone
+	RowSpread  = "cluster/spread" // three nodes, the workers spread over their API addresses
+	RowLeader  = "cluster/leader" // three nodes, every worker at the group leader's address
 	clusterLen = 3                // nodes of the cluster
-	benchGroup = 1                // the cluster runs one Raft group: the office is in group 1
+	benchGroup = 1                // with one Raft group, the office is in group 1
 )
 
 // Config is one run of the cluster bench. The zero value of every field
@@ -198,7 +198,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	var all []peers.Result
 	for round := range cfg.Rounds {
 		for _, n := range cfg.Connections {
-			for _, row := range []string{rowSingle, rowSpread, rowLeader} {
+			for _, row := range []string{RowSingle, RowSpread, RowLeader} {
 				r.Workers = n
 				res, err := runRush(ctx, &cfg, row, r)
 				if err != nil {
@@ -224,85 +224,21 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 // what they stored against what they acknowledged, and stops them.
 func runRush(ctx context.Context, cfg *Config, row string, r peers.Rush) (peers.Result, error) {
 	fmt.Fprintf(cfg.Progress, "%-15s %4d workers: starting\n", row, r.Workers)
-	dir, err := os.MkdirTemp(cfg.DataDir, "slotd-bench-cluster-*")
+	b, err := NewRow(row, cfg.Slotd, cfg.Groups, cfg.LogLevel)
 	if err != nil {
 		return peers.Result{}, err
 	}
-	defer os.RemoveAll(dir)
-	var f *fleet
-	if row == rowSingle {
-		f, err = startSingle(cfg.Slotd, dir, cfg.LogLevel)
-	} else {
-		f, err = startCluster(cfg.Slotd, dir, cfg.LogLevel, clusterLen, cfg.Groups)
-	}
+	p, err := b.Start(ctx, cfg.DataDir, &r.Layout)
 	if err != nil {
 		return peers.Result{}, err
 	}
-	defer f.kill()
-	serving := f.servers[0] // the server that runs the office's engine
-	group := uint64(benchGroup)
-	if row != rowSingle {
-		if serving, err = f.leader(readyWaitMax); err != nil {
-			return peers.Result{}, err
-		}
-	}
-	if err := setupOffice(ctx, serving.addr, &r.Layout); err != nil {
-		return peers.Result{}, err
-	}
-	if row != rowSingle && cfg.Groups > 1 {
-		// The office went to the group its id hashes to: the rush's
-		// leader is that group's.
-		if group, err = officeGroup(serving.addr, r.Layout.Office); err != nil {
-			return peers.Result{}, err
-		}
-		if serving, err = f.leaderOf(group, readyWaitMax); err != nil {
-			return peers.Result{}, err
-		}
-	}
-	switch row {
-	case rowSpread:
-		r.Addrs = f.addrs()
-	default:
-		r.Addrs = []string{serving.addr}
-	}
+	defer p.Close()
 	syscall.Sync() // a quiet disk to start on, as package peers does
-	cpu0, cpu0OK := f.cpuTime()
-	var out peers.Outcome
-	if len(cfg.GeneratorCommand) > 0 {
-		out, err = peers.GenerateInChild(ctx, cfg.GeneratorCommand, r)
-	} else {
-		out, err = peers.GenerateHTTP(ctx, r)
-	}
+	res, err := peers.RushProcesses(ctx, cfg.GeneratorCommand, p, r)
 	if err != nil {
-		return peers.Result{}, fmt.Errorf("%s: generator: %w", row, err)
+		return peers.Result{}, fmt.Errorf("%s: %w", row, err)
 	}
-	cpu1, cpu1OK := f.cpuTime()
-	res := out.Result
 	res.Backend, res.Mode = row, "http"
-	if cpu0OK && cpu1OK && res.Bookings > 0 {
-		res.Note = fmt.Sprintf("slotd's processes: %s of CPU per booking", fmtDur((cpu1-cpu0)/time.Duration(res.Bookings)))
-		if res.GeneratorCPU > 0 {
-			res.Note += fmt.Sprintf(", the generator %s", fmtDur(res.GeneratorCPU/time.Duration(res.Bookings)))
-		}
-	}
-	verr := peers.Verify(ctx, agendaReader{serving.addr}, &r.Layout, out.Acked, res.Errors > 0)
-	if verr == nil && row != rowSingle {
-		// Every replica holds what the leader acknowledged, byte for byte.
-		var st groupStatus
-		st, verr = f.converged(group, readyWaitMax)
-		res.Note += fmt.Sprintf("; the three replicas agree at applied index %d, digest %s", st.Applied, st.Digest)
-	}
-	if verr != nil {
-		res.VerifyError = verr.Error()
-	} else {
-		res.Verified = true
-	}
-	for _, s := range f.servers {
-		if !s.up() {
-			res.Verified = false
-			res.VerifyError += fmt.Sprintf("; %s stopped during the run:\n%s", s.name(), s.tail())
-		}
-	}
 	fmt.Fprintf(cfg.Progress, "%-15s %4d workers: %d bookings in %s (%.0f/s), p99 %s, verified=%v %s\n",
 		row, r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(),
 		res.HoldP99.Round(10*time.Microsecond), res.Verified, res.VerifyError)

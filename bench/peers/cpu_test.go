@@ -54,7 +54,7 @@ func TestTableShowsCPU(t *testing.T) {
 		{Backend: "redis", Mode: "http", Connections: 64, Bookings: 5000, Elapsed: time.Second, Verified: true},
 	}
 	var out bytes.Buffer
-	writeTable(&out, rows, true)
+	writeTable(&out, rows, true, []subject{slotdSubject})
 	lines := strings.Split(out.String(), "\n")
 	if len(lines) < 3 || !strings.Contains(lines[1], " 97%    100µs ") || !strings.Contains(lines[2], "    -        - ") {
 		t.Fatalf("table:\n%s", out.String())

@@ -65,5 +65,21 @@
 // the cores from one bound by a wait, and shows when the machine was
 // slower for a run than for the one beside it.
 //
+// # Rows served by processes of their own
+//
+// Config.Processes adds rows to the HTTP table that are not a Backend
+// behind the edge but processes serving slotd's own API: package
+// clusterbench's three slotd processes as a cluster on loopback
+// (make bench-peers passes bench/cmd/peers -cluster bin/slotd). Such a
+// row starts afresh on the same disk, settles like the others and takes
+// its turn in every round after the peers, rushed by the same generator
+// at its own addresses with a key; it is verified by reading every
+// booking back through the API (Verify) and whatever more it owes (a
+// cluster's replicas agreeing), and the table divides its bookings/s by
+// each peer's round by round, in a column of its own beside slotd's. It
+// runs behind slotd's edge, with keys, idempotency and metrics, where
+// the peers run behind this package's bare one: a ratio that favours the
+// peers. The engine table leaves such rows out.
+//
 // The package owns no globals: everything a run needs is in Config.
 package peers

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"slices"
@@ -416,7 +417,7 @@ func TestRoundsKeepMedianAndEveryRatio(t *testing.T) {
 		t.Fatalf("slotd's rounds %v, want %v in round order", rows[0].RoundRates, want)
 	}
 	var out bytes.Buffer
-	writeTable(&out, rows, true)
+	writeTable(&out, rows, true, []subject{slotdSubject})
 	// Ratios by round: 3.0, 2.5, 1.9; the median 2.5 meets 2×, and the
 	// round at 1.9× is counted.
 	for _, want := range []string{"2.5× (≥2× met)", "slotd × in each round: 3.0×, 2.5×, 1.9× (1 of 3 below 2×)", "rounds: 9000, 8000, 7000 bookings/s"} {
@@ -444,4 +445,54 @@ func TestBodies(t *testing.T) {
 	if got != string(want) {
 		t.Fatalf("cancel %s, want %s", got, want)
 	}
+}
+
+// TestTableShowsProcessRowRatios: with a process backend in the table,
+// every peer row has a second ratio column, the process row's bookings/s
+// divided by the peer's round by round against its own target (none for
+// a peer it sets none for), and slotd's column is as before.
+func TestTableShowsProcessRowRatios(t *testing.T) {
+	row := func(backend string, round, bookings int) Result {
+		return Result{Backend: backend, Mode: "http", Connections: 64, Round: round, Bookings: bookings, Elapsed: time.Second, Verified: true}
+	}
+	var all []Result
+	for round, rates := range [][4]int{{9000, 600, 3000, 3000}, {8000, 500, 3200, 2000}, {7000, 400, 3700, 2400}} {
+		all = append(all, row("slotd", round, rates[0]), row("postgres", round, rates[1]), row("redis", round, rates[2]),
+			row("cluster/spread", round, rates[3]))
+	}
+	cluster := subject{name: "cluster/spread", targets: map[string]float64{"postgres": 5}}
+	var out bytes.Buffer
+	writeTable(&out, medianRounds(all), true, []subject{slotdSubject, cluster})
+	// cluster ÷ PostgreSQL by round: 5.0, 4.0, 6.0; ÷ Redis: 1.0, 0.6, 0.6.
+	for _, want := range []string{"cluster/spread ×", "5.0× (≥5× met)",
+		"cluster/spread × in each round: 5.0×, 4.0×, 6.0× (1 of 3 below 5×)",
+		"cluster/spread × in each round: 1.0×, 0.6×, 0.6×\n",
+		"slotd × in each round: 15.0×, 16.0×, 17.5× (0 of 3 below 10×)"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "cluster/spread ") && strings.Contains(line, "×") {
+			t.Errorf("the process row has a ratio to itself or to slotd: %q", line)
+		}
+	}
+}
+
+// A process backend may not take a name the table already has.
+func TestProcessBackendNamesDiffer(t *testing.T) {
+	cfg := Config{Processes: []ProcessBackend{namedProcesses("postgres")}}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err == nil || !strings.Contains(err.Error(), `"postgres"`) {
+		t.Fatalf("validate: %v", err)
+	}
+}
+
+// namedProcesses is a ProcessBackend that is only a name.
+type namedProcesses string
+
+func (n namedProcesses) Name() string                 { return string(n) }
+func (namedProcesses) TimesPeerTarget(string) float64 { return 0 }
+func (namedProcesses) Start(context.Context, string, *Layout) (Processes, error) {
+	return nil, errors.New("not started")
 }

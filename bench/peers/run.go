@@ -73,6 +73,11 @@ type Config struct {
 	// RedisURL is the Redis peer's URL, redis://host:port/db (the script
 	// exports it as SLOTD_PEERS_REDIS). Empty skips the peer.
 	RedisURL string
+	// Processes are backends served by processes of their own (slotd's
+	// binary as a cluster: bench/cmd/peers -cluster), each taking its
+	// turn in every round of the HTTP table after the peers, with its
+	// ratio to each peer in every round beside slotd's. Nil runs none.
+	Processes []ProcessBackend
 	// DataDir is where slotd's temporary stores are made (each run's is
 	// removed after it). Empty means the system's temporary directory.
 	// Put it on the same disk as the peers' data for a fair comparison.
@@ -146,6 +151,13 @@ func (c *Config) validate() error {
 	case c.PostgresConnsMax < 0:
 		return errors.New("peers: Config.PostgresConnsMax must not be negative; 0 means one per worker")
 	}
+	names := []string{"slotd", "postgres", "redis"}
+	for _, p := range c.Processes {
+		if slices.Contains(names, p.Name()) {
+			return fmt.Errorf("peers: Config.Processes: a second backend named %q", p.Name())
+		}
+		names = append(names, p.Name())
+	}
 	return nil
 }
 
@@ -156,7 +168,21 @@ type Report struct {
 	Engine []Result
 	// Skipped names the peers that were not configured.
 	Skipped []string
+	// subjects are the rows whose ratio to each peer the HTTP table
+	// shows: slotd, then every process backend. Nil means slotd alone.
+	subjects []subject
 }
+
+// A subject is a backend whose bookings/s the tables divide by each
+// peer's, round by round, with DESIGN §6's target by peer name (none
+// where it is missing).
+type subject struct {
+	name    string
+	targets map[string]float64
+}
+
+// slotdSubject is slotd behind the edge: DESIGN §6's ratios to the peers.
+var slotdSubject = subject{name: "slotd", targets: map[string]float64{"postgres": 10, "redis": 2}}
 
 // Run rushes every configured backend at every concurrency, through the
 // edge and then directly, and returns the rows. An error of one backend's
@@ -173,7 +199,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 			return Report{}, err
 		}
 	}
-	rep := Report{Layout: lay}
+	rep := Report{Layout: lay, subjects: []subject{slotdSubject}}
+	for _, p := range cfg.Processes {
+		targets := map[string]float64{}
+		for _, peer := range []string{"postgres", "redis"} {
+			if t := p.TimesPeerTarget(peer); t > 0 {
+				targets[peer] = t
+			}
+		}
+		rep.subjects = append(rep.subjects, subject{name: p.Name(), targets: targets})
+	}
 	type opener struct {
 		name string
 		open func(workers int) (Backend, func(), error)
@@ -215,14 +250,23 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		RequestTimeout:    cfg.RequestTimeout,
 	}
 	// table runs the rush r rounds times for every worker count and
-	// backend, and keeps each one's median round.
-	table := func(mode string, rounds int, workers []int, rows *[]Result) error {
+	// backend (the process backends in the HTTP table only), and keeps
+	// each one's median round.
+	table := func(mode string, rounds int, workers []int, processes []ProcessBackend, rows *[]Result) error {
 		var all []Result
 		for round := range rounds {
 			for _, n := range workers {
+				r.Workers = n
 				for _, o := range openers {
-					r.Workers = n
 					res, err := runOne(ctx, cfg, o.name, mode, r, o.open)
+					if err != nil {
+						return err
+					}
+					res.Round = round
+					all = append(all, res)
+				}
+				for _, p := range processes {
+					res, err := runProcesses(ctx, cfg, p, r)
 					if err != nil {
 						return err
 					}
@@ -234,11 +278,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		*rows = medianRounds(all)
 		return nil
 	}
-	if err := table("http", cfg.Rounds, cfg.Connections, &rep.HTTP); err != nil {
+	if err := table("http", cfg.Rounds, cfg.Connections, cfg.Processes, &rep.HTTP); err != nil {
 		return rep, err
 	}
 	r.CancelEvery, r.ReadAvailability = 0, false
-	if err := table("engine", 1, cfg.EngineGoroutines, &rep.Engine); err != nil {
+	if err := table("engine", 1, cfg.EngineGoroutines, nil, &rep.Engine); err != nil {
 		return rep, err
 	}
 	return rep, nil
@@ -290,7 +334,7 @@ func cmp(a, b int) int {
 // mode "http"), verifies and closes it.
 func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	open func(workers int) (Backend, func(), error)) (Result, error) {
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: setting up\n", name, mode, r.Workers)
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: setting up\n", name, mode, r.Workers)
 	b, cleanup, err := open(r.Workers)
 	if err != nil {
 		return Result{}, fmt.Errorf("cannot open %s: %w", name, err)
@@ -339,8 +383,31 @@ func runOne(ctx context.Context, cfg Config, name, mode string, r Rush,
 	if n, ok := b.(interface{ Note() string }); ok {
 		res.Note = n.Note()
 	}
-	fmt.Fprintf(cfg.Progress, "%-8s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
 		name, mode, r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
+	return res, nil
+}
+
+// runProcesses starts p's processes on fresh data, settles the disk,
+// rushes them over HTTP, checks what they stored and stops them.
+func runProcesses(ctx context.Context, cfg Config, p ProcessBackend, r Rush) (Result, error) {
+	name := p.Name()
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: setting up\n", name, "http", r.Workers)
+	procs, err := p.Start(ctx, cfg.DataDir, &r.Layout)
+	if err != nil {
+		return Result{}, fmt.Errorf("cannot start %s: %w", name, err)
+	}
+	defer procs.Close()
+	if err := settle(ctx, cfg); err != nil {
+		return Result{}, fmt.Errorf("before %s: %w", name, err)
+	}
+	res, err := RushProcesses(ctx, cfg.GeneratorCommand, procs, r)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", name, err)
+	}
+	res.Backend, res.Mode = name, "http"
+	fmt.Fprintf(cfg.Progress, "%-14s %-6s %4d workers: %d bookings in %s (%.0f/s), verified=%v %s\n",
+		name, "http", r.Workers, res.Bookings, res.Elapsed.Round(time.Millisecond), res.BookingsPerSecond(), res.Verified, res.VerifyError)
 	return res, nil
 }
 
@@ -398,40 +465,80 @@ func (r *Report) WriteTables(w io.Writer) {
 	if len(r.HTTP)+len(r.Engine) > 0 {
 		fmt.Fprintf(w, "cpu: how busy the machine's cores were during the run, everything on it; cpu/bkg: that busy time per booking.\n")
 	}
+	subjects := r.subjects
+	if subjects == nil {
+		subjects = []subject{slotdSubject}
+	}
+	if len(subjects) > 1 {
+		fmt.Fprintf(w, "A row other than slotd, postgres and redis is slotd's binary in processes of its own, behind slotd's own\n"+
+			"edge (keys, idempotency, metrics), rushed by the same generator; \"<row> ×\" is its ratio to each peer.\n")
+	}
 	if len(r.HTTP) > 0 {
 		fmt.Fprintf(w, "\nHTTP (one fasthttp edge, closed loop over loopback; latency of POST /v1/bookings)\n")
-		writeTable(w, r.HTTP, true)
+		writeTable(w, r.HTTP, true, subjects)
 	}
 	if len(r.Engine) > 0 {
 		fmt.Fprintf(w, "\nEngine (no HTTP: slotd Go API / claim statement over database/sql / EVALSHA; latency of one claim)\n")
-		writeTable(w, r.Engine, false)
+		writeTable(w, r.Engine, false, subjects)
 	}
 }
 
-func writeTable(w io.Writer, rows []Result, http bool) {
-	head := "%-9s %5s %10s %9s %9s %4s %8s %9s %7s %7s %7s  %-18s %s\n"
-	fmt.Fprintf(w, head, "backend", "conns", "bookings/s", "p50", "p99", "cpu", "cpu/bkg", "conflicts", "cancels", "errors", "soldout", "slotd ×", "verified")
-	slotdRates := map[int][]float64{}
-	for _, r := range rows {
-		if r.Backend == "slotd" {
-			slotdRates[r.Connections] = r.Rates()
+// writeTable prints rows with one ratio column for every subject that
+// has rows in the table: the subject's bookings/s divided by each peer
+// row's, the median of the ratios taken round by round, against the
+// subject's target for that peer.
+func writeTable(w io.Writer, rows []Result, http bool, subjects []subject) {
+	rates := map[string]map[int][]float64{} // subject → connections → rates by round
+	var present []subject
+	for _, s := range subjects {
+		for _, r := range rows {
+			if r.Backend != s.name {
+				continue
+			}
+			if rates[s.name] == nil {
+				rates[s.name] = map[int][]float64{}
+				present = append(present, s)
+			}
+			rates[s.name][r.Connections] = r.Rates()
 		}
 	}
+	nameWidth := 9
 	for _, r := range rows {
-		ratio := "-"
-		var rounds []float64 // slotd ÷ this peer in each round
-		if s, ok := slotdRates[r.Connections]; ok && r.Backend != "slotd" {
-			rounds = RoundRatios(s, r.Rates())
-		}
-		if len(rounds) > 0 {
-			ratio = fmt.Sprintf("%.1f×", median(rounds))
-			if t := target(r.Backend); t > 0 {
-				ok := "met"
-				if median(rounds) < t {
-					ok = "MISSED"
-				}
-				ratio += fmt.Sprintf(" (≥%.0f× %s)", t, ok)
+		nameWidth = max(nameWidth, len(r.Backend))
+	}
+	ratioWidth := func(s subject) int { return max(18, len(s.name)+3) }
+	fmt.Fprintf(w, "%-*s %5s %10s %9s %9s %4s %8s %9s %7s %7s %7s ", nameWidth,
+		"backend", "conns", "bookings/s", "p50", "p99", "cpu", "cpu/bkg", "conflicts", "cancels", "errors", "soldout")
+	for _, s := range present {
+		fmt.Fprintf(w, " %-*s", ratioWidth(s), s.name+" ×")
+	}
+	fmt.Fprintf(w, " %s\n", "verified")
+	for _, r := range rows {
+		var ratios []string // the ratio column of every present subject
+		var roundLines []string
+		for _, s := range present {
+			ratio := "-"
+			var rounds []float64 // the subject ÷ this peer in each round
+			if sr, ok := rates[s.name][r.Connections]; ok && rates[r.Backend] == nil {
+				rounds = RoundRatios(sr, r.Rates())
 			}
+			t := s.targets[r.Backend]
+			if len(rounds) > 0 {
+				ratio = fmt.Sprintf("%.1f×", median(rounds))
+				if t > 0 {
+					ok := "met"
+					if median(rounds) < t {
+						ok = "MISSED"
+					}
+					ratio += fmt.Sprintf(" (≥%.0f× %s)", t, ok)
+				}
+				line := fmt.Sprintf("%s × in each round: %s", s.name, join(rounds, "%.1f×"))
+				if t > 0 {
+					line += fmt.Sprintf(" (%s below %.0f×)", countBelow(rounds, t), t)
+				}
+				roundLines = append(roundLines, line)
+			}
+			ratios = append(ratios, fmt.Sprintf("%-*s", ratioWidth(s), ratio))
 		}
 		verified := "ok"
 		if !r.Verified {
@@ -451,13 +558,13 @@ func writeTable(w io.Writer, rows []Result, http bool) {
 				perBooking = fmtLatency(r.CPU.Time / time.Duration(r.Bookings))
 			}
 		}
-		fmt.Fprintf(w, "%-9s %5d %10.0f %9s %9s %4s %8s %9d %7s %7d %7d  %-18s %s\n",
+		fmt.Fprintf(w, "%-*s %5d %10.0f %9s %9s %4s %8s %9d %7s %7d %7d  %s %s\n", nameWidth,
 			r.Backend, r.Connections, r.BookingsPerSecond(), fmtLatency(r.HoldP50), fmtLatency(r.HoldP99),
-			busy, perBooking, r.Conflicts, cancels, r.Errors, r.SoldOut, ratio, verified)
+			busy, perBooking, r.Conflicts, cancels, r.Errors, r.SoldOut, strings.Join(ratios, " "), verified)
 		if len(r.RoundRates) > 1 {
 			line := fmt.Sprintf("          rounds: %s bookings/s, the median round shown", join(r.RoundRates, "%.0f"))
-			if len(rounds) > 0 {
-				line += fmt.Sprintf("; slotd × in each round: %s (%s below %.0f×)", join(rounds, "%.1f×"), countBelow(rounds, target(r.Backend)), target(r.Backend))
+			for _, rl := range roundLines {
+				line += "; " + rl
 			}
 			fmt.Fprintln(w, line)
 		}
@@ -516,17 +623,6 @@ func join(xs []float64, format string) string {
 		parts[i] = fmt.Sprintf(format, x)
 	}
 	return strings.Join(parts, ", ")
-}
-
-// target is DESIGN §6's ratio of slotd to the peer.
-func target(backend string) float64 {
-	switch backend {
-	case "postgres":
-		return 10
-	case "redis":
-		return 2
-	}
-	return 0
 }
 
 func fmtLatency(d time.Duration) string {

@@ -2,7 +2,11 @@
 // Redis peer and prints the HTTP and engine tables (DESIGN §6). The peers'
 // addresses come from SLOTD_PEERS_PG and SLOTD_PEERS_REDIS, which
 // bench/peers/scripts/peers.sh sets after starting both servers; a peer
-// whose variable is empty is skipped.
+// whose variable is empty is skipped. With -cluster, the HTTP table has a
+// row of three slotd processes from that binary as a cluster on loopback
+// (package clusterbench's cluster/spread row, and with -cluster-rows its
+// cluster/leader row), taking its turn in every round, with its ratio to
+// each peer round by round.
 package main
 
 import (
@@ -13,8 +17,10 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/pprof"
+	"strings"
 	"syscall"
 
+	"slotd/bench/clusterbench"
 	"slotd/bench/peers"
 )
 
@@ -32,6 +38,9 @@ func main() {
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file and, unless -in-process, of the last HTTP run's generator child to this file + \".generator\"")
 	inProcess := flag.Bool("in-process", false, "run the HTTP load generator in this process instead of a child process")
 	procs := flag.Int("procs", 0, "scheduler Ps (GOMAXPROCS) of this process, which runs the edge and the backends (0: as slotd runs, one more than the cores unless GOMAXPROCS is set)")
+	cluster := flag.String("cluster", "", "the slotd `binary` whose three processes as a cluster on loopback take a turn in every round of the HTTP table (default: no cluster row)")
+	clusterRows := flag.String("cluster-rows", "spread", "the cluster's rows with -cluster, comma-separated: spread (the workers go round the three nodes), leader (every worker at the group leader)")
+	clusterGroups := flag.Int("cluster-groups", 0, "the cluster's Raft groups with -cluster (slotd -groups; 0: 1)")
 	generator := flag.Bool("generator", false, "internal: be the load generator child (a peers.Rush as JSON on stdin, the outcome on stdout)")
 	flag.Parse()
 	if *cpuProfile != "" {
@@ -75,6 +84,15 @@ func main() {
 	default:
 		if cfg.EngineGoroutines, err = peers.ParseInts(*engine); err != nil {
 			fail(fmt.Errorf("-engine: %w", err))
+		}
+	}
+	if *cluster != "" {
+		for _, name := range strings.Split(*clusterRows, ",") {
+			row, err := clusterbench.NewRow("cluster/"+strings.TrimSpace(name), *cluster, *clusterGroups, "")
+			if err != nil {
+				fail(fmt.Errorf("-cluster, -cluster-rows: %w", err))
+			}
+			cfg.Processes = append(cfg.Processes, row)
 		}
 	}
 	if !*inProcess {
