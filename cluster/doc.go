@@ -63,8 +63,17 @@
 //	    proposal lost to a change of leader fails instead of hanging,
 //	    once this node applies the new leader's entries.
 //	N3. A Ready is on stable storage before any of its messages is sent,
-//	    its committed entries applied, or the group advanced. A failed
-//	    Append stops the node: nothing of that turn is sent or applied.
+//	    its committed entries applied, or the group advanced — but for a
+//	    leader's: a group that leads, before and after the Ready, and
+//	    stores no new term or vote in it, sends its appends and heartbeats
+//	    while the Append runs (raft thesis 10.2.1: a leader may write its
+//	    log in parallel with replicating it; raft counts the leader's own
+//	    copy only at Advance, after the Append). A commit then waits for
+//	    the slower of the leader's fsync and a follower's, not their sum.
+//	    A failed Append stops the node: nothing of that turn is applied,
+//	    and nothing but such a leader's messages is sent; the entries they
+//	    carried may still commit on the others, as a proposal's outcome is
+//	    unknown whenever its leader fails (N2).
 //	N4. One Append per turn of the loop, for every group with a Ready:
 //	    one Pebble batch and one fsync (raftlog R1), however many groups.
 //	N5. Committed entries reach the state machine in log order, each index

@@ -172,6 +172,12 @@ type group struct {
 	// snapshotIndex is the index of the last snapshot sent or installed
 	// (LogStatus).
 	snapshotIndex atomic.Uint64
+	// state is the group's raft role here, and storedTerm and storedVote
+	// the term and vote of its last stored HardState: what tells
+	// handleReady a Ready's messages may go out before its entries are
+	// stored (N3). Owned by the loop.
+	state                  raft.StateType
+	storedTerm, storedVote uint64
 }
 
 // inbound is one frame's messages from peer from.
@@ -343,6 +349,8 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
 	}
 	g := &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: appliedTerm}
+	bs := rn.BasicStatus()
+	g.state, g.storedTerm, g.storedVote = bs.RaftState, bs.GetTerm(), bs.GetVote()
 	storage.g = g
 	g.term.Store(rn.Status().GetTerm())
 	return g, nil
@@ -692,6 +700,13 @@ func (n *Node) handleReady() error {
 	if len(n.readys) == 0 {
 		return nil
 	}
+	// A leader's appends go to its followers while it stores them (N3).
+	for _, g := range n.readys {
+		if g.sendsEarly() {
+			n.send(g)
+			g.rd.Messages = nil
+		}
+	}
 	if err := n.store.Append(n.updates); err != nil {
 		return fmt.Errorf("cluster: cannot store the Readys of %d groups: %w", len(n.updates), err)
 	}
@@ -699,6 +714,12 @@ func (n *Node) handleReady() error {
 	n.stats.appends.Add(1)
 	n.stats.groupReadys.Add(uint64(len(n.readys)))
 	for _, g := range n.readys {
+		if hs := g.rd.HardState; !raft.IsEmptyHardState(hs) {
+			g.storedTerm, g.storedVote = hs.GetTerm(), hs.GetVote()
+		}
+		if ss := g.rd.SoftState; ss != nil {
+			g.state = ss.RaftState
+		}
 		n.send(g)
 	}
 	n.closeOutSnapshots()
@@ -724,6 +745,26 @@ func (n *Node) handleReady() error {
 		}
 	}
 	return nil
+}
+
+// sendsEarly reports whether g's Ready may send its messages before its
+// entries are stored (N3): g leads, before and after this Ready, and the
+// Ready stores no new term or vote. A leader's messages are then appends
+// and heartbeats of its own term; raft's thesis (10.2.1) lets a leader
+// write its log in parallel with replicating it, since an entry counts as
+// committed only once a majority stored it, and the leader counts itself
+// only after its own store (raft takes the leader's own acknowledgement
+// at Advance). A vote, or anything said in a term not yet stored, waits
+// for the store.
+func (g *group) sendsEarly() bool {
+	if g.state != raft.StateLeader || len(g.rd.Messages) == 0 {
+		return false
+	}
+	if ss := g.rd.SoftState; ss != nil && ss.RaftState != raft.StateLeader {
+		return false
+	}
+	hs := g.rd.HardState
+	return raft.IsEmptyHardState(hs) || (hs.GetTerm() == g.storedTerm && hs.GetVote() == g.storedVote)
 }
 
 // place finds this turn's proposals among g's new entries and records
