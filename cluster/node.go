@@ -122,6 +122,9 @@ type Node struct {
 	updates   []raftlog.Update         // this turn's Ready batch
 	readys    []*group                 // the groups with a Ready this turn
 	entries   []Entry                  // one group's committed entries for Apply
+	// memberUpdates are the membership records of this turn's conf
+	// changes, stored before the groups advance (M1).
+	memberUpdates []raftlog.Update
 }
 
 // group is one Raft group on this node. Only the loop touches its fields,
@@ -143,6 +146,12 @@ type group struct {
 	// applied and appliedTerm are the index and term of the last entry
 	// applied.
 	applied, appliedTerm uint64
+	// ms is the group's membership as this node applied it (the loop's);
+	// members its copy for readers (Node.Members); removed is set once
+	// this node applied its own removal (M5).
+	ms      *membership
+	members atomic.Pointer[[]Member]
+	removed bool
 }
 
 // inbound is one frame's messages from peer from.
@@ -211,6 +220,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		}
 		return nil, err
 	}
+	n.syncPeers() // the members that changes added, at their addresses
 	n.ticks = cfg.Ticks
 	if n.ticks == nil {
 		n.tick = time.NewTicker(cfg.TickInterval)
@@ -234,6 +244,7 @@ func (n *Node) bootstrap() error {
 	slices.Sort(voters)
 	addrs := n.cfg.peerAddrs()
 	var boot []raftlog.Update
+	removed := 0
 	for _, id := range n.cfg.Groups {
 		st := n.store.Group(id)
 		hs, cs, err := st.InitialState()
@@ -245,11 +256,23 @@ func (n *Node) bootstrap() error {
 			return fmt.Errorf("cluster: group %d: cannot read its last index: %w", id, err)
 		}
 		if last > 0 || !raft.IsEmptyHardState(hs) {
+			m, err := n.loadMembership(st)
+			if err != nil {
+				return fmt.Errorf("cluster: group %d: cannot read its membership: %w", id, err)
+			}
 			for _, v := range slices.Concat(cs.GetVoters(), cs.GetLearners(), cs.GetVotersOutgoing()) {
-				if addrs[v] == "" {
+				if addrs[v] == "" && m.addrs[v].RaftAddr == "" {
 					return fmt.Errorf("cluster: group %d has node %d as a member, which is not among the peers", id, v)
 				}
 			}
+			if len(cs.GetVoters()) > 0 && !isMember(cs, n.id) {
+				removed++
+			}
+			continue
+		}
+		if n.cfg.Join {
+			// A node joining waits for a leader to add it and send it the
+			// group's log (M6).
 			continue
 		}
 		boot = append(boot, raftlog.Update{
@@ -259,6 +282,9 @@ func (n *Node) bootstrap() error {
 			}},
 			HardState: &pb.HardState{Term: new(uint64(1)), Commit: new(uint64(1))},
 		})
+	}
+	if removed == len(n.cfg.Groups) {
+		return ErrRemoved
 	}
 	if err := n.store.Append(boot); err != nil {
 		return fmt.Errorf("cluster: cannot create %d groups: %w", len(boot), err)
@@ -295,6 +321,8 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 		// Proposals enter the log only through Propose on the leader; an
 		// edge forwards a write to the leader itself (NotLeaderError).
 		DisableProposalForwarding: true,
+		// A leader that removed itself hands the group on (M5).
+		StepDownOnRemoval: true,
 		Logger:                    logger,
 	})
 	if err != nil {
@@ -302,6 +330,10 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 	}
 	g := &group{id: id, rn: rn, pending: map[uint64]*proposal{}, applied: applied, appliedTerm: snap.GetMetadata().GetTerm()}
 	g.term.Store(rn.Status().GetTerm())
+	if g.ms, err = n.loadMembership(st); err != nil {
+		return nil, fmt.Errorf("cluster: group %d: cannot read its membership: %w", id, err)
+	}
+	g.members.Store(new(g.ms.members()))
 	return g, nil
 }
 
@@ -331,6 +363,11 @@ func (n *Node) Propose(ctx context.Context, group uint64, data []byte) (any, err
 	if n.testEntryVersion != 0 {
 		p.data[0] = n.testEntryVersion
 	}
+	return n.submit(ctx, p)
+}
+
+// submit hands p to the loop and waits for its outcome.
+func (n *Node) submit(ctx context.Context, p *proposal) (any, error) {
 	select {
 	case n.propc <- p:
 	case <-n.done:
@@ -585,7 +622,17 @@ func (n *Node) propose() {
 			n.fail(p, fmt.Errorf("%w: %d pending", ErrTooManyProposals, n.pending))
 			continue
 		}
-		if err := p.group.rn.Propose(p.data); err != nil {
+		var err error
+		if p.change != nil {
+			if err := n.checkChange(p.group, p.change); err != nil {
+				n.fail(p, err)
+				continue
+			}
+			err = p.group.rn.ProposeConfChange(p.cc)
+		} else {
+			err = p.group.rn.Propose(p.data)
+		}
+		if err != nil {
 			if st := p.group.rn.BasicStatus(); st.RaftState != raft.StateLeader {
 				n.fail(p, &NotLeaderError{Group: p.group.id, Leader: st.Lead})
 			} else {
@@ -609,11 +656,15 @@ func (n *Node) handleReady() error {
 			continue
 		}
 		g.rd = g.rn.Ready()
+		u := raftlog.Update{Group: g.id, Entries: g.rd.Entries, HardState: g.rd.HardState}
 		if !raft.IsEmptySnap(g.rd.Snapshot) {
-			return fmt.Errorf("cluster: group %d: a snapshot at index %d arrived: %w", g.id, g.rd.Snapshot.GetMetadata().GetIndex(), ErrUnsupported)
+			if err := n.takeSnapshot(g); err != nil {
+				return err
+			}
+			u.Snapshot = g.rd.Snapshot
 		}
 		n.readys = append(n.readys, g)
-		n.updates = append(n.updates, raftlog.Update{Group: g.id, Entries: g.rd.Entries, HardState: g.rd.HardState})
+		n.updates = append(n.updates, u)
 		if len(n.proposing) > 0 {
 			n.place(g)
 		}
@@ -648,6 +699,9 @@ func (n *Node) handleReady() error {
 			return err
 		}
 	}
+	if err := n.storeMembership(); err != nil {
+		return err
+	}
 	for _, g := range n.readys {
 		g.rn.Advance(g.rd)
 		g.rd = raft.Ready{}
@@ -659,10 +713,16 @@ func (n *Node) handleReady() error {
 // where each landed: it now waits for that index to be applied.
 func (n *Node) place(g *group) {
 	for _, e := range g.rd.Entries {
-		if e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+		var id proposalID
+		var err error
+		switch {
+		case e.GetType() == pb.EntryType_EntryConfChangeV2:
+			_, id, _, err = changeOf(e)
+		case e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) == 0:
 			continue
+		default:
+			id, _, err = decodeEntryData(e.GetData())
 		}
-		id, _, err := decodeEntryData(e.GetData())
 		if err != nil || id.node != n.id {
 			continue
 		}
@@ -670,7 +730,7 @@ func (n *Node) place(g *group) {
 		if p == nil {
 			continue
 		}
-		if invariantsEnabled && !slices.Equal(e.GetData(), p.data) {
+		if invariantsEnabled && p.change == nil && !slices.Equal(e.GetData(), p.data) {
 			panic(fmt.Sprintf("BUG: cluster: group %d: proposal %v found at index %d with other data", g.id, id, e.GetIndex()))
 		}
 		delete(n.proposing, id)
@@ -717,6 +777,12 @@ func (n *Node) apply(g *group) error {
 			panic(fmt.Sprintf("BUG: cluster: group %d: entry %d committed after %d", g.id, ce.Index, g.applied+uint64(len(n.entries))))
 		}
 		switch {
+		case e.GetType() == pb.EntryType_EntryConfChangeV2:
+			// The state machine sees the index, with no data (N5).
+			var err error
+			if ce.id, err = n.applyChange(g, e); err != nil {
+				return err
+			}
 		case e.GetType() != pb.EntryType_EntryNormal:
 			return fmt.Errorf("cluster: group %d: entry %d is a %v: %w", g.id, ce.Index, e.GetType(), ErrUnsupported)
 		case len(e.GetData()) > 0:
