@@ -323,7 +323,7 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 		DisableProposalForwarding: true,
 		// A leader that removed itself hands the group on (M5).
 		StepDownOnRemoval: true,
-		Logger:                    logger,
+		Logger:            logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
