@@ -10,7 +10,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"sync/atomic"
 
 	pb "go.etcd.io/raft/v3/raftpb"
 	"google.golang.org/protobuf/proto"
@@ -273,6 +275,18 @@ func (n *Node) Members(group uint64) []Member {
 	return slices.Clone(*g.members.Load())
 }
 
+// EachVoter calls fn with every voter of group but this node, as this
+// node last applied the group's membership; it allocates nothing.
+func (n *Node) EachVoter(group uint64, fn func(id uint64)) {
+	if g := n.byID[group]; g != nil {
+		for _, mb := range *g.members.Load() {
+			if !mb.Learner && mb.ID != n.id {
+				fn(mb.ID)
+			}
+		}
+	}
+}
+
 // MemberAPIAddr returns the API address a membership change gave node id,
 // in any group, "" if none did (a node of the bootstrap: its -edges).
 func (n *Node) MemberAPIAddr(id uint64) string {
@@ -423,9 +437,15 @@ func (n *Node) syncPeers() {
 			}
 		}
 	}
+	heard := *n.heardp.Load()
 	for id, addr := range want {
 		if id != n.id && !removed[id] {
 			_ = n.tr.SetPeer(id, addr)
+			if heard[id] == nil {
+				heard = maps.Clone(heard)
+				heard[id] = new(atomic.Int64)
+				n.heardp.Store(&heard)
+			}
 		}
 	}
 	for id := range removed {

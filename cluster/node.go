@@ -95,9 +95,10 @@ type Node struct {
 	// groups are sorted by id; a group's RawNode belongs to the loop.
 	groups []*group
 	byID   map[uint64]*group // read-only after NewNode
-	// heard is when a frame from each peer last arrived (Unix
-	// nanoseconds); the map is read-only after NewNode.
-	heard map[uint64]*atomic.Int64
+	// heardp is when a frame from each peer last arrived (Unix
+	// nanoseconds), by peer: a map never changed once stored, replaced
+	// whole when a membership change adds a peer (syncPeers).
+	heardp atomic.Pointer[map[uint64]*atomic.Int64]
 
 	propc chan *proposal   // Propose → loop; bounded by ProposalsPendingMax
 	recvc chan inbound     // transport → loop; bounded by InboxFramesMax
@@ -184,7 +185,6 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 	n := &Node{
 		id: cfg.ID, cfg: cfg, store: store, sm: sm,
 		byID:      map[uint64]*group{},
-		heard:     map[uint64]*atomic.Int64{},
 		propc:     make(chan *proposal, cfg.ProposalsPendingMax),
 		recvc:     make(chan inbound, cfg.InboxFramesMax),
 		ctlc:      make(chan func(), 16),
@@ -194,9 +194,11 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		proposing: map[proposalID]*proposal{},
 	}
 	n.seq.Store(rand.Uint64())
+	heard := map[uint64]*atomic.Int64{}
 	for _, p := range cfg.Peers {
-		n.heard[p.ID] = new(atomic.Int64)
+		heard[p.ID] = new(atomic.Int64)
 	}
+	n.heardp.Store(&heard)
 	if err := n.bootstrap(); err != nil {
 		return nil, err
 	}
@@ -475,7 +477,7 @@ func (n *Node) Err() error {
 // zero if none has since NewNode: a peer that answers the groups' traffic
 // is up and reachable.
 func (n *Node) LastHeard(peer uint64) time.Time {
-	if h := n.heard[peer]; h != nil {
+	if h := (*n.heardp.Load())[peer]; h != nil {
 		if ns := h.Load(); ns != 0 {
 			return time.Unix(0, ns)
 		}
@@ -505,7 +507,7 @@ func (n *Node) Close() error {
 // receive is the transport's Handler: it queues a frame's messages for
 // the loop, or drops them when the inbox is full (raft resends).
 func (n *Node) receive(from uint64, msgs []GroupMessage) {
-	if h := n.heard[from]; h != nil {
+	if h := (*n.heardp.Load())[from]; h != nil {
 		h.Store(time.Now().UnixNano())
 	}
 	select {

@@ -194,6 +194,8 @@ func (f *front) adminHandler() http.Handler {
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/cluster/status", f.status)
+	mux.HandleFunc("/cluster/members", f.adminMembers)  // cluster_members.go
+	mux.HandleFunc("/cluster/members/", f.adminMembers) // …/{id}, …/{id}/promote
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{f.metrics.reg, &f.gatherer}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
