@@ -154,3 +154,65 @@ func checkStoredMembers(t *testing.T, dir string, groups []uint64, addr string) 
 		}
 	}
 }
+
+// TestMemberRemovedStops: a running node removed from every group applies
+// its removal and stops with ErrRemoved, and refuses to start again on
+// its data directory (M5); the others go on as two.
+func TestMemberRemovedStops(t *testing.T) {
+	c := newTestCluster(t, 3, 2)
+	all := c.running()
+	for _, g := range c.groups {
+		c.waitLeader(g, all)
+	}
+	last := c.proposeAll("before", 5, all)
+	c.converged("three nodes apply the first entries", last, all)
+	n3 := c.node(3)
+	for _, g := range c.groups {
+		// Moved off node 3 first, so that the change is proposed by a
+		// leader that stays.
+		eventually(t, fmt.Sprintf("group %d is led by node 1 or 2", g), func() error {
+			l, err := c.leader(g, all)
+			if err != nil {
+				return err
+			}
+			if l.id == 3 {
+				_ = l.node.TransferLeadership(context.Background(), g, 1)
+				return errors.New("node 3 leads")
+			}
+			return nil
+		})
+		c.change(g, MemberChange{Op: Remove, Node: 3}, all)
+	}
+	select {
+	case <-n3.node.Done():
+	case <-time.After(waitMax):
+		t.Fatal("node 3 runs on after its removal from every group")
+	}
+	if err := n3.node.Err(); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("node 3 stopped with %v, want ErrRemoved", err)
+	}
+	_ = n3.node.Close()
+	if err := n3.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n3.up = false
+	db, err := wal.Open(n3.dir, wal.Options{CacheBytes: 1 << 20, MemTableBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	store, err := raftlog.Open(db.RaftRegion(), raftlog.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := NewNode(Config{ID: 3, Peers: c.peers, Groups: c.groups, Listener: ln, Ticks: n3.ticks}, store, newToySM()); !errors.Is(err, ErrRemoved) {
+		t.Fatalf("node 3 started again on its data directory: %v, want ErrRemoved", err)
+	}
+	live := c.running(1, 2)
+	last = c.proposeAll("after", 5, live)
+	c.converged("nodes 1 and 2 go on", last, live)
+}
