@@ -59,11 +59,6 @@ const (
 	// CodeNoLeader: a cluster node cannot reach the leader of the office's
 	// Raft group, or the group is electing one; retry.
 	CodeNoLeader = "no_leader" // 503, with Retry-After
-
-	// Cluster membership (admin listener): a change the group's
-	// configuration does not allow, or a learner not yet caught up.
-	CodeMemberChangeRefused = "member_change_refused" // 409
-	CodeNotCaughtUp         = "not_caught_up"         // 409
 )
 
 // CodeInfo is what a code means on the wire: its HTTP status and the
@@ -107,8 +102,6 @@ var Codes = map[string]CodeInfo{
 	CodeNotReady:            {http.StatusServiceUnavailable, "The server is not ready"},
 	CodeDegraded:            {http.StatusServiceUnavailable, "The server cannot write: storage failed"},
 	CodeNoLeader:            {http.StatusServiceUnavailable, "The office's replica group has no reachable leader right now"},
-	CodeMemberChangeRefused: {http.StatusConflict, "The group's membership does not allow this change"},
-	CodeNotCaughtUp:         {http.StatusConflict, "The node has not caught up with the group's log yet"},
 }
 
 // ProblemTypePrefix + code is a problem's "type" URI (RFC 9457).

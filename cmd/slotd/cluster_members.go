@@ -69,6 +69,27 @@ type membersAnswer struct {
 	Groups []memberResult `json:"groups"`
 }
 
+// The admin routes' own problem codes, beside the API's (api.Codes):
+// the admin listener is not part of the API.
+const (
+	codeMemberChangeRefused = "member_change_refused" // 409: the group's membership does not allow the change
+	codeNotCaughtUp         = "not_caught_up"         // 409: the learner lags more than max_lag
+)
+
+// adminCodes are the admin codes' statuses and titles.
+var adminCodes = map[string]api.CodeInfo{
+	codeMemberChangeRefused: {Status: http.StatusConflict, Title: "The group's membership does not allow this change"},
+	codeNotCaughtUp:         {Status: http.StatusConflict, Title: "The node has not caught up with the group's log yet"},
+}
+
+// codeInfo is code's status and title, an admin code's or the API's.
+func codeInfo(code string) api.CodeInfo {
+	if info, ok := adminCodes[code]; ok {
+		return info
+	}
+	return api.Codes[code]
+}
+
 // errNotCaughtUp refuses a promotion of a learner that lags.
 var errNotCaughtUp = errors.New("not caught up")
 
@@ -120,7 +141,7 @@ func (f *front) adminMembers(w http.ResponseWriter, r *http.Request) {
 		out.Groups = append(out.Groups, res)
 		if res.Result != "done" && res.Result != "already" && out.Code == "" {
 			out.Code, out.Detail = res.Result, fmt.Sprintf("group %d: %s", g, res.Detail)
-			status = api.Codes[res.Result].Status
+			status = codeInfo(res.Result).Status
 			if status == 0 {
 				status = http.StatusInternalServerError
 			}
@@ -139,7 +160,7 @@ func parseNodeID(s string) (uint64, string) {
 
 func writeMembersAnswer(w http.ResponseWriter, status int, a membersAnswer) {
 	if a.Code != "" {
-		a.Type, a.Title, a.Status = api.ProblemTypePrefix+a.Code, api.Codes[a.Code].Title, status
+		a.Type, a.Title, a.Status = api.ProblemTypePrefix+a.Code, codeInfo(a.Code).Title, status
 		w.Header().Set("Content-Type", "application/problem+json")
 	} else {
 		w.Header().Set("Content-Type", "application/json")
@@ -197,9 +218,9 @@ func (f *front) changeGroup(ctx context.Context, c memberChange) memberResult {
 func memberCode(err error) string {
 	switch {
 	case errors.Is(err, cluster.ErrMemberChange):
-		return api.CodeMemberChangeRefused
+		return codeMemberChangeRefused
 	case errors.Is(err, errNotCaughtUp):
-		return api.CodeNotCaughtUp
+		return codeNotCaughtUp
 	}
 	// Not the leader (any more), the change dropped for another one
 	// pending, the node stopping: worth a retry.
@@ -312,11 +333,25 @@ func (f *front) serveMembers(ctx *fasthttp.RequestCtx, forwarded bool) {
 		if code == api.CodeNoLeader {
 			retry = retryAfterNoLeaderSeconds
 		}
-		httpapi.WriteProblem(ctx, code, fmt.Sprintf("node %d: group %d: %v", f.self, c.Group, err), retry)
+		writeMemberProblem(ctx, code, fmt.Sprintf("node %d: group %d: %v", f.self, c.Group, err), retry)
 		return
 	}
 	body, _ := json.Marshal(memberResult{Group: c.Group, Leader: f.self, Result: r})
 	ctx.SetContentType("application/json")
+	ctx.SetBody(body)
+}
+
+// writeMemberProblem answers the internal route's problem: an admin
+// code's as the API's problems are written, the API's by httpapi.
+func writeMemberProblem(ctx *fasthttp.RequestCtx, code, detail string, retryAfterSeconds int) {
+	info, ok := adminCodes[code]
+	if !ok {
+		httpapi.WriteProblem(ctx, code, detail, retryAfterSeconds)
+		return
+	}
+	body, _ := json.Marshal(api.Problem{Type: api.ProblemTypePrefix + code, Title: info.Title, Status: info.Status, Detail: detail, Code: code})
+	ctx.SetStatusCode(info.Status)
+	ctx.SetContentType("application/problem+json")
 	ctx.SetBody(body)
 }
 
@@ -437,7 +472,7 @@ func membersCall(stderr io.Writer, addrs, method, path string, body []byte, quie
 			continue
 		case resp.StatusCode == http.StatusOK:
 			return 0
-		case quietLag && ans.Code == api.CodeNotCaughtUp:
+		case quietLag && ans.Code == codeNotCaughtUp:
 			return -1
 		}
 		fmt.Fprintf(stderr, "slotd cluster: %s %s: %s: %s\n", method, path, ans.Code, ans.Detail)
