@@ -495,16 +495,25 @@ func (n *Node) takeSnapshot(g *group) error {
 	if !bootstrapSnapshot(snap) {
 		return fmt.Errorf("cluster: group %d: a snapshot at index %d arrived: %w", g.id, snap.GetMetadata().GetIndex(), ErrUnsupported)
 	}
+	n.snapshotMembership(g, snap)
+	g.applied, g.appliedTerm = 1, 1
+	return nil
+}
+
+// snapshotMembership makes the ConfState of snap, which raft restored,
+// g's membership; the addresses of its members are the Config's peers'
+// where no change gave them. Whoever installs a snapshot calls it
+// (the Ready's Update stores the snapshot, which raftlog R7 reads the
+// ConfState from).
+func (n *Node) snapshotMembership(g *group, snap *pb.Snapshot) {
 	m := g.ms
 	m.cs = proto.Clone(pb.EnsureConfState(snap.GetMetadata().GetConfState())).(*pb.ConfState)
-	m.index = max(m.index, 1)
+	m.index = max(m.index, snap.GetMetadata().GetIndex())
 	for _, p := range n.cfg.Peers {
 		if _, known := m.addrs[p.ID]; !known && isMember(m.cs, p.ID) {
 			m.addrs[p.ID] = Member{ID: p.ID, RaftAddr: p.Addr}
 		}
 	}
 	g.members.Store(new(m.members()))
-	g.applied, g.appliedTerm = 1, 1
 	n.syncPeers()
-	return nil
 }
