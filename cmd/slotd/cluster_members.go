@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -353,6 +354,27 @@ func writeMemberProblem(ctx *fasthttp.RequestCtx, code, detail string, retryAfte
 	ctx.SetStatusCode(info.Status)
 	ctx.SetContentType("application/problem+json")
 	ctx.SetBody(body)
+}
+
+// nodeIDs are the voters of every group as this node applied them, this
+// node among them if it is one, sorted: the nodes the balancer and the
+// SIGTERM hand-off may give a leadership to. A node added since the
+// start is among them, one removed is not. fallback (the -peers) if no
+// group names a voter yet.
+func (f *front) nodeIDs(fallback []uint64) []uint64 {
+	var ids []uint64
+	for _, g := range f.groups {
+		for _, m := range f.node.Members(g) {
+			if !m.Learner && !slices.Contains(ids, m.ID) {
+				ids = append(ids, m.ID)
+			}
+		}
+	}
+	if len(ids) == 0 {
+		return fallback
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // edge is the API client of node id: from -edges, or from the address a
