@@ -68,6 +68,11 @@ type Config struct {
 	// Groups are the Raft groups the node hosts, by id (from 1); every
 	// node of the cluster is given the same list.
 	Groups []uint64
+	// Join starts a node that is to be added to the cluster (M6): a group
+	// its store does not hold is not created, but waits for the group's
+	// leader, once a membership change added this node, to send it the
+	// group's log. Peers then names the nodes it is to join, and itself.
+	Join bool
 	// Listener, unless nil, is where the transport accepts peers;
 	// otherwise the node listens on its own Peer address. The node owns it
 	// from NewNode on. Tests pass a listener bound to port 0.

@@ -174,15 +174,51 @@
 //
 // # Membership
 //
-// Static for now. A group that a node's store does not hold is created
-// (bootstrap) with a log that starts after index 1, term 1, whose snapshot
-// names every peer of the Config as a voter, as raft recommends over its
-// Bootstrap; every node does the same, so their logs agree through index
-// 1. A node that lost its data must not come back under its old id: it
-// would bootstrap again and could vote twice in a term. Membership
-// changes (raft's ConfChange) stop the node with ErrUnsupported until a
-// release brings them; so does a snapshot, with a state machine that is
-// not a Snapshotter.
+// A group that a node's store does not hold is created (bootstrap) with a
+// log that starts after index 1, term 1, whose snapshot names every peer
+// of the Config as a voter, as raft recommends over its Bootstrap; every
+// node does the same, so their logs agree through index 1. A node that
+// lost its data must not come back under its old id: it would bootstrap
+// again and could vote twice in a term. Afterwards the members change
+// only through raft's conf changes (ChangeMembers), one node at a time:
+// a new node is added as a learner, which receives the log without
+// counting in any quorum, and promoted to voter once it caught up (as
+// etcd does), so that a slow catch-up never costs the group its quorum;
+// a node is removed in one change. Rejected: joint consensus for these
+// changes — a single change moves a quorum by one node, which raft's
+// single-step rule keeps safe, and the admin's "remove 3, add 4" is two
+// such changes. A snapshot, with a state machine that is not a Snapshotter,
+// stops the node with ErrUnsupported.
+//
+//	M1. A conf change is applied to raft (ApplyConfChange) when its entry
+//	    is applied, in log order with the other entries, and the
+//	    group's membership record — raft's ConfState, every member's
+//	    addresses and the ids removed — is stored (raftlog R7) before
+//	    the group advances; a restart starts raft from it, and the
+//	    transport from its addresses, which win over Config.Peers.
+//	M2. A change is checked on the leader before raft sees it: it must
+//	    move its node one stage up (absent → learner → voter →
+//	    removed), and never remove a group's last voter; raft takes one
+//	    change at a time (a second one before the first is applied
+//	    becomes an empty entry: ErrProposalDropped). So every applied
+//	    change is one raft accepts, on every node.
+//	M3. A change whose stage raft's configuration already holds is not
+//	    applied to raft again: a restart replays the log from its
+//	    snapshot over the membership record's newer configuration, and
+//	    a joining node the log over the configuration its snapshot
+//	    names.
+//	M4. An id removed from a group is never added to it again (the
+//	    record keeps the removed ids): its old disk could vote twice.
+//	M5. A node that applies its own removal from every group stops with
+//	    ErrRemoved, and refuses to start on a store whose every group no
+//	    longer names it; a leader that removes itself steps down.
+//	M6. A node started with Config.Join creates no group: each waits for
+//	    its leader to add the node and send it the bootstrap snapshot
+//	    (index 1, no data: the empty state), whose ConfState is the
+//	    group's current one (raftlog R7, or raft refuses it), then every
+//	    entry from index 2. The change's entry carries the node's Raft
+//	    and API addresses, so the members learn where it is from the
+//	    log, not from flags.
 //
 // # Transport
 //

@@ -121,6 +121,11 @@ type testNode struct {
 	ticks  chan time.Time
 	frozen atomic.Bool
 
+	// join starts the node as one to be added (Config.Join), with peers
+	// as its Peers instead of the cluster's.
+	join  bool
+	peers []Peer
+
 	db    *wal.DB
 	store *raftlog.Store
 	sm    *toySM
@@ -132,7 +137,7 @@ type testCluster struct {
 	t      *testing.T
 	peers  []Peer
 	groups []uint64
-	nodes  []*testNode // nodes[i] has id i+1
+	nodes  []*testNode // nodes[i] has id i+1; appended to under mu
 	// isolated are the nodes cut off from the others: every node's
 	// transport drops what it sends to or from them.
 	mu       sync.Mutex
@@ -177,7 +182,10 @@ func (c *testCluster) tick() {
 	for {
 		select {
 		case now := <-ticker.C:
-			for _, n := range c.nodes {
+			c.mu.Lock()
+			nodes := slices.Clone(c.nodes) // a test may add a node
+			c.mu.Unlock()
+			for _, n := range nodes {
 				if !n.frozen.Load() {
 					select {
 					case n.ticks <- now:
@@ -226,8 +234,12 @@ func (n *testNode) start(ln net.Listener) {
 		t.Fatalf("node %d: raftlog.Open: %v", n.id, err)
 	}
 	n.db, n.store, n.sm = db, store, newToySM()
+	peers := n.c.peers
+	if n.peers != nil {
+		peers = n.peers
+	}
 	n.node, err = NewNode(Config{
-		ID: n.id, Peers: n.c.peers, Groups: n.c.groups, Listener: ln, Ticks: n.ticks,
+		ID: n.id, Peers: peers, Groups: n.c.groups, Listener: ln, Ticks: n.ticks, Join: n.join,
 		Transport: TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
 	}, store, n.sm)
 	if err != nil {

@@ -104,9 +104,10 @@ type Node struct {
 	// groups are sorted by id; a group's RawNode belongs to the loop.
 	groups []*group
 	byID   map[uint64]*group // read-only after NewNode
-	// heard is when a frame from each peer last arrived (Unix
-	// nanoseconds); the map is read-only after NewNode.
-	heard map[uint64]*atomic.Int64
+	// heardp is when a frame from each peer last arrived (Unix
+	// nanoseconds), by peer: a map never changed once stored, replaced
+	// whole when a membership change adds a peer (syncPeers).
+	heardp atomic.Pointer[map[uint64]*atomic.Int64]
 
 	propc chan *proposal   // Propose → loop; bounded by ProposalsPendingMax
 	recvc chan inbound     // transport → loop; bounded by InboxFramesMax
@@ -145,6 +146,9 @@ type Node struct {
 	// reads are the ReadIndex calls waiting for raft's answer, by their
 	// request context (readindex.go).
 	reads map[string]chan<- uint64
+	// memberUpdates are the membership records of this turn's conf
+	// changes, stored before the groups advance (M1).
+	memberUpdates []raftlog.Update
 }
 
 // group is one Raft group on this node. Only the loop touches its fields,
@@ -178,6 +182,12 @@ type group struct {
 	// stored (N3). Owned by the loop.
 	state                  raft.StateType
 	storedTerm, storedVote uint64
+	// ms is the group's membership as this node applied it (the loop's);
+	// members its copy for readers (Node.Members); removed is set once
+	// this node applied its own removal (M5).
+	ms      *membership
+	members atomic.Pointer[[]Member]
+	removed bool
 }
 
 // inbound is one frame's messages from peer from.
@@ -213,7 +223,6 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 	n := &Node{
 		id: cfg.ID, cfg: cfg, store: store, sm: sm,
 		byID:      map[uint64]*group{},
-		heard:     map[uint64]*atomic.Int64{},
 		propc:     make(chan *proposal, cfg.ProposalsPendingMax),
 		recvc:     make(chan inbound, cfg.InboxFramesMax),
 		ctlc:      make(chan func(), 16),
@@ -224,9 +233,11 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 	}
 	n.snapshotter, _ = sm.(Snapshotter)
 	n.seq.Store(rand.Uint64())
+	heard := map[uint64]*atomic.Int64{}
 	for _, p := range cfg.Peers {
-		n.heard[p.ID] = new(atomic.Int64)
+		heard[p.ID] = new(atomic.Int64)
 	}
+	n.heardp.Store(&heard)
 	if err := n.bootstrap(); err != nil {
 		return nil, err
 	}
@@ -251,6 +262,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		return nil, err
 	}
 	n.tr.SetSnapshotHandler(n.receiveSnapshot)
+	n.syncPeers() // the members that changes added, at their addresses
 	n.ticks = cfg.Ticks
 	if n.ticks == nil {
 		n.tick = time.NewTicker(cfg.TickInterval)
@@ -274,6 +286,7 @@ func (n *Node) bootstrap() error {
 	slices.Sort(voters)
 	addrs := n.cfg.peerAddrs()
 	var boot []raftlog.Update
+	removed := 0
 	for _, id := range n.cfg.Groups {
 		st := n.store.Group(id)
 		hs, cs, err := st.InitialState()
@@ -285,11 +298,23 @@ func (n *Node) bootstrap() error {
 			return fmt.Errorf("cluster: group %d: cannot read its last index: %w", id, err)
 		}
 		if last > 0 || !raft.IsEmptyHardState(hs) {
+			m, err := n.loadMembership(st)
+			if err != nil {
+				return fmt.Errorf("cluster: group %d: cannot read its membership: %w", id, err)
+			}
 			for _, v := range slices.Concat(cs.GetVoters(), cs.GetLearners(), cs.GetVotersOutgoing()) {
-				if addrs[v] == "" {
+				if addrs[v] == "" && m.addrs[v].RaftAddr == "" {
 					return fmt.Errorf("cluster: group %d has node %d as a member, which is not among the peers", id, v)
 				}
 			}
+			if len(cs.GetVoters()) > 0 && !isMember(cs, n.id) {
+				removed++
+			}
+			continue
+		}
+		if n.cfg.Join {
+			// A node joining waits for a leader to add it and send it the
+			// group's log (M6).
 			continue
 		}
 		boot = append(boot, raftlog.Update{
@@ -299,6 +324,9 @@ func (n *Node) bootstrap() error {
 			}},
 			HardState: &pb.HardState{Term: new(uint64(1)), Commit: new(uint64(1))},
 		})
+	}
+	if removed == len(n.cfg.Groups) {
+		return ErrRemoved
 	}
 	if err := n.store.Append(boot); err != nil {
 		return fmt.Errorf("cluster: cannot create %d groups: %w", len(boot), err)
@@ -343,7 +371,9 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 		// Proposals enter the log only through Propose on the leader; an
 		// edge forwards a write to the leader itself (NotLeaderError).
 		DisableProposalForwarding: true,
-		Logger:                    logger,
+		// A leader that removed itself hands the group on (M5).
+		StepDownOnRemoval: true,
+		Logger:            logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: group %d: %w", id, err)
@@ -353,6 +383,10 @@ func (n *Node) startGroup(id uint64) (*group, error) {
 	g.state, g.storedTerm, g.storedVote = bs.RaftState, bs.GetTerm(), bs.GetVote()
 	storage.g = g
 	g.term.Store(rn.Status().GetTerm())
+	if g.ms, err = n.loadMembership(st); err != nil {
+		return nil, fmt.Errorf("cluster: group %d: cannot read its membership: %w", id, err)
+	}
+	g.members.Store(new(g.ms.members()))
 	return g, nil
 }
 
@@ -382,6 +416,11 @@ func (n *Node) Propose(ctx context.Context, group uint64, data []byte) (any, err
 	if n.testEntryVersion != 0 {
 		p.data[0] = n.testEntryVersion
 	}
+	return n.submit(ctx, p)
+}
+
+// submit hands p to the loop and waits for its outcome.
+func (n *Node) submit(ctx context.Context, p *proposal) (any, error) {
 	select {
 	case n.propc <- p:
 	case <-n.done:
@@ -490,7 +529,7 @@ func (n *Node) Err() error {
 // zero if none has since NewNode: a peer that answers the groups' traffic
 // is up and reachable.
 func (n *Node) LastHeard(peer uint64) time.Time {
-	if h := n.heard[peer]; h != nil {
+	if h := (*n.heardp.Load())[peer]; h != nil {
 		if ns := h.Load(); ns != 0 {
 			return time.Unix(0, ns)
 		}
@@ -521,7 +560,7 @@ func (n *Node) Close() error {
 // receive is the transport's Handler: it queues a frame's messages for
 // the loop, or drops them when the inbox is full (raft resends).
 func (n *Node) receive(from uint64, msgs []GroupMessage) {
-	if h := n.heard[from]; h != nil {
+	if h := (*n.heardp.Load())[from]; h != nil {
 		h.Store(time.Now().UnixNano())
 	}
 	select {
@@ -652,7 +691,17 @@ func (n *Node) propose() {
 			n.fail(p, fmt.Errorf("%w: %d pending", ErrTooManyProposals, n.pending))
 			continue
 		}
-		if err := p.group.rn.Propose(p.data); err != nil {
+		var err error
+		if p.change != nil {
+			if err := n.checkChange(p.group, p.change); err != nil {
+				n.fail(p, err)
+				continue
+			}
+			err = p.group.rn.ProposeConfChange(p.cc)
+		} else {
+			err = p.group.rn.Propose(p.data)
+		}
+		if err != nil {
 			if st := p.group.rn.BasicStatus(); st.RaftState != raft.StateLeader {
 				n.fail(p, &NotLeaderError{Group: p.group.id, Leader: st.Lead})
 			} else {
@@ -676,16 +725,21 @@ func (n *Node) handleReady() error {
 			continue
 		}
 		g.rd = g.rn.Ready()
-		var snap *pb.Snapshot
+		u := raftlog.Update{Group: g.id, Entries: g.rd.Entries, HardState: g.rd.HardState}
 		if !raft.IsEmptySnap(g.rd.Snapshot) {
-			// The state first, then the log that records it (S4).
-			if err := n.installSnapshot(g); err != nil {
+			if n.snapshotter != nil {
+				// The state first, then the log that records it (S4).
+				if err := n.installSnapshot(g); err != nil {
+					return err
+				}
+				n.snapshotMembership(g, g.rd.Snapshot)
+			} else if err := n.takeSnapshot(g); err != nil {
 				return err
 			}
-			snap = g.rd.Snapshot
+			u.Snapshot = g.rd.Snapshot
 		}
 		n.readys = append(n.readys, g)
-		n.updates = append(n.updates, raftlog.Update{Group: g.id, Snapshot: snap, Entries: g.rd.Entries, HardState: g.rd.HardState})
+		n.updates = append(n.updates, u)
 		if len(n.proposing) > 0 {
 			n.place(g)
 		}
@@ -735,6 +789,9 @@ func (n *Node) handleReady() error {
 		}
 		n.answerReads(g)
 	}
+	if err := n.storeMembership(); err != nil {
+		return err
+	}
 	for _, g := range n.readys {
 		g.rn.Advance(g.rd)
 		g.rd = raft.Ready{}
@@ -771,10 +828,16 @@ func (g *group) sendsEarly() bool {
 // where each landed: it now waits for that index to be applied.
 func (n *Node) place(g *group) {
 	for _, e := range g.rd.Entries {
-		if e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) == 0 {
+		var id proposalID
+		var err error
+		switch {
+		case e.GetType() == pb.EntryType_EntryConfChangeV2:
+			_, id, _, err = changeOf(e)
+		case e.GetType() != pb.EntryType_EntryNormal || len(e.GetData()) == 0:
 			continue
+		default:
+			id, _, err = decodeEntryData(e.GetData())
 		}
-		id, _, err := decodeEntryData(e.GetData())
 		if err != nil || id.node != n.id {
 			continue
 		}
@@ -782,7 +845,7 @@ func (n *Node) place(g *group) {
 		if p == nil {
 			continue
 		}
-		if invariantsEnabled && !slices.Equal(e.GetData(), p.data) {
+		if invariantsEnabled && p.change == nil && !slices.Equal(e.GetData(), p.data) {
 			panic(fmt.Sprintf("BUG: cluster: group %d: proposal %v found at index %d with other data", g.id, id, e.GetIndex()))
 		}
 		delete(n.proposing, id)
@@ -833,6 +896,12 @@ func (n *Node) apply(g *group) error {
 			panic(fmt.Sprintf("BUG: cluster: group %d: entry %d committed after %d", g.id, ce.Index, g.applied+uint64(len(n.entries))))
 		}
 		switch {
+		case e.GetType() == pb.EntryType_EntryConfChangeV2:
+			// The state machine sees the index, with no data (N5).
+			var err error
+			if ce.id, err = n.applyChange(g, e); err != nil {
+				return err
+			}
 		case e.GetType() != pb.EntryType_EntryNormal:
 			return fmt.Errorf("cluster: group %d: entry %d is a %v: %w", g.id, ce.Index, e.GetType(), ErrUnsupported)
 		case len(e.GetData()) > 0:

@@ -8,6 +8,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	pb "go.etcd.io/raft/v3/raftpb"
 )
 
 // Sentinel errors. Callers compare with errors.Is.
@@ -114,6 +116,10 @@ type proposal struct {
 	group *group
 	id    proposalID
 	data  []byte // the entry's data: header and the caller's data
+	// cc and change, for a membership change, are raft's change and the
+	// caller's; data is then unused.
+	cc     *pb.ConfChangeV2
+	change *MemberChange
 	// index and term are where the entry landed in the group's log, set
 	// when the loop finds it in a Ready.
 	index, term uint64

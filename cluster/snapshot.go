@@ -442,7 +442,7 @@ func (c *chunkWriter) flush() error {
 // to peer to, and returns nil once the peer has staged the state and
 // queued the message.
 func (t *Transport) sendSnapshot(group, to uint64, msg []byte, state io.WriterTo) error {
-	p := t.peers[to]
+	p := t.peer(to)
 	if p == nil {
 		return fmt.Errorf("cluster: unknown peer %d", to)
 	}
@@ -563,7 +563,7 @@ func (t *Transport) readSnapshot(conn net.Conn, br *bufio.Reader) {
 	}
 	from, to := binary.BigEndian.Uint64(fixed[1:9]), binary.BigEndian.Uint64(fixed[9:17])
 	group, err := binary.ReadUvarint(br)
-	if err != nil || to != t.id || t.peers[from] == nil || group == 0 {
+	if err != nil || to != t.id || t.peer(from) == nil || group == 0 {
 		refuse()
 		return
 	}

@@ -22,8 +22,8 @@ type GroupStatus struct {
 	// SnapshotIndex is the index the log starts after: its snapshot's
 	// (the bootstrap's, 1, until a release compacts logs).
 	SnapshotIndex uint64
-	// Members are the group's voters, sorted.
-	Members []uint64
+	// Members are the group's voters, sorted; Learners its learners.
+	Members, Learners []uint64
 	// Progress is, on the group's leader, every member's replication as
 	// the leader tracks it (its own included), by node; nil elsewhere.
 	Progress map[uint64]Progress
@@ -59,6 +59,10 @@ func (n *Node) GroupStatus(ctx context.Context, group uint64) (GroupStatus, erro
 			gs.Members = append(gs.Members, id)
 		}
 		slices.Sort(gs.Members)
+		for id := range st.Config.Learners {
+			gs.Learners = append(gs.Learners, id)
+		}
+		slices.Sort(gs.Learners)
 		if st.RaftState == raft.StateLeader {
 			gs.Progress = map[uint64]Progress{}
 			for id, pr := range st.Progress {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"slices"
 	"sync"
@@ -199,7 +200,9 @@ type Transport struct {
 	ln      net.Listener
 	opts    TransportOptions
 	handler Handler
-	peers   map[uint64]*peer // set by NewTransport, then only read
+	// peers maps each peer's id to its writer: a map never changed
+	// once stored, replaced whole by SetPeer and RemovePeer under mu.
+	peers atomic.Pointer[map[uint64]*peer]
 
 	filter    atomic.Pointer[Filter]          // the test hook; nil: none
 	snapshots atomic.Pointer[SnapshotHandler] // nil: snapshot streams are refused
@@ -226,6 +229,10 @@ type peer struct {
 	id    uint64
 	addr  string
 	queue chan outMsg
+	// ctx ends the peer's writer: cancelled by Close, and by RemovePeer
+	// or a SetPeer that gives the peer another address.
+	ctx    context.Context
+	cancel context.CancelFunc
 	// down is written by the writer and read by Send: true while the last
 	// attempt to connect failed, so messages are dropped instead of queued
 	// for a peer that is not there.
@@ -264,12 +271,12 @@ func NewTransport(id uint64, peers map[uint64]string, ln net.Listener, opts Tran
 	opts = opts.withDefaults()
 	t := &Transport{
 		id: id, ln: ln, opts: opts, handler: h,
-		peers:   map[uint64]*peer{},
 		conns:   map[net.Conn]struct{}{},
 		inbound: map[uint64]*reader{},
 		newest:  map[uint64]uint64{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
+	ps := map[uint64]*peer{}
 	for pid, addr := range peers {
 		if pid == id {
 			continue
@@ -277,14 +284,78 @@ func NewTransport(id uint64, peers map[uint64]string, ln net.Listener, opts Tran
 		if pid == 0 || addr == "" {
 			return nil, fmt.Errorf("cluster: peer %d at %q: a peer needs a non-zero id and an address", pid, addr)
 		}
-		t.peers[pid] = &peer{id: pid, addr: addr, queue: make(chan outMsg, opts.QueueMessagesMax)}
+		ps[pid] = t.newPeer(pid, addr)
 	}
-	t.wg.Add(1 + len(t.peers))
+	t.peers.Store(&ps)
+	t.wg.Add(1 + len(ps))
 	go t.accept()
-	for _, p := range t.peers {
+	for _, p := range ps {
 		go t.runPeer(p)
 	}
 	return t, nil
+}
+
+// newPeer returns the writer side of peer id at addr, not yet running.
+func (t *Transport) newPeer(id uint64, addr string) *peer {
+	p := &peer{id: id, addr: addr, queue: make(chan outMsg, t.opts.QueueMessagesMax)}
+	p.ctx, p.cancel = context.WithCancel(t.ctx)
+	return p
+}
+
+// peer returns the writer of peer id, nil if id is not a peer.
+func (t *Transport) peer(id uint64) *peer { return (*t.peers.Load())[id] }
+
+// PeerAddr returns the address of peer id, "" if it is not a peer.
+func (t *Transport) PeerAddr(id uint64) string {
+	if p := t.peer(id); p != nil {
+		return p.addr
+	}
+	return ""
+}
+
+// SetPeer makes node id at addr a peer, or gives a peer a new address
+// (its old connection ends): a node added to the cluster. Its frames are
+// read from then on, and messages to it sent.
+func (t *Transport) SetPeer(id uint64, addr string) error {
+	if id == 0 || id == t.id || addr == "" {
+		return fmt.Errorf("cluster: peer %d at %q: a peer needs a non-zero id other than this node's and an address", id, addr)
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil
+	}
+	old := *t.peers.Load()
+	if p := old[id]; p != nil && p.addr == addr {
+		return nil
+	}
+	ps := maps.Clone(old)
+	if p := old[id]; p != nil {
+		p.cancel()
+	}
+	p := t.newPeer(id, addr)
+	ps[id] = p
+	t.peers.Store(&ps)
+	t.wg.Add(1)
+	go t.runPeer(p)
+	return nil
+}
+
+// RemovePeer forgets peer id: a node removed from the cluster. Its writer
+// stops, what is queued for it is dropped, and its frames are refused
+// from then on (its connection is closed at its next frame).
+func (t *Transport) RemovePeer(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.peers.Load()
+	p := old[id]
+	if p == nil {
+		return
+	}
+	ps := maps.Clone(old)
+	delete(ps, id)
+	t.peers.Store(&ps)
+	p.cancel()
 }
 
 // Addr is the address the transport accepts peers on.
@@ -308,7 +379,7 @@ func (t *Transport) SetFilter(f Filter) {
 // treats it as lost, and the caller may tell raft the peer is unreachable.
 // Messages to one peer keep the order of the Send calls that queued them.
 func (t *Transport) Send(group uint64, m *pb.Message) bool {
-	p := t.peers[m.GetTo()]
+	p := t.peer(m.GetTo())
 	if p == nil || p.down.Load() {
 		t.stats.droppedUnreachable.Add(1)
 		return false
@@ -393,13 +464,16 @@ func (t *Transport) untrack(c net.Conn) {
 }
 
 // wait waits d, or less if the transport closes; false if it closed.
-func (t *Transport) wait(d time.Duration) bool {
+func (t *Transport) wait(d time.Duration) bool { return waitFor(t.ctx, d) }
+
+// waitFor waits d, or less if ctx ends; false if it ended.
+func waitFor(ctx context.Context, d time.Duration) bool {
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {
 	case <-timer.C:
 		return true
-	case <-t.ctx.Done():
+	case <-ctx.Done():
 		return false
 	}
 }
@@ -420,12 +494,12 @@ func (t *Transport) runPeer(p *peer) {
 			if time.Since(began) >= t.opts.BackoffMax {
 				backoff = t.opts.BackoffMin
 			}
-		} else if t.ctx.Err() == nil {
+		} else if p.ctx.Err() == nil {
 			t.stats.dialFailures.Add(1)
 			p.down.Store(true)
 			t.discard(p)
 		}
-		if !t.wait(backoff) {
+		if !waitFor(p.ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, t.opts.BackoffMax)
@@ -436,7 +510,7 @@ func (t *Transport) runPeer(p *peer) {
 func (t *Transport) dial(p *peer) (net.Conn, error) {
 	t.stats.dials.Add(1)
 	d := net.Dialer{Timeout: t.opts.DialTimeout}
-	conn, err := d.DialContext(t.ctx, "tcp", p.addr)
+	conn, err := d.DialContext(p.ctx, "tcp", p.addr)
 	if err != nil {
 		return nil, fmt.Errorf("cluster: cannot connect to peer %d at %s: %w", p.id, p.addr, err)
 	}
@@ -481,7 +555,7 @@ func (t *Transport) write(p *peer, conn net.Conn) {
 			case m := <-p.queue:
 				batch = append(batch, m)
 			case <-keepalive.C:
-			case <-t.ctx.Done():
+			case <-p.ctx.Done():
 				return
 			}
 		}
@@ -504,7 +578,7 @@ func (t *Transport) write(p *peer, conn net.Conn) {
 			}
 		}
 		var delay time.Duration
-		if batch, delay = t.filtered(p, batch); delay > 0 && !t.wait(delay) {
+		if batch, delay = t.filtered(p, batch); delay > 0 && !waitFor(p.ctx, delay) {
 			return
 		}
 		raw = raw[:0]
@@ -555,7 +629,7 @@ func (t *Transport) filtered(p *peer, batch []outMsg) ([]outMsg, time.Duration) 
 // inboundConnsMax bounds the inbound connections open at once: one per
 // peer, its replacement, and a few that have not yet sent a frame (each
 // closed after IdleTimeout without one).
-func (t *Transport) inboundConnsMax() int { return 2*len(t.peers) + 4 }
+func (t *Transport) inboundConnsMax() int { return 2*len(*t.peers.Load()) + 4 }
 
 // accept accepts peers' connections until the listener closes.
 func (t *Transport) accept() {
@@ -671,7 +745,7 @@ func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, error) 
 		return nil, 0, err
 	case f.to != t.id:
 		return nil, 0, fmt.Errorf("%w: addressed to node %d, this is node %d", errFrame, f.to, t.id)
-	case t.peers[f.from] == nil:
+	case t.peer(f.from) == nil:
 		return nil, 0, fmt.Errorf("%w: from node %d, which is not a peer", errFrame, f.from)
 	case r.from != 0 && f.from != r.from:
 		return nil, 0, fmt.Errorf("%w: from node %d on node %d's connection", errFrame, f.from, r.from)

@@ -53,7 +53,9 @@ type node struct {
 	id                int
 	addr, admin, raft string
 	data              string
-	peers             string // its own -peers: the others through links, when proxied
+	peers             string   // its own -peers: the others through links, when proxied
+	edges             string   // its own -edges, when not the cluster's (a node added later)
+	args              []string // added to its command line (after the cluster's args)
 	// container names the node's Docker container, when it runs in one;
 	// containerDown is set while the test has it killed or cut off.
 	container     string
@@ -161,10 +163,15 @@ func (n *node) launch() {
 	if n.peers != "" {
 		peers = n.peers
 	}
+	edges := n.c.edges
+	if n.edges != "" {
+		edges = n.edges
+	}
 	cmd := exec.Command(n.c.bin, "-demo", "-keys", n.c.keys, "-data", n.data, "-addr", n.addr, "-admin-addr", n.admin,
-		"-node-id", fmt.Sprint(n.id), "-peers", peers, "-edges", n.c.edges, "-groups", fmt.Sprint(n.c.groups),
+		"-node-id", fmt.Sprint(n.id), "-peers", peers, "-edges", edges, "-groups", fmt.Sprint(n.c.groups),
 		"-rate-per-key", "100000", "-rate-per-applicant", "0", "-log-level", "info")
 	cmd.Args = append(cmd.Args, n.c.args...)
+	cmd.Args = append(cmd.Args, n.args...)
 	cmd.Env = append(os.Environ(), n.c.env...)
 	log := &bytes.Buffer{}
 	stderr, err := cmd.StderrPipe()

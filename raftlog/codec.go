@@ -17,6 +17,7 @@ import (
 // Kinds: the byte after the group id. Entries of one group are contiguous
 // in key order, so that one range deletion removes any run of them.
 const (
+	kindMembership   byte = 'c'
 	kindSnapshotData byte = 'd'
 	kindEntry        byte = 'e'
 	kindFormat       byte = 'f' // group 0 only
@@ -37,6 +38,7 @@ const (
 	formatVersion       byte = 1 // value of the format key
 	truncatedVersion    byte = 1
 	snapshotMetaVersion byte = 1
+	membershipVersion   byte = 1
 )
 
 // Snapshot data forms (in the snapshot metadata value): where the data of
@@ -196,6 +198,41 @@ func decodeSnapshotMeta(v []byte) (snapshotMeta, error) {
 		return snapshotMeta{}, err
 	}
 	m.meta = pb.EnsureSnapshotMetadata(m.meta)
+	return m, nil
+}
+
+// appendMembership encodes m: version, uvarint index, uvarint length and
+// the ConfState's protobuf, then the context to the end.
+func appendMembership(dst []byte, m *Membership) []byte {
+	dst = append(dst, membershipVersion)
+	dst = binary.AppendUvarint(dst, m.Index)
+	cs := appendProto(nil, pb.EnsureConfState(m.ConfState))
+	dst = binary.AppendUvarint(dst, uint64(len(cs)))
+	dst = append(dst, cs...)
+	return append(dst, m.Context...)
+}
+
+func decodeMembership(v []byte) (*Membership, error) {
+	if len(v) == 0 || v[0] != membershipVersion {
+		return nil, errVersion
+	}
+	v = v[1:]
+	m := &Membership{ConfState: &pb.ConfState{}}
+	var n int
+	if m.Index, n = binary.Uvarint(v); n <= 0 {
+		return nil, errTruncated
+	}
+	v = v[n:]
+	size, n := binary.Uvarint(v)
+	if n <= 0 || uint64(len(v)-n) < size {
+		return nil, errTruncated
+	}
+	v = v[n:]
+	if err := proto.Unmarshal(v[:size], m.ConfState); err != nil {
+		return nil, err
+	}
+	m.ConfState = pb.EnsureConfState(m.ConfState)
+	m.Context = append([]byte(nil), v[size:]...)
 	return m, nil
 }
 

@@ -87,6 +87,13 @@
 //	    lengths must match. A value that fails is ErrCorrupt naming its
 //	    key, never skipped. A region with keys but no format stamp is
 //	    refused.
+//	R7. InitialState returns the group's current ConfState: that of the
+//	    membership record an Update last stored (the node's, after it
+//	    applied a conf change), unless the latest snapshot is at a higher
+//	    index, then the snapshot's. Snapshot returns the latest snapshot
+//	    with that same ConfState, so that a member added after the
+//	    snapshot was taken finds itself in it (raft refuses a snapshot
+//	    that does not name the receiver).
 //
 // # Append, as the Ready loop calls it
 //
@@ -116,6 +123,7 @@
 //	'r'     8 bytes BE 't'   —                 truncated state (below)
 //	'r'     8 bytes BE 's'   —                 snapshot metadata (below)
 //	'r'     8 bytes BE 'd'   —                 snapshot data: its bytes (form 1)
+//	'r'     8 bytes BE 'c'   —                 membership (below)
 //	'r'     0          'f'   —                 format: 1 byte (1)
 //
 // Group 0 is the store's own (raft calls 0 "none"); groups are numbered
@@ -146,6 +154,15 @@
 //	data length            uvarint (must equal the 'd' value's length)
 //	metadata               raftpb.SnapshotMetadata, protobuf (index, term,
 //	                       ConfState; rest of the value)
+//
+// Membership, version 1 (the last conf change applied, R7):
+//
+//	field                  size
+//	version                1 byte = 1
+//	index                  uvarint: the conf change's entry
+//	ConfState length       uvarint
+//	ConfState              raftpb.ConfState, protobuf
+//	context                rest of the value: the node's own record
 //
 // Varints are encoding/binary's. No value of a version this package
 // defines may have trailing bytes.

@@ -39,6 +39,8 @@ type groupState struct {
 	trunc truncated            // the log holds trunc.index+1 .. last
 	last  uint64               // index of the last entry (trunc.index if none)
 	snap  *pb.SnapshotMetadata // the latest snapshot's; nil: none
+	// members is the membership record (R7); nil: none stored.
+	members *Membership
 	// snapDataBytes is the length of the latest snapshot's data, which
 	// only Pebble holds.
 	snapDataBytes uint64
@@ -75,7 +77,9 @@ func (st *groupState) tailFirst() uint64 { return st.last + 1 - uint64(len(st.ta
 func (g *Group) ID() uint64 { return g.id }
 
 // InitialState implements raft.Storage: the stored hard state (nil if
-// none) and the ConfState of the latest snapshot (empty if none).
+// none) and the group's current ConfState (R7): the membership record's,
+// unless the latest snapshot is newer, then the snapshot's (empty if
+// neither).
 func (g *Group) InitialState() (*pb.HardState, *pb.ConfState, error) {
 	g.mu.RLock()
 	defer g.mu.RUnlock()
@@ -84,10 +88,30 @@ func (g *Group) InitialState() (*pb.HardState, *pb.ConfState, error) {
 		hs = proto.Clone(g.st.hard).(*pb.HardState)
 	}
 	var cs *pb.ConfState
-	if g.st.snap != nil {
-		cs = proto.Clone(g.st.snap.GetConfState()).(*pb.ConfState)
+	if c := g.st.confState(); c != nil {
+		cs = proto.Clone(c).(*pb.ConfState)
 	}
 	return hs, pb.EnsureConfState(cs), nil
+}
+
+// confState is the group's current ConfState, nil if none (R7). Caller
+// holds g.mu.
+func (st *groupState) confState() *pb.ConfState {
+	if m := st.members; m != nil && (st.snap == nil || m.Index >= st.snap.GetIndex()) {
+		return m.ConfState
+	}
+	if st.snap != nil {
+		return st.snap.GetConfState()
+	}
+	return nil
+}
+
+// Membership returns a copy of the group's membership record, nil if
+// none is stored.
+func (g *Group) Membership() *Membership {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	return g.st.members.clone()
 }
 
 // FirstIndex implements raft.Storage.
@@ -251,7 +275,11 @@ func (g *Group) Snapshot() (*pb.Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &pb.Snapshot{Metadata: proto.Clone(g.st.snap).(*pb.SnapshotMetadata), Data: data}, nil
+	meta := proto.Clone(g.st.snap).(*pb.SnapshotMetadata)
+	// A snapshot sent to a member raft added after it was taken must name
+	// that member, or raft there refuses it (R7).
+	meta.ConfState = proto.Clone(pb.EnsureConfState(g.st.confState())).(*pb.ConfState)
+	return &pb.Snapshot{Metadata: meta, Data: data}, nil
 }
 
 // snapshotData reads the data of the group's latest snapshot, of n bytes.

@@ -266,6 +266,15 @@ func (s *Store) recoverGroup(it *pebble.Iterator, g uint64) (groupState, error) 
 		}
 		st.snap, st.snapDataBytes = m.meta, m.dataBytes
 	}
+	if exact(groupKey(nil, s.prefix, g, kindMembership)) {
+		v, err := value()
+		if err != nil {
+			return st, err
+		}
+		if st.members, err = decodeMembership(v); err != nil {
+			return st, corrupt(err)
+		}
+	}
 	st.last = st.trunc.index
 	isEntry := func() (uint64, bool) {
 		kg, kind, i, ok := parseKey(s.prefix, it.Key())

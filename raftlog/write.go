@@ -31,6 +31,28 @@ type Update struct {
 	Entries []*pb.Entry
 	// HardState is stored unless nil or empty (raft.IsEmptyHardState).
 	HardState *pb.HardState
+	// Membership, unless nil, replaces the group's membership record
+	// (R7): the ConfState raft returned for the conf change applied at
+	// its Index, which InitialState returns from then on.
+	Membership *Membership
+}
+
+// Membership is a group's membership as its last applied conf change left
+// it: raft's ConfState after the entry at Index, and Context, the
+// caller's own record of the change (the cluster keeps the members'
+// addresses there).
+type Membership struct {
+	Index     uint64
+	ConfState *pb.ConfState
+	Context   []byte
+}
+
+// clone returns a deep copy of m.
+func (m *Membership) clone() *Membership {
+	if m == nil {
+		return nil
+	}
+	return &Membership{Index: m.Index, ConfState: proto.Clone(pb.EnsureConfState(m.ConfState)).(*pb.ConfState), Context: append([]byte(nil), m.Context...)}
 }
 
 // plan is what one Update changes in its group, worked out before the
@@ -152,6 +174,11 @@ func (s *Store) stage(p *plan, u *Update) error {
 		st.hard = proto.Clone(hs).(*pb.HardState)
 		s.val = appendProto(s.val[:0], st.hard)
 		s.batch.Set(groupKey(s.key[:0], s.prefix, g.id, kindHardState), s.val)
+	}
+	if m := u.Membership; m != nil {
+		st.members = m.clone()
+		s.val = appendMembership(s.val[:0], st.members)
+		s.batch.Set(groupKey(s.key[:0], s.prefix, g.id, kindMembership), s.val)
 	}
 	return nil
 }

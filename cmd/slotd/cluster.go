@@ -52,6 +52,7 @@ type clusterOptions struct {
 	peers  string // id=raft address, comma-separated, every node
 	edges  string // id=API address, comma-separated, every node
 	groups int
+	join   bool // -join: wait to be added (cluster_members.go)
 	// noHandOff stops without handing the leaderships on (not a flag:
 	// SLOTD_TEST_NO_HAND_OFF=1), so that a test can measure what the
 	// hand-off spares a rolling restart.
@@ -149,11 +150,9 @@ func (f *front) localServer(g uint64) *httpapi.Server {
 	// request the node answers.
 	var buf [8]time.Time
 	heard := buf[:0]
-	for _, p := range f.peerIDs {
-		if p != f.self {
-			heard = append(heard, f.node.LastHeard(p))
-		}
-	}
+	// The group's voters as it applied them: a node added since the
+	// start counts, one removed does not.
+	f.node.EachVoter(g, func(p uint64) { heard = append(heard, f.node.LastHeard(p)) })
 	if !inContact(time.Now(), heard, contactWithin) {
 		return nil
 	}
@@ -220,6 +219,7 @@ func addClusterFlags(fs *flag.FlagSet, o *clusterOptions) {
 	fs.Uint64Var(&o.nodeID, "node-id", 0, "this node's `id` in -peers; 0 runs slotd alone, not as a cluster node")
 	fs.StringVar(&o.peers, "peers", "", "every cluster node as `id=host:port` of its Raft listener, comma-separated (cluster mode)")
 	fs.StringVar(&o.edges, "edges", "", "every cluster node as `id=host:port` of its API listener, comma-separated: where a node forwards requests for groups another leads (cluster mode)")
+	fs.BoolVar(&o.join, "join", false, "start as a node to be added to a running cluster (slotd cluster add): create no group, wait for each group's leader to send its log; -peers and -edges name the running nodes and this one")
 	fs.IntVar(&o.groups, "groups", 1, "`count` of Raft groups the offices are sharded over, 1 to 255; the same on every node for the cluster's life (cluster mode)")
 }
 
@@ -357,7 +357,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		}
 		log.Warn("refused a malformed frame on the Raft listener", zap.Error(err))
 	}
-	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20,
+	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20, Join: co.join,
 		Transport: cluster.TransportOptions{FrameRefused: frameRefused}}, logStore, rep)
 	if err != nil {
 		return err
@@ -442,7 +442,7 @@ type front struct {
 	self    uint64
 	groups  []uint64
 	stores  map[uint64]*wal.DB
-	edges   map[uint64]*fasthttp.HostClient
+	edges   map[uint64]*fasthttp.HostClient            // guarded by edgesMu once serving: see edge
 	servers map[uint64]*atomic.Pointer[httpapi.Server] // by group; nil where no engine runs here
 	raftDB  *wal.DB                                    // the Raft log's store; with stores, every store of the node
 	rep     *replica.Replica
@@ -468,6 +468,8 @@ type front struct {
 	// officesPut records the groups whose engine here has put the
 	// offices file; guarded by keysMu.
 	officesPut map[uint64]bool
+
+	edgesMu sync.Mutex
 
 	// peerIDs are every node's id, this one's too.
 	peerIDs []uint64
@@ -676,6 +678,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		f.serveLedger(ctx, forwarded)
 		return
 	}
+	if string(ctx.Path()) == pathMembers {
+		f.serveMembers(ctx, forwarded)
+		return
+	}
 	g, ok := f.groupOf(ctx)
 	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {
 		n, err := strconv.ParseUint(string(named), 10, 8)
@@ -717,7 +723,7 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d leads group %d but has not heard from a majority of the cluster lately: it may no longer be the leader", f.self, g), retryAfterNoLeaderSeconds)
 		return
 	}
-	client := f.edges[leader]
+	client := f.edge(leader)
 	if leader == 0 || leader == f.self || client == nil {
 		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("group %d is electing its leader", g), retryAfterNoLeaderSeconds)
 		return

@@ -60,6 +60,7 @@ func (f *front) balance(peers []uint64, stop <-chan struct{}) {
 			continue
 		}
 		nextPlan = now.Add(balanceInterval)
+		peers = f.nodeIDs(peers) // the members as changed (cluster_members.go)
 		g, to, ok := f.transferPlan(peers, balanceTargets(peers, handedUs, now))
 		if !ok {
 			continue

@@ -81,7 +81,7 @@ func (f *front) handOffTarget() (uint64, bool) {
 		led[f.node.Leader(g)]++
 	}
 	var best uint64
-	for _, p := range f.peerIDs {
+	for _, p := range f.nodeIDs(f.peerIDs) {
 		if p == f.self || time.Since(f.node.LastHeard(p)) >= heardWithin {
 			continue
 		}

@@ -61,7 +61,7 @@ func (f *front) serveLedger(ctx *fasthttp.RequestCtx, forwarded bool) {
 // ledgerRemote is the replica's LedgerRemote: the entry, to the node
 // that leads group, through its API listener.
 func (f *front) ledgerRemote(ctx context.Context, leader, group uint64, entry []byte) (byte, error) {
-	client := f.edges[leader]
+	client := f.edge(leader)
 	if client == nil {
 		return 0, fmt.Errorf("node %d has no API address (-edges)", leader)
 	}

@@ -51,7 +51,7 @@ func (f *front) askWith(ctx *fasthttp.RequestCtx, g uint64, query string, prepar
 		return answer{status: sub.Response.StatusCode(), body: append([]byte(nil), sub.Response.Body()...), replayed: isReplayed(&sub.Response)}
 	}
 	leader := f.node.Leader(g)
-	client := f.edges[leader]
+	client := f.edge(leader)
 	if leader == 0 || leader == f.self || client == nil {
 		return f.noLeader(g)
 	}

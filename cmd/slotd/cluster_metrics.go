@@ -204,6 +204,8 @@ func (f *front) adminHandler() http.Handler {
 	})
 	mux.HandleFunc("/cluster/status", f.status)
 	mux.Handle("/admin/backup", httpapi.BackupHandler(f.backup, f.log)) // cluster_backup.go
+	mux.HandleFunc("/cluster/members", f.adminMembers)                  // cluster_members.go
+	mux.HandleFunc("/cluster/members/", f.adminMembers)                 // …/{id}, …/{id}/promote
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{f.metrics.reg, &f.gatherer}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -49,6 +49,9 @@ type groupStatus struct {
 	LastIndex     uint64   `json:"last_index"`
 	SnapshotIndex uint64   `json:"snapshot_index"`
 	Members       []uint64 `json:"members"`
+	// Learners are members that receive the log but do not vote: a
+	// node being added (slotd cluster add).
+	Learners []uint64 `json:"learners,omitempty"`
 	// Digest is the first 8 bytes of the store's state digest: replicas
 	// at one applied index hold one digest.
 	Digest string `json:"digest"`
@@ -81,7 +84,7 @@ func (f *front) status(w http.ResponseWriter, r *http.Request) {
 		rs, err := f.node.GroupStatus(ctx, g)
 		cancel()
 		if err == nil {
-			st.Commit, st.LastIndex, st.SnapshotIndex, st.Members = rs.Commit, rs.LastIndex, rs.SnapshotIndex, rs.Members
+			st.Commit, st.LastIndex, st.SnapshotIndex, st.Members, st.Learners = rs.Commit, rs.LastIndex, rs.SnapshotIndex, rs.Members, rs.Learners
 			for id, p := range rs.Progress {
 				if id != f.self {
 					st.Followers = append(st.Followers, followerStatus{Node: id, Match: p.Match, Lag: p.Lag, State: p.State})
@@ -98,13 +101,15 @@ func (f *front) status(w http.ResponseWriter, r *http.Request) {
 // clusterSubcommands are `slotd cluster NAME`.
 var clusterSubcommands = map[string]func(args []string, getenv func(string) string, stdout, stderr io.Writer) int{
 	"status":  runClusterStatus,
+	"add":     runClusterAdd,     // cluster_members.go
+	"remove":  runClusterRemove,  // cluster_members.go
 	"restore": runClusterRestore, // cluster_restore.go
 }
 
 // runCluster is `slotd cluster SUBCOMMAND [flags]`.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || clusterSubcommands[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: slotd cluster status|restore [flags] (-h for its flags)")
+		fmt.Fprintln(stderr, "usage: slotd cluster status|add|remove|restore [flags] (-h for its flags)")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return 0
 		}
@@ -300,6 +305,9 @@ func assembleView(reports []nodeStatus, maxLag int64) clusterView {
 			gv.Leader, gv.Term, gv.Commit, gv.Members = lead.Leader, lead.Term, lead.Commit, lead.Members
 		}
 		members := slices.Clone(gv.Members)
+		if lead != nil {
+			members = append(members, lead.Learners...)
+		}
 		for _, v := range views {
 			if !slices.Contains(members, v.node) {
 				members = append(members, v.node)
