@@ -108,10 +108,10 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 			panic(fmt.Sprintf("BUG: wal: Backup of file %q: want a plain name in the data directory other than %s", name, SyncMarkFile))
 		}
 	}
-	if inside(st.Dir, db.dir) {
+	if Inside(st.Dir, db.dir) {
 		return st, fmt.Errorf("%w: %s is inside the data directory %s; a backup belongs on another disk, or at least beside it", ErrBackupTargetUnusable, st.Dir, db.dir)
 	}
-	tmp, err := backupStaging(st.Dir)
+	tmp, err := BackupStaging(st.Dir)
 	if err != nil {
 		return st, err
 	}
@@ -126,7 +126,7 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 		return st, err
 	}
 	for _, name := range files {
-		if err := copyFileSynced(filepath.Join(db.dir, name), filepath.Join(tmp, name)); err != nil {
+		if err := CopyFileSynced(filepath.Join(db.dir, name), filepath.Join(tmp, name)); err != nil {
 			return st, fmt.Errorf("wal: backup: %w", err)
 		}
 	}
@@ -152,9 +152,9 @@ func (db *DB) Backup(dir string, files []string) (BackupStats, error) {
 	return st, nil
 }
 
-// inside reports whether path is dir or lies under it, by their absolute
+// Inside reports whether path is dir or lies under it, by their absolute
 // names (symbolic links are not followed).
-func inside(path, dir string) bool {
+func Inside(path, dir string) bool {
 	p, err1 := filepath.Abs(path)
 	d, err2 := filepath.Abs(dir)
 	if err1 != nil || err2 != nil {
@@ -164,10 +164,12 @@ func inside(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
 }
 
-// backupStaging checks the target dir and returns the name of a new
-// directory beside it to build the backup in, which does not exist (Pebble's
-// Checkpoint creates it) but could be created.
-func backupStaging(dir string) (string, error) {
+// BackupStaging checks the target dir of a backup (new, or an empty
+// directory, in a directory that exists) and returns the name of a new
+// directory beside it to build the backup in, which does not exist
+// (Pebble's Checkpoint creates it) but could be created. Its refusals
+// wrap ErrBackupTargetExists or ErrBackupTargetUnusable.
+func BackupStaging(dir string) (string, error) {
 	fi, err := os.Stat(dir)
 	switch {
 	case err == nil && !fi.IsDir():
@@ -246,9 +248,9 @@ func writeBackupMark(dir string, round uint64) error {
 	return nil
 }
 
-// copyFileSynced copies src to the new file dst with src's permissions,
+// CopyFileSynced copies src to the new file dst with src's permissions,
 // and syncs it; a missing src is skipped.
-func copyFileSynced(src, dst string) error {
+func CopyFileSynced(src, dst string) error {
 	in, err := os.Open(src)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil

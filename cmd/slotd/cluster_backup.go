@@ -31,13 +31,10 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -107,7 +104,7 @@ func (f *front) backup(dir string) (string, error) {
 	}
 	defer f.backupMu.Unlock()
 	began := time.Now()
-	if inside(dir, f.dataDir) {
+	if wal.Inside(dir, f.dataDir) {
 		return "", &backupRefusal{kind: httpapi.ErrBackupTargetUnusable,
 			detail: fmt.Sprintf("%s is inside the data directory %s; a backup belongs on another disk, or at least beside it", dir, f.dataDir)}
 	}
@@ -150,7 +147,7 @@ func (f *front) backup(dir string) (string, error) {
 		}
 	}
 	for _, name := range clusterDataDirFiles {
-		if err := copyFileSynced(filepath.Join(f.dataDir, name), filepath.Join(tmp, name)); err != nil {
+		if err := wal.CopyFileSynced(filepath.Join(f.dataDir, name), filepath.Join(tmp, name)); err != nil {
 			return "", fmt.Errorf("backup: %w", err)
 		}
 	}
@@ -202,87 +199,23 @@ func describeGroupCopy(dir string, bg *backupGroup) error {
 	return nil
 }
 
-// backupStagingDir checks the backup target dir (new, or an empty
-// directory, in a directory that exists) and makes a new directory beside
-// it to build the backup in.
+// backupStagingDir checks the backup target dir as a single node's
+// backup does (wal.BackupStaging), with its refusals, and makes the new
+// directory beside it to build the backup in.
 func backupStagingDir(dir string) (string, error) {
-	unusable := func(format string, a ...any) error {
-		return &backupRefusal{kind: httpapi.ErrBackupTargetUnusable, detail: fmt.Sprintf(format, a...)}
-	}
-	fi, err := os.Stat(dir)
+	tmp, err := wal.BackupStaging(dir)
 	switch {
-	case err == nil && !fi.IsDir():
-		return "", &backupRefusal{kind: httpapi.ErrBackupTargetExists, detail: dir + " is a file, not a directory"}
-	case err == nil:
-		entries, err := os.ReadDir(dir)
-		if err != nil {
-			return "", unusable("%s: %v", dir, err)
-		}
-		if len(entries) > 0 {
-			return "", &backupRefusal{kind: httpapi.ErrBackupTargetExists,
-				detail: fmt.Sprintf("%s is not empty (it holds %s); name a new or empty directory", dir, entries[0].Name())}
-		}
-	case !errors.Is(err, fs.ErrNotExist):
-		return "", unusable("%s: %v", dir, err)
+	case errors.Is(err, wal.ErrBackupTargetExists):
+		return "", refusal(httpapi.ErrBackupTargetExists, err, wal.ErrBackupTargetExists)
+	case errors.Is(err, wal.ErrBackupTargetUnusable):
+		return "", refusal(httpapi.ErrBackupTargetUnusable, err, wal.ErrBackupTargetUnusable)
+	case err != nil:
+		return "", err
 	}
-	parent := filepath.Dir(dir)
-	if pi, err := os.Stat(parent); err != nil || !pi.IsDir() {
-		return "", unusable("%s: its parent directory %s does not exist", dir, parent)
-	}
-	var suffix [8]byte
-	_, _ = rand.Read(suffix[:])
-	tmp := filepath.Join(parent, "."+filepath.Base(dir)+".partial-"+hex.EncodeToString(suffix[:]))
 	if err := os.Mkdir(tmp, 0o700); err != nil {
-		return "", unusable("%s: cannot create a directory in %s: %v", dir, parent, err)
+		return "", refusal(httpapi.ErrBackupTargetUnusable, fmt.Errorf("%s: %w", dir, err), nil)
 	}
 	return tmp, nil
-}
-
-// inside reports whether path is dir or lies under it, by their absolute
-// names.
-func inside(path, dir string) bool {
-	p, err1 := filepath.Abs(path)
-	d, err2 := filepath.Abs(dir)
-	if err1 != nil || err2 != nil {
-		return false
-	}
-	rel, err := filepath.Rel(d, p)
-	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
-}
-
-// copyFileSynced copies src to the new file dst with src's permissions,
-// and syncs it; a missing src is skipped.
-func copyFileSynced(src, dst string) error {
-	in, err := os.Open(src)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	fi, err := in.Stat()
-	if err != nil {
-		return err
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("%s is not a regular file", src)
-	}
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, fi.Mode().Perm())
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("cannot copy %s to %s: %w", src, dst, err)
-	}
-	return nil
 }
 
 // writeFileSynced writes data to the new file path, synced.

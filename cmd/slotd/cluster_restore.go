@@ -147,7 +147,7 @@ func restoreCluster(from, dir string, voters []uint64) (m backupManifest, err er
 		}
 	}
 	for _, name := range clusterDataDirFiles {
-		if err := copyFileSynced(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
+		if err := wal.CopyFileSynced(filepath.Join(from, name), filepath.Join(dir, name)); err != nil {
 			return m, err
 		}
 	}
@@ -252,7 +252,7 @@ func copyStoreDir(src, dst string) error {
 		if !e.Type().IsRegular() {
 			return fmt.Errorf("the backup's store holds %s, which is not a regular file", filepath.Join(src, e.Name()))
 		}
-		if err := copyFileSynced(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
+		if err := wal.CopyFileSynced(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name())); err != nil {
 			return err
 		}
 	}
