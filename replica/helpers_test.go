@@ -251,30 +251,14 @@ func (c *testCluster) putOffices(group uint64, first, count int) {
 }
 
 // converged waits until every running replica of group applied the same
-// index and holds the same digest, and returns the digest.
+// index and holds the same digest (agreeNow), and returns the digest.
 func (c *testCluster) converged(group uint64) [32]byte {
 	c.t.Helper()
 	var d [32]byte
 	testtime.Eventually(c.t, waitFor, fmt.Sprintf("replicas of group %d agree", group), func() error {
-		var first *testNode
-		var firstApplied uint64
-		for _, n := range c.nodes {
-			if !n.up.Load() {
-				continue
-			}
-			dig, applied, err := n.stores[group].StateDigest()
-			if err != nil {
-				return err
-			}
-			if first == nil {
-				first, d, firstApplied = n, dig, applied
-				continue
-			}
-			if applied != firstApplied || dig != d {
-				return fmt.Errorf("node %d at %d %x, node %d at %d %x", first.id, firstApplied, d[:4], n.id, applied, dig[:4])
-			}
-		}
-		return nil
+		var err error
+		d, err = c.agreeNow(group)
+		return err
 	})
 	return d
 }
@@ -299,4 +283,29 @@ func restored(t *testing.T, db *wal.DB) *allocator.Engine {
 func testtimeEventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	testtime.EventuallyTrue(t, waitFor, what, cond)
+}
+
+// agreeNow reports whether every running replica of group holds the same
+// state at the same applied index, and returns that state's digest.
+func (c *testCluster) agreeNow(group uint64) ([32]byte, error) {
+	var first *testNode
+	var d [32]byte
+	var at uint64
+	for _, n := range c.nodes {
+		if !n.up.Load() {
+			continue
+		}
+		dig, applied, err := n.stores[group].StateDigest()
+		if err != nil {
+			return d, err
+		}
+		if first == nil {
+			first, d, at = n, dig, applied
+			continue
+		}
+		if applied != at || dig != d {
+			return d, fmt.Errorf("node %d at %d %x, node %d at %d %x", first.id, at, d[:4], n.id, applied, dig[:4])
+		}
+	}
+	return d, nil
 }
