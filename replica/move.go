@@ -23,12 +23,18 @@ const (
 
 // Answers of a move entry's proposal (ProposeMove's first byte).
 const (
-	MoveOK      byte = 1 // done now or before (a retried step)
-	MoveMoved   byte = 2 // freeze: the office already moved to this destination
-	MoveOther   byte = 3 // freeze: the office moves or moved to another group
-	MoveMissing byte = 4 // freeze: the group does not hold the office
-	MoveHeld    byte = 5 // import: the group already held the office
+	MoveOK       byte = 1 // done now or before (a retried step)
+	MoveMoved    byte = 2 // freeze: the office already moved to this destination
+	MoveOther    byte = 3 // freeze: the office moves or moved to another group
+	MoveMissing  byte = 4 // freeze: the group does not hold the office
+	MoveHeld     byte = 5 // import: the group already held the office
+	MoveTooLarge byte = 6 // freeze: not proposed, the office's records exceed MoveBytesMax
 )
+
+// MoveBytesMax bounds the records of an office that moves: they travel
+// in one import entry, which raft's proposal bound (3 MiB in slotd) must
+// take with room to spare. About 10,000 bookings.
+var MoveBytesMax = 2 << 20
 
 // ErrMove is the error of a move that cannot go on as asked.
 var ErrMove = errors.New("replica: move")
@@ -38,10 +44,7 @@ var ErrMove = errors.New("replica: move")
 type MoveCall func(ctx context.Context, group uint64, entry []byte) ([]byte, error)
 
 // moveResult is the Result of a move entry.
-type moveResult struct {
-	answer byte
-	export []byte // freeze: the office's frozen records, read at the entry
-}
+type moveResult struct{ answer byte }
 
 func freezeEntry(office string, to uint64) []byte {
 	b := []byte{kindMoveFreeze}
@@ -142,17 +145,69 @@ func (r *Replica) applyMove(g *group, e *cluster.Entry) error {
 // front that caches where offices live reads them again when it changes.
 func (r *Replica) Moves() uint64 { return r.moves.Load() }
 
-// ProposeMove proposes a move entry to group, which this node must lead
-// (else a *cluster.NotLeaderError), and returns its answer: one byte, and
-// for a freeze that froze the office, the office's records as this
-// node's replica holds them frozen.
+// importRequest asks the destination's leader to import office from
+// group from: 1 byte = 8, from uvarint, office string. The leader reads
+// the records from its own replica of from, once that replica applied
+// the freeze (the frozen records are the same on every replica that
+// applied it, W13), and proposes the import entry with them: the records
+// never cross the network but in the destination's log.
+func importRequest(office string, from uint64) []byte {
+	b := binary.AppendUvarint([]byte{kindMoveImport}, from)
+	return appendLedgerString(b, office)
+}
+
+// ProposeMove proposes a move entry (a freeze, a move-out) or an import
+// request to group, which this node must lead (else a
+// *cluster.NotLeaderError), and returns its one-byte answer (MoveOK…).
 func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) ([]byte, error) {
 	g := r.groups[group]
 	if g == nil {
 		return nil, fmt.Errorf("replica: group %d has no store here", group)
 	}
 	if len(entry) == 0 || entry[0] < kindMoveFreeze || entry[0] > kindMoveOut {
-		return nil, fmt.Errorf("%w: not a move entry", cluster.ErrCorruptEntry)
+		return nil, fmt.Errorf("%w: not a move entry", ErrMove)
+	}
+	if entry[0] == kindMoveFreeze {
+		// An office whose records would not fit in one import entry is
+		// not frozen: it would stay frozen, nowhere served.
+		_, n := binary.Uvarint(entry[1:])
+		office, _, _ := readString(entry[1+max(n, 0):])
+		size, err := g.db.OfficeBytes(office)
+		if err != nil {
+			return nil, err
+		}
+		if size > MoveBytesMax {
+			return []byte{MoveTooLarge}, nil
+		}
+	}
+	if entry[0] == kindMoveImport {
+		from, n := binary.Uvarint(entry[1:])
+		office, rest, ok := readString(entry[1+max(n, 0):])
+		src := r.Store(from)
+		if n <= 0 || !ok || len(rest) != 0 || src == nil || from == group {
+			return nil, fmt.Errorf("%w: not an import request", ErrMove)
+		}
+		for {
+			state, to, err := src.OfficeMove(office)
+			if err != nil {
+				return nil, err
+			}
+			if state == wal.MoveMoving && to == group {
+				break
+			}
+			if state == wal.MoveMoved && to == group {
+				return []byte{MoveHeld}, nil // moved out: imported before
+			}
+			// This node's replica of the source lags the freeze.
+			if !sleep(ctx, r.cfg.PollInterval) {
+				return nil, fmt.Errorf("replica: group %d: office %q is not frozen for group %d in this node's replica: %w", from, office, group, ctx.Err())
+			}
+		}
+		records, _, err := src.ExportOffice(office)
+		if err != nil {
+			return nil, err
+		}
+		entry = importEntry(office, records)
 	}
 	res, err := r.node.Propose(ctx, group, entry)
 	if err != nil {
@@ -162,21 +217,7 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 	if !ok {
 		return nil, fmt.Errorf("replica: group %d: the move entry was applied before this node's start", group)
 	}
-	out := []byte{mr.answer}
-	if entry[0] == kindMoveFreeze && mr.answer == MoveOK {
-		office, _, _ := readString(entry[1+uvarintLen(entry[1:]):])
-		data, _, err := g.db.ExportOffice(office)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, data...)
-	}
-	return out, nil
-}
-
-func uvarintLen(p []byte) int {
-	_, n := binary.Uvarint(p)
-	return max(n, 0)
+	return []byte{mr.answer}, nil
 }
 
 // MoveOffice moves office from group from to group to (O1–O4), calling
@@ -216,8 +257,10 @@ func MoveOffice(ctx context.Context, log *zap.Logger, call MoveCall, office stri
 		return fmt.Errorf("%w: office %q moves or moved from group %d to another group than %d", ErrMove, office, from, to)
 	case MoveMissing:
 		return fmt.Errorf("%w: group %d holds no office %q", ErrMove, from, office)
+	case MoveTooLarge:
+		return fmt.Errorf("%w: office %q has more records than one entry takes (%d bytes); nothing was changed", ErrMove, office, MoveBytesMax)
 	}
-	if _, err := step(to, importEntry(office, out[1:])); err != nil {
+	if _, err := step(to, importRequest(office, from)); err != nil {
 		return err
 	}
 	_, err = step(from, moveOutEntry(office))

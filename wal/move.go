@@ -350,3 +350,19 @@ func (db *DB) ApplyMoveOut(index uint64, office string) (done bool, err error) {
 	}
 	return state == MoveMoving, db.applyBatchLocked(b, index)
 }
+
+// OfficeBytes returns the size of office's records in the store, about
+// what ExportOffice would return for it.
+func (db *DB) OfficeBytes(office string) (int, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return 0, allocator.ErrJournalClosed
+	}
+	n := 0
+	err := db.officeKeysLocked(office, func(k, v []byte) error {
+		n += len(k) + len(v) + 8
+		return nil
+	})
+	return n, err
+}
