@@ -149,7 +149,7 @@ func (r *Replica) Moves() uint64 { return r.moves.Load() }
 // group from: 1 byte = 8, from uvarint, office string. The leader reads
 // the records from its own replica of from, once that replica applied
 // the freeze (the frozen records are the same on every replica that
-// applied it, W13), and proposes the import entry with them: the records
+// applied it, O5), and proposes the import entry with them: the records
 // never cross the network but in the destination's log.
 func importRequest(office string, from uint64) []byte {
 	b := binary.AppendUvarint([]byte{kindMoveImport}, from)

@@ -51,7 +51,8 @@ func (n *testNode) groupOfOffice(office string) uint64 {
 
 // groupOfBooking is where a front sends a request about booking id: the
 // group its first byte names, or the one that group's marks name once
-// the office moved (O4); 0 while it moves.
+// the office is imported there (O4); 0 while it is frozen and nowhere
+// else.
 func (n *testNode) groupOfBooking(id allocator.ID) uint64 {
 	g := uint64(id[0])
 	for range 8 {
@@ -60,7 +61,9 @@ func (n *testNode) groupOfBooking(id allocator.ID) uint64 {
 			break
 		}
 		if st, _, _ := n.stores[g].OfficeMove(office); st != wal.MoveMoved {
-			return 0
+			if has, _ := n.stores[to].HasOffice(office); !has {
+				return 0 // not imported yet
+			}
 		}
 		g = to
 	}
@@ -277,4 +280,64 @@ func TestMoveWithoutFreezeCaught(t *testing.T) {
 		t.Fatal("the variant without a freeze kept every booking: the test cannot tell")
 	}
 	t.Logf("caught: %s", why)
+}
+
+// O3: a move that stops after any of its steps (its coordinator died)
+// leaves the office in exactly one place a front sends it to, or frozen
+// and answered as moving; the move run again finishes it, and nothing
+// acknowledged before is lost.
+func TestMoveStoppedAndRunAgain(t *testing.T) {
+	for steps := 1; steps <= 2; steps++ {
+		t.Run(fmt.Sprintf("after %d steps", steps), func(t *testing.T) {
+			c := newTestCluster(t, 3, 2)
+			c.putOffices(1, 0, 1)
+			l := c.startMoveLoad([]string{"o000"}, 2)
+			testtimeEventually(t, "bookings", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return len(l.acks) > 50 })
+			acks := l.end()
+			calls := 0
+			stopping := func(ctx context.Context, group uint64, entry []byte) ([]byte, error) {
+				if calls == steps {
+					return nil, errors.New("the coordinator died")
+				}
+				out, err := c.moveCall(ctx, group, entry)
+				if err == nil {
+					calls++
+				}
+				return out, err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+			err := MoveOffice(ctx, nil, stopping, "o000", 1, 2)
+			cancel()
+			if err == nil {
+				t.Fatal("the move ended although its coordinator died")
+			}
+			c.converged(1)
+			c.converged(2)
+			front := c.node(1)
+			// After the freeze it is frozen (0: the front answers
+			// office_moving); after the import, group 2's.
+			if g, want := front.groupOfOffice("o000"), []uint64{0, 2}[steps-1]; g != want {
+				t.Fatalf("after %d steps the office answers from group %d, want %d", steps, g, want)
+			}
+			for _, a := range acks {
+				if g, want := front.groupOfBooking(a.id), []uint64{0, 2}[steps-1]; g != want {
+					t.Fatalf("after %d steps booking %s answers from group %d, want %d", steps, a.id, g, want)
+				}
+			}
+			ctx, cancel = context.WithTimeout(context.Background(), waitFor)
+			defer cancel()
+			if err := MoveOffice(ctx, nil, c.moveCall, "o000", 1, 2); err != nil {
+				t.Fatalf("the move run again: %v", err)
+			}
+			c.converged(1)
+			c.converged(2)
+			if why := moveBroken(c, acks); why != "" {
+				t.Fatal(why)
+			}
+			// And once more: nothing to do.
+			if err := MoveOffice(ctx, nil, c.moveCall, "o000", 1, 2); err != nil {
+				t.Fatalf("the move run a third time: %v", err)
+			}
+		})
+	}
 }

@@ -20,16 +20,16 @@ package wal
 //	g 'b' id      → destination group and office, for each booking of
 //	                the office
 //
-//	W13. An office's records in a store change only through changes
+//	O5. An office's records in a store change only through changes
 //	     while the store holds no mark of the office as moving: a freeze
 //	     is applied with a new epoch (package replica P1), so no change
 //	     of an engine built before it is applied after it, and an engine
 //	     built after it never loads the office (Recover skips a moving
 //	     office, its bookings, number marks and watches).
-//	W14. An import writes only where the store holds no record of the
+//	O6. An import writes only where the store holds no record of the
 //	     office: a second import of the same office (a retried move)
 //	     never overwrites what the destination wrote since the first.
-//	W15. A move-out deletes an office's records only while the office is
+//	O7. A move-out deletes an office's records only while the office is
 //	     marked moving, and keeps the marks of its bookings' ids.
 
 import (
@@ -170,7 +170,7 @@ func (db *DB) scanRange(lo, hi []byte, fn func(k, v []byte) error) error {
 }
 
 // ApplyMoveFreeze applies the freeze of office for a move to group to as
-// the entry at index, which becomes the store's epoch (W11, W13), and
+// the entry at index, which becomes the store's epoch (W11, O5), and
 // answers FreezeDone when the office is frozen for to. Any other answer
 // applies nothing but the index.
 func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer byte, err error) {
@@ -230,7 +230,7 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 }
 
 // ExportOffice returns the records of office, frozen in this store
-// (W13), as staged bytes for ApplyMoveImport, and how many bookings they
+// (O5), as staged bytes for ApplyMoveImport, and how many bookings they
 // hold.
 func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error) {
 	state, _, err := db.OfficeMove(office)
@@ -267,7 +267,7 @@ func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error)
 
 // ApplyMoveImport writes office's exported records as the entry at
 // index, which becomes the store's epoch, unless the store already holds
-// the office (W14); it reports whether it wrote them. Marks an earlier
+// the office (O6); it reports whether it wrote them. Marks an earlier
 // move out of this store left for the office and its bookings go.
 func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (imported bool, err error) {
 	s, err := decodeStaged(data)
@@ -322,7 +322,7 @@ func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (importe
 	return !has, db.applyBatchLocked(b, index)
 }
 
-// ApplyMoveOut deletes the records of office, frozen for a move (W15),
+// ApplyMoveOut deletes the records of office, frozen for a move (O7),
 // as the entry at index, and marks it moved; it reports whether it did.
 func (db *DB) ApplyMoveOut(index uint64, office string) (done bool, err error) {
 	state, to, err := db.OfficeMove(office)

@@ -61,7 +61,7 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if db.closed {
 		return st, allocator.ErrJournalClosed
 	}
-	// An office frozen for a move is no engine's here any more (W13).
+	// An office frozen for a move is no engine's here any more (O5).
 	moving, err := db.movingOfficesLocked()
 	if err != nil {
 		return st, err

@@ -639,8 +639,9 @@ func (f *front) groupOfOffice(id string) uint64 {
 }
 
 // groupOfBooking returns the group that holds booking id: the one its
-// first byte names, or, once its office moved to another group, the one
-// the move's marks name (replica O4); 0 while its office moves.
+// first byte names, or, once its office is imported into another group,
+// the one the move's marks name (replica O4); 0 while its office is
+// frozen and nowhere else.
 func (f *front) groupOfBooking(id allocator.ID) uint64 {
 	g := uint64(id[0])
 	for range 8 { // an office moved on again: a few hops at most
@@ -649,7 +650,10 @@ func (f *front) groupOfBooking(id allocator.ID) uint64 {
 			return g
 		}
 		if st, _, err := f.stores[g].OfficeMove(office); err != nil || st != wal.MoveMoved {
-			return 0
+			// Frozen in g: the destination's once it holds the import.
+			if has, err := f.stores[to].HasOffice(office); err != nil || !has {
+				return 0
+			}
 		}
 		g = to
 	}
