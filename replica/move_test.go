@@ -341,3 +341,66 @@ func TestMoveStoppedAndRunAgain(t *testing.T) {
 		})
 	}
 }
+
+// O4 and the ledger (L5): the tokens of the moved office's bookings stay
+// while the bookings are active, though their ids name the group they
+// left: the reconciler follows the marks to the destination instead of
+// voiding the ids in the source. A token of a booking that never came,
+// settled meanwhile, shows the reconciler ran.
+func TestMoveKeepsLedgerTokens(t *testing.T) {
+	if why := moveLedger(t, nil); why != "" {
+		t.Fatal(why)
+	}
+}
+
+// The variant whose reconciler does not follow the marks voids the moved
+// bookings' ids in the group they left and releases their tokens.
+func TestMoveLedgerWithoutMarksCaught(t *testing.T) {
+	why := moveLedger(t, func(r *Replica) { r.testSettleNoMarks = true })
+	if why == "" {
+		t.Fatal("the variant whose reconciler ignores moves kept every token: the test cannot tell")
+	}
+	t.Logf("caught: %s", why)
+}
+
+// moveLedger moves an office with active bookings and returns why their
+// tokens did not stay, or "".
+func moveLedger(t *testing.T, broken func(*Replica)) string {
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: 200 * time.Millisecond, broken: broken}
+	startCluster(c, 3, 2)
+	c.putOffices(1, 0, 1)
+	_, e := c.leaderEngine(1)
+	var moved []allocator.Booking
+	for i := range 20 {
+		_, start := slotdtest.BenchSeat(int64(i) * slotdtest.BenchOffices)
+		b, err := e.Hold(slotdtest.BenchNow, allocator.HoldRequest{Office: "o000", Service: "s", Applicant: fmt.Sprintf("ns\x00m%d", i), Start: start, Confirm: true}, allocator.Meta{Actor: "test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		moved = append(moved, b)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := MoveOffice(ctx, nil, c.moveCall, "o000", 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := c.leaderEngine(1)
+	const lostApplicant = "ns\x00lost"
+	lost := wal.LedgerToken{Applicant: lostApplicant, Booking: allocator.ID{1, 0xee, 0xee}, Service: "s", CreatedUnixNano: slotdtest.BenchNow.UnixNano()}
+	home := n.rep.HomeGroup(lostApplicant)
+	if answer, err := n.rep.ledgerCall(home, reserveEntry(lost, 3), waitFor); err != nil || answer != LedgerOK {
+		t.Fatalf("reserve: %d %v", answer, err)
+	}
+	testtimeEventually(t, "the lost token is settled", func() bool {
+		ts, err := n.stores[home].LedgerTokens(lostApplicant)
+		return err == nil && len(ts) == 0
+	})
+	for _, b := range moved {
+		h := n.rep.HomeGroup(b.Applicant)
+		ts, err := n.stores[h].LedgerTokens(b.Applicant)
+		if err != nil || len(ts) != 1 || ts[0].Booking != b.ID {
+			return fmt.Sprintf("the token of moved booking %s (active in group 2) is gone: %+v %v", b.ID, ts, err)
+		}
+	}
+	return ""
+}

@@ -121,6 +121,9 @@ type Replica struct {
 	// testMoveNoFreeze applies a move's freeze without its epoch: the
 	// engine that serves the office keeps writing it while it is copied.
 	testMoveNoFreeze bool
+	// testSettleNoMarks makes the ledger's reconciler look for a booking
+	// only in the group its id names, not where its office moved.
+	testSettleNoMarks bool
 
 	moves atomic.Uint64 // move entries applied (Moves)
 }
