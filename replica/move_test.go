@@ -313,6 +313,20 @@ func TestMoveStoppedAndRunAgain(t *testing.T) {
 			}
 			c.converged(1)
 			c.converged(2)
+			// Every node restarts: the marks and the epochs are the
+			// stores', and the engines built again keep to them.
+			for _, n := range c.nodes {
+				n.stop()
+			}
+			for _, n := range c.nodes {
+				n.start(nil)
+			}
+			if _, e := c.leaderEngine(1); e != nil {
+				if _, err := e.Office("o000"); err == nil {
+					t.Fatal("group 1's engine, built after the freeze, loaded the frozen office")
+				}
+			}
+			c.leaderEngine(2)
 			front := c.node(1)
 			// After the freeze it is frozen (0: the front answers
 			// office_moving); after the import, group 2's.
