@@ -211,15 +211,10 @@ func moveBroken(c *testCluster, acks []acked) string {
 	// Every acknowledged booking is there, found by its id.
 	for _, a := range acks {
 		g := front.groupOfBooking(a.id)
-		var e *allocator.Engine
-		for _, n := range c.nodes {
-			if x := n.rep.Engine(g); x != nil {
-				e = x
-			}
+		if g == 0 {
+			return fmt.Sprintf("booking %s is frozen after the move", a.id)
 		}
-		if e == nil {
-			return fmt.Sprintf("group %d has no engine", g)
-		}
+		_, e := c.leaderEngine(g) // a move's epoch may have it rebuilt
 		b, err := e.Get(a.id, a.applicant)
 		if err != nil {
 			return fmt.Sprintf("acknowledged booking %s at %s (group %d by its id) is lost: %v", a.id, a.office, g, err)
