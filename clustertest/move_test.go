@@ -1,6 +1,7 @@
 package clustertest
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -52,6 +53,33 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 	const office = "msk-mfc-tverskoy"
 	from := c.nodes[0].groupOf(t, office)
 	to := 3 - from
+	// Bad input: a problem with a stable code, never a 5xx.
+	for _, bad := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"POST", "/cluster/offices/" + office + "/move?to=9", 400, "validation_failed"},
+		{"POST", "/cluster/offices/" + office + "/move", 400, "validation_failed"},
+		{"GET", "/cluster/offices/" + office + "/move?to=1", 405, "method_not_allowed"},
+		{"POST", "/cluster/offices/no-such-office/move?to=1", 409, "move_refused"},
+		{"POST", "/cluster/offices/" + office + "/move?to=" + strconv.FormatUint(from, 10), 409, "move_refused"},
+	} {
+		req, err := http.NewRequest(bad.method, "http://"+c.nodes[2].admin+bad.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Code string }
+		_ = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if resp.StatusCode != bad.status || p.Code != bad.code || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s %s: %d %q (%s), want %d %q", bad.method, bad.path, resp.StatusCode, p.Code, resp.Header.Get("Content-Type"), bad.status, bad.code)
+		}
+	}
 	date := nextWeekday(3)
 	r := c.startRush(office, date, 8)
 	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 20 })
