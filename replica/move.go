@@ -109,6 +109,13 @@ func (r *Replica) applyMove(g *group, e *cluster.Entry) error {
 		if !ok {
 			return corrupt("import")
 		}
+		// The engine running here learns of the import before a front
+		// on this node can find the office in the store: broken first,
+		// it refuses (503) instead of answering that the office does
+		// not exist.
+		if has, err := g.db.HasOffice(office); err == nil && !has {
+			r.breakEngine(g)
+		}
 		imported, err := g.db.ApplyMoveImport(e.Index, office, rest)
 		if err != nil {
 			return fmt.Errorf("replica: group %d: entry %d: %w", g.id, e.Index, err)
@@ -130,11 +137,7 @@ func (r *Replica) applyMove(g *group, e *cluster.Entry) error {
 	}
 	if newEpoch {
 		g.epoch = e.Index
-		g.mu.Lock()
-		if j := g.jr.Load(); j != nil {
-			j.l.broken.Store(true)
-		}
-		g.mu.Unlock()
+		r.breakEngine(g)
 	}
 	r.moves.Add(1)
 	e.Result = res
@@ -265,4 +268,14 @@ func MoveOffice(ctx context.Context, log *zap.Logger, call MoveCall, office stri
 	}
 	_, err = step(from, moveOutEntry(office))
 	return err
+}
+
+// breakEngine breaks the engine this node runs for g, if any (P4): the
+// watcher builds the next one under a new epoch.
+func (r *Replica) breakEngine(g *group) {
+	g.mu.Lock()
+	if j := g.jr.Load(); j != nil {
+		j.l.broken.Store(true)
+	}
+	g.mu.Unlock()
 }

@@ -170,9 +170,9 @@ func (db *DB) scanRange(lo, hi []byte, fn func(k, v []byte) error) error {
 }
 
 // ApplyMoveFreeze applies the freeze of office for a move to group to as
-// the entry at index, which becomes the store's epoch (W11, O5), and
-// answers FreezeDone when the office is frozen for to. Any other answer
-// applies nothing but the index.
+// the entry at index and answers FreezeDone when the office is frozen for
+// to (now or before); then the entry is the store's epoch (W11, O5). Any
+// other answer applies nothing but the index.
 func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer byte, err error) {
 	// Read before the lock, as ApplyVoid does: only the apply of the
 	// group's entries writes the store.
@@ -197,7 +197,12 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 	case state == MoveMoved:
 		answer = FreezeMoved
 	case state == MoveMoving:
+		// Frozen before (a move run again): a new epoch all the same,
+		// as the caller takes every FreezeDone for one.
 		answer = FreezeDone
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], index)
+		set(b, metaKey(metaEpoch), v[:])
 	default:
 		if !has {
 			answer = FreezeMissing
