@@ -86,6 +86,29 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 	r.mu.Lock()
 	before := append([]booked(nil), r.acks...)
 	r.mu.Unlock()
+	// A prober reads the office through every node during the move and
+	// after it, and counts the codes of its refusals: all of them must be
+	// retryable.
+	probeStop := make(chan struct{})
+	probeDone := make(chan map[string]int)
+	go func() {
+		codes := map[string]int{}
+		for i := 0; ; i++ {
+			select {
+			case <-probeStop:
+				probeDone <- codes
+				return
+			default:
+			}
+			status, body, err := c.nodes[i%len(c.nodes)].call("GET", "/v1/offices/"+office, "", "")
+			switch {
+			case err != nil:
+				codes["error"]++
+			case status != 200:
+				codes[fmt.Sprintf("%d %s", status, str(body["code"]))]++
+			}
+		}
+	}()
 	start := time.Now()
 	code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[1].admin)
 	if code != 0 {
@@ -96,6 +119,14 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 	atMove := len(r.acks)
 	r.mu.Unlock()
 	testtime.EventuallyTrue(t, waitFor, "bookings after the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= atMove+20 })
+	close(probeStop)
+	codes := <-probeDone
+	t.Logf("refusals of the office's reads during and after the move: %v", codes)
+	for code := range codes {
+		if !strings.HasPrefix(code, "503 ") {
+			t.Errorf("a read of the office during or after its move answered %s", code)
+		}
+	}
 	acks := r.end()
 	t.Logf("%d acknowledged (%d before the move, %d when it ended), %d refused, %d retryable failures", len(acks), len(before), atMove, r.refused.Load(), r.failed.Load())
 	for g := uint64(1); g <= 2; g++ {

@@ -163,11 +163,15 @@
 //	    holds no record of the office (wal O6): a move run again never
 //	    overwrites what D wrote since.
 //	O3. A move that stops part way (its coordinator died) leaves the
-//	    office frozen in S and nowhere else (the front answers 503
-//	    office_moving), or in D and frozen in S (D serves it, its
-//	    bookings' ids follow the marks); each step is idempotent, so the
+//	    office frozen in S, and perhaps imported in D: fronts answer 503
+//	    office_moving for it and its bookings until the move-out, since
+//	    they send requests to D only once S marks the office moved (a
+//	    front whose replica of D applied the import could otherwise
+//	    reach D's leader before it did). Each step is idempotent, so the
 //	    move run again finishes it. A move-out deletes only a frozen
-//	    office (wal O7), and is proposed only after D applied the import.
+//	    office (wal O7), and is proposed only after D's leader applied
+//	    the import, whose apply broke the engine it ran before writing
+//	    (a front answers 503 for a group whose engine here is broken).
 //	O4. Every booking of the office at the freeze has a mark in S naming
 //	    D; no booking of it is made in S after the freeze (O1), so the
 //	    marks are all there is to follow.

@@ -34,25 +34,25 @@ func (c *testCluster) moveCall(ctx context.Context, group uint64, entry []byte) 
 
 // groupOfOffice is where a front sends a request about office, read from
 // node n's replicas as the front reads them: the group whose store holds
-// the office and does not mark it moving; 0 while it moves (the front's
-// retryable pause).
+// the office, or 0 while a store holds it frozen (the front's retryable
+// office_moving), from the freeze to the move-out.
 func (n *testNode) groupOfOffice(office string) uint64 {
+	holder := uint64(0)
 	for _, g := range n.c.groups {
-		has, err := n.stores[g].HasOffice(office)
-		if err != nil || !has {
-			continue
+		st, _, err := n.stores[g].OfficeMove(office)
+		if err != nil || st == wal.MoveMoving {
+			return 0
 		}
-		if st, _, err := n.stores[g].OfficeMove(office); err == nil && st == wal.MoveNone {
-			return g
+		if has, err := n.stores[g].HasOffice(office); err == nil && has && st == wal.MoveNone {
+			holder = g
 		}
 	}
-	return 0
+	return holder
 }
 
 // groupOfBooking is where a front sends a request about booking id: the
 // group its first byte names, or the one that group's marks name once
-// the office is imported there (O4); 0 while it is frozen and nowhere
-// else.
+// the office moved out (O4); 0 while it moves.
 func (n *testNode) groupOfBooking(id allocator.ID) uint64 {
 	g := uint64(id[0])
 	for range 8 {
@@ -61,9 +61,7 @@ func (n *testNode) groupOfBooking(id allocator.ID) uint64 {
 			break
 		}
 		if st, _, _ := n.stores[g].OfficeMove(office); st != wal.MoveMoved {
-			if has, _ := n.stores[to].HasOffice(office); !has {
-				return 0 // not imported yet
-			}
+			return 0
 		}
 		g = to
 	}
@@ -323,15 +321,18 @@ func TestMoveStoppedAndRunAgain(t *testing.T) {
 			}
 			c.leaderEngine(2)
 			front := c.node(1)
-			// After the freeze it is frozen (0: the front answers
-			// office_moving); after the import, group 2's.
-			if g, want := front.groupOfOffice("o000"), []uint64{0, 2}[steps-1]; g != want {
-				t.Fatalf("after %d steps the office answers from group %d, want %d", steps, g, want)
+			// After the freeze, and after the import, it is frozen (0:
+			// the front answers office_moving) until the move runs again.
+			if g := front.groupOfOffice("o000"); g != 0 {
+				t.Fatalf("after %d steps the office answers from group %d, want it frozen", steps, g)
 			}
 			for _, a := range acks {
-				if g, want := front.groupOfBooking(a.id), []uint64{0, 2}[steps-1]; g != want {
-					t.Fatalf("after %d steps booking %s answers from group %d, want %d", steps, a.id, g, want)
+				if g := front.groupOfBooking(a.id); g != 0 {
+					t.Fatalf("after %d steps booking %s answers from group %d, want it frozen", steps, a.id, g)
 				}
+			}
+			if has, _ := front.stores[2].HasOffice("o000"); has != (steps == 2) {
+				t.Fatalf("after %d steps group 2 holds the office: %v", steps, has)
 			}
 			ctx, cancel = context.WithTimeout(context.Background(), waitFor)
 			defer cancel()

@@ -596,8 +596,11 @@ func (f *front) engineChanged(group uint64, e *allocator.Engine) {
 // groupOfOffice returns the group that holds office id: the one whose
 // store has it (data every replica agrees on), or, for an office no
 // store has yet, the one its name hashes to, where it will be created;
-// 0 while the office moves between groups (held only frozen, replica
-// O1–O4). The answers are cached until this node applies a move entry.
+// 0 while the office moves between groups (replica O1–O4): from its
+// freeze to its move-out, which is proposed only once the destination's
+// leader applied the import. An office whose move-out this node applied
+// before the import goes where the marks name. The answers are cached
+// until this node applies a move entry.
 func (f *front) groupOfOffice(id string) uint64 {
 	moves := f.rep.Moves()
 	f.placeMu.RLock()
@@ -612,26 +615,42 @@ func (f *front) groupOfOffice(id string) uint64 {
 		f.placed, f.placedAt = nil, moves
 		f.placeMu.Unlock()
 	}
-	frozen := false
+	var holder, movedTo uint64
 	for _, g := range f.groups {
-		if has, err := f.stores[g].HasOffice(id); err == nil && has {
-			if st, _, err := f.stores[g].OfficeMove(id); err != nil || st != wal.MoveNone {
-				frozen = true // moving out of g: its copy answers nothing
-				continue
+		st, to, err := f.stores[g].OfficeMove(id)
+		switch {
+		case err != nil || st == wal.MoveMoving:
+			return 0
+		case st == wal.MoveMoved:
+			movedTo = to
+		default:
+			if has, err := f.stores[g].HasOffice(id); err == nil && has {
+				holder = g
 			}
-			f.placeMu.Lock()
-			if f.placed == nil {
-				f.placed = map[string]uint64{}
-			}
-			if f.placedAt == moves {
-				f.placed[id] = g
-			}
-			f.placeMu.Unlock()
-			return g
 		}
 	}
-	if frozen {
-		return 0
+	if holder == 0 && movedTo != 0 {
+		// This node's replica of the destination lags the move-out here:
+		// follow the marks to where the office went last.
+		holder = movedTo
+		for range 8 {
+			st, to, err := f.stores[holder].OfficeMove(id)
+			if err != nil || st != wal.MoveMoved {
+				break
+			}
+			holder = to
+		}
+	}
+	if holder != 0 {
+		f.placeMu.Lock()
+		if f.placed == nil {
+			f.placed = map[string]uint64{}
+		}
+		if f.placedAt == moves {
+			f.placed[id] = holder
+		}
+		f.placeMu.Unlock()
+		return holder
 	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
@@ -639,9 +658,8 @@ func (f *front) groupOfOffice(id string) uint64 {
 }
 
 // groupOfBooking returns the group that holds booking id: the one its
-// first byte names, or, once its office is imported into another group,
-// the one the move's marks name (replica O4); 0 while its office is
-// frozen and nowhere else.
+// first byte names, or, once its office moved out of that group, the one
+// the move's marks name (replica O4); 0 while its office moves.
 func (f *front) groupOfBooking(id allocator.ID) uint64 {
 	g := uint64(id[0])
 	for range 8 { // an office moved on again: a few hops at most
@@ -650,10 +668,7 @@ func (f *front) groupOfBooking(id allocator.ID) uint64 {
 			return g
 		}
 		if st, _, err := f.stores[g].OfficeMove(office); err != nil || st != wal.MoveMoved {
-			// Frozen in g: the destination's once it holds the import.
-			if has, err := f.stores[to].HasOffice(office); err != nil || !has {
-				return 0
-			}
+			return 0
 		}
 		g = to
 	}
@@ -757,6 +772,13 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		// names no office) is answered by a group's Server as one slotd
 		// answers it.
 		g = f.groups[0]
+	}
+	if e := f.rep.Engine(g); e != nil && e.Degraded() && (forwarded || f.node.Leader(g) == f.self) {
+		// A broken engine (replica P4) may hold claims the log does not,
+		// and one that a move's import is replacing lacks the office:
+		// it answers nothing until the next is built.
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
+		return
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)
