@@ -35,6 +35,7 @@ package wal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -84,8 +85,26 @@ func (db *DB) OfficeMove(office string) (state byte, to uint64, err error) {
 
 // BookingMovedTo returns the group booking id's office moved (or is
 // moving) to from this store's group, and the office (whose OfficeMove
-// tells which); 0 if none.
+// tells which); 0 if none. A store that never held a mark answers
+// without a read: every request about a booking asks.
 func (db *DB) BookingMovedTo(id allocator.ID) (to uint64, office string, err error) {
+	if db.moveMarks.Load() == voidsUnknown {
+		db.closeMu.RLock()
+		state := voidsNone
+		lo := []byte{prefixMove, 'b'}
+		err := db.scanRange(lo, prefixEnd(lo), func(_, _ []byte) error {
+			state = voidsSome
+			return errRecoveryStopped
+		})
+		db.closeMu.RUnlock()
+		if err != nil && !errors.Is(err, errRecoveryStopped) {
+			return 0, "", err
+		}
+		db.moveMarks.CompareAndSwap(voidsUnknown, state)
+	}
+	if db.moveMarks.Load() == voidsNone {
+		return 0, "", nil
+	}
 	v, found, err := getDecoded(db, moveBookingKey(id), func(v []byte) ([]byte, error) {
 		if len(v) < 2 {
 			return nil, fmt.Errorf("%w: booking move mark of %d bytes", ErrCorrupt, len(v))
@@ -218,6 +237,7 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 			}
 			if rec.Office == office {
 				set(b, moveBookingKey(rec.ID), append([]byte{byte(to)}, office...))
+				db.moveMarks.Store(voidsSome)
 			}
 			return nil
 		})
