@@ -178,8 +178,8 @@ func moveBroken(c *testCluster, acks []acked) string {
 	for _, g := range c.groups {
 		// Entries may still be applying (a ledger's reconciler, an
 		// engine's epoch): the replicas must agree within the bound.
-		err := c.agreeNow(g)
-		for deadline := time.Now().Add(waitFor); err != nil && time.Now().Before(deadline); err = c.agreeNow(g) {
+		err := c.movedAgree(g)
+		for deadline := time.Now().Add(waitFor); err != nil && time.Now().Before(deadline); err = c.movedAgree(g) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if err != nil {
@@ -413,4 +413,29 @@ func moveLedger(t *testing.T, broken func(*Replica)) string {
 		}
 	}
 	return ""
+}
+
+// movedAgree reports whether every running replica of group holds the
+// same state at the same applied index.
+func (c *testCluster) movedAgree(group uint64) error {
+	var first *testNode
+	var d [32]byte
+	var at uint64
+	for _, n := range c.nodes {
+		if !n.up.Load() {
+			continue
+		}
+		dig, applied, err := n.stores[group].StateDigest()
+		if err != nil {
+			return err
+		}
+		if first == nil {
+			first, d, at = n, dig, applied
+			continue
+		}
+		if applied != at || dig != d {
+			return fmt.Errorf("node %d at %d %x, node %d at %d %x", first.id, at, d[:4], n.id, applied, dig[:4])
+		}
+	}
+	return nil
 }
