@@ -59,6 +59,9 @@ const (
 	// CodeNoLeader: a cluster node cannot reach the leader of the office's
 	// Raft group, or the group is electing one; retry.
 	CodeNoLeader = "no_leader" // 503, with Retry-After
+	// CodeOfficeMoving: the office (or the booking's office) is moving
+	// between the cluster's groups, a matter of moments; retry.
+	CodeOfficeMoving = "office_moving" // 503, with Retry-After
 )
 
 // CodeInfo is what a code means on the wire: its HTTP status and the
@@ -102,6 +105,7 @@ var Codes = map[string]CodeInfo{
 	CodeNotReady:            {http.StatusServiceUnavailable, "The server is not ready"},
 	CodeDegraded:            {http.StatusServiceUnavailable, "The server cannot write: storage failed"},
 	CodeNoLeader:            {http.StatusServiceUnavailable, "The office's replica group has no reachable leader right now"},
+	CodeOfficeMoving:        {http.StatusServiceUnavailable, "The office is moving between replica groups right now"},
 }
 
 // ProblemTypePrefix + code is a problem's "type" URI (RFC 9457).

@@ -215,6 +215,7 @@ const (
 	ProblemCodeNotReady            ProblemCode = "not_ready"
 	ProblemCodeNotReleased         ProblemCode = "not_released"
 	ProblemCodeNotReschedulable    ProblemCode = "not_reschedulable"
+	ProblemCodeOfficeMoving        ProblemCode = "office_moving"
 	ProblemCodeOverloaded          ProblemCode = "overloaded"
 	ProblemCodeRateLimited         ProblemCode = "rate_limited"
 	ProblemCodeRequestTimeout      ProblemCode = "request_timeout"
@@ -271,6 +272,8 @@ func (e ProblemCode) Valid() bool {
 	case ProblemCodeNotReleased:
 		return true
 	case ProblemCodeNotReschedulable:
+		return true
+	case ProblemCodeOfficeMoving:
 		return true
 	case ProblemCodeOverloaded:
 		return true

@@ -136,6 +136,52 @@
 // built from the state being replaced, and a node that receives a
 // snapshot no longer leads.
 //
+// # Moving an office between groups
+//
+// An office moves from group S to group D online, the way a range moves
+// between Raft groups in CockroachDB, in three entries (MoveOffice runs
+// them, each proposed by its group's leader; wal's move.go writes them):
+// a freeze in S (kind 7) marks the office moving and names D for the
+// office and for each of its bookings' ids; an import in D (kind 8)
+// writes the office's records as every replica of S holds them frozen
+// (config, bookings, number marks, watches of the office), read by D's
+// leader from its own replica of S; a move-out in S (kind 9) deletes
+// them there and keeps the marks, now "moved". Booking ids keep their
+// first byte, S: a front that finds a mark for an id in S sends it to D
+// (and the ledger's reconciler looks for the booking there, L5).
+//
+//	O1. At any point of the logs, at most one group's engine writes an
+//	    office: a freeze begins a new epoch of S (P1), so no change of
+//	    an engine built before it is applied after it, and no engine
+//	    built after it loads the office (wal O5); the engine running at
+//	    the freeze is broken at once (P4). D's engine learns the office
+//	    from its store: an import that writes begins a new epoch of D
+//	    too, and D's next engine is built with it.
+//	O2. The import carries the records as the freeze left them, and they
+//	    do not change after it (O1): every acknowledged booking of the
+//	    office is in D, each seat once. An import applies only where D
+//	    holds no record of the office (wal O6): a move run again never
+//	    overwrites what D wrote since.
+//	O3. A move that stops part way (its coordinator died) leaves the
+//	    office frozen in S, and perhaps imported in D: fronts answer 503
+//	    office_moving for it and its bookings until the move-out, since
+//	    they send requests to D only once S marks the office moved (a
+//	    front whose replica of D applied the import could otherwise
+//	    reach D's leader before it did). Each step is idempotent, so the
+//	    move run again finishes it. A move-out deletes only a frozen
+//	    office (wal O7), and is proposed only after D's leader applied
+//	    the import, whose apply broke the engine it ran before writing
+//	    (a front answers 503 for a group whose engine here is broken).
+//	O4. Every booking of the office at the freeze has a mark in S naming
+//	    D; no booking of it is made in S after the freeze (O1), so the
+//	    marks are all there is to follow.
+//
+// An office whose records exceed MoveBytesMax (one entry) is refused
+// before its freeze. Not moved: the idempotency records of the office's
+// requests (a retry of a request answered before the move, sent after
+// it, is served anew by D) and its events (they stay in S's feed, which
+// the merged feed keeps reading).
+//
 // # Entry data
 //
 // The data of an entry this package proposes (inside cluster's entry
@@ -150,6 +196,9 @@
 //	kind 4, release: 1 byte = 4, applicant string, booking id
 //	kind 5, void:    1 byte = 5, booking id, created varint (unix ns)
 //	kind 6, sweep:   1 byte = 6, wal.EncodeSweepPlan's bytes
+//	kind 7, freeze:  1 byte = 7, destination group uvarint, office string
+//	kind 8, import:  1 byte = 8, office string, wal.DB.ExportOffice's bytes
+//	kind 9, move-out: 1 byte = 9, office string
 //
 // A sweep entry (Replica.Sweep) is the retention sweep of a group's store:
 // the leader stamps the plan, every replica deletes by it (wal W12).

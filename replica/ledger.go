@@ -361,6 +361,21 @@ func (r *Replica) settle(g *group, t wal.LedgerToken) error {
 	if err != nil {
 		return err
 	}
+	// A booking whose office moved lives in the group the move names
+	// (O4): follow the marks, a few hops at most.
+	for hops := 0; !found && hops < 8 && !r.testSettleNoMarks; hops++ {
+		to, _, err := db.BookingMovedTo(t.Booking)
+		if err != nil {
+			return err
+		}
+		if to == 0 || r.Store(to) == nil {
+			break
+		}
+		bg, db = to, r.Store(to)
+		if rec, found, err = db.LoadBooking(t.Booking, t.CreatedUnixNano); err != nil {
+			return err
+		}
+	}
 	switch {
 	case found && rec.Status.Active():
 		return nil // a live booking keeps its token

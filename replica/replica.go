@@ -118,6 +118,14 @@ type Replica struct {
 	// and before the node's log records the snapshot; an error stops the
 	// node there, as a crash would.
 	testAfterInstall func(group uint64) error
+	// testMoveNoFreeze applies a move's freeze without its epoch: the
+	// engine that serves the office keeps writing it while it is copied.
+	testMoveNoFreeze bool
+	// testSettleNoMarks makes the ledger's reconciler look for a booking
+	// only in the group its id names, not where its office moved.
+	testSettleNoMarks bool
+
+	moves atomic.Uint64 // move entries applied (Moves)
 }
 
 // group is one group's replica on this node.
@@ -339,6 +347,10 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 			return fmt.Errorf("replica: group %d: entry %d: %w: kind 0", groupID, e.Index, cluster.ErrCorruptEntry)
 		case kindReserve, kindRelease, kindVoid:
 			if err := r.applyLedger(g, e); err != nil {
+				return err
+			}
+		case kindMoveFreeze, kindMoveImport, kindMoveOut:
+			if err := r.applyMove(g, e); err != nil {
 				return err
 			}
 		default:

@@ -251,6 +251,13 @@ func KeyString(k []byte) string {
 		if t, err := decodeLedger(k, []byte{ledgerVersion, 0, 0}); err == nil {
 			return "ledger/" + strconv.Quote(t.Applicant) + "/" + t.Booking.String()
 		}
+	case prefixMove:
+		if len(k) > 2 && k[1] == 'o' {
+			return "move/office/" + strconv.Quote(string(k[2:]))
+		}
+		if len(k) == 18 && k[1] == 'b' {
+			return "move/booking/" + allocator.ID(k[2:]).String()
+		}
 	case prefixIdemByTime:
 		if at, key, ok := parseIdemByTimeKey(k); ok {
 			return "idempotency-by-time/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))

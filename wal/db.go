@@ -89,6 +89,9 @@ type DB struct {
 	// voids says whether the store holds void marks (ledger.go); written
 	// by the group's apply only.
 	voids atomic.Int32
+	// moveMarks says whether the store holds booking move marks
+	// (move.go), as voids does for void marks.
+	moveMarks atomic.Int32
 	// backupMu is held by the one Backup that runs (TryLock).
 	backupMu sync.Mutex
 	// stageMu serialises StageSnapshot and InstallSnapshot; staged is

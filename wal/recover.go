@@ -61,8 +61,16 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if db.closed {
 		return st, allocator.ErrJournalClosed
 	}
+	// An office frozen for a move is no engine's here any more (O5).
+	moving, err := db.movingOfficesLocked()
+	if err != nil {
+		return st, err
+	}
 	in := make(interner)
-	err := db.scan(prefixOffice, func(k, v []byte) error {
+	err = db.scan(prefixOffice, func(k, v []byte) error {
+		if moving[string(k[1:])] {
+			return nil
+		}
 		rec, err := decodeOffice(v, string(k[1:]))
 		if err != nil {
 			return fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(k), err)
@@ -76,13 +84,16 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := restoreBookings(db, r, &st); err != nil {
+	if err := restoreBookings(db, r, &st, moving); err != nil {
 		return st, err
 	}
 	err = db.scan(prefixSeqMark, func(k, v []byte) error {
 		m, ok := parseSeqMarkKey(k)
 		if !ok || len(v) != 0 {
 			return fmt.Errorf("%w: key %s: not a number mark", ErrCorrupt, KeyString(k))
+		}
+		if moving[m.Office] {
+			return nil
 		}
 		if err := r.RestoreSeqMark(m); err != nil {
 			return fmt.Errorf("wal: recovery: %w", err)
@@ -96,6 +107,9 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 		w, err := decodeWatch(k, v, in)
 		if err != nil {
 			return err
+		}
+		if moving[w.Office] {
+			return nil
 		}
 		if err := r.RestoreWatch(w); err != nil {
 			return fmt.Errorf("wal: recovery: cannot restore watch %s: %w", w.ID, err)
@@ -130,7 +144,7 @@ const recoverBatchBytes = 128 << 10
 // engine's RestoreBooking is safe for concurrent use), so the scan hands
 // batches of copied values to one worker per core. The first error wins;
 // nothing is skipped.
-func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
+func restoreBookings(db *DB, r Restorer, st *RecoveryStats, moving map[string]bool) error {
 	// kv is one stored booking; k and v point into its batch's buf, one
 	// copy per batch instead of two allocations per booking.
 	type kv struct{ k, v []byte }
@@ -162,6 +176,9 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats) error {
 					var rec *allocator.BookingRecord
 					if rec, err = decodeBookingAt(e.k, e.v, in); err != nil {
 						break
+					}
+					if moving[rec.Office] {
+						continue
 					}
 					if err = r.RestoreBooking(rec); err != nil {
 						err = fmt.Errorf("wal: recovery: cannot restore booking %s: %w", rec.ID, err)

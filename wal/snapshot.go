@@ -467,6 +467,9 @@ func (db *DB) InstallSnapshot(applied uint64) error {
 	// next apply looks again (ledger.go), or it would write a voided
 	// booking that every other replica refuses.
 	db.voids.Store(voidsUnknown)
+	// Not "unknown": a reader's scan of the state replaced could answer
+	// after this and say none. Every booking id is looked up instead.
+	db.moveMarks.Store(voidsSome)
 	db.applied.Store(applied)
 	return nil
 }

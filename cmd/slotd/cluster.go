@@ -478,8 +478,9 @@ type front struct {
 	// (fromPeer).
 	forwardToken string
 
-	placeMu sync.RWMutex
-	placed  map[string]uint64 // office → group, as the stores hold it
+	placeMu  sync.RWMutex
+	placed   map[string]uint64 // office → group, as the stores hold it
+	placedAt uint64            // rep.Moves() when placed was begun
 
 	// dataDir is the node's data directory; backupMu lets one backup
 	// run at a time (cluster_backup.go).
@@ -594,32 +595,88 @@ func (f *front) engineChanged(group uint64, e *allocator.Engine) {
 
 // groupOfOffice returns the group that holds office id: the one whose
 // store has it (data every replica agrees on), or, for an office no
-// store has yet, the one its name hashes to, where it will be created.
+// store has yet, the one its name hashes to, where it will be created;
+// 0 while the office moves between groups (replica O1–O4): from its
+// freeze to its move-out, which is proposed only once the destination's
+// leader applied the import. An office whose move-out this node applied
+// before the import goes where the marks name. The answers are cached
+// until this node applies a move entry.
 func (f *front) groupOfOffice(id string) uint64 {
+	moves := f.rep.Moves()
 	f.placeMu.RLock()
 	g, ok := f.placed[id]
+	stale := f.placedAt != moves
 	f.placeMu.RUnlock()
-	if ok {
+	if ok && !stale {
 		return g
 	}
+	if stale {
+		f.placeMu.Lock()
+		f.placed, f.placedAt = nil, moves
+		f.placeMu.Unlock()
+	}
+	var holder, movedTo uint64
 	for _, g := range f.groups {
-		if has, err := f.stores[g].HasOffice(id); err == nil && has {
-			f.placeMu.Lock()
-			if f.placed == nil {
-				f.placed = map[string]uint64{}
+		st, to, err := f.stores[g].OfficeMove(id)
+		switch {
+		case err != nil || st == wal.MoveMoving:
+			return 0
+		case st == wal.MoveMoved:
+			movedTo = to
+		default:
+			if has, err := f.stores[g].HasOffice(id); err == nil && has {
+				holder = g
 			}
-			f.placed[id] = g
-			f.placeMu.Unlock()
-			return g
 		}
+	}
+	if holder == 0 && movedTo != 0 {
+		// This node's replica of the destination lags the move-out here:
+		// follow the marks to where the office went last.
+		holder = movedTo
+		for range 8 {
+			st, to, err := f.stores[holder].OfficeMove(id)
+			if err != nil || st != wal.MoveMoved {
+				break
+			}
+			holder = to
+		}
+	}
+	if holder != 0 {
+		f.placeMu.Lock()
+		if f.placed == nil {
+			f.placed = map[string]uint64{}
+		}
+		if f.placedAt == moves {
+			f.placed[id] = holder
+		}
+		f.placeMu.Unlock()
+		return holder
 	}
 	h := fnv.New32a()
 	h.Write([]byte(id))
 	return f.groups[h.Sum32()%uint32(len(f.groups))]
 }
 
+// groupOfBooking returns the group that holds booking id: the one its
+// first byte names, or, once its office moved out of that group, the one
+// the move's marks name (replica O4); 0 while its office moves.
+func (f *front) groupOfBooking(id allocator.ID) uint64 {
+	g := uint64(id[0])
+	for range 8 { // an office moved on again: a few hops at most
+		to, office, err := f.stores[g].BookingMovedTo(id)
+		if err != nil || to == 0 || f.stores[to] == nil {
+			return g
+		}
+		if st, _, err := f.stores[g].OfficeMove(office); err != nil || st != wal.MoveMoved {
+			return 0
+		}
+		g = to
+	}
+	return g
+}
+
 // groupOf finds the group a request belongs to; false for a request that
-// spans groups.
+// spans groups. Group 0: the office moves between groups.
 func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 	path := string(ctx.Path())
 	rest, ok := strings.CutPrefix(path, "/v1/")
@@ -639,6 +696,9 @@ func (f *front) groupOf(ctx *fasthttp.RequestCtx) (uint64, bool) {
 			// No group holds it: any group's Server answers it as one
 			// slotd would (400 for a malformed id, 404 for one nobody has).
 			return f.groups[0], true
+		}
+		if seg[0] == "bookings" {
+			return f.groupOfBooking(id), true
 		}
 		return uint64(id[0]), true
 	case (seg[0] == "bookings" || seg[0] == "watches") && len(seg) == 1:
@@ -682,6 +742,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		f.serveMembers(ctx, forwarded)
 		return
 	}
+	if string(ctx.Path()) == pathMove {
+		f.serveMove(ctx, forwarded) // cluster_move.go
+		return
+	}
 	g, ok := f.groupOf(ctx)
 	if named := ctx.Request.Header.Peek(headerGroup); len(named) > 0 && forwarded {
 		n, err := strconv.ParseUint(string(named), 10, 8)
@@ -690,6 +754,10 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 			return
 		}
 		g, ok = n, true
+	}
+	if ok && g == 0 {
+		httpapi.WriteProblem(ctx, api.CodeOfficeMoving, "the office is moving between the cluster's groups; retry in a moment", retryAfterNoLeaderSeconds)
+		return
 	}
 	if !ok {
 		if len(f.groups) > 1 {
@@ -704,6 +772,13 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		// names no office) is answered by a group's Server as one slotd
 		// answers it.
 		g = f.groups[0]
+	}
+	if e := f.rep.Engine(g); e != nil && e.Degraded() && (forwarded || f.node.Leader(g) == f.self) {
+		// A broken engine (replica P4) may hold claims the log does not,
+		// and one that a move's import is replacing lacks the office:
+		// it answers nothing until the next is built.
+		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
+		return
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)

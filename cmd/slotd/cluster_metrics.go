@@ -206,6 +206,7 @@ func (f *front) adminHandler() http.Handler {
 	mux.Handle("/admin/backup", httpapi.BackupHandler(f.backup, f.log)) // cluster_backup.go
 	mux.HandleFunc("/cluster/members", f.adminMembers)                  // cluster_members.go
 	mux.HandleFunc("/cluster/members/", f.adminMembers)                 // …/{id}, …/{id}/promote
+	mux.HandleFunc("/cluster/offices/", f.adminMoveOffice)              // …/{id}/move: cluster_move.go
 	mux.Handle("/metrics", promhttp.HandlerFor(prometheus.Gatherers{f.metrics.reg, &f.gatherer}, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)

@@ -104,12 +104,14 @@ var clusterSubcommands = map[string]func(args []string, getenv func(string) stri
 	"add":     runClusterAdd,     // cluster_members.go
 	"remove":  runClusterRemove,  // cluster_members.go
 	"restore": runClusterRestore, // cluster_restore.go
+
+	"move-office": runClusterMoveOffice, // cluster_move.go
 }
 
 // runCluster is `slotd cluster SUBCOMMAND [flags]`.
 func runCluster(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || clusterSubcommands[args[0]] == nil {
-		fmt.Fprintln(stderr, "usage: slotd cluster status|add|remove|restore [flags] (-h for its flags)")
+		fmt.Fprintln(stderr, "usage: slotd cluster status|add|remove|restore|move-office [flags] (-h for its flags)")
 		if len(args) > 0 && (args[0] == "-h" || args[0] == "-help" || args[0] == "--help") {
 			return 0
 		}

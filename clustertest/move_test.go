@@ -1,0 +1,165 @@
+package clustertest
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"slotd/internal/slotdtest"
+	"slotd/internal/slotdtest/testtime"
+)
+
+// groupOf returns the group that answers for office through node n
+// (X-Slotd-Group), retrying a 503.
+func (n *node) groupOf(t *testing.T, office string) uint64 {
+	t.Helper()
+	var g uint64
+	testtime.Eventually(t, waitFor, "office "+office+" answers", func() error {
+		req, err := http.NewRequest("GET", "http://"+n.addr+"/v1/offices/"+office, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+portalKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("GET /v1/offices/%s: %d", office, resp.StatusCode)
+		}
+		g, err = strconv.ParseUint(resp.Header.Get("X-Slotd-Group"), 10, 64)
+		return err
+	})
+	return g
+}
+
+// An office moves from its group to the other under a booking rush
+// through every node, with `slotd cluster move-office` (replica O1–O4):
+// the move ends, the office answers from the new group on every node,
+// every booking acknowledged before, during and after the move is read
+// by its id on every node with its seat and no seat twice, the replicas
+// of both groups agree, and bookings made before the move are cancelled
+// by their ids, which still name the old group.
+func TestMoveOfficeUnderRush(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	to := 3 - from
+	// Bad input: a problem with a stable code, never a 5xx.
+	for _, bad := range []struct {
+		method, path string
+		status       int
+		code         string
+	}{
+		{"POST", "/cluster/offices/" + office + "/move?to=9", 400, "validation_failed"},
+		{"POST", "/cluster/offices/" + office + "/move", 400, "validation_failed"},
+		{"GET", "/cluster/offices/" + office + "/move?to=1", 405, "method_not_allowed"},
+		{"POST", "/cluster/offices/no-such-office/move?to=1", 409, "move_refused"},
+		{"POST", "/cluster/offices/" + office + "/move?to=" + strconv.FormatUint(from, 10), 409, "move_refused"},
+	} {
+		req, err := http.NewRequest(bad.method, "http://"+c.nodes[2].admin+bad.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var p struct{ Code string }
+		_ = json.NewDecoder(resp.Body).Decode(&p)
+		resp.Body.Close()
+		if resp.StatusCode != bad.status || p.Code != bad.code || resp.Header.Get("Content-Type") != "application/problem+json" {
+			t.Fatalf("%s %s: %d %q (%s), want %d %q", bad.method, bad.path, resp.StatusCode, p.Code, resp.Header.Get("Content-Type"), bad.status, bad.code)
+		}
+	}
+	date := nextWeekday(3)
+	r := c.startRush(office, date, 8)
+	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 20 })
+	r.mu.Lock()
+	before := append([]booked(nil), r.acks...)
+	r.mu.Unlock()
+	// A prober reads the office through every node during the move and
+	// after it, and counts the codes of its refusals: all of them must be
+	// retryable.
+	probeStop := make(chan struct{})
+	probeDone := make(chan map[string]int)
+	go func() {
+		codes := map[string]int{}
+		for i := 0; ; i++ {
+			select {
+			case <-probeStop:
+				probeDone <- codes
+				return
+			default:
+			}
+			status, body, err := c.nodes[i%len(c.nodes)].call("GET", "/v1/offices/"+office, "", "")
+			switch {
+			case err != nil:
+				codes["error"]++
+			case status != 200:
+				codes[fmt.Sprintf("%d %s", status, str(body["code"]))]++
+			}
+		}
+	}()
+	start := time.Now()
+	code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[1].admin)
+	if code != 0 {
+		t.Fatalf("slotd cluster move-office: exit %d: %s", code, out)
+	}
+	t.Logf("%s(the command took %v)", out, time.Since(start).Round(time.Millisecond))
+	r.mu.Lock()
+	atMove := len(r.acks)
+	r.mu.Unlock()
+	testtime.EventuallyTrue(t, waitFor, "bookings after the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= atMove+20 })
+	close(probeStop)
+	codes := <-probeDone
+	t.Logf("refusals of the office's reads during and after the move: %v", codes)
+	for code := range codes {
+		if !strings.HasPrefix(code, "503 ") {
+			t.Errorf("a read of the office during or after its move answered %s", code)
+		}
+	}
+	acks := r.end()
+	t.Logf("%d acknowledged (%d before the move, %d when it ended), %d refused, %d retryable failures", len(acks), len(before), atMove, r.refused.Load(), r.failed.Load())
+	for g := uint64(1); g <= 2; g++ {
+		c.converged(g)
+	}
+	for _, n := range c.nodes {
+		if g := n.groupOf(t, office); g != to {
+			t.Fatalf("node %d: %s answers from group %d after its move to %d", n.id, office, g, to)
+		}
+		checkBooked(t, n, office, acks)
+	}
+	// Moving it again to where it is refuses; the bookings made before
+	// the move are cancelled by their ids through every node.
+	if code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[0].admin); code == 0 || !strings.Contains(out, "move_refused") {
+		t.Fatalf("a move to the office's own group: exit %d: %s", code, out)
+	}
+	for i, a := range before[:10] {
+		n := c.nodes[i%len(c.nodes)]
+		var status int
+		var body map[string]any
+		_ = testtime.Poll(waitFor, func() error {
+			var err error
+			status, body, err = n.call("POST", "/v1/bookings/"+a.id+"/cancel", fmt.Sprintf(`{"applicant":%q}`, a.applicant), "")
+			if err == nil && status == 503 {
+				return errors.New("503")
+			}
+			return err
+		})
+		if status != 200 || str(body["status"]) != "cancelled" {
+			t.Fatalf("node %d: cancel %s after the move: %d %v", n.id, a.id, status, body)
+		}
+	}
+	for g := uint64(1); g <= 2; g++ {
+		c.converged(g)
+	}
+}

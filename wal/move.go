@@ -1,0 +1,393 @@
+package wal
+
+// Moving an office between the groups of a cluster (package replica).
+// Three entries, each applied by every replica of its group in log order:
+//
+//   - a freeze in the source group (ApplyMoveFreeze) marks the office as
+//     moving and names the destination for the office and for each of its
+//     bookings' ids; from then no engine of the group loads the office
+//     (Recover skips it) and its records do not change;
+//   - an import in the destination group (ApplyMoveImport) writes the
+//     frozen records, read from a replica of the source that applied the
+//     freeze (ExportOffice);
+//   - a move-out in the source group (ApplyMoveOut) deletes the office's
+//     records there and keeps the marks, now saying "moved".
+//
+// The marks are the store's own records (prefix 'g'), so every replica
+// holds them alike and StateDigest covers them:
+//
+//	g 'o' office  → state (1 moving, 2 moved), destination group
+//	g 'b' id      → destination group and office, for each booking of
+//	                the office
+//
+//	O5. An office's records in a store change only through changes
+//	     while the store holds no mark of the office as moving: a freeze
+//	     is applied with a new epoch (package replica P1), so no change
+//	     of an engine built before it is applied after it, and an engine
+//	     built after it never loads the office (Recover skips a moving
+//	     office, its bookings, number marks and watches).
+//	O6. An import writes only where the store holds no record of the
+//	     office: a second import of the same office (a retried move)
+//	     never overwrites what the destination wrote since the first.
+//	O7. A move-out deletes an office's records only while the office is
+//	     marked moving, and keeps the marks of its bookings' ids.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"slotd/allocator"
+)
+
+const prefixMove = 'g'
+
+// Move states of an office in a store (OfficeMove).
+const (
+	MoveNone   byte = 0
+	MoveMoving byte = 1
+	MoveMoved  byte = 2
+)
+
+// Answers of ApplyMoveFreeze.
+const (
+	FreezeDone    byte = 1 // frozen now, or already frozen for this destination
+	FreezeMoved   byte = 2 // already moved out to this destination
+	FreezeOther   byte = 3 // moving or moved to another group
+	FreezeMissing byte = 4 // the store holds no such office
+)
+
+func moveOfficeKey(office string) []byte {
+	return append([]byte{prefixMove, 'o'}, office...)
+}
+
+func moveBookingKey(id allocator.ID) []byte {
+	return append([]byte{prefixMove, 'b'}, id[:]...)
+}
+
+// OfficeMove returns the office's move state in the store and the group
+// it names.
+func (db *DB) OfficeMove(office string) (state byte, to uint64, err error) {
+	v, found, err := getDecoded(db, moveOfficeKey(office), func(v []byte) ([]byte, error) {
+		if len(v) != 2 {
+			return nil, fmt.Errorf("%w: move mark of %d bytes", ErrCorrupt, len(v))
+		}
+		return bytes.Clone(v), nil
+	})
+	if err != nil || !found {
+		return MoveNone, 0, err
+	}
+	return v[0], uint64(v[1]), nil
+}
+
+// BookingMovedTo returns the group booking id's office moved (or is
+// moving) to from this store's group, and the office (whose OfficeMove
+// tells which); 0 if none. A store that never held a mark answers
+// without a read: every request about a booking asks.
+func (db *DB) BookingMovedTo(id allocator.ID) (to uint64, office string, err error) {
+	if db.moveMarks.Load() == voidsUnknown {
+		db.closeMu.RLock()
+		state := voidsNone
+		lo := []byte{prefixMove, 'b'}
+		err := db.scanRange(lo, prefixEnd(lo), func(_, _ []byte) error {
+			state = voidsSome
+			return errRecoveryStopped
+		})
+		db.closeMu.RUnlock()
+		if err != nil && !errors.Is(err, errRecoveryStopped) {
+			return 0, "", err
+		}
+		db.moveMarks.CompareAndSwap(voidsUnknown, state)
+	}
+	if db.moveMarks.Load() == voidsNone {
+		return 0, "", nil
+	}
+	v, found, err := getDecoded(db, moveBookingKey(id), func(v []byte) ([]byte, error) {
+		if len(v) < 2 {
+			return nil, fmt.Errorf("%w: booking move mark of %d bytes", ErrCorrupt, len(v))
+		}
+		return bytes.Clone(v), nil
+	})
+	if err != nil || !found {
+		return 0, "", err
+	}
+	return uint64(v[0]), string(v[1:]), nil
+}
+
+// movingOfficesLocked returns the offices the store marks as moving.
+// Caller holds closeMu.
+func (db *DB) movingOfficesLocked() (map[string]bool, error) {
+	moving := map[string]bool{}
+	lo := []byte{prefixMove, 'o'}
+	err := db.scanRange(lo, prefixEnd(lo), func(k, v []byte) error {
+		if len(v) == 2 && v[0] == MoveMoving {
+			moving[string(k[2:])] = true
+		}
+		return nil
+	})
+	return moving, err
+}
+
+// officeKeysLocked calls fn for the key of every record of office: its
+// config, bookings, number marks and watches. Caller holds closeMu.
+func (db *DB) officeKeysLocked(office string, fn func(k, v []byte) error) error {
+	if v, closer, err := db.pdb.Get(officeKey(nil, office)); err == nil {
+		err = fn(officeKey(nil, office), v)
+		_ = closer.Close()
+		if err != nil {
+			return err
+		}
+	} else if err != pebble.ErrNotFound {
+		return err
+	}
+	in := make(interner)
+	err := db.scan(prefixBooking, func(k, v []byte) error {
+		rec, err := decodeBookingAt(k, v, in)
+		if err != nil {
+			return err
+		}
+		if rec.Office == office {
+			return fn(k, v)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	lo := append(append([]byte{prefixSeqMark}, office...), 0)
+	if err := db.scanRange(lo, prefixEnd(lo), fn); err != nil {
+		return err
+	}
+	return db.scan(prefixWatch, func(k, v []byte) error {
+		w, err := decodeWatch(k, v, in)
+		if err != nil {
+			return err
+		}
+		if w.Office == office {
+			return fn(k, v)
+		}
+		return nil
+	})
+}
+
+// scanRange calls fn for every key in [lo, hi). Caller holds closeMu.
+func (db *DB) scanRange(lo, hi []byte, fn func(k, v []byte) error) error {
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("wal: cannot read the store: %w", err)
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		if err := fn(it.Key(), it.Value()); err != nil {
+			_ = it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// ApplyMoveFreeze applies the freeze of office for a move to group to as
+// the entry at index and answers FreezeDone when the office is frozen for
+// to (now or before); then the entry is the store's epoch (W11, O5). Any
+// other answer applies nothing but the index.
+func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer byte, err error) {
+	// Read before the lock, as ApplyVoid does: only the apply of the
+	// group's entries writes the store.
+	state, dest, err := db.OfficeMove(office)
+	if err != nil {
+		return 0, err
+	}
+	has, err := db.HasOffice(office)
+	if err != nil {
+		return 0, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writableLocked(); err != nil {
+		return 0, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	switch {
+	case state != MoveNone && dest != to:
+		answer = FreezeOther
+	case state == MoveMoved:
+		answer = FreezeMoved
+	case state == MoveMoving:
+		// Frozen before (a move run again): a new epoch all the same,
+		// as the caller takes every FreezeDone for one.
+		answer = FreezeDone
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], index)
+		set(b, metaKey(metaEpoch), v[:])
+	default:
+		if !has {
+			answer = FreezeMissing
+			break
+		}
+		answer = FreezeDone
+		set(b, moveOfficeKey(office), []byte{MoveMoving, byte(to)})
+		in := make(interner)
+		err = db.scan(prefixBooking, func(k, v []byte) error {
+			rec, err := decodeBookingAt(k, v, in)
+			if err != nil {
+				return err
+			}
+			if rec.Office == office {
+				set(b, moveBookingKey(rec.ID), append([]byte{byte(to)}, office...))
+				db.moveMarks.Store(voidsSome)
+			}
+			return nil
+		})
+		if err != nil {
+			return 0, err
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], index)
+		set(b, metaKey(metaEpoch), v[:])
+	}
+	if index <= db.applied.Load() {
+		return answer, nil
+	}
+	return answer, db.applyBatchLocked(b, index)
+}
+
+// ExportOffice returns the records of office, frozen in this store
+// (O5), as staged bytes for ApplyMoveImport, and how many bookings they
+// hold.
+func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error) {
+	state, _, err := db.OfficeMove(office)
+	if err != nil {
+		return nil, 0, err
+	}
+	if state != MoveMoving {
+		return nil, 0, fmt.Errorf("wal: office %q is not frozen for a move here", office)
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return nil, 0, allocator.ErrJournalClosed
+	}
+	b := new(pebble.Batch)
+	err = db.officeKeysLocked(office, func(k, v []byte) error {
+		if k[0] == prefixBooking {
+			bookings++
+		}
+		set(b, k, v)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	repr := b.Repr()
+	out := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(repr))
+	out = append(out, stagedVersion)
+	out = binary.AppendUvarint(out, uint64(len(repr)))
+	out = append(out, repr...)
+	out = binary.AppendUvarint(out, 0) // no events
+	return out, bookings, nil
+}
+
+// ApplyMoveImport writes office's exported records as the entry at
+// index, which becomes the store's epoch, unless the store already holds
+// the office (O6); it reports whether it wrote them. Marks an earlier
+// move out of this store left for the office and its bookings go.
+func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (imported bool, err error) {
+	s, err := decodeStaged(data)
+	if err != nil {
+		return false, err
+	}
+	has, err := db.HasOffice(office)
+	if err != nil {
+		return false, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writableLocked(); err != nil {
+		return false, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if !has {
+		records := new(pebble.Batch)
+		if err := records.SetRepr(bytes.Clone(s.repr)); err != nil {
+			return false, fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
+		}
+		r := records.Reader()
+		for {
+			kind, k, v, ok, err := r.Next()
+			if err != nil {
+				return false, fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
+			}
+			if !ok {
+				break
+			}
+			if kind != pebble.InternalKeyKindSet || len(k) == 0 || bytes.IndexByte([]byte{prefixOffice, prefixBooking, prefixSeqMark, prefixWatch}, k[0]) < 0 {
+				return false, fmt.Errorf("%w: office import writes %s (kind %d)", ErrCorrupt, KeyString(k), kind)
+			}
+			set(b, k, v)
+			if _, id, ok := parseBookingKey(k); ok {
+				if err := b.Delete(moveBookingKey(id), nil); err != nil {
+					return false, err
+				}
+			}
+		}
+		if err := b.Delete(moveOfficeKey(office), nil); err != nil {
+			return false, err
+		}
+		var v [8]byte
+		binary.BigEndian.PutUint64(v[:], index)
+		set(b, metaKey(metaEpoch), v[:])
+	}
+	if index <= db.applied.Load() {
+		return !has, nil
+	}
+	return !has, db.applyBatchLocked(b, index)
+}
+
+// ApplyMoveOut deletes the records of office, frozen for a move (O7),
+// as the entry at index, and marks it moved; it reports whether it did.
+func (db *DB) ApplyMoveOut(index uint64, office string) (done bool, err error) {
+	state, to, err := db.OfficeMove(office)
+	if err != nil {
+		return false, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writableLocked(); err != nil {
+		return false, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if state == MoveMoving {
+		err := db.officeKeysLocked(office, func(k, _ []byte) error {
+			return b.Delete(k, nil)
+		})
+		if err != nil {
+			return false, err
+		}
+		set(b, moveOfficeKey(office), []byte{MoveMoved, byte(to)})
+	}
+	if index <= db.applied.Load() {
+		return state == MoveMoving, nil
+	}
+	return state == MoveMoving, db.applyBatchLocked(b, index)
+}
+
+// OfficeBytes returns the size of office's records in the store, about
+// what ExportOffice would return for it.
+func (db *DB) OfficeBytes(office string) (int, error) {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if db.closed {
+		return 0, allocator.ErrJournalClosed
+	}
+	n := 0
+	err := db.officeKeysLocked(office, func(k, v []byte) error {
+		n += len(k) + len(v) + 8
+		return nil
+	})
+	return n, err
+}

@@ -1,0 +1,126 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"slotd/allocator"
+)
+
+// O5–O7 on one pair of stores: a frozen office is skipped by Recover
+// with its bookings, its export imports into an empty store and not into
+// one that holds the office, a move-out deletes only a frozen office's
+// records, and the marks name the destination for the office and its
+// bookings.
+func TestMoveOfficeRecords(t *testing.T) {
+	src, _ := openWithOffice(t) // msk-sakharovo
+	other := allocator.OfficeRecord{Config: testOffice("msk-other")}
+	mustCommit(t, src, &allocator.Change{Office: &other})
+	for n := uint64(1); n <= 5; n++ {
+		mustCommit(t, src, holdChange(n))
+	}
+	dst, _ := openTest(t, Options{})
+
+	if _, _, err := src.ExportOffice("msk-sakharovo"); err == nil {
+		t.Fatal("an office not frozen was exported")
+	}
+	if done, err := src.ApplyMoveOut(1, "msk-sakharovo"); err != nil || done {
+		t.Fatalf("move-out of an office not frozen: %v %v, want nothing done (O7)", done, err)
+	}
+	if has, _ := src.HasOffice("msk-sakharovo"); !has {
+		t.Fatal("a move-out of an office not frozen deleted it")
+	}
+	if a, err := src.ApplyMoveFreeze(2, "no-such-office", 2); err != nil || a != FreezeMissing {
+		t.Fatalf("freeze of an unknown office: %d %v", a, err)
+	}
+	if a, err := src.ApplyMoveFreeze(3, "msk-sakharovo", 2); err != nil || a != FreezeDone {
+		t.Fatalf("freeze: %d %v", a, err)
+	}
+	if _, epoch, _ := src.Applied(); epoch != 3 {
+		t.Fatalf("the freeze's epoch: %d, want 3", epoch)
+	}
+	if a, err := src.ApplyMoveFreeze(4, "msk-sakharovo", 3); err != nil || a != FreezeOther {
+		t.Fatalf("freeze for another group: %d %v, want FreezeOther", a, err)
+	}
+	var got collector
+	if _, err := Recover(src, &got, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.offices) != 1 || got.offices[0].Config.ID != "msk-other" || len(got.bookings) != 0 {
+		t.Fatalf("Recover of the frozen store: %d offices (%v), %d bookings; want only msk-other (O5)", len(got.offices), got.offices, len(got.bookings))
+	}
+	for n := uint64(1); n <= 5; n++ {
+		if to, office, err := src.BookingMovedTo(testID(n)); err != nil || to != 2 || office != "msk-sakharovo" {
+			t.Fatalf("mark of booking %d: %d %q %v", n, to, office, err)
+		}
+	}
+
+	data, bookings, err := src.ExportOffice("msk-sakharovo")
+	if err != nil || bookings != 5 {
+		t.Fatalf("export: %d bookings, %v", bookings, err)
+	}
+	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data); err != nil || !ok {
+		t.Fatalf("import: %v %v", ok, err)
+	}
+	got = collector{}
+	if _, err := Recover(dst, &got, t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.offices) != 1 || len(got.bookings) != 5 {
+		t.Fatalf("the destination restores %d offices, %d bookings; want 1, 5", len(got.offices), len(got.bookings))
+	}
+	// The destination writes on; an import again must not undo it (O6).
+	mustCommit(t, dst, &allocator.Change{Bookings: []*allocator.BookingRecord{advanced(heldBooking(1), allocator.StatusCancelled, t0.UnixNano()+100, "")}})
+	if ok, err := dst.ApplyMoveImport(2, "msk-sakharovo", data); err != nil || ok {
+		t.Fatalf("import into a store that holds the office: %v %v, want refused", ok, err)
+	}
+	if r, _, _ := dst.LoadBooking(testID(1), heldBooking(1).History.First().AtUnixNano); r == nil || r.Status != allocator.StatusCancelled {
+		t.Fatalf("a second import overwrote the destination's booking: %+v", r)
+	}
+
+	if done, err := src.ApplyMoveOut(5, "msk-sakharovo"); err != nil || !done {
+		t.Fatalf("move-out: %v %v", done, err)
+	}
+	if has, _ := src.HasOffice("msk-sakharovo"); has {
+		t.Fatal("the source holds the office after its move-out")
+	}
+	if r, found, _ := loadHeld(src, 1); found {
+		t.Fatalf("the source holds booking %s after the move-out", r.ID)
+	}
+	if st, to, _ := src.OfficeMove("msk-sakharovo"); st != MoveMoved || to != 2 {
+		t.Fatalf("the source's mark after the move-out: %d %d", st, to)
+	}
+	if to, _, _ := src.BookingMovedTo(testID(1)); to != 2 {
+		t.Fatal("the booking marks went with the move-out")
+	}
+	if has, _ := src.HasOffice("msk-other"); !has {
+		t.Fatal("the move-out deleted another office")
+	}
+	if a, err := src.ApplyMoveFreeze(6, "msk-sakharovo", 2); err != nil || a != FreezeMoved {
+		t.Fatalf("a freeze after the move: %d %v, want FreezeMoved", a, err)
+	}
+
+	// An import carries only an office's records.
+	bad := new(pebbleBatchForTest)
+	if _, err := dst.ApplyMoveImport(3, "x", bad.staged(metaKey("applied"))); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("an import that writes a meta key: %v, want ErrCorrupt", err)
+	}
+}
+
+// pebbleBatchForTest builds staged bytes that set arbitrary keys.
+type pebbleBatchForTest struct{}
+
+func (pebbleBatchForTest) staged(keys ...[]byte) []byte {
+	b := new(pebble.Batch)
+	for _, k := range keys {
+		set(b, k, []byte{1})
+	}
+	repr := b.Repr()
+	out := []byte{stagedVersion}
+	out = binary.AppendUvarint(out, uint64(len(repr)))
+	out = append(out, repr...)
+	return binary.AppendUvarint(out, 0)
+}
