@@ -378,7 +378,11 @@ func TestLedgerEndsReleaseAtOnce(t *testing.T) {
 // limit in another group gets no seat from it (the watch stays), and
 // once the applicant has room the next seat freed is theirs (G1).
 func TestLedgerWatchAutoHold(t *testing.T) {
-	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: time.Hour}
+	// The test holds on to each group's engine throughout, so it ticks
+	// at slotd's own 100 ms: at the other tests' 10 ms a loaded machine
+	// can miss an election timeout, and a leadership lost breaks the
+	// engine the test holds.
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, reconcileAfter: time.Hour, tick: 100 * time.Millisecond}
 	startCluster(c, 3, 2)
 	for g := uint64(1); g <= 2; g++ {
 		_, e := c.leaderEngine(g)
