@@ -138,9 +138,11 @@ bench-disk:
 cluster: build
 	sh deploy/local-cluster.sh
 
-# Hundreds of faults — SIGKILL and restart, SIGSTOP, partitions — against
-# three slotd processes under a booking rush, checking after each that no
-# acknowledged booking is lost or doubled and the replicas agree.
+# Hundreds of faults — SIGKILL and restart, SIGSTOP, partitions, and the
+# replacement of a node by one of a new id (cluster remove, -join,
+# cluster add) — against three slotd processes under a booking rush,
+# checking that no acknowledged booking is lost or doubled and the
+# replicas agree.
 .PHONY: stress-cluster
 STRESS_ROUNDS ?= 200
 stress-cluster:
