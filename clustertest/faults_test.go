@@ -135,8 +135,7 @@ func (c *cluster) replace(old *node) *node {
 		if c.inbound == nil {
 			c.inbound = map[int]*proxy{}
 		}
-		in := newProxy(t, n.raft)
-		in.source = c.dialler
+		in := newProxyFrom(t, n.raft, c.dialler)
 		c.inbound[id] = in
 		raftAddr = in.addr()
 		c.links[id] = map[int]*proxy{}

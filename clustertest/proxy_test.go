@@ -5,10 +5,14 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"slotd/internal/slotdtest/testtime"
 )
 
 // proxy forwards TCP connections to target until cut: a link between two
@@ -30,11 +34,17 @@ type proxy struct {
 }
 
 func newProxy(t *testing.T, target string) *proxy {
+	return newProxyFrom(t, target, nil)
+}
+
+// newProxyFrom is newProxy for a proxy that tells its connections apart
+// by source.
+func newProxyFrom(t *testing.T, target string, source func(net.Conn) int) *proxy {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{ln: ln, target: target, cutFrom: map[int]bool{}, conns: map[net.Conn]int{}}
+	p := &proxy{ln: ln, target: target, source: source, cutFrom: map[int]bool{}, conns: map[net.Conn]int{}}
 	go p.accept()
 	t.Cleanup(func() { ln.Close(); p.setCut(true) })
 	return p
@@ -176,4 +186,82 @@ func (c *cluster) dialler(conn net.Conn) int {
 		}
 	}
 	return 0
+}
+
+// A proxy that tells its connections apart by the process that dialled
+// them cuts one node's connections and keeps the other's: two processes
+// (bash holding a connection open, standing in for nodes) dial one
+// proxy; cut from node 1, only node 1's connection is closed (its
+// process reads the end and exits).
+func TestProxyCutsOneDialler(t *testing.T) {
+	bash, err := exec.LookPath("bash")
+	if err != nil {
+		t.Skip("no bash to dial with /dev/tcp")
+	}
+	target, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer target.Close()
+	go func() {
+		for {
+			conn, err := target.Accept()
+			if err != nil {
+				return
+			}
+			go io.Copy(io.Discard, conn)
+		}
+	}()
+	c := &cluster{t: t}
+	p := newProxyFrom(t, target.Addr().String(), c.dialler)
+	_, port, _ := net.SplitHostPort(p.addr())
+	n1, n2 := &node{c: c, id: 1}, &node{c: c, id: 2}
+	c.nodesMu.Lock()
+	c.nodes = []*node{n1, n2}
+	c.nodesMu.Unlock()
+	t.Cleanup(func() { n1.kill(); n2.kill() })
+	// Connects, then reads until the proxy closes the connection.
+	dial := func(n *node) {
+		cmd := exec.Command(bash, "-c", "exec 3<>/dev/tcp/127.0.0.1/"+port+" && cat <&3")
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		done := make(chan struct{})
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		go func() { cmd.Wait(); close(done) }()
+		n.cmd, n.done = cmd, done
+	}
+	held := func(id int) bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, from := range p.conns {
+			if from == id {
+				return true
+			}
+		}
+		return false
+	}
+	// A process that connects before its node records it is refused
+	// (source 0) and exits: it is started again.
+	testtime.Eventually(t, waitFor, "both nodes connected through the proxy", func() error {
+		for _, n := range c.nodes {
+			if !n.up() {
+				dial(n)
+			}
+		}
+		if !held(1) || !held(2) {
+			return fmt.Errorf("node 1 connected: %v, node 2: %v", held(1), held(2))
+		}
+		return nil
+	})
+	p.setCutFrom(1, true)
+	n1.wait()
+	if !n2.up() || !held(2) {
+		t.Fatal("cutting node 1 closed node 2's connection too")
+	}
+	if held(1) {
+		t.Fatal("node 1's connection is still held")
+	}
 }
