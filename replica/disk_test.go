@@ -146,7 +146,28 @@ func TestMeasureDiskPerNode(t *testing.T) {
 	}
 	startCluster(c, 3, 1)
 	c.putOffices(1, 0, slotdtest.BenchOffices)
-	took = bookAll(t, n, func() *allocator.Engine { _, e := c.leaderEngine(1); return e })
+	// A new leader builds its engine from its group store (wal.Recover),
+	// which at hundreds of thousands of bookings outlasts the tests' usual
+	// wait; the longest wait for an engine is reported.
+	var waitMu sync.Mutex
+	var waited time.Duration
+	took = bookAll(t, n, func() *allocator.Engine {
+		began := time.Now()
+		var e *allocator.Engine
+		testtime.Eventually(t, 5*time.Minute, "group 1 has an engine", func() error {
+			for _, nd := range c.nodes {
+				if e = nd.rep.Engine(1); nd.up.Load() && e != nil && !e.Degraded() {
+					return nil
+				}
+			}
+			return errors.New("no node runs it")
+		})
+		waitMu.Lock()
+		waited = max(waited, time.Since(began))
+		waitMu.Unlock()
+		return e
+	})
+	t.Logf("the longest wait for an engine of the cluster (a leadership change): %v", waited.Round(time.Millisecond))
 	sent := uint64(0)
 	testtime.EventuallyTrue(t, 10*time.Minute, "the leader's engine has written every reminder due", func() bool {
 		_, e := c.leaderEngine(1)
