@@ -43,9 +43,16 @@ type cluster struct {
 	args   []string // added to every node's command line
 	env    []string // added to every node's environment
 	nodes  []*node
+	// nodesMu guards nodes against the rushes' reads (members) while
+	// the test replaces a member; the test's own goroutine reads nodes
+	// without it.
+	nodesMu sync.Mutex
 	// links[i][j] carries node i's Raft traffic to node j, when the
 	// cluster was started with proxies: the test can cut it.
 	links map[int]map[int]*proxy
+	// inbound[k] carries every node's Raft traffic to node k, a node
+	// added to the running cluster with the proxy's address (see proxy).
+	inbound map[int]*proxy
 }
 
 type node struct {
@@ -423,10 +430,18 @@ func (c *cluster) caughtUp(group uint64) {
 	})
 }
 
+// members returns the cluster's nodes, as of now.
+func (c *cluster) members() []*node {
+	c.nodesMu.Lock()
+	defer c.nodesMu.Unlock()
+	return c.nodes
+}
+
 // randomUp returns a running node.
 func (c *cluster) randomUp() *node {
 	for {
-		n := c.nodes[rand.IntN(len(c.nodes))]
+		nodes := c.members()
+		n := nodes[rand.IntN(len(nodes))]
 		if n.up() {
 			return n
 		}
@@ -495,6 +510,13 @@ func (c *cluster) partition(id int, cut bool) {
 			if i == id || j == id {
 				p.setCut(cut)
 			}
+		}
+	}
+	for k, p := range c.inbound {
+		if k == id {
+			p.setCut(cut)
+		} else {
+			p.setCutFrom(id, cut)
 		}
 	}
 }
