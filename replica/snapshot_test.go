@@ -15,7 +15,6 @@ func newCompactingCluster(t *testing.T, size, groups int, broken func(*Replica))
 	return startCluster(&testCluster{t: t, isolated: map[uint64]bool{}, compactMin: 100, compactMargin: 20, broken: broken}, size, groups)
 }
 
-
 // fallBehind stops a node that does not lead group 1, books on the others
 // until their logs are compacted well past the stopped node's applied
 // index, and returns the node, stopped, and the bookings acknowledged.
