@@ -125,10 +125,10 @@ bench-cluster: build
 # Bytes on disk per node of a 3-node cluster (in process, one group,
 # compaction at its defaults) after BOOKINGS bookings, against one store
 # alone as single-node slotd keeps it. DISKFLAGS='-measure-disk-no-compaction'
-# measures the cluster without log compaction. About 1.5 min at 200,000,
-# 9 min and 8.8 GB of memory at 1,000,000: time and memory grow with
-# BOOKINGS, as one process holds the engines (every booking in memory)
-# of the store alone and of the cluster's leader.
+# measures the cluster without log compaction. About 1 min at 200,000,
+# 4 min and 0.9 GB of memory at 1,000,000: time and memory grow with
+# BOOKINGS, as one process holds an engine (every booking in memory):
+# the store alone's, then the cluster leader's.
 .PHONY: bench-disk
 BOOKINGS ?= 200000
 bench-disk:

@@ -5,13 +5,21 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/metrics"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
 	"slotd/allocator"
+	"slotd/cluster"
 	"slotd/internal/slotdtest"
 	"slotd/internal/slotdtest/testtime"
 	"slotd/wal"
@@ -20,7 +28,26 @@ import (
 var (
 	measureDiskChanges   = flag.Int("measure-disk-changes", 0, "TestMeasureDiskPerNode: book this many seats through a 3-node cluster and through one store alone, and report the bytes on disk of each (0: skip)")
 	measureDiskNoCompact = flag.Bool("measure-disk-no-compaction", false, "TestMeasureDiskPerNode: run the cluster with log compaction off, for comparison")
+	measureDiskLog       = flag.Bool("measure-disk-log", false, "TestMeasureDiskPerNode: log the replicas' leadership changes and engine builds (with the time each recovery took)")
+	measureDiskHeap      = flag.String("measure-disk-heap", "", "TestMeasureDiskPerNode: write a heap profile to this file once the cluster has converged, before its nodes stop")
 )
+
+// logHeap logs the heap in use after a collection, as at that point of
+// the measurement.
+func logHeap(t *testing.T, at string) {
+	t.Helper()
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	t.Logf("heap %s: %.1f MiB in use, %.1f MiB obtained from the system, GC target %d%%", at, mib(int64(m.HeapInuse)), mib(int64(m.Sys)), gcPercent())
+}
+
+// gcPercent is the GC target in force (GOGC).
+func gcPercent() uint64 {
+	s := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
+}
 
 // dirBytes is what the files under dir take, in bytes.
 func dirBytes(t *testing.T, dir string) int64 {
@@ -135,12 +162,29 @@ func TestMeasureDiskPerNode(t *testing.T) {
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
+	logHeap(t, "with the store alone open")
 	closed := dirBytes(t, single)
 	compacted := compactedBytes(t, single)
 	t.Logf("single store: %d bookings in %v; %.1f MiB on disk while open, %.1f MiB closed (%.0f B a booking), %.1f MiB compacted (%.0f B a booking)",
 		n, took.Round(time.Second), mib(live), mib(closed), float64(closed)/float64(n), mib(compacted), float64(compacted)/float64(n))
 
+	if *measureDiskHeap != "" {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go peakHeap(t, *measureDiskHeap+".peak", stop, done)
+		defer func() { close(stop); <-done }()
+	}
 	c := &testCluster{t: t, isolated: map[uint64]bool{}}
+	// Raft ticks at slotd's 100 ms (cluster.DefaultTickInterval), not
+	// the tests' 10 ms: three nodes in one process on a small machine
+	// miss 100 ms election timeouts whenever a new leader's recovery or
+	// a collection takes the cores, and each new leader recovers the
+	// group's store again, so leaderships followed each other every
+	// second or two and their recoveries held the GC target relaxed.
+	c.tick = cluster.DefaultTickInterval
+	if *measureDiskLog {
+		c.logger = zaptest.NewLogger(t, zaptest.Level(zap.InfoLevel))
+	}
 	if *measureDiskNoCompact {
 		c.compactMin = -1
 	}
@@ -177,6 +221,20 @@ func TestMeasureDiskPerNode(t *testing.T) {
 		return sent == prev && e.Stats().Reminders == sent
 	})
 	c.converged(1)
+	logHeap(t, "with the cluster converged")
+	if *measureDiskHeap != "" {
+		f, err := os.Create(*measureDiskHeap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		runtime.GC()
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
 	type sizes struct{ raft, group int64 }
 	open := map[uint64]sizes{}
 	logs := map[uint64]string{}
@@ -216,6 +274,45 @@ func compactedBytes(t *testing.T, dir string) int64 {
 		t.Fatal(err)
 	}
 	return dirBytes(t, dir)
+}
+
+// peakHeap writes a heap profile to path each time the heap in use has
+// grown by a quarter over the last one written, until stop: the profile
+// left is of the largest heap seen, within a quarter.
+func peakHeap(t *testing.T, path string, stop <-chan struct{}, done chan<- struct{}) {
+	defer close(done)
+	var peak, written uint64
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-stop:
+			t.Logf("heap in use at its largest: %.1f MiB", mib(int64(peak)))
+			return
+		case <-tick.C:
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		peak = max(peak, m.HeapInuse)
+		if m.HeapInuse < written+written/4 {
+			continue
+		}
+		written = m.HeapInuse
+		f, err := os.Create(path)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		err = pprof.WriteHeapProfile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		t.Logf("heap profile at %.1f MiB in use, GC target %d%%", mib(int64(m.HeapInuse)), gcPercent())
+	}
 }
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }

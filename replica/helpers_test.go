@@ -19,6 +19,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	pb "go.etcd.io/raft/v3/raftpb"
+	"go.uber.org/zap"
 
 	"slotd/allocator"
 	"slotd/cluster"
@@ -68,6 +69,8 @@ type testCluster struct {
 	// compactMin and compactMargin, if set, are the nodes'
 	// CompactEntriesMin and CompactMarginEntries.
 	compactMin, compactMargin int
+	// logger, if set, is the replicas' Logger.
+	logger *zap.Logger
 
 	mu       sync.Mutex
 	isolated map[uint64]bool
@@ -153,6 +156,7 @@ func (n *testNode) start(ln net.Listener) {
 		Now:          func() time.Time { return slotdtest.BenchNow },
 		TickInterval: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond,
 		LedgerRemote: n.ledgerRemote, LedgerReconcileAfter: n.c.reconcileAfter,
+		Logger: n.c.logger,
 	})
 	if err != nil {
 		t.Fatalf("node %d: %v", n.id, err)

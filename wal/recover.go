@@ -44,6 +44,43 @@ type RecoveryStats struct {
 	Duration time.Duration
 }
 
+// recoverGCPercent is the GC target while a recovery runs.
+const recoverGCPercent = 800
+
+// gcRelax counts the recoveries running, which share one relaxed GC
+// target: a node that leads several groups recovers their stores at
+// once, and each setting the target and putting back the one it found
+// would leave it relaxed for good whenever two overlap (the second finds
+// the first's, and puts it back last), and the heap of the whole process
+// at nine times its live size.
+var gcRelax struct {
+	sync.Mutex
+	running int
+	prev    int // the target before the first of those running
+}
+
+// relaxGC raises the GC target for a recovery and returns the function
+// that ends it; the target before the first recovery comes back when the
+// last one ends.
+func relaxGC() (restore func()) {
+	gcRelax.Lock()
+	defer gcRelax.Unlock()
+	if gcRelax.running == 0 {
+		gcRelax.prev = debug.SetGCPercent(recoverGCPercent)
+	}
+	gcRelax.running++
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			gcRelax.Lock()
+			defer gcRelax.Unlock()
+			if gcRelax.running--; gcRelax.running == 0 {
+				debug.SetGCPercent(gcRelax.prev)
+			}
+		})
+	}
+}
+
 // Recover loads every office and booking from db and hands them to r
 // (invariant W6). A value that fails to decode or fails its check stops
 // recovery with an ErrCorrupt error that names the key; nothing is skipped.
@@ -53,8 +90,8 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	// Recovery builds a live set that the process keeps: collecting while
 	// it grows only re-marks the same objects. A higher GC target for its
 	// duration cuts the restore time severalfold; the previous setting
-	// comes back when it returns.
-	defer debug.SetGCPercent(debug.SetGCPercent(800))
+	// comes back when the last recovery running returns.
+	defer relaxGC()()
 	var st RecoveryStats
 	db.closeMu.RLock()
 	defer db.closeMu.RUnlock()
