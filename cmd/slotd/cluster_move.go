@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -22,7 +21,6 @@ import (
 	"github.com/valyala/fasthttp"
 
 	"slotd/api"
-	"slotd/httpapi"
 	"slotd/replica"
 	"slotd/wal"
 )
@@ -150,60 +148,14 @@ func (f *front) moveCall(ctx context.Context, group uint64, entry []byte) ([]byt
 	case f.self:
 		return f.rep.ProposeMove(ctx, group, entry)
 	}
-	client := f.edge(leader)
-	if client == nil {
-		return nil, fmt.Errorf("node %d has no API address (-edges)", leader)
-	}
-	deadline, ok := ctx.Deadline()
-	if !ok || time.Until(deadline) > forwardTimeout {
-		deadline = time.Now().Add(forwardTimeout)
-	}
-	req := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(req)
-	resp := fasthttp.AcquireResponse()
-	defer fasthttp.ReleaseResponse(resp)
-	req.SetRequestURI("http://" + client.Addr + pathMove + "?group=" + strconv.FormatUint(group, 10))
-	req.Header.SetMethod(fasthttp.MethodPost)
-	req.Header.Set(headerForwarded, f.forwardToken)
-	req.SetBody(entry)
-	if err := client.DoDeadline(req, resp, deadline); err != nil {
-		return nil, fmt.Errorf("node %d: %w", leader, err)
-	}
-	if resp.StatusCode() != fasthttp.StatusOK || len(resp.Body()) != 1 {
-		return nil, fmt.Errorf("node %d answered %d: %.200s", leader, resp.StatusCode(), resp.Body())
-	}
-	return []byte{resp.Body()[0]}, nil
+	return f.proposeAt(ctx, leader, pathMove, group, entry)
 }
 
 // serveMove answers the move route, forwarded by a node: it proposes the
 // step if this node leads the group.
 func (f *front) serveMove(ctx *fasthttp.RequestCtx, forwarded bool) {
-	if !forwarded {
-		httpapi.WriteProblem(ctx, api.CodeNotFound, "no such route", 0)
-		return
-	}
-	g, err := strconv.ParseUint(string(ctx.QueryArgs().Peek("group")), 10, 8)
-	body := ctx.PostBody()
-	if err != nil || !ctx.IsPost() || len(body) > moveStepBytesMax {
-		httpapi.WriteProblem(ctx, api.CodeValidationFailed, "a move step is a POST of its bytes with ?group=N", 0)
-		return
-	}
-	pctx, cancel := context.WithTimeout(context.Background(), forwardTimeout)
-	defer cancel()
-	answer, err := f.rep.ProposeMove(pctx, g, bytesClone(body))
-	switch {
-	case errors.Is(err, replica.ErrMove):
-		httpapi.WriteProblem(ctx, api.CodeValidationFailed, err.Error(), 0)
-		return
-	case err != nil:
-		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d: group %d: %v", f.self, g, err), retryAfterNoLeaderSeconds)
-		return
-	}
-	ctx.SetContentType("application/octet-stream")
-	ctx.SetBody(answer)
+	f.servePeerProposal(ctx, forwarded, "a move step", moveStepBytesMax, replica.ErrMove, f.rep.ProposeMove)
 }
-
-func bytesClone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // runClusterMoveOffice is `slotd cluster move-office -office ID -to G`.
 func runClusterMoveOffice(args []string, getenv func(string) string, stdout, stderr io.Writer) int {
