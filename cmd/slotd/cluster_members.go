@@ -160,8 +160,14 @@ func parseNodeID(s string) (uint64, string) {
 }
 
 func writeMembersAnswer(w http.ResponseWriter, status int, a membersAnswer) {
-	if a.Code != "" {
-		a.Type, a.Title, a.Status = api.ProblemTypePrefix+a.Code, codeInfo(a.Code).Title, status
+	writeAdminAnswer(w, status, a.Code, &a.Type, &a.Title, &a.Status, &a)
+}
+
+// writeAdminAnswer writes a, an admin route's JSON answer: on a failure
+// (code set) as problem+json, its type, title and status filled in.
+func writeAdminAnswer(w http.ResponseWriter, status int, code string, typ, title *string, problemStatus *int, a any) {
+	if code != "" {
+		*typ, *title, *problemStatus = api.ProblemTypePrefix+code, codeInfo(code).Title, status
 		w.Header().Set("Content-Type", "application/problem+json")
 	} else {
 		w.Header().Set("Content-Type", "application/json")

@@ -61,14 +61,7 @@ type moveAnswer struct {
 }
 
 func writeMoveAnswer(w http.ResponseWriter, status int, a moveAnswer) {
-	if a.Code != "" {
-		a.Type, a.Title, a.Status = api.ProblemTypePrefix+a.Code, codeInfo(a.Code).Title, status
-		w.Header().Set("Content-Type", "application/problem+json")
-	} else {
-		w.Header().Set("Content-Type", "application/json")
-	}
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(a)
+	writeAdminAnswer(w, status, a.Code, &a.Type, &a.Title, &a.Status, &a)
 }
 
 // adminMoveOffice serves POST /cluster/offices/{id}/move?to=G.
