@@ -194,13 +194,7 @@ func (db *DB) ApplyEpoch(index, epoch uint64) error {
 	var v [8]byte
 	binary.BigEndian.PutUint64(v[:], epoch)
 	set(b, metaKey(metaEpoch), v[:])
-	setApplied(b, index)
-	if err := pebbleCall(func() error { return b.Commit(pebble.NoSync) }); err != nil {
-		db.degrade(err)
-		return fmt.Errorf("%w: apply: %w", ErrDegraded, err)
-	}
-	db.applied.Store(index)
-	return nil
+	return db.applyBatchLocked(b, index)
 }
 
 func setApplied(b *pebble.Batch, index uint64) {
