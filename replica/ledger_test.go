@@ -77,9 +77,6 @@ type hammer struct {
 	fill atomic.Bool
 	stop chan struct{}
 	wg   sync.WaitGroup
-
-	mu  sync.Mutex
-	ids []allocator.ID // acknowledged holds
 }
 
 func (h *hammer) run(seed uint64) {
@@ -95,16 +92,8 @@ func (h *hammer) run(seed uint64) {
 		if n%2 == 0 {
 			runtime.Gosched() // refusals are fast: let the others in
 		}
-		h.mu.Lock()
-		var cancel allocator.ID
-		if len(h.ids) > 0 && !h.fill.Load() && rnd.IntN(5) == 0 {
-			cancel = h.ids[rnd.IntN(len(h.ids))]
-		}
-		h.mu.Unlock()
-		if cancel != (allocator.ID{}) {
-			if e := h.c.engineOf(uint64(cancel[0])); e != nil {
-				_, _ = e.Cancel(slotdtest.BenchNow, cancel, h.applicant, meta)
-			}
+		if !h.fill.Load() && rnd.IntN(5) == 0 {
+			h.cancelOne(rnd, meta)
 			continue
 		}
 		group := uint64(1 + n%2)
@@ -117,17 +106,29 @@ func (h *hammer) run(seed uint64) {
 			Office: fmt.Sprintf("o%03d", group-1), Service: fmt.Sprintf("s%d", 1+rnd.IntN(4)), Applicant: h.applicant,
 			EarliestAfter: slotdtest.BenchNow.Add(24 * time.Hour), // holds: cancelling them is no penalty
 		}
-		b, err := e.Hold(slotdtest.BenchNow, req, meta)
-		if err != nil {
+		if _, err := e.Hold(slotdtest.BenchNow, req, meta); err != nil {
 			if !errors.Is(err, allocator.ErrLimitReached) && !errors.Is(err, allocator.ErrDuplicateBooking) {
 				h.others.Add(1)
 			}
 			continue
 		}
 		h.held.Add(1)
-		h.mu.Lock()
-		h.ids = append(h.ids, b.ID)
-		h.mu.Unlock()
+	}
+}
+
+// cancelOne cancels one of the applicant's active bookings in a group
+// picked at random, as its engine lists them: a hold refused for want of
+// a leader may still have committed, and such a booking is cancelled too,
+// or it would keep the applicant at the limit for good.
+func (h *hammer) cancelOne(rnd *rand.Rand, meta allocator.Meta) {
+	e := h.c.engineOf(uint64(1 + rnd.IntN(2)))
+	if e == nil {
+		return
+	}
+	all, _ := e.List(h.applicant, allocator.ListFilter{}, 0, 1<<20)
+	all = slices.DeleteFunc(all, func(b allocator.Booking) bool { return !b.Status.Active() })
+	if len(all) > 0 {
+		_, _ = e.Cancel(slotdtest.BenchNow, all[rnd.IntN(len(all))].ID, h.applicant, meta)
 	}
 }
 
