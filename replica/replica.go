@@ -484,7 +484,10 @@ func (r *Replica) lead(g *group, l *leadership) {
 		return
 	}
 	start := time.Now()
-	st, err := wal.Recover(g.db, eng, r.cfg.Now())
+	st, err := wal.RecoverContext(l.ctx, g.db, eng, r.cfg.Now())
+	if l.ctx.Err() != nil {
+		return // the leadership ended mid-rebuild (wal W13): drop the engine
+	}
 	if err != nil {
 		// The store is this node's own and refused its own records: the
 		// node must not lead with it. Hand the leadership on.

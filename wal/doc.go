@@ -106,6 +106,12 @@
 //	    applied index (W11) in one batch. Replicas that applied the same
 //	    entries hold the same records and the same mark, so a cursor
 //	    below the mark is refused alike on every node.
+//	W13. A recovery (RecoverContext) whose context ends stops between
+//	    two batches of bookings or two kinds of records and returns the
+//	    context's error, without RestoreDone: its Restorer is half
+//	    restored and is dropped. A node that loses a group's leadership
+//	    while it rebuilds the group's engine stops rebuilding, and the
+//	    relaxed GC target of the rebuild ends with it.
 //
 // # Commit pipeline
 //

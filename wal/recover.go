@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"runtime"
@@ -86,6 +87,16 @@ func relaxGC() (restore func()) {
 // recovery with an ErrCorrupt error that names the key; nothing is skipped.
 // An error from r names the record too.
 func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
+	return RecoverContext(context.Background(), db, r, now)
+}
+
+// RecoverContext is Recover that gives up once ctx is done, between two
+// batches of bookings or two kinds of records, and returns ctx's error
+// (W13): a node that stops leading a group while it rebuilds the group's
+// engine from a large store does not go on rebuilding an engine nobody
+// will run, with the relaxed GC target held for it. r is then half
+// restored and must be dropped.
+func RecoverContext(ctx context.Context, db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	start := time.Now()
 	// Recovery builds a live set that the process keeps: collecting while
 	// it grows only re-marks the same objects. A higher GC target for its
@@ -121,7 +132,13 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if err != nil {
 		return st, err
 	}
-	if err := restoreBookings(db, r, &st, moving); err != nil {
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
+	if err := restoreBookings(ctx, db, r, &st, moving); err != nil {
+		return st, err
+	}
+	if err := ctx.Err(); err != nil {
 		return st, err
 	}
 	err = db.scan(prefixSeqMark, func(k, v []byte) error {
@@ -157,6 +174,9 @@ func Recover(db *DB, r Restorer, now time.Time) (RecoveryStats, error) {
 	if err != nil {
 		return st, err
 	}
+	if err := ctx.Err(); err != nil {
+		return st, err
+	}
 	if err := r.RestoreDone(now); err != nil {
 		return st, fmt.Errorf("wal: recovery: %w", err)
 	}
@@ -181,7 +201,7 @@ const recoverBatchBytes = 128 << 10
 // engine's RestoreBooking is safe for concurrent use), so the scan hands
 // batches of copied values to one worker per core. The first error wins;
 // nothing is skipped.
-func restoreBookings(db *DB, r Restorer, st *RecoveryStats, moving map[string]bool) error {
+func restoreBookings(ctx context.Context, db *DB, r Restorer, st *RecoveryStats, moving map[string]bool) error {
 	// kv is one stored booking; k and v point into its batch's buf, one
 	// copy per batch instead of two allocations per booking.
 	type kv struct{ k, v []byte }
@@ -245,6 +265,9 @@ func restoreBookings(db *DB, r Restorer, st *RecoveryStats, moving map[string]bo
 		if len(batch.kvs) == recoverBatch || len(batch.kvs) > 0 && len(batch.buf)+len(k)+len(v) > cap(batch.buf) {
 			if failed() {
 				return errRecoveryStopped
+			}
+			if err := ctx.Err(); err != nil {
+				return err
 			}
 			batches <- batch
 			batch = newBatch()
