@@ -355,9 +355,11 @@ func TestDiskFailureQuorum(t *testing.T) {
 	leader.diskFull.Store(true)
 	testtimeEventually(t, "the full node's loop stops", func() bool { return leader.node.Err() != nil })
 	t.Logf("node %d stopped: %v", leader.id, leader.node.Err())
-	_, e := c.leaderEngine(1)
-	if leader.rep.Engine(1) != nil {
-		t.Fatal("the node whose disk failed still runs the group's engine")
+	// The replica's watch sees the stopped loop at its next poll.
+	testtimeEventually(t, "the node whose disk failed drops the group's engine", func() bool { return leader.rep.Engine(1) == nil })
+	n, e := c.leaderEngine(1)
+	if n == leader {
+		t.Fatal("the node whose disk failed runs the group's engine again")
 	}
 	time.Sleep(200 * time.Millisecond)
 	acks := l.end()
