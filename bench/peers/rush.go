@@ -181,6 +181,7 @@ func rush(ctx context.Context, r Rush, newClient func(worker int) rushClient) Ou
 	tallies := make([]workerTally, r.Workers)
 	deadline := time.Now().Add(r.DurationMax)
 	var cut atomic.Bool
+	freed := make([]freedStarts, len(lay.Dates))
 	var wg sync.WaitGroup
 	cpu0, cpu0OK := readCPUTimes()
 	start := time.Now()
@@ -203,7 +204,7 @@ func rush(ctx context.Context, r Rush, newClient func(worker int) rushClient) Ou
 				}
 				di := int(k) / r.ApplicantsPerDate
 				applicant := "a-" + strconv.FormatInt(k, 10)
-				serveApplicant(ctx, &r, c, t, lay.Dates[di], &hint[di], applicant, k)
+				serveApplicant(ctx, &r, c, t, lay.Dates[di], &hint[di], &freed[di], applicant, k)
 			}
 		}()
 	}
@@ -234,9 +235,37 @@ func rush(ctx context.Context, r Rush, newClient func(worker int) rushClient) Ou
 	return out
 }
 
+// freedStarts holds the starts of one date that cancels freed, for the
+// claim loop: a worker's hint may have passed a start before another
+// worker's cancel freed it, and without this the seat would stay free
+// while later applicants are turned away. Safe for concurrent use.
+type freedStarts struct {
+	mu     sync.Mutex
+	starts []int
+}
+
+func (f *freedStarts) push(s int) {
+	f.mu.Lock()
+	f.starts = append(f.starts, s)
+	f.mu.Unlock()
+}
+
+// pop takes the start freed first, if any.
+func (f *freedStarts) pop() (int, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.starts) == 0 {
+		return 0, false
+	}
+	s := f.starts[0]
+	f.starts = f.starts[1:]
+	return s, true
+}
+
 // serveApplicant is one applicant's attempt: read (or guess) the free
-// starts, try them in order until booked.
-func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, date string, hint *int, applicant string, k int64) {
+// starts, try them in order until booked. In the claim loop (no reads),
+// a start a cancel freed below the worker's hint is tried first.
+func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, date string, hint *int, freed *freedStarts, applicant string, k int64) {
 	lay := &r.Layout
 	first, step := lay.Start(date, 0), time.Duration(lay.StepMinutes)*time.Minute
 	starts := t.starts[:0]
@@ -254,6 +283,9 @@ func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, 
 			}
 		}
 	} else {
+		if s, ok := freed.pop(); ok && s < *hint {
+			starts = append(starts, first.Add(time.Duration(s)*step))
+		}
 		for s := *hint; s < lay.Steps(); s++ {
 			starts = append(starts, first.Add(time.Duration(s)*step))
 		}
@@ -267,7 +299,7 @@ func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, 
 		case errors.Is(err, ErrSlotTaken):
 			t.conflicts++
 			if !r.ReadAvailability {
-				*hint = int(st.Sub(first)/step) + 1
+				*hint = max(*hint, int(st.Sub(first)/step)+1)
 			}
 			continue
 		case err != nil:
@@ -283,6 +315,9 @@ func serveApplicant(ctx context.Context, r *Rush, c rushClient, t *workerTally, 
 			} else {
 				t.cancels++
 				a.Cancelled = true
+				if !r.ReadAvailability {
+					freed.push(int(bk.Start.Sub(first) / step))
+				}
 			}
 		}
 		t.acked = append(t.acked, a)
