@@ -383,6 +383,14 @@ func (n *Node) applyChange(g *group, e *pb.Entry) (proposalID, error) {
 		return proposalID{}, fmt.Errorf("cluster: group %d: %w", g.id, err)
 	}
 	m := g.ms
+	if c.Node == n.id && c.Op == AddLearner && e.GetIndex() > m.index && m.stageOf(n.id) >= stageVoter {
+		// Only a node that created the group itself, with itself a
+		// voter, holds that stage before its addition: a joining node
+		// starts from a configuration that names it a learner at most
+		// (M6), a restart from one newer than the entry (M3). Its
+		// configuration is not the group's (M8).
+		return proposalID{}, fmt.Errorf("cluster: group %d: entry %d adds this node as a learner, and this node created the group itself with itself as a voter: %w", g.id, e.GetIndex(), ErrNotMember)
+	}
 	if c.Op.target() > m.stageOf(c.Node) {
 		m.cs = g.rn.ApplyConfChange(cc)
 	}
