@@ -1,7 +1,8 @@
 package cluster
 
 // Membership changes: a node is added to a group, promoted, or removed
-// through raft's conf changes, one at a time (M1…M6 in the package doc).
+// through raft's conf changes, one at a time (M1…M8 in the package doc;
+// refusal.go tells a node that is no member, M7 and M8).
 // The change's entry carries the node's addresses, so that the members and
 // where to reach them are replicated data, not flags.
 
