@@ -125,6 +125,8 @@ type testNode struct {
 	// as its Peers instead of the cluster's.
 	join  bool
 	peers []Peer
+	// noSelfAddCheck starts the node with Config.testNoSelfAddCheck.
+	noSelfAddCheck bool
 
 	db    *wal.DB
 	store *raftlog.Store
@@ -249,7 +251,8 @@ func (n *testNode) start(ln net.Listener) {
 	}
 	n.node, err = NewNode(Config{
 		ID: n.id, Peers: peers, Groups: n.c.groups, Listener: ln, Ticks: n.ticks, Join: n.join,
-		Transport: TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond, TestNoRefusals: n.c.noRefusals},
+		Transport:          TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond, TestNoRefusals: n.c.noRefusals},
+		testNoSelfAddCheck: n.noSelfAddCheck,
 	}, store, n.sm)
 	if err != nil {
 		t.Fatalf("node %d: NewNode: %v", n.id, err)
