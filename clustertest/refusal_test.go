@@ -3,6 +3,8 @@ package clustertest
 import (
 	"errors"
 	"fmt"
+	"io"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -21,6 +23,31 @@ func refusalsLogged(among ...*node) int {
 		sum += strings.Count(n.tail(1<<30), refusedLine)
 	}
 	return sum
+}
+
+// refusalsSent reads slotd_cluster_refusals_sent_total from n's metrics.
+func refusalsSent(t *testing.T, n *node) float64 {
+	t.Helper()
+	resp, err := client.Get("http://" + n.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "slotd_cluster_refusals_sent_total "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("node %d: %q: %v", n.id, l, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("node %d exports no slotd_cluster_refusals_sent_total", n.id)
+	return 0
 }
 
 // exits waits until n's process exits, and returns an error unless it
@@ -98,6 +125,11 @@ func removedWhileDead(t *testing.T, env []string) error {
 	if err == nil {
 		n3.launch()
 		err = n3.exits("the cluster refused this data directory for good", n1, n2)
+	}
+	if err == nil {
+		if sent := refusalsSent(t, n1) + refusalsSent(t, n2); sent == 0 {
+			err = errors.New("slotd_cluster_refusals_sent_total is 0 on nodes 1 and 2")
+		}
 	}
 	n3.kill()
 	testtime.Eventually(t, waitFor, "nodes 1 and 2 acknowledge bookings at every office after node 3's start", func() error {
