@@ -219,13 +219,35 @@
 //	    entry from index 2. The change's entry carries the node's Raft
 //	    and API addresses, so the members learn where it is from the
 //	    log, not from flags.
+//	M7. A node removed from every group of a peer gets nothing of that
+//	    peer's raft: its frames are never handed to raft (RemovePeer),
+//	    so it disturbs no group, whatever it sends (every group runs
+//	    with PreVote and CheckQuorum besides). Its connection is
+//	    answered with a refusal that says it was removed (refusal.go),
+//	    and the node stops with ErrRemoved: a node removed while it was
+//	    down, which will never apply its removal (no leader sends it
+//	    anything), learns it from the first peer it sends to.
+//	M8. A node runs only with a configuration that is its groups'. A
+//	    store whose groups never had the node's id as a member is
+//	    refused at start (ErrForeignStore). A node that created its
+//	    groups itself (no Join) but is not one of the cluster's: a peer
+//	    that knows it as no member answers its frames "not a member",
+//	    and it stops with ErrNotMember if none of its groups' logs went
+//	    past index 1 (its own bootstrap; a node that joined, or whose
+//	    log went further, may meet a peer that lags behind its addition,
+//	    and goes on); and should a leader have added it meanwhile, so
+//	    that its log takes the group's from index 2, it stops with
+//	    ErrNotMember on applying its own addition while its own
+//	    bootstrap named it a voter.
 //
 // # Transport
 //
 // Each node dials every peer and writes to it on that one connection;
 // it reads the connections its peers dialed. So there is one TCP
 // connection per ordered pair of nodes, each carrying one direction, and
-// no handshake: every frame names its sender and receiver. A writer sends
+// no handshake: every frame names its sender and receiver. The one thing
+// a reader ever writes back is a refusal, to a node that is not its peer
+// (M7, M8), just before it closes the connection. A writer sends
 // in one frame every message queued for its peer, whatever the group, up
 // to the frame's limit; an idle writer sends an empty frame (a keepalive)
 // so that the reader's idle timeout tells a dead peer from a quiet one. A
@@ -256,7 +278,15 @@
 //	                                   and To must be the frame's
 //
 // A receiver closes the connection on a frame that breaks any of these
-// rules (TransportStats.FrameErrors).
+// rules (TransportStats.FrameErrors). To a frame from a node that is not
+// its peer it first answers, on that connection, a refusal record
+// (refusal.go), which the dialer reads:
+//
+//	field        size                  meaning
+//	magic        4 bytes BE            0xFF524546 (0xFF "REF")
+//	version      1 byte = 1
+//	reason       1 byte                1: removed from every group (M7);
+//	                                   2: a member of none (M8)
 //
 // The data of an entry a proposal adds to a log (raft's own empty
 // entries carry no data):

@@ -125,6 +125,8 @@ type testNode struct {
 	// as its Peers instead of the cluster's.
 	join  bool
 	peers []Peer
+	// noSelfAddCheck starts the node with Config.testNoSelfAddCheck.
+	noSelfAddCheck bool
 
 	db    *wal.DB
 	store *raftlog.Store
@@ -144,11 +146,20 @@ type testCluster struct {
 	isolated map[uint64]bool // guarded by mu
 	stopTick chan struct{}
 	ticking  sync.WaitGroup
+	// noRefusals starts every node with TransportOptions.TestNoRefusals:
+	// the broken variant of M7 and M8.
+	noRefusals bool
 }
 
 // newTestCluster starts size nodes hosting groups 1..groups.
 func newTestCluster(t *testing.T, size, groups int) *testCluster {
-	c := &testCluster{t: t, isolated: map[uint64]bool{}, stopTick: make(chan struct{})}
+	return newTestClusterRefusing(t, size, groups, true)
+}
+
+// newTestClusterRefusing is newTestCluster; unless refusals, the nodes
+// answer no refusal to a node that is not a peer (M7, M8 broken).
+func newTestClusterRefusing(t *testing.T, size, groups int, refusals bool) *testCluster {
+	c := &testCluster{t: t, isolated: map[uint64]bool{}, stopTick: make(chan struct{}), noRefusals: !refusals}
 	for g := range groups {
 		c.groups = append(c.groups, uint64(g+1))
 	}
@@ -240,7 +251,8 @@ func (n *testNode) start(ln net.Listener) {
 	}
 	n.node, err = NewNode(Config{
 		ID: n.id, Peers: peers, Groups: n.c.groups, Listener: ln, Ticks: n.ticks, Join: n.join,
-		Transport: TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond},
+		Transport:          TransportOptions{BackoffMin: 5 * time.Millisecond, BackoffMax: 100 * time.Millisecond, TestNoRefusals: n.c.noRefusals},
+		testNoSelfAddCheck: n.noSelfAddCheck,
 	}, store, n.sm)
 	if err != nil {
 		t.Fatalf("node %d: NewNode: %v", n.id, err)

@@ -1,7 +1,8 @@
 package cluster
 
 // Membership changes: a node is added to a group, promoted, or removed
-// through raft's conf changes, one at a time (M1…M6 in the package doc).
+// through raft's conf changes, one at a time (M1…M8 in the package doc;
+// refusal.go tells a node that is no member, M7 and M8).
 // The change's entry carries the node's addresses, so that the members and
 // where to reach them are replicated data, not flags.
 
@@ -383,6 +384,14 @@ func (n *Node) applyChange(g *group, e *pb.Entry) (proposalID, error) {
 		return proposalID{}, fmt.Errorf("cluster: group %d: %w", g.id, err)
 	}
 	m := g.ms
+	if c.Node == n.id && c.Op == AddLearner && e.GetIndex() > m.index && m.stageOf(n.id) >= stageVoter && !n.cfg.testNoSelfAddCheck {
+		// Only a node that created the group itself, with itself a
+		// voter, holds that stage before its addition: a joining node
+		// starts from a configuration that names it a learner at most
+		// (M6), a restart from one newer than the entry (M3). Its
+		// configuration is not the group's (M8).
+		return proposalID{}, fmt.Errorf("cluster: group %d: entry %d adds this node as a learner, and this node created the group itself with itself as a voter: %w", g.id, e.GetIndex(), ErrNotMember)
+	}
 	if c.Op.target() > m.stageOf(c.Node) {
 		m.cs = g.rn.ApplyConfChange(cc)
 	}

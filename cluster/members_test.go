@@ -50,11 +50,18 @@ func memberIDs(ms []Member) string {
 // added).
 func (c *testCluster) addJoiner(peers ...uint64) *testNode {
 	c.t.Helper()
+	return c.addNode(true, peers...)
+}
+
+// addNode adds a node with an empty data directory and starts it with
+// the given peers (itself added), with Config.Join if join.
+func (c *testCluster) addNode(join bool, peers ...uint64) *testNode {
+	c.t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n := &testNode{c: c, id: uint64(len(c.nodes) + 1), dir: c.t.TempDir(), addr: ln.Addr().String(), ticks: make(chan time.Time, 1), join: true}
+	n := &testNode{c: c, id: uint64(len(c.nodes) + 1), dir: c.t.TempDir(), addr: ln.Addr().String(), ticks: make(chan time.Time, 1), join: join}
 	for _, p := range c.peers {
 		if slices.Contains(peers, p.ID) {
 			n.peers = append(n.peers, p)

@@ -149,6 +149,11 @@ type Node struct {
 	// memberUpdates are the membership records of this turn's conf
 	// changes, stored before the groups advance (M1).
 	memberUpdates []raftlog.Update
+	// removedBy and unknownTo are the first peer that answered this
+	// node's frames with a refusal, removed or not a member (0: none):
+	// written by the transport's goroutines, read by the loop, which
+	// stops on them (refusal.go; M7, M8).
+	removedBy, unknownTo atomic.Uint64
 }
 
 // group is one Raft group on this node. Only the loop touches its fields,
@@ -262,6 +267,7 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 		return nil, err
 	}
 	n.tr.SetSnapshotHandler(n.receiveSnapshot)
+	n.tr.setRefusedHandler(n.refused)
 	n.syncPeers() // the members that changes added, at their addresses
 	n.ticks = cfg.Ticks
 	if n.ticks == nil {
@@ -277,7 +283,8 @@ func NewNode(cfg Config, store *raftlog.Store, sm StateMachine) (_ *Node, err er
 // snapshot names every peer as a voter — as a new etcd cluster does
 // (raft recommends it over raft.Bootstrap). Every node does the same, so
 // their logs agree through index 1. A group the store holds keeps its own
-// membership, which must name only known peers.
+// membership, which must name only known peers, and this node as a
+// member or as removed (M8).
 func (n *Node) bootstrap() error {
 	voters := make([]uint64, 0, len(n.cfg.Peers))
 	for _, p := range n.cfg.Peers {
@@ -308,6 +315,9 @@ func (n *Node) bootstrap() error {
 				}
 			}
 			if len(cs.GetVoters()) > 0 && !isMember(cs, n.id) {
+				if !slices.Contains(m.removed, n.id) {
+					return fmt.Errorf("cluster: group %d has members %v and never had node %d: %w", id, slices.Concat(cs.GetVoters(), cs.GetLearners()), n.id, ErrForeignStore)
+				}
 				removed++
 			}
 			continue
@@ -584,6 +594,9 @@ func (n *Node) run() {
 // again without waiting.
 func (n *Node) loop() error {
 	for {
+		if err := n.refusedErr(); err != nil {
+			return err
+		}
 		if !n.hasReady() {
 			select {
 			case <-n.ticks:

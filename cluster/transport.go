@@ -68,6 +68,10 @@ type TransportOptions struct {
 	// newer release, V2), from the connection's reader goroutine. Nil:
 	// the refusals are only counted (TransportStats.FrameErrors).
 	FrameRefused func(err error)
+	// TestNoRefusals closes the connection of a node that is not a peer
+	// unanswered, as a release before refusals did: the broken variant
+	// of M7 and M8, for tests only.
+	TestNoRefusals bool
 }
 
 // validate returns the first problem with o, in words a user can act on.
@@ -170,6 +174,9 @@ type TransportStats struct {
 	// SnapshotBytesReceived the streams taken from peers and their state
 	// bytes.
 	SnapshotBytesSent, SnapshotsReceived, SnapshotBytesReceived uint64
+	// RefusalsSent counts the refusal records written back to nodes that
+	// are not peers; RefusalsReceived those read from peers (M7, M8).
+	RefusalsSent, RefusalsReceived uint64
 }
 
 // transportStats are the counters behind TransportStats, each written by
@@ -184,6 +191,7 @@ type transportStats struct {
 	frameErrors, framesNewer                        atomic.Uint64
 	snapshotBytesSent, snapshotBytesReceived        atomic.Uint64
 	snapshotsReceived                               atomic.Uint64
+	refusalsSent, refusalsReceived                  atomic.Uint64
 }
 
 // Transport carries raft messages of every group between this node and
@@ -206,6 +214,9 @@ type Transport struct {
 
 	filter    atomic.Pointer[Filter]          // the test hook; nil: none
 	snapshots atomic.Pointer[SnapshotHandler] // nil: snapshot streams are refused
+	// refused is told of the refusals peers answer this node's frames
+	// with (refusal.go); nil: none is.
+	refused atomic.Pointer[func(by uint64, why refusal)]
 
 	// ctx is cancelled by Close; it ends dials, backoff waits and writers.
 	ctx    context.Context
@@ -216,6 +227,7 @@ type Transport struct {
 	conns    map[net.Conn]struct{} // guarded by mu: every open connection, for Close
 	inbound  map[uint64]*reader    // guarded by mu: the connection read for each peer
 	newest   map[uint64]uint64     // guarded by mu: per peer, the largest reader.accepted adopted
+	removed  map[uint64]bool       // guarded by mu: the nodes RemovePeer removed, answered as removed
 	accepted int                   // guarded by mu: inbound connections open
 	closed   bool                  // guarded by mu
 
@@ -274,6 +286,7 @@ func NewTransport(id uint64, peers map[uint64]string, ln net.Listener, opts Tran
 		conns:   map[net.Conn]struct{}{},
 		inbound: map[uint64]*reader{},
 		newest:  map[uint64]uint64{},
+		removed: map[uint64]bool{},
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	ps := map[uint64]*peer{}
@@ -325,6 +338,7 @@ func (t *Transport) SetPeer(id uint64, addr string) error {
 	if t.closed {
 		return nil
 	}
+	delete(t.removed, id)
 	old := *t.peers.Load()
 	if p := old[id]; p != nil && p.addr == addr {
 		return nil
@@ -343,10 +357,13 @@ func (t *Transport) SetPeer(id uint64, addr string) error {
 
 // RemovePeer forgets peer id: a node removed from the cluster. Its writer
 // stops, what is queued for it is dropped, and its frames are refused
-// from then on (its connection is closed at its next frame).
+// from then on: its connection is answered with a refusal that says it
+// was removed (M7), and closed, at its next frame. Whether or not id was
+// a peer, it is answered so until SetPeer makes it one.
 func (t *Transport) RemovePeer(id uint64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.removed[id] = true
 	old := *t.peers.Load()
 	p := old[id]
 	if p == nil {
@@ -413,6 +430,7 @@ func (t *Transport) Stats() TransportStats {
 		ConnsAccepted: s.connsAccepted.Load(), ConnsRefused: s.connsRefused.Load(), ConnsStale: s.connsStale.Load(),
 		FrameErrors: s.frameErrors.Load(), FramesNewer: s.framesNewer.Load(),
 		SnapshotBytesSent: s.snapshotBytesSent.Load(), SnapshotsReceived: s.snapshotsReceived.Load(), SnapshotBytesReceived: s.snapshotBytesReceived.Load(),
+		RefusalsSent: s.refusalsSent.Load(), RefusalsReceived: s.refusalsReceived.Load(),
 	}
 }
 
@@ -488,6 +506,8 @@ func (t *Transport) runPeer(p *peer) {
 		conn, err := t.dial(p)
 		if err == nil {
 			p.down.Store(false)
+			t.wg.Add(1)
+			go t.watchRefusal(p, conn)
 			began := time.Now()
 			t.write(p, conn)
 			t.untrack(conn)
@@ -717,6 +737,9 @@ func (t *Transport) read(r *reader) {
 			if t.opts.FrameRefused != nil {
 				t.opts.FrameRefused(err)
 			}
+			if errors.Is(err, ErrUnknownPeer) {
+				t.refuse(r.conn, from)
+			}
 			return
 		}
 		if r.from == 0 {
@@ -737,7 +760,8 @@ func (t *Transport) read(r *reader) {
 
 // decode decodes and checks frame b read by r: addressed to this node,
 // from a known peer (the same as the connection's earlier frames), every
-// message from that peer to this node.
+// message from that peer to this node. A frame from a node that is not a
+// peer is refused with ErrUnknownPeer and the node's id.
 func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, error) {
 	f, err := decodeFrame(b)
 	switch {
@@ -746,7 +770,7 @@ func (t *Transport) decode(r *reader, b []byte) ([]GroupMessage, uint64, error) 
 	case f.to != t.id:
 		return nil, 0, fmt.Errorf("%w: addressed to node %d, this is node %d", errFrame, f.to, t.id)
 	case t.peer(f.from) == nil:
-		return nil, 0, fmt.Errorf("%w: from node %d, which is not a peer", errFrame, f.from)
+		return nil, f.from, fmt.Errorf("%w: %w: node %d", errFrame, ErrUnknownPeer, f.from)
 	case r.from != 0 && f.from != r.from:
 		return nil, 0, fmt.Errorf("%w: from node %d on node %d's connection", errFrame, f.from, r.from)
 	}

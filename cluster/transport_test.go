@@ -1,7 +1,9 @@
 package cluster
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"sync"
@@ -340,11 +342,14 @@ func TestTransportReconnectsToPeerThatStarts(t *testing.T) {
 // TestTransportRefusesBadFrames: a connection whose frame is malformed, of
 // another version, addressed to another node, from an unknown node, or
 // carries a message that is not from its sender, is closed and counted,
-// and nothing of it reaches the handler.
+// and nothing of it reaches the handler. A node that is not a peer is
+// answered with a refusal first: removed if RemovePeer removed it, not a
+// member otherwise (M7, M8).
 func TestTransportRefusesBadFrames(t *testing.T) {
 	lnB := listen(t)
 	var got received
 	b := newTestTransport(t, 2, lnB, map[uint64]string{1: "127.0.0.1:1", 2: lnB.Addr().String()}, TransportOptions{}, got.handle)
+	b.RemovePeer(8)
 	hb := func(from, to uint64) rawMessage { return rawMessage{group: 1, b: heartbeat(t, from, to, 1)} }
 	v2 := appendFrame(nil, 1, 2, []rawMessage{hb(1, 2)})
 	v2[frameLenBytes] = frameVersion + 1
@@ -353,6 +358,7 @@ func TestTransportRefusesBadFrames(t *testing.T) {
 		"another version":   v2,
 		"to another node":   appendFrame(nil, 1, 3, []rawMessage{hb(1, 3)}),
 		"from an unknown":   appendFrame(nil, 9, 2, []rawMessage{hb(9, 2)}),
+		"from a removed":    appendFrame(nil, 8, 2, []rawMessage{hb(8, 2)}),
 		"a forged sender":   appendFrame(nil, 1, 2, []rawMessage{hb(3, 2)}),
 		"not protobuf":      appendFrame(nil, 1, 2, []rawMessage{{group: 1, b: []byte{0xff}}}),
 	}
@@ -364,18 +370,24 @@ func TestTransportRefusesBadFrames(t *testing.T) {
 		if _, err := conn.Write(frame); err != nil {
 			t.Fatal(err)
 		}
-		// The transport closes the connection: the read ends.
+		// The transport closes the connection: the read ends, after the
+		// refusal for a node that is not a peer.
 		if err := conn.SetReadDeadline(time.Now().Add(waitMax)); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := conn.Read(make([]byte, 1)); err == nil {
-			t.Fatalf("%s: the connection stays open", what)
+		answer, err := io.ReadAll(conn)
+		if err != nil {
+			t.Fatalf("%s: the connection stays open: %v", what, err)
+		}
+		want := map[string][]byte{"from an unknown": appendRefusal(nil, refusalUnknown), "from a removed": appendRefusal(nil, refusalRemoved)}[what]
+		if !bytes.Equal(answer, want) {
+			t.Fatalf("%s: answered %x, want %x", what, answer, want)
 		}
 		_ = conn.Close()
 	}
 	eventually(t, "every bad frame counted", func() error {
-		if s := b.Stats(); s.FrameErrors != uint64(len(bad)) {
-			return fmt.Errorf("%d frame errors, want %d", s.FrameErrors, len(bad))
+		if s := b.Stats(); s.FrameErrors != uint64(len(bad)) || s.RefusalsSent != 2 {
+			return fmt.Errorf("%d frame errors, want %d; %d refusals sent, want 2", s.FrameErrors, len(bad), s.RefusalsSent)
 		}
 		return nil
 	})

@@ -57,6 +57,10 @@ type clusterOptions struct {
 	// SLOTD_TEST_NO_HAND_OFF=1), so that a test can measure what the
 	// hand-off spares a rolling restart.
 	noHandOff bool
+	// noRefusals closes the Raft connections of nodes that are not
+	// members unanswered (not a flag: SLOTD_TEST_NO_REFUSALS=1), the
+	// broken variant of cluster M7 and M8 that a test shows failing.
+	noRefusals bool
 }
 
 // headerForwarded marks a request one node passed to another; the
@@ -278,6 +282,9 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	if err := os.MkdirAll(opts.data, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	if err := checkDataDirOwner(opts.data, co.nodeID); err != nil {
+		return err
+	}
 	if err := checkClusterFormat(opts.data); err != nil {
 		return err
 	}
@@ -351,16 +358,20 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 		cpeers = append(cpeers, cluster.Peer{ID: id, Addr: addr})
 	}
 	frameRefused := func(err error) {
-		if errors.Is(err, cluster.ErrNewerFormat) {
+		switch {
+		case errors.Is(err, cluster.ErrNewerFormat):
 			log.Error("refused a frame of a newer format: a peer runs a newer release that writes it", zap.Error(err))
+			return
+		case errors.Is(err, cluster.ErrUnknownPeer):
+			log.Warn("refused the Raft traffic of a node that is not a member, and told it so (removed, or never added)", zap.Error(err))
 			return
 		}
 		log.Warn("refused a malformed frame on the Raft listener", zap.Error(err))
 	}
 	node, err := cluster.NewNode(cluster.Config{ID: co.nodeID, Peers: cpeers, Groups: groups, ProposalBytesMax: 3 << 20, Join: co.join,
-		Transport: cluster.TransportOptions{FrameRefused: frameRefused}}, logStore, rep)
+		Transport: cluster.TransportOptions{FrameRefused: frameRefused, TestNoRefusals: co.noRefusals}}, logStore, rep)
 	if err != nil {
-		return err
+		return refusedForGood(opts.data, err)
 	}
 	f.node = node
 	rep.Start(node)
@@ -416,7 +427,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	case err := <-served:
 		return fmt.Errorf("API listener: %w", err)
 	case <-node.Done():
-		return fmt.Errorf("cluster node stopped: %w", node.Err())
+		return refusedForGood(opts.data, fmt.Errorf("cluster node stopped: %w", node.Err()))
 	}
 	// Readiness off first, then the leaderships handed on (cluster_drain.go).
 	f.draining.Store(true)

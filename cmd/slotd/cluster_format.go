@@ -51,16 +51,25 @@ func checkClusterFormat(dataDir string) error {
 	return nil
 }
 
-// writeClusterFormat stamps the directory with cluster.FormatMax: written
-// and synced under a temporary name, renamed over path, the directory
-// synced, so that a crash leaves the old stamp or the new one.
+// writeClusterFormat stamps the directory with cluster.FormatMax.
 func writeClusterFormat(dataDir, path string) error {
-	tmp, err := os.CreateTemp(dataDir, clusterFormatFile+".*.tmp")
-	if err != nil {
+	if err := writeDataFile(dataDir, filepath.Base(path), fmt.Sprintf("%d\n", cluster.FormatMax)); err != nil {
 		return fmt.Errorf("cannot write the cluster format stamp: %w", err)
 	}
+	return nil
+}
+
+// writeDataFile writes content to the file name of dataDir whole or not
+// at all: written and synced under a temporary name, renamed over name,
+// the directory synced, so that a crash leaves the old file or the new
+// one.
+func writeDataFile(dataDir, name, content string) error {
+	tmp, err := os.CreateTemp(dataDir, name+".*.tmp")
+	if err != nil {
+		return err
+	}
 	defer os.Remove(tmp.Name())
-	_, err = fmt.Fprintf(tmp, "%d\n", cluster.FormatMax)
+	_, err = tmp.WriteString(content)
 	if err == nil {
 		err = tmp.Sync()
 	}
@@ -68,13 +77,10 @@ func writeClusterFormat(dataDir, path string) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp.Name(), path)
+		err = os.Rename(tmp.Name(), filepath.Join(dataDir, name))
 	}
 	if err == nil {
 		err = syncDir(dataDir)
 	}
-	if err != nil {
-		return fmt.Errorf("cannot write the cluster format stamp: %w", err)
-	}
-	return nil
+	return err
 }

@@ -91,6 +91,7 @@ func newClusterMetrics(f *front) (*clusterMetrics, error) {
 		stat("slotd_cluster_snapshots_sent_total", "Snapshots of a group's state streamed to a peer and staged there.", func(s cluster.Stats) uint64 { return s.SnapshotsSent }),
 		stat("slotd_cluster_snapshots_installed_total", "Snapshots of a group's state installed on this node.", func(s cluster.Stats) uint64 { return s.SnapshotsInstalled }),
 		stat("slotd_cluster_inbox_dropped_total", "Frames from peers dropped because the inbox was full.", func(s cluster.Stats) uint64 { return s.InboxDropped }),
+		stat("slotd_cluster_refusals_sent_total", "Raft connections of nodes that are no member of this node's groups answered with a refusal (removed, or never added) and closed.", func(s cluster.Stats) uint64 { return s.Transport.RefusalsSent }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "slotd_cluster_up", Help: "1 while this node's Raft loop runs."}, func() float64 { return b2f(f.node.Err() == nil) }),
 		m.leaderChanges, m.forwarded,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -106,6 +106,7 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 		return o, err
 	}
 	o.cluster.noHandOff = getenv("SLOTD_TEST_NO_HAND_OFF") == "1"
+	o.cluster.noRefusals = getenv("SLOTD_TEST_NO_REFUSALS") == "1"
 	if o.ratePerKey <= 0 || o.rateBurst < 0 || o.inFlightMax < 1 {
 		return o, fmt.Errorf("-rate-per-key must be positive, -rate-burst not negative, -in-flight-max at least 1")
 	}
