@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -161,5 +162,72 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 	}
 	for g := uint64(1); g <= 2; g++ {
 		c.converged(g)
+	}
+}
+
+// rawCall sends an API request with the portal key and an
+// Idempotency-Key and returns the answer's status, body and
+// Idempotent-Replayed header.
+func (n *node) rawCall(method, path, body, idem string) (int, string, string, error) {
+	req, err := http.NewRequest(method, "http://"+n.addr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+portalKey)
+	req.Header.Set("Idempotency-Key", idem)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Idempotent-Replayed"), err
+}
+
+// A hold answered with an Idempotency-Key before its office moves,
+// retried after the move through another node, is answered from the
+// stored record (replica O2, httpapi I1): the same body, byte for byte,
+// Idempotent-Replayed, and no second booking for the applicant.
+func TestMoveKeepsIdempotentAnswers(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	to := 3 - from
+	body := fmt.Sprintf(`{"office":%q,"service":"patent","applicant":"retrier","earliest_after":"%sT09:00:00+03:00","confirm":true}`, office, nextWeekday(3))
+	var status int
+	var first string
+	testtime.Eventually(t, waitFor, "the first hold", func() error {
+		var err error
+		status, first, _, err = c.nodes[0].rawCall("POST", "/v1/bookings", body, "retry-me")
+		if err == nil && status != 201 {
+			return fmt.Errorf("%d %s", status, first)
+		}
+		return err
+	})
+	if code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[1].admin); code != 0 {
+		t.Fatalf("slotd cluster move-office: exit %d: %s", code, out)
+	}
+	for _, n := range c.nodes[1:] {
+		var again, replayed string
+		testtime.Eventually(t, waitFor, "the retry", func() error {
+			var err error
+			status, again, replayed, err = n.rawCall("POST", "/v1/bookings", body, "retry-me")
+			if err == nil && status == 503 {
+				return fmt.Errorf("%d %s", status, again)
+			}
+			return err
+		})
+		if status != 201 || again != first || replayed != "true" {
+			t.Fatalf("node %d: the retry after the move: %d %s (Idempotent-Replayed %q), the first answer was 201 %s", n.id, status, again, replayed, first)
+		}
+	}
+	status, out, err := c.nodes[2].call("GET", "/v1/bookings?applicant=retrier", "", "")
+	if err != nil || status != 200 {
+		t.Fatalf("the applicant's bookings: %d %v", status, err)
+	}
+	if bs, _ := out["bookings"].([]any); len(bs) != 1 {
+		t.Fatalf("the applicant has %d bookings after the retries, want 1: %v", len(bs), out)
 	}
 }

@@ -144,9 +144,10 @@
 // a freeze in S (kind 7) marks the office moving and names D for the
 // office and for each of its bookings' ids; an import in D (kind 8)
 // writes the office's records as every replica of S holds them frozen
-// (config, bookings, number marks, watches of the office), read by D's
-// leader from its own replica of S; a move-out in S (kind 9) deletes
-// them there and keeps the marks, now "moved". Booking ids keep their
+// (config, bookings, number marks, watches of the office, and the
+// idempotency records of its changes), read by D's leader from its own
+// replica of S; a move-out in S (kind 9) deletes them there and keeps
+// the marks, now "moved". Booking ids keep their
 // first byte, S: a front that finds a mark for an id in S sends it to D
 // (and the ledger's reconciler looks for the booking there, L5).
 //
@@ -177,9 +178,14 @@
 //	    marks are all there is to follow.
 //
 // An office whose records exceed MoveBytesMax (one entry) is refused
-// before its freeze. Not moved: the idempotency records of the office's
-// requests (a retry of a request answered before the move, sent after
-// it, is served anew by D) and its events (they stay in S's feed, which
+// before its freeze. A request answered before the move with an
+// Idempotency-Key and retried after it is answered by D from the record
+// its change stored (httpapi I1): the record travels with the office
+// (wal's move.go says which records belong to an office) and leaves S,
+// and D's retention sweep ages it. Not moved: responses stored without a
+// change (a refusal: a retry after the move is served anew by D, which
+// may answer otherwise), those of region watches, records written before
+// this release, and the office's events (they stay in S's feed, which
 // the merged feed keeps reading).
 //
 // # Entry data

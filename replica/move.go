@@ -206,7 +206,7 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 				return nil, fmt.Errorf("replica: group %d: office %q is not frozen for group %d in this node's replica: %w", from, office, group, ctx.Err())
 			}
 		}
-		records, _, err := src.ExportOffice(office)
+		records, _, err := src.ExportOffice(office, wal.ExportOptions{LeaveIdempotency: r.testMoveLeaveIdempotency})
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -438,4 +439,90 @@ func (c *testCluster) movedAgree(group uint64) error {
 		}
 	}
 	return nil
+}
+
+// idemHold is a portal's hold with an Idempotency-Key, served as the
+// edge serves it (httpapi I1): node n's replica of group answers a key it
+// holds a record of (a replay), else group's engine holds and the answer
+// travels in the change. It returns the answer's body and whether it was
+// replayed.
+func (c *testCluster) idemHold(n *testNode, group uint64, key string, req allocator.HoldRequest) (body string, replayed bool) {
+	c.t.Helper()
+	rec, found, err := n.stores[group].LookupIdempotency(key)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if found {
+		return string(rec.Body), true
+	}
+	_, e := c.leaderEngine(group)
+	meta := allocator.Meta{Actor: "portal", Attach: func(ch *allocator.Change) {
+		b := ch.Bookings[0]
+		ch.Idempotency = &allocator.IdempotencyRecord{Key: key, Status: 201, Body: []byte(`{"id":"` + b.ID.String() + `"}`), AtUnixNano: slotdtest.BenchNow.UnixNano()}
+	}}
+	b, err := e.Hold(slotdtest.BenchNow, req, meta)
+	if err != nil {
+		return err.Error(), false
+	}
+	return `{"id":"` + b.ID.String() + `"}`, false
+}
+
+// moveIdempotency holds at an office with an Idempotency-Key, moves the
+// office to another group, retries the hold there through another node,
+// and returns why the retry was not the stored answer, or "".
+func moveIdempotency(t *testing.T, broken func(*Replica)) string {
+	c := startCluster(&testCluster{t: t, isolated: map[uint64]bool{}, broken: broken}, 3, 2)
+	c.putOffices(1, 0, 1)
+	c.putOffices(2, 1, 1)
+	_, start := slotdtest.BenchSeat(0)
+	req := allocator.HoldRequest{Office: "o000", Service: "s", Applicant: "ns\x00retrier", Start: start, Confirm: true}
+	const key = "portal:hold-1"
+	first, replayed := c.idemHold(c.node(1), 1, key, req)
+	if replayed || !strings.HasPrefix(first, `{"id"`) {
+		t.Fatalf("the first hold: %s (replayed %v)", first, replayed)
+	}
+	// A record of an office of the destination stays there.
+	_, other := slotdtest.BenchSeat(1)
+	if _, replayed := c.idemHold(c.node(1), 2, "portal:elsewhere", allocator.HoldRequest{Office: "o001", Service: "s", Applicant: "ns\x00other", Start: other, Confirm: true}); replayed {
+		t.Fatal("a fresh key was replayed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := MoveOffice(ctx, nil, c.moveCall, "o000", 1, 2); err != nil {
+		t.Fatalf("move: %v", err)
+	}
+	c.converged(1)
+	c.converged(2)
+	// The retry, through every node, is the first answer byte for byte.
+	for _, n := range c.nodes {
+		again, replayed := c.idemHold(n, 2, key, req)
+		if !replayed || again != first {
+			return fmt.Sprintf("node %d: the retry after the move answered %s (replayed %v), the first answer was %s", n.id, again, replayed, first)
+		}
+		if _, found, _ := n.stores[1].LookupIdempotency(key); found {
+			return fmt.Sprintf("node %d: the source still holds the record after the move-out", n.id)
+		}
+	}
+	if _, found, _ := c.node(2).stores[2].LookupIdempotency("portal:elsewhere"); !found {
+		return "the record of an office of the destination is gone"
+	}
+	return ""
+}
+
+// O2, with the idempotency records (httpapi I1): a hold answered before
+// its office moved, retried after the move through any node, gets the
+// stored answer, and the source keeps no copy.
+func TestMoveCarriesIdempotency(t *testing.T) {
+	if why := moveIdempotency(t, nil); why != "" {
+		t.Fatal(why)
+	}
+}
+
+// The variant whose import leaves the records out answers the retry anew.
+func TestMoveWithoutIdempotencyCaught(t *testing.T) {
+	why := moveIdempotency(t, func(r *Replica) { r.testMoveLeaveIdempotency = true })
+	if why == "" {
+		t.Fatal("the variant without the records replayed the retry: the test cannot tell")
+	}
+	t.Logf("caught: %s", why)
 }

@@ -124,6 +124,9 @@ type Replica struct {
 	// testSettleNoMarks makes the ledger's reconciler look for a booking
 	// only in the group its id names, not where its office moved.
 	testSettleNoMarks bool
+	// testMoveLeaveIdempotency leaves the office's idempotency records
+	// out of a move's import: a retry after the move is served anew.
+	testMoveLeaveIdempotency bool
 
 	moves atomic.Uint64 // move entries applied (Moves)
 }

@@ -9,7 +9,9 @@ package wal
 //     (Recover skips it) and its records do not change;
 //   - an import in the destination group (ApplyMoveImport) writes the
 //     frozen records, read from a replica of the source that applied the
-//     freeze (ExportOffice);
+//     freeze (ExportOffice): the office's config, bookings, number marks,
+//     watches, and the idempotency records of its changes with their
+//     time and office index keys;
 //   - a move-out in the source group (ApplyMoveOut) deletes the office's
 //     records there and keeps the marks, now saying "moved".
 //
@@ -31,6 +33,19 @@ package wal
 //	     never overwrites what the destination wrote since the first.
 //	O7. A move-out deletes an office's records only while the office is
 //	     marked moving, and keeps the marks of its bookings' ids.
+//
+// An idempotency record belongs to an office when the change it travelled
+// in was about that office (changeOffice: a booking's, the office
+// record's, a watch's office), decided when the change is staged, so the
+// same on every replica: its time index key holds the office, and an
+// office index key ('j', office, time, key) lists it. A response stored
+// alone (a refusal, DB.PutIdempotency) and one of a region watch belong
+// to no office and stay in the group that answered it, as do the records
+// of stores written before the office index existed. An import does not
+// overwrite a record the destination holds under the same key (the portal
+// used the key there too, and may have been answered from it); a move-out
+// deletes a record only if it is still the one its index entry was
+// written for.
 
 import (
 	"bytes"
@@ -44,6 +59,10 @@ import (
 )
 
 const prefixMove = 'g'
+
+// importKeyPrefixes are the records an import may write: an office's
+// (officeKeysLocked).
+var importKeyPrefixes = [...]byte{prefixOffice, prefixBooking, prefixSeqMark, prefixWatch, prefixIdempotency, prefixIdemByTime, prefixIdemOffice}
 
 // Move states of an office in a store (OfficeMove).
 const (
@@ -132,8 +151,58 @@ func (db *DB) movingOfficesLocked() (map[string]bool, error) {
 }
 
 // officeKeysLocked calls fn for the key of every record of office: its
-// config, bookings, number marks and watches. Caller holds closeMu.
+// config, bookings, number marks, watches and idempotency records (with
+// their time and office index keys). Caller holds closeMu.
 func (db *DB) officeKeysLocked(office string, fn func(k, v []byte) error) error {
+	if err := db.officeRecordsLocked(office, fn); err != nil {
+		return err
+	}
+	return db.officeIdempotencyLocked(office, fn)
+}
+
+// officeIdempotencyLocked calls fn for the idempotency records of office,
+// as its office index lists them (stage): for each, the record itself if
+// it is still the one the index entry was written for (a later request
+// under the same key, past the first's retention, may have replaced it),
+// its time index key and the index key. Caller holds closeMu.
+func (db *DB) officeIdempotencyLocked(office string, fn func(k, v []byte) error) error {
+	lo := idemOfficePrefix(nil, office)
+	var ik, tk []byte
+	return db.scanRange(lo, prefixEnd(lo), func(k, _ []byte) error {
+		_, at, key, ok := parseIdemOfficeKey(k)
+		if !ok {
+			return fmt.Errorf("%w: key %s is not an idempotency office key", ErrCorrupt, KeyString(k))
+		}
+		ik = idempotencyKey(ik[:0], string(key))
+		v, closer, err := db.pdb.Get(ik)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("wal: cannot read %s: %w", KeyString(ik), err)
+		default:
+			r, derr := decodeIdempotency(v, string(key))
+			if derr == nil && r.AtUnixNano == at {
+				err = fn(ik, v)
+			}
+			_ = closer.Close()
+			if derr != nil {
+				return fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(ik), derr)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		tk = idemByTimeKey(tk[:0], at, string(key))
+		if err := fn(tk, []byte(office)); err != nil {
+			return err
+		}
+		return fn(k, nil)
+	})
+}
+
+// officeRecordsLocked calls fn for the key of every record of office but
+// its idempotency records. Caller holds closeMu.
+func (db *DB) officeRecordsLocked(office string, fn func(k, v []byte) error) error {
 	if v, closer, err := db.pdb.Get(officeKey(nil, office)); err == nil {
 		err = fn(officeKey(nil, office), v)
 		_ = closer.Close()
@@ -254,10 +323,18 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 	return answer, db.applyBatchLocked(b, index)
 }
 
+// ExportOptions tune ExportOffice.
+type ExportOptions struct {
+	// LeaveIdempotency leaves the office's idempotency records out of
+	// the export: only the broken variant of a test sets it, to show
+	// that a retry after the move is then served anew.
+	LeaveIdempotency bool
+}
+
 // ExportOffice returns the records of office, frozen in this store
 // (O5), as staged bytes for ApplyMoveImport, and how many bookings they
 // hold.
-func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error) {
+func (db *DB) ExportOffice(office string, o ExportOptions) (data []byte, bookings int, err error) {
 	state, _, err := db.OfficeMove(office)
 	if err != nil {
 		return nil, 0, err
@@ -271,13 +348,17 @@ func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error)
 		return nil, 0, allocator.ErrJournalClosed
 	}
 	b := new(pebble.Batch)
-	err = db.officeKeysLocked(office, func(k, v []byte) error {
+	add := func(k, v []byte) error {
 		if k[0] == prefixBooking {
 			bookings++
 		}
 		set(b, k, v)
 		return nil
-	})
+	}
+	err = db.officeRecordsLocked(office, add)
+	if err == nil && !o.LeaveIdempotency {
+		err = db.officeIdempotencyLocked(office, add)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
@@ -324,8 +405,21 @@ func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (importe
 			if !ok {
 				break
 			}
-			if kind != pebble.InternalKeyKindSet || len(k) == 0 || bytes.IndexByte([]byte{prefixOffice, prefixBooking, prefixSeqMark, prefixWatch}, k[0]) < 0 {
+			if kind != pebble.InternalKeyKindSet || len(k) == 0 || bytes.IndexByte(importKeyPrefixes[:], k[0]) < 0 {
 				return false, fmt.Errorf("%w: office import writes %s (kind %d)", ErrCorrupt, KeyString(k), kind)
+			}
+			if k[0] == prefixIdempotency {
+				// A record this store holds under the same key (the
+				// portal used the key here too) stays: a retry here has
+				// been answered from it. Its time and office index keys
+				// come all the same; the sweep deletes a record only with
+				// the time key written for it.
+				if _, closer, err := db.pdb.Get(k); err == nil {
+					_ = closer.Close()
+					continue
+				} else if !errors.Is(err, pebble.ErrNotFound) {
+					return false, fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
+				}
 			}
 			set(b, k, v)
 			if _, id, ok := parseBookingKey(k); ok {

@@ -3,7 +3,9 @@ package wal
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -24,7 +26,7 @@ func TestMoveOfficeRecords(t *testing.T) {
 	}
 	dst, _ := openTest(t, Options{})
 
-	if _, _, err := src.ExportOffice("msk-sakharovo"); err == nil {
+	if _, _, err := src.ExportOffice("msk-sakharovo", ExportOptions{}); err == nil {
 		t.Fatal("an office not frozen was exported")
 	}
 	if done, err := src.ApplyMoveOut(1, "msk-sakharovo"); err != nil || done {
@@ -58,7 +60,7 @@ func TestMoveOfficeRecords(t *testing.T) {
 		}
 	}
 
-	data, bookings, err := src.ExportOffice("msk-sakharovo")
+	data, bookings, err := src.ExportOffice("msk-sakharovo", ExportOptions{})
 	if err != nil || bookings != 5 {
 		t.Fatalf("export: %d bookings, %v", bookings, err)
 	}
@@ -123,4 +125,116 @@ func (pebbleBatchForTest) staged(keys ...[]byte) []byte {
 	out = binary.AppendUvarint(out, uint64(len(repr)))
 	out = append(out, repr...)
 	return binary.AppendUvarint(out, 0)
+}
+
+// countKeys returns how many keys of the store start with prefix.
+func countKeys(t *testing.T, db *DB, prefix byte) int {
+	t.Helper()
+	n := 0
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.scanRange([]byte{prefix}, []byte{prefix + 1}, func(_, _ []byte) error { n++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// The idempotency records of an office's changes move with it (O5–O7):
+// the export carries them with their time and office index keys, the
+// import writes them where the destination holds none under the key, the
+// move-out deletes them from the source, and the destination's sweep ages
+// them, index included. A record of another office, and one stored alone
+// (no change), stay.
+func TestMoveOfficeIdempotency(t *testing.T) {
+	src, _ := openWithOffice(t) // msk-sakharovo
+	other := allocator.OfficeRecord{Config: testOffice("msk-other")}
+	mustCommit(t, src, &allocator.Change{Office: &other})
+	idem := func(key string, at int64) *allocator.IdempotencyRecord {
+		return &allocator.IdempotencyRecord{Key: key, Status: 201, Body: []byte(`{"id":"` + key + `"}`), AtUnixNano: at}
+	}
+	for n := uint64(1); n <= 3; n++ {
+		c := holdChange(n)
+		c.Idempotency = idem(fmt.Sprintf("portal:k%d", n), t0.UnixNano()+int64(n))
+		mustCommit(t, src, c)
+	}
+	elsewhere := holdChange(4)
+	elsewhere.Bookings[0].Office = "msk-other"
+	elsewhere.Events[0].Office = "msk-other"
+	elsewhere.Idempotency = idem("portal:other", t0.UnixNano())
+	mustCommit(t, src, elsewhere)
+	if err := src.PutIdempotency(idem("portal:alone", t0.UnixNano())); err != nil {
+		t.Fatal(err)
+	}
+	// A key used at the office and, past its retention, used again
+	// elsewhere: the index entry of the first is the office's, the record
+	// is no longer.
+	reused := holdChange(5)
+	reused.Idempotency = idem("portal:reused", t0.UnixNano())
+	mustCommit(t, src, reused)
+	again := holdChange(6)
+	again.Bookings[0].Office = "msk-other"
+	again.Events[0].Office = "msk-other"
+	again.Idempotency = idem("portal:reused", t0.UnixNano()+int64(25*time.Hour))
+	mustCommit(t, src, again)
+
+	dst, _ := openTest(t, Options{})
+	// The destination holds a record under one of the keys already.
+	mustCommit(t, dst, &allocator.Change{Office: &other})
+	own := dst.PutIdempotency(&allocator.IdempotencyRecord{Key: "portal:k3", Status: 409, Body: []byte(`{}`), AtUnixNano: t0.UnixNano()})
+	if own != nil {
+		t.Fatal(own)
+	}
+
+	if a, err := src.ApplyMoveFreeze(1, "msk-sakharovo", 2); err != nil || a != FreezeDone {
+		t.Fatalf("freeze: %d %v", a, err)
+	}
+	data, _, err := src.ExportOffice("msk-sakharovo", ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data); err != nil || !ok {
+		t.Fatalf("import: %v %v", ok, err)
+	}
+	for n := 1; n <= 2; n++ {
+		key := fmt.Sprintf("portal:k%d", n)
+		r, found, err := dst.LookupIdempotency(key)
+		if err != nil || !found || string(r.Body) != `{"id":"`+key+`"}` {
+			t.Fatalf("the destination's record %s after the import: %+v %v %v", key, r, found, err)
+		}
+	}
+	if r, _, _ := dst.LookupIdempotency("portal:k3"); r == nil || r.Status != 409 {
+		t.Fatalf("the import overwrote the destination's own record under its key: %+v", r)
+	}
+	for _, key := range []string{"portal:other", "portal:alone", "portal:reused"} {
+		if _, found, _ := dst.LookupIdempotency(key); found {
+			t.Fatalf("record %s, not the office's, was imported", key)
+		}
+	}
+
+	if done, err := src.ApplyMoveOut(2, "msk-sakharovo"); err != nil || !done {
+		t.Fatalf("move-out: %v %v", done, err)
+	}
+	for n := 1; n <= 3; n++ {
+		if _, found, _ := src.LookupIdempotency(fmt.Sprintf("portal:k%d", n)); found {
+			t.Fatalf("the source holds record k%d after the move-out", n)
+		}
+	}
+	for _, key := range []string{"portal:other", "portal:alone", "portal:reused"} {
+		if _, found, _ := src.LookupIdempotency(key); !found {
+			t.Fatalf("the move-out deleted record %s, not the office's", key)
+		}
+	}
+	if n := countKeys(t, src, prefixIdemOffice); n != 2 {
+		t.Fatalf("the source keeps %d office index keys, want msk-other's 2", n)
+	}
+
+	// The destination's sweep ages the imported records and their index.
+	if _, err := dst.Sweep(t0.Add(DefaultIdempotencyTTL + time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []byte{prefixIdempotency, prefixIdemByTime, prefixIdemOffice} {
+		if n := countKeys(t, dst, p); n != 0 {
+			t.Fatalf("the destination keeps %d keys %q after the sweep", n, p)
+		}
+	}
 }
