@@ -177,8 +177,26 @@
 //	    D; no booking of it is made in S after the freeze (O1), so the
 //	    marks are all there is to follow.
 //
-// An office whose records exceed MoveBytesMax (one entry) is refused
-// before its freeze. A request answered before the move with an
+// An office whose records do not fit in one entry (MovePartBytes, 1
+// MiB) is imported in parts, kind 10, proposed one after the other by
+// D's leader from its replica of S:
+//
+//	O8. D's store and engine learn an office imported in parts only
+//	    from its last part: the parts before it are kept apart in D's
+//	    store, where no engine and no front looks (wal O8), and the last
+//	    writes them all, with itself, in one batch and a new epoch of D,
+//	    as an import in one entry does (O1). No engine ever serves part
+//	    of an office. The office is frozen in S meanwhile (O3).
+//
+// Each part is idempotent (kept again, the same bytes: the records are
+// frozen), and a leader of D proposes only the parts its replica does
+// not keep yet, but always the last: a move stopped between two parts,
+// run again, goes on from where it stopped (O3). An office whose records
+// exceed MoveBytesMax (64 MiB, about 300,000 bookings) is refused before
+// its freeze: the last part's batch is written by every replica of D at
+// once, and the office answers office_moving while the parts commit.
+//
+// A request answered before the move with an
 // Idempotency-Key and retried after it is answered by D from the record
 // its change stored (httpapi I1): the record travels with the office
 // (wal's move.go says which records belong to an office) and leaves S,
@@ -205,6 +223,9 @@
 //	kind 7, freeze:  1 byte = 7, destination group uvarint, office string
 //	kind 8, import:  1 byte = 8, office string, wal.DB.ExportOffice's bytes
 //	kind 9, move-out: 1 byte = 9, office string
+//	kind 10, import part: 1 byte = 10, office string, part uvarint
+//	                 (0-based), parts uvarint (2 to 65536), the part's
+//	                 wal.DB.ExportOffice bytes
 //
 // A sweep entry (Replica.Sweep) is the retention sweep of a group's store:
 // the leader stamps the plan, every replica deletes by it (wal W12).

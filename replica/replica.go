@@ -127,6 +127,14 @@ type Replica struct {
 	// testMoveLeaveIdempotency leaves the office's idempotency records
 	// out of a move's import: a retry after the move is served anew.
 	testMoveLeaveIdempotency bool
+	// testMoveStopAfterParts, if set, is asked before each part of an
+	// import in parts is proposed; true stops the import there, as if
+	// its leader died.
+	testMoveStopAfterParts func(part int) bool
+	// testMoveImportEachPart writes each part of an import in parts as
+	// an import of its own: the destination holds part of the office
+	// once the first is applied, and refuses the rest.
+	testMoveImportEachPart bool
 
 	moves atomic.Uint64 // move entries applied (Moves)
 }
@@ -352,7 +360,7 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 			if err := r.applyLedger(g, e); err != nil {
 				return err
 			}
-		case kindMoveFreeze, kindMoveImport, kindMoveOut:
+		case kindMoveFreeze, kindMoveImport, kindMoveOut, kindMoveImportPart:
 			if err := r.applyMove(g, e); err != nil {
 				return err
 			}

@@ -205,7 +205,7 @@ func parseIdemOfficeKey(k []byte) (office string, atUnixNano int64, key []byte, 
 		return "", 0, nil, false
 	}
 	n, w := binary.Uvarint(k[1:])
-	if w <= 0 || n > textBytesMax || uint64(len(k)-1-w) < n+8 {
+	if w <= 0 || n > textBytesMax || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-1-w) < n+8 {
 		return "", 0, nil, false
 	}
 	rest := k[1+w:]
@@ -286,6 +286,12 @@ func KeyString(k []byte) string {
 		}
 		if len(k) == 18 && k[1] == 'b' {
 			return "move/booking/" + allocator.ID(k[2:]).String()
+		}
+		if len(k) > 2 && k[1] == 'p' {
+			if n, w := binary.Uvarint(k[2:]); w > 0 && n <= textBytesMax && uint64(len(k)-2-w) == n+8 {
+				rest := k[2+w:]
+				return fmt.Sprintf("move/import-part/%s/%d-of-%d", strconv.Quote(string(rest[:n])), binary.BigEndian.Uint32(rest[n+4:]), binary.BigEndian.Uint32(rest[n:n+4]))
+			}
 		}
 	case prefixIdemByTime:
 		if at, key, ok := parseIdemByTimeKey(k); ok {

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -64,7 +65,7 @@ func TestMoveOfficeRecords(t *testing.T) {
 	if err != nil || bookings != 5 {
 		t.Fatalf("export: %d bookings, %v", bookings, err)
 	}
-	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data); err != nil || !ok {
+	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data[0]); err != nil || !ok {
 		t.Fatalf("import: %v %v", ok, err)
 	}
 	got = collector{}
@@ -76,7 +77,7 @@ func TestMoveOfficeRecords(t *testing.T) {
 	}
 	// The destination writes on; an import again must not undo it (O6).
 	mustCommit(t, dst, &allocator.Change{Bookings: []*allocator.BookingRecord{advanced(heldBooking(1), allocator.StatusCancelled, t0.UnixNano()+100, "")}})
-	if ok, err := dst.ApplyMoveImport(2, "msk-sakharovo", data); err != nil || ok {
+	if ok, err := dst.ApplyMoveImport(2, "msk-sakharovo", data[0]); err != nil || ok {
 		t.Fatalf("import into a store that holds the office: %v %v, want refused", ok, err)
 	}
 	if r, _, _ := dst.LoadBooking(testID(1), heldBooking(1).History.First().AtUnixNano); r == nil || r.Status != allocator.StatusCancelled {
@@ -192,7 +193,7 @@ func TestMoveOfficeIdempotency(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data); err != nil || !ok {
+	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data[0]); err != nil || !ok {
 		t.Fatalf("import: %v %v", ok, err)
 	}
 	for n := 1; n <= 2; n++ {
@@ -237,4 +238,102 @@ func TestMoveOfficeIdempotency(t *testing.T) {
 			t.Fatalf("the destination keeps %d keys %q after the sweep", n, p)
 		}
 	}
+}
+
+// O8: an office exported in parts is imported by its last part only,
+// with every part, in one batch: before, the destination neither holds
+// the office nor recovers any of it; a last part that finds a part
+// missing imports nothing; after, the destination holds what one import
+// of the whole would have written, keeps no part, and a part applied
+// again writes nothing (O6).
+func TestMoveOfficeInParts(t *testing.T) {
+	src, _ := openWithOffice(t) // msk-sakharovo
+	for n := uint64(1); n <= 40; n++ {
+		c := holdChange(n)
+		c.Idempotency = &allocator.IdempotencyRecord{Key: fmt.Sprintf("portal:k%d", n), Status: 201, Body: bytes.Repeat([]byte{'b'}, 200), AtUnixNano: t0.UnixNano()}
+		mustCommit(t, src, c)
+	}
+	if a, err := src.ApplyMoveFreeze(1, "msk-sakharovo", 2); err != nil || a != FreezeDone {
+		t.Fatalf("freeze: %d %v", a, err)
+	}
+	whole, _, err := src.ExportOffice("msk-sakharovo", ExportOptions{})
+	if err != nil || len(whole) != 1 {
+		t.Fatalf("export in one part: %d parts, %v", len(whole), err)
+	}
+	parts, bookings, err := src.ExportOffice("msk-sakharovo", ExportOptions{PartBytes: 2 << 10})
+	if err != nil || bookings != 40 || len(parts) < 4 {
+		t.Fatalf("export in parts: %d parts, %d bookings, %v", len(parts), bookings, err)
+	}
+	again, _, _ := src.ExportOffice("msk-sakharovo", ExportOptions{PartBytes: 2 << 10})
+	for i := range parts {
+		if len(parts[i]) > 3<<10 {
+			t.Fatalf("part %d is %d bytes, past its bound and one record", i, len(parts[i]))
+		}
+		if !bytes.Equal(parts[i], again[i]) {
+			t.Fatalf("part %d differs between two exports of the frozen office", i)
+		}
+	}
+
+	oneShot, _ := openTest(t, Options{})
+	if ok, err := oneShot.ApplyMoveImport(1, "msk-sakharovo", whole[0]); err != nil || !ok {
+		t.Fatalf("import in one part: %v %v", ok, err)
+	}
+	dst, _ := openTest(t, Options{})
+	n := len(parts)
+	index := uint64(0)
+	apply := func(part int, want byte) {
+		t.Helper()
+		index++
+		if a, err := dst.ApplyMoveImportPart(index, "msk-sakharovo", part, n, parts[part]); err != nil || a != want {
+			t.Fatalf("part %d of %d: answer %d %v, want %d", part, n, a, err, want)
+		}
+	}
+	partial := func(what string) {
+		t.Helper()
+		if has, _ := dst.HasOffice("msk-sakharovo"); has {
+			t.Fatalf("%s: the destination holds the office before its last part", what)
+		}
+		var got collector
+		if _, err := Recover(dst, &got, t0); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.offices) != 0 || len(got.bookings) != 0 {
+			t.Fatalf("%s: the destination recovers %d offices, %d bookings before the last part (O8)", what, len(got.offices), len(got.bookings))
+		}
+	}
+	apply(0, ImportStaged)
+	apply(n-1, ImportMissing) // parts 1… are not here
+	partial("a last part too early")
+	for i := 1; i < n-1; i++ {
+		apply(i, ImportStaged)
+		apply(i, ImportStaged) // a move run again
+	}
+	partial("every part but the last")
+	if kept, err := dst.ImportPartKept("msk-sakharovo", 1, n, parts[1]); err != nil || !kept {
+		t.Fatalf("part 1 is not kept: %v %v", kept, err)
+	}
+	apply(n-1, ImportDone)
+	if _, epoch, _ := dst.Applied(); epoch != index {
+		t.Fatalf("the import's epoch: %d, want %d", epoch, index)
+	}
+	if got, want := digestOf(t, dst), digestOf(t, oneShot); got != want {
+		t.Fatal("the import in parts wrote other records than the import in one part")
+	}
+	apply(0, ImportHeld)
+	apply(n-1, ImportHeld)
+	if got, want := digestOf(t, dst), digestOf(t, oneShot); got != want {
+		t.Fatal("a part applied after the import wrote something")
+	}
+	if bad, err := dst.ApplyMoveImportPart(index+1, "x", 2, 2, parts[0]); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("part 2 of 2: %d %v, want ErrCorrupt", bad, err)
+	}
+}
+
+func digestOf(t *testing.T, db *DB) [32]byte {
+	t.Helper()
+	d, _, err := db.StateDigest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
