@@ -81,6 +81,33 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 			t.Fatalf("%s %s: %d %q (%s), want %d %q", bad.method, bad.path, resp.StatusCode, p.Code, resp.Header.Get("Content-Type"), bad.status, bad.code)
 		}
 	}
+	moveUnderRush(t, c, office, from, to)
+}
+
+// The move of TestMoveOfficeUnderRush, in parts (replica O8): each node
+// imports an office in entries of 4 KiB, so the office's bookings and
+// stored answers take many.
+func TestMoveOfficeInPartsUnderRush(t *testing.T) {
+	c := startClusterWith(t, slotdtest.Build(t), 3, 2, false, []string{"SLOTD_TEST_MOVE_PART_BYTES=4096"})
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	moveUnderRush(t, c, office, from, 3-from)
+	for _, n := range c.nodes {
+		for line := range strings.Lines(n.tail(1 << 20)) {
+			if strings.Contains(line, "office imported in parts") {
+				t.Logf("node %d: %s", n.id, line)
+				return
+			}
+		}
+	}
+	t.Fatal("no node logged an import in parts")
+}
+
+// moveUnderRush moves office from group from to group to under a booking
+// rush through every node and checks the bookings and replicas after it.
+func moveUnderRush(t *testing.T, c *cluster, office string, from, to uint64) {
 	date := nextWeekday(3)
 	r := c.startRush(office, date, 8)
 	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 20 })

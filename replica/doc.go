@@ -177,8 +177,8 @@
 //	    D; no booking of it is made in S after the freeze (O1), so the
 //	    marks are all there is to follow.
 //
-// An office whose records do not fit in one entry (MovePartBytes, 1
-// MiB) is imported in parts, kind 10, proposed one after the other by
+// An office whose records do not fit in one entry (Config.MovePartBytes,
+// 1 MiB) is imported in parts, kind 10, proposed one after the other by
 // D's leader from its replica of S:
 //
 //	O8. D's store and engine learn an office imported in parts only

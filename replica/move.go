@@ -34,18 +34,19 @@ const (
 	MovePartMissing byte = 8 // import part: the last part found an earlier one missing
 )
 
-// MovePartBytes is the records one import entry carries: an office with
-// more is imported in parts (kind 10) of about this many bytes, each
-// with at least one record, so an entry is at most the larger of this
-// and one record (an office's config, at most 1 MiB) plus its framing,
-// under raft's proposal bound (3 MiB in slotd).
-var MovePartBytes = 1 << 20
+// DefaultMovePartBytes is the records one import entry carries by
+// default (Config.MovePartBytes): an office with more is imported in
+// parts (kind 10) of about this many bytes, each with at least one
+// record, so an entry is at most the larger of this and one record (an
+// office's config, at most 1 MiB) plus its framing, under raft's
+// proposal bound (3 MiB in slotd).
+const DefaultMovePartBytes = 1 << 20
 
 // MoveBytesMax bounds the records of an office that moves: the import's
 // last part writes them all in one batch on every replica of the
 // destination, and the office answers office_moving while its parts
 // commit one after the other. 64 MiB: about 300,000 bookings without
-// stored answers, 64 entries of MovePartBytes.
+// stored answers, 64 entries of DefaultMovePartBytes.
 var MoveBytesMax = 64 << 20
 
 // ErrMove is the error of a move that cannot go on as asked.
@@ -269,7 +270,7 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 				return nil, fmt.Errorf("replica: group %d: office %q is not frozen for group %d in this node's replica: %w", from, office, group, ctx.Err())
 			}
 		}
-		parts, _, err := src.ExportOffice(office, wal.ExportOptions{PartBytes: MovePartBytes, LeaveIdempotency: r.testMoveLeaveIdempotency})
+		parts, _, err := src.ExportOffice(office, wal.ExportOptions{PartBytes: r.cfg.MovePartBytes, LeaveIdempotency: r.testMoveLeaveIdempotency})
 		if err != nil {
 			return nil, err
 		}
@@ -325,6 +326,9 @@ func (r *Replica) importParts(ctx context.Context, g *group, office string, part
 		case MovePartMissing:
 			return nil, fmt.Errorf("replica: group %d: the last part of the import of %q found a part missing", g.id, office)
 		default:
+			if mr.answer == MoveOK {
+				r.cfg.Logger.Info("office imported in parts", zap.String("office", office), zap.Uint64("group", g.id), zap.Int("parts", len(parts)))
+			}
 			return []byte{mr.answer}, nil // MoveOK with the last part, or MoveHeld
 		}
 	}

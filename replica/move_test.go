@@ -588,7 +588,7 @@ func TestMoveLargeOfficeUnderLoad(t *testing.T) {
 		r.testMoveStopAfterParts = func(int) bool { proposed.Add(1); return false }
 	}, func(c *testCluster) []acked {
 		filled := fillOffice(c, 120, 40<<10)
-		if size, _ := c.node(1).stores[1].OfficeBytes("o000"); size < 4*MovePartBytes {
+		if size, _ := c.node(1).stores[1].OfficeBytes("o000"); size < 4*DefaultMovePartBytes {
 			t.Fatalf("the office holds %d bytes of records, want several MiB", size)
 		}
 		return filled

@@ -78,6 +78,11 @@ type Config struct {
 	// leader checks it against its booking (L5). Zero:
 	// DefaultLedgerReconcileAfter.
 	LedgerReconcileAfter time.Duration
+	// MovePartBytes is the records one entry of a move's import carries,
+	// in bytes: an office with more moves in parts (kind 10, O8). It
+	// must leave room for one record (1 MiB) and the entry's framing
+	// under the node's proposal bound. Zero: DefaultMovePartBytes.
+	MovePartBytes int
 }
 
 // Replica applies the committed entries of a node's groups to their
@@ -193,6 +198,9 @@ func New(cfg Config) (*Replica, error) {
 	}
 	if cfg.LedgerReconcileAfter <= 0 {
 		cfg.LedgerReconcileAfter = DefaultLedgerReconcileAfter
+	}
+	if cfg.MovePartBytes <= 0 {
+		cfg.MovePartBytes = DefaultMovePartBytes
 	}
 	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
 	for id, db := range cfg.Stores {

@@ -57,6 +57,10 @@ type clusterOptions struct {
 	// SLOTD_TEST_NO_HAND_OFF=1), so that a test can measure what the
 	// hand-off spares a rolling restart.
 	noHandOff bool
+	// movePartBytes, if not 0, is the replica's Config.MovePartBytes
+	// (not a flag: SLOTD_TEST_MOVE_PART_BYTES), so that a test moves an
+	// office in many parts without filling it with megabytes.
+	movePartBytes int
 }
 
 // headerForwarded marks a request one node passed to another; the
@@ -341,7 +345,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	}
 	f.offices = offices
 	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged,
-		LedgerRemote: f.ledgerRemote})
+		LedgerRemote: f.ledgerRemote, MovePartBytes: co.movePartBytes})
 	if err != nil {
 		return err
 	}
