@@ -172,7 +172,8 @@
 //	    move run again finishes it. A move-out deletes only a frozen
 //	    office (wal O7), and is proposed only after D's leader applied
 //	    the import, whose apply broke the engine it ran before writing
-//	    (a front answers 503 for a group whose engine here is broken).
+//	    (a front answers 503 for a group whose engine here is broken,
+//	    or dropped while its Server still stands).
 //	O4. Every booking of the office at the freeze has a mark in S naming
 //	    D; no booking of it is made in S after the freeze (O1), so the
 //	    marks are all there is to follow.

@@ -777,12 +777,16 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		// answers it.
 		g = f.groups[0]
 	}
-	if e := f.rep.Engine(g); e != nil && e.Degraded() && (forwarded || f.node.Leader(g) == f.self) {
+	if srv := f.servers[g].Load(); srv != nil && (forwarded || f.node.Leader(g) == f.self) {
 		// A broken engine (replica P4) may hold claims the log does not,
 		// and one that a move's import is replacing lacks the office:
-		// it answers nothing until the next is built.
-		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
-		return
+		// it answers nothing until the next is built. Nor does one the
+		// replica dropped already, whose Server engineChanged has not
+		// taken down yet: it lacks what the entries applied since wrote.
+		if e := f.rep.Engine(g); e == nil || e != srv.Engine() || e.Degraded() {
+			httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
+			return
+		}
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)
