@@ -189,9 +189,10 @@
 //	    as an import in one entry does (O1). No engine ever serves part
 //	    of an office. The office is frozen in S meanwhile (O3).
 //
-// Each part is idempotent (kept again, the same bytes: the records are
-// frozen), and a leader of D proposes only the parts its replica does
-// not keep yet, but always the last: a move stopped between two parts,
+// Each part is idempotent (kept again, over what was kept), and a
+// leader of D proposes only the parts its replica does not keep with the
+// same bytes yet (the records are frozen, but for the idempotency
+// records S's sweep still deletes), but always the last: a move stopped between two parts,
 // run again, goes on from where it stopped (O3). An office whose records
 // exceed MoveBytesMax (64 MiB, about 300,000 bookings) is refused before
 // its freeze: the last part's batch is written by every replica of D at

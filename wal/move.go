@@ -349,9 +349,13 @@ type ExportOptions struct {
 // ExportOffice returns the records of office, frozen in this store
 // (O5), as the staged bytes of one or more parts for ApplyMoveImport
 // (one part) or ApplyMoveImportPart (several), and how many bookings
-// they hold. The records are frozen, so every export of the office
-// with the same options, from any replica that applied the freeze,
-// returns the same parts.
+// they hold. The records are frozen (O5) but for the idempotency
+// records, which the group's retention sweep still deletes and which
+// come last: every export of the office with the same options, from
+// any replica at the same index, returns the same parts, and one at a
+// later index may differ only from the part that held the first record
+// swept on. The import's leader proposes again a part that differs from
+// the one kept (replica's importParts).
 func (db *DB) ExportOffice(office string, o ExportOptions) (parts [][]byte, bookings int, err error) {
 	state, _, err := db.OfficeMove(office)
 	if err != nil {
@@ -459,8 +463,12 @@ func importPartKey(office string, parts, part int) []byte {
 // itself, in one batch, as ApplyMoveImport imports one part, and deletes
 // every part of the office kept (any count): the office appears whole or
 // not at all (O8). Where the store holds the office, nothing is written
-// (O6). A part applied again (a move run again) is kept again, the same
-// bytes: the records are frozen.
+// (O6). A part applied again (a move run again) is kept again, over
+// what was kept: the parts a last part imports are those of its count
+// as the log last wrote them. Two runs of one move at once, with a sweep
+// between their exports, could mix parts of two exports; the records
+// that shift between parts are idempotency records only (they come
+// last), so at worst such a record is not moved.
 func (db *DB) ApplyMoveImportPart(index uint64, office string, part, parts int, data []byte) (answer byte, err error) {
 	if parts < 2 || parts > ImportPartsMax || part < 0 || part >= parts {
 		return 0, fmt.Errorf("%w: import part %d of %d", ErrCorrupt, part, parts)
