@@ -214,7 +214,9 @@ func (n *node) rawCall(method, path, body, idem string) (int, string, string, er
 // A hold answered with an Idempotency-Key before its office moves,
 // retried after the move through another node, is answered from the
 // stored record (replica O2, httpapi I1): the same body, byte for byte,
-// Idempotent-Replayed, and no second booking for the applicant.
+// Idempotent-Replayed, and no second booking for the applicant. So is a
+// hold refused before the move (a refusal stored without a change, which
+// names the office its request named).
 func TestMoveKeepsIdempotentAnswers(t *testing.T) {
 	c := startCluster(t, slotdtest.Build(t), 3, 2)
 	c.leader(1)
@@ -233,8 +235,46 @@ func TestMoveKeepsIdempotentAnswers(t *testing.T) {
 		}
 		return err
 	})
+	// The same applicant, another start: refused, the service is held.
+	again := strings.Replace(body, "T09:00:00", "T11:00:00", 1)
+	var refused string
+	testtime.Eventually(t, waitFor, "the refused hold", func() error {
+		var err error
+		status, refused, _, err = c.nodes[0].rawCall("POST", "/v1/bookings", again, "refuse-me")
+		if err == nil && status != 409 {
+			return fmt.Errorf("%d %s", status, refused)
+		}
+		return err
+	})
 	if code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[1].admin); code != 0 {
 		t.Fatalf("slotd cluster move-office: exit %d: %s", code, out)
+	}
+	// The first booking is cancelled: a hold anew would now succeed.
+	var booked map[string]any
+	if err := json.Unmarshal([]byte(first), &booked); err != nil {
+		t.Fatal(err)
+	}
+	id := str(booked["id"])
+	testtime.Eventually(t, waitFor, "the cancel", func() error {
+		status, out, err := c.nodes[1].call("POST", "/v1/bookings/"+id+"/cancel", `{"applicant":"retrier"}`, "")
+		if err == nil && status != 200 {
+			return fmt.Errorf("%d %v", status, out)
+		}
+		return err
+	})
+	for _, n := range c.nodes[1:] {
+		var replay, replayed string
+		testtime.Eventually(t, waitFor, "the refused hold's retry", func() error {
+			var err error
+			status, replay, replayed, err = n.rawCall("POST", "/v1/bookings", again, "refuse-me")
+			if err == nil && status == 503 {
+				return fmt.Errorf("%d %s", status, replay)
+			}
+			return err
+		})
+		if status != 409 || replay != refused || replayed != "true" {
+			t.Fatalf("node %d: the refused hold's retry after the move: %d %s (Idempotent-Replayed %q), the first answer was 409 %s", n.id, status, replay, replayed, refused)
+		}
 	}
 	for _, n := range c.nodes[1:] {
 		var again, replayed string
@@ -255,6 +295,6 @@ func TestMoveKeepsIdempotentAnswers(t *testing.T) {
 		t.Fatalf("the applicant's bookings: %d %v", status, err)
 	}
 	if bs, _ := out["bookings"].([]any); len(bs) != 1 {
-		t.Fatalf("the applicant has %d bookings after the retries, want 1: %v", len(bs), out)
+		t.Fatalf("the applicant has %d bookings after the retries, want the cancelled one: %v", len(bs), out)
 	}
 }

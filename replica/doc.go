@@ -202,11 +202,13 @@
 // Idempotency-Key and retried after it is answered by D from the record
 // its change stored (httpapi I1): the record travels with the office
 // (wal's move.go says which records belong to an office) and leaves S,
-// and D's retention sweep ages it. Not moved: responses stored without a
-// change (a refusal: a retry after the move is served anew by D, which
-// may answer otherwise), those of region watches, records written before
-// this release, and the office's events (they stay in S's feed, which
-// the merged feed keeps reading).
+// and D's retention sweep ages it; so does a refusal stored without a
+// change when the request named the office (a hold, a watch of an
+// office, an office's release or closure). Not moved: refusals about a
+// booking by its id (a retry after the move is served anew by D, which
+// may answer otherwise), responses of region watches, records written
+// before this release, and the office's events (they stay in S's feed,
+// which the merged feed keeps reading).
 //
 // # Entry data
 //

@@ -442,6 +442,9 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		// time index names it and an office index lists it, so that a
 		// move takes it along (move.go) and the sweep finds the index.
 		office := changeOffice(c)
+		if office == "" && len(r.Office) <= textBytesMax {
+			office = r.Office
+		}
 		enc.key = idemByTimeKey(enc.key[:0], r.AtUnixNano, r.Key)
 		set(b, enc.key, []byte(office))
 		if office != "" {
@@ -454,8 +457,9 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 
 // changeOffice is the office a change is about: its first booking's, its
 // office record's, or its first watch's; "" for a change of none (a
-// response stored alone, a region watch). Every change the engine makes
-// with a response attached is about one office at most.
+// response stored alone, which names its office itself if the edge knew
+// it; a region watch). Every change the engine makes with a response
+// attached is about one office at most.
 func changeOffice(c *allocator.Change) string {
 	switch {
 	case len(c.Bookings) > 0:

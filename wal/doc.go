@@ -293,12 +293,12 @@
 //	        when Open upgrades such a store; see below)
 //	'e'     cursor (8 bytes BE)                    event value
 //	'i'     idempotency key (bytes)                idempotency value
-//	't'     time (8 bytes BE, unix ns, sign bit    the office of the record's
-//	        flipped), idempotency key              change, or empty (expiry
+//	't'     time (8 bytes BE, unix ns, sign bit    the office the record
+//	        flipped), idempotency key              belongs to, or empty (expiry
 //	                                               index of idempotency records)
 //	'j'     office (uvarint length, bytes), time   empty (the idempotency
-//	        and key as in 't'                      records of an office's
-//	                                               changes, for a move: move.go)
+//	        and key as in 't'                      records of an office, for a
+//	                                               move: move.go)
 //	'n'     office id, 0x00, date (4 bytes BE,     empty (a booking-number mark:
 //	        sign bit flipped), seq (4 bytes BE)    recovery raises that date's
 //	                                               counter to the highest seq)

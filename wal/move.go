@@ -45,12 +45,15 @@ package wal
 //
 // An idempotency record belongs to an office when the change it travelled
 // in was about that office (changeOffice: a booking's, the office
-// record's, a watch's office), decided when the change is staged, so the
-// same on every replica: its time index key holds the office, and an
-// office index key ('j', office, time, key) lists it. A response stored
-// alone (a refusal, DB.PutIdempotency) and one of a region watch belong
-// to no office and stay in the group that answered it, as do the records
-// of stores written before the office index existed. An import does not
+// record's, a watch's office), or, for a response stored alone (a
+// refusal, DB.PutIdempotency), when the record names it (Office, which
+// the edge reads from the request), decided when the change is staged,
+// so the same on every replica: its time index key holds the office, and
+// an office index key ('j', office, time, key) lists it. A response
+// stored alone that names no office (a refusal about a booking by its
+// id) and one of a region watch belong to no office and stay in the
+// group that answered it, as do the records of stores written before
+// the office index existed. An import does not
 // overwrite a record the destination holds under the same key (the portal
 // used the key there too, and may have been answered from it); a move-out
 // deletes a record only if it is still the one its index entry was

@@ -145,7 +145,7 @@ func countKeys(t *testing.T, db *DB, prefix byte) int {
 // import writes them where the destination holds none under the key, the
 // move-out deletes them from the source, and the destination's sweep ages
 // them, index included. A record of another office, and one stored alone
-// (no change), stay.
+// (no change) that names no office, stay.
 func TestMoveOfficeIdempotency(t *testing.T) {
 	src, _ := openWithOffice(t) // msk-sakharovo
 	other := allocator.OfficeRecord{Config: testOffice("msk-other")}
@@ -164,6 +164,13 @@ func TestMoveOfficeIdempotency(t *testing.T) {
 	elsewhere.Idempotency = idem("portal:other", t0.UnixNano())
 	mustCommit(t, src, elsewhere)
 	if err := src.PutIdempotency(idem("portal:alone", t0.UnixNano())); err != nil {
+		t.Fatal(err)
+	}
+	// A refusal stored alone that names the office (the edge read it
+	// from the request) is the office's.
+	refusal := idem("portal:refused", t0.UnixNano())
+	refusal.Status, refusal.Office = 409, "msk-sakharovo"
+	if err := src.PutIdempotency(refusal); err != nil {
 		t.Fatal(err)
 	}
 	// A key used at the office and, past its retention, used again
@@ -196,6 +203,9 @@ func TestMoveOfficeIdempotency(t *testing.T) {
 	if ok, err := dst.ApplyMoveImport(1, "msk-sakharovo", data[0]); err != nil || !ok {
 		t.Fatalf("import: %v %v", ok, err)
 	}
+	if r, found, _ := dst.LookupIdempotency("portal:refused"); !found || r.Status != 409 {
+		t.Fatalf("the refusal that names the office was not imported: %+v", r)
+	}
 	for n := 1; n <= 2; n++ {
 		key := fmt.Sprintf("portal:k%d", n)
 		r, found, err := dst.LookupIdempotency(key)
@@ -215,9 +225,9 @@ func TestMoveOfficeIdempotency(t *testing.T) {
 	if done, err := src.ApplyMoveOut(2, "msk-sakharovo"); err != nil || !done {
 		t.Fatalf("move-out: %v %v", done, err)
 	}
-	for n := 1; n <= 3; n++ {
-		if _, found, _ := src.LookupIdempotency(fmt.Sprintf("portal:k%d", n)); found {
-			t.Fatalf("the source holds record k%d after the move-out", n)
+	for _, key := range []string{"portal:k1", "portal:k2", "portal:k3", "portal:refused"} {
+		if _, found, _ := src.LookupIdempotency(key); found {
+			t.Fatalf("the source holds record %s after the move-out", key)
 		}
 	}
 	for _, key := range []string{"portal:other", "portal:alone", "portal:reused"} {
