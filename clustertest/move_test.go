@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -296,5 +297,77 @@ func TestMoveKeepsIdempotentAnswers(t *testing.T) {
 	}
 	if bs, _ := out["bookings"].([]any); len(bs) != 1 {
 		t.Fatalf("the applicant has %d bookings after the retries, want the cancelled one: %v", len(bs), out)
+	}
+}
+
+// O3 and O8 with real processes: the node that runs a move and leads the
+// destination is killed with SIGKILL while the office's import goes in
+// parts (entries of 1 KiB here); the move run again through another
+// node, once the killed one is back, finishes it, and every booking
+// acknowledged before is served on every node with its seat.
+func TestMoveKilledMidImportRunAgain(t *testing.T) {
+	c := startClusterWith(t, slotdtest.Build(t), 3, 2, false, []string{"SLOTD_TEST_MOVE_PART_BYTES=1024"})
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	to := 3 - from
+	r := c.startRush(office, nextWeekday(3), 8)
+	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 60 })
+	acks := r.end()
+	dest := c.leader(to)
+	applied := func() uint64 {
+		st, err := dest.status()
+		if err != nil {
+			return 0
+		}
+		for _, g := range st {
+			if g.Group == to {
+				return g.Applied
+			}
+		}
+		return 0
+	}
+	before := applied()
+	type result struct {
+		code int
+		out  string
+	}
+	first := make(chan result, 1)
+	go func() {
+		cmd := exec.Command(c.bin, "cluster", "move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", dest.admin)
+		out, _ := cmd.CombinedOutput()
+		first <- result{cmd.ProcessState.ExitCode(), string(out)}
+	}()
+	testtime.EventuallyTrue(t, waitFor, "parts of the import committed", func() bool { return applied() >= before+5 })
+	dest.kill()
+	res := <-first
+	t.Logf("the move run by the killed node: exit %d: %s", res.code, strings.TrimSpace(res.out))
+	dest.start()
+	other := c.nodes[dest.id%len(c.nodes)]
+	if res.code != 0 {
+		// Stopped between its freeze and its move-out: the office is
+		// frozen, answered as moving on every node, in no group.
+		testtime.Eventually(t, waitFor, "the office answers as moving", func() error {
+			status, body, err := other.call("GET", "/v1/offices/"+office, "", "")
+			if err == nil && (status != 503 || str(body["code"]) != "office_moving") {
+				return fmt.Errorf("%d %v", status, body)
+			}
+			return err
+		})
+	}
+	code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", other.admin)
+	t.Logf("the move run again: exit %d: %s", code, strings.TrimSpace(out))
+	if code != 0 && (res.code != 0 || !strings.Contains(out, "move_refused")) {
+		t.Fatalf("the move run again did not finish it: exit %d: %s", code, out)
+	}
+	for g := uint64(1); g <= 2; g++ {
+		c.converged(g)
+	}
+	for _, n := range c.nodes {
+		if g := n.groupOf(t, office); g != to {
+			t.Fatalf("node %d: %s answers from group %d after its move to %d", n.id, office, g, to)
+		}
+		checkBooked(t, n, office, acks)
 	}
 }
