@@ -438,15 +438,17 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		}
 		enc.key = idempotencyKey(enc.key[:0], r.Key)
 		set(b, enc.key, enc.val)
-		// The record is the office's when the change is about one: the
-		// time index names it and an office index lists it, so that a
-		// move takes it along (move.go) and the sweep finds the index.
+		// The record is the office's when the change is about one, or,
+		// stored alone, when it names one: the time index names the
+		// office and an office index lists the record, so that a move
+		// takes it along (move.go) and the sweep finds the index.
 		office := changeOffice(c)
 		if office == "" && len(r.Office) <= textBytesMax {
 			office = r.Office
 		}
 		enc.key = idemByTimeKey(enc.key[:0], r.AtUnixNano, r.Key)
-		set(b, enc.key, []byte(office))
+		enc.val = append(enc.val[:0], office...) // the batch copied the record's value
+		set(b, enc.key, enc.val)
 		if office != "" {
 			enc.key = idemOfficeKey(enc.key[:0], office, r.AtUnixNano, r.Key)
 			set(b, enc.key, nil)
