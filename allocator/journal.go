@@ -139,6 +139,13 @@ type IdempotencyRecord struct {
 	Status      int
 	Body        []byte
 	AtUnixNano  int64
+	// Office, if set, is the office the request was about, as the edge
+	// read it from the request: a response stored without a change (a
+	// refusal) is then listed with the office, and a move of the office
+	// between a cluster's groups takes it along. A response stored with
+	// a change is the change's office's whatever this says. Not part of
+	// the stored answer: a record read back has none.
+	Office string
 }
 
 // WatchRecord is the durable state of one watch ("notify me when a seat

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,6 +82,33 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 			t.Fatalf("%s %s: %d %q (%s), want %d %q", bad.method, bad.path, resp.StatusCode, p.Code, resp.Header.Get("Content-Type"), bad.status, bad.code)
 		}
 	}
+	moveUnderRush(t, c, office, from, to)
+}
+
+// The move of TestMoveOfficeUnderRush, in parts (replica O8): each node
+// imports an office in entries of 4 KiB, so the office's bookings and
+// stored answers take many.
+func TestMoveOfficeInPartsUnderRush(t *testing.T) {
+	c := startClusterWith(t, slotdtest.Build(t), 3, 2, false, []string{"SLOTD_TEST_MOVE_PART_BYTES=4096"})
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	moveUnderRush(t, c, office, from, 3-from)
+	for _, n := range c.nodes {
+		for line := range strings.Lines(n.tail(1 << 20)) {
+			if strings.Contains(line, "office imported in parts") {
+				t.Logf("node %d: %s", n.id, line)
+				return
+			}
+		}
+	}
+	t.Fatal("no node logged an import in parts")
+}
+
+// moveUnderRush moves office from group from to group to under a booking
+// rush through every node and checks the bookings and replicas after it.
+func moveUnderRush(t *testing.T, c *cluster, office string, from, to uint64) {
 	date := nextWeekday(3)
 	r := c.startRush(office, date, 8)
 	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 20 })
@@ -161,5 +190,184 @@ func TestMoveOfficeUnderRush(t *testing.T) {
 	}
 	for g := uint64(1); g <= 2; g++ {
 		c.converged(g)
+	}
+}
+
+// rawCall sends an API request with the portal key and an
+// Idempotency-Key and returns the answer's status, body and
+// Idempotent-Replayed header.
+func (n *node) rawCall(method, path, body, idem string) (int, string, string, error) {
+	req, err := http.NewRequest(method, "http://"+n.addr+path, strings.NewReader(body))
+	if err != nil {
+		return 0, "", "", err
+	}
+	req.Header.Set("Authorization", "Bearer "+portalKey)
+	req.Header.Set("Idempotency-Key", idem)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header.Get("Idempotent-Replayed"), err
+}
+
+// A hold answered with an Idempotency-Key before its office moves,
+// retried after the move through another node, is answered from the
+// stored record (replica O2, httpapi I1): the same body, byte for byte,
+// Idempotent-Replayed, and no second booking for the applicant. So is a
+// hold refused before the move (a refusal stored without a change, which
+// names the office its request named).
+func TestMoveKeepsIdempotentAnswers(t *testing.T) {
+	c := startCluster(t, slotdtest.Build(t), 3, 2)
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	to := 3 - from
+	body := fmt.Sprintf(`{"office":%q,"service":"patent","applicant":"retrier","earliest_after":"%sT09:00:00+03:00","confirm":true}`, office, nextWeekday(3))
+	var status int
+	var first string
+	testtime.Eventually(t, waitFor, "the first hold", func() error {
+		var err error
+		status, first, _, err = c.nodes[0].rawCall("POST", "/v1/bookings", body, "retry-me")
+		if err == nil && status != 201 {
+			return fmt.Errorf("%d %s", status, first)
+		}
+		return err
+	})
+	// The same applicant, another start: refused, the service is held.
+	again := strings.Replace(body, "T09:00:00", "T11:00:00", 1)
+	var refused string
+	testtime.Eventually(t, waitFor, "the refused hold", func() error {
+		var err error
+		status, refused, _, err = c.nodes[0].rawCall("POST", "/v1/bookings", again, "refuse-me")
+		if err == nil && status != 409 {
+			return fmt.Errorf("%d %s", status, refused)
+		}
+		return err
+	})
+	if code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", c.nodes[1].admin); code != 0 {
+		t.Fatalf("slotd cluster move-office: exit %d: %s", code, out)
+	}
+	// The first booking is cancelled: a hold anew would now succeed.
+	var booked map[string]any
+	if err := json.Unmarshal([]byte(first), &booked); err != nil {
+		t.Fatal(err)
+	}
+	id := str(booked["id"])
+	testtime.Eventually(t, waitFor, "the cancel", func() error {
+		status, out, err := c.nodes[1].call("POST", "/v1/bookings/"+id+"/cancel", `{"applicant":"retrier"}`, "")
+		if err == nil && status != 200 {
+			return fmt.Errorf("%d %v", status, out)
+		}
+		return err
+	})
+	for _, n := range c.nodes[1:] {
+		var replay, replayed string
+		testtime.Eventually(t, waitFor, "the refused hold's retry", func() error {
+			var err error
+			status, replay, replayed, err = n.rawCall("POST", "/v1/bookings", again, "refuse-me")
+			if err == nil && status == 503 {
+				return fmt.Errorf("%d %s", status, replay)
+			}
+			return err
+		})
+		if status != 409 || replay != refused || replayed != "true" {
+			t.Fatalf("node %d: the refused hold's retry after the move: %d %s (Idempotent-Replayed %q), the first answer was 409 %s", n.id, status, replay, replayed, refused)
+		}
+	}
+	for _, n := range c.nodes[1:] {
+		var again, replayed string
+		testtime.Eventually(t, waitFor, "the retry", func() error {
+			var err error
+			status, again, replayed, err = n.rawCall("POST", "/v1/bookings", body, "retry-me")
+			if err == nil && status == 503 {
+				return fmt.Errorf("%d %s", status, again)
+			}
+			return err
+		})
+		if status != 201 || again != first || replayed != "true" {
+			t.Fatalf("node %d: the retry after the move: %d %s (Idempotent-Replayed %q), the first answer was 201 %s", n.id, status, again, replayed, first)
+		}
+	}
+	status, out, err := c.nodes[2].call("GET", "/v1/bookings?applicant=retrier", "", "")
+	if err != nil || status != 200 {
+		t.Fatalf("the applicant's bookings: %d %v", status, err)
+	}
+	if bs, _ := out["bookings"].([]any); len(bs) != 1 {
+		t.Fatalf("the applicant has %d bookings after the retries, want the cancelled one: %v", len(bs), out)
+	}
+}
+
+// O3 and O8 with real processes: the node that runs a move and leads the
+// destination is killed with SIGKILL while the office's import goes in
+// parts (entries of 1 KiB here); the move run again through another
+// node, once the killed one is back, finishes it, and every booking
+// acknowledged before is served on every node with its seat.
+func TestMoveKilledMidImportRunAgain(t *testing.T) {
+	c := startClusterWith(t, slotdtest.Build(t), 3, 2, false, []string{"SLOTD_TEST_MOVE_PART_BYTES=1024"})
+	c.leader(1)
+	c.leader(2)
+	const office = "msk-mfc-tverskoy"
+	from := c.nodes[0].groupOf(t, office)
+	to := 3 - from
+	r := c.startRush(office, nextWeekday(3), 8)
+	testtime.EventuallyTrue(t, waitFor, "bookings before the move", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.acks) >= 60 })
+	acks := r.end()
+	dest := c.leader(to)
+	applied := func() uint64 {
+		st, err := dest.status()
+		if err != nil {
+			return 0
+		}
+		for _, g := range st {
+			if g.Group == to {
+				return g.Applied
+			}
+		}
+		return 0
+	}
+	before := applied()
+	type result struct {
+		code int
+		out  string
+	}
+	first := make(chan result, 1)
+	go func() {
+		cmd := exec.Command(c.bin, "cluster", "move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", dest.admin)
+		out, _ := cmd.CombinedOutput()
+		first <- result{cmd.ProcessState.ExitCode(), string(out)}
+	}()
+	testtime.EventuallyTrue(t, waitFor, "parts of the import committed", func() bool { return applied() >= before+5 })
+	dest.kill()
+	res := <-first
+	t.Logf("the move run by the killed node: exit %d: %s", res.code, strings.TrimSpace(res.out))
+	dest.start()
+	other := c.nodes[dest.id%len(c.nodes)]
+	if res.code != 0 {
+		// Stopped between its freeze and its move-out: the office is
+		// frozen, answered as moving on every node, in no group.
+		testtime.Eventually(t, waitFor, "the office answers as moving", func() error {
+			status, body, err := other.call("GET", "/v1/offices/"+office, "", "")
+			if err == nil && (status != 503 || str(body["code"]) != "office_moving") {
+				return fmt.Errorf("%d %v", status, body)
+			}
+			return err
+		})
+	}
+	code, out := c.clusterCmd("move-office", "-office", office, "-to", strconv.FormatUint(to, 10), "-admin-addr", other.admin)
+	t.Logf("the move run again: exit %d: %s", code, strings.TrimSpace(out))
+	if code != 0 && (res.code != 0 || !strings.Contains(out, "move_refused")) {
+		t.Fatalf("the move run again did not finish it: exit %d: %s", code, out)
+	}
+	for g := uint64(1); g <= 2; g++ {
+		c.converged(g)
+	}
+	for _, n := range c.nodes {
+		if g := n.groupOf(t, office); g != to {
+			t.Fatalf("node %d: %s answers from group %d after its move to %d", n.id, office, g, to)
+		}
+		checkBooked(t, n, office, acks)
 	}
 }

@@ -78,6 +78,7 @@ func (s *Server) hold(r *request) {
 	case r.key.actsAtOffices() && !r.atOffice(body.Office, "book for applicants"):
 		return
 	}
+	r.aboutOffice(body.Office)
 	var err error
 	var wanted time.Time
 	if body.Start != "" {

@@ -59,6 +59,7 @@ const (
 type idemCall struct {
 	key     string
 	fp      [32]byte
+	office  string                       // the office the request names, if known (aboutOffice)
 	rec     *allocator.IdempotencyRecord // set by Attach
 	noStore bool                         // the outcome is unknown: store nothing
 }
@@ -139,6 +140,7 @@ func (x *idempotency) end(s *Server, r *request) {
 	rec := &allocator.IdempotencyRecord{
 		Key: r.idem.key, Fingerprint: r.idem.fp, Status: status,
 		Body: append([]byte(nil), body...), AtUnixNano: r.steady.UnixNano(),
+		Office: r.idem.office,
 	}
 	if err := x.st.PutIdempotency(rec); err != nil {
 		// The answer goes out anyway: it changed nothing, so a retry that
@@ -146,6 +148,15 @@ func (x *idempotency) end(s *Server, r *request) {
 		// the server is degraded like after a failed commit.
 		s.log.Warn("cannot store idempotent response", zap.String("request_id", r.id), zap.Error(err))
 		s.storeFailed("idempotency store write", err)
+	}
+}
+
+// aboutOffice names the office the request is about, once its handler
+// has read it: a refusal stored for an Idempotency-Key is then listed
+// with the office, and moves with it between a cluster's groups.
+func (r *request) aboutOffice(office string) {
+	if r.idem != nil {
+		r.idem.office = office
 	}
 }
 

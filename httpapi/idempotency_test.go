@@ -124,3 +124,24 @@ func TestDefectWallClockJumpExpiresIdempotency(t *testing.T) {
 		t.Fatalf("retry after the clock jumped a day forward: %d %s, want the first answer replayed", again.status, again.body)
 	}
 }
+
+// A refusal stored for an Idempotency-Key names the office the request
+// was about, where the handler knows it (a hold's body), so that a move
+// of the office between a cluster's groups takes the refusal along
+// (replica O2); one about a booking by its id names none.
+func TestIdempotencyRefusalNamesItsOffice(t *testing.T) {
+	e := newEnv(t, nil)
+	body := holdJSON("office-a", "patent", "a-1", at(1, 9, 0))
+	first := e.post("/v1/bookings", keyPortal, body, "Idempotency-Key", "k-1")
+	want(t, first, 201, "")
+	// The applicant holds the service already: a refusal, no change.
+	want(t, e.post("/v1/bookings", keyPortal, holdJSON("office-a", "patent", "a-1", at(1, 9, 15)), "Idempotency-Key", "k-2"), 409, api.CodeDuplicateBooking)
+	if rec, ok, _ := e.store.LookupIdempotency("portal-a:k-2"); !ok || rec.Office != "office-a" {
+		t.Fatalf("the stored refusal of a hold: %+v %v, want it to name office-a", rec, ok)
+	}
+	refused := e.post("/v1/bookings/"+first.str(t, "id")+"/complete", keyOperator, ``, "Idempotency-Key", "k-3")
+	want(t, refused, 409, api.CodeInvalidTransition)
+	if rec, ok, _ := e.store.LookupIdempotency("operator-a:k-3"); !ok || rec.Office != "" {
+		t.Fatalf("the stored refusal of a transition: %+v %v, want no office", rec, ok)
+	}
+}

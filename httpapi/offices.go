@@ -96,6 +96,7 @@ func (s *Server) release(r *request) {
 	if !ok {
 		return
 	}
+	r.aboutOffice(office)
 	render := func(c *allocator.Change) (int, []byte) {
 		return 200, appendRelease(office, c.Office.ReleasedThrough)
 	}
@@ -130,6 +131,7 @@ func (s *Server) closure(r *request) {
 	if !ok {
 		return
 	}
+	r.aboutOffice(office)
 	render := func(c *allocator.Change) (int, []byte) {
 		return 200, appendClosure(office, date, len(c.Bookings))
 	}

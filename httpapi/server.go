@@ -345,6 +345,10 @@ func newRequestLimiters(cfg Config, applicants **keyedLimiter[applicantKey], aut
 	}
 }
 
+// Engine returns the engine the Server serves: a cluster's front checks
+// that it is still the one its replica runs for the group.
+func (s *Server) Engine() *allocator.Engine { return s.engine }
+
 // Handler returns the API's request handler, for a front that serves
 // several Servers on one listener (a cluster node's, one Server per Raft
 // group it leads). Serve is the usual way.

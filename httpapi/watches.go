@@ -75,6 +75,7 @@ func (s *Server) createWatch(r *request) {
 	}
 	req := allocator.WatchRequest{Applicant: applicant, Service: body.Service, Office: body.Office, Region: body.Region,
 		From: from, To: to, AutoHold: body.AutoHold}
+	r.aboutOffice(body.Office)
 	if s.cfg.WatchID != nil {
 		req.ID, _ = s.cfg.WatchID(r.ctx)
 	}

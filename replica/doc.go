@@ -144,9 +144,10 @@
 // a freeze in S (kind 7) marks the office moving and names D for the
 // office and for each of its bookings' ids; an import in D (kind 8)
 // writes the office's records as every replica of S holds them frozen
-// (config, bookings, number marks, watches of the office), read by D's
-// leader from its own replica of S; a move-out in S (kind 9) deletes
-// them there and keeps the marks, now "moved". Booking ids keep their
+// (config, bookings, number marks, watches of the office, and the
+// idempotency records of its changes), read by D's leader from its own
+// replica of S; a move-out in S (kind 9) deletes them there and keeps
+// the marks, now "moved". Booking ids keep their
 // first byte, S: a front that finds a mark for an id in S sends it to D
 // (and the ledger's reconciler looks for the booking there, L5).
 //
@@ -171,16 +172,43 @@
 //	    move run again finishes it. A move-out deletes only a frozen
 //	    office (wal O7), and is proposed only after D's leader applied
 //	    the import, whose apply broke the engine it ran before writing
-//	    (a front answers 503 for a group whose engine here is broken).
+//	    (a front answers 503 for a group whose engine here is broken,
+//	    or dropped while its Server still stands).
 //	O4. Every booking of the office at the freeze has a mark in S naming
 //	    D; no booking of it is made in S after the freeze (O1), so the
 //	    marks are all there is to follow.
 //
-// An office whose records exceed MoveBytesMax (one entry) is refused
-// before its freeze. Not moved: the idempotency records of the office's
-// requests (a retry of a request answered before the move, sent after
-// it, is served anew by D) and its events (they stay in S's feed, which
-// the merged feed keeps reading).
+// An office whose records do not fit in one entry (Config.MovePartBytes,
+// 1 MiB) is imported in parts, kind 10, proposed one after the other by
+// D's leader from its replica of S:
+//
+//	O8. D's store and engine learn an office imported in parts only
+//	    from its last part: the parts before it are kept apart in D's
+//	    store, where no engine and no front looks (wal O8), and the last
+//	    writes them all, with itself, in one batch and a new epoch of D,
+//	    as an import in one entry does (O1). No engine ever serves part
+//	    of an office. The office is frozen in S meanwhile (O3).
+//
+// Each part is idempotent (kept again, over what was kept), and a
+// leader of D proposes only the parts its replica does not keep with the
+// same bytes yet (the records are frozen, but for the idempotency
+// records S's sweep still deletes), but always the last: a move stopped between two parts,
+// run again, goes on from where it stopped (O3). An office whose records
+// exceed MoveBytesMax (64 MiB, about 300,000 bookings) is refused before
+// its freeze: the last part's batch is written by every replica of D at
+// once, and the office answers office_moving while the parts commit.
+//
+// A request answered before the move with an
+// Idempotency-Key and retried after it is answered by D from the record
+// its change stored (httpapi I1): the record travels with the office
+// (wal's move.go says which records belong to an office) and leaves S,
+// and D's retention sweep ages it; so does a refusal stored without a
+// change when the request named the office (a hold, a watch of an
+// office, an office's release or closure). Not moved: refusals about a
+// booking by its id (a retry after the move is served anew by D, which
+// may answer otherwise), responses of region watches, records written
+// before this release, and the office's events (they stay in S's feed,
+// which the merged feed keeps reading).
 //
 // # Entry data
 //
@@ -199,6 +227,9 @@
 //	kind 7, freeze:  1 byte = 7, destination group uvarint, office string
 //	kind 8, import:  1 byte = 8, office string, wal.DB.ExportOffice's bytes
 //	kind 9, move-out: 1 byte = 9, office string
+//	kind 10, import part: 1 byte = 10, office string, part uvarint
+//	                 (0-based), parts uvarint (2 to 65536), the part's
+//	                 wal.DB.ExportOffice bytes
 //
 // A sweep entry (Replica.Sweep) is the retention sweep of a group's store:
 // the leader stamps the plan, every replica deletes by it (wal W12).

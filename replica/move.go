@@ -16,25 +16,38 @@ import (
 // Entry kinds of a move of an office between groups (see the package
 // doc).
 const (
-	kindMoveFreeze byte = 7
-	kindMoveImport byte = 8
-	kindMoveOut    byte = 9
+	kindMoveFreeze     byte = 7
+	kindMoveImport     byte = 8
+	kindMoveOut        byte = 9
+	kindMoveImportPart byte = 10
 )
 
 // Answers of a move entry's proposal (ProposeMove's first byte).
 const (
-	MoveOK       byte = 1 // done now or before (a retried step)
-	MoveMoved    byte = 2 // freeze: the office already moved to this destination
-	MoveOther    byte = 3 // freeze: the office moves or moved to another group
-	MoveMissing  byte = 4 // freeze: the group does not hold the office
-	MoveHeld     byte = 5 // import: the group already held the office
-	MoveTooLarge byte = 6 // freeze: not proposed, the office's records exceed MoveBytesMax
+	MoveOK          byte = 1 // done now or before (a retried step)
+	MoveMoved       byte = 2 // freeze: the office already moved to this destination
+	MoveOther       byte = 3 // freeze: the office moves or moved to another group
+	MoveMissing     byte = 4 // freeze: the group does not hold the office
+	MoveHeld        byte = 5 // import: the group already held the office
+	MoveTooLarge    byte = 6 // freeze: not proposed, the office's records exceed MoveBytesMax
+	MovePartKept    byte = 7 // import part: kept until the last part
+	MovePartMissing byte = 8 // import part: the last part found an earlier one missing
 )
 
-// MoveBytesMax bounds the records of an office that moves: they travel
-// in one import entry, which raft's proposal bound (3 MiB in slotd) must
-// take with room to spare. About 10,000 bookings.
-var MoveBytesMax = 2 << 20
+// DefaultMovePartBytes is the records one import entry carries by
+// default (Config.MovePartBytes): an office with more is imported in
+// parts (kind 10) of about this many bytes, each with at least one
+// record, so an entry is at most the larger of this and one record (an
+// office's config, at most 1 MiB) plus its framing, under raft's
+// proposal bound (3 MiB in slotd).
+const DefaultMovePartBytes = 1 << 20
+
+// MoveBytesMax bounds the records of an office that moves: the import's
+// last part writes them all in one batch on every replica of the
+// destination, and the office answers office_moving while its parts
+// commit one after the other. 64 MiB: about 300,000 bookings without
+// stored answers, 64 entries of DefaultMovePartBytes.
+var MoveBytesMax = 64 << 20
 
 // ErrMove is the error of a move that cannot go on as asked.
 var ErrMove = errors.New("replica: move")
@@ -54,6 +67,16 @@ func freezeEntry(office string, to uint64) []byte {
 
 func importEntry(office string, records []byte) []byte {
 	b := appendLedgerString([]byte{kindMoveImport}, office)
+	return append(b, records...)
+}
+
+// importPartEntry is part (0-based) of the parts of office's import:
+// 1 byte = 10, office string, part uvarint, parts uvarint, the part's
+// records (wal.DB.ExportOffice's bytes).
+func importPartEntry(office string, part, parts int, records []byte) []byte {
+	b := appendLedgerString([]byte{kindMoveImportPart}, office)
+	b = binary.AppendUvarint(b, uint64(part))
+	b = binary.AppendUvarint(b, uint64(parts))
 	return append(b, records...)
 }
 
@@ -125,6 +148,47 @@ func (r *Replica) applyMove(g *group, e *cluster.Entry) error {
 			res.answer = MoveOK
 			newEpoch = true
 		}
+	case kindMoveImportPart:
+		office, rest, ok := readString(e.Data[1:])
+		part, n := binary.Uvarint(rest)
+		parts, m := binary.Uvarint(rest[max(n, 0):])
+		if !ok || n <= 0 || m <= 0 || parts < 2 || parts > wal.ImportPartsMax || part >= parts {
+			return corrupt("import part")
+		}
+		// As for an import in one entry: the engine running here is
+		// broken before its store can hold the office (O8: only the
+		// last part writes it).
+		if part == parts-1 {
+			if has, err := g.db.HasOffice(office); err == nil && !has {
+				r.breakEngine(g)
+			}
+		}
+		if r.testMoveImportEachPart {
+			imported, err := g.db.ApplyMoveImport(e.Index, office, rest[n+m:])
+			if err != nil {
+				return err
+			}
+			res.answer, newEpoch = MovePartKept, imported
+			if part == parts-1 {
+				res.answer = MoveOK
+			}
+			break
+		}
+		a, err := g.db.ApplyMoveImportPart(e.Index, office, int(part), int(parts), rest[n+m:])
+		if err != nil {
+			return fmt.Errorf("replica: group %d: entry %d: %w", g.id, e.Index, err)
+		}
+		switch a {
+		case wal.ImportDone:
+			res.answer = MoveOK
+			newEpoch = true
+		case wal.ImportHeld:
+			res.answer = MoveHeld
+		case wal.ImportStaged:
+			res.answer = MovePartKept
+		default:
+			res.answer = MovePartMissing
+		}
 	case kindMoveOut:
 		office, rest, ok := readString(e.Data[1:])
 		if !ok || len(rest) != 0 {
@@ -171,8 +235,8 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 		return nil, fmt.Errorf("%w: not a move entry", ErrMove)
 	}
 	if entry[0] == kindMoveFreeze {
-		// An office whose records would not fit in one import entry is
-		// not frozen: it would stay frozen, nowhere served.
+		// An office whose records a move does not carry is not
+		// frozen: it would stay frozen, nowhere served.
 		_, n := binary.Uvarint(entry[1:])
 		office, _, _ := readString(entry[1+max(n, 0):])
 		size, err := g.db.OfficeBytes(office)
@@ -206,11 +270,14 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 				return nil, fmt.Errorf("replica: group %d: office %q is not frozen for group %d in this node's replica: %w", from, office, group, ctx.Err())
 			}
 		}
-		records, _, err := src.ExportOffice(office)
+		parts, _, err := src.ExportOffice(office, wal.ExportOptions{PartBytes: r.cfg.MovePartBytes, LeaveIdempotency: r.testMoveLeaveIdempotency})
 		if err != nil {
 			return nil, err
 		}
-		entry = importEntry(office, records)
+		if len(parts) > 1 {
+			return r.importParts(ctx, g, office, parts)
+		}
+		entry = importEntry(office, parts[0])
 	}
 	res, err := r.node.Propose(ctx, group, entry)
 	if err != nil {
@@ -221,6 +288,51 @@ func (r *Replica) ProposeMove(ctx context.Context, group uint64, entry []byte) (
 		return nil, fmt.Errorf("replica: group %d: the move entry was applied before this node's start", group)
 	}
 	return []byte{mr.answer}, nil
+}
+
+// importParts proposes the parts of office's import to g, which this
+// node leads, one after the other, and answers as the last did (MoveOK,
+// or MoveHeld where g already held the office). A part this node's
+// replica of g keeps already (an import run again after it stopped part
+// way) is not proposed again, but the last always is, so that a run
+// again goes on where the last one stopped. A last part that finds one
+// missing (another leader's run stopped in between and this replica
+// lagged) is an error: the step is retried.
+func (r *Replica) importParts(ctx context.Context, g *group, office string, parts [][]byte) ([]byte, error) {
+	last := len(parts) - 1
+	for i, part := range parts {
+		if i < last {
+			kept, err := g.db.ImportPartKept(office, i, len(parts), part)
+			if err != nil {
+				return nil, err
+			}
+			if kept {
+				continue
+			}
+		}
+		if r.testMoveStopAfterParts != nil && r.testMoveStopAfterParts(i) {
+			return nil, fmt.Errorf("replica: group %d: the import of %q stopped before its part %d of %d", g.id, office, i+1, len(parts))
+		}
+		res, err := r.node.Propose(ctx, g.id, importPartEntry(office, i, len(parts), part))
+		if err != nil {
+			return nil, err
+		}
+		mr, ok := res.(moveResult)
+		if !ok {
+			return nil, fmt.Errorf("replica: group %d: the move entry was applied before this node's start", g.id)
+		}
+		switch mr.answer {
+		case MovePartKept:
+		case MovePartMissing:
+			return nil, fmt.Errorf("replica: group %d: the last part of the import of %q found a part missing", g.id, office)
+		default:
+			if mr.answer == MoveOK {
+				r.cfg.Logger.Info("office imported in parts", zap.String("office", office), zap.Uint64("group", g.id), zap.Int("parts", len(parts)))
+			}
+			return []byte{mr.answer}, nil // MoveOK with the last part, or MoveHeld
+		}
+	}
+	return nil, fmt.Errorf("BUG: replica: the last part of the import of %q answered that it was kept", office)
 }
 
 // MoveOffice moves office from group from to group to (O1–O4), calling
@@ -261,7 +373,7 @@ func MoveOffice(ctx context.Context, log *zap.Logger, call MoveCall, office stri
 	case MoveMissing:
 		return fmt.Errorf("%w: group %d holds no office %q", ErrMove, from, office)
 	case MoveTooLarge:
-		return fmt.Errorf("%w: office %q has more records than one entry takes (%d bytes); nothing was changed", ErrMove, office, MoveBytesMax)
+		return fmt.Errorf("%w: office %q has more records than a move carries (%d bytes); nothing was changed", ErrMove, office, MoveBytesMax)
 	}
 	if _, err := step(to, importRequest(office, from)); err != nil {
 		return err

@@ -78,6 +78,11 @@ type Config struct {
 	// leader checks it against its booking (L5). Zero:
 	// DefaultLedgerReconcileAfter.
 	LedgerReconcileAfter time.Duration
+	// MovePartBytes is the records one entry of a move's import carries,
+	// in bytes: an office with more moves in parts (kind 10, O8). It
+	// must leave room for one record (1 MiB) and the entry's framing
+	// under the node's proposal bound. Zero: DefaultMovePartBytes.
+	MovePartBytes int
 }
 
 // Replica applies the committed entries of a node's groups to their
@@ -124,6 +129,17 @@ type Replica struct {
 	// testSettleNoMarks makes the ledger's reconciler look for a booking
 	// only in the group its id names, not where its office moved.
 	testSettleNoMarks bool
+	// testMoveLeaveIdempotency leaves the office's idempotency records
+	// out of a move's import: a retry after the move is served anew.
+	testMoveLeaveIdempotency bool
+	// testMoveStopAfterParts, if set, is asked before each part of an
+	// import in parts is proposed; true stops the import there, as if
+	// its leader died.
+	testMoveStopAfterParts func(part int) bool
+	// testMoveImportEachPart writes each part of an import in parts as
+	// an import of its own: the destination holds part of the office
+	// once the first is applied, and refuses the rest.
+	testMoveImportEachPart bool
 
 	moves atomic.Uint64 // move entries applied (Moves)
 }
@@ -182,6 +198,9 @@ func New(cfg Config) (*Replica, error) {
 	}
 	if cfg.LedgerReconcileAfter <= 0 {
 		cfg.LedgerReconcileAfter = DefaultLedgerReconcileAfter
+	}
+	if cfg.MovePartBytes <= 0 {
+		cfg.MovePartBytes = DefaultMovePartBytes
 	}
 	r := &Replica{cfg: cfg, groups: map[uint64]*group{}, stopc: make(chan struct{}), events: make(chan engineEvent, 64)}
 	for id, db := range cfg.Stores {
@@ -349,7 +368,7 @@ func (r *Replica) Apply(groupID uint64, entries []cluster.Entry) error {
 			if err := r.applyLedger(g, e); err != nil {
 				return err
 			}
-		case kindMoveFreeze, kindMoveImport, kindMoveOut:
+		case kindMoveFreeze, kindMoveImport, kindMoveOut, kindMoveImportPart:
 			if err := r.applyMove(g, e); err != nil {
 				return err
 			}

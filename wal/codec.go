@@ -21,6 +21,7 @@ const (
 	prefixEvent       = 'e'
 	prefixIdempotency = 'i'
 	prefixIdemByTime  = 't'
+	prefixIdemOffice  = 'j'
 	prefixWatch       = 'w'
 	prefixSeqMark     = 'n'
 
@@ -183,6 +184,34 @@ func idemByTimeKey(dst []byte, atUnixNano int64, key string) []byte {
 	return append(dst, key...)
 }
 
+// idemOfficeKey indexes an idempotency record by the office its change
+// wrote (idemOfficePrefix, then the time and key of its idemByTimeKey),
+// so that a move finds the records of an office without a scan.
+func idemOfficeKey(dst []byte, office string, atUnixNano int64, key string) []byte {
+	dst = idemOfficePrefix(dst, office)
+	dst = binary.BigEndian.AppendUint64(dst, uint64(atUnixNano)^(1<<63))
+	return append(dst, key...)
+}
+
+// idemOfficePrefix is the prefix of office's idemOfficeKeys.
+func idemOfficePrefix(dst []byte, office string) []byte {
+	return appendString(append(dst, prefixIdemOffice), office)
+}
+
+// parseIdemOfficeKey returns the office, time and idempotency key of an
+// office index key.
+func parseIdemOfficeKey(k []byte) (office string, atUnixNano int64, key []byte, ok bool) {
+	if len(k) < 2 || k[0] != prefixIdemOffice {
+		return "", 0, nil, false
+	}
+	n, w := binary.Uvarint(k[1:])
+	if w <= 0 || n > textBytesMax || w != len(binary.AppendUvarint(nil, n)) || uint64(len(k)-1-w) < n+8 {
+		return "", 0, nil, false
+	}
+	rest := k[1+w:]
+	return string(rest[:n]), int64(binary.BigEndian.Uint64(rest[n:n+8]) ^ (1 << 63)), rest[n+8:], true
+}
+
 // prefixEnd returns the smallest key greater than every key with prefix p.
 func prefixEnd(p []byte) []byte {
 	end := append([]byte(nil), p...)
@@ -258,9 +287,19 @@ func KeyString(k []byte) string {
 		if len(k) == 18 && k[1] == 'b' {
 			return "move/booking/" + allocator.ID(k[2:]).String()
 		}
+		if len(k) > 2 && k[1] == 'p' {
+			if n, w := binary.Uvarint(k[2:]); w > 0 && n <= textBytesMax && uint64(len(k)-2-w) == n+8 {
+				rest := k[2+w:]
+				return fmt.Sprintf("move/import-part/%s/%d-of-%d", strconv.Quote(string(rest[:n])), binary.BigEndian.Uint32(rest[n+4:]), binary.BigEndian.Uint32(rest[n:n+4]))
+			}
+		}
 	case prefixIdemByTime:
 		if at, key, ok := parseIdemByTimeKey(k); ok {
 			return "idempotency-by-time/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))
+		}
+	case prefixIdemOffice:
+		if office, at, key, ok := parseIdemOfficeKey(k); ok {
+			return "idempotency-by-office/" + strconv.Quote(office) + "/" + strconv.FormatInt(at, 10) + "/" + strconv.Quote(string(key))
 		}
 	}
 	return fmt.Sprintf("%x", k)

@@ -278,6 +278,8 @@ func TestKeyString(t *testing.T) {
 	f(officeKey(nil, "msk-1"), `office/"msk-1"`)
 	f(idempotencyKey(nil, "a/b"), `idempotency/"a/b"`)
 	f(idemByTimeKey(nil, -5, "k"), `idempotency-by-time/-5/"k"`)
+	f(idemOfficeKey(nil, "msk-1", 7, "p:k"), `idempotency-by-office/"msk-1"/7/"p:k"`)
+	f(importPartKey("msk-1", 8, 3), `move/import-part/"msk-1"/3-of-8`)
 	f(metaKey(metaFormat), `meta/"format"`)
 	f([]byte{'b', 1, 2}, "620102")
 	f(nil, "<empty key>")
@@ -478,6 +480,12 @@ func FuzzKeys(f *testing.F) {
 	f.Add([]byte{'a', 0x7f, 'a'})
 	// An idempotency time key with a negative time.
 	f.Add(idemByTimeKey(nil, -1, "k"))
+	// An idempotency office key.
+	f.Add(idemOfficeKey(nil, "msk-1", 5, "k"))
+	// An office index key whose office length runs past the key.
+	f.Add([]byte{prefixIdemOffice, 0x7f, 'o'})
+	// A kept part of an import.
+	f.Add(importPartKey("msk-1", 4, 2))
 	// A lone prefix byte.
 	f.Add([]byte{prefixEvent})
 	f.Fuzz(func(t *testing.T, k []byte) {
@@ -489,6 +497,9 @@ func FuzzKeys(f *testing.F) {
 		}
 		if at, key, ok := parseIdemByTimeKey(k); ok && !bytes.Equal(idemByTimeKey(nil, at, string(key)), k) {
 			t.Fatalf("time key %x parses to %d %q", k, at, key)
+		}
+		if office, at, key, ok := parseIdemOfficeKey(k); ok && !bytes.Equal(idemOfficeKey(nil, office, at, string(key)), k) {
+			t.Fatalf("office key %x parses to %q %d %q", k, office, at, key)
 		}
 		if created, id, ok := parseBookingKey(k); ok && !bytes.Equal(bookingKey(nil, created, id), k) {
 			t.Fatalf("booking key %x parses to %d %s", k, created, id)

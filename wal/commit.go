@@ -438,10 +438,40 @@ func (enc *encoder) stage(b *pebble.Batch, c *allocator.Change) error {
 		}
 		enc.key = idempotencyKey(enc.key[:0], r.Key)
 		set(b, enc.key, enc.val)
+		// The record is the office's when the change is about one, or,
+		// stored alone, when it names one: the time index names the
+		// office and an office index lists the record, so that a move
+		// takes it along (move.go) and the sweep finds the index.
+		office := changeOffice(c)
+		if office == "" && len(r.Office) <= textBytesMax {
+			office = r.Office
+		}
 		enc.key = idemByTimeKey(enc.key[:0], r.AtUnixNano, r.Key)
-		set(b, enc.key, nil)
+		enc.val = append(enc.val[:0], office...) // the batch copied the record's value
+		set(b, enc.key, enc.val)
+		if office != "" {
+			enc.key = idemOfficeKey(enc.key[:0], office, r.AtUnixNano, r.Key)
+			set(b, enc.key, nil)
+		}
 	}
 	return nil
+}
+
+// changeOffice is the office a change is about: its first booking's, its
+// office record's, or its first watch's; "" for a change of none (a
+// response stored alone, which names its office itself if the edge knew
+// it; a region watch). Every change the engine makes with a response
+// attached is about one office at most.
+func changeOffice(c *allocator.Change) string {
+	switch {
+	case len(c.Bookings) > 0:
+		return c.Bookings[0].Office
+	case c.Office != nil:
+		return c.Office.Config.ID
+	case len(c.Watches) > 0:
+		return c.Watches[0].Office
+	}
+	return ""
 }
 
 // verifyBooking decodes v again and panics unless it is r (invariants only):

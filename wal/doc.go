@@ -299,8 +299,12 @@
 //	        when Open upgrades such a store; see below)
 //	'e'     cursor (8 bytes BE)                    event value
 //	'i'     idempotency key (bytes)                idempotency value
-//	't'     time (8 bytes BE, unix ns, sign bit    empty (expiry index of
-//	        flipped), idempotency key              idempotency records)
+//	't'     time (8 bytes BE, unix ns, sign bit    the office the record
+//	        flipped), idempotency key              belongs to, or empty (expiry
+//	                                               index of idempotency records)
+//	'j'     office (uvarint length, bytes), time   empty (the idempotency
+//	        and key as in 't'                      records of an office, for a
+//	                                               move: move.go)
 //	'n'     office id, 0x00, date (4 bytes BE,     empty (a booking-number mark:
 //	        sign bit flipped), seq (4 bytes BE)    recovery raises that date's
 //	                                               counter to the highest seq)

@@ -9,7 +9,11 @@ package wal
 //     (Recover skips it) and its records do not change;
 //   - an import in the destination group (ApplyMoveImport) writes the
 //     frozen records, read from a replica of the source that applied the
-//     freeze (ExportOffice);
+//     freeze (ExportOffice): the office's config, bookings, number marks,
+//     watches, and the idempotency records of its changes with their
+//     time and office index keys; an office too large for one Raft
+//     entry is imported in parts (ApplyMoveImportPart), kept apart until
+//     the last;
 //   - a move-out in the source group (ApplyMoveOut) deletes the office's
 //     records there and keeps the marks, now saying "moved".
 //
@@ -19,6 +23,8 @@ package wal
 //	g 'o' office  → state (1 moving, 2 moved), destination group
 //	g 'b' id      → destination group and office, for each booking of
 //	                the office
+//	g 'p' office string, parts, part (4 bytes BE each)
+//	              → a part of an import in parts, kept until the last
 //
 //	O5. An office's records in a store change only through changes
 //	     while the store holds no mark of the office as moving: a freeze
@@ -31,6 +37,27 @@ package wal
 //	     never overwrites what the destination wrote since the first.
 //	O7. A move-out deletes an office's records only while the office is
 //	     marked moving, and keeps the marks of its bookings' ids.
+//	O8. An import in parts writes the office's records only when its
+//	     last part is applied with every other part kept, all in one
+//	     batch with the new epoch; until then the parts lie under keys
+//	     that neither Recover nor HasOffice reads, so no engine ever
+//	     learns part of an office.
+//
+// An idempotency record belongs to an office when the change it travelled
+// in was about that office (changeOffice: a booking's, the office
+// record's, a watch's office), or, for a response stored alone (a
+// refusal, DB.PutIdempotency), when the record names it (Office, which
+// the edge reads from the request), decided when the change is staged,
+// so the same on every replica: its time index key holds the office, and
+// an office index key ('j', office, time, key) lists it. A response
+// stored alone that names no office (a refusal about a booking by its
+// id) and one of a region watch belong to no office and stay in the
+// group that answered it, as do the records of stores written before
+// the office index existed. An import does not
+// overwrite a record the destination holds under the same key (the portal
+// used the key there too, and may have been answered from it); a move-out
+// deletes a record only if it is still the one its index entry was
+// written for.
 
 import (
 	"bytes"
@@ -44,6 +71,10 @@ import (
 )
 
 const prefixMove = 'g'
+
+// importKeyPrefixes are the records an import may write: an office's
+// (officeKeysLocked).
+var importKeyPrefixes = [...]byte{prefixOffice, prefixBooking, prefixSeqMark, prefixWatch, prefixIdempotency, prefixIdemByTime, prefixIdemOffice}
 
 // Move states of an office in a store (OfficeMove).
 const (
@@ -132,8 +163,58 @@ func (db *DB) movingOfficesLocked() (map[string]bool, error) {
 }
 
 // officeKeysLocked calls fn for the key of every record of office: its
-// config, bookings, number marks and watches. Caller holds closeMu.
+// config, bookings, number marks, watches and idempotency records (with
+// their time and office index keys). Caller holds closeMu.
 func (db *DB) officeKeysLocked(office string, fn func(k, v []byte) error) error {
+	if err := db.officeRecordsLocked(office, fn); err != nil {
+		return err
+	}
+	return db.officeIdempotencyLocked(office, fn)
+}
+
+// officeIdempotencyLocked calls fn for the idempotency records of office,
+// as its office index lists them (stage): for each, the record itself if
+// it is still the one the index entry was written for (a later request
+// under the same key, past the first's retention, may have replaced it),
+// its time index key and the index key. Caller holds closeMu.
+func (db *DB) officeIdempotencyLocked(office string, fn func(k, v []byte) error) error {
+	lo := idemOfficePrefix(nil, office)
+	var ik, tk []byte
+	return db.scanRange(lo, prefixEnd(lo), func(k, _ []byte) error {
+		_, at, key, ok := parseIdemOfficeKey(k)
+		if !ok {
+			return fmt.Errorf("%w: key %s is not an idempotency office key", ErrCorrupt, KeyString(k))
+		}
+		ik = idempotencyKey(ik[:0], string(key))
+		v, closer, err := db.pdb.Get(ik)
+		switch {
+		case errors.Is(err, pebble.ErrNotFound):
+		case err != nil:
+			return fmt.Errorf("wal: cannot read %s: %w", KeyString(ik), err)
+		default:
+			r, derr := decodeIdempotency(v, string(key))
+			if derr == nil && r.AtUnixNano == at {
+				err = fn(ik, v)
+			}
+			_ = closer.Close()
+			if derr != nil {
+				return fmt.Errorf("%w: key %s: %w", ErrCorrupt, KeyString(ik), derr)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		tk = idemByTimeKey(tk[:0], at, string(key))
+		if err := fn(tk, []byte(office)); err != nil {
+			return err
+		}
+		return fn(k, nil)
+	})
+}
+
+// officeRecordsLocked calls fn for the key of every record of office but
+// its idempotency records. Caller holds closeMu.
+func (db *DB) officeRecordsLocked(office string, fn func(k, v []byte) error) error {
 	if v, closer, err := db.pdb.Get(officeKey(nil, office)); err == nil {
 		err = fn(officeKey(nil, office), v)
 		_ = closer.Close()
@@ -254,10 +335,31 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 	return answer, db.applyBatchLocked(b, index)
 }
 
+// ExportOptions tune ExportOffice.
+type ExportOptions struct {
+	// PartBytes, if not 0, splits the export into parts of about this
+	// many bytes of records each: a part closes before the record that
+	// would take it past PartBytes, and holds at least one record, so
+	// a part is at most max(PartBytes, its largest record) plus its
+	// framing. 0: one part.
+	PartBytes int
+	// LeaveIdempotency leaves the office's idempotency records out of
+	// the export: only the broken variant of a test sets it, to show
+	// that a retry after the move is then served anew.
+	LeaveIdempotency bool
+}
+
 // ExportOffice returns the records of office, frozen in this store
-// (O5), as staged bytes for ApplyMoveImport, and how many bookings they
-// hold.
-func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error) {
+// (O5), as the staged bytes of one or more parts for ApplyMoveImport
+// (one part) or ApplyMoveImportPart (several), and how many bookings
+// they hold. The records are frozen (O5) but for the idempotency
+// records, which the group's retention sweep still deletes and which
+// come last: every export of the office with the same options, from
+// any replica at the same index, returns the same parts, and one at a
+// later index may differ only from the part that held the first record
+// swept on. The import's leader proposes again a part that differs from
+// the one kept (replica's importParts).
+func (db *DB) ExportOffice(office string, o ExportOptions) (parts [][]byte, bookings int, err error) {
 	state, _, err := db.OfficeMove(office)
 	if err != nil {
 		return nil, 0, err
@@ -271,29 +373,43 @@ func (db *DB) ExportOffice(office string) (data []byte, bookings int, err error)
 		return nil, 0, allocator.ErrJournalClosed
 	}
 	b := new(pebble.Batch)
-	err = db.officeKeysLocked(office, func(k, v []byte) error {
+	size := 0
+	add := func(k, v []byte) error {
+		if o.PartBytes > 0 && size > 0 && size+len(k)+len(v) > o.PartBytes {
+			parts = append(parts, stagedRecords(b.Repr()))
+			b, size = new(pebble.Batch), 0
+		}
 		if k[0] == prefixBooking {
 			bookings++
 		}
 		set(b, k, v)
+		size += len(k) + len(v)
 		return nil
-	})
+	}
+	err = db.officeRecordsLocked(office, add)
+	if err == nil && !o.LeaveIdempotency {
+		err = db.officeIdempotencyLocked(office, add)
+	}
 	if err != nil {
 		return nil, 0, err
 	}
-	repr := b.Repr()
+	return append(parts, stagedRecords(b.Repr())), bookings, nil
+}
+
+// stagedRecords frames a batch's records as staged bytes with no events.
+func stagedRecords(repr []byte) []byte {
 	out := make([]byte, 0, 1+2*binary.MaxVarintLen64+len(repr))
 	out = append(out, stagedVersion)
 	out = binary.AppendUvarint(out, uint64(len(repr)))
 	out = append(out, repr...)
-	out = binary.AppendUvarint(out, 0) // no events
-	return out, bookings, nil
+	return binary.AppendUvarint(out, 0) // no events
 }
 
-// ApplyMoveImport writes office's exported records as the entry at
-// index, which becomes the store's epoch, unless the store already holds
-// the office (O6); it reports whether it wrote them. Marks an earlier
-// move out of this store left for the office and its bookings go.
+// ApplyMoveImport writes office's exported records (one part) as the
+// entry at index, which becomes the store's epoch, unless the store
+// already holds the office (O6); it reports whether it wrote them. Marks
+// an earlier move out of this store left for the office and its
+// bookings go.
 func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (imported bool, err error) {
 	s, err := decodeStaged(data)
 	if err != nil {
@@ -311,40 +427,174 @@ func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (importe
 	b := db.pdb.NewBatch()
 	defer b.Close()
 	if !has {
-		records := new(pebble.Batch)
-		if err := records.SetRepr(bytes.Clone(s.repr)); err != nil {
-			return false, fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
-		}
-		r := records.Reader()
-		for {
-			kind, k, v, ok, err := r.Next()
-			if err != nil {
-				return false, fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
-			}
-			if !ok {
-				break
-			}
-			if kind != pebble.InternalKeyKindSet || len(k) == 0 || bytes.IndexByte([]byte{prefixOffice, prefixBooking, prefixSeqMark, prefixWatch}, k[0]) < 0 {
-				return false, fmt.Errorf("%w: office import writes %s (kind %d)", ErrCorrupt, KeyString(k), kind)
-			}
-			set(b, k, v)
-			if _, id, ok := parseBookingKey(k); ok {
-				if err := b.Delete(moveBookingKey(id), nil); err != nil {
-					return false, err
-				}
-			}
-		}
-		if err := b.Delete(moveOfficeKey(office), nil); err != nil {
+		if err := db.importLocked(b, index, office, [][]byte{s.repr}); err != nil {
 			return false, err
 		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], index)
-		set(b, metaKey(metaEpoch), v[:])
 	}
 	if index <= db.applied.Load() {
 		return !has, nil
 	}
 	return !has, db.applyBatchLocked(b, index)
+}
+
+// Answers of ApplyMoveImportPart.
+const (
+	ImportDone    byte = 1 // the last part came with every other: the office is imported now
+	ImportHeld    byte = 2 // the store holds the office: nothing written (O6)
+	ImportStaged  byte = 3 // the part is kept until the last comes
+	ImportMissing byte = 4 // the last part came, an earlier one is not here: it is kept, nothing imported
+)
+
+// ImportPartsMax bounds the parts of one import.
+const ImportPartsMax = 1 << 16
+
+// importPartKey keys a part kept until an import's last part:
+//
+//	g 'p' office string, parts (4 bytes BE), part (4 bytes BE) → staged bytes
+//
+// Nothing but ApplyMoveImportPart reads these keys: no engine learns of
+// an office part by part (O8).
+func importPartKey(office string, parts, part int) []byte {
+	k := appendString([]byte{prefixMove, 'p'}, office)
+	k = binary.BigEndian.AppendUint32(k, uint32(parts))
+	return binary.BigEndian.AppendUint32(k, uint32(part))
+}
+
+// ApplyMoveImportPart applies part (0-based) of the parts of office's
+// export as the entry at index. A part before the last is kept in the
+// store, under keys nothing else reads; the last imports them all with
+// itself, in one batch, as ApplyMoveImport imports one part, and deletes
+// every part of the office kept (any count): the office appears whole or
+// not at all (O8). Where the store holds the office, nothing is written
+// (O6). A part applied again (a move run again) is kept again, over
+// what was kept: the parts a last part imports are those of its count
+// as the log last wrote them. Two runs of one move at once, with a sweep
+// between their exports, could mix parts of two exports; the records
+// that shift between parts are idempotency records only (they come
+// last), so at worst such a record is not moved.
+func (db *DB) ApplyMoveImportPart(index uint64, office string, part, parts int, data []byte) (answer byte, err error) {
+	if parts < 2 || parts > ImportPartsMax || part < 0 || part >= parts {
+		return 0, fmt.Errorf("%w: import part %d of %d", ErrCorrupt, part, parts)
+	}
+	s, err := decodeStaged(data)
+	if err != nil {
+		return 0, err
+	}
+	has, err := db.HasOffice(office)
+	if err != nil {
+		return 0, err
+	}
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writableLocked(); err != nil {
+		return 0, err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	switch {
+	case has:
+		answer = ImportHeld
+	case part < parts-1:
+		answer = ImportStaged
+		set(b, importPartKey(office, parts, part), data)
+	default:
+		reprs := make([][]byte, 0, parts)
+		for i := range parts - 1 {
+			v, closer, err := db.pdb.Get(importPartKey(office, parts, i))
+			if errors.Is(err, pebble.ErrNotFound) {
+				break
+			}
+			if err != nil {
+				return 0, fmt.Errorf("wal: cannot read part %d of the import of %q: %w", i, office, err)
+			}
+			p, err := decodeStaged(bytes.Clone(v))
+			_ = closer.Close()
+			if err != nil {
+				return 0, fmt.Errorf("%w: part %d of the import of %q: %w", ErrCorrupt, i, office, err)
+			}
+			reprs = append(reprs, p.repr)
+		}
+		if len(reprs) < parts-1 {
+			answer = ImportMissing
+			set(b, importPartKey(office, parts, part), data)
+			break
+		}
+		answer = ImportDone
+		if err := db.importLocked(b, index, office, append(reprs, s.repr)); err != nil {
+			return 0, err
+		}
+		lo := appendString([]byte{prefixMove, 'p'}, office)
+		if err := b.DeleteRange(lo, prefixEnd(lo), nil); err != nil {
+			panic(fmt.Sprintf("BUG: wal: batch delete range: %v", err))
+		}
+	}
+	if index <= db.applied.Load() {
+		return answer, nil
+	}
+	return answer, db.applyBatchLocked(b, index)
+}
+
+// ImportPartKept reports whether the store keeps part of the parts of
+// office's import with exactly data: the leader of an import run again
+// proposes only the parts its replica does not keep yet.
+func (db *DB) ImportPartKept(office string, part, parts int, data []byte) (bool, error) {
+	v, found, err := getDecoded(db, importPartKey(office, parts, part), func(v []byte) (bool, error) {
+		return bytes.Equal(v, data), nil
+	})
+	return found && v, err
+}
+
+// importLocked adds to b the writes of an import of office's records,
+// given as the batch reprs of its parts, as the entry at index: the
+// records, the deletion of the marks an earlier move out of this store
+// left for the office and its bookings, and the new epoch. Caller holds
+// closeMu.
+func (db *DB) importLocked(b *pebble.Batch, index uint64, office string, reprs [][]byte) error {
+	for _, repr := range reprs {
+		records := new(pebble.Batch)
+		if err := records.SetRepr(bytes.Clone(repr)); err != nil {
+			return fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
+		}
+		r := records.Reader()
+		for {
+			kind, k, v, ok, err := r.Next()
+			if err != nil {
+				return fmt.Errorf("%w: office import: %w", ErrCorrupt, err)
+			}
+			if !ok {
+				break
+			}
+			if kind != pebble.InternalKeyKindSet || len(k) == 0 || bytes.IndexByte(importKeyPrefixes[:], k[0]) < 0 {
+				return fmt.Errorf("%w: office import writes %s (kind %d)", ErrCorrupt, KeyString(k), kind)
+			}
+			if k[0] == prefixIdempotency {
+				// A record this store holds under the same key (the
+				// portal used the key here too) stays: a retry here has
+				// been answered from it. Its time and office index keys
+				// come all the same; the sweep deletes a record only with
+				// the time key written for it.
+				if _, closer, err := db.pdb.Get(k); err == nil {
+					_ = closer.Close()
+					continue
+				} else if !errors.Is(err, pebble.ErrNotFound) {
+					return fmt.Errorf("wal: cannot read %s: %w", KeyString(k), err)
+				}
+			}
+			set(b, k, v)
+			if _, id, ok := parseBookingKey(k); ok {
+				if err := b.Delete(moveBookingKey(id), nil); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := b.Delete(moveOfficeKey(office), nil); err != nil {
+		return err
+	}
+	var v [8]byte
+	binary.BigEndian.PutUint64(v[:], index)
+	set(b, metaKey(metaEpoch), v[:])
+	return nil
 }
 
 // ApplyMoveOut deletes the records of office, frozen for a move (O7),

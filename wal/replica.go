@@ -80,7 +80,7 @@ type staged struct {
 }
 
 // stagedKeyPrefixes are the records a staged change may write.
-var stagedKeyPrefixes = [...]byte{prefixBooking, prefixOffice, prefixSeqMark, prefixWatch, prefixIdempotency, prefixIdemByTime}
+var stagedKeyPrefixes = [...]byte{prefixBooking, prefixOffice, prefixSeqMark, prefixWatch, prefixIdempotency, prefixIdemByTime, prefixIdemOffice}
 
 func decodeStaged(data []byte) (staged, error) {
 	var s staged

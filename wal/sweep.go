@@ -251,6 +251,13 @@ func (db *DB) sweepIdempotency(b *pebble.Batch, cutoffUnixNano int64, batchMax i
 		if err := b.Delete(tk, nil); err != nil {
 			panic(fmt.Sprintf("BUG: wal: batch delete: %v", err))
 		}
+		// The time index names the office that lists the record (stage):
+		// its office index goes with it.
+		if office := it.Value(); len(office) > 0 {
+			if err := b.Delete(idemOfficeKey(nil, string(office), at, string(key)), nil); err != nil {
+				panic(fmt.Sprintf("BUG: wal: batch delete: %v", err))
+			}
+		}
 		deleted++
 	}
 	return deleted, false, it.Error()

@@ -61,6 +61,10 @@ type clusterOptions struct {
 	// members unanswered (not a flag: SLOTD_TEST_NO_REFUSALS=1), the
 	// broken variant of cluster M7 and M8 that a test shows failing.
 	noRefusals bool
+	// movePartBytes, if not 0, is the replica's Config.MovePartBytes
+	// (not a flag: SLOTD_TEST_MOVE_PART_BYTES), so that a test moves an
+	// office in many parts without filling it with megabytes.
+	movePartBytes int
 }
 
 // headerForwarded marks a request one node passed to another; the
@@ -348,7 +352,7 @@ func serveCluster(opts options, files startFiles, log *zap.Logger, hup <-chan os
 	}
 	f.offices = offices
 	rep, err := replica.New(replica.Config{Self: co.nodeID, Stores: stores, Logger: log.Named("replica"), OnEngine: f.engineChanged,
-		LedgerRemote: f.ledgerRemote})
+		LedgerRemote: f.ledgerRemote, MovePartBytes: co.movePartBytes})
 	if err != nil {
 		return err
 	}
@@ -784,12 +788,16 @@ func (f *front) serve(ctx *fasthttp.RequestCtx) {
 		// answers it.
 		g = f.groups[0]
 	}
-	if e := f.rep.Engine(g); e != nil && e.Degraded() && (forwarded || f.node.Leader(g) == f.self) {
+	if srv := f.servers[g].Load(); srv != nil && (forwarded || f.node.Leader(g) == f.self) {
 		// A broken engine (replica P4) may hold claims the log does not,
 		// and one that a move's import is replacing lacks the office:
-		// it answers nothing until the next is built.
-		httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
-		return
+		// it answers nothing until the next is built. Nor does one the
+		// replica dropped already, whose Server engineChanged has not
+		// taken down yet: it lacks what the entries applied since wrote.
+		if e := f.rep.Engine(g); e == nil || e != srv.Engine() || e.Degraded() {
+			httpapi.WriteProblem(ctx, api.CodeNoLeader, fmt.Sprintf("node %d is building the engine of group %d again", f.self, g), retryAfterNoLeaderSeconds)
+			return
+		}
 	}
 	if srv := f.localServer(g); srv != nil {
 		srv.Handler()(ctx)

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -107,6 +108,13 @@ func parseOptions(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	o.cluster.noHandOff = getenv("SLOTD_TEST_NO_HAND_OFF") == "1"
 	o.cluster.noRefusals = getenv("SLOTD_TEST_NO_REFUSALS") == "1"
+	if v := getenv("SLOTD_TEST_MOVE_PART_BYTES"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 1<<20 {
+			return o, fmt.Errorf("SLOTD_TEST_MOVE_PART_BYTES=%q: want 1 to %d bytes", v, 1<<20)
+		}
+		o.cluster.movePartBytes = n
+	}
 	if o.ratePerKey <= 0 || o.rateBurst < 0 || o.inFlightMax < 1 {
 		return o, fmt.Errorf("-rate-per-key must be positive, -rate-burst not negative, -in-flight-max at least 1")
 	}

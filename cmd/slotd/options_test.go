@@ -36,6 +36,15 @@ func TestOptionsFlagsEnvDefaults(t *testing.T) {
 	if _, err := parseOptions([]string{"-log-level", "loud"}, env(nil), io.Discard); err == nil {
 		t.Fatal("bad log level accepted")
 	}
+	o, err = parseOptions(nil, env(map[string]string{"SLOTD_TEST_MOVE_PART_BYTES": "4096"}), io.Discard)
+	if err != nil || o.cluster.movePartBytes != 4096 {
+		t.Fatalf("a move's part size from the environment: %d %v", o.cluster.movePartBytes, err)
+	}
+	for _, bad := range []string{"0", "-1", "x", "2000000"} {
+		if _, err := parseOptions(nil, env(map[string]string{"SLOTD_TEST_MOVE_PART_BYTES": bad}), io.Discard); err == nil {
+			t.Fatalf("a move's part size of %q accepted", bad)
+		}
+	}
 }
 
 // TestSpareProc: slotd takes one scheduler P more than the runtime's
