@@ -269,6 +269,27 @@ func (db *DB) scanRange(lo, hi []byte, fn func(k, v []byte) error) error {
 	return it.Close()
 }
 
+// applyEntry applies the entry at index: under closeMu, on a writable
+// store, fill puts the entry's records into a batch, which is committed
+// with the applied index (W11), or dropped if the store applied index
+// already.
+func (db *DB) applyEntry(index uint64, fill func(b *pebble.Batch) error) error {
+	db.closeMu.RLock()
+	defer db.closeMu.RUnlock()
+	if err := db.writableLocked(); err != nil {
+		return err
+	}
+	b := db.pdb.NewBatch()
+	defer b.Close()
+	if err := fill(b); err != nil {
+		return err
+	}
+	if index <= db.applied.Load() {
+		return nil
+	}
+	return db.applyBatchLocked(b, index)
+}
+
 // ApplyMoveFreeze applies the freeze of office for a move to group to as
 // the entry at index and answers FreezeDone when the office is frozen for
 // to (now or before); then the entry is the store's epoch (W11, O5). Any
@@ -284,55 +305,51 @@ func (db *DB) ApplyMoveFreeze(index uint64, office string, to uint64) (answer by
 	if err != nil {
 		return 0, err
 	}
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if err := db.writableLocked(); err != nil {
-		return 0, err
-	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	switch {
-	case state != MoveNone && dest != to:
-		answer = FreezeOther
-	case state == MoveMoved:
-		answer = FreezeMoved
-	case state == MoveMoving:
-		// Frozen before (a move run again): a new epoch all the same,
-		// as the caller takes every FreezeDone for one.
-		answer = FreezeDone
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], index)
-		set(b, metaKey(metaEpoch), v[:])
-	default:
-		if !has {
-			answer = FreezeMissing
-			break
-		}
-		answer = FreezeDone
-		set(b, moveOfficeKey(office), []byte{MoveMoving, byte(to)})
-		in := make(interner)
-		err = db.scan(prefixBooking, func(k, v []byte) error {
-			rec, err := decodeBookingAt(k, v, in)
+	err = db.applyEntry(index, func(b *pebble.Batch) error {
+		switch {
+		case state != MoveNone && dest != to:
+			answer = FreezeOther
+		case state == MoveMoved:
+			answer = FreezeMoved
+		case state == MoveMoving:
+			// Frozen before (a move run again): a new epoch all the same,
+			// as the caller takes every FreezeDone for one.
+			answer = FreezeDone
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], index)
+			set(b, metaKey(metaEpoch), v[:])
+		default:
+			if !has {
+				answer = FreezeMissing
+				break
+			}
+			answer = FreezeDone
+			set(b, moveOfficeKey(office), []byte{MoveMoving, byte(to)})
+			in := make(interner)
+			err = db.scan(prefixBooking, func(k, v []byte) error {
+				rec, err := decodeBookingAt(k, v, in)
+				if err != nil {
+					return err
+				}
+				if rec.Office == office {
+					set(b, moveBookingKey(rec.ID), append([]byte{byte(to)}, office...))
+					db.moveMarks.Store(voidsSome)
+				}
+				return nil
+			})
 			if err != nil {
 				return err
 			}
-			if rec.Office == office {
-				set(b, moveBookingKey(rec.ID), append([]byte{byte(to)}, office...))
-				db.moveMarks.Store(voidsSome)
-			}
-			return nil
-		})
-		if err != nil {
-			return 0, err
+			var v [8]byte
+			binary.BigEndian.PutUint64(v[:], index)
+			set(b, metaKey(metaEpoch), v[:])
 		}
-		var v [8]byte
-		binary.BigEndian.PutUint64(v[:], index)
-		set(b, metaKey(metaEpoch), v[:])
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	if index <= db.applied.Load() {
-		return answer, nil
-	}
-	return answer, db.applyBatchLocked(b, index)
+	return answer, nil
 }
 
 // ExportOptions tune ExportOffice.
@@ -419,22 +436,18 @@ func (db *DB) ApplyMoveImport(index uint64, office string, data []byte) (importe
 	if err != nil {
 		return false, err
 	}
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if err := db.writableLocked(); err != nil {
+	err = db.applyEntry(index, func(b *pebble.Batch) error {
+		if !has {
+			if err := db.importLocked(b, index, office, [][]byte{s.repr}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
 		return false, err
 	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	if !has {
-		if err := db.importLocked(b, index, office, [][]byte{s.repr}); err != nil {
-			return false, err
-		}
-	}
-	if index <= db.applied.Load() {
-		return !has, nil
-	}
-	return !has, db.applyBatchLocked(b, index)
+	return !has, nil
 }
 
 // Answers of ApplyMoveImportPart.
@@ -484,54 +497,50 @@ func (db *DB) ApplyMoveImportPart(index uint64, office string, part, parts int, 
 	if err != nil {
 		return 0, err
 	}
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if err := db.writableLocked(); err != nil {
-		return 0, err
-	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	switch {
-	case has:
-		answer = ImportHeld
-	case part < parts-1:
-		answer = ImportStaged
-		set(b, importPartKey(office, parts, part), data)
-	default:
-		reprs := make([][]byte, 0, parts)
-		for i := range parts - 1 {
-			v, closer, err := db.pdb.Get(importPartKey(office, parts, i))
-			if errors.Is(err, pebble.ErrNotFound) {
+	err = db.applyEntry(index, func(b *pebble.Batch) error {
+		switch {
+		case has:
+			answer = ImportHeld
+		case part < parts-1:
+			answer = ImportStaged
+			set(b, importPartKey(office, parts, part), data)
+		default:
+			reprs := make([][]byte, 0, parts)
+			for i := range parts - 1 {
+				v, closer, err := db.pdb.Get(importPartKey(office, parts, i))
+				if errors.Is(err, pebble.ErrNotFound) {
+					break
+				}
+				if err != nil {
+					return fmt.Errorf("wal: cannot read part %d of the import of %q: %w", i, office, err)
+				}
+				p, err := decodeStaged(bytes.Clone(v))
+				_ = closer.Close()
+				if err != nil {
+					return fmt.Errorf("%w: part %d of the import of %q: %w", ErrCorrupt, i, office, err)
+				}
+				reprs = append(reprs, p.repr)
+			}
+			if len(reprs) < parts-1 {
+				answer = ImportMissing
+				set(b, importPartKey(office, parts, part), data)
 				break
 			}
-			if err != nil {
-				return 0, fmt.Errorf("wal: cannot read part %d of the import of %q: %w", i, office, err)
+			answer = ImportDone
+			if err := db.importLocked(b, index, office, append(reprs, s.repr)); err != nil {
+				return err
 			}
-			p, err := decodeStaged(bytes.Clone(v))
-			_ = closer.Close()
-			if err != nil {
-				return 0, fmt.Errorf("%w: part %d of the import of %q: %w", ErrCorrupt, i, office, err)
+			lo := appendString([]byte{prefixMove, 'p'}, office)
+			if err := b.DeleteRange(lo, prefixEnd(lo), nil); err != nil {
+				panic(fmt.Sprintf("BUG: wal: batch delete range: %v", err))
 			}
-			reprs = append(reprs, p.repr)
 		}
-		if len(reprs) < parts-1 {
-			answer = ImportMissing
-			set(b, importPartKey(office, parts, part), data)
-			break
-		}
-		answer = ImportDone
-		if err := db.importLocked(b, index, office, append(reprs, s.repr)); err != nil {
-			return 0, err
-		}
-		lo := appendString([]byte{prefixMove, 'p'}, office)
-		if err := b.DeleteRange(lo, prefixEnd(lo), nil); err != nil {
-			panic(fmt.Sprintf("BUG: wal: batch delete range: %v", err))
-		}
+		return nil
+	})
+	if err != nil {
+		return 0, err
 	}
-	if index <= db.applied.Load() {
-		return answer, nil
-	}
-	return answer, db.applyBatchLocked(b, index)
+	return answer, nil
 }
 
 // ImportPartKept reports whether the store keeps part of the parts of
@@ -604,26 +613,22 @@ func (db *DB) ApplyMoveOut(index uint64, office string) (done bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	db.closeMu.RLock()
-	defer db.closeMu.RUnlock()
-	if err := db.writableLocked(); err != nil {
+	err = db.applyEntry(index, func(b *pebble.Batch) error {
+		if state == MoveMoving {
+			err := db.officeKeysLocked(office, func(k, _ []byte) error {
+				return b.Delete(k, nil)
+			})
+			if err != nil {
+				return err
+			}
+			set(b, moveOfficeKey(office), []byte{MoveMoved, byte(to)})
+		}
+		return nil
+	})
+	if err != nil {
 		return false, err
 	}
-	b := db.pdb.NewBatch()
-	defer b.Close()
-	if state == MoveMoving {
-		err := db.officeKeysLocked(office, func(k, _ []byte) error {
-			return b.Delete(k, nil)
-		})
-		if err != nil {
-			return false, err
-		}
-		set(b, moveOfficeKey(office), []byte{MoveMoved, byte(to)})
-	}
-	if index <= db.applied.Load() {
-		return state == MoveMoving, nil
-	}
-	return state == MoveMoving, db.applyBatchLocked(b, index)
+	return state == MoveMoving, nil
 }
 
 // OfficeBytes returns the size of office's records in the store, about
